@@ -1,0 +1,23 @@
+/* One-line structured event log for the daemons: "TS LEVEL EVENT key=value ...". */
+/* SPDX-License-Identifier: MIT */
+#ifndef TETHER_LOG_H
+#define TETHER_LOG_H
+
+enum log_level { LOG_DEBUG = 0, LOG_INFO, LOG_WARN, LOG_ERROR };
+
+/* Messages below this level are dropped; default LOG_INFO, TETHER_LOG=debug lowers it. */
+void log_set_level(enum log_level level);
+void log_init_from_env(void);
+
+/* Writes one line to stderr: ISO-8601 UTC time, level, event name, then the
+ * formatted key=value text. Values containing spaces should be quoted by the
+ * caller with log_q(). Lower layers never call this; only daemons do. */
+void log_event(enum log_level level, const char *event, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Quotes s for a log value when it holds spaces, quotes or '='. Returns a
+ * pointer into one of a few rotating static buffers (not thread-safe, and each
+ * result is valid for the next 8 calls only). */
+const char *log_q(const char *s);
+
+#endif

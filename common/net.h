@@ -1,0 +1,25 @@
+/* Address and URL parsing shared by the daemons and tools. */
+/* SPDX-License-Identifier: MIT */
+#ifndef TETHER_NET_H
+#define TETHER_NET_H
+
+#include <stddef.h>
+
+#define NET_HOST_MAX 253
+
+/* "host:port", "[v6]:port" or, if default_port > 0, a bare "host". Port
+ * 1..65535. host gets the name without brackets. */
+int net_split_hostport(const char *s, int default_port, char host[NET_HOST_MAX + 1], int *port);
+
+/* A service URL for a site: http://host[:port][/base], https://host[:port][/base],
+ * unix:/path, tcp://host:port. */
+enum net_url_kind { NET_URL_HTTP, NET_URL_HTTPS, NET_URL_UNIX, NET_URL_TCP };
+struct net_url {
+    enum net_url_kind kind;
+    char host[NET_HOST_MAX + 1]; /* empty for unix */
+    int port;
+    char path[1024]; /* unix: socket path; http(s): base path without trailing '/', may be "" */
+};
+int net_parse_url(const char *s, struct net_url *out);
+
+#endif

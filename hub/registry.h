@@ -1,0 +1,146 @@
+/* The hub's SQLite registry: sites, enrollment and API tokens, sessions, audit. */
+/* SPDX-License-Identifier: MIT */
+#ifndef TETHER_REGISTRY_H
+#define TETHER_REGISTRY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../common/crypto.h"
+#include "../common/token.h"
+
+/* Everything in these structs is by value; callers own them. JSON text fields
+ * are heap strings owned by the struct and freed by registry_site_clear(). */
+
+/* Site states. "pending": registered, never enrolled. "revoked": key
+ * forgotten, must enroll again with a new token. */
+#define REG_STATE_MAX 15
+
+struct reg_site {
+    int64_t id;
+    char name[TOKEN_NAME_MAX + 1];
+    char state[REG_STATE_MAX + 1]; /* pending | active | disabled | revoked */
+    char pin[CRYPTO_PIN_LEN + 1];  /* "" when no key is registered */
+    char *labels_json;             /* JSON object text, never NULL after a get */
+    char *services_json;           /* JSON array text of service names, never NULL */
+    char agent_version[64];
+    char remote_addr[64];
+    int64_t created_at;
+    int64_t enrolled_at;
+    int64_t last_seen; /* 0 = never */
+};
+void registry_site_clear(struct reg_site *s);
+
+struct reg_session {
+    int64_t id;
+    int64_t site_id;
+    char remote_addr[64];
+    char agent_version[64];
+    int64_t connected_at;
+    int64_t disconnected_at; /* 0 while open */
+    char reason[128];
+    int64_t bytes_in, bytes_out;
+};
+
+struct reg_apitoken {
+    int64_t id;
+    char name[TOKEN_NAME_MAX + 1];
+    char role[16];    /* admin | user */
+    char *scope_json; /* NULL = all sites; else JSON: ["a","b"] or {"labels":{...}} */
+    int64_t created_at, expires_at /* 0 = never */, revoked_at /* 0 = not */;
+};
+void registry_apitoken_clear(struct reg_apitoken *t);
+
+struct registry;
+
+/* Opens (creating if needed) the database file: WAL, foreign_keys=ON,
+ * busy_timeout 5000 ms, then applies every migration in schema/ whose number
+ * is above PRAGMA user_version, each in its own transaction. The migrations
+ * are compiled into the binary (see schema_sql.h). On failure *err (if
+ * non-NULL) gets a one-line message. */
+int registry_open(const char *path, struct registry **out, char *err, size_t err_cap);
+void registry_close(struct registry *r);
+/* PRAGMA integrity_check == "ok": 0, else -EIO. */
+int registry_check(struct registry *r);
+/* The PRAGMA user_version in force. */
+int registry_schema_version(struct registry *r);
+
+/* Error codes: -ENOENT not found, -EEXIST name or pin taken, -EINVAL bad
+ * argument, -EIO SQLite failure. */
+
+/* Sites */
+int registry_site_create(struct registry *r, const char *name, const char *labels_json,
+                         int64_t now);
+int registry_site_get(struct registry *r, const char *name, struct reg_site *out);
+/* Only sites that currently hold this pin (any state). */
+int registry_site_by_pin(struct registry *r, const char *pin, struct reg_site *out);
+/* Calls cb for every site ordered by name; stop early by returning non-zero
+ * from cb (that value is returned). The struct passed to cb is owned by the
+ * registry and valid during the call only. */
+typedef int (*registry_site_cb)(const struct reg_site *s, void *arg);
+int registry_site_list(struct registry *r, registry_site_cb cb, void *arg);
+/* state: "active" or "disabled". -ENOENT unknown; -EINVAL from pending/revoked. */
+int registry_site_set_state(struct registry *r, const char *name, const char *state);
+/* Forgets the key (pin=""), state "revoked". */
+int registry_site_revoke(struct registry *r, const char *name);
+/* Deletes the site and (by cascade) its tokens and sessions. */
+int registry_site_remove(struct registry *r, const char *name);
+/* Records what a connected site reported and when it was last heard. Any
+ * NULL argument is left unchanged. */
+int registry_site_seen(struct registry *r, int64_t site_id, int64_t last_seen,
+                       const char *agent_version, const char *services_json,
+                       const char *remote_addr);
+/* Replaces the pin of a site that holds old_pin (key rotation). */
+int registry_site_rotate_pin(struct registry *r, int64_t site_id, const char *old_pin,
+                             const char *new_pin);
+
+/* Enrollment tokens. secret_hash is token_hash_hex() of the raw secret
+ * encoded base64url. */
+int registry_enroll_create(struct registry *r, const char *site, const char *secret_hash,
+                           int64_t expires_at, int64_t now, int64_t *id_out);
+/* Atomically redeems a token: it must exist, be unused, not cancelled and not
+ * expired at `now`; marks it used and sets the site's pin, state "active",
+ * enrolled_at, in one transaction. site_out gets the site name. Codes:
+ * -ENOENT unknown token, -ETIMEDOUT expired, -EALREADY used, -ECANCELED
+ * cancelled, -EEXIST another site holds this pin. Exactly one of two
+ * concurrent redeemers of one token wins. */
+int registry_enroll_redeem(struct registry *r, const char *secret_hash, const char *pin,
+                           int64_t now, char site_out[TOKEN_NAME_MAX + 1]);
+int registry_enroll_cancel(struct registry *r, int64_t id);
+struct reg_enroll {
+    int64_t id;
+    char site[TOKEN_NAME_MAX + 1];
+    int64_t created_at, expires_at, used_at, cancelled_at; /* 0 = not */
+};
+typedef int (*registry_enroll_cb)(const struct reg_enroll *e, void *arg);
+int registry_enroll_list(struct registry *r, registry_enroll_cb cb, void *arg);
+
+/* API tokens. hash is token_hash_hex() of the bearer token. */
+int registry_apitoken_create(struct registry *r, const char *name, const char *role,
+                             const char *scope_json, const char *hash, int64_t expires_at,
+                             int64_t now);
+/* -ENOENT unknown, -EKEYREVOKED revoked, -EKEYEXPIRED expired at now. */
+int registry_apitoken_lookup(struct registry *r, const char *hash, int64_t now,
+                             struct reg_apitoken *out);
+int registry_apitoken_revoke(struct registry *r, const char *name, int64_t now);
+/* Number of API tokens (any state): init uses it to know if admin exists. */
+int registry_apitoken_count(struct registry *r, int64_t *count);
+
+/* Sessions (connection history). */
+int registry_session_open(struct registry *r, int64_t site_id, const char *remote_addr,
+                          const char *agent_version, int64_t now, int64_t *id_out);
+int registry_session_close(struct registry *r, int64_t session_id, int64_t now,
+                           const char *reason, int64_t bytes_in, int64_t bytes_out);
+/* At start-up: closes sessions a crashed hub left open, with this reason. */
+int registry_session_close_stale(struct registry *r, int64_t now, const char *reason);
+/* Newest first, at most limit. */
+typedef int (*registry_session_cb)(const struct reg_session *s, void *arg);
+int registry_session_list(struct registry *r, int64_t site_id, int limit,
+                          registry_session_cb cb, void *arg);
+
+/* Audit: one row per state-changing action. */
+int registry_audit(struct registry *r, int64_t ts, const char *actor, const char *remote,
+                   const char *action, const char *target, const char *result,
+                   const char *detail);
+
+#endif

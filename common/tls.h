@@ -1,0 +1,83 @@
+/* TLS as a layer over memory buffers: wolfSSL I/O callbacks read what libuv delivered and queue what it must send. */
+/* SPDX-License-Identifier: MIT */
+#ifndef TETHER_TLS_H
+#define TETHER_TLS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <wolfssl/options.h>
+#include <wolfssl/ssl.h>
+
+#include "buf.h"
+#include "crypto.h"
+
+/* Codes returned by tls_* besides 0 and -errno. */
+#define TLS_AGAIN (-11) /* == -EAGAIN: needs more ciphertext in, or out room */
+#define TLS_EOF   (-1000) /* peer sent close_notify */
+
+/* Pin checking. The verify callback computes the SPKI pin of the peer's leaf
+ * certificate and asks check(); 0 accepts, any other value refuses the
+ * handshake with a bad_certificate alert. Owned by the caller and must
+ * outlive the WOLFSSL it is attached to. */
+struct tls_pin_verifier {
+    int (*check)(void *arg, const char *pin);
+    void *arg;
+    char seen_pin[CRYPTO_PIN_LEN + 1]; /* leaf pin seen in the last handshake, "" if none */
+    int result;                        /* check()'s answer, or -EPROTO if no certificate */
+};
+
+/* Context builders. The returned WOLFSSL_CTX is owned by the caller
+ * (wolfSSL_CTX_free). id, when non-NULL, is copied into the context as its
+ * certificate and key.
+ * - tunnel server: TLS 1.3 only, asks for and requires a client certificate,
+ *   no session tickets, verification through a per-connection pin verifier.
+ * - user server: TLS 1.2+, no client certificate.
+ * - client: TLS 1.3 only (tunnel, enroll, tetherctl), pins the server, no
+ *   resumption. */
+int tls_ctx_tunnel_server(const struct crypto_identity *id, WOLFSSL_CTX **out);
+int tls_ctx_user_server(const struct crypto_identity *id, WOLFSSL_CTX **out);
+int tls_ctx_client(const struct crypto_identity *id, WOLFSSL_CTX **out);
+/* Attaches v to ssl (verify callback + its context). */
+void tls_attach_verifier(WOLFSSL *ssl, struct tls_pin_verifier *v);
+
+/* One TLS connection over buffers. */
+struct tls_conn {
+    WOLFSSL *ssl;        /* owned */
+    struct buf in;       /* ciphertext received, not yet consumed by wolfSSL */
+    struct buf out;      /* ciphertext to send; the caller drains it with buf_* */
+    size_t out_cap;      /* send callback answers WANT_WRITE when out.len >= out_cap */
+    struct buf pending;  /* plaintext accepted by tls_write while wolfSSL waited */
+    int handshake_done;
+    int fatal;           /* a fatal alert or error happened */
+    int last_error;      /* wolfSSL error code of the last failure, 0 if none */
+};
+
+/* Sets up c with a new WOLFSSL from ctx (server or client by the ctx's method).
+ * sni (client only, may be NULL). alpn: comma-separated protocol list, may be
+ * NULL; for a server this is the list it accepts, and a mismatch fails the
+ * handshake when alpn_required. */
+int tls_conn_init(struct tls_conn *c, WOLFSSL_CTX *ctx, const char *sni, const char *alpn,
+                  int alpn_required);
+void tls_conn_free(struct tls_conn *c);
+/* Appends received ciphertext. */
+int tls_feed(struct tls_conn *c, const uint8_t *data, size_t len);
+/* Advances the handshake: 0 done, TLS_AGAIN, or a negative code (then
+ * c->last_error holds wolfSSL's reason). */
+int tls_handshake(struct tls_conn *c);
+/* Reads plaintext: 0 with *n > 0, TLS_AGAIN, TLS_EOF or a negative code. */
+int tls_read(struct tls_conn *c, uint8_t *dst, size_t cap, size_t *n);
+/* Encrypts all of data (it is accepted whole: what wolfSSL cannot take now,
+ * because out is at out_cap, waits in `pending` until tls_flush_pending()). */
+int tls_write(struct tls_conn *c, const uint8_t *data, size_t len);
+/* Retries pending plaintext after out was drained: 0 when nothing is pending
+ * any more, TLS_AGAIN if some still waits, negative on error. */
+int tls_flush_pending(struct tls_conn *c);
+/* Queues close_notify. */
+void tls_shutdown(struct tls_conn *c);
+/* Negotiated ALPN protocol into buf (NUL-terminated), "" if none. */
+void tls_alpn(struct tls_conn *c, char *buf, size_t cap);
+/* wolfSSL's text for last_error. */
+const char *tls_error_string(struct tls_conn *c);
+
+#endif

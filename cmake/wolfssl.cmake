@@ -6,18 +6,28 @@
 # Inputs:  TETHER_WOLFSSL_PREFIX  an already-built install prefix to use as is
 #          TETHER_WOLFSSL_DIR     where to build it (default <build>/wolfssl);
 #                                 several build dirs may share one.
-# Outputs: target tether::wolfssl, TETHER_WOLFSSL_BUILD (compile definition).
+# Outputs: target tether::wolfssl, TETHER_WOLFSSL_BUILD (compile definition:
+#          "source-aesni VERSION", "source VERSION" or "system VERSION"),
+#          TETHER_WOLFSSL_IN_USE (internal cache entry, for scripts).
 
 set(TETHER_WOLFSSL_DIR "${CMAKE_BINARY_DIR}/wolfssl" CACHE PATH "wolfSSL build and install dir")
 
 if(NOT TETHER_WOLFSSL_PREFIX)
   set(_prefix "${TETHER_WOLFSSL_DIR}/install")
-  if(NOT EXISTS "${_prefix}/lib/libwolfssl.a")
+  # A failed attempt is not repeated on every automatic re-configure of this
+  # build dir (each costs up to a minute); it is retried when the script
+  # changes, or after: cmake -UTETHER_WOLFSSL_FAILED <build>.
+  file(MD5 "${CMAKE_SOURCE_DIR}/deploy/build-wolfssl.sh" _script_md5)
+  if(NOT EXISTS "${_prefix}/lib/libwolfssl.a" AND TETHER_WOLFSSL_FAILED STREQUAL _script_md5)
+    message(WARNING "wolfSSL source build failed before (${TETHER_WOLFSSL_DIR}/build.log); "
+                    "not retrying. To retry: cmake -UTETHER_WOLFSSL_FAILED ${CMAKE_BINARY_DIR}")
+  elseif(NOT EXISTS "${_prefix}/lib/libwolfssl.a")
     message(STATUS "Building wolfSSL from Debian's source package into ${TETHER_WOLFSSL_DIR}")
     execute_process(
       COMMAND bash ${CMAKE_SOURCE_DIR}/deploy/build-wolfssl.sh "${TETHER_WOLFSSL_DIR}"
       RESULT_VARIABLE _rc)
     if(NOT _rc EQUAL 0)
+      set(TETHER_WOLFSSL_FAILED "${_script_md5}" CACHE INTERNAL "build-wolfssl.sh that failed")
       message(WARNING "wolfSSL source build failed (${_rc}); falling back to system libwolfssl")
     endif()
   endif()
@@ -35,19 +45,39 @@ if(TETHER_WOLFSSL_PREFIX)
          REGEX "#define LIBWOLFSSL_VERSION_STRING")
     string(REGEX REPLACE ".*\"(.*)\".*" "\\1" _ver "${_vl}")
   endif()
+  # "source-aesni" only when the library really has AES-NI: the build script
+  # drops it on CPUs without it, and a hand-made prefix may lack it.
+  file(STRINGS "${TETHER_WOLFSSL_PREFIX}/include/wolfssl/options.h" _aesni
+       REGEX "^#define WOLFSSL_AESNI")
+  if(_aesni)
+    set(_flavor "source-aesni")
+  else()
+    set(_flavor "source")
+    message(WARNING "wolfSSL in ${TETHER_WOLFSSL_PREFIX} has no AES-NI: TLS will be slow")
+  endif()
   add_library(tether::wolfssl STATIC IMPORTED GLOBAL)
   set_target_properties(tether::wolfssl PROPERTIES
     IMPORTED_LOCATION "${TETHER_WOLFSSL_PREFIX}/lib/libwolfssl.a"
     INTERFACE_INCLUDE_DIRECTORIES "${TETHER_WOLFSSL_PREFIX}/include"
     INTERFACE_LINK_LIBRARIES "m;pthread")
-  set(TETHER_WOLFSSL_BUILD "source-aesni ${_ver}")
+  set(TETHER_WOLFSSL_BUILD "${_flavor} ${_ver}")
+  set(_where "${TETHER_WOLFSSL_PREFIX}")
 else()
-  pkg_check_modules(SYSWOLFSSL REQUIRED IMPORTED_TARGET wolfssl)
+  pkg_check_modules(SYSWOLFSSL IMPORTED_TARGET wolfssl)
+  if(NOT SYSWOLFSSL_FOUND)
+    message(FATAL_ERROR "No wolfSSL: the source build failed (see ${TETHER_WOLFSSL_DIR}/build.log) "
+                        "and the system has no libwolfssl-dev (run deploy/setup.sh)")
+  endif()
   add_library(tether::wolfssl INTERFACE IMPORTED GLOBAL)
   set_target_properties(tether::wolfssl PROPERTIES INTERFACE_LINK_LIBRARIES PkgConfig::SYSWOLFSSL)
   set(TETHER_WOLFSSL_BUILD "system ${SYSWOLFSSL_VERSION}")
-  message(WARNING "Using the system wolfSSL (no AES-NI): TLS will be slow")
+  set(_where "${SYSWOLFSSL_LINK_LIBRARIES}")
+  message(WARNING "\n*** Using the SYSTEM wolfSSL ${SYSWOLFSSL_VERSION} (no AES-NI): TLS will be "
+                  "~30x slower. See ${TETHER_WOLFSSL_DIR}/build.log and re-run cmake. ***\n")
 endif()
 set_property(TARGET tether::wolfssl APPEND PROPERTY
   INTERFACE_COMPILE_DEFINITIONS "TETHER_WOLFSSL_BUILD=\"${TETHER_WOLFSSL_BUILD}\"")
+# Cached so scripts (deploy/test.sh) can read it from CMakeCache.txt.
+set(TETHER_WOLFSSL_IN_USE "${TETHER_WOLFSSL_BUILD} (${_where})" CACHE INTERNAL
+    "wolfSSL build in use")
 message(STATUS "wolfSSL in use: ${TETHER_WOLFSSL_BUILD}")

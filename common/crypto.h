@@ -63,7 +63,8 @@ void crypto_identity_free(struct crypto_identity *id);
 
 /* Signs msg with the identity's key (ECDSA P-256 over SHA-256, DER signature)
  * and verifies such a signature against a DER certificate's key. Used for key
- * rotation proofs. sig_cap >= 80 is enough. */
+ * rotation proofs. sig_cap >= 80 is enough. crypto_verify returns -EBADMSG
+ * when the signature does not match. */
 int crypto_sign(const struct crypto_identity *id, const void *msg, size_t len, uint8_t *sig,
                 size_t sig_cap, size_t *sig_len);
 int crypto_verify(const uint8_t *cert_der, size_t cert_len, const void *msg, size_t len,

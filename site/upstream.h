@@ -67,5 +67,9 @@ void upstream_pause_reading(struct upstream *u, int pause);
 /* Cancels: closes the connection; no callback runs after this returns. The
  * memory is freed from the uv_close callback. */
 void upstream_abort(struct upstream *u);
+/* Kept-alive connections wait unreferenced in a per-service pool (at most 16,
+ * a few seconds each); this closes those of loop now, so that uv_loop_close()
+ * can succeed at shutdown. Exchanges in progress are not affected. */
+void upstream_close_idle(uv_loop_t *loop);
 
 #endif

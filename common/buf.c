@@ -1,0 +1,83 @@
+/* Growable byte buffer with a read offset, used as a FIFO between layers. */
+/* SPDX-License-Identifier: MIT */
+#include "buf.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+void buf_init(struct buf *b)
+{
+    memset(b, 0, sizeof(*b));
+}
+
+void buf_free(struct buf *b)
+{
+    free(b->data);
+    buf_init(b);
+}
+
+int buf_append(struct buf *b, const void *data, size_t len)
+{
+    if (len == 0)
+        return 0;
+    if (b->off + b->len + len > b->cap) {
+        /* Reclaim the consumed front before growing. */
+        if (b->off > 0 && b->len + len <= b->cap) {
+            memmove(b->data, b->data + b->off, b->len);
+            b->off = 0;
+        } else {
+            size_t need = b->len + len;
+            size_t ncap = b->cap ? b->cap : 4096;
+            uint8_t *n;
+            while (ncap < need)
+                ncap *= 2;
+            n = malloc(ncap);
+            if (n == NULL)
+                return -ENOMEM;
+            if (b->len)
+                memcpy(n, b->data + b->off, b->len);
+            free(b->data);
+            b->data = n;
+            b->cap = ncap;
+            b->off = 0;
+        }
+    }
+    memcpy(b->data + b->off + b->len, data, len);
+    b->len += len;
+    return 0;
+}
+
+void buf_consume(struct buf *b, size_t n)
+{
+    if (n >= b->len) {
+        b->off = 0;
+        b->len = 0;
+        return;
+    }
+    b->off += n;
+    b->len -= n;
+}
+
+int buf_move(struct buf *dst, struct buf *src)
+{
+    int rc;
+    if (dst->len == 0 && src->cap >= dst->cap) {
+        free(dst->data);
+        *dst = *src;
+        buf_init(src);
+        return 0;
+    }
+    rc = buf_append(dst, buf_head(src), src->len);
+    if (rc == 0)
+        buf_consume(src, src->len);
+    return rc;
+}
+
+void buf_shrink(struct buf *b, size_t keep)
+{
+    if (b->len == 0 && b->cap > keep) {
+        free(b->data);
+        buf_init(b);
+    }
+}

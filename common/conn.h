@@ -1,0 +1,87 @@
+/* A TLS connection on a libuv TCP handle: reads feed the TLS layer, its output is flushed with batched uv_write. */
+/* SPDX-License-Identifier: MIT */
+#ifndef TETHER_CONN_H
+#define TETHER_CONN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "tls.h"
+
+/* Upper layers stop producing when this much ciphertext waits to be sent,
+ * and are told (on_drain) when it has fallen below CONN_LOW_WATER. */
+#define CONN_HIGH_WATER (1u << 20)
+#define CONN_LOW_WATER  (256u << 10)
+
+struct conn;
+
+/* Callbacks of the layer above. All run on the loop; none may free the conn:
+ * they call conn_close() and the memory goes away from the uv_close callback,
+ * after on_close. */
+struct conn_ops {
+    /* Raw bytes before TLS starts (only while conn_start_tls has not been
+     * called): return 0 to keep waiting, <0 to close. The bytes stay
+     * buffered and are fed to TLS when it starts. */
+    int (*on_peek)(struct conn *c, const uint8_t *data, size_t len);
+    /* TLS handshake finished. */
+    void (*on_handshake)(struct conn *c);
+    /* Decrypted bytes; valid during the call only. Return <0 to close. */
+    int (*on_data)(struct conn *c, const uint8_t *data, size_t len);
+    /* Output fell below CONN_LOW_WATER after being above it, or a flush
+     * finished: the layer above may produce again. */
+    void (*on_drain)(struct conn *c);
+    /* The connection is going away (reason is static or owned by conn).
+     * Called once, from the uv_close callback; the owner drops its
+     * references here. After it returns, the conn is freed. */
+    void (*on_close)(struct conn *c, const char *reason);
+};
+
+struct conn {
+    uv_tcp_t tcp;      /* embedded; conn is recovered with container_of */
+    uv_timer_t timer;  /* handshake deadline; free for the owner after */
+    struct tls_conn tls;
+    int tls_started;
+    struct buf early;  /* bytes read before TLS started */
+    const struct conn_ops *ops;
+    void *owner;       /* the layer above; not owned */
+    uv_write_t wreq;
+    struct buf wbuf;   /* ciphertext handed to the uv_write in flight */
+    int writing;
+    int closing;
+    int close_after_flush;
+    int was_above_high;
+    int pending_closes;
+    char reason[128];
+    char peer[64];     /* "ip:port" */
+    uint64_t bytes_in, bytes_out;
+    struct conn *all_prev, *all_next; /* every live conn, for shutdown */
+};
+
+/* Allocates a conn for an accepted or to-be-connected socket; tcp is
+ * initialised on loop. Returns NULL on allocation failure. */
+struct conn *conn_new(uv_loop_t *loop, const struct conn_ops *ops, void *owner);
+/* After uv_accept / uv_tcp_connect succeeded: fills peer, starts reading and
+ * arms a handshake deadline of deadline_ms (0 = none). */
+int conn_start(struct conn *c, uint64_t deadline_ms);
+/* Starts TLS over the connection (feeds any early bytes) and, for a client,
+ * sends the ClientHello. v (may be NULL) checks the peer's key pin during the
+ * handshake; it is not owned and must outlive the handshake. */
+int conn_start_tls(struct conn *c, WOLFSSL_CTX *ctx, const char *sni, const char *alpn,
+                   int alpn_required, struct tls_pin_verifier *v);
+/* Closes every live conn (shutdown). */
+void conn_close_all(const char *reason);
+/* Encrypts and queues plaintext; call conn_flush() after a batch. */
+int conn_write(struct conn *c, const uint8_t *data, size_t len);
+/* Starts a uv_write of whatever ciphertext is queued, if none is in flight. */
+void conn_flush(struct conn *c);
+/* Ciphertext waiting to be written (queued and in flight). */
+size_t conn_out_pending(const struct conn *c);
+/* Closes now (idempotent). reason is copied. */
+void conn_close(struct conn *c, const char *reason);
+/* Closes once everything queued has been written (TLS close_notify first). */
+void conn_close_after_flush(struct conn *c, const char *reason);
+/* Pauses or resumes reading from the socket. */
+void conn_pause_reading(struct conn *c, int pause);
+
+#endif

@@ -1,0 +1,149 @@
+/* nghttp2 glue shared by every HTTP/2 session (tunnel both ends, user front end): batching, re-entrancy, limits. */
+/* SPDX-License-Identifier: MIT */
+#include "h2.h"
+
+#include <errno.h>
+#include <string.h>
+#include <strings.h>
+
+/* TLS records are 16 KiB at most; staging 64 KiB of frames before one
+ * conn_write gives full records and few write calls. */
+#define H2_STAGE_FLUSH (64 * 1024)
+
+void h2_init(struct h2 *h, nghttp2_session *s, struct conn *conn)
+{
+    memset(h, 0, sizeof(*h));
+    h->s = s;
+    h->conn = conn;
+    buf_init(&h->stage);
+}
+
+void h2_free(struct h2 *h)
+{
+    if (h->s != NULL)
+        nghttp2_session_del(h->s);
+    h->s = NULL;
+    buf_free(&h->stage);
+}
+
+static int stage_out(struct h2 *h)
+{
+    int rc = 0;
+    if (h->stage.len > 0) {
+        rc = conn_write(h->conn, buf_head(&h->stage), h->stage.len);
+        buf_consume(&h->stage, h->stage.len);
+    }
+    return rc;
+}
+
+int h2_send(struct h2 *h)
+{
+    const uint8_t *data;
+    ssize_t n;
+    int rc;
+
+    if (h->s == NULL || h->conn == NULL || h->conn->closing)
+        return 0;
+    if (h->depth > 0) {
+        h->want_send = 1;
+        return 0;
+    }
+    h->want_send = 0;
+    h->depth++;
+    for (;;) {
+        if (conn_out_pending(h->conn) + h->stage.len >= CONN_HIGH_WATER)
+            break; /* on_drain calls us again */
+        n = nghttp2_session_mem_send(h->s, &data);
+        if (n < 0) {
+            h->depth--;
+            return (int)n;
+        }
+        if (n == 0)
+            break;
+        if (buf_append(&h->stage, data, (size_t)n) != 0) {
+            h->depth--;
+            return -ENOMEM;
+        }
+        if (h->stage.len >= H2_STAGE_FLUSH && (rc = stage_out(h)) < 0) {
+            h->depth--;
+            return rc;
+        }
+    }
+    rc = stage_out(h);
+    h->depth--;
+    buf_shrink(&h->stage, H2_STAGE_FLUSH * 2);
+    conn_flush(h->conn);
+    if (rc == 0 && h->want_send)
+        return h2_send(h);
+    return rc;
+}
+
+int h2_feed(struct h2 *h, const uint8_t *data, size_t len)
+{
+    ssize_t n;
+
+    h->depth++;
+    n = nghttp2_session_mem_recv(h->s, data, len);
+    h->depth--;
+    if (n < 0)
+        return (int)n;
+    return h2_send(h);
+}
+
+int h2_finished(const struct h2 *h)
+{
+    return h->s == NULL ||
+           (!nghttp2_session_want_read(h->s) && !nghttp2_session_want_write(h->s));
+}
+
+nghttp2_option *h2_option_new(int is_site_server)
+{
+    nghttp2_option *opt = NULL;
+    if (nghttp2_option_new(&opt) != 0)
+        return NULL;
+    nghttp2_option_set_no_auto_window_update(opt, 1);
+    nghttp2_option_set_max_deflate_dynamic_table_size(opt, 4096);
+    nghttp2_option_set_max_send_header_block_length(opt, H2_HEADER_BYTES_MAX);
+    nghttp2_option_set_max_settings(opt, 32);
+    if (is_site_server) {
+        /* Users cancelling requests at the hub turn into RST_STREAMs from
+         * the hub; the site must never GOAWAY its own tunnel over them. */
+        nghttp2_option_set_stream_reset_rate_limit(opt, 100000, 10000);
+    }
+    return opt;
+}
+
+int h2_submit_settings(nghttp2_session *s, uint32_t max_streams, uint32_t stream_window,
+                       int32_t conn_window)
+{
+    nghttp2_settings_entry iv[] = {
+        {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+        {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, max_streams},
+        {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, stream_window},
+        {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, H2_HEADER_BYTES_MAX},
+        {NGHTTP2_SETTINGS_MAX_FRAME_SIZE, 16384},
+    };
+    int rc = nghttp2_submit_settings(s, NGHTTP2_FLAG_NONE, iv, sizeof(iv) / sizeof(iv[0]));
+    if (rc != 0)
+        return rc;
+    return nghttp2_session_set_local_window_size(s, NGHTTP2_FLAG_NONE, 0, conn_window);
+}
+
+int h2_header_budget(struct h2_hdr_budget *b, size_t namelen, size_t valuelen)
+{
+    b->bytes += namelen + valuelen + 32;
+    b->count++;
+    if (b->bytes > H2_HEADER_BYTES_MAX || b->count > H2_HEADER_COUNT_MAX)
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    return 0;
+}
+
+int h2_hop_by_hop(const char *name, size_t len)
+{
+    static const char *const hop[] = {"connection", "keep-alive", "proxy-connection",
+                                      "transfer-encoding", "upgrade", "te", "http2-settings"};
+    for (size_t i = 0; i < sizeof(hop) / sizeof(hop[0]); i++)
+        if (strlen(hop[i]) == len && strncasecmp(hop[i], name, len) == 0)
+            return 1;
+    return 0;
+}

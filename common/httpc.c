@@ -1,0 +1,696 @@
+/* Blocking HTTPS/1.1 client for the command-line tools: one pinned TLS 1.3 connection per request.
+ */
+/* SPDX-License-Identifier: MIT */
+#include "httpc.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <http_parser.h>
+#include <wolfssl/options.h>
+#include <wolfssl/ssl.h>
+#include <wolfssl/wolfio.h>
+
+#include "net.h"
+#include "tls.h"
+
+#define HTTPC_DEFAULT_PORT    6443
+#define HTTPC_DEFAULT_TIMEOUT 30000
+#define HTTPC_MAX_HEADERS     (64u << 10)
+#define HTTPC_MAX_BODY        (64u << 20)
+
+#define PIN_MISMATCH_MSG                                                                           \
+    "hub key does not match the pinned key (something on the path may intercept TLS)"
+
+static void set_err(char *err, size_t cap, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void set_err(char *err, size_t cap, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (err == NULL || cap == 0)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(err, cap, fmt, ap);
+    va_end(ap);
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Waits until fd is ready for events or the deadline passes. */
+static int wait_fd(int fd, short events, int64_t deadline)
+{
+    struct pollfd pfd = {.fd = fd, .events = events};
+
+    for (;;) {
+        int64_t left = deadline - now_ms();
+        int n;
+
+        if (left <= 0)
+            return -ETIMEDOUT;
+        n = poll(&pfd, 1, left > INT32_MAX ? INT32_MAX : (int)left);
+        if (n > 0)
+            return 0;
+        if (n == 0)
+            return -ETIMEDOUT;
+        if (errno != EINTR)
+            return -errno;
+    }
+}
+
+int httpc_target_from_url(const char *url, struct httpc_target *t)
+{
+    char hostport[NET_HOST_MAX + 16];
+    char host[NET_HOST_MAX + 1];
+    const char *p;
+    size_t n;
+    int port;
+
+    if (url == NULL || t == NULL || strncasecmp(url, "https://", 8) != 0)
+        return -EINVAL;
+    p = url + 8;
+    n = strcspn(p, "/?#");
+    /* The API paths are fixed, so a base path would be silently dropped:
+     * refuse it rather than guess. A lone trailing '/' is harmless. */
+    if (p[n] != '\0' && strcmp(p + n, "/") != 0)
+        return -EINVAL;
+    if (n == 0 || n >= sizeof(hostport))
+        return -EINVAL;
+    memcpy(hostport, p, n);
+    hostport[n] = '\0';
+    if (strchr(hostport, '@') != NULL)
+        return -EINVAL;
+    if (net_split_hostport(hostport, HTTPC_DEFAULT_PORT, host, &port) != 0)
+        return -EINVAL;
+    if (host[0] == '\0' || strlen(host) >= sizeof(t->host))
+        return -EINVAL;
+    snprintf(t->host, sizeof(t->host), "%s", host);
+    t->port = port;
+    return 0;
+}
+
+void httpc_response_free(struct httpc_response *r)
+{
+    if (r == NULL)
+        return;
+    free(r->body);
+    memset(r, 0, sizeof(*r));
+}
+
+/* Socket I/O for wolfSSL. The shared client context routes I/O through
+ * tls.c's memory buffers, so this connection installs its own callbacks; they
+ * also use MSG_NOSIGNAL so a hub that hangs up never kills the tool. */
+struct sock_io {
+    int fd;
+    int eof;        /* the peer closed the TCP connection */
+    int last_errno; /* errno of the last failed send/recv, 0 if none */
+};
+
+static int sock_recv(WOLFSSL *ssl, char *dst, int sz, void *ctx)
+{
+    struct sock_io *io = ctx;
+    ssize_t n = recv(io->fd, dst, (size_t)sz, 0);
+
+    if (n > 0)
+        return (int)n;
+    if (n == 0) {
+        io->eof = 1;
+        return WOLFSSL_CBIO_ERR_CONN_CLOSE;
+    }
+    if (errno == EAGAIN || errno == EWOULDBLOCK)
+        return WOLFSSL_CBIO_ERR_WANT_READ;
+    io->last_errno = errno;
+    if (errno == EINTR)
+        return WOLFSSL_CBIO_ERR_ISR;
+    if (errno == ECONNRESET)
+        return WOLFSSL_CBIO_ERR_CONN_RST;
+    return WOLFSSL_CBIO_ERR_GENERAL;
+}
+
+static int sock_send(WOLFSSL *ssl, char *src, int sz, void *ctx)
+{
+    struct sock_io *io = ctx;
+    ssize_t n = send(io->fd, src, (size_t)sz, MSG_NOSIGNAL);
+
+    if (n >= 0)
+        return (int)n;
+    if (errno == EAGAIN || errno == EWOULDBLOCK)
+        return WOLFSSL_CBIO_ERR_WANT_WRITE;
+    io->last_errno = errno;
+    if (errno == EINTR)
+        return WOLFSSL_CBIO_ERR_ISR;
+    if (errno == EPIPE || errno == ECONNRESET)
+        return WOLFSSL_CBIO_ERR_CONN_CLOSE;
+    return WOLFSSL_CBIO_ERR_GENERAL;
+}
+
+static int check_pin(void *arg, const char *pin)
+{
+    const char *want = arg;
+
+    return crypto_pin_equal(want, pin) ? 0 : -EKEYREJECTED;
+}
+
+/* Connects to the first address of t that accepts, within the deadline. */
+static int dial(const struct httpc_target *t, int64_t deadline, int *out, char *err, size_t cap)
+{
+    struct addrinfo hints = {
+        .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
+    struct addrinfo *res = NULL, *ai;
+    char port[8];
+    int fd = -1, gai, last = ECONNREFUSED, rc = -EIO;
+
+    snprintf(port, sizeof(port), "%d", t->port);
+    gai = getaddrinfo(t->host, port, &hints, &res);
+    if (gai != 0) {
+        set_err(err, cap, "cannot resolve hub host \"%s\": %s", t->host,
+                gai == EAI_SYSTEM ? strerror(errno) : gai_strerror(gai));
+        rc = -EHOSTUNREACH;
+        goto out;
+    }
+    for (ai = res; ai != NULL; ai = ai->ai_next) {
+        int soerr = 0;
+        socklen_t len = sizeof(soerr);
+
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
+        if (fd < 0) {
+            last = errno;
+            continue;
+        }
+        if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
+            *out = fd;
+            rc = 0;
+            goto out;
+        }
+        if (errno != EINPROGRESS) {
+            last = errno;
+            close(fd);
+            fd = -1;
+            continue;
+        }
+        rc = wait_fd(fd, POLLOUT, deadline);
+        if (rc == -ETIMEDOUT) {
+            close(fd);
+            set_err(err, cap, "timed out connecting to %s:%d", t->host, t->port);
+            goto out;
+        }
+        if (rc == 0 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) == 0 && soerr == 0) {
+            *out = fd;
+            goto out;
+        }
+        last = rc != 0 ? -rc : soerr != 0 ? soerr : errno;
+        close(fd);
+        fd = -1;
+    }
+    set_err(err, cap, "cannot connect to %s:%d: %s", t->host, t->port, strerror(last));
+    rc = -last;
+out:
+    if (res != NULL)
+        freeaddrinfo(res);
+    return rc;
+}
+
+static int is_ip_literal(const char *host)
+{
+    unsigned char addr[16];
+
+    return inet_pton(AF_INET, host, addr) == 1 || inet_pton(AF_INET6, host, addr) == 1;
+}
+
+/* Header text must not let a caller's string start a new header line. */
+static int safe_text(const char *s, int allow_space)
+{
+    for (; s != NULL && *s != '\0'; s++) {
+        unsigned char ch = (unsigned char)*s;
+
+        if (ch < 0x20 || ch == 0x7f || (ch == ' ' && !allow_space))
+            return 0;
+    }
+    return 1;
+}
+
+/* Response parsing state (http_parser's data pointer). */
+struct rstate {
+    struct httpc_response *resp;
+    int head_only;       /* HEAD request: no body follows the headers */
+    size_t header_bytes; /* status line + header fields and values so far */
+    char field[16];      /* start of the current header name (only Content-Type matters) */
+    size_t field_len;    /* full length of the current header name */
+    int in_value;        /* the last callback was a header value */
+    int is_ctype;        /* the current header is Content-Type */
+    size_t ctype_len;
+    char *body;
+    size_t body_len, body_cap;
+    int done;
+    int err; /* -EFBIG when a bound was hit */
+};
+
+static void rstate_reset(struct rstate *s)
+{
+    s->header_bytes = 0;
+    s->field_len = 0;
+    s->in_value = 0;
+    s->is_ctype = 0;
+    s->ctype_len = 0;
+    s->resp->content_type[0] = '\0';
+    s->body_len = 0;
+}
+
+static int count_header(struct rstate *s, size_t len)
+{
+    s->header_bytes += len;
+    if (s->header_bytes > HTTPC_MAX_HEADERS) {
+        s->err = -EFBIG;
+        return -1;
+    }
+    return 0;
+}
+
+static int on_status(http_parser *p, const char *at, size_t len)
+{
+    return count_header(p->data, len);
+}
+
+static int on_header_field(http_parser *p, const char *at, size_t len)
+{
+    struct rstate *s = p->data;
+
+    if (s->in_value) {
+        s->in_value = 0;
+        s->field_len = 0;
+    }
+    if (s->field_len < sizeof(s->field)) {
+        size_t n = sizeof(s->field) - s->field_len;
+
+        memcpy(s->field + s->field_len, at, len < n ? len : n);
+    }
+    s->field_len += len;
+    return count_header(s, len);
+}
+
+static int on_header_value(http_parser *p, const char *at, size_t len)
+{
+    struct rstate *s = p->data;
+    char *ct = s->resp->content_type;
+
+    if (!s->in_value) {
+        s->in_value = 1;
+        s->is_ctype = s->field_len == 12 && strncasecmp(s->field, "content-type", 12) == 0;
+        if (s->is_ctype)
+            s->ctype_len = 0;
+    }
+    if (s->is_ctype) {
+        /* Longer values are cut: only the media type is of interest. */
+        size_t room = sizeof(s->resp->content_type) - 1 - s->ctype_len;
+        size_t n = len < room ? len : room;
+
+        memcpy(ct + s->ctype_len, at, n);
+        s->ctype_len += n;
+        ct[s->ctype_len] = '\0';
+    }
+    return count_header(s, len);
+}
+
+static int on_headers_complete(http_parser *p)
+{
+    struct rstate *s = p->data;
+
+    /* http_parser sets content_length to ULLONG_MAX when there is none. */
+    if (p->content_length != ULLONG_MAX && p->content_length > HTTPC_MAX_BODY) {
+        s->err = -EFBIG;
+        return -1;
+    }
+    return s->head_only ? 1 : 0;
+}
+
+static int on_body(http_parser *p, const char *at, size_t len)
+{
+    struct rstate *s = p->data;
+
+    if (len > HTTPC_MAX_BODY - s->body_len) {
+        s->err = -EFBIG;
+        return -1;
+    }
+    if (s->body_len + len + 1 > s->body_cap) {
+        size_t cap = s->body_cap != 0 ? s->body_cap : 16384;
+        char *nb;
+
+        while (cap < s->body_len + len + 1)
+            cap *= 2;
+        if (cap > HTTPC_MAX_BODY + 1)
+            cap = HTTPC_MAX_BODY + 1;
+        nb = realloc(s->body, cap);
+        if (nb == NULL) {
+            s->err = -ENOMEM;
+            return -1;
+        }
+        s->body = nb;
+        s->body_cap = cap;
+    }
+    memcpy(s->body + s->body_len, at, len);
+    s->body_len += len;
+    return 0;
+}
+
+static int on_message_complete(http_parser *p)
+{
+    struct rstate *s = p->data;
+
+    /* An interim 1xx answer is followed by the real one on the same stream. */
+    if (p->status_code < 200) {
+        rstate_reset(s);
+        return 0;
+    }
+    s->resp->status = (int)p->status_code;
+    s->done = 1;
+    /* Anything after the response (there should be nothing) is not ours. */
+    http_parser_pause(p, 1);
+    return 0;
+}
+
+static const http_parser_settings parser_settings = {
+    .on_status = on_status,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+/* Feeds received bytes (len 0 = end of stream) to the parser. */
+static int feed(http_parser *p, struct rstate *s, const char *data, size_t len, char *err,
+                size_t cap)
+{
+    size_t used = http_parser_execute(p, &parser_settings, data, len);
+    enum http_errno e = HTTP_PARSER_ERRNO(p);
+
+    if (s->done)
+        return 0;
+    if (s->err == -EFBIG) {
+        set_err(err, cap,
+                "the hub's response is too large (over %u MiB of body or %u KiB of headers)",
+                HTTPC_MAX_BODY >> 20, HTTPC_MAX_HEADERS >> 10);
+        return -EFBIG;
+    }
+    if (s->err != 0) {
+        set_err(err, cap, "out of memory reading the hub's response");
+        return s->err;
+    }
+    if (e == HPE_HEADER_OVERFLOW) {
+        set_err(err, cap, "the hub's response headers are too large");
+        return -EFBIG;
+    }
+    if (e != HPE_OK || used != len) {
+        set_err(err, cap, "malformed HTTP response from the hub: %s", http_errno_description(e));
+        return -EPROTO;
+    }
+    return 0;
+}
+
+static int build_request(const struct httpc_target *t, const char *method, const char *path,
+                         const char *bearer, const char *content_type, size_t body_len, char **out,
+                         size_t *out_len)
+{
+    int has_body = body_len > 0 || (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0);
+    int v6 = strchr(t->host, ':') != NULL;
+    size_t cap = 512 + strlen(path) + strlen(t->host) + (bearer ? strlen(bearer) : 0) +
+                 (content_type ? strlen(content_type) : 0);
+    char *req = malloc(cap);
+    int n;
+
+    if (req == NULL)
+        return -ENOMEM;
+    n = snprintf(req, cap,
+                 "%s %s HTTP/1.1\r\n"
+                 "Host: %s%s%s:%d\r\n"
+                 "User-Agent: tether/%s\r\n"
+                 "Accept: application/json\r\n"
+                 "%s%s%s"
+                 "%s%s%s"
+                 "Connection: close\r\n",
+                 method, path, v6 ? "[" : "", t->host, v6 ? "]" : "", t->port, TETHER_VERSION,
+                 bearer ? "Authorization: Bearer " : "", bearer ? bearer : "", bearer ? "\r\n" : "",
+                 has_body && content_type ? "Content-Type: " : "",
+                 has_body && content_type ? content_type : "",
+                 has_body && content_type ? "\r\n" : "");
+    if (n < 0 || (size_t)n >= cap) {
+        free(req);
+        return -EIO;
+    }
+    if (has_body)
+        n += snprintf(req + n, cap - (size_t)n, "Content-Length: %zu\r\n", body_len);
+    n += snprintf(req + n, cap - (size_t)n, "\r\n");
+    if ((size_t)n >= cap) {
+        free(req);
+        return -EIO;
+    }
+    *out = req;
+    *out_len = (size_t)n;
+    return 0;
+}
+
+/* Writes all of data, waiting for the socket when wolfSSL asks. */
+static int ssl_write_all(WOLFSSL *ssl, int fd, const char *data, size_t len, int64_t deadline)
+{
+    while (len > 0) {
+        int chunk = len > (1u << 20) ? (1 << 20) : (int)len;
+        int n = wolfSSL_write(ssl, data, chunk);
+        int e, rc;
+
+        if (n > 0) {
+            data += n;
+            len -= (size_t)n;
+            continue;
+        }
+        e = wolfSSL_get_error(ssl, n);
+        if (e == WOLFSSL_ERROR_WANT_WRITE)
+            rc = wait_fd(fd, POLLOUT, deadline);
+        else if (e == WOLFSSL_ERROR_WANT_READ)
+            rc = wait_fd(fd, POLLIN, deadline);
+        else
+            return -EIO;
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+int httpc_request(const struct httpc_target *t, const char *method, const char *path,
+                  const char *bearer, const char *content_type, const char *body, size_t body_len,
+                  struct httpc_response *resp, char *err, size_t err_cap)
+{
+    int timeout = t != NULL && t->timeout_ms > 0 ? t->timeout_ms : HTTPC_DEFAULT_TIMEOUT;
+    int64_t deadline = now_ms() + timeout;
+    struct tls_pin_verifier verifier = {0};
+    struct sock_io io = {.fd = -1};
+    struct rstate st = {0};
+    WOLFSSL_CTX *ctx = NULL;
+    WOLFSSL *ssl = NULL;
+    http_parser parser;
+    char *req = NULL;
+    size_t req_len = 0;
+    char alpn[] = "http/1.1";
+    char rbuf[16384];
+    int rc = -EIO, write_rc;
+
+    if (resp != NULL)
+        memset(resp, 0, sizeof(*resp));
+    if (err != NULL && err_cap > 0)
+        err[0] = '\0';
+    if (t == NULL || resp == NULL || method == NULL || path == NULL || t->host[0] == '\0' ||
+        t->port <= 0 || t->port > 65535 || (body == NULL && body_len > 0)) {
+        set_err(err, err_cap, "invalid request");
+        rc = -EINVAL;
+        goto out;
+    }
+    if (!crypto_pin_valid(t->pin)) {
+        set_err(err, err_cap, "no valid hub key pin configured (expected sha256//...)");
+        rc = -EINVAL;
+        goto out;
+    }
+    if (method[0] == '\0' || !safe_text(method, 0) || path[0] != '/' || !safe_text(path, 0) ||
+        (bearer != NULL && !safe_text(bearer, 0)) ||
+        (content_type != NULL && !safe_text(content_type, 1))) {
+        set_err(err, err_cap,
+                "invalid request: control characters or spaces in method, path or headers");
+        rc = -EINVAL;
+        goto out;
+    }
+    rc = build_request(t, method, path, bearer, content_type, body_len, &req, &req_len);
+    if (rc != 0) {
+        set_err(err, err_cap, "cannot build the request");
+        goto out;
+    }
+
+    rc = dial(t, deadline, &io.fd, err, err_cap);
+    if (rc != 0)
+        goto out;
+
+    rc = tls_ctx_client(NULL, &ctx);
+    if (rc != 0) {
+        set_err(err, err_cap, "cannot set up TLS");
+        goto out;
+    }
+    rc = -EIO;
+    ssl = wolfSSL_new(ctx);
+    if (ssl == NULL) {
+        set_err(err, err_cap, "cannot set up TLS");
+        goto out;
+    }
+    wolfSSL_SSLSetIORecv(ssl, sock_recv);
+    wolfSSL_SSLSetIOSend(ssl, sock_send);
+    wolfSSL_SetIOReadCtx(ssl, &io);
+    wolfSSL_SetIOWriteCtx(ssl, &io);
+    if (!is_ip_literal(t->host) &&
+        wolfSSL_UseSNI(ssl, WOLFSSL_SNI_HOST_NAME, t->host, (unsigned short)strlen(t->host)) !=
+            WOLFSSL_SUCCESS) {
+        set_err(err, err_cap, "cannot set up TLS (SNI)");
+        goto out;
+    }
+    /* Continue on mismatch: the hub speaks HTTP/1.1 to users whatever ALPN says. */
+    if (wolfSSL_UseALPN(ssl, alpn, sizeof(alpn) - 1, WOLFSSL_ALPN_CONTINUE_ON_MISMATCH) !=
+        WOLFSSL_SUCCESS) {
+        set_err(err, err_cap, "cannot set up TLS (ALPN)");
+        goto out;
+    }
+    verifier.check = check_pin;
+    verifier.arg = (void *)t->pin;
+    tls_attach_verifier(ssl, &verifier);
+
+    for (;;) {
+        int ret = wolfSSL_connect(ssl), e;
+
+        if (ret == WOLFSSL_SUCCESS)
+            break;
+        e = wolfSSL_get_error(ssl, ret);
+        if (e == WOLFSSL_ERROR_WANT_READ || e == WOLFSSL_ERROR_WANT_WRITE) {
+            rc = wait_fd(io.fd, e == WOLFSSL_ERROR_WANT_READ ? POLLIN : POLLOUT, deadline);
+            if (rc == -ETIMEDOUT)
+                set_err(err, err_cap, "timed out in the TLS handshake with %s:%d", t->host,
+                        t->port);
+            if (rc != 0)
+                goto out;
+            continue;
+        }
+        if (verifier.seen_pin[0] != '\0' && verifier.result != 0) {
+            set_err(err, err_cap, PIN_MISMATCH_MSG ": pinned %s, the hub presented %s", t->pin,
+                    verifier.seen_pin);
+            rc = -EKEYREJECTED;
+        } else if (io.eof || io.last_errno == ECONNRESET) {
+            set_err(
+                err, err_cap,
+                "TLS handshake with %s:%d failed: the connection was closed (is it a tether hub?)",
+                t->host, t->port);
+            rc = -EPROTO;
+        } else {
+            char why[WOLFSSL_MAX_ERROR_SZ];
+
+            wolfSSL_ERR_error_string_n((unsigned long)e, why, sizeof(why));
+            set_err(err, err_cap, "TLS handshake with %s:%d failed: %s", t->host, t->port, why);
+            rc = -EPROTO;
+        }
+        goto out;
+    }
+
+    /* A hub may refuse a request (413, 401) and close before reading all of
+     * it; its answer is still worth reading, so a failed write only counts
+     * when no response arrives. */
+    write_rc = ssl_write_all(ssl, io.fd, req, req_len, deadline);
+    if (write_rc == 0 && body_len > 0)
+        write_rc = ssl_write_all(ssl, io.fd, body, body_len, deadline);
+    if (write_rc == -ETIMEDOUT) {
+        rc = write_rc;
+        set_err(err, err_cap, "timed out sending the request to %s:%d", t->host, t->port);
+        goto out;
+    }
+
+    http_parser_init(&parser, HTTP_RESPONSE);
+    parser.data = &st;
+    st.resp = resp;
+    st.head_only = strcmp(method, "HEAD") == 0;
+    while (!st.done) {
+        int n = wolfSSL_read(ssl, rbuf, sizeof(rbuf)), e;
+
+        if (n > 0) {
+            rc = feed(&parser, &st, rbuf, (size_t)n, err, err_cap);
+            if (rc != 0)
+                goto out;
+            continue;
+        }
+        e = wolfSSL_get_error(ssl, n);
+        if (e == WOLFSSL_ERROR_WANT_READ || e == WOLFSSL_ERROR_WANT_WRITE) {
+            rc = wait_fd(io.fd, e == WOLFSSL_ERROR_WANT_READ ? POLLIN : POLLOUT, deadline);
+            if (rc == -ETIMEDOUT)
+                set_err(err, err_cap, "no response from %s:%d within %d s", t->host, t->port,
+                        (timeout + 999) / 1000);
+            if (rc != 0)
+                goto out;
+            continue;
+        }
+        if (e == WOLFSSL_ERROR_ZERO_RETURN || io.eof) {
+            /* End of stream ends a response that has no length. */
+            rc = feed(&parser, &st, NULL, 0, err, err_cap);
+            if (rc != 0)
+                goto out;
+            if (st.done)
+                break;
+            if (write_rc != 0)
+                set_err(err, err_cap, "the connection to %s:%d broke while sending the request",
+                        t->host, t->port);
+            else
+                set_err(err, err_cap, "the hub closed the connection before a complete response");
+            rc = -EPROTO;
+            goto out;
+        }
+        set_err(err, err_cap, "reading the response from %s:%d failed: %s", t->host, t->port,
+                io.last_errno != 0 ? strerror(io.last_errno) : "TLS error");
+        rc = -EIO;
+        goto out;
+    }
+
+    if (st.body == NULL) {
+        st.body = malloc(1);
+        if (st.body == NULL) {
+            rc = -ENOMEM;
+            set_err(err, err_cap, "out of memory");
+            goto out;
+        }
+    }
+    st.body[st.body_len] = '\0';
+    resp->body = st.body;
+    resp->body_len = st.body_len;
+    st.body = NULL;
+    rc = 0;
+out:
+    if (rc != 0 && resp != NULL)
+        memset(resp, 0, sizeof(*resp));
+    free(st.body);
+    free(req);
+    if (ssl != NULL)
+        wolfSSL_free(ssl);
+    if (ctx != NULL)
+        wolfSSL_CTX_free(ctx);
+    if (io.fd >= 0)
+        close(io.fd);
+    return rc;
+}

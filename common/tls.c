@@ -1,0 +1,312 @@
+/* TLS as a layer over memory buffers: wolfSSL I/O callbacks read what libuv delivered and queue what it must send. */
+/* SPDX-License-Identifier: MIT */
+#include "tls.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include <wolfssl/error-ssl.h>
+
+/* Production cap on queued ciphertext: far above the upper layers' own
+ * high-water marks, so `pending` is a safety net rather than a path. */
+#define TLS_OUT_CAP_DEFAULT (8u << 20)
+
+static int io_recv(WOLFSSL *ssl, char *dst, int sz, void *ctx)
+{
+    struct tls_conn *c = ctx;
+    size_t n;
+
+    if (c->in.len == 0)
+        return WOLFSSL_CBIO_ERR_WANT_READ;
+    n = c->in.len < (size_t)sz ? c->in.len : (size_t)sz;
+    memcpy(dst, buf_head(&c->in), n);
+    buf_consume(&c->in, n);
+    return (int)n;
+}
+
+static int io_send(WOLFSSL *ssl, char *src, int sz, void *ctx)
+{
+    struct tls_conn *c = ctx;
+    size_t room;
+
+    if (c->out.len >= c->out_cap)
+        return WOLFSSL_CBIO_ERR_WANT_WRITE;
+    /* Take what fits below the cap; wolfSSL resends the rest later. */
+    room = c->out_cap - c->out.len;
+    if ((size_t)sz > room)
+        sz = (int)room;
+    if (buf_append(&c->out, src, (size_t)sz) != 0)
+        return WOLFSSL_CBIO_ERR_GENERAL;
+    return sz;
+}
+
+static int verify_cb(int preverify, WOLFSSL_X509_STORE_CTX *store)
+{
+    struct tls_pin_verifier *v = store->userCtx;
+
+    if (v == NULL || v->check == NULL)
+        return 0;
+    /* Intermediates carry no trust here: the leaf's pin alone decides. */
+    if (store->error_depth != 0)
+        return 1;
+    if (store->certs == NULL || store->totalCerts < 1) {
+        v->result = -EPROTO;
+        return 0;
+    }
+    if (crypto_pin_from_cert(store->certs[0].buffer, store->certs[0].length, v->seen_pin) != 0) {
+        v->seen_pin[0] = '\0';
+        v->result = -EPROTO;
+        return 0;
+    }
+    v->result = v->check(v->arg, v->seen_pin);
+    return v->result == 0;
+}
+
+static int ctx_common(WOLFSSL_METHOD *method, const struct crypto_identity *id, WOLFSSL_CTX **out)
+{
+    WOLFSSL_CTX *ctx = NULL;
+    int rc = -EIO;
+
+    if (method == NULL)
+        goto out;
+    ctx = wolfSSL_CTX_new(method);
+    if (ctx == NULL)
+        goto out;
+    wolfSSL_CTX_SetIORecv(ctx, io_recv);
+    wolfSSL_CTX_SetIOSend(ctx, io_send);
+    if (id != NULL) {
+        if (wolfSSL_CTX_use_certificate_buffer(ctx, id->cert_der, (long)id->cert_len,
+                                               WOLFSSL_FILETYPE_ASN1) != WOLFSSL_SUCCESS)
+            goto out;
+        if (wolfSSL_CTX_use_PrivateKey_buffer(ctx, id->key_der, (long)id->key_len,
+                                              WOLFSSL_FILETYPE_ASN1) != WOLFSSL_SUCCESS)
+            goto out;
+    }
+    *out = ctx;
+    ctx = NULL;
+    rc = 0;
+out:
+    if (ctx != NULL)
+        wolfSSL_CTX_free(ctx);
+    return rc;
+}
+
+int tls_ctx_tunnel_server(const struct crypto_identity *id, WOLFSSL_CTX **out)
+{
+    int rc = ctx_common(wolfTLSv1_3_server_method(), id, out);
+    if (rc != 0)
+        return rc;
+    wolfSSL_CTX_set_verify(*out, WOLFSSL_VERIFY_PEER | WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT,
+                           verify_cb);
+    /* Resumption would skip the client-certificate check. */
+    wolfSSL_CTX_no_ticket_TLSv13(*out);
+    wolfSSL_CTX_set_session_cache_mode(*out, WOLFSSL_SESS_CACHE_OFF);
+    return 0;
+}
+
+int tls_ctx_user_server(const struct crypto_identity *id, WOLFSSL_CTX **out)
+{
+    int rc = ctx_common(wolfSSLv23_server_method(), id, out);
+    if (rc != 0)
+        return rc;
+    wolfSSL_CTX_SetMinVersion(*out, WOLFSSL_TLSV1_2);
+    wolfSSL_CTX_set_verify(*out, WOLFSSL_VERIFY_NONE, NULL);
+    return 0;
+}
+
+int tls_ctx_client(const struct crypto_identity *id, WOLFSSL_CTX **out)
+{
+    int rc = ctx_common(wolfTLSv1_3_client_method(), id, out);
+    if (rc != 0)
+        return rc;
+    wolfSSL_CTX_set_verify(*out, WOLFSSL_VERIFY_PEER, verify_cb);
+    wolfSSL_CTX_set_session_cache_mode(*out, WOLFSSL_SESS_CACHE_OFF);
+    return 0;
+}
+
+void tls_attach_verifier(WOLFSSL *ssl, struct tls_pin_verifier *v)
+{
+    /* The context installed verify_cb; it finds v through this pointer. */
+    v->seen_pin[0] = '\0';
+    v->result = -EPROTO;
+    wolfSSL_SetCertCbCtx(ssl, v);
+}
+
+int tls_conn_init(struct tls_conn *c, WOLFSSL_CTX *ctx, const char *sni, const char *alpn,
+                  int alpn_required)
+{
+    int rc = -EIO;
+
+    memset(c, 0, sizeof(*c));
+    buf_init(&c->in);
+    buf_init(&c->out);
+    buf_init(&c->pending);
+    c->out_cap = TLS_OUT_CAP_DEFAULT;
+    c->ssl = wolfSSL_new(ctx);
+    if (c->ssl == NULL)
+        goto out;
+    wolfSSL_SetIOReadCtx(c->ssl, c);
+    wolfSSL_SetIOWriteCtx(c->ssl, c);
+    if (sni != NULL && sni[0] != '\0' &&
+        wolfSSL_UseSNI(c->ssl, WOLFSSL_SNI_HOST_NAME, sni, (unsigned short)strlen(sni)) !=
+            WOLFSSL_SUCCESS)
+        goto out;
+    if (alpn != NULL) {
+        char list[128];
+        size_t n = strlen(alpn);
+        if (n >= sizeof(list)) {
+            rc = -EINVAL;
+            goto out;
+        }
+        /* wolfSSL_UseALPN may write into the list it is given. */
+        memcpy(list, alpn, n + 1);
+        if (wolfSSL_UseALPN(c->ssl, list, (unsigned)n,
+                            alpn_required ? WOLFSSL_ALPN_FAILED_ON_MISMATCH
+                                          : WOLFSSL_ALPN_CONTINUE_ON_MISMATCH) != WOLFSSL_SUCCESS)
+            goto out;
+    }
+    rc = 0;
+out:
+    if (rc != 0)
+        tls_conn_free(c);
+    return rc;
+}
+
+void tls_conn_free(struct tls_conn *c)
+{
+    if (c->ssl != NULL)
+        wolfSSL_free(c->ssl);
+    c->ssl = NULL;
+    buf_free(&c->in);
+    buf_free(&c->out);
+    buf_free(&c->pending);
+}
+
+int tls_feed(struct tls_conn *c, const uint8_t *data, size_t len)
+{
+    return buf_append(&c->in, data, len);
+}
+
+static int map_error(struct tls_conn *c, int ret)
+{
+    int err = wolfSSL_get_error(c->ssl, ret);
+
+    if (err == WOLFSSL_ERROR_WANT_READ || err == WOLFSSL_ERROR_WANT_WRITE)
+        return TLS_AGAIN;
+    if (err == WOLFSSL_ERROR_ZERO_RETURN)
+        return TLS_EOF;
+    c->last_error = err;
+    c->fatal = 1;
+    return -EPROTO;
+}
+
+int tls_handshake(struct tls_conn *c)
+{
+    int ret;
+
+    if (c->handshake_done)
+        return 0;
+    if (c->fatal)
+        return -EPROTO;
+    ret = wolfSSL_negotiate(c->ssl);
+    if (ret == WOLFSSL_SUCCESS) {
+        c->handshake_done = 1;
+        return 0;
+    }
+    return map_error(c, ret);
+}
+
+int tls_read(struct tls_conn *c, uint8_t *dst, size_t cap, size_t *n)
+{
+    int ret;
+
+    *n = 0;
+    if (c->fatal)
+        return -EPROTO;
+    if (cap > 0x7fffffff)
+        cap = 0x7fffffff;
+    ret = wolfSSL_read(c->ssl, dst, (int)cap);
+    if (ret > 0) {
+        *n = (size_t)ret;
+        return 0;
+    }
+    return map_error(c, ret);
+}
+
+int tls_flush_pending(struct tls_conn *c)
+{
+    int ret;
+
+    if (c->pending.len == 0)
+        return 0;
+    if (c->fatal)
+        return -EPROTO;
+    /* After WANT_WRITE wolfSSL must be called again with the same bytes; it
+     * remembers how far it got. Appending to `pending` keeps that prefix. */
+    while (c->pending.len > 0) {
+        size_t chunk = c->pending.len > (1u << 30) ? (1u << 30) : c->pending.len;
+        ret = wolfSSL_write(c->ssl, buf_head(&c->pending), (int)chunk);
+        if (ret <= 0)
+            return map_error(c, ret);
+        buf_consume(&c->pending, (size_t)ret);
+    }
+    buf_shrink(&c->pending, 1u << 16);
+    return 0;
+}
+
+int tls_write(struct tls_conn *c, const uint8_t *data, size_t len)
+{
+    int ret, rc;
+
+    if (c->fatal)
+        return -EPROTO;
+    if (len == 0)
+        return 0;
+    if (c->pending.len == 0) {
+        /* Common case: encrypt straight from the caller's bytes. */
+        while (len > 0) {
+            size_t chunk = len > (1u << 30) ? (1u << 30) : len;
+            ret = wolfSSL_write(c->ssl, data, (int)chunk);
+            if (ret <= 0) {
+                rc = map_error(c, ret);
+                if (rc != TLS_AGAIN)
+                    return rc;
+                /* wolfSSL wants this same buffer again later: keep it. */
+                return buf_append(&c->pending, data, len);
+            }
+            data += ret;
+            len -= (size_t)ret;
+        }
+        return 0;
+    }
+    rc = buf_append(&c->pending, data, len);
+    if (rc != 0)
+        return rc;
+    rc = tls_flush_pending(c);
+    return rc == TLS_AGAIN ? 0 : rc;
+}
+
+void tls_shutdown(struct tls_conn *c)
+{
+    if (c->ssl != NULL && !c->fatal)
+        wolfSSL_shutdown(c->ssl);
+}
+
+void tls_alpn(struct tls_conn *c, char *dst, size_t cap)
+{
+    char *name = NULL;
+    unsigned short sz = 0;
+
+    dst[0] = '\0';
+    if (wolfSSL_ALPN_GetProtocol(c->ssl, &name, &sz) == WOLFSSL_SUCCESS && name != NULL &&
+        sz < cap) {
+        memcpy(dst, name, sz);
+        dst[sz] = '\0';
+    }
+}
+
+const char *tls_error_string(struct tls_conn *c)
+{
+    static char msg[WOLFSSL_MAX_ERROR_SZ];
+    return wolfSSL_ERR_error_string((unsigned long)c->last_error, msg);
+}

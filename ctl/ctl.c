@@ -1,0 +1,333 @@
+/* tetherctl's shared state and helpers: hub connection, request/response handling, output
+ * formatting. */
+/* SPDX-License-Identifier: MIT */
+#include "ctl.h"
+
+#include <errno.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/crypto.h"
+#include "table.h"
+
+void ctl_err(const char *fmt, ...)
+{
+    va_list ap;
+
+    fputs("tetherctl: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+int ctl_usage_err(const char *fmt, ...)
+{
+    va_list ap;
+
+    fputs("tetherctl: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputs("\nTry 'tetherctl --help' for more information.\n", stderr);
+    return CTL_EXIT_USAGE;
+}
+
+static int default_config_path(char *buf, size_t cap)
+{
+    const char *home = getenv("HOME");
+    int n;
+
+    if (home == NULL || home[0] == '\0') {
+        struct passwd *pw = getpwuid(getuid());
+        home = pw != NULL ? pw->pw_dir : NULL;
+    }
+    if (home == NULL)
+        return -ENOENT;
+    n = snprintf(buf, cap, "%s/.config/tether/ctl.conf", home);
+    return n > 0 && (size_t)n < cap ? 0 : -ENAMETOOLONG;
+}
+
+int ctl_connect(struct ctl *c)
+{
+    char defpath[4096], err[512] = "";
+    const char *path = NULL, *env = getenv("TETHER_CONFIG"), *hub, *pin;
+    int loaded = 0, rc;
+    struct stat st;
+
+    if (c->connected)
+        return CTL_EXIT_OK;
+    if (c->config_path != NULL)
+        path = c->config_path;
+    else if (env != NULL && env[0] != '\0')
+        path = env;
+    else if (default_config_path(defpath, sizeof(defpath)) == 0 &&
+             !(stat(defpath, &st) != 0 && errno == ENOENT))
+        path = defpath; /* the default file is optional; an explicit one is not */
+
+    if (path != NULL) {
+        rc = config_load(path, &c->cfg, err, sizeof(err));
+        if (rc != 0) {
+            if (err[0] != '\0')
+                ctl_err("%s", err);
+            else
+                ctl_err("cannot read %s: %s", path, strerror(-rc));
+            return CTL_EXIT_FAIL;
+        }
+        loaded = 1;
+    }
+    hub = c->hub_url != NULL ? c->hub_url : loaded ? config_get(&c->cfg, "hub") : NULL;
+    pin = c->pin != NULL ? c->pin : loaded ? config_get(&c->cfg, "hub_pin") : NULL;
+    c->bearer = c->token != NULL ? c->token : loaded ? config_get(&c->cfg, "token") : NULL;
+
+    if (hub == NULL) {
+        ctl_err("no hub configured: pass --hub https://HOST:PORT or set \"hub = ...\" in %s",
+                path != NULL ? path : "~/.config/tether/ctl.conf");
+        return CTL_EXIT_FAIL;
+    }
+    if (httpc_target_from_url(hub, &c->target) != 0) {
+        if (c->hub_url != NULL)
+            return ctl_usage_err("invalid --hub \"%s\" (expected https://HOST[:PORT])", hub);
+        ctl_err("invalid hub URL \"%s\" in %s (expected https://HOST[:PORT])", hub, path);
+        return CTL_EXIT_FAIL;
+    }
+    if (pin == NULL) {
+        ctl_err("no hub key pin: pass --pin sha256//... or set \"hub_pin = ...\" in %s",
+                path != NULL ? path : "~/.config/tether/ctl.conf");
+        return CTL_EXIT_FAIL;
+    }
+    if (!crypto_pin_valid(pin) || strlen(pin) >= sizeof(c->target.pin)) {
+        if (c->pin != NULL)
+            return ctl_usage_err("invalid --pin \"%s\" (expected sha256// and 44 base64 "
+                                 "characters)",
+                                 pin);
+        ctl_err("invalid hub_pin \"%s\" in %s (expected sha256// and 44 base64 characters)", pin,
+                path);
+        return CTL_EXIT_FAIL;
+    }
+    snprintf(c->target.pin, sizeof(c->target.pin), "%s", pin);
+    if (c->bearer == NULL || c->bearer[0] == '\0') {
+        ctl_err("no API token: pass --token or set \"token = ...\" in %s",
+                path != NULL ? path : "~/.config/tether/ctl.conf");
+        return CTL_EXIT_FAIL;
+    }
+    /* Like ssh with its keys: a token in a file others can read is a leak. */
+    if (c->token == NULL && path != NULL && stat(path, &st) == 0 && (st.st_mode & 0077) != 0)
+        ctl_err("warning: %s holds an API token but others may read it (chmod 600 %s)", path, path);
+    c->connected = 1;
+    return CTL_EXIT_OK;
+}
+
+void ctl_free(struct ctl *c)
+{
+    config_free(&c->cfg);
+    c->bearer = NULL;
+    c->connected = 0;
+}
+
+/* Prints the hub's {"error","detail"} answer, or what can be said without one. */
+static void report_hub_error(const struct httpc_response *r)
+{
+    json_t *j = json_loadb(r->body, r->body_len, 0, NULL); /* owned here */
+    const char *detail = ctl_jstr(j, "detail");
+    char *clean;
+
+    if (detail == NULL || detail[0] == '\0')
+        detail = ctl_jstr(j, "error");
+    if (detail != NULL && detail[0] != '\0') {
+        clean = table_clean(detail);
+        ctl_err("%s (HTTP %d)", clean != NULL ? clean : detail, r->status);
+    } else {
+        /* Not our hub's error shape (a proxy in between?): show its first line. */
+        char line[201];
+        size_t n = 0;
+
+        while (n < r->body_len && n < sizeof(line) - 1 && r->body[n] != '\n' &&
+               r->body[n] != '\r' && r->body[n] != '\0') {
+            line[n] = r->body[n];
+            n++;
+        }
+        line[n] = '\0';
+        clean = table_clean(line);
+        if (clean != NULL && clean[0] != '\0')
+            ctl_err("the hub answered HTTP %d: %s", r->status, clean);
+        else
+            ctl_err("the hub answered HTTP %d", r->status);
+    }
+    free(clean);
+    json_decref(j);
+}
+
+int ctl_call(struct ctl *c, const char *method, const char *path, json_t *body, json_t **out)
+{
+    struct httpc_response r = {0};
+    json_error_t jerr;
+    char *text = NULL, err[512] = "";
+    int rc;
+
+    if (out != NULL)
+        *out = NULL;
+    rc = ctl_connect(c);
+    if (rc != CTL_EXIT_OK)
+        return rc;
+    rc = CTL_EXIT_FAIL;
+    if (body != NULL) {
+        text = json_dumps(body, JSON_COMPACT);
+        if (text == NULL) {
+            ctl_err("cannot encode the request");
+            goto out;
+        }
+    }
+    if (httpc_request(&c->target, method, path, c->bearer, text != NULL ? "application/json" : NULL,
+                      text, text != NULL ? strlen(text) : 0, &r, err, sizeof(err)) != 0) {
+        ctl_err("%s", err[0] != '\0' ? err : "request failed");
+        goto out;
+    }
+    if (r.status < 200 || r.status > 299) {
+        report_hub_error(&r);
+        goto out;
+    }
+    if (out != NULL) {
+        *out = json_loadb(r.body, r.body_len, JSON_REJECT_DUPLICATES, &jerr);
+        if (*out == NULL) {
+            ctl_err("the hub's answer is not valid JSON (HTTP %d): %s", r.status, jerr.text);
+            goto out;
+        }
+    }
+    rc = CTL_EXIT_OK;
+out:
+    free(text);
+    httpc_response_free(&r);
+    return rc;
+}
+
+void ctl_print_json(json_t *j)
+{
+    /* jansson escapes control characters, so this is safe for terminals. */
+    json_dumpf(j, stdout, JSON_INDENT(2));
+    fputc('\n', stdout);
+}
+
+const char *ctl_jstr(json_t *obj, const char *key)
+{
+    json_t *v = json_is_object(obj) ? json_object_get(obj, key) : NULL;
+
+    return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+long long ctl_jint(json_t *obj, const char *key)
+{
+    json_t *v = json_is_object(obj) ? json_object_get(obj, key) : NULL;
+
+    if (json_is_integer(v))
+        return (long long)json_integer_value(v);
+    if (json_is_real(v)) {
+        double d = json_real_value(v);
+        if (d > -9e18 && d < 9e18)
+            return (long long)d;
+    }
+    return 0;
+}
+
+void ctl_fmt_time(long long unix_s, char *buf, size_t cap)
+{
+    time_t t = (time_t)unix_s;
+    struct tm tm;
+
+    if (unix_s <= 0) {
+        snprintf(buf, cap, "-");
+        return;
+    }
+    if (localtime_r(&t, &tm) == NULL || strftime(buf, cap, "%Y-%m-%d %H:%M:%S", &tm) == 0)
+        snprintf(buf, cap, "%lld", unix_s);
+}
+
+void ctl_fmt_bytes(long long n, char *buf, size_t cap)
+{
+    static const char *const units[] = {"KiB", "MiB", "GiB", "TiB", "PiB"};
+    double v = (double)n;
+    size_t u = 0;
+
+    if (n < 1024) {
+        snprintf(buf, cap, "%lld B", n < 0 ? 0 : n);
+        return;
+    }
+    v /= 1024;
+    while (v >= 1024 && u + 1 < sizeof(units) / sizeof(units[0])) {
+        v /= 1024;
+        u++;
+    }
+    snprintf(buf, cap, "%.1f %s", v, units[u]);
+}
+
+void ctl_fmt_duration(long long s, char *buf, size_t cap)
+{
+    if (s < 0)
+        snprintf(buf, cap, "-");
+    else if (s < 60)
+        snprintf(buf, cap, "%llds", s);
+    else if (s < 3600)
+        snprintf(buf, cap, "%lldm %llds", s / 60, s % 60);
+    else if (s < 86400)
+        snprintf(buf, cap, "%lldh %lldm", s / 3600, s % 3600 / 60);
+    else
+        snprintf(buf, cap, "%lldd %lldh", s / 86400, s % 86400 / 3600);
+}
+
+char *ctl_join_array(json_t *arr, const char *sep)
+{
+    char *s = NULL;
+    size_t len = 0, i, n = 0;
+    FILE *f = open_memstream(&s, &len);
+    json_t *v;
+
+    if (f == NULL)
+        return NULL;
+    if (json_is_array(arr))
+        json_array_foreach(arr, i, v)
+        {
+            if (!json_is_string(v))
+                continue;
+            fprintf(f, "%s%s", n++ > 0 ? sep : "", json_string_value(v));
+        }
+    if (fclose(f) != 0) {
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+char *ctl_join_object(json_t *obj, const char *sep)
+{
+    char *s = NULL;
+    size_t len = 0, n = 0;
+    FILE *f = open_memstream(&s, &len);
+    const char *key;
+    json_t *v;
+
+    if (f == NULL)
+        return NULL;
+    if (json_is_object(obj))
+        json_object_foreach(obj, key, v)
+        {
+            fprintf(f, "%s%s=", n++ > 0 ? sep : "", key);
+            if (json_is_string(v)) {
+                fputs(json_string_value(v), f);
+            } else {
+                char *d = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY); /* owned here */
+                fputs(d != NULL ? d : "?", f);
+                free(d);
+            }
+        }
+    if (fclose(f) != 0) {
+        free(s);
+        return NULL;
+    }
+    return s;
+}

@@ -1,0 +1,86 @@
+/* tetherctl's shared state and helpers: hub connection, request/response handling, output
+ * formatting. */
+/* SPDX-License-Identifier: MIT */
+#ifndef TETHER_CTL_CTL_H
+#define TETHER_CTL_CTL_H
+
+#include <stddef.h>
+
+#include <jansson.h>
+
+#include "common/config.h"
+#include "common/httpc.h"
+
+/* Exit codes (docs/tetherctl.md). */
+#define CTL_EXIT_OK    0
+#define CTL_EXIT_FAIL  1 /* the hub refused, the network failed, bad configuration */
+#define CTL_EXIT_USAGE 2 /* the command line cannot be understood */
+
+/* Global state of one run. The option strings point into argv. */
+struct ctl {
+    const char *config_path; /* --config */
+    const char *hub_url;     /* --hub */
+    const char *token;       /* --token */
+    const char *pin;         /* --pin */
+    int json;                /* --json */
+
+    /* Filled by ctl_connect() on first use. */
+    int connected;
+    struct config cfg; /* owned; the bearer may point into it */
+    struct httpc_target target;
+    const char *bearer;
+};
+
+#define CTL_MAX_POS  16
+#define CTL_MAX_OPTS 64
+
+/* What a command gets after global options and its own words are taken
+ * off the command line. pos and the values point into argv. */
+struct ctl_args {
+    const char *pos[CTL_MAX_POS];
+    size_t npos;
+    struct {
+        char name[32];     /* without the leading "--" */
+        const char *value; /* NULL for options without a value */
+    } opt[CTL_MAX_OPTS];
+    size_t nopt;
+};
+
+/* Prints "tetherctl: MESSAGE" on stderr. */
+void ctl_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Prints the message and a hint to --help on stderr; returns CTL_EXIT_USAGE. */
+int ctl_usage_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Resolves the configuration (--config, $TETHER_CONFIG,
+ * ~/.config/tether/ctl.conf, then the --hub/--pin/--token overrides) once.
+ * Returns CTL_EXIT_OK or an exit code after printing why. */
+int ctl_connect(struct ctl *c);
+/* Frees what ctl_connect() loaded. */
+void ctl_free(struct ctl *c);
+
+/* One API call: body (borrowed, may be NULL) is sent as JSON. On a 2xx
+ * answer, if out is non-NULL, *out receives the parsed JSON body: a new
+ * reference the caller must json_decref(). A hub error prints
+ * "tetherctl: DETAIL (HTTP STATUS)"; a network or TLS failure prints
+ * httpc's reason. Returns CTL_EXIT_OK or the exit code to use. */
+int ctl_call(struct ctl *c, const char *method, const char *path, json_t *body, json_t **out);
+
+/* Writes j as indented JSON and a newline on stdout. */
+void ctl_print_json(json_t *j);
+
+/* Borrowed readers that tolerate missing or mistyped fields. */
+const char *ctl_jstr(json_t *obj, const char *key); /* NULL if absent or not a string */
+long long ctl_jint(json_t *obj, const char *key);   /* 0 if absent or not a number */
+
+/* Formatters into caller buffers (cap >= 32); "-" stands for "none". */
+void ctl_fmt_time(long long unix_s, char *buf, size_t cap); /* local YYYY-MM-DD HH:MM:SS */
+void ctl_fmt_bytes(long long n, char *buf, size_t cap);     /* 512 B, 1.5 KiB, ... */
+void ctl_fmt_duration(long long s, char *buf, size_t cap);  /* 45s, 3m 20s, 2h 5m, 4d 1h */
+
+/* Joins the strings of a JSON array, or the "k=v" pairs of a JSON object,
+ * with sep. Returns a malloc'ed string the caller frees ("" when empty),
+ * NULL on allocation failure. */
+char *ctl_join_array(json_t *arr, const char *sep);
+char *ctl_join_object(json_t *obj, const char *sep);
+
+#endif

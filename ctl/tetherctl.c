@@ -1,0 +1,318 @@
+/* tetherctl: the operators' and users' command line for the hub's HTTPS API (argument parsing and
+ * dispatch). */
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <langinfo.h>
+#include <locale.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <wolfssl/options.h>
+#include <wolfssl/ssl.h>
+
+#include "cmd.h"
+#include "ctl.h"
+
+struct optspec {
+    const char *name; /* without "--" */
+    int has_value;
+};
+
+/* A command is the words that name it ("site add"), then positional
+ * arguments and its own options; global options are accepted anywhere. */
+struct command {
+    const char *words;
+    const char *synopsis; /* what follows the words in the usage text */
+    const char *summary;
+    size_t min_pos, max_pos;
+    const struct optspec *opts; /* terminated by a NULL name; NULL for none */
+    int (*run)(struct ctl *c, const struct ctl_args *a);
+};
+
+static int cmd_help(struct ctl *c, const struct ctl_args *a);
+
+static const struct optspec site_add_opts[] = {{"label", 1}, {"ttl", 1}, {NULL, 0}};
+
+static const struct command commands[] = {
+    {"site add", "NAME [--label K=V]... [--ttl SECONDS]",
+     "register a site; prints only its one-time enrollment token", 1, 1, site_add_opts,
+     cmd_site_add},
+    {"site list", "", "list the sites with their state and connection", 0, 0, NULL, cmd_site_list},
+    {"site show", "NAME", "show one site and its recent sessions", 1, 1, NULL, cmd_site_show},
+    {"help", "", "show this help", 0, CTL_MAX_POS, NULL, cmd_help},
+};
+#define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+enum global_opt { G_CONFIG, G_HUB, G_TOKEN, G_PIN, G_JSON, G_HELP, G_VERSION };
+static const struct {
+    const char *name;
+    int has_value;
+    const char *arg;
+    const char *help;
+} globals[] = {
+    [G_CONFIG] = {"config", 1, "FILE",
+                  "configuration file (default: $TETHER_CONFIG, else ~/.config/tether/ctl.conf)"},
+    [G_HUB] = {"hub", 1, "URL", "hub API address, https://HOST[:PORT] (port 6443 by default)"},
+    [G_TOKEN] = {"token", 1, "TOKEN", "API token (tth_...)"},
+    [G_PIN] = {"pin", 1, "PIN", "the hub's key pin (sha256//...)"},
+    [G_JSON] = {"json", 0, NULL, "print the hub's JSON instead of tables or bare values"},
+    [G_HELP] = {"help", 0, NULL, "show this help (also -h)"},
+    [G_VERSION] = {"version", 0, NULL, "show the version"},
+};
+#define N_GLOBALS (sizeof(globals) / sizeof(globals[0]))
+
+static void usage(FILE *f)
+{
+    size_t i;
+
+    fprintf(f, "Usage: tetherctl [OPTIONS] COMMAND [ARGUMENTS]\n\nCommands:\n");
+    for (i = 0; i < N_COMMANDS; i++) {
+        char left[128];
+
+        snprintf(left, sizeof(left), "%s%s%s", commands[i].words,
+                 commands[i].synopsis[0] != '\0' ? " " : "", commands[i].synopsis);
+        if (strlen(left) <= 22)
+            fprintf(f, "  %-22s  %s\n", left, commands[i].summary);
+        else
+            fprintf(f, "  %s\n  %-22s  %s\n", left, "", commands[i].summary);
+    }
+    fprintf(f, "\nOptions (before or after the command):\n");
+    for (i = 0; i < N_GLOBALS; i++) {
+        char left[64];
+
+        snprintf(left, sizeof(left), "--%s%s%s", globals[i].name, globals[i].arg ? " " : "",
+                 globals[i].arg ? globals[i].arg : "");
+        fprintf(f, "  %-22s  %s\n", left, globals[i].help);
+    }
+    fprintf(
+        f, "\nThe configuration file holds \"hub = https://HOST:PORT\", \"hub_pin = sha256//...\"\n"
+           "and \"token = tth_...\"; tether-hub init writes a ready one.\n"
+           "Exit status: 0 success, 1 failure (hub, network or configuration), 2 usage error.\n");
+}
+
+static int cmd_help(struct ctl *c, const struct ctl_args *a)
+{
+    usage(stdout);
+    return CTL_EXIT_OK;
+}
+
+/* Exact match of the words typed so far: the command, or NULL. *prefix
+ * tells whether more words could still name one. */
+static const struct command *match_words(const char *typed, int *prefix)
+{
+    size_t len = strlen(typed), i;
+
+    *prefix = 0;
+    for (i = 0; i < N_COMMANDS; i++) {
+        if (strcmp(commands[i].words, typed) == 0)
+            return &commands[i];
+        if (strncmp(commands[i].words, typed, len) == 0 && commands[i].words[len] == ' ')
+            *prefix = 1;
+    }
+    return NULL;
+}
+
+/* Lists the next words after typed, for "'site' needs a subcommand: ...". */
+static void next_words(const char *typed, char *out, size_t cap)
+{
+    size_t len = strlen(typed), i, o = 0;
+
+    out[0] = '\0';
+    for (i = 0; i < N_COMMANDS; i++) {
+        const char *w = commands[i].words;
+        int n;
+
+        if (strncmp(w, typed, len) != 0 || w[len] != ' ')
+            continue;
+        w += len + 1;
+        n = snprintf(out + o, cap - o, "%s%.*s", o > 0 ? ", " : "", (int)strcspn(w, " "), w);
+        if (n < 0 || (size_t)n >= cap - o)
+            break;
+        o += (size_t)n;
+    }
+}
+
+struct parsed {
+    const struct command *cmd;
+    char typed[128]; /* command words seen, space-separated */
+    int help, version;
+};
+
+/* Takes one option at argv[*i]; its value may be inline (--x=v) or the next
+ * argument. Returns 0 or CTL_EXIT_USAGE. */
+static int take_option(int argc, char **argv, int *i, struct ctl *c, struct ctl_args *a,
+                       struct parsed *p)
+{
+    const char *arg = argv[*i], *name, *eq, *value = NULL;
+    size_t nlen, g;
+    int has_value = -1, global = -1;
+
+    if (strcmp(arg, "-h") == 0) {
+        p->help = 1;
+        return 0;
+    }
+    if (strncmp(arg, "--", 2) != 0)
+        return ctl_usage_err("unknown option '%s'", arg);
+    name = arg + 2;
+    eq = strchr(name, '=');
+    nlen = eq != NULL ? (size_t)(eq - name) : strlen(name);
+    for (g = 0; g < N_GLOBALS; g++)
+        if (strlen(globals[g].name) == nlen && strncmp(globals[g].name, name, nlen) == 0) {
+            global = (int)g;
+            has_value = globals[g].has_value;
+        }
+    if (global < 0 && p->cmd != NULL && p->cmd->opts != NULL) {
+        const struct optspec *o;
+
+        for (o = p->cmd->opts; o->name != NULL; o++)
+            if (strlen(o->name) == nlen && strncmp(o->name, name, nlen) == 0)
+                has_value = o->has_value;
+    }
+    if (has_value < 0) {
+        if (p->cmd != NULL)
+            return ctl_usage_err("unknown option '--%.*s' for '%s'", (int)nlen, name,
+                                 p->cmd->words);
+        return ctl_usage_err("unknown option '--%.*s'", (int)nlen, name);
+    }
+    if (has_value) {
+        if (eq != NULL)
+            value = eq + 1;
+        else if (*i + 1 < argc)
+            value = argv[++*i];
+        else
+            return ctl_usage_err("option '--%.*s' needs a value", (int)nlen, name);
+    } else if (eq != NULL) {
+        return ctl_usage_err("option '--%.*s' takes no value", (int)nlen, name);
+    }
+
+    switch (global) {
+    case G_CONFIG:
+        c->config_path = value;
+        break;
+    case G_HUB:
+        c->hub_url = value;
+        break;
+    case G_TOKEN:
+        c->token = value;
+        break;
+    case G_PIN:
+        c->pin = value;
+        break;
+    case G_JSON:
+        c->json = 1;
+        break;
+    case G_HELP:
+        p->help = 1;
+        break;
+    case G_VERSION:
+        p->version = 1;
+        break;
+    default:
+        if (a->nopt >= CTL_MAX_OPTS)
+            return ctl_usage_err("too many options");
+        /* Only the spec's own (short) names get here. */
+        snprintf(a->opt[a->nopt].name, sizeof(a->opt[a->nopt].name), "%.*s", (int)nlen, name);
+        a->opt[a->nopt].value = value;
+        a->nopt++;
+        break;
+    }
+    return 0;
+}
+
+static int parse(int argc, char **argv, struct ctl *c, struct ctl_args *a, struct parsed *p)
+{
+    int i, rest = 0, rc;
+
+    for (i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+
+        if (!rest && strcmp(arg, "--") == 0) {
+            rest = 1;
+            continue;
+        }
+        /* A lone "-" is an argument (stdin), never an option. */
+        if (!rest && arg[0] == '-' && arg[1] != '\0') {
+            rc = take_option(argc, argv, &i, c, a, p);
+            if (rc != 0)
+                return rc;
+            continue;
+        }
+        if (p->cmd == NULL) {
+            size_t len = strlen(p->typed);
+            int prefix;
+
+            if (len + 1 + strlen(arg) >= sizeof(p->typed))
+                return ctl_usage_err("unknown command '%s'", arg);
+            snprintf(p->typed + len, sizeof(p->typed) - len, "%s%s", len > 0 ? " " : "", arg);
+            p->cmd = match_words(p->typed, &prefix);
+            if (p->cmd == NULL && !prefix)
+                return ctl_usage_err("unknown command '%s'", p->typed);
+            continue;
+        }
+        if (a->npos >= CTL_MAX_POS)
+            return ctl_usage_err("too many arguments");
+        a->pos[a->npos++] = arg;
+    }
+    return 0;
+}
+
+/* wcwidth() in the table printer needs a UTF-8 character type. */
+static void set_locale(void)
+{
+    const char *cs;
+
+    if (setlocale(LC_CTYPE, "") == NULL)
+        setlocale(LC_CTYPE, "C.UTF-8");
+    cs = nl_langinfo(CODESET);
+    if (cs == NULL || (strcasecmp(cs, "UTF-8") != 0 && strcasecmp(cs, "utf8") != 0))
+        setlocale(LC_CTYPE, "C.UTF-8");
+}
+
+int main(int argc, char **argv)
+{
+    struct ctl c = {0};
+    struct ctl_args a = {0};
+    struct parsed p = {0};
+    int rc;
+
+    set_locale();
+    rc = parse(argc, argv, &c, &a, &p);
+    if (rc != 0)
+        return rc;
+    if (p.help) {
+        usage(stdout);
+        return CTL_EXIT_OK;
+    }
+    if (p.version) {
+        printf("tetherctl %s\n", TETHER_VERSION);
+        return CTL_EXIT_OK;
+    }
+    if (p.cmd == NULL) {
+        char next[128];
+
+        if (p.typed[0] == '\0') {
+            usage(stderr);
+            return CTL_EXIT_USAGE;
+        }
+        next_words(p.typed, next, sizeof(next));
+        return ctl_usage_err("'%s' needs a subcommand: %s", p.typed, next);
+    }
+    if (a.npos < p.cmd->min_pos)
+        return ctl_usage_err("missing arguments: tetherctl %s %s", p.cmd->words, p.cmd->synopsis);
+    if (a.npos > p.cmd->max_pos)
+        return ctl_usage_err("unexpected argument '%s' for '%s'", a.pos[p.cmd->max_pos],
+                             p.cmd->words);
+
+    rc = p.cmd->run(&c, &a);
+    ctl_free(&c);
+    /* Frees what wolfSSL set up on first use, so leak checkers stay quiet. */
+    wolfSSL_Cleanup();
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        ctl_err("cannot write the output: %s", strerror(errno));
+        if (rc == CTL_EXIT_OK)
+            rc = CTL_EXIT_FAIL;
+    }
+    return rc;
+}

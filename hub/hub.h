@@ -1,0 +1,76 @@
+/* The hub daemon's shared state: loop, registry, TLS contexts, listeners and live site tunnels. */
+/* SPDX-License-Identifier: MIT */
+#ifndef TETHER_HUB_H
+#define TETHER_HUB_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "../common/crypto.h"
+#include "../common/token.h"
+#include "registry.h"
+
+#define HUB_MAX_LISTEN 8
+
+struct tunnel;
+
+struct hub_config {
+    char name[256];                                   /* host name written into tokens */
+    char public_eps[TOKEN_HUB_MAX][TOKEN_ENDPOINT_MAX + 1]; /* endpoints for tokens */
+    size_t n_public;
+    uint64_t ping_interval_ms;     /* default 20000 */
+    uint64_t handshake_timeout_ms; /* default 10000 */
+    uint64_t request_timeout_ms;   /* proxied request with no response head; default 60000 */
+    uint64_t drain_grace_ms;       /* SIGTERM grace; default 10000 */
+    int64_t enroll_ttl_s;          /* default 86400 */
+    size_t api_body_max;           /* JSON API request bodies; default 1 MiB */
+    int max_pending_handshakes_per_ip; /* default 64 */
+};
+
+/* Live tunnels by site id; a small chained hash so 10k sites stay O(1). */
+struct tunnel_map {
+    struct tunnel **buckets;
+    size_t n_buckets;
+    size_t count;
+};
+
+struct hub {
+    uv_loop_t *loop;
+    char state_dir[1024];
+    struct hub_config cfg;
+    struct registry *reg;   /* owned */
+    struct crypto_identity id; /* owned */
+    void *tunnel_ctx;       /* WOLFSSL_CTX*, owned */
+    void *user_ctx;         /* WOLFSSL_CTX*, owned */
+    uv_tcp_t listeners[HUB_MAX_LISTEN];
+    size_t n_listeners;
+    struct tunnel_map tunnels;
+    uv_signal_t sigterm, sigint, sighup;
+    uv_timer_t drain_timer;
+    int draining;
+    uint64_t started_ms;
+    /* pending handshakes per source address: tiny open table */
+    struct {
+        char ip[48];
+        int count;
+    } pending[256];
+    /* counters for /metrics */
+    uint64_t n_requests, n_proxy_requests, n_tunnels_accepted, n_tunnels_refused;
+};
+
+/* Seconds since the epoch. */
+int64_t hub_now(void);
+
+/* Tunnel map: the tunnel of a site if it is online, else NULL. */
+struct tunnel *hub_tunnel_find(struct hub *h, int64_t site_id);
+void hub_tunnel_put(struct hub *h, struct tunnel *t);
+void hub_tunnel_del(struct hub *h, struct tunnel *t);
+
+/* Source-address handshake accounting (DESIGN §2: cap per address). */
+int hub_pending_inc(struct hub *h, const char *peer);
+void hub_pending_dec(struct hub *h, const char *peer);
+
+/* Listeners and the ALPN demultiplexer (hub/listen.c). */
+int hub_listen(struct hub *h, const char *hostport, char *err, size_t err_cap);
+
+#endif

@@ -1,0 +1,16 @@
+/* Proxying a user request to a site's service through its tunnel, streamed with end-to-end backpressure. */
+/* SPDX-License-Identifier: MIT */
+#ifndef TETHER_PROXY_H
+#define TETHER_PROXY_H
+
+#include "api.h"
+#include "hub.h"
+#include "user.h"
+
+/* Starts proxying r to `service` of the site t with the given path (starting
+ * with '/', query included). Answers errors itself. user is the token name
+ * passed to the site in X-Tether-User. */
+void proxy_start(struct hub *h, struct ureq *r, struct tunnel *t, const char *service,
+                 const char *path, const char *user);
+
+#endif

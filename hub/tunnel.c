@@ -1,0 +1,527 @@
+/* A site's live tunnel on the hub: TLS-authenticated connection carrying an HTTP/2 client session to the site. */
+/* SPDX-License-Identifier: MIT */
+#include "tunnel.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/log.h"
+
+/* Per-stream window: big enough for 1 GB/s on loopback, small enough that a
+ * stalled reader pins at most this much hub memory. */
+#define TUNNEL_STREAM_WINDOW (1 << 20)
+#define TUNNEL_CONN_WINDOW   (64 << 20)
+#define HELLO_MAX            (64 * 1024)
+
+struct tstream {
+    struct tunnel *t;
+    int32_t id;
+    const struct tstream_ops *ops; /* NULL once cancelled or finished */
+    void *arg;
+    int head_seen;
+    int remote_ended;
+    size_t unconsumed;
+    struct h2_hdr_budget budget;
+    struct buf hdrs; /* name\0value\0 pairs of the response head */
+    unsigned n_hdrs;
+    int status;
+    struct tstream *prev, *next;
+};
+
+static void tunnel_conn_handshake(struct conn *c)
+{
+}
+
+static int tunnel_conn_data(struct conn *c, const uint8_t *data, size_t len)
+{
+    struct tunnel *t = c->owner;
+    int rc = h2_feed(&t->h2, data, len);
+    if (rc < 0) {
+        snprintf(t->close_reason, sizeof(t->close_reason), "http2 error: %s",
+                 nghttp2_strerror(rc));
+        return -EPROTO;
+    }
+    if (h2_finished(&t->h2))
+        conn_close_after_flush(c, t->close_reason[0] ? t->close_reason : "session finished");
+    return 0;
+}
+
+static void tunnel_conn_drain(struct conn *c)
+{
+    struct tunnel *t = c->owner;
+    if (h2_send(&t->h2) < 0)
+        conn_close(c, "http2 send error");
+}
+
+static void tunnel_free_cb(uv_handle_t *h)
+{
+    struct tunnel *t = h->data;
+    free(t->services_json);
+    free(t);
+}
+
+static void stream_unlink(struct tstream *s)
+{
+    struct tunnel *t = s->t;
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        t->streams = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    buf_free(&s->hdrs);
+    free(s);
+}
+
+static void tunnel_conn_close(struct conn *c, const char *reason)
+{
+    struct tunnel *t = c->owner;
+    struct hub *h = t->hub;
+    const char *why = t->close_reason[0] ? t->close_reason : reason;
+    int64_t now = hub_now();
+
+    t->closing = 1;
+    while (t->streams != NULL) {
+        struct tstream *s = t->streams;
+        const struct tstream_ops *ops = s->ops;
+        s->ops = NULL;
+        if (ops != NULL)
+            ops->on_error(s->arg, 503, "site disconnected");
+        stream_unlink(s);
+    }
+    h2_free(&t->h2);
+    hub_tunnel_del(h, t);
+    registry_session_close(h->reg, t->session_id, now, why, (int64_t)c->bytes_in,
+                           (int64_t)c->bytes_out);
+    registry_site_seen(h->reg, t->site_id, (int64_t)(t->last_heard_ms / 1000), NULL, NULL, NULL);
+    log_event(LOG_INFO, "site_disconnected", "site=%s remote=%s reason=%s duration_s=%lld",
+              t->site, c->peer, log_q(why), (long long)(now - t->connected_since));
+    t->conn = NULL;
+    uv_timer_stop(&t->ping_timer);
+    uv_close((uv_handle_t *)&t->ping_timer, tunnel_free_cb);
+}
+
+static const struct conn_ops tunnel_conn_ops = {
+    .on_handshake = tunnel_conn_handshake,
+    .on_data = tunnel_conn_data,
+    .on_drain = tunnel_conn_drain,
+    .on_close = tunnel_conn_close,
+};
+
+/* --- nghttp2 callbacks (client side) --- */
+
+static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const uint8_t *name,
+                     size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
+                     void *user_data)
+{
+    struct tstream *s = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
+    if (s == NULL || frame->hd.type != NGHTTP2_HEADERS)
+        return 0;
+    if (h2_header_budget(&s->budget, namelen, valuelen) != 0)
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    if (namelen == 7 && memcmp(name, ":status", 7) == 0) {
+        char st[4] = {0};
+        if (valuelen != 3)
+            return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+        memcpy(st, value, 3);
+        s->status = atoi(st);
+        return 0;
+    }
+    if (buf_append(&s->hdrs, name, namelen) || buf_append(&s->hdrs, "", 1) ||
+        buf_append(&s->hdrs, value, valuelen) || buf_append(&s->hdrs, "", 1))
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    s->n_hdrs++;
+    return 0;
+}
+
+static void deliver_head(struct tstream *s)
+{
+    nghttp2_nv nva[H2_HEADER_COUNT_MAX + 1];
+    const char *p = (const char *)buf_head(&s->hdrs);
+    size_t n = 0;
+
+    for (unsigned i = 0; i < s->n_hdrs && n < H2_HEADER_COUNT_MAX; i++) {
+        size_t nl = strlen(p);
+        const char *v = p + nl + 1;
+        size_t vl = strlen(v);
+        nva[n++] = h2_nv(p, nl, v, vl);
+        p = v + vl + 1;
+    }
+    s->head_seen = 1;
+    if (s->ops != NULL)
+        s->ops->on_head(s->arg, s->status, nva, n);
+    buf_free(&s->hdrs);
+    s->n_hdrs = 0;
+}
+
+static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, void *user_data)
+{
+    struct tunnel *t = user_data;
+    struct tstream *s;
+
+    t->last_heard_ms = uv_now(t->hub->loop);
+    t->ping_outstanding = 0;
+    if (frame->hd.stream_id == 0) {
+        if (frame->hd.type == NGHTTP2_GOAWAY)
+            snprintf(t->close_reason, sizeof(t->close_reason), "site sent goaway");
+        return 0;
+    }
+    s = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
+    if (s == NULL)
+        return 0;
+    if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_RESPONSE) {
+        if (s->status >= 100 && s->status < 200) {
+            buf_free(&s->hdrs); /* interim response */
+            s->n_hdrs = 0;
+            s->status = 0;
+        } else if (!s->head_seen) {
+            deliver_head(s);
+        }
+    }
+    if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)
+        s->remote_ended = 1;
+    return 0;
+}
+
+static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t stream_id,
+                         const uint8_t *data, size_t len, void *user_data)
+{
+    struct tunnel *t = user_data;
+    struct tstream *s = nghttp2_session_get_stream_user_data(session, stream_id);
+
+    t->last_heard_ms = uv_now(t->hub->loop);
+    if (s == NULL || s->ops == NULL) {
+        nghttp2_session_consume(session, stream_id, len);
+        return 0;
+    }
+    s->unconsumed += len;
+    s->ops->on_data(s->arg, data, len);
+    return 0;
+}
+
+static int on_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t error_code,
+                           void *user_data)
+{
+    struct tstream *s = nghttp2_session_get_stream_user_data(session, stream_id);
+    const struct tstream_ops *ops;
+
+    if (s == NULL)
+        return 0;
+    nghttp2_session_set_stream_user_data(session, stream_id, NULL);
+    /* Bytes the user has not taken yet must not keep the connection window
+     * shut once the stream is gone. */
+    if (s->unconsumed > 0)
+        nghttp2_session_consume_connection(session, s->unconsumed);
+    ops = s->ops;
+    s->ops = NULL;
+    if (ops != NULL) {
+        if (error_code == NGHTTP2_NO_ERROR && s->remote_ended && s->head_seen)
+            ops->on_end(s->arg);
+        else if (error_code == NGHTTP2_REFUSED_STREAM)
+            ops->on_error(s->arg, 503, "site refused the stream");
+        else
+            ops->on_error(s->arg, 502, "site reset the stream");
+    }
+    stream_unlink(s);
+    return 0;
+}
+
+static ssize_t read_body_cb(nghttp2_session *session, int32_t stream_id, uint8_t *dst,
+                            size_t length, uint32_t *data_flags, nghttp2_data_source *source,
+                            void *user_data)
+{
+    struct tstream *s = source->ptr;
+    int eof = 0;
+    size_t n;
+
+    if (s == NULL || s->ops == NULL) {
+        *data_flags |= NGHTTP2_DATA_FLAG_EOF;
+        return 0;
+    }
+    n = s->ops->read_body(s->arg, dst, length, &eof);
+    if (eof)
+        *data_flags |= NGHTTP2_DATA_FLAG_EOF;
+    else if (n == 0)
+        return NGHTTP2_ERR_DEFERRED;
+    return (ssize_t)n;
+}
+
+/* --- hello: learn the site's version and services --- */
+
+struct hello {
+    struct tunnel *t;
+    struct buf body;
+    struct tstream *s;
+};
+
+static void hello_head(void *arg, int status, const nghttp2_nv *nva, size_t n)
+{
+}
+
+static void hello_data(void *arg, const uint8_t *data, size_t len)
+{
+    struct hello *hl = arg;
+    if (hl->body.len + len <= HELLO_MAX)
+        buf_append(&hl->body, data, len);
+    tunnel_stream_consume(hl->s, len);
+}
+
+static void hello_end(void *arg)
+{
+    struct hello *hl = arg;
+    struct tunnel *t = hl->t;
+    json_error_t jerr;
+    json_t *root = json_loadb((const char *)buf_head(&hl->body), hl->body.len, 0, &jerr);
+    json_t *svc, *ver;
+
+    /* root: new reference held here, released below. */
+    if (root != NULL && json_is_object(root)) {
+        ver = json_object_get(root, "agent_version");
+        svc = json_object_get(root, "services");
+        if (json_is_string(ver))
+            snprintf(t->agent_version, sizeof(t->agent_version), "%s", json_string_value(ver));
+        if (json_is_array(svc)) {
+            char *txt = json_dumps(svc, JSON_COMPACT);
+            if (txt != NULL) {
+                free(t->services_json);
+                t->services_json = txt;
+            }
+        }
+        registry_site_seen(t->hub->reg, t->site_id, hub_now(), t->agent_version,
+                           t->services_json, t->conn ? t->conn->peer : NULL);
+        log_event(LOG_INFO, "site_hello", "site=%s agent_version=%s services=%s", t->site,
+                  log_q(t->agent_version), t->services_json);
+    }
+    json_decref(root);
+    buf_free(&hl->body);
+    free(hl);
+}
+
+static void hello_error(void *arg, int status, const char *why)
+{
+    struct hello *hl = arg;
+    buf_free(&hl->body);
+    free(hl);
+}
+
+static size_t hello_body(void *arg, uint8_t *dst, size_t cap, int *eof)
+{
+    *eof = 1;
+    return 0;
+}
+
+static const struct tstream_ops hello_ops = {hello_head, hello_data, hello_end, hello_error,
+                                             hello_body};
+
+static void send_hello(struct tunnel *t)
+{
+    struct hello *hl = calloc(1, sizeof(*hl));
+    nghttp2_nv nva[] = {
+        h2_nv(":method", 7, "GET", 3),
+        h2_nv(":scheme", 7, "https", 5),
+        h2_nv(":authority", 10, "site", 4),
+        h2_nv(":path", 5, "/.tether/hello", 14),
+    };
+    if (hl == NULL)
+        return;
+    hl->t = t;
+    buf_init(&hl->body);
+    if (tunnel_stream_open(t, nva, 4, 0, &hello_ops, hl, &hl->s) != 0)
+        free(hl);
+}
+
+/* --- liveness --- */
+
+static void force_close_cb(uv_timer_t *timer)
+{
+    struct tunnel *t = timer->data;
+    if (t->conn != NULL)
+        conn_close(t->conn, t->close_reason[0] ? t->close_reason : "closed");
+}
+
+static void ping_cb(uv_timer_t *timer)
+{
+    struct tunnel *t = timer->data;
+    uint64_t now = uv_now(t->hub->loop);
+    uint64_t iv = t->hub->cfg.ping_interval_ms;
+
+    if (t->conn == NULL || t->closing)
+        return;
+    if (now - t->last_heard_ms >= 2 * iv) {
+        snprintf(t->close_reason, sizeof(t->close_reason), "ping timeout (silent %llu ms)",
+                 (unsigned long long)(now - t->last_heard_ms));
+        conn_close(t->conn, t->close_reason);
+        return;
+    }
+    if (!t->ping_outstanding) {
+        nghttp2_submit_ping(t->h2.s, NGHTTP2_FLAG_NONE, NULL);
+        t->ping_outstanding = 1;
+        h2_send(&t->h2);
+    }
+}
+
+int tunnel_attach(struct hub *h, struct conn *c, const struct reg_site *site)
+{
+    struct tunnel *t = calloc(1, sizeof(*t));
+    nghttp2_session_callbacks *cbs = NULL;
+    nghttp2_option *opt = NULL;
+    nghttp2_session *s = NULL;
+    struct tunnel *old;
+    int rc = -ENOMEM;
+
+    if (t == NULL)
+        goto out;
+    t->hub = h;
+    t->conn = c;
+    t->site_id = site->id;
+    snprintf(t->site, sizeof(t->site), "%s", site->name);
+    t->services_json = strdup("[]");
+    t->connected_since = hub_now();
+    t->last_heard_ms = uv_now(h->loop);
+    if (t->services_json == NULL)
+        goto out;
+    if (nghttp2_session_callbacks_new(&cbs) != 0 || (opt = h2_option_new(0)) == NULL)
+        goto out;
+    nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk);
+    nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
+    if (nghttp2_session_client_new2(&s, cbs, t, opt) != 0)
+        goto out;
+    h2_init(&t->h2, s, c);
+    s = NULL;
+    /* The site never opens streams toward the hub. */
+    if (h2_submit_settings(t->h2.s, 0, TUNNEL_STREAM_WINDOW, TUNNEL_CONN_WINDOW) != 0) {
+        rc = -EIO;
+        goto out;
+    }
+    uv_timer_init(h->loop, &t->ping_timer);
+    t->ping_timer.data = t;
+    c->ops = &tunnel_conn_ops;
+    c->owner = t;
+
+    old = hub_tunnel_find(h, t->site_id);
+    if (old != NULL) {
+        hub_tunnel_del(h, old);
+        tunnel_kill(old, "replaced by a newer connection of the same site");
+    }
+    hub_tunnel_put(h, t);
+    registry_session_open(h->reg, t->site_id, c->peer, "", t->connected_since, &t->session_id);
+    registry_site_seen(h->reg, t->site_id, t->connected_since, NULL, NULL, c->peer);
+    h->n_tunnels_accepted++;
+    log_event(LOG_INFO, "site_connected", "site=%s remote=%s session=%lld", t->site, c->peer,
+              (long long)t->session_id);
+    uv_timer_start(&t->ping_timer, ping_cb, h->cfg.ping_interval_ms, h->cfg.ping_interval_ms);
+    send_hello(t);
+    h2_send(&t->h2);
+    rc = 0;
+out:
+    if (cbs != NULL)
+        nghttp2_session_callbacks_del(cbs);
+    if (opt != NULL)
+        nghttp2_option_del(opt);
+    if (rc != 0 && t != NULL) {
+        if (t->h2.s != NULL)
+            h2_free(&t->h2);
+        free(t->services_json);
+        free(t);
+    }
+    return rc;
+}
+
+int tunnel_stream_open(struct tunnel *t, const nghttp2_nv *nva, size_t n, int has_body,
+                       const struct tstream_ops *ops, void *arg, struct tstream **out)
+{
+    struct tstream *s;
+    nghttp2_data_provider prd;
+    int32_t id;
+
+    if (t->closing || t->conn == NULL || t->conn->closing || t->hub->draining)
+        return -ENOTCONN;
+    s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return -ENOMEM;
+    s->t = t;
+    s->ops = ops;
+    s->arg = arg;
+    buf_init(&s->hdrs);
+    prd.source.ptr = s;
+    prd.read_callback = read_body_cb;
+    id = nghttp2_submit_request(t->h2.s, NULL, nva, n, has_body ? &prd : NULL, s);
+    if (id < 0) {
+        free(s);
+        return -EIO;
+    }
+    s->id = id;
+    s->next = t->streams;
+    if (t->streams)
+        t->streams->prev = s;
+    t->streams = s;
+    *out = s;
+    h2_send(&t->h2);
+    return 0;
+}
+
+void tunnel_stream_resume(struct tstream *s)
+{
+    if (s->ops == NULL || s->t->h2.s == NULL)
+        return;
+    nghttp2_session_resume_data(s->t->h2.s, s->id);
+    h2_send(&s->t->h2);
+}
+
+void tunnel_stream_consume(struct tstream *s, size_t len)
+{
+    if (s->t->h2.s == NULL)
+        return;
+    if (len > s->unconsumed)
+        len = s->unconsumed;
+    s->unconsumed -= len;
+    nghttp2_session_consume(s->t->h2.s, s->id, len);
+    h2_send(&s->t->h2);
+}
+
+void tunnel_stream_cancel(struct tstream *s)
+{
+    s->ops = NULL;
+    if (s->t->h2.s == NULL)
+        return;
+    nghttp2_submit_rst_stream(s->t->h2.s, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_CANCEL);
+    h2_send(&s->t->h2);
+}
+
+void tunnel_kill(struct tunnel *t, const char *reason)
+{
+    if (t->closing || t->conn == NULL)
+        return;
+    t->closing = 1;
+    snprintf(t->close_reason, sizeof(t->close_reason), "%s", reason);
+    if (t->h2.s != NULL) {
+        nghttp2_submit_goaway(t->h2.s, NGHTTP2_FLAG_NONE, 0, NGHTTP2_NO_ERROR,
+                              (const uint8_t *)reason, strlen(reason));
+        h2_send(&t->h2);
+    }
+    conn_close_after_flush(t->conn, reason);
+    /* A peer that does not read must not keep a cut tunnel alive. */
+    uv_timer_start(&t->ping_timer, force_close_cb, 1000, 0);
+}
+
+void tunnel_drain(struct tunnel *t)
+{
+    if (t->h2.s == NULL || t->closing)
+        return;
+    snprintf(t->close_reason, sizeof(t->close_reason), "hub shutting down");
+    nghttp2_submit_goaway(t->h2.s, NGHTTP2_FLAG_NONE, 0, NGHTTP2_NO_ERROR,
+                          (const uint8_t *)"hub shutting down", 17);
+    h2_send(&t->h2);
+}
+
+size_t tunnel_stream_count(const struct tunnel *t)
+{
+    size_t n = 0;
+    for (const struct tstream *s = t->streams; s != NULL; s = s->next)
+        n++;
+    return n;
+}

@@ -1,0 +1,73 @@
+/* A site's live tunnel on the hub: TLS-authenticated connection carrying an HTTP/2 client session to the site. */
+/* SPDX-License-Identifier: MIT */
+#ifndef TETHER_TUNNEL_H
+#define TETHER_TUNNEL_H
+
+#include <nghttp2/nghttp2.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "../common/conn.h"
+#include "../common/h2.h"
+#include "hub.h"
+
+struct tstream;
+
+/* What a proxied request receives from its tunnel stream. arg belongs to
+ * the caller. After on_end or on_error, no callback runs again. */
+struct tstream_ops {
+    void (*on_head)(void *arg, int status, const nghttp2_nv *nva, size_t n);
+    /* Response body; the caller must later call tunnel_stream_consume(len)
+     * once the bytes left the hub, which reopens the stream's window. */
+    void (*on_data)(void *arg, const uint8_t *data, size_t len);
+    void (*on_end)(void *arg);
+    /* http_status: 502 reset by the site, 503 tunnel gone, 504 timeout. */
+    void (*on_error)(void *arg, int http_status, const char *why);
+    /* Upload: copy up to cap request-body bytes into dst. Return the count;
+     * 0 with *eof=0 means "none yet" (call tunnel_stream_resume later). */
+    size_t (*read_body)(void *arg, uint8_t *dst, size_t cap, int *eof);
+};
+
+struct tunnel {
+    struct hub *hub;
+    struct conn *conn; /* not owned: it owns us through on_close */
+    struct h2 h2;
+    int64_t site_id;
+    char site[TOKEN_NAME_MAX + 1];
+    int64_t session_id;
+    int64_t connected_since;
+    uint64_t last_heard_ms;
+    int ping_outstanding;
+    char agent_version[64];
+    char *services_json; /* owned; "[]" until the hello answer */
+    uv_timer_t ping_timer;
+    int closing;
+    int replaced;
+    struct tstream *streams; /* open streams, doubly linked */
+    struct tunnel *map_next;
+    char close_reason[128];
+};
+
+/* Called by the listener when a tunnel's TLS handshake succeeded with the
+ * given pinned site (already checked active). Takes over c. */
+int tunnel_attach(struct hub *h, struct conn *c, const struct reg_site *site);
+
+/* Opens a stream carrying a request. nva must include the pseudo headers.
+ * Returns 0 and *out, or -ENOTCONN if the tunnel is closing. */
+int tunnel_stream_open(struct tunnel *t, const nghttp2_nv *nva, size_t n, int has_body,
+                       const struct tstream_ops *ops, void *arg, struct tstream **out);
+/* Request body became available. */
+void tunnel_stream_resume(struct tstream *s);
+/* len response bytes were passed on: credit the site's window. */
+void tunnel_stream_consume(struct tstream *s, size_t len);
+/* The user went away: RST_STREAM(CANCEL); no callback after this. */
+void tunnel_stream_cancel(struct tstream *s);
+
+/* Cuts the tunnel (revoke, disable, replaced): GOAWAY then close. */
+void tunnel_kill(struct tunnel *t, const char *reason);
+/* SIGTERM: GOAWAY, let streams finish. */
+void tunnel_drain(struct tunnel *t);
+/* Number of open streams. */
+size_t tunnel_stream_count(const struct tunnel *t);
+
+#endif

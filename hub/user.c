@@ -1,0 +1,825 @@
+/* User-facing front end of the hub: HTTP/1.1 (http-parser) and HTTP/2 (nghttp2) connections producing requests. */
+/* SPDX-License-Identifier: MIT */
+#include "user.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <http_parser.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/h2.h"
+#include "api.h"
+
+#define TARGET_MAX (8 * 1024)
+#define USER_MAX_STREAMS 128
+#define USER_STREAM_WINDOW (1 << 20)
+#define USER_CONN_WINDOW   (16 << 20)
+
+struct user_conn {
+    struct hub *hub;
+    struct conn *conn;
+    int is_h2;
+    /* HTTP/1.1 */
+    http_parser parser;
+    struct ureq *cur;
+    struct buf backlog; /* bytes received while a response was in progress */
+    struct buf hname, hval;
+    int in_value;
+    int close_after;
+    int dead;
+    /* HTTP/2 */
+    struct h2 h2;
+    struct ureq *streams;
+    uv_timer_t resume_timer;
+};
+
+static http_parser_settings h1_settings;
+
+/* --- requests --- */
+
+static struct ureq *ureq_new(struct user_conn *uc, int32_t sid)
+{
+    struct ureq *r = calloc(1, sizeof(*r));
+    if (r == NULL)
+        return NULL;
+    r->uc = uc;
+    r->sid = sid;
+    r->content_length = -1;
+    buf_init(&r->out);
+    snprintf(r->remote, sizeof(r->remote), "%s", uc->conn->peer);
+    return r;
+}
+
+static void ureq_free(struct ureq *r)
+{
+    for (size_t i = 0; i < r->n_hdrs; i++) {
+        free(r->hdrs[i].name);
+        free(r->hdrs[i].value);
+    }
+    free(r->hdrs);
+    free(r->target);
+    buf_free(&r->out);
+    free(r);
+}
+
+static int ureq_add_header(struct ureq *r, const char *name, size_t nl, const char *value,
+                           size_t vl)
+{
+    struct ureq_header *n;
+    char *nm, *vv;
+
+    if (h2_header_budget(&r->budget, nl, vl) != 0)
+        return -E2BIG;
+    n = realloc(r->hdrs, (r->n_hdrs + 1) * sizeof(*n));
+    if (n == NULL)
+        return -ENOMEM;
+    r->hdrs = n;
+    nm = strndup(name, nl);
+    vv = strndup(value, vl);
+    if (nm == NULL || vv == NULL) {
+        free(nm);
+        free(vv);
+        return -ENOMEM;
+    }
+    for (char *p = nm; *p; p++)
+        *p = (char)tolower((unsigned char)*p);
+    r->hdrs[r->n_hdrs].name = nm;
+    r->hdrs[r->n_hdrs].value = vv;
+    r->n_hdrs++;
+    return 0;
+}
+
+const char *ureq_header(const struct ureq *r, const char *name)
+{
+    for (size_t i = 0; i < r->n_hdrs; i++)
+        if (strcmp(r->hdrs[i].name, name) == 0)
+            return r->hdrs[i].value;
+    return NULL;
+}
+
+void ureq_set_handler(struct ureq *r, const struct ureq_handler *hd, void *hctx)
+{
+    r->handler = hd;
+    r->hctx = hctx;
+}
+
+static void ureq_abort(struct ureq *r)
+{
+    const struct ureq_handler *hd = r->handler;
+    r->handler = NULL;
+    if (hd != NULL && hd->on_abort != NULL)
+        hd->on_abort(r);
+}
+
+size_t ureq_backlog(const struct ureq *r)
+{
+    if (r->uc->dead || r->uc->conn == NULL)
+        return 0;
+    return conn_out_pending(r->uc->conn) + r->out.len;
+}
+
+/* --- HTTP/1.1 --- */
+
+static const char *reason_phrase(int status)
+{
+    switch (status) {
+    case 100: return "Continue";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 204: return "No Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 304: return "Not Modified";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 409: return "Conflict";
+    case 413: return "Payload Too Large";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default: return "Status";
+    }
+}
+
+static void h1_finish_request(struct user_conn *uc);
+
+static int h1_message_begin(http_parser *p)
+{
+    struct user_conn *uc = p->data;
+    uc->cur = ureq_new(uc, 0);
+    uc->in_value = 0;
+    buf_free(&uc->hname);
+    buf_free(&uc->hval);
+    return uc->cur == NULL ? -1 : 0;
+}
+
+static int h1_url(http_parser *p, const char *at, size_t len)
+{
+    struct user_conn *uc = p->data;
+    struct ureq *r = uc->cur;
+    size_t old = r->target ? strlen(r->target) : 0;
+    char *n;
+
+    if (old + len > TARGET_MAX)
+        return -1;
+    n = realloc(r->target, old + len + 1);
+    if (n == NULL)
+        return -1;
+    memcpy(n + old, at, len);
+    n[old + len] = '\0';
+    r->target = n;
+    return 0;
+}
+
+static int h1_flush_header(struct user_conn *uc)
+{
+    int rc = 0;
+    if (uc->hname.len > 0)
+        rc = ureq_add_header(uc->cur, (const char *)buf_head(&uc->hname), uc->hname.len,
+                             uc->hval.len ? (const char *)buf_head(&uc->hval) : "",
+                             uc->hval.len);
+    buf_consume(&uc->hname, uc->hname.len);
+    buf_consume(&uc->hval, uc->hval.len);
+    return rc;
+}
+
+static int h1_header_field(http_parser *p, const char *at, size_t len)
+{
+    struct user_conn *uc = p->data;
+    if (uc->in_value) {
+        if (h1_flush_header(uc) != 0)
+            return -1;
+        uc->in_value = 0;
+    }
+    if (uc->hname.len + len > H2_HEADER_BYTES_MAX)
+        return -1;
+    return buf_append(&uc->hname, at, len) ? -1 : 0;
+}
+
+static int h1_header_value(http_parser *p, const char *at, size_t len)
+{
+    struct user_conn *uc = p->data;
+    uc->in_value = 1;
+    if (uc->hval.len + len > H2_HEADER_BYTES_MAX)
+        return -1;
+    return buf_append(&uc->hval, at, len) ? -1 : 0;
+}
+
+static int h1_headers_complete(http_parser *p)
+{
+    struct user_conn *uc = p->data;
+    struct ureq *r = uc->cur;
+    const char *expect;
+
+    if (uc->in_value && h1_flush_header(uc) != 0)
+        return -1;
+    uc->in_value = 0;
+    snprintf(r->method, sizeof(r->method), "%s", http_method_str((enum http_method)p->method));
+    if (r->target == NULL)
+        r->target = strdup("/");
+    if (p->flags & F_CHUNKED) {
+        r->has_body = 1;
+        r->content_length = -1;
+    } else if (p->content_length != ULLONG_MAX && p->content_length > 0) {
+        r->has_body = 1;
+        r->content_length = (int64_t)p->content_length;
+    } else {
+        r->content_length = 0;
+    }
+    r->head_only = p->method == HTTP_HEAD;
+    if (!http_should_keep_alive(p))
+        uc->close_after = 1;
+    expect = ureq_header(r, "expect");
+    api_dispatch(uc->hub, r);
+    if (uc->dead)
+        return -1;
+    if (expect != NULL && r->has_body && !r->resp_started && r->handler != NULL) {
+        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        conn_write(uc->conn, (const uint8_t *)cont, sizeof(cont) - 1);
+    }
+    return 0;
+}
+
+static int h1_body(http_parser *p, const char *at, size_t len)
+{
+    struct user_conn *uc = p->data;
+    struct ureq *r = uc->cur;
+    if (r != NULL && r->handler != NULL && r->handler->on_body != NULL)
+        r->handler->on_body(r, (const uint8_t *)at, len);
+    return 0;
+}
+
+static int h1_message_complete(http_parser *p)
+{
+    struct user_conn *uc = p->data;
+    struct ureq *r = uc->cur;
+
+    if (r == NULL)
+        return 0;
+    r->req_ended = 1;
+    /* One request at a time: later pipelined bytes wait in the backlog. */
+    http_parser_pause(p, 1);
+    if (r->handler != NULL && r->handler->on_end != NULL)
+        r->handler->on_end(r);
+    else if (r->resp_ended)
+        h1_finish_request(uc);
+    return 0;
+}
+
+static void h1_bad_request(struct user_conn *uc, enum http_errno e)
+{
+    char body[256];
+    int n = snprintf(body, sizeof(body),
+                     "{\"error\":\"bad_request\",\"detail\":\"malformed HTTP/1.1 request: %s\"}",
+                     http_errno_description(e));
+    char head[256];
+    int hn = snprintf(head, sizeof(head),
+                      "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
+                      "Content-Length: %d\r\nConnection: close\r\n\r\n",
+                      n);
+    if (uc->cur == NULL || !uc->cur->resp_started) {
+        conn_write(uc->conn, (const uint8_t *)head, (size_t)hn);
+        conn_write(uc->conn, (const uint8_t *)body, (size_t)n);
+    }
+    conn_close_after_flush(uc->conn, "bad request");
+}
+
+static int h1_process(struct user_conn *uc, const uint8_t *data, size_t len)
+{
+    size_t n = http_parser_execute(&uc->parser, &h1_settings, (const char *)data, len);
+    enum http_errno e = HTTP_PARSER_ERRNO(&uc->parser);
+
+    if (uc->dead || uc->conn->closing)
+        return 0;
+    if (e == HPE_PAUSED) {
+        if (n < len) {
+            buf_append(&uc->backlog, data + n, len - n);
+            conn_pause_reading(uc->conn, 1);
+        }
+        return 0;
+    }
+    if (e != HPE_OK) {
+        h1_bad_request(uc, e);
+        return 0;
+    }
+    return 0;
+}
+
+static void resume_cb(uv_timer_t *t)
+{
+    struct user_conn *uc = t->data;
+    struct buf pending;
+
+    if (uc->dead || uc->conn == NULL || uc->conn->closing)
+        return;
+    http_parser_pause(&uc->parser, 0);
+    pending = uc->backlog;
+    buf_init(&uc->backlog);
+    conn_pause_reading(uc->conn, 0);
+    if (pending.len > 0)
+        h1_process(uc, buf_head(&pending), pending.len);
+    buf_free(&pending);
+    conn_flush(uc->conn);
+}
+
+/* The current request and its response are both complete. */
+static void h1_finish_request(struct user_conn *uc)
+{
+    struct ureq *r = uc->cur;
+    uc->cur = NULL;
+    if (r != NULL)
+        ureq_free(r);
+    if (uc->close_after) {
+        conn_close_after_flush(uc->conn, "request done");
+        return;
+    }
+    /* Parse the next request from the loop, not from inside a callback. */
+    uv_timer_start(&uc->resume_timer, resume_cb, 0, 0);
+}
+
+static int h1_write_head(struct ureq *r, int status, const nghttp2_nv *hdrs, size_t n,
+                         int64_t content_length)
+{
+    struct user_conn *uc = r->uc;
+    struct buf b;
+    char line[128];
+    int rc;
+
+    buf_init(&b);
+    snprintf(line, sizeof(line), "HTTP/1.1 %d %s\r\n", status, reason_phrase(status));
+    buf_append(&b, line, strlen(line));
+    for (size_t i = 0; i < n; i++) {
+        if (h2_hop_by_hop((const char *)hdrs[i].name, hdrs[i].namelen) ||
+            (hdrs[i].namelen == 14 && strncasecmp((const char *)hdrs[i].name, "content-length", 14) == 0))
+            continue;
+        buf_append(&b, hdrs[i].name, hdrs[i].namelen);
+        buf_append(&b, ": ", 2);
+        buf_append(&b, hdrs[i].value, hdrs[i].valuelen);
+        buf_append(&b, "\r\n", 2);
+    }
+    if (status == 204 || status == 304 || status < 200) {
+        r->head_only = 1;
+    } else if (content_length >= 0) {
+        snprintf(line, sizeof(line), "Content-Length: %lld\r\n", (long long)content_length);
+        buf_append(&b, line, strlen(line));
+    } else if (!r->head_only) {
+        r->resp_chunked = 1;
+        buf_append(&b, "Transfer-Encoding: chunked\r\n", 28);
+    }
+    if (!r->req_ended && r->has_body)
+        uc->close_after = 1; /* unread request body: cannot reuse the connection */
+    if (uc->close_after)
+        buf_append(&b, "Connection: close\r\n", 19);
+    buf_append(&b, "\r\n", 2);
+    rc = conn_write(uc->conn, buf_head(&b), b.len);
+    buf_free(&b);
+    conn_flush(uc->conn);
+    return rc;
+}
+
+/* --- HTTP/2 --- */
+
+static ssize_t h2_read_out(nghttp2_session *session, int32_t stream_id, uint8_t *dst,
+                           size_t length, uint32_t *data_flags, nghttp2_data_source *source,
+                           void *user_data)
+{
+    struct ureq *r = source->ptr;
+    size_t n = r->out.len < length ? r->out.len : length;
+
+    if (n > 0) {
+        memcpy(dst, buf_head(&r->out), n);
+        buf_consume(&r->out, n);
+    }
+    if (r->out.len == 0 && r->out_eof) {
+        *data_flags |= NGHTTP2_DATA_FLAG_EOF;
+        return (ssize_t)n;
+    }
+    if (n == 0) {
+        r->deferred = 1;
+        return NGHTTP2_ERR_DEFERRED;
+    }
+    if (r->handler != NULL && r->handler->on_drain != NULL)
+        r->handler->on_drain(r);
+    return (ssize_t)n;
+}
+
+static struct ureq *h2_find(struct user_conn *uc, int32_t sid)
+{
+    return nghttp2_session_get_stream_user_data(uc->h2.s, sid);
+}
+
+static int h2_begin_headers(nghttp2_session *session, const nghttp2_frame *frame,
+                            void *user_data)
+{
+    struct user_conn *uc = user_data;
+    struct ureq *r;
+
+    if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
+        return 0;
+    r = ureq_new(uc, frame->hd.stream_id);
+    if (r == NULL)
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    r->next = uc->streams;
+    uc->streams = r;
+    nghttp2_session_set_stream_user_data(session, frame->hd.stream_id, r);
+    return 0;
+}
+
+static int h2_on_header(nghttp2_session *session, const nghttp2_frame *frame,
+                        const uint8_t *name, size_t namelen, const uint8_t *value,
+                        size_t valuelen, uint8_t flags, void *user_data)
+{
+    struct ureq *r = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
+    if (r == NULL || frame->hd.type != NGHTTP2_HEADERS)
+        return 0;
+    if (namelen == 7 && memcmp(name, ":method", 7) == 0) {
+        snprintf(r->method, sizeof(r->method), "%.*s", (int)valuelen, value);
+        return h2_header_budget(&r->budget, namelen, valuelen);
+    }
+    if (namelen == 5 && memcmp(name, ":path", 5) == 0) {
+        if (valuelen > TARGET_MAX)
+            return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+        free(r->target);
+        r->target = strndup((const char *)value, valuelen);
+        return r->target ? 0 : NGHTTP2_ERR_CALLBACK_FAILURE;
+    }
+    if (namelen > 0 && name[0] == ':') {
+        if (namelen == 10 && memcmp(name, ":authority", 10) == 0)
+            return ureq_add_header(r, "host", 4, (const char *)value, valuelen) ?
+                       NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE : 0;
+        return 0;
+    }
+    if (ureq_add_header(r, (const char *)name, namelen, (const char *)value, valuelen) != 0)
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    if (namelen == 14 && memcmp(name, "content-length", 14) == 0) {
+        char tmp[24];
+        snprintf(tmp, sizeof(tmp), "%.*s", (int)(valuelen < 20 ? valuelen : 20), value);
+        r->content_length = strtoll(tmp, NULL, 10);
+    }
+    return 0;
+}
+
+static int h2_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, void *user_data)
+{
+    struct user_conn *uc = user_data;
+    struct ureq *r;
+
+    if (frame->hd.stream_id == 0)
+        return 0;
+    r = h2_find(uc, frame->hd.stream_id);
+    if (r == NULL)
+        return 0;
+    if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
+        if (r->target == NULL || r->method[0] == '\0') {
+            nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, r->sid, NGHTTP2_PROTOCOL_ERROR);
+            return 0;
+        }
+        r->has_body = !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM);
+        if (!r->has_body)
+            r->content_length = 0;
+        r->head_only = strcmp(r->method, "HEAD") == 0;
+        api_dispatch(uc->hub, r);
+    }
+    if ((frame->hd.flags & NGHTTP2_FLAG_END_STREAM) &&
+        (frame->hd.type == NGHTTP2_HEADERS || frame->hd.type == NGHTTP2_DATA) && !r->req_ended) {
+        r->req_ended = 1;
+        if (r->handler != NULL && r->handler->on_end != NULL)
+            r->handler->on_end(r);
+    }
+    return 0;
+}
+
+static int h2_data_chunk(nghttp2_session *session, uint8_t flags, int32_t stream_id,
+                         const uint8_t *data, size_t len, void *user_data)
+{
+    struct ureq *r = nghttp2_session_get_stream_user_data(session, stream_id);
+    if (r == NULL || r->handler == NULL || r->handler->on_body == NULL) {
+        nghttp2_session_consume(session, stream_id, len);
+        return 0;
+    }
+    r->handler->on_body(r, data, len);
+    return 0;
+}
+
+static int h2_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t error_code,
+                           void *user_data)
+{
+    struct user_conn *uc = user_data;
+    struct ureq *r = nghttp2_session_get_stream_user_data(session, stream_id);
+    struct ureq **pp;
+
+    if (r == NULL)
+        return 0;
+    nghttp2_session_set_stream_user_data(session, stream_id, NULL);
+    if (!r->resp_ended || !r->req_ended)
+        ureq_abort(r);
+    for (pp = &uc->streams; *pp != NULL; pp = &(*pp)->next)
+        if (*pp == r) {
+            *pp = r->next;
+            break;
+        }
+    ureq_free(r);
+    return 0;
+}
+
+/* --- response API --- */
+
+int ureq_respond_head(struct ureq *r, int status, const nghttp2_nv *hdrs, size_t n,
+                      int64_t content_length)
+{
+    struct user_conn *uc = r->uc;
+    nghttp2_nv nva[H2_HEADER_COUNT_MAX + 2];
+    char st[8], cl[24];
+    nghttp2_data_provider prd;
+    size_t k = 0;
+    int rc;
+
+    if (r->resp_started || uc->dead)
+        return -EALREADY;
+    r->resp_started = 1;
+    if (!uc->is_h2)
+        return h1_write_head(r, status, hdrs, n, content_length);
+    snprintf(st, sizeof(st), "%d", status);
+    nva[k++] = h2_nv(":status", 7, st, strlen(st));
+    for (size_t i = 0; i < n && k < H2_HEADER_COUNT_MAX; i++) {
+        if (h2_hop_by_hop((const char *)hdrs[i].name, hdrs[i].namelen) ||
+            (hdrs[i].namelen == 14 && strncasecmp((const char *)hdrs[i].name, "content-length", 14) == 0))
+            continue;
+        nva[k++] = hdrs[i];
+    }
+    if (content_length >= 0) {
+        snprintf(cl, sizeof(cl), "%lld", (long long)content_length);
+        nva[k++] = h2_nv("content-length", 14, cl, strlen(cl));
+    }
+    prd.source.ptr = r;
+    prd.read_callback = h2_read_out;
+    rc = nghttp2_submit_response(uc->h2.s, r->sid, nva, k, r->head_only ? NULL : &prd);
+    h2_send(&uc->h2);
+    return rc == 0 ? 0 : -EIO;
+}
+
+int ureq_respond_body(struct ureq *r, const uint8_t *data, size_t len)
+{
+    struct user_conn *uc = r->uc;
+    char hdr[24];
+    int rc;
+
+    if (!r->resp_started || r->resp_ended || uc->dead)
+        return -EINVAL;
+    if (len == 0 || r->head_only)
+        return 0;
+    if (uc->is_h2) {
+        rc = buf_append(&r->out, data, len);
+        if (rc == 0 && r->deferred) {
+            r->deferred = 0;
+            nghttp2_session_resume_data(uc->h2.s, r->sid);
+        }
+        h2_send(&uc->h2);
+        return rc;
+    }
+    if (r->resp_chunked) {
+        snprintf(hdr, sizeof(hdr), "%zx\r\n", len);
+        rc = conn_write(uc->conn, (const uint8_t *)hdr, strlen(hdr));
+        if (rc == 0)
+            rc = conn_write(uc->conn, data, len);
+        if (rc == 0)
+            rc = conn_write(uc->conn, (const uint8_t *)"\r\n", 2);
+    } else {
+        rc = conn_write(uc->conn, data, len);
+    }
+    conn_flush(uc->conn);
+    return rc;
+}
+
+int ureq_respond_end(struct ureq *r)
+{
+    struct user_conn *uc = r->uc;
+
+    if (!r->resp_started || r->resp_ended || uc->dead)
+        return -EINVAL;
+    r->resp_ended = 1;
+    if (uc->is_h2) {
+        r->handler = NULL;
+        r->out_eof = 1;
+        if (r->deferred) {
+            r->deferred = 0;
+            nghttp2_session_resume_data(uc->h2.s, r->sid);
+        }
+        if (!r->req_ended) /* answered early: the client need not send the rest */
+            nghttp2_submit_rst_stream(uc->h2.s, NGHTTP2_FLAG_NONE, r->sid, NGHTTP2_NO_ERROR);
+        h2_send(&uc->h2);
+        return 0;
+    }
+    if (r->resp_chunked && !r->head_only)
+        conn_write(uc->conn, (const uint8_t *)"0\r\n\r\n", 5);
+    conn_flush(uc->conn);
+    r->handler = NULL;
+    if (r->req_ended)
+        h1_finish_request(uc);
+    else if (r->has_body)
+        conn_close_after_flush(uc->conn, "response sent before request body ended");
+    /* else h1_message_complete finishes the request when it is parsed */
+    return 0;
+}
+
+void ureq_reset(struct ureq *r)
+{
+    struct user_conn *uc = r->uc;
+    if (uc->dead || r->resp_ended)
+        return;
+    r->resp_ended = 1;
+    r->handler = NULL;
+    if (uc->is_h2) {
+        nghttp2_submit_rst_stream(uc->h2.s, NGHTTP2_FLAG_NONE, r->sid, NGHTTP2_INTERNAL_ERROR);
+        h2_send(&uc->h2);
+    } else {
+        conn_close(uc->conn, "upstream broke mid-response");
+    }
+}
+
+void ureq_respond(struct ureq *r, int status, const char *content_type, const char *body,
+                  size_t len)
+{
+    nghttp2_nv nv[2];
+    size_t n = 0;
+    if (content_type != NULL)
+        nv[n++] = h2_nv("content-type", 12, content_type, strlen(content_type));
+    nv[n++] = h2_nv("cache-control", 13, "no-store", 8);
+    if (ureq_respond_head(r, status, nv, n, (int64_t)len) != 0)
+        return;
+    ureq_respond_body(r, (const uint8_t *)body, len);
+    ureq_respond_end(r);
+}
+
+void ureq_error(struct ureq *r, int status, const char *code, const char *detail)
+{
+    json_t *o = json_pack("{s:s,s:s}", "error", code, "detail", detail ? detail : "");
+    char *txt = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    /* o: new reference, released here; txt: malloc'ed by jansson. */
+    json_decref(o);
+    if (txt == NULL) {
+        ureq_respond(r, status, "application/json", "{\"error\":\"internal\"}", 20);
+        return;
+    }
+    ureq_respond(r, status, "application/json", txt, strlen(txt));
+    free(txt);
+}
+
+void ureq_pause_body(struct ureq *r, int pause)
+{
+    /* HTTP/2 flow control already bounds the upload: we credit only what was
+     * passed on. HTTP/1.1 has only the socket. */
+    if (!r->uc->is_h2 && !r->uc->dead)
+        conn_pause_reading(r->uc->conn, pause);
+}
+
+void ureq_credit_body(struct ureq *r, size_t len)
+{
+    if (r->uc->is_h2 && !r->uc->dead && r->uc->h2.s != NULL) {
+        nghttp2_session_consume(r->uc->h2.s, r->sid, len);
+        h2_send(&r->uc->h2);
+    }
+}
+
+/* --- connection --- */
+
+static int user_data_cb(struct conn *c, const uint8_t *data, size_t len)
+{
+    struct user_conn *uc = c->owner;
+    if (uc->is_h2) {
+        int rc = h2_feed(&uc->h2, data, len);
+        if (rc < 0)
+            return -EPROTO;
+        if (h2_finished(&uc->h2))
+            conn_close_after_flush(c, "http2 session finished");
+        return 0;
+    }
+    if (uc->backlog.len > 0 || HTTP_PARSER_ERRNO(&uc->parser) == HPE_PAUSED) {
+        conn_pause_reading(c, 1);
+        return buf_append(&uc->backlog, data, len);
+    }
+    return h1_process(uc, data, len);
+}
+
+static void user_drain_cb(struct conn *c)
+{
+    struct user_conn *uc = c->owner;
+    if (uc->is_h2) {
+        h2_send(&uc->h2);
+        for (struct ureq *r = uc->streams; r != NULL; r = r->next)
+            if (r->handler != NULL && r->handler->on_drain != NULL)
+                r->handler->on_drain(r);
+        return;
+    }
+    if (uc->cur != NULL && uc->cur->handler != NULL && uc->cur->handler->on_drain != NULL)
+        uc->cur->handler->on_drain(uc->cur);
+}
+
+static void uc_free_cb(uv_handle_t *h)
+{
+    struct user_conn *uc = h->data;
+    free(uc);
+}
+
+static void user_close_cb(struct conn *c, const char *reason)
+{
+    struct user_conn *uc = c->owner;
+    uc->dead = 1;
+    if (uc->cur != NULL) {
+        ureq_abort(uc->cur);
+        ureq_free(uc->cur);
+        uc->cur = NULL;
+    }
+    while (uc->streams != NULL) {
+        struct ureq *r = uc->streams;
+        uc->streams = r->next;
+        ureq_abort(r);
+        ureq_free(r);
+    }
+    if (uc->h2.s != NULL)
+        h2_free(&uc->h2);
+    buf_free(&uc->backlog);
+    buf_free(&uc->hname);
+    buf_free(&uc->hval);
+    uc->conn = NULL;
+    uv_close((uv_handle_t *)&uc->resume_timer, uc_free_cb);
+}
+
+static const struct conn_ops user_conn_ops = {
+    .on_data = user_data_cb,
+    .on_drain = user_drain_cb,
+    .on_close = user_close_cb,
+};
+
+int user_attach(struct hub *h, struct conn *c, const char *alpn)
+{
+    struct user_conn *uc = calloc(1, sizeof(*uc));
+    nghttp2_session_callbacks *cbs = NULL;
+    nghttp2_option *opt = NULL;
+    nghttp2_session *s = NULL;
+    int rc = -ENOMEM;
+
+    if (uc == NULL)
+        return -ENOMEM;
+    uc->hub = h;
+    uc->conn = c;
+    buf_init(&uc->backlog);
+    buf_init(&uc->hname);
+    buf_init(&uc->hval);
+    uv_timer_init(h->loop, &uc->resume_timer);
+    uc->resume_timer.data = uc;
+    if (strcmp(alpn, "h2") == 0) {
+        uc->is_h2 = 1;
+        if (nghttp2_session_callbacks_new(&cbs) != 0 || (opt = h2_option_new(0)) == NULL)
+            goto out;
+        nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, h2_begin_headers);
+        nghttp2_session_callbacks_set_on_header_callback(cbs, h2_on_header);
+        nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, h2_frame_recv);
+        nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, h2_data_chunk);
+        nghttp2_session_callbacks_set_on_stream_close_callback(cbs, h2_stream_close);
+        if (nghttp2_session_server_new2(&s, cbs, uc, opt) != 0)
+            goto out;
+        h2_init(&uc->h2, s, c);
+        if (h2_submit_settings(s, USER_MAX_STREAMS, USER_STREAM_WINDOW, USER_CONN_WINDOW) != 0)
+            goto out;
+    } else {
+        http_parser_init(&uc->parser, HTTP_REQUEST);
+        uc->parser.data = uc;
+    }
+    c->ops = &user_conn_ops;
+    c->owner = uc;
+    if (uc->is_h2)
+        h2_send(&uc->h2);
+    rc = 0;
+out:
+    if (cbs != NULL)
+        nghttp2_session_callbacks_del(cbs);
+    if (opt != NULL)
+        nghttp2_option_del(opt);
+    if (rc != 0) {
+        if (uc->h2.s != NULL)
+            h2_free(&uc->h2);
+        else if (s != NULL)
+            nghttp2_session_del(s);
+        uv_close((uv_handle_t *)&uc->resume_timer, uc_free_cb);
+    }
+    return rc;
+}
+
+static http_parser_settings h1_settings = {
+    .on_message_begin = h1_message_begin,
+    .on_url = h1_url,
+    .on_header_field = h1_header_field,
+    .on_header_value = h1_header_value,
+    .on_headers_complete = h1_headers_complete,
+    .on_body = h1_body,
+    .on_message_complete = h1_message_complete,
+};

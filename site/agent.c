@@ -1,0 +1,726 @@
+/* The site agent: dials the hub, keeps one TLS tunnel up, and serves the hub's HTTP/2 requests from local services. */
+/* SPDX-License-Identifier: MIT */
+#include "agent.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/log.h"
+#include "upstream.h"
+
+#define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+
+#define SITE_MAX_STREAMS    256
+#define SITE_STREAM_WINDOW  (1 << 20)
+#define SITE_CONN_WINDOW    (64 << 20)
+#define RESP_HIGH           (1 << 20)
+#define RESP_LOW            (256 << 10)
+
+struct sstream {
+    struct agent *a;
+    int32_t id;
+    struct h2_hdr_budget budget;
+    char method[24];
+    char *path;
+    char service[TOKEN_NAME_MAX + 1];
+    struct upstream_header *hdrs;
+    char **hstore; /* owned copies behind hdrs */
+    size_t n_hdrs;
+    int64_t content_length;
+    int req_ended;
+    struct upstream *up;
+    struct buf resp;
+    int resp_eof;
+    int deferred;
+    int paused;
+    int head_sent;
+    struct sstream *prev, *next;
+};
+
+static const char *state_names[] = {"idle",      "resolving", "connecting", "handshake",
+                                    "connected", "backoff",   "stopped"};
+
+static void enter_state(struct agent *a, enum agent_state s, const char *why)
+{
+    if (a->state == s)
+        return;
+    log_event(LOG_DEBUG, "state", "from=%s to=%s why=%s", state_names[a->state], state_names[s],
+              log_q(why));
+    a->state = s;
+}
+
+static void dial(struct agent *a);
+
+/* --- streams --- */
+
+static void ss_free(struct sstream *ss)
+{
+    struct agent *a = ss->a;
+    if (ss->up != NULL)
+        upstream_abort(ss->up);
+    if (ss->prev)
+        ss->prev->next = ss->next;
+    else if (a->streams == ss)
+        a->streams = ss->next;
+    if (ss->next)
+        ss->next->prev = ss->prev;
+    for (size_t i = 0; i < ss->n_hdrs * 2; i++)
+        free(ss->hstore[i]);
+    free(ss->hstore);
+    free(ss->hdrs);
+    free(ss->path);
+    buf_free(&ss->resp);
+    free(ss);
+}
+
+static ssize_t resp_read(nghttp2_session *session, int32_t stream_id, uint8_t *dst, size_t length,
+                         uint32_t *data_flags, nghttp2_data_source *source, void *user_data)
+{
+    struct sstream *ss = source->ptr;
+    size_t n = ss->resp.len < length ? ss->resp.len : length;
+
+    if (n > 0) {
+        memcpy(dst, buf_head(&ss->resp), n);
+        buf_consume(&ss->resp, n);
+    }
+    if (ss->paused && ss->resp.len < RESP_LOW && ss->up != NULL) {
+        ss->paused = 0;
+        upstream_pause_reading(ss->up, 0);
+    }
+    if (ss->resp.len == 0 && ss->resp_eof) {
+        *data_flags |= NGHTTP2_DATA_FLAG_EOF;
+        return (ssize_t)n;
+    }
+    if (n == 0) {
+        ss->deferred = 1;
+        return NGHTTP2_ERR_DEFERRED;
+    }
+    return (ssize_t)n;
+}
+
+static void ss_kick(struct sstream *ss)
+{
+    if (ss->deferred) {
+        ss->deferred = 0;
+        nghttp2_session_resume_data(ss->a->h2.s, ss->id);
+    }
+    h2_send(&ss->a->h2);
+}
+
+static void respond_simple(struct sstream *ss, int status, const char *code, const char *detail)
+{
+    nghttp2_nv nva[3];
+    char st[8];
+    nghttp2_data_provider prd = {{.ptr = ss}, resp_read};
+    json_t *o = json_pack("{s:s,s:s}", "error", code, "detail", detail);
+    char *txt = o ? json_dumps(o, JSON_COMPACT) : NULL;
+
+    /* o: new reference released here; txt malloc'ed by jansson. */
+    json_decref(o);
+    snprintf(st, sizeof(st), "%d", status);
+    nva[0] = h2_nv(":status", 7, st, strlen(st));
+    nva[1] = h2_nv("content-type", 12, "application/json", 16);
+    nva[2] = h2_nv("tether-error", 12, code, strlen(code));
+    if (txt != NULL)
+        buf_append(&ss->resp, txt, strlen(txt));
+    free(txt);
+    ss->resp_eof = 1;
+    ss->head_sent = 1;
+    nghttp2_submit_response(ss->a->h2.s, ss->id, nva, 3, &prd);
+    h2_send(&ss->a->h2);
+}
+
+static void up_head(void *arg, int status, const struct upstream_header *h, size_t n)
+{
+    struct sstream *ss = arg;
+    nghttp2_nv nva[H2_HEADER_COUNT_MAX + 1];
+    nghttp2_data_provider prd = {{.ptr = ss}, resp_read};
+    char st[8];
+    size_t k = 0;
+
+    snprintf(st, sizeof(st), "%d", status);
+    nva[k++] = h2_nv(":status", 7, st, strlen(st));
+    for (size_t i = 0; i < n && k < H2_HEADER_COUNT_MAX; i++)
+        nva[k++] = h2_nv(h[i].name, h[i].name_len, h[i].value, h[i].value_len);
+    ss->head_sent = 1;
+    nghttp2_submit_response(ss->a->h2.s, ss->id, nva, k,
+                            strcmp(ss->method, "HEAD") == 0 ? NULL : &prd);
+    h2_send(&ss->a->h2);
+}
+
+static void up_body(void *arg, const uint8_t *data, size_t len)
+{
+    struct sstream *ss = arg;
+    buf_append(&ss->resp, data, len);
+    if (ss->resp.len >= RESP_HIGH && !ss->paused && ss->up != NULL) {
+        ss->paused = 1;
+        upstream_pause_reading(ss->up, 1);
+    }
+    ss_kick(ss);
+}
+
+static void up_end(void *arg)
+{
+    struct sstream *ss = arg;
+    ss->up = NULL;
+    ss->resp_eof = 1;
+    ss_kick(ss);
+}
+
+static void up_error(void *arg, int status, const char *why)
+{
+    struct sstream *ss = arg;
+    ss->up = NULL;
+    log_event(LOG_WARN, "upstream_error", "service=%s path=%s status=%d reason=%s", ss->service,
+              log_q(ss->path), status, log_q(why));
+    if (!ss->head_sent) {
+        respond_simple(ss, status, status == 504 ? "gateway_timeout" : "bad_gateway", why);
+        return;
+    }
+    nghttp2_submit_rst_stream(ss->a->h2.s, NGHTTP2_FLAG_NONE, ss->id, NGHTTP2_INTERNAL_ERROR);
+    h2_send(&ss->a->h2);
+}
+
+static void up_written(void *arg, size_t len)
+{
+    struct sstream *ss = arg;
+    /* The service took these bytes: only now may the hub send more. */
+    nghttp2_session_consume(ss->a->h2.s, ss->id, len);
+    h2_send(&ss->a->h2);
+}
+
+static const struct upstream_cbs up_cbs = {up_head, up_body, up_end, up_error, up_written};
+
+static void hello(struct sstream *ss)
+{
+    struct agent *a = ss->a;
+    json_t *svcs = json_array();
+    json_t *o;
+    char *txt;
+    nghttp2_nv nva[2];
+    nghttp2_data_provider prd = {{.ptr = ss}, resp_read};
+
+    for (size_t i = 0; i < a->n_services; i++)
+        json_array_append_new(svcs, json_string(a->services[i].name));
+    /* "o" steals svcs; o is released after dumping. */
+    o = json_pack("{s:s,s:s,s:o}", "site", a->site, "agent_version", TETHER_VERSION, "services",
+                  svcs);
+    txt = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    if (txt != NULL)
+        buf_append(&ss->resp, txt, strlen(txt));
+    free(txt);
+    ss->resp_eof = 1;
+    ss->head_sent = 1;
+    nva[0] = h2_nv(":status", 7, "200", 3);
+    nva[1] = h2_nv("content-type", 12, "application/json", 16);
+    nghttp2_submit_response(a->h2.s, ss->id, nva, 2, &prd);
+}
+
+static void start_request(struct sstream *ss)
+{
+    struct agent *a = ss->a;
+    struct agent_service *svc = NULL;
+    struct upstream_opts opts = {0, a->upstream_timeout_ms};
+    int rc;
+
+    if (ss->path != NULL && strcmp(ss->path, "/.tether/hello") == 0 && ss->service[0] == '\0') {
+        hello(ss);
+        return;
+    }
+    for (size_t i = 0; i < a->n_services; i++)
+        if (strcmp(a->services[i].name, ss->service) == 0)
+            svc = &a->services[i];
+    if (svc == NULL || ss->path == NULL || ss->path[0] != '/') {
+        /* Only configured services are reachable: no open proxy. */
+        respond_simple(ss, 404, "not_found", "this site does not offer that service");
+        return;
+    }
+    rc = upstream_start(a->loop, &svc->url, &opts, ss->method, ss->path, ss->hdrs, ss->n_hdrs,
+                        !ss->req_ended, ss->req_ended ? 0 : ss->content_length, &up_cbs, ss,
+                        &ss->up);
+    if (rc != 0) {
+        ss->up = NULL;
+        respond_simple(ss, 502, "bad_gateway", "could not start a request to the local service");
+        return;
+    }
+    if (ss->req_ended)
+        upstream_end_body(ss->up);
+}
+
+static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame,
+                            void *user_data)
+{
+    struct agent *a = user_data;
+    struct sstream *ss;
+
+    if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
+        return 0;
+    ss = calloc(1, sizeof(*ss));
+    if (ss == NULL)
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    ss->a = a;
+    ss->id = frame->hd.stream_id;
+    ss->content_length = -1;
+    buf_init(&ss->resp);
+    ss->next = a->streams;
+    if (a->streams)
+        a->streams->prev = ss;
+    a->streams = ss;
+    nghttp2_session_set_stream_user_data(session, ss->id, ss);
+    return 0;
+}
+
+static int add_header(struct sstream *ss, const uint8_t *name, size_t nl, const uint8_t *value,
+                      size_t vl)
+{
+    struct upstream_header *nh = realloc(ss->hdrs, (ss->n_hdrs + 1) * sizeof(*nh));
+    char **ns;
+    if (nh == NULL)
+        return -1;
+    ss->hdrs = nh;
+    ns = realloc(ss->hstore, (ss->n_hdrs + 1) * 2 * sizeof(*ns));
+    if (ns == NULL)
+        return -1;
+    ss->hstore = ns;
+    ns[ss->n_hdrs * 2] = strndup((const char *)name, nl);
+    ns[ss->n_hdrs * 2 + 1] = strndup((const char *)value, vl);
+    if (ns[ss->n_hdrs * 2] == NULL || ns[ss->n_hdrs * 2 + 1] == NULL) {
+        free(ns[ss->n_hdrs * 2]);
+        free(ns[ss->n_hdrs * 2 + 1]);
+        return -1;
+    }
+    nh[ss->n_hdrs].name = ns[ss->n_hdrs * 2];
+    nh[ss->n_hdrs].name_len = nl;
+    nh[ss->n_hdrs].value = ns[ss->n_hdrs * 2 + 1];
+    nh[ss->n_hdrs].value_len = vl;
+    ss->n_hdrs++;
+    return 0;
+}
+
+static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const uint8_t *name,
+                     size_t nl, const uint8_t *value, size_t vl, uint8_t flags, void *user_data)
+{
+    struct sstream *ss = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
+
+    if (ss == NULL || frame->hd.type != NGHTTP2_HEADERS)
+        return 0;
+    if (h2_header_budget(&ss->budget, nl, vl) != 0)
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    if (nl == 7 && memcmp(name, ":method", 7) == 0) {
+        snprintf(ss->method, sizeof(ss->method), "%.*s", (int)vl, value);
+        return 0;
+    }
+    if (nl == 5 && memcmp(name, ":path", 5) == 0) {
+        free(ss->path);
+        ss->path = strndup((const char *)value, vl);
+        return ss->path ? 0 : NGHTTP2_ERR_CALLBACK_FAILURE;
+    }
+    if (nl > 0 && name[0] == ':')
+        return 0;
+    if (nl == 14 && memcmp(name, "tether-service", 14) == 0) {
+        if (vl > TOKEN_NAME_MAX)
+            return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+        snprintf(ss->service, sizeof(ss->service), "%.*s", (int)vl, value);
+        return 0;
+    }
+    if (nl == 14 && memcmp(name, "content-length", 14) == 0) {
+        char tmp[24];
+        snprintf(tmp, sizeof(tmp), "%.*s", (int)(vl < 20 ? vl : 20), value);
+        ss->content_length = strtoll(tmp, NULL, 10);
+        return 0;
+    }
+    if (h2_hop_by_hop((const char *)name, nl) || (nl == 4 && memcmp(name, "host", 4) == 0))
+        return 0;
+    return add_header(ss, name, nl, value, vl) == 0 ? 0 : NGHTTP2_ERR_CALLBACK_FAILURE;
+}
+
+static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, void *user_data)
+{
+    struct agent *a = user_data;
+    struct sstream *ss;
+
+    a->last_heard_ms = uv_now(a->loop);
+    if (frame->hd.stream_id == 0) {
+        if (frame->hd.type == NGHTTP2_GOAWAY)
+            log_event(LOG_INFO, "hub_goaway", "hub=%s reason=%s", a->hubs[a->hub_idx],
+                      log_q(frame->goaway.opaque_data_len ? "hub is draining or cut us" : "none"));
+        return 0;
+    }
+    ss = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
+    if (ss == NULL)
+        return 0;
+    if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
+        ss->req_ended = (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
+        start_request(ss);
+        return 0;
+    }
+    if (frame->hd.type == NGHTTP2_DATA && (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
+        ss->req_ended = 1;
+        if (ss->up != NULL)
+            upstream_end_body(ss->up);
+    }
+    return 0;
+}
+
+static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t stream_id,
+                         const uint8_t *data, size_t len, void *user_data)
+{
+    struct agent *a = user_data;
+    struct sstream *ss = nghttp2_session_get_stream_user_data(session, stream_id);
+
+    a->last_heard_ms = uv_now(a->loop);
+    if (ss == NULL || ss->up == NULL || upstream_write_body(ss->up, data, len) != 0)
+        nghttp2_session_consume(session, stream_id, len);
+    return 0;
+}
+
+static int on_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t error_code,
+                           void *user_data)
+{
+    struct sstream *ss = nghttp2_session_get_stream_user_data(session, stream_id);
+    if (ss != NULL) {
+        nghttp2_session_set_stream_user_data(session, stream_id, NULL);
+        ss_free(ss);
+    }
+    return 0; /* never fatal: a cancelled request is normal */
+}
+
+/* --- connection --- */
+
+static void schedule_reconnect(struct agent *a, const char *why);
+
+static int agent_conn_data(struct conn *c, const uint8_t *data, size_t len)
+{
+    struct agent *a = c->owner;
+    if (a->h2.s == NULL)
+        return -EPROTO;
+    if (h2_feed(&a->h2, data, len) < 0)
+        return -EPROTO;
+    if (h2_finished(&a->h2))
+        conn_close_after_flush(c, "hub ended the session");
+    return 0;
+}
+
+static void agent_conn_drain(struct conn *c)
+{
+    struct agent *a = c->owner;
+    if (a->h2.s != NULL && h2_send(&a->h2) < 0)
+        conn_close(c, "http2 send error");
+}
+
+static void watch_cb(uv_timer_t *t)
+{
+    struct agent *a = t->data;
+    uint64_t now = uv_now(a->loop);
+    if (a->state != AG_CONNECTED || a->conn == NULL)
+        return;
+    if (now - a->last_heard_ms >= 2 * a->ping_interval_ms) {
+        char why[96];
+        snprintf(why, sizeof(why), "hub silent for %llu ms", (unsigned long long)(now - a->last_heard_ms));
+        conn_close(a->conn, why);
+    }
+}
+
+static void agent_conn_handshake(struct conn *c)
+{
+    struct agent *a = c->owner;
+    nghttp2_session_callbacks *cbs = NULL;
+    nghttp2_option *opt = NULL;
+    nghttp2_session *s = NULL;
+    char alpn[32];
+
+    tls_alpn(&c->tls, alpn, sizeof(alpn));
+    if (strcmp(alpn, "tether/1") != 0) {
+        conn_close(c, "hub did not accept ALPN tether/1");
+        return;
+    }
+    if (nghttp2_session_callbacks_new(&cbs) != 0 || (opt = h2_option_new(1)) == NULL)
+        goto fail;
+    nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, on_begin_headers);
+    nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk);
+    nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
+    if (nghttp2_session_server_new2(&s, cbs, a, opt) != 0)
+        goto fail;
+    h2_init(&a->h2, s, c);
+    if (h2_submit_settings(s, SITE_MAX_STREAMS, SITE_STREAM_WINDOW, SITE_CONN_WINDOW) != 0)
+        goto fail;
+    nghttp2_session_callbacks_del(cbs);
+    nghttp2_option_del(opt);
+    a->attempt = 0;
+    a->tried_in_round = 0;
+    a->last_heard_ms = uv_now(a->loop);
+    enter_state(a, AG_CONNECTED, "handshake done");
+    log_event(LOG_INFO, "connected", "hub=%s local=%s site=%s", a->hubs[a->hub_idx], c->peer,
+              a->site);
+    uv_timer_start(&a->watch_timer, watch_cb, a->ping_interval_ms / 2 + 1,
+                   a->ping_interval_ms / 2 + 1);
+    h2_send(&a->h2);
+    return;
+fail:
+    if (cbs)
+        nghttp2_session_callbacks_del(cbs);
+    if (opt)
+        nghttp2_option_del(opt);
+    conn_close(c, "out of memory");
+}
+
+static void agent_conn_close(struct conn *c, const char *reason)
+{
+    struct agent *a = c->owner;
+    int was_connected = a->state == AG_CONNECTED;
+    char why[256];
+
+    while (a->streams != NULL) {
+        struct sstream *ss = a->streams;
+        ss_free(ss);
+    }
+    if (a->h2.s != NULL)
+        h2_free(&a->h2);
+    a->conn = NULL;
+    uv_timer_stop(&a->watch_timer);
+    snprintf(why, sizeof(why), "%s", reason);
+    if (!c->tls.handshake_done && a->v.result != 0 && a->v.seen_pin[0] != '\0') {
+        snprintf(why, sizeof(why),
+                 "hub key pin mismatch: expected %s, got %s; something on the path intercepts "
+                 "TLS (or the hub key changed)",
+                 a->hub_pin, a->v.seen_pin);
+        log_event(LOG_ERROR, "tls_intercepted", "hub=%s expected=%s got=%s",
+                  a->hubs[a->hub_idx], a->hub_pin, a->v.seen_pin);
+    } else if (!c->tls.handshake_done && a->v.result == 0 && c->tls_started) {
+        snprintf(why, sizeof(why),
+                 "the hub refused this site's key during the TLS handshake (site revoked, "
+                 "disabled or unknown: ask the hub operator) [%s]",
+                 reason);
+    }
+    if (was_connected)
+        log_event(LOG_WARN, "disconnected", "hub=%s reason=%s", a->hubs[a->hub_idx], log_q(why));
+    else if (!a->stopping)
+        log_event(LOG_WARN, "connect_failed", "hub=%s reason=%s", a->hubs[a->hub_idx],
+                  log_q(why));
+    schedule_reconnect(a, why);
+}
+
+static const struct conn_ops agent_conn_ops = {
+    .on_handshake = agent_conn_handshake,
+    .on_data = agent_conn_data,
+    .on_drain = agent_conn_drain,
+    .on_close = agent_conn_close,
+};
+
+static int check_hub_pin(void *arg, const char *pin)
+{
+    struct agent *a = arg;
+    return crypto_pin_equal(pin, a->hub_pin) ? 0 : -EACCES;
+}
+
+static void on_connect(uv_connect_t *req, int status)
+{
+    struct agent *a = req->data;
+    struct conn *c = a->conn;
+    char host[NET_HOST_MAX + 1];
+    int port;
+
+    if (c == NULL)
+        return;
+    if (status < 0) {
+        conn_close(c, uv_strerror(status));
+        return;
+    }
+    if (a->stopping) {
+        conn_close(c, "stopping");
+        return;
+    }
+    enter_state(a, AG_HANDSHAKE, "tcp connected");
+    conn_start(c, 15000);
+    a->v.check = check_hub_pin;
+    a->v.arg = a;
+    net_split_hostport(a->hubs[a->hub_idx], 6443, host, &port);
+    if (conn_start_tls(c, a->ctx, host, "tether/1", 1, &a->v) != 0)
+        conn_close(c, "tls setup failed");
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    struct agent *a = req->data;
+    struct conn *c;
+    int rc;
+
+    if (a->stopping) {
+        uv_freeaddrinfo(res);
+        enter_state(a, AG_STOPPED, "stopping");
+        return;
+    }
+    if (status < 0 || res == NULL) {
+        char why[256];
+        snprintf(why, sizeof(why), "cannot resolve %s: %s", a->hubs[a->hub_idx],
+                 uv_strerror(status));
+        log_event(LOG_WARN, "connect_failed", "hub=%s reason=%s", a->hubs[a->hub_idx], log_q(why));
+        uv_freeaddrinfo(res);
+        schedule_reconnect(a, why);
+        return;
+    }
+    c = conn_new(a->loop, &agent_conn_ops, a);
+    if (c == NULL) {
+        uv_freeaddrinfo(res);
+        schedule_reconnect(a, "out of memory");
+        return;
+    }
+    a->conn = c;
+    a->v.seen_pin[0] = '\0';
+    a->v.result = -EPROTO;
+    if (a->source_port > 0) {
+        struct sockaddr_storage local;
+        memset(&local, 0, sizeof(local));
+        if (res->ai_family == AF_INET6) {
+            uv_ip6_addr("::", a->source_port, (struct sockaddr_in6 *)&local);
+        } else {
+            uv_ip4_addr("0.0.0.0", a->source_port, (struct sockaddr_in *)&local);
+        }
+        /* libuv sets SO_REUSEADDR on bind: a reconnect works while the old
+         * socket of this port sits in TIME_WAIT. */
+        rc = uv_tcp_bind(&c->tcp, (struct sockaddr *)&local, 0);
+        if (rc != 0) {
+            snprintf(a->fatal, sizeof(a->fatal),
+                     "cannot use source port %d: %s (another process holds it; see `ss -tanp "
+                     "sport = :%d`)",
+                     a->source_port, uv_strerror(rc), a->source_port);
+            uv_freeaddrinfo(res);
+            a->stopping = 1;
+            a->exit_code = 1;
+            conn_close(c, a->fatal);
+            return;
+        }
+    }
+    enter_state(a, AG_CONNECTING, "resolved");
+    a->connect_req.data = a;
+    rc = uv_tcp_connect(&a->connect_req, &c->tcp, res->ai_addr, on_connect);
+    uv_freeaddrinfo(res);
+    if (rc != 0) {
+        if (a->source_port > 0 && (rc == UV_EADDRINUSE || rc == UV_EADDRNOTAVAIL)) {
+            snprintf(a->fatal, sizeof(a->fatal),
+                     "cannot use source port %d: %s (another process holds it; see `ss -tanp "
+                     "sport = :%d`)",
+                     a->source_port, uv_strerror(rc), a->source_port);
+            a->stopping = 1;
+            a->exit_code = 1;
+        }
+        conn_close(c, uv_strerror(rc));
+    }
+}
+
+static void dial(struct agent *a)
+{
+    char host[NET_HOST_MAX + 1], port_s[8];
+    struct addrinfo hints;
+    int port, rc;
+
+    if (a->stopping)
+        return;
+    if (net_split_hostport(a->hubs[a->hub_idx], 6443, host, &port) != 0) {
+        schedule_reconnect(a, "bad hub endpoint");
+        return;
+    }
+    snprintf(port_s, sizeof(port_s), "%d", port);
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    enter_state(a, AG_RESOLVING, a->hubs[a->hub_idx]);
+    a->gai.data = a;
+    rc = uv_getaddrinfo(a->loop, &a->gai, on_resolved, host, port_s, &hints);
+    if (rc != 0)
+        schedule_reconnect(a, uv_strerror(rc));
+}
+
+static void backoff_cb(uv_timer_t *t)
+{
+    dial(t->data);
+}
+
+static uint64_t jitter(uint64_t max)
+{
+    uint32_t r = 0;
+    crypto_random(&r, sizeof(r));
+    return max ? (uint64_t)r % (max + 1) : 0;
+}
+
+static void schedule_reconnect(struct agent *a, const char *why)
+{
+    uint64_t delay, ceiling;
+
+    if (a->stopping) {
+        enter_state(a, AG_STOPPED, why);
+        return;
+    }
+    /* Next endpoint first: a site whose firewall blocks one port tries the
+     * next at once; a full round of failures backs off. */
+    a->tried_in_round++;
+    a->hub_idx = (a->hub_idx + 1) % a->n_hubs;
+    if (a->tried_in_round < a->n_hubs) {
+        enter_state(a, AG_BACKOFF, why);
+        uv_timer_start(&a->backoff_timer, backoff_cb, 0, 0);
+        return;
+    }
+    a->tried_in_round = 0;
+    a->hub_idx = 0;
+    ceiling = a->backoff_base_ms << (a->attempt < 16 ? a->attempt : 16);
+    if (ceiling > a->backoff_cap_ms)
+        ceiling = a->backoff_cap_ms;
+    a->attempt++;
+    /* Full jitter: a hub restart must not bring every site back at once. */
+    delay = jitter(ceiling);
+    enter_state(a, AG_BACKOFF, why);
+    log_event(LOG_INFO, "reconnect_in", "ms=%llu attempt=%u", (unsigned long long)delay,
+              a->attempt);
+    uv_timer_start(&a->backoff_timer, backoff_cb, delay, 0);
+}
+
+void agent_init(struct agent *a, uv_loop_t *loop)
+{
+    memset(a, 0, sizeof(*a));
+    a->loop = loop;
+    a->ping_interval_ms = 20000;
+    a->upstream_timeout_ms = 60000;
+    a->backoff_base_ms = 500;
+    a->backoff_cap_ms = 30000;
+    uv_timer_init(loop, &a->backoff_timer);
+    uv_timer_init(loop, &a->watch_timer);
+    a->backoff_timer.data = a;
+    a->watch_timer.data = a;
+}
+
+int agent_start(struct agent *a)
+{
+    if (a->n_hubs == 0 || a->ctx == NULL)
+        return -EINVAL;
+    dial(a);
+    return 0;
+}
+
+void agent_stop(struct agent *a)
+{
+    if (a->stopping)
+        return;
+    a->stopping = 1;
+    uv_timer_stop(&a->backoff_timer);
+    if (a->conn != NULL) {
+        if (a->h2.s != NULL) {
+            nghttp2_submit_goaway(a->h2.s, NGHTTP2_FLAG_NONE,
+                                  nghttp2_session_get_last_proc_stream_id(a->h2.s),
+                                  NGHTTP2_NO_ERROR, NULL, 0);
+            h2_send(&a->h2);
+        }
+        conn_close_after_flush(a->conn, "site stopping");
+    }
+}
+
+void agent_free(struct agent *a)
+{
+    uv_close((uv_handle_t *)&a->backoff_timer, NULL);
+    uv_close((uv_handle_t *)&a->watch_timer, NULL);
+}

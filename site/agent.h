@@ -1,0 +1,77 @@
+/* The site agent: dials the hub, keeps one TLS tunnel up, and serves the hub's HTTP/2 requests from local services. */
+/* SPDX-License-Identifier: MIT */
+#ifndef TETHER_AGENT_H
+#define TETHER_AGENT_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "../common/conn.h"
+#include "../common/crypto.h"
+#include "../common/h2.h"
+#include "../common/net.h"
+#include "../common/token.h"
+
+#define AGENT_MAX_SERVICES 64
+
+enum agent_state {
+    AG_IDLE,
+    AG_RESOLVING,
+    AG_CONNECTING,
+    AG_HANDSHAKE,
+    AG_CONNECTED,
+    AG_BACKOFF,
+    AG_STOPPED,
+};
+
+struct agent_service {
+    char name[TOKEN_NAME_MAX + 1];
+    struct net_url url;
+};
+
+struct sstream;
+
+/* Everything by value except: ctx (owned, freed by agent_free), conn (owned
+ * through its close callback), streams (owned). */
+struct agent {
+    uv_loop_t *loop;
+    char site[TOKEN_NAME_MAX + 1];
+    char hubs[TOKEN_HUB_MAX][TOKEN_ENDPOINT_MAX + 1];
+    size_t n_hubs;
+    size_t hub_idx; /* endpoint being tried or in use */
+    char hub_pin[CRYPTO_PIN_LEN + 1];
+    struct crypto_identity id;
+    void *ctx; /* WOLFSSL_CTX* */
+    struct agent_service services[AGENT_MAX_SERVICES];
+    size_t n_services;
+    int source_port;         /* 0 = any */
+    uint64_t ping_interval_ms; /* the hub's interval; silence for 2x is death */
+    uint64_t upstream_timeout_ms;
+    uint64_t backoff_base_ms, backoff_cap_ms;
+
+    enum agent_state state;
+    struct conn *conn;
+    struct h2 h2;
+    struct tls_pin_verifier v;
+    uv_getaddrinfo_t gai;
+    uv_connect_t connect_req;
+    uv_timer_t backoff_timer;
+    uv_timer_t watch_timer;
+    unsigned attempt;     /* failed rounds over all endpoints since last success */
+    size_t tried_in_round;
+    uint64_t last_heard_ms;
+    struct sstream *streams;
+    int stopping;
+    int exit_code;
+    char fatal[256]; /* set when the agent must stop (e.g. source port taken) */
+};
+
+/* Fills defaults (ping 20 s, upstream timeout 60 s, backoff 500 ms..30 s). */
+void agent_init(struct agent *a, uv_loop_t *loop);
+/* Starts dialing. ctx and identity must be set. */
+int agent_start(struct agent *a);
+/* GOAWAY, close, no reconnect; the loop ends when everything closed. */
+void agent_stop(struct agent *a);
+void agent_free(struct agent *a);
+
+#endif

@@ -1,0 +1,370 @@
+/* tether-site: enroll a site with a hub, then run the agent that keeps its tunnel up. */
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <wolfssl/options.h>
+#include <wolfssl/ssl.h>
+
+#include "../common/config.h"
+#include "../common/crypto.h"
+#include "../common/httpc.h"
+#include "../common/log.h"
+#include "../common/net.h"
+#include "../common/tls.h"
+#include "../common/token.h"
+#include "agent.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage:\n"
+               "  tether-site enroll --state DIR [--hub HOST:PORT]... TOKEN|-\n"
+               "  tether-site run --state DIR [--service NAME=URL]... [--config FILE]\n"
+               "                  [--source-port N] [--ping-interval S] [--upstream-timeout S]\n"
+               "  tether-site version\n");
+}
+
+static int die(const char *msg)
+{
+    fprintf(stderr, "tether-site: %s\n", msg);
+    return 1;
+}
+
+static int read_token_stdin(char *buf, size_t cap)
+{
+    size_t n = fread(buf, 1, cap - 1, stdin);
+    buf[n] = '\0';
+    return n > 0 ? 0 : -EINVAL;
+}
+
+static int cmd_enroll(int argc, char **argv)
+{
+    static struct option opts[] = {{"state", required_argument, 0, 's'},
+                                   {"hub", required_argument, 0, 'h'},
+                                   {0, 0, 0, 0}};
+    const char *state = NULL;
+    const char *hubs[TOKEN_HUB_MAX];
+    size_t n_hubs = 0;
+    char tokbuf[TOKEN_ENCODED_MAX + 2], path[1200], err[512], secret[64], conf[4096];
+    struct token_enroll t;
+    struct crypto_identity id = {0};
+    struct httpc_target tgt;
+    struct httpc_response resp = {0};
+    const char *tok;
+    size_t sl, off = 0;
+    json_t *body;
+    char *btxt;
+    int c, rc = 1, ok = 0;
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if (c == 's')
+            state = optarg;
+        else if (c == 'h' && n_hubs < TOKEN_HUB_MAX)
+            hubs[n_hubs++] = optarg;
+        else {
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (state == NULL || optind != argc - 1) {
+        usage(stderr);
+        return 2;
+    }
+    tok = argv[optind];
+    if (strcmp(tok, "-") == 0) {
+        if (read_token_stdin(tokbuf, sizeof(tokbuf)) != 0)
+            return die("no token on standard input");
+        tok = tokbuf;
+    }
+    if (token_enroll_decode(tok, &t) != 0)
+        return die("the enrollment token is malformed (copy it whole from `tetherctl site add`)");
+    if (t.expires_at < (int64_t)time(NULL))
+        return die("the enrollment token has expired: ask the hub operator for a new one");
+    snprintf(path, sizeof(path), "%s/site.conf", state);
+    if (access(path, F_OK) == 0)
+        return die("this state directory already holds an enrolled site (site.conf exists)");
+    if (mkdir(state, 0700) != 0 && errno != EEXIST)
+        return die("cannot create the state directory");
+    for (size_t i = 0; i < n_hubs; i++) {
+        char host[NET_HOST_MAX + 1];
+        int port;
+        if (net_split_hostport(hubs[i], 6443, host, &port) != 0)
+            return die("bad --hub endpoint (want HOST:PORT)");
+    }
+    if (crypto_identity_generate(t.site, NULL, 0, &id) != 0)
+        return die("cannot generate the site key");
+    crypto_b64_encode(t.secret, sizeof(t.secret), 1, secret, sizeof(secret), &sl);
+    body = json_pack("{s:s,s:s,s:s,s:s}", "site", t.site, "secret", secret, "pin", id.pin,
+                     "agent_version", TETHER_VERSION);
+    btxt = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    /* Try each endpoint in order, like the agent does. */
+    for (size_t i = 0; i < (n_hubs ? n_hubs : t.n_hubs) && !ok; i++) {
+        const char *ep = n_hubs ? hubs[i] : t.hubs[i];
+        memset(&tgt, 0, sizeof(tgt));
+        if (net_split_hostport(ep, 6443, tgt.host, &tgt.port) != 0)
+            continue;
+        snprintf(tgt.pin, sizeof(tgt.pin), "%s", t.pin);
+        httpc_response_free(&resp);
+        memset(&resp, 0, sizeof(resp));
+        if (httpc_request(&tgt, "POST", "/v1/enroll", NULL, "application/json", btxt,
+                          strlen(btxt), &resp, err, sizeof(err)) != 0) {
+            fprintf(stderr, "tether-site: %s: %s\n", ep, err);
+            continue;
+        }
+        ok = 1;
+    }
+    free(btxt);
+    if (!ok) {
+        rc = die("could not reach any hub endpoint");
+        goto out;
+    }
+    if (resp.status != 200) {
+        json_t *e = json_loadb(resp.body ? resp.body : "", resp.body_len, 0, NULL);
+        const char *d = json_string_value(json_object_get(e, "detail"));
+        fprintf(stderr, "tether-site: enrollment refused: %s (HTTP %d)\n",
+                d ? d : "no detail", resp.status);
+        json_decref(e);
+        goto out;
+    }
+    if (crypto_identity_save(&id, state, "site") != 0) {
+        rc = die("cannot write the site key");
+        goto out;
+    }
+    off += (size_t)snprintf(conf + off, sizeof(conf) - off,
+                            "# Written by tether-site enroll.\nsite = %s\n"
+                            "# Hub endpoints, tried in order.\n",
+                            t.site);
+    for (size_t i = 0; i < (n_hubs ? n_hubs : t.n_hubs); i++)
+        off += (size_t)snprintf(conf + off, sizeof(conf) - off, "hub = %s\n",
+                                n_hubs ? hubs[i] : t.hubs[i]);
+    snprintf(conf + off, sizeof(conf) - off, "# The hub's key pin (checked at every connect).\n"
+                                             "hub_pin = %s\n",
+             t.pin);
+    if (config_write_file(path, conf, 0600) != 0) {
+        rc = die("cannot write site.conf");
+        goto out;
+    }
+    printf("enrolled site %s; key pin %s\nstate in %s; now run: tether-site run --state %s "
+           "--service NAME=URL\n",
+           t.site, id.pin, state, state);
+    rc = 0;
+out:
+    httpc_response_free(&resp);
+    crypto_identity_free(&id);
+    return rc;
+}
+
+static int add_service(struct agent *a, const char *spec)
+{
+    const char *eq = strchr(spec, '=');
+    struct agent_service *s;
+    size_t nl;
+
+    if (eq == NULL || a->n_services >= AGENT_MAX_SERVICES)
+        return -EINVAL;
+    nl = (size_t)(eq - spec);
+    if (nl == 0 || nl > TOKEN_NAME_MAX)
+        return -EINVAL;
+    s = &a->services[a->n_services];
+    memcpy(s->name, spec, nl);
+    s->name[nl] = '\0';
+    if (!token_name_valid(s->name) || net_parse_url(eq + 1, &s->url) != 0)
+        return -EINVAL;
+    if (s->url.kind != NET_URL_HTTP && s->url.kind != NET_URL_UNIX)
+        return -ENOTSUP;
+    for (size_t i = 0; i < a->n_services; i++)
+        if (strcmp(a->services[i].name, s->name) == 0)
+            return -EEXIST;
+    a->n_services++;
+    return 0;
+}
+
+static struct agent agent;
+static uv_signal_t sig_term, sig_int;
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    log_event(LOG_INFO, "stopping", "signal=%d", signum);
+    agent_stop(&agent);
+    uv_close((uv_handle_t *)&sig_term, NULL);
+    uv_close((uv_handle_t *)&sig_int, NULL);
+}
+
+static int load_conf_file(struct agent *a, const char *path, int required)
+{
+    struct config cfg = {0};
+    char err[512];
+    const char *vals[AGENT_MAX_SERVICES];
+    const char *v;
+    size_t n;
+
+    if (config_load(path, &cfg, err, sizeof(err)) != 0) {
+        if (!required && access(path, F_OK) != 0)
+            return 0;
+        fprintf(stderr, "tether-site: %s\n", err);
+        return -EINVAL;
+    }
+    if ((v = config_get(&cfg, "site")) != NULL)
+        snprintf(a->site, sizeof(a->site), "%s", v);
+    if ((v = config_get(&cfg, "hub_pin")) != NULL)
+        snprintf(a->hub_pin, sizeof(a->hub_pin), "%s", v);
+    n = config_get_all(&cfg, "hub", vals, TOKEN_HUB_MAX);
+    if (n > 0) {
+        a->n_hubs = 0;
+        for (size_t i = 0; i < n; i++)
+            snprintf(a->hubs[a->n_hubs++], sizeof(a->hubs[0]), "%s", vals[i]);
+    }
+    n = config_get_all(&cfg, "service", vals, AGENT_MAX_SERVICES);
+    for (size_t i = 0; i < n; i++)
+        if (add_service(a, vals[i]) != 0) {
+            fprintf(stderr, "tether-site: %s: bad service \"%s\" (want NAME=URL)\n", path,
+                    vals[i]);
+            config_free(&cfg);
+            return -EINVAL;
+        }
+    if ((v = config_get(&cfg, "ping_interval")) != NULL)
+        a->ping_interval_ms = (uint64_t)atoll(v) * 1000;
+    if ((v = config_get(&cfg, "source_port")) != NULL)
+        a->source_port = atoi(v);
+    config_free(&cfg);
+    return 0;
+}
+
+static int cmd_run(int argc, char **argv)
+{
+    static struct option opts[] = {{"state", required_argument, 0, 's'},
+                                   {"service", required_argument, 0, 'S'},
+                                   {"config", required_argument, 0, 'c'},
+                                   {"source-port", required_argument, 0, 'p'},
+                                   {"ping-interval", required_argument, 0, 'i'},
+                                   {"upstream-timeout", required_argument, 0, 'u'},
+                                   {0, 0, 0, 0}};
+    const char *state = NULL, *config = NULL;
+    const char *svcs[AGENT_MAX_SERVICES];
+    size_t n_svcs = 0;
+    char path[1200];
+    WOLFSSL_CTX *ctx = NULL;
+    uv_loop_t *loop = uv_default_loop();
+    long ping = -1, upt = -1, sport = -1;
+    int c, rc;
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 's': state = optarg; break;
+        case 'S':
+            if (n_svcs < AGENT_MAX_SERVICES)
+                svcs[n_svcs++] = optarg;
+            break;
+        case 'c': config = optarg; break;
+        case 'p': sport = strtol(optarg, NULL, 10); break;
+        case 'i': ping = strtol(optarg, NULL, 10); break;
+        case 'u': upt = strtol(optarg, NULL, 10); break;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (state == NULL || optind != argc) {
+        usage(stderr);
+        return 2;
+    }
+    agent_init(&agent, loop);
+    snprintf(path, sizeof(path), "%s/site.conf", state);
+    if (access(path, F_OK) != 0) {
+        fprintf(stderr, "tether-site: %s not found: enroll first (tether-site enroll --state %s "
+                        "TOKEN)\n", path, state);
+        return 1;
+    }
+    if (load_conf_file(&agent, path, 1) != 0 || (config && load_conf_file(&agent, config, 1) != 0))
+        return 1;
+    for (size_t i = 0; i < n_svcs; i++) {
+        rc = add_service(&agent, svcs[i]);
+        if (rc != 0) {
+            fprintf(stderr, "tether-site: bad --service \"%s\": %s\n", svcs[i],
+                    rc == -EEXIST    ? "name given twice"
+                    : rc == -ENOTSUP ? "only http:// and unix: services are supported so far"
+                                     : "want NAME=URL, URL http://host:port or unix:/path");
+            return 2;
+        }
+    }
+    if (sport >= 0) {
+        if (sport < 1 || sport > 65535)
+            return die("--source-port must be 1..65535");
+        agent.source_port = (int)sport;
+    }
+    if (ping > 0)
+        agent.ping_interval_ms = (uint64_t)ping * 1000;
+    if (upt > 0)
+        agent.upstream_timeout_ms = (uint64_t)upt * 1000;
+    if (agent.n_hubs == 0 || crypto_pin_valid(agent.hub_pin) != 0 || agent.site[0] == '\0')
+        return die("site.conf needs site, at least one hub and a valid hub_pin");
+    if (crypto_identity_load(state, "site", &agent.id) != 0)
+        return die("cannot read the site key (site.key, site.crt) in the state directory");
+    if (tls_ctx_client(&agent.id, &ctx) != 0)
+        return die("cannot set up TLS");
+    agent.ctx = ctx;
+    log_init_from_env();
+    log_event(LOG_INFO, "site_started", "site=%s version=%s wolfssl=%s services=%zu hubs=%zu",
+              agent.site, TETHER_VERSION, log_q(crypto_wolfssl_build()), agent.n_services,
+              agent.n_hubs);
+    if (strncmp(crypto_wolfssl_build(), "system", 6) == 0)
+        log_event(LOG_WARN, "wolfssl_fallback",
+                  "msg=\"using the system wolfSSL without AES-NI: TLS will be slow\"");
+    uv_signal_init(loop, &sig_term);
+    uv_signal_init(loop, &sig_int);
+    uv_signal_start(&sig_term, on_signal, SIGTERM);
+    uv_signal_start(&sig_int, on_signal, SIGINT);
+    agent_start(&agent);
+    uv_run(loop, UV_RUN_DEFAULT);
+    if (!uv_is_closing((uv_handle_t *)&sig_term)) {
+        uv_close((uv_handle_t *)&sig_term, NULL);
+        uv_close((uv_handle_t *)&sig_int, NULL);
+    }
+    agent_free(&agent);
+    uv_run(loop, UV_RUN_DEFAULT);
+    uv_loop_close(loop);
+    wolfSSL_CTX_free(ctx);
+    crypto_identity_free(&agent.id);
+    if (agent.fatal[0]) {
+        fprintf(stderr, "tether-site: %s\n", agent.fatal);
+        log_event(LOG_ERROR, "fatal", "reason=%s", log_q(agent.fatal));
+    }
+    log_event(LOG_INFO, "site_stopped", "site=%s", agent.site);
+    return agent.exit_code;
+}
+
+int main(int argc, char **argv)
+{
+    int rc;
+    signal(SIGPIPE, SIG_IGN);
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    wolfSSL_Init();
+    if (strcmp(argv[1], "enroll") == 0)
+        rc = cmd_enroll(argc - 1, argv + 1);
+    else if (strcmp(argv[1], "run") == 0)
+        rc = cmd_run(argc - 1, argv + 1);
+    else if (strcmp(argv[1], "version") == 0) {
+        printf("tether-site %s (wolfSSL %s)\n", TETHER_VERSION, crypto_wolfssl_build());
+        rc = 0;
+    } else if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "help") == 0) {
+        usage(stdout);
+        rc = 0;
+    } else {
+        fprintf(stderr, "tether-site: unknown command \"%s\"\n", argv[1]);
+        usage(stderr);
+        rc = 2;
+    }
+    wolfSSL_Cleanup();
+    return rc;
+}

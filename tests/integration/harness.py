@@ -1,0 +1,886 @@
+# Integration test harness: real tether processes on loopback, logs, waits, checks, cleanup.
+# SPDX-License-Identifier: MIT
+"""Stdlib-only helpers for tests/integration/test_*.py.
+
+A test does:
+
+    from harness import Harness
+    def main(h):
+        hub = h.hub(); hub.init(); hub.start()
+        ...
+        h.check(cond, "what must hold")
+    Harness.main("name", main, tools=("curl",))
+
+Environment: TETHER_BIN (directory holding tether-hub, tether-site,
+tetherctl; default $TETHER_SRC/build), TETHER_SRC (source tree; default two
+levels above this file), TETHER_KEEP=1 keeps the temp dir, TETHER_IT_VERBOSE=1
+prints every command. Exit codes: 0 pass, 1 fail, 77 skipped.
+
+Long-running processes must be started from the main thread: they get
+PR_SET_PDEATHSIG(SIGKILL), so they die with the thread that started them even
+if this script is SIGKILLed (for instance by a CTest timeout).
+"""
+
+import atexit
+import base64
+import ctypes
+import hashlib
+import importlib.util
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+
+SKIP = 77
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+class Fatal(Exception):
+    """A step the rest of the test depends on failed."""
+
+
+class Skip(Exception):
+    pass
+
+
+def _src_dir():
+    return os.environ.get("TETHER_SRC") or os.path.normpath(os.path.join(HERE, "..", ".."))
+
+
+def _bin_dir():
+    return os.environ.get("TETHER_BIN") or os.path.join(_src_dir(), "build")
+
+
+def load_sample_module():
+    """The sample service as a module (for pattern() and friends)."""
+    path = os.path.join(_src_dir(), "deploy", "sample-service.py")
+    spec = importlib.util.spec_from_file_location("tether_sample_service", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+# ---------------------------------------------------------------------------
+# ports
+
+_PORT_LOCK = threading.Lock()
+_PORTS_GIVEN = set()
+
+
+def free_port():
+    """A TCP port free on 127.0.0.1, outside the kernel's ephemeral range (so
+    an outgoing connection cannot take it between now and its use), random so
+    that tests running in parallel rarely collide."""
+    lo, hi = 20000, 32000
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            elo, _ = (int(x) for x in f.read().split())
+        if elo > 12000:
+            hi = min(hi, elo - 1)
+    except (OSError, ValueError):
+        pass
+    rnd = random.Random(os.getpid() ^ int(time.time() * 1e6))
+    with _PORT_LOCK:
+        for _ in range(500):
+            p = rnd.randrange(lo, hi)
+            if p in _PORTS_GIVEN:
+                continue
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                s.bind(("127.0.0.1", p))
+            except OSError:
+                continue
+            finally:
+                s.close()
+            _PORTS_GIVEN.add(p)
+            return p
+    raise Fatal("no free port found")
+
+
+def closed_port():
+    """A port on which nothing listens (for "service down" cases)."""
+    return free_port()
+
+
+# ---------------------------------------------------------------------------
+# processes
+
+def _pdeathsig():
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+class Proc:
+    """A background process; stdout and stderr go to one log file."""
+
+    def __init__(self, h, name, argv, env=None, cwd=None):
+        self.h = h
+        self.name = name
+        self.argv = list(argv)
+        self.log_path = h.path("logs", "%s.log" % name)
+        n = 2
+        while os.path.exists(self.log_path):
+            self.log_path = h.path("logs", "%s.%d.log" % (name, n))
+            n += 1
+        self._log = open(self.log_path, "ab", buffering=0)
+        self._log.write(("# %s\n" % " ".join(self.argv)).encode())
+        self._log_start = self._log.tell()
+        h.note("start %s: %s" % (name, " ".join(self.argv)))
+        try:
+            self.p = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=self._log,
+                                      stderr=subprocess.STDOUT, env=env or h.env, cwd=cwd,
+                                      start_new_session=True, preexec_fn=_pdeathsig)
+        except OSError as e:
+            self._log.close()
+            raise Fatal("cannot start %s (%s): %s" % (name, self.argv[0], e))
+        self.pid = self.p.pid
+        h.procs.append(self)
+
+    def alive(self):
+        return self.p.poll() is None
+
+    def returncode(self):
+        return self.p.poll()
+
+    def text(self, since=0):
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(max(since, self._log_start))
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def mark(self):
+        """Position in the log; pass as since= to wait for lines after now."""
+        try:
+            return os.path.getsize(self.log_path)
+        except OSError:
+            return 0
+
+    def find(self, regex, since=0):
+        """First match of regex (re.M) in the log since `since`, or None."""
+        return re.search(regex, self.text(since), re.M)
+
+    def wait_log(self, regex, timeout=15.0, since=0, fatal=True):
+        """Waits for a log line matching regex. Returns the match. On timeout
+        or process exit raises Fatal (fatal=True) or returns None."""
+        deadline = time.monotonic() + timeout
+        while True:
+            m = self.find(regex, since)
+            if m:
+                return m
+            if not self.alive():
+                # One last read: the line may have landed just before exit.
+                m = self.find(regex, since)
+                if m:
+                    return m
+                msg = "%s exited (rc=%s) before logging /%s/" % (self.name, self.returncode(),
+                                                                   regex)
+                break
+            if time.monotonic() >= deadline:
+                msg = "%s did not log /%s/ within %.1fs" % (self.name, regex, timeout)
+                break
+            time.sleep(0.05)
+        if fatal:
+            raise Fatal(msg)
+        self.h.note(msg)
+        return None
+
+    def signal(self, sig):
+        if self.alive():
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def _killpg(self, sig):
+        try:
+            os.killpg(self.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            self.signal(sig)
+
+    def kill9(self):
+        """SIGKILL and reap."""
+        self.signal(signal.SIGKILL)
+        try:
+            self.p.wait(10)
+        except subprocess.TimeoutExpired:
+            pass
+
+    def stop(self, timeout=5.0):
+        """SIGTERM to its process group, then SIGKILL after timeout. The group
+        is signalled only while the leader is unreaped, so its id cannot have
+        been reused. Returns the exit code."""
+        if self.alive():
+            self._killpg(signal.SIGTERM)
+            try:
+                self.p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.h.note("%s ignored SIGTERM for %.1fs; SIGKILL" % (self.name, timeout))
+                self._killpg(signal.SIGKILL)
+                try:
+                    self.p.wait(5)
+                except subprocess.TimeoutExpired:
+                    pass
+        try:
+            self._log.close()
+        except OSError:
+            pass
+        return self.p.poll()
+
+    def rss_kib(self):
+        """VmRSS of the process in KiB, or None when gone."""
+        try:
+            with open("/proc/%d/status" % self.pid) as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        return int(line.split()[1])
+        except (OSError, ValueError):
+            return None
+        return None
+
+
+# ---------------------------------------------------------------------------
+# results of commands
+
+class Result:
+    def __init__(self, argv, rc, out, err, elapsed):
+        self.argv, self.rc, self.out, self.err, self.elapsed = argv, rc, out, err, elapsed
+
+    @property
+    def stdout(self):
+        return self.out.decode("utf-8", "replace")
+
+    @property
+    def stderr(self):
+        return self.err.decode("utf-8", "replace")
+
+    def json(self):
+        try:
+            return json.loads(self.out)
+        except ValueError as e:
+            raise Fatal("%s: stdout is not JSON (%s): %r" % (os.path.basename(self.argv[0]), e,
+                                                            self.out[:300]))
+
+    def __repr__(self):
+        return "rc=%s stdout=%r stderr=%r" % (self.rc, self.out[:300], self.err[:300])
+
+
+class CurlResult:
+    def __init__(self, rc, status, version, headers, body, stderr, elapsed):
+        self.rc = rc  # curl's exit code
+        self.status = status  # int HTTP status, 0 when none
+        self.version = version  # "1.1", "2", ...
+        self.headers = headers  # dict lower-case name -> last value
+        self.body = body  # bytes (None when written to a file)
+        self.stderr = stderr
+        self.elapsed = elapsed
+
+    def json(self):
+        try:
+            return json.loads(self.body or b"")
+        except ValueError:
+            return None
+
+    def __repr__(self):
+        return "curl rc=%d status=%d http/%s body=%r err=%r" % (
+            self.rc, self.status, self.version, (self.body or b"")[:300], self.stderr[-300:])
+
+
+# ---------------------------------------------------------------------------
+# tether roles
+
+def read_conf(path):
+    """key = value file -> dict of lists (keys may repeat)."""
+    out = {}
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if not line or line.startswith("#") or "=" not in line:
+                continue
+            k, v = line.split("=", 1)
+            out.setdefault(k.strip(), []).append(v.strip())
+    return out
+
+
+def edit_conf(path, key, value):
+    """Replaces every `key = ...` line with one `key = value` at the first
+    such line's place (appends if absent)."""
+    with open(path) as f:
+        lines = f.read().splitlines()
+    out, done = [], False
+    for line in lines:
+        s = line.strip()
+        if not s.startswith("#") and "=" in s and s.split("=", 1)[0].strip() == key:
+            if not done:
+                out.append("%s = %s" % (key, value))
+                done = True
+            continue
+        out.append(line)
+    if not done:
+        out.append("%s = %s" % (key, value))
+    with open(path, "w") as f:
+        f.write("\n".join(out) + "\n")
+
+
+class Hub:
+    def __init__(self, h, name="hub", port=None):
+        self.h = h
+        self.name = name
+        self.dir = h.mkdir(name)
+        self.port = port or free_port()
+        self.proc = None
+        self.pin = None
+        self.token = None
+        self.conf = None
+
+    @property
+    def addr(self):
+        return "127.0.0.1:%d" % self.port
+
+    @property
+    def url(self):
+        return "https://127.0.0.1:%d" % self.port
+
+    @property
+    def ctl_conf(self):
+        return os.path.join(self.dir, "ctl.conf")
+
+    def init(self, extra=()):
+        r = self.h.run([self.h.bin("tether-hub"), "init", "--state", self.dir, "--name",
+                        "127.0.0.1", "--public", self.addr] + list(extra), timeout=60)
+        if r.rc != 0:
+            raise Fatal("tether-hub init failed: %r" % r)
+        for f in ("hub.db", "hub.key", "hub.crt", "admin.token", "ctl.conf"):
+            if not os.path.exists(os.path.join(self.dir, f)):
+                raise Fatal("tether-hub init did not create %s" % f)
+        self.conf = read_conf(self.ctl_conf)
+        try:
+            self.pin = self.conf["hub_pin"][-1]
+            self.token = self.conf["token"][-1]
+        except KeyError as e:
+            raise Fatal("ctl.conf lacks key %s: %r" % (e, self.conf))
+        with open(os.path.join(self.dir, "admin.token")) as f:
+            admin = f.read().strip()
+        if admin != self.token:
+            self.h.check(False, "admin.token (%r...) equals ctl.conf token" % admin[:8])
+        return r
+
+    def start(self, extra=(), wait=True, timeout=15.0):
+        self.proc = Proc(self.h, self.name, [self.h.bin("tether-hub"), "run", "--state",
+                                             self.dir, "--listen", self.addr] + list(extra))
+        if wait:
+            self.proc.wait_log(r"\blistening\b", timeout)
+        return self.proc
+
+    def ctl(self, *args, stdin=None, timeout=30, use_hub=True, token=None):
+        """tetherctl --config ctl.conf [--hub URL] ARGS."""
+        argv = [self.h.bin("tetherctl"), "--config", self.ctl_conf]
+        if use_hub:
+            argv += ["--hub", self.url]
+        if token:
+            argv += ["--token", token]
+        return self.h.run(argv + list(args), stdin=stdin, timeout=timeout)
+
+    def ctl_json(self, *args, **kw):
+        r = self.ctl(*(list(args) + ["--json"]), **kw)
+        if r.rc != 0:
+            raise Fatal("tetherctl %s failed: %r" % (" ".join(args), r))
+        return r.json()
+
+    def site_add(self, name, *extra):
+        r = self.ctl("site", "add", name, *extra)
+        if r.rc != 0:
+            raise Fatal("tetherctl site add %s failed: %r" % (name, r))
+        tok = r.stdout.strip()
+        if not tok or "\n" in tok:
+            raise Fatal("tetherctl site add printed %r, expected one token" % r.stdout)
+        return tok
+
+    def sites(self):
+        """site list --json -> {name: site}"""
+        d = self.ctl_json("site", "list")
+        if not isinstance(d, dict) or not isinstance(d.get("sites"), list):
+            raise Fatal("site list --json is not {\"sites\": [...]}: %r" % d)
+        return {s.get("name"): s for s in d["sites"]}
+
+    def site_show(self, name):
+        return self.ctl_json("site", "show", name)
+
+    def wait_online(self, name, online=True, timeout=15.0):
+        """Polls site list until the site's online flag equals `online`.
+        Returns the site object or None."""
+        deadline = time.monotonic() + timeout
+        last = None
+        while True:
+            try:
+                last = self.sites().get(name)
+            except Fatal as e:
+                self.h.note(str(e))
+            if last is not None and bool(last.get("online")) == online:
+                return last
+            if time.monotonic() >= deadline:
+                self.h.note("site %s not online=%s within %.1fs: %r" % (name, online, timeout,
+                                                                      last))
+                return None
+            time.sleep(0.2)
+
+    def wait_ready(self, name, timeout=10.0):
+        """Waits until the site is online and its services are known (the hub
+        learns them from the site's hello, just after site_connected).
+        Returns the site object or None."""
+        deadline = time.monotonic() + timeout
+        last = None
+        while True:
+            try:
+                last = self.sites().get(name)
+            except Fatal as e:
+                self.h.note(str(e))
+            if last is not None and last.get("online") and last.get("services"):
+                return last
+            if time.monotonic() >= deadline:
+                self.h.note("site %s not online with services within %.1fs: %r" % (
+                    name, timeout, last))
+                return None
+            time.sleep(0.1)
+
+    def curl(self, path, **kw):
+        """curl to this hub with its pin and the admin token by default."""
+        kw.setdefault("pin", self.pin)
+        kw.setdefault("token", self.token)
+        return self.h.curl(self.url + path, **kw)
+
+    def proxy(self, site, service, path, **kw):
+        return self.curl("/v1/sites/%s/services/%s%s" % (site, service, path), **kw)
+
+    def api(self, method, path, body=None, **kw):
+        """JSON API call; body (dict/list) is sent as JSON, a str/bytes as is."""
+        if body is not None and not isinstance(body, (str, bytes)):
+            body = json.dumps(body)
+        if body is not None:
+            kw.setdefault("headers", {})
+            kw["headers"].setdefault("Content-Type", "application/json")
+        return self.curl(path, method=method, data=body, **kw)
+
+
+class Site:
+    def __init__(self, h, name, hub=None, dirname=None):
+        self.h = h
+        self.name = name
+        self.hub = hub
+        self.dir = h.mkdir(dirname or ("site-" + name))
+        self.proc = None
+
+    @property
+    def conf_path(self):
+        return os.path.join(self.dir, "site.conf")
+
+    def enroll(self, token, extra=(), check=True):
+        """tether-site enroll with the token on stdin ("-")."""
+        r = self.h.run([self.h.bin("tether-site"), "enroll", "--state", self.dir] + list(extra)
+                       + ["-"], stdin=(token + "\n").encode(), timeout=60)
+        if check and r.rc != 0:
+            raise Fatal("tether-site enroll %s failed: %r" % (self.name, r))
+        if check and not os.path.exists(self.conf_path):
+            raise Fatal("tether-site enroll did not write %s" % self.conf_path)
+        return r
+
+    def start(self, services, extra=(), wait=True, timeout=15.0):
+        """services: {"web": "http://127.0.0.1:PORT", ...}"""
+        argv = [self.h.bin("tether-site"), "run", "--state", self.dir]
+        for k, v in services.items():
+            argv += ["--service", "%s=%s" % (k, v)]
+        self.proc = Proc(self.h, "site-" + self.name, argv + list(extra))
+        if wait:
+            self.proc.wait_log(r"\bconnected hub=", timeout)
+        return self.proc
+
+
+class Service:
+    """deploy/sample-service.py on a free port."""
+
+    def __init__(self, h, name="svc", site_name="", port=None):
+        self.h = h
+        self.port = port or free_port()
+        argv = [sys.executable, os.path.join(_src_dir(), "deploy", "sample-service.py"),
+                str(self.port)]
+        if site_name:
+            argv += ["--name", site_name]
+        self.proc = Proc(h, name, argv)
+        self.proc.wait_log(r"^listening %d$" % self.port, 15)
+
+    @property
+    def url(self):
+        return "http://127.0.0.1:%d" % self.port
+
+    def get(self, path, timeout=10):
+        import http.client
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            c.request("GET", path)
+            r = c.getresponse()
+            return r.status, r.read()
+        finally:
+            c.close()
+
+    def stats(self):
+        st, body = self.get("/stats")
+        return json.loads(body) if st == 200 else None
+
+
+# ---------------------------------------------------------------------------
+# TLS helpers
+
+def cert_der(pem_path):
+    with open(pem_path) as f:
+        return ssl.PEM_cert_to_DER_cert(f.read())
+
+
+def openssl_pin(cert_pem_path):
+    """sha256//BASE64 of the certificate's SPKI, via the openssl tool (None if
+    openssl is missing)."""
+    if not shutil.which("openssl"):
+        return None
+    p1 = subprocess.run(["openssl", "x509", "-in", cert_pem_path, "-noout", "-pubkey"],
+                        capture_output=True, timeout=20)
+    if p1.returncode != 0:
+        return None
+    p2 = subprocess.run(["openssl", "pkey", "-pubin", "-outform", "DER"], input=p1.stdout,
+                        capture_output=True, timeout=20)
+    if p2.returncode != 0:
+        return None
+    return "sha256//" + base64.b64encode(hashlib.sha256(p2.stdout).digest()).decode()
+
+
+def tls_connect(port, alpn=("http/1.1",), cert=None, key=None, server_cert_pem=None,
+                timeout=10.0):
+    """TLS 1.3 connection to 127.0.0.1:port. When server_cert_pem is given, the
+    peer's certificate must be exactly that one (pinning by certificate)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    if alpn:
+        ctx.set_alpn_protocols(list(alpn))
+    if cert:
+        ctx.load_cert_chain(cert, key)
+    raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    try:
+        s = ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+    except BaseException:
+        raw.close()
+        raise
+    if server_cert_pem:
+        if s.getpeercert(binary_form=True) != cert_der(server_cert_pem):
+            s.close()
+            raise Fatal("hub presented a certificate other than %s" % server_cert_pem)
+    return s
+
+
+# ---------------------------------------------------------------------------
+# the harness
+
+class Harness:
+    def __init__(self, name):
+        self.name = name
+        self.failures = []
+        self.checks = 0
+        self.procs = []
+        self.verbose = os.environ.get("TETHER_IT_VERBOSE") == "1"
+        self.keep = os.environ.get("TETHER_KEEP") == "1"
+        self.bin_dir = _bin_dir()
+        self.src_dir = _src_dir()
+        self.tmp = tempfile.mkdtemp(prefix="tether-it-%s-" % name)
+        os.makedirs(os.path.join(self.tmp, "logs"))
+        os.makedirs(os.path.join(self.tmp, "home"))
+        self.cmd_log_path = os.path.join(self.tmp, "logs", "commands.log")
+        self.env = dict(os.environ)
+        # No ~/.curlrc, no user tetherctl config: the tests see only their own.
+        self.env["HOME"] = os.path.join(self.tmp, "home")
+        self.env.pop("TETHER_CONFIG", None)
+        self.env.setdefault("LC_ALL", "C")
+        self._cleaned = False
+        self._t0 = time.monotonic()
+        atexit.register(self.cleanup)
+
+    # --- files -------------------------------------------------------------
+
+    def path(self, *parts):
+        return os.path.join(self.tmp, *parts)
+
+    def mkdir(self, name):
+        d = self.path(name)
+        n = 2
+        while os.path.exists(d):
+            d = self.path("%s.%d" % (name, n))
+            n += 1
+        os.makedirs(d)
+        os.chmod(d, 0o700)
+        return d
+
+    def bin(self, prog):
+        p = os.path.join(self.bin_dir, prog)
+        if not os.access(p, os.X_OK):
+            raise Skip("%s not built (looked in TETHER_BIN=%s)" % (prog, self.bin_dir))
+        return p
+
+    def require(self, *progs, tools=()):
+        for p in progs:
+            self.bin(p)
+        for t in tools:
+            if not shutil.which(t):
+                raise Skip("tool %r not found in PATH" % t)
+
+    # --- reporting ---------------------------------------------------------
+
+    def _stamp(self):
+        return "[%6.2fs]" % (time.monotonic() - self._t0)
+
+    def note(self, msg):
+        line = "%s %s" % (self._stamp(), msg)
+        print("  " + line, flush=True)
+        try:
+            with open(self.cmd_log_path, "a") as f:
+                f.write(line + "\n")
+        except OSError:
+            pass
+
+    def check(self, cond, msg, detail=None):
+        """Records one assertion. Returns cond so callers can branch."""
+        self.checks += 1
+        if cond:
+            print("ok   %s %s" % (self._stamp(), msg), flush=True)
+        else:
+            extra = "" if detail is None else ": %s" % (detail,)
+            print("FAIL %s %s%s" % (self._stamp(), msg, extra), flush=True)
+            self.failures.append(msg + extra)
+        return bool(cond)
+
+    def info(self, msg):
+        print("info %s %s" % (self._stamp(), msg), flush=True)
+
+    # --- running things ----------------------------------------------------
+
+    def run(self, argv, stdin=None, timeout=60, env=None):
+        """Runs a command to completion; output captured and logged."""
+        t = time.monotonic()
+        try:
+            p = subprocess.run(argv, input=stdin, capture_output=True, timeout=timeout,
+                               env=env or self.env, preexec_fn=_pdeathsig)
+            r = Result(argv, p.returncode, p.stdout, p.stderr, time.monotonic() - t)
+        except subprocess.TimeoutExpired as e:
+            r = Result(argv, -1, e.stdout or b"", (e.stderr or b"") +
+                       b"\n[harness: timed out after %ds]" % timeout, time.monotonic() - t)
+        except OSError as e:
+            raise Fatal("cannot run %s: %s" % (argv[0], e))
+        self._log_cmd(argv, r)
+        return r
+
+    def _log_cmd(self, argv, r):
+        shown = " ".join(argv)
+        if len(shown) > 400:
+            shown = shown[:400] + "..."
+        txt = "%s $ %s\n  rc=%s (%.2fs)\n" % (self._stamp(), shown, r.rc, r.elapsed)
+        if r.out:
+            txt += "  stdout: %s\n" % r.out[:2000].decode("utf-8", "replace").rstrip()
+        if r.err:
+            txt += "  stderr: %s\n" % r.err[:2000].decode("utf-8", "replace").rstrip()
+        with open(self.cmd_log_path, "a") as f:
+            f.write(txt)
+        if self.verbose:
+            sys.stdout.write(txt)
+
+    def spawn(self, name, argv, env=None):
+        return Proc(self, name, argv, env=env)
+
+    def curl(self, url, method=None, data=None, data_file=None, upload_stdin=None,
+             headers=None, token=None, pin=None, http="1.1", out_file=None, timeout=30,
+             extra=()):
+        """One curl request. http: "1.1" or "2" (over TLS, ALPN). data: bytes
+        or str sent with --data-binary; data_file: path sent with --data-binary
+        @file; upload_stdin: bytes streamed with -T - (chunked on HTTP/1.1).
+        Returns CurlResult (status 0 when no HTTP answer)."""
+        hdr_file = tempfile.NamedTemporaryFile(dir=self.tmp, prefix="hdr-", delete=False)
+        hdr_file.close()
+        body_path = out_file or (hdr_file.name + ".body")
+        argv = ["curl", "-q", "-sS", "-k", "-o", body_path, "-D", hdr_file.name,
+                "-w", "%{http_code} %{http_version}", "--max-time", str(timeout)]
+        argv.append("--http2" if http == "2" else "--http1.1")
+        if pin:
+            argv += ["--pinnedpubkey", pin]
+        if token:
+            argv += ["-H", "Authorization: Bearer %s" % token]
+        for k, v in (headers or {}).items():
+            argv += ["-H", "%s: %s" % (k, v)]
+        stdin = None
+        if data is not None:
+            argv += ["--data-binary", "@-"]
+            stdin = data.encode() if isinstance(data, str) else data
+        elif data_file is not None:
+            argv += ["--data-binary", "@" + data_file]
+        elif upload_stdin is not None:
+            argv += ["-T", "-"]
+            stdin = upload_stdin
+        if method:
+            argv += ["-X", method]
+        argv += list(extra)
+        argv.append(url)
+        r = self.run(argv, stdin=stdin, timeout=timeout + 15)
+        status, version = 0, ""
+        parts = r.stdout.split()
+        if len(parts) >= 2 and parts[0].isdigit():
+            status, version = int(parts[0]), parts[1]
+        headers_out = {}
+        try:
+            with open(hdr_file.name, "rb") as f:
+                for line in f.read().decode("latin-1").splitlines():
+                    if line.startswith("HTTP/"):
+                        headers_out = {}  # keep only the last response's headers
+                    elif ":" in line:
+                        k, v = line.split(":", 1)
+                        headers_out[k.strip().lower()] = v.strip()
+            os.unlink(hdr_file.name)
+        except OSError:
+            pass
+        body = None
+        if out_file is None:
+            try:
+                with open(body_path, "rb") as f:
+                    body = f.read()
+                os.unlink(body_path)
+            except OSError:
+                body = b""
+        return CurlResult(r.rc, status, version, headers_out, body, r.stderr, r.elapsed)
+
+    # --- roles -------------------------------------------------------------
+
+    def hub(self, name="hub", port=None):
+        return Hub(self, name, port)
+
+    def site(self, name, hub=None, dirname=None):
+        return Site(self, name, hub, dirname)
+
+    def service(self, name="svc", site_name="", port=None):
+        return Service(self, name, site_name, port)
+
+    def setup(self, site_name="clinic-a", hub_args=(), site_args=(), services=None):
+        """The common start: a hub (init+run), a sample service, one enrolled
+        and connected site offering it as "web". Returns (hub, site, service)."""
+        hub = self.hub()
+        hub.init()
+        hub.start(hub_args)
+        svc = self.service("svc-" + site_name, site_name=site_name)
+        token = hub.site_add(site_name)
+        site = self.site(site_name, hub)
+        site.enroll(token)
+        site.start(services or {"web": svc.url}, site_args)
+        hub.proc.wait_log(r"\bsite_connected\b.*\bsite=%s\b" % re.escape(site_name), 10)
+        if hub.wait_ready(site_name, 10) is None:
+            raise Fatal("site %s connected but not online with services" % site_name)
+        return hub, site, svc
+
+    # --- waiting -----------------------------------------------------------
+
+    @staticmethod
+    def wait_until(fn, timeout, interval=0.1):
+        """Calls fn until it returns a truthy value or timeout; returns the
+        last value."""
+        deadline = time.monotonic() + timeout
+        while True:
+            v = fn()
+            if v or time.monotonic() >= deadline:
+                return v
+            time.sleep(interval)
+
+    # --- the end -----------------------------------------------------------
+
+    def dump_logs(self, lines=60):
+        paths = [p.log_path for p in self.procs] + [self.cmd_log_path]
+        seen = set()
+        for path in paths:
+            if path in seen or not os.path.exists(path):
+                continue
+            seen.add(path)
+            try:
+                with open(path, "rb") as f:
+                    data = f.read().decode("utf-8", "replace").splitlines()
+            except OSError:
+                continue
+            print("----- tail of %s (%d of %d lines) -----" % (
+                os.path.relpath(path, self.tmp), min(lines, len(data)), len(data)))
+            for line in data[-lines:]:
+                print("  | " + line[:400])
+        sys.stdout.flush()
+
+    def cleanup(self):
+        if self._cleaned:
+            return
+        self._cleaned = True
+        for p in reversed(self.procs):
+            try:
+                p.stop(timeout=3)
+            except Exception as e:  # keep cleaning the rest
+                print("cleanup of %s: %s" % (p.name, e))
+        if self.keep:
+            print("TETHER_KEEP=1: kept %s" % self.tmp)
+        else:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    @staticmethod
+    def main(name, fn, progs=("tether-hub", "tether-site", "tetherctl"), tools=("curl",)):
+        """Runs fn(h) with full cleanup; exits 0, 1 or 77."""
+
+        def on_signal(signum, frame):
+            raise SystemExit("killed by signal %d" % signum)
+
+        for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(s, on_signal)
+        h = Harness(name)
+        code = 1
+        try:
+            try:
+                h.require(*progs, tools=tools)
+                print("== %s (TETHER_BIN=%s, tmp=%s)" % (name, h.bin_dir, h.tmp), flush=True)
+                fn(h)
+                if h.checks == 0:
+                    h.failures.append("the test made no checks")
+                code = 1 if h.failures else 0
+            except Skip as e:
+                print("SKIP %s: %s" % (name, e), flush=True)
+                code = SKIP
+            except Fatal as e:
+                h.failures.append("fatal: %s" % e)
+                print("FAIL %s fatal: %s" % (h._stamp(), e), flush=True)
+            except SystemExit as e:
+                h.failures.append("interrupted: %s" % e)
+                print("FAIL interrupted: %s" % e, flush=True)
+            except BaseException:
+                h.failures.append("exception")
+                print("FAIL %s unexpected exception:" % h._stamp(), flush=True)
+                traceback.print_exc(file=sys.stdout)
+            if code != SKIP and h.failures:
+                h.dump_logs()
+                code = 1
+        finally:
+            h.cleanup()
+        if code == 0:
+            print("PASS %s (%d checks)" % (name, h.checks))
+        elif code == 1:
+            print("FAILED %s: %d of %d checks failed" % (name, len(h.failures), h.checks))
+            for f in h.failures:
+                print("  - " + f)
+        sys.stdout.flush()
+        os._exit(code)

@@ -1,5 +1,6 @@
 /* "key = value" configuration files (site.conf, ctl.conf, hub.conf). */
 /* SPDX-License-Identifier: MIT */
+#define _GNU_SOURCE /* mkostemp */
 #include "config.h"
 
 #include <errno.h>
@@ -277,7 +278,7 @@ int config_write_file(const char *path, const char *text, int mode)
     n = snprintf(tmp, sizeof(tmp), "%s.tmp.XXXXXX", path);
     if (n < 0 || (size_t)n >= sizeof(tmp))
         return -ENAMETOOLONG;
-    fd = mkstemp(tmp);
+    fd = mkostemp(tmp, O_CLOEXEC);
     if (fd < 0)
         return -errno;
     /* fchmod, not the umask: a 0644 file must come out 0644 and a secret 0600. */

@@ -35,7 +35,8 @@ int crypto_spki_from_cert(const uint8_t *der, size_t len, const uint8_t **spki,
                           size_t *spki_len);
 /* Computes the pin of a DER certificate into out (NUL-terminated). */
 int crypto_pin_from_cert(const uint8_t *der, size_t len, char out[CRYPTO_PIN_LEN + 1]);
-/* Syntax check of a pin string: prefix, 44 base64 chars decoding to 32 bytes. */
+/* Syntax check of a pin string: prefix, 44 base64 chars decoding to 32
+ * bytes. Returns 1 if valid, 0 if not. */
 int crypto_pin_valid(const char *pin);
 /* Constant-time comparison of two NUL-terminated pins; 1 if equal. */
 int crypto_pin_equal(const char *a, const char *b);

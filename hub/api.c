@@ -374,7 +374,7 @@ static void enroll(struct areq *q, struct ureq *r, json_t *body)
     int status = 0, rc;
 
     if (!json_is_string(jsite) || !json_is_string(jsecret) || !json_is_string(jpin) ||
-        crypto_pin_valid(json_string_value(jpin)) != 0 ||
+        !crypto_pin_valid(json_string_value(jpin)) ||
         strlen(json_string_value(jsecret)) > 128) {
         ureq_error(r, 400, "bad_request", "need \"site\", \"secret\" and a valid \"pin\"");
         return;

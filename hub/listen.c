@@ -16,8 +16,11 @@
 /* A connection between accept and the end of its TLS handshake. */
 struct handshake {
     struct hub *h;
+    struct conn *c;
     int tunnel;
     int counted;
+    int waiting;                   /* queued behind the per-address cap */
+    struct handshake *wprev, *wnext;
     struct tls_pin_verifier v;
     struct reg_site site;
     char refusal[128];
@@ -47,10 +50,51 @@ static int check_site_pin(void *arg, const char *pin)
     return 0;
 }
 
+/* Connections over the per-address handshake cap wait here with reading
+ * paused (their ClientHello stays in the kernel) instead of being refused:
+ * a reconnect storm from one NAT address is slowed, not dropped. */
+#define WAIT_MAX 8192
+static struct handshake *waiters;
+static size_t n_waiters;
+
+static void wait_unlink(struct handshake *hs)
+{
+    if (!hs->waiting)
+        return;
+    if (hs->wprev)
+        hs->wprev->wnext = hs->wnext;
+    else
+        waiters = hs->wnext;
+    if (hs->wnext)
+        hs->wnext->wprev = hs->wprev;
+    hs->waiting = 0;
+    n_waiters--;
+}
+
+static void wake_one(struct hub *h, const struct conn *gone)
+{
+    const char *colon = strrchr(gone->peer, ':');
+    size_t iplen = colon ? (size_t)(colon - gone->peer) : strlen(gone->peer);
+    struct handshake *oldest = NULL;
+
+    /* New waiters go to the head: the last match waited longest. */
+    for (struct handshake *w = waiters; w != NULL; w = w->wnext)
+        if (strncmp(w->c->peer, gone->peer, iplen) == 0 && w->c->peer[iplen] == ':')
+            oldest = w;
+    if (oldest == NULL || hub_pending_inc(h, oldest->c->peer) != 0)
+        return;
+    wait_unlink(oldest);
+    oldest->counted = 1;
+    conn_pause_reading(oldest->c, 0);
+}
+
 static void hs_free(struct handshake *hs, struct conn *c)
 {
-    if (hs->counted)
+    wait_unlink(hs);
+    if (hs->counted) {
         hub_pending_dec(hs->h, c->peer);
+        wake_one(hs->h, c);
+    }
     registry_site_clear(&hs->site);
     free(hs);
 }
@@ -146,6 +190,7 @@ static void on_connection(uv_stream_t *server, int status)
         free(hs);
         return;
     }
+    hs->c = c;
     if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0 || h->draining) {
         conn_close(c, "accept failed");
         return;
@@ -155,8 +200,18 @@ static void on_connection(uv_stream_t *server, int status)
         return;
     }
     if (hub_pending_inc(h, c->peer) != 0) {
-        log_event(LOG_WARN, "handshake_cap", "remote=%s", c->peer);
-        conn_close(c, "too many pending handshakes from this address");
+        if (n_waiters >= WAIT_MAX) {
+            log_event(LOG_WARN, "handshake_cap", "remote=%s waiting=%zu", c->peer, n_waiters);
+            conn_close(c, "too many pending handshakes");
+            return;
+        }
+        conn_pause_reading(c, 1);
+        hs->waiting = 1;
+        hs->wnext = waiters;
+        if (waiters)
+            waiters->wprev = hs;
+        waiters = hs;
+        n_waiters++;
         return;
     }
     hs->counted = 1;

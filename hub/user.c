@@ -483,10 +483,13 @@ static int h2_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
             return 0;
         }
         r->has_body = !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM);
-        if (!r->has_body)
+        if (!r->has_body) {
             r->content_length = 0;
+            r->req_ended = 1;
+        }
         r->head_only = strcmp(r->method, "HEAD") == 0;
         api_dispatch(uc->hub, r);
+        return 0;
     }
     if ((frame->hd.flags & NGHTTP2_FLAG_END_STREAM) &&
         (frame->hd.type == NGHTTP2_HEADERS || frame->hd.type == NGHTTP2_DATA) && !r->req_ended) {

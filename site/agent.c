@@ -53,6 +53,7 @@ static void enter_state(struct agent *a, enum agent_state s, const char *why)
 }
 
 static void dial(struct agent *a);
+static void watch_cb(uv_timer_t *t);
 
 /* --- streams --- */
 
@@ -240,7 +241,7 @@ static void start_request(struct sstream *ss)
         return;
     }
     rc = upstream_start(a->loop, &svc->url, &opts, ss->method, ss->path, ss->hdrs, ss->n_hdrs,
-                        !ss->req_ended, ss->req_ended ? 0 : ss->content_length, &up_cbs, ss,
+                        !ss->req_ended, ss->req_ended ? -1 : ss->content_length, &up_cbs, ss,
                         &ss->up);
     if (rc != 0) {
         ss->up = NULL;
@@ -344,6 +345,15 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
     struct sstream *ss;
 
     a->last_heard_ms = uv_now(a->loop);
+    if (a->state != AG_CONNECTED && frame->hd.type == NGHTTP2_SETTINGS && a->conn != NULL) {
+        a->attempt = 0;
+        a->tried_in_round = 0;
+        enter_state(a, AG_CONNECTED, "hub settings received");
+        log_event(LOG_INFO, "connected", "hub=%s addr=%s site=%s", a->hubs[a->hub_idx],
+                  a->conn->peer, a->site);
+        uv_timer_start(&a->watch_timer, watch_cb, a->ping_interval_ms / 2 + 1,
+                       a->ping_interval_ms / 2 + 1);
+    }
     if (frame->hd.stream_id == 0) {
         if (frame->hd.type == NGHTTP2_GOAWAY)
             log_event(LOG_INFO, "hub_goaway", "hub=%s reason=%s", a->hubs[a->hub_idx],
@@ -452,14 +462,9 @@ static void agent_conn_handshake(struct conn *c)
         goto fail;
     nghttp2_session_callbacks_del(cbs);
     nghttp2_option_del(opt);
-    a->attempt = 0;
-    a->tried_in_round = 0;
     a->last_heard_ms = uv_now(a->loop);
-    enter_state(a, AG_CONNECTED, "handshake done");
-    log_event(LOG_INFO, "connected", "hub=%s local=%s site=%s", a->hubs[a->hub_idx], c->peer,
-              a->site);
-    uv_timer_start(&a->watch_timer, watch_cb, a->ping_interval_ms / 2 + 1,
-                   a->ping_interval_ms / 2 + 1);
+    /* In TLS 1.3 the client finishes before the hub has judged its
+     * certificate: the tunnel counts as up at the hub's first SETTINGS. */
     h2_send(&a->h2);
     return;
 fail:
@@ -485,14 +490,14 @@ static void agent_conn_close(struct conn *c, const char *reason)
     a->conn = NULL;
     uv_timer_stop(&a->watch_timer);
     snprintf(why, sizeof(why), "%s", reason);
-    if (!c->tls.handshake_done && a->v.result != 0 && a->v.seen_pin[0] != '\0') {
+    if (!was_connected && a->v.result != 0 && a->v.seen_pin[0] != '\0') {
         snprintf(why, sizeof(why),
                  "hub key pin mismatch: expected %s, got %s; something on the path intercepts "
                  "TLS (or the hub key changed)",
                  a->hub_pin, a->v.seen_pin);
         log_event(LOG_ERROR, "tls_intercepted", "hub=%s expected=%s got=%s",
                   a->hubs[a->hub_idx], a->hub_pin, a->v.seen_pin);
-    } else if (!c->tls.handshake_done && a->v.result == 0 && c->tls_started) {
+    } else if (!was_connected && a->v.result == 0 && c->tls_started) {
         snprintf(why, sizeof(why),
                  "the hub refused this site's key during the TLS handshake (site revoked, "
                  "disabled or unknown: ask the hub operator) [%s]",

@@ -304,7 +304,7 @@ static int cmd_run(int argc, char **argv)
         agent.ping_interval_ms = (uint64_t)ping * 1000;
     if (upt > 0)
         agent.upstream_timeout_ms = (uint64_t)upt * 1000;
-    if (agent.n_hubs == 0 || crypto_pin_valid(agent.hub_pin) != 0 || agent.site[0] == '\0')
+    if (agent.n_hubs == 0 || !crypto_pin_valid(agent.hub_pin) || agent.site[0] == '\0')
         return die("site.conf needs site, at least one hub and a valid hub_pin");
     if (crypto_identity_load(state, "site", &agent.id) != 0)
         return die("cannot read the site key (site.key, site.crt) in the state directory");

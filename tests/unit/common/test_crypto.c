@@ -470,6 +470,26 @@ static void test_identity(void)
             if (kind == 0)
                 test_spki_malformed(file, flen);
         }
+        /* Only P-256 identities load: the last one made above is P-384. */
+        CHECK_EQ_INT(crypto_identity_load(g_dir, "o", &loaded), -EINVAL);
+        /* An operator's own P-256 key (PKCS#8, as OpenSSL writes it) loads and signs. */
+        snprintf(cmd, sizeof(cmd),
+                 "cd '%s' && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 "
+                 "-nodes -keyout o.key -out o.crt -days 3 -subj /CN=op >/dev/null 2>&1",
+                 g_dir);
+        CHECK_EQ_INT(system(cmd), 0);
+        CHECK_EQ_INT(crypto_identity_load(g_dir, "o", &loaded), 0);
+        snprintf(path, sizeof(path), "%s/o.crt", g_dir);
+        CHECK_EQ_INT(openssl_pin(path, line, sizeof(line)), 0);
+        snprintf(want, sizeof(want), "sha256//%s", line);
+        CHECK_EQ_STR(loaded.pin, want);
+        {
+            uint8_t sig[80];
+            size_t sl;
+            CHECK_EQ_INT(crypto_sign(&loaded, "m", 1, sig, sizeof(sig), &sl), 0);
+            CHECK_EQ_INT(crypto_verify(loaded.cert_der, loaded.cert_len, "m", 1, sig, sl), 0);
+        }
+        crypto_identity_free(&loaded);
     }
     crypto_identity_free(&id);
     crypto_identity_free(&other);

@@ -1,0 +1,1100 @@
+/* tether-hub: command line, hub state creation, configuration, start-up, signals and graceful
+ * drain. */
+/* SPDX-License-Identifier: MIT */
+#include <wolfssl/options.h>
+#include <wolfssl/ssl.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "../common/config.h"
+#include "../common/conn.h"
+#include "../common/crypto.h"
+#include "../common/log.h"
+#include "../common/net.h"
+#include "../common/tls.h"
+#include "../common/token.h"
+#include "hub.h"
+#include "registry.h"
+#include "tunnel.h"
+
+#define EXIT_USAGE     2
+#define DEFAULT_PORT   6443
+#define DEFAULT_LISTEN "0.0.0.0:6443"
+#define PATH_CAP       1200
+#define DRAIN_TICK_MS  100
+/* After the drain the loop should end by itself; if a handle still keeps it
+ * alive this long, something leaked it and we close it by force. */
+#define SHUTDOWN_WATCHDOG_MS 5000
+
+static const char *const usage_text =
+    "Usage: tether-hub COMMAND [OPTIONS]\n"
+    "\n"
+    "Commands:\n"
+    "  init --state DIR [--name HOSTNAME] [--public HOST:PORT]... [--force]\n"
+    "      Create a hub state in DIR: registry (hub.db), hub key and certificate\n"
+    "      (hub.key, hub.crt), a first admin API token (admin.token), hub.conf and\n"
+    "      ctl.conf (a ready tetherctl configuration). --public (up to 8, default\n"
+    "      HOSTNAME:6443) are the endpoints written into enrollment tokens. Refuses an\n"
+    "      existing state unless --force, which deletes its registry and starts over.\n"
+    "  run --state DIR [--listen HOST:PORT]... [--config FILE] [--ping-interval S]\n"
+    "      [--handshake-timeout S] [--drain-grace S]\n"
+    "      Serve sites and users (default listen 0.0.0.0:6443; up to 8 addresses).\n"
+    "      Reads DIR/hub.conf, then FILE; command line flags win over both.\n"
+    "      SIGTERM/SIGINT: drain gracefully (a second one stops at once).\n"
+    "      SIGHUP: reload hub.conf and FILE (not the listen addresses).\n"
+    "  version\n"
+    "      Print the version and the wolfSSL build in use.\n"
+    "  help\n"
+    "      Show this help.\n"
+    "\n"
+    "Logs: one line per event on stderr; TETHER_LOG=debug|warn|error sets the level.\n"
+    "Exit status: 0 success, 1 failure, 2 usage error.\n";
+
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static int usage_error(const char *fmt, ...)
+{
+    va_list ap;
+
+    fprintf(stderr, "tether-hub: ");
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, " (try 'tether-hub --help')\n");
+    return EXIT_USAGE;
+}
+
+static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static int fail(const char *fmt, ...)
+{
+    va_list ap;
+
+    fprintf(stderr, "tether-hub: ");
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\n");
+    return EXIT_FAILURE;
+}
+
+/* "--name VALUE" or "--name=VALUE" at argv[*i]. Returns 1 with *val (and
+ * *i advanced past a separate value), 0 if argv[*i] is another option, or
+ * -1 if the value is missing. */
+static int opt_value(int argc, char **argv, int *i, const char *name, const char **val)
+{
+    const char *a = argv[*i];
+    size_t n = strlen(name);
+
+    if (strncmp(a, "--", 2) != 0 || strncmp(a + 2, name, n) != 0)
+        return 0;
+    if (a[2 + n] == '=') {
+        *val = a + 3 + n;
+        return 1;
+    }
+    if (a[2 + n] != '\0')
+        return 0;
+    if (*i + 1 >= argc)
+        return -1;
+    *i += 1;
+    *val = argv[*i];
+    return 1;
+}
+
+static int is_help(const char *a)
+{
+    return strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0;
+}
+
+static int path_join(char *out, size_t cap, const char *dir, const char *file)
+{
+    int n = snprintf(out, cap, "%s/%s", dir, file);
+
+    return n < 0 || (size_t)n >= cap ? -ENAMETOOLONG : 0;
+}
+
+/* A host name, IPv4 literal or IPv6 literal (no brackets, no port). */
+static int hostname_ok(const char *s)
+{
+    size_t len = strlen(s);
+    struct in6_addr a6;
+
+    if (len == 0 || len > NET_HOST_MAX)
+        return 0;
+    if (inet_pton(AF_INET6, s, &a6) == 1)
+        return 1;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '.' || c == '_'))
+            return 0;
+    }
+    return 1;
+}
+
+/* A "HOST:PORT" endpoint that fits an enrollment token. */
+static int endpoint_ok(const char *s)
+{
+    char host[NET_HOST_MAX + 1];
+    int port;
+
+    return strlen(s) <= TOKEN_ENDPOINT_MAX && net_split_hostport(s, 0, host, &port) == 0;
+}
+
+/* "NAME:6443", with brackets for an IPv6 literal; -ENAMETOOLONG if it does
+ * not fit an endpoint. */
+static int default_endpoint(const char *name, char *out, size_t cap)
+{
+    int n;
+
+    if (strchr(name, ':') != NULL)
+        n = snprintf(out, cap, "[%s]:%d", name, DEFAULT_PORT);
+    else
+        n = snprintf(out, cap, "%s:%d", name, DEFAULT_PORT);
+    return n < 0 || (size_t)n >= cap ? -ENAMETOOLONG : 0;
+}
+
+static int local_hostname(char *out, size_t cap)
+{
+    if (gethostname(out, cap) != 0)
+        return -errno;
+    out[cap - 1] = '\0';
+    return out[0] != '\0' ? 0 : -ENOENT;
+}
+
+/* --- numbers in configuration files and flags --- */
+
+/* Seconds, fractions allowed ("0.5"), to milliseconds within [min_ms, max_ms]. */
+static int parse_seconds_ms(const char *s, uint64_t min_ms, uint64_t max_ms, uint64_t *out)
+{
+    char *end;
+    double v, ms;
+
+    errno = 0;
+    v = strtod(s, &end);
+    if (end == s || *end != '\0' || errno != 0 || !isfinite(v) || v < 0)
+        return -EINVAL;
+    ms = v * 1000.0 + 0.5;
+    if (ms < (double)min_ms || ms > (double)max_ms)
+        return -ERANGE;
+    *out = (uint64_t)ms;
+    return 0;
+}
+
+static int parse_int(const char *s, long long min, long long max, long long *out)
+{
+    char *end;
+    long long v;
+
+    errno = 0;
+    v = strtoll(s, &end, 10);
+    if (end == s || *end != '\0' || errno != 0)
+        return -EINVAL;
+    if (v < min || v > max)
+        return -ERANGE;
+    *out = v;
+    return 0;
+}
+
+/* --- run-time configuration --- */
+
+/* What the command line of `run` says; kept for SIGHUP, where the flags must
+ * still win over the files. */
+struct run_cli {
+    const char *state;
+    const char *config;
+    const char *listen[HUB_MAX_LISTEN];
+    size_t n_listen;
+    uint64_t ping_ms, handshake_ms, drain_ms;
+    int has_ping, has_handshake, has_drain;
+};
+
+/* The configuration files' result: hub_config plus the listen addresses. */
+struct settings {
+    struct hub_config cfg;
+    char listen[HUB_MAX_LISTEN][TOKEN_ENDPOINT_MAX + 1];
+    size_t n_listen;
+};
+
+static void settings_defaults(struct settings *s)
+{
+    memset(s, 0, sizeof(*s));
+    s->cfg.ping_interval_ms = 20000;
+    s->cfg.handshake_timeout_ms = 10000;
+    s->cfg.request_timeout_ms = 60000;
+    s->cfg.drain_grace_ms = 10000;
+    s->cfg.enroll_ttl_s = 86400;
+    s->cfg.api_body_max = 1u << 20;
+    s->cfg.max_pending_handshakes_per_ip = 64;
+}
+
+/* Bounds of the time keys, in milliseconds. */
+struct time_key {
+    const char *key;
+    size_t off; /* offsetof(struct hub_config, ...) */
+    uint64_t min_ms, max_ms;
+};
+
+static const struct time_key time_keys[] = {
+    {"ping_interval", offsetof(struct hub_config, ping_interval_ms), 50, 3600000},
+    {"handshake_timeout", offsetof(struct hub_config, handshake_timeout_ms), 100, 600000},
+    {"request_timeout", offsetof(struct hub_config, request_timeout_ms), 100, 86400000},
+    {"drain_grace", offsetof(struct hub_config, drain_grace_ms), 0, 3600000},
+};
+#define N_TIME_KEYS (sizeof(time_keys) / sizeof(time_keys[0]))
+
+/* Applies one value; 0, or a negative code with a reason in why. */
+static int apply_key(struct settings *s, const char *key, const char *val, int *seen_public,
+                     int *seen_listen, char *why, size_t why_cap)
+{
+    long long n;
+
+    for (size_t i = 0; i < N_TIME_KEYS; i++) {
+        if (strcmp(key, time_keys[i].key) != 0)
+            continue;
+        if (parse_seconds_ms(val, time_keys[i].min_ms, time_keys[i].max_ms,
+                             (uint64_t *)((char *)&s->cfg + time_keys[i].off)) != 0) {
+            snprintf(why, why_cap, "expected seconds from %g to %g",
+                     (double)time_keys[i].min_ms / 1000.0, (double)time_keys[i].max_ms / 1000.0);
+            return -EINVAL;
+        }
+        return 0;
+    }
+    if (strcmp(key, "name") == 0) {
+        if (!hostname_ok(val) || strlen(val) >= sizeof(s->cfg.name)) {
+            snprintf(why, why_cap, "expected a host name or IP address");
+            return -EINVAL;
+        }
+        snprintf(s->cfg.name, sizeof(s->cfg.name), "%s", val);
+    } else if (strcmp(key, "public") == 0) {
+        /* A later file's list replaces an earlier one's as a whole. */
+        if (!*seen_public) {
+            s->cfg.n_public = 0;
+            *seen_public = 1;
+        }
+        if (!endpoint_ok(val)) {
+            snprintf(why, why_cap, "expected HOST:PORT");
+            return -EINVAL;
+        }
+        if (s->cfg.n_public == TOKEN_HUB_MAX) {
+            snprintf(why, why_cap, "more than 8 public endpoints");
+            return -E2BIG;
+        }
+        snprintf(s->cfg.public_eps[s->cfg.n_public++], sizeof(s->cfg.public_eps[0]), "%s", val);
+    } else if (strcmp(key, "listen") == 0) {
+        if (!*seen_listen) {
+            s->n_listen = 0;
+            *seen_listen = 1;
+        }
+        if (!endpoint_ok(val)) {
+            snprintf(why, why_cap, "expected HOST:PORT");
+            return -EINVAL;
+        }
+        if (s->n_listen == HUB_MAX_LISTEN) {
+            snprintf(why, why_cap, "more than 8 listen addresses");
+            return -E2BIG;
+        }
+        snprintf(s->listen[s->n_listen++], sizeof(s->listen[0]), "%s", val);
+    } else if (strcmp(key, "enroll_ttl") == 0) {
+        if (parse_int(val, 60, 365LL * 86400, &n) != 0) {
+            snprintf(why, why_cap, "expected whole seconds from 60 to 31536000");
+            return -EINVAL;
+        }
+        s->cfg.enroll_ttl_s = n;
+    } else if (strcmp(key, "api_body_max") == 0) {
+        if (parse_int(val, 1024, 256LL << 20, &n) != 0) {
+            snprintf(why, why_cap, "expected bytes from 1024 to 268435456");
+            return -EINVAL;
+        }
+        s->cfg.api_body_max = (size_t)n;
+    } else if (strcmp(key, "max_pending_handshakes_per_ip") == 0) {
+        if (parse_int(val, 1, 100000, &n) != 0) {
+            snprintf(why, why_cap, "expected a count from 1 to 100000");
+            return -EINVAL;
+        }
+        s->cfg.max_pending_handshakes_per_ip = (int)n;
+    } else {
+        return -ENOENT;
+    }
+    return 0;
+}
+
+/* Reads one file into s. A missing file is -ENOENT (err set); the caller
+ * decides whether that matters. Unknown keys only warn. */
+static int apply_file(const char *path, struct settings *s, char *err, size_t err_cap)
+{
+    struct config c = {0};
+    int seen_public = 0, seen_listen = 0, rc;
+
+    rc = config_load(path, &c, err, err_cap);
+    if (rc != 0)
+        goto out;
+    for (size_t i = 0; i < c.n; i++) {
+        const struct config_entry *e = &c.entries[i];
+        char why[128] = "";
+        int r = apply_key(s, e->key, e->value, &seen_public, &seen_listen, why, sizeof(why));
+
+        if (r == -ENOENT) {
+            log_event(LOG_WARN, "config_unknown_key", "file=%s line=%d key=%s", log_q(path),
+                      e->line, log_q(e->key));
+        } else if (r != 0) {
+            snprintf(err, err_cap, "%s:%d: bad %s \"%s\": %s", path, e->line, e->key, e->value,
+                     why);
+            rc = r;
+            goto out;
+        }
+    }
+    rc = 0;
+out:
+    config_free(&c);
+    return rc;
+}
+
+/* Defaults, then DIR/hub.conf, then cli->config, then the flags. */
+static int load_settings(const struct run_cli *cli, struct settings *s, char *err, size_t err_cap)
+{
+    char path[PATH_CAP];
+    int rc;
+
+    settings_defaults(s);
+    if (path_join(path, sizeof(path), cli->state, "hub.conf") != 0) {
+        snprintf(err, err_cap, "state directory path too long");
+        return -ENAMETOOLONG;
+    }
+    rc = apply_file(path, s, err, err_cap);
+    if (rc == -ENOENT) {
+        log_event(LOG_WARN, "config_missing", "file=%s using=defaults", log_q(path));
+    } else if (rc != 0) {
+        return rc;
+    }
+    if (cli->config != NULL) {
+        rc = apply_file(cli->config, s, err, err_cap);
+        if (rc != 0)
+            return rc;
+    }
+    if (s->cfg.name[0] == '\0' && local_hostname(s->cfg.name, sizeof(s->cfg.name)) != 0)
+        snprintf(s->cfg.name, sizeof(s->cfg.name), "localhost");
+    if (s->cfg.n_public == 0) {
+        if (default_endpoint(s->cfg.name, s->cfg.public_eps[0], sizeof(s->cfg.public_eps[0])) !=
+            0) {
+            snprintf(err, err_cap, "name \"%s\" is too long for a default public endpoint",
+                     s->cfg.name);
+            return -ENAMETOOLONG;
+        }
+        s->cfg.n_public = 1;
+    }
+    if (cli->has_ping)
+        s->cfg.ping_interval_ms = cli->ping_ms;
+    if (cli->has_handshake)
+        s->cfg.handshake_timeout_ms = cli->handshake_ms;
+    if (cli->has_drain)
+        s->cfg.drain_grace_ms = cli->drain_ms;
+    return 0;
+}
+
+/* --- init --- */
+
+static int mkdir_p(const char *dir, mode_t mode)
+{
+    char p[PATH_CAP];
+    struct stat st;
+    size_t len = strlen(dir);
+
+    if (len == 0 || len >= sizeof(p))
+        return -ENAMETOOLONG;
+    memcpy(p, dir, len + 1);
+    for (char *s = p + 1; *s != '\0'; s++) {
+        if (*s != '/')
+            continue;
+        *s = '\0';
+        if (mkdir(p, 0755) != 0 && errno != EEXIST)
+            return -errno;
+        *s = '/';
+    }
+    if (mkdir(p, mode) != 0 && errno != EEXIST)
+        return -errno;
+    if (stat(p, &st) != 0)
+        return -errno;
+    return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
+}
+
+/* Removes a registry and its WAL companions. */
+static void remove_db(const char *db)
+{
+    char p[PATH_CAP + 8];
+
+    unlink(db);
+    snprintf(p, sizeof(p), "%s-wal", db);
+    unlink(p);
+    snprintf(p, sizeof(p), "%s-shm", db);
+    unlink(p);
+}
+
+static void add_san(const char **names, size_t *n, size_t max, const char *name)
+{
+    for (size_t i = 0; i < *n; i++) {
+        if (strcasecmp(names[i], name) == 0)
+            return;
+    }
+    if (*n < max)
+        names[(*n)++] = name;
+}
+
+struct text {
+    char buf[8192];
+    size_t len;
+    int overflow;
+};
+
+static void text_add(struct text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void text_add(struct text *t, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(t->buf + t->len, sizeof(t->buf) - t->len, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof(t->buf) - t->len)
+        t->overflow = 1;
+    else
+        t->len += (size_t)n;
+}
+
+static int write_hub_conf(const char *path, const char *name, char eps[][TOKEN_ENDPOINT_MAX + 1],
+                          size_t n_eps)
+{
+    struct text t = {.len = 0};
+
+    text_add(&t,
+             "# tether-hub configuration, written by `tether-hub init`.\n"
+             "# Read by `tether-hub run` at start and again on SIGHUP. Lines are\n"
+             "# \"key = value\"; '#' starts a comment. Unknown keys are reported and skipped.\n"
+             "\n"
+             "# Host name of this hub; the default public endpoint is NAME:6443.\n"
+             "name = %s\n"
+             "\n"
+             "# Endpoints (HOST:PORT) that sites dial, written into every new enrollment\n"
+             "# token and tried by the site in this order. Repeat the line for several\n"
+             "# (at most 8). Changing them affects tokens made after a reload.\n",
+             name);
+    for (size_t i = 0; i < n_eps; i++)
+        text_add(&t, "public = %s\n", eps[i]);
+    text_add(&t, "\n"
+                 "# Seconds between keepalive PINGs on each site tunnel; a site silent for\n"
+                 "# two intervals is disconnected. Keep it under the NAT idle timeout.\n"
+                 "ping_interval = 20\n"
+                 "\n"
+                 "# Other keys, shown with their defaults:\n"
+                 "# listen = 0.0.0.0:6443         (repeatable; --listen flags win)\n"
+                 "# handshake_timeout = 10        (seconds to finish a TLS handshake)\n"
+                 "# request_timeout = 60          (seconds for a site to start answering)\n"
+                 "# drain_grace = 10              (seconds SIGTERM waits for streams)\n"
+                 "# enroll_ttl = 86400            (seconds an enrollment token lives)\n"
+                 "# api_body_max = 1048576        (bytes of a JSON API request body)\n"
+                 "# max_pending_handshakes_per_ip = 64\n");
+    if (t.overflow)
+        return -ENOSPC;
+    return config_write_file(path, t.buf, 0644);
+}
+
+static int cmd_init(int argc, char **argv)
+{
+    const char *state = NULL, *name_arg = NULL, *pubs[TOKEN_HUB_MAX];
+    char name[NET_HOST_MAX + 1], eps[TOKEN_HUB_MAX][TOKEN_ENDPOINT_MAX + 1];
+    char db[PATH_CAP], p_token[PATH_CAP], p_conf[PATH_CAP], p_ctl[PATH_CAP], err[512];
+    char tok[TOKEN_API_LEN + 1], hash[65], shown[PATH_MAX];
+    const char *sans[4 + TOKEN_HUB_MAX];
+    char san_hosts[TOKEN_HUB_MAX][NET_HOST_MAX + 1];
+    size_t n_pubs = 0, n_sans = 0;
+    struct crypto_identity id = {0};
+    struct registry *reg = NULL;
+    struct stat st;
+    struct text t = {.len = 0};
+    int force = 0, created = 0, ret = EXIT_FAILURE, rc;
+
+    for (int i = 2; i < argc; i++) {
+        const char *v = NULL;
+        int r;
+
+        if (is_help(argv[i])) {
+            fputs(usage_text, stdout);
+            return EXIT_SUCCESS;
+        }
+        if (strcmp(argv[i], "--force") == 0) {
+            force = 1;
+            continue;
+        }
+        if ((r = opt_value(argc, argv, &i, "state", &v)) != 0) {
+            if (r < 0)
+                return usage_error("--state needs a directory");
+            state = v;
+        } else if ((r = opt_value(argc, argv, &i, "name", &v)) != 0) {
+            if (r < 0)
+                return usage_error("--name needs a host name");
+            name_arg = v;
+        } else if ((r = opt_value(argc, argv, &i, "public", &v)) != 0) {
+            if (r < 0)
+                return usage_error("--public needs HOST:PORT");
+            if (n_pubs == TOKEN_HUB_MAX)
+                return usage_error("at most %d --public endpoints", TOKEN_HUB_MAX);
+            if (!endpoint_ok(v))
+                return usage_error("invalid --public \"%s\" (expected HOST:PORT)", v);
+            pubs[n_pubs++] = v;
+        } else {
+            return usage_error("init: unknown argument \"%s\"", argv[i]);
+        }
+    }
+    if (state == NULL || state[0] == '\0')
+        return usage_error("init needs --state DIR");
+    if (name_arg != NULL) {
+        if (!hostname_ok(name_arg))
+            return usage_error("invalid --name \"%s\" (expected a host name)", name_arg);
+        snprintf(name, sizeof(name), "%s", name_arg);
+    } else if (local_hostname(name, sizeof(name)) != 0 || !hostname_ok(name)) {
+        return fail("cannot use this machine's host name; pass --name HOSTNAME");
+    }
+    for (size_t i = 0; i < n_pubs; i++)
+        snprintf(eps[i], sizeof(eps[i]), "%s", pubs[i]);
+    if (n_pubs == 0) {
+        if (default_endpoint(name, eps[0], sizeof(eps[0])) != 0 || !endpoint_ok(eps[0]))
+            return fail("default endpoint \"%s\" is invalid; pass --public HOST:PORT", eps[0]);
+        n_pubs = 1;
+    }
+
+    if (path_join(db, sizeof(db), state, "hub.db") != 0 ||
+        path_join(p_token, sizeof(p_token), state, "admin.token") != 0 ||
+        path_join(p_conf, sizeof(p_conf), state, "hub.conf") != 0 ||
+        path_join(p_ctl, sizeof(p_ctl), state, "ctl.conf") != 0)
+        return fail("state directory path too long");
+    if (lstat(db, &st) == 0) {
+        if (!force)
+            return fail("%s exists: this hub state is already initialised (--force deletes "
+                        "its registry and starts over)",
+                        db);
+        remove_db(db);
+    } else if (errno != ENOENT) {
+        return fail("cannot check %s: %s", db, strerror(errno));
+    }
+    rc = mkdir_p(state, 0700);
+    if (rc != 0)
+        return fail("cannot create %s: %s", state, strerror(-rc));
+
+    /* The certificate names what people type to reach the hub; sites and
+     * tetherctl pin the key, so these only matter to other clients. */
+    add_san(sans, &n_sans, sizeof(sans) / sizeof(sans[0]), name);
+    add_san(sans, &n_sans, sizeof(sans) / sizeof(sans[0]), "localhost");
+    add_san(sans, &n_sans, sizeof(sans) / sizeof(sans[0]), "127.0.0.1");
+    add_san(sans, &n_sans, sizeof(sans) / sizeof(sans[0]), "::1");
+    for (size_t i = 0; i < n_pubs; i++) {
+        int port;
+        if (net_split_hostport(eps[i], 0, san_hosts[i], &port) == 0)
+            add_san(sans, &n_sans, sizeof(sans) / sizeof(sans[0]), san_hosts[i]);
+    }
+    /* X.509 common names are limited to 64 bytes; the SAN carries the name. */
+    rc = crypto_identity_generate(strlen(name) < 64 ? name : "tether-hub", sans, n_sans, &id);
+    if (rc != 0) {
+        fail("cannot make the hub key and certificate: %s", strerror(-rc));
+        goto out;
+    }
+
+    rc = registry_open(db, &reg, err, sizeof(err));
+    if (rc != 0) {
+        fail("cannot create %s: %s", db, err[0] ? err : strerror(-rc));
+        goto out;
+    }
+    created = 1;
+    if (token_api_generate(tok) != 0 || token_hash_hex(tok, strlen(tok), hash) != 0) {
+        fail("cannot make the admin token");
+        goto out;
+    }
+    rc = registry_apitoken_create(reg, "admin", "admin", NULL, hash, 0, hub_now());
+    if (rc != 0) {
+        fail("cannot store the admin token in %s: %s", db, strerror(-rc));
+        goto out;
+    }
+    rc = crypto_identity_save(&id, state, "hub");
+    if (rc != 0) {
+        fail("cannot write %s/hub.key and hub.crt: %s", state, strerror(-rc));
+        goto out;
+    }
+    text_add(&t, "%s\n", tok);
+    rc = config_write_file(p_token, t.buf, 0600);
+    if (rc != 0) {
+        fail("cannot write %s: %s", p_token, strerror(-rc));
+        goto out;
+    }
+    rc = write_hub_conf(p_conf, name, eps, n_pubs);
+    if (rc != 0) {
+        fail("cannot write %s: %s", p_conf, strerror(-rc));
+        goto out;
+    }
+    t.len = 0;
+    text_add(&t,
+             "# tetherctl configuration for this hub, written by `tether-hub init`.\n"
+             "# Use it with: tetherctl --config FILE, TETHER_CONFIG=FILE, or copy it to\n"
+             "# ~/.config/tether/ctl.conf. It holds an admin token: keep it private.\n"
+             "hub = https://%s\n"
+             "hub_pin = %s\n"
+             "token = %s\n",
+             eps[0], id.pin, tok);
+    rc = t.overflow ? -ENOSPC : config_write_file(p_ctl, t.buf, 0600);
+    if (rc != 0) {
+        fail("cannot write %s: %s", p_ctl, strerror(-rc));
+        goto out;
+    }
+
+    if (realpath(state, shown) == NULL)
+        snprintf(shown, sizeof(shown), "%s", state);
+    printf("Hub state initialised in %s\n"
+           "  hub name     %s\n"
+           "  hub key pin  %s\n"
+           "  endpoints   ",
+           shown, name, id.pin);
+    for (size_t i = 0; i < n_pubs; i++)
+        printf(" %s", eps[i]);
+    printf(" (written into enrollment tokens)\n"
+           "  admin token  %s/admin.token\n"
+           "  tetherctl    %s/ctl.conf\n"
+           "\n"
+           "Next steps:\n"
+           "  tether-hub run --state %s\n"
+           "  export TETHER_CONFIG=%s/ctl.conf\n"
+           "  tetherctl site add NAME    # prints an enrollment token for tether-site enroll\n",
+           shown, shown, shown, shown);
+    fflush(stdout);
+    created = 0;
+    ret = EXIT_SUCCESS;
+out:
+    if (reg != NULL)
+        registry_close(reg);
+    /* A half-made state would make the next init refuse; leave none. */
+    if (created) {
+        remove_db(db);
+        unlink(p_token); /* its token was only in that registry */
+        unlink(p_ctl);
+    }
+    crypto_identity_free(&id);
+    explicit_bzero(tok, sizeof(tok));
+    explicit_bzero(t.buf, sizeof(t.buf));
+    return ret;
+}
+
+/* --- run --- */
+
+/* The daemon's own state beside struct hub. */
+static struct {
+    struct run_cli cli;
+    uint64_t drain_started_ms;
+    int finished;
+    uv_timer_t watchdog;
+    int watchdog_on;
+} d;
+
+static void close_handle(uv_handle_t *hd)
+{
+    if (hd->loop != NULL && !uv_is_closing(hd))
+        uv_close(hd, NULL);
+}
+
+/* Calls fn on every live tunnel. The list is taken first, so fn may change
+ * the map. */
+static void for_each_tunnel(struct hub *h, void (*fn)(struct tunnel *t, void *arg), void *arg)
+{
+    struct tunnel **all;
+    size_t n = 0;
+
+    if (h->tunnels.count == 0 || h->tunnels.buckets == NULL)
+        return;
+    all = calloc(h->tunnels.count, sizeof(*all));
+    if (all == NULL)
+        return;
+    for (size_t b = 0; b < h->tunnels.n_buckets; b++) {
+        for (struct tunnel *t = h->tunnels.buckets[b]; t != NULL && n < h->tunnels.count;
+             t = t->map_next)
+            all[n++] = t;
+    }
+    for (size_t i = 0; i < n; i++)
+        fn(all[i], arg);
+    free(all);
+}
+
+static void count_streams(struct tunnel *t, void *arg)
+{
+    *(size_t *)arg += tunnel_stream_count(t);
+}
+
+static void drain_one(struct tunnel *t, void *arg)
+{
+    tunnel_drain(t);
+}
+
+static void set_ping_repeat(struct tunnel *t, void *arg)
+{
+    /* Takes effect from the tunnel's next PING. */
+    if (!t->closing && !uv_is_closing((uv_handle_t *)&t->ping_timer))
+        uv_timer_set_repeat(&t->ping_timer, *(uint64_t *)arg);
+}
+
+static void close_listeners(struct hub *h)
+{
+    for (size_t i = 0; i < h->n_listeners; i++)
+        close_handle((uv_handle_t *)&h->listeners[i]);
+}
+
+static void force_close_walk(uv_handle_t *hd, void *arg)
+{
+    if (uv_is_closing(hd))
+        return;
+    if (arg != NULL)
+        log_event(LOG_WARN, "handle_left_open", "type=%s active=%d",
+                  uv_handle_type_name(uv_handle_get_type(hd)), uv_is_active(hd));
+    uv_close(hd, NULL);
+}
+
+static void watchdog_cb(uv_timer_t *timer)
+{
+    log_event(LOG_WARN, "shutdown_stuck", "waited_ms=%d action=\"closing what is left\"",
+              SHUTDOWN_WATCHDOG_MS);
+    uv_walk(timer->loop, force_close_walk, "warn");
+    uv_stop(timer->loop);
+}
+
+/* Everything that keeps the loop alive goes away; uv_run then returns. */
+static void finish(struct hub *h, const char *why)
+{
+    if (d.finished)
+        return;
+    d.finished = 1;
+    log_event(LOG_INFO, "shutdown", "reason=%s tunnels=%zu", log_q(why), h->tunnels.count);
+    close_listeners(h);
+    conn_close_all("hub shutting down");
+    close_handle((uv_handle_t *)&h->sigterm);
+    close_handle((uv_handle_t *)&h->sigint);
+    close_handle((uv_handle_t *)&h->sighup);
+    close_handle((uv_handle_t *)&h->drain_timer);
+    if (uv_timer_init(h->loop, &d.watchdog) == 0) {
+        d.watchdog_on = 1;
+        uv_timer_start(&d.watchdog, watchdog_cb, SHUTDOWN_WATCHDOG_MS, 0);
+        uv_unref((uv_handle_t *)&d.watchdog);
+    }
+}
+
+static void drain_tick(uv_timer_t *timer)
+{
+    struct hub *h = timer->data;
+    uint64_t waited = uv_now(h->loop) - d.drain_started_ms;
+    size_t open = 0;
+
+    for_each_tunnel(h, count_streams, &open);
+    if (open == 0)
+        finish(h, "drained");
+    else if (waited >= h->cfg.drain_grace_ms)
+        finish(h, "drain grace period over");
+}
+
+static void on_stop_signal(uv_signal_t *sig, int signum)
+{
+    struct hub *h = sig->data;
+    size_t open = 0;
+
+    if (h->draining) {
+        log_event(LOG_WARN, "drain_aborted", "signal=%s", strsignal(signum));
+        finish(h, "second signal");
+        return;
+    }
+    h->draining = 1;
+    d.drain_started_ms = uv_now(h->loop);
+    for_each_tunnel(h, count_streams, &open);
+    log_event(LOG_INFO, "draining", "signal=%s tunnels=%zu streams=%zu grace_ms=%llu",
+              log_q(strsignal(signum)), h->tunnels.count, open,
+              (unsigned long long)h->cfg.drain_grace_ms);
+    close_listeners(h);
+    for_each_tunnel(h, drain_one, NULL);
+    uv_timer_start(&h->drain_timer, drain_tick, DRAIN_TICK_MS, DRAIN_TICK_MS);
+}
+
+static void on_hup(uv_signal_t *sig, int signum)
+{
+    struct hub *h = sig->data;
+    struct settings s;
+    char err[512] = "";
+    uint64_t ping;
+
+    if (load_settings(&d.cli, &s, err, sizeof(err)) != 0) {
+        log_event(LOG_ERROR, "config_reload_failed", "error=%s kept=previous", log_q(err));
+        return;
+    }
+    h->cfg = s.cfg;
+    ping = h->cfg.ping_interval_ms;
+    for_each_tunnel(h, set_ping_repeat, &ping);
+    log_event(LOG_INFO, "config_reloaded",
+              "name=%s public=%zu ping_interval_ms=%llu handshake_timeout_ms=%llu "
+              "request_timeout_ms=%llu drain_grace_ms=%llu enroll_ttl_s=%lld",
+              h->cfg.name, h->cfg.n_public, (unsigned long long)h->cfg.ping_interval_ms,
+              (unsigned long long)h->cfg.handshake_timeout_ms,
+              (unsigned long long)h->cfg.request_timeout_ms,
+              (unsigned long long)h->cfg.drain_grace_ms, (long long)h->cfg.enroll_ttl_s);
+}
+
+/* Runs the loop until every handle is closed and its callback ran. */
+static void loop_teardown(uv_loop_t *loop, int warn)
+{
+    for (int round = 0; uv_loop_close(loop) == UV_EBUSY; round++) {
+        /* The first round only lets pending close callbacks run. */
+        if (round > 0)
+            uv_walk(loop, force_close_walk, warn ? "warn" : NULL);
+        uv_run(loop, UV_RUN_DEFAULT);
+    }
+}
+
+static int parse_flag_seconds(const char *flag, const char *v, uint64_t min_ms, uint64_t max_ms,
+                              uint64_t *out)
+{
+    if (parse_seconds_ms(v, min_ms, max_ms, out) != 0)
+        return usage_error("invalid --%s \"%s\" (expected seconds, %g to %g)", flag, v,
+                           (double)min_ms / 1000.0, (double)max_ms / 1000.0);
+    return 0;
+}
+
+static int parse_run_args(int argc, char **argv, struct run_cli *cli)
+{
+    for (int i = 2; i < argc; i++) {
+        const char *v = NULL;
+        int r;
+
+        if (is_help(argv[i])) {
+            fputs(usage_text, stdout);
+            return -1;
+        }
+        if ((r = opt_value(argc, argv, &i, "state", &v)) != 0) {
+            if (r < 0)
+                return usage_error("--state needs a directory");
+            cli->state = v;
+        } else if ((r = opt_value(argc, argv, &i, "config", &v)) != 0) {
+            if (r < 0)
+                return usage_error("--config needs a file");
+            cli->config = v;
+        } else if ((r = opt_value(argc, argv, &i, "listen", &v)) != 0) {
+            if (r < 0)
+                return usage_error("--listen needs HOST:PORT");
+            if (cli->n_listen == HUB_MAX_LISTEN)
+                return usage_error("at most %d --listen addresses", HUB_MAX_LISTEN);
+            if (!endpoint_ok(v))
+                return usage_error("invalid --listen \"%s\" (expected HOST:PORT)", v);
+            cli->listen[cli->n_listen++] = v;
+        } else if ((r = opt_value(argc, argv, &i, "ping-interval", &v)) != 0) {
+            if (r < 0)
+                return usage_error("--ping-interval needs SECONDS");
+            if (parse_flag_seconds("ping-interval", v, time_keys[0].min_ms, time_keys[0].max_ms,
+                                   &cli->ping_ms) != 0)
+                return EXIT_USAGE;
+            cli->has_ping = 1;
+        } else if ((r = opt_value(argc, argv, &i, "handshake-timeout", &v)) != 0) {
+            if (r < 0)
+                return usage_error("--handshake-timeout needs SECONDS");
+            if (parse_flag_seconds("handshake-timeout", v, time_keys[1].min_ms, time_keys[1].max_ms,
+                                   &cli->handshake_ms) != 0)
+                return EXIT_USAGE;
+            cli->has_handshake = 1;
+        } else if ((r = opt_value(argc, argv, &i, "drain-grace", &v)) != 0) {
+            if (r < 0)
+                return usage_error("--drain-grace needs SECONDS");
+            if (parse_flag_seconds("drain-grace", v, time_keys[3].min_ms, time_keys[3].max_ms,
+                                   &cli->drain_ms) != 0)
+                return EXIT_USAGE;
+            cli->has_drain = 1;
+        } else {
+            return usage_error("run: unknown argument \"%s\"", argv[i]);
+        }
+    }
+    if (cli->state == NULL || cli->state[0] == '\0')
+        return usage_error("run needs --state DIR");
+    return 0;
+}
+
+static int cmd_run(int argc, char **argv)
+{
+    struct hub *h = NULL;
+    struct settings s;
+    const char *listen[HUB_MAX_LISTEN];
+    char db[PATH_CAP], err[512] = "", addrs[HUB_MAX_LISTEN * (TOKEN_ENDPOINT_MAX + 1)] = "";
+    size_t n_listen = 0;
+    uv_loop_t *loop = NULL;
+    WOLFSSL_CTX *ctx = NULL;
+    struct stat st;
+    int ret = EXIT_FAILURE, rc, served = 0;
+
+    rc = parse_run_args(argc, argv, &d.cli);
+    if (rc != 0)
+        return rc < 0 ? EXIT_SUCCESS : rc;
+    log_init_from_env();
+
+    h = calloc(1, sizeof(*h));
+    if (h == NULL)
+        return fail("out of memory");
+    if (strlen(d.cli.state) >= sizeof(h->state_dir) ||
+        path_join(db, sizeof(db), d.cli.state, "hub.db") != 0) {
+        fail("state directory path too long");
+        goto out;
+    }
+    snprintf(h->state_dir, sizeof(h->state_dir), "%s", d.cli.state);
+    /* registry_open would create an empty registry; a missing one means
+     * this directory was never initialised (or is the wrong one). */
+    if (stat(db, &st) != 0) {
+        fail("cannot open %s: %s (run `tether-hub init --state %s` first)", db, strerror(errno),
+             d.cli.state);
+        goto out;
+    }
+
+    if (load_settings(&d.cli, &s, err, sizeof(err)) != 0) {
+        fail("%s", err);
+        goto out;
+    }
+    h->cfg = s.cfg;
+    if (d.cli.n_listen > 0) {
+        for (size_t i = 0; i < d.cli.n_listen; i++)
+            listen[n_listen++] = d.cli.listen[i];
+    } else if (s.n_listen > 0) {
+        for (size_t i = 0; i < s.n_listen; i++)
+            listen[n_listen++] = s.listen[i];
+    } else {
+        listen[n_listen++] = DEFAULT_LISTEN;
+    }
+    loop = uv_default_loop();
+    h->loop = loop;
+    rc = registry_open(db, &h->reg, err, sizeof(err));
+    if (rc != 0) {
+        fail("cannot open %s: %s", db, err[0] ? err : strerror(-rc));
+        goto out;
+    }
+    rc = registry_session_close_stale(h->reg, hub_now(), "hub restarted");
+    if (rc != 0)
+        log_event(LOG_WARN, "stale_sessions", "error=%s", log_q(strerror(-rc)));
+    rc = crypto_identity_load(d.cli.state, "hub", &h->id);
+    if (rc != 0) {
+        fail("cannot load the hub key %s/hub.key and certificate %s/hub.crt: %s", d.cli.state,
+             d.cli.state, strerror(-rc));
+        goto out;
+    }
+    rc = tls_ctx_tunnel_server(&h->id, &ctx);
+    if (rc != 0) {
+        fail("cannot set up TLS for site tunnels: %s", strerror(-rc));
+        goto out;
+    }
+    h->tunnel_ctx = ctx;
+    rc = tls_ctx_user_server(&h->id, &ctx);
+    if (rc != 0) {
+        fail("cannot set up TLS for users: %s", strerror(-rc));
+        goto out;
+    }
+    h->user_ctx = ctx;
+    h->started_ms = uv_now(loop);
+
+    uv_signal_init(loop, &h->sigterm);
+    uv_signal_init(loop, &h->sigint);
+    uv_signal_init(loop, &h->sighup);
+    uv_timer_init(loop, &h->drain_timer);
+    h->sigterm.data = h->sigint.data = h->sighup.data = h->drain_timer.data = h;
+
+    for (size_t i = 0; i < n_listen; i++) {
+        size_t used = strlen(addrs);
+
+        err[0] = '\0';
+        rc = hub_listen(h, listen[i], err, sizeof(err));
+        if (rc != 0) {
+            fail("cannot listen on %s: %s", listen[i], err[0] ? err : strerror(-rc));
+            goto out;
+        }
+        snprintf(addrs + used, sizeof(addrs) - used, "%s%s", i > 0 ? "," : "", listen[i]);
+    }
+    log_event(LOG_INFO, "hub_started", "version=%s wolfssl=%s listen=%s name=%s pin=%s",
+              TETHER_VERSION, log_q(crypto_wolfssl_build()), addrs, h->cfg.name, h->id.pin);
+    if (strncmp(crypto_wolfssl_build(), "system", 6) == 0)
+        log_event(LOG_WARN, "wolfssl_fallback",
+                  "build=%s detail=\"SYSTEM wolfSSL WITHOUT AES-NI IN USE: TLS will be slow "
+                  "(about 30x slower AES-GCM); rebuild with the source wolfSSL "
+                  "(deploy/build-wolfssl.sh)\"",
+                  log_q(crypto_wolfssl_build()));
+    uv_signal_start(&h->sigterm, on_stop_signal, SIGTERM);
+    uv_signal_start(&h->sigint, on_stop_signal, SIGINT);
+    uv_signal_start(&h->sighup, on_hup, SIGHUP);
+    served = 1;
+
+    uv_run(loop, UV_RUN_DEFAULT);
+    ret = EXIT_SUCCESS;
+out:
+    if (loop != NULL) {
+        /* Startup failures leave listeners or signal handles behind. */
+        close_listeners(h);
+        conn_close_all("hub shutting down");
+        close_handle((uv_handle_t *)&h->sigterm);
+        close_handle((uv_handle_t *)&h->sigint);
+        close_handle((uv_handle_t *)&h->sighup);
+        close_handle((uv_handle_t *)&h->drain_timer);
+        if (d.watchdog_on)
+            close_handle((uv_handle_t *)&d.watchdog);
+        loop_teardown(loop, served);
+    }
+    if (h != NULL) {
+        if (h->reg != NULL)
+            registry_close(h->reg);
+        if (h->tunnel_ctx != NULL)
+            wolfSSL_CTX_free(h->tunnel_ctx);
+        if (h->user_ctx != NULL)
+            wolfSSL_CTX_free(h->user_ctx);
+        crypto_identity_free(&h->id);
+        /* Every tunnel is gone by now; the map's array is all that is left. */
+        free(h->tunnels.buckets);
+        free(h);
+    }
+    if (served)
+        log_event(LOG_INFO, "hub_stopped", "exit=%d", ret);
+    return ret;
+}
+
+int main(int argc, char **argv)
+{
+    const char *cmd;
+    int ret;
+
+    signal(SIGPIPE, SIG_IGN);
+    if (argc < 2) {
+        fputs(usage_text, stderr);
+        return EXIT_USAGE;
+    }
+    cmd = argv[1];
+    if (is_help(cmd) || strcmp(cmd, "help") == 0) {
+        fputs(usage_text, stdout);
+        return EXIT_SUCCESS;
+    }
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+        printf("tether-hub %s (wolfSSL %s)\n", TETHER_VERSION, crypto_wolfssl_build());
+        return EXIT_SUCCESS;
+    }
+    if (strcmp(cmd, "init") != 0 && strcmp(cmd, "run") != 0) {
+        if (cmd[0] == '-')
+            return usage_error("unknown option \"%s\"; a command (init, run, version) comes first",
+                               cmd);
+        return usage_error("unknown command \"%s\"", cmd);
+    }
+    if (wolfSSL_Init() != WOLFSSL_SUCCESS)
+        return fail("cannot initialise wolfSSL");
+    ret = strcmp(cmd, "init") == 0 ? cmd_init(argc, argv) : cmd_run(argc, argv);
+    wolfSSL_Cleanup();
+    return ret;
+}

@@ -131,7 +131,6 @@ static json_t *site_json(struct hub *h, const struct reg_site *s)
 
     if (t != NULL) {
         services = json_loads(t->services_json, 0, NULL);
-        last_seen = (int64_t)(t->last_heard_ms - h->started_ms) / 1000 + h->started_ms / 1000;
         last_seen = hub_now() - (int64_t)((uv_now(h->loop) - t->last_heard_ms) / 1000);
     } else {
         services = json_loads(s->services_json ? s->services_json : "[]", 0, NULL);
@@ -268,8 +267,9 @@ static void site_create(struct areq *q, struct ureq *r, json_t *body)
     rc = registry_site_create(h->reg, name, labels, now);
     free(labels);
     if (rc == -EEXIST) {
-        ureq_error(r, 409, "name_taken", "a site with that name exists");
+        /* Audit first: answering may free r. */
         audit(h, &q->auth, r, "site.add", name, "conflict", "");
+        ureq_error(r, 409, "name_taken", "a site with that name exists");
         return;
     }
     if (rc != 0) {

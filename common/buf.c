@@ -62,10 +62,14 @@ void buf_consume(struct buf *b, size_t n)
 int buf_move(struct buf *dst, struct buf *src)
 {
     int rc;
-    if (dst->len == 0 && src->cap >= dst->cap) {
-        free(dst->data);
+    if (dst->len == 0) {
+        /* Swap storage: dst keeps src's bytes, src reuses dst's memory, so a
+         * steady flow of moves allocates nothing. */
+        struct buf tmp = *dst;
         *dst = *src;
-        buf_init(src);
+        *src = tmp;
+        src->off = 0;
+        src->len = 0;
         return 0;
     }
     rc = buf_append(dst, buf_head(src), src->len);

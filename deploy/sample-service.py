@@ -23,8 +23,9 @@ Routes:
   GET|POST /count[?site=S]   {"site", "count"}: the federated-query demo; site
                              is --name (or ?site= when no --name was given),
                              count a fixed number per site
-  GET  /stats                {"inflight", "max_inflight", "requests", "by_route"}
-                             (by_route counts requests per first path segment)
+  GET  /stats[?reset=1]      {"inflight", "max_inflight", "requests", "by_route"}
+                             (by_route counts requests per first path segment;
+                             reset=1 restarts max_inflight after answering)
 """
 
 import argparse
@@ -110,10 +111,13 @@ class Stats:
         with self.lock:
             self.inflight -= 1
 
-    def snapshot(self):
+    def snapshot(self, reset=False):
         with self.lock:
-            return {"inflight": self.inflight, "max_inflight": self.max_inflight,
+            snap = {"inflight": self.inflight, "max_inflight": self.max_inflight,
                     "requests": self.requests, "by_route": dict(self.by_route)}
+            if reset:
+                self.max_inflight = self.inflight
+            return snap
 
 
 class BadRequest(Exception):
@@ -271,7 +275,8 @@ class Handler(BaseHTTPRequestHandler):
             return self._send(200, {"site": site, "count": site_count(site)})
         if path == "/stats":
             self._drain_body()
-            return self._send(200, self.server.stats.snapshot())
+            reset = (q.get("reset") or ["0"])[0] == "1"
+            return self._send(200, self.server.stats.snapshot(reset))
         self._drain_body()
         return self._send(404, {"error": "not_found", "detail": "no route for %s %s" % (m, path)})
 

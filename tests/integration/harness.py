@@ -536,8 +536,8 @@ class Service:
         finally:
             c.close()
 
-    def stats(self):
-        st, body = self.get("/stats")
+    def stats(self, reset=False):
+        st, body = self.get("/stats?reset=1" if reset else "/stats")
         return json.loads(body) if st == 200 else None
 
 

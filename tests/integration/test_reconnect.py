@@ -34,7 +34,7 @@ def main(h):
     time.sleep(2.0)
     restart = time.monotonic()
     hub.start(["--ping-interval", "2"])
-    h.info("hub restarted %.2fs after the listen line" % (time.monotonic() - restart))
+    h.info("hub restarted (%.2fs until it logged listening)" % (time.monotonic() - restart))
     m = site.proc.wait_log(r"\bconnected hub=", 10, since=site_mark, fatal=False)
     h.check(m, "site logs connected hub=... again")
     online = hub.wait_ready(SITE, max(0.5, 10 - (time.monotonic() - restart)))

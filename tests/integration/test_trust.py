@@ -88,6 +88,7 @@ def main(h):
             raise Fatal("openssl could not make a key: %r" % r)
         mark = hub.proc.mark()
         refused, what = dial_tunnel(h, hub, crt, key)
+        h.info("unregistered key: %s" % what)
         h.check(refused, "unregistered key (openssl) refused before any HTTP/2 byte", what)
         h.check(hub.proc.wait_log(r"\btunnel_refused\b", 5, since=mark, fatal=False),
                 "hub logs tunnel_refused for the unregistered key")
@@ -97,6 +98,7 @@ def main(h):
     # (b) no client certificate at all on a tunnel ALPN.
     mark = hub.proc.mark()
     refused, what = dial_tunnel(h, hub)
+    h.info("no certificate: %s" % what)
     h.check(refused, "tether/1 without a client certificate is refused", what)
     h.check(hub.proc.wait_log(r"\btunnel_refused\b", 5, since=mark, fatal=False),
             "hub logs tunnel_refused for a tunnel without certificate")

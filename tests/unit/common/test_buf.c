@@ -1,0 +1,76 @@
+/* Unit test of the byte FIFO: append/consume order, growth, storage swap on move, shrink. */
+/* SPDX-License-Identifier: MIT */
+#include <stdint.h>
+#include <string.h>
+
+#include "common/buf.h"
+#include "testutil.h"
+
+int main(void)
+{
+    struct buf a, b;
+    uint8_t pat[10000], out[10000];
+    size_t in = 0, taken = 0;
+
+    for (size_t i = 0; i < sizeof(pat); i++)
+        pat[i] = (uint8_t)(i * 7 + 3);
+    buf_init(&a);
+    buf_init(&b);
+
+    /* FIFO order survives interleaved appends and partial consumes, across
+     * the compaction and growth paths of buf_append. */
+    while (taken < sizeof(pat)) {
+        size_t add = in < sizeof(pat) ? (in % 13) + 1 : 0;
+        if (in + add > sizeof(pat))
+            add = sizeof(pat) - in;
+        CHECK_EQ_INT(buf_append(&a, pat + in, add), 0);
+        in += add;
+        size_t eat = a.len > 5 ? 5 : a.len;
+        memcpy(out + taken, buf_head(&a), eat);
+        buf_consume(&a, eat);
+        taken += eat;
+    }
+    CHECK_EQ_INT(a.len, 0);
+    CHECK(memcmp(pat, out, sizeof(pat)) == 0);
+
+    /* Consuming more than held empties the buffer. */
+    buf_append(&a, "abc", 3);
+    buf_consume(&a, 100);
+    CHECK_EQ_INT(a.len, 0);
+    CHECK_EQ_INT(a.off, 0);
+
+    /* Move into an empty buffer swaps storage: no copy, and the source keeps
+     * the destination's old memory for reuse. */
+    buf_append(&b, "x", 1);
+    buf_consume(&b, 1);
+    uint8_t *b_old = b.data;
+    buf_append(&a, pat, 5000);
+    uint8_t *a_old = a.data;
+    CHECK_EQ_INT(buf_move(&b, &a), 0);
+    CHECK(b.data == a_old);
+    CHECK(a.data == b_old);
+    CHECK_EQ_INT(b.len, 5000);
+    CHECK_EQ_INT(a.len, 0);
+    CHECK(memcmp(buf_head(&b), pat, 5000) == 0);
+
+    /* Move into a non-empty buffer appends. */
+    buf_append(&a, pat + 5000, 100);
+    CHECK_EQ_INT(buf_move(&b, &a), 0);
+    CHECK_EQ_INT(b.len, 5100);
+    CHECK_EQ_INT(a.len, 0);
+    CHECK(memcmp(buf_head(&b), pat, 5100) == 0);
+
+    /* Shrink releases only an empty buffer larger than `keep`. */
+    buf_shrink(&b, 16);
+    CHECK(b.data != NULL);
+    buf_consume(&b, b.len);
+    buf_shrink(&b, 1 << 20);
+    CHECK(b.data != NULL);
+    buf_shrink(&b, 16);
+    CHECK(b.data == NULL);
+    CHECK_EQ_INT(b.cap, 0);
+
+    buf_free(&a);
+    buf_free(&b);
+    TEST_DONE();
+}

@@ -1,4 +1,5 @@
-/* A TLS connection on a libuv TCP handle: reads feed the TLS layer, its output is flushed with batched uv_write. */
+/* A TLS connection on a libuv TCP handle: reads feed the TLS layer, its output is flushed with
+ * batched uv_write. */
 /* SPDX-License-Identifier: MIT */
 #include "conn.h"
 
@@ -7,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 /* One loop per process and read callbacks run to completion, so a single
  * read buffer and a single plaintext buffer serve every connection: idle
@@ -237,8 +238,7 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
             conn_close(c, "out of memory");
             return;
         }
-        if (c->ops->on_peek != NULL &&
-            c->ops->on_peek(c, buf_head(&c->early), c->early.len) < 0)
+        if (c->ops->on_peek != NULL && c->ops->on_peek(c, buf_head(&c->early), c->early.len) < 0)
             conn_close(c, "refused before tls");
         return;
     }

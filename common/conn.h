@@ -1,4 +1,5 @@
-/* A TLS connection on a libuv TCP handle: reads feed the TLS layer, its output is flushed with batched uv_write. */
+/* A TLS connection on a libuv TCP handle: reads feed the TLS layer, its output is flushed with
+ * batched uv_write. */
 /* SPDX-License-Identifier: MIT */
 #ifndef TETHER_CONN_H
 #define TETHER_CONN_H
@@ -38,22 +39,22 @@ struct conn_ops {
 };
 
 struct conn {
-    uv_tcp_t tcp;      /* embedded; conn is recovered with container_of */
-    uv_timer_t timer;  /* handshake deadline; free for the owner after */
+    uv_tcp_t tcp;     /* embedded; conn is recovered with container_of */
+    uv_timer_t timer; /* handshake deadline; free for the owner after */
     struct tls_conn tls;
     int tls_started;
-    struct buf early;  /* bytes read before TLS started */
+    struct buf early; /* bytes read before TLS started */
     const struct conn_ops *ops;
-    void *owner;       /* the layer above; not owned */
+    void *owner; /* the layer above; not owned */
     uv_write_t wreq;
-    struct buf wbuf;   /* ciphertext handed to the uv_write in flight */
+    struct buf wbuf; /* ciphertext handed to the uv_write in flight */
     int writing;
     int closing;
     int close_after_flush;
     int was_above_high;
     int pending_closes;
     char reason[128];
-    char peer[64];     /* "ip:port" */
+    char peer[64]; /* "ip:port" */
     uint64_t bytes_in, bytes_out;
     struct conn *all_prev, *all_next; /* every live conn, for shutdown */
 };

@@ -1,4 +1,5 @@
-/* Crypto helpers over wolfCrypt: randomness, SHA-256, base64, SPKI pins, key and certificate making. */
+/* Crypto helpers over wolfCrypt: randomness, SHA-256, base64, SPKI pins, key and certificate
+ * making. */
 /* SPDX-License-Identifier: MIT */
 #ifndef TETHER_CRYPTO_H
 #define TETHER_CRYPTO_H
@@ -31,8 +32,7 @@ int crypto_hex(const uint8_t *in, size_t len, char *out, size_t cap);
 
 /* Finds the SubjectPublicKeyInfo inside an X.509 certificate with a bounded
  * DER walk (no allocation). *spki points into der. */
-int crypto_spki_from_cert(const uint8_t *der, size_t len, const uint8_t **spki,
-                          size_t *spki_len);
+int crypto_spki_from_cert(const uint8_t *der, size_t len, const uint8_t **spki, size_t *spki_len);
 /* Computes the pin of a DER certificate into out (NUL-terminated). */
 int crypto_pin_from_cert(const uint8_t *der, size_t len, char out[CRYPTO_PIN_LEN + 1]);
 /* Syntax check of a pin string: prefix, 44 base64 chars decoding to 32
@@ -54,8 +54,8 @@ struct crypto_identity {
 /* Makes a new key and a self-signed certificate valid for 20 years with the
  * given common name; dns_names (may be NULL/0) go into subjectAltName, and an
  * entry that parses as an IPv4/IPv6 address becomes an IP SAN. */
-int crypto_identity_generate(const char *common_name, const char *const *dns_names,
-                             size_t n_names, struct crypto_identity *out);
+int crypto_identity_generate(const char *common_name, const char *const *dns_names, size_t n_names,
+                             struct crypto_identity *out);
 /* Writes DIR/BASE.key (PEM, mode 0600) and DIR/BASE.crt (PEM, mode 0644). */
 int crypto_identity_save(const struct crypto_identity *id, const char *dir, const char *base);
 /* Reads them back (PEM) and fills pin. */

@@ -1,4 +1,5 @@
-/* nghttp2 glue shared by every HTTP/2 session (tunnel both ends, user front end): batching, re-entrancy, limits. */
+/* nghttp2 glue shared by every HTTP/2 session (tunnel both ends, user front end): batching,
+ * re-entrancy, limits. */
 /* SPDX-License-Identifier: MIT */
 #include "h2.h"
 
@@ -92,8 +93,7 @@ int h2_feed(struct h2 *h, const uint8_t *data, size_t len)
 
 int h2_finished(const struct h2 *h)
 {
-    return h->s == NULL ||
-           (!nghttp2_session_want_read(h->s) && !nghttp2_session_want_write(h->s));
+    return h->s == NULL || (!nghttp2_session_want_read(h->s) && !nghttp2_session_want_write(h->s));
 }
 
 nghttp2_option *h2_option_new(int is_site_server)
@@ -140,8 +140,9 @@ int h2_header_budget(struct h2_hdr_budget *b, size_t namelen, size_t valuelen)
 
 int h2_hop_by_hop(const char *name, size_t len)
 {
-    static const char *const hop[] = {"connection", "keep-alive", "proxy-connection",
-                                      "transfer-encoding", "upgrade", "te", "http2-settings"};
+    static const char *const hop[] = {"connection",        "keep-alive", "proxy-connection",
+                                      "transfer-encoding", "upgrade",    "te",
+                                      "http2-settings"};
     for (size_t i = 0; i < sizeof(hop) / sizeof(hop[0]); i++)
         if (strlen(hop[i]) == len && strncasecmp(hop[i], name, len) == 0)
             return 1;

@@ -1,4 +1,5 @@
-/* nghttp2 glue shared by every HTTP/2 session (tunnel both ends, user front end): batching, re-entrancy, limits. */
+/* nghttp2 glue shared by every HTTP/2 session (tunnel both ends, user front end): batching,
+ * re-entrancy, limits. */
 /* SPDX-License-Identifier: MIT */
 #ifndef TETHER_H2_H
 #define TETHER_H2_H

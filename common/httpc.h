@@ -1,4 +1,5 @@
-/* Blocking HTTPS/1.1 client for the command-line tools (tetherctl, tether-site enroll): pins the hub key. */
+/* Blocking HTTPS/1.1 client for the command-line tools (tetherctl, tether-site enroll): pins the
+ * hub key. */
 /* SPDX-License-Identifier: MIT */
 #ifndef TETHER_HTTPC_H
 #define TETHER_HTTPC_H

@@ -1,4 +1,5 @@
-/* TLS as a layer over memory buffers: wolfSSL I/O callbacks read what libuv delivered and queue what it must send. */
+/* TLS as a layer over memory buffers: wolfSSL I/O callbacks read what libuv delivered and queue
+ * what it must send. */
 /* SPDX-License-Identifier: MIT */
 #include "tls.h"
 

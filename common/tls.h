@@ -1,4 +1,5 @@
-/* TLS as a layer over memory buffers: wolfSSL I/O callbacks read what libuv delivered and queue what it must send. */
+/* TLS as a layer over memory buffers: wolfSSL I/O callbacks read what libuv delivered and queue
+ * what it must send. */
 /* SPDX-License-Identifier: MIT */
 #ifndef TETHER_TLS_H
 #define TETHER_TLS_H
@@ -13,7 +14,7 @@
 #include "crypto.h"
 
 /* Codes returned by tls_* besides 0 and -errno. */
-#define TLS_AGAIN (-11) /* == -EAGAIN: needs more ciphertext in, or out room */
+#define TLS_AGAIN (-11)   /* == -EAGAIN: needs more ciphertext in, or out room */
 #define TLS_EOF   (-1000) /* peer sent close_notify */
 
 /* Pin checking. The verify callback computes the SPKI pin of the peer's leaf
@@ -43,14 +44,14 @@ void tls_attach_verifier(WOLFSSL *ssl, struct tls_pin_verifier *v);
 
 /* One TLS connection over buffers. */
 struct tls_conn {
-    WOLFSSL *ssl;        /* owned */
-    struct buf in;       /* ciphertext received, not yet consumed by wolfSSL */
-    struct buf out;      /* ciphertext to send; the caller drains it with buf_* */
-    size_t out_cap;      /* send callback answers WANT_WRITE when out.len >= out_cap */
-    struct buf pending;  /* plaintext accepted by tls_write while wolfSSL waited */
+    WOLFSSL *ssl;       /* owned */
+    struct buf in;      /* ciphertext received, not yet consumed by wolfSSL */
+    struct buf out;     /* ciphertext to send; the caller drains it with buf_* */
+    size_t out_cap;     /* send callback answers WANT_WRITE when out.len >= out_cap */
+    struct buf pending; /* plaintext accepted by tls_write while wolfSSL waited */
     int handshake_done;
-    int fatal;           /* a fatal alert or error happened */
-    int last_error;      /* wolfSSL error code of the last failure, 0 if none */
+    int fatal;      /* a fatal alert or error happened */
+    int last_error; /* wolfSSL error code of the last failure, 0 if none */
 };
 
 /* Sets up c with a new WOLFSSL from ctx (server or client by the ctx's method).

@@ -38,11 +38,10 @@ static void auth_clear(struct api_auth *a)
     a->scope_json = NULL;
 }
 
-static void audit(struct hub *h, const struct api_auth *a, const struct ureq *r,
-                  const char *action, const char *target, const char *result, const char *detail)
+static void audit(struct hub *h, const struct api_auth *a, const struct ureq *r, const char *action,
+                  const char *target, const char *result, const char *detail)
 {
-    registry_audit(h->reg, hub_now(), a ? a->name : "-", r->remote, action, target, result,
-                   detail);
+    registry_audit(h->reg, hub_now(), a ? a->name : "-", r->remote, action, target, result, detail);
 }
 
 static void respond_json(struct ureq *r, int status, json_t *o)
@@ -136,14 +135,14 @@ static json_t *site_json(struct hub *h, const struct reg_site *s)
         services = json_loads(s->services_json ? s->services_json : "[]", 0, NULL);
     }
     /* json_pack "o" steals the labels and services references. */
-    return json_pack("{s:s,s:s,s:b,s:o,s:o,s:s?,s:s,s:o,s:o,s:I}", "name", s->name, "state",
-                     s->state, "online", t != NULL, "connected_since",
-                     t ? json_integer(t->connected_since) : json_null(), "last_seen",
-                     last_seen ? json_integer(last_seen) : json_null(), "remote_addr",
-                     t ? t->conn->peer : (s->remote_addr[0] ? s->remote_addr : NULL),
-                     "agent_version", t && t->agent_version[0] ? t->agent_version : s->agent_version,
-                     "services", services ? services : json_array(), "labels",
-                     labels ? labels : json_object(), "created_at", (json_int_t)s->created_at);
+    return json_pack(
+        "{s:s,s:s,s:b,s:o,s:o,s:s?,s:s,s:o,s:o,s:I}", "name", s->name, "state", s->state, "online",
+        t != NULL, "connected_since", t ? json_integer(t->connected_since) : json_null(),
+        "last_seen", last_seen ? json_integer(last_seen) : json_null(), "remote_addr",
+        t ? t->conn->peer : (s->remote_addr[0] ? s->remote_addr : NULL), "agent_version",
+        t && t->agent_version[0] ? t->agent_version : s->agent_version, "services",
+        services ? services : json_array(), "labels", labels ? labels : json_object(), "created_at",
+        (json_int_t)s->created_at);
 }
 
 struct list_ctx {
@@ -294,8 +293,9 @@ static void site_create(struct areq *q, struct ureq *r, json_t *body)
     }
     audit(h, &q->auth, r, "site.add", name, "ok", "");
     log_event(LOG_INFO, "site_added", "site=%s by=%s", name, q->auth.name);
-    respond_json(r, 201, json_pack("{s:s,s:s,s:I}", "name", name, "enrollment_token", tok,
-                                   "expires_at", (json_int_t)t.expires_at));
+    respond_json(r, 201,
+                 json_pack("{s:s,s:s,s:I}", "name", name, "enrollment_token", tok, "expires_at",
+                           (json_int_t)t.expires_at));
 }
 
 static void cut_tunnel(struct hub *h, int64_t site_id, const char *why)
@@ -374,8 +374,7 @@ static void enroll(struct areq *q, struct ureq *r, json_t *body)
     int status = 0, rc;
 
     if (!json_is_string(jsite) || !json_is_string(jsecret) || !json_is_string(jpin) ||
-        !crypto_pin_valid(json_string_value(jpin)) ||
-        strlen(json_string_value(jsecret)) > 128) {
+        !crypto_pin_valid(json_string_value(jpin)) || strlen(json_string_value(jsecret)) > 128) {
         ureq_error(r, 400, "bad_request", "need \"site\", \"secret\" and a valid \"pin\"");
         return;
     }
@@ -384,13 +383,26 @@ static void enroll(struct areq *q, struct ureq *r, json_t *body)
     if (rc == 0 && strcmp(site, json_string_value(jsite)) != 0)
         rc = -ENOENT; /* cannot happen unless the token was forged */
     switch (rc) {
-    case 0: break;
-    case -ENOENT: status = 401, detail = "unknown enrollment token"; break;
-    case -EALREADY: status = 403, detail = "enrollment token already used"; break;
-    case -ETIMEDOUT: status = 403, detail = "enrollment token expired"; break;
-    case -ECANCELED: status = 403, detail = "enrollment token cancelled"; break;
-    case -EEXIST: status = 409, detail = "this key is already registered to a site"; break;
-    default: status = 500, detail = "registry write failed"; break;
+    case 0:
+        break;
+    case -ENOENT:
+        status = 401, detail = "unknown enrollment token";
+        break;
+    case -EALREADY:
+        status = 403, detail = "enrollment token already used";
+        break;
+    case -ETIMEDOUT:
+        status = 403, detail = "enrollment token expired";
+        break;
+    case -ECANCELED:
+        status = 403, detail = "enrollment token cancelled";
+        break;
+    case -EEXIST:
+        status = 409, detail = "this key is already registered to a site";
+        break;
+    default:
+        status = 500, detail = "registry write failed";
+        break;
     }
     audit(h, NULL, r, "site.enroll", json_string_value(jsite), rc == 0 ? "ok" : "refused",
           detail ? detail : "");
@@ -425,8 +437,9 @@ static void token_create(struct areq *q, struct ureq *r, json_t *body)
     int rc;
 
     if (!json_is_string(jname) || !token_name_valid(json_string_value(jname)) ||
-        !json_is_string(jrole) || (strcmp(json_string_value(jrole), "admin") != 0 &&
-                                   strcmp(json_string_value(jrole), "user") != 0)) {
+        !json_is_string(jrole) ||
+        (strcmp(json_string_value(jrole), "admin") != 0 &&
+         strcmp(json_string_value(jrole), "user") != 0)) {
         ureq_error(r, 400, "bad_request", "need a valid \"name\" and \"role\" admin or user");
         return;
     }
@@ -446,8 +459,8 @@ static void token_create(struct areq *q, struct ureq *r, json_t *body)
         ureq_error(r, 500, "internal", "could not make a token");
         return;
     }
-    rc = registry_apitoken_create(h->reg, json_string_value(jname), json_string_value(jrole),
-                                  scope, hash, exp, now);
+    rc = registry_apitoken_create(h->reg, json_string_value(jname), json_string_value(jrole), scope,
+                                  hash, exp, now);
     free(scope);
     if (rc == -EEXIST) {
         ureq_error(r, 409, "name_taken", "a token with that name exists");
@@ -457,10 +470,10 @@ static void token_create(struct areq *q, struct ureq *r, json_t *body)
         ureq_error(r, 500, "internal", "registry write failed");
         return;
     }
-    audit(h, &q->auth, r, "token.create", json_string_value(jname), "ok",
-          json_string_value(jrole));
-    respond_json(r, 201, json_pack("{s:s,s:s,s:s}", "name", json_string_value(jname), "role",
-                                   json_string_value(jrole), "token", tok));
+    audit(h, &q->auth, r, "token.create", json_string_value(jname), "ok", json_string_value(jrole));
+    respond_json(r, 201,
+                 json_pack("{s:s,s:s,s:s}", "name", json_string_value(jname), "role",
+                           json_string_value(jrole), "token", tok));
 }
 
 /* --- buffered-body plumbing --- */
@@ -503,10 +516,18 @@ static void a_end(struct ureq *r)
         goto out;
     }
     switch (q->route) {
-    case R_SITES_CREATE: site_create(q, r, body); break;
-    case R_SITE_PATCH: site_patch(q, r, body); break;
-    case R_ENROLL: enroll(q, r, body); break;
-    case R_TOKENS_CREATE: token_create(q, r, body); break;
+    case R_SITES_CREATE:
+        site_create(q, r, body);
+        break;
+    case R_SITE_PATCH:
+        site_patch(q, r, body);
+        break;
+    case R_ENROLL:
+        enroll(q, r, body);
+        break;
+    case R_TOKENS_CREATE:
+        token_create(q, r, body);
+        break;
     }
 out:
     json_decref(body);
@@ -548,8 +569,8 @@ static void read_body_then(struct hub *h, struct ureq *r, enum route route, stru
 
 /* --- proxy hand-off --- */
 
-static void proxy_route(struct hub *h, struct ureq *r, const struct api_auth *a,
-                        const char *name, const char *rest)
+static void proxy_route(struct hub *h, struct ureq *r, const struct api_auth *a, const char *name,
+                        const char *rest)
 {
     char service[TOKEN_NAME_MAX + 1];
     const char *slash = strchr(rest, '/');
@@ -596,18 +617,18 @@ static void proxy_route(struct hub *h, struct ureq *r, const struct api_auth *a,
 static void metrics(struct hub *h, struct ureq *r)
 {
     char txt[1024];
-    int n = snprintf(txt, sizeof(txt),
-                     "# TYPE tether_sites_online gauge\ntether_sites_online %zu\n"
-                     "# TYPE tether_requests_total counter\ntether_requests_total %llu\n"
-                     "# TYPE tether_proxy_requests_total counter\ntether_proxy_requests_total %llu\n"
-                     "# TYPE tether_tunnels_accepted_total counter\n"
-                     "tether_tunnels_accepted_total %llu\n"
-                     "# TYPE tether_tunnels_refused_total counter\n"
-                     "tether_tunnels_refused_total %llu\n",
-                     h->tunnels.count, (unsigned long long)h->n_requests,
-                     (unsigned long long)h->n_proxy_requests,
-                     (unsigned long long)h->n_tunnels_accepted,
-                     (unsigned long long)h->n_tunnels_refused);
+    int n =
+        snprintf(txt, sizeof(txt),
+                 "# TYPE tether_sites_online gauge\ntether_sites_online %zu\n"
+                 "# TYPE tether_requests_total counter\ntether_requests_total %llu\n"
+                 "# TYPE tether_proxy_requests_total counter\ntether_proxy_requests_total %llu\n"
+                 "# TYPE tether_tunnels_accepted_total counter\n"
+                 "tether_tunnels_accepted_total %llu\n"
+                 "# TYPE tether_tunnels_refused_total counter\n"
+                 "tether_tunnels_refused_total %llu\n",
+                 h->tunnels.count, (unsigned long long)h->n_requests,
+                 (unsigned long long)h->n_proxy_requests, (unsigned long long)h->n_tunnels_accepted,
+                 (unsigned long long)h->n_tunnels_refused);
     ureq_respond(r, 200, "text/plain; version=0.0.4", txt, (size_t)n);
 }
 

@@ -15,15 +15,15 @@
 struct tunnel;
 
 struct hub_config {
-    char name[256];                                   /* host name written into tokens */
+    char name[256];                                         /* host name written into tokens */
     char public_eps[TOKEN_HUB_MAX][TOKEN_ENDPOINT_MAX + 1]; /* endpoints for tokens */
     size_t n_public;
-    uint64_t ping_interval_ms;     /* default 20000 */
-    uint64_t handshake_timeout_ms; /* default 10000 */
-    uint64_t request_timeout_ms;   /* proxied request with no response head; default 60000 */
-    uint64_t drain_grace_ms;       /* SIGTERM grace; default 10000 */
-    int64_t enroll_ttl_s;          /* default 86400 */
-    size_t api_body_max;           /* JSON API request bodies; default 1 MiB */
+    uint64_t ping_interval_ms;         /* default 20000 */
+    uint64_t handshake_timeout_ms;     /* default 10000 */
+    uint64_t request_timeout_ms;       /* proxied request with no response head; default 60000 */
+    uint64_t drain_grace_ms;           /* SIGTERM grace; default 10000 */
+    int64_t enroll_ttl_s;              /* default 86400 */
+    size_t api_body_max;               /* JSON API request bodies; default 1 MiB */
     int max_pending_handshakes_per_ip; /* default 64 */
 };
 
@@ -38,10 +38,10 @@ struct hub {
     uv_loop_t *loop;
     char state_dir[1024];
     struct hub_config cfg;
-    struct registry *reg;   /* owned */
+    struct registry *reg;      /* owned */
     struct crypto_identity id; /* owned */
-    void *tunnel_ctx;       /* WOLFSSL_CTX*, owned */
-    void *user_ctx;         /* WOLFSSL_CTX*, owned */
+    void *tunnel_ctx;          /* WOLFSSL_CTX*, owned */
+    void *user_ctx;            /* WOLFSSL_CTX*, owned */
     uv_tcp_t listeners[HUB_MAX_LISTEN];
     size_t n_listeners;
     struct tunnel_map tunnels;

@@ -1,4 +1,5 @@
-/* Hub listeners: one port for tunnels and users, told apart by the ALPN in the ClientHello before TLS starts. */
+/* Hub listeners: one port for tunnels and users, told apart by the ALPN in the ClientHello before
+ * TLS starts. */
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
 #include <stdio.h>
@@ -19,7 +20,7 @@ struct handshake {
     struct conn *c;
     int tunnel;
     int counted;
-    int waiting;                   /* queued behind the per-address cap */
+    int waiting; /* queued behind the per-address cap */
     struct handshake *wprev, *wnext;
     struct tls_pin_verifier v;
     struct reg_site site;
@@ -43,8 +44,7 @@ static int check_site_pin(void *arg, const char *pin)
         return -EIO;
     }
     if (strcmp(hs->site.state, "active") != 0) {
-        snprintf(hs->refusal, sizeof(hs->refusal), "site %s is %s", hs->site.name,
-                 hs->site.state);
+        snprintf(hs->refusal, sizeof(hs->refusal), "site %s is %s", hs->site.name, hs->site.state);
         return -EACCES;
     }
     return 0;

@@ -1,4 +1,5 @@
-/* Proxying a user request to a site's service through its tunnel, streamed with end-to-end backpressure. */
+/* Proxying a user request to a site's service through its tunnel, streamed with end-to-end
+ * backpressure. */
 /* SPDX-License-Identifier: MIT */
 #include "proxy.h"
 
@@ -108,7 +109,8 @@ static void t_head(void *arg, int status, const nghttp2_nv *nva, size_t n)
     if (p->r == NULL)
         return;
     for (size_t i = 0; i < n; i++)
-        if (nva[i].namelen == 14 && strncasecmp((const char *)nva[i].name, "content-length", 14) == 0) {
+        if (nva[i].namelen == 14 &&
+            strncasecmp((const char *)nva[i].name, "content-length", 14) == 0) {
             char tmp[24];
             snprintf(tmp, sizeof(tmp), "%.*s", (int)(nva[i].valuelen < 20 ? nva[i].valuelen : 20),
                      nva[i].value);
@@ -186,9 +188,9 @@ static const struct tstream_ops tunnel_side = {t_head, t_data, t_end, t_error, t
 
 static int skip_header(const char *name)
 {
-    static const char *const drop[] = {"authorization", "cookie", "proxy-authorization", "host",
-                                       "x-forwarded-for", "x-tether-user", "expect",
-                                       "content-length"};
+    static const char *const drop[] = {"authorization", "cookie",          "proxy-authorization",
+                                       "host",          "x-forwarded-for", "x-tether-user",
+                                       "expect",        "content-length"};
     for (size_t i = 0; i < sizeof(drop) / sizeof(drop[0]); i++)
         if (strcmp(name, drop[i]) == 0)
             return 1;

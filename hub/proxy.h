@@ -1,4 +1,5 @@
-/* Proxying a user request to a site's service through its tunnel, streamed with end-to-end backpressure. */
+/* Proxying a user request to a site's service through its tunnel, streamed with end-to-end
+ * backpressure. */
 /* SPDX-License-Identifier: MIT */
 #ifndef TETHER_PROXY_H
 #define TETHER_PROXY_H

@@ -129,18 +129,17 @@ int registry_apitoken_count(struct registry *r, int64_t *count);
 /* Sessions (connection history). */
 int registry_session_open(struct registry *r, int64_t site_id, const char *remote_addr,
                           const char *agent_version, int64_t now, int64_t *id_out);
-int registry_session_close(struct registry *r, int64_t session_id, int64_t now,
-                           const char *reason, int64_t bytes_in, int64_t bytes_out);
+int registry_session_close(struct registry *r, int64_t session_id, int64_t now, const char *reason,
+                           int64_t bytes_in, int64_t bytes_out);
 /* At start-up: closes sessions a crashed hub left open, with this reason. */
 int registry_session_close_stale(struct registry *r, int64_t now, const char *reason);
 /* Newest first, at most limit. */
 typedef int (*registry_session_cb)(const struct reg_session *s, void *arg);
-int registry_session_list(struct registry *r, int64_t site_id, int limit,
-                          registry_session_cb cb, void *arg);
+int registry_session_list(struct registry *r, int64_t site_id, int limit, registry_session_cb cb,
+                          void *arg);
 
 /* Audit: one row per state-changing action. */
 int registry_audit(struct registry *r, int64_t ts, const char *actor, const char *remote,
-                   const char *action, const char *target, const char *result,
-                   const char *detail);
+                   const char *action, const char *target, const char *result, const char *detail);
 
 #endif

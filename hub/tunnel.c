@@ -1,4 +1,5 @@
-/* A site's live tunnel on the hub: TLS-authenticated connection carrying an HTTP/2 client session to the site. */
+/* A site's live tunnel on the hub: TLS-authenticated connection carrying an HTTP/2 client session
+ * to the site. */
 /* SPDX-License-Identifier: MIT */
 #include "tunnel.h"
 
@@ -30,17 +31,14 @@ struct tstream {
     struct tstream *prev, *next;
 };
 
-static void tunnel_conn_handshake(struct conn *c)
-{
-}
+static void tunnel_conn_handshake(struct conn *c) {}
 
 static int tunnel_conn_data(struct conn *c, const uint8_t *data, size_t len)
 {
     struct tunnel *t = c->owner;
     int rc = h2_feed(&t->h2, data, len);
     if (rc < 0) {
-        snprintf(t->close_reason, sizeof(t->close_reason), "http2 error: %s",
-                 nghttp2_strerror(rc));
+        snprintf(t->close_reason, sizeof(t->close_reason), "http2 error: %s", nghttp2_strerror(rc));
         return -EPROTO;
     }
     if (h2_finished(&t->h2))
@@ -96,8 +94,8 @@ static void tunnel_conn_close(struct conn *c, const char *reason)
     registry_session_close(h->reg, t->session_id, now, why, (int64_t)c->bytes_in,
                            (int64_t)c->bytes_out);
     registry_site_seen(h->reg, t->site_id, (int64_t)(t->last_heard_ms / 1000), NULL, NULL, NULL);
-    log_event(LOG_INFO, "site_disconnected", "site=%s remote=%s reason=%s duration_s=%lld",
-              t->site, c->peer, log_q(why), (long long)(now - t->connected_since));
+    log_event(LOG_INFO, "site_disconnected", "site=%s remote=%s reason=%s duration_s=%lld", t->site,
+              c->peer, log_q(why), (long long)(now - t->connected_since));
     t->conn = NULL;
     uv_timer_stop(&t->ping_timer);
     uv_close((uv_handle_t *)&t->ping_timer, tunnel_free_cb);
@@ -256,9 +254,7 @@ struct hello {
     struct tstream *s;
 };
 
-static void hello_head(void *arg, int status, const nghttp2_nv *nva, size_t n)
-{
-}
+static void hello_head(void *arg, int status, const nghttp2_nv *nva, size_t n) {}
 
 static void hello_data(void *arg, const uint8_t *data, size_t len)
 {
@@ -289,8 +285,8 @@ static void hello_end(void *arg)
                 t->services_json = txt;
             }
         }
-        registry_site_seen(t->hub->reg, t->site_id, hub_now(), t->agent_version,
-                           t->services_json, t->conn ? t->conn->peer : NULL);
+        registry_site_seen(t->hub->reg, t->site_id, hub_now(), t->agent_version, t->services_json,
+                           t->conn ? t->conn->peer : NULL);
         log_event(LOG_INFO, "site_hello", "site=%s agent_version=%s services=%s", t->site,
                   log_q(t->agent_version), t->services_json);
     }

@@ -1,4 +1,5 @@
-/* A site's live tunnel on the hub: TLS-authenticated connection carrying an HTTP/2 client session to the site. */
+/* A site's live tunnel on the hub: TLS-authenticated connection carrying an HTTP/2 client session
+ * to the site. */
 /* SPDX-License-Identifier: MIT */
 #ifndef TETHER_TUNNEL_H
 #define TETHER_TUNNEL_H

@@ -1,4 +1,5 @@
-/* User-facing front end of the hub: HTTP/1.1 (http-parser) and HTTP/2 (nghttp2) connections producing requests. */
+/* User-facing front end of the hub: HTTP/1.1 (http-parser) and HTTP/2 (nghttp2) connections
+ * producing requests. */
 /* SPDX-License-Identifier: MIT */
 #include "user.h"
 
@@ -13,8 +14,8 @@
 #include "../common/h2.h"
 #include "api.h"
 
-#define TARGET_MAX (8 * 1024)
-#define USER_MAX_STREAMS 128
+#define TARGET_MAX         (8 * 1024)
+#define USER_MAX_STREAMS   128
 #define USER_STREAM_WINDOW (1 << 20)
 #define USER_CONN_WINDOW   (16 << 20)
 
@@ -126,26 +127,46 @@ size_t ureq_backlog(const struct ureq *r)
 static const char *reason_phrase(int status)
 {
     switch (status) {
-    case 100: return "Continue";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 204: return "No Content";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 304: return "Not Modified";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 409: return "Conflict";
-    case 413: return "Payload Too Large";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    default: return "Status";
+    case 100:
+        return "Continue";
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 204:
+        return "No Content";
+    case 301:
+        return "Moved Permanently";
+    case 302:
+        return "Found";
+    case 304:
+        return "Not Modified";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 409:
+        return "Conflict";
+    case 413:
+        return "Payload Too Large";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    default:
+        return "Status";
     }
 }
 
@@ -184,8 +205,7 @@ static int h1_flush_header(struct user_conn *uc)
     int rc = 0;
     if (uc->hname.len > 0)
         rc = ureq_add_header(uc->cur, (const char *)buf_head(&uc->hname), uc->hname.len,
-                             uc->hval.len ? (const char *)buf_head(&uc->hval) : "",
-                             uc->hval.len);
+                             uc->hval.len ? (const char *)buf_head(&uc->hval) : "", uc->hval.len);
     buf_consume(&uc->hname, uc->hname.len);
     buf_consume(&uc->hval, uc->hval.len);
     return rc;
@@ -358,7 +378,8 @@ static int h1_write_head(struct ureq *r, int status, const nghttp2_nv *hdrs, siz
     buf_append(&b, line, strlen(line));
     for (size_t i = 0; i < n; i++) {
         if (h2_hop_by_hop((const char *)hdrs[i].name, hdrs[i].namelen) ||
-            (hdrs[i].namelen == 14 && strncasecmp((const char *)hdrs[i].name, "content-length", 14) == 0))
+            (hdrs[i].namelen == 14 &&
+             strncasecmp((const char *)hdrs[i].name, "content-length", 14) == 0))
             continue;
         buf_append(&b, hdrs[i].name, hdrs[i].namelen);
         buf_append(&b, ": ", 2);
@@ -387,9 +408,8 @@ static int h1_write_head(struct ureq *r, int status, const nghttp2_nv *hdrs, siz
 
 /* --- HTTP/2 --- */
 
-static ssize_t h2_read_out(nghttp2_session *session, int32_t stream_id, uint8_t *dst,
-                           size_t length, uint32_t *data_flags, nghttp2_data_source *source,
-                           void *user_data)
+static ssize_t h2_read_out(nghttp2_session *session, int32_t stream_id, uint8_t *dst, size_t length,
+                           uint32_t *data_flags, nghttp2_data_source *source, void *user_data)
 {
     struct ureq *r = source->ptr;
     size_t n = r->out.len < length ? r->out.len : length;
@@ -416,8 +436,7 @@ static struct ureq *h2_find(struct user_conn *uc, int32_t sid)
     return nghttp2_session_get_stream_user_data(uc->h2.s, sid);
 }
 
-static int h2_begin_headers(nghttp2_session *session, const nghttp2_frame *frame,
-                            void *user_data)
+static int h2_begin_headers(nghttp2_session *session, const nghttp2_frame *frame, void *user_data)
 {
     struct user_conn *uc = user_data;
     struct ureq *r;
@@ -433,9 +452,9 @@ static int h2_begin_headers(nghttp2_session *session, const nghttp2_frame *frame
     return 0;
 }
 
-static int h2_on_header(nghttp2_session *session, const nghttp2_frame *frame,
-                        const uint8_t *name, size_t namelen, const uint8_t *value,
-                        size_t valuelen, uint8_t flags, void *user_data)
+static int h2_on_header(nghttp2_session *session, const nghttp2_frame *frame, const uint8_t *name,
+                        size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
+                        void *user_data)
 {
     struct ureq *r = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
     if (r == NULL || frame->hd.type != NGHTTP2_HEADERS)
@@ -453,8 +472,9 @@ static int h2_on_header(nghttp2_session *session, const nghttp2_frame *frame,
     }
     if (namelen > 0 && name[0] == ':') {
         if (namelen == 10 && memcmp(name, ":authority", 10) == 0)
-            return ureq_add_header(r, "host", 4, (const char *)value, valuelen) ?
-                       NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE : 0;
+            return ureq_add_header(r, "host", 4, (const char *)value, valuelen)
+                       ? NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE
+                       : 0;
         return 0;
     }
     if (ureq_add_header(r, (const char *)name, namelen, (const char *)value, valuelen) != 0)
@@ -554,7 +574,8 @@ int ureq_respond_head(struct ureq *r, int status, const nghttp2_nv *hdrs, size_t
     nva[k++] = h2_nv(":status", 7, st, strlen(st));
     for (size_t i = 0; i < n && k < H2_HEADER_COUNT_MAX; i++) {
         if (h2_hop_by_hop((const char *)hdrs[i].name, hdrs[i].namelen) ||
-            (hdrs[i].namelen == 14 && strncasecmp((const char *)hdrs[i].name, "content-length", 14) == 0))
+            (hdrs[i].namelen == 14 &&
+             strncasecmp((const char *)hdrs[i].name, "content-length", 14) == 0))
             continue;
         nva[k++] = hdrs[i];
     }

@@ -1,4 +1,5 @@
-/* User-facing front end of the hub: HTTP/1.1 (http-parser) and HTTP/2 (nghttp2) connections producing requests. */
+/* User-facing front end of the hub: HTTP/1.1 (http-parser) and HTTP/2 (nghttp2) connections
+ * producing requests. */
 /* SPDX-License-Identifier: MIT */
 #ifndef TETHER_USER_H
 #define TETHER_USER_H

@@ -1,4 +1,5 @@
-/* The site agent: dials the hub, keeps one TLS tunnel up, and serves the hub's HTTP/2 requests from local services. */
+/* The site agent: dials the hub, keeps one TLS tunnel up, and serves the hub's HTTP/2 requests from
+ * local services. */
 /* SPDX-License-Identifier: MIT */
 #include "agent.h"
 
@@ -11,13 +12,13 @@
 #include "../common/log.h"
 #include "upstream.h"
 
-#define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
-#define SITE_MAX_STREAMS    256
-#define SITE_STREAM_WINDOW  (1 << 20)
-#define SITE_CONN_WINDOW    (64 << 20)
-#define RESP_HIGH           (1 << 20)
-#define RESP_LOW            (256 << 10)
+#define SITE_MAX_STREAMS   256
+#define SITE_STREAM_WINDOW (1 << 20)
+#define SITE_CONN_WINDOW   (64 << 20)
+#define RESP_HIGH          (1 << 20)
+#define RESP_LOW           (256 << 10)
 
 struct sstream {
     struct agent *a;
@@ -226,6 +227,7 @@ static void start_request(struct sstream *ss)
     struct agent *a = ss->a;
     struct agent_service *svc = NULL;
     struct upstream_opts opts = {0, a->upstream_timeout_ms};
+    int64_t clen;
     int rc;
 
     if (ss->path != NULL && strcmp(ss->path, "/.tether/hello") == 0 && ss->service[0] == '\0') {
@@ -240,9 +242,16 @@ static void start_request(struct sstream *ss)
         respond_simple(ss, 404, "not_found", "this site does not offer that service");
         return;
     }
+    /* A body-less POST/PUT/PATCH still says Content-Length: 0 (some servers
+     * answer 411 otherwise); a body-less GET says nothing. */
+    clen = ss->content_length;
+    if (ss->req_ended)
+        clen = (strcmp(ss->method, "POST") == 0 || strcmp(ss->method, "PUT") == 0 ||
+                strcmp(ss->method, "PATCH") == 0)
+                   ? 0
+                   : -1;
     rc = upstream_start(a->loop, &svc->url, &opts, ss->method, ss->path, ss->hdrs, ss->n_hdrs,
-                        !ss->req_ended, ss->req_ended ? -1 : ss->content_length, &up_cbs, ss,
-                        &ss->up);
+                        !ss->req_ended, clen, &up_cbs, ss, &ss->up);
     if (rc != 0) {
         ss->up = NULL;
         respond_simple(ss, 502, "bad_gateway", "could not start a request to the local service");
@@ -252,8 +261,7 @@ static void start_request(struct sstream *ss)
         upstream_end_body(ss->up);
 }
 
-static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame,
-                            void *user_data)
+static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame, void *user_data)
 {
     struct agent *a = user_data;
     struct sstream *ss;
@@ -430,7 +438,8 @@ static void watch_cb(uv_timer_t *t)
         return;
     if (now - a->last_heard_ms >= 2 * a->ping_interval_ms) {
         char why[96];
-        snprintf(why, sizeof(why), "hub silent for %llu ms", (unsigned long long)(now - a->last_heard_ms));
+        snprintf(why, sizeof(why), "hub silent for %llu ms",
+                 (unsigned long long)(now - a->last_heard_ms));
         conn_close(a->conn, why);
     }
 }
@@ -495,8 +504,8 @@ static void agent_conn_close(struct conn *c, const char *reason)
                  "hub key pin mismatch: expected %s, got %s; something on the path intercepts "
                  "TLS (or the hub key changed)",
                  a->hub_pin, a->v.seen_pin);
-        log_event(LOG_ERROR, "tls_intercepted", "hub=%s expected=%s got=%s",
-                  a->hubs[a->hub_idx], a->hub_pin, a->v.seen_pin);
+        log_event(LOG_ERROR, "tls_intercepted", "hub=%s expected=%s got=%s", a->hubs[a->hub_idx],
+                  a->hub_pin, a->v.seen_pin);
     } else if (!was_connected && a->v.result == 0 && c->tls_started) {
         snprintf(why, sizeof(why),
                  "the hub refused this site's key during the TLS handshake (site revoked, "
@@ -506,8 +515,7 @@ static void agent_conn_close(struct conn *c, const char *reason)
     if (was_connected)
         log_event(LOG_WARN, "disconnected", "hub=%s reason=%s", a->hubs[a->hub_idx], log_q(why));
     else if (!a->stopping)
-        log_event(LOG_WARN, "connect_failed", "hub=%s reason=%s", a->hubs[a->hub_idx],
-                  log_q(why));
+        log_event(LOG_WARN, "connect_failed", "hub=%s reason=%s", a->hubs[a->hub_idx], log_q(why));
     schedule_reconnect(a, why);
 }
 
@@ -726,6 +734,9 @@ void agent_stop(struct agent *a)
 
 void agent_free(struct agent *a)
 {
+    /* Pooled keep-alive connections to local services do not keep the loop
+     * alive; close them so the loop can be closed. */
+    upstream_close_idle(a->loop);
     uv_close((uv_handle_t *)&a->backoff_timer, NULL);
     uv_close((uv_handle_t *)&a->watch_timer, NULL);
 }

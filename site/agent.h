@@ -1,4 +1,5 @@
-/* The site agent: dials the hub, keeps one TLS tunnel up, and serves the hub's HTTP/2 requests from local services. */
+/* The site agent: dials the hub, keeps one TLS tunnel up, and serves the hub's HTTP/2 requests from
+ * local services. */
 /* SPDX-License-Identifier: MIT */
 #ifndef TETHER_AGENT_H
 #define TETHER_AGENT_H
@@ -44,7 +45,7 @@ struct agent {
     void *ctx; /* WOLFSSL_CTX* */
     struct agent_service services[AGENT_MAX_SERVICES];
     size_t n_services;
-    int source_port;         /* 0 = any */
+    int source_port;           /* 0 = any */
     uint64_t ping_interval_ms; /* the hub's interval; silence for 2x is death */
     uint64_t upstream_timeout_ms;
     uint64_t backoff_base_ms, backoff_cap_ms;
@@ -57,7 +58,7 @@ struct agent {
     uv_connect_t connect_req;
     uv_timer_t backoff_timer;
     uv_timer_t watch_timer;
-    unsigned attempt;     /* failed rounds over all endpoints since last success */
+    unsigned attempt; /* failed rounds over all endpoints since last success */
     size_t tried_in_round;
     uint64_t last_heard_ms;
     struct sstream *streams;

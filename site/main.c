@@ -46,9 +46,8 @@ static int read_token_stdin(char *buf, size_t cap)
 
 static int cmd_enroll(int argc, char **argv)
 {
-    static struct option opts[] = {{"state", required_argument, 0, 's'},
-                                   {"hub", required_argument, 0, 'h'},
-                                   {0, 0, 0, 0}};
+    static struct option opts[] = {
+        {"state", required_argument, 0, 's'}, {"hub", required_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *state = NULL;
     const char *hubs[TOKEN_HUB_MAX];
     size_t n_hubs = 0;
@@ -115,8 +114,8 @@ static int cmd_enroll(int argc, char **argv)
         snprintf(tgt.pin, sizeof(tgt.pin), "%s", t.pin);
         httpc_response_free(&resp);
         memset(&resp, 0, sizeof(resp));
-        if (httpc_request(&tgt, "POST", "/v1/enroll", NULL, "application/json", btxt,
-                          strlen(btxt), &resp, err, sizeof(err)) != 0) {
+        if (httpc_request(&tgt, "POST", "/v1/enroll", NULL, "application/json", btxt, strlen(btxt),
+                          &resp, err, sizeof(err)) != 0) {
             fprintf(stderr, "tether-site: %s: %s\n", ep, err);
             continue;
         }
@@ -130,8 +129,8 @@ static int cmd_enroll(int argc, char **argv)
     if (resp.status != 200) {
         json_t *e = json_loadb(resp.body ? resp.body : "", resp.body_len, 0, NULL);
         const char *d = json_string_value(json_object_get(e, "detail"));
-        fprintf(stderr, "tether-site: enrollment refused: %s (HTTP %d)\n",
-                d ? d : "no detail", resp.status);
+        fprintf(stderr, "tether-site: enrollment refused: %s (HTTP %d)\n", d ? d : "no detail",
+                resp.status);
         json_decref(e);
         goto out;
     }
@@ -146,8 +145,9 @@ static int cmd_enroll(int argc, char **argv)
     for (size_t i = 0; i < (n_hubs ? n_hubs : t.n_hubs); i++)
         off += (size_t)snprintf(conf + off, sizeof(conf) - off, "hub = %s\n",
                                 n_hubs ? hubs[i] : t.hubs[i]);
-    snprintf(conf + off, sizeof(conf) - off, "# The hub's key pin (checked at every connect).\n"
-                                             "hub_pin = %s\n",
+    snprintf(conf + off, sizeof(conf) - off,
+             "# The hub's key pin (checked at every connect).\n"
+             "hub_pin = %s\n",
              t.pin);
     if (config_write_file(path, conf, 0600) != 0) {
         rc = die("cannot write site.conf");
@@ -226,8 +226,7 @@ static int load_conf_file(struct agent *a, const char *path, int required)
     n = config_get_all(&cfg, "service", vals, AGENT_MAX_SERVICES);
     for (size_t i = 0; i < n; i++)
         if (add_service(a, vals[i]) != 0) {
-            fprintf(stderr, "tether-site: %s: bad service \"%s\" (want NAME=URL)\n", path,
-                    vals[i]);
+            fprintf(stderr, "tether-site: %s: bad service \"%s\" (want NAME=URL)\n", path, vals[i]);
             config_free(&cfg);
             return -EINVAL;
         }
@@ -260,16 +259,28 @@ static int cmd_run(int argc, char **argv)
     optind = 1;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
-        case 's': state = optarg; break;
+        case 's':
+            state = optarg;
+            break;
         case 'S':
             if (n_svcs < AGENT_MAX_SERVICES)
                 svcs[n_svcs++] = optarg;
             break;
-        case 'c': config = optarg; break;
-        case 'p': sport = strtol(optarg, NULL, 10); break;
-        case 'i': ping = strtol(optarg, NULL, 10); break;
-        case 'u': upt = strtol(optarg, NULL, 10); break;
-        default: usage(stderr); return 2;
+        case 'c':
+            config = optarg;
+            break;
+        case 'p':
+            sport = strtol(optarg, NULL, 10);
+            break;
+        case 'i':
+            ping = strtol(optarg, NULL, 10);
+            break;
+        case 'u':
+            upt = strtol(optarg, NULL, 10);
+            break;
+        default:
+            usage(stderr);
+            return 2;
         }
     }
     if (state == NULL || optind != argc) {
@@ -279,8 +290,10 @@ static int cmd_run(int argc, char **argv)
     agent_init(&agent, loop);
     snprintf(path, sizeof(path), "%s/site.conf", state);
     if (access(path, F_OK) != 0) {
-        fprintf(stderr, "tether-site: %s not found: enroll first (tether-site enroll --state %s "
-                        "TOKEN)\n", path, state);
+        fprintf(stderr,
+                "tether-site: %s not found: enroll first (tether-site enroll --state %s "
+                "TOKEN)\n",
+                path, state);
         return 1;
     }
     if (load_conf_file(&agent, path, 1) != 0 || (config && load_conf_file(&agent, config, 1) != 0))

@@ -126,9 +126,11 @@ def _pdeathsig():
 class Proc:
     """A background process; stdout and stderr go to one log file."""
 
-    def __init__(self, h, name, argv, env=None, cwd=None):
+    def __init__(self, h, name, argv, env=None, cwd=None, daemon=False):
         self.h = h
         self.name = name
+        # A tether daemon: must exit 0 on SIGTERM at the end of the test.
+        self.daemon = daemon
         self.argv = list(argv)
         self.log_path = h.path("logs", "%s.log" % name)
         n = 2
@@ -381,7 +383,8 @@ class Hub:
 
     def start(self, extra=(), wait=True, timeout=15.0):
         self.proc = Proc(self.h, self.name, [self.h.bin("tether-hub"), "run", "--state",
-                                             self.dir, "--listen", self.addr] + list(extra))
+                                             self.dir, "--listen", self.addr] + list(extra),
+                         daemon=True)
         if wait:
             self.proc.wait_log(r"\blistening\b", timeout)
         return self.proc
@@ -503,7 +506,7 @@ class Site:
         argv = [self.h.bin("tether-site"), "run", "--state", self.dir]
         for k, v in services.items():
             argv += ["--service", "%s=%s" % (k, v)]
-        self.proc = Proc(self.h, "site-" + self.name, argv + list(extra))
+        self.proc = Proc(self.h, "site-" + self.name, argv + list(extra), daemon=True)
         if wait:
             self.proc.wait_log(r"\bconnected hub=", timeout)
         return self.proc
@@ -706,6 +709,26 @@ class Harness:
     def spawn(self, name, argv, env=None):
         return Proc(self, name, argv, env=env)
 
+    def stop_daemons(self):
+        """SIGTERMs the tether daemons still running and checks that they
+        exit 0 (a sanitizer build exits non-zero on leaks)."""
+        for p in reversed(self.procs):
+            if p.daemon and p.alive():
+                rc = p.stop(timeout=15)
+                self.check(rc == 0, "%s exits 0 on SIGTERM" % p.name, "rc=%s" % rc)
+
+    def check_sanitizers(self):
+        """Fails the test for any AddressSanitizer, LeakSanitizer or UBSan
+        report in a daemon's log."""
+        pat = re.compile(r"ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:|"
+                         r"SUMMARY: (Address|Undefined|Leak)")
+        for p in self.procs:
+            if not p.daemon:
+                continue
+            m = pat.search(p.text())
+            self.check(m is None, "no sanitizer report in %s's log" % p.name,
+                       m.group(0) if m else None)
+
     def curl(self, url, method=None, data=None, data_file=None, upload_stdin=None,
              headers=None, token=None, pin=None, http="1.1", out_file=None, timeout=30,
              extra=()):
@@ -855,6 +878,8 @@ class Harness:
                 h.require(*progs, tools=tools)
                 print("== %s (TETHER_BIN=%s, tmp=%s)" % (name, h.bin_dir, h.tmp), flush=True)
                 fn(h)
+                h.stop_daemons()
+                h.check_sanitizers()
                 if h.checks == 0:
                     h.failures.append("the test made no checks")
                 code = 1 if h.failures else 0

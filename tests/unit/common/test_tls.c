@@ -1,4 +1,5 @@
-/* Unit test of the TLS layer: handshakes and data under WANT_READ and WANT_WRITE at every byte boundary, pin checks. */
+/* Unit test of the TLS layer: handshakes and data under WANT_READ and WANT_WRITE at every byte
+ * boundary, pin checks. */
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
 #include <stdlib.h>

@@ -13,6 +13,7 @@
 #include "../common/log.h"
 #include "../common/token.h"
 #include "proxy.h"
+#include "query.h"
 #include "tunnel.h"
 
 enum route {
@@ -683,6 +684,8 @@ void api_dispatch(struct hub *h, struct ureq *r)
             metrics(h, r);
         goto out;
     }
+    if (query_api(h, r, &a))
+        goto out;
     if (plen == 9 && strncmp(path, "/v1/sites", 9) == 0) {
         if (strcmp(m, "GET") == 0) {
             sites_list(h, r, &a);

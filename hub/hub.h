@@ -13,6 +13,7 @@
 #define HUB_MAX_LISTEN 8
 
 struct tunnel;
+struct query_engine;
 
 struct hub_config {
     char name[256];                                         /* host name written into tokens */
@@ -45,6 +46,7 @@ struct hub {
     uv_tcp_t listeners[HUB_MAX_LISTEN];
     size_t n_listeners;
     struct tunnel_map tunnels;
+    struct query_engine *qe; /* owned by hub/query.c */
     uv_signal_t sigterm, sigint, sighup;
     uv_timer_t drain_timer;
     int draining;

@@ -28,6 +28,7 @@
 #include "../common/token.h"
 #include "hub.h"
 #include "registry.h"
+#include "query.h"
 #include "tunnel.h"
 
 #define EXIT_USAGE     2
@@ -783,6 +784,7 @@ static void finish(struct hub *h, const char *why)
     log_event(LOG_INFO, "shutdown", "reason=%s tunnels=%zu", log_q(why), h->tunnels.count);
     close_listeners(h);
     conn_close_all("hub shutting down");
+    query_shutdown(h);
     close_handle((uv_handle_t *)&h->sigterm);
     close_handle((uv_handle_t *)&h->sigint);
     close_handle((uv_handle_t *)&h->sighup);
@@ -1004,6 +1006,11 @@ static int cmd_run(int argc, char **argv)
     }
     h->user_ctx = ctx;
     h->started_ms = uv_now(loop);
+    rc = query_init(h);
+    if (rc != 0) {
+        fail("cannot start the query engine: %s", strerror(-rc));
+        goto out;
+    }
 
     uv_signal_init(loop, &h->sigterm);
     uv_signal_init(loop, &h->sigint);
@@ -1042,6 +1049,7 @@ out:
         /* Startup failures leave listeners or signal handles behind. */
         close_listeners(h);
         conn_close_all("hub shutting down");
+        query_shutdown(h);
         close_handle((uv_handle_t *)&h->sigterm);
         close_handle((uv_handle_t *)&h->sigint);
         close_handle((uv_handle_t *)&h->sighup);

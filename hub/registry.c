@@ -136,6 +136,11 @@ struct registry {
     sqlite3_stmt *st[S_COUNT];
 };
 
+struct sqlite3 *registry_db(struct registry *r)
+{
+    return r->db;
+}
+
 static void set_err(char *err, size_t cap, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

@@ -52,6 +52,12 @@ struct reg_apitoken {
 void registry_apitoken_clear(struct reg_apitoken *t);
 
 struct registry;
+struct sqlite3;
+
+/* For the registry module's own sibling files (hub/registry_*.c) only: the
+ * connection, so that they can prepare their statements. Nothing else in
+ * the hub may use SQLite directly (the registry must stay swappable). */
+struct sqlite3 *registry_db(struct registry *r);
 
 /* Opens (creating if needed) the database file: WAL, foreign_keys=ON,
  * busy_timeout 5000 ms, then applies every migration in schema/ whose number

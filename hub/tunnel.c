@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "../common/log.h"
+#include "query.h"
 
 /* Per-stream window: big enough for 1 GB/s on loopback, small enough that a
  * stalled reader pins at most this much hub memory. */
@@ -289,6 +290,8 @@ static void hello_end(void *arg)
                            t->conn ? t->conn->peer : NULL);
         log_event(LOG_INFO, "site_hello", "site=%s agent_version=%s services=%s", t->site,
                   log_q(t->agent_version), t->services_json);
+        if (t->conn != NULL && !t->closing)
+            query_site_online(t->hub, t);
     }
     json_decref(root);
     buf_free(&hl->body);

@@ -21,6 +21,7 @@
 #include "../common/tls.h"
 #include "../common/token.h"
 #include "agent.h"
+#include "cmds.h"
 
 static void usage(FILE *f)
 {
@@ -367,6 +368,10 @@ int main(int argc, char **argv)
         rc = cmd_enroll(argc - 1, argv + 1);
     else if (strcmp(argv[1], "run") == 0)
         rc = cmd_run(argc - 1, argv + 1);
+    else if (strcmp(argv[1], "rotate-key") == 0)
+        rc = site_cmd_rotate_key(argc - 1, argv + 1);
+    else if (strcmp(argv[1], "doctor") == 0)
+        rc = site_cmd_doctor(argc - 1, argv + 1);
     else if (strcmp(argv[1], "version") == 0) {
         printf("tether-site %s (wolfSSL %s)\n", TETHER_VERSION, crypto_wolfssl_build());
         rc = 0;

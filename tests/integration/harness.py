@@ -715,7 +715,8 @@ class Harness:
         for p in reversed(self.procs):
             if p.daemon and p.alive():
                 rc = p.stop(timeout=15)
-                self.check(rc == 0, "%s exits 0 on SIGTERM" % p.name, "rc=%s" % rc)
+                self.check(rc == 0, "%s exits 0 on SIGTERM (%s)" % (
+                    p.name, os.path.basename(p.log_path)), "rc=%s" % rc)
 
     def check_sanitizers(self):
         """Fails the test for any AddressSanitizer, LeakSanitizer or UBSan
@@ -726,7 +727,7 @@ class Harness:
             if not p.daemon:
                 continue
             m = pat.search(p.text())
-            self.check(m is None, "no sanitizer report in %s's log" % p.name,
+            self.check(m is None, "no sanitizer report in %s" % os.path.basename(p.log_path),
                        m.group(0) if m else None)
 
     def curl(self, url, method=None, data=None, data_file=None, upload_stdin=None,

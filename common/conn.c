@@ -242,11 +242,12 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
             conn_close(c, "refused before tls");
         return;
     }
-    if (tls_feed(&c->tls, (const uint8_t *)b->base, (size_t)nread) != 0) {
-        conn_close(c, "out of memory");
-        return;
-    }
+    /* Let wolfSSL read straight from the read buffer; only what it leaves
+     * is copied. */
+    tls_lend(&c->tls, (const uint8_t *)b->base, (size_t)nread);
     pump_tls(c);
+    if (tls_unlend(&c->tls) != 0)
+        conn_close(c, "out of memory");
 }
 
 int conn_start(struct conn *c, uint64_t deadline_ms)

@@ -91,6 +91,16 @@ int h2_feed(struct h2 *h, const uint8_t *data, size_t len)
     return h2_send(h);
 }
 
+int h2_send_data_from(struct h2 *h, const uint8_t *framehd, size_t length, struct buf *src)
+{
+    if (length > src->len)
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    if (buf_append(&h->stage, framehd, 9) != 0 || buf_append(&h->stage, buf_head(src), length) != 0)
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    buf_consume(src, length);
+    return 0;
+}
+
 int h2_finished(const struct h2 *h)
 {
     return h->s == NULL || (!nghttp2_session_want_read(h->s) && !nghttp2_session_want_write(h->s));

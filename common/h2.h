@@ -35,6 +35,10 @@ int h2_feed(struct h2 *h, const uint8_t *data, size_t len);
  * callbacks it only records the wish and the send happens after. Returns <0
  * on a fatal session error. */
 int h2_send(struct h2 *h);
+/* For nghttp2_send_data_callback with NGHTTP2_DATA_FLAG_NO_COPY: stages the
+ * 9-byte frame header and `length` bytes taken from the front of src, so the
+ * body is copied once, straight into the TLS staging buffer. */
+int h2_send_data_from(struct h2 *h, const uint8_t *framehd, size_t length, struct buf *src);
 /* 1 when nghttp2 has nothing to read or write any more (GOAWAY done). */
 int h2_finished(const struct h2 *h);
 

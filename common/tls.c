@@ -12,16 +12,46 @@
  * high-water marks, so `pending` is a safety net rather than a path. */
 #define TLS_OUT_CAP_DEFAULT (8u << 20)
 
+/* Bytes wolfSSL may take now: never past the end of the current record, so
+ * wolfSSL holds one record at a time and never has to move a tail of the
+ * next one around its buffer (ShrinkInputBuffer). */
+static size_t record_room(struct tls_conn *c, size_t avail)
+{
+    if (c->rec_left == 0) {
+        uint8_t hdr[5];
+        size_t from_in = c->in.len < 5 ? c->in.len : 5;
+        if (avail < 5)
+            return 0;
+        memcpy(hdr, buf_head(&c->in), from_in);
+        memcpy(hdr + from_in, c->lent, 5 - from_in);
+        c->rec_left = 5 + ((size_t)hdr[3] << 8 | hdr[4]);
+    }
+    return c->rec_left < avail ? c->rec_left : avail;
+}
+
 static int io_recv(WOLFSSL *ssl, char *dst, int sz, void *ctx)
 {
     struct tls_conn *c = ctx;
-    size_t n;
+    size_t room = record_room(c, c->in.len + c->lent_len);
+    size_t want = room < (size_t)sz ? room : (size_t)sz;
+    size_t n = 0, k;
 
-    if (c->in.len == 0)
+    if (want == 0)
         return WOLFSSL_CBIO_ERR_WANT_READ;
-    n = c->in.len < (size_t)sz ? c->in.len : (size_t)sz;
-    memcpy(dst, buf_head(&c->in), n);
-    buf_consume(&c->in, n);
+    if (c->in.len > 0) {
+        k = c->in.len < want ? c->in.len : want;
+        memcpy(dst, buf_head(&c->in), k);
+        buf_consume(&c->in, k);
+        n += k;
+    }
+    if (n < want) {
+        k = want - n;
+        memcpy(dst + n, c->lent, k);
+        c->lent += k;
+        c->lent_len -= k;
+        n += k;
+    }
+    c->rec_left -= n;
     return (int)n;
 }
 
@@ -186,6 +216,22 @@ void tls_conn_free(struct tls_conn *c)
 int tls_feed(struct tls_conn *c, const uint8_t *data, size_t len)
 {
     return buf_append(&c->in, data, len);
+}
+
+void tls_lend(struct tls_conn *c, const uint8_t *data, size_t len)
+{
+    c->lent = data;
+    c->lent_len = len;
+}
+
+int tls_unlend(struct tls_conn *c)
+{
+    int rc = 0;
+    if (c->lent_len > 0)
+        rc = buf_append(&c->in, c->lent, c->lent_len);
+    c->lent = NULL;
+    c->lent_len = 0;
+    return rc;
 }
 
 static int map_error(struct tls_conn *c, int ret)

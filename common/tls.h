@@ -44,11 +44,14 @@ void tls_attach_verifier(WOLFSSL *ssl, struct tls_pin_verifier *v);
 
 /* One TLS connection over buffers. */
 struct tls_conn {
-    WOLFSSL *ssl;       /* owned */
-    struct buf in;      /* ciphertext received, not yet consumed by wolfSSL */
-    struct buf out;     /* ciphertext to send; the caller drains it with buf_* */
-    size_t out_cap;     /* send callback answers WANT_WRITE when out.len >= out_cap */
-    struct buf pending; /* plaintext accepted by tls_write while wolfSSL waited */
+    WOLFSSL *ssl;        /* owned */
+    struct buf in;       /* ciphertext received, not yet consumed by wolfSSL */
+    struct buf out;      /* ciphertext to send; the caller drains it with buf_* */
+    size_t out_cap;      /* send callback answers WANT_WRITE when out.len >= out_cap */
+    struct buf pending;  /* plaintext accepted by tls_write while wolfSSL waited */
+    const uint8_t *lent; /* bytes lent by tls_lend(), read after `in`; not owned */
+    size_t lent_len;
+    size_t rec_left; /* bytes left of the TLS record wolfSSL is reading */
     int handshake_done;
     int fatal;      /* a fatal alert or error happened */
     int last_error; /* wolfSSL error code of the last failure, 0 if none */
@@ -63,6 +66,10 @@ int tls_conn_init(struct tls_conn *c, WOLFSSL_CTX *ctx, const char *sni, const c
 void tls_conn_free(struct tls_conn *c);
 /* Appends received ciphertext. */
 int tls_feed(struct tls_conn *c, const uint8_t *data, size_t len);
+/* Lends received ciphertext without copying it: valid until tls_unlend(),
+ * which copies whatever wolfSSL did not take into `in`. */
+void tls_lend(struct tls_conn *c, const uint8_t *data, size_t len);
+int tls_unlend(struct tls_conn *c);
 /* Advances the handshake: 0 done, TLS_AGAIN, or a negative code (then
  * c->last_error holds wolfSSL's reason). */
 int tls_handshake(struct tls_conn *c);

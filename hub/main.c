@@ -9,6 +9,7 @@
 #include <limits.h>
 #include <math.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -929,6 +930,17 @@ static int parse_run_args(int argc, char **argv, struct run_cli *cli)
     return 0;
 }
 
+/* Each site holds one connection: thousands of sites need thousands of fds,
+ * far above the usual soft limit of 1024. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
 static int cmd_run(int argc, char **argv)
 {
     struct hub *h = NULL;
@@ -945,6 +957,7 @@ static int cmd_run(int argc, char **argv)
     if (rc != 0)
         return rc < 0 ? EXIT_SUCCESS : rc;
     log_init_from_env();
+    raise_fd_limit();
 
     h = calloc(1, sizeof(*h));
     if (h == NULL)

@@ -414,21 +414,27 @@ static ssize_t h2_read_out(nghttp2_session *session, int32_t stream_id, uint8_t 
     struct ureq *r = source->ptr;
     size_t n = r->out.len < length ? r->out.len : length;
 
-    if (n > 0) {
-        memcpy(dst, buf_head(&r->out), n);
-        buf_consume(&r->out, n);
-    }
-    if (r->out.len == 0 && r->out_eof) {
-        *data_flags |= NGHTTP2_DATA_FLAG_EOF;
-        return (ssize_t)n;
-    }
-    if (n == 0) {
+    if (n == 0 && !r->out_eof) {
         r->deferred = 1;
         return NGHTTP2_ERR_DEFERRED;
     }
-    if (r->handler != NULL && r->handler->on_drain != NULL)
-        r->handler->on_drain(r);
+    /* The bytes go out in h2_send_body(), copied once into the TLS stage. */
+    *data_flags |= NGHTTP2_DATA_FLAG_NO_COPY;
+    if (r->out_eof && n == r->out.len)
+        *data_flags |= NGHTTP2_DATA_FLAG_EOF;
     return (ssize_t)n;
+}
+
+static int h2_send_body(nghttp2_session *session, nghttp2_frame *frame, const uint8_t *framehd,
+                        size_t length, nghttp2_data_source *source, void *user_data)
+{
+    struct user_conn *uc = user_data;
+    struct ureq *r = source->ptr;
+    int rc = h2_send_data_from(&uc->h2, framehd, length, &r->out);
+
+    if (rc == 0 && r->handler != NULL && r->handler->on_drain != NULL)
+        r->handler->on_drain(r);
+    return rc;
 }
 
 static struct ureq *h2_find(struct user_conn *uc, int32_t sid)
@@ -809,6 +815,7 @@ int user_attach(struct hub *h, struct conn *c, const char *alpn)
         nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, h2_frame_recv);
         nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, h2_data_chunk);
         nghttp2_session_callbacks_set_on_stream_close_callback(cbs, h2_stream_close);
+        nghttp2_session_callbacks_set_send_data_callback(cbs, h2_send_body);
         if (nghttp2_session_server_new2(&s, cbs, uc, opt) != 0)
             goto out;
         h2_init(&uc->h2, s, c);

@@ -22,8 +22,10 @@ static size_t record_room(struct tls_conn *c, size_t avail)
         size_t from_in = c->in.len < 5 ? c->in.len : 5;
         if (avail < 5)
             return 0;
-        memcpy(hdr, buf_head(&c->in), from_in);
-        memcpy(hdr + from_in, c->lent, 5 - from_in);
+        if (from_in > 0)
+            memcpy(hdr, buf_head(&c->in), from_in);
+        if (from_in < 5)
+            memcpy(hdr + from_in, c->lent, 5 - from_in);
         c->rec_left = 5 + ((size_t)hdr[3] << 8 | hdr[4]);
     }
     return c->rec_left < avail ? c->rec_left : avail;

@@ -17,6 +17,86 @@ static uint8_t read_buf[64 * 1024];
 static uint8_t plain_buf[64 * 1024];
 static struct conn *all_conns;
 
+/* Deferred flushing: one uv_check (right after the poll phase) and one
+ * uv_prepare (right before the loop blocks) write out every connection that
+ * asked during the iteration. They exist while any conn does, unreferenced
+ * so they never keep the loop alive. */
+struct flusher {
+    uv_check_t check;
+    uv_prepare_t prepare;
+    int closes;
+};
+static struct flusher *flusher;
+static struct conn *dirty_conns;
+
+static void dirty_unlink(struct conn *c)
+{
+    if (!c->dirty)
+        return;
+    if (c->dirty_prev)
+        c->dirty_prev->dirty_next = c->dirty_next;
+    else
+        dirty_conns = c->dirty_next;
+    if (c->dirty_next)
+        c->dirty_next->dirty_prev = c->dirty_prev;
+    c->dirty_prev = c->dirty_next = NULL;
+    c->dirty = 0;
+}
+
+static void flush_now(struct conn *c);
+
+static void flush_dirty(void)
+{
+    while (dirty_conns != NULL) {
+        struct conn *c = dirty_conns;
+        dirty_unlink(c);
+        flush_now(c);
+    }
+}
+
+static void on_check(uv_check_t *h)
+{
+    flush_dirty();
+}
+
+static void on_prepare(uv_prepare_t *h)
+{
+    flush_dirty();
+}
+
+static void flusher_free_cb(uv_handle_t *h)
+{
+    struct flusher *f = h->data;
+    if (--f->closes == 0)
+        free(f);
+}
+
+static void flusher_start(uv_loop_t *loop)
+{
+    if (flusher != NULL)
+        return;
+    flusher = calloc(1, sizeof(*flusher));
+    if (flusher == NULL)
+        return; /* conn_flush then writes at once */
+    uv_check_init(loop, &flusher->check);
+    uv_prepare_init(loop, &flusher->prepare);
+    flusher->check.data = flusher->prepare.data = flusher;
+    uv_check_start(&flusher->check, on_check);
+    uv_prepare_start(&flusher->prepare, on_prepare);
+    uv_unref((uv_handle_t *)&flusher->check);
+    uv_unref((uv_handle_t *)&flusher->prepare);
+}
+
+static void flusher_stop(void)
+{
+    if (flusher == NULL)
+        return;
+    flusher->closes = 2;
+    uv_close((uv_handle_t *)&flusher->check, flusher_free_cb);
+    uv_close((uv_handle_t *)&flusher->prepare, flusher_free_cb);
+    flusher = NULL;
+}
+
 void conn_close_all(const char *reason)
 {
     for (struct conn *c = all_conns; c != NULL; c = c->all_next)
@@ -40,6 +120,7 @@ struct conn *conn_new(uv_loop_t *loop, const struct conn_ops *ops, void *owner)
     if (all_conns != NULL)
         all_conns->all_prev = c;
     all_conns = c;
+    flusher_start(loop);
     return c;
 }
 
@@ -54,6 +135,9 @@ static void close_cb(uv_handle_t *h)
         all_conns = c->all_next;
     if (c->all_next != NULL)
         c->all_next->all_prev = c->all_prev;
+    dirty_unlink(c);
+    if (all_conns == NULL)
+        flusher_stop();
     if (c->ops->on_close != NULL)
         c->ops->on_close(c, c->reason);
     tls_conn_free(&c->tls);
@@ -122,6 +206,22 @@ static void write_cb(uv_write_t *req, int status)
 }
 
 void conn_flush(struct conn *c)
+{
+    if (c->closing || c->dirty)
+        return;
+    if (flusher == NULL) {
+        flush_now(c);
+        return;
+    }
+    c->dirty = 1;
+    c->dirty_prev = NULL;
+    c->dirty_next = dirty_conns;
+    if (dirty_conns != NULL)
+        dirty_conns->dirty_prev = c;
+    dirty_conns = c;
+}
+
+static void flush_now(struct conn *c)
 {
     uv_buf_t b;
     int rc;

@@ -56,7 +56,9 @@ struct conn {
     char reason[128];
     char peer[64]; /* "ip:port" */
     uint64_t bytes_in, bytes_out;
-    struct conn *all_prev, *all_next; /* every live conn, for shutdown */
+    struct conn *all_prev, *all_next;     /* every live conn, for shutdown */
+    struct conn *dirty_prev, *dirty_next; /* waiting for the end-of-iteration flush */
+    int dirty;
 };
 
 /* Allocates a conn for an accepted or to-be-connected socket; tcp is
@@ -74,7 +76,9 @@ int conn_start_tls(struct conn *c, WOLFSSL_CTX *ctx, const char *sni, const char
 void conn_close_all(const char *reason);
 /* Encrypts and queues plaintext; call conn_flush() after a batch. */
 int conn_write(struct conn *c, const uint8_t *data, size_t len);
-/* Starts a uv_write of whatever ciphertext is queued, if none is in flight. */
+/* Asks for whatever ciphertext is queued to be written. The write happens
+ * once per loop iteration for all connections (after the I/O callbacks, or
+ * before the loop would block), so many small responses share a syscall. */
 void conn_flush(struct conn *c);
 /* Ciphertext waiting to be written (queued and in flight). */
 size_t conn_out_pending(const struct conn *c);

@@ -18,7 +18,7 @@
 #define UP_HDR_COUNT_MAX 100
 #define UP_INTERIM_MAX   16
 #define UP_RBUF_SIZE     (64 * 1024)
-#define UP_POOL_MAX      16
+#define UP_POOL_MAX      256
 #define UP_IDLE_MS       4000 /* below the 5 s keep-alive of common servers (node, Apache) */
 #define UP_CONNECT_MS    10000
 #define UP_RESPONSE_MS   60000

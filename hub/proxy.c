@@ -25,15 +25,39 @@ struct proxy {
     int up_paused;
     size_t uncredited;
     uint64_t started_ms;
+    uv_timer_t timer; /* no response head within request_timeout_ms: 504 */
+    int freeing;
     char site[TOKEN_NAME_MAX + 1];
 };
 
-static void proxy_maybe_free(struct proxy *p)
+static void proxy_free_cb(uv_handle_t *h)
 {
-    if (p->r != NULL || p->ts != NULL)
-        return;
+    struct proxy *p = h->data;
     buf_free(&p->up);
     free(p);
+}
+
+static void proxy_maybe_free(struct proxy *p)
+{
+    if (p->r != NULL || p->ts != NULL || p->freeing)
+        return;
+    p->freeing = 1;
+    uv_close((uv_handle_t *)&p->timer, proxy_free_cb);
+}
+
+static void head_timeout(uv_timer_t *t)
+{
+    struct proxy *p = t->data;
+    struct ureq *r = p->r;
+
+    if (p->ts == NULL || r == NULL || r->resp_started)
+        return;
+    tunnel_stream_cancel(p->ts);
+    p->ts = NULL;
+    p->r = NULL;
+    ureq_set_handler(r, NULL, NULL);
+    ureq_error(r, 504, "gateway_timeout", "the site did not answer in time");
+    proxy_maybe_free(p);
 }
 
 static void credit(struct proxy *p)
@@ -106,6 +130,7 @@ static void t_head(void *arg, int status, const nghttp2_nv *nva, size_t n)
     struct proxy *p = arg;
     int64_t cl = -1;
 
+    uv_timer_stop(&p->timer);
     if (p->r == NULL)
         return;
     for (size_t i = 0; i < n; i++)
@@ -216,6 +241,8 @@ void proxy_start(struct hub *h, struct ureq *r, struct tunnel *t, const char *se
     p->h = h;
     p->r = r;
     buf_init(&p->up);
+    uv_timer_init(h->loop, &p->timer);
+    p->timer.data = p;
     snprintf(p->site, sizeof(p->site), "%s", t->site);
     nva[n++] = h2_nv(":method", 7, r->method, strlen(r->method));
     nva[n++] = h2_nv(":scheme", 7, "http", 4);
@@ -249,4 +276,8 @@ void proxy_start(struct hub *h, struct ureq *r, struct tunnel *t, const char *se
         return;
     }
     h->n_proxy_requests++;
+    /* The site's own upstream timeout normally answers first (with its 504);
+     * this catches a site that cannot answer at all. */
+    if (h->cfg.request_timeout_ms > 0)
+        uv_timer_start(&p->timer, head_timeout, h->cfg.request_timeout_ms, 0);
 }

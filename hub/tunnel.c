@@ -54,11 +54,31 @@ static void tunnel_conn_drain(struct conn *c)
         conn_close(c, "http2 send error");
 }
 
+static void free_services(struct tunnel *t)
+{
+    for (size_t i = 0; i < t->n_services; i++)
+        free(t->services[i]);
+    free(t->services);
+    t->services = NULL;
+    t->n_services = 0;
+}
+
 static void tunnel_free_cb(uv_handle_t *h)
 {
     struct tunnel *t = h->data;
+    free_services(t);
     free(t->services_json);
     free(t);
+}
+
+int tunnel_offers(const struct tunnel *t, const char *service)
+{
+    if (!t->hello_done)
+        return 1;
+    for (size_t i = 0; i < t->n_services; i++)
+        if (strcmp(t->services[i], service) == 0)
+            return 1;
+    return 0;
 }
 
 static void stream_unlink(struct tstream *s)
@@ -281,11 +301,22 @@ static void hello_end(void *arg)
             snprintf(t->agent_version, sizeof(t->agent_version), "%s", json_string_value(ver));
         if (json_is_array(svc)) {
             char *txt = json_dumps(svc, JSON_COMPACT);
+            size_t i, n = json_array_size(svc);
+            json_t *v;
             if (txt != NULL) {
                 free(t->services_json);
                 t->services_json = txt;
             }
+            free_services(t);
+            t->services = calloc(n ? n : 1, sizeof(*t->services));
+            json_array_foreach(svc, i, v)
+            {
+                if (t->services != NULL && json_is_string(v) &&
+                    (t->services[t->n_services] = strdup(json_string_value(v))) != NULL)
+                    t->n_services++;
+            }
         }
+        t->hello_done = 1;
         registry_site_seen(t->hub->reg, t->site_id, hub_now(), t->agent_version, t->services_json,
                            t->conn ? t->conn->peer : NULL);
         log_event(LOG_INFO, "site_hello", "site=%s agent_version=%s services=%s", t->site,

@@ -44,6 +44,9 @@ struct tunnel {
     uv_timer_t ping_timer;
     int closing;
     int replaced;
+    int hello_done;      /* services known */
+    char **services;     /* parsed from services_json at hello; owned */
+    size_t n_services;
     struct tstream *streams; /* open streams, doubly linked */
     struct tunnel *map_next;
     char close_reason[128];
@@ -68,6 +71,10 @@ void tunnel_stream_cancel(struct tstream *s);
 void tunnel_kill(struct tunnel *t, const char *reason);
 /* SIGTERM: GOAWAY, let streams finish. */
 void tunnel_drain(struct tunnel *t);
+/* 1 if the site offers service. Before the site's hello has arrived the
+ * hub cannot know, and says yes: the site itself answers 404 for a service
+ * it does not have. No JSON parsing per request. */
+int tunnel_offers(const struct tunnel *t, const char *service);
 /* Number of open streams. */
 size_t tunnel_stream_count(const struct tunnel *t);
 

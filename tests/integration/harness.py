@@ -16,6 +16,11 @@ tetherctl; default $TETHER_SRC/build), TETHER_SRC (source tree; default two
 levels above this file), TETHER_KEEP=1 keeps the temp dir, TETHER_IT_VERBOSE=1
 prints every command. Exit codes: 0 pass, 1 fail, 77 skipped.
 
+After the test body, every tether daemon still running gets SIGTERM and must
+exit 0, and no daemon log may hold a sanitizer report. On failure the tail of
+every log is printed, plus a NOTE for any daemon that got a signal this
+harness did not send (another user's pkill hitting the test's processes).
+
 Long-running processes must be started from the main thread: they get
 PR_SET_PDEATHSIG(SIGKILL), so they die with the thread that started them even
 if this script is SIGKILLed (for instance by a CTest timeout).
@@ -149,6 +154,9 @@ class Proc:
             self._log.close()
             raise Fatal("cannot start %s (%s): %s" % (name, self.argv[0], e))
         self.pid = self.p.pid
+        # (signal, log size when sent) for every signal this harness sent, to
+        # tell them from signals sent by anyone else.
+        self.signals_sent = []
         h.procs.append(self)
 
     def alive(self):
@@ -202,6 +210,7 @@ class Proc:
         return None
 
     def signal(self, sig):
+        self.signals_sent.append((int(sig), self.mark()))
         if self.alive():
             try:
                 os.kill(self.pid, sig)
@@ -209,6 +218,7 @@ class Proc:
                 pass
 
     def _killpg(self, sig):
+        self.signals_sent.append((int(sig), self.mark()))
         try:
             os.killpg(self.pid, sig)
         except (ProcessLookupError, PermissionError):
@@ -282,7 +292,7 @@ class Result:
 
 
 class CurlResult:
-    def __init__(self, rc, status, version, headers, body, stderr, elapsed):
+    def __init__(self, rc, status, version, headers, body, stderr, elapsed, size=0):
         self.rc = rc  # curl's exit code
         self.status = status  # int HTTP status, 0 when none
         self.version = version  # "1.1", "2", ...
@@ -290,6 +300,7 @@ class CurlResult:
         self.body = body  # bytes (None when written to a file)
         self.stderr = stderr
         self.elapsed = elapsed
+        self.size = size  # body bytes curl received
 
     def json(self):
         try:
@@ -718,6 +729,31 @@ class Harness:
                 self.check(rc == 0, "%s exits 0 on SIGTERM (%s)" % (
                     p.name, os.path.basename(p.log_path)), "rc=%s" % rc)
 
+    def outside_signal_notes(self):
+        """Daemons that logged a signal, or died of one, that the harness had
+        not sent: someone outside the test (pkill/killall by name?) hit them."""
+        notes = []
+        names = {"Terminated": 15, "Interrupt": 2, "Hangup": 1, "Killed": 9}
+        pat = re.compile(r"\b(?:draining|stopping|shutdown)\b.*?\bsignal=(\w+)")
+        for p in self.procs:
+            if not p.daemon:
+                continue
+            text = p.text()
+            for m in pat.finditer(text):
+                v = m.group(1)
+                sig = int(v) if v.isdigit() else names.get(v)
+                pos = p._log_start + len(text[:m.start()].encode())
+                ours = any(s_ == sig and off <= pos for s_, off in p.signals_sent)
+                if sig is not None and not ours:
+                    notes.append("%s logged signal=%s that this test had not sent (pid %d): "
+                                 "something outside the test signalled it" % (
+                                     os.path.basename(p.log_path), v, p.pid))
+            rc = p.returncode()
+            if rc is not None and rc < 0 and -rc not in [s_ for s_, _ in p.signals_sent]:
+                notes.append("%s (pid %d) died of signal %d that this test never sent" % (
+                    os.path.basename(p.log_path), p.pid, -rc))
+        return notes
+
     def check_sanitizers(self):
         """Fails the test for any AddressSanitizer, LeakSanitizer or UBSan
         report in a daemon's log."""
@@ -741,7 +777,7 @@ class Harness:
         hdr_file.close()
         body_path = out_file or (hdr_file.name + ".body")
         argv = ["curl", "-q", "-sS", "-k", "-o", body_path, "-D", hdr_file.name,
-                "-w", "%{http_code} %{http_version}", "--max-time", str(timeout)]
+                "-w", "%{http_code} %{http_version} %{size_download}", "--max-time", str(timeout)]
         argv.append("--http2" if http == "2" else "--http1.1")
         if pin:
             argv += ["--pinnedpubkey", pin]
@@ -763,10 +799,10 @@ class Harness:
         argv += list(extra)
         argv.append(url)
         r = self.run(argv, stdin=stdin, timeout=timeout + 15)
-        status, version = 0, ""
+        status, version, size = 0, "", 0
         parts = r.stdout.split()
-        if len(parts) >= 2 and parts[0].isdigit():
-            status, version = int(parts[0]), parts[1]
+        if len(parts) >= 3 and parts[0].isdigit():
+            status, version, size = int(parts[0]), parts[1], int(parts[2])
         headers_out = {}
         try:
             with open(hdr_file.name, "rb") as f:
@@ -787,7 +823,7 @@ class Harness:
                 os.unlink(body_path)
             except OSError:
                 body = b""
-        return CurlResult(r.rc, status, version, headers_out, body, r.stderr, r.elapsed)
+        return CurlResult(r.rc, status, version, headers_out, body, r.stderr, r.elapsed, size)
 
     # --- roles -------------------------------------------------------------
 
@@ -899,6 +935,8 @@ class Harness:
                 traceback.print_exc(file=sys.stdout)
             if code != SKIP and h.failures:
                 h.dump_logs()
+                for n in h.outside_signal_notes():
+                    print("NOTE " + n)
                 code = 1
         finally:
             h.cleanup()

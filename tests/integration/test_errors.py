@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-# Integration: the hub's own error answers (404, 503, 502, 504, 400, 401) and that it keeps serving after them.
+# Integration: the hub's own errors (404, 503, 502, 504, 400, 401) and serving on after them.
 # SPDX-License-Identifier: MIT
 import os
 import sys

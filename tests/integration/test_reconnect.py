@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-# Integration: hub killed -9 and restarted, site killed and restarted; sites come back, sessions recorded.
+# Integration: hub killed -9 and restarted, site killed and restarted; sessions recorded.
 # SPDX-License-Identifier: MIT
 import os
 import re

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-# Integration: a slow reader of a 256 MiB body does not make the hub (or site) buffer it: RSS stays bounded.
+# Integration: slow readers of a 256 MiB body leave hub (and site) RSS bounded.
 # SPDX-License-Identifier: MIT
 import hashlib
 import os
@@ -17,6 +17,7 @@ SLOW_S = 15.0
 PAUSE_S = 5.0
 STEP = 64 * 1024
 STEP_SLEEP = 0.010  # 64 KiB per 10 ms: ~6.5 MB/s, about 100 MB in the slow phase
+H2_RATE = 20 * 1024 * 1024  # curl --limit-rate for the HTTP/2 phase: ~13 s for 256 MiB
 
 
 class Sampler(threading.Thread):
@@ -207,6 +208,29 @@ def main(h):
         growth = peak_site - base_site
         h.info("site RSS peak %d KiB (+%d KiB)" % (peak_site, growth))
         h.check(growth < LIMIT_KIB, "site RSS growth under 32 MiB (+%.1f MiB)" % (growth / 1024.0))
+
+    # HTTP/2 user whose client reads at a capped rate: the hub must hold the
+    # stream by flow control, not by buffering.
+    time.sleep(0.5)
+    base_hub = hub.proc.rss_kib()
+    base_site = site.proc.rss_kib()
+    sampler = Sampler([hub.proc, site.proc])
+    sampler.start()
+    try:
+        r = hub.proxy(SITE, "web", "/bytes/%d" % SIZE, http="2", out_file="/dev/null", timeout=90,
+                      extra=["--limit-rate", "%d" % H2_RATE])
+    finally:
+        sampler.stop_ev.set()
+        sampler.join(5)
+    h.check(r.status == 200 and r.version == "2" and r.size == SIZE,
+            "HTTP/2 rate-limited reader got all %d bytes" % SIZE, r)
+    for p, base in ((hub.proc, base_hub), (site.proc, base_site)):
+        peak = sampler.peak(p.name)
+        if peak is not None and base is not None:
+            h.info("HTTP/2 phase: %s RSS peak %d KiB (+%d KiB)" % (p.name, peak, peak - base))
+            h.check(peak - base < LIMIT_KIB, "HTTP/2 phase: %s RSS growth under 32 MiB (+%.1f MiB)"
+                    % (p.name, (peak - base) / 1024.0))
+
     h.check(hub.proc.alive() and site.proc.alive(), "hub and site still running")
     r = hub.proxy(SITE, "web", "/healthz")
     h.check(r.status == 200, "tunnel still serves afterwards", r)

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-# Integration: unknown site keys refused in the TLS handshake, one-time enrollment tokens, hub pin checked by sites.
+# Integration: unknown keys refused in the handshake, one-time tokens, hub pin checked.
 # SPDX-License-Identifier: MIT
 import os
 import re

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-# Integration: hub + one site + a local service; registry view, methods, header hygiene, HTTP/1.1 and HTTP/2.
+# Integration: hub + site + service: registry view, methods, header hygiene, HTTP/1.1 and 2.
 # SPDX-License-Identifier: MIT
 import os
 import re

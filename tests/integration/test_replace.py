@@ -1,0 +1,47 @@
+#!/usr/bin/env python3
+# Integration: a site that connects again while its old tunnel still looks alive replaces the old session.
+# SPDX-License-Identifier: MIT
+import os
+import signal
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import Harness, Site  # noqa: E402
+
+SITE = "replace-a"
+
+
+def main(h):
+    # A long ping interval: the hub must not notice the frozen agent by itself.
+    hub, site, svc = h.setup(SITE, hub_args=["--ping-interval", "60"],
+                             site_args=["--ping-interval", "60"])
+    r = hub.proxy(SITE, "web", "/healthz")
+    h.check(r.status == 200, "site serves through its first tunnel", r)
+    first = hub.site_show(SITE)["sessions"][0]
+
+    # Freeze the first agent: its TCP connection stays open and silent.
+    site.proc.signal(signal.SIGSTOP)
+    hub_mark = hub.proc.mark()
+    second = Site.__new__(Site)
+    second.h, second.name, second.hub, second.dir, second.proc = h, SITE, hub, site.dir, None
+    second.start({"web": svc.url}, extra=["--ping-interval", "60"])
+    m = hub.proc.wait_log(r"site_disconnected site=%s .*reason=\"?replaced by a newer connection"
+                          % SITE, 10, since=hub_mark, fatal=False)
+    h.check(m, "hub logs the old tunnel replaced by the newer connection")
+    r = hub.proxy(SITE, "web", "/echo?via=second")
+    h.check(r.status == 200 and (r.json() or {}).get("query") == "via=second",
+            "requests go through the new tunnel while the old agent is frozen", r)
+    sess = hub.site_show(SITE)["sessions"]
+    old = [s for s in sess if s.get("connected_at") == first.get("connected_at")
+           and s.get("remote_addr") == first.get("remote_addr")]
+    h.check(len(old) == 1 and (old[0].get("reason") or "").startswith("replaced"),
+            "the old session row is closed with reason 'replaced...'", sess)
+    h.check(not sess[0].get("disconnected_at"), "the newest session is open", sess[0])
+    online = [s for s in hub.sites().values() if s.get("online")]
+    h.check(len(online) == 1, "the site is listed once, online", online)
+    site.proc.signal(signal.SIGKILL)
+    site.proc.signal(signal.SIGCONT)
+
+
+if __name__ == "__main__":
+    Harness.main("replace", main)

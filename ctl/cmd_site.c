@@ -1,4 +1,4 @@
-/* tetherctl site commands: add, list, show. */
+/* tetherctl site commands: add, list, show, disable, enable, revoke, remove, label, token. */
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
 #include <stdio.h>
@@ -11,18 +11,53 @@
 #include "common/token.h"
 #include "table.h"
 
-/* Longest enrollment token lifetime accepted on the command line (a year);
- * the hub applies its own policy too. */
-#define TTL_MAX (366LL * 86400)
+/* Longest enrollment token lifetime the hub accepts (30 days). */
+#define TTL_MAX (30LL * 86400)
 
 /* Site names go into URL paths, so they are checked here, not only at the hub. */
 static int check_name(const char *name)
 {
-    if (token_name_valid(name))
+    return ctl_check_name("site", name);
+}
+
+/* Prints the one-time enrollment token of an answer (only it, on stdout),
+ * and a hint for a person at a terminal. */
+static int print_enroll_token(json_t *resp)
+{
+    const char *tok = ctl_jstr(resp, "enrollment_token");
+
+    if (tok == NULL || tok[0] == '\0') {
+        ctl_err("the hub's answer has no enrollment_token");
+        return CTL_EXIT_FAIL;
+    }
+    printf("%s\n", tok);
+    /* Guidance only for a person at a terminal: a script capturing the token
+     * gets nothing but the token. */
+    if (isatty(STDOUT_FILENO) && isatty(STDERR_FILENO)) {
+        char exp[32];
+
+        ctl_fmt_time(ctl_jint(resp, "expires_at"), exp, sizeof(exp));
+        fprintf(stderr,
+                "Single-use token, valid until %s. On the site, run:\n"
+                "  tether-site enroll --state DIR -   (and paste the token)\n",
+                exp);
+    }
+    return CTL_EXIT_OK;
+}
+
+/* --ttl SECONDS into req's "ttl_s". */
+static int take_ttl(const struct ctl_args *a, json_t *req)
+{
+    const char *v = ctl_opt(a, "ttl");
+    long long ttl;
+    int rc;
+
+    if (v == NULL)
         return CTL_EXIT_OK;
-    return ctl_usage_err("invalid site name \"%s\": use lower-case letters, digits and '-', "
-                         "starting with a letter or digit, at most %d characters",
-                         name, TOKEN_NAME_MAX);
+    rc = ctl_parse_count("--ttl", v, TTL_MAX, &ttl);
+    if (rc == CTL_EXIT_OK)
+        json_object_set_new(req, "ttl_s", json_integer(ttl));
+    return rc;
 }
 
 int cmd_site_add(struct ctl *c, const struct ctl_args *a)
@@ -30,7 +65,7 @@ int cmd_site_add(struct ctl *c, const struct ctl_args *a)
     json_t *req = json_object();    /* owned here */
     json_t *labels = json_object(); /* owned here until moved into req */
     json_t *resp = NULL;            /* owned here */
-    const char *name = a->pos[0], *tok;
+    const char *name = a->pos[0];
     int rc = CTL_EXIT_FAIL;
     size_t i;
 
@@ -61,20 +96,11 @@ int cmd_site_add(struct ctl *c, const struct ctl_args *a)
                 goto out;
             }
             free(key);
-        } else if (strcmp(a->opt[i].name, "ttl") == 0) {
-            char *end = NULL;
-            long long ttl;
-
-            errno = 0;
-            ttl = strtoll(v, &end, 10);
-            if (errno != 0 || end == v || *end != '\0' || ttl <= 0 || ttl > TTL_MAX) {
-                rc = ctl_usage_err("--ttl expects seconds between 1 and %lld, got \"%s\"", TTL_MAX,
-                                   v);
-                goto out;
-            }
-            json_object_set_new(req, "ttl_s", json_integer(ttl));
         }
     }
+    rc = take_ttl(a, req);
+    if (rc != CTL_EXIT_OK)
+        goto out;
     json_object_set_new(req, "name", json_string(name));
     json_object_set_new(req, "labels", labels); /* req now holds the only reference */
     labels = NULL;
@@ -86,24 +112,7 @@ int cmd_site_add(struct ctl *c, const struct ctl_args *a)
         ctl_print_json(resp);
         goto out;
     }
-    tok = ctl_jstr(resp, "enrollment_token");
-    if (tok == NULL || tok[0] == '\0') {
-        ctl_err("the hub's answer has no enrollment_token");
-        rc = CTL_EXIT_FAIL;
-        goto out;
-    }
-    printf("%s\n", tok);
-    /* Guidance only for a person at a terminal: a script capturing the token
-     * gets nothing but the token. */
-    if (isatty(STDOUT_FILENO) && isatty(STDERR_FILENO)) {
-        char exp[32];
-
-        ctl_fmt_time(ctl_jint(resp, "expires_at"), exp, sizeof(exp));
-        fprintf(stderr,
-                "Single-use token, valid until %s. On the site, run:\n"
-                "  tether-site enroll --state DIR -   (and paste the token)\n",
-                exp);
-    }
+    rc = print_enroll_token(resp);
 out:
     json_decref(labels);
     json_decref(req);
@@ -234,7 +243,7 @@ int cmd_site_show(struct ctl *c, const struct ctl_args *a)
 {
     json_t *site = NULL; /* owned here; everything below borrows from it */
     json_t *sessions;
-    char path[128], since[32], seen[32], created[32];
+    char path[128], since[32], seen[32], created[32], enrolled[32];
     char *services = NULL, *labels = NULL;
     int rc;
 
@@ -263,8 +272,10 @@ int cmd_site_show(struct ctl *c, const struct ctl_args *a)
     ctl_fmt_time(ctl_jint(site, "connected_since"), since, sizeof(since));
     ctl_fmt_time(ctl_jint(site, "last_seen"), seen, sizeof(seen));
     ctl_fmt_time(ctl_jint(site, "created_at"), created, sizeof(created));
+    ctl_fmt_time(ctl_jint(site, "enrolled_at"), enrolled, sizeof(enrolled));
     kv("name:", ctl_jstr(site, "name"));
     kv("state:", ctl_jstr(site, "state"));
+    kv("key pin:", ctl_jstr(site, "pin"));
     kv("online:", json_is_true(json_object_get(site, "online")) ? "yes" : "no");
     kv("address:", ctl_jstr(site, "remote_addr"));
     kv("connected since:", since);
@@ -273,6 +284,7 @@ int cmd_site_show(struct ctl *c, const struct ctl_args *a)
     kv("services:", services);
     kv("labels:", labels);
     kv("created:", created);
+    kv("enrolled:", enrolled);
 
     sessions = json_object_get(site, "sessions");
     if (!json_is_array(sessions) || json_array_size(sessions) == 0) {
@@ -289,5 +301,186 @@ out:
     free(services);
     free(labels);
     json_decref(site);
+    return rc;
+}
+
+/* PATCH /v1/sites/NAME with body; prints the updated site as JSON, or says
+ * what happened. */
+static int patch_site(struct ctl *c, const char *name, json_t *body, const char *done)
+{
+    json_t *resp = NULL; /* owned here */
+    char path[128];
+    int rc;
+
+    snprintf(path, sizeof(path), "/v1/sites/%s", name);
+    rc = ctl_call(c, "PATCH", path, body, &resp);
+    if (rc == CTL_EXIT_OK) {
+        if (c->json) {
+            ctl_print_json(resp);
+        } else if (done != NULL) {
+            printf("site %s %s\n", name, done);
+        } else {
+            char *labels = ctl_join_object(json_object_get(resp, "labels"), ",");
+            char *clean = table_clean(labels != NULL && labels[0] != '\0' ? labels : "(none)");
+
+            printf("site %s labels: %s\n", name, clean != NULL ? clean : "?");
+            free(clean);
+            free(labels);
+        }
+    }
+    json_decref(resp);
+    return rc;
+}
+
+static int set_state(struct ctl *c, const struct ctl_args *a, const char *state, const char *done)
+{
+    json_t *body;
+    int rc = check_name(a->pos[0]);
+
+    if (rc != CTL_EXIT_OK)
+        return rc;
+    body = json_pack("{s:s}", "state", state);
+    rc = body != NULL ? patch_site(c, a->pos[0], body, done) : CTL_EXIT_FAIL;
+    json_decref(body);
+    return rc;
+}
+
+int cmd_site_disable(struct ctl *c, const struct ctl_args *a)
+{
+    return set_state(c, a, "disabled",
+                     "disabled: its tunnel is cut and refused until 'tetherctl site enable'");
+}
+
+int cmd_site_enable(struct ctl *c, const struct ctl_args *a)
+{
+    return set_state(c, a, "active", "enabled: it may connect again");
+}
+
+int cmd_site_revoke(struct ctl *c, const struct ctl_args *a)
+{
+    json_t *resp = NULL; /* owned here */
+    char path[128];
+    int rc = check_name(a->pos[0]);
+
+    if (rc != CTL_EXIT_OK)
+        return rc;
+    snprintf(path, sizeof(path), "/v1/sites/%s/revoke", a->pos[0]);
+    rc = ctl_call(c, "POST", path, NULL, &resp);
+    if (rc == CTL_EXIT_OK) {
+        if (c->json)
+            ctl_print_json(resp);
+        else
+            printf("site %s revoked: its key is forgotten and its tunnel cut; to bring it back, "
+                   "enroll it again with a token from 'tetherctl site token %s'\n",
+                   a->pos[0], a->pos[0]);
+    }
+    json_decref(resp);
+    return rc;
+}
+
+int cmd_site_remove(struct ctl *c, const struct ctl_args *a)
+{
+    json_t *resp = NULL; /* owned here */
+    char path[128];
+    int rc = check_name(a->pos[0]);
+
+    if (rc != CTL_EXIT_OK)
+        return rc;
+    snprintf(path, sizeof(path), "/v1/sites/%s", a->pos[0]);
+    rc = ctl_call(c, "DELETE", path, NULL, &resp);
+    if (rc == CTL_EXIT_OK) {
+        if (c->json) {
+            json_t *j = json_pack("{s:s,s:b}", "name", a->pos[0], "removed", 1);
+            ctl_print_json(j);
+            json_decref(j);
+        } else {
+            printf("site %s removed\n", a->pos[0]);
+        }
+    }
+    json_decref(resp);
+    return rc;
+}
+
+/* site label NAME KEY=VALUE... KEY-...: sets and removes labels (merge). */
+int cmd_site_label(struct ctl *c, const struct ctl_args *a)
+{
+    json_t *labels = json_object(); /* owned here until moved */
+    json_t *body = NULL;            /* owned here */
+    int rc = check_name(a->pos[0]);
+    size_t i;
+
+    if (rc != CTL_EXIT_OK)
+        goto out;
+    if (labels == NULL) {
+        ctl_err("out of memory");
+        rc = CTL_EXIT_FAIL;
+        goto out;
+    }
+    if (a->npos < 2) {
+        rc = ctl_usage_err("give at least one KEY=VALUE (set) or KEY- (remove)");
+        goto out;
+    }
+    for (i = 1; i < a->npos; i++) {
+        const char *v = a->pos[i], *eq = strchr(v, '=');
+        size_t n = strlen(v);
+        char *key;
+        json_t *val;
+
+        if (eq == NULL && n > 1 && v[n - 1] == '-') {
+            key = strndup(v, n - 1);
+            val = json_null();
+        } else if (eq != NULL && eq != v) {
+            key = strndup(v, (size_t)(eq - v));
+            val = json_string(eq + 1); /* NULL if not UTF-8 */
+        } else {
+            rc = ctl_usage_err("\"%s\": expected KEY=VALUE or KEY-", v);
+            goto out;
+        }
+        if (key == NULL || val == NULL || json_object_set_new(labels, key, val) != 0) {
+            free(key);
+            rc = ctl_usage_err("\"%s\" is not valid UTF-8 text", v);
+            goto out;
+        }
+        free(key);
+    }
+    body = json_pack("{s:o}", "labels", labels);
+    labels = NULL;
+    rc = body != NULL ? patch_site(c, a->pos[0], body, NULL) : CTL_EXIT_FAIL;
+out:
+    json_decref(labels);
+    json_decref(body);
+    return rc;
+}
+
+/* site token NAME [--ttl S]: a new one-time enrollment token for an existing
+ * site (lost token, revoked site, new machine); earlier unused ones stop
+ * working. */
+int cmd_site_token(struct ctl *c, const struct ctl_args *a)
+{
+    json_t *req = json_object(), *resp = NULL; /* owned here */
+    char path[128];
+    int rc = check_name(a->pos[0]);
+
+    if (rc != CTL_EXIT_OK)
+        goto out;
+    if (req == NULL) {
+        ctl_err("out of memory");
+        rc = CTL_EXIT_FAIL;
+        goto out;
+    }
+    rc = take_ttl(a, req);
+    if (rc != CTL_EXIT_OK)
+        goto out;
+    snprintf(path, sizeof(path), "/v1/sites/%s/enroll", a->pos[0]);
+    rc = ctl_call(c, "POST", path, req, &resp);
+    if (rc != CTL_EXIT_OK)
+        goto out;
+    if (c->json)
+        ctl_print_json(resp);
+    else
+        rc = print_enroll_token(resp);
+out:
+    json_decref(req);
+    json_decref(resp);
     return rc;
 }

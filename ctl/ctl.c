@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "common/crypto.h"
+#include "common/token.h"
 #include "table.h"
 
 void ctl_err(const char *fmt, ...)
@@ -187,13 +188,26 @@ int ctl_call(struct ctl *c, const char *method, const char *path, json_t *body, 
     if (httpc_request(&c->target, method, path, c->bearer, text != NULL ? "application/json" : NULL,
                       text, text != NULL ? strlen(text) : 0, &r, err, sizeof(err)) != 0) {
         ctl_err("%s", err[0] != '\0' ? err : "request failed");
+        rc = CTL_EXIT_NETWORK;
         goto out;
     }
     if (r.status < 200 || r.status > 299) {
         report_hub_error(&r);
+        if (r.status == 404)
+            rc = CTL_EXIT_NOT_FOUND;
+        else if (r.status == 401 || r.status == 403)
+            rc = CTL_EXIT_DENIED;
+        else if (r.status == 409)
+            rc = CTL_EXIT_CONFLICT;
         goto out;
     }
-    if (out != NULL) {
+    if (out != NULL && r.body_len == 0) {
+        *out = json_object(); /* 204 No Content */
+        if (*out == NULL) {
+            ctl_err("out of memory");
+            goto out;
+        }
+    } else if (out != NULL) {
         *out = json_loadb(r.body, r.body_len, JSON_REJECT_DUPLICATES, &jerr);
         if (*out == NULL) {
             ctl_err("the hub's answer is not valid JSON (HTTP %d): %s", r.status, jerr.text);
@@ -330,4 +344,37 @@ char *ctl_join_object(json_t *obj, const char *sep)
         return NULL;
     }
     return s;
+}
+
+int ctl_check_name(const char *what, const char *name)
+{
+    if (token_name_valid(name))
+        return CTL_EXIT_OK;
+    return ctl_usage_err("invalid %s name \"%s\": use lower-case letters, digits and '-', "
+                         "starting with a letter or digit, at most %d characters",
+                         what, name, TOKEN_NAME_MAX);
+}
+
+int ctl_parse_count(const char *opt, const char *v, long long max, long long *out)
+{
+    char *end = NULL;
+    long long n;
+
+    errno = 0;
+    n = strtoll(v, &end, 10);
+    if (errno != 0 || end == v || *end != '\0' || n < 1 || n > max)
+        return ctl_usage_err("%s expects a whole number from 1 to %lld, got \"%s\"", opt, max, v);
+    *out = n;
+    return CTL_EXIT_OK;
+}
+
+const char *ctl_opt(const struct ctl_args *a, const char *name)
+{
+    const char *v = NULL;
+    size_t i;
+
+    for (i = 0; i < a->nopt; i++)
+        if (strcmp(a->opt[i].name, name) == 0)
+            v = a->opt[i].value != NULL ? a->opt[i].value : "";
+    return v;
 }

@@ -11,10 +11,14 @@
 #include "common/config.h"
 #include "common/httpc.h"
 
-/* Exit codes (docs/tetherctl.md). */
-#define CTL_EXIT_OK    0
-#define CTL_EXIT_FAIL  1 /* the hub refused, the network failed, bad configuration */
-#define CTL_EXIT_USAGE 2 /* the command line cannot be understood */
+/* Exit codes (docs/tetherctl.md). Scripts may rely on them. */
+#define CTL_EXIT_OK        0
+#define CTL_EXIT_FAIL      1 /* any other failure: bad configuration, hub error, bad answer */
+#define CTL_EXIT_USAGE     2 /* the command line cannot be understood */
+#define CTL_EXIT_NOT_FOUND 3 /* HTTP 404: no such site, token, enrollment token or query */
+#define CTL_EXIT_DENIED    4 /* HTTP 401 or 403: the token is bad or may not do this */
+#define CTL_EXIT_CONFLICT  5 /* HTTP 409: name taken, already revoked or used, wrong state */
+#define CTL_EXIT_NETWORK   6 /* the hub could not be reached: DNS, TCP, TLS or pin mismatch */
 
 /* Global state of one run. The option strings point into argv. */
 struct ctl {
@@ -59,11 +63,24 @@ int ctl_connect(struct ctl *c);
 void ctl_free(struct ctl *c);
 
 /* One API call: body (borrowed, may be NULL) is sent as JSON. On a 2xx
- * answer, if out is non-NULL, *out receives the parsed JSON body: a new
- * reference the caller must json_decref(). A hub error prints
- * "tetherctl: DETAIL (HTTP STATUS)"; a network or TLS failure prints
- * httpc's reason. Returns CTL_EXIT_OK or the exit code to use. */
+ * answer, if out is non-NULL, *out receives the parsed JSON body (an empty
+ * object for an empty body): a new reference the caller must json_decref().
+ * A hub error prints "tetherctl: DETAIL (HTTP STATUS)"; a network or TLS
+ * failure prints httpc's reason. Returns CTL_EXIT_OK or the exit code to
+ * use (CTL_EXIT_NOT_FOUND, _DENIED, _CONFLICT, _NETWORK or _FAIL). */
 int ctl_call(struct ctl *c, const char *method, const char *path, json_t *body, json_t **out);
+
+/* Checks a site or token name before it goes into a URL path; prints a
+ * usage error naming `what` and returns CTL_EXIT_USAGE when it is bad. */
+int ctl_check_name(const char *what, const char *name);
+
+/* Parses a positive decimal integer no larger than max into *out; prints a
+ * usage error naming opt and returns CTL_EXIT_USAGE when it is not one. */
+int ctl_parse_count(const char *opt, const char *v, long long max, long long *out);
+
+/* The value of the command's option `name` (last one wins), or NULL; for an
+ * option without a value, "" when present. */
+const char *ctl_opt(const struct ctl_args *a, const char *name);
 
 /* Writes j as indented JSON and a newline on stdout. */
 void ctl_print_json(json_t *j);

@@ -34,6 +34,14 @@ struct command {
 static int cmd_help(struct ctl *c, const struct ctl_args *a);
 
 static const struct optspec site_add_opts[] = {{"label", 1}, {"ttl", 1}, {NULL, 0}};
+static const struct optspec ttl_opts[] = {{"ttl", 1}, {NULL, 0}};
+static const struct optspec token_create_opts[] = {
+    {"role", 1}, {"sites", 1}, {"ttl", 1}, {NULL, 0}};
+static const struct optspec enroll_list_opts[] = {{"site", 1}, {"all", 0}, {NULL, 0}};
+static const struct optspec audit_opts[] = {{"limit", 1}, {"before", 1}, {NULL, 0}};
+static const struct optspec query_opts[] = {
+    {"service", 1}, {"sites", 1},   {"method", 1}, {"path", 1}, {"data", 1},
+    {"header", 1},  {"timeout", 1}, {"ttl", 1},    {"wait", 0}, {NULL, 0}};
 
 static const struct command commands[] = {
     {"site add", "NAME [--label K=V]... [--ttl SECONDS]",
@@ -41,6 +49,33 @@ static const struct command commands[] = {
      cmd_site_add},
     {"site list", "", "list the sites with their state and connection", 0, 0, NULL, cmd_site_list},
     {"site show", "NAME", "show one site and its recent sessions", 1, 1, NULL, cmd_site_show},
+    {"site disable", "NAME", "refuse the site's tunnel (cut now) until enabled", 1, 1, NULL,
+     cmd_site_disable},
+    {"site enable", "NAME", "let a disabled site connect again", 1, 1, NULL, cmd_site_enable},
+    {"site revoke", "NAME", "forget the site's key and cut its tunnel; it must enroll again", 1, 1,
+     NULL, cmd_site_revoke},
+    {"site remove", "NAME", "delete the site and its history (cuts its tunnel)", 1, 1, NULL,
+     cmd_site_remove},
+    {"site label", "NAME KEY=VALUE|KEY-...", "set (KEY=VALUE) or remove (KEY-) labels", 2,
+     CTL_MAX_POS, NULL, cmd_site_label},
+    {"site token", "NAME [--ttl SECONDS]",
+     "new one-time enrollment token for a site (earlier unused ones stop working)", 1, 1, ttl_opts,
+     cmd_site_token},
+    {"token create", "NAME --role admin|user [--sites NAME,NAME|label=K=V|*] [--ttl SECONDS]",
+     "make an API token; prints only the token", 1, 1, token_create_opts, cmd_token_create},
+    {"token list", "", "list API tokens (never the tokens themselves)", 0, 0, NULL, cmd_token_list},
+    {"token revoke", "NAME", "revoke an API token at once", 1, 1, NULL, cmd_token_revoke},
+    {"enroll list", "[--site NAME] [--all]",
+     "list unused enrollment tokens (--all: also used, expired, cancelled)", 0, 0, enroll_list_opts,
+     cmd_enroll_list},
+    {"enroll cancel", "ID", "cancel an unused enrollment token", 1, 1, NULL, cmd_enroll_cancel},
+    {"audit", "[--limit N] [--before ID]", "the audit log, newest first", 0, 0, audit_opts,
+     cmd_audit},
+    {"query",
+     "--service S [--sites all|NAME,NAME|label=K=V] [--method M] [--path P] [--data @FILE|-|TEXT] "
+     "[--header 'K: V']... [--timeout S] [--ttl S] [--wait]",
+     "ask many sites one question; prints the query id, or with --wait each site's result", 0, 0,
+     query_opts, cmd_query},
     {"help", "", "show this help", 0, CTL_MAX_POS, NULL, cmd_help},
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
@@ -69,7 +104,7 @@ static void usage(FILE *f)
 
     fprintf(f, "Usage: tetherctl [OPTIONS] COMMAND [ARGUMENTS]\n\nCommands:\n");
     for (i = 0; i < N_COMMANDS; i++) {
-        char left[128];
+        char left[256];
 
         snprintf(left, sizeof(left), "%s%s%s", commands[i].words,
                  commands[i].synopsis[0] != '\0' ? " " : "", commands[i].synopsis);
@@ -89,7 +124,9 @@ static void usage(FILE *f)
     fprintf(
         f, "\nThe configuration file holds \"hub = https://HOST:PORT\", \"hub_pin = sha256//...\"\n"
            "and \"token = tth_...\"; tether-hub init writes a ready one.\n"
-           "Exit status: 0 success, 1 failure (hub, network or configuration), 2 usage error.\n");
+           "Exit status: 0 success, 1 failure, 2 usage error, 3 not found, 4 not allowed\n"
+           "(bad token or role), 5 conflict (taken, already done, wrong state), 6 hub\n"
+           "unreachable (network, TLS or key pin).\n");
 }
 
 static int cmd_help(struct ctl *c, const struct ctl_args *a)

@@ -1,9 +1,12 @@
-/* The hub's HTTP API router: health, sites, enrollment, and the hand-off of proxied requests. */
+/* The hub's HTTP API router: health, sites, tokens, enrollment, audit, and the hand-off of proxied
+ * requests. */
 /* SPDX-License-Identifier: MIT */
 #include "api.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <jansson.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,11 +19,44 @@
 #include "query.h"
 #include "tunnel.h"
 
+/* How far a rotation proof's timestamp may be from the hub's clock. */
+#define ROTATE_SKEW_S 300
+/* Certificates and signatures in a rotation request (DER, base64 text). */
+#define ROTATE_CERT_MAX 4096
+#define ROTATE_SIG_MAX  256
+/* Enrollment token lifetime bounds (seconds). */
+#define ENROLL_TTL_MAX (30 * 86400)
+/* API token lifetime bounds (seconds): ten years. */
+#define TOKEN_TTL_MAX (3650LL * 86400)
+/* Sites named in one token's scope. */
+#define SCOPE_NAMES_MAX     1000
+#define AUDIT_LIMIT_DEFAULT 100
+#define AUDIT_LIMIT_MAX     1000
+
+/* State-changing API requests. Each one ends in conclude(), which writes its
+ * single audit row and answers. */
 enum route {
-    R_SITES_CREATE,
+    R_SITE_CREATE,
     R_SITE_PATCH,
+    R_SITE_REMOVE,
+    R_SITE_REVOKE,
+    R_SITE_ENROLL,
+    R_SITE_ROTATE,
     R_ENROLL,
-    R_TOKENS_CREATE,
+    R_TOKEN_CREATE,
+    R_TOKEN_REVOKE,
+    R_ENROLLMENT_CANCEL,
+};
+
+/* What a state-changing request did: enough to answer it and to audit it. */
+struct outcome {
+    const char *action; /* static */
+    char actor[TOKEN_NAME_MAX + 8];
+    char target[160];
+    int status;
+    const char *code; /* error code when status >= 400; static */
+    json_t *body;     /* answer when status < 400; owned; NULL = no body */
+    char detail[512]; /* the error's detail, or what the audit row adds on success */
 };
 
 /* A JSON API request whose body is read whole (bounded) before it runs. */
@@ -28,21 +64,47 @@ struct areq {
     struct hub *h;
     enum route route;
     struct api_auth auth;
-    char name[TOKEN_NAME_MAX + 1];
+    char name[TOKEN_NAME_MAX + 1]; /* site or token name from the path */
+    int64_t id;                    /* enrollment id from the path */
+    char remote[64];
     struct buf body;
     int too_large;
+};
+
+typedef void (*route_fn)(struct areq *q, json_t *body, struct outcome *o);
+
+static void site_create(struct areq *q, json_t *body, struct outcome *o);
+static void site_patch(struct areq *q, json_t *body, struct outcome *o);
+static void site_remove(struct areq *q, json_t *body, struct outcome *o);
+static void site_revoke(struct areq *q, json_t *body, struct outcome *o);
+static void site_enroll_token(struct areq *q, json_t *body, struct outcome *o);
+static void site_rotate(struct areq *q, json_t *body, struct outcome *o);
+static void enroll(struct areq *q, json_t *body, struct outcome *o);
+static void token_create(struct areq *q, json_t *body, struct outcome *o);
+static void token_revoke(struct areq *q, json_t *body, struct outcome *o);
+static void enrollment_cancel(struct areq *q, json_t *body, struct outcome *o);
+
+static const struct {
+    const char *action;
+    int admin; /* 0: no bearer at all (the body proves who it is) */
+    route_fn run;
+} routes[] = {
+    [R_SITE_CREATE] = {"site.add", 1, site_create},
+    [R_SITE_PATCH] = {"site.update", 1, site_patch},
+    [R_SITE_REMOVE] = {"site.remove", 1, site_remove},
+    [R_SITE_REVOKE] = {"site.revoke", 1, site_revoke},
+    [R_SITE_ENROLL] = {"site.token", 1, site_enroll_token},
+    [R_SITE_ROTATE] = {"site.rotate", 0, site_rotate},
+    [R_ENROLL] = {"site.enroll", 0, enroll},
+    [R_TOKEN_CREATE] = {"token.create", 1, token_create},
+    [R_TOKEN_REVOKE] = {"token.revoke", 1, token_revoke},
+    [R_ENROLLMENT_CANCEL] = {"enroll.cancel", 1, enrollment_cancel},
 };
 
 static void auth_clear(struct api_auth *a)
 {
     free(a->scope_json);
     a->scope_json = NULL;
-}
-
-static void audit(struct hub *h, const struct api_auth *a, const struct ureq *r, const char *action,
-                  const char *target, const char *result, const char *detail)
-{
-    registry_audit(h->reg, hub_now(), a ? a->name : "-", r->remote, action, target, result, detail);
 }
 
 static void respond_json(struct ureq *r, int status, json_t *o)
@@ -58,13 +120,170 @@ static void respond_json(struct ureq *r, int status, json_t *o)
     free(txt);
 }
 
+/* --- outcomes --- */
+
+static void fail(struct outcome *o, int status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void fail(struct outcome *o, int status, const char *code, const char *fmt, ...)
+{
+    va_list ap;
+
+    o->status = status;
+    o->code = code;
+    json_decref(o->body);
+    o->body = NULL;
+    va_start(ap, fmt);
+    vsnprintf(o->detail, sizeof(o->detail), fmt, ap);
+    va_end(ap);
+}
+
+/* Takes body's reference (NULL: answer without a body). */
+static void succeed(struct outcome *o, int status, json_t *body)
+{
+    o->status = status;
+    o->code = NULL;
+    json_decref(o->body);
+    o->body = body;
+}
+
+static const char *code_for(int status)
+{
+    switch (status) {
+    case 400:
+        return "bad_request";
+    case 401:
+        return "unauthorized";
+    case 403:
+        return "forbidden";
+    case 404:
+        return "not_found";
+    case 409:
+        return "name_taken";
+    case 413:
+        return "too_large";
+    default:
+        return "internal";
+    }
+}
+
+/* The one place where a state-changing request is audited and answered.
+ * Audit first: answering may free r. */
+static void conclude(struct hub *h, struct ureq *r, struct outcome *o)
+{
+    const char *result = o->status < 400 ? "ok" : (o->code ? o->code : code_for(o->status));
+    int rc;
+
+    if (o->status < 400)
+        h->gen++; /* tokens or sites may have changed: drop cached reads */
+    rc = registry_audit(h->reg, hub_now(), o->actor[0] ? o->actor : "-", r->remote, o->action,
+                        o->target, result, o->detail);
+    if (rc != 0)
+        log_event(LOG_ERROR, "audit_failed", "action=%s target=%s err=%d", o->action,
+                  log_q(o->target), rc);
+    if (o->status >= 400) {
+        ureq_error(r, o->status, o->code ? o->code : code_for(o->status), o->detail);
+    } else if (o->body != NULL) {
+        respond_json(r, o->status, o->body);
+        o->body = NULL;
+    } else {
+        ureq_respond(r, o->status, NULL, "", 0);
+    }
+    json_decref(o->body);
+    o->body = NULL;
+}
+
+static void outcome_init(struct outcome *o, enum route route, const struct api_auth *a,
+                         const char *target)
+{
+    memset(o, 0, sizeof(*o));
+    o->action = routes[route].action;
+    o->status = 500;
+    o->code = "internal";
+    snprintf(o->detail, sizeof(o->detail), "not handled");
+    if (a != NULL && a->name[0] != '\0')
+        snprintf(o->actor, sizeof(o->actor), "%s", a->name);
+    snprintf(o->target, sizeof(o->target), "%s", target ? target : "");
+}
+
 /* --- authentication and scope --- */
+
+/* Read caches for the per-request checks. Every request still checks its
+ * token and site; a cached answer is used only while no state change has
+ * happened since it was read (h->gen), and a token's expiry is compared with
+ * the clock each time. They keep SQLite, and its file locks, off the path of
+ * proxied requests. Direct-mapped: a collision just means a registry read. */
+#define AUTH_CACHE 256
+#define SITE_CACHE 1024
+
+struct auth_entry {
+    uint64_t gen; /* 0 = empty */
+    char hash[65];
+    int64_t expires_at;
+    struct api_auth a; /* a.scope_json owned by the entry */
+};
+static struct auth_entry auth_cache[AUTH_CACHE];
+
+struct site_entry {
+    uint64_t gen;
+    struct reg_site s; /* labels_json, services_json owned by the entry */
+};
+static struct site_entry site_cache[SITE_CACHE];
+
+static unsigned str_slot(const char *s, unsigned n)
+{
+    uint32_t x = 2166136261u;
+    for (; *s; s++)
+        x = (x ^ (uint8_t)*s) * 16777619u;
+    return x % n;
+}
+
+static int auth_copy(struct api_auth *dst, const struct api_auth *src)
+{
+    *dst = *src;
+    dst->scope_json = NULL;
+    if (src->scope_json != NULL && (dst->scope_json = strdup(src->scope_json)) == NULL)
+        return -ENOMEM;
+    return 0;
+}
+
+static int site_copy(struct reg_site *dst, const struct reg_site *src)
+{
+    *dst = *src;
+    dst->labels_json = src->labels_json ? strdup(src->labels_json) : NULL;
+    dst->services_json = src->services_json ? strdup(src->services_json) : NULL;
+    if ((src->labels_json && !dst->labels_json) || (src->services_json && !dst->services_json)) {
+        registry_site_clear(dst);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+/* registry_site_get through the cache (h->gen + 1 so that 0 means empty). */
+static int cached_site_get(struct hub *h, const char *name, struct reg_site *out)
+{
+    struct site_entry *e = &site_cache[str_slot(name, SITE_CACHE)];
+    int rc;
+
+    if (e->gen == h->gen + 1 && strcmp(e->s.name, name) == 0)
+        return site_copy(out, &e->s);
+    rc = registry_site_get(h->reg, name, out);
+    if (rc != 0)
+        return rc;
+    registry_site_clear(&e->s);
+    e->gen = 0;
+    if (site_copy(&e->s, out) == 0)
+        e->gen = h->gen + 1;
+    return 0;
+}
 
 static int authenticate(struct hub *h, struct ureq *r, struct api_auth *a)
 {
     const char *v = ureq_header(r, "authorization");
     struct reg_apitoken t;
+    struct auth_entry *e;
     char hash[65];
+    int64_t now = hub_now();
 
     memset(a, 0, sizeof(*a));
     if (v == NULL || strncasecmp(v, "Bearer ", 7) != 0)
@@ -74,16 +293,42 @@ static int authenticate(struct hub *h, struct ureq *r, struct api_auth *a)
         v++;
     if (strlen(v) > 256 || token_hash_hex(v, strlen(v), hash) != 0)
         return -EACCES;
+    e = &auth_cache[str_slot(hash, AUTH_CACHE)];
+    if (e->gen == h->gen + 1 && strcmp(e->hash, hash) == 0 &&
+        (e->expires_at == 0 || e->expires_at > now))
+        return auth_copy(a, &e->a) == 0 ? 0 : -EACCES;
     memset(&t, 0, sizeof(t));
-    if (registry_apitoken_lookup(h->reg, hash, hub_now(), &t) != 0)
+    /* Every request looks its token up: a revoke or an expiry takes effect on
+     * the next request, not on the next connection. */
+    if (registry_apitoken_lookup(h->reg, hash, now, &t) != 0)
         return -EACCES;
     a->token_id = t.id;
     snprintf(a->name, sizeof(a->name), "%s", t.name);
     a->admin = strcmp(t.role, "admin") == 0;
     a->scope_json = t.scope_json;
     t.scope_json = NULL;
+    free(e->a.scope_json);
+    memset(e, 0, sizeof(*e));
+    if (auth_copy(&e->a, a) == 0) {
+        snprintf(e->hash, sizeof(e->hash), "%s", hash);
+        e->expires_at = t.expires_at;
+        e->gen = h->gen + 1;
+    }
     registry_apitoken_clear(&t);
     return 0;
+}
+
+/* Frees the caches (at exit, so leak checkers see a clean heap). */
+void api_shutdown(void)
+{
+    for (size_t i = 0; i < AUTH_CACHE; i++) {
+        free(auth_cache[i].a.scope_json);
+        memset(&auth_cache[i], 0, sizeof(auth_cache[i]));
+    }
+    for (size_t i = 0; i < SITE_CACHE; i++) {
+        registry_site_clear(&site_cache[i].s);
+        memset(&site_cache[i], 0, sizeof(site_cache[i]));
+    }
 }
 
 int api_site_allowed(const struct api_auth *a, const struct reg_site *s)
@@ -105,7 +350,10 @@ int api_site_allowed(const struct api_auth *a, const struct reg_site *s)
             if (json_is_string(v) && strcmp(json_string_value(v), s->name) == 0)
                 ok = 1;
         }
-    } else if (json_is_object(scope) && json_is_object(labels = json_object_get(scope, "labels"))) {
+    } else if (json_is_object(scope) && json_is_object(labels = json_object_get(scope, "labels")) &&
+               json_object_size(labels) > 0) {
+        /* An empty selector would match every site: never from token_create,
+         * and refused here too in case a row was written by hand. */
         ok = 1;
         json_object_foreach(labels, k, v)
         {
@@ -118,6 +366,159 @@ int api_site_allowed(const struct api_auth *a, const struct reg_site *s)
     json_decref(scope);
     json_decref(site_labels);
     return ok;
+}
+
+/* Loads a site the token may use. A scoped token gets 403 for any site
+ * outside its scope, whether it exists or not: it learns nothing about sites
+ * it may not see. Returns 0, or fills o's error and returns -1. */
+static int find_site_in(struct hub *h, const struct api_auth *a, const char *name,
+                        struct reg_site *s, struct outcome *o, int cached)
+{
+    int rc;
+
+    memset(s, 0, sizeof(*s));
+    rc = cached ? cached_site_get(h, name, s) : registry_site_get(h->reg, name, s);
+    if (rc == 0 && api_site_allowed(a, s))
+        return 0;
+    registry_site_clear(s);
+    if (rc != 0 && rc != -ENOENT)
+        fail(o, 500, "internal", "registry read failed");
+    else if (a != NULL && !a->admin && a->scope_json != NULL)
+        fail(o, 403, "forbidden", "this token may not use that site");
+    else
+        fail(o, 404, "not_found", "no such site");
+    return -1;
+}
+
+static int find_site(struct hub *h, const struct api_auth *a, const char *name, struct reg_site *s,
+                     struct outcome *o)
+{
+    return find_site_in(h, a, name, s, o, 0);
+}
+
+/* For the request path (proxy, queries): may answer from the read cache. */
+static int find_site_cached(struct hub *h, const struct api_auth *a, const char *name,
+                            struct reg_site *s, struct outcome *o)
+{
+    return find_site_in(h, a, name, s, o, 1);
+}
+
+static void cut_tunnel(struct hub *h, int64_t site_id, const char *why)
+{
+    struct tunnel *t = hub_tunnel_find(h, site_id);
+    if (t != NULL) {
+        hub_tunnel_del(h, t);
+        tunnel_kill(t, why);
+    }
+}
+
+/* --- request details --- */
+
+/* Copies the value of key from the target's query string (no decoding:
+ * only plain numbers and names are read this way). 1 found, 0 not. */
+static int qparam(const char *target, const char *key, char *out, size_t cap)
+{
+    const char *p = strchr(target, '?');
+    size_t kl = strlen(key);
+
+    while (p != NULL && *p != '\0') {
+        size_t n;
+
+        p++;
+        n = strcspn(p, "&");
+        if (n > kl && strncmp(p, key, kl) == 0 && p[kl] == '=') {
+            if (n - kl - 1 >= cap)
+                return 0;
+            memcpy(out, p + kl + 1, n - kl - 1);
+            out[n - kl - 1] = '\0';
+            return 1;
+        }
+        if (n == kl && strncmp(p, key, kl) == 0) {
+            if (cap > 0)
+                out[0] = '\0';
+            return 1;
+        }
+        p = p[n] != '\0' ? p + n : NULL;
+    }
+    return 0;
+}
+
+/* Parses a non-negative decimal integer; -1 if not one. */
+static int64_t parse_nonneg(const char *s)
+{
+    int64_t v = 0;
+
+    if (*s == '\0' || strlen(s) > 18)
+        return -1;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9')
+            return -1;
+        v = v * 10 + (*s - '0');
+    }
+    return v;
+}
+
+/* Label keys look like identifiers; values are short text without control
+ * characters or ',' (which separates pairs on the command line). */
+static int label_key_ok(const char *k)
+{
+    size_t n = strlen(k);
+
+    if (n == 0 || n > 63)
+        return 0;
+    return strspn(k, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._/-") == n;
+}
+
+static int label_value_ok(const char *v)
+{
+    size_t n = strlen(v);
+
+    if (n > 255)
+        return 0;
+    for (const unsigned char *p = (const unsigned char *)v; *p; p++)
+        if (*p < 0x20 || *p == 0x7f || *p == ',')
+            return 0;
+    return 1;
+}
+
+#define LABEL_RULES                                                                                \
+    "label keys are 1-63 of A-Z a-z 0-9 . _ / -, values at most 255 bytes without ',' or "         \
+    "control characters"
+
+/* ttl_s from a body: absent -> def; else an integer in [1, max]. */
+static int body_ttl(json_t *body, int64_t def, int64_t max, int64_t *out)
+{
+    json_t *j = json_object_get(body, "ttl_s");
+
+    *out = def;
+    if (j == NULL || json_is_null(j))
+        return 0;
+    if (!json_is_integer(j) || json_integer_value(j) < 1 || json_integer_value(j) > max)
+        return -EINVAL;
+    *out = json_integer_value(j);
+    return 0;
+}
+
+/* 1 if every key of body is in the NULL-terminated list. */
+static int only_keys(json_t *body, const char *const *keys, const char **bad)
+{
+    const char *k;
+    json_t *v;
+
+    json_object_foreach(body, k, v)
+    {
+        size_t i;
+        int known = 0;
+
+        for (i = 0; keys[i] != NULL; i++)
+            if (strcmp(keys[i], k) == 0)
+                known = 1;
+        if (!known) {
+            *bad = k;
+            return 0;
+        }
+    }
+    return 1;
 }
 
 /* --- sites --- */
@@ -136,14 +537,16 @@ static json_t *site_json(struct hub *h, const struct reg_site *s)
         services = json_loads(s->services_json ? s->services_json : "[]", 0, NULL);
     }
     /* json_pack "o" steals the labels and services references. */
-    return json_pack(
-        "{s:s,s:s,s:b,s:o,s:o,s:s?,s:s,s:o,s:o,s:I}", "name", s->name, "state", s->state, "online",
-        t != NULL, "connected_since", t ? json_integer(t->connected_since) : json_null(),
-        "last_seen", last_seen ? json_integer(last_seen) : json_null(), "remote_addr",
-        t ? t->conn->peer : (s->remote_addr[0] ? s->remote_addr : NULL), "agent_version",
-        t && t->agent_version[0] ? t->agent_version : s->agent_version, "services",
-        services ? services : json_array(), "labels", labels ? labels : json_object(), "created_at",
-        (json_int_t)s->created_at);
+    return json_pack("{s:s,s:s,s:s?,s:b,s:o,s:o,s:s?,s:s,s:o,s:o,s:I,s:o}", "name", s->name,
+                     "state", s->state, "pin", s->pin[0] ? s->pin : NULL, "online", t != NULL,
+                     "connected_since", t ? json_integer(t->connected_since) : json_null(),
+                     "last_seen", last_seen ? json_integer(last_seen) : json_null(), "remote_addr",
+                     t ? t->conn->peer : (s->remote_addr[0] ? s->remote_addr : NULL),
+                     "agent_version",
+                     t && t->agent_version[0] ? t->agent_version : s->agent_version, "services",
+                     services ? services : json_array(), "labels", labels ? labels : json_object(),
+                     "created_at", (json_int_t)s->created_at, "enrolled_at",
+                     s->enrolled_at ? json_integer(s->enrolled_at) : json_null());
 }
 
 struct list_ctx {
@@ -172,309 +575,829 @@ static void sites_list(struct hub *h, struct ureq *r, const struct api_auth *a)
     respond_json(r, 200, json_pack("{s:o}", "sites", arr));
 }
 
+struct session_ctx {
+    struct hub *h;
+    struct tunnel *t; /* the live tunnel, if any */
+    json_t *arr;      /* borrowed */
+};
+
 static int session_cb(const struct reg_session *s, void *arg)
 {
-    json_array_append_new(
-        arg, json_pack("{s:I,s:o,s:s,s:s,s:I,s:I,s:s}", "connected_at", (json_int_t)s->connected_at,
-                       "disconnected_at",
-                       s->disconnected_at ? json_integer(s->disconnected_at) : json_null(),
-                       "remote_addr", s->remote_addr, "reason", s->reason, "bytes_in",
-                       (json_int_t)s->bytes_in, "bytes_out", (json_int_t)s->bytes_out,
-                       "agent_version", s->agent_version));
-    return 0;
-}
+    struct session_ctx *sc = arg;
+    int64_t in = s->bytes_in, out = s->bytes_out, end = s->disconnected_at;
+    int live = end == 0 && sc->t != NULL && sc->t->session_id == s->id && sc->t->conn != NULL;
 
-static int load_site(struct hub *h, struct ureq *r, const struct api_auth *a, const char *name,
-                     struct reg_site *s)
-{
-    int rc;
-    memset(s, 0, sizeof(*s));
-    rc = registry_site_get(h->reg, name, s);
-    if (rc == -ENOENT || (rc == 0 && !api_site_allowed(a, s))) {
-        /* A token that may not see a site learns nothing about it. */
-        if (rc == 0 && !a->admin)
-            ureq_error(r, 403, "forbidden", "this token may not use that site");
-        else
-            ureq_error(r, 404, "not_found", "no such site");
-        registry_site_clear(s);
-        return -ENOENT;
+    /* The open session's counters live in the connection until it closes. */
+    if (live) {
+        in = (int64_t)sc->t->conn->bytes_in;
+        out = (int64_t)sc->t->conn->bytes_out;
     }
-    if (rc != 0) {
-        ureq_error(r, 500, "internal", "registry read failed");
-        return rc;
-    }
+    json_array_append_new(sc->arr,
+                          json_pack("{s:I,s:o,s:I,s:s,s:s,s:I,s:I,s:s,s:b}", "connected_at",
+                                    (json_int_t)s->connected_at, "disconnected_at",
+                                    end ? json_integer(end) : json_null(), "duration_s",
+                                    (json_int_t)((end ? end : hub_now()) - s->connected_at),
+                                    "remote_addr", s->remote_addr, "reason", s->reason, "bytes_in",
+                                    (json_int_t)in, "bytes_out", (json_int_t)out, "agent_version",
+                                    s->agent_version, "live", live));
     return 0;
 }
 
 static void site_show(struct hub *h, struct ureq *r, const struct api_auth *a, const char *name)
 {
+    struct session_ctx sc;
+    struct outcome o;
     struct reg_site s;
-    json_t *o, *sess;
+    json_t *obj;
 
-    if (load_site(h, r, a, name, &s) != 0)
+    memset(&o, 0, sizeof(o));
+    if (find_site(h, a, name, &s, &o) != 0) {
+        ureq_error(r, o.status, o.code, o.detail);
         return;
-    o = site_json(h, &s);
-    sess = json_array();
-    registry_session_list(h->reg, s.id, 20, session_cb, sess);
-    json_object_set_new(o, "sessions", sess);
+    }
+    obj = site_json(h, &s);
+    sc.h = h;
+    sc.t = hub_tunnel_find(h, s.id);
+    sc.arr = json_array();
+    registry_session_list(h->reg, s.id, 20, session_cb, &sc);
+    json_object_set_new(obj, "sessions", sc.arr);
     registry_site_clear(&s);
-    respond_json(r, 200, o);
+    respond_json(r, 200, obj);
 }
 
-static void site_create(struct areq *q, struct ureq *r, json_t *body)
+/* Makes an enrollment token for an existing site and stores its hash;
+ * reissue cancels the site's unused ones first. */
+static int make_enroll_token(struct hub *h, const char *name, int64_t ttl, int reissue,
+                             char tok[TOKEN_ENCODED_MAX], int64_t *expires_at, int64_t *id)
 {
-    struct hub *h = q->h;
-    json_t *jname = json_object_get(body, "name");
-    json_t *jlabels = json_object_get(body, "labels");
-    json_t *jttl = json_object_get(body, "ttl_s");
     struct token_enroll t;
-    char *labels = NULL;
-    char secret_b64[64], hash[65], tok[TOKEN_ENCODED_MAX];
+    char secret_b64[64], hash[65];
+    int64_t now = hub_now();
     size_t sl;
-    int64_t now = hub_now(), ttl = h->cfg.enroll_ttl_s;
-    const char *name;
-    const char *k;
-    json_t *v;
     int rc;
 
-    if (!json_is_string(jname) || !token_name_valid(json_string_value(jname))) {
-        ureq_error(r, 400, "bad_request",
-                   "\"name\" must be 1-63 characters of a-z, 0-9 and '-', starting with a letter "
-                   "or digit");
-        return;
-    }
-    name = json_string_value(jname);
-    if (jlabels != NULL && !json_is_object(jlabels)) {
-        ureq_error(r, 400, "bad_request", "\"labels\" must be an object of strings");
-        return;
-    }
-    json_object_foreach(jlabels, k, v)
-    {
-        if (!json_is_string(v) || strlen(k) > 63 || strlen(json_string_value(v)) > 255) {
-            ureq_error(r, 400, "bad_request", "\"labels\" must map short keys to short strings");
-            return;
-        }
-    }
-    if (jttl != NULL) {
-        if (!json_is_integer(jttl) || json_integer_value(jttl) < 60 ||
-            json_integer_value(jttl) > 30 * 86400) {
-            ureq_error(r, 400, "bad_request", "\"ttl_s\" must be an integer from 60 to 2592000");
-            return;
-        }
-        ttl = json_integer_value(jttl);
-    }
-    labels = jlabels ? json_dumps(jlabels, JSON_COMPACT | JSON_SORT_KEYS) : strdup("{}");
-    rc = registry_site_create(h->reg, name, labels, now);
-    free(labels);
-    if (rc == -EEXIST) {
-        /* Audit first: answering may free r. */
-        audit(h, &q->auth, r, "site.add", name, "conflict", "");
-        ureq_error(r, 409, "name_taken", "a site with that name exists");
-        return;
-    }
-    if (rc != 0) {
-        ureq_error(r, 500, "internal", "registry write failed");
-        return;
-    }
     memset(&t, 0, sizeof(t));
     snprintf(t.site, sizeof(t.site), "%s", name);
     for (size_t i = 0; i < h->cfg.n_public; i++)
         snprintf(t.hubs[t.n_hubs++], sizeof(t.hubs[0]), "%s", h->cfg.public_eps[i]);
     snprintf(t.pin, sizeof(t.pin), "%s", h->id.pin);
     t.expires_at = now + ttl;
-    if (crypto_random(t.secret, sizeof(t.secret)) != 0 ||
-        crypto_b64_encode(t.secret, sizeof(t.secret), 1, secret_b64, sizeof(secret_b64), &sl) !=
-            0 ||
-        token_hash_hex(secret_b64, sl, hash) != 0 ||
-        registry_enroll_create(h->reg, name, hash, t.expires_at, now, NULL) != 0 ||
-        token_enroll_encode(&t, tok, sizeof(tok)) != 0) {
-        registry_site_remove(h->reg, name);
-        ureq_error(r, 500, "internal", "could not make an enrollment token");
+    rc = crypto_random(t.secret, sizeof(t.secret));
+    if (rc == 0)
+        rc = crypto_b64_encode(t.secret, sizeof(t.secret), 1, secret_b64, sizeof(secret_b64), &sl);
+    if (rc == 0)
+        rc = token_hash_hex(secret_b64, sl, hash);
+    if (rc == 0)
+        rc = token_enroll_encode(&t, tok, TOKEN_ENCODED_MAX);
+    if (rc == 0)
+        rc = reissue ? registry_enroll_reissue(h->reg, name, hash, t.expires_at, now, id)
+                     : registry_enroll_create(h->reg, name, hash, t.expires_at, now, id);
+    memset(t.secret, 0, sizeof(t.secret));
+    memset(secret_b64, 0, sizeof(secret_b64));
+    *expires_at = t.expires_at;
+    return rc;
+}
+
+/* Checks a labels object (values: strings, or null where nulls_ok). */
+static int labels_check(json_t *labels, int nulls_ok, struct outcome *o)
+{
+    const char *k;
+    json_t *v;
+
+    if (!json_is_object(labels)) {
+        fail(o, 400, "bad_request", "\"labels\" must be an object of strings");
+        return -1;
+    }
+    json_object_foreach(labels, k, v)
+    {
+        if (!label_key_ok(k) || !((json_is_string(v) && label_value_ok(json_string_value(v))) ||
+                                  (nulls_ok && json_is_null(v)))) {
+            fail(o, 400, "bad_request", "bad label \"%.63s\": " LABEL_RULES, k);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void site_create(struct areq *q, json_t *body, struct outcome *o)
+{
+    static const char *const keys[] = {"name", "labels", "ttl_s", NULL};
+    struct hub *h = q->h;
+    json_t *jname = json_object_get(body, "name");
+    json_t *jlabels = json_object_get(body, "labels");
+    char *labels = NULL;
+    char tok[TOKEN_ENCODED_MAX];
+    const char *name, *bad = NULL;
+    int64_t ttl, exp = 0, id = 0;
+    int rc;
+
+    if (json_is_string(jname))
+        snprintf(o->target, sizeof(o->target), "%s", json_string_value(jname));
+    if (!only_keys(body, keys, &bad)) {
+        fail(o, 400, "bad_request", "unknown field \"%.40s\"", bad);
         return;
     }
-    audit(h, &q->auth, r, "site.add", name, "ok", "");
-    log_event(LOG_INFO, "site_added", "site=%s by=%s", name, q->auth.name);
-    respond_json(r, 201,
-                 json_pack("{s:s,s:s,s:I}", "name", name, "enrollment_token", tok, "expires_at",
-                           (json_int_t)t.expires_at));
-}
-
-static void cut_tunnel(struct hub *h, int64_t site_id, const char *why)
-{
-    struct tunnel *t = hub_tunnel_find(h, site_id);
-    if (t != NULL) {
-        hub_tunnel_del(h, t);
-        tunnel_kill(t, why);
+    if (!json_is_string(jname) || !token_name_valid(json_string_value(jname))) {
+        fail(o, 400, "bad_request",
+             "\"name\" must be 1-63 characters of a-z, 0-9 and '-', starting with a letter or "
+             "digit");
+        return;
     }
+    name = json_string_value(jname);
+    if (jlabels != NULL && labels_check(jlabels, 0, o) != 0)
+        return;
+    if (body_ttl(body, h->cfg.enroll_ttl_s, ENROLL_TTL_MAX, &ttl) != 0) {
+        fail(o, 400, "bad_request", "\"ttl_s\" must be an integer from 1 to %d", ENROLL_TTL_MAX);
+        return;
+    }
+    labels = jlabels ? json_dumps(jlabels, JSON_COMPACT | JSON_SORT_KEYS) : strdup("{}");
+    rc = labels ? registry_site_create(h->reg, name, labels, hub_now()) : -ENOMEM;
+    if (rc == -EEXIST) {
+        fail(o, 409, "name_taken", "a site named \"%s\" exists", name);
+        goto out;
+    }
+    if (rc != 0) {
+        fail(o, 500, "internal", "registry write failed");
+        goto out;
+    }
+    if (make_enroll_token(h, name, ttl, 0, tok, &exp, &id) != 0) {
+        registry_site_remove(h->reg, name);
+        fail(o, 500, "internal", "could not make an enrollment token");
+        goto out;
+    }
+    snprintf(o->detail, sizeof(o->detail), "labels=%s enrollment=%" PRId64, labels, id);
+    log_event(LOG_INFO, "site_added", "site=%s by=%s", name, q->auth.name);
+    succeed(o, 201,
+            json_pack("{s:s,s:s,s:I,s:I}", "name", name, "enrollment_token", tok, "expires_at",
+                      (json_int_t)exp, "enrollment_id", (json_int_t)id));
+out:
+    memset(tok, 0, sizeof(tok));
+    free(labels);
 }
 
-static void site_patch(struct areq *q, struct ureq *r, json_t *body)
+static void site_patch(struct areq *q, json_t *body, struct outcome *o)
 {
+    static const char *const keys[] = {"state", "labels", NULL};
     struct hub *h = q->h;
     json_t *st = json_object_get(body, "state");
+    json_t *jl = json_object_get(body, "labels");
+    json_t *merged = NULL;
+    struct reg_site s;
+    const char *state = NULL, *bad = NULL;
+    char *labels = NULL, *what = NULL;
+    int rc;
+
+    memset(&s, 0, sizeof(s));
+    if (!only_keys(body, keys, &bad)) {
+        fail(o, 400, "bad_request", "unknown field \"%.40s\"", bad);
+        return;
+    }
+    if (st == NULL && jl == NULL) {
+        fail(o, 400, "bad_request", "give \"state\" and/or \"labels\"");
+        return;
+    }
+    if (st != NULL) {
+        if (!json_is_string(st) || (strcmp(json_string_value(st), "active") != 0 &&
+                                    strcmp(json_string_value(st), "disabled") != 0)) {
+            fail(o, 400, "bad_request", "\"state\" must be \"active\" or \"disabled\"");
+            return;
+        }
+        state = json_string_value(st);
+        o->action = jl                             ? "site.update"
+                    : strcmp(state, "active") == 0 ? "site.enable"
+                                                   : "site.disable";
+    } else {
+        o->action = "site.label";
+    }
+    /* Labels use JSON merge-patch rules: a string sets, null removes. */
+    if (jl != NULL && labels_check(jl, 1, o) != 0)
+        return;
+    if (find_site(h, &q->auth, q->name, &s, o) != 0)
+        return;
+    if (jl != NULL) {
+        const char *k;
+        json_t *v;
+
+        merged = json_loads(s.labels_json ? s.labels_json : "{}", 0, NULL);
+        if (!json_is_object(merged)) {
+            json_decref(merged);
+            merged = json_object();
+        }
+        json_object_foreach(jl, k, v)
+        {
+            if (json_is_null(v))
+                json_object_del(merged, k);
+            else
+                json_object_set(merged, k, v);
+        }
+        if (json_object_size(merged) > 64) {
+            fail(o, 400, "bad_request", "a site has at most 64 labels");
+            goto out;
+        }
+        labels = json_dumps(merged, JSON_COMPACT | JSON_SORT_KEYS);
+        if (labels == NULL) {
+            fail(o, 500, "internal", "out of memory");
+            goto out;
+        }
+    }
+    /* State first: when it is refused, nothing has changed. */
+    if (state != NULL) {
+        rc = registry_site_set_state(h->reg, q->name, state);
+        if (rc == -EINVAL) {
+            fail(o, 409, "conflict",
+                 "site \"%s\" is %s: it has no key to %s; issue a new enrollment token "
+                 "(tetherctl site token %s)",
+                 q->name, s.state, strcmp(state, "active") == 0 ? "enable" : "disable", q->name);
+            goto out;
+        }
+        if (rc != 0) {
+            fail(o, 500, "internal", "registry write failed");
+            goto out;
+        }
+        if (strcmp(state, "disabled") == 0)
+            cut_tunnel(h, s.id, "site disabled by operator");
+    }
+    if (labels != NULL && registry_site_set_labels(h->reg, q->name, labels) != 0) {
+        fail(o, 500, "internal", "registry write failed");
+        goto out;
+    }
+    what = json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS);
+    snprintf(o->detail, sizeof(o->detail), "%s", what ? what : "");
+    if (state != NULL)
+        log_event(LOG_INFO, strcmp(state, "active") == 0 ? "site_enabled" : "site_disabled",
+                  "site=%s by=%s", q->name, q->auth.name);
+    registry_site_clear(&s);
+    if (find_site(h, &q->auth, q->name, &s, o) == 0)
+        succeed(o, 200, site_json(h, &s));
+out:
+    free(what);
+    free(labels);
+    json_decref(merged);
+    registry_site_clear(&s);
+}
+
+static void site_remove_or_revoke(struct areq *q, struct outcome *o, int remove)
+{
+    struct hub *h = q->h;
     struct reg_site s;
     int rc;
 
-    if (!json_is_string(st) || (strcmp(json_string_value(st), "active") != 0 &&
-                                strcmp(json_string_value(st), "disabled") != 0)) {
-        ureq_error(r, 400, "bad_request", "\"state\" must be \"active\" or \"disabled\"");
+    if (find_site(h, &q->auth, q->name, &s, o) != 0)
         return;
-    }
-    if (load_site(h, r, &q->auth, q->name, &s) != 0)
-        return;
-    rc = registry_site_set_state(h->reg, q->name, json_string_value(st));
-    if (rc == -EINVAL) {
-        ureq_error(r, 409, "conflict", "a pending or revoked site must enroll first");
-    } else if (rc != 0) {
-        ureq_error(r, 500, "internal", "registry write failed");
+    rc = remove ? registry_site_remove(h->reg, q->name) : registry_site_revoke(h->reg, q->name);
+    if (rc != 0) {
+        fail(o, 500, "internal", "registry write failed");
     } else {
-        if (strcmp(json_string_value(st), "disabled") == 0)
-            cut_tunnel(h, s.id, "site disabled by operator");
-        registry_site_clear(&s);
-        audit(h, &q->auth, r, "site.state", q->name, "ok", json_string_value(st));
-        if (load_site(h, r, &q->auth, q->name, &s) == 0)
-            respond_json(r, 200, site_json(h, &s));
+        cut_tunnel(h, s.id, remove ? "site removed by operator" : "site revoked by operator");
+        snprintf(o->detail, sizeof(o->detail), "was %s", s.state);
+        log_event(LOG_INFO, remove ? "site_removed" : "site_revoked", "site=%s by=%s", q->name,
+                  q->auth.name);
+        if (remove)
+            succeed(o, 204, NULL);
+        else
+            succeed(o, 200, json_pack("{s:s,s:s}", "name", q->name, "state", "revoked"));
     }
     registry_site_clear(&s);
 }
 
-static void site_revoke_or_remove(struct hub *h, struct ureq *r, const struct api_auth *a,
-                                  const char *name, int remove)
+static void site_remove(struct areq *q, json_t *body, struct outcome *o)
 {
-    struct reg_site s;
-    int rc;
+    site_remove_or_revoke(q, o, 1);
+}
 
-    if (load_site(h, r, a, name, &s) != 0)
+static void site_revoke(struct areq *q, json_t *body, struct outcome *o)
+{
+    site_remove_or_revoke(q, o, 0);
+}
+
+static void site_enroll_token(struct areq *q, json_t *body, struct outcome *o)
+{
+    static const char *const keys[] = {"ttl_s", NULL};
+    struct hub *h = q->h;
+    struct reg_site s;
+    char tok[TOKEN_ENCODED_MAX];
+    const char *bad = NULL;
+    int64_t ttl, exp = 0, id = 0;
+
+    if (!only_keys(body, keys, &bad)) {
+        fail(o, 400, "bad_request", "unknown field \"%.40s\"", bad);
         return;
-    rc = remove ? registry_site_remove(h->reg, name) : registry_site_revoke(h->reg, name);
-    if (rc != 0) {
-        ureq_error(r, 500, "internal", "registry write failed");
-    } else {
-        cut_tunnel(h, s.id, remove ? "site removed by operator" : "site revoked by operator");
-        audit(h, a, r, remove ? "site.remove" : "site.revoke", name, "ok", "");
-        log_event(LOG_INFO, remove ? "site_removed" : "site_revoked", "site=%s by=%s", name,
-                  a->name);
-        if (remove)
-            ureq_respond(r, 204, NULL, "", 0);
-        else
-            respond_json(r, 200, json_pack("{s:s,s:s}", "name", name, "state", "revoked"));
     }
+    if (body_ttl(body, h->cfg.enroll_ttl_s, ENROLL_TTL_MAX, &ttl) != 0) {
+        fail(o, 400, "bad_request", "\"ttl_s\" must be an integer from 1 to %d", ENROLL_TTL_MAX);
+        return;
+    }
+    if (find_site(h, &q->auth, q->name, &s, o) != 0)
+        return;
+    if (make_enroll_token(h, q->name, ttl, 1, tok, &exp, &id) != 0) {
+        fail(o, 500, "internal", "could not make an enrollment token");
+    } else {
+        snprintf(o->detail, sizeof(o->detail), "enrollment=%" PRId64 " site was %s", id, s.state);
+        succeed(o, 201,
+                json_pack("{s:s,s:s,s:I,s:I}", "name", q->name, "enrollment_token", tok,
+                          "expires_at", (json_int_t)exp, "enrollment_id", (json_int_t)id));
+    }
+    memset(tok, 0, sizeof(tok));
+    registry_site_clear(&s);
+}
+
+/* Base64 (standard) text field of at most cap decoded bytes. */
+static int b64_field(json_t *body, const char *key, uint8_t *out, size_t cap, size_t *len)
+{
+    json_t *j = json_object_get(body, key);
+    const char *v;
+    size_t vl;
+
+    if (!json_is_string(j))
+        return -EINVAL;
+    v = json_string_value(j);
+    vl = json_string_length(j);
+    if (vl == 0 || vl > (cap + 2) / 3 * 4)
+        return -EINVAL;
+    return crypto_b64_decode(v, vl, 0, out, cap, len);
+}
+
+/* Key rotation: the site proves it holds the key the hub knows (and the new
+ * one), no operator involved. */
+static void site_rotate(struct areq *q, json_t *body, struct outcome *o)
+{
+    struct hub *h = q->h;
+    uint8_t old_cert[ROTATE_CERT_MAX], new_cert[ROTATE_CERT_MAX];
+    uint8_t sig[ROTATE_SIG_MAX], new_sig[ROTATE_SIG_MAX];
+    size_t old_len = 0, new_len = 0, sig_len = 0, new_sig_len = 0;
+    char old_pin[CRYPTO_PIN_LEN + 1], new_pin[CRYPTO_PIN_LEN + 1], msg[256];
+    json_t *jts = json_object_get(body, "ts");
+    struct reg_site s;
+    int64_t now = hub_now(), ts;
+    int n, rc;
+
+    memset(&s, 0, sizeof(s));
+    snprintf(o->actor, sizeof(o->actor), "site:%s", q->name);
+    if (b64_field(body, "old_cert", old_cert, sizeof(old_cert), &old_len) != 0 ||
+        b64_field(body, "new_cert", new_cert, sizeof(new_cert), &new_len) != 0 ||
+        b64_field(body, "sig", sig, sizeof(sig), &sig_len) != 0 ||
+        b64_field(body, "new_sig", new_sig, sizeof(new_sig), &new_sig_len) != 0 ||
+        !json_is_integer(jts)) {
+        fail(o, 400, "bad_request",
+             "need \"old_cert\", \"new_cert\", \"sig\", \"new_sig\" (base64) and \"ts\"");
+        return;
+    }
+    if (crypto_pin_from_cert(old_cert, old_len, old_pin) != 0 ||
+        crypto_pin_from_cert(new_cert, new_len, new_pin) != 0) {
+        fail(o, 400, "bad_request", "a certificate cannot be parsed");
+        return;
+    }
+    snprintf(o->detail, sizeof(o->detail), "old=%s new=%s", old_pin, new_pin);
+    ts = json_integer_value(jts);
+    if (ts < now - ROTATE_SKEW_S || ts > now + ROTATE_SKEW_S) {
+        fail(o, 403, "forbidden",
+             "the request's time is more than %d s away from the hub's clock (fix the site's "
+             "clock)",
+             ROTATE_SKEW_S);
+        return;
+    }
+    /* Unknown site and wrong key get the same answer. */
+    rc = registry_site_get(h->reg, q->name, &s);
+    if (rc != 0 && rc != -ENOENT) {
+        fail(o, 500, "internal", "registry read failed");
+        goto out;
+    }
+    if (rc != 0 || s.pin[0] == '\0' || !crypto_pin_equal(s.pin, old_pin)) {
+        fail(o, 403, "forbidden", "the hub does not hold that key for this site");
+        goto out;
+    }
+    n = snprintf(msg, sizeof(msg), "tether-rotate\n%s\n%s\n%" PRId64, q->name, new_pin, ts);
+    if (n < 0 || (size_t)n >= sizeof(msg) ||
+        crypto_verify(old_cert, old_len, msg, (size_t)n, sig, sig_len) != 0 ||
+        crypto_verify(new_cert, new_len, msg, (size_t)n, new_sig, new_sig_len) != 0) {
+        fail(o, 403, "forbidden", "the proof of possession of the keys does not verify");
+        goto out;
+    }
+    if (crypto_pin_equal(old_pin, new_pin)) {
+        fail(o, 400, "bad_request", "the new key is the old key");
+        goto out;
+    }
+    rc = registry_site_rotate_pin(h->reg, s.id, old_pin, new_pin);
+    if (rc == -EEXIST) {
+        fail(o, 409, "name_taken", "the new key is already registered to a site");
+        goto out;
+    }
+    if (rc == -ENOENT) {
+        fail(o, 409, "conflict", "the site's key changed meanwhile");
+        goto out;
+    }
+    if (rc != 0) {
+        fail(o, 500, "internal", "registry write failed");
+        goto out;
+    }
+    /* The tunnel was authenticated with the old key: it must not outlive it.
+     * The agent reconnects with the new key. */
+    cut_tunnel(h, s.id, "key rotated");
+    log_event(LOG_INFO, "site_key_rotated", "site=%s remote=%s old=%s new=%s", q->name, q->remote,
+              old_pin, new_pin);
+    succeed(o, 200, json_pack("{s:s,s:s}", "site", q->name, "pin", new_pin));
+out:
     registry_site_clear(&s);
 }
 
 /* --- enrollment --- */
 
-static void enroll(struct areq *q, struct ureq *r, json_t *body)
+static void enroll(struct areq *q, json_t *body, struct outcome *o)
 {
     struct hub *h = q->h;
     json_t *jsite = json_object_get(body, "site");
     json_t *jsecret = json_object_get(body, "secret");
     json_t *jpin = json_object_get(body, "pin");
     char site[TOKEN_NAME_MAX + 1], hash[65];
-    const char *detail = NULL;
-    int status = 0, rc;
+    struct reg_site s;
+    int rc;
 
+    if (json_is_string(jsite) && token_name_valid(json_string_value(jsite))) {
+        snprintf(o->actor, sizeof(o->actor), "site:%s", json_string_value(jsite));
+        snprintf(o->target, sizeof(o->target), "%s", json_string_value(jsite));
+    }
     if (!json_is_string(jsite) || !json_is_string(jsecret) || !json_is_string(jpin) ||
         !crypto_pin_valid(json_string_value(jpin)) || strlen(json_string_value(jsecret)) > 128) {
-        ureq_error(r, 400, "bad_request", "need \"site\", \"secret\" and a valid \"pin\"");
+        fail(o, 400, "bad_request", "need \"site\", \"secret\" and a valid \"pin\"");
         return;
     }
+    /* The site that held a key until now (if online) must not keep a tunnel
+     * authenticated by a key the hub is about to forget. */
+    memset(&s, 0, sizeof(s));
+    registry_site_get(h->reg, json_string_value(jsite), &s);
     token_hash_hex(json_string_value(jsecret), strlen(json_string_value(jsecret)), hash);
     rc = registry_enroll_redeem(h->reg, hash, json_string_value(jpin), hub_now(), site);
     if (rc == 0 && strcmp(site, json_string_value(jsite)) != 0)
         rc = -ENOENT; /* cannot happen unless the token was forged */
     switch (rc) {
     case 0:
+        snprintf(o->detail, sizeof(o->detail), "pin=%s", json_string_value(jpin));
+        succeed(o, 200, json_pack("{s:s}", "site", site));
         break;
     case -ENOENT:
-        status = 401, detail = "unknown enrollment token";
+        fail(o, 401, "unauthorized", "unknown enrollment token");
         break;
     case -EALREADY:
-        status = 403, detail = "enrollment token already used";
+        fail(o, 403, "forbidden", "enrollment token already used");
         break;
     case -ETIMEDOUT:
-        status = 403, detail = "enrollment token expired";
+        fail(o, 403, "forbidden", "enrollment token expired");
         break;
     case -ECANCELED:
-        status = 403, detail = "enrollment token cancelled";
+        fail(o, 403, "forbidden", "enrollment token cancelled");
         break;
     case -EEXIST:
-        status = 409, detail = "this key is already registered to a site";
+        fail(o, 409, "name_taken", "this key is already registered to a site");
         break;
     default:
-        status = 500, detail = "registry write failed";
+        fail(o, 500, "internal", "registry write failed");
         break;
     }
-    audit(h, NULL, r, "site.enroll", json_string_value(jsite), rc == 0 ? "ok" : "refused",
-          detail ? detail : "");
     if (rc != 0) {
         log_event(LOG_WARN, "enroll_refused", "site=%s remote=%s reason=%s",
-                  log_q(json_string_value(jsite)), r->remote, log_q(detail));
-        ureq_error(r, status,
-                   status == 401   ? "unauthorized"
-                   : status == 403 ? "forbidden"
-                   : status == 409 ? "name_taken"
-                                   : "internal",
-                   detail);
+                  log_q(json_string_value(jsite)), q->remote, log_q(o->detail));
+    } else {
+        if (s.id != 0 && strcmp(s.pin, json_string_value(jpin)) != 0)
+            cut_tunnel(h, s.id, "site enrolled again with a new key");
+        log_event(LOG_INFO, "site_enrolled", "site=%s remote=%s pin=%s", site, q->remote,
+                  json_string_value(jpin));
+    }
+    registry_site_clear(&s);
+}
+
+static json_t *enroll_json(const struct reg_enroll *e, int64_t now)
+{
+    const char *status = e->used_at             ? "used"
+                         : e->cancelled_at      ? "cancelled"
+                         : now >= e->expires_at ? "expired"
+                                                : "pending";
+
+    return json_pack("{s:I,s:s,s:s,s:I,s:I,s:o,s:o}", "id", (json_int_t)e->id, "site", e->site,
+                     "status", status, "created_at", (json_int_t)e->created_at, "expires_at",
+                     (json_int_t)e->expires_at, "used_at",
+                     e->used_at ? json_integer(e->used_at) : json_null(), "cancelled_at",
+                     e->cancelled_at ? json_integer(e->cancelled_at) : json_null());
+}
+
+struct enroll_list_ctx {
+    const char *site; /* filter, or NULL */
+    int all;
+    int64_t now;
+    json_t *arr; /* borrowed */
+};
+
+static int enroll_list_cb(const struct reg_enroll *e, void *arg)
+{
+    struct enroll_list_ctx *c = arg;
+
+    if (c->site != NULL && strcmp(c->site, e->site) != 0)
+        return 0;
+    if (!c->all && (e->used_at || e->cancelled_at || c->now >= e->expires_at))
+        return 0;
+    json_array_append_new(c->arr, enroll_json(e, c->now));
+    return 0;
+}
+
+static void enrollments_list(struct hub *h, struct ureq *r)
+{
+    char site[TOKEN_NAME_MAX + 2], all[8];
+    struct enroll_list_ctx c = {NULL, 0, hub_now(), json_array()};
+
+    if (qparam(r->target, "site", site, sizeof(site))) {
+        if (!token_name_valid(site)) {
+            json_decref(c.arr);
+            ureq_error(r, 400, "bad_request", "bad site name");
+            return;
+        }
+        c.site = site;
+    }
+    if (qparam(r->target, "all", all, sizeof(all)))
+        c.all = strcmp(all, "0") != 0;
+    if (registry_enroll_list(h->reg, enroll_list_cb, &c) < 0) {
+        json_decref(c.arr);
+        ureq_error(r, 500, "internal", "registry read failed");
         return;
     }
-    log_event(LOG_INFO, "site_enrolled", "site=%s remote=%s pin=%s", site, r->remote,
-              json_string_value(jpin));
-    respond_json(r, 200, json_pack("{s:s}", "site", site));
+    respond_json(r, 200, json_pack("{s:o}", "enrollments", c.arr));
+}
+
+static void enrollment_cancel(struct areq *q, json_t *body, struct outcome *o)
+{
+    struct reg_enroll e;
+    int rc;
+
+    rc = registry_enroll_get(q->h->reg, q->id, &e);
+    if (rc == -ENOENT) {
+        fail(o, 404, "not_found", "no enrollment token with id %" PRId64, q->id);
+        return;
+    }
+    if (rc != 0) {
+        fail(o, 500, "internal", "registry read failed");
+        return;
+    }
+    snprintf(o->target, sizeof(o->target), "%s", e.site);
+    rc = registry_enroll_cancel(q->h->reg, q->id);
+    if (rc == -EALREADY) {
+        fail(o, 409, "conflict", "enrollment token %" PRId64 " was already used", q->id);
+        return;
+    }
+    if (rc != 0 || registry_enroll_get(q->h->reg, q->id, &e) != 0) {
+        fail(o, 500, "internal", "registry write failed");
+        return;
+    }
+    snprintf(o->detail, sizeof(o->detail), "enrollment=%" PRId64, q->id);
+    succeed(o, 200, enroll_json(&e, hub_now()));
 }
 
 /* --- API tokens --- */
 
-static void token_create(struct areq *q, struct ureq *r, json_t *body)
+/* The "sites" of a new token as the scope stored (NULL = all sites). */
+static int scope_from_body(json_t *jsites, int admin, char **scope, struct outcome *o)
 {
+    json_t *v, *labels;
+    size_t i;
+
+    *scope = NULL;
+    if (admin) {
+        if (jsites != NULL && !json_is_null(jsites) &&
+            !(json_is_string(jsites) && strcmp(json_string_value(jsites), "*") == 0)) {
+            fail(o, 400, "bad_request", "an admin token reaches every site: leave \"sites\" out");
+            return -1;
+        }
+        return 0;
+    }
+    /* A user token names its reach explicitly, even when it is everything. */
+    if (jsites == NULL || json_is_null(jsites)) {
+        fail(o, 400, "bad_request",
+             "a user token needs \"sites\": \"*\", a list of names or {\"labels\":{...}}");
+        return -1;
+    }
+    if (json_is_string(jsites) && strcmp(json_string_value(jsites), "*") == 0)
+        return 0;
+    if (json_is_array(jsites)) {
+        if (json_array_size(jsites) == 0 || json_array_size(jsites) > SCOPE_NAMES_MAX) {
+            fail(o, 400, "bad_request", "\"sites\" must list 1 to %d site names", SCOPE_NAMES_MAX);
+            return -1;
+        }
+        json_array_foreach(jsites, i, v)
+        {
+            if (!json_is_string(v) || !token_name_valid(json_string_value(v))) {
+                fail(o, 400, "bad_request", "\"sites\" holds something that is not a site name");
+                return -1;
+            }
+        }
+    } else if (json_is_object(jsites)) {
+        labels = json_object_get(jsites, "labels");
+        if (json_object_size(jsites) != 1 || !json_is_object(labels) ||
+            json_object_size(labels) == 0) {
+            fail(o, 400, "bad_request", "a label scope is {\"labels\":{\"key\":\"value\",...}}");
+            return -1;
+        }
+        if (labels_check(labels, 0, o) != 0)
+            return -1;
+    } else {
+        fail(o, 400, "bad_request",
+             "\"sites\" must be \"*\", a list of names or {\"labels\":{...}}");
+        return -1;
+    }
+    *scope = json_dumps(jsites, JSON_COMPACT | JSON_SORT_KEYS);
+    if (*scope == NULL) {
+        fail(o, 500, "internal", "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+static json_t *scope_json_value(const char *scope)
+{
+    json_t *j = scope ? json_loads(scope, 0, NULL) : NULL;
+    return j ? j : json_string("*");
+}
+
+static void token_create(struct areq *q, json_t *body, struct outcome *o)
+{
+    static const char *const keys[] = {"name", "role", "sites", "ttl_s", NULL};
     struct hub *h = q->h;
     json_t *jname = json_object_get(body, "name");
     json_t *jrole = json_object_get(body, "role");
-    json_t *jsites = json_object_get(body, "sites");
-    json_t *jttl = json_object_get(body, "ttl_s");
     char tok[TOKEN_API_LEN + 1], hash[65];
     char *scope = NULL;
-    int64_t now = hub_now(), exp = 0;
+    const char *bad = NULL, *name, *role;
+    int64_t now = hub_now(), ttl = 0;
     int rc;
 
+    if (json_is_string(jname))
+        snprintf(o->target, sizeof(o->target), "%s", json_string_value(jname));
+    if (!only_keys(body, keys, &bad)) {
+        fail(o, 400, "bad_request", "unknown field \"%.40s\"", bad);
+        return;
+    }
     if (!json_is_string(jname) || !token_name_valid(json_string_value(jname)) ||
         !json_is_string(jrole) ||
         (strcmp(json_string_value(jrole), "admin") != 0 &&
          strcmp(json_string_value(jrole), "user") != 0)) {
-        ureq_error(r, 400, "bad_request", "need a valid \"name\" and \"role\" admin or user");
+        fail(o, 400, "bad_request", "need a valid \"name\" and \"role\" admin or user");
         return;
     }
-    if (jsites != NULL && !json_is_null(jsites) &&
-        !(json_is_string(jsites) && strcmp(json_string_value(jsites), "*") == 0)) {
-        if (!json_is_array(jsites) && !json_is_object(jsites)) {
-            ureq_error(r, 400, "bad_request",
-                       "\"sites\" must be \"*\", a list of names or {\"labels\":{...}}");
-            return;
-        }
-        scope = json_dumps(jsites, JSON_COMPACT | JSON_SORT_KEYS);
+    name = json_string_value(jname);
+    role = json_string_value(jrole);
+    if (body_ttl(body, 0, TOKEN_TTL_MAX, &ttl) != 0) {
+        fail(o, 400, "bad_request", "\"ttl_s\" must be an integer from 1 to %lld",
+             (long long)TOKEN_TTL_MAX);
+        return;
     }
-    if (jttl != NULL && json_is_integer(jttl) && json_integer_value(jttl) > 0)
-        exp = now + json_integer_value(jttl);
+    if (scope_from_body(json_object_get(body, "sites"), strcmp(role, "admin") == 0, &scope, o) != 0)
+        return;
     if (token_api_generate(tok) != 0 || token_hash_hex(tok, strlen(tok), hash) != 0) {
-        free(scope);
-        ureq_error(r, 500, "internal", "could not make a token");
+        fail(o, 500, "internal", "could not make a token");
+        goto out;
+    }
+    rc = registry_apitoken_create(h->reg, name, role, scope, hash, ttl ? now + ttl : 0, now);
+    if (rc == -EEXIST) {
+        fail(o, 409, "name_taken", "a live token named \"%s\" exists", name);
+        goto out;
+    }
+    if (rc != 0) {
+        fail(o, 500, "internal", "registry write failed");
+        goto out;
+    }
+    snprintf(o->detail, sizeof(o->detail), "role=%s sites=%s ttl_s=%lld", role, scope ? scope : "*",
+             (long long)ttl);
+    succeed(o, 201,
+            json_pack("{s:s,s:s,s:o,s:o,s:s}", "name", name, "role", role, "sites",
+                      scope_json_value(scope), "expires_at",
+                      ttl ? json_integer(now + ttl) : json_null(), "token", tok));
+out:
+    memset(tok, 0, sizeof(tok));
+    free(scope);
+}
+
+struct token_list_ctx {
+    int64_t now;
+    json_t *arr;        /* borrowed; NULL: only count */
+    const char *target; /* counting: the token about to be revoked */
+    int other_admins;   /* live admin tokens not named target */
+    int target_admin;   /* target is a live admin token */
+};
+
+static int token_list_cb(const struct reg_apitoken *t, void *arg)
+{
+    struct token_list_ctx *c = arg;
+    const char *status = t->revoked_at                              ? "revoked"
+                         : t->expires_at && c->now >= t->expires_at ? "expired"
+                                                                    : "active";
+
+    if (c->arr == NULL) {
+        if (strcmp(status, "active") == 0 && strcmp(t->role, "admin") == 0) {
+            if (strcmp(t->name, c->target) == 0)
+                c->target_admin = 1;
+            else
+                c->other_admins++;
+        }
+        return 0;
+    }
+    json_array_append_new(
+        c->arr, json_pack("{s:s,s:s,s:o,s:s,s:I,s:o,s:o}", "name", t->name, "role", t->role,
+                          "sites", scope_json_value(t->scope_json), "status", status, "created_at",
+                          (json_int_t)t->created_at, "expires_at",
+                          t->expires_at ? json_integer(t->expires_at) : json_null(), "revoked_at",
+                          t->revoked_at ? json_integer(t->revoked_at) : json_null()));
+    return 0;
+}
+
+static void tokens_list(struct hub *h, struct ureq *r)
+{
+    struct token_list_ctx c = {hub_now(), json_array(), NULL, 0, 0};
+
+    if (registry_apitoken_list(h->reg, token_list_cb, &c) < 0) {
+        json_decref(c.arr);
+        ureq_error(r, 500, "internal", "registry read failed");
         return;
     }
-    rc = registry_apitoken_create(h->reg, json_string_value(jname), json_string_value(jrole), scope,
-                                  hash, exp, now);
-    free(scope);
-    if (rc == -EEXIST) {
-        ureq_error(r, 409, "name_taken", "a token with that name exists");
+    respond_json(r, 200, json_pack("{s:o}", "tokens", c.arr));
+}
+
+static void token_revoke(struct areq *q, json_t *body, struct outcome *o)
+{
+    struct token_list_ctx c = {hub_now(), NULL, q->name, 0, 0};
+    int64_t now = hub_now();
+    int rc;
+
+    if (registry_apitoken_list(q->h->reg, token_list_cb, &c) < 0) {
+        fail(o, 500, "internal", "registry read failed");
+        return;
+    }
+    /* Without a live admin token nobody could manage the hub any more. */
+    if (c.target_admin && c.other_admins == 0) {
+        fail(o, 409, "conflict",
+             "\"%s\" is the last live admin token: create another admin token first", q->name);
+        return;
+    }
+    rc = registry_apitoken_revoke(q->h->reg, q->name, now);
+    if (rc == -ENOENT) {
+        fail(o, 404, "not_found", "no token named \"%s\"", q->name);
+        return;
+    }
+    if (rc == -EALREADY) {
+        fail(o, 409, "conflict", "token \"%s\" is already revoked", q->name);
         return;
     }
     if (rc != 0) {
-        ureq_error(r, 500, "internal", "registry write failed");
+        fail(o, 500, "internal", "registry write failed");
         return;
     }
-    audit(h, &q->auth, r, "token.create", json_string_value(jname), "ok", json_string_value(jrole));
-    respond_json(r, 201,
-                 json_pack("{s:s,s:s,s:s}", "name", json_string_value(jname), "role",
-                           json_string_value(jrole), "token", tok));
+    log_event(LOG_INFO, "token_revoked", "token=%s by=%s", q->name, q->auth.name);
+    succeed(o, 200,
+            json_pack("{s:s,s:s,s:I}", "name", q->name, "status", "revoked", "revoked_at",
+                      (json_int_t)now));
+}
+
+/* --- audit log --- */
+
+static int audit_cb(const struct reg_audit *a, void *arg)
+{
+    json_t *arr = arg;
+
+    json_array_append_new(
+        arr, json_pack("{s:I,s:I,s:s,s:s,s:s,s:s,s:s,s:s}", "id", (json_int_t)a->id, "ts",
+                       (json_int_t)a->ts, "actor", a->actor, "remote", a->remote, "action",
+                       a->action, "target", a->target, "result", a->result, "detail", a->detail));
+    return 0;
+}
+
+static void audit_list(struct hub *h, struct ureq *r)
+{
+    char v[24];
+    int64_t limit = AUDIT_LIMIT_DEFAULT, before = 0;
+    json_t *arr, *last;
+
+    if (qparam(r->target, "limit", v, sizeof(v))) {
+        limit = parse_nonneg(v);
+        if (limit < 1 || limit > AUDIT_LIMIT_MAX) {
+            ureq_error(r, 400, "bad_request", "limit must be 1 to 1000");
+            return;
+        }
+    }
+    if (qparam(r->target, "before", v, sizeof(v))) {
+        before = parse_nonneg(v);
+        if (before < 1) {
+            ureq_error(r, 400, "bad_request", "before must be an entry id (a positive integer)");
+            return;
+        }
+    }
+    arr = json_array();
+    if (registry_audit_list(h->reg, before, (int)limit, audit_cb, arr) < 0) {
+        json_decref(arr);
+        ureq_error(r, 500, "internal", "registry read failed");
+        return;
+    }
+    /* A full page may have more behind it: next_before fetches the next. */
+    last = json_array_size(arr) == (size_t)limit ? json_array_get(arr, json_array_size(arr) - 1)
+                                                 : NULL;
+    respond_json(r, 200,
+                 json_pack("{s:o,s:o}", "entries", arr, "next_before",
+                           last ? json_integer(json_integer_value(json_object_get(last, "id")))
+                                : json_null()));
 }
 
 /* --- buffered-body plumbing --- */
@@ -501,36 +1424,26 @@ static void a_end(struct ureq *r)
     struct areq *q = r->hctx;
     json_error_t jerr;
     json_t *body = NULL;
-    char detail[256];
+    struct outcome o;
 
     ureq_set_handler(r, NULL, NULL);
+    outcome_init(&o, q->route, &q->auth, q->name);
+    if (q->route == R_SITE_ROTATE)
+        snprintf(o.actor, sizeof(o.actor), "site:%s", q->name);
     if (q->too_large) {
-        ureq_error(r, 413, "too_large", "request body too large");
+        fail(&o, 413, "too_large", "request body too large");
         goto out;
     }
     body = json_loadb(q->body.len ? (const char *)buf_head(&q->body) : "{}",
                       q->body.len ? q->body.len : 2, JSON_REJECT_DUPLICATES, &jerr);
     if (body == NULL || !json_is_object(body)) {
-        snprintf(detail, sizeof(detail), "body is not a JSON object: %s (line %d)",
-                 body ? "wrong type" : jerr.text, jerr.line);
-        ureq_error(r, 400, "bad_request", detail);
+        fail(&o, 400, "bad_request", "body is not a JSON object: %s (line %d)",
+             body ? "wrong type" : jerr.text, jerr.line);
         goto out;
     }
-    switch (q->route) {
-    case R_SITES_CREATE:
-        site_create(q, r, body);
-        break;
-    case R_SITE_PATCH:
-        site_patch(q, r, body);
-        break;
-    case R_ENROLL:
-        enroll(q, r, body);
-        break;
-    case R_TOKENS_CREATE:
-        token_create(q, r, body);
-        break;
-    }
+    routes[q->route].run(q, body, &o);
 out:
+    conclude(q->h, r, &o);
     json_decref(body);
     areq_free(q);
 }
@@ -542,27 +1455,41 @@ static void a_abort(struct ureq *r)
 
 static const struct ureq_handler buffered = {a_body, a_end, a_abort, NULL};
 
-static void read_body_then(struct hub *h, struct ureq *r, enum route route, struct api_auth *a,
-                           const char *name)
+/* Starts a state-changing request: checks the role, then reads the body
+ * and runs the route from a_end. a's scope moves into the request. */
+static void mutate(struct hub *h, struct ureq *r, enum route route, struct api_auth *a,
+                   const char *name, int64_t id)
 {
-    struct areq *q = calloc(1, sizeof(*q));
+    struct areq *q;
+    struct outcome o;
+
+    if (routes[route].admin && (a == NULL || !a->admin)) {
+        outcome_init(&o, route, a, name);
+        fail(&o, 403, "forbidden", "admin only");
+        conclude(h, r, &o);
+        return;
+    }
+    if (r->content_length > (int64_t)h->cfg.api_body_max) {
+        outcome_init(&o, route, a, name);
+        fail(&o, 413, "too_large", "request body too large");
+        conclude(h, r, &o);
+        return;
+    }
+    q = calloc(1, sizeof(*q));
     if (q == NULL) {
         ureq_error(r, 500, "internal", "out of memory");
         return;
     }
     q->h = h;
     q->route = route;
+    q->id = id;
     if (a != NULL) {
         q->auth = *a;
         a->scope_json = NULL; /* moved */
     }
     snprintf(q->name, sizeof(q->name), "%s", name ? name : "");
+    snprintf(q->remote, sizeof(q->remote), "%s", r->remote);
     buf_init(&q->body);
-    if (r->content_length > (int64_t)h->cfg.api_body_max) {
-        areq_free(q);
-        ureq_error(r, 413, "too_large", "request body too large");
-        return;
-    }
     ureq_set_handler(r, &buffered, q);
     if (r->req_ended)
         a_end(r);
@@ -570,44 +1497,52 @@ static void read_body_then(struct hub *h, struct ureq *r, enum route route, stru
 
 /* --- proxy hand-off --- */
 
+static int method_changes_state(const char *m)
+{
+    return strcmp(m, "GET") != 0 && strcmp(m, "HEAD") != 0 && strcmp(m, "OPTIONS") != 0;
+}
+
 static void proxy_route(struct hub *h, struct ureq *r, const struct api_auth *a, const char *name,
                         const char *rest)
 {
     char service[TOKEN_NAME_MAX + 1];
     const char *slash = strchr(rest, '/');
-    const char *q = strchr(rest, '?');
-    size_t sl = slash ? (size_t)(slash - rest) : (q ? (size_t)(q - rest) : strlen(rest));
-    char path[8192];
+    const char *qm = strchr(rest, '?');
+    size_t sl = slash ? (size_t)(slash - rest) : (qm ? (size_t)(qm - rest) : strlen(rest));
+    char path[8192], target[160], detail[300];
+    struct outcome o;
     struct reg_site s;
-    struct tunnel *t;
-    json_t *svcs, *v;
-    size_t i;
-    int offered = 0;
+    struct tunnel *t = NULL;
 
+    memset(&o, 0, sizeof(o));
+    o.status = 0;
+    service[0] = '\0';
     if (sl == 0 || sl > TOKEN_NAME_MAX) {
-        ureq_error(r, 404, "not_found", "no such service");
-        return;
+        fail(&o, 404, "not_found", "no such service");
+    } else {
+        memcpy(service, rest, sl);
+        service[sl] = '\0';
     }
-    memcpy(service, rest, sl);
-    service[sl] = '\0';
     snprintf(path, sizeof(path), "%s%s", rest[sl] == '/' ? "" : "/", rest + sl);
-    if (load_site(h, r, a, name, &s) != 0)
-        return;
-    t = hub_tunnel_find(h, s.id);
-    registry_site_clear(&s);
-    if (t == NULL || t->closing) {
-        ureq_error(r, 503, "site_offline", "the site is not connected");
-        return;
+    if (o.status == 0 && find_site_cached(h, a, name, &s, &o) == 0) {
+        t = hub_tunnel_find(h, s.id);
+        registry_site_clear(&s);
+        if (t == NULL || t->closing)
+            fail(&o, 503, "site_offline", "the site is not connected");
+        else if (!tunnel_offers(t, service))
+            fail(&o, 404, "not_found", "the site does not offer that service");
     }
-    svcs = json_loads(t->services_json, 0, NULL);
-    json_array_foreach(svcs, i, v)
-    {
-        if (json_is_string(v) && strcmp(json_string_value(v), service) == 0)
-            offered = 1;
+    /* Users' requests that may change something at a site are audited too,
+     * relaxed (no fsync each): they come at request rates. Reads are not. */
+    if (method_changes_state(r->method)) {
+        snprintf(target, sizeof(target), "%s/%s", name, service);
+        snprintf(detail, sizeof(detail), "%s %.256s", r->method, path);
+        if (registry_audit_relaxed(h->reg, hub_now(), a->name, r->remote, "proxy", target,
+                                   o.status ? o.code : "forwarded", detail) != 0)
+            log_event(LOG_ERROR, "audit_failed", "action=proxy target=%s", log_q(target));
     }
-    json_decref(svcs);
-    if (!offered) {
-        ureq_error(r, 404, "not_found", "the site does not offer that service");
+    if (o.status != 0) {
+        ureq_error(r, o.status, o.code, o.detail);
         return;
     }
     proxy_start(h, r, t, service, path, a->name);
@@ -647,12 +1582,72 @@ static int segment(const char **p, char *out, size_t cap)
     return 0;
 }
 
+/* 1 if p is exactly word (then the end of the path or a query). */
+static int is_tail(const char *p, const char *word)
+{
+    size_t n = strlen(word);
+    return strncmp(p, word, n) == 0 && (p[n] == '\0' || p[n] == '?');
+}
+
+static void method_not_allowed(struct ureq *r, const char *allowed)
+{
+    char d[64];
+    snprintf(d, sizeof(d), "use %s", allowed);
+    ureq_error(r, 405, "bad_request", d);
+}
+
+/* Admin-only reads. */
+static int admin_read(struct ureq *r, const struct api_auth *a)
+{
+    if (!a->admin) {
+        ureq_error(r, 403, "forbidden", "admin only");
+        return 0;
+    }
+    if (strcmp(r->method, "GET") != 0) {
+        method_not_allowed(r, "GET");
+        return 0;
+    }
+    return 1;
+}
+
+/* /v1/sites/{name}/... */
+static void site_routes(struct hub *h, struct ureq *r, struct api_auth *a, const char *name,
+                        const char *p)
+{
+    const char *m = r->method;
+
+    if (*p == '\0' || *p == '?') {
+        if (strcmp(m, "GET") == 0)
+            site_show(h, r, a, name);
+        else if (strcmp(m, "PATCH") == 0)
+            mutate(h, r, R_SITE_PATCH, a, name, 0);
+        else if (strcmp(m, "DELETE") == 0)
+            mutate(h, r, R_SITE_REMOVE, a, name, 0);
+        else
+            method_not_allowed(r, "GET, PATCH or DELETE");
+    } else if (is_tail(p, "/revoke")) {
+        if (strcmp(m, "POST") != 0)
+            method_not_allowed(r, "POST");
+        else
+            mutate(h, r, R_SITE_REVOKE, a, name, 0);
+    } else if (is_tail(p, "/enroll")) {
+        if (strcmp(m, "POST") != 0)
+            method_not_allowed(r, "POST");
+        else
+            mutate(h, r, R_SITE_ENROLL, a, name, 0);
+    } else if (strncmp(p, "/services/", 10) == 0) {
+        proxy_route(h, r, a, name, p + 10);
+    } else {
+        ureq_error(r, 404, "not_found", "no such endpoint");
+    }
+}
+
 void api_dispatch(struct hub *h, struct ureq *r)
 {
     const char *path = r->target;
     const char *m = r->method;
     struct api_auth a;
-    char name[TOKEN_NAME_MAX + 2];
+    char name[TOKEN_NAME_MAX + 2], idtxt[24];
     const char *p;
     size_t plen = strcspn(path, "?");
 
@@ -662,84 +1657,100 @@ void api_dispatch(struct hub *h, struct ureq *r)
                      h->draining ? 9 : 3);
         return;
     }
+    /* Routes where the body, not a bearer token, says who is asking. */
     if (plen == 10 && strncmp(path, "/v1/enroll", 10) == 0) {
         if (strcmp(m, "POST") != 0)
-            ureq_error(r, 405, "bad_request", "use POST");
+            method_not_allowed(r, "POST");
         else
-            read_body_then(h, r, R_ENROLL, NULL, NULL);
+            mutate(h, r, R_ENROLL, NULL, NULL, 0);
         return;
+    }
+    if (strncmp(path, "/v1/sites/", 10) == 0) {
+        p = path + 10;
+        if (segment(&p, name, sizeof(name)) == 0 && token_name_valid(name) &&
+            is_tail(p, "/rotate")) {
+            if (strcmp(m, "POST") != 0)
+                method_not_allowed(r, "POST");
+            else
+                mutate(h, r, R_SITE_ROTATE, NULL, name, 0);
+            return;
+        }
     }
     if (strncmp(path, "/v1/", 4) != 0 && !(plen == 8 && strncmp(path, "/metrics", 8) == 0)) {
         ureq_error(r, 404, "not_found", "no such endpoint");
         return;
     }
     if (authenticate(h, r, &a) != 0) {
+        /* The same answer whatever was wrong: no hint of what exists. */
         ureq_error(r, 401, "unauthorized", "missing or invalid bearer token");
         return;
     }
     if (plen == 8 && strncmp(path, "/metrics", 8) == 0) {
-        if (!a.admin)
-            ureq_error(r, 403, "forbidden", "admin only");
-        else
+        if (admin_read(r, &a))
             metrics(h, r);
         goto out;
     }
     if (query_api(h, r, &a))
         goto out;
     if (plen == 9 && strncmp(path, "/v1/sites", 9) == 0) {
-        if (strcmp(m, "GET") == 0) {
+        if (strcmp(m, "GET") == 0)
             sites_list(h, r, &a);
-        } else if (strcmp(m, "POST") == 0) {
-            if (!a.admin)
-                ureq_error(r, 403, "forbidden", "admin only");
-            else
-                read_body_then(h, r, R_SITES_CREATE, &a, NULL);
-        } else {
-            ureq_error(r, 405, "bad_request", "use GET or POST");
-        }
+        else if (strcmp(m, "POST") == 0)
+            mutate(h, r, R_SITE_CREATE, &a, NULL, 0);
+        else
+            method_not_allowed(r, "GET or POST");
         goto out;
     }
     if (plen == 10 && strncmp(path, "/v1/tokens", 10) == 0) {
-        if (!a.admin)
-            ureq_error(r, 403, "forbidden", "admin only");
-        else if (strcmp(m, "POST") != 0)
-            ureq_error(r, 405, "bad_request", "use POST");
+        if (strcmp(m, "POST") == 0)
+            mutate(h, r, R_TOKEN_CREATE, &a, NULL, 0);
+        else if (admin_read(r, &a))
+            tokens_list(h, r);
+        goto out;
+    }
+    if (strncmp(path, "/v1/tokens/", 11) == 0) {
+        p = path + 11;
+        if (segment(&p, name, sizeof(name)) != 0 || !token_name_valid(name) ||
+            !(*p == '\0' || *p == '?')) {
+            ureq_error(r, 404, "not_found", "no such endpoint");
+        } else if (strcmp(m, "DELETE") != 0) {
+            method_not_allowed(r, "DELETE");
+        } else {
+            mutate(h, r, R_TOKEN_REVOKE, &a, name, 0);
+        }
+        goto out;
+    }
+    if (plen == 15 && strncmp(path, "/v1/enrollments", 15) == 0) {
+        if (admin_read(r, &a))
+            enrollments_list(h, r);
+        goto out;
+    }
+    if (strncmp(path, "/v1/enrollments/", 16) == 0) {
+        int64_t id = -1;
+
+        p = path + 16;
+        if (segment(&p, idtxt, sizeof(idtxt)) == 0 && (*p == '\0' || *p == '?'))
+            id = parse_nonneg(idtxt);
+        if (id < 1)
+            ureq_error(r, 404, "not_found", "no such endpoint");
+        else if (strcmp(m, "DELETE") != 0)
+            method_not_allowed(r, "DELETE");
         else
-            read_body_then(h, r, R_TOKENS_CREATE, &a, NULL);
+            mutate(h, r, R_ENROLLMENT_CANCEL, &a, NULL, id);
+        goto out;
+    }
+    if (plen == 9 && strncmp(path, "/v1/audit", 9) == 0) {
+        if (admin_read(r, &a))
+            audit_list(h, r);
         goto out;
     }
     if (strncmp(path, "/v1/sites/", 10) == 0) {
         p = path + 10;
-        if (segment(&p, name, sizeof(name)) != 0 || !token_name_valid(name)) {
+        if (segment(&p, name, sizeof(name)) != 0 || !token_name_valid(name))
             ureq_error(r, 404, "not_found", "no such site");
-            goto out;
-        }
-        if (*p == '\0' || *p == '?') {
-            if (strcmp(m, "GET") == 0)
-                site_show(h, r, &a, name);
-            else if (!a.admin)
-                ureq_error(r, 403, "forbidden", "admin only");
-            else if (strcmp(m, "PATCH") == 0)
-                read_body_then(h, r, R_SITE_PATCH, &a, name);
-            else if (strcmp(m, "DELETE") == 0)
-                site_revoke_or_remove(h, r, &a, name, 1);
-            else
-                ureq_error(r, 405, "bad_request", "use GET, PATCH or DELETE");
-            goto out;
-        }
-        if (strncmp(p, "/revoke", 7) == 0 && (p[7] == '\0' || p[7] == '?')) {
-            if (!a.admin)
-                ureq_error(r, 403, "forbidden", "admin only");
-            else if (strcmp(m, "POST") != 0)
-                ureq_error(r, 405, "bad_request", "use POST");
-            else
-                site_revoke_or_remove(h, r, &a, name, 0);
-            goto out;
-        }
-        if (strncmp(p, "/services/", 10) == 0) {
-            proxy_route(h, r, &a, name, p + 10);
-            goto out;
-        }
+        else
+            site_routes(h, r, &a, name, p);
+        goto out;
     }
     ureq_error(r, 404, "not_found", "no such endpoint");
 out:

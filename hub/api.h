@@ -18,6 +18,9 @@ struct api_auth {
     char *scope_json; /* NULL = all sites; owned */
 };
 
+/* Frees the API's read caches (tokens, sites); at exit. */
+void api_shutdown(void);
+
 /* 1 if auth may see or use this site. */
 int api_site_allowed(const struct api_auth *a, const struct reg_site *s);
 

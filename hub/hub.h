@@ -58,6 +58,10 @@ struct hub {
     } pending[256];
     /* counters for /metrics */
     uint64_t n_requests, n_proxy_requests, n_tunnels_accepted, n_tunnels_refused;
+    /* Bumped by every state change made through the API: read caches of
+     * tokens and sites are valid only for the generation they were filled
+     * in (this hub is the registry's only writer). */
+    uint64_t gen;
 };
 
 /* Seconds since the epoch. */

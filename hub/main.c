@@ -30,6 +30,7 @@
 #include "hub.h"
 #include "registry.h"
 #include "query.h"
+#include "api.h"
 #include "tunnel.h"
 
 #define EXIT_USAGE     2
@@ -1072,6 +1073,7 @@ out:
         loop_teardown(loop, served);
     }
     if (h != NULL) {
+        api_shutdown();
         if (h->reg != NULL)
             registry_close(h->reg);
         if (h->tunnel_ctx != NULL)

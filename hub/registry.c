@@ -45,6 +45,7 @@ enum stmt_id {
     S_SITE_SEEN,
     S_SITE_ROTATE,
     S_SITE_ID_EXISTS,
+    S_SITE_SET_LABELS,
     S_ENROLL_CREATE,
     S_ENROLL_USE,
     S_ENROLL_STATUS,
@@ -52,17 +53,22 @@ enum stmt_id {
     S_ENROLL_CANCEL,
     S_ENROLL_STATUS_ID,
     S_ENROLL_LIST,
+    S_ENROLL_GET,
+    S_ENROLL_CANCEL_SITE,
     S_API_CREATE,
     S_API_LOOKUP,
     S_API_REVOKE,
     S_API_NAME_EXISTS,
     S_API_COUNT,
+    S_API_LIST,
     S_SESS_OPEN,
     S_SESS_CLOSE,
     S_SESS_EXISTS,
     S_SESS_CLOSE_STALE,
     S_SESS_LIST,
+    S_SESS_AGENT,
     S_AUDIT,
+    S_AUDIT_LIST,
     S_COUNT
 };
 
@@ -91,6 +97,7 @@ static const char *const stmt_sql[S_COUNT] = {
                     "WHERE id = ?1",
     [S_SITE_ROTATE] = "UPDATE sites SET pin = ?3 WHERE id = ?1 AND pin = ?2",
     [S_SITE_ID_EXISTS] = "SELECT 1 FROM sites WHERE id = ?1",
+    [S_SITE_SET_LABELS] = "UPDATE sites SET labels = ?2 WHERE name = ?1",
     [S_ENROLL_CREATE] = "INSERT INTO enroll_tokens (site_id, secret_hash, created_at, expires_at) "
                         "SELECT id, ?2, ?3, ?4 FROM sites WHERE name = ?1",
     /* The single statement that decides who wins a redeem race. */
@@ -109,6 +116,12 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_ENROLL_LIST] = "SELECT e.id, s.name, e.created_at, e.expires_at, COALESCE(e.used_at, 0), "
                       "COALESCE(e.cancelled_at, 0) FROM enroll_tokens e "
                       "JOIN sites s ON s.id = e.site_id ORDER BY e.id DESC",
+    [S_ENROLL_GET] = "SELECT e.id, s.name, e.created_at, e.expires_at, COALESCE(e.used_at, 0), "
+                     "COALESCE(e.cancelled_at, 0) FROM enroll_tokens e "
+                     "JOIN sites s ON s.id = e.site_id WHERE e.id = ?1",
+    [S_ENROLL_CANCEL_SITE] = "UPDATE enroll_tokens SET cancelled_at = ?2 "
+                             "WHERE site_id = (SELECT id FROM sites WHERE name = ?1) "
+                             "AND used_at IS NULL AND cancelled_at IS NULL",
     [S_API_CREATE] = "INSERT INTO api_tokens (name, role, scope, hash, created_at, expires_at) "
                      "VALUES (?1, ?2, ?3, ?4, ?5, NULLIF(?6, 0))",
     [S_API_LOOKUP] = "SELECT id, name, role, scope, created_at, COALESCE(expires_at, 0), "
@@ -116,6 +129,8 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_API_REVOKE] = "UPDATE api_tokens SET revoked_at = ?2 WHERE name = ?1 AND revoked_at IS NULL",
     [S_API_NAME_EXISTS] = "SELECT 1 FROM api_tokens WHERE name = ?1 LIMIT 1",
     [S_API_COUNT] = "SELECT count(*) FROM api_tokens",
+    [S_API_LIST] = "SELECT id, name, role, scope, created_at, COALESCE(expires_at, 0), "
+                   "COALESCE(revoked_at, 0) FROM api_tokens ORDER BY name, id",
     [S_SESS_OPEN] = "INSERT INTO sessions (site_id, remote_addr, agent_version, connected_at) "
                     "VALUES (?1, ?2, ?3, ?4)",
     /* max(): a clock stepped back must not make the close fail the CHECK. */
@@ -127,8 +142,14 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_SESS_LIST] = "SELECT id, site_id, remote_addr, agent_version, connected_at, "
                     "COALESCE(disconnected_at, 0), reason, bytes_in, bytes_out FROM sessions "
                     "WHERE site_id = ?1 ORDER BY connected_at DESC, id DESC LIMIT ?2",
+    /* The session row keeps what the agent said in its hello, not only the site row. */
+    [S_SESS_AGENT] = "UPDATE sessions SET agent_version = ?2 "
+                     "WHERE site_id = ?1 AND disconnected_at IS NULL",
     [S_AUDIT] = "INSERT INTO audit (ts, actor, remote, action, target, result, detail) "
                 "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    /* Paging by id walks the rowid b-tree backwards: no sort, no index needed. */
+    [S_AUDIT_LIST] = "SELECT id, ts, actor, remote, action, target, result, detail FROM audit "
+                     "WHERE id < ?1 ORDER BY id DESC LIMIT ?2",
 };
 
 struct registry {
@@ -835,7 +856,52 @@ int registry_site_seen(struct registry *r, int64_t site_id, int64_t last_seen,
         done(st);
         return -EIO;
     }
+    if (agent_version == NULL) {
+        rc = exec_stmt(st);
+        if (rc == 0 && sqlite3_changes(r->db) == 0)
+            rc = -ENOENT;
+        return rc;
+    }
+    /* Two rows change: one transaction, one commit (one fsync). */
+    rc = tx_begin(r);
+    if (rc < 0) {
+        done(st);
+        return rc;
+    }
     rc = exec_stmt(st);
+    if (rc == 0 && sqlite3_changes(r->db) == 0)
+        rc = -ENOENT;
+    if (rc == 0) {
+        st = stmt(r, S_SESS_AGENT);
+        sqlite3_bind_int64(st, 1, site_id);
+        if (bind_text_cut(st, 2, agent_version,
+                          sizeof(((struct reg_session *)0)->agent_version) - 1) < 0) {
+            done(st);
+            rc = -EIO;
+        } else {
+            rc = exec_stmt(st);
+        }
+    }
+    if (rc == 0)
+        rc = tx_commit(r);
+    if (rc < 0)
+        tx_rollback(r);
+    return rc;
+}
+
+int registry_site_set_labels(struct registry *r, const char *name, const char *labels_json)
+{
+    sqlite3_stmt *st;
+    int rc;
+
+    if (r == NULL || empty(name) || empty(labels_json))
+        return -EINVAL;
+    st = stmt(r, S_SITE_SET_LABELS);
+    if (bind_text(st, 1, name) < 0 || bind_text(st, 2, labels_json) < 0) {
+        done(st);
+        return -EIO;
+    }
+    rc = exec_stmt(st); /* not a JSON object: CHECK -> -EINVAL */
     if (rc == 0 && sqlite3_changes(r->db) == 0)
         rc = -ENOENT;
     return rc;
@@ -903,6 +969,73 @@ int registry_enroll_create(struct registry *r, const char *site, const char *sec
     if (id_out)
         *id_out = sqlite3_last_insert_rowid(r->db);
     return 0;
+}
+
+int registry_enroll_reissue(struct registry *r, const char *site, const char *secret_hash,
+                            int64_t expires_at, int64_t now, int64_t *id_out)
+{
+    sqlite3_stmt *st;
+    int rc;
+
+    if (id_out)
+        *id_out = 0;
+    if (r == NULL || empty(site) || empty(secret_hash))
+        return -EINVAL;
+    rc = tx_begin(r);
+    if (rc < 0)
+        return rc;
+    st = stmt(r, S_ENROLL_CANCEL_SITE);
+    if (bind_text(st, 1, site) < 0) {
+        done(st);
+        rc = -EIO;
+        goto out;
+    }
+    sqlite3_bind_int64(st, 2, now);
+    rc = exec_stmt(st);
+    if (rc == 0)
+        rc = registry_enroll_create(r, site, secret_hash, expires_at, now, id_out);
+    if (rc == 0)
+        rc = tx_commit(r);
+out:
+    if (rc < 0) {
+        tx_rollback(r);
+        if (id_out)
+            *id_out = 0;
+    }
+    return rc;
+}
+
+static void enroll_from_row(sqlite3_stmt *st, struct reg_enroll *e)
+{
+    memset(e, 0, sizeof(*e));
+    e->id = sqlite3_column_int64(st, 0);
+    copy_col(st, 1, e->site, sizeof(e->site));
+    e->created_at = sqlite3_column_int64(st, 2);
+    e->expires_at = sqlite3_column_int64(st, 3);
+    e->used_at = sqlite3_column_int64(st, 4);
+    e->cancelled_at = sqlite3_column_int64(st, 5);
+}
+
+int registry_enroll_get(struct registry *r, int64_t id, struct reg_enroll *out)
+{
+    sqlite3_stmt *st;
+    int rc;
+
+    if (out)
+        memset(out, 0, sizeof(*out));
+    if (r == NULL || out == NULL)
+        return -EINVAL;
+    st = stmt(r, S_ENROLL_GET);
+    sqlite3_bind_int64(st, 1, id);
+    rc = step_row(st);
+    if (rc == 1) {
+        enroll_from_row(st, out);
+        rc = 0;
+    } else if (rc == 0) {
+        rc = -ENOENT;
+    }
+    done(st);
+    return rc;
 }
 
 /* Why a token could not be used: it was checked under the same write lock. */
@@ -1023,13 +1156,7 @@ int registry_enroll_list(struct registry *r, registry_enroll_cb cb, void *arg)
         return -EBUSY;
     st = stmt(r, S_ENROLL_LIST);
     while ((rc = step_row(st)) == 1) {
-        memset(&e, 0, sizeof(e));
-        e.id = sqlite3_column_int64(st, 0);
-        copy_col(st, 1, e.site, sizeof(e.site));
-        e.created_at = sqlite3_column_int64(st, 2);
-        e.expires_at = sqlite3_column_int64(st, 3);
-        e.used_at = sqlite3_column_int64(st, 4);
-        e.cancelled_at = sqlite3_column_int64(st, 5);
+        enroll_from_row(st, &e);
         rc = cb(&e, arg);
         if (rc != 0)
             break;
@@ -1059,6 +1186,44 @@ int registry_apitoken_create(struct registry *r, const char *name, const char *r
     return exec_stmt(st);
 }
 
+/* Columns of S_API_LOOKUP / S_API_LIST; t->scope_json is allocated. */
+static int apitoken_from_row(sqlite3_stmt *st, struct reg_apitoken *t)
+{
+    memset(t, 0, sizeof(*t));
+    t->id = sqlite3_column_int64(st, 0);
+    copy_col(st, 1, t->name, sizeof(t->name));
+    copy_col(st, 2, t->role, sizeof(t->role));
+    t->created_at = sqlite3_column_int64(st, 4);
+    t->expires_at = sqlite3_column_int64(st, 5);
+    t->revoked_at = sqlite3_column_int64(st, 6);
+    if (sqlite3_column_type(st, 3) != SQLITE_NULL)
+        return dup_col(st, 3, &t->scope_json);
+    return 0;
+}
+
+int registry_apitoken_list(struct registry *r, registry_apitoken_cb cb, void *arg)
+{
+    struct reg_apitoken t;
+    sqlite3_stmt *st;
+    int rc;
+
+    if (r == NULL || cb == NULL)
+        return -EINVAL;
+    if (sqlite3_stmt_busy(r->st[S_API_LIST]))
+        return -EBUSY;
+    st = stmt(r, S_API_LIST);
+    while ((rc = step_row(st)) == 1) {
+        rc = apitoken_from_row(st, &t);
+        if (rc == 0)
+            rc = cb(&t, arg);
+        registry_apitoken_clear(&t);
+        if (rc != 0)
+            break;
+    }
+    done(st);
+    return rc;
+}
+
 int registry_apitoken_lookup(struct registry *r, const char *hash, int64_t now,
                              struct reg_apitoken *out)
 {
@@ -1079,17 +1244,9 @@ int registry_apitoken_lookup(struct registry *r, const char *hash, int64_t now,
         rc = -ENOENT;
     if (rc < 0)
         goto out;
-    t.id = sqlite3_column_int64(st, 0);
-    copy_col(st, 1, t.name, sizeof(t.name));
-    copy_col(st, 2, t.role, sizeof(t.role));
-    if (sqlite3_column_type(st, 3) != SQLITE_NULL) {
-        rc = dup_col(st, 3, &t.scope_json);
-        if (rc < 0)
-            goto out;
-    }
-    t.created_at = sqlite3_column_int64(st, 4);
-    t.expires_at = sqlite3_column_int64(st, 5);
-    t.revoked_at = sqlite3_column_int64(st, 6);
+    rc = apitoken_from_row(st, &t);
+    if (rc < 0)
+        goto out;
     if (t.revoked_at != 0)
         rc = -EKEYREVOKED;
     else if (t.expires_at != 0 && now >= t.expires_at)
@@ -1262,14 +1419,13 @@ int registry_session_list(struct registry *r, int64_t site_id, int limit, regist
 
 /* ---- audit ---- */
 
-int registry_audit(struct registry *r, int64_t ts, const char *actor, const char *remote,
-                   const char *action, const char *target, const char *result, const char *detail)
+static int audit_insert(struct registry *r, int64_t ts, const char *actor, const char *remote,
+                        const char *action, const char *target, const char *result,
+                        const char *detail)
 {
     sqlite3_stmt *st;
     int rc = 0;
 
-    if (r == NULL || actor == NULL || empty(action) || result == NULL)
-        return -EINVAL;
     st = stmt(r, S_AUDIT);
     sqlite3_bind_int64(st, 1, ts);
     rc |= bind_text_cut(st, 2, actor, AUDIT_FIELD_MAX);
@@ -1283,4 +1439,65 @@ int registry_audit(struct registry *r, int64_t ts, const char *actor, const char
         return -EIO;
     }
     return exec_stmt(st);
+}
+
+int registry_audit(struct registry *r, int64_t ts, const char *actor, const char *remote,
+                   const char *action, const char *target, const char *result, const char *detail)
+{
+    if (r == NULL || actor == NULL || empty(action) || result == NULL)
+        return -EINVAL;
+    return audit_insert(r, ts, actor, remote, action, target, result, detail);
+}
+
+int registry_audit_relaxed(struct registry *r, int64_t ts, const char *actor, const char *remote,
+                           const char *action, const char *target, const char *result,
+                           const char *detail)
+{
+    int rc;
+
+    if (r == NULL || actor == NULL || empty(action) || result == NULL)
+        return -EINVAL;
+    /* The synchronous level is read when a statement is compiled, so these
+     * PRAGMAs are prepared each time rather than cached. In WAL mode NORMAL
+     * still survives a crash of the process; only an OS crash or power cut
+     * may lose the last rows. */
+    if (sqlite3_exec(r->db, "PRAGMA synchronous = NORMAL", NULL, NULL, NULL) != SQLITE_OK)
+        return map_rc(sqlite3_extended_errcode(r->db));
+    rc = audit_insert(r, ts, actor, remote, action, target, result, detail);
+    /* FULL again for everything else; if even that fails, say so. */
+    if (sqlite3_exec(r->db, "PRAGMA synchronous = FULL", NULL, NULL, NULL) != SQLITE_OK && rc == 0)
+        rc = map_rc(sqlite3_extended_errcode(r->db));
+    return rc;
+}
+
+int registry_audit_list(struct registry *r, int64_t before_id, int limit, registry_audit_cb cb,
+                        void *arg)
+{
+    struct reg_audit a;
+    sqlite3_stmt *st;
+    int rc;
+
+    if (r == NULL || cb == NULL || limit <= 0 || before_id < 0)
+        return -EINVAL;
+    if (sqlite3_stmt_busy(r->st[S_AUDIT_LIST]))
+        return -EBUSY;
+    st = stmt(r, S_AUDIT_LIST);
+    sqlite3_bind_int64(st, 1, before_id > 0 ? before_id : INT64_MAX);
+    sqlite3_bind_int(st, 2, limit);
+    while ((rc = step_row(st)) == 1) {
+        memset(&a, 0, sizeof(a));
+        a.id = sqlite3_column_int64(st, 0);
+        a.ts = sqlite3_column_int64(st, 1);
+        copy_col(st, 2, a.actor, sizeof(a.actor));
+        copy_col(st, 3, a.remote, sizeof(a.remote));
+        copy_col(st, 4, a.action, sizeof(a.action));
+        copy_col(st, 5, a.target, sizeof(a.target));
+        copy_col(st, 6, a.result, sizeof(a.result));
+        copy_col(st, 7, a.detail, sizeof(a.detail));
+        rc = cb(&a, arg);
+        if (rc != 0)
+            break;
+    }
+    done(st);
+    return rc;
 }

@@ -92,10 +92,14 @@ int registry_site_revoke(struct registry *r, const char *name);
 /* Deletes the site and (by cascade) its tokens and sessions. */
 int registry_site_remove(struct registry *r, const char *name);
 /* Records what a connected site reported and when it was last heard. Any
- * NULL argument is left unchanged. */
+ * NULL argument is left unchanged; an agent_version also goes into the
+ * site's open session rows. */
 int registry_site_seen(struct registry *r, int64_t site_id, int64_t last_seen,
                        const char *agent_version, const char *services_json,
                        const char *remote_addr);
+/* Replaces a site's labels with labels_json (a JSON object's text).
+ * -ENOENT unknown site, -EINVAL not a JSON object. */
+int registry_site_set_labels(struct registry *r, const char *name, const char *labels_json);
 /* Replaces the pin of a site that holds old_pin (key rotation). */
 int registry_site_rotate_pin(struct registry *r, int64_t site_id, const char *old_pin,
                              const char *new_pin);
@@ -112,12 +116,22 @@ int registry_enroll_create(struct registry *r, const char *site, const char *sec
  * concurrent redeemers of one token wins. */
 int registry_enroll_redeem(struct registry *r, const char *secret_hash, const char *pin,
                            int64_t now, char site_out[TOKEN_NAME_MAX + 1]);
+/* Issues a token for an existing site (a lost token, a revoked site, a new
+ * key): in one transaction, cancels the site's tokens that are still unused,
+ * then inserts the new one. -ENOENT unknown site. */
+int registry_enroll_reissue(struct registry *r, const char *site, const char *secret_hash,
+                            int64_t expires_at, int64_t now, int64_t *id_out);
+/* Cancels an unused token. Idempotent; -EALREADY if it was used, -ENOENT
+ * unknown id. */
 int registry_enroll_cancel(struct registry *r, int64_t id);
 struct reg_enroll {
     int64_t id;
     char site[TOKEN_NAME_MAX + 1];
     int64_t created_at, expires_at, used_at, cancelled_at; /* 0 = not */
 };
+/* -ENOENT unknown id. */
+int registry_enroll_get(struct registry *r, int64_t id, struct reg_enroll *out);
+/* Every token, newest first; the struct passed to cb is valid during the call. */
 typedef int (*registry_enroll_cb)(const struct reg_enroll *e, void *arg);
 int registry_enroll_list(struct registry *r, registry_enroll_cb cb, void *arg);
 
@@ -128,7 +142,13 @@ int registry_apitoken_create(struct registry *r, const char *name, const char *r
 /* -ENOENT unknown, -EKEYREVOKED revoked, -EKEYEXPIRED expired at now. */
 int registry_apitoken_lookup(struct registry *r, const char *hash, int64_t now,
                              struct reg_apitoken *out);
+/* Revokes the live token of that name: -EALREADY if the name exists only
+ * revoked, -ENOENT if it never existed. */
 int registry_apitoken_revoke(struct registry *r, const char *name, int64_t now);
+/* Every token (live, expired and revoked) ordered by name, then age. The
+ * struct passed to cb, scope_json included, is valid during the call only. */
+typedef int (*registry_apitoken_cb)(const struct reg_apitoken *t, void *arg);
+int registry_apitoken_list(struct registry *r, registry_apitoken_cb cb, void *arg);
 /* Number of API tokens (any state): init uses it to know if admin exists. */
 int registry_apitoken_count(struct registry *r, int64_t *count);
 
@@ -144,8 +164,26 @@ typedef int (*registry_session_cb)(const struct reg_session *s, void *arg);
 int registry_session_list(struct registry *r, int64_t site_id, int limit, registry_session_cb cb,
                           void *arg);
 
-/* Audit: one row per state-changing action. */
+/* Audit: one row per state-changing action. Text fields are cut to 255
+ * bytes (detail: 4096) at a UTF-8 boundary, never refused. */
 int registry_audit(struct registry *r, int64_t ts, const char *actor, const char *remote,
                    const char *action, const char *target, const char *result, const char *detail);
+/* The same row, committed without waiting for the disk (synchronous=NORMAL
+ * for this one commit): it survives a crash of the hub but maybe not a power
+ * cut. For high-rate rows such as users' proxied requests, where an fsync
+ * each would cost more than the request. */
+int registry_audit_relaxed(struct registry *r, int64_t ts, const char *actor, const char *remote,
+                           const char *action, const char *target, const char *result,
+                           const char *detail);
+struct reg_audit {
+    int64_t id, ts;
+    char actor[256], remote[256], action[256], target[256], result[256];
+    char detail[4097];
+};
+/* Newest first (by id), at most limit rows with id < before_id (0: from
+ * the newest). The struct passed to cb is valid during the call only. */
+typedef int (*registry_audit_cb)(const struct reg_audit *a, void *arg);
+int registry_audit_list(struct registry *r, int64_t before_id, int limit, registry_audit_cb cb,
+                        void *arg);
 
 #endif

@@ -875,6 +875,254 @@ static void test_audit(struct registry *r, const char *path)
     sqlite3_close(db);
 }
 
+static void test_labels(struct registry *r)
+{
+    struct reg_site s;
+
+    CHECK_EQ_INT(registry_site_create(r, "lab-a", "{\"env\":\"dev\"}", 1000), 0);
+    CHECK_EQ_INT(registry_site_set_labels(r, "lab-a", "{\"env\":\"prod\",\"tier\":\"1\"}"), 0);
+    CHECK_EQ_INT(registry_site_get(r, "lab-a", &s), 0);
+    CHECK_EQ_STR(s.labels_json, "{\"env\":\"prod\",\"tier\":\"1\"}");
+    registry_site_clear(&s);
+    CHECK_EQ_INT(registry_site_set_labels(r, "lab-missing", "{}"), -ENOENT);
+    /* The schema's CHECK: labels are a JSON object. */
+    CHECK_EQ_INT(registry_site_set_labels(r, "lab-a", "[1]"), -EINVAL);
+    CHECK_EQ_INT(registry_site_set_labels(r, "lab-a", "{oops"), -EINVAL);
+    CHECK_EQ_INT(registry_site_set_labels(r, "lab-a", NULL), -EINVAL);
+    CHECK_EQ_INT(registry_site_get(r, "lab-a", &s), 0);
+    CHECK_EQ_STR(s.labels_json, "{\"env\":\"prod\",\"tier\":\"1\"}");
+    registry_site_clear(&s);
+}
+
+struct enroll_seen {
+    int n_pending, n_cancelled, n_used;
+    int64_t last_id;
+};
+
+static int count_enroll(const struct reg_enroll *e, void *arg)
+{
+    struct enroll_seen *c = arg;
+
+    if (strcmp(e->site, "rei-a") != 0)
+        return 0;
+    if (e->used_at)
+        c->n_used++;
+    else if (e->cancelled_at)
+        c->n_cancelled++;
+    else
+        c->n_pending++;
+    return 0;
+}
+
+static void test_enroll_reissue(struct registry *r)
+{
+    char h1[65], h2[65], h3[65], h4[65], site[TOKEN_NAME_MAX + 1], pin[CRYPTO_PIN_LEN + 1];
+    struct enroll_seen c;
+    struct reg_enroll e;
+    int64_t id1 = 0, id3 = 0, id = -1;
+
+    hash_of(9101, h1);
+    hash_of(9102, h2);
+    hash_of(9103, h3);
+    hash_of(9104, h4);
+    CHECK_EQ_INT(registry_site_create(r, "rei-a", NULL, 1000), 0);
+    CHECK_EQ_INT(registry_enroll_create(r, "rei-a", h1, 5000, 1000, &id1), 0);
+    CHECK_EQ_INT(registry_enroll_create(r, "rei-a", h2, 5000, 1000, NULL), 0);
+    /* A failing insert (hash taken) rolls the cancels back too. */
+    CHECK_EQ_INT(registry_enroll_reissue(r, "rei-a", h1, 5000, 1100, &id), -EEXIST);
+    CHECK_EQ_INT(id, 0);
+    memset(&c, 0, sizeof(c));
+    CHECK_EQ_INT(registry_enroll_list(r, count_enroll, &c), 0);
+    CHECK_EQ_INT(c.n_pending, 2);
+    CHECK_EQ_INT(registry_enroll_reissue(r, "rei-a", h3, 5000, 1100, &id3), 0);
+    CHECK(id3 > id1);
+    memset(&c, 0, sizeof(c));
+    CHECK_EQ_INT(registry_enroll_list(r, count_enroll, &c), 0);
+    CHECK_EQ_INT(c.n_pending, 1);
+    CHECK_EQ_INT(c.n_cancelled, 2);
+    pin_of(9101, pin);
+    CHECK_EQ_INT(registry_enroll_redeem(r, h1, pin, 1200, site), -ECANCELED);
+    CHECK_EQ_INT(registry_enroll_get(r, id3, &e), 0);
+    CHECK_EQ_INT(e.id, id3);
+    CHECK_EQ_STR(e.site, "rei-a");
+    CHECK_EQ_INT(e.created_at, 1100);
+    CHECK_EQ_INT(e.expires_at, 5000);
+    CHECK_EQ_INT(e.used_at, 0);
+    CHECK_EQ_INT(e.cancelled_at, 0);
+    CHECK_EQ_INT(registry_enroll_get(r, id1, &e), 0);
+    CHECK(e.cancelled_at != 0);
+    CHECK_EQ_INT(registry_enroll_redeem(r, h3, pin, 1200, site), 0);
+    CHECK_EQ_INT(registry_enroll_get(r, id3, &e), 0);
+    CHECK_EQ_INT(e.used_at, 1200);
+    /* A used token stays used: a reissue cancels only unused ones. */
+    CHECK_EQ_INT(registry_enroll_reissue(r, "rei-a", h4, 5000, 1300, NULL), 0);
+    CHECK_EQ_INT(registry_enroll_get(r, id3, &e), 0);
+    CHECK_EQ_INT(e.used_at, 1200);
+    CHECK_EQ_INT(e.cancelled_at, 0);
+    CHECK_EQ_INT(registry_enroll_get(r, 987654321, &e), -ENOENT);
+    CHECK_EQ_INT(registry_enroll_reissue(r, "rei-missing", h2, 5000, 1300, &id), -ENOENT);
+    CHECK_EQ_INT(id, 0);
+}
+
+struct tok_seen {
+    char names[8][TOKEN_NAME_MAX + 1];
+    char scopes[8][64];
+    int64_t revoked[8];
+    int n, stop_at;
+};
+
+static int collect_tokens(const struct reg_apitoken *t, void *arg)
+{
+    struct tok_seen *c = arg;
+
+    if (strncmp(t->name, "lst-", 4) != 0)
+        return 0;
+    if (c->n < 8) {
+        snprintf(c->names[c->n], sizeof(c->names[0]), "%s", t->name);
+        snprintf(c->scopes[c->n], sizeof(c->scopes[0]), "%s", t->scope_json ? t->scope_json : "*");
+        c->revoked[c->n] = t->revoked_at;
+    }
+    c->n++;
+    return c->stop_at && c->n >= c->stop_at ? 42 : 0;
+}
+
+static void test_apitoken_list(struct registry *r)
+{
+    char h[65];
+    struct tok_seen c;
+
+    hash_of(9201, h);
+    CHECK_EQ_INT(registry_apitoken_create(r, "lst-b", "user", "[\"x\"]", h, 0, 1000), 0);
+    hash_of(9202, h);
+    CHECK_EQ_INT(registry_apitoken_create(r, "lst-a", "admin", NULL, h, 0, 1000), 0);
+    CHECK_EQ_INT(registry_apitoken_revoke(r, "lst-b", 1100), 0);
+    hash_of(9203, h);
+    CHECK_EQ_INT(
+        registry_apitoken_create(r, "lst-b", "user", "{\"labels\":{\"k\":\"v\"}}", h, 0, 1200), 0);
+    memset(&c, 0, sizeof(c));
+    CHECK_EQ_INT(registry_apitoken_list(r, collect_tokens, &c), 0);
+    CHECK_EQ_INT(c.n, 3);
+    CHECK_EQ_STR(c.names[0], "lst-a");
+    CHECK_EQ_STR(c.scopes[0], "*");
+    CHECK_EQ_STR(c.names[1], "lst-b");
+    CHECK_EQ_STR(c.scopes[1], "[\"x\"]");
+    CHECK_EQ_INT(c.revoked[1], 1100);
+    CHECK_EQ_STR(c.names[2], "lst-b");
+    CHECK_EQ_STR(c.scopes[2], "{\"labels\":{\"k\":\"v\"}}");
+    CHECK_EQ_INT(c.revoked[2], 0);
+    memset(&c, 0, sizeof(c));
+    c.stop_at = 2;
+    CHECK_EQ_INT(registry_apitoken_list(r, collect_tokens, &c), 42);
+    CHECK_EQ_INT(c.n, 2);
+    CHECK_EQ_INT(registry_apitoken_list(r, NULL, &c), -EINVAL);
+}
+
+struct audit_seen {
+    int64_t ids[16];
+    char actions[16][16];
+    size_t detail_len[16];
+    int n;
+};
+
+static int collect_audit(const struct reg_audit *a, void *arg)
+{
+    struct audit_seen *c = arg;
+
+    if (c->n < 16) {
+        c->ids[c->n] = a->id;
+        snprintf(c->actions[c->n], sizeof(c->actions[0]), "%.15s", a->action);
+        c->detail_len[c->n] = strlen(a->detail);
+    }
+    c->n++;
+    return 0;
+}
+
+static void test_audit_list(struct registry *r, const char *path)
+{
+    struct audit_seen c;
+    char big[6000], action[16];
+    sqlite3_stmt *st = NULL;
+    int64_t count_before, newest;
+    int i;
+
+    count_before = raw_int(path, "SELECT count(*) FROM audit");
+    for (i = 0; i < 5; i++) {
+        snprintf(action, sizeof(action), "list.%d", i);
+        CHECK_EQ_INT(registry_audit(r, 2000 + i, "admin", "127.0.0.1", action, "t", "ok", ""), 0);
+    }
+    memset(big, 'x', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    /* The relaxed variant writes the same row, visible to another process. */
+    CHECK_EQ_INT(
+        registry_audit_relaxed(r, 2005, "alice", "127.0.0.1", "list.5", "t", "forwarded", big), 0);
+    CHECK_EQ_INT(raw_int(path, "SELECT count(*) FROM audit"), count_before + 6);
+    /* ... and leaves the connection as durable as before. */
+    CHECK(sqlite3_prepare_v2(registry_db(r), "PRAGMA synchronous", -1, &st, NULL) == SQLITE_OK);
+    CHECK_EQ_INT(sqlite3_step(st), SQLITE_ROW);
+    CHECK_EQ_INT(sqlite3_column_int(st, 0), 2); /* FULL */
+    sqlite3_finalize(st);
+
+    memset(&c, 0, sizeof(c));
+    CHECK_EQ_INT(registry_audit_list(r, 0, 2, collect_audit, &c), 0);
+    CHECK_EQ_INT(c.n, 2);
+    CHECK_EQ_STR(c.actions[0], "list.5");
+    CHECK_EQ_STR(c.actions[1], "list.4");
+    CHECK_EQ_INT(c.detail_len[0], 4096);
+    CHECK(c.ids[0] > c.ids[1]);
+    newest = c.ids[0];
+    memset(&c, 0, sizeof(c));
+    CHECK_EQ_INT(registry_audit_list(r, newest - 1, 3, collect_audit, &c), 0);
+    CHECK_EQ_INT(c.n, 3);
+    CHECK_EQ_STR(c.actions[0], "list.3");
+    CHECK_EQ_STR(c.actions[2], "list.1");
+    CHECK_EQ_INT(c.ids[0], newest - 2);
+    memset(&c, 0, sizeof(c));
+    CHECK_EQ_INT(registry_audit_list(r, 1, 10, collect_audit, &c), 0);
+    CHECK_EQ_INT(c.n, 0);
+    CHECK_EQ_INT(registry_audit_list(r, 0, 0, collect_audit, &c), -EINVAL);
+    CHECK_EQ_INT(registry_audit_list(r, -1, 5, collect_audit, &c), -EINVAL);
+    CHECK_EQ_INT(registry_audit_relaxed(r, 1, NULL, NULL, "x", NULL, "ok", NULL), -EINVAL);
+}
+
+struct sess_seen {
+    char agent[64];
+    int n;
+};
+
+static int first_session(const struct reg_session *s, void *arg)
+{
+    struct sess_seen *c = arg;
+
+    if (c->n++ == 0)
+        snprintf(c->agent, sizeof(c->agent), "%s", s->agent_version);
+    return 0;
+}
+
+static void test_session_agent(struct registry *r)
+{
+    struct reg_site s;
+    struct sess_seen c;
+    int64_t sid = 0, old_sid = 0;
+
+    CHECK_EQ_INT(make_active(r, "agv-a", 9301, 9301), 0);
+    CHECK_EQ_INT(registry_site_get(r, "agv-a", &s), 0);
+    CHECK_EQ_INT(registry_session_open(r, s.id, "192.0.2.1:1", "", 3000, &old_sid), 0);
+    CHECK_EQ_INT(registry_session_close(r, old_sid, 3010, "gone", 1, 2), 0);
+    CHECK_EQ_INT(registry_session_open(r, s.id, "192.0.2.1:2", "", 3020, &sid), 0);
+    /* The hello comes after the session opened: its version lands in both rows. */
+    CHECK_EQ_INT(registry_site_seen(r, s.id, 3021, "9.9.9", "[\"web\"]", NULL), 0);
+    memset(&c, 0, sizeof(c));
+    CHECK_EQ_INT(registry_session_list(r, s.id, 5, first_session, &c), 0);
+    CHECK_EQ_INT(c.n, 2);
+    CHECK_EQ_STR(c.agent, "9.9.9");
+    CHECK_EQ_INT(registry_site_seen(r, 987654321, 3022, "1.0", NULL, NULL), -ENOENT);
+    registry_site_clear(&s);
+    CHECK_EQ_INT(registry_site_get(r, "agv-a", &s), 0);
+    CHECK_EQ_STR(s.agent_version, "9.9.9");
+    CHECK_EQ_INT(s.last_seen, 3021);
+    registry_site_clear(&s);
+}
+
 static int copy_file(const char *from, const char *to)
 {
     char buf[65536];
@@ -981,6 +1229,11 @@ int main(void)
         test_sessions(r);
         test_cascade(r, path);
         test_audit(r, path);
+        test_labels(r);
+        test_enroll_reissue(r);
+        test_apitoken_list(r);
+        test_audit_list(r, path);
+        test_session_agent(r);
         CHECK_EQ_INT(registry_check(r), 0);
         registry_close(r);
     }

@@ -1,0 +1,392 @@
+/* tetherctl query: submit a federated query and, with --wait, print each site's result. */
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cmd.h"
+#include "common/crypto.h"
+#include "common/token.h"
+#include "table.h"
+
+#define TIMEOUT_MAX  3600
+#define TTL_MAX      (30LL * 86400)
+#define DATA_MAX     (16u << 20) /* the hub refuses more than its API body limit anyway */
+#define BODY_COLUMN  60
+#define WAIT_EXTRA_S 2
+
+static const char *opt(const struct ctl_args *a, const char *name)
+{
+    const char *v = NULL;
+
+    for (size_t i = 0; i < a->nopt; i++)
+        if (strcmp(a->opt[i].name, name) == 0)
+            v = a->opt[i].value ? a->opt[i].value : "";
+    return v;
+}
+
+static int parse_seconds(const char *flag, const char *v, long long lo, long long hi,
+                         long long *out)
+{
+    char *end = NULL;
+
+    errno = 0;
+    *out = strtoll(v, &end, 10);
+    if (errno != 0 || end == v || *end != '\0' || *out < lo || *out > hi)
+        return ctl_usage_err("--%s expects whole seconds from %lld to %lld, got \"%s\"", flag, lo,
+                             hi, v);
+    return CTL_EXIT_OK;
+}
+
+/* --sites all | NAME,NAME | label=K=V[,K=V] into the JSON selector (new
+ * reference in *out). */
+static int parse_sites(const char *v, json_t **out)
+{
+    char *copy = NULL, *tok, *save = NULL;
+    json_t *sel = NULL, *labels = NULL;
+    int rc = CTL_EXIT_USAGE;
+
+    *out = NULL;
+    if (v == NULL || strcmp(v, "all") == 0 || strcmp(v, "*") == 0) {
+        *out = json_string("*");
+        return CTL_EXIT_OK;
+    }
+    copy = strdup(v);
+    if (copy == NULL) {
+        ctl_err("out of memory");
+        return CTL_EXIT_FAIL;
+    }
+    if (strncmp(copy, "label=", 6) == 0) {
+        labels = json_object();
+        for (tok = strtok_r(copy + 6, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
+            char *eq = strchr(tok, '=');
+            json_t *val;
+
+            if (eq == NULL || eq == tok) {
+                ctl_usage_err("--sites label=KEY=VALUE[,KEY=VALUE]: bad pair \"%s\"", tok);
+                goto out;
+            }
+            *eq = '\0';
+            val = json_string(eq + 1);
+            if (val == NULL || json_object_set_new(labels, tok, val) != 0) {
+                ctl_usage_err("--sites: label \"%s\" is not valid UTF-8 text", tok);
+                goto out;
+            }
+        }
+        if (json_object_size(labels) == 0) {
+            ctl_usage_err("--sites label= needs KEY=VALUE");
+            goto out;
+        }
+        sel = json_pack("{s:O}", "labels", labels);
+    } else {
+        sel = json_array();
+        for (tok = strtok_r(copy, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
+            if (!token_name_valid(tok)) {
+                ctl_usage_err("--sites: invalid site name \"%s\" (use all, NAME,NAME or "
+                              "label=KEY=VALUE)",
+                              tok);
+                goto out;
+            }
+            json_array_append_new(sel, json_string(tok));
+        }
+        if (json_array_size(sel) == 0) {
+            ctl_usage_err("--sites needs all, NAME,NAME or label=KEY=VALUE");
+            goto out;
+        }
+    }
+    *out = sel;
+    sel = NULL;
+    rc = CTL_EXIT_OK;
+out:
+    json_decref(sel);
+    json_decref(labels);
+    free(copy);
+    return rc;
+}
+
+/* --data @FILE | - | TEXT into *data (malloc'ed). */
+static int read_data(const char *v, char **data, size_t *len)
+{
+    FILE *f = NULL;
+    char *buf = NULL;
+    size_t n = 0, cap = 0;
+    int rc = CTL_EXIT_FAIL;
+
+    *data = NULL;
+    *len = 0;
+    if (v[0] != '@' && strcmp(v, "-") != 0) {
+        *data = strdup(v);
+        *len = strlen(v);
+        if (*data == NULL) {
+            ctl_err("out of memory");
+            return CTL_EXIT_FAIL;
+        }
+        return CTL_EXIT_OK;
+    }
+    f = strcmp(v, "-") == 0 ? stdin : fopen(v + 1, "rb");
+    if (f == NULL) {
+        ctl_err("cannot read %s: %s", v + 1, strerror(errno));
+        return CTL_EXIT_FAIL;
+    }
+    for (;;) {
+        size_t got;
+
+        if (n == cap) {
+            char *nb;
+            cap = cap ? cap * 2 : 65536;
+            if (cap > DATA_MAX + 1)
+                cap = DATA_MAX + 1;
+            nb = realloc(buf, cap);
+            if (nb == NULL) {
+                ctl_err("out of memory");
+                goto out;
+            }
+            buf = nb;
+        }
+        got = fread(buf + n, 1, cap - n, f);
+        n += got;
+        if (n > DATA_MAX) {
+            ctl_err("--data: more than %u bytes", DATA_MAX);
+            goto out;
+        }
+        if (got == 0)
+            break;
+    }
+    if (ferror(f)) {
+        ctl_err("cannot read %s: %s", strcmp(v, "-") == 0 ? "stdin" : v + 1, strerror(errno));
+        goto out;
+    }
+    *data = buf;
+    *len = n;
+    buf = NULL;
+    rc = CTL_EXIT_OK;
+out:
+    if (f != NULL && f != stdin)
+        fclose(f);
+    free(buf);
+    return rc;
+}
+
+/* Puts the data in the request as "body" (UTF-8 text) or "body_base64". */
+static int set_body(json_t *req, const char *data, size_t len)
+{
+    json_t *s = json_stringn(data, len);
+    size_t cap, n;
+    char *b64;
+
+    if (s != NULL)
+        return json_object_set_new(req, "body", s) == 0 ? 0 : -ENOMEM;
+    cap = (len + 2) / 3 * 4 + 1;
+    b64 = malloc(cap);
+    if (b64 == NULL || crypto_b64_encode((const uint8_t *)data, len, 0, b64, cap, &n) != 0) {
+        free(b64);
+        return -ENOMEM;
+    }
+    json_object_set_new(req, "body_base64", json_stringn(b64, n));
+    free(b64);
+    return 0;
+}
+
+/* The start of a body (or the detail) as one short line. */
+static void body_start(json_t *site, char *out, size_t cap)
+{
+    const char *b = ctl_jstr(site, "body");
+    size_t o = 0, i;
+    int space = 0;
+
+    if (b == NULL) {
+        if (ctl_jstr(site, "body_base64") != NULL)
+            b = "(binary body)";
+        else if (ctl_jstr(site, "detail") != NULL)
+            b = ctl_jstr(site, "detail");
+        else
+            b = "";
+    }
+    for (i = 0; b[i] != '\0' && o + 4 < cap && o < BODY_COLUMN; i++) {
+        unsigned char ch = (unsigned char)b[i];
+
+        if (ch == '\n' || ch == '\r' || ch == '\t' || ch == ' ') {
+            if (!space && o > 0)
+                out[o++] = ' ';
+            space = 1;
+            continue;
+        }
+        space = 0;
+        out[o++] = (char)ch;
+    }
+    /* Never cut inside a character: its bytes were copied one for one. */
+    while (b[i] != '\0' && o > 0 && i > 0 && ((unsigned char)b[i] & 0xc0) == 0x80) {
+        o--;
+        i--;
+    }
+    while (o > 0 && out[o - 1] == ' ')
+        o--;
+    out[o] = '\0';
+    if (b[i] != '\0' && o + 4 < cap)
+        strcat(out, "...");
+}
+
+static int print_results(json_t *q)
+{
+    static const char *const head[] = {"SITE", "STATUS", "HTTP", "LATENCY", "BODY"};
+    json_t *sites = json_object_get(q, "sites"), *s;
+    struct table *t = table_new(5, head);
+    long long n_done = 0, n = 0;
+    size_t i;
+    int rc = CTL_EXIT_FAIL;
+
+    if (t == NULL) {
+        ctl_err("out of memory");
+        return CTL_EXIT_FAIL;
+    }
+    if (!json_is_array(sites)) {
+        ctl_err("the hub's answer has no \"sites\" list");
+        goto out;
+    }
+    table_align_right(t, 2);
+    table_align_right(t, 3);
+    json_array_foreach(sites, i, s)
+    {
+        char http[16] = "-", lat[32] = "-", body[BODY_COLUMN + 8];
+        const char *st = ctl_jstr(s, "status");
+        const char *row[5] = {ctl_jstr(s, "site"), st, http, lat, body};
+
+        if (json_is_integer(json_object_get(s, "http_status")))
+            snprintf(http, sizeof(http), "%lld", ctl_jint(s, "http_status"));
+        if (json_is_integer(json_object_get(s, "latency_ms")))
+            snprintf(lat, sizeof(lat), "%lld ms", ctl_jint(s, "latency_ms"));
+        body_start(s, body, sizeof(body));
+        if (table_add(t, row) != 0) {
+            ctl_err("out of memory");
+            goto out;
+        }
+        n++;
+        if (st != NULL && strcmp(st, "done") == 0)
+            n_done++;
+    }
+    table_print(t, stdout);
+    rc = CTL_EXIT_OK;
+    if (n_done < n) {
+        json_t *c = json_object_get(q, "counts");
+        ctl_err("%lld of %lld sites did not answer (queued %lld, sent %lld, error %lld, timeout "
+                "%lld, expired %lld); query %s",
+                n - n_done, n, ctl_jint(c, "queued"), ctl_jint(c, "sent"), ctl_jint(c, "error"),
+                ctl_jint(c, "timeout"), ctl_jint(c, "expired"),
+                ctl_jstr(q, "id") ? ctl_jstr(q, "id") : "?");
+        rc = CTL_EXIT_FAIL;
+    }
+out:
+    table_free(t);
+    return rc;
+}
+
+int cmd_query(struct ctl *c, const struct ctl_args *a)
+{
+    const char *service = opt(a, "service"), *v;
+    json_t *req = json_object(), *sel = NULL, *headers = json_object();
+    json_t *resp = NULL, *full = NULL;
+    long long timeout = 30, ttl = -1;
+    char *data = NULL, path[128];
+    size_t data_len = 0;
+    int wait = opt(a, "wait") != NULL, rc = CTL_EXIT_FAIL;
+    const char *id;
+
+    if (req == NULL || headers == NULL) {
+        ctl_err("out of memory");
+        goto out;
+    }
+    if (service == NULL || !token_name_valid(service)) {
+        rc = ctl_usage_err(service == NULL ? "query needs --service NAME"
+                                           : "--service: invalid service name");
+        goto out;
+    }
+    rc = parse_sites(opt(a, "sites"), &sel);
+    if (rc != CTL_EXIT_OK)
+        goto out;
+    if ((v = opt(a, "timeout")) != NULL &&
+        (rc = parse_seconds("timeout", v, 1, TIMEOUT_MAX, &timeout)) != CTL_EXIT_OK)
+        goto out;
+    if ((v = opt(a, "ttl")) != NULL &&
+        (rc = parse_seconds("ttl", v, 0, TTL_MAX, &ttl)) != CTL_EXIT_OK)
+        goto out;
+    for (size_t i = 0; i < a->nopt; i++) {
+        const char *hv = a->opt[i].value, *colon;
+        char *name;
+
+        if (strcmp(a->opt[i].name, "header") != 0)
+            continue;
+        colon = strchr(hv, ':');
+        if (colon == NULL || colon == hv) {
+            rc = ctl_usage_err("--header expects \"Name: value\", got \"%s\"", hv);
+            goto out;
+        }
+        name = strndup(hv, (size_t)(colon - hv));
+        colon++;
+        while (*colon == ' ')
+            colon++;
+        if (name == NULL || json_object_set_new(headers, name, json_string(colon)) != 0) {
+            free(name);
+            rc = ctl_usage_err("--header \"%s\" is not valid UTF-8 text", hv);
+            goto out;
+        }
+        free(name);
+    }
+    if ((v = opt(a, "data")) != NULL) {
+        rc = read_data(v, &data, &data_len);
+        if (rc != CTL_EXIT_OK)
+            goto out;
+        if (set_body(req, data, data_len) != 0) {
+            ctl_err("out of memory");
+            rc = CTL_EXIT_FAIL;
+            goto out;
+        }
+    }
+    json_object_set(req, "sites", sel);
+    json_object_set_new(req, "service", json_string(service));
+    v = opt(a, "method");
+    json_object_set_new(req, "method", json_string(v ? v : data ? "POST" : "GET"));
+    v = opt(a, "path");
+    json_object_set_new(req, "path", json_string(v ? v : "/"));
+    if (json_object_size(headers) > 0)
+        json_object_set(req, "headers", headers);
+    json_object_set_new(req, "timeout_s", json_integer(timeout));
+    if (ttl >= 0)
+        json_object_set_new(req, "ttl_s", json_integer(ttl));
+
+    rc = ctl_call(c, "POST", "/v1/queries", req, &resp);
+    if (rc != CTL_EXIT_OK)
+        goto out;
+    id = ctl_jstr(resp, "id");
+    if (id == NULL || strlen(id) > 64) {
+        ctl_err("the hub's answer has no query id");
+        rc = CTL_EXIT_FAIL;
+        goto out;
+    }
+    if (!wait) {
+        if (c->json)
+            ctl_print_json(resp);
+        else
+            printf("%s\n", id);
+        goto out;
+    }
+    /* Sent requests end within timeout_s; queued ones may take until their
+     * site connects, which --wait does not wait for. */
+    snprintf(path, sizeof(path), "/v1/queries/%s?wait=%lld", id, timeout + WAIT_EXTRA_S);
+    c->target.timeout_ms = (int)(timeout + WAIT_EXTRA_S + 30) * 1000;
+    rc = ctl_call(c, "GET", path, NULL, &full);
+    if (rc != CTL_EXIT_OK)
+        goto out;
+    if (c->json)
+        ctl_print_json(full);
+    else
+        rc = print_results(full);
+out:
+    free(data);
+    json_decref(sel);
+    json_decref(headers);
+    json_decref(req);
+    json_decref(resp);
+    json_decref(full);
+    return rc;
+}

@@ -1,0 +1,220 @@
+/* tetherctl token commands: create, list, revoke API tokens. */
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cmd.h"
+#include "common/token.h"
+#include "table.h"
+
+/* Ten years, as the hub. */
+#define TOKEN_TTL_MAX (3650LL * 86400)
+
+/* --sites: "*" (or "all"), "label=K=V[,K=V]..." or "NAME,NAME...". Returns a
+ * new reference in *out, or an exit code after printing why. */
+static int parse_sites(const char *v, json_t **out)
+{
+    json_t *j = NULL;
+    char *copy = NULL, *save = NULL, *tok;
+    int label = strncmp(v, "label=", 6) == 0;
+    int rc = CTL_EXIT_USAGE;
+
+    *out = NULL;
+    if (strcmp(v, "*") == 0 || strcmp(v, "all") == 0) {
+        *out = json_string("*");
+        return *out ? CTL_EXIT_OK : CTL_EXIT_FAIL;
+    }
+    copy = strdup(label ? v + 6 : v);
+    j = label ? json_object() : json_array();
+    if (copy == NULL || j == NULL) {
+        ctl_err("out of memory");
+        rc = CTL_EXIT_FAIL;
+        goto out;
+    }
+    for (tok = strtok_r(copy, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
+        if (label) {
+            char *eq = strchr(tok, '=');
+            json_t *val;
+
+            if (eq == NULL || eq == tok) {
+                ctl_usage_err("--sites label=KEY=VALUE[,KEY=VALUE]..., got \"%s\"", v);
+                goto out;
+            }
+            *eq = '\0';
+            val = json_string(eq + 1);
+            if (val == NULL || json_object_set_new(j, tok, val) != 0) {
+                ctl_usage_err("--sites \"%s\" is not valid UTF-8 text", v);
+                goto out;
+            }
+        } else {
+            if (ctl_check_name("site", tok) != CTL_EXIT_OK)
+                goto out;
+            json_array_append_new(j, json_string(tok));
+        }
+    }
+    if (json_is_array(j) ? json_array_size(j) == 0 : json_object_size(j) == 0) {
+        ctl_usage_err("--sites names no site");
+        goto out;
+    }
+    if (label) {
+        *out = json_pack("{s:o}", "labels", j);
+        j = NULL;
+    } else {
+        *out = j;
+        j = NULL;
+    }
+    rc = *out != NULL ? CTL_EXIT_OK : CTL_EXIT_FAIL;
+out:
+    json_decref(j);
+    free(copy);
+    return rc;
+}
+
+int cmd_token_create(struct ctl *c, const struct ctl_args *a)
+{
+    json_t *req = NULL, *resp = NULL, *sites = NULL; /* owned here */
+    const char *role = ctl_opt(a, "role"), *sv = ctl_opt(a, "sites"), *ttl = ctl_opt(a, "ttl");
+    const char *tok;
+    long long ttl_s = 0;
+    int rc = ctl_check_name("token", a->pos[0]);
+
+    if (rc != CTL_EXIT_OK)
+        return rc;
+    if (role == NULL || (strcmp(role, "admin") != 0 && strcmp(role, "user") != 0))
+        return ctl_usage_err("token create needs --role admin or --role user");
+    if (strcmp(role, "user") == 0 && sv == NULL)
+        return ctl_usage_err("a user token needs --sites: NAME,NAME, label=KEY=VALUE or '*' "
+                             "for every site");
+    if (strcmp(role, "admin") == 0 && sv != NULL)
+        return ctl_usage_err("an admin token reaches every site: leave --sites out");
+    if (ttl != NULL && (rc = ctl_parse_count("--ttl", ttl, TOKEN_TTL_MAX, &ttl_s)) != CTL_EXIT_OK)
+        return rc;
+    if (sv != NULL && (rc = parse_sites(sv, &sites)) != CTL_EXIT_OK)
+        return rc;
+    req = json_pack("{s:s,s:s}", "name", a->pos[0], "role", role);
+    if (req == NULL) {
+        ctl_err("out of memory");
+        rc = CTL_EXIT_FAIL;
+        goto out;
+    }
+    if (sites != NULL)
+        json_object_set(req, "sites", sites);
+    if (ttl_s > 0)
+        json_object_set_new(req, "ttl_s", json_integer(ttl_s));
+    rc = ctl_call(c, "POST", "/v1/tokens", req, &resp);
+    if (rc != CTL_EXIT_OK)
+        goto out;
+    if (c->json) {
+        ctl_print_json(resp);
+        goto out;
+    }
+    tok = ctl_jstr(resp, "token");
+    if (tok == NULL || tok[0] == '\0') {
+        ctl_err("the hub's answer has no token");
+        rc = CTL_EXIT_FAIL;
+        goto out;
+    }
+    printf("%s\n", tok);
+    if (isatty(STDOUT_FILENO) && isatty(STDERR_FILENO))
+        fprintf(stderr, "The hub keeps only a hash of this token: store it now, it cannot be "
+                        "shown again.\n");
+out:
+    json_decref(sites);
+    json_decref(req);
+    json_decref(resp);
+    return rc;
+}
+
+/* "*", "a,b" or "label k=v,k2=v2" for a token's scope. */
+static char *scope_text(json_t *sites)
+{
+    char *inner, *s = NULL;
+
+    if (json_is_string(sites))
+        return strdup(json_string_value(sites));
+    if (json_is_array(sites))
+        return ctl_join_array(sites, ",");
+    inner = ctl_join_object(json_object_get(sites, "labels"), ",");
+    if (inner != NULL && (s = malloc(strlen(inner) + 7)) != NULL)
+        snprintf(s, strlen(inner) + 7, "label %s", inner);
+    free(inner);
+    return s;
+}
+
+int cmd_token_list(struct ctl *c, const struct ctl_args *a)
+{
+    static const char *const head[] = {"NAME",    "ROLE",    "STATUS", "SITES",
+                                       "CREATED", "EXPIRES", "REVOKED"};
+    json_t *resp = NULL; /* owned here; everything below borrows from it */
+    json_t *toks, *t;
+    struct table *tb = NULL;
+    size_t i;
+    int rc;
+
+    rc = ctl_call(c, "GET", "/v1/tokens", NULL, &resp);
+    if (rc != CTL_EXIT_OK)
+        goto out;
+    if (c->json) {
+        ctl_print_json(resp);
+        goto out;
+    }
+    rc = CTL_EXIT_FAIL;
+    toks = json_object_get(resp, "tokens");
+    tb = table_new(7, head);
+    if (!json_is_array(toks) || tb == NULL) {
+        ctl_err(tb == NULL ? "out of memory" : "the hub's answer has no \"tokens\" list");
+        goto out;
+    }
+    json_array_foreach(toks, i, t)
+    {
+        char created[32], expires[32], revoked[32];
+        char *scope = scope_text(json_object_get(t, "sites"));
+        const char *row[7] = {ctl_jstr(t, "name"),
+                              ctl_jstr(t, "role"),
+                              ctl_jstr(t, "status"),
+                              scope,
+                              created,
+                              expires,
+                              revoked};
+        int add_rc;
+
+        ctl_fmt_time(ctl_jint(t, "created_at"), created, sizeof(created));
+        ctl_fmt_time(ctl_jint(t, "expires_at"), expires, sizeof(expires));
+        ctl_fmt_time(ctl_jint(t, "revoked_at"), revoked, sizeof(revoked));
+        add_rc = scope != NULL ? table_add(tb, row) : -ENOMEM;
+        free(scope);
+        if (add_rc != 0) {
+            ctl_err("out of memory");
+            goto out;
+        }
+    }
+    table_print(tb, stdout);
+    rc = CTL_EXIT_OK;
+out:
+    table_free(tb);
+    json_decref(resp);
+    return rc;
+}
+
+int cmd_token_revoke(struct ctl *c, const struct ctl_args *a)
+{
+    json_t *resp = NULL; /* owned here */
+    char path[128];
+    int rc = ctl_check_name("token", a->pos[0]);
+
+    if (rc != CTL_EXIT_OK)
+        return rc;
+    snprintf(path, sizeof(path), "/v1/tokens/%s", a->pos[0]);
+    rc = ctl_call(c, "DELETE", path, NULL, &resp);
+    if (rc == CTL_EXIT_OK) {
+        if (c->json)
+            ctl_print_json(resp);
+        else
+            printf("token %s revoked: the hub refuses it from its next request on\n", a->pos[0]);
+    }
+    json_decref(resp);
+    return rc;
+}

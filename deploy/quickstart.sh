@@ -81,16 +81,16 @@ curl -sSk --pinnedpubkey "$PIN" -H "Authorization: Bearer $ADMIN" \
     "https://127.0.0.1:$PORT/v1/sites/clinic-a/services/counts/count"
 echo
 
-say "5. One question to every site (fan-out through each site's tunnel)"
-total=0
-for site in clinic-a clinic-b; do
-    ans=$(curl -sSk --pinnedpubkey "$PIN" -H "Authorization: Bearer $ADMIN" \
-        "https://127.0.0.1:$PORT/v1/sites/$site/services/counts/count")
-    n=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["count"])' "$ans")
-    printf '%-10s %s\n' "$site" "$ans"
-    total=$((total + n))
-done
-echo "total count across sites: $total"
+say "5. One question to every site: a federated query (POST /v1/queries), answered over each tunnel"
+echo "tetherctl query --service counts --path /count --sites all --wait"
+"$BIN/tetherctl" query --service counts --path /count --sites all --wait
+# The same query through the API: the newest in the history, then its results.
+QID=$(curl -sSk --pinnedpubkey "$PIN" -H "Authorization: Bearer $ADMIN" \
+    "https://127.0.0.1:$PORT/v1/queries?limit=1" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["queries"][0]["id"])')
+curl -sSk --pinnedpubkey "$PIN" -H "Authorization: Bearer $ADMIN" \
+    "https://127.0.0.1:$PORT/v1/queries/$QID" |
+    python3 -c 'import json,sys; q=json.load(sys.stdin); print("query %s is %s; total count across sites: %d" % (q["id"], q["status"], sum(json.loads(s["body"])["count"] for s in q["sites"] if s["status"] == "done")))'
 
 if [ "$KEEP" = 1 ]; then
     say "Running; state in $DIR. Ctrl-C stops everything."

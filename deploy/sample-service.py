@@ -26,6 +26,12 @@ Routes:
   GET  /stats[?reset=1]      {"inflight", "max_inflight", "requests", "by_route"}
                              (by_route counts requests per first path segment;
                              reset=1 restarts max_inflight after answering)
+  ANY  /tally/KEY[?ms.SITE=N] counts one hit for KEY (and for the X-Tether-Query
+                             header, if any) at once, then, if this service's
+                             --name is SITE, waits N ms before answering
+                             {"site", "key", "hits"}: federated-query tests
+                             count deliveries and give each site its own delay
+  GET  /tally                {"site", "keys": {KEY: hits}, "queries": {ID: hits}}
 """
 
 import argparse
@@ -118,6 +124,29 @@ class Stats:
             if reset:
                 self.max_inflight = self.inflight
             return snap
+
+
+class Tally:
+    """Hits per /tally/KEY and per X-Tether-Query id (one per process)."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.keys = {}
+        self.queries = {}
+
+    def hit(self, key, query_id):
+        with self.lock:
+            self.keys[key] = self.keys.get(key, 0) + 1
+            if query_id:
+                self.queries[query_id] = self.queries.get(query_id, 0) + 1
+            return self.keys[key]
+
+    def snapshot(self):
+        with self.lock:
+            return {"keys": dict(self.keys), "queries": dict(self.queries)}
+
+
+TALLY = Tally()
 
 
 class BadRequest(Exception):
@@ -273,6 +302,19 @@ class Handler(BaseHTTPRequestHandler):
             self._drain_body()
             site = self.server.site_name or (q.get("site") or [""])[0]
             return self._send(200, {"site": site, "count": site_count(site)})
+        if path == "/tally" and m == "GET":
+            self._drain_body()
+            snap = TALLY.snapshot()
+            snap["site"] = self.server.site_name
+            return self._send(200, snap)
+        if path.startswith("/tally/") and len(path) > len("/tally/"):
+            self._drain_body()
+            key = path[len("/tally/"):]
+            hits = TALLY.hit(key, self.headers.get("X-Tether-Query", ""))
+            ms = _int_arg(q, "ms." + self.server.site_name, 0) if self.server.site_name else 0
+            if ms > 0:
+                time.sleep(min(ms, 600000) / 1000.0)
+            return self._send(200, {"site": self.server.site_name, "key": key, "hits": hits})
         if path == "/stats":
             self._drain_body()
             reset = (q.get("reset") or ["0"])[0] == "1"

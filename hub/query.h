@@ -1,4 +1,4 @@
-/* Federated queries: one question fanned out to many sites over their tunnels, durable in SQLite. */
+/* Federated queries: one question fanned out to many sites over their tunnels, kept in SQLite. */
 /* SPDX-License-Identifier: MIT */
 #ifndef TETHER_QUERY_H
 #define TETHER_QUERY_H

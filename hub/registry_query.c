@@ -1,0 +1,863 @@
+/* Registry part for federated queries: the queries and their per-site results in SQLite. */
+/* SPDX-License-Identifier: MIT */
+#include "registry_query.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sqlite3.h>
+
+#define DETAIL_MAX 1024
+
+enum qstmt {
+    Q_BEGIN,
+    Q_COMMIT,
+    Q_ROLLBACK,
+    Q_INSERT,
+    Q_RINSERT,
+    Q_MARK_SENT,
+    Q_REQUEUE,
+    Q_FINISH,
+    Q_BUMP,
+    Q_SENT_LIST,
+    Q_EXPIRE_LIST,
+    Q_NEXT_EXPIRY,
+    Q_QUEUED_SITE,
+    Q_GET,
+    Q_RESULTS_SITE,
+    Q_RESULTS_SEQ,
+    Q_RESULT_ONE,
+    Q_COUNTS,
+    Q_LIST_ALL,
+    Q_LIST_TOKEN,
+    Q_NSTMT
+};
+
+#define QCOLS                                                                                      \
+    "q.id, q.qid, q.created_at, q.token_id, q.actor, q.remote, q.target, q.service, q.method, "    \
+    "q.path, q.headers, q.timeout_s, q.ttl_s, q.expires_at, q.n_sites, q.n_final, "                \
+    "COALESCE(q.completed_at, 0)"
+#define QCOL_BODY 17
+
+#define RCOLS                                                                                      \
+    "query_id, site_id, site, status, COALESCE(http_status, 0), headers, body, detail, "           \
+    "COALESCE(latency_ms, -1), COALESCE(sent_at, 0), COALESCE(finished_at, 0), COALESCE(seq, 0)"
+
+static const char *const qsql[Q_NSTMT] = {
+    [Q_BEGIN] = "BEGIN IMMEDIATE",
+    [Q_COMMIT] = "COMMIT",
+    [Q_ROLLBACK] = "ROLLBACK",
+    [Q_INSERT] = "INSERT INTO queries (qid, created_at, token_id, actor, remote, target, service, "
+                 "method, path, headers, body, timeout_s, ttl_s, expires_at, n_sites, n_final, "
+                 "completed_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, "
+                 "?14, ?15, ?16, NULLIF(?17, 0))",
+    [Q_RINSERT] = "INSERT INTO query_results (query_id, site_id, site, status, expires_at, "
+                  "sent_at, detail, finished_at, seq) VALUES (?1, ?2, ?3, ?4, ?5, NULLIF(?6, 0), "
+                  "?7, NULLIF(?8, 0), NULLIF(?9, 0))",
+    [Q_MARK_SENT] = "UPDATE query_results SET status = 'sent', sent_at = ?3 "
+                    "WHERE query_id = ?1 AND site_id = ?2 AND status = 'queued'",
+    [Q_REQUEUE] = "UPDATE query_results SET status = 'queued', sent_at = NULL "
+                  "WHERE query_id = ?1 AND site_id = ?2 AND status = 'sent'",
+    /* The state in the WHERE clause is what makes a transition happen once. */
+    [Q_FINISH] = "UPDATE query_results SET status = ?4, http_status = NULLIF(?5, 0), headers = ?6, "
+                 "body = ?7, detail = ?8, latency_ms = NULLIF(?9, -1), finished_at = ?10, "
+                 "seq = (SELECT n_final + 1 FROM queries WHERE id = ?1) "
+                 "WHERE query_id = ?1 AND site_id = ?2 AND status = ?3 RETURNING seq",
+    /* SET expressions see the old n_final. */
+    [Q_BUMP] = "UPDATE queries SET n_final = n_final + 1, "
+               "completed_at = CASE WHEN n_final + 1 = n_sites THEN ?2 ELSE NULL END "
+               "WHERE id = ?1 RETURNING n_final = n_sites",
+    [Q_SENT_LIST] = "SELECT query_id, site_id FROM query_results WHERE status = 'sent'",
+    [Q_EXPIRE_LIST] = "SELECT r.query_id, r.site_id, r.site, q.qid FROM query_results r "
+                      "JOIN queries q ON q.id = r.query_id "
+                      "WHERE r.status = 'queued' AND r.expires_at < ?1 ORDER BY r.expires_at "
+                      "LIMIT ?2",
+    [Q_NEXT_EXPIRY] = "SELECT min(expires_at) FROM query_results WHERE status = 'queued'",
+    [Q_QUEUED_SITE] = "SELECT " QCOLS ", q.body FROM query_results r "
+                      "JOIN queries q ON q.id = r.query_id WHERE r.site_id = ?1 AND "
+                      "r.status = 'queued' AND r.expires_at >= ?2 ORDER BY r.query_id LIMIT ?3",
+    [Q_GET] = "SELECT " QCOLS " FROM queries q WHERE q.qid = ?1",
+    [Q_RESULTS_SITE] = "SELECT " RCOLS " FROM query_results WHERE query_id = ?1 ORDER BY site",
+    [Q_RESULTS_SEQ] = "SELECT " RCOLS " FROM query_results WHERE query_id = ?1 AND seq > ?2 "
+                      "ORDER BY seq",
+    [Q_RESULT_ONE] = "SELECT " RCOLS " FROM query_results WHERE query_id = ?1 AND site_id = ?2",
+    [Q_COUNTS] = "SELECT status, count(*) FROM query_results WHERE query_id = ?1 GROUP BY status",
+    /* Paging by id walks the rowid b-tree backwards: no sort. */
+    [Q_LIST_ALL] = "SELECT " QCOLS " FROM queries q WHERE q.id < ?1 ORDER BY q.id DESC LIMIT ?2",
+    [Q_LIST_TOKEN] = "SELECT " QCOLS " FROM queries q WHERE q.token_id = ?3 AND q.id < ?1 "
+                     "ORDER BY q.id DESC LIMIT ?2",
+};
+
+struct reg_qstore {
+    sqlite3 *db;
+    sqlite3_stmt *st[Q_NSTMT];
+};
+
+static const char *const status_names[REG_Q_NSTATUS] = {
+    [REG_Q_QUEUED] = "queued", [REG_Q_SENT] = "sent",       [REG_Q_DONE] = "done",
+    [REG_Q_ERROR] = "error",   [REG_Q_TIMEOUT] = "timeout", [REG_Q_EXPIRED] = "expired",
+};
+
+const char *registry_query_status_name(int status)
+{
+    if (status < 0 || status >= REG_Q_NSTATUS)
+        return "unknown";
+    return status_names[status];
+}
+
+int registry_query_status_final(int status)
+{
+    return status >= REG_Q_DONE && status < REG_Q_NSTATUS;
+}
+
+static int status_from_name(const char *s)
+{
+    for (int i = 0; i < REG_Q_NSTATUS; i++)
+        if (s != NULL && strcmp(s, status_names[i]) == 0)
+            return i;
+    return -1;
+}
+
+void registry_query_clear(struct reg_query *q)
+{
+    free(q->target_json);
+    free(q->path);
+    free(q->headers_json);
+    free(q->body);
+    q->target_json = q->path = q->headers_json = NULL;
+    q->body = NULL;
+    q->body_len = 0;
+}
+
+/* SQLite result (extended codes) to our errno convention, as registry.c. */
+static int map_rc(int rc)
+{
+    switch (rc) {
+    case SQLITE_OK:
+    case SQLITE_ROW:
+    case SQLITE_DONE:
+        return 0;
+    case SQLITE_CONSTRAINT_UNIQUE:
+    case SQLITE_CONSTRAINT_PRIMARYKEY:
+        return -EEXIST;
+    case SQLITE_CONSTRAINT_CHECK:
+    case SQLITE_CONSTRAINT_NOTNULL:
+    case SQLITE_CONSTRAINT_FOREIGNKEY:
+    case SQLITE_TOOBIG:
+    case SQLITE_RANGE:
+        return -EINVAL;
+    case SQLITE_NOMEM:
+        return -ENOMEM;
+    }
+    switch (rc & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        return -EBUSY;
+    }
+    return -EIO;
+}
+
+static sqlite3_stmt *stmt(struct reg_qstore *s, enum qstmt id)
+{
+    sqlite3_stmt *st = s->st[id];
+
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return st;
+}
+
+static int db_err(struct reg_qstore *s)
+{
+    return map_rc(sqlite3_extended_errcode(s->db));
+}
+
+static int exec_stmt(struct reg_qstore *s, sqlite3_stmt *st)
+{
+    int rc;
+
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        ;
+    rc = rc == SQLITE_DONE ? 0 : db_err(s);
+    sqlite3_reset(st);
+    return rc;
+}
+
+/* 1 row, 0 none, <0 error; the statement stays positioned. */
+static int step_row(struct reg_qstore *s, sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+
+    if (rc == SQLITE_ROW)
+        return 1;
+    if (rc == SQLITE_DONE)
+        return 0;
+    return db_err(s);
+}
+
+static int begin(struct reg_qstore *s)
+{
+    return exec_stmt(s, stmt(s, Q_BEGIN));
+}
+
+static int commit(struct reg_qstore *s)
+{
+    return exec_stmt(s, stmt(s, Q_COMMIT));
+}
+
+static void rollback(struct reg_qstore *s)
+{
+    if (!sqlite3_get_autocommit(s->db))
+        exec_stmt(s, stmt(s, Q_ROLLBACK));
+}
+
+/* Binds s (NULL = SQL NULL) cut to max bytes at a UTF-8 boundary. */
+static void bind_text_cut(sqlite3_stmt *st, int idx, const char *s, size_t max)
+{
+    size_t n;
+
+    if (s == NULL) {
+        sqlite3_bind_null(st, idx);
+        return;
+    }
+    n = strnlen(s, max + 1);
+    if (n > max) {
+        n = max;
+        while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
+            n--;
+    }
+    sqlite3_bind_text(st, idx, s, (int)n, SQLITE_STATIC);
+}
+
+static void bind_text(sqlite3_stmt *st, int idx, const char *s)
+{
+    if (s == NULL)
+        sqlite3_bind_null(st, idx);
+    else
+        sqlite3_bind_text(st, idx, s, -1, SQLITE_STATIC);
+}
+
+/* NULL stays NULL; an empty body is a zero-length blob, not NULL. */
+static int bind_blob(sqlite3_stmt *st, int idx, const uint8_t *b, size_t len)
+{
+    if (b == NULL)
+        return sqlite3_bind_null(st, idx);
+    if (len > (size_t)0x7fffffff)
+        return SQLITE_TOOBIG;
+    if (len == 0)
+        return sqlite3_bind_zeroblob(st, idx, 0);
+    return sqlite3_bind_blob(st, idx, b, (int)len, SQLITE_STATIC);
+}
+
+int registry_query_open(struct registry *r, struct reg_qstore **out)
+{
+    struct reg_qstore *s = calloc(1, sizeof(*s));
+    int rc = -EIO;
+
+    if (s == NULL)
+        return -ENOMEM;
+    s->db = registry_db(r);
+    for (int i = 0; i < Q_NSTMT; i++) {
+        if (sqlite3_prepare_v3(s->db, qsql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->st[i], NULL) !=
+            SQLITE_OK) {
+            rc = db_err(s);
+            if (rc == 0)
+                rc = -EIO;
+            goto out;
+        }
+    }
+    *out = s;
+    s = NULL;
+    rc = 0;
+out:
+    if (s != NULL)
+        registry_query_close(s);
+    return rc;
+}
+
+void registry_query_close(struct reg_qstore *s)
+{
+    if (s == NULL)
+        return;
+    for (int i = 0; i < Q_NSTMT; i++)
+        sqlite3_finalize(s->st[i]);
+    free(s);
+}
+
+/* --- reading rows --- */
+
+static void copy_col(sqlite3_stmt *st, int col, char *dst, size_t cap)
+{
+    const unsigned char *t = sqlite3_column_text(st, col);
+
+    snprintf(dst, cap, "%s", t ? (const char *)t : "");
+}
+
+static char *dup_col(sqlite3_stmt *st, int col)
+{
+    const unsigned char *t = sqlite3_column_text(st, col);
+
+    return strdup(t ? (const char *)t : "");
+}
+
+/* Fills q from a QCOLS row; heap fields are new copies (body only if
+ * with_body). */
+static int read_query(sqlite3_stmt *st, struct reg_query *q, int with_body)
+{
+    memset(q, 0, sizeof(*q));
+    q->id = sqlite3_column_int64(st, 0);
+    copy_col(st, 1, q->qid, sizeof(q->qid));
+    q->created_at = sqlite3_column_int64(st, 2);
+    q->token_id = sqlite3_column_int64(st, 3);
+    copy_col(st, 4, q->actor, sizeof(q->actor));
+    copy_col(st, 5, q->remote, sizeof(q->remote));
+    q->target_json = dup_col(st, 6);
+    copy_col(st, 7, q->service, sizeof(q->service));
+    copy_col(st, 8, q->method, sizeof(q->method));
+    q->path = dup_col(st, 9);
+    q->headers_json = dup_col(st, 10);
+    q->timeout_s = sqlite3_column_int64(st, 11);
+    q->ttl_s = sqlite3_column_int64(st, 12);
+    q->expires_at = sqlite3_column_int64(st, 13);
+    q->n_sites = sqlite3_column_int64(st, 14);
+    q->n_final = sqlite3_column_int64(st, 15);
+    q->completed_at = sqlite3_column_int64(st, 16);
+    if (q->target_json == NULL || q->path == NULL || q->headers_json == NULL)
+        goto nomem;
+    if (with_body) {
+        const void *b = sqlite3_column_blob(st, QCOL_BODY);
+        int n = sqlite3_column_bytes(st, QCOL_BODY);
+
+        if (n > 0) {
+            q->body = malloc((size_t)n);
+            if (q->body == NULL)
+                goto nomem;
+            memcpy(q->body, b, (size_t)n);
+            q->body_len = (size_t)n;
+        }
+    }
+    return 0;
+nomem:
+    registry_query_clear(q);
+    return -ENOMEM;
+}
+
+/* A view of an RCOLS row, valid until the statement moves. */
+static void read_result(sqlite3_stmt *st, struct reg_qresult *r)
+{
+    static const uint8_t empty_body[1];
+
+    memset(r, 0, sizeof(*r));
+    r->query_id = sqlite3_column_int64(st, 0);
+    r->site_id = sqlite3_column_int64(st, 1);
+    r->site = (const char *)sqlite3_column_text(st, 2);
+    r->status = status_from_name((const char *)sqlite3_column_text(st, 3));
+    r->http_status = sqlite3_column_int(st, 4);
+    r->headers_json = (const char *)sqlite3_column_text(st, 5);
+    if (sqlite3_column_type(st, 6) != SQLITE_NULL) {
+        r->body = sqlite3_column_blob(st, 6);
+        r->body_len = (size_t)sqlite3_column_bytes(st, 6);
+        if (r->body == NULL)
+            r->body = empty_body; /* zero-length blob */
+    }
+    r->detail = (const char *)sqlite3_column_text(st, 7);
+    r->latency_ms = sqlite3_column_int64(st, 8);
+    r->sent_at = sqlite3_column_int64(st, 9);
+    r->finished_at = sqlite3_column_int64(st, 10);
+    r->seq = sqlite3_column_int64(st, 11);
+    if (r->site == NULL)
+        r->site = "";
+}
+
+/* --- writing --- */
+
+int registry_query_create(struct reg_qstore *s, struct reg_query *q,
+                          const struct reg_qresult *targets, size_t n, int64_t now)
+{
+    sqlite3_stmt *st;
+    int64_t n_final = 0, seq = 0;
+    int rc;
+
+    if (n == 0)
+        return -EINVAL;
+    for (size_t i = 0; i < n; i++)
+        if (registry_query_status_final(targets[i].status))
+            n_final++;
+    rc = begin(s);
+    if (rc != 0)
+        return rc;
+    st = stmt(s, Q_INSERT);
+    bind_text(st, 1, q->qid);
+    sqlite3_bind_int64(st, 2, q->created_at);
+    sqlite3_bind_int64(st, 3, q->token_id);
+    bind_text(st, 4, q->actor);
+    bind_text_cut(st, 5, q->remote, 63);
+    bind_text(st, 6, q->target_json);
+    bind_text(st, 7, q->service);
+    bind_text(st, 8, q->method);
+    bind_text(st, 9, q->path);
+    bind_text(st, 10, q->headers_json ? q->headers_json : "{}");
+    if (bind_blob(st, 11, q->body ? q->body : (const uint8_t *)"", q->body_len) != SQLITE_OK) {
+        rc = -EINVAL;
+        goto out;
+    }
+    sqlite3_bind_int64(st, 12, q->timeout_s);
+    sqlite3_bind_int64(st, 13, q->ttl_s);
+    sqlite3_bind_int64(st, 14, q->expires_at);
+    sqlite3_bind_int64(st, 15, (int64_t)n);
+    sqlite3_bind_int64(st, 16, n_final);
+    sqlite3_bind_int64(st, 17, n_final == (int64_t)n ? now : 0);
+    rc = exec_stmt(s, st);
+    if (rc != 0)
+        goto out;
+    q->id = sqlite3_last_insert_rowid(s->db);
+    q->n_sites = (int64_t)n;
+    q->n_final = n_final;
+    q->completed_at = n_final == (int64_t)n ? now : 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct reg_qresult *t = &targets[i];
+        int final = registry_query_status_final(t->status);
+
+        if (t->status < 0 || t->status >= REG_Q_NSTATUS) {
+            rc = -EINVAL;
+            goto out;
+        }
+        st = stmt(s, Q_RINSERT);
+        sqlite3_bind_int64(st, 1, q->id);
+        sqlite3_bind_int64(st, 2, t->site_id);
+        bind_text(st, 3, t->site);
+        bind_text(st, 4, status_names[t->status]);
+        sqlite3_bind_int64(st, 5, q->expires_at);
+        sqlite3_bind_int64(st, 6, t->status == REG_Q_SENT ? now : 0);
+        bind_text_cut(st, 7, t->detail ? t->detail : "", DETAIL_MAX);
+        sqlite3_bind_int64(st, 8, final ? now : 0);
+        sqlite3_bind_int64(st, 9, final ? ++seq : 0);
+        rc = exec_stmt(s, st);
+        if (rc != 0)
+            goto out;
+    }
+    rc = commit(s);
+out:
+    if (rc != 0)
+        rollback(s);
+    return rc;
+}
+
+static int change_one(struct reg_qstore *s, sqlite3_stmt *st)
+{
+    int rc = exec_stmt(s, st);
+
+    if (rc == 0 && sqlite3_changes(s->db) != 1)
+        rc = -ENOENT;
+    return rc;
+}
+
+int registry_query_mark_sent(struct reg_qstore *s, int64_t query_id, int64_t site_id, int64_t now)
+{
+    sqlite3_stmt *st = stmt(s, Q_MARK_SENT);
+
+    sqlite3_bind_int64(st, 1, query_id);
+    sqlite3_bind_int64(st, 2, site_id);
+    sqlite3_bind_int64(st, 3, now);
+    return change_one(s, st);
+}
+
+int registry_query_mark_sent_many(struct reg_qstore *s, int64_t site_id, const int64_t *query_ids,
+                                  size_t n, int64_t now, int *ok)
+{
+    int rc;
+
+    if (n == 0)
+        return 0;
+    rc = begin(s);
+    if (rc != 0)
+        return rc;
+    for (size_t i = 0; i < n; i++) {
+        rc = registry_query_mark_sent(s, query_ids[i], site_id, now);
+        ok[i] = rc == 0;
+        if (rc == -ENOENT)
+            rc = 0;
+        if (rc != 0)
+            break;
+    }
+    if (rc == 0)
+        rc = commit(s);
+    if (rc != 0) {
+        rollback(s);
+        memset(ok, 0, n * sizeof(*ok));
+    }
+    return rc;
+}
+
+int registry_query_requeue(struct reg_qstore *s, int64_t query_id, int64_t site_id)
+{
+    sqlite3_stmt *st = stmt(s, Q_REQUEUE);
+
+    sqlite3_bind_int64(st, 1, query_id);
+    sqlite3_bind_int64(st, 2, site_id);
+    return change_one(s, st);
+}
+
+/* Inside a transaction: the result's final state, then the query's count. */
+static int finish_one(struct reg_qstore *s, const struct reg_qresult *r, int from, int64_t *seq,
+                      int *complete)
+{
+    sqlite3_stmt *st;
+    int rc;
+
+    if (!registry_query_status_final(r->status) || (from != REG_Q_QUEUED && from != REG_Q_SENT))
+        return -EINVAL;
+    st = stmt(s, Q_FINISH);
+    sqlite3_bind_int64(st, 1, r->query_id);
+    sqlite3_bind_int64(st, 2, r->site_id);
+    bind_text(st, 3, status_names[from]);
+    bind_text(st, 4, status_names[r->status]);
+    sqlite3_bind_int(st, 5, r->http_status);
+    bind_text(st, 6, r->headers_json);
+    if (bind_blob(st, 7, r->body, r->body_len) != SQLITE_OK) {
+        sqlite3_reset(st);
+        return -EINVAL;
+    }
+    bind_text_cut(st, 8, r->detail ? r->detail : "", DETAIL_MAX);
+    sqlite3_bind_int64(st, 9, r->latency_ms);
+    sqlite3_bind_int64(st, 10, r->finished_at);
+    rc = step_row(s, st);
+    if (rc == 1)
+        *seq = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    if (rc <= 0)
+        return rc == 0 ? -ENOENT : rc;
+    st = stmt(s, Q_BUMP);
+    sqlite3_bind_int64(st, 1, r->query_id);
+    sqlite3_bind_int64(st, 2, r->finished_at);
+    rc = step_row(s, st);
+    if (rc == 1)
+        *complete = sqlite3_column_int(st, 0) != 0;
+    sqlite3_reset(st);
+    /* The result moved but its query could not count it: the whole
+     * transaction must go, not this item alone. */
+    if (rc <= 0)
+        return rc == 0 || rc == -EINVAL ? -EIO : rc;
+    return 0;
+}
+
+int registry_query_finish_many(struct reg_qstore *s, const struct reg_qresult *rs, const int *from,
+                               size_t n, int64_t *seqs, int *completes, int *rcs)
+{
+    int rc;
+
+    if (n == 0)
+        return 0;
+    rc = begin(s);
+    if (rc != 0)
+        return rc;
+    for (size_t i = 0; i < n; i++) {
+        seqs[i] = 0;
+        completes[i] = 0;
+        /* A failed UPDATE undoes only itself; the others still commit. */
+        rcs[i] = finish_one(s, &rs[i], from[i], &seqs[i], &completes[i]);
+        if (rcs[i] != 0 && rcs[i] != -ENOENT && rcs[i] != -EINVAL) {
+            rc = rcs[i];
+            break;
+        }
+    }
+    if (rc == 0)
+        rc = commit(s);
+    if (rc != 0)
+        rollback(s);
+    return rc;
+}
+
+int registry_query_finish(struct reg_qstore *s, const struct reg_qresult *r, int from, int64_t *seq,
+                          int *complete)
+{
+    int64_t sq = 0;
+    int cp = 0, one = 0, rc;
+
+    rc = registry_query_finish_many(s, r, &from, 1, &sq, &cp, &one);
+    if (rc == 0)
+        rc = one;
+    if (rc != 0)
+        return rc;
+    if (seq != NULL)
+        *seq = sq;
+    if (complete != NULL)
+        *complete = cp;
+    return 0;
+}
+
+struct qpair {
+    int64_t query_id, site_id;
+    char site[64];
+    char qid[REG_QID_LEN + 1];
+    int64_t seq;
+    int complete;
+};
+
+/* Reads (query_id, site_id[, site]) rows of st into a malloc'ed array. */
+static int collect_pairs(struct reg_qstore *s, sqlite3_stmt *st, int with_site, struct qpair **out,
+                         size_t *n)
+{
+    struct qpair *v = NULL, *nv;
+    size_t len = 0, cap = 0;
+    int rc;
+
+    while ((rc = step_row(s, st)) == 1) {
+        if (len == cap) {
+            cap = cap ? cap * 2 : 16;
+            nv = realloc(v, cap * sizeof(*v));
+            if (nv == NULL) {
+                rc = -ENOMEM;
+                break;
+            }
+            v = nv;
+        }
+        memset(&v[len], 0, sizeof(v[len]));
+        v[len].query_id = sqlite3_column_int64(st, 0);
+        v[len].site_id = sqlite3_column_int64(st, 1);
+        if (with_site) {
+            copy_col(st, 2, v[len].site, sizeof(v[len].site));
+            copy_col(st, 3, v[len].qid, sizeof(v[len].qid));
+        }
+        len++;
+    }
+    sqlite3_reset(st);
+    if (rc < 0) {
+        free(v);
+        return rc;
+    }
+    *out = v;
+    *n = len;
+    return 0;
+}
+
+int registry_query_fail_sent(struct reg_qstore *s, const char *detail, int64_t now, int64_t *n)
+{
+    struct qpair *v = NULL;
+    size_t len = 0;
+    int rc;
+
+    *n = 0;
+    rc = begin(s);
+    if (rc != 0)
+        return rc;
+    rc = collect_pairs(s, stmt(s, Q_SENT_LIST), 0, &v, &len);
+    for (size_t i = 0; rc == 0 && i < len; i++) {
+        struct reg_qresult r = {.query_id = v[i].query_id,
+                                .site_id = v[i].site_id,
+                                .status = REG_Q_ERROR,
+                                .detail = detail,
+                                .latency_ms = -1,
+                                .finished_at = now};
+        rc = finish_one(s, &r, REG_Q_SENT, &v[i].seq, &v[i].complete);
+    }
+    if (rc == 0)
+        rc = commit(s);
+    if (rc != 0)
+        rollback(s);
+    else
+        *n = (int64_t)len;
+    free(v);
+    return rc;
+}
+
+int registry_query_expire(struct reg_qstore *s, int64_t now, size_t max, registry_qexpired_cb cb,
+                          void *arg, size_t *n)
+{
+    struct qpair *v = NULL;
+    size_t len = 0;
+    sqlite3_stmt *st;
+    int rc;
+
+    *n = 0;
+    rc = begin(s);
+    if (rc != 0)
+        return rc;
+    st = stmt(s, Q_EXPIRE_LIST);
+    sqlite3_bind_int64(st, 1, now);
+    sqlite3_bind_int64(st, 2, (int64_t)max);
+    rc = collect_pairs(s, st, 1, &v, &len);
+    for (size_t i = 0; rc == 0 && i < len; i++) {
+        struct reg_qresult r = {.query_id = v[i].query_id,
+                                .site_id = v[i].site_id,
+                                .status = REG_Q_EXPIRED,
+                                .detail = "the site did not connect before ttl_s ran out",
+                                .latency_ms = -1,
+                                .finished_at = now};
+        rc = finish_one(s, &r, REG_Q_QUEUED, &v[i].seq, &v[i].complete);
+    }
+    if (rc == 0)
+        rc = commit(s);
+    if (rc != 0) {
+        rollback(s);
+        free(v);
+        return rc;
+    }
+    *n = len;
+    for (size_t i = 0; cb != NULL && i < len; i++) {
+        struct reg_qresult r = {.query_id = v[i].query_id,
+                                .site_id = v[i].site_id,
+                                .site = v[i].site,
+                                .status = REG_Q_EXPIRED,
+                                .latency_ms = -1,
+                                .finished_at = now,
+                                .seq = v[i].seq};
+        cb(&r, v[i].qid, v[i].complete, arg);
+    }
+    free(v);
+    return 0;
+}
+
+int registry_query_next_expiry(struct reg_qstore *s, int64_t *out)
+{
+    sqlite3_stmt *st = stmt(s, Q_NEXT_EXPIRY);
+    int rc = step_row(s, st);
+
+    *out = rc == 1 ? sqlite3_column_int64(st, 0) : 0;
+    sqlite3_reset(st);
+    return rc < 0 ? rc : 0;
+}
+
+int registry_query_queued_for_site(struct reg_qstore *s, int64_t site_id, int64_t now, size_t max,
+                                   struct reg_query **out, size_t *n)
+{
+    sqlite3_stmt *st = stmt(s, Q_QUEUED_SITE);
+    struct reg_query *v = NULL, *nv;
+    size_t len = 0, cap = 0;
+    int rc;
+
+    *out = NULL;
+    *n = 0;
+    sqlite3_bind_int64(st, 1, site_id);
+    sqlite3_bind_int64(st, 2, now);
+    sqlite3_bind_int64(st, 3, (int64_t)max);
+    while ((rc = step_row(s, st)) == 1) {
+        if (len == cap) {
+            cap = cap ? cap * 2 : 8;
+            nv = realloc(v, cap * sizeof(*v));
+            if (nv == NULL) {
+                rc = -ENOMEM;
+                break;
+            }
+            v = nv;
+        }
+        rc = read_query(st, &v[len], 1);
+        if (rc != 0)
+            break;
+        len++;
+    }
+    sqlite3_reset(st);
+    if (rc < 0) {
+        for (size_t i = 0; i < len; i++)
+            registry_query_clear(&v[i]);
+        free(v);
+        return rc;
+    }
+    *out = v;
+    *n = len;
+    return 0;
+}
+
+int registry_query_get(struct reg_qstore *s, const char *qid, struct reg_query *out)
+{
+    sqlite3_stmt *st = stmt(s, Q_GET);
+    int rc;
+
+    bind_text(st, 1, qid);
+    rc = step_row(s, st);
+    if (rc == 1)
+        rc = read_query(st, out, 0);
+    else if (rc == 0)
+        rc = -ENOENT;
+    sqlite3_reset(st);
+    return rc;
+}
+
+static int each_result(struct reg_qstore *s, sqlite3_stmt *st, registry_qresult_cb cb, void *arg,
+                       int *count)
+{
+    struct reg_qresult r;
+    int rc, ret = 0;
+
+    *count = 0;
+    while ((rc = step_row(s, st)) == 1) {
+        read_result(st, &r);
+        (*count)++;
+        ret = cb(&r, arg);
+        if (ret != 0)
+            break;
+    }
+    sqlite3_reset(st);
+    if (rc < 0)
+        return rc;
+    return ret;
+}
+
+int registry_query_results(struct reg_qstore *s, int64_t query_id, int order_by_seq,
+                           int64_t after_seq, registry_qresult_cb cb, void *arg)
+{
+    sqlite3_stmt *st = stmt(s, order_by_seq ? Q_RESULTS_SEQ : Q_RESULTS_SITE);
+    int count;
+
+    sqlite3_bind_int64(st, 1, query_id);
+    if (order_by_seq)
+        sqlite3_bind_int64(st, 2, after_seq);
+    return each_result(s, st, cb, arg, &count);
+}
+
+int registry_query_result(struct reg_qstore *s, int64_t query_id, int64_t site_id,
+                          registry_qresult_cb cb, void *arg)
+{
+    sqlite3_stmt *st = stmt(s, Q_RESULT_ONE);
+    int count, rc;
+
+    sqlite3_bind_int64(st, 1, query_id);
+    sqlite3_bind_int64(st, 2, site_id);
+    rc = each_result(s, st, cb, arg, &count);
+    if (rc == 0 && count == 0)
+        rc = -ENOENT;
+    return rc;
+}
+
+int registry_query_counts(struct reg_qstore *s, int64_t query_id, int64_t counts[REG_Q_NSTATUS])
+{
+    sqlite3_stmt *st = stmt(s, Q_COUNTS);
+    int rc;
+
+    memset(counts, 0, sizeof(int64_t) * REG_Q_NSTATUS);
+    sqlite3_bind_int64(st, 1, query_id);
+    while ((rc = step_row(s, st)) == 1) {
+        int k = status_from_name((const char *)sqlite3_column_text(st, 0));
+        if (k >= 0)
+            counts[k] = sqlite3_column_int64(st, 1);
+    }
+    sqlite3_reset(st);
+    return rc < 0 ? rc : 0;
+}
+
+int registry_query_list(struct reg_qstore *s, int64_t token_id, int64_t before_id, int limit,
+                        registry_query_cb cb, void *arg)
+{
+    sqlite3_stmt *st = stmt(s, token_id != 0 ? Q_LIST_TOKEN : Q_LIST_ALL);
+    struct reg_query q;
+    int rc, ret = 0;
+
+    sqlite3_bind_int64(st, 1, before_id > 0 ? before_id : INT64_MAX);
+    sqlite3_bind_int(st, 2, limit);
+    if (token_id != 0)
+        sqlite3_bind_int64(st, 3, token_id);
+    while ((rc = step_row(s, st)) == 1) {
+        rc = read_query(st, &q, 0);
+        if (rc != 0)
+            break;
+        ret = cb(&q, arg);
+        registry_query_clear(&q);
+        if (ret != 0)
+            break;
+    }
+    sqlite3_reset(st);
+    if (rc < 0)
+        return rc;
+    return ret;
+}

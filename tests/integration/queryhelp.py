@@ -1,0 +1,117 @@
+# Helpers shared by the federated-query integration tests (tests/integration/test_query_*.py).
+# SPDX-License-Identifier: MIT
+import json
+import os
+import re
+import subprocess
+import time
+
+from harness import Fatal
+
+QID_RE = re.compile(r"^q_[A-Za-z0-9_-]{22}$")
+
+
+def add_site(h, hub, name, start=True, labels=(), site_args=()):
+    """A sample service named after the site, the site registered, enrolled
+    and (start=True) running with the service as "counts". Returns (site, svc)."""
+    svc = h.service("svc-" + name, site_name=name)
+    extra = []
+    for lab in labels:
+        extra += ["--label", lab]
+    tok = hub.site_add(name, *extra)
+    site = h.site(name, hub)
+    site.enroll(tok)
+    site.svc = svc
+    if start:
+        start_site(hub, site, site_args)
+    return site, svc
+
+
+def start_site(hub, site, site_args=()):
+    site.start({"counts": site.svc.url}, list(site_args))
+    if hub.wait_ready(site.name, 15) is None:
+        raise Fatal("site %s did not come online with its services" % site.name)
+
+
+def submit(hub, body, token=None):
+    """POST /v1/queries; returns the CurlResult."""
+    kw = {"token": token} if token else {}
+    return hub.api("POST", "/v1/queries", body, **kw)
+
+
+def submit_ok(hub, body, token=None):
+    r = submit(hub, body, token)
+    j = r.json()
+    if r.status != 201 or not isinstance(j, dict) or not QID_RE.match(str(j.get("id"))):
+        raise Fatal("POST /v1/queries %r failed: %r" % (body, r))
+    return j
+
+
+def get_query(hub, qid, wait=None, token=None, timeout=60):
+    path = "/v1/queries/%s" % qid
+    if wait is not None:
+        path += "?wait=%s" % wait
+    kw = {"token": token} if token else {}
+    r = hub.curl(path, timeout=timeout, **kw)
+    if r.status != 200:
+        raise Fatal("GET %s: %r" % (path, r))
+    return r.json()
+
+
+def by_site(q):
+    return {s["site"]: s for s in q.get("sites", [])}
+
+
+def tally(svc):
+    st, body = svc.get("/tally")
+    if st != 200:
+        raise Fatal("GET /tally on %s: %s" % (svc.url, st))
+    return json.loads(body)
+
+
+def list_all(hub, token=None):
+    """Every query the token sees, following the paging."""
+    out, before = [], None
+    for _ in range(1000):
+        path = "/v1/queries?limit=100" + ("&before=%s" % before if before else "")
+        kw = {"token": token} if token else {}
+        r = hub.curl(path, **kw)
+        if r.status != 200:
+            raise Fatal("GET %s: %r" % (path, r))
+        j = r.json()
+        out += j["queries"]
+        before = j.get("next")
+        if not before:
+            return out
+    raise Fatal("paging does not end")
+
+
+def sql(h, hub, query):
+    """Runs one SQL statement on the hub's database with the sqlite3 tool (or
+    Python's module when the tool is missing); returns stdout text."""
+    db = os.path.join(hub.dir, "hub.db")
+    try:
+        p = subprocess.run(["sqlite3", db, query], capture_output=True, timeout=30)
+        if p.returncode != 0:
+            raise Fatal("sqlite3 %s: %s" % (query, p.stderr.decode(errors="replace")))
+        return p.stdout.decode().strip()
+    except FileNotFoundError:
+        import sqlite3
+        c = sqlite3.connect(db, timeout=10)
+        try:
+            rows = c.execute(query).fetchall()
+        finally:
+            c.close()
+        return "\n".join("|".join(str(x) for x in row) for row in rows)
+
+
+def wait_complete(hub, qid, timeout=30, token=None):
+    """GET ?wait= until the query is complete (or timeout); returns it."""
+    deadline = time.monotonic() + timeout
+    q = None
+    while time.monotonic() < deadline:
+        left = max(1, int(deadline - time.monotonic()))
+        q = get_query(hub, qid, wait=left, token=token, timeout=left + 30)
+        if q.get("status") == "complete":
+            return q
+    return q

@@ -1,0 +1,260 @@
+/* Unit tests of hub/registry_query.c (query persistence) against a real SQLite file. */
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "hub/registry.h"
+#include "hub/registry_query.h"
+#include "testutil.h"
+
+static char tmpdir[256];
+
+static struct reg_query make_query(const char *qid, int64_t token_id, int64_t now, int64_t ttl)
+{
+    struct reg_query q;
+
+    memset(&q, 0, sizeof(q));
+    snprintf(q.qid, sizeof(q.qid), "%s", qid);
+    q.created_at = now;
+    q.token_id = token_id;
+    snprintf(q.actor, sizeof(q.actor), "admin");
+    snprintf(q.remote, sizeof(q.remote), "127.0.0.1:5000");
+    q.target_json = "\"*\"";
+    snprintf(q.service, sizeof(q.service), "counts");
+    snprintf(q.method, sizeof(q.method), "POST");
+    q.path = "/count";
+    q.headers_json = "{\"x-a\":\"1\"}";
+    q.body = (uint8_t *)"hello";
+    q.body_len = 5;
+    q.timeout_s = 30;
+    q.ttl_s = ttl;
+    q.expires_at = now + ttl;
+    return q;
+}
+
+struct seen {
+    char sites[8][64];
+    int status[8];
+    int64_t seq[8];
+    int n;
+};
+
+static int seen_cb(const struct reg_qresult *r, void *arg)
+{
+    struct seen *s = arg;
+
+    if (s->n < 8) {
+        snprintf(s->sites[s->n], sizeof(s->sites[0]), "%s", r->site);
+        s->status[s->n] = r->status;
+        s->seq[s->n] = r->seq;
+        s->n++;
+    }
+    return 0;
+}
+
+static int body_cb(const struct reg_qresult *r, void *arg)
+{
+    /* An empty body must come back as "", not as no body. */
+    *(int *)arg = r->body != NULL ? (int)r->body_len : -1;
+    return 0;
+}
+
+struct expired {
+    int n, complete;
+    char qid[REG_QID_LEN + 1];
+};
+
+static void expired_cb(const struct reg_qresult *r, const char *qid, int complete, void *arg)
+{
+    struct expired *e = arg;
+
+    e->n++;
+    e->complete += complete;
+    snprintf(e->qid, sizeof(e->qid), "%s", qid);
+}
+
+static int list_cb(const struct reg_query *q, void *arg)
+{
+    struct seen *s = arg;
+
+    if (s->n < 8)
+        snprintf(s->sites[s->n++], sizeof(s->sites[0]), "%s", q->qid);
+    return 0;
+}
+
+int main(void)
+{
+    char db[300], err[256] = "";
+    struct registry *reg = NULL;
+    struct reg_qstore *st = NULL;
+    const int64_t now = 1800000000;
+    struct reg_query q1, q2, got;
+    struct reg_qresult t[3] = {
+        {.site_id = 1, .site = "clinic-a", .status = REG_Q_SENT},
+        {.site_id = 2, .site = "clinic-b", .status = REG_Q_QUEUED},
+        {.site_id = 3, .site = "clinic-c", .status = REG_Q_ERROR, .detail = "not offered"},
+    };
+    struct reg_qresult done = {.query_id = 0,
+                               .site_id = 1,
+                               .status = REG_Q_DONE,
+                               .http_status = 200,
+                               .headers_json = "{\"content-type\":\"text/plain\"}",
+                               .body = (const uint8_t *)"",
+                               .body_len = 0,
+                               .latency_ms = 7,
+                               .finished_at = now + 1};
+    struct reg_query *queued = NULL;
+    struct seen seen;
+    struct expired ex;
+    int64_t counts[REG_Q_NSTATUS], seq = 0, next = 0, n = 0;
+    size_t nq = 0, nexp = 0;
+    int complete = -1, blen = -2;
+
+    snprintf(tmpdir, sizeof(tmpdir), "/tmp/tether-rq-XXXXXX");
+    CHECK(mkdtemp(tmpdir) != NULL);
+    snprintf(db, sizeof(db), "%s/hub.db", tmpdir);
+    CHECK_EQ_INT(registry_open(db, &reg, err, sizeof(err)), 0);
+    CHECK_EQ_INT(registry_query_open(reg, &st), 0);
+
+    /* create: final targets get seq 1.. in order; counts per status. */
+    q1 = make_query("q_AAAAAAAAAAAAAAAAAAAAAA", 5, now, 60);
+    CHECK_EQ_INT(registry_query_create(st, &q1, t, 3, now), 0);
+    CHECK(q1.id > 0);
+    CHECK_EQ_INT(q1.n_final, 1);
+    CHECK_EQ_INT(registry_query_counts(st, q1.id, counts), 0);
+    CHECK_EQ_INT(counts[REG_Q_SENT], 1);
+    CHECK_EQ_INT(counts[REG_Q_QUEUED], 1);
+    CHECK_EQ_INT(counts[REG_Q_ERROR], 1);
+    /* The same public id twice is refused, and nothing of it is stored. */
+    q2 = make_query("q_AAAAAAAAAAAAAAAAAAAAAA", 5, now, 60);
+    CHECK_EQ_INT(registry_query_create(st, &q2, t, 3, now), -EEXIST);
+    /* A malformed id breaks the CHECK. */
+    q2 = make_query("q_bad id", 5, now, 60);
+    CHECK_EQ_INT(registry_query_create(st, &q2, t, 1, now), -EINVAL);
+
+    /* get by public id */
+    memset(&got, 0, sizeof(got));
+    CHECK_EQ_INT(registry_query_get(st, "q_AAAAAAAAAAAAAAAAAAAAAA", &got), 0);
+    CHECK_EQ_STR(got.path, "/count");
+    CHECK_EQ_STR(got.headers_json, "{\"x-a\":\"1\"}");
+    CHECK_EQ_INT(got.n_sites, 3);
+    CHECK_EQ_INT(got.completed_at, 0);
+    registry_query_clear(&got);
+    CHECK_EQ_INT(registry_query_get(st, "q_BBBBBBBBBBBBBBBBBBBBBB", &got), -ENOENT);
+
+    /* sent -> done exactly once; an empty body stays an empty body. */
+    done.query_id = q1.id;
+    CHECK_EQ_INT(registry_query_finish(st, &done, REG_Q_SENT, &seq, &complete), 0);
+    CHECK_EQ_INT(seq, 2);
+    CHECK_EQ_INT(complete, 0);
+    CHECK_EQ_INT(registry_query_finish(st, &done, REG_Q_SENT, &seq, &complete), -ENOENT);
+    CHECK_EQ_INT(registry_query_result(st, q1.id, 1, body_cb, &blen), 0);
+    CHECK_EQ_INT(blen, 0);
+    /* queued is not sent: finishing it "from sent" does nothing. */
+    done.site_id = 2;
+    CHECK_EQ_INT(registry_query_finish(st, &done, REG_Q_SENT, &seq, &complete), -ENOENT);
+
+    /* delivery: the queued result of site 2, with the full query and body. */
+    CHECK_EQ_INT(registry_query_queued_for_site(st, 2, now, 100, &queued, &nq), 0);
+    CHECK_EQ_INT(nq, 1);
+    if (nq == 1) {
+        CHECK_EQ_INT(queued[0].body_len, 5);
+        CHECK(queued[0].body != NULL && memcmp(queued[0].body, "hello", 5) == 0);
+        registry_query_clear(&queued[0]);
+    }
+    free(queued);
+    queued = NULL;
+    /* past expires_at it is no longer deliverable */
+    CHECK_EQ_INT(registry_query_queued_for_site(st, 2, now + 61, 100, &queued, &nq), 0);
+    CHECK_EQ_INT(nq, 0);
+    free(queued);
+    queued = NULL;
+
+    /* queued -> sent once; requeue only from sent. */
+    {
+        int64_t ids[2] = {q1.id, q1.id};
+        int ok[2] = {-1, -1};
+
+        CHECK_EQ_INT(registry_query_mark_sent_many(st, 2, ids, 2, now, ok), 0);
+        CHECK_EQ_INT(ok[0], 1);
+        CHECK_EQ_INT(ok[1], 0);
+    }
+    CHECK_EQ_INT(registry_query_mark_sent(st, q1.id, 2, now), -ENOENT);
+    CHECK_EQ_INT(registry_query_requeue(st, q1.id, 2), 0);
+    CHECK_EQ_INT(registry_query_requeue(st, q1.id, 2), -ENOENT);
+    CHECK_EQ_INT(registry_query_mark_sent(st, q1.id, 2, now), 0);
+
+    /* start-up: what was sent becomes error; the query completes. */
+    CHECK_EQ_INT(registry_query_fail_sent(st, "the hub restarted", now + 2, &n), 0);
+    CHECK_EQ_INT(n, 1);
+    memset(&got, 0, sizeof(got));
+    CHECK_EQ_INT(registry_query_get(st, "q_AAAAAAAAAAAAAAAAAAAAAA", &got), 0);
+    CHECK_EQ_INT(got.n_final, 3);
+    CHECK_EQ_INT(got.completed_at, now + 2);
+    registry_query_clear(&got);
+
+    /* results in arrival order (seq) and by site name */
+    memset(&seen, 0, sizeof(seen));
+    CHECK_EQ_INT(registry_query_results(st, q1.id, 1, 0, seen_cb, &seen), 0);
+    CHECK_EQ_INT(seen.n, 3);
+    CHECK_EQ_STR(seen.sites[0], "clinic-c");
+    CHECK_EQ_STR(seen.sites[1], "clinic-a");
+    CHECK_EQ_STR(seen.sites[2], "clinic-b");
+    CHECK_EQ_INT(seen.seq[2], 3);
+    CHECK_EQ_INT(seen.status[2], REG_Q_ERROR);
+    memset(&seen, 0, sizeof(seen));
+    CHECK_EQ_INT(registry_query_results(st, q1.id, 1, 1, seen_cb, &seen), 0);
+    CHECK_EQ_INT(seen.n, 2);
+    memset(&seen, 0, sizeof(seen));
+    CHECK_EQ_INT(registry_query_results(st, q1.id, 0, 0, seen_cb, &seen), 0);
+    CHECK_EQ_STR(seen.sites[0], "clinic-a");
+    CHECK_EQ_STR(seen.sites[2], "clinic-c");
+
+    /* expiry: only queued results past expires_at (strictly), in batches. */
+    q2 = make_query("q_CCCCCCCCCCCCCCCCCCCCCC", 6, now, 10);
+    t[0].status = REG_Q_QUEUED;
+    t[1].status = REG_Q_QUEUED;
+    CHECK_EQ_INT(registry_query_create(st, &q2, t, 2, now), 0);
+    CHECK_EQ_INT(registry_query_next_expiry(st, &next), 0);
+    CHECK_EQ_INT(next, now + 10);
+    memset(&ex, 0, sizeof(ex));
+    CHECK_EQ_INT(registry_query_expire(st, now + 10, 100, expired_cb, &ex, &nexp), 0);
+    CHECK_EQ_INT(nexp, 0);
+    CHECK_EQ_INT(registry_query_expire(st, now + 11, 1, expired_cb, &ex, &nexp), 0);
+    CHECK_EQ_INT(nexp, 1);
+    CHECK_EQ_INT(ex.complete, 0);
+    CHECK_EQ_STR(ex.qid, "q_CCCCCCCCCCCCCCCCCCCCCC");
+    CHECK_EQ_INT(registry_query_expire(st, now + 11, 100, expired_cb, &ex, &nexp), 0);
+    CHECK_EQ_INT(nexp, 1);
+    CHECK_EQ_INT(ex.n, 2);
+    CHECK_EQ_INT(ex.complete, 1);
+    CHECK_EQ_INT(registry_query_next_expiry(st, &next), 0);
+    CHECK_EQ_INT(next, 0);
+
+    /* history: newest first, per token, paging by row id */
+    memset(&seen, 0, sizeof(seen));
+    CHECK_EQ_INT(registry_query_list(st, 0, 0, 10, list_cb, &seen), 0);
+    CHECK_EQ_INT(seen.n, 2);
+    CHECK_EQ_STR(seen.sites[0], "q_CCCCCCCCCCCCCCCCCCCCCC");
+    memset(&seen, 0, sizeof(seen));
+    CHECK_EQ_INT(registry_query_list(st, 5, 0, 10, list_cb, &seen), 0);
+    CHECK_EQ_INT(seen.n, 1);
+    CHECK_EQ_STR(seen.sites[0], "q_AAAAAAAAAAAAAAAAAAAAAA");
+    memset(&seen, 0, sizeof(seen));
+    CHECK_EQ_INT(registry_query_list(st, 0, q2.id, 10, list_cb, &seen), 0);
+    CHECK_EQ_INT(seen.n, 1);
+
+    CHECK_EQ_INT(registry_check(reg), 0);
+    registry_query_close(st);
+    registry_close(reg);
+    {
+        char cmd[400];
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+        CHECK_EQ_INT(system(cmd), 0);
+    }
+    TEST_DONE();
+}

@@ -390,6 +390,10 @@ static void ping_cb(uv_timer_t *timer)
         t->ping_outstanding = 1;
         h2_send(&t->h2);
     }
+    /* Wake at the silence deadline when it comes before the next tick: a
+     * dead peer is dropped two intervals after it went quiet, not three. */
+    if (2 * iv - (now - t->last_heard_ms) < iv)
+        uv_timer_start(&t->ping_timer, ping_cb, 2 * iv - (now - t->last_heard_ms), iv);
 }
 
 int tunnel_attach(struct hub *h, struct conn *c, const struct reg_site *site)

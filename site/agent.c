@@ -357,10 +357,17 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
         a->attempt = 0;
         a->tried_in_round = 0;
         enter_state(a, AG_CONNECTED, "hub settings received");
-        log_event(LOG_INFO, "connected", "hub=%s addr=%s site=%s", a->hubs[a->hub_idx],
-                  a->conn->peer, a->site);
-        uv_timer_start(&a->watch_timer, watch_cb, a->ping_interval_ms / 2 + 1,
-                       a->ping_interval_ms / 2 + 1);
+        if (a->use_proxy)
+            log_event(LOG_INFO, "connected", "hub=%s addr=%s site=%s via=proxy",
+                      a->hubs[a->hub_idx], a->conn->peer, a->site);
+        else
+            log_event(LOG_INFO, "connected", "hub=%s addr=%s site=%s", a->hubs[a->hub_idx],
+                      a->conn->peer, a->site);
+        /* One deadline at last_heard + 2 intervals, moved on as frames
+         * arrive: silence is noticed two intervals after it began, not up to
+         * a tick later. */
+        if (a->ping_interval_ms > 0)
+            uv_timer_start(&a->watch_timer, watch_cb, 2 * a->ping_interval_ms, 0);
     }
     if (frame->hd.stream_id == 0) {
         if (frame->hd.type == NGHTTP2_GOAWAY)
@@ -433,15 +440,18 @@ static void agent_conn_drain(struct conn *c)
 static void watch_cb(uv_timer_t *t)
 {
     struct agent *a = t->data;
-    uint64_t now = uv_now(a->loop);
-    if (a->state != AG_CONNECTED || a->conn == NULL)
+    uint64_t now = uv_now(a->loop), limit = 2 * a->ping_interval_ms, quiet;
+
+    if (a->state != AG_CONNECTED || a->conn == NULL || a->ping_interval_ms == 0)
         return;
-    if (now - a->last_heard_ms >= 2 * a->ping_interval_ms) {
+    quiet = now >= a->last_heard_ms ? now - a->last_heard_ms : 0;
+    if (quiet >= limit) {
         char why[96];
-        snprintf(why, sizeof(why), "hub silent for %llu ms",
-                 (unsigned long long)(now - a->last_heard_ms));
+        snprintf(why, sizeof(why), "hub silent for %llu ms", (unsigned long long)quiet);
         conn_close(a->conn, why);
+        return;
     }
+    uv_timer_start(&a->watch_timer, watch_cb, limit - quiet, 0);
 }
 
 static void agent_conn_handshake(struct conn *c)
@@ -488,7 +498,7 @@ static void agent_conn_close(struct conn *c, const char *reason)
 {
     struct agent *a = c->owner;
     int was_connected = a->state == AG_CONNECTED;
-    char why[256];
+    char why[384];
 
     while (a->streams != NULL) {
         struct sstream *ss = a->streams;
@@ -498,7 +508,17 @@ static void agent_conn_close(struct conn *c, const char *reason)
         h2_free(&a->h2);
     a->conn = NULL;
     uv_timer_stop(&a->watch_timer);
-    snprintf(why, sizeof(why), "%s", reason);
+    uv_timer_stop(&a->connect_timer);
+    if (a->proxy_wait && a->close_why[0] == '\0') {
+        char pname[NET_HOST_MAX + 10];
+        dial_proxy_name(&a->proxy, pname, sizeof(pname));
+        snprintf(a->close_why, sizeof(a->close_why),
+                 "no answer from the proxy %.80s to CONNECT %.80s (%.80s)", pname,
+                 a->hubs[a->hub_idx], reason);
+    }
+    a->proxy_wait = 0;
+    snprintf(why, sizeof(why), "%s", a->close_why[0] ? a->close_why : reason);
+    a->close_why[0] = '\0';
     if (!was_connected && a->v.result != 0 && a->v.seen_pin[0] != '\0') {
         snprintf(why, sizeof(why),
                  "hub key pin mismatch: expected %s, got %s; something on the path intercepts "
@@ -519,7 +539,10 @@ static void agent_conn_close(struct conn *c, const char *reason)
     schedule_reconnect(a, why);
 }
 
+static int agent_conn_peek(struct conn *c, const uint8_t *data, size_t len);
+
 static const struct conn_ops agent_conn_ops = {
+    .on_peek = agent_conn_peek,
     .on_handshake = agent_conn_handshake,
     .on_data = agent_conn_data,
     .on_drain = agent_conn_drain,
@@ -532,16 +555,83 @@ static int check_hub_pin(void *arg, const char *pin)
     return crypto_pin_equal(pin, a->hub_pin) ? 0 : -EACCES;
 }
 
+static void start_tls(struct agent *a, struct conn *c)
+{
+    char host[NET_HOST_MAX + 1];
+    int port;
+
+    a->v.check = check_hub_pin;
+    a->v.arg = a;
+    net_split_hostport(a->hubs[a->hub_idx], 6443, host, &port);
+    if (conn_start_tls(c, a->ctx, host, "tether/1", 1, &a->v) != 0)
+        conn_close(c, "tls setup failed");
+}
+
+/* The proxy's reply to CONNECT arrives here, before TLS: the conn keeps the
+ * bytes in c->early, and whatever follows the reply header already belongs
+ * to the tunnel and stays there for TLS. */
+static int agent_conn_peek(struct conn *c, const uint8_t *data, size_t len)
+{
+    struct agent *a = c->owner;
+    char reason[96], pname[NET_HOST_MAX + 10];
+    char *why = a->close_why;
+    size_t hdr_len = 0;
+    int status = 0, rc;
+
+    if (!a->proxy_wait)
+        return -EPROTO; /* the hub never speaks first */
+    rc = dial_connect_reply(data, len, &status, &hdr_len, reason, sizeof(reason));
+    if (rc == -EAGAIN)
+        return 0;
+    dial_proxy_name(&a->proxy, pname, sizeof(pname));
+    if (rc != 0) {
+        snprintf(why, sizeof(a->close_why), "proxy %.80s did not answer CONNECT with HTTP (%s)",
+                 pname, rc == -EMSGSIZE ? "reply header over 8 KiB" : "not an HTTP reply");
+        conn_close(c, "proxy error");
+        return 0;
+    }
+    if (status < 200 || status > 299) {
+        snprintf(why, sizeof(a->close_why), "proxy %.60s refused CONNECT to %.60s: %d %.60s%s",
+                 pname, a->hubs[a->hub_idx], status, reason,
+                 (status == 407 || status == 401)
+                     ? " (wrong or missing user:password in the proxy URL)"
+                     : "");
+        conn_close(c, "proxy refused");
+        return 0;
+    }
+    a->proxy_wait = 0;
+    buf_consume(&c->early, hdr_len);
+    enter_state(a, AG_HANDSHAKE, "proxy tunnel open");
+    start_tls(a, c);
+    return 0;
+}
+
+static void proxy_written(uv_write_t *req, int status)
+{
+    struct conn *c = req->handle->data;
+
+    if (status < 0 && !c->closing)
+        conn_close(c, "cannot send CONNECT to the proxy");
+}
+
+static void source_port_fatal(struct agent *a, int rc);
+
 static void on_connect(uv_connect_t *req, int status)
 {
     struct agent *a = req->data;
     struct conn *c = a->conn;
-    char host[NET_HOST_MAX + 1];
-    int port;
 
+    uv_timer_stop(&a->connect_timer);
     if (c == NULL)
         return;
     if (status < 0) {
+        /* libuv reports a bind conflict only here, through the connect. */
+        if (a->source_port > 0 && (status == UV_EADDRINUSE || status == UV_EADDRNOTAVAIL) &&
+            !a->stopping) {
+            source_port_fatal(a, status);
+            a->stopping = 1;
+            a->exit_code = 1;
+        }
         conn_close(c, uv_strerror(status));
         return;
     }
@@ -549,13 +639,52 @@ static void on_connect(uv_connect_t *req, int status)
         conn_close(c, "stopping");
         return;
     }
-    enter_state(a, AG_HANDSHAKE, "tcp connected");
+    /* The deadline covers the proxy's answer and the TLS handshake. */
     conn_start(c, 15000);
-    a->v.check = check_hub_pin;
-    a->v.arg = a;
-    net_split_hostport(a->hubs[a->hub_idx], 6443, host, &port);
-    if (conn_start_tls(c, a->ctx, host, "tether/1", 1, &a->v) != 0)
-        conn_close(c, "tls setup failed");
+    if (a->use_proxy) {
+        uv_buf_t b;
+        size_t len = 0;
+        char ua[64];
+
+        enter_state(a, AG_HANDSHAKE, "proxy connected");
+        snprintf(ua, sizeof(ua), "tether-site/%s", TETHER_VERSION);
+        if (dial_connect_request(&a->proxy, a->hubs[a->hub_idx], ua, a->proxy_req,
+                                 sizeof(a->proxy_req), &len) != 0) {
+            conn_close(c, "bad hub endpoint for CONNECT");
+            return;
+        }
+        a->proxy_wait = 1;
+        b = uv_buf_init(a->proxy_req, (unsigned)len);
+        if (uv_write(&a->proxy_wreq, (uv_stream_t *)&c->tcp, &b, 1, proxy_written) != 0)
+            conn_close(c, "cannot send CONNECT to the proxy");
+        return;
+    }
+    enter_state(a, AG_HANDSHAKE, "tcp connected");
+    start_tls(a, c);
+}
+
+static void connect_timeout_cb(uv_timer_t *t)
+{
+    struct agent *a = t->data;
+
+    if (a->conn == NULL || a->state != AG_CONNECTING)
+        return;
+    snprintf(a->close_why, sizeof(a->close_why),
+             "no answer within %llu ms (SYN sent, no SYN-ACK: a firewall may drop it)",
+             (unsigned long long)a->connect_timeout_ms);
+    conn_close(a->conn, "connect timeout");
+}
+
+/* Never another port: the firewall may allow only this one. */
+static void source_port_fatal(struct agent *a, int rc)
+{
+    char holder[160];
+
+    dial_port_holder(a->source_port, holder, sizeof(holder));
+    snprintf(a->fatal, sizeof(a->fatal),
+             "cannot use source port %d: %s; held by %s (see `ss -tanp sport = :%d`); not "
+             "trying another port",
+             a->source_port, uv_strerror(rc), holder, a->source_port);
 }
 
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
@@ -571,8 +700,12 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     }
     if (status < 0 || res == NULL) {
         char why[256];
-        snprintf(why, sizeof(why), "cannot resolve %s: %s", a->hubs[a->hub_idx],
-                 uv_strerror(status));
+        if (a->use_proxy)
+            snprintf(why, sizeof(why), "cannot resolve the proxy %.100s: %s", a->proxy.host,
+                     uv_strerror(status));
+        else
+            snprintf(why, sizeof(why), "cannot resolve %s: %s", a->hubs[a->hub_idx],
+                     uv_strerror(status));
         log_event(LOG_WARN, "connect_failed", "hub=%s reason=%s", a->hubs[a->hub_idx], log_q(why));
         uv_freeaddrinfo(res);
         schedule_reconnect(a, why);
@@ -599,10 +732,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
          * socket of this port sits in TIME_WAIT. */
         rc = uv_tcp_bind(&c->tcp, (struct sockaddr *)&local, 0);
         if (rc != 0) {
-            snprintf(a->fatal, sizeof(a->fatal),
-                     "cannot use source port %d: %s (another process holds it; see `ss -tanp "
-                     "sport = :%d`)",
-                     a->source_port, uv_strerror(rc), a->source_port);
+            source_port_fatal(a, rc);
             uv_freeaddrinfo(res);
             a->stopping = 1;
             a->exit_code = 1;
@@ -616,15 +746,14 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     uv_freeaddrinfo(res);
     if (rc != 0) {
         if (a->source_port > 0 && (rc == UV_EADDRINUSE || rc == UV_EADDRNOTAVAIL)) {
-            snprintf(a->fatal, sizeof(a->fatal),
-                     "cannot use source port %d: %s (another process holds it; see `ss -tanp "
-                     "sport = :%d`)",
-                     a->source_port, uv_strerror(rc), a->source_port);
+            source_port_fatal(a, rc);
             a->stopping = 1;
             a->exit_code = 1;
         }
         conn_close(c, uv_strerror(rc));
+        return;
     }
+    uv_timer_start(&a->connect_timer, connect_timeout_cb, a->connect_timeout_ms, 0);
 }
 
 static void dial(struct agent *a)
@@ -638,6 +767,11 @@ static void dial(struct agent *a)
     if (net_split_hostport(a->hubs[a->hub_idx], 6443, host, &port) != 0) {
         schedule_reconnect(a, "bad hub endpoint");
         return;
+    }
+    /* Through a proxy, the proxy resolves the hub's name. */
+    if (a->use_proxy) {
+        snprintf(host, sizeof(host), "%s", a->proxy.host);
+        port = a->proxy.port;
     }
     snprintf(port_s, sizeof(port_s), "%d", port);
     memset(&hints, 0, sizeof(hints));
@@ -699,12 +833,15 @@ void agent_init(struct agent *a, uv_loop_t *loop)
     a->loop = loop;
     a->ping_interval_ms = 20000;
     a->upstream_timeout_ms = 60000;
+    a->connect_timeout_ms = 10000;
     a->backoff_base_ms = 500;
     a->backoff_cap_ms = 30000;
     uv_timer_init(loop, &a->backoff_timer);
     uv_timer_init(loop, &a->watch_timer);
+    uv_timer_init(loop, &a->connect_timer);
     a->backoff_timer.data = a;
     a->watch_timer.data = a;
+    a->connect_timer.data = a;
 }
 
 int agent_start(struct agent *a)
@@ -721,6 +858,7 @@ void agent_stop(struct agent *a)
         return;
     a->stopping = 1;
     uv_timer_stop(&a->backoff_timer);
+    uv_timer_stop(&a->connect_timer);
     if (a->conn != NULL) {
         if (a->h2.s != NULL) {
             nghttp2_submit_goaway(a->h2.s, NGHTTP2_FLAG_NONE,
@@ -739,4 +877,5 @@ void agent_free(struct agent *a)
     upstream_close_idle(a->loop);
     uv_close((uv_handle_t *)&a->backoff_timer, NULL);
     uv_close((uv_handle_t *)&a->watch_timer, NULL);
+    uv_close((uv_handle_t *)&a->connect_timer, NULL);
 }

@@ -12,6 +12,7 @@
 #include "../common/h2.h"
 #include "../common/net.h"
 #include "../common/token.h"
+#include "dial.h"
 
 #define AGENT_MAX_SERVICES 64
 
@@ -46,9 +47,12 @@ struct agent {
     struct agent_service services[AGENT_MAX_SERVICES];
     size_t n_services;
     int source_port;           /* 0 = any */
-    uint64_t ping_interval_ms; /* the hub's interval; silence for 2x is death */
+    uint64_t ping_interval_ms; /* the hub's interval; silence for 2x is death; 0 = no watch */
     uint64_t upstream_timeout_ms;
+    uint64_t connect_timeout_ms; /* TCP connect (SYN without SYN-ACK) */
     uint64_t backoff_base_ms, backoff_cap_ms;
+    int use_proxy;
+    struct dial_proxy proxy; /* egress HTTP CONNECT proxy when use_proxy */
 
     enum agent_state state;
     struct conn *conn;
@@ -58,7 +62,12 @@ struct agent {
     uv_connect_t connect_req;
     uv_timer_t backoff_timer;
     uv_timer_t watch_timer;
-    unsigned attempt; /* failed rounds over all endpoints since last success */
+    uv_timer_t connect_timer;
+    uv_write_t proxy_wreq;
+    char proxy_req[DIAL_REQUEST_MAX]; /* the CONNECT request while it is written */
+    int proxy_wait;                   /* waiting for the proxy's reply */
+    char close_why[320];              /* a reason longer than conn's, for the next close */
+    unsigned attempt;                 /* failed rounds over all endpoints since last success */
     size_t tried_in_round;
     uint64_t last_heard_ms;
     struct sstream *streams;
@@ -67,7 +76,8 @@ struct agent {
     char fatal[256]; /* set when the agent must stop (e.g. source port taken) */
 };
 
-/* Fills defaults (ping 20 s, upstream timeout 60 s, backoff 500 ms..30 s). */
+/* Fills defaults (ping 20 s, upstream timeout 60 s, connect timeout 10 s, backoff
+ * 500 ms..30 s). */
 void agent_init(struct agent *a, uv_loop_t *loop);
 /* Starts dialing. ctx and identity must be set. */
 int agent_start(struct agent *a);

@@ -22,14 +22,22 @@
 #include "../common/token.h"
 #include "agent.h"
 #include "cmds.h"
+#include "dial.h"
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage:\n"
-               "  tether-site enroll --state DIR [--hub HOST:PORT]... TOKEN|-\n"
-               "  tether-site run --state DIR [--service NAME=URL]... [--config FILE]\n"
-               "                  [--source-port N] [--ping-interval S] [--upstream-timeout S]\n"
-               "  tether-site version\n");
+    fprintf(f,
+            "usage:\n"
+            "  tether-site enroll --state DIR [--hub HOST:PORT]... TOKEN|-\n"
+            "  tether-site run --state DIR [--service NAME=URL]... [--config FILE]\n"
+            "                  [--source-port N] [--proxy http://[USER:PASS@]HOST:PORT]\n"
+            "                  [--ping-interval S] [--connect-timeout S] [--upstream-timeout S]\n"
+            "  tether-site doctor --state DIR [--config FILE] [--proxy URL] [--timeout S]\n"
+            "                  [--rtt-warn MS]\n"
+            "  tether-site rotate-key --state DIR\n"
+            "  tether-site version\n"
+            "run: --ping-interval is the hub's ping interval (the site drops a hub silent for\n"
+            "two of them; 0 turns that watch off); --source-port dials from that port only.\n");
 }
 
 static int die(const char *msg)
@@ -113,6 +121,8 @@ static int cmd_enroll(int argc, char **argv)
         if (net_split_hostport(ep, 6443, tgt.host, &tgt.port) != 0)
             continue;
         snprintf(tgt.pin, sizeof(tgt.pin), "%s", t.pin);
+        /* A blocked endpoint must not hold up the next one for long. */
+        tgt.timeout_ms = 15000;
         httpc_response_free(&resp);
         memset(&resp, 0, sizeof(resp));
         if (httpc_request(&tgt, "POST", "/v1/enroll", NULL, "application/json", btxt, strlen(btxt),
@@ -200,6 +210,41 @@ static void on_signal(uv_signal_t *h, int signum)
     uv_close((uv_handle_t *)&sig_int, NULL);
 }
 
+/* Seconds (fractions allowed, like the hub's flags) within min..max, into
+ * milliseconds. */
+static int parse_seconds(const char *v, double min, double max, uint64_t *ms)
+{
+    char *end;
+    double n;
+
+    errno = 0;
+    n = strtod(v, &end);
+    if (errno != 0 || end == v || *end != '\0' || !(n >= min && n <= max))
+        return -EINVAL;
+    *ms = (uint64_t)(n * 1000.0 + 0.5);
+    return 0;
+}
+
+static int parse_port(const char *v, int *port)
+{
+    char *end;
+    long n;
+
+    errno = 0;
+    n = strtol(v, &end, 10);
+    if (errno != 0 || end == v || *end != '\0' || n < 1 || n > 65535)
+        return -EINVAL;
+    *port = (int)n;
+    return 0;
+}
+
+static int conf_error(struct config *cfg, const char *path, const char *key, const char *v)
+{
+    fprintf(stderr, "tether-site: %s: bad %s %s\n", path, key, v);
+    config_free(cfg);
+    return -EINVAL;
+}
+
 static int load_conf_file(struct agent *a, const char *path, int required)
 {
     struct config cfg = {0};
@@ -231,10 +276,23 @@ static int load_conf_file(struct agent *a, const char *path, int required)
             config_free(&cfg);
             return -EINVAL;
         }
-    if ((v = config_get(&cfg, "ping_interval")) != NULL)
-        a->ping_interval_ms = (uint64_t)atoll(v) * 1000;
-    if ((v = config_get(&cfg, "source_port")) != NULL)
-        a->source_port = atoi(v);
+    if ((v = config_get(&cfg, "ping_interval")) != NULL &&
+        parse_seconds(v, 0, 3600, &a->ping_interval_ms) != 0)
+        return conf_error(&cfg, path, "ping_interval", v);
+    if ((v = config_get(&cfg, "connect_timeout")) != NULL &&
+        parse_seconds(v, 0.1, 600, &a->connect_timeout_ms) != 0)
+        return conf_error(&cfg, path, "connect_timeout", v);
+    if ((v = config_get(&cfg, "source_port")) != NULL && parse_port(v, &a->source_port) != 0)
+        return conf_error(&cfg, path, "source_port", v);
+    if ((v = config_get(&cfg, "proxy")) != NULL) {
+        if (v[0] == '\0') {
+            a->use_proxy = 0; /* "proxy =" turns off one set earlier */
+        } else if (dial_proxy_parse(v, &a->proxy) != 0) {
+            return conf_error(&cfg, path, "proxy", "(want http://[user:pass@]host:port)");
+        } else {
+            a->use_proxy = 1;
+        }
+    }
     config_free(&cfg);
     return 0;
 }
@@ -247,14 +305,17 @@ static int cmd_run(int argc, char **argv)
                                    {"source-port", required_argument, 0, 'p'},
                                    {"ping-interval", required_argument, 0, 'i'},
                                    {"upstream-timeout", required_argument, 0, 'u'},
+                                   {"proxy", required_argument, 0, 'P'},
+                                   {"connect-timeout", required_argument, 0, 'C'},
                                    {0, 0, 0, 0}};
-    const char *state = NULL, *config = NULL;
+    const char *state = NULL, *config = NULL, *proxy = NULL, *ping = NULL, *upt = NULL,
+               *sport = NULL, *ctimeout = NULL;
     const char *svcs[AGENT_MAX_SERVICES];
     size_t n_svcs = 0;
     char path[1200];
     WOLFSSL_CTX *ctx = NULL;
     uv_loop_t *loop = uv_default_loop();
-    long ping = -1, upt = -1, sport = -1;
+    uint64_t ms;
     int c, rc;
 
     optind = 1;
@@ -271,13 +332,19 @@ static int cmd_run(int argc, char **argv)
             config = optarg;
             break;
         case 'p':
-            sport = strtol(optarg, NULL, 10);
+            sport = optarg;
             break;
         case 'i':
-            ping = strtol(optarg, NULL, 10);
+            ping = optarg;
             break;
         case 'u':
-            upt = strtol(optarg, NULL, 10);
+            upt = optarg;
+            break;
+        case 'P':
+            proxy = optarg;
+            break;
+        case 'C':
+            ctimeout = optarg;
             break;
         default:
             usage(stderr);
@@ -309,15 +376,34 @@ static int cmd_run(int argc, char **argv)
             return 2;
         }
     }
-    if (sport >= 0) {
-        if (sport < 1 || sport > 65535)
+    if (sport != NULL) {
+        if (parse_port(sport, &agent.source_port) != 0)
             return die("--source-port must be 1..65535");
-        agent.source_port = (int)sport;
     }
-    if (ping > 0)
-        agent.ping_interval_ms = (uint64_t)ping * 1000;
-    if (upt > 0)
-        agent.upstream_timeout_ms = (uint64_t)upt * 1000;
+    if (ping != NULL) {
+        if (parse_seconds(ping, 0, 3600, &ms) != 0 || (ms > 0 && ms < 50))
+            return die("--ping-interval must be 0 (no watch) or 0.05..3600 seconds");
+        agent.ping_interval_ms = ms;
+    }
+    if (upt != NULL) {
+        if (parse_seconds(upt, 1, 86400, &ms) != 0)
+            return die("--upstream-timeout must be 1..86400 seconds");
+        agent.upstream_timeout_ms = ms;
+    }
+    if (ctimeout != NULL) {
+        if (parse_seconds(ctimeout, 0.1, 600, &ms) != 0)
+            return die("--connect-timeout must be 0.1..600 seconds");
+        agent.connect_timeout_ms = ms;
+    }
+    if (proxy != NULL) {
+        if (proxy[0] == '\0') {
+            agent.use_proxy = 0;
+        } else if (dial_proxy_parse(proxy, &agent.proxy) != 0) {
+            return die("bad --proxy (want http://[user:pass@]host:port)");
+        } else {
+            agent.use_proxy = 1;
+        }
+    }
     if (agent.n_hubs == 0 || !crypto_pin_valid(agent.hub_pin) || agent.site[0] == '\0')
         return die("site.conf needs site, at least one hub and a valid hub_pin");
     if (crypto_identity_load(state, "site", &agent.id) != 0)
@@ -329,6 +415,18 @@ static int cmd_run(int argc, char **argv)
     log_event(LOG_INFO, "site_started", "site=%s version=%s wolfssl=%s services=%zu hubs=%zu",
               agent.site, TETHER_VERSION, log_q(crypto_wolfssl_build()), agent.n_services,
               agent.n_hubs);
+    if (agent.use_proxy) {
+        char pname[NET_HOST_MAX + 10];
+        dial_proxy_name(&agent.proxy, pname, sizeof(pname));
+        /* Never the credentials. */
+        log_event(LOG_INFO, "proxy", "via=%s auth=%s", pname,
+                  agent.proxy.auth[0] ? "basic" : "none");
+    }
+    if (agent.source_port > 0)
+        log_event(LOG_INFO, "source_port", "port=%d", agent.source_port);
+    if (agent.ping_interval_ms == 0)
+        log_event(LOG_WARN, "watch_off",
+                  "msg=\"--ping-interval 0: a silent hub is not noticed; for tests only\"");
     if (strncmp(crypto_wolfssl_build(), "system", 6) == 0)
         log_event(LOG_WARN, "wolfssl_fallback",
                   "msg=\"using the system wolfSSL without AES-NI: TLS will be slow\"");
@@ -336,6 +434,10 @@ static int cmd_run(int argc, char **argv)
     uv_signal_init(loop, &sig_int);
     uv_signal_start(&sig_term, on_signal, SIGTERM);
     uv_signal_start(&sig_int, on_signal, SIGINT);
+    /* The agent's own handles keep the loop alive; when it stops by itself
+     * (a fatal error such as a taken source port) the loop must end. */
+    uv_unref((uv_handle_t *)&sig_term);
+    uv_unref((uv_handle_t *)&sig_int);
     agent_start(&agent);
     uv_run(loop, UV_RUN_DEFAULT);
     if (!uv_is_closing((uv_handle_t *)&sig_term)) {

@@ -643,8 +643,8 @@ int ureq_respond_end(struct ureq *r)
             r->deferred = 0;
             nghttp2_session_resume_data(uc->h2.s, r->sid);
         }
-        if (!r->req_ended) /* answered early: the client need not send the rest */
-            nghttp2_submit_rst_stream(uc->h2.s, NGHTTP2_FLAG_NONE, r->sid, NGHTTP2_NO_ERROR);
+        /* Answered before the body ended: the rest is read and dropped (a
+         * reset now could overtake the answer still queued). */
         h2_send(&uc->h2);
         return 0;
     }

@@ -69,7 +69,7 @@ def run_batch(h, hub, svc, sample, proto):
         c = tunnel_conns(hub.port, h.site_pid)
         if c is not None:
             samples.append(c)
-        time.sleep(0.1)
+        time.sleep(0.02)
     if p.alive():
         p.stop()
         h.check(False, "%s: curl finished within 90 s" % tag)
@@ -105,7 +105,7 @@ def run_batch(h, hub, svc, sample, proto):
                 bad.append((i, "len %d want %d" % (len(body), want)))
     h.check(not bad, "%s: every response body is the right one for its request" % tag, bad[:5])
 
-    h.check(len(samples) >= 3, "%s: sampled ss at least 3 times during the run" % tag,
+    h.check(len(samples) >= 2, "%s: sampled ss at least twice during the run" % tag,
             len(samples))
     counts = [len(s) for s in samples]
     h.check(counts and all(c == 1 for c in counts),

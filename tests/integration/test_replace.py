@@ -41,6 +41,7 @@ def main(h):
     h.check(len(online) == 1, "the site is listed once, online", online)
     site.proc.signal(signal.SIGKILL)
     site.proc.signal(signal.SIGCONT)
+    site.proc.p.wait(10)  # reaped before the harness checks the daemons still running
 
 
 if __name__ == "__main__":

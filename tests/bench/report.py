@@ -1,0 +1,528 @@
+#!/usr/bin/env python3
+# Benchmark report generator: results JSON from tests/bench/run -> docs/benchmarks.md (markdown).
+# SPDX-License-Identifier: MIT
+"""Writes only figures present in the results (each produced by a command the
+run made; the commands are listed at the end of the report). A missing figure
+shows as "failed: why" or "not run", never as a number.
+
+Sections between `<!-- BEGIN HAND-WRITTEN: NAME -->` and
+`<!-- END HAND-WRITTEN: NAME -->` are kept from the existing report.
+
+    tests/bench/report.py RESULTS.json [OUT.md]   # re-render saved results
+"""
+
+import datetime
+import json
+import os
+import re
+import sys
+
+HAND = ("method", "findings")
+
+DEFAULT_HAND = {
+    "method": """\
+Everything runs on one machine over loopback, in one run of `tests/bench/run`,
+so the three paths share the same CPU, kernel and moment.
+
+- **Backend**: Debian's nginx, one worker, `sendfile on`, keep-alive without a
+  request limit. It serves a 1 KiB file and the bulk file from tmpfs, on one
+  HTTP/1.1 port and one h2c port (for the HTTP/2 rows of the direct and `ssh -R`
+  paths; `sendfile` is off there, as with it nginx 1.22 stalls each small HTTP/2
+  answer by ~40 ms on this machine). Uploads are WebDAV `PUT`s into tmpfs: after each one the runner checks
+  that the stored file has exactly the uploaded size, so the body was really read.
+- **direct**: the client talks to nginx.
+- **ssh -R**: Debian's sshd on a private loopback port with its own host key and
+  an authorized key made for the run; `ssh -N -R` from the same machine forwards
+  a port on the sshd side to nginx. Ciphers, MACs and key exchange are left at
+  OpenSSH's defaults; the negotiated ones (from `ssh -v`) are named above. The
+  client speaks plain HTTP to the forwarded port, as with a real `ssh -R` tunnel.
+- **tether**: `tether-hub` with one port for sites and another for users, and
+  one real `tether-site` offering nginx as service `web`. Clients speak HTTPS to
+  the hub (curl with `--pinnedpubkey`, wrk and h2load with a bearer token); the
+  hub sends each request down the site's TLS 1.3 + HTTP/2 tunnel.
+- **Bulk**: one transfer per cell with curl (`-o /dev/null` down, `-T FILE` up),
+  MB/s = bytes / curl's `time_total` / 10^6. HTTP/2 rows use `--http2` to the
+  hub and `--http2-prior-knowledge` (h2c) to nginx.
+- **Requests**: wrk (HTTP/1.1) and h2load (HTTP/2, one stream per connection)
+  with the same number of keep-alive connections and duration on each path.
+  wrk's own latency distribution gives p50/p99; for h2load they come from its
+  per-request `--log-file`. Load generator, proxy and nginx share the 2 cores.
+- **Idle sites**: `bench_sites` (tests/bench/sites.c) runs the real site agent
+  code (`site/agent.c`): thousands of agents per process in one libuv loop, each
+  with its own P-256 key, its own TLS context and its own TLS connection. Each
+  site is registered (`POST /v1/sites`) and enrolled (`POST /v1/enroll` with the
+  token's secret and the agent's key pin) through the hub's API first. Hub RSS is
+  `VmRSS` from `/proc` after the sites are online (`tether_sites_online` in
+  `/metrics`) and a settling pause; memory per site is the RSS growth from one
+  site to N, divided by N−1.
+- **Connection setup**: the last step of the ladder starts all its agents at
+  once; the rate is connects per second from the hub's `site_connected` log
+  timestamps (first to last), with the hub's CPU use over the same window.
+  Simulator and hub share the 2 cores, so this is a lower bound for the hub.
+- **Reconnect storm**: with the storm's number of sites online, the hub gets
+  SIGTERM (a normal restart; `--storm-signal KILL` for a crash), and is started
+  again at once on the same state, three times by default (`--storm-repeat`);
+  the target is judged on the slowest restart. "Back" is the time of the last
+  `site_connected` line in the new hub's log, measured from the signal and from
+  the new hub's `listening` line; `/metrics` is polled every 100 ms to confirm.
+  The per-second histogram counts `site_connected` lines from `listening` on.
+  "Spread" means no single second holds more than half of the sites.
+- **Port economy**: h2load sends the requests through the hub to the real site
+  (sites and users on separate hub ports, so their sockets can be told apart).
+  Every 250 ms the runner samples `ss -tanp`: the site process's sockets to the
+  hub's sites port, and TIME_WAIT sockets on the sites port, the users port and
+  nginx's port, counting only sockets that were not already in TIME_WAIT before
+  the run (the client side is the site's for both the tunnel and the service).
+  nginx logs `$connection` for these requests, which counts the connections the
+  site opened to the service. The target passes when the site used its one
+  tunnel, opened no other, left no TIME_WAIT, and opened no more service
+  connections than there were concurrent requests. A design with one connection
+  per request needs one connection per request, and each leaves a socket in
+  TIME_WAIT for 60 s (Linux), so it holds `rate × 60` ports against the
+  ephemeral range.
+""",
+    "findings": """\
+(Profiling notes for missed targets go here: what was measured, what was found,
+what was changed.)
+""",
+}
+
+
+def existing_hand_written(path):
+    """{name: text} of the hand-written sections in the report at path."""
+    out = {}
+    if not path or not os.path.exists(path):
+        return out
+    with open(path) as f:
+        text = f.read()
+    for name in HAND:
+        m = re.search(r"<!-- BEGIN HAND-WRITTEN: %s -->\n(.*?)<!-- END HAND-WRITTEN: %s -->"
+                      % (name, name), text, re.S)
+        if m:
+            out[name] = m.group(1)
+    return out
+
+
+# --- formatting ---
+
+def _num(x, fmt="%.0f"):
+    return fmt % x if isinstance(x, (int, float)) else None
+
+
+def cell(item, key, fmt="%.0f", unit=""):
+    """A figure from a result dict, or why it is missing."""
+    if item is None:
+        return "not run"
+    v = item.get(key)
+    if isinstance(v, (int, float)):
+        return (fmt % v) + unit
+    if item.get("error"):
+        return "failed: %s" % _short(item["error"])
+    return "not measured"
+
+
+def _short(s, n=90):
+    s = " ".join(str(s).split()).replace("|", "/")
+    return s if len(s) <= n else s[:n - 1] + "…"
+
+
+def ratio(a, b):
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b > 0:
+        return "%.2f×" % (a / b)
+    return "n/a"
+
+
+def fmt_time(ts):
+    return datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).strftime(
+        "%Y-%m-%d %H:%M UTC")
+
+
+def table(head, rows):
+    out = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    for r in rows:
+        out.append("| " + " | ".join(str(c) for c in r) + " |")
+    return "\n".join(out)
+
+
+def _get(res, *keys):
+    d = res
+    for k in keys:
+        if not isinstance(d, dict):
+            return None
+        d = d.get(k)
+    return d
+
+
+# --- targets ---
+
+def targets(res):
+    """Rows (scenario, target, measured, verdict)."""
+    rows = []
+
+    def verdict(ok):
+        if ok is None:
+            return "NOT MEASURED"
+        return "PASS" if ok else "MISS"
+
+    bulk = res.get("bulk")
+    for key, name in (("download_h1", "download, HTTP/1.1"), ("upload_h1", "upload, HTTP/1.1"),
+                      ("download_h2", "download, HTTP/2"), ("upload_h2", "upload, HTTP/2")):
+        t = _get(bulk, key, "tether", "mbps")
+        s = _get(bulk, key, "ssh", "mbps")
+        ok = None
+        meas = "not measured"
+        if isinstance(t, (int, float)) and isinstance(s, (int, float)) and s > 0:
+            ok = t >= 2.5 * s and t >= 1000
+            meas = "%.0f MB/s, %.2f× ssh -R (%.0f MB/s)" % (t, t / s, s)
+        rows.append(("bulk", "Bulk %s through tether ≥ 2.5× ssh -R and ≥ 1 GB/s" % name, meas,
+                     verdict(ok)))
+    req = res.get("requests")
+    for key, name in (("h1", "HTTP/1.1 (wrk)"), ("h2", "HTTP/2 (h2load)")):
+        t = _get(req, key, "tether") or {}
+        s = _get(req, key, "ssh") or {}
+        ok = None
+        meas = "not measured"
+        if all(isinstance(d.get(k), (int, float)) for d in (t, s)
+               for k in ("rps", "p99_ms")) and s["rps"] > 0 and not t.get("errors"):
+            ok = t["rps"] >= 2 * s["rps"] and t["p99_ms"] <= s["p99_ms"]
+            meas = "%.0f req/s = %.2f× ssh -R; p99 %.2f ms vs %.2f ms" % (
+                t["rps"], t["rps"] / s["rps"], t["p99_ms"], s["p99_ms"])
+        rows.append(("requests", "Requests %s through tether ≥ 2× ssh -R, p99 no worse" % name,
+                     meas, verdict(ok)))
+    sc = res.get("scale") or {}
+    pts = [p for p in sc.get("points", []) if isinstance(p.get("per_site_kib"), (int, float))]
+    ok, meas = None, "not measured"
+    if pts:
+        big = max(pts, key=lambda p: p["sites"])
+        meas = "%.1f KiB per site at %d sites" % (big["per_site_kib"], big["sites"])
+        ok = big["per_site_kib"] <= 64 and big["sites"] >= 10000
+        if big["per_site_kib"] <= 64 and big["sites"] < 10000:
+            meas += " (10,000 not reached)"
+    rows.append(("scale", "Hub memory ≤ 64 KiB per idle connected site at 10,000 sites", meas,
+                 verdict(ok)))
+    st = res.get("storm") or {}
+    ok, meas = None, "not measured"
+    if isinstance(st.get("back_after_kill_s"), (int, float)):
+        n = st["sites"]
+        spread = st["peak_per_s"] <= n / 2.0
+        ok = st["back_after_kill_s"] <= 15 and spread and n >= 1000
+        meas = "%d sites back %.1f s after the restart began; peak %d in one second over %d s" % (
+            n, st["back_after_kill_s"], st["peak_per_s"], st["seconds_with_connects"])
+        if n < 1000:
+            meas += " (fewer than 1,000 sites)"
+    elif st.get("error"):
+        meas = "failed: " + _short(st["error"])
+        ok = False
+    rows.append(("storm", "1,000 sites back within 15 s of a hub restart, spread over the window",
+                 meas, verdict(ok)))
+    po = res.get("ports") or {}
+    ok, meas = None, "not measured"
+    if isinstance(po.get("tunnel_connections_opened"), int) and po.get("requests_done"):
+        opened = po["tunnel_connections_opened"] + po.get("new_sessions", 0)
+        tw = max(po["tw_max"]["tunnel"], po["tw_after"]["tunnel"])
+        svc_tw = max(po["tw_max"]["service"] + po["tw_max"]["service_server"],
+                     po["tw_after"]["service"] + po["tw_after"]["service_server"])
+        conc = po.get("conns") or 0
+        ok = (po["tunnel_sockets_after"] == 1 and opened == 0 and tw == 0
+              and po["service_connections"] <= max(conc, 1) and svc_tw == 0
+              and not po.get("errors"))
+        meas = ("%d requests; tunnel: %d connection in use, %d opened, %d TIME_WAIT; "
+                "service: %d connections opened (concurrency %d), %d TIME_WAIT" % (
+                    po["requests_done"], po["tunnel_sockets_after"], opened, tw,
+                    po["service_connections"], conc, svc_tw))
+    rows.append(("ports", "Port economy: one tunnel connection and no TIME_WAIT on the site host "
+                 "(expected 1 and 0); service connections kept alive", meas, verdict(ok)))
+    return rows
+
+
+# --- the report ---
+
+TW = "new TIME_WAIT sockets (most at once; at the end), "
+
+
+def tw(po, *keys):
+    return "%d; %d" % (sum(po["tw_max"][k] for k in keys), sum(po["tw_after"][k] for k in keys))
+
+
+def render(res, hand=None):
+    hand = dict(DEFAULT_HAND, **(hand or {}))
+    meta = res.get("meta", {})
+    L = []
+    L.append("# Benchmarks: tether against `ssh -R` and a direct connection")
+    L.append("")
+    L.append("<!-- Generated by tests/bench/run (tests/bench/report.py). Edit only the "
+             "hand-written sections; the rest is rewritten by the next run. -->")
+    L.append("")
+    when = meta.get("finished") or meta.get("started")
+    L.append("**Measured on %s** by `tests/bench/run%s`%s." % (
+        fmt_time(when) if when else "an unknown date",
+        "" if meta.get("full_run") else (" --smoke" if meta.get("smoke") else "") +
+        (" --only " + ",".join(meta.get("only", []))
+         if meta.get("only") and not meta.get("full_run") else ""),
+        (", %.0f s" % (meta["finished"] - meta["started"]))
+        if meta.get("finished") and meta.get("started") else ""))
+    if meta.get("smoke"):
+        L.append("")
+        L.append("> Smoke run at tiny sizes: it shows that every part of the bench works; "
+                 "its figures say nothing about performance.")
+    if meta.get("error"):
+        L.append("")
+        L.append("> The run stopped early: %s" % _short(meta["error"], 300))
+    sz = meta.get("sizes", {})
+    ran = set(meta.get("only") or ("bulk", "requests", "scale", "setup", "storm", "ports"))
+
+    def shown(scenario):
+        return scenario in ran
+
+    L.append("")
+    L.append("## Machine and versions")
+    L.append("")
+    mem = meta.get("mem_kib")
+    rows = [
+        ("CPU", "%s, %s cores (nproc)" % (meta.get("cpu", "?"), meta.get("nproc", "?"))),
+        ("memory", "%.1f GiB" % (mem / 1048576.0) if mem else "?"),
+        ("kernel", meta.get("kernel", "?")),
+        ("tether (wolfSSL build in use)", meta.get("tether", "?")),
+        ("AES-128-GCM, one core (`%s`)" % meta.get("aesgcm_cmd", "bench_sites aesgcm"),
+         "%s MB/s" % meta["aesgcm_mbps"] if meta.get("aesgcm_mbps") else "not measured"),
+        ("OpenSSH", meta.get("openssh", "?")),
+        ("ssh -R negotiated", "cipher %s, MAC %s, kex %s" % (
+            meta.get("ssh_cipher"), meta.get("ssh_mac"), meta.get("ssh_kex"))
+         if meta.get("ssh_cipher") else "not run"),
+        ("nginx", meta.get("nginx", "?")),
+        ("load", "%s; %s" % (meta.get("wrk", "?"), meta.get("h2load", "?"))),
+        ("curl", meta.get("curl", "?")),
+        ("open files limit (soft, hard)", ", ".join(str(x) for x in meta.get("nofile", []))),
+        ("ephemeral ports", meta.get("eph_range", "?")),
+        ("load average at start; at end", "%s; %s (other work on the machine shows here)" % (
+            meta.get("loadavg_start", "?"), meta.get("loadavg_end", "?"))),
+    ]
+    L.append(table(("", ""), rows))
+
+    L.append("")
+    L.append("## Targets (issue 6)")
+    L.append("")
+    L.append(table(("target", "measured", "verdict"),
+                   [r[1:] for r in targets(res) if shown(r[0])]))
+
+    # 1. bulk
+    if shown('bulk'):
+        L.append("")
+        bulk = res.get("bulk")
+        mib = (bulk or {}).get("bytes", (sz.get("bulk_mib") or 0) << 20) / 1048576.0
+        L.append("## 1. Bulk transfer: one %s each way (MB/s)" % (
+            "%.0f GiB" % (mib / 1024) if mib >= 1024 else "%.0f MiB" % mib))
+        L.append("")
+        rows = []
+        for key, name in (("download_h1", "download, HTTP/1.1"), ("upload_h1", "upload, HTTP/1.1"),
+                          ("download_h2", "download, HTTP/2"), ("upload_h2", "upload, HTTP/2")):
+            d = (bulk or {}).get(key) if bulk and "error" not in bulk else None
+            if bulk and "error" in bulk:
+                d = {p: {"error": bulk["error"]} for p in ("tether", "ssh", "direct")}
+            d = d or {}
+            t, s, x = (d.get(p) for p in ("tether", "ssh", "direct"))
+            rows.append((name, cell(t, "mbps"), cell(s, "mbps"), cell(x, "mbps"),
+                         ratio(_get(d, "tether", "mbps"), _get(d, "ssh", "mbps")),
+                         ratio(_get(d, "tether", "mbps"), _get(d, "direct", "mbps"))))
+        L.append(table(("transfer", "tether", "ssh -R", "direct", "tether / ssh -R",
+                        "tether / direct"), rows))
+        if meta.get("aesgcm_mbps"):
+            L.append("")
+            L.append("The AES-128-GCM ceiling of the linked wolfSSL on one core is %d MB/s "
+                     "(tether encrypts twice on this path: user TLS and tunnel TLS)."
+                     % meta["aesgcm_mbps"])
+
+    # 2. requests
+    if shown('requests'):
+        L.append("")
+        req = res.get("requests")
+        L.append("## 2. Requests: %s keep-alive connections fetching 1 KiB for %s s" % (
+            (req or {}).get("conns", sz.get("conns")), (req or {}).get("duration_s",
+                                                                       sz.get("duration"))))
+        L.append("")
+        rows = []
+        for key, name in (("h1", "HTTP/1.1, wrk"), ("h2", "HTTP/2, h2load")):
+            d = (req or {}).get(key) if req and "error" not in req else None
+            if req and "error" in req:
+                d = {p: {"error": req["error"]} for p in ("tether", "ssh", "direct")}
+            d = d or {}
+            t, s, x = (d.get(p) for p in ("tether", "ssh", "direct"))
+            rows.append((name + ": req/s", cell(t, "rps"), cell(s, "rps"), cell(x, "rps"),
+                         ratio(_get(d, "tether", "rps"), _get(d, "ssh", "rps")),
+                         ratio(_get(d, "tether", "rps"), _get(d, "direct", "rps"))))
+            for q in ("p50_ms", "p99_ms"):
+                rows.append((name + ": " + q[:3] + " latency", cell(t, q, "%.2f", " ms"),
+                             cell(s, q, "%.2f", " ms"), cell(x, q, "%.2f", " ms"),
+                             ratio(_get(d, "tether", q), _get(d, "ssh", q)),
+                             ratio(_get(d, "tether", q), _get(d, "direct", q))))
+            rows.append((name + ": failed requests", cell(t, "errors"), cell(s, "errors"),
+                         cell(x, "errors"), "", ""))
+        L.append(table(("measure", "tether", "ssh -R", "direct", "tether / ssh -R",
+                        "tether / direct"), rows))
+
+    # 3. scale
+    if shown('scale'):
+        L.append("")
+        L.append("## 3. Idle sites: hub memory")
+        L.append("")
+        sc = res.get("scale")
+        if not sc:
+            L.append("not run")
+        elif sc.get("error") and not sc.get("points"):
+            L.append("failed: %s" % _short(sc["error"], 400))
+        else:
+            rows = [("0 (after enrolling all)", "%.1f" % (sc["rss_0_kib"] / 1024.0), "")]
+            for p in sc["points"]:
+                if "rss_kib" in p:
+                    rows.append(("%d" % p["sites"], "%.1f" % (p["rss_kib"] / 1024.0),
+                                 "%.1f" % p["per_site_kib"] if "per_site_kib" in p else "(base)"))
+                else:
+                    rows.append(("%d" % p["sites"], "failed: %s" % _short(p.get("error"), 200), ""))
+            L.append(table(("connected sites", "hub RSS (MiB)", "KiB per site since 1 site"), rows))
+            L.append("")
+            L.append("%d sites registered and enrolled through the API in %.1f s. Open-files "
+                     "limit of hub and simulators: %s." % (
+                         sc["counts"][-1], sc["enroll_s"], ", ".join(str(x) for x in sc["nofile"])))
+
+    # 4. setup
+    if shown('setup'):
+        L.append("")
+        L.append("## 4. Connection setup: TLS handshakes + registrations accepted per second")
+        L.append("")
+        su = res.get("setup")
+        if not su:
+            L.append("not run")
+        elif su.get("error"):
+            L.append("failed: %s" % _short(su["error"], 400))
+        else:
+            L.append(table(("sites started at once", "connected", "first to last (s)",
+                            "mean per second", "peak in one second", "hub CPU",
+                            "simulators' CPU"),
+                           [(su["sites"], su["connected"], "%.2f" % su["span_s"],
+                             cell(su, "rate"), su["peak_per_s"], "%.0f%%" % su["hub_cpu_pct"],
+                             "%.0f%% (%d processes)" % (su.get("sims_cpu_pct", 0),
+                                                        su.get("sims", 0)))]))
+            if su.get("histogram"):
+                L.append("")
+                L.append("Connects per second from the first on: %s." % ", ".join(
+                    str(x) for x in su["histogram"]))
+            if su.get("handshake_cap_events"):
+                L.append("")
+                L.append("The hub queued %d handshakes over its per-address cap (all simulated "
+                         "sites come from 127.0.0.1)." % su["handshake_cap_events"])
+
+    # 5. storm
+    if shown('storm'):
+        L.append("")
+        L.append("## 5. Reconnect storm")
+        L.append("")
+        st = res.get("storm")
+        if not st:
+            L.append("not run")
+        elif st.get("error") and "back_after_kill_s" not in st:
+            L.append("failed: %s" % _short(st["error"], 400))
+        else:
+            runs = st.get("runs") or [st]
+            L.append(table(("restart", "sites", "signal", "hub exit (s)",
+                            "signal to listening (s)", "all back after signal (s)",
+                            "after listening (s)", "peak per second", "seconds with connects"),
+                           [("%d of %d" % (i + 1, len(runs)), st["sites"], "SIG" + st["signal"],
+                             "%.2f" % r["exit_s"], "%.2f" % r["down_s"],
+                             "%.2f" % r["back_after_kill_s"], "%.2f" % r["back_after_listen_s"],
+                             r["peak_per_s"], r["seconds_with_connects"])
+                            for i, r in enumerate(runs)]))
+            L.append("")
+            for i, r in enumerate(runs):
+                L.append("Restart %d, connects per second from `listening` on: %s." % (
+                    i + 1, ", ".join(str(x) for x in r.get("histogram", []))))
+            if len(runs) > 1:
+                L.append("")
+                L.append("The target is judged on the slowest restart.")
+
+    # 6. ports
+    if shown('ports'):
+        L.append("")
+        L.append("## 6. Port economy")
+        L.append("")
+        po = res.get("ports")
+        if not po:
+            L.append("not run")
+        elif po.get("error") and "tunnel_sockets_after" not in po:
+            L.append("failed: %s" % _short(po["error"], 400))
+        else:
+            rate = po.get("rps")
+            opened = po["tunnel_connections_opened"] + po["new_sessions"]
+            rows = [
+                ("requests sent (h2load, HTTP/2 users, %s connections)" % po.get("conns", "?"),
+                 "%d" % po["requests_done"], "%d" % po["requests"]),
+                ("rate (req/s)", cell(po, "rps"), "same work"),
+                ("failed requests", "%d" % (po.get("errors") or 0), ""),
+                ("TCP connections site → hub opened during the run", "%d (%d in use)" % (
+                    opened, po["tunnel_sockets_after"]), "%d" % po["requests"]),
+                (TW + "site side of site → hub", tw(po, "tunnel"),
+                 "%d (rate × 60 s)" % po["per_request_tw_ports"]
+                 if po.get("per_request_tw_ports") is not None else "rate × 60 s"),
+                (TW + "hub side of site → hub", tw(po, "tunnel_server"), ""),
+                ("connections site → nginx opened (nginx `$connection`)",
+                 "%d for %d requests" % (po["service_connections"],
+                                         po["service_requests_logged"]),
+                 "%d" % po["requests"]),
+                (TW + "site side of site → nginx", tw(po, "service"), ""),
+                (TW + "nginx side of site → nginx", tw(po, "service_server"), ""),
+                (TW + "users → hub, both sides", tw(po, "users", "users_server"), ""),
+                ("ephemeral ports per destination", "%d (%d-%d)" % (
+                    po["eph_size"], po["eph_lo"], po["eph_hi"]), ""),
+                ("highest sustainable req/s per site (ports / 60 s)", "no port limit",
+                 "%.0f" % po["per_request_max_rps"] if po.get("per_request_max_rps") else ""),
+            ]
+            L.append(table(("", "tether (measured)", "one connection per request (computed)"),
+                           rows))
+            if rate and po.get("per_request_tw_ports"):
+                L.append("")
+                L.append("At the measured %.0f req/s a connection-per-request design would hold "
+                         "%d sockets in TIME_WAIT, %.1f× the %d ephemeral ports one source "
+                         "address has towards one destination." % (
+                             rate, po["per_request_tw_ports"],
+                             po["per_request_tw_ports"] / float(po["eph_size"]), po["eph_size"]))
+
+    for name, title in (("method", "Method"), ("findings", "Findings and profiling")):
+        L.append("")
+        L.append("## %s" % title)
+        L.append("")
+        L.append("<!-- BEGIN HAND-WRITTEN: %s -->" % name)
+        L.append(hand[name].rstrip("\n"))
+        L.append("<!-- END HAND-WRITTEN: %s -->" % name)
+
+    L.append("")
+    L.append("## Commands this run made")
+    L.append("")
+    L.append("Secrets are shown as `$TOKEN`; temporary paths as they were.")
+    L.append("")
+    L.append("```")
+    for c in meta.get("commands", []):
+        L.append(c)
+    L.append("```")
+    if meta.get("sanitizer_reports"):
+        L.append("")
+        L.append("Sanitizer reports in process logs: %s" % "; ".join(meta["sanitizer_reports"]))
+    return "\n".join(L) + "\n"
+
+
+def main(argv):
+    if len(argv) not in (2, 3):
+        sys.stderr.write("usage: report.py RESULTS.json [OUT.md]\n")
+        return 2
+    with open(argv[1]) as f:
+        res = json.load(f)
+    out = argv[2] if len(argv) == 3 else None
+    text = render(res, existing_hand_written(out))
+    if out:
+        with open(out, "w") as f:
+            f.write(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -44,8 +44,8 @@ struct tunnel {
     uv_timer_t ping_timer;
     int closing;
     int replaced;
-    int hello_done;      /* services known */
-    char **services;     /* parsed from services_json at hello; owned */
+    int hello_done;  /* services known */
+    char **services; /* parsed from services_json at hello; owned */
     size_t n_services;
     struct tstream *streams; /* open streams, doubly linked */
     struct tunnel *map_next;

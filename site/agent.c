@@ -84,23 +84,29 @@ static ssize_t resp_read(nghttp2_session *session, int32_t stream_id, uint8_t *d
     struct sstream *ss = source->ptr;
     size_t n = ss->resp.len < length ? ss->resp.len : length;
 
-    if (n > 0) {
-        memcpy(dst, buf_head(&ss->resp), n);
-        buf_consume(&ss->resp, n);
+    if (n == 0 && !ss->resp_eof) {
+        ss->deferred = 1;
+        return NGHTTP2_ERR_DEFERRED;
     }
+    /* The bytes go out in resp_send(), copied once into the TLS stage. */
+    *data_flags |= NGHTTP2_DATA_FLAG_NO_COPY;
+    if (ss->resp_eof && n == ss->resp.len)
+        *data_flags |= NGHTTP2_DATA_FLAG_EOF;
+    return (ssize_t)n;
+}
+
+static int resp_send(nghttp2_session *session, nghttp2_frame *frame, const uint8_t *framehd,
+                     size_t length, nghttp2_data_source *source, void *user_data)
+{
+    struct agent *a = user_data;
+    struct sstream *ss = source->ptr;
+    int rc = h2_send_data_from(&a->h2, framehd, length, &ss->resp);
+
     if (ss->paused && ss->resp.len < RESP_LOW && ss->up != NULL) {
         ss->paused = 0;
         upstream_pause_reading(ss->up, 0);
     }
-    if (ss->resp.len == 0 && ss->resp_eof) {
-        *data_flags |= NGHTTP2_DATA_FLAG_EOF;
-        return (ssize_t)n;
-    }
-    if (n == 0) {
-        ss->deferred = 1;
-        return NGHTTP2_ERR_DEFERRED;
-    }
-    return (ssize_t)n;
+    return rc;
 }
 
 static void ss_kick(struct sstream *ss)
@@ -370,9 +376,22 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
             uv_timer_start(&a->watch_timer, watch_cb, 2 * a->ping_interval_ms, 0);
     }
     if (frame->hd.stream_id == 0) {
-        if (frame->hd.type == NGHTTP2_GOAWAY)
+        if (frame->hd.type == NGHTTP2_GOAWAY) {
+            /* The hub says why in the GOAWAY's debug data ("site revoked by
+             * operator", "key rotated", "hub shutting down"): show it,
+             * bounded and printable only. */
+            char why[128];
+            size_t n = frame->goaway.opaque_data_len < sizeof(why) - 1
+                           ? frame->goaway.opaque_data_len
+                           : sizeof(why) - 1;
+            for (size_t i = 0; i < n; i++) {
+                uint8_t ch = frame->goaway.opaque_data[i];
+                why[i] = ch >= 0x20 && ch < 0x7f ? (char)ch : '?';
+            }
+            why[n] = '\0';
             log_event(LOG_INFO, "hub_goaway", "hub=%s reason=%s", a->hubs[a->hub_idx],
-                      log_q(frame->goaway.opaque_data_len ? "hub is draining or cut us" : "none"));
+                      log_q(n ? why : "none"));
+        }
         return 0;
     }
     ss = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
@@ -474,6 +493,7 @@ static void agent_conn_handshake(struct conn *c)
     nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk);
     nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
+    nghttp2_session_callbacks_set_send_data_callback(cbs, resp_send);
     if (nghttp2_session_server_new2(&s, cbs, a, opt) != 0)
         goto fail;
     h2_init(&a->h2, s, c);

@@ -18,6 +18,18 @@ if(NOT TETHER_WOLFSSL_PREFIX)
   # build dir (each costs up to a minute); it is retried when the script
   # changes, or after: cmake -UTETHER_WOLFSSL_FAILED <build>.
   file(MD5 "${CMAKE_SOURCE_DIR}/deploy/build-wolfssl.sh" _script_md5)
+  # A build made by an older recipe of the script is rebuilt.
+  file(STRINGS "${CMAKE_SOURCE_DIR}/deploy/build-wolfssl.sh" _recipe REGEX "^RECIPE=")
+  string(REPLACE "RECIPE=" "" _recipe "${_recipe}")
+  set(_have_recipe "")
+  if(EXISTS "${_prefix}/RECIPE")
+    file(STRINGS "${_prefix}/RECIPE" _have_recipe LIMIT_COUNT 1)
+  endif()
+  if(EXISTS "${_prefix}/lib/libwolfssl.a" AND NOT _have_recipe STREQUAL _recipe)
+    message(STATUS "wolfSSL in ${_prefix} was built by recipe '${_have_recipe}', not "
+                   "'${_recipe}': rebuilding")
+    file(REMOVE_RECURSE "${_prefix}")
+  endif()
   if(NOT EXISTS "${_prefix}/lib/libwolfssl.a" AND TETHER_WOLFSSL_FAILED STREQUAL _script_md5)
     message(WARNING "wolfSSL source build failed before (${TETHER_WOLFSSL_DIR}/build.log); "
                     "not retrying. To retry: cmake -UTETHER_WOLFSSL_FAILED ${CMAKE_BINARY_DIR}")

@@ -22,13 +22,18 @@ int buf_append(struct buf *b, const void *data, size_t len)
     if (len == 0)
         return 0;
     if (b->off + b->len + len > b->cap) {
-        /* Reclaim the consumed front before growing. */
-        if (b->off > 0 && b->len + len <= b->cap) {
+        /* Reclaim the consumed front before growing, but only when the
+         * bytes moved are no more than the bytes reclaimed: a FIFO that is
+         * drained in small pieces while nearly full would otherwise move
+         * its whole content on every append. */
+        if (b->off >= b->len && b->len + len <= b->cap) {
             memmove(b->data, b->data + b->off, b->len);
             b->off = 0;
         } else {
             size_t need = b->len + len;
-            size_t ncap = b->cap ? b->cap : 4096;
+            /* The bytes would fit after a move we refused: double, so that
+             * moves stay rare (the capacity stays within 4x the live bytes). */
+            size_t ncap = b->cap ? b->cap * 2 : 4096;
             uint8_t *n;
             while (ncap < need)
                 ncap *= 2;

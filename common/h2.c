@@ -93,10 +93,22 @@ int h2_feed(struct h2 *h, const uint8_t *data, size_t len)
 
 int h2_send_data_from(struct h2 *h, const uint8_t *framehd, size_t length, struct buf *src)
 {
+    uint8_t *frame;
+
     if (length > src->len)
         return NGHTTP2_ERR_CALLBACK_FAILURE;
-    if (buf_append(&h->stage, framehd, 9) != 0 || buf_append(&h->stage, buf_head(src), length) != 0)
+    if (length >= H2_DIRECT_MIN && src->off >= H2_FRAME_HDR) {
+        /* The already consumed bytes just before the payload take the frame
+         * header, so header and payload reach TLS as one contiguous record
+         * without passing through the stage. Staged frames go first. */
+        frame = buf_head(src) - H2_FRAME_HDR;
+        memcpy(frame, framehd, H2_FRAME_HDR);
+        if (stage_out(h) < 0 || conn_write(h->conn, frame, H2_FRAME_HDR + length) < 0)
+            return NGHTTP2_ERR_CALLBACK_FAILURE;
+    } else if (buf_append(&h->stage, framehd, H2_FRAME_HDR) != 0 ||
+               buf_append(&h->stage, buf_head(src), length) != 0) {
         return NGHTTP2_ERR_CALLBACK_FAILURE;
+    }
     buf_consume(src, length);
     return 0;
 }

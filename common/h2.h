@@ -35,9 +35,17 @@ int h2_feed(struct h2 *h, const uint8_t *data, size_t len);
  * callbacks it only records the wish and the send happens after. Returns <0
  * on a fatal session error. */
 int h2_send(struct h2 *h);
-/* For nghttp2_send_data_callback with NGHTTP2_DATA_FLAG_NO_COPY: stages the
- * 9-byte frame header and `length` bytes taken from the front of src, so the
- * body is copied once, straight into the TLS staging buffer. */
+#define H2_FRAME_HDR 9
+/* Largest DATA payload whose frame fills exactly one TLS record (2^14 bytes
+ * of plaintext): data providers cap their frames at this. */
+#define H2_DATA_MAX (16384 - H2_FRAME_HDR)
+/* From this payload size on, h2_send_data_from writes in place (see below). */
+#define H2_DIRECT_MIN 4096
+/* For nghttp2_send_data_callback with NGHTTP2_DATA_FLAG_NO_COPY: sends the
+ * 9-byte frame header and `length` bytes taken from the front of src. A large
+ * payload with 9 consumed bytes in front of it goes to TLS in place, the
+ * header written over those bytes (no copy); anything else is copied into the
+ * TLS staging buffer, batched with the other frames. */
 int h2_send_data_from(struct h2 *h, const uint8_t *framehd, size_t length, struct buf *src);
 /* 1 when nghttp2 has nothing to read or write any more (GOAWAY done). */
 int h2_finished(const struct h2 *h);

@@ -20,9 +20,10 @@
 #   TETHER_WOLFSSL_VERSION  build this Debian version instead of the newest.
 #   TETHER_WOLFSSL_NO_AESNI=1  build without AES-NI even if the CPU has it.
 #
-# Idempotent: exits 0 at once when DIR/install/lib/libwolfssl.a exists (delete
-# DIR/install to pick up a newer Debian upload). Several build directories may
-# share DIR; a lock on DIR/.lock serialises them.
+# Idempotent: exits 0 at once when DIR/install/lib/libwolfssl.a exists and was
+# made by this script's RECIPE (delete DIR/install to pick up a newer Debian
+# upload). Several build directories may share DIR; a lock on DIR/.lock
+# serialises them.
 set -euo pipefail
 
 PROG=build-wolfssl
@@ -38,7 +39,11 @@ DIR=$(cd "$1" && pwd)
 INSTALL="$DIR/install"
 LOG="$DIR/build.log"
 
-[ -f "$INSTALL/lib/libwolfssl.a" ] && exit 0
+# Bumped whenever the configuration below changes, so that build dirs made
+# by an older recipe are rebuilt (cmake/wolfssl.cmake reads this line too).
+RECIPE=2
+built_here() { [ -f "$INSTALL/lib/libwolfssl.a" ] && [ "$(cat "$INSTALL/RECIPE" 2>/dev/null)" = "$RECIPE" ]; }
+built_here && exit 0
 
 command -v flock >/dev/null || die "flock not found (util-linux)"
 exec 9>"$DIR/.lock"
@@ -47,7 +52,7 @@ if ! flock -n 9; then
     flock -w 1800 9 || die "timed out waiting for the lock on $DIR/.lock"
 fi
 # The build we waited for may have produced it.
-[ -f "$INSTALL/lib/libwolfssl.a" ] && exit 0
+built_here && exit 0
 
 missing=()
 for tool in apt-get apt-cache dpkg dpkg-source autoreconf automake libtoolize make cc; do
@@ -269,7 +274,12 @@ CONFIG=(--prefix="$INSTALL"
     --enable-ed25519 --enable-curve25519 --enable-ecc --enable-certgen --enable-keygen
     --enable-certext "${ASM_FLAGS[@]}" --enable-aesgcm --enable-sha512 --disable-examples
     --disable-crypttests --disable-benchmark --enable-session-ticket --with-pic)
+# WOLFSSL_NO_FORCE_ZERO: wolfSSL then calls a ForceZero() of ours (added to
+# the archive below) instead of its own volatile 8-byte loop, which zeroes
+# every 16 KiB input record before freeing it and cost ~10% of the hub's CPU
+# in a bulk transfer (docs/benchmarks.md).
 CFL="-O2 -fPIC -DWOLFSSL_ALWAYS_VERIFY_CB -DWOLFSSL_ALT_NAMES -DWOLFSSL_DER_TO_PEM -DWOLFSSL_PUBLIC_MP"
+CFL="$CFL -DWOLFSSL_NO_FORCE_ZERO"
 
 run() { # STEP CMD...: runs in the source tree, output to the log
     local step=$1
@@ -290,6 +300,21 @@ run "make install" make install DESTDIR="$DIR/stage"
 STAGED="$DIR/stage$INSTALL"
 OPTS="$STAGED/include/wolfssl/options.h"
 [ -f "$STAGED/lib/libwolfssl.a" ] || die "make install produced no libwolfssl.a"
+# The ForceZero that WOLFSSL_NO_FORCE_ZERO asks for: glibc's explicit_bzero,
+# a vectorised memset the compiler may not remove, so the wiping stays.
+cat >"$SRC/wolfssl/tether_forcezero.c" <<'EOF'
+/* ForceZero for wolfSSL built with WOLFSSL_NO_FORCE_ZERO: explicit_bzero. */
+/* SPDX-License-Identifier: MIT */
+#include <string.h>
+void ForceZero(void *mem, unsigned int len);
+void ForceZero(void *mem, unsigned int len)
+{
+    explicit_bzero(mem, len);
+}
+EOF
+run "ForceZero" sh -c 'cc -O2 -fPIC -Wall -Werror -c tether_forcezero.c -o tether_forcezero.o &&
+    ar rs "$1" tether_forcezero.o' sh "$STAGED/lib/libwolfssl.a"
+nm "$STAGED/lib/libwolfssl.a" 2>/dev/null | grep -q " T ForceZero$" || die "ForceZero missing from libwolfssl.a"
 for def in WOLFSSL_TLS13 HAVE_ALPN HAVE_SNI WOLFSSL_ALWAYS_VERIFY_CB; do
     grep -q "^#define $def\b" "$OPTS" || die "$def missing from the built options.h"
 done
@@ -298,6 +323,7 @@ if [ "$FLAVOR" = source-aesni ]; then
 fi
 
 echo "$VER" >"$STAGED/VERSION"
+echo "$RECIPE" >"$STAGED/RECIPE"
 echo "$FLAVOR" >"$STAGED/FLAVOR"
 {
     echo "version: $VER"

@@ -27,6 +27,7 @@
 #include "../common/net.h"
 #include "../common/tls.h"
 #include "../common/token.h"
+#include "../common/tune.h"
 #include "hub.h"
 #include "registry.h"
 #include "query.h"
@@ -1043,8 +1044,9 @@ static int cmd_run(int argc, char **argv)
         }
         snprintf(addrs + used, sizeof(addrs) - used, "%s%s", i > 0 ? "," : "", listen[i]);
     }
-    log_event(LOG_INFO, "hub_started", "version=%s wolfssl=%s listen=%s name=%s pin=%s",
-              TETHER_VERSION, log_q(crypto_wolfssl_build()), addrs, h->cfg.name, h->id.pin);
+    log_event(LOG_INFO, "hub_started", "version=%s wolfssl=%s memcpy=%s listen=%s name=%s pin=%s",
+              TETHER_VERSION, log_q(crypto_wolfssl_build()), tune_state(), addrs, h->cfg.name,
+              h->id.pin);
     if (strncmp(crypto_wolfssl_build(), "system", 6) == 0)
         log_event(LOG_WARN, "wolfssl_fallback",
                   "build=%s detail=\"SYSTEM wolfSSL WITHOUT AES-NI IN USE: TLS will be slow "
@@ -1095,6 +1097,8 @@ int main(int argc, char **argv)
     const char *cmd;
     int ret;
 
+    if (argc >= 2 && strcmp(argv[1], "run") == 0)
+        tune_reexec(argv); /* returns only when untuned; the start-up line says which */
     signal(SIGPIPE, SIG_IGN);
     if (argc < 2) {
         fputs(usage_text, stderr);

@@ -414,11 +414,13 @@ static ssize_t h2_read_out(nghttp2_session *session, int32_t stream_id, uint8_t 
     struct ureq *r = source->ptr;
     size_t n = r->out.len < length ? r->out.len : length;
 
+    if (n > H2_DATA_MAX)
+        n = H2_DATA_MAX;
     if (n == 0 && !r->out_eof) {
         r->deferred = 1;
         return NGHTTP2_ERR_DEFERRED;
     }
-    /* The bytes go out in h2_send_body(), copied once into the TLS stage. */
+    /* The bytes go out in h2_send_body() (h2_send_data_from). */
     *data_flags |= NGHTTP2_DATA_FLAG_NO_COPY;
     if (r->out_eof && n == r->out.len)
         *data_flags |= NGHTTP2_DATA_FLAG_EOF;

@@ -17,8 +17,8 @@
 #define SITE_MAX_STREAMS   256
 #define SITE_STREAM_WINDOW (1 << 20)
 #define SITE_CONN_WINDOW   (64 << 20)
-#define RESP_HIGH          (1 << 20)
-#define RESP_LOW           (256 << 10)
+#define RESP_HIGH          (256 << 10)
+#define RESP_LOW           (64 << 10)
 
 struct sstream {
     struct agent *a;
@@ -84,11 +84,13 @@ static ssize_t resp_read(nghttp2_session *session, int32_t stream_id, uint8_t *d
     struct sstream *ss = source->ptr;
     size_t n = ss->resp.len < length ? ss->resp.len : length;
 
+    if (n > H2_DATA_MAX)
+        n = H2_DATA_MAX;
     if (n == 0 && !ss->resp_eof) {
         ss->deferred = 1;
         return NGHTTP2_ERR_DEFERRED;
     }
-    /* The bytes go out in resp_send(), copied once into the TLS stage. */
+    /* The bytes go out in resp_send() (h2_send_data_from). */
     *data_flags |= NGHTTP2_DATA_FLAG_NO_COPY;
     if (ss->resp_eof && n == ss->resp.len)
         *data_flags |= NGHTTP2_DATA_FLAG_EOF;

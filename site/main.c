@@ -20,6 +20,7 @@
 #include "../common/net.h"
 #include "../common/tls.h"
 #include "../common/token.h"
+#include "../common/tune.h"
 #include "agent.h"
 #include "cmds.h"
 #include "dial.h"
@@ -412,8 +413,9 @@ static int cmd_run(int argc, char **argv)
         return die("cannot set up TLS");
     agent.ctx = ctx;
     log_init_from_env();
-    log_event(LOG_INFO, "site_started", "site=%s version=%s wolfssl=%s services=%zu hubs=%zu",
-              agent.site, TETHER_VERSION, log_q(crypto_wolfssl_build()), agent.n_services,
+    log_event(LOG_INFO, "site_started",
+              "site=%s version=%s wolfssl=%s memcpy=%s services=%zu hubs=%zu", agent.site,
+              TETHER_VERSION, log_q(crypto_wolfssl_build()), tune_state(), agent.n_services,
               agent.n_hubs);
     if (agent.use_proxy) {
         char pname[NET_HOST_MAX + 10];
@@ -460,6 +462,8 @@ static int cmd_run(int argc, char **argv)
 int main(int argc, char **argv)
 {
     int rc;
+    if (argc >= 2 && strcmp(argv[1], "run") == 0)
+        tune_reexec(argv); /* returns only when untuned; the start-up line says which */
     signal(SIGPIPE, SIG_IGN);
     if (argc < 2) {
         usage(stderr);

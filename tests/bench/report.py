@@ -137,6 +137,39 @@ def fmt_time(ts):
         "%Y-%m-%d %H:%M UTC")
 
 
+BULK_PATHS = ("tether", "ssh", "direct", "https")
+PATH_NAMES = {"tether": "tether", "ssh": "ssh -R", "direct": "direct", "https": "direct HTTPS"}
+ROLE_ORDER = ("client", "hub", "site", "sshd", "ssh", "nginx")
+
+
+def cpu_budget(bulk):
+    """CPU seconds per GiB of each process on each path, and the transfer rate
+    the machine's cores could give if they did nothing else."""
+    if not bulk or "error" in bulk:
+        return []
+    ncpu = os.cpu_count() or 1
+    rows = []
+    for key, name in (("download_h1", "download, HTTP/1.1"), ("upload_h1", "upload, HTTP/1.1"),
+                      ("download_h2", "download, HTTP/2"), ("upload_h2", "upload, HTTP/2")):
+        for p in BULK_PATHS:
+            item = (bulk.get(key) or {}).get(p) or {}
+            c = item.get("cpu_s_per_gib")
+            if not c:
+                continue
+            total = sum(c.values())
+            parts = ", ".join("%s %.2f" % (r, c[r]) for r in ROLE_ORDER if r in c)
+            ceiling = ncpu / total * (1 << 30) / 1e6 if total > 0 else None
+            rows.append((name, PATH_NAMES[p], parts, "%.2f" % total,
+                         "%.0f" % ceiling if ceiling else "", cell(item, "mbps")))
+    if not rows:
+        return []
+    return ["", "CPU seconds spent per GiB moved, by process (client = curl; user + system "
+            "time from /proc and getrusage), and the rate %d cores would allow if they did "
+            "nothing but this work (cores / total):" % ncpu, "",
+            table(("transfer", "path", "CPU s per GiB by process", "total", "%d-core ceiling "
+                   "(MB/s)" % ncpu, "measured (MB/s)"), rows)]
+
+
 def table(head, rows):
     out = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     for r in rows:
@@ -310,27 +343,36 @@ def render(res, hand=None):
         L.append("")
         bulk = res.get("bulk")
         mib = (bulk or {}).get("bytes", (sz.get("bulk_mib") or 0) << 20) / 1048576.0
-        L.append("## 1. Bulk transfer: one %s each way (MB/s)" % (
-            "%.0f GiB" % (mib / 1024) if mib >= 1024 else "%.0f MiB" % mib))
+        rep = (bulk or {}).get("repeat", 1)
+        L.append("## 1. Bulk transfer: one %s each way (MB/s%s)" % (
+            "%.0f GiB" % (mib / 1024) if mib >= 1024 else "%.0f MiB" % mib,
+            ", median of %d" % rep if rep > 1 else ""))
         L.append("")
         rows = []
         for key, name in (("download_h1", "download, HTTP/1.1"), ("upload_h1", "upload, HTTP/1.1"),
                           ("download_h2", "download, HTTP/2"), ("upload_h2", "upload, HTTP/2")):
             d = (bulk or {}).get(key) if bulk and "error" not in bulk else None
             if bulk and "error" in bulk:
-                d = {p: {"error": bulk["error"]} for p in ("tether", "ssh", "direct")}
+                d = {p: {"error": bulk["error"]} for p in BULK_PATHS}
             d = d or {}
-            t, s, x = (d.get(p) for p in ("tether", "ssh", "direct"))
+            t, s, x, hs = (d.get(p) for p in BULK_PATHS)
             rows.append((name, cell(t, "mbps"), cell(s, "mbps"), cell(x, "mbps"),
+                         cell(hs, "mbps"),
                          ratio(_get(d, "tether", "mbps"), _get(d, "ssh", "mbps")),
-                         ratio(_get(d, "tether", "mbps"), _get(d, "direct", "mbps"))))
-        L.append(table(("transfer", "tether", "ssh -R", "direct", "tether / ssh -R",
-                        "tether / direct"), rows))
+                         ratio(_get(d, "tether", "mbps"), _get(d, "direct", "mbps")),
+                         ratio(_get(d, "tether", "mbps"), _get(d, "https", "mbps"))))
+        L.append(table(("transfer", "tether", "ssh -R", "direct", "direct HTTPS",
+                        "tether / ssh -R", "tether / direct", "tether / direct HTTPS"), rows))
+        L.append("")
+        L.append("*direct HTTPS* is curl talking TLS 1.3 straight to nginx (OpenSSL): one "
+                 "TLS hop and nothing in between, the most any proxy whose users speak "
+                 "HTTPS could reach here. tether has two TLS hops (user and tunnel).")
         if meta.get("aesgcm_mbps"):
             L.append("")
             L.append("The AES-128-GCM ceiling of the linked wolfSSL on one core is %d MB/s "
                      "(tether encrypts twice on this path: user TLS and tunnel TLS)."
                      % meta["aesgcm_mbps"])
+        L.extend(cpu_budget(bulk))
 
     # 2. requests
     if shown('requests'):

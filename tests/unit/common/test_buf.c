@@ -39,6 +39,33 @@ int main(void)
     CHECK_EQ_INT(a.len, 0);
     CHECK_EQ_INT(a.off, 0);
 
+    /* A nearly full FIFO drained in small pieces: an append may move the
+     * live bytes to the front only when no more than the consumed front is
+     * moved (otherwise every append would move the whole content). */
+    {
+        size_t moves = 0, moved = 0, passed = 0;
+        buf_append(&a, pat, 4000);
+        for (int i = 0; i < 2000; i++) {
+            size_t off0, len0, cap0;
+            buf_consume(&a, 16);
+            off0 = a.off;
+            len0 = a.len;
+            cap0 = a.cap;
+            CHECK_EQ_INT(buf_append(&a, pat + (i % 100), 16), 0);
+            passed += 16;
+            if (a.cap == cap0 && off0 > 0 && a.off == 0) {
+                moves++;
+                moved += len0;
+                CHECK(len0 <= off0);
+            }
+        }
+        CHECK(moves > 0);       /* the compaction path was taken */
+        CHECK(moved <= passed); /* amortised: at most one move per byte */
+        CHECK(a.cap <= 4 * 4096);
+        CHECK_EQ_INT(a.len, 4000);
+        buf_consume(&a, a.len);
+    }
+
     /* Move into an empty buffer swaps storage: no copy, and the source keeps
      * the destination's old memory for reuse. */
     buf_append(&b, "x", 1);

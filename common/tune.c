@@ -1,0 +1,84 @@
+/* Start-up tuning of the C library for bulk copies: keeps glibc's memcpy off `rep movsb`. */
+/* SPDX-License-Identifier: MIT */
+#include "tune.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#if defined(__x86_64__) && defined(__GLIBC__)
+#include <cpuid.h>
+#define TUNE_SUPPORTED 1
+#else
+#define TUNE_SUPPORTED 0
+#endif
+
+#define TUNABLE     "glibc.cpu.x86_rep_movsb_threshold"
+#define THRESHOLD   "2097152"
+#define TUNABLE_CAP 4096
+
+#if TUNE_SUPPORTED
+static int cpu_is_amd(void)
+{
+    unsigned int a, b, c, d;
+    char vendor[13];
+
+    if (!__get_cpuid(0, &a, &b, &c, &d))
+        return 0;
+    memcpy(vendor, &b, 4);
+    memcpy(vendor + 4, &d, 4);
+    memcpy(vendor + 8, &c, 4);
+    vendor[12] = '\0';
+    return strcmp(vendor, "AuthenticAMD") == 0 || strcmp(vendor, "HygonGenuine") == 0;
+}
+#endif
+
+const char *tune_state(void)
+{
+    const char *t = getenv("GLIBC_TUNABLES");
+    const char *off = getenv(TUNE_OFF_ENV);
+
+    if (t != NULL && strstr(t, TUNABLE "=" THRESHOLD) != NULL)
+        return "vector-2MiB";
+    if (off != NULL && off[0] != '\0')
+        return "off";
+    return "default";
+}
+
+int tune_reexec(char **argv)
+{
+#if TUNE_SUPPORTED
+    const char *t = getenv("GLIBC_TUNABLES");
+    const char *off = getenv(TUNE_OFF_ENV);
+    char val[TUNABLE_CAP];
+    int n;
+
+    if ((off != NULL && off[0] != '\0') || (t != NULL && strstr(t, TUNABLE) != NULL))
+        return 0;
+    if (!cpu_is_amd())
+        return 0;
+    /* Keep whatever tunables the operator set; add ours after them. */
+    if (t != NULL && t[0] != '\0')
+        n = snprintf(val, sizeof(val), "%s:%s=%s", t, TUNABLE, THRESHOLD);
+    else
+        n = snprintf(val, sizeof(val), "%s=%s", TUNABLE, THRESHOLD);
+    if (n < 0 || (size_t)n >= sizeof(val))
+        return -E2BIG;
+    if (setenv("GLIBC_TUNABLES", val, 1) != 0)
+        return -errno;
+    execv("/proc/self/exe", argv);
+    /* Not re-executed: say so through the state, and never try again. */
+    n = -errno;
+    setenv(TUNE_OFF_ENV, "exec-failed", 1);
+    if (t != NULL)
+        setenv("GLIBC_TUNABLES", t, 1);
+    else
+        unsetenv("GLIBC_TUNABLES");
+    return n;
+#else
+    (void)argv;
+    return 0;
+#endif
+}

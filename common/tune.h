@@ -1,0 +1,27 @@
+/* Start-up tuning of the C library for bulk copies: keeps glibc's memcpy off `rep movsb`. */
+/* SPDX-License-Identifier: MIT */
+#ifndef TETHER_TUNE_H
+#define TETHER_TUNE_H
+
+/* Environment variable that turns the re-exec off (any non-empty value). */
+#define TUNE_OFF_ENV "TETHER_NO_TUNE"
+
+/*
+ * On x86-64 glibc with an AMD (or Hygon) CPU, re-executes the running program
+ * (/proc/self/exe, same argv and PID) with GLIBC_TUNABLES raising
+ * glibc.cpu.x86_rep_movsb_threshold, so that copies below 2 MiB use glibc's
+ * vector loop instead of `rep movsb`, which runs at a fraction of the speed on
+ * these CPUs for page-aliased buffers (glibc bug 30994; see docs/benchmarks.md).
+ * Does nothing when the tunable is already set, when TUNE_OFF_ENV is set, or
+ * on other CPUs and C libraries. Call first thing in main(), before any thread
+ * or file descriptor exists. argv is borrowed.
+ * Returns 0 when nothing had to be done, or a negative errno when the re-exec
+ * failed (the program then goes on untuned); on success it does not return.
+ */
+int tune_reexec(char **argv);
+
+/* What is in effect, for the start-up log line: "vector-2MiB", "default" or
+ * "off". Static string. */
+const char *tune_state(void);
+
+#endif

@@ -5,11 +5,13 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../common/log.h"
+#include "../common/tls.h"
 #include "upstream.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
@@ -778,6 +780,49 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     uv_timer_start(&a->connect_timer, connect_timeout_cb, a->connect_timeout_ms, 0);
 }
 
+/* 0 and the signature of key_dir/site.crt, or -errno. */
+static int key_signature(const struct agent *a, uint64_t sig[3])
+{
+    char path[AGENT_PATH_MAX + 16];
+    struct stat st;
+
+    snprintf(path, sizeof(path), "%s/site.crt", a->key_dir);
+    if (stat(path, &st) != 0)
+        return -errno;
+    sig[0] = (uint64_t)st.st_dev;
+    sig[1] = (uint64_t)st.st_ino;
+    sig[2] = (uint64_t)st.st_mtim.tv_sec * 1000000000u + (uint64_t)st.st_mtim.tv_nsec;
+    return 0;
+}
+
+/* rotate-key replaces site.key and site.crt (renames) while the agent runs;
+ * the hub then cuts the tunnel of the old key, and the next dial must use
+ * the new one. A half-done rotation (key renamed, certificate not yet) fails
+ * to load and is tried again at the next dial. */
+static void reload_key_if_changed(struct agent *a)
+{
+    struct crypto_identity id = {0};
+    WOLFSSL_CTX *ctx = NULL;
+    uint64_t sig[3];
+
+    if (a->key_dir[0] == '\0' || key_signature(a, sig) != 0 ||
+        memcmp(sig, a->key_sig, sizeof(sig)) == 0)
+        return;
+    if (crypto_identity_load(a->key_dir, "site", &id) != 0 || tls_ctx_client(&id, &ctx) != 0) {
+        crypto_identity_free(&id);
+        log_event(LOG_WARN, "site_key_reload_failed", "dir=%s", log_q(a->key_dir));
+        return;
+    }
+    log_event(LOG_INFO, "site_key_reloaded", "site=%s old_pin=%s pin=%s", a->site, a->id.pin,
+              id.pin);
+    /* Connections made with the old context hold their own reference. */
+    wolfSSL_CTX_free(a->ctx);
+    crypto_identity_free(&a->id);
+    a->ctx = ctx;
+    a->id = id;
+    memcpy(a->key_sig, sig, sizeof(sig));
+}
+
 static void dial(struct agent *a)
 {
     char host[NET_HOST_MAX + 1], port_s[8];
@@ -786,6 +831,7 @@ static void dial(struct agent *a)
 
     if (a->stopping)
         return;
+    reload_key_if_changed(a);
     if (net_split_hostport(a->hubs[a->hub_idx], 6443, host, &port) != 0) {
         schedule_reconnect(a, "bad hub endpoint");
         return;
@@ -870,6 +916,8 @@ int agent_start(struct agent *a)
 {
     if (a->n_hubs == 0 || a->ctx == NULL)
         return -EINVAL;
+    if (a->key_dir[0] != '\0' && key_signature(a, a->key_sig) != 0)
+        memset(a->key_sig, 0, sizeof(a->key_sig));
     dial(a);
     return 0;
 }

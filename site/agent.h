@@ -33,7 +33,11 @@ struct agent_service {
 
 struct sstream;
 
-/* Everything by value except: ctx (owned, freed by agent_free), conn (owned
+#define AGENT_PATH_MAX 1024
+
+/* Everything by value except: ctx (owned; the caller frees the agent's ctx
+ * when the loop has ended, which may differ from the one it set after a key
+ * reload), id (owned, likewise), conn (owned
  * through its close callback), streams (owned). */
 struct agent {
     uv_loop_t *loop;
@@ -44,6 +48,11 @@ struct agent {
     char hub_pin[CRYPTO_PIN_LEN + 1];
     struct crypto_identity id;
     void *ctx; /* WOLFSSL_CTX* */
+    /* State directory whose site.key/site.crt are loaded again before a dial
+     * when site.crt changed (tether-site rotate-key run next to the agent);
+     * empty: never. */
+    char key_dir[AGENT_PATH_MAX];
+    uint64_t key_sig[3]; /* device, inode, mtime (ns) of site.crt when loaded */
     struct agent_service services[AGENT_MAX_SERVICES];
     size_t n_services;
     int source_port;           /* 0 = any */

@@ -412,6 +412,8 @@ static int cmd_run(int argc, char **argv)
     if (tls_ctx_client(&agent.id, &ctx) != 0)
         return die("cannot set up TLS");
     agent.ctx = ctx;
+    if (snprintf(agent.key_dir, sizeof(agent.key_dir), "%s", state) >= (int)sizeof(agent.key_dir))
+        agent.key_dir[0] = '\0'; /* too long to reload from: keep the key loaded now */
     log_init_from_env();
     log_event(LOG_INFO, "site_started",
               "site=%s version=%s wolfssl=%s memcpy=%s services=%zu hubs=%zu", agent.site,
@@ -449,7 +451,7 @@ static int cmd_run(int argc, char **argv)
     agent_free(&agent);
     uv_run(loop, UV_RUN_DEFAULT);
     uv_loop_close(loop);
-    wolfSSL_CTX_free(ctx);
+    wolfSSL_CTX_free(agent.ctx); /* may be a reloaded one, not ctx */
     crypto_identity_free(&agent.id);
     if (agent.fatal[0]) {
         fprintf(stderr, "tether-site: %s\n", agent.fatal);

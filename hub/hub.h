@@ -25,6 +25,7 @@ struct hub_config {
     uint64_t drain_grace_ms;           /* SIGTERM grace; default 10000 */
     int64_t enroll_ttl_s;              /* default 86400 */
     size_t api_body_max;               /* JSON API request bodies; default 1 MiB */
+    size_t query_body_max;             /* a site's answer stored per query; default 1 MiB */
     int max_pending_handshakes_per_ip; /* default 64 */
 };
 

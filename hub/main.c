@@ -191,7 +191,8 @@ static int parse_seconds_ms(const char *s, uint64_t min_ms, uint64_t max_ms, uin
     v = strtod(s, &end);
     if (end == s || *end != '\0' || errno != 0 || !isfinite(v) || v < 0)
         return -EINVAL;
-    ms = v * 1000.0 + 0.5;
+    /* Rounded before the range check, so that the bounds themselves pass. */
+    ms = floor(v * 1000.0 + 0.5);
     if (ms < (double)min_ms || ms > (double)max_ms)
         return -ERANGE;
     *out = (uint64_t)ms;
@@ -242,6 +243,7 @@ static void settings_defaults(struct settings *s)
     s->cfg.drain_grace_ms = 10000;
     s->cfg.enroll_ttl_s = 86400;
     s->cfg.api_body_max = 1u << 20;
+    s->cfg.query_body_max = 1u << 20;
     s->cfg.max_pending_handshakes_per_ip = 64;
 }
 
@@ -324,6 +326,12 @@ static int apply_key(struct settings *s, const char *key, const char *val, int *
             return -EINVAL;
         }
         s->cfg.api_body_max = (size_t)n;
+    } else if (strcmp(key, "query_body_max") == 0) {
+        if (parse_int(val, 1024, 256LL << 20, &n) != 0) {
+            snprintf(why, why_cap, "expected bytes from 1024 to 268435456");
+            return -EINVAL;
+        }
+        s->cfg.query_body_max = (size_t)n;
     } else if (strcmp(key, "max_pending_handshakes_per_ip") == 0) {
         if (parse_int(val, 1, 100000, &n) != 0) {
             snprintf(why, why_cap, "expected a count from 1 to 100000");
@@ -510,6 +518,7 @@ static int write_hub_conf(const char *path, const char *name, char eps[][TOKEN_E
                  "# drain_grace = 10              (seconds SIGTERM waits for streams)\n"
                  "# enroll_ttl = 86400            (seconds an enrollment token lives)\n"
                  "# api_body_max = 1048576        (bytes of a JSON API request body)\n"
+                 "# query_body_max = 1048576      (bytes of each site's answer a query keeps)\n"
                  "# max_pending_handshakes_per_ip = 64\n");
     if (t.overflow)
         return -ENOSPC;
@@ -1044,9 +1053,10 @@ static int cmd_run(int argc, char **argv)
         }
         snprintf(addrs + used, sizeof(addrs) - used, "%s%s", i > 0 ? "," : "", listen[i]);
     }
-    log_event(LOG_INFO, "hub_started", "version=%s wolfssl=%s memcpy=%s listen=%s name=%s pin=%s",
+    log_event(LOG_INFO, "hub_started",
+              "version=%s wolfssl=%s memcpy=%s listen=%s name=%s pin=%s ping_interval_ms=%llu",
               TETHER_VERSION, log_q(crypto_wolfssl_build()), tune_state(), addrs, h->cfg.name,
-              h->id.pin);
+              h->id.pin, (unsigned long long)h->cfg.ping_interval_ms);
     if (strncmp(crypto_wolfssl_build(), "system", 6) == 0)
         log_event(LOG_WARN, "wolfssl_fallback",
                   "build=%s detail=\"SYSTEM wolfSSL WITHOUT AES-NI IN USE: TLS will be slow "

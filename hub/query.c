@@ -2017,7 +2017,8 @@ int query_init(struct hub *h)
     if (qe == NULL)
         return -ENOMEM;
     qe->h = h;
-    qe->body_max = BODY_MAX_DEFAULT;
+    qe->body_max = h->cfg.query_body_max ? h->cfg.query_body_max : BODY_MAX_DEFAULT;
+    /* The environment variable came first; it still wins over hub.conf. */
     if (env != NULL && env[0] != '\0') {
         char *end;
         unsigned long long v = strtoull(env, &end, 10);

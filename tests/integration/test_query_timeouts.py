@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-# Integration: federated-query end states other than done: timeout at timeout_s, expired at ttl_s, service not offered, service down, body over the limit.
+# Integration: federated-query end states other than done: timeout at timeout_s, expired at ttl_s, service not offered, service down, body over the hub.conf limit.
 # SPDX-License-Identifier: MIT
 import base64
 import os
@@ -14,10 +14,16 @@ BODY_MAX = 4096
 
 
 def main(h):
-    h.env["TETHER_QUERY_BODY_MAX"] = str(BODY_MAX)
+    # The limit comes from hub.conf; a malformed environment override is
+    # ignored with a warning.
+    h.env["TETHER_QUERY_BODY_MAX"] = "lots"
     hub = h.hub()
     hub.init()
+    with open(os.path.join(hub.dir, "hub.conf"), "a") as f:
+        f.write("query_body_max = %d\n" % BODY_MAX)
     hub.start()
+    h.check(hub.proc.wait_log(r"\bconfig_ignored\b.*TETHER_QUERY_BODY_MAX", 5, fatal=False),
+            "a malformed TETHER_QUERY_BODY_MAX is reported and ignored")
     a, svc_a = add_site(h, hub, "clinic-a")
     b, svc_b = add_site(h, hub, "clinic-b")
     c, svc_c = add_site(h, hub, "clinic-c", start=False)

@@ -405,11 +405,7 @@ static int find_site_cached(struct hub *h, const struct api_auth *a, const char 
 
 static void cut_tunnel(struct hub *h, int64_t site_id, const char *why)
 {
-    struct tunnel *t = hub_tunnel_find(h, site_id);
-    if (t != NULL) {
-        hub_tunnel_del(h, t);
-        tunnel_kill(t, why);
-    }
+    hub_tunnel_cut(h, site_id, why);
 }
 
 /* --- request details --- */

@@ -54,6 +54,20 @@ struct tunnel *hub_tunnel_find(struct hub *h, int64_t site_id)
     return NULL;
 }
 
+void hub_tunnel_cut(struct hub *h, int64_t site_id, const char *why)
+{
+    struct tunnel *t = hub_tunnel_find(h, site_id);
+
+    if (t != NULL) {
+        hub_tunnel_del(h, t);
+        tunnel_kill(t, why);
+    }
+    /* tunnel_kill frees nothing now (the conn closes later): the walk is safe. */
+    for (t = h->standby; t != NULL; t = t->standby_next)
+        if (t->site_id == site_id)
+            tunnel_kill(t, why);
+}
+
 void hub_tunnel_put(struct hub *h, struct tunnel *t)
 {
     struct tunnel_map *m = &h->tunnels;

@@ -47,6 +47,12 @@ struct hub {
     uv_tcp_t listeners[HUB_MAX_LISTEN];
     size_t n_listeners;
     struct tunnel_map tunnels;
+    /* Tunnels that connected while an older tunnel of their site was live:
+     * they take its place when they answer the hello (tunnel.c), so a
+     * connection that never does (tether-site doctor's credential check, a
+     * stray second agent) cannot cut a working site off. Linked by
+     * standby_next; not owned (each tunnel is owned by its conn). */
+    struct tunnel *standby;
     struct query_engine *qe; /* owned by hub/query.c */
     uv_signal_t sigterm, sigint, sighup;
     uv_timer_t drain_timer;
@@ -70,6 +76,8 @@ int64_t hub_now(void);
 
 /* Tunnel map: the tunnel of a site if it is online, else NULL. */
 struct tunnel *hub_tunnel_find(struct hub *h, int64_t site_id);
+/* Kills every tunnel of the site, the live one and any on standby. */
+void hub_tunnel_cut(struct hub *h, int64_t site_id, const char *why);
 void hub_tunnel_put(struct hub *h, struct tunnel *t);
 void hub_tunnel_del(struct hub *h, struct tunnel *t);
 

@@ -724,23 +724,26 @@ static void close_handle(uv_handle_t *hd)
         uv_close(hd, NULL);
 }
 
-/* Calls fn on every live tunnel. The list is taken first, so fn may change
- * the map. */
+/* Calls fn on every live tunnel, standby ones included. The list is taken
+ * first, so fn may change the map. */
 static void for_each_tunnel(struct hub *h, void (*fn)(struct tunnel *t, void *arg), void *arg)
 {
     struct tunnel **all;
-    size_t n = 0;
+    size_t n = 0, cap = h->tunnels.count;
 
-    if (h->tunnels.count == 0 || h->tunnels.buckets == NULL)
+    for (struct tunnel *t = h->standby; t != NULL; t = t->standby_next)
+        cap++;
+    if (cap == 0)
         return;
-    all = calloc(h->tunnels.count, sizeof(*all));
+    all = calloc(cap, sizeof(*all));
     if (all == NULL)
         return;
     for (size_t b = 0; b < h->tunnels.n_buckets; b++) {
-        for (struct tunnel *t = h->tunnels.buckets[b]; t != NULL && n < h->tunnels.count;
-             t = t->map_next)
+        for (struct tunnel *t = h->tunnels.buckets[b]; t != NULL && n < cap; t = t->map_next)
             all[n++] = t;
     }
+    for (struct tunnel *t = h->standby; t != NULL && n < cap; t = t->standby_next)
+        all[n++] = t;
     for (size_t i = 0; i < n; i++)
         fn(all[i], arg);
     free(all);

@@ -94,6 +94,36 @@ static void stream_unlink(struct tstream *s)
     free(s);
 }
 
+static void standby_remove(struct tunnel *t)
+{
+    struct tunnel **pp;
+
+    if (!t->standby)
+        return;
+    for (pp = &t->hub->standby; *pp != NULL; pp = &(*pp)->standby_next)
+        if (*pp == t) {
+            *pp = t->standby_next;
+            break;
+        }
+    t->standby = 0;
+    t->standby_next = NULL;
+}
+
+/* A standby tunnel answered its hello: it is a working agent of the site,
+ * so it replaces the older tunnel now. */
+static void take_over(struct tunnel *t)
+{
+    struct hub *h = t->hub;
+    struct tunnel *old = hub_tunnel_find(h, t->site_id);
+
+    standby_remove(t);
+    if (old != NULL) {
+        hub_tunnel_del(h, old);
+        tunnel_kill(old, "replaced by a newer connection of the same site");
+    }
+    hub_tunnel_put(h, t);
+}
+
 static void tunnel_conn_close(struct conn *c, const char *reason)
 {
     struct tunnel *t = c->owner;
@@ -111,6 +141,7 @@ static void tunnel_conn_close(struct conn *c, const char *reason)
         stream_unlink(s);
     }
     h2_free(&t->h2);
+    standby_remove(t);
     hub_tunnel_del(h, t);
     registry_session_close(h->reg, t->session_id, now, why, (int64_t)c->bytes_in,
                            (int64_t)c->bytes_out);
@@ -317,6 +348,8 @@ static void hello_end(void *arg)
             }
         }
         t->hello_done = 1;
+        if (t->standby && !t->closing && t->conn != NULL)
+            take_over(t);
         registry_site_seen(t->hub->reg, t->site_id, hub_now(), t->agent_version, t->services_json,
                            t->conn ? t->conn->peer : NULL);
         log_event(LOG_INFO, "site_hello", "site=%s agent_version=%s services=%s", t->site,
@@ -324,6 +357,9 @@ static void hello_end(void *arg)
         if (t->conn != NULL && !t->closing)
             query_site_online(t->hub, t);
     }
+    /* A standby tunnel that gave no usable answer never takes over. */
+    if (t->standby)
+        tunnel_kill(t, "no valid answer to the hello");
     json_decref(root);
     buf_free(&hl->body);
     free(hl);
@@ -332,6 +368,8 @@ static void hello_end(void *arg)
 static void hello_error(void *arg, int status, const char *why)
 {
     struct hello *hl = arg;
+    if (hl->t->standby)
+        tunnel_kill(hl->t, "no answer to the hello");
     buf_free(&hl->body);
     free(hl);
 }
@@ -437,11 +475,16 @@ int tunnel_attach(struct hub *h, struct conn *c, const struct reg_site *site)
     c->owner = t;
 
     old = hub_tunnel_find(h, t->site_id);
-    if (old != NULL) {
-        hub_tunnel_del(h, old);
-        tunnel_kill(old, "replaced by a newer connection of the same site");
+    if (old != NULL && !old->closing) {
+        /* It takes over at its hello answer (take_over). */
+        t->standby = 1;
+        t->standby_next = h->standby;
+        h->standby = t;
+    } else {
+        if (old != NULL)
+            hub_tunnel_del(h, old);
+        hub_tunnel_put(h, t);
     }
-    hub_tunnel_put(h, t);
     registry_session_open(h->reg, t->site_id, c->peer, "", t->connected_since, &t->session_id);
     registry_site_seen(h->reg, t->site_id, t->connected_since, NULL, NULL, c->peer);
     h->n_tunnels_accepted++;

@@ -44,7 +44,9 @@ struct tunnel {
     uv_timer_t ping_timer;
     int closing;
     int replaced;
-    int hello_done;  /* services known */
+    int hello_done; /* services known */
+    int standby;    /* in hub->standby, waiting for its hello answer to take over */
+    struct tunnel *standby_next;
     char **services; /* parsed from services_json at hello; owned */
     size_t n_services;
     struct tstream *streams; /* open streams, doubly linked */

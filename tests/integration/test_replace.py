@@ -4,9 +4,10 @@
 import os
 import signal
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Harness, Site  # noqa: E402
+from harness import Harness, Site, tls_connect  # noqa: E402
 
 SITE = "replace-a"
 
@@ -42,6 +43,40 @@ def main(h):
     site.proc.signal(signal.SIGKILL)
     site.proc.signal(signal.SIGCONT)
     site.proc.p.wait(10)  # reaped before the harness checks the daemons still running
+
+    # A connection with the site's key that never answers the hello (as
+    # tether-site doctor's credential check, or a stray client) does not cut
+    # the working tunnel: it waits on standby and dies alone.
+    live = hub.site_show(SITE)["sessions"][0]
+    mark = hub.proc.mark()
+    s = tls_connect(hub.port, alpn=("tether/1",), cert=os.path.join(site.dir, "site.crt"),
+                    key=os.path.join(site.dir, "site.key"), timeout=10)
+    h.check(hub.proc.wait_log(r"\bsite_connected\b.*\bsite=%s\b" % SITE, 5, since=mark,
+                              fatal=False), "the hub accepts the probe's handshake")
+    r = hub.proxy(SITE, "web", "/echo?via=live")
+    h.check(r.status == 200 and (r.json() or {}).get("query") == "via=live",
+            "requests still go through the working tunnel while the probe is connected", r)
+    s.close()
+    m = hub.proc.wait_log(r"\bsite_disconnected\b.*\bsite=%s\b.*" % SITE, 5, since=mark,
+                          fatal=False)
+    h.check(m and "replaced" not in m.group(0), "only the probe's session ends",
+            m and m.group(0))
+    time.sleep(0.3)
+    sess = hub.site_show(SITE)["sessions"]
+    same = [x for x in sess if x.get("connected_at") == live.get("connected_at")
+            and x.get("remote_addr") == live.get("remote_addr")]
+    h.check(len(same) == 1 and not same[0].get("disconnected_at"),
+            "the working session stays open", sess[:3])
+    h.check(hub.proxy(SITE, "web", "/healthz").status == 200, "and the site still serves")
+
+    # tether-site doctor against the running site changes nothing either.
+    mark = hub.proc.mark()
+    r = h.run([h.bin("tether-site"), "doctor", "--state", site.dir], timeout=60)
+    h.check(r.rc == 0, "tether-site doctor passes against the running site", r)
+    h.check(hub.proc.wait_log(r"replaced by a newer connection", 1.5, since=mark,
+                              fatal=False) is None, "doctor did not replace the working tunnel")
+    h.check(second.proc.alive() and hub.proxy(SITE, "web", "/healthz").status == 200,
+            "the agent is up and serving after doctor")
 
 
 if __name__ == "__main__":

@@ -171,19 +171,21 @@ static int check_pin(void *arg, const char *pin)
     return crypto_pin_equal(want, pin) ? 0 : -EKEYREJECTED;
 }
 
-/* Connects to the first address of t that accepts, within the deadline. */
-static int dial(const struct httpc_target *t, int64_t deadline, int *out, char *err, size_t cap)
+/* Connects to the first address of host:port that accepts, within the
+ * deadline; what names it in errors ("hub", "proxy"). */
+static int dial(const char *what, const char *host, int port, int64_t deadline, int *out, char *err,
+                size_t cap)
 {
     struct addrinfo hints = {
         .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
     struct addrinfo *res = NULL, *ai;
-    char port[8];
+    char port_s[8];
     int fd = -1, gai, last = ECONNREFUSED, rc = -EIO;
 
-    snprintf(port, sizeof(port), "%d", t->port);
-    gai = getaddrinfo(t->host, port, &hints, &res);
+    snprintf(port_s, sizeof(port_s), "%d", port);
+    gai = getaddrinfo(host, port_s, &hints, &res);
     if (gai != 0) {
-        set_err(err, cap, "cannot resolve hub host \"%s\": %s", t->host,
+        set_err(err, cap, "cannot resolve %s host \"%s\": %s", what, host,
                 gai == EAI_SYSTEM ? strerror(errno) : gai_strerror(gai));
         rc = -EHOSTUNREACH;
         goto out;
@@ -211,7 +213,7 @@ static int dial(const struct httpc_target *t, int64_t deadline, int *out, char *
         rc = wait_fd(fd, POLLOUT, deadline);
         if (rc == -ETIMEDOUT) {
             close(fd);
-            set_err(err, cap, "timed out connecting to %s:%d", t->host, t->port);
+            set_err(err, cap, "timed out connecting to %s %s:%d", what, host, port);
             goto out;
         }
         if (rc == 0 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) == 0 && soerr == 0) {
@@ -222,11 +224,94 @@ static int dial(const struct httpc_target *t, int64_t deadline, int *out, char *
         close(fd);
         fd = -1;
     }
-    set_err(err, cap, "cannot connect to %s:%d: %s", t->host, t->port, strerror(last));
+    set_err(err, cap, "cannot connect to %s %s:%d: %s", what, host, port, strerror(last));
     rc = -last;
 out:
     if (res != NULL)
         freeaddrinfo(res);
+    return rc;
+}
+
+/* Sends the CONNECT request and reads the proxy's reply one byte at a time,
+ * so that nothing of the tunnel is read past it. 0 when the proxy answered
+ * 2xx. */
+static int proxy_connect(const struct httpc_target *t, int fd, int64_t deadline, char *err,
+                         size_t cap)
+{
+    const struct httpc_proxy *p = t->proxy;
+    uint8_t reply[16384];
+    size_t sent = 0, have = 0, hdr_len = 0, max = p->reply_max;
+    char reason[128] = "";
+    int status = 0, rc;
+
+    if (max == 0 || max > sizeof(reply))
+        max = sizeof(reply);
+    while (sent < p->request_len) {
+        ssize_t n = send(fd, p->request + sent, p->request_len - sent, MSG_NOSIGNAL);
+        if (n > 0) {
+            sent += (size_t)n;
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+            if ((rc = wait_fd(fd, POLLOUT, deadline)) != 0)
+                goto io_error;
+            continue;
+        }
+        rc = -errno;
+        goto io_error;
+    }
+    for (;;) {
+        ssize_t n;
+        if (have == max) {
+            set_err(err, cap, "the proxy %s:%d sent a reply header over %zu bytes", p->host,
+                    p->port, max);
+            return -EMSGSIZE;
+        }
+        n = recv(fd, reply + have, 1, 0);
+        if (n == 0) {
+            set_err(err, cap, "the proxy %s:%d closed the connection before answering CONNECT",
+                    p->host, p->port);
+            return -ECONNRESET;
+        }
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EINTR) {
+                if ((rc = wait_fd(fd, POLLIN, deadline)) != 0)
+                    goto io_error;
+                continue;
+            }
+            rc = -errno;
+            goto io_error;
+        }
+        have++;
+        rc = p->parse_reply(reply, have, &status, &hdr_len, reason, sizeof(reason));
+        if (rc == -EAGAIN)
+            continue;
+        if (rc != 0) {
+            set_err(err, cap, "the proxy %s:%d did not answer CONNECT with HTTP", p->host, p->port);
+            return -EPROTO;
+        }
+        break;
+    }
+    /* 407 is the standard answer; some proxies (tinyproxy) send 401. */
+    if (status == 407 || status == 401) {
+        set_err(err, cap,
+                "the proxy %s:%d refused the credentials (%d %s): give the right ones as "
+                "http://USER:PASS@HOST:PORT",
+                p->host, p->port, status, reason);
+        return -EACCES;
+    }
+    if (status < 200 || status > 299) {
+        set_err(err, cap, "the proxy %s:%d refused CONNECT to %s:%d: %d %s", p->host, p->port,
+                t->host, t->port, status, reason);
+        return -ECONNREFUSED;
+    }
+    return 0;
+io_error:
+    if (rc == -ETIMEDOUT)
+        set_err(err, cap, "timed out waiting for the proxy %s:%d to answer CONNECT", p->host,
+                p->port);
+    else
+        set_err(err, cap, "talking to the proxy %s:%d: %s", p->host, p->port, strerror(-rc));
     return rc;
 }
 
@@ -542,7 +627,18 @@ int httpc_request(const struct httpc_target *t, const char *method, const char *
         goto out;
     }
 
-    rc = dial(t, deadline, &io.fd, err, err_cap);
+    if (t->proxy != NULL) {
+        if (t->proxy->host == NULL || t->proxy->request == NULL || t->proxy->parse_reply == NULL) {
+            set_err(err, err_cap, "invalid proxy");
+            rc = -EINVAL;
+            goto out;
+        }
+        rc = dial("proxy", t->proxy->host, t->proxy->port, deadline, &io.fd, err, err_cap);
+        if (rc == 0)
+            rc = proxy_connect(t, io.fd, deadline, err, err_cap);
+    } else {
+        rc = dial("hub", t->host, t->port, deadline, &io.fd, err, err_cap);
+    }
     if (rc != 0)
         goto out;
 

@@ -8,11 +8,29 @@
 
 #include "crypto.h"
 
+#include <stdint.h>
+
+/* An HTTP CONNECT proxy between us and the hub (the site's egress proxy).
+ * Everything borrowed from the caller. */
+struct httpc_proxy {
+    const char *host;
+    int port;
+    const char *request; /* the whole CONNECT request, built by the caller */
+    size_t request_len;
+    /* Parses the proxy's reply so far (bounded by the parser): 0 once the
+     * header is complete with *status and *hdr_len, -EAGAIN for more bytes,
+     * another negative code when it is not an HTTP reply or too long. */
+    int (*parse_reply)(const uint8_t *data, size_t len, int *status, size_t *hdr_len, char *reason,
+                       size_t reason_cap);
+    size_t reply_max; /* longest reply header the parser accepts */
+};
+
 struct httpc_target {
     char host[256];
     int port;
-    char pin[CRYPTO_PIN_LEN + 1]; /* the hub's key pin; required */
-    int timeout_ms;               /* whole request; default 30000 when 0 */
+    char pin[CRYPTO_PIN_LEN + 1];    /* the hub's key pin; required */
+    int timeout_ms;                  /* whole request; default 30000 when 0 */
+    const struct httpc_proxy *proxy; /* NULL: straight to host:port; borrowed */
 };
 
 /* Parses "https://host:port" (port default 6443) into t (pin untouched). */
@@ -30,7 +48,8 @@ void httpc_response_free(struct httpc_response *r);
  * bearer (may be NULL) goes in "Authorization: Bearer". body may be NULL.
  * Responses larger than 64 MiB fail with -EFBIG. On failure returns a
  * negative code and writes a one-line reason into err: name resolution,
- * connect (refused / timed out), TLS handshake, or "hub key does not match
+ * connect (refused / timed out), the proxy's refusal of CONNECT (its status
+ * and reason; -EACCES for 401/407), TLS handshake, or "hub key does not match
  * the pinned key (something on the path may intercept TLS)". */
 int httpc_request(const struct httpc_target *t, const char *method, const char *path,
                   const char *bearer, const char *content_type, const char *body, size_t body_len,

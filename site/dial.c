@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "../common/crypto.h"
+#include "../common/httpc.h"
 
 #define PROXY_DEFAULT_PORT 3128
 
@@ -115,6 +116,24 @@ out:
 void dial_proxy_name(const struct dial_proxy *p, char *out, size_t cap)
 {
     snprintf(out, cap, strchr(p->host, ':') ? "[%s]:%d" : "%s:%d", p->host, p->port);
+}
+
+int dial_httpc_proxy(const struct dial_proxy *p, const char *target, char *buf, size_t cap,
+                     struct httpc_proxy *hp)
+{
+    size_t len = 0;
+    int rc = dial_connect_request(p, target, "tether-site/" TETHER_VERSION, buf, cap, &len);
+
+    if (rc != 0)
+        return rc;
+    memset(hp, 0, sizeof(*hp));
+    hp->host = p->host;
+    hp->port = p->port;
+    hp->request = buf;
+    hp->request_len = len;
+    hp->parse_reply = dial_connect_reply;
+    hp->reply_max = DIAL_REPLY_MAX;
+    return 0;
 }
 
 int dial_connect_request(const struct dial_proxy *p, const char *target, const char *user_agent,

@@ -48,6 +48,14 @@ int dial_connect_request(const struct dial_proxy *p, const char *target, const c
 int dial_connect_reply(const uint8_t *data, size_t len, int *status, size_t *hdr_len, char *reason,
                        size_t reason_cap);
 
+struct httpc_proxy;
+/* Fills hp so that the blocking client (common/httpc) reaches target
+ * "HOST:PORT" through p: the CONNECT request is built into buf (cap >=
+ * DIAL_REQUEST_MAX), which hp then borrows, as it borrows p. Returns 0 or
+ * the error of dial_connect_request. */
+int dial_httpc_proxy(const struct dial_proxy *p, const char *target, char *buf, size_t cap,
+                     struct httpc_proxy *hp);
+
 /* Describes who holds local TCP port `port` in this network namespace, from
  * /proc/net/tcp{,6} and /proc/PID/fd: "pid 123 (python3), listening" or
  * "a socket in state ESTABLISHED owned by no visible process". Returns 0 when

@@ -29,13 +29,13 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage:\n"
-            "  tether-site enroll --state DIR [--hub HOST:PORT]... TOKEN|-\n"
+            "  tether-site enroll --state DIR [--hub HOST:PORT]... [--proxy URL] TOKEN|-\n"
             "  tether-site run --state DIR [--service NAME=URL]... [--config FILE]\n"
             "                  [--source-port N] [--proxy http://[USER:PASS@]HOST:PORT]\n"
             "                  [--ping-interval S] [--connect-timeout S] [--upstream-timeout S]\n"
             "  tether-site doctor --state DIR [--config FILE] [--proxy URL] [--timeout S]\n"
             "                  [--rtt-warn MS]\n"
-            "  tether-site rotate-key --state DIR\n"
+            "  tether-site rotate-key --state DIR [--hub HOST:PORT]... [--proxy URL]\n"
             "  tether-site version\n"
             "run: --ping-interval is the hub's ping interval (the site drops a hub silent for\n"
             "two of them; 0 turns that watch off); --source-port dials from that port only.\n");
@@ -56,9 +56,14 @@ static int read_token_stdin(char *buf, size_t cap)
 
 static int cmd_enroll(int argc, char **argv)
 {
-    static struct option opts[] = {
-        {"state", required_argument, 0, 's'}, {"hub", required_argument, 0, 'h'}, {0, 0, 0, 0}};
-    const char *state = NULL;
+    static struct option opts[] = {{"state", required_argument, 0, 's'},
+                                   {"hub", required_argument, 0, 'h'},
+                                   {"proxy", required_argument, 0, 'P'},
+                                   {0, 0, 0, 0}};
+    const char *state = NULL, *proxy_url = NULL;
+    struct dial_proxy proxy;
+    struct httpc_proxy hproxy;
+    char proxy_req[DIAL_REQUEST_MAX];
     const char *hubs[TOKEN_HUB_MAX];
     size_t n_hubs = 0;
     char tokbuf[TOKEN_ENCODED_MAX + 2], path[1200], err[512], secret[64], conf[4096];
@@ -78,6 +83,8 @@ static int cmd_enroll(int argc, char **argv)
             state = optarg;
         else if (c == 'h' && n_hubs < TOKEN_HUB_MAX)
             hubs[n_hubs++] = optarg;
+        else if (c == 'P')
+            proxy_url = optarg[0] ? optarg : NULL;
         else {
             usage(stderr);
             return 2;
@@ -87,6 +94,8 @@ static int cmd_enroll(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    if (proxy_url != NULL && dial_proxy_parse(proxy_url, &proxy) != 0)
+        return die("bad --proxy (want http://[user:pass@]host:port)");
     tok = argv[optind];
     if (strcmp(tok, "-") == 0) {
         if (read_token_stdin(tokbuf, sizeof(tokbuf)) != 0)
@@ -124,6 +133,11 @@ static int cmd_enroll(int argc, char **argv)
         snprintf(tgt.pin, sizeof(tgt.pin), "%s", t.pin);
         /* A blocked endpoint must not hold up the next one for long. */
         tgt.timeout_ms = 15000;
+        if (proxy_url != NULL) {
+            if (dial_httpc_proxy(&proxy, ep, proxy_req, sizeof(proxy_req), &hproxy) != 0)
+                continue;
+            tgt.proxy = &hproxy;
+        }
         httpc_response_free(&resp);
         memset(&resp, 0, sizeof(resp));
         if (httpc_request(&tgt, "POST", "/v1/enroll", NULL, "application/json", btxt, strlen(btxt),
@@ -157,10 +171,14 @@ static int cmd_enroll(int argc, char **argv)
     for (size_t i = 0; i < (n_hubs ? n_hubs : t.n_hubs); i++)
         off += (size_t)snprintf(conf + off, sizeof(conf) - off, "hub = %s\n",
                                 n_hubs ? hubs[i] : t.hubs[i]);
-    snprintf(conf + off, sizeof(conf) - off,
-             "# The hub's key pin (checked at every connect).\n"
-             "hub_pin = %s\n",
-             t.pin);
+    off += (size_t)snprintf(conf + off, sizeof(conf) - off,
+                            "# The hub's key pin (checked at every connect).\n"
+                            "hub_pin = %s\n",
+                            t.pin);
+    /* The way out that worked for enrollment is the way out for run. */
+    if (proxy_url != NULL && off < sizeof(conf))
+        snprintf(conf + off, sizeof(conf) - off,
+                 "# Egress HTTP CONNECT proxy (--proxy of enroll).\nproxy = %s\n", proxy_url);
     if (config_write_file(path, conf, 0600) != 0) {
         rc = die("cannot write site.conf");
         goto out;

@@ -18,13 +18,14 @@
 #include "../common/net.h"
 #include "../common/token.h"
 #include "cmds.h"
+#include "dial.h"
 
 /* The new identity waits under this base name until the hub has taken it. */
 #define PENDING "site.new"
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: tether-site rotate-key --state DIR [--hub HOST:PORT]...\n");
+    fprintf(f, "usage: tether-site rotate-key --state DIR [--hub HOST:PORT]... [--proxy URL]\n");
 }
 
 static int say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -143,9 +144,15 @@ out:
 
 int site_cmd_rotate_key(int argc, char **argv)
 {
-    static struct option opts[] = {
-        {"state", required_argument, 0, 's'}, {"hub", required_argument, 0, 'h'}, {0, 0, 0, 0}};
-    const char *state = NULL, *site, *pin;
+    static struct option opts[] = {{"state", required_argument, 0, 's'},
+                                   {"hub", required_argument, 0, 'h'},
+                                   {"proxy", required_argument, 0, 'P'},
+                                   {0, 0, 0, 0}};
+    const char *state = NULL, *site, *pin, *proxy_url = NULL;
+    int proxy_given = 0;
+    struct dial_proxy proxy;
+    struct httpc_proxy hproxy;
+    char proxy_req[DIAL_REQUEST_MAX];
     const char *hubs[TOKEN_HUB_MAX];
     size_t n_hubs = 0, i;
     char conf_path[4200], err[512], path[128];
@@ -163,6 +170,9 @@ int site_cmd_rotate_key(int argc, char **argv)
         } else if (c == 'h' && n_hubs < TOKEN_HUB_MAX) {
             hubs[n_hubs++] = optarg;
             from_args = 1;
+        } else if (c == 'P') {
+            proxy_url = optarg;
+            proxy_given = 1;
         } else {
             usage(stderr);
             return 2;
@@ -181,6 +191,15 @@ int site_cmd_rotate_key(int argc, char **argv)
     pin = config_get(&cfg, "hub_pin");
     if (!from_args)
         n_hubs = config_get_all(&cfg, "hub", hubs, TOKEN_HUB_MAX);
+    /* As for run: --proxy wins over site.conf; an empty one means none. */
+    if (!proxy_given)
+        proxy_url = config_get(&cfg, "proxy");
+    if (proxy_url != NULL && proxy_url[0] == '\0')
+        proxy_url = NULL;
+    if (proxy_url != NULL && dial_proxy_parse(proxy_url, &proxy) != 0) {
+        rc = say("bad proxy \"%s\" (want http://[user:pass@]host:port)", proxy_url);
+        goto out;
+    }
     if (site == NULL || !token_name_valid(site) || pin == NULL || !crypto_pin_valid(pin) ||
         n_hubs == 0) {
         rc = say("%s needs site, hub and hub_pin", conf_path);
@@ -229,6 +248,11 @@ int site_cmd_rotate_key(int argc, char **argv)
             continue;
         }
         snprintf(tgt.pin, sizeof(tgt.pin), "%s", pin);
+        if (proxy_url != NULL) {
+            if (dial_httpc_proxy(&proxy, hubs[i], proxy_req, sizeof(proxy_req), &hproxy) != 0)
+                continue;
+            tgt.proxy = &hproxy;
+        }
         httpc_response_free(&resp);
         memset(&resp, 0, sizeof(resp));
         if (httpc_request(&tgt, "POST", path, NULL, "application/json", body, strlen(body), &resp,

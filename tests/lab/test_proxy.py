@@ -92,6 +92,34 @@ def main(h):
     tl = open(tlog, errors="replace").read() if os.path.exists(tlog) else ""
     h.check(re.search(r"CONNECT", tl) is not None, "tinyproxy logged the CONNECT", tl[-300:])
 
+    # --- enroll and rotate-key through the proxy ------------------------
+    SITE2 = SITE + "-2"
+    site2 = h.site("site1", SITE2, hub)
+    tok = hub.site_add(SITE2)
+    r = site2.enroll(tok, ["--proxy", "http://%s:wrong@proxy.lab:8888" % USER], check=False)
+    h.check(r.rc != 0 and re.search(r"refused the credentials \(40[17]", r.stderr)
+            and "USER:PASS" in r.stderr and "wrong" not in r.stderr,
+            "enroll through the proxy with a wrong password says the proxy refused the "
+            "credentials, without the password", r)
+    r = site2.enroll(tok, ["--proxy", PROXY_URL])
+    h.check(r.rc == 0 and "enrolled site %s" % SITE2 in r.stdout,
+            "enroll reaches the hub through the proxy (the direct path is dropped)", r)
+    with open(os.path.join(site2.dir, "site.conf")) as f:
+        sc = f.read()
+    h.check(re.search(r"^proxy = %s$" % re.escape(PROXY_URL), sc, re.M) is not None,
+            "enroll writes the proxy that worked into site.conf", sc)
+    site2.start({"web": svc.url}, ["--ping-interval", "2"])
+    h.check(re.search(r"\bvia=proxy\b", site2.proc.text()) is not None
+            and hub.wait_ready(SITE2, 10) is not None,
+            "the enrolled site runs through the proxy from site.conf alone")
+    old_pin = (hub.site_show(SITE2) or {}).get("pin")
+    r = h.run(lab.argv("site1", [h.bin("tether-site"), "rotate-key", "--state", site2.dir]),
+              timeout=60)
+    h.check(r.rc == 0 and (hub.site_show(SITE2) or {}).get("pin") not in (None, old_pin),
+            "rotate-key goes through the proxy of site.conf", r)
+    h.check(hub.wait_ready(SITE2, 15) is not None, "and the agent is back with its new key")
+    site2.proc.stop()
+
     # --- doctor, through the proxy and with wrong credentials -------------
     r = site.doctor("--config", cfg, "--timeout", "5")
     h.check(r.rc == 0 and re.search(r"^proxy\s+ok\b", r.stdout, re.M),

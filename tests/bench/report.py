@@ -88,11 +88,18 @@ what was changed.)
 }
 
 
+DOCS_REPORT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "docs",
+                           "benchmarks.md")
+
+
 def existing_hand_written(path):
-    """{name: text} of the hand-written sections in the report at path."""
+    """{name: text} of the hand-written sections in the report at path; a new
+    report (no file yet) takes those of docs/benchmarks.md, the maintained ones."""
     out = {}
     if not path or not os.path.exists(path):
-        return out
+        path = DOCS_REPORT
+        if not os.path.exists(path):
+            return out
     with open(path) as f:
         text = f.read()
     for name in HAND:

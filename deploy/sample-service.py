@@ -156,6 +156,9 @@ class BadRequest(Exception):
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "tether-sample/1"
+    # Head and body are two writes on a kept-alive connection: without
+    # TCP_NODELAY the body can wait for the delayed ACK of the head (40 ms).
+    disable_nagle_algorithm = True
 
     def __getattr__(self, name):
         # http.server looks up do_<METHOD>; every method goes to one dispatcher.

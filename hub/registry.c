@@ -176,8 +176,7 @@ static void set_err(char *err, size_t cap, const char *fmt, ...)
     va_end(ap);
 }
 
-/* SQLite result (extended codes on) to our errno convention. */
-static int map_rc(int rc)
+int registry_map_rc(int rc, int foreign_key)
 {
     switch (rc) {
     case SQLITE_OK:
@@ -188,7 +187,7 @@ static int map_rc(int rc)
     case SQLITE_CONSTRAINT_PRIMARYKEY:
         return -EEXIST;
     case SQLITE_CONSTRAINT_FOREIGNKEY:
-        return -ENOENT;
+        return foreign_key;
     case SQLITE_CONSTRAINT_CHECK:
     case SQLITE_CONSTRAINT_NOTNULL:
     case SQLITE_TOOBIG:
@@ -203,6 +202,12 @@ static int map_rc(int rc)
         return -EBUSY;
     }
     return -EIO;
+}
+
+/* Here a foreign key names a site that does not exist (any more). */
+static int map_rc(int rc)
+{
+    return registry_map_rc(rc, -ENOENT);
 }
 
 static sqlite3_stmt *stmt(struct registry *r, enum stmt_id id)

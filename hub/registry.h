@@ -58,6 +58,10 @@ struct sqlite3;
  * connection, so that they can prepare their statements. Nothing else in
  * the hub may use SQLite directly (the registry must stay swappable). */
 struct sqlite3 *registry_db(struct registry *r);
+/* An SQLite result (extended codes) as 0 or a negative errno: -EEXIST for a
+ * unique or primary key, foreign_key for a foreign key violation, -EINVAL
+ * for other constraints and too-big values, -ENOMEM, -EBUSY, else -EIO. */
+int registry_map_rc(int rc, int foreign_key);
 
 /* Opens (creating if needed) the database file: WAL, foreign_keys=ON,
  * busy_timeout 5000 ms, then applies every migration in schema/ whose number

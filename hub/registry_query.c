@@ -131,32 +131,11 @@ void registry_query_clear(struct reg_query *q)
     q->body_len = 0;
 }
 
-/* SQLite result (extended codes) to our errno convention, as registry.c. */
+/* A foreign key points at queries or sites that are always there: a
+ * violation is bad input, not a missing row. */
 static int map_rc(int rc)
 {
-    switch (rc) {
-    case SQLITE_OK:
-    case SQLITE_ROW:
-    case SQLITE_DONE:
-        return 0;
-    case SQLITE_CONSTRAINT_UNIQUE:
-    case SQLITE_CONSTRAINT_PRIMARYKEY:
-        return -EEXIST;
-    case SQLITE_CONSTRAINT_CHECK:
-    case SQLITE_CONSTRAINT_NOTNULL:
-    case SQLITE_CONSTRAINT_FOREIGNKEY:
-    case SQLITE_TOOBIG:
-    case SQLITE_RANGE:
-        return -EINVAL;
-    case SQLITE_NOMEM:
-        return -ENOMEM;
-    }
-    switch (rc & 0xff) {
-    case SQLITE_BUSY:
-    case SQLITE_LOCKED:
-        return -EBUSY;
-    }
-    return -EIO;
+    return registry_map_rc(rc, -EINVAL);
 }
 
 static sqlite3_stmt *stmt(struct reg_qstore *s, enum qstmt id)

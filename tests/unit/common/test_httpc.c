@@ -1,6 +1,7 @@
 /* Tests for the tools' HTTPS client against a real wolfSSL server thread on loopback. */
 /* SPDX-License-Identifier: MIT */
 #define _GNU_SOURCE
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -402,7 +403,7 @@ static void test_refused(const char *pin)
     target(&t, "127.0.0.1", port, pin, 5000);
     rc = httpc_request(&t, "GET", "/v1/sites", NULL, NULL, NULL, 0, &r, err, sizeof(err));
     CHECK_EQ_INT(rc, -ECONNREFUSED);
-    CHECK(strstr(err, "cannot connect to 127.0.0.1") != NULL);
+    CHECK(strstr(err, "cannot connect to hub 127.0.0.1") != NULL);
     CHECK(strcasestr(err, "refused") != NULL);
 
     target(&t, "no-such-host.invalid", 6443, pin, 5000);
@@ -494,6 +495,165 @@ static void test_bad_input(const char *pin)
     CHECK(strstr(err, "pin") != NULL);
 }
 
+/* --- through an HTTP CONNECT proxy: a fake proxy thread on loopback --- */
+
+struct fake_proxy {
+    int lfd;
+    int port;
+    const char *reply; /* written after the request; NULL: relay to relay_port after a 200 */
+    size_t reply_len;
+    int relay_port;
+    char request[2048];
+    pthread_t thread;
+};
+
+/* What the site passes in: a minimal reply parser (the real one is site/dial.c). */
+static int parse_reply(const uint8_t *data, size_t len, int *status, size_t *hdr_len, char *reason,
+                       size_t reason_cap)
+{
+    const char *end = memmem(data, len, "\r\n\r\n", 4);
+    int st = 0;
+
+    if (len >= 5 && memcmp(data, "HTTP/", 5) != 0)
+        return -EPROTO;
+    if (end == NULL)
+        return -EAGAIN;
+    if (sscanf((const char *)data, "HTTP/1.%*d %d", &st) != 1)
+        return -EPROTO;
+    *status = st;
+    *hdr_len = (size_t)(end - (const char *)data) + 4;
+    snprintf(reason, reason_cap, "%s", st == 407 ? "Proxy Authentication Required" : "x");
+    return 0;
+}
+
+static void relay(int a, int b)
+{
+    char buf[16384];
+    struct pollfd p[2] = {{.fd = a, .events = POLLIN}, {.fd = b, .events = POLLIN}};
+
+    while (poll(p, 2, 5000) > 0) {
+        for (int i = 0; i < 2; i++) {
+            ssize_t n;
+            if (!(p[i].revents & (POLLIN | POLLHUP | POLLERR)))
+                continue;
+            n = read(p[i].fd, buf, sizeof(buf));
+            if (n <= 0 || write(p[1 - i].fd, buf, (size_t)n) != n)
+                return;
+        }
+    }
+}
+
+static void *proxy_main(void *arg)
+{
+    struct fake_proxy *fp = arg;
+    size_t have = 0;
+    int fd = accept(fp->lfd, NULL, NULL);
+
+    if (fd < 0)
+        return NULL;
+    while (have < sizeof(fp->request) - 1 && !strstr(fp->request, "\r\n\r\n")) {
+        ssize_t n = read(fd, fp->request + have, sizeof(fp->request) - 1 - have);
+        if (n <= 0)
+            break;
+        have += (size_t)n;
+        fp->request[have] = '\0';
+    }
+    if (fp->reply != NULL) {
+        if (fp->reply_len > 0 && write(fd, fp->reply, fp->reply_len) < 0)
+            perror("proxy write");
+    } else {
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)fp->relay_port)};
+        int up = socket(AF_INET, SOCK_STREAM, 0);
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        if (up >= 0 && connect(up, (struct sockaddr *)&a, sizeof(a)) == 0) {
+            const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
+            if (write(fd, ok, sizeof(ok) - 1) == (ssize_t)sizeof(ok) - 1)
+                relay(fd, up);
+        }
+        if (up >= 0)
+            close(up);
+    }
+    close(fd);
+    return NULL;
+}
+
+static int proxy_case(const char *pin, int relay_port, const char *reply, size_t reply_len,
+                      char *err, size_t cap, struct fake_proxy *fp)
+{
+    static const char req[] = "CONNECT 127.0.0.1:1 HTTP/1.1\r\nHost: 127.0.0.1:1\r\n\r\n";
+    struct httpc_proxy hp = {0};
+    struct httpc_target t;
+    struct httpc_response r;
+    int rc;
+
+    memset(fp, 0, sizeof(*fp));
+    fp->lfd = listen_loopback(&fp->port);
+    fp->reply = reply;
+    fp->reply_len = reply_len;
+    fp->relay_port = relay_port;
+    if (fp->lfd < 0 || pthread_create(&fp->thread, NULL, proxy_main, fp) != 0)
+        return -EIO;
+    hp.host = "127.0.0.1";
+    hp.port = fp->port;
+    hp.request = req;
+    hp.request_len = sizeof(req) - 1;
+    hp.parse_reply = parse_reply;
+    hp.reply_max = 8192;
+    target(&t, "127.0.0.1", 1, pin, 5000);
+    t.proxy = &hp;
+    rc = httpc_request(&t, "GET", "/via-proxy", NULL, NULL, NULL, 0, &r, err, cap);
+    if (rc == 0) {
+        CHECK_EQ_INT(r.status, 201); /* the echo server's answer, through the tunnel */
+        CHECK(r.body != NULL && strstr(r.body, "/via-proxy") != NULL);
+        httpc_response_free(&r);
+    }
+    pthread_join(fp->thread, NULL);
+    close(fp->lfd);
+    CHECK(strncmp(fp->request, req, sizeof(req) - 1) == 0); /* the request, byte for byte */
+    return rc;
+}
+
+static void test_proxy(WOLFSSL_CTX *ctx, const char *pin)
+{
+    struct fake_proxy fp;
+    struct server s;
+    char err[512], big[20000];
+    int rc;
+
+    /* 200: TLS to the hub runs through the tunnel the proxy opened. */
+    if (server_start(&s, ctx, M_ECHO) != 0) {
+        CHECK(0);
+        return;
+    }
+    rc = proxy_case(pin, s.port, NULL, 0, err, sizeof(err), &fp);
+    CHECK_EQ_INT(rc, 0);
+    server_stop(&s);
+
+    rc = proxy_case(pin, 0, "HTTP/1.1 407 Proxy Authentication Required\r\n\r\n", 46, err,
+                    sizeof(err), &fp);
+    CHECK_EQ_INT(rc, -EACCES);
+    CHECK(strstr(err, "refused the credentials (407") != NULL && strstr(err, "USER:PASS"));
+
+    rc = proxy_case(pin, 0, "HTTP/1.1 403 Forbidden\r\n\r\n", 26, err, sizeof(err), &fp);
+    CHECK_EQ_INT(rc, -ECONNREFUSED);
+    CHECK(strstr(err, "refused CONNECT to 127.0.0.1:1: 403") != NULL);
+
+    rc = proxy_case(pin, 0, "SSH-2.0-OpenSSH_9.2\r\n\r\n", 23, err, sizeof(err), &fp);
+    CHECK_EQ_INT(rc, -EPROTO);
+    CHECK(strstr(err, "did not answer CONNECT with HTTP") != NULL);
+
+    rc = proxy_case(pin, 0, "", 0, err, sizeof(err), &fp);
+    CHECK_EQ_INT(rc, -ECONNRESET);
+    CHECK(strstr(err, "closed the connection before answering") != NULL);
+
+    /* A reply header that never ends is cut at reply_max. */
+    memcpy(big, "HTTP/1.1 200 OK\r\n", 17);
+    memset(big + 17, 'x', sizeof(big) - 17);
+    rc = proxy_case(pin, 0, big, sizeof(big), err, sizeof(err), &fp);
+    CHECK_EQ_INT(rc, -EMSGSIZE);
+    CHECK(strstr(err, "over 8192 bytes") != NULL);
+}
+
 int main(void)
 {
     const char *names[] = {"localhost", "127.0.0.1"};
@@ -527,6 +687,7 @@ int main(void)
     test_refused(hub.pin);
     test_timeouts(ctx, hub.pin);
     test_too_large(ctx, hub.pin);
+    test_proxy(ctx, hub.pin);
 
     wolfSSL_CTX_free(ctx);
     crypto_identity_free(&hub);

@@ -8,6 +8,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
+
 #if defined(__x86_64__) && defined(__GLIBC__)
 #include <cpuid.h>
 #define TUNE_SUPPORTED 1
@@ -79,6 +83,31 @@ int tune_reexec(char **argv)
     return n;
 #else
     (void)argv;
+    return 0;
+#endif
+}
+
+static unsigned heap_trim_mib;
+
+unsigned tune_heap_trim_mib(void)
+{
+    return heap_trim_mib;
+}
+
+unsigned tune_malloc(void)
+{
+#ifdef __GLIBC__
+    const char *off = getenv(TUNE_OFF_ENV);
+
+    if (off != NULL && off[0] != '\0')
+        return 0;
+    if (mallopt(M_MMAP_THRESHOLD, (int)TUNE_MMAP_BYTES) != 1)
+        return 0;
+    if (mallopt(M_TRIM_THRESHOLD, (int)TUNE_TRIM_BYTES) != 1)
+        return 0;
+    heap_trim_mib = TUNE_TRIM_BYTES >> 20;
+    return heap_trim_mib;
+#else
     return 0;
 #endif
 }

@@ -24,4 +24,22 @@ int tune_reexec(char **argv);
  * "off". Static string. */
 const char *tune_state(void);
 
+/* Heap bytes glibc may keep free at the top of the heap instead of returning
+ * them to the kernel, and the allocation size from which it uses mmap. */
+#define TUNE_TRIM_BYTES (16u << 20)
+#define TUNE_MMAP_BYTES (4u << 20)
+
+/*
+ * On glibc, fixes the malloc trim and mmap thresholds at TUNE_TRIM_BYTES and
+ * TUNE_MMAP_BYTES. With the defaults, a burst of per-frame buffers freed at
+ * the top of the heap is given back with brk() and faulted in again page by
+ * page on the next burst; on a streaming upload that cost the site 4-7 CPU s
+ * per GiB instead of 1 (docs/benchmarks.md). Does nothing when TUNE_OFF_ENV
+ * is set or on other C libraries. Call at start-up, before threads exist.
+ * Returns the trim threshold in MiB now in effect (0: the C library's default).
+ */
+unsigned tune_malloc(void);
+/* What tune_malloc() set, for the start-up log line (0: nothing). */
+unsigned tune_heap_trim_mib(void);
+
 #endif

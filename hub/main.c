@@ -1057,9 +1057,10 @@ static int cmd_run(int argc, char **argv)
         snprintf(addrs + used, sizeof(addrs) - used, "%s%s", i > 0 ? "," : "", listen[i]);
     }
     log_event(LOG_INFO, "hub_started",
-              "version=%s wolfssl=%s memcpy=%s listen=%s name=%s pin=%s ping_interval_ms=%llu",
-              TETHER_VERSION, log_q(crypto_wolfssl_build()), tune_state(), addrs, h->cfg.name,
-              h->id.pin, (unsigned long long)h->cfg.ping_interval_ms);
+              "version=%s wolfssl=%s memcpy=%s heap_trim_mib=%u listen=%s name=%s pin=%s "
+              "ping_interval_ms=%llu",
+              TETHER_VERSION, log_q(crypto_wolfssl_build()), tune_state(), tune_heap_trim_mib(),
+              addrs, h->cfg.name, h->id.pin, (unsigned long long)h->cfg.ping_interval_ms);
     if (strncmp(crypto_wolfssl_build(), "system", 6) == 0)
         log_event(LOG_WARN, "wolfssl_fallback",
                   "build=%s detail=\"SYSTEM wolfSSL WITHOUT AES-NI IN USE: TLS will be slow "
@@ -1110,8 +1111,10 @@ int main(int argc, char **argv)
     const char *cmd;
     int ret;
 
-    if (argc >= 2 && strcmp(argv[1], "run") == 0)
+    if (argc >= 2 && strcmp(argv[1], "run") == 0) {
         tune_reexec(argv); /* returns only when untuned; the start-up line says which */
+        tune_malloc();
+    }
     signal(SIGPIPE, SIG_IGN);
     if (argc < 2) {
         fputs(usage_text, stderr);

@@ -434,9 +434,9 @@ static int cmd_run(int argc, char **argv)
         agent.key_dir[0] = '\0'; /* too long to reload from: keep the key loaded now */
     log_init_from_env();
     log_event(LOG_INFO, "site_started",
-              "site=%s version=%s wolfssl=%s memcpy=%s services=%zu hubs=%zu", agent.site,
-              TETHER_VERSION, log_q(crypto_wolfssl_build()), tune_state(), agent.n_services,
-              agent.n_hubs);
+              "site=%s version=%s wolfssl=%s memcpy=%s heap_trim_mib=%u services=%zu hubs=%zu",
+              agent.site, TETHER_VERSION, log_q(crypto_wolfssl_build()), tune_state(),
+              tune_heap_trim_mib(), agent.n_services, agent.n_hubs);
     if (agent.use_proxy) {
         char pname[NET_HOST_MAX + 10];
         dial_proxy_name(&agent.proxy, pname, sizeof(pname));
@@ -482,8 +482,10 @@ static int cmd_run(int argc, char **argv)
 int main(int argc, char **argv)
 {
     int rc;
-    if (argc >= 2 && strcmp(argv[1], "run") == 0)
+    if (argc >= 2 && strcmp(argv[1], "run") == 0) {
         tune_reexec(argv); /* returns only when untuned; the start-up line says which */
+        tune_malloc();
+    }
     signal(SIGPIPE, SIG_IGN);
     if (argc < 2) {
         usage(stderr);

@@ -18,6 +18,7 @@
 #define UP_HDR_COUNT_MAX 100
 #define UP_INTERIM_MAX   16
 #define UP_RBUF_SIZE     (64 * 1024)
+#define UP_HOLD_MIN      (64 * 1024)
 #define UP_POOL_MAX      256
 #define UP_IDLE_MS       4000 /* below the 5 s keep-alive of common servers (node, Apache) */
 #define UP_CONNECT_MS    10000
@@ -97,7 +98,11 @@ struct upstream {
     struct addrinfo *ai, *ai_next;
     struct up_conn *conn;
     struct up_wreq *wq_head, *wq_tail; /* not yet handed to libuv */
-    char *head;                        /* request head, kept to replay on a fresh connection */
+    /* Body bytes gathered while a write is in flight, sent as one write when
+     * it completes (set only while conn->writes_pending > 0). */
+    struct up_wreq *hold;
+    size_t hold_cap;
+    char *head; /* request head, kept to replay on a fresh connection */
     size_t head_len;
 
     int has_body;
@@ -293,6 +298,9 @@ void upstream_close_idle(uv_loop_t *loop)
 
 static void wq_drop(struct upstream *u)
 {
+    free(u->hold);
+    u->hold = NULL;
+    u->hold_cap = 0;
     while (u->wq_head) {
         struct up_wreq *w = u->wq_head;
         u->wq_head = w->next;
@@ -414,6 +422,8 @@ static void u_arm(struct upstream *u, int reset)
 
 /* ---- writing ---- */
 
+static int conn_write(struct up_conn *c, struct up_wreq *w);
+
 static void conn_write_cb(uv_write_t *req, int status)
 {
     struct up_wreq *w = container_of(req, struct up_wreq, req);
@@ -430,6 +440,15 @@ static void conn_write_cb(uv_write_t *req, int status)
         u->write_failed = 1;
         u_arm(u, 0);
         return;
+    }
+    if (u->hold && c->writes_pending == 0) {
+        struct up_wreq *h = u->hold;
+        u->hold = NULL;
+        u->hold_cap = 0;
+        if (conn_write(c, h) < 0) {
+            free(h);
+            u->write_failed = 1;
+        }
     }
     if (report && u->cbs.on_body_written) {
         u->cbs.on_body_written(u->arg, report);
@@ -1268,6 +1287,52 @@ out:
     return rc;
 }
 
+/* Queues pre + data + post as request-body bytes (report: how many to
+ * report as written). While a write is in flight they join the held
+ * bytes, so a burst of small body chunks becomes one write. */
+static int u_write_body(struct upstream *u, const char *pre, size_t pl, const uint8_t *data,
+                        size_t len, const char *post, size_t tl)
+{
+    size_t n = pl + len + tl;
+    struct up_wreq *w;
+
+    if (u->state == UP_ACTIVE && u->conn && (u->hold || u->conn->writes_pending > 0)) {
+        w = u->hold;
+        if (!w || w->len + n > u->hold_cap) {
+            size_t cap = u->hold_cap ? u->hold_cap * 2 : UP_HOLD_MIN;
+            while (cap < (w ? w->len : 0) + n)
+                cap *= 2;
+            w = realloc(u->hold, sizeof(*w) + cap);
+            if (!w)
+                return -ENOMEM;
+            if (!u->hold) {
+                w->next = NULL;
+                w->report = 0;
+                w->len = 0;
+            }
+            u->hold = w;
+            u->hold_cap = cap;
+        }
+    } else {
+        w = wreq_new(n);
+        if (!w)
+            return -ENOMEM;
+        w->len = 0;
+    }
+    if (pl > 0)
+        memcpy(w->data + w->len, pre, pl);
+    if (len > 0)
+        memcpy(w->data + w->len + pl, data, len);
+    if (tl > 0)
+        memcpy(w->data + w->len + pl + len, post, tl);
+    w->len += n;
+    w->report += len;
+    u->body_sent += len;
+    if (w == u->hold)
+        return 0;
+    return u_send(u, w) < 0 ? -EPIPE : 0;
+}
+
 int upstream_write_body(struct upstream *u, const uint8_t *data, size_t len)
 {
     if (!u || u->dead)
@@ -1280,26 +1345,16 @@ int upstream_write_body(struct upstream *u, const uint8_t *data, size_t len)
         return 0; /* an empty chunk would end a chunked body */
     if (u->content_length >= 0 && len > (uint64_t)u->content_length - u->body_sent)
         return -EMSGSIZE;
-    struct up_wreq *w;
+    int rc;
     if (u->content_length >= 0) {
-        w = wreq_new(len);
-        if (!w)
-            return -ENOMEM;
-        memcpy(w->data, data, len);
+        rc = u_write_body(u, NULL, 0, data, len, NULL, 0);
     } else {
         char pre[24];
         int pl = snprintf(pre, sizeof(pre), "%zx\r\n", len);
-        w = wreq_new((size_t)pl + len + 2);
-        if (!w)
-            return -ENOMEM;
-        memcpy(w->data, pre, (size_t)pl);
-        memcpy(w->data + pl, data, len);
-        memcpy(w->data + pl + len, "\r\n", 2);
+        rc = u_write_body(u, pre, (size_t)pl, data, len, "\r\n", 2);
     }
-    w->report = len;
-    u->body_sent += len;
-    if (u_send(u, w) < 0)
-        return -EPIPE;
+    if (rc < 0)
+        return rc;
     u_arm(u, 0);
     return 0;
 }
@@ -1315,12 +1370,7 @@ int upstream_end_body(struct upstream *u)
     u->body_ended = 1;
     int rc = 0;
     if (u->content_length < 0) {
-        struct up_wreq *w = wreq_new(5);
-        if (!w)
-            return -ENOMEM;
-        memcpy(w->data, "0\r\n\r\n", 5);
-        if (u_send(u, w) < 0)
-            rc = -EPIPE;
+        rc = u_write_body(u, "0\r\n\r\n", 5, NULL, 0, NULL, 0);
     } else if (u->body_sent != (uint64_t)u->content_length) {
         rc = -EINVAL; /* the service still waits for the rest; never reused */
     }

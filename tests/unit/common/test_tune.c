@@ -10,6 +10,48 @@
 
 #define OPERATOR_TUNABLE "glibc.malloc.perturb=0"
 
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TU_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) && !defined(TU_ASAN)
+#define TU_ASAN 1
+#endif
+
+/* The heap thresholds: off with TUNE_OFF_ENV; otherwise a burst of blocks
+ * freed at the top of the heap stays with the process instead of going back
+ * with brk() (with glibc's defaults it is trimmed: the check would fail). */
+static void test_malloc(void)
+{
+    setenv(TUNE_OFF_ENV, "1", 1);
+    CHECK_EQ_INT(tune_malloc(), 0);
+    CHECK_EQ_INT(tune_heap_trim_mib(), 0);
+    unsetenv(TUNE_OFF_ENV);
+#if defined(__GLIBC__) && !defined(TU_ASAN)
+    {
+        enum { N = 128, SZ = 64 * 1024 };
+        void *p[N];
+        void *top;
+
+        CHECK_EQ_INT(tune_malloc(), TUNE_TRIM_BYTES >> 20);
+        CHECK_EQ_INT(tune_heap_trim_mib(), TUNE_TRIM_BYTES >> 20);
+        for (int i = 0; i < N; i++) {
+            p[i] = malloc(SZ);
+            CHECK(p[i] != NULL);
+            if (p[i] != NULL)
+                memset(p[i], 0xa5, SZ);
+        }
+        top = sbrk(0);
+        for (int i = N - 1; i >= 0; i--)
+            free(p[i]);
+        CHECK(sbrk(0) == top);
+    }
+#else
+    printf("tune: heap thresholds not checked (not glibc, or AddressSanitizer's allocator)\n");
+#endif
+}
+
 int main(int argc, char **argv)
 {
     const char *t;
@@ -31,6 +73,8 @@ int main(int argc, char **argv)
         CHECK_EQ_INT(tune_reexec(argv), 0);
         TEST_DONE();
     }
+
+    test_malloc();
 
     /* Turned off: nothing happens, and the state says so. */
     setenv(TUNE_OFF_ENV, "1", 1);

@@ -38,7 +38,7 @@ PACKAGES=(
     libuv1-dev libjansson-dev libsqlite3-dev libnghttp2-dev libhttp-parser-dev
     dpkg-dev autoconf automake libtool
     python3 curl nghttp2-client sqlite3 iproute2 ca-certificates openssl
-    nftables tinyproxy-bin nginx-light openssh-server openssh-client wrk
+    nftables tinyproxy-bin nginx-light openssh-server openssh-client wrk stunnel4
     clang "$(clang_rt_pkg)"
     libwolfssl-dev
 )

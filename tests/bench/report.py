@@ -144,9 +144,10 @@ def fmt_time(ts):
         "%Y-%m-%d %H:%M UTC")
 
 
-BULK_PATHS = ("tether", "ssh", "direct", "https")
-PATH_NAMES = {"tether": "tether", "ssh": "ssh -R", "direct": "direct", "https": "direct HTTPS"}
-ROLE_ORDER = ("client", "hub", "site", "sshd", "ssh", "nginx")
+BULK_PATHS = ("tether", "ssh", "direct", "https", "tls")
+PATH_NAMES = {"tether": "tether", "ssh": "ssh -R", "direct": "direct", "https": "direct HTTPS",
+              "tls": "stunnel pair"}
+ROLE_ORDER = ("client", "hub", "site", "sshd", "ssh", "stunnel_c", "stunnel_s", "nginx")
 
 
 def cpu_budget(bulk):
@@ -329,6 +330,7 @@ def render(res, hand=None):
         ("ssh -R negotiated", "cipher %s, MAC %s, kex %s" % (
             meta.get("ssh_cipher"), meta.get("ssh_mac"), meta.get("ssh_kex"))
          if meta.get("ssh_cipher") else "not run"),
+        ("stunnel (the TLS tunnel peer)", meta.get("stunnel", "not run")),
         ("nginx", meta.get("nginx", "?")),
         ("load", "%s; %s" % (meta.get("wrk", "?"), meta.get("h2load", "?"))),
         ("curl", meta.get("curl", "?")),
@@ -362,18 +364,24 @@ def render(res, hand=None):
             if bulk and "error" in bulk:
                 d = {p: {"error": bulk["error"]} for p in BULK_PATHS}
             d = d or {}
-            t, s, x, hs = (d.get(p) for p in BULK_PATHS)
+            t, s, x, hs, tl = (d.get(p) for p in BULK_PATHS)
             rows.append((name, cell(t, "mbps"), cell(s, "mbps"), cell(x, "mbps"),
-                         cell(hs, "mbps"),
+                         cell(hs, "mbps"), cell(tl, "mbps"),
                          ratio(_get(d, "tether", "mbps"), _get(d, "ssh", "mbps")),
                          ratio(_get(d, "tether", "mbps"), _get(d, "direct", "mbps")),
-                         ratio(_get(d, "tether", "mbps"), _get(d, "https", "mbps"))))
-        L.append(table(("transfer", "tether", "ssh -R", "direct", "direct HTTPS",
-                        "tether / ssh -R", "tether / direct", "tether / direct HTTPS"), rows))
+                         ratio(_get(d, "tether", "mbps"), _get(d, "https", "mbps")),
+                         ratio(_get(d, "tether", "mbps"), _get(d, "tls", "mbps"))))
+        L.append(table(("transfer", "tether", "ssh -R", "direct", "direct HTTPS", "stunnel pair",
+                        "tether / ssh -R", "tether / direct", "tether / direct HTTPS",
+                        "tether / stunnel pair"), rows))
         L.append("")
         L.append("*direct HTTPS* is curl talking TLS 1.3 straight to nginx (OpenSSL): one "
                  "TLS hop and nothing in between, the most any proxy whose users speak "
-                 "HTTPS could reach here. tether has two TLS hops (user and tunnel).")
+                 "HTTPS could reach here. tether has two TLS hops (user and tunnel). "
+                 "*stunnel pair* is the encrypted tunnel built like `ssh -R`: curl speaks "
+                 "plain HTTP to a stunnel client, which carries it over one TLS 1.3 hop "
+                 "(OpenSSL, AES-128-GCM, as tether's tunnel) to a stunnel server in front "
+                 "of nginx.")
         if meta.get("aesgcm_mbps"):
             L.append("")
             L.append("The AES-128-GCM ceiling of the linked wolfSSL on one core is %d MB/s "

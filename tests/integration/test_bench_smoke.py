@@ -84,19 +84,22 @@ def main(h):
     # The results: the figures behind the rows, each from a command.
     bulk = res.get("bulk") or {}
     for key in ("download_h1", "upload_h1", "download_h2", "upload_h2"):
-        for path in ("tether", "ssh", "direct", "https"):
+        for path in ("tether", "ssh", "direct", "https", "tls"):
             it = (bulk.get(key) or {}).get(path) or {}
             h.check(num(it.get("mbps")) and it["mbps"] > 0 and it.get("cmd")
                     and it.get("bytes") == bulk.get("bytes"),
                     "bulk %s through %s moved every byte" % (key, path), it)
             cpu = it.get("cpu_s_per_gib") or {}
             want = {"tether": ("client", "hub", "site", "nginx"),
-                    "ssh": ("client", "sshd", "ssh", "nginx")}.get(path, ("client", "nginx"))
+                    "ssh": ("client", "sshd", "ssh", "nginx"),
+                    "tls": ("client", "stunnel_c", "stunnel_s", "nginx")}.get(path,
+                                                                          ("client", "nginx"))
             h.check(set(cpu) == set(want) and all(num(cpu[k]) and cpu[k] >= 0 for k in want)
                     and cpu["client"] > 0,
                     "bulk %s through %s: CPU per GiB of each process" % (key, path), cpu)
-    h.check("-core ceiling (MB/s)" in text and "direct HTTPS" in text,
-            "the report has the direct HTTPS path and the CPU budget of the bulk transfers")
+    h.check("-core ceiling (MB/s)" in text and "direct HTTPS" in text and "stunnel pair" in text,
+            "the report has the direct HTTPS and stunnel paths and the CPU budget of the bulk "
+            "transfers")
     req = res.get("requests") or {}
     for key in ("h1", "h2"):
         for path in ("tether", "ssh", "direct"):

@@ -22,7 +22,7 @@ HAND = ("method", "findings")
 DEFAULT_HAND = {
     "method": """\
 Everything runs on one machine over loopback, in one run of `tests/bench/run`,
-so the three paths share the same CPU, kernel and moment.
+so all paths share the same CPU, kernel and moment.
 
 - **Backend**: Debian's nginx, one worker, `sendfile on`, keep-alive without a
   request limit. It serves a 1 KiB file and the bulk file from tmpfs, on one

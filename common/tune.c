@@ -1,4 +1,4 @@
-/* Start-up tuning of the C library for bulk copies: keeps glibc's memcpy off `rep movsb`. */
+/* Start-up tuning of glibc for bulk transfers: memcpy off `rep movsb`, fixed malloc thresholds. */
 /* SPDX-License-Identifier: MIT */
 #include "tune.h"
 
@@ -39,14 +39,20 @@ static int cpu_is_amd(void)
 }
 #endif
 
+/* TUNE_OFF_ENV set to anything non-empty. */
+static int tune_off(void)
+{
+    const char *off = getenv(TUNE_OFF_ENV);
+    return off != NULL && off[0] != '\0';
+}
+
 const char *tune_state(void)
 {
     const char *t = getenv("GLIBC_TUNABLES");
-    const char *off = getenv(TUNE_OFF_ENV);
 
     if (t != NULL && strstr(t, TUNABLE "=" THRESHOLD) != NULL)
         return "vector-2MiB";
-    if (off != NULL && off[0] != '\0')
+    if (tune_off())
         return "off";
     return "default";
 }
@@ -55,11 +61,10 @@ int tune_reexec(char **argv)
 {
 #if TUNE_SUPPORTED
     const char *t = getenv("GLIBC_TUNABLES");
-    const char *off = getenv(TUNE_OFF_ENV);
     char val[TUNABLE_CAP];
     int n;
 
-    if ((off != NULL && off[0] != '\0') || (t != NULL && strstr(t, TUNABLE) != NULL))
+    if (tune_off() || (t != NULL && strstr(t, TUNABLE) != NULL))
         return 0;
     if (!cpu_is_amd())
         return 0;
@@ -97,9 +102,7 @@ unsigned tune_heap_trim_mib(void)
 unsigned tune_malloc(void)
 {
 #ifdef __GLIBC__
-    const char *off = getenv(TUNE_OFF_ENV);
-
-    if (off != NULL && off[0] != '\0')
+    if (tune_off())
         return 0;
     if (mallopt(M_MMAP_THRESHOLD, (int)TUNE_MMAP_BYTES) != 1)
         return 0;

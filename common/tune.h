@@ -1,4 +1,4 @@
-/* Start-up tuning of the C library for bulk copies: keeps glibc's memcpy off `rep movsb`. */
+/* Start-up tuning of glibc for bulk transfers: memcpy off `rep movsb`, fixed malloc thresholds. */
 /* SPDX-License-Identifier: MIT */
 #ifndef TETHER_TUNE_H
 #define TETHER_TUNE_H

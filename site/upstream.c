@@ -1287,9 +1287,9 @@ out:
     return rc;
 }
 
-/* Queues pre + data + post as request-body bytes (report: how many to
- * report as written). While a write is in flight they join the held
- * bytes, so a burst of small body chunks becomes one write. */
+/* Queues pre + data + post (chunk framing around len body bytes, which are
+ * reported as written once sent). While a write is in flight they join the
+ * held bytes, so a burst of small body chunks becomes one write. */
 static int u_write_body(struct upstream *u, const char *pre, size_t pl, const uint8_t *data,
                         size_t len, const char *post, size_t tl)
 {

@@ -14,6 +14,8 @@
 
 #include <http_parser.h>
 
+#include "../common/hfield.h"
+
 #define UP_HDR_BYTES_MAX (64 * 1024)
 #define UP_HDR_COUNT_MAX 100
 #define UP_INTERIM_MAX   16
@@ -623,25 +625,6 @@ static int name_is(const char *name, size_t len, const char *lit)
     return strlen(lit) == len && strncasecmp(name, lit, len) == 0;
 }
 
-/* Whether name appears in a comma-separated token list (a Connection value). */
-static int token_listed(const char *list, size_t llen, const char *name, size_t nlen)
-{
-    size_t i = 0;
-    while (i < llen) {
-        while (i < llen && (list[i] == ' ' || list[i] == '\t' || list[i] == ','))
-            i++;
-        size_t s = i;
-        while (i < llen && list[i] != ',')
-            i++;
-        size_t e = i;
-        while (e > s && (list[e - 1] == ' ' || list[e - 1] == '\t'))
-            e--;
-        if (e - s == nlen && nlen > 0 && strncasecmp(list + s, name, nlen) == 0)
-            return 1;
-    }
-    return 0;
-}
-
 static int hop_by_hop(const char *name, size_t len)
 {
     static const char *const hop[] = {"connection", "keep-alive",        "te",
@@ -690,7 +673,7 @@ static int p_headers_complete(http_parser *p)
         int listed = 0;
         for (size_t j = 0; j < u->nh && !listed; j++) {
             if (name_is(b + u->hdr[j].no, u->hdr[j].nl, "connection"))
-                listed = token_listed(b + u->hdr[j].vo, u->hdr[j].vl, name, nl);
+                listed = hfield_token_listed(b + u->hdr[j].vo, u->hdr[j].vl, name, nl);
         }
         if (listed)
             continue;
@@ -1117,7 +1100,7 @@ static int request_drops(const char *name, size_t nl, const struct upstream_head
         return 1;
     for (size_t j = 0; j < n; j++)
         if (name_is(h[j].name, h[j].name_len, "connection") &&
-            token_listed(h[j].value, h[j].value_len, name, nl))
+            hfield_token_listed(h[j].value, h[j].value_len, name, nl))
             return 1;
     return 0;
 }

@@ -1,0 +1,23 @@
+/* HTTP header field helpers shared by the hub and the site (no libuv, no nghttp2). */
+/* SPDX-License-Identifier: MIT */
+#include "hfield.h"
+
+#include <strings.h>
+
+int hfield_token_listed(const char *list, size_t llen, const char *name, size_t nlen)
+{
+    size_t i = 0;
+    while (i < llen) {
+        while (i < llen && (list[i] == ' ' || list[i] == '\t' || list[i] == ','))
+            i++;
+        size_t s = i;
+        while (i < llen && list[i] != ',')
+            i++;
+        size_t e = i;
+        while (e > s && (list[e - 1] == ' ' || list[e - 1] == '\t'))
+            e--;
+        if (e - s == nlen && nlen > 0 && strncasecmp(list + s, name, nlen) == 0)
+            return 1;
+    }
+    return 0;
+}

@@ -2,6 +2,7 @@
 /* SPDX-License-Identifier: MIT */
 #include "hfield.h"
 
+#include <string.h>
 #include <strings.h>
 
 int hfield_token_listed(const char *list, size_t llen, const char *name, size_t nlen)
@@ -20,4 +21,17 @@ int hfield_token_listed(const char *list, size_t llen, const char *name, size_t 
             return 1;
     }
     return 0;
+}
+
+int hfield_token_valid(const char *s, size_t n)
+{
+    if (n == 0)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              (ch != 0 && strchr("!#$%&'*+-.^_`|~", ch) != NULL)))
+            return 0;
+    }
+    return 1;
 }

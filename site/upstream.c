@@ -1060,22 +1060,6 @@ static int sb_str(struct sbuf *b, const char *s)
     return sb_add(b, s, strlen(s));
 }
 
-static int is_tchar(unsigned char ch)
-{
-    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-           (ch != 0 && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
-}
-
-static int valid_token(const char *s, size_t n)
-{
-    if (n == 0)
-        return 0;
-    for (size_t i = 0; i < n; i++)
-        if (!is_tchar((unsigned char)s[i]))
-            return 0;
-    return 1;
-}
-
 static int valid_value(const char *s, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -1137,7 +1121,8 @@ static int build_head(struct upstream *u, const struct net_url *url, const char 
         if (h[i].name_len > 0 && h[i].name[0] == ':')
             continue; /* HTTP/2 pseudo-header: already in the request line */
         rc = -EINVAL;
-        if (!valid_token(h[i].name, h[i].name_len) || !valid_value(h[i].value, h[i].value_len))
+        if (!hfield_token_valid(h[i].name, h[i].name_len) ||
+            !valid_value(h[i].value, h[i].value_len))
             goto out;
         if (request_drops(h[i].name, h[i].name_len, h, n))
             continue;
@@ -1198,7 +1183,7 @@ int upstream_start(uv_loop_t *loop, const struct net_url *url, const struct upst
     if (url->kind != NET_URL_HTTP && url->kind != NET_URL_UNIX)
         return -ENOTSUP;
     size_t ml = strlen(method);
-    if (ml > UP_METHOD_MAX || !valid_token(method, ml) || !valid_target(path))
+    if (ml > UP_METHOD_MAX || !hfield_token_valid(method, ml) || !valid_target(path))
         return -EINVAL;
     if (strcmp(method, "CONNECT") == 0)
         return -ENOTSUP;

@@ -252,6 +252,12 @@ static int h1_headers_complete(http_parser *p)
     if (uc->in_value && h1_flush_header(uc) != 0)
         return -1;
     uc->in_value = 0;
+    /* RFC 9112 3.2: two Hosts make the request ambiguous for whoever reads one. */
+    for (size_t i = 0, n_host = 0; i < r->n_hdrs; i++)
+        if (strcmp(r->hdrs[i].name, "host") == 0 && ++n_host > 1) {
+            uc->bad = "more than one Host";
+            return -1;
+        }
     /* http-parser refuses a Transfer-Encoding that does not end in chunked only
      * after this callback, once the request has gone on. Refuse it here, and
      * any other than exactly "chunked" (RFC 9112 6.1: we know no other). */

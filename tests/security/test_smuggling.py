@@ -108,6 +108,8 @@ def attacks(tok):
          % (P, a.strip()), False),
         ("bare LF inside a header block", post + "X-A: a\nX-B: b\r\nContent-Length: 3\r\n\r\nabc",
          False),
+        ("two Host headers", "GET %s/a HTTP/1.1\r\nHost: 127.0.0.1\r\nHost: evil.example\r\n%s\r\n"
+         % (P, a), True),
         ("NUL in a header value", post + "X-A: a\0b\r\nContent-Length: 3\r\n\r\nabc", True),
         ("NUL in the target", "GET %s/a\0b HTTP/1.1\r\nHost: 127.0.0.1\r\n%s\r\n" % (P, a), True),
         ("chunk-size overflow (17 hex digits)", post

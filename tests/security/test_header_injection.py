@@ -8,6 +8,7 @@ HTTP/1.1 and HTTP/2,
 - the service sees none of the user's tether-* headers, and X-Tether-User is
   the token's own name, once;
 - a state-changing request's audit row names the URL's service;
+- a federated query naming such a header is refused (400);
 - another user is served by the attacked site and another site is served.
 """
 import os
@@ -84,6 +85,18 @@ def main(h):
     h.check(len(proxied) == 2 and all(e.get("target") == SITE + "/web" for e in proxied),
             "audit rows name web, the service that was reached", proxied)
     h.check(not pref.records(), "pref never received anything", pref.records())
+
+    # A federated query may not carry them either (400 at submission).
+    r = hub.api("POST", "/v1/queries", {"service": "web", "sites": [SITE], "path": "/q",
+                                        "headers": {"X-Fine": "1"}})
+    h.check(r.status == 201, "control: a query with an ordinary header is accepted", r)
+    for k in ("Tether-Service", "tether-anything", "X-Tether-User", "Forwarded", "X-Real-IP"):
+        r = hub.api("POST", "/v1/queries", {"service": "web", "sites": [SITE], "path": "/q",
+                                            "headers": {k: "pref"}})
+        j = r.json() or {}
+        h.check(r.status == 400 and j.get("error") == "bad_request"
+                and "set by the hub" in j.get("detail", ""),
+                "a query with header %s is refused with 400" % k, r)
 
     rawsvc.others_served(h, hub, bob, SITE, "web", "after the header attacks")
     h.check(hub.proc.alive() and site.proc.alive(), "hub and site still running")

@@ -79,11 +79,16 @@ def main(h):
                     (r, [g.target for g in got]))
 
     # A federated query's path obeys the same rule.
+    r = hub.api("POST", "/v1/queries", {"service": "pref", "sites": [SITE], "path": "/ok"})
+    h.check(r.status == 201, "control: a query with path /ok is accepted", r)
+    h.check(h.wait_until(lambda: [g for g in pref.records() if g.target == "/base/ok"], 10),
+            "control: the query reached the service as /base/ok")
     for p in ("/../secret", "/%2e%2e/secret", "/..%2fsecret"):
         m = pref.mark()
-        r = hub.api("POST", "/v1/queries", {"service": "pref", "sites": SITE, "path": p})
+        r = hub.api("POST", "/v1/queries", {"service": "pref", "sites": [SITE], "path": p})
         j = r.json() or {}
-        h.check(r.status == 400 and j.get("error") == "bad_request",
+        h.check(r.status == 400 and j.get("error") == "bad_request"
+                and "path" in j.get("detail", ""),
                 "query path %s refused with 400" % p, r)
         h.check(not pref.records(m), "query path %s: the service received nothing" % p)
 

@@ -15,6 +15,7 @@
 #include "../common/crypto.h"
 #include "../common/log.h"
 #include "../common/token.h"
+#include "../common/urlpath.h"
 #include "proxy.h"
 #include "query.h"
 #include "tunnel.h"
@@ -1505,10 +1506,11 @@ static void proxy_route(struct hub *h, struct ureq *r, const struct api_auth *a,
     const char *slash = strchr(rest, '/');
     const char *qm = strchr(rest, '?');
     size_t sl = slash ? (size_t)(slash - rest) : (qm ? (size_t)(qm - rest) : strlen(rest));
-    char path[8192], target[160], detail[300];
+    char raw[8192], path[8192], target[160], detail[300];
     struct outcome o;
     struct reg_site s;
     struct tunnel *t = NULL;
+    int rc;
 
     memset(&o, 0, sizeof(o));
     o.status = 0;
@@ -1519,7 +1521,14 @@ static void proxy_route(struct hub *h, struct ureq *r, const struct api_auth *a,
         memcpy(service, rest, sl);
         service[sl] = '\0';
     }
-    snprintf(path, sizeof(path), "%s%s", rest[sl] == '/' ? "" : "/", rest + sl);
+    snprintf(raw, sizeof(raw), "%s%s", rest[sl] == '/' ? "" : "/", rest + sl);
+    /* The service sees a path that cannot leave its base (docs/api.md). */
+    rc = urlpath_normalize(raw, path, sizeof(path));
+    if (rc != 0) {
+        snprintf(path, sizeof(path), "%s", raw); /* for the audit row */
+        if (o.status == 0)
+            fail(&o, 400, "bad_request", "%s", urlpath_strerror(rc));
+    }
     if (o.status == 0 && find_site_cached(h, a, name, &s, &o) == 0) {
         t = hub_tunnel_find(h, s.id);
         registry_site_clear(&s);

@@ -10,6 +10,8 @@
 #include <strings.h>
 
 #include "../common/log.h"
+#include "../common/hfield.h"
+#include "fwd.h"
 #include "tunnel.h"
 
 /* Upload bytes held for the tunnel before the client is paused. */
@@ -211,17 +213,25 @@ static size_t t_read_body(void *arg, uint8_t *dst, size_t cap, int *eof)
 
 static const struct tstream_ops tunnel_side = {t_head, t_data, t_end, t_error, t_read_body};
 
-static int skip_header(const char *name)
+/* 1 if the user's header name does not go on to the service. */
+static int skip_header(const struct ureq *r, const char *name)
 {
-    static const char *const drop[] = {"authorization", "cookie",          "proxy-authorization",
-                                       "host",          "x-forwarded-for", "x-tether-user",
-                                       "expect",        "content-length"};
+    static const char *const drop[] = {"authorization", "cookie", "proxy-authorization",
+                                       "host",          "expect", "content-length"};
+    size_t nl = strlen(name);
+
     for (size_t i = 0; i < sizeof(drop) / sizeof(drop[0]); i++)
         if (strcmp(name, drop[i]) == 0)
             return 1;
-    if (strncmp(name, "x-tether-", 9) == 0)
+    /* Routing (tether-service) and who is asking are the hub's to say. */
+    if (fwd_reserved(name) || h2_hop_by_hop(name, nl))
         return 1;
-    return h2_hop_by_hop(name, strlen(name));
+    /* So are the headers the user's Connection names (RFC 9110 7.6.1). */
+    for (size_t i = 0; i < r->n_hdrs; i++)
+        if (strcmp(r->hdrs[i].name, "connection") == 0 &&
+            hfield_token_listed(r->hdrs[i].value, strlen(r->hdrs[i].value), name, nl))
+            return 1;
+    return 0;
 }
 
 void proxy_start(struct hub *h, struct ureq *r, struct tunnel *t, const char *service,
@@ -229,7 +239,8 @@ void proxy_start(struct hub *h, struct ureq *r, struct tunnel *t, const char *se
 {
     nghttp2_nv nva[H2_HEADER_COUNT_MAX + 10];
     struct proxy *p;
-    char cl[24], xff[64];
+    struct fwd fw;
+    char cl[24];
     size_t n = 0;
     int rc;
 
@@ -250,17 +261,19 @@ void proxy_start(struct hub *h, struct ureq *r, struct tunnel *t, const char *se
     nva[n++] = h2_nv(":path", 5, path, strlen(path));
     nva[n++] = h2_nv("tether-service", 14, service, strlen(service));
     nva[n++] = h2_nv("x-tether-user", 13, user, strlen(user));
-    snprintf(xff, sizeof(xff), "%s", r->remote);
-    if (strrchr(xff, ':') != NULL && xff[0] != '[')
-        *strrchr(xff, ':') = '\0';
-    nva[n++] = h2_nv("x-forwarded-for", 15, xff, strlen(xff));
+    /* One set of forwarding headers, all the hub's own (docs/api.md). */
+    fwd_build(&fw, r->remote, ureq_header(r, "host"));
+    nva[n++] = h2_nv("x-forwarded-for", 15, fw.addr, strlen(fw.addr));
     nva[n++] = h2_nv("x-forwarded-proto", 17, "https", 5);
+    if (fw.host[0] != '\0')
+        nva[n++] = h2_nv("x-forwarded-host", 16, fw.host, strlen(fw.host));
+    nva[n++] = h2_nv("forwarded", 9, fw.forwarded, strlen(fw.forwarded));
     if (r->content_length >= 0 && r->has_body) {
         snprintf(cl, sizeof(cl), "%lld", (long long)r->content_length);
         nva[n++] = h2_nv("content-length", 14, cl, strlen(cl));
     }
     for (size_t i = 0; i < r->n_hdrs && n < H2_HEADER_COUNT_MAX; i++) {
-        if (skip_header(r->hdrs[i].name))
+        if (skip_header(r, r->hdrs[i].name))
             continue;
         nva[n++] = h2_nv(r->hdrs[i].name, strlen(r->hdrs[i].name), r->hdrs[i].value,
                          strlen(r->hdrs[i].value));

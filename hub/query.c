@@ -18,6 +18,8 @@
 
 #include "../common/crypto.h"
 #include "../common/log.h"
+#include "../common/urlpath.h"
+#include "fwd.h"
 #include "registry_query.h"
 
 #define TICK_MS           500
@@ -893,7 +895,7 @@ struct qreq {
     const struct reg_query *q;
     json_t *headers;    /* owned */
     struct qbody *body; /* owned reference */
-    char xff[64];
+    struct fwd fw;
     char cl[24];
     nghttp2_nv nva[HDR_COUNT_MAX + 12];
     size_t n;
@@ -910,9 +912,7 @@ static int qreq_init(struct qreq *rq, const struct reg_query *q)
     rq->body = qbody_new(q->body, q->body_len);
     if (!json_is_object(rq->headers) || rq->body == NULL)
         return -ENOMEM;
-    snprintf(rq->xff, sizeof(rq->xff), "%s", q->remote);
-    if (strrchr(rq->xff, ':') != NULL && rq->xff[0] != '[')
-        *strrchr(rq->xff, ':') = '\0';
+    fwd_build(&rq->fw, q->remote, NULL);
     rq->nva[rq->n++] = h2_nv(":method", 7, q->method, strlen(q->method));
     rq->nva[rq->n++] = h2_nv(":scheme", 7, "http", 4);
     rq->nva[rq->n++] = h2_nv(":authority", 10, q->service, strlen(q->service));
@@ -921,8 +921,10 @@ static int qreq_init(struct qreq *rq, const struct reg_query *q)
     rq->nva[rq->n++] = h2_nv("x-tether-user", 13, q->actor, strlen(q->actor));
     rq->nva[rq->n++] = h2_nv("x-tether-query", 14, q->qid, strlen(q->qid));
     rq->nva[rq->n++] = h2_nv("x-forwarded-proto", 17, "https", 5);
-    if (rq->xff[0] != '\0')
-        rq->nva[rq->n++] = h2_nv("x-forwarded-for", 15, rq->xff, strlen(rq->xff));
+    if (rq->fw.addr[0] != '\0') {
+        rq->nva[rq->n++] = h2_nv("x-forwarded-for", 15, rq->fw.addr, strlen(rq->fw.addr));
+        rq->nva[rq->n++] = h2_nv("forwarded", 9, rq->fw.forwarded, strlen(rq->fw.forwarded));
+    }
     if (q->body_len > 0 || strcmp(q->method, "POST") == 0 || strcmp(q->method, "PUT") == 0 ||
         strcmp(q->method, "PATCH") == 0) {
         snprintf(rq->cl, sizeof(rq->cl), "%zu", q->body_len);
@@ -1309,13 +1311,11 @@ static int tchar(unsigned char c)
 /* Headers the hub sets itself or that must not cross a hop. */
 static int reserved_header(const char *name)
 {
-    static const char *const res[] = {
-        "host",   "content-length",  "tether-service",   "tether-error",
-        "expect", "x-forwarded-for", "x-forwarded-proto"};
+    static const char *const res[] = {"host", "content-length", "expect"};
     for (size_t i = 0; i < sizeof(res) / sizeof(res[0]); i++)
         if (strcmp(name, res[i]) == 0)
             return 1;
-    return strncmp(name, "x-tether-", 9) == 0 || h2_hop_by_hop(name, strlen(name));
+    return fwd_reserved(name) || h2_hop_by_hop(name, strlen(name));
 }
 
 /* Validates and normalises "headers" into *out (lower-case names). On error
@@ -1454,6 +1454,8 @@ static int parse_query(struct submit *sb, struct ureq *r, json_t *body, struct r
         for (size_t i = 0; i < pl; i++)
             if ((unsigned char)p[i] <= 0x20 || (unsigned char)p[i] >= 0x7f)
                 ok = 0;
+        char norm[PATH_MAX_LEN + 1];
+        int rc = ok ? urlpath_normalize(p, norm, sizeof(norm)) : 0;
         if (!ok) {
             snprintf(msg, sizeof(msg),
                      "\"path\" must start with '/' and be at most %d printable ASCII characters "
@@ -1461,7 +1463,11 @@ static int parse_query(struct submit *sb, struct ureq *r, json_t *body, struct r
                      PATH_MAX_LEN);
             goto bad;
         }
-        q->path = strdup(p);
+        if (rc != 0) {
+            snprintf(msg, sizeof(msg), "\"path\": %s", urlpath_strerror(rc));
+            goto bad;
+        }
+        q->path = strdup(norm);
     } else {
         q->path = strdup("/");
     }

@@ -10,8 +10,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "../common/h2.h"
+#include "../common/hfield.h"
 #include "api.h"
 
 #define TARGET_MAX         (8 * 1024)
@@ -29,6 +31,7 @@ struct user_conn {
     struct buf backlog; /* bytes received while a response was in progress */
     struct buf hname, hval;
     int in_value;
+    const char *bad; /* why a callback refused the request (static), or NULL */
     int close_after;
     int dead;
     /* HTTP/2 */
@@ -203,6 +206,13 @@ static int h1_url(http_parser *p, const char *at, size_t len)
 static int h1_flush_header(struct user_conn *uc)
 {
     int rc = 0;
+    /* http-parser (not strict) lets a space into a name: "Content-Length : 5"
+     * would count as a length yet go on as another header. RFC 9112 5.1: 400. */
+    if (uc->hname.len > 0 &&
+        !hfield_token_valid((const char *)buf_head(&uc->hname), uc->hname.len)) {
+        uc->bad = "invalid header field name";
+        return -EINVAL;
+    }
     if (uc->hname.len > 0)
         rc = ureq_add_header(uc->cur, (const char *)buf_head(&uc->hname), uc->hname.len,
                              uc->hval.len ? (const char *)buf_head(&uc->hval) : "", uc->hval.len);
@@ -242,6 +252,28 @@ static int h1_headers_complete(http_parser *p)
     if (uc->in_value && h1_flush_header(uc) != 0)
         return -1;
     uc->in_value = 0;
+    /* RFC 9112 3.2: two Hosts make the request ambiguous for whoever reads one. */
+    for (size_t i = 0, n_host = 0; i < r->n_hdrs; i++)
+        if (strcmp(r->hdrs[i].name, "host") == 0 && ++n_host > 1) {
+            uc->bad = "more than one Host";
+            return -1;
+        }
+    /* http-parser refuses a Transfer-Encoding that does not end in chunked only
+     * after this callback, once the request has gone on. Refuse it here, and
+     * any other than exactly "chunked" (RFC 9112 6.1: we know no other). */
+    if (p->uses_transfer_encoding) {
+        const char *te = NULL;
+        int n_te = 0;
+        for (size_t i = 0; i < r->n_hdrs; i++)
+            if (strcmp(r->hdrs[i].name, "transfer-encoding") == 0) {
+                te = r->hdrs[i].value;
+                n_te++;
+            }
+        if (n_te != 1 || strcasecmp(te, "chunked") != 0 || !(p->flags & F_CHUNKED)) {
+            uc->bad = "Transfer-Encoding other than chunked";
+            return -1;
+        }
+    }
     snprintf(r->method, sizeof(r->method), "%s", http_method_str((enum http_method)p->method));
     if (r->target == NULL)
         r->target = strdup("/");
@@ -299,7 +331,7 @@ static void h1_bad_request(struct user_conn *uc, enum http_errno e)
     char body[256];
     int n = snprintf(body, sizeof(body),
                      "{\"error\":\"bad_request\",\"detail\":\"malformed HTTP/1.1 request: %s\"}",
-                     http_errno_description(e));
+                     uc->bad != NULL ? uc->bad : http_errno_description(e));
     char head[256];
     int hn = snprintf(head, sizeof(head),
                       "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"

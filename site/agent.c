@@ -12,6 +12,7 @@
 
 #include "../common/log.h"
 #include "../common/tls.h"
+#include "../common/urlpath.h"
 #include "upstream.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
@@ -29,6 +30,10 @@ struct sstream {
     char method[24];
     char *path;
     char service[TOKEN_NAME_MAX + 1];
+    char authority[TOKEN_NAME_MAX + 1];
+    int n_service;   /* tether-service headers seen: the hub sends exactly one */
+    int n_authority; /* :authority seen; long_authority: it was no service name */
+    int long_authority;
     struct upstream_header *hdrs;
     char **hstore; /* owned copies behind hdrs */
     size_t n_hdrs;
@@ -238,10 +243,18 @@ static void start_request(struct sstream *ss)
     struct agent_service *svc = NULL;
     struct upstream_opts opts = {0, a->upstream_timeout_ms};
     int64_t clen;
+    char *path = NULL;
     int rc;
 
-    if (ss->path != NULL && strcmp(ss->path, "/.tether/hello") == 0 && ss->service[0] == '\0') {
+    /* The hub's own hello names no service; a proxied request names exactly
+     * one, twice over (:authority and tether-service, both set by the hub). */
+    if (ss->n_service == 0 && ss->path != NULL && strcmp(ss->path, "/.tether/hello") == 0) {
         hello(ss);
+        return;
+    }
+    if (ss->n_service > 1 ||
+        (ss->n_authority > 0 && (ss->long_authority || strcmp(ss->authority, ss->service) != 0))) {
+        respond_simple(ss, 400, "bad_request", "the request names its service ambiguously");
         return;
     }
     for (size_t i = 0; i < a->n_services; i++)
@@ -252,6 +265,21 @@ static void start_request(struct sstream *ss)
         respond_simple(ss, 404, "not_found", "this site does not offer that service");
         return;
     }
+    /* The hub normalised the path already; a site checks again so that no
+     * request, whoever built it, leaves the service's base path. */
+    path = malloc(strlen(ss->path) + 1);
+    if (path == NULL) {
+        respond_simple(ss, 500, "internal", "out of memory");
+        return;
+    }
+    rc = urlpath_normalize(ss->path, path, strlen(ss->path) + 1);
+    if (rc != 0) {
+        free(path);
+        respond_simple(ss, 400, "bad_request", urlpath_strerror(rc));
+        return;
+    }
+    free(ss->path);
+    ss->path = path;
     /* A body-less POST/PUT/PATCH still says Content-Length: 0 (some servers
      * answer 411 otherwise); a body-less GET says nothing. */
     clen = ss->content_length;
@@ -338,12 +366,20 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
         ss->path = strndup((const char *)value, vl);
         return ss->path ? 0 : NGHTTP2_ERR_CALLBACK_FAILURE;
     }
+    if (nl == 10 && memcmp(name, ":authority", 10) == 0) {
+        ss->n_authority++;
+        ss->long_authority = vl > TOKEN_NAME_MAX;
+        snprintf(ss->authority, sizeof(ss->authority), "%.*s", (int)vl, value);
+        return 0;
+    }
     if (nl > 0 && name[0] == ':')
         return 0;
     if (nl == 14 && memcmp(name, "tether-service", 14) == 0) {
         if (vl > TOKEN_NAME_MAX)
             return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-        snprintf(ss->service, sizeof(ss->service), "%.*s", (int)vl, value);
+        /* The first one counts; a second makes the request ambiguous (refused). */
+        if (ss->n_service++ == 0)
+            snprintf(ss->service, sizeof(ss->service), "%.*s", (int)vl, value);
         return 0;
     }
     if (nl == 14 && memcmp(name, "content-length", 14) == 0) {

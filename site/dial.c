@@ -13,19 +13,9 @@
 
 #include "../common/crypto.h"
 #include "../common/httpc.h"
+#include "../common/urlpath.h"
 
 #define PROXY_DEFAULT_PORT 3128
-
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 /* Percent-decodes s[0..n) into out (NUL-terminated). */
 static int pct_decode(const char *s, size_t n, char *out, size_t cap)
@@ -38,8 +28,8 @@ static int pct_decode(const char *s, size_t n, char *out, size_t cap)
             int hi, lo;
             if (i + 2 >= n)
                 return -EINVAL;
-            hi = hexval(s[i + 1]);
-            lo = hexval(s[i + 2]);
+            hi = urlpath_hexval(s[i + 1]);
+            lo = urlpath_hexval(s[i + 2]);
             if (hi < 0 || lo < 0)
                 return -EINVAL;
             c = (char)(hi << 4 | lo);

@@ -14,6 +14,8 @@
 
 #include <http_parser.h>
 
+#include "../common/hfield.h"
+
 #define UP_HDR_BYTES_MAX (64 * 1024)
 #define UP_HDR_COUNT_MAX 100
 #define UP_INTERIM_MAX   16
@@ -623,25 +625,6 @@ static int name_is(const char *name, size_t len, const char *lit)
     return strlen(lit) == len && strncasecmp(name, lit, len) == 0;
 }
 
-/* Whether name appears in a comma-separated token list (a Connection value). */
-static int token_listed(const char *list, size_t llen, const char *name, size_t nlen)
-{
-    size_t i = 0;
-    while (i < llen) {
-        while (i < llen && (list[i] == ' ' || list[i] == '\t' || list[i] == ','))
-            i++;
-        size_t s = i;
-        while (i < llen && list[i] != ',')
-            i++;
-        size_t e = i;
-        while (e > s && (list[e - 1] == ' ' || list[e - 1] == '\t'))
-            e--;
-        if (e - s == nlen && nlen > 0 && strncasecmp(list + s, name, nlen) == 0)
-            return 1;
-    }
-    return 0;
-}
-
 static int hop_by_hop(const char *name, size_t len)
 {
     static const char *const hop[] = {"connection", "keep-alive",        "te",
@@ -690,7 +673,7 @@ static int p_headers_complete(http_parser *p)
         int listed = 0;
         for (size_t j = 0; j < u->nh && !listed; j++) {
             if (name_is(b + u->hdr[j].no, u->hdr[j].nl, "connection"))
-                listed = token_listed(b + u->hdr[j].vo, u->hdr[j].vl, name, nl);
+                listed = hfield_token_listed(b + u->hdr[j].vo, u->hdr[j].vl, name, nl);
         }
         if (listed)
             continue;
@@ -1077,22 +1060,6 @@ static int sb_str(struct sbuf *b, const char *s)
     return sb_add(b, s, strlen(s));
 }
 
-static int is_tchar(unsigned char ch)
-{
-    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-           (ch != 0 && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
-}
-
-static int valid_token(const char *s, size_t n)
-{
-    if (n == 0)
-        return 0;
-    for (size_t i = 0; i < n; i++)
-        if (!is_tchar((unsigned char)s[i]))
-            return 0;
-    return 1;
-}
-
 static int valid_value(const char *s, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -1117,7 +1084,7 @@ static int request_drops(const char *name, size_t nl, const struct upstream_head
         return 1;
     for (size_t j = 0; j < n; j++)
         if (name_is(h[j].name, h[j].name_len, "connection") &&
-            token_listed(h[j].value, h[j].value_len, name, nl))
+            hfield_token_listed(h[j].value, h[j].value_len, name, nl))
             return 1;
     return 0;
 }
@@ -1154,7 +1121,8 @@ static int build_head(struct upstream *u, const struct net_url *url, const char 
         if (h[i].name_len > 0 && h[i].name[0] == ':')
             continue; /* HTTP/2 pseudo-header: already in the request line */
         rc = -EINVAL;
-        if (!valid_token(h[i].name, h[i].name_len) || !valid_value(h[i].value, h[i].value_len))
+        if (!hfield_token_valid(h[i].name, h[i].name_len) ||
+            !valid_value(h[i].value, h[i].value_len))
             goto out;
         if (request_drops(h[i].name, h[i].name_len, h, n))
             continue;
@@ -1215,7 +1183,7 @@ int upstream_start(uv_loop_t *loop, const struct net_url *url, const struct upst
     if (url->kind != NET_URL_HTTP && url->kind != NET_URL_UNIX)
         return -ENOTSUP;
     size_t ml = strlen(method);
-    if (ml > UP_METHOD_MAX || !valid_token(method, ml) || !valid_target(path))
+    if (ml > UP_METHOD_MAX || !hfield_token_valid(method, ml) || !valid_target(path))
         return -EINVAL;
     if (strcmp(method, "CONNECT") == 0)
         return -ENOTSUP;

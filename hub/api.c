@@ -654,6 +654,18 @@ static int make_enroll_token(struct hub *h, const char *name, int64_t ttl, int r
     return rc;
 }
 
+#define SITE_LABELS_MAX 64
+
+/* The one limit on a site's label set, for POST /v1/sites and for the result
+ * of a PATCH merge alike. */
+static int labels_count_check(json_t *labels, struct outcome *o)
+{
+    if (json_object_size(labels) <= SITE_LABELS_MAX)
+        return 0;
+    fail(o, 400, "bad_request", "a site has at most %d labels", SITE_LABELS_MAX);
+    return -1;
+}
+
 /* Checks a labels object (values: strings, or null where nulls_ok). */
 static int labels_check(json_t *labels, int nulls_ok, struct outcome *o)
 {
@@ -700,7 +712,8 @@ static void site_create(struct areq *q, json_t *body, struct outcome *o)
         return;
     }
     name = json_string_value(jname);
-    if (jlabels != NULL && labels_check(jlabels, 0, o) != 0)
+    if (jlabels != NULL &&
+        (labels_check(jlabels, 0, o) != 0 || labels_count_check(jlabels, o) != 0))
         return;
     if (body_ttl(body, h->cfg.enroll_ttl_s, ENROLL_TTL_MAX, &ttl) != 0) {
         fail(o, 400, "bad_request", "\"ttl_s\" must be an integer from 1 to %d", ENROLL_TTL_MAX);
@@ -786,10 +799,8 @@ static void site_patch(struct areq *q, json_t *body, struct outcome *o)
             else
                 json_object_set(merged, k, v);
         }
-        if (json_object_size(merged) > 64) {
-            fail(o, 400, "bad_request", "a site has at most 64 labels");
+        if (labels_count_check(merged, o) != 0)
             goto out;
-        }
         labels = json_dumps(merged, JSON_COMPACT | JSON_SORT_KEYS);
         if (labels == NULL) {
             fail(o, 500, "internal", "out of memory");

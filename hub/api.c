@@ -648,8 +648,8 @@ static int make_enroll_token(struct hub *h, const char *name, int64_t ttl, int r
     if (rc == 0)
         rc = reissue ? registry_enroll_reissue(h->reg, name, hash, t.expires_at, now, id)
                      : registry_enroll_create(h->reg, name, hash, t.expires_at, now, id);
-    memset(t.secret, 0, sizeof(t.secret));
-    memset(secret_b64, 0, sizeof(secret_b64));
+    explicit_bzero(t.secret, sizeof(t.secret));
+    explicit_bzero(secret_b64, sizeof(secret_b64));
     *expires_at = t.expires_at;
     return rc;
 }
@@ -740,7 +740,7 @@ static void site_create(struct areq *q, json_t *body, struct outcome *o)
             json_pack("{s:s,s:s,s:I,s:I}", "name", name, "enrollment_token", tok, "expires_at",
                       (json_int_t)exp, "enrollment_id", (json_int_t)id));
 out:
-    memset(tok, 0, sizeof(tok));
+    explicit_bzero(tok, sizeof(tok));
     free(labels);
 }
 
@@ -904,7 +904,7 @@ static void site_enroll_token(struct areq *q, json_t *body, struct outcome *o)
                 json_pack("{s:s,s:s,s:I,s:I}", "name", q->name, "enrollment_token", tok,
                           "expires_at", (json_int_t)exp, "enrollment_id", (json_int_t)id));
     }
-    memset(tok, 0, sizeof(tok));
+    explicit_bzero(tok, sizeof(tok));
     registry_site_clear(&s);
 }
 
@@ -1275,7 +1275,7 @@ static void token_create(struct areq *q, json_t *body, struct outcome *o)
                       scope_json_value(scope), "expires_at",
                       ttl ? json_integer(now + ttl) : json_null(), "token", tok));
 out:
-    memset(tok, 0, sizeof(tok));
+    explicit_bzero(tok, sizeof(tok));
     free(scope);
 }
 

@@ -269,11 +269,19 @@ static int sync_parent_dir(const char *path)
 
 int config_write_file(const char *path, const char *text, int mode)
 {
+    if (text == NULL)
+        return -EINVAL;
+    return config_write_data(path, text, strlen(text), mode);
+}
+
+int config_write_data(const char *path, const void *data, size_t len, int mode)
+{
+    const char *text = data;
     char tmp[4096];
-    size_t len, done = 0;
+    size_t done = 0;
     int fd = -1, n, rc = -EIO;
 
-    if (path == NULL || text == NULL || mode < 0 || mode > 07777)
+    if (path == NULL || (data == NULL && len > 0) || mode < 0 || mode > 07777)
         return -EINVAL;
     n = snprintf(tmp, sizeof(tmp), "%s.tmp.XXXXXX", path);
     if (n < 0 || (size_t)n >= sizeof(tmp))
@@ -286,7 +294,6 @@ int config_write_file(const char *path, const char *text, int mode)
         rc = -errno;
         goto out;
     }
-    len = strlen(text);
     while (done < len) {
         ssize_t w = write(fd, text + done, len - done);
         if (w < 0) {

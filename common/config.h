@@ -31,8 +31,12 @@ const char *config_get(const struct config *c, const char *key);
  * returns how many were found. */
 size_t config_get_all(const struct config *c, const char *key, const char **vals, size_t max);
 
-/* Writes a file atomically (tmp + rename) with the given mode; text is the
- * whole content. */
+/* Writes a file atomically with the given mode: a temporary file in the same
+ * directory, fsync, rename over path, fsync of the directory. A crash or a
+ * failed write leaves either the old file or the new one whole, never a
+ * truncated one (key files rely on it). text is the whole content. */
 int config_write_file(const char *path, const char *text, int mode);
+/* The same for len bytes of data (which may hold NULs). */
+int config_write_data(const char *path, const void *data, size_t len, int mode);
 
 #endif

@@ -9,6 +9,7 @@
 #include <wolfssl/wolfcrypt/sha256.h>
 
 #include "crypto.h"
+#include "config.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -577,37 +578,6 @@ static int identity_path(char *buf, size_t cap, const char *dir, const char *bas
     return 0;
 }
 
-static int write_file_mode(const char *path, const uint8_t *data, size_t len, mode_t mode)
-{
-    int fd, rc = 0;
-
-    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
-    if (fd < 0)
-        return -errno;
-    /* An existing file keeps its old mode through open(); force ours. */
-    if (fchmod(fd, mode) != 0) {
-        rc = -errno;
-        goto out;
-    }
-    while (len > 0) {
-        ssize_t w = write(fd, data, len);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            rc = -errno;
-            goto out;
-        }
-        data += w;
-        len -= (size_t)w;
-    }
-    if (fsync(fd) != 0)
-        rc = -errno;
-out:
-    if (close(fd) != 0 && rc == 0)
-        rc = -errno;
-    return rc;
-}
-
 static int der_to_pem(const uint8_t *der, size_t len, int type, uint8_t **pem, size_t *pem_len)
 {
     size_t cap = len * 2 + 128;
@@ -647,10 +617,12 @@ int crypto_identity_save(const struct crypto_identity *id, const char *dir, cons
     rc = der_to_pem(id->cert_der, id->cert_len, CERT_TYPE, &cert_pem, &cert_pem_len);
     if (rc != 0)
         goto out;
-    rc = write_file_mode(key_path, key_pem, key_pem_len, 0600);
+    /* Each file is replaced whole (temporary file + rename): a crash or a
+     * full disk never leaves a truncated key behind. */
+    rc = config_write_data(key_path, key_pem, key_pem_len, 0600);
     if (rc != 0)
         goto out;
-    rc = write_file_mode(cert_path, cert_pem, cert_pem_len, 0644);
+    rc = config_write_data(cert_path, cert_pem, cert_pem_len, 0644);
 out:
     if (key_pem != NULL) {
         explicit_bzero(key_pem, key_pem_len);

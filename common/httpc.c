@@ -781,6 +781,9 @@ out:
     if (rc != 0 && resp != NULL)
         memset(resp, 0, sizeof(*resp));
     free(st.body);
+    /* The request head may carry a bearer token. */
+    if (req != NULL)
+        explicit_bzero(req, req_len);
     free(req);
     if (ssl != NULL)
         wolfSSL_free(ssl);

@@ -29,6 +29,12 @@ void log_init_from_env(void)
         min_level = LOG_ERROR;
 }
 
+/* Bytes that may reach an operator's terminal as they are: printable ASCII. */
+static int plain(unsigned char c)
+{
+    return c >= 0x20 && c < 0x7f;
+}
+
 void log_event(enum log_level level, const char *event, const char *fmt, ...)
 {
     static const char *names[] = {"debug", "info", "warn", "error"};
@@ -50,6 +56,11 @@ void log_event(enum log_level level, const char *event, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
     va_end(ap);
+    /* Last line of defence for a value a caller did not pass through log_q:
+     * no byte outside printable ASCII reaches the terminal. */
+    for (unsigned char *p = (unsigned char *)line; *p; p++)
+        if (!plain(*p))
+            *p = '?';
     /* One write per line, so lines from one process never interleave. */
     fprintf(stderr, "%s\n", line);
     fflush(stderr);
@@ -57,20 +68,41 @@ void log_event(enum log_level level, const char *event, const char *fmt, ...)
 
 const char *log_q(const char *s)
 {
+    static const char hex[] = "0123456789abcdef";
     static char bufs[8][512];
     static unsigned idx;
     char *b = bufs[idx++ % 8];
-    size_t o = 0;
+    size_t o = 0, cap = sizeof(bufs[0]);
+    const unsigned char *p;
+    int quote = 0;
 
     if (s == NULL)
         return "-";
-    if (s[0] != '\0' && strpbrk(s, " \"=\t\n") == NULL)
+    for (p = (const unsigned char *)s; *p; p++)
+        if (!plain(*p) || strchr(" \"=\\", *p) != NULL)
+            quote = 1;
+    if (s[0] != '\0' && !quote)
         return s;
     b[o++] = '"';
-    for (; *s && o < sizeof(bufs[0]) - 3; s++) {
-        if (*s == '"' || *s == '\\')
+    /* Room is kept for the longest escape (4), the closing quote and NUL. */
+    for (p = (const unsigned char *)s; *p && o + 6 <= cap; p++) {
+        unsigned char c = *p;
+        if (c == '"' || c == '\\') {
             b[o++] = '\\';
-        b[o++] = (*s == '\n' || *s == '\t') ? ' ' : *s;
+            b[o++] = (char)c;
+        } else if (c == '\n' || c == '\r' || c == '\t') {
+            b[o++] = '\\';
+            b[o++] = c == '\n' ? 'n' : c == '\r' ? 'r' : 't';
+        } else if (!plain(c)) {
+            /* Control bytes, DEL and every byte >= 0x80 (C1 controls hide in
+             * UTF-8 too): nothing a terminal could act on gets through. */
+            b[o++] = '\\';
+            b[o++] = 'x';
+            b[o++] = hex[c >> 4];
+            b[o++] = hex[c & 15];
+        } else {
+            b[o++] = (char)c;
+        }
     }
     b[o++] = '"';
     b[o] = '\0';

@@ -137,11 +137,23 @@ int tls_ctx_tunnel_server(const struct crypto_identity *id, WOLFSSL_CTX **out)
     return 0;
 }
 
+/* Users' side, in the hub's order of preference: TLS 1.3, and for TLS 1.2
+ * only ECDHE (forward secrecy) with an AEAD cipher. No CBC suite (LUCKY13 and
+ * its kin), no static RSA; the hub's key is ECDSA P-256. */
+#define USER_CIPHERS                                                                               \
+    "TLS13-AES128-GCM-SHA256:TLS13-AES256-GCM-SHA384:TLS13-CHACHA20-POLY1305-SHA256:"              \
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305"
+
 int tls_ctx_user_server(const struct crypto_identity *id, WOLFSSL_CTX **out)
 {
     int rc = ctx_common(wolfSSLv23_server_method(), id, out);
     if (rc != 0)
         return rc;
+    if (wolfSSL_CTX_set_cipher_list(*out, USER_CIPHERS) != WOLFSSL_SUCCESS) {
+        wolfSSL_CTX_free(*out);
+        *out = NULL;
+        return -EIO;
+    }
     wolfSSL_CTX_SetMinVersion(*out, WOLFSSL_TLSV1_2);
     wolfSSL_CTX_set_verify(*out, WOLFSSL_VERIFY_NONE, NULL);
     return 0;

@@ -33,7 +33,8 @@ struct tls_pin_verifier {
  * certificate and key.
  * - tunnel server: TLS 1.3 only, asks for and requires a client certificate,
  *   no session tickets, verification through a per-connection pin verifier.
- * - user server: TLS 1.2+, no client certificate.
+ * - user server: TLS 1.3, or TLS 1.2 with ECDHE and AES-GCM or ChaCha20-Poly1305
+ *   only (no CBC); no client certificate.
  * - client: TLS 1.3 only (tunnel, enroll, tetherctl), pins the server, no
  *   resumption. */
 int tls_ctx_tunnel_server(const struct crypto_identity *id, WOLFSSL_CTX **out);

@@ -40,6 +40,7 @@ PACKAGES=(
     python3 curl nghttp2-client sqlite3 iproute2 ca-certificates openssl
     nftables tinyproxy-bin nginx-light openssh-server openssh-client wrk stunnel4
     clang "$(clang_rt_pkg)"
+    testssl.sh
     libwolfssl-dev
 )
 

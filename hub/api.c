@@ -649,10 +649,22 @@ static int make_enroll_token(struct hub *h, const char *name, int64_t ttl, int r
     if (rc == 0)
         rc = reissue ? registry_enroll_reissue(h->reg, name, hash, t.expires_at, now, id)
                      : registry_enroll_create(h->reg, name, hash, t.expires_at, now, id);
-    memset(t.secret, 0, sizeof(t.secret));
-    memset(secret_b64, 0, sizeof(secret_b64));
+    explicit_bzero(t.secret, sizeof(t.secret));
+    explicit_bzero(secret_b64, sizeof(secret_b64));
     *expires_at = t.expires_at;
     return rc;
+}
+
+#define SITE_LABELS_MAX 64
+
+/* The one limit on a site's label set, for POST /v1/sites and for the result
+ * of a PATCH merge alike. */
+static int labels_count_check(json_t *labels, struct outcome *o)
+{
+    if (json_object_size(labels) <= SITE_LABELS_MAX)
+        return 0;
+    fail(o, 400, "bad_request", "a site has at most %d labels", SITE_LABELS_MAX);
+    return -1;
 }
 
 /* Checks a labels object (values: strings, or null where nulls_ok). */
@@ -701,7 +713,8 @@ static void site_create(struct areq *q, json_t *body, struct outcome *o)
         return;
     }
     name = json_string_value(jname);
-    if (jlabels != NULL && labels_check(jlabels, 0, o) != 0)
+    if (jlabels != NULL &&
+        (labels_check(jlabels, 0, o) != 0 || labels_count_check(jlabels, o) != 0))
         return;
     if (body_ttl(body, h->cfg.enroll_ttl_s, ENROLL_TTL_MAX, &ttl) != 0) {
         fail(o, 400, "bad_request", "\"ttl_s\" must be an integer from 1 to %d", ENROLL_TTL_MAX);
@@ -728,7 +741,7 @@ static void site_create(struct areq *q, json_t *body, struct outcome *o)
             json_pack("{s:s,s:s,s:I,s:I}", "name", name, "enrollment_token", tok, "expires_at",
                       (json_int_t)exp, "enrollment_id", (json_int_t)id));
 out:
-    memset(tok, 0, sizeof(tok));
+    explicit_bzero(tok, sizeof(tok));
     free(labels);
 }
 
@@ -787,10 +800,8 @@ static void site_patch(struct areq *q, json_t *body, struct outcome *o)
             else
                 json_object_set(merged, k, v);
         }
-        if (json_object_size(merged) > 64) {
-            fail(o, 400, "bad_request", "a site has at most 64 labels");
+        if (labels_count_check(merged, o) != 0)
             goto out;
-        }
         labels = json_dumps(merged, JSON_COMPACT | JSON_SORT_KEYS);
         if (labels == NULL) {
             fail(o, 500, "internal", "out of memory");
@@ -894,7 +905,7 @@ static void site_enroll_token(struct areq *q, json_t *body, struct outcome *o)
                 json_pack("{s:s,s:s,s:I,s:I}", "name", q->name, "enrollment_token", tok,
                           "expires_at", (json_int_t)exp, "enrollment_id", (json_int_t)id));
     }
-    memset(tok, 0, sizeof(tok));
+    explicit_bzero(tok, sizeof(tok));
     registry_site_clear(&s);
 }
 
@@ -1265,7 +1276,7 @@ static void token_create(struct areq *q, json_t *body, struct outcome *o)
                       scope_json_value(scope), "expires_at",
                       ttl ? json_integer(now + ttl) : json_null(), "token", tok));
 out:
-    memset(tok, 0, sizeof(tok));
+    explicit_bzero(tok, sizeof(tok));
     free(scope);
 }
 

@@ -124,6 +124,7 @@ static int cmd_enroll(int argc, char **argv)
                      "agent_version", TETHER_VERSION);
     btxt = json_dumps(body, JSON_COMPACT);
     json_decref(body);
+    explicit_bzero(secret, sizeof(secret));
     /* Try each endpoint in order, like the agent does. */
     for (size_t i = 0; i < (n_hubs ? n_hubs : t.n_hubs) && !ok; i++) {
         const char *ep = n_hubs ? hubs[i] : t.hubs[i];
@@ -147,6 +148,8 @@ static int cmd_enroll(int argc, char **argv)
         }
         ok = 1;
     }
+    if (btxt != NULL)
+        explicit_bzero(btxt, strlen(btxt));
     free(btxt);
     if (!ok) {
         rc = die("could not reach any hub endpoint");
@@ -188,6 +191,9 @@ static int cmd_enroll(int argc, char **argv)
            t.site, id.pin, state, state);
     rc = 0;
 out:
+    /* The one-time secret is spent or refused: either way, not kept. */
+    explicit_bzero(&t, sizeof(t));
+    explicit_bzero(tokbuf, sizeof(tokbuf));
     httpc_response_free(&resp);
     crypto_identity_free(&id);
     return rc;

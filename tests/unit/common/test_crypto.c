@@ -11,6 +11,8 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
+#include <dirent.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -59,6 +61,25 @@ static int read_file(const char *path, uint8_t *buf, size_t cap, size_t *len)
     *len = fread(buf, 1, cap, f);
     fclose(f);
     return 0;
+}
+
+/* The file at old_path holds exactly want[0..len); the key at key_path (the
+ * directory's hub.key) is mode 0600 and loads with pin. */
+static void check_key(const char *old_path, const char *key_path, const uint8_t *want, size_t len,
+                      const char *pin)
+{
+    struct crypto_identity loaded;
+    uint8_t file[8192];
+    size_t flen = 0;
+    struct stat st;
+
+    CHECK_EQ_INT(read_file(old_path, file, sizeof(file), &flen), 0);
+    CHECK(flen == len && memcmp(file, want, len) == 0);
+    CHECK_EQ_INT(stat(key_path, &st), 0);
+    CHECK_EQ_INT(st.st_mode & 0777, 0600);
+    CHECK_EQ_INT(crypto_identity_load(g_dir, "hub", &loaded), 0);
+    CHECK_EQ_STR(loaded.pin, pin);
+    crypto_identity_free(&loaded);
 }
 
 static void write_file(const char *path, const void *data, size_t len)
@@ -341,6 +362,49 @@ static void test_identity(void)
     CHECK_EQ_INT(read_file(path, file, sizeof(file) - 1, &flen), 0);
     file[flen] = '\0';
     CHECK(strncmp((char *)file, "-----BEGIN CERTIFICATE-----\n", 28) == 0);
+
+    /* A key is replaced whole or not at all: when the write of the new key
+     * fails part-way (here the file-size limit makes write() fail after 64
+     * bytes, as a full disk would), the old key is still there, intact, with
+     * its mode, and no temporary file is left. */
+    {
+        struct rlimit saved, lim;
+        uint8_t old_key[4096];
+        size_t blen = 0;
+        int rc;
+        DIR *d;
+        struct dirent *de;
+        int leftovers = 0;
+
+        snprintf(path, sizeof(path), "%s/hub.key", g_dir);
+        CHECK_EQ_INT(read_file(path, old_key, sizeof(old_key), &blen), 0);
+        signal(SIGXFSZ, SIG_IGN);
+        CHECK_EQ_INT(getrlimit(RLIMIT_FSIZE, &saved), 0);
+        lim = saved;
+        lim.rlim_cur = 64;
+        CHECK_EQ_INT(setrlimit(RLIMIT_FSIZE, &lim), 0);
+        rc = crypto_identity_save(&other, g_dir, "hub");
+        CHECK_EQ_INT(setrlimit(RLIMIT_FSIZE, &saved), 0);
+        signal(SIGXFSZ, SIG_DFL);
+        CHECK_EQ_INT(rc, -EFBIG);
+        check_key(path, path, old_key, blen, id.pin);
+        d = opendir(g_dir);
+        CHECK(d != NULL);
+        while (d != NULL && (de = readdir(d)) != NULL)
+            if (strstr(de->d_name, ".tmp.") != NULL)
+                leftovers++;
+        if (d != NULL)
+            closedir(d);
+        CHECK_EQ_INT(leftovers, 0);
+        /* The key is written through a new inode: a hard link to the old
+         * file (a backup, an open descriptor) keeps the old bytes. */
+        snprintf(cmd, sizeof(cmd), "%s/hub.key.bak", g_dir);
+        CHECK_EQ_INT(link(path, cmd), 0);
+        CHECK_EQ_INT(crypto_identity_save(&other, g_dir, "hub"), 0);
+        check_key(cmd, path, old_key, blen, other.pin);
+        unlink(cmd);
+        CHECK_EQ_INT(crypto_identity_save(&id, g_dir, "hub"), 0);
+    }
 
     /* Load gives back the same bytes. */
     CHECK_EQ_INT(crypto_identity_load(g_dir, "hub", &loaded), 0);

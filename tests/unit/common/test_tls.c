@@ -2,6 +2,7 @@
  * boundary, pin checks. */
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -138,6 +139,105 @@ static void pair(WOLFSSL_CTX *cctx, WOLFSSL_CTX *sctx, struct tls_conn *cli, str
         tls_attach_verifier(srv->ssl, sv);
 }
 
+/* I/O for a plain wolfSSL client context made here (tls.c's own callbacks
+ * are private): the same struct tls_conn buffers, without lending. */
+static int test_recv(WOLFSSL *ssl, char *dst, int sz, void *ctx)
+{
+    struct tls_conn *c = ctx;
+    size_t n = c->in.len < (size_t)sz ? c->in.len : (size_t)sz;
+
+    if (n == 0)
+        return WOLFSSL_CBIO_ERR_WANT_READ;
+    memcpy(dst, buf_head(&c->in), n);
+    buf_consume(&c->in, n);
+    return (int)n;
+}
+
+static int test_send(WOLFSSL *ssl, char *src, int sz, void *ctx)
+{
+    struct tls_conn *c = ctx;
+    return buf_append(&c->out, src, (size_t)sz) == 0 ? sz : WOLFSSL_CBIO_ERR_GENERAL;
+}
+
+static WOLFSSL_CTX *plain_client(WOLFSSL_METHOD *method)
+{
+    WOLFSSL_CTX *ctx = wolfSSL_CTX_new(method);
+
+    CHECK(ctx != NULL);
+    if (ctx != NULL) {
+        wolfSSL_CTX_SetIORecv(ctx, test_recv);
+        wolfSSL_CTX_SetIOSend(ctx, test_send);
+        wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_NONE, NULL);
+    }
+    return ctx;
+}
+
+/* Handshake of a TLS 1.2 client offering only `ciphers` with the users'
+ * server; returns the result and, on success, the suite in `got`. */
+static int user_tls12(WOLFSSL_CTX *uctx, const char *ciphers, char *got, size_t cap)
+{
+    WOLFSSL_CTX *c12 = plain_client(wolfTLSv1_2_client_method());
+    struct tls_conn cli, srv;
+    int rc = -EINVAL;
+
+    got[0] = '\0';
+    if (c12 == NULL)
+        return rc;
+    if (wolfSSL_CTX_set_cipher_list(c12, ciphers) == WOLFSSL_SUCCESS) {
+        CHECK_EQ_INT(tls_conn_init(&cli, c12, NULL, NULL, 0), 0);
+        CHECK_EQ_INT(tls_conn_init(&srv, uctx, NULL, "h2,http/1.1", 0), 0);
+        rc = handshake(&cli, &srv, 1 << 20);
+        if (rc == 0) {
+            snprintf(got, cap, "%s", wolfSSL_get_cipher_name(cli.ssl));
+            CHECK_EQ_STR(wolfSSL_get_version(srv.ssl), "TLSv1.2");
+        }
+        tls_conn_free(&cli);
+        tls_conn_free(&srv);
+    }
+    wolfSSL_CTX_free(c12);
+    return rc;
+}
+
+/* The users' side offers TLS 1.3 first and, on TLS 1.2, only ECDHE with an
+ * AEAD cipher: a client that knows only CBC suites gets no handshake. */
+static void test_user_ciphers(const struct crypto_identity *hub_id)
+{
+    static const char *const cbc[] = {
+        "ECDHE-ECDSA-AES128-SHA",    "ECDHE-ECDSA-AES256-SHA", "ECDHE-ECDSA-AES128-SHA256",
+        "ECDHE-ECDSA-AES256-SHA384", "ECDHE-RSA-AES128-SHA",   "AES128-SHA",
+    };
+    static const char *const aead[] = {
+        "ECDHE-ECDSA-AES128-GCM-SHA256",
+        "ECDHE-ECDSA-AES256-GCM-SHA384",
+        "ECDHE-ECDSA-CHACHA20-POLY1305",
+    };
+    WOLFSSL_CTX *uctx = NULL, *c13;
+    struct tls_conn cli, srv;
+    char got[80];
+
+    CHECK_EQ_INT(tls_ctx_user_server(hub_id, &uctx), 0);
+    for (size_t i = 0; i < sizeof(cbc) / sizeof(cbc[0]); i++) {
+        int rc = user_tls12(uctx, cbc[i], got, sizeof(got));
+        if (rc == 0)
+            fprintf(stderr, "users' side accepted TLS 1.2 with %s\n", got);
+        CHECK(rc != 0);
+    }
+    for (size_t i = 0; i < sizeof(aead) / sizeof(aead[0]); i++) {
+        CHECK_EQ_INT(user_tls12(uctx, aead[i], got, sizeof(got)), 0);
+        CHECK_EQ_STR(got, aead[i]);
+    }
+    /* A client that can do both gets TLS 1.3. */
+    c13 = plain_client(wolfSSLv23_client_method());
+    CHECK_EQ_INT(tls_conn_init(&cli, c13, NULL, "h2", 0), 0);
+    CHECK_EQ_INT(tls_conn_init(&srv, uctx, NULL, "h2,http/1.1", 0), 0);
+    CHECK_EQ_INT(handshake(&cli, &srv, 1 << 20), 0);
+    CHECK_EQ_STR(wolfSSL_get_version(cli.ssl), "TLSv1.3");
+    tls_conn_free(&cli);
+    tls_conn_free(&srv);
+    wolfSSL_CTX_free(c13);
+    wolfSSL_CTX_free(uctx);
+}
+
 int main(void)
 {
     struct crypto_identity hub_id = {0}, site_id = {0}, other_id = {0};
@@ -226,6 +326,8 @@ int main(void)
         tls_conn_free(&srv);
         wolfSSL_CTX_free(nctx);
     }
+
+    test_user_ciphers(&hub_id);
 
     wolfSSL_CTX_free(sctx);
     wolfSSL_CTX_free(cctx);

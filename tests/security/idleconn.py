@@ -24,6 +24,8 @@ import ssl
 import struct
 import time
 
+from harness import Fatal, Proc
+
 KINDS = ("nothing", "half", "preface", "trickle", "h2trickle")
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 H2_SETTINGS = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
@@ -108,6 +110,7 @@ class Conn:
         self.got = b""  # plaintext the hub sent (first 4 KiB)
         self.pos = 0  # trickle position
         self.payload = b""
+        self.start_at = 0.0  # monotonic time the trickle may start
 
 
 def open_conn(port, kind, src="127.0.0.1", timeout=10.0, hello=None):
@@ -123,7 +126,7 @@ def open_conn(port, kind, src="127.0.0.1", timeout=10.0, hello=None):
         return None
     if kind in ("raw", "rawtrickle"):
         c = Conn(kind, raw, src, time.monotonic())
-        c.payload = hello or b""
+        c.payload = (hello or b"") if kind == "rawtrickle" else b""
         raw.setblocking(False)
         return c
     ctx = CTX_H2 if kind in ("preface", "h2trickle") else CTX_H1
@@ -194,8 +197,9 @@ class Watcher:
 
     def trickle(self):
         """One more byte on every trickling connection still open."""
+        now = time.monotonic()
         for c in list(self.open):
-            if c.pos >= len(c.payload):
+            if c.pos >= len(c.payload) or now < c.start_at:
                 continue
             try:
                 c.sock.send(c.payload[c.pos:c.pos + 1])
@@ -311,3 +315,28 @@ def has_asan(pid):
             return "libasan" in f.read()
     except OSError:
         return False
+
+
+def start_hub(h, conf, nofile):
+    hub = h.hub()
+    hub.init()
+    path = os.path.join(hub.dir, "hub.conf")
+    with open(path, "a") as f:
+        for k, v in conf.items():
+            f.write("%s = %s\n" % (k, v))
+    argv = [h.bin("tether-hub"), "run", "--state", hub.dir, "--listen", hub.addr]
+    if nofile:
+        argv = ["prlimit", "--nofile=%d:%d" % (nofile, nofile), "--"] + argv
+    hub.proc = Proc(h, hub.name, argv, daemon=True)
+    hub.proc.wait_log(r"\bhub_started\b", 15)
+    return hub, path
+
+
+def start_site(h, hub, name="s1"):
+    svc = h.service("svc-" + name, site_name=name)
+    site = h.site(name, hub)
+    site.enroll(hub.site_add(name))
+    site.start({"web": svc.url})
+    if hub.wait_ready(name, 15) is None:
+        raise Fatal("site %s not ready" % name)
+    return site, svc

@@ -30,7 +30,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 sys.path.insert(0, HERE)
-from harness import Fatal, Harness, Proc, edit_conf  # noqa: E402
+from harness import Fatal, Harness, edit_conf  # noqa: E402
 import idleconn as ic  # noqa: E402
 
 HEAD_T = 2.0  # request_head_timeout, phase A
@@ -39,31 +39,6 @@ CAP = 40  # max_user_conns_per_ip
 RESERVE = 64  # fd_reserve
 NOFILE = 640  # the hub's descriptor limit (prlimit)
 SLACK = 6.0  # scheduling slack on a busy machine, added to every deadline
-
-
-def start_hub(h, conf, nofile):
-    hub = h.hub()
-    hub.init()
-    path = os.path.join(hub.dir, "hub.conf")
-    with open(path, "a") as f:
-        for k, v in conf.items():
-            f.write("%s = %s\n" % (k, v))
-    argv = [h.bin("tether-hub"), "run", "--state", hub.dir, "--listen", hub.addr]
-    if nofile:
-        argv = ["prlimit", "--nofile=%d:%d" % (nofile, nofile), "--"] + argv
-    hub.proc = Proc(h, hub.name, argv, daemon=True)
-    hub.proc.wait_log(r"\bhub_started\b", 15)
-    return hub, path
-
-
-def start_site(h, hub, name="s1"):
-    svc = h.service("svc-" + name, site_name=name)
-    site = h.site(name, hub)
-    site.enroll(hub.site_add(name))
-    site.start({"web": svc.url})
-    if hub.wait_ready(name, 15) is None:
-        raise Fatal("site %s not ready" % name)
-    return site, svc
 
 
 def h2_frames(data):
@@ -290,8 +265,8 @@ def main(h):
             "max_user_conns_per_ip": CAP, "fd_reserve": RESERVE,
             "trim_after_closes": 100,
             "handshake_timeout": 3}
-    hub, conf_path = start_hub(h, conf, NOFILE)
-    site, svc = start_site(h, hub)
+    hub, conf_path = ic.start_hub(h, conf, NOFILE)
+    site, svc = ic.start_site(h, hub)
     phase_a(h, hub, hub.token)
     phase_b(h, hub, conf_path, site, svc, hub.token)
 
@@ -324,8 +299,8 @@ def full(h):
     import subprocess
     conf = {"request_head_timeout": 600, "idle_timeout": 600, "max_user_conns_per_ip": 200,
             "handshake_timeout": 60}
-    hub, _ = start_hub(h, conf, None)
-    start_site(h, hub)
+    hub, _ = ic.start_hub(h, conf, None)
+    ic.start_site(h, hub)
     for _ in range(20):
         ic.https_get(hub.port, "/v1/sites/s1/services/web/echo?warm=1", hub.token)
     time.sleep(2)
@@ -372,4 +347,5 @@ if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "--worker":
                 float(sys.argv[6]))
     sys.exit(0)
 
-Harness.main("security_idle_conns", main, tools=("curl", "prlimit"))
+if __name__ == "__main__":
+    Harness.main("security_idle_conns", main, tools=("curl", "prlimit"))

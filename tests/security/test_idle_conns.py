@@ -303,6 +303,7 @@ def full(h):
     longer deadlines (so the connections stay while they are counted) and a
     per-address cap of 200 (the clients use 100 addresses)."""
     import subprocess
+    ic.raise_nofile()
     conf = {"request_head_timeout": 900, "idle_timeout": 900, "max_user_conns_per_ip": 200,
             "handshake_timeout": 60}
     hub, _ = ic.start_hub(h, conf, None)
@@ -335,10 +336,16 @@ def full(h):
     fds = ic.hub_fds(hub.proc.pid)
     peak_rss = max(peak_rss, during)
     st, _ = ic.https_get(hub.port, "/healthz", src="127.0.0.3", timeout=5)
+    # The site's agent restarts while an attacker keeps knocking for any
+    # descriptor that comes free (the dead agent's tunnel frees one).
+    att = Attacker(hub.port)
+    att.start()
+    time.sleep(1)
     mark = hub.proc.mark()
     site.proc.kill9()
     site.start({"web": svc.url}, wait=False)
     back = hub.proc.wait_log(r"\bsite_connected\b.*\bsite=s1\b", 30, since=mark, fatal=False)
+    att.release()
     with open(release, "w"):
         pass
     for _, p in kids:
@@ -348,7 +355,7 @@ def full(h):
     after = hub.proc.rss_kib()
     fds1 = ic.hub_fds(hub.proc.pid)
     print("FULL: clients opened %d TLS connections from %d processes in %.0f s; the hub held %d "
-          "of them (its fds %d -> %d, limit - fd_reserve); a new user meanwhile: status %s"
+          "of them (its fds %d -> %d); a new user meanwhile: status %s"
           % (held, FULL_PROCS, took, fds - fds0, fds0, fds, st or "refused"))
     print("FULL: hub RSS before %.1f MB, during %.1f MB (peak %.1f MB), after %.1f MB (fds %d)"
           % (rss0 / 1024, during / 1024, peak_rss / 1024, after / 1024, fds1))

@@ -246,6 +246,13 @@ def phase_b(h, hub, conf_path, site, svc, token):
     h.check(fds1 <= fds0 + 4, "the hub's descriptors are back (%d, before %d)" % (fds1, fds0))
     st, _ = ic.https_get(port, "/v1/sites/s1/services/web/echo?after=b", token, src="127.0.0.7")
     h.check(st == 200, "a new user is served once the attackers let go", st)
+    st, body = ic.https_get(port, "/metrics", token, src="127.0.0.7")
+    counts = dict(re.findall(r'^(tether_users_\w+(?:\{[^}]*\})?) (\d+)$', body.decode(), re.M)) \
+        if st == 200 else {}
+    h.check(all(int(counts.get(k, 0)) > 0 for k in (
+        'tether_users_refused_total{reason="per_address"}',
+        'tether_users_refused_total{reason="fd_reserve"}', "tether_users_timed_out_total")),
+        "/metrics counts the refused and timed-out users", counts)
     if asan:
         h.info("ASan build: RSS not checked")
     else:

@@ -1,4 +1,5 @@
-/* Unit test of the hub listener: every calloc from accept to a user fails once, over real TLS. */
+/* Unit test of the hub listener: every calloc from accept to a user or tunnel fails once, real TLS.
+ */
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
 #include <stdio.h>
@@ -16,6 +17,7 @@
 #include "common/crypto.h"
 #include "common/tls.h"
 #include "hub/hub.h"
+#include "hub/registry.h"
 #include "testutil.h"
 
 /* Linked with -Wl,--wrap=calloc: every calloc of the hub and common code
@@ -40,7 +42,9 @@ struct client {
     int done, handshakes;
 };
 
-static WOLFSSL_CTX *cli_ctx;
+static WOLFSSL_CTX *cli_ctx;  /* users: no certificate */
+static WOLFSSL_CTX *site_ctx; /* tunnels: the site's key */
+static WOLFSSL_CTX *use_ctx;
 static const char *cli_alpn;
 
 static int any_pin(void *arg, const char *pin)
@@ -81,7 +85,7 @@ static void cli_connected(uv_connect_t *req, int status)
         return;
     }
     cl->v.check = any_pin;
-    if (conn_start_tls(cl->c, cli_ctx, "127.0.0.1", cli_alpn, 0, &cl->v) != 0)
+    if (conn_start_tls(cl->c, use_ctx, "127.0.0.1", cli_alpn, 0, &cl->v) != 0)
         conn_close(cl->c, "tls start failed");
 }
 
@@ -122,6 +126,7 @@ static void run_torture(struct hub *h, const struct sockaddr *addr, const char *
     int ok = 0;
 
     cli_alpn = alpn;
+    use_ctx = strcmp(alpn, "tether/1") == 0 ? site_ctx : cli_ctx;
     for (n = 1; n < 200; n++) {
         long before = injected;
         fail_in = n;
@@ -135,12 +140,35 @@ static void run_torture(struct hub *h, const struct sockaddr *addr, const char *
     CHECK(n < 200);
     CHECK_EQ_INT(ok, 1);
     CHECK_EQ_INT(hub_users_count(h, "127.0.0.1:1"), 0);
+    CHECK_EQ_INT(h->tunnels.count, 0);
+    CHECK(h->standby == NULL);
+}
+
+/* A registry in a new directory with site "s1" active under pin. */
+static struct registry *registry_with_site(char *dir, const char *pin)
+{
+    struct registry *reg = NULL;
+    char path[512], err[256], name[TOKEN_NAME_MAX + 1];
+    char hash[65];
+    int64_t now = hub_now();
+
+    memset(hash, 'a', 64);
+    hash[64] = '\0';
+    snprintf(path, sizeof(path), "%s/hub.db", dir);
+    CHECK_EQ_INT(registry_open(path, &reg, err, sizeof(err)), 0);
+    if (reg == NULL)
+        return NULL;
+    CHECK_EQ_INT(registry_site_create(reg, "s1", NULL, now), 0);
+    CHECK_EQ_INT(registry_enroll_create(reg, "s1", hash, now + 1000, now, NULL), 0);
+    CHECK_EQ_INT(registry_enroll_redeem(reg, hash, pin, now, name), 0);
+    return reg;
 }
 
 int main(void)
 {
     struct hub *h = calloc(1, sizeof(*h));
-    struct crypto_identity id;
+    struct crypto_identity id, site_id;
+    char dir[] = "/tmp/tether-test-listen-XXXXXX", path[600];
     const char *names[] = {"127.0.0.1"};
     struct sockaddr_in sa;
     int len = sizeof(sa);
@@ -158,6 +186,11 @@ int main(void)
     CHECK_EQ_INT(tls_ctx_user_server(&id, (WOLFSSL_CTX **)&h->user_ctx), 0);
     CHECK_EQ_INT(tls_ctx_tunnel_server(&id, (WOLFSSL_CTX **)&h->tunnel_ctx), 0);
     CHECK_EQ_INT(tls_ctx_client(NULL, &cli_ctx), 0);
+    CHECK_EQ_INT(crypto_identity_generate("s1", NULL, 0, &site_id), 0);
+    CHECK_EQ_INT(tls_ctx_client(&site_id, &site_ctx), 0);
+    CHECK(mkdtemp(dir) != NULL);
+    h->reg = registry_with_site(dir, site_id.pin);
+    h->cfg.ping_interval_ms = 60000;
     /* hub_listen wants a real port: take one the kernel picks. */
     {
         int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -175,6 +208,8 @@ int main(void)
 
     run_torture(h, (const struct sockaddr *)&sa, "http/1.1");
     run_torture(h, (const struct sockaddr *)&sa, "h2");
+    if (h->reg != NULL)
+        run_torture(h, (const struct sockaddr *)&sa, "tether/1");
 
     hub_listen_stop(h);
     conn_close_all("test done");
@@ -182,6 +217,13 @@ int main(void)
     CHECK_EQ_INT(uv_loop_close(h->loop), 0);
     hub_users_free(h);
     wolfSSL_CTX_free(cli_ctx);
+    wolfSSL_CTX_free(site_ctx);
+    crypto_identity_free(&site_id);
+    free(h->tunnels.buckets);
+    if (h->reg != NULL)
+        registry_close(h->reg);
+    snprintf(path, sizeof(path), "rm -rf '%s'", dir);
+    CHECK_EQ_INT(system(path), 0);
     wolfSSL_CTX_free(h->user_ctx);
     wolfSSL_CTX_free(h->tunnel_ctx);
     crypto_identity_free(&id);

@@ -16,6 +16,8 @@
 static uint8_t read_buf[64 * 1024];
 static uint8_t plain_buf[64 * 1024];
 static struct conn *all_conns;
+static size_t n_live;    /* conns allocated and not yet freed */
+static uint64_t n_freed; /* conns freed since start */
 
 /* Deferred flushing: one uv_check (right after the poll phase) and one
  * uv_prepare (right before the loop blocks) write out every connection that
@@ -120,6 +122,7 @@ struct conn *conn_new(uv_loop_t *loop, const struct conn_ops *ops, void *owner)
     if (all_conns != NULL)
         all_conns->all_prev = c;
     all_conns = c;
+    n_live++;
     flusher_start(loop);
     return c;
 }
@@ -144,6 +147,18 @@ static void close_cb(uv_handle_t *h)
     buf_free(&c->early);
     buf_free(&c->wbuf);
     free(c);
+    n_live--;
+    n_freed++;
+}
+
+size_t conn_live(void)
+{
+    return n_live;
+}
+
+uint64_t conn_freed(void)
+{
+    return n_freed;
 }
 
 void conn_close(struct conn *c, const char *reason)
@@ -355,16 +370,22 @@ int conn_start(struct conn *c, uint64_t deadline_ms)
     struct sockaddr_storage ss;
     int len = sizeof(ss);
     char ip[64] = "?";
-    int port = 0;
+    int port = 0, rc;
 
-    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
-        if (ss.ss_family == AF_INET) {
-            uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof(ip));
-            port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-        } else if (ss.ss_family == AF_INET6) {
-            uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof(ip));
-            port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-        }
+    /* A peer that reset between accept and here has no name: the socket is
+     * dead, and nothing may be read from an unset address. */
+    memset(&ss, 0, sizeof(ss));
+    rc = uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len);
+    if (rc != 0) {
+        snprintf(c->peer, sizeof(c->peer), "?:0");
+        return rc;
+    }
+    if (ss.ss_family == AF_INET) {
+        uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof(ip));
+        port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    } else if (ss.ss_family == AF_INET6) {
+        uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof(ip));
+        port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
     }
     snprintf(c->peer, sizeof(c->peer), ss.ss_family == AF_INET6 ? "[%s]:%d" : "%s:%d", ip, port);
     uv_tcp_nodelay(&c->tcp, 1);

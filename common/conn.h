@@ -65,13 +65,19 @@ struct conn {
  * initialised on loop. Returns NULL on allocation failure. */
 struct conn *conn_new(uv_loop_t *loop, const struct conn_ops *ops, void *owner);
 /* After uv_accept / uv_tcp_connect succeeded: fills peer, starts reading and
- * arms a handshake deadline of deadline_ms (0 = none). */
+ * arms a handshake deadline of deadline_ms (0 = none). Returns 0, or a
+ * negative libuv code when the peer is already gone (its address cannot be
+ * read; peer is then "?:0") or reading cannot start: the caller closes. */
 int conn_start(struct conn *c, uint64_t deadline_ms);
 /* Starts TLS over the connection (feeds any early bytes) and, for a client,
  * sends the ClientHello. v (may be NULL) checks the peer's key pin during the
  * handshake; it is not owned and must outlive the handshake. */
 int conn_start_tls(struct conn *c, WOLFSSL_CTX *ctx, const char *sni, const char *alpn,
                    int alpn_required, struct tls_pin_verifier *v);
+/* Conns alive now (each holds at most one socket), and conns freed since
+ * the start: for descriptor accounting and heap trimming. */
+size_t conn_live(void);
+uint64_t conn_freed(void);
 /* Closes every live conn (shutdown). */
 void conn_close_all(const char *reason);
 /* Encrypts and queues plaintext; call conn_flush() after a batch. */

@@ -1,4 +1,4 @@
-/* Start-up tuning of glibc for bulk transfers: memcpy off `rep movsb`, fixed malloc thresholds. */
+/* Tuning of glibc: memcpy off `rep movsb`, fixed malloc thresholds, heap trimming on demand. */
 /* SPDX-License-Identifier: MIT */
 #include "tune.h"
 
@@ -110,6 +110,18 @@ unsigned tune_malloc(void)
         return 0;
     heap_trim_mib = TUNE_TRIM_BYTES >> 20;
     return heap_trim_mib;
+#else
+    return 0;
+#endif
+}
+
+int tune_trim(void)
+{
+#ifdef __GLIBC__
+    /* Unlike the trim threshold, which only shortens the top of the heap,
+     * this also hands back whole free pages inside it, where the buffers of
+     * thousands of closed connections lie between live ones. */
+    return malloc_trim(0);
 #else
     return 0;
 #endif

@@ -1,4 +1,4 @@
-/* Start-up tuning of glibc for bulk transfers: memcpy off `rep movsb`, fixed malloc thresholds. */
+/* Tuning of glibc: memcpy off `rep movsb`, fixed malloc thresholds, heap trimming on demand. */
 /* SPDX-License-Identifier: MIT */
 #ifndef TETHER_TUNE_H
 #define TETHER_TUNE_H
@@ -41,5 +41,11 @@ const char *tune_state(void);
 unsigned tune_malloc(void);
 /* What tune_malloc() set, for the start-up log line (0: nothing). */
 unsigned tune_heap_trim_mib(void);
+
+/* Gives the free pages of the heap back to the kernel now (glibc's
+ * malloc_trim(0); works whatever TUNE_OFF_ENV says). Costs a walk of the
+ * heap: call it after many frees, not after each. Returns 1 when memory was
+ * released, 0 otherwise (or on other C libraries). */
+int tune_trim(void);
 
 #endif

@@ -1569,18 +1569,24 @@ static void proxy_route(struct hub *h, struct ureq *r, const struct api_auth *a,
 static void metrics(struct hub *h, struct ureq *r)
 {
     char txt[1024];
-    int n =
-        snprintf(txt, sizeof(txt),
-                 "# TYPE tether_sites_online gauge\ntether_sites_online %zu\n"
-                 "# TYPE tether_requests_total counter\ntether_requests_total %llu\n"
-                 "# TYPE tether_proxy_requests_total counter\ntether_proxy_requests_total %llu\n"
-                 "# TYPE tether_tunnels_accepted_total counter\n"
-                 "tether_tunnels_accepted_total %llu\n"
-                 "# TYPE tether_tunnels_refused_total counter\n"
-                 "tether_tunnels_refused_total %llu\n",
-                 h->tunnels.count, (unsigned long long)h->n_requests,
-                 (unsigned long long)h->n_proxy_requests, (unsigned long long)h->n_tunnels_accepted,
-                 (unsigned long long)h->n_tunnels_refused);
+    int n = snprintf(
+        txt, sizeof(txt),
+        "# TYPE tether_sites_online gauge\ntether_sites_online %zu\n"
+        "# TYPE tether_requests_total counter\ntether_requests_total %llu\n"
+        "# TYPE tether_proxy_requests_total counter\ntether_proxy_requests_total %llu\n"
+        "# TYPE tether_tunnels_accepted_total counter\n"
+        "tether_tunnels_accepted_total %llu\n"
+        "# TYPE tether_tunnels_refused_total counter\n"
+        "tether_tunnels_refused_total %llu\n"
+        "# TYPE tether_users_refused_total counter\n"
+        "tether_users_refused_total{reason=\"per_address\"} %llu\n"
+        "tether_users_refused_total{reason=\"fd_reserve\"} %llu\n"
+        "# TYPE tether_users_timed_out_total counter\n"
+        "tether_users_timed_out_total %llu\n",
+        h->tunnels.count, (unsigned long long)h->n_requests,
+        (unsigned long long)h->n_proxy_requests, (unsigned long long)h->n_tunnels_accepted,
+        (unsigned long long)h->n_tunnels_refused, (unsigned long long)h->n_users_refused_cap,
+        (unsigned long long)h->n_users_refused_reserve, (unsigned long long)h->n_users_idle_closed);
     ureq_respond(r, 200, "text/plain; version=0.0.4", txt, (size_t)n);
 }
 

@@ -4,6 +4,7 @@
 #define TETHER_HUB_H
 
 #include <stdint.h>
+#include <sys/queue.h>
 #include <uv.h>
 
 #include "../common/crypto.h"
@@ -27,6 +28,25 @@ struct hub_config {
     size_t api_body_max;               /* JSON API request bodies; default 1 MiB */
     size_t query_body_max;             /* a site's answer stored per query; default 1 MiB */
     int max_pending_handshakes_per_ip; /* default 64 */
+    /* User connections (docs/operator-guide.md, "Connection limits"). */
+    uint64_t request_head_timeout_ms; /* first head after TLS, or a head once begun; 10000 */
+    uint64_t idle_timeout_ms;         /* keep-alive / HTTP/2 with no stream open; 60000 */
+    int max_user_conns_per_ip;        /* default 256 */
+    int fd_reserve;                   /* descriptors users may not take; default 256 */
+    int trim_after_closes;            /* closes that give heap back to the kernel; 256; 0 off */
+};
+
+/* Established (and handshaking) user connections per source address; IPv6
+ * addresses count per /64. A chained hash of counted keys. */
+struct ipcount_slot {
+    SLIST_ENTRY(ipcount_slot) next;
+    int count;
+    char key[64];
+};
+SLIST_HEAD(ipcount_chain, ipcount_slot);
+struct ipcount {
+    struct ipcount_chain *buckets; /* owned */
+    size_t n_buckets, n_keys;
 };
 
 /* Live tunnels by site id; a small chained hash so 10k sites stay O(1). */
@@ -63,8 +83,19 @@ struct hub {
         char ip[48];
         int count;
     } pending[256];
+    struct ipcount users; /* user connections per source address */
+    /* Descriptors: the process limit, those held by other things than
+     * connections (measured at listen), and the timer that gives freed heap
+     * back after many connections closed (hub/listen.c). */
+    long fd_limit;
+    int fd_base;
+    int fd_reserve; /* cfg.fd_reserve, at most half of fd_limit */
+    uv_timer_t trim_timer;
+    int trim_timer_on;
+    uint64_t closes_at_trim;
     /* counters for /metrics */
     uint64_t n_requests, n_proxy_requests, n_tunnels_accepted, n_tunnels_refused;
+    uint64_t n_users_refused_cap, n_users_refused_reserve, n_users_idle_closed;
     /* Bumped by every state change made through the API: read caches of
      * tokens and sites are valid only for the generation they were filled
      * in (this hub is the registry's only writer). */
@@ -85,7 +116,16 @@ void hub_tunnel_del(struct hub *h, struct tunnel *t);
 int hub_pending_inc(struct hub *h, const char *peer);
 void hub_pending_dec(struct hub *h, const char *peer);
 
+/* User connections per source address (max_user_conns_per_ip): inc is
+ * -EBUSY at the cap and -ENOMEM when out of memory; dec undoes one inc. */
+int hub_users_inc(struct hub *h, const char *peer);
+void hub_users_dec(struct hub *h, const char *peer);
+int hub_users_count(const struct hub *h, const char *peer);
+void hub_users_free(struct hub *h);
+
 /* Listeners and the ALPN demultiplexer (hub/listen.c). */
 int hub_listen(struct hub *h, const char *hostport, char *err, size_t err_cap);
+/* Closes the listeners and the heap trim timer (drain and shutdown). */
+void hub_listen_stop(struct hub *h);
 
 #endif

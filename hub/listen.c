@@ -1,15 +1,19 @@
 /* Hub listeners: one port for tunnels and users, told apart by the ALPN in the ClientHello before
  * TLS starts. */
 /* SPDX-License-Identifier: MIT */
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
+#include <sys/resource.h>
 
 #include "../common/clienthello.h"
 #include "../common/conn.h"
 #include "../common/log.h"
 #include "../common/net.h"
+#include "../common/tune.h"
 #include "hub.h"
 #include "tunnel.h"
 #include "user.h"
@@ -20,7 +24,10 @@ struct handshake {
     struct conn *c;
     int tunnel;
     int counted;
-    int waiting; /* queued behind the per-address cap */
+    int waiting;      /* queued behind the per-address cap */
+    int user_counted; /* counted in hub_users_inc until the user layer takes over */
+    int reserve;      /* accepted into the descriptor reserve: may only become a tunnel */
+    TAILQ_ENTRY(handshake) rlink; /* in `probation` while reserve is set */
     struct handshake *wprev, *wnext;
     struct tls_pin_verifier v;
     struct reg_site site;
@@ -88,9 +95,48 @@ static void wake_one(struct hub *h, const struct conn *gone)
     conn_pause_reading(oldest->c, 0);
 }
 
+/* Connections taken into the descriptor reserve that have not finished
+ * their handshake, oldest first. At most half the reserve: the other half
+ * stays for live tunnels and the hub's own files. */
+static TAILQ_HEAD(, handshake) probation = TAILQ_HEAD_INITIALIZER(probation);
+static int n_probation;
+
+static void probation_unlink(struct handshake *hs)
+{
+    if (!hs->reserve)
+        return;
+    TAILQ_REMOVE(&probation, hs, rlink);
+    hs->reserve = 0;
+    n_probation--;
+}
+
+/* One warning per event kind per 10 s under a flood, with the count. */
+struct refusals {
+    const char *event;
+    uint64_t last_ms, n;
+};
+static struct refusals cap_refusals = {"user_conn_cap", 0, 0};
+static struct refusals reserve_refusals = {"fd_reserve", 0, 0};
+
+static void refused(struct hub *h, struct refusals *r, const struct conn *c)
+{
+    uint64_t now = uv_now(h->loop);
+
+    r->n++;
+    if (r->last_ms != 0 && now - r->last_ms < 10000)
+        return;
+    log_event(LOG_WARN, r->event, "remote=%s refused=%llu fds=%zu fd_limit=%ld", c->peer,
+              (unsigned long long)r->n, (size_t)h->fd_base + conn_live(), h->fd_limit);
+    r->last_ms = now;
+    r->n = 0;
+}
+
 static void hs_free(struct handshake *hs, struct conn *c)
 {
     wait_unlink(hs);
+    probation_unlink(hs);
+    if (hs->user_counted)
+        hub_users_dec(hs->h, c->peer);
     if (hs->counted) {
         hub_pending_dec(hs->h, c->peer);
         wake_one(hs->h, c);
@@ -113,6 +159,22 @@ static int hs_peek(struct conn *c, const uint8_t *data, size_t len)
         return -1;
     }
     hs->tunnel = (info.alpn & CLIENTHELLO_ALPN_TUNNEL) != 0;
+    if (!hs->tunnel && hs->reserve) {
+        h->n_users_refused_reserve++;
+        refused(h, &reserve_refusals, c);
+        return -1;
+    }
+    if (!hs->tunnel) {
+        /* Counted before TLS, so a refused connection costs no handshake. */
+        rc = hub_users_inc(h, c->peer);
+        if (rc == -EBUSY) {
+            h->n_users_refused_cap++;
+            refused(h, &cap_refusals, c);
+        }
+        if (rc != 0)
+            return -1;
+        hs->user_counted = 1;
+    }
     if (hs->tunnel) {
         hs->v.check = check_site_pin;
         hs->v.arg = hs;
@@ -140,11 +202,17 @@ static void hs_handshake(struct conn *c)
         rc = tunnel_attach(h, c, &hs->site);
     } else {
         rc = user_attach(h, c, alpn);
+        if (rc == 0)
+            hs->user_counted = 0; /* now the user layer's to give back */
+    }
+    if (rc != 0) {
+        /* The conn is still ours: hs_close frees hs when it goes. */
+        snprintf(hs->refusal, sizeof(hs->refusal), "out of memory");
+        conn_close(c, "out of memory");
+        return;
     }
     /* The conn now belongs to the tunnel or user layer. */
     hs_free(hs, c);
-    if (rc != 0)
-        conn_close(c, "out of memory");
 }
 
 static void hs_close(struct conn *c, const char *reason)
@@ -173,6 +241,51 @@ static const struct conn_ops hs_ops = {
     .on_close = hs_close,
 };
 
+/* Out of memory at accept: libuv keeps the accepted socket, and stops
+ * accepting, until someone takes it; take it into a static handle and close
+ * it. While that close runs, listeners wait their turn here. */
+static uv_tcp_t reject_tcp;
+static int reject_busy;
+static uv_stream_t *reject_queue[HUB_MAX_LISTEN];
+static size_t n_reject_queue;
+
+static void reject(uv_stream_t *server);
+
+static void reject_closed(uv_handle_t *hd)
+{
+    reject_busy = 0;
+    if (n_reject_queue > 0) {
+        uv_stream_t *next = reject_queue[0];
+        n_reject_queue--;
+        memmove(reject_queue, reject_queue + 1, n_reject_queue * sizeof(reject_queue[0]));
+        reject(next);
+    }
+}
+
+static void reject(uv_stream_t *server)
+{
+    if (uv_is_closing((uv_handle_t *)server))
+        return;
+    if (reject_busy) {
+        for (size_t i = 0; i < n_reject_queue; i++)
+            if (reject_queue[i] == server)
+                return;
+        if (n_reject_queue < HUB_MAX_LISTEN)
+            reject_queue[n_reject_queue++] = server;
+        return;
+    }
+    uv_tcp_init(server->loop, &reject_tcp);
+    reject_busy = 1;
+    uv_accept(server, (uv_stream_t *)&reject_tcp);
+    uv_close((uv_handle_t *)&reject_tcp, reject_closed);
+}
+
+/* Descriptors in use: those measured at listen plus one per connection. */
+static size_t fds_in_use(const struct hub *h)
+{
+    return (size_t)h->fd_base + conn_live();
+}
+
 static void on_connection(uv_stream_t *server, int status)
 {
     struct hub *h = server->data;
@@ -182,12 +295,15 @@ static void on_connection(uv_stream_t *server, int status)
     if (status < 0)
         return;
     hs = calloc(1, sizeof(*hs));
-    if (hs == NULL)
+    if (hs == NULL) {
+        reject(server);
         return;
+    }
     hs->h = h;
     c = conn_new(h->loop, &hs_ops, hs);
     if (c == NULL) {
         free(hs);
+        reject(server);
         return;
     }
     hs->c = c;
@@ -196,7 +312,27 @@ static void on_connection(uv_stream_t *server, int status)
         return;
     }
     if (conn_start(c, h->cfg.handshake_timeout_ms) != 0) {
-        conn_close(c, "read start failed");
+        conn_close(c, "peer gone at accept");
+        return;
+    }
+    if (h->fd_limit > 0 && fds_in_use(h) > (size_t)(h->fd_limit - h->fd_reserve)) {
+        /* Only a tunnel may take a reserved descriptor; that this is one is
+         * known from its ClientHello (hs_peek). The oldest reserve
+         * connection still handshaking makes room when there is none. */
+        int max = h->fd_reserve / 2 > 0 ? h->fd_reserve / 2 : 1;
+        if (n_probation >= max) {
+            struct handshake *oldest = TAILQ_FIRST(&probation);
+            probation_unlink(oldest);
+            conn_close(oldest->c, "descriptor reserve full");
+        }
+        hs->reserve = 1;
+        TAILQ_INSERT_TAIL(&probation, hs, rlink);
+        n_probation++;
+        if (hub_pending_inc(h, c->peer) != 0) {
+            conn_close(c, "too many pending handshakes");
+            return;
+        }
+        hs->counted = 1;
         return;
     }
     if (hub_pending_inc(h, c->peer) != 0) {
@@ -215,6 +351,61 @@ static void on_connection(uv_stream_t *server, int status)
         return;
     }
     hs->counted = 1;
+}
+
+/* Descriptors open now, other than connections (listeners, SQLite, the
+ * loop's own); -1 if /proc is not there. */
+static int count_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *e;
+    int n = 0;
+
+    if (d == NULL)
+        return -1;
+    while ((e = readdir(d)) != NULL)
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n - 1; /* the directory's own */
+}
+
+static void fd_measure(struct hub *h)
+{
+    struct rlimit rl;
+    int n = count_fds();
+
+    h->fd_limit = 0;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY || n < 0)
+        return; /* no accounting: the kernel's limit alone */
+    h->fd_limit = (long)rl.rlim_cur;
+    h->fd_base = n - (int)conn_live();
+    h->fd_reserve = h->cfg.fd_reserve;
+    if (h->fd_reserve > h->fd_limit / 2)
+        h->fd_reserve = (int)(h->fd_limit / 2);
+}
+
+/* Many connections closed since the last trim: their TLS and HTTP/2 state
+ * lies freed all over the heap, which glibc would keep. */
+static void trim_cb(uv_timer_t *t)
+{
+    struct hub *h = t->data;
+    uint64_t freed = conn_freed();
+
+    if (h->cfg.trim_after_closes <= 0 ||
+        freed - h->closes_at_trim < (uint64_t)h->cfg.trim_after_closes)
+        return;
+    h->closes_at_trim = freed;
+    tune_trim();
+}
+
+void hub_listen_stop(struct hub *h)
+{
+    for (size_t i = 0; i < h->n_listeners; i++)
+        if (!uv_is_closing((uv_handle_t *)&h->listeners[i]))
+            uv_close((uv_handle_t *)&h->listeners[i], NULL);
+    if (h->trim_timer_on && !uv_is_closing((uv_handle_t *)&h->trim_timer))
+        uv_close((uv_handle_t *)&h->trim_timer, NULL);
 }
 
 int hub_listen(struct hub *h, const char *hostport, char *err, size_t err_cap)
@@ -249,6 +440,16 @@ int hub_listen(struct hub *h, const char *hostport, char *err, size_t err_cap)
         return rc;
     }
     h->n_listeners++;
-    log_event(LOG_INFO, "listening", "addr=%s", hostport);
+    fd_measure(h);
+    if (!h->trim_timer_on) {
+        uv_timer_init(h->loop, &h->trim_timer);
+        h->trim_timer.data = h;
+        uv_timer_start(&h->trim_timer, trim_cb, 1000, 1000);
+        uv_unref((uv_handle_t *)&h->trim_timer);
+        h->trim_timer_on = 1;
+        h->closes_at_trim = conn_freed();
+    }
+    log_event(LOG_INFO, "listening", "addr=%s fd_limit=%ld fd_reserve=%d", hostport, h->fd_limit,
+              h->fd_reserve);
     return 0;
 }

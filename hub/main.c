@@ -245,6 +245,11 @@ static void settings_defaults(struct settings *s)
     s->cfg.api_body_max = 1u << 20;
     s->cfg.query_body_max = 1u << 20;
     s->cfg.max_pending_handshakes_per_ip = 64;
+    s->cfg.request_head_timeout_ms = 10000;
+    s->cfg.idle_timeout_ms = 60000;
+    s->cfg.max_user_conns_per_ip = 256;
+    s->cfg.fd_reserve = 256;
+    s->cfg.trim_after_closes = 256;
 }
 
 /* Bounds of the time keys, in milliseconds. */
@@ -259,8 +264,26 @@ static const struct time_key time_keys[] = {
     {"handshake_timeout", offsetof(struct hub_config, handshake_timeout_ms), 100, 600000},
     {"request_timeout", offsetof(struct hub_config, request_timeout_ms), 100, 86400000},
     {"drain_grace", offsetof(struct hub_config, drain_grace_ms), 0, 3600000},
+    {"request_head_timeout", offsetof(struct hub_config, request_head_timeout_ms), 100, 3600000},
+    {"idle_timeout", offsetof(struct hub_config, idle_timeout_ms), 100, 86400000},
 };
 #define N_TIME_KEYS (sizeof(time_keys) / sizeof(time_keys[0]))
+
+/* Counts (int fields of hub_config) and their bounds. */
+struct count_key {
+    const char *key;
+    size_t off;
+    long long min, max;
+};
+
+static const struct count_key count_keys[] = {
+    {"max_pending_handshakes_per_ip", offsetof(struct hub_config, max_pending_handshakes_per_ip), 1,
+     100000},
+    {"max_user_conns_per_ip", offsetof(struct hub_config, max_user_conns_per_ip), 1, 1000000},
+    {"fd_reserve", offsetof(struct hub_config, fd_reserve), 16, 1000000},
+    {"trim_after_closes", offsetof(struct hub_config, trim_after_closes), 0, 100000000},
+};
+#define N_COUNT_KEYS (sizeof(count_keys) / sizeof(count_keys[0]))
 
 /* Applies one value; 0, or a negative code with a reason in why. */
 static int apply_key(struct settings *s, const char *key, const char *val, int *seen_public,
@@ -277,6 +300,17 @@ static int apply_key(struct settings *s, const char *key, const char *val, int *
                      (double)time_keys[i].min_ms / 1000.0, (double)time_keys[i].max_ms / 1000.0);
             return -EINVAL;
         }
+        return 0;
+    }
+    for (size_t i = 0; i < N_COUNT_KEYS; i++) {
+        if (strcmp(key, count_keys[i].key) != 0)
+            continue;
+        if (parse_int(val, count_keys[i].min, count_keys[i].max, &n) != 0) {
+            snprintf(why, why_cap, "expected a count from %lld to %lld", count_keys[i].min,
+                     count_keys[i].max);
+            return -EINVAL;
+        }
+        *(int *)((char *)&s->cfg + count_keys[i].off) = (int)n;
         return 0;
     }
     if (strcmp(key, "name") == 0) {
@@ -332,12 +366,6 @@ static int apply_key(struct settings *s, const char *key, const char *val, int *
             return -EINVAL;
         }
         s->cfg.query_body_max = (size_t)n;
-    } else if (strcmp(key, "max_pending_handshakes_per_ip") == 0) {
-        if (parse_int(val, 1, 100000, &n) != 0) {
-            snprintf(why, why_cap, "expected a count from 1 to 100000");
-            return -EINVAL;
-        }
-        s->cfg.max_pending_handshakes_per_ip = (int)n;
     } else {
         return -ENOENT;
     }
@@ -519,7 +547,12 @@ static int write_hub_conf(const char *path, const char *name, char eps[][TOKEN_E
                  "# enroll_ttl = 86400            (seconds an enrollment token lives)\n"
                  "# api_body_max = 1048576        (bytes of a JSON API request body)\n"
                  "# query_body_max = 1048576      (bytes of each site's answer a query keeps)\n"
-                 "# max_pending_handshakes_per_ip = 64\n");
+                 "# max_pending_handshakes_per_ip = 64\n"
+                 "# request_head_timeout = 10     (seconds for a user's request head)\n"
+                 "# idle_timeout = 60             (seconds a user connection may idle)\n"
+                 "# max_user_conns_per_ip = 256   (user connections from one address)\n"
+                 "# fd_reserve = 256              (descriptors kept for site tunnels)\n"
+                 "# trim_after_closes = 256       (closes after which freed heap goes back)\n");
     if (t.overflow)
         return -ENOSPC;
     return config_write_file(path, t.buf, 0644);
@@ -768,8 +801,7 @@ static void set_ping_repeat(struct tunnel *t, void *arg)
 
 static void close_listeners(struct hub *h)
 {
-    for (size_t i = 0; i < h->n_listeners; i++)
-        close_handle((uv_handle_t *)&h->listeners[i]);
+    hub_listen_stop(h);
 }
 
 static void force_close_walk(uv_handle_t *hd, void *arg)
@@ -857,6 +889,9 @@ static void on_hup(uv_signal_t *sig, int signum)
         return;
     }
     h->cfg = s.cfg;
+    h->fd_reserve = h->cfg.fd_reserve;
+    if (h->fd_limit > 0 && h->fd_reserve > h->fd_limit / 2)
+        h->fd_reserve = (int)(h->fd_limit / 2);
     ping = h->cfg.ping_interval_ms;
     for_each_tunnel(h, set_ping_repeat, &ping);
     log_event(LOG_INFO, "config_reloaded",
@@ -1058,9 +1093,10 @@ static int cmd_run(int argc, char **argv)
     }
     log_event(LOG_INFO, "hub_started",
               "version=%s wolfssl=%s memcpy=%s heap_trim_mib=%u listen=%s name=%s pin=%s "
-              "ping_interval_ms=%llu",
+              "ping_interval_ms=%llu fd_limit=%ld fd_reserve=%d",
               TETHER_VERSION, log_q(crypto_wolfssl_build()), tune_state(), tune_heap_trim_mib(),
-              addrs, h->cfg.name, h->id.pin, (unsigned long long)h->cfg.ping_interval_ms);
+              addrs, h->cfg.name, h->id.pin, (unsigned long long)h->cfg.ping_interval_ms,
+              h->fd_limit, h->fd_reserve);
     if (strncmp(crypto_wolfssl_build(), "system", 6) == 0)
         log_event(LOG_WARN, "wolfssl_fallback",
                   "build=%s detail=\"SYSTEM wolfSSL WITHOUT AES-NI IN USE: TLS will be slow "
@@ -1090,6 +1126,7 @@ out:
     }
     if (h != NULL) {
         api_shutdown();
+        hub_users_free(h);
         if (h->reg != NULL)
             registry_close(h->reg);
         if (h->tunnel_ctx != NULL)

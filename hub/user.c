@@ -21,6 +21,14 @@
 #define USER_STREAM_WINDOW (1 << 20)
 #define USER_CONN_WINDOW   (16 << 20)
 
+/* What the connection's deadline is waiting for. */
+enum uc_wait {
+    UC_BUSY,  /* a request is in progress: no deadline here */
+    UC_HEAD,  /* a request head: the first one, or one that has begun */
+    UC_IDLE,  /* the next request (keep-alive; HTTP/2 with no stream open) */
+    UC_CLOSE, /* timed out, closing after a last word: hard close when it fires */
+};
+
 struct user_conn {
     struct hub *hub;
     struct conn *conn;
@@ -37,10 +45,76 @@ struct user_conn {
     /* HTTP/2 */
     struct h2 h2;
     struct ureq *streams;
+    int h2_active; /* streams whose request head is complete and not yet closed */
     uv_timer_t resume_timer;
+    /* Deadlines while no request is in progress (see uc_arm). */
+    uv_timer_t idle_timer;
+    enum uc_wait wait;
+    int heads;          /* request heads completed */
+    uint64_t armed_out; /* conn->bytes_out when the deadline was armed */
+    int timers_open;    /* handles to close before uc is freed */
 };
 
 static http_parser_settings h1_settings;
+
+/* --- deadlines (request_head_timeout, idle_timeout) --- */
+
+/* Time for a closing connection's last bytes (408, GOAWAY) to go out. */
+#define UC_LINGER_MS 2000
+
+static void idle_cb(uv_timer_t *t);
+
+static void uc_arm(struct user_conn *uc, enum uc_wait what)
+{
+    uint64_t ms = what == UC_HEAD   ? uc->hub->cfg.request_head_timeout_ms
+                  : what == UC_IDLE ? uc->hub->cfg.idle_timeout_ms
+                                    : UC_LINGER_MS;
+    uc->wait = what;
+    uc->armed_out = uc->conn->bytes_out;
+    uv_timer_start(&uc->idle_timer, idle_cb, ms, 0);
+}
+
+static void uc_busy(struct user_conn *uc)
+{
+    uc->wait = UC_BUSY;
+    uv_timer_stop(&uc->idle_timer);
+}
+
+static void idle_cb(uv_timer_t *t)
+{
+    struct user_conn *uc = t->data;
+    struct conn *c = uc->conn;
+    static const char timeout408[] = "HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n"
+                                     "Connection: close\r\n\r\n";
+
+    if (uc->dead || c == NULL || c->closing || uc->wait == UC_BUSY)
+        return;
+    if (uc->wait == UC_CLOSE) {
+        conn_close(c, "idle close unanswered");
+        return;
+    }
+    /* A response still going out to a client that reads it is no idling. */
+    if (conn_out_pending(c) > 0 && c->bytes_out != uc->armed_out) {
+        uc_arm(uc, uc->wait);
+        return;
+    }
+    if (c->close_after_flush) {
+        conn_close(c, "idle close unanswered");
+        return;
+    }
+    uc->hub->n_users_idle_closed++;
+    if (uc->is_h2) {
+        nghttp2_submit_goaway(uc->h2.s, NGHTTP2_FLAG_NONE,
+                              nghttp2_session_get_last_proc_stream_id(uc->h2.s), NGHTTP2_NO_ERROR,
+                              NULL, 0);
+        h2_send(&uc->h2);
+    } else if (uc->wait == UC_HEAD && uc->cur != NULL && !uc->cur->resp_started) {
+        conn_write(c, (const uint8_t *)timeout408, sizeof(timeout408) - 1);
+    }
+    conn_close_after_flush(c, uc->wait == UC_HEAD ? "request head timeout" : "idle timeout");
+    if (!c->closing)
+        uc_arm(uc, UC_CLOSE);
+}
 
 /* --- requests --- */
 
@@ -178,6 +252,10 @@ static void h1_finish_request(struct user_conn *uc);
 static int h1_message_begin(http_parser *p)
 {
     struct user_conn *uc = p->data;
+    /* A later head has as long as the first had; the first's deadline
+     * started with the connection. */
+    if (uc->heads > 0 && uc->wait == UC_IDLE)
+        uc_arm(uc, UC_HEAD);
     uc->cur = ureq_new(uc, 0);
     uc->in_value = 0;
     buf_free(&uc->hname);
@@ -274,6 +352,9 @@ static int h1_headers_complete(http_parser *p)
             return -1;
         }
     }
+
+    uc->heads++;
+    uc_busy(uc);
     snprintf(r->method, sizeof(r->method), "%s", http_method_str((enum http_method)p->method));
     if (r->target == NULL)
         r->target = strdup("/");
@@ -393,6 +474,7 @@ static void h1_finish_request(struct user_conn *uc)
         conn_close_after_flush(uc->conn, "request done");
         return;
     }
+    uc_arm(uc, UC_IDLE);
     /* Parse the next request from the loop, not from inside a callback. */
     uv_timer_start(&uc->resume_timer, resume_cb, 0, 0);
 }
@@ -548,6 +630,9 @@ static int h2_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
             r->req_ended = 1;
         }
         r->head_only = strcmp(r->method, "HEAD") == 0;
+        r->dispatched = 1;
+        if (uc->h2_active++ == 0)
+            uc_busy(uc);
         api_dispatch(uc->hub, r);
         return 0;
     }
@@ -582,6 +667,8 @@ static int h2_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t
     if (r == NULL)
         return 0;
     nghttp2_session_set_stream_user_data(session, stream_id, NULL);
+    if (r->dispatched && --uc->h2_active == 0 && !uc->dead)
+        uc_arm(uc, UC_IDLE);
     if (!r->resp_ended || !r->req_ended)
         ureq_abort(r);
     for (pp = &uc->streams; *pp != NULL; pp = &(*pp)->next)
@@ -790,7 +877,14 @@ static void user_drain_cb(struct conn *c)
 static void uc_free_cb(uv_handle_t *h)
 {
     struct user_conn *uc = h->data;
-    free(uc);
+    if (--uc->timers_open == 0)
+        free(uc);
+}
+
+static void uc_close_timers(struct user_conn *uc)
+{
+    uv_close((uv_handle_t *)&uc->resume_timer, uc_free_cb);
+    uv_close((uv_handle_t *)&uc->idle_timer, uc_free_cb);
 }
 
 static void user_close_cb(struct conn *c, const char *reason)
@@ -813,8 +907,9 @@ static void user_close_cb(struct conn *c, const char *reason)
     buf_free(&uc->backlog);
     buf_free(&uc->hname);
     buf_free(&uc->hval);
+    hub_users_dec(uc->hub, c->peer);
     uc->conn = NULL;
-    uv_close((uv_handle_t *)&uc->resume_timer, uc_free_cb);
+    uc_close_timers(uc);
 }
 
 static const struct conn_ops user_conn_ops = {
@@ -839,7 +934,9 @@ int user_attach(struct hub *h, struct conn *c, const char *alpn)
     buf_init(&uc->hname);
     buf_init(&uc->hval);
     uv_timer_init(h->loop, &uc->resume_timer);
-    uc->resume_timer.data = uc;
+    uv_timer_init(h->loop, &uc->idle_timer);
+    uc->resume_timer.data = uc->idle_timer.data = uc;
+    uc->timers_open = 2;
     if (strcmp(alpn, "h2") == 0) {
         uc->is_h2 = 1;
         if (nghttp2_session_callbacks_new(&cbs) != 0 || (opt = h2_option_new(0)) == NULL)
@@ -861,6 +958,7 @@ int user_attach(struct hub *h, struct conn *c, const char *alpn)
     }
     c->ops = &user_conn_ops;
     c->owner = uc;
+    uc_arm(uc, UC_HEAD);
     if (uc->is_h2)
         h2_send(&uc->h2);
     rc = 0;
@@ -874,7 +972,7 @@ out:
             h2_free(&uc->h2);
         else if (s != NULL)
             nghttp2_session_del(s);
-        uv_close((uv_handle_t *)&uc->resume_timer, uc_free_cb);
+        uc_close_timers(uc);
     }
     return rc;
 }

@@ -40,6 +40,7 @@ struct ureq {
     int64_t content_length; /* -1 unknown */
     int has_body;
     int req_ended;
+    int dispatched; /* HTTP/2: the head was complete and handed to api_dispatch */
     const struct ureq_handler *handler;
     void *hctx; /* handler's; not owned */
     /* response */
@@ -55,7 +56,9 @@ struct ureq {
 };
 
 /* Called by the listener for a user connection whose TLS handshake is done;
- * alpn is "h2" or anything else for HTTP/1.1. Takes over c. */
+ * alpn is "h2" or anything else for HTTP/1.1. On success takes over c and
+ * the connection's count in hub_users_inc (given back when c closes); on
+ * failure (-ENOMEM) c and the count stay the caller's. */
 int user_attach(struct hub *h, struct conn *c, const char *alpn);
 
 /* Header lookup (name lower-case); NULL if absent. Owned by r. */

@@ -700,7 +700,10 @@ static void on_connect(uv_connect_t *req, int status)
         return;
     }
     /* The deadline covers the proxy's answer and the TLS handshake. */
-    conn_start(c, 15000);
+    if (conn_start(c, 15000) != 0) {
+        conn_close(c, "connection lost at connect");
+        return;
+    }
     if (a->use_proxy) {
         uv_buf_t b;
         size_t len = 0;

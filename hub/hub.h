@@ -4,6 +4,7 @@
 #define TETHER_HUB_H
 
 #include <stdint.h>
+#include <sys/queue.h>
 #include <uv.h>
 
 #include "../common/crypto.h"
@@ -27,7 +28,18 @@ struct hub_config {
     size_t api_body_max;               /* JSON API request bodies; default 1 MiB */
     size_t query_body_max;             /* a site's answer stored per query; default 1 MiB */
     int max_pending_handshakes_per_ip; /* default 64 */
+    /* Stalled proxied responses (the user does not read) one user
+     * connection, and one token, may hold on one site; default 64 and 128.
+     * A stream that stalls past them is reset, new requests get 429. */
+    unsigned max_stalled_streams_per_conn;
+    unsigned max_stalled_streams_per_token;
 };
+
+/* Proxied requests in flight, and how many are stalled, per (site, user
+ * connection) and per (site, token): hub/proxy.c's. */
+#define HUB_HOLD_BUCKETS 64
+struct proxy_hold;
+LIST_HEAD(proxy_hold_list, proxy_hold);
 
 /* Live tunnels by site id; a small chained hash so 10k sites stay O(1). */
 struct tunnel_map {
@@ -54,6 +66,7 @@ struct hub {
      * standby_next; not owned (each tunnel is owned by its conn). */
     struct tunnel *standby;
     struct query_engine *qe; /* owned by hub/query.c */
+    struct proxy_hold_list holds[HUB_HOLD_BUCKETS];
     uv_signal_t sigterm, sigint, sighup;
     uv_timer_t drain_timer;
     int draining;

@@ -245,6 +245,8 @@ static void settings_defaults(struct settings *s)
     s->cfg.api_body_max = 1u << 20;
     s->cfg.query_body_max = 1u << 20;
     s->cfg.max_pending_handshakes_per_ip = 64;
+    s->cfg.max_stalled_streams_per_conn = 64;
+    s->cfg.max_stalled_streams_per_token = 128;
 }
 
 /* Bounds of the time keys, in milliseconds. */
@@ -338,6 +340,16 @@ static int apply_key(struct settings *s, const char *key, const char *val, int *
             return -EINVAL;
         }
         s->cfg.max_pending_handshakes_per_ip = (int)n;
+    } else if (strcmp(key, "max_stalled_streams_per_conn") == 0 ||
+               strcmp(key, "max_stalled_streams_per_token") == 0) {
+        if (parse_int(val, 1, 100000, &n) != 0) {
+            snprintf(why, why_cap, "expected a count from 1 to 100000");
+            return -EINVAL;
+        }
+        if (strcmp(key, "max_stalled_streams_per_conn") == 0)
+            s->cfg.max_stalled_streams_per_conn = (unsigned)n;
+        else
+            s->cfg.max_stalled_streams_per_token = (unsigned)n;
     } else {
         return -ENOENT;
     }
@@ -519,7 +531,9 @@ static int write_hub_conf(const char *path, const char *name, char eps[][TOKEN_E
                  "# enroll_ttl = 86400            (seconds an enrollment token lives)\n"
                  "# api_body_max = 1048576        (bytes of a JSON API request body)\n"
                  "# query_body_max = 1048576      (bytes of each site's answer a query keeps)\n"
-                 "# max_pending_handshakes_per_ip = 64\n");
+                 "# max_pending_handshakes_per_ip = 64\n"
+                 "# max_stalled_streams_per_conn = 64   (responses a user does not read,\n"
+                 "# max_stalled_streams_per_token = 128  per connection / token and site)\n");
     if (t.overflow)
         return -ENOSPC;
     return config_write_file(path, t.buf, 0644);

@@ -122,6 +122,18 @@ static void ss_kick(struct sstream *ss)
     h2_send(&ss->a->h2);
 }
 
+/* The response cannot go on whole (no memory for its bytes): stop the
+ * service request and reset the stream, so the hub never passes on a body
+ * with a hole in it. */
+static void ss_break(struct sstream *ss)
+{
+    if (ss->up != NULL)
+        upstream_abort(ss->up);
+    ss->up = NULL;
+    nghttp2_submit_rst_stream(ss->a->h2.s, NGHTTP2_FLAG_NONE, ss->id, NGHTTP2_INTERNAL_ERROR);
+    h2_send(&ss->a->h2);
+}
+
 static void respond_simple(struct sstream *ss, int status, const char *code, const char *detail)
 {
     nghttp2_nv nva[3];
@@ -136,8 +148,11 @@ static void respond_simple(struct sstream *ss, int status, const char *code, con
     nva[0] = h2_nv(":status", 7, st, strlen(st));
     nva[1] = h2_nv("content-type", 12, "application/json", 16);
     nva[2] = h2_nv("tether-error", 12, code, strlen(code));
-    if (txt != NULL)
-        buf_append(&ss->resp, txt, strlen(txt));
+    if (txt == NULL || buf_append(&ss->resp, txt, strlen(txt)) != 0) {
+        free(txt);
+        ss_break(ss);
+        return;
+    }
     free(txt);
     ss->resp_eof = 1;
     ss->head_sent = 1;
@@ -166,7 +181,10 @@ static void up_head(void *arg, int status, const struct upstream_header *h, size
 static void up_body(void *arg, const uint8_t *data, size_t len)
 {
     struct sstream *ss = arg;
-    buf_append(&ss->resp, data, len);
+    if (buf_append(&ss->resp, data, len) != 0) {
+        ss_break(ss);
+        return;
+    }
     if (ss->resp.len >= RESP_HIGH && !ss->paused && ss->up != NULL) {
         ss->paused = 1;
         upstream_pause_reading(ss->up, 1);
@@ -222,8 +240,11 @@ static void hello(struct sstream *ss)
                   svcs);
     txt = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
-    if (txt != NULL)
-        buf_append(&ss->resp, txt, strlen(txt));
+    if (txt == NULL || buf_append(&ss->resp, txt, strlen(txt)) != 0) {
+        free(txt);
+        ss_break(ss);
+        return;
+    }
     free(txt);
     ss->resp_eof = 1;
     ss->head_sent = 1;

@@ -53,6 +53,7 @@ struct proxy {
 };
 
 static void proxy_fail(struct proxy *p, int status, const char *code, const char *why);
+static void stall_check(struct proxy *p);
 
 static struct proxy_hold_list *hold_bucket(struct hub *h, int64_t site_id, const void *conn,
                                            const char *token)
@@ -137,6 +138,13 @@ static void set_stalled(struct proxy *p, int on)
 static void stall_kill(uv_timer_t *t)
 {
     struct proxy *p = t->data;
+
+    /* The user may have read meanwhile, or another stalled stream ended. */
+    if (p->stalled || p->r == NULL || p->ts == NULL || p->uncredited < STALL_BYTES ||
+        !stall_cap_reached(p)) {
+        stall_check(p);
+        return;
+    }
     proxy_fail(p, 429, "too_many_requests", "too many stalled responses from this site");
 }
 

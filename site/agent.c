@@ -217,8 +217,9 @@ static void up_error(void *arg, int status, const char *why)
 static void up_written(void *arg, size_t len)
 {
     struct sstream *ss = arg;
-    /* The service took these bytes: only now may the hub send more. */
-    nghttp2_session_consume(ss->a->h2.s, ss->id, len);
+    /* The service took these bytes: only now may the hub send more on this
+     * stream (the connection window came back on arrival). */
+    nghttp2_session_consume_stream(ss->a->h2.s, ss->id, len);
     h2_send(&ss->a->h2);
 }
 
@@ -442,8 +443,12 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t stream
     struct sstream *ss = nghttp2_session_get_stream_user_data(session, stream_id);
 
     a->last_heard_ms = uv_now(a->loop);
+    /* Connection credit goes back at once: an upload the service does not
+     * read holds its own stream window (1 MiB, queued for the service) and
+     * nothing other streams need, also after it is cancelled. */
+    nghttp2_session_consume_connection(session, len);
     if (ss == NULL || ss->up == NULL || upstream_write_body(ss->up, data, len) != 0)
-        nghttp2_session_consume(session, stream_id, len);
+        nghttp2_session_consume_stream(session, stream_id, len);
     return 0;
 }
 

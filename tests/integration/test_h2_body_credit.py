@@ -10,12 +10,16 @@ window and the request hangs until curl's timeout.
   C. 20 uploads of ~1 MB on one connection to a service that answers before
      reading them (the proxy path: its handler holds body bytes; this part
      guards it, it also passed before).
+  D. uploads reset while the hub and the site still hold their bytes give
+     the window back, on the user's connection and on the tunnel.
 """
 import os
+import socket
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Harness  # noqa: E402
+from h2stall import Uploader  # noqa: E402
 
 SITE = "credit-a"
 N = 20
@@ -50,7 +54,16 @@ def main(h):
     conf = h.path("extra.conf")
     with open(conf, "w") as f:
         f.write("api_body_max = %d\n" % (4 << 20))
-    hub, site, svc = h.setup(SITE, hub_args=["--config", conf])
+    # A service that never accepts: its listen queue is full, so the site's
+    # connects hang and the uploads sent to it stay where they are.
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(0)
+    filler = socket.create_connection(hole.getsockname(), timeout=5)
+    svc = h.service("svc-" + SITE, site_name=SITE)
+    hub, site, _ = h.setup(SITE, hub_args=["--config", conf],
+                           services={"web": svc.url,
+                                     "hole": "http://127.0.0.1:%d" % hole.getsockname()[1]})
 
     body = h.path("patch.json")
     with open(body, "w") as f:
@@ -77,6 +90,35 @@ def main(h):
     h.check(len(codes) == N and all(v == "2" for _, v in codes) and conns == 1,
             "C: %d uploads the service did not read all answered on one connection" % N,
             "codes=%r connections=%d rc=%d %s" % (codes, conns, r.rc, r.stderr[-300:]))
+
+    # D: uploads cut short while the hub (1 MiB per stream) and the site
+    # (1 MiB per stream, queued for the service) still hold their bytes.
+    # Those bytes must come back to the user connection's window and to the
+    # tunnel's: 5 connections x 16 streams hold 80 MiB, more than either.
+    hole_path = "/v1/sites/%s/services/hole/upload" % SITE
+    ok_after, held = 0, []
+    for _ in range(5):
+        u = Uploader(hub.port, hub.token)
+        sids = u.open(hole_path, 16)
+        sent = u.push(sids, 4 << 20, 0.5)
+        held.append(sum(sent.values()))
+        u.reset(sids)
+        (sid,) = u.open("/v1/sites/%s/services/web/sha256" % SITE, 1)
+        done = u.push([sid], 256 << 10, 10, end=True)
+        if done[sid] == 256 << 10 and u.wait_head(sid, 10) == "200":
+            ok_after += 1
+        u.close()
+    h.info("D: bytes sent before the uploads stalled, per connection: %s" % held)
+    h.check(all(n >= 16 << 20 for n in held),
+            "D: each connection's 16 uploads stalled only after 16 MiB or more", held)
+    h.check(ok_after == 5, "D: after resetting its stuck uploads, each connection uploads "
+            "256 KiB and gets its answer", "%d of 5" % ok_after)
+    r = hub.proxy(SITE, "web", "/sha256", method="POST", data=b"y" * (1 << 20), http="2",
+                  timeout=20)
+    h.check(r.status == 200 and (r.json() or {}).get("bytes") == 1 << 20,
+            "D: a new connection's 1 MiB upload through the same tunnel is answered", r)
+    filler.close()
+    hole.close()
 
     r = hub.curl("/v1/sites", http="2")
     h.check(r.status == 200, "the hub still answers", r)

@@ -13,16 +13,18 @@ large responses, and stops reading. "Held" means:
     hub answers new requests 429 and resets a stream that stalls;
   - the hub and the site keep running.
 Phase 1 stalls 127 streams from one connection, phase 2 stalls streams from
-8 connections at once, phase 3 checks the per-connection cap after a reload.
+8 connections at once, phase 3 checks the per-connection cap after a reload,
+phase 4 leaves 80 uploads stuck at a service that never reads them.
 """
 import os
 import signal
+import socket
 import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
 from harness import Fatal, Harness, edit_conf  # noqa: E402
-from h2stall import Stall  # noqa: E402
+from h2stall import Stall, Uploader  # noqa: E402
 
 SITE, OTHER = "slow-victim", "slow-other"
 BIG = 256 << 20  # each stalled response: far more than any window
@@ -63,11 +65,17 @@ def main(h):
     edit_conf(conf, "max_stalled_streams_per_conn", str(PER_CONN))
     edit_conf(conf, "max_stalled_streams_per_token", str(PER_TOKEN))
     hub.start()
+    # A service that never accepts (its listen queue is full): uploads to it
+    # stay queued in the site.
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(0)
+    filler = socket.create_connection(hole.getsockname(), timeout=5)
     for name in (SITE, OTHER):
         svc = h.service("svc-" + name, site_name=name)
         site = h.site(name, hub)
         site.enroll(hub.site_add(name))
-        site.start({"web": svc.url})
+        site.start({"web": svc.url, "hole": "http://127.0.0.1:%d" % hole.getsockname()[1]})
         if hub.wait_ready(name, 15) is None:
             raise Fatal("site %s not ready" % name)
     victim = make_token(hub, "victim")
@@ -145,6 +153,24 @@ def main(h):
             "they stall past max_stalled_streams_per_conn = 8",
             "heads=%d resets=%d" % (ok, n))
     c.close()
+
+    # Phase 4, the other direction: 80 uploads to a service that never reads
+    # them (5 connections x 16 streams, 1 MiB or more each held in the site),
+    # more than the tunnel's 64 MiB connection window. Another user's 1 MiB
+    # upload through the same tunnel must still go through.
+    ups = [Uploader(hub.port, attackers[0]) for _ in range(5)]
+    for u in ups:
+        u.push(u.open("/v1/sites/%s/services/hole/upload" % SITE, 16), 4 << 20, 0.5)
+    r = hub.proxy(SITE, "web", "/sha256", method="POST", data=b"v" * VICTIM, token=victim,
+                  timeout=int(limit) + 10)
+    h.info("phase 4: victim's 1 MiB upload took %.3fs" % r.elapsed)
+    h.check(r.status == 200 and (r.json() or {}).get("bytes") == VICTIM and r.elapsed <= limit,
+            "phase 4 (80 stuck uploads): victim's 1 MiB upload answered in %.2fs <= %.2fs"
+            % (r.elapsed, limit), r)
+    for u in ups:
+        u.close()
+    filler.close()
+    hole.close()
 
     h.check(hub.proc.alive(), "hub still running")
     r = victim_get(hub, victim, 30)

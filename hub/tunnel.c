@@ -187,7 +187,7 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
     }
     if (buf_append(&s->hdrs, name, namelen) || buf_append(&s->hdrs, "", 1) ||
         buf_append(&s->hdrs, value, valuelen) || buf_append(&s->hdrs, "", 1))
-        return NGHTTP2_ERR_CALLBACK_FAILURE;
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* this stream only, not the tunnel */
     s->n_hdrs++;
     return 0;
 }

@@ -70,6 +70,7 @@ struct areq {
     char remote[64];
     struct buf body;
     int too_large;
+    int no_memory; /* a body piece could not be kept: never run on a partial body */
 };
 
 typedef void (*route_fn)(struct areq *q, json_t *body, struct outcome *o);
@@ -1424,7 +1425,10 @@ static void a_body(struct ureq *r, const uint8_t *data, size_t len)
         q->too_large = 1;
         return;
     }
-    buf_append(&q->body, data, len);
+    if (!q->no_memory && buf_append(&q->body, data, len) != 0) {
+        q->no_memory = 1;
+        buf_free(&q->body);
+    }
 }
 
 static void a_end(struct ureq *r)
@@ -1440,6 +1444,10 @@ static void a_end(struct ureq *r)
         snprintf(o.actor, sizeof(o.actor), "site:%s", q->name);
     if (q->too_large) {
         fail(&o, 413, "too_large", "request body too large");
+        goto out;
+    }
+    if (q->no_memory) {
+        fail(&o, 500, "internal", "out of memory");
         goto out;
     }
     body = json_loadb(q->body.len ? (const char *)buf_head(&q->body) : "{}",
@@ -1461,7 +1469,7 @@ static void a_abort(struct ureq *r)
     areq_free(r->hctx);
 }
 
-static const struct ureq_handler buffered = {a_body, a_end, a_abort, NULL};
+static const struct ureq_handler buffered = {a_body, a_end, a_abort, NULL, 0};
 
 /* Starts a state-changing request: checks the role, then reads the body
  * and runs the route from a_end. a's scope moves into the request. */

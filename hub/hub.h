@@ -34,6 +34,11 @@ struct hub_config {
     int max_user_conns_per_ip;        /* default 256 */
     int fd_reserve;                   /* descriptors users may not take; default 256 */
     int trim_after_closes;            /* closes that give heap back to the kernel; 256; 0 off */
+    /* Stalled proxied responses (the user does not read) one user
+     * connection, and one token, may hold on one site; default 64 and 128.
+     * A stream that stalls past them is reset, new requests get 429. */
+    int max_stalled_streams_per_conn;
+    int max_stalled_streams_per_token;
 };
 
 /* Established (and handshaking) user connections per source address; IPv6
@@ -48,6 +53,12 @@ struct ipcount {
     struct ipcount_chain *buckets; /* owned */
     size_t n_buckets, n_keys;
 };
+
+/* Proxied requests in flight, and how many are stalled, per (site, user
+ * connection) and per (site, token): hub/proxy.c's. */
+#define HUB_HOLD_BUCKETS 64
+struct proxy_hold;
+LIST_HEAD(proxy_hold_list, proxy_hold);
 
 /* Live tunnels by site id; a small chained hash so 10k sites stay O(1). */
 struct tunnel_map {
@@ -74,6 +85,7 @@ struct hub {
      * standby_next; not owned (each tunnel is owned by its conn). */
     struct tunnel *standby;
     struct query_engine *qe; /* owned by hub/query.c */
+    struct proxy_hold_list holds[HUB_HOLD_BUCKETS];
     uv_signal_t sigterm, sigint, sighup;
     uv_timer_t drain_timer;
     int draining;

@@ -250,6 +250,8 @@ static void settings_defaults(struct settings *s)
     s->cfg.max_user_conns_per_ip = 256;
     s->cfg.fd_reserve = 256;
     s->cfg.trim_after_closes = 256;
+    s->cfg.max_stalled_streams_per_conn = 64;
+    s->cfg.max_stalled_streams_per_token = 128;
 }
 
 /* Bounds of the time keys, in milliseconds. */
@@ -282,6 +284,10 @@ static const struct count_key count_keys[] = {
     {"max_user_conns_per_ip", offsetof(struct hub_config, max_user_conns_per_ip), 1, 1000000},
     {"fd_reserve", offsetof(struct hub_config, fd_reserve), 16, 1000000},
     {"trim_after_closes", offsetof(struct hub_config, trim_after_closes), 0, 100000000},
+    {"max_stalled_streams_per_conn", offsetof(struct hub_config, max_stalled_streams_per_conn), 1,
+     100000},
+    {"max_stalled_streams_per_token", offsetof(struct hub_config, max_stalled_streams_per_token),
+     1, 100000},
 };
 #define N_COUNT_KEYS (sizeof(count_keys) / sizeof(count_keys[0]))
 
@@ -552,7 +558,9 @@ static int write_hub_conf(const char *path, const char *name, char eps[][TOKEN_E
                  "# idle_timeout = 60             (seconds a user connection may idle)\n"
                  "# max_user_conns_per_ip = 256   (user connections from one address)\n"
                  "# fd_reserve = 256              (descriptors kept for site tunnels)\n"
-                 "# trim_after_closes = 256       (closes after which freed heap goes back)\n");
+                 "# trim_after_closes = 256       (closes after which freed heap goes back)\n"
+                 "# max_stalled_streams_per_conn = 64   (responses a user does not read,\n"
+                 "# max_stalled_streams_per_token = 128  per connection / token and site)\n");
     if (t.overflow)
         return -ENOSPC;
     return config_write_file(path, t.buf, 0644);

@@ -3,7 +3,9 @@
 /* SPDX-License-Identifier: MIT */
 #include "proxy.h"
 
+#include <assert.h>
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,19 +20,152 @@
 #define UP_HIGH (256 * 1024)
 #define UP_LOW  (64 * 1024)
 
+/* Proxied requests in flight (n) and how many of them are stalled, for one
+ * site and one user connection (conn != NULL) or one token (conn == NULL).
+ * An entry lives while n > 0. */
+struct proxy_hold {
+    LIST_ENTRY(proxy_hold) link;
+    int64_t site_id;
+    const void *conn;
+    char token[TOKEN_NAME_MAX + 1];
+    unsigned n;
+    unsigned stalled;
+};
+
+/* A stream is stalled while the hub holds at least half a stream window of
+ * response bytes that its user does not take. */
+#define STALL_BYTES (TUNNEL_STREAM_WINDOW / 2)
+
 struct proxy {
     struct hub *h;
-    struct ureq *r;     /* NULL once the user side is finished */
-    struct tstream *ts; /* NULL once the tunnel side is finished */
+    struct proxy_hold *by_conn, *by_token; /* our counts; NULL once released */
+    int stalled;                           /* counted in by_conn and by_token */
+    struct ureq *r;                        /* NULL once the user side is finished */
+    struct tstream *ts;                    /* NULL once the tunnel side is finished */
     struct buf up;
     int up_eof;
     int up_paused;
     size_t uncredited;
     uint64_t started_ms;
-    uv_timer_t timer; /* no response head within request_timeout_ms: 504 */
+    /* No response head within request_timeout_ms: 504. Once the head came,
+     * it runs stall_kill. */
+    uv_timer_t timer;
     int freeing;
     char site[TOKEN_NAME_MAX + 1];
 };
+
+static void proxy_fail(struct proxy *p, int status, const char *code, const char *why);
+static void stall_check(struct proxy *p);
+
+static struct proxy_hold_list *hold_bucket(struct hub *h, int64_t site_id, const void *conn,
+                                           const char *token)
+{
+    uint64_t k = (uint64_t)site_id * 0x9e3779b97f4a7c15u;
+    if (conn != NULL) {
+        k ^= (uint64_t)(uintptr_t)conn >> 4;
+    } else {
+        for (const char *c = token; *c; c++)
+            k = (k ^ (uint8_t)*c) * 0x100000001b3u;
+    }
+    return &h->holds[(k ^ (k >> 29)) % HUB_HOLD_BUCKETS];
+}
+
+/* Counts one more request for (site, conn) or (site, token); NULL when out
+ * of memory. */
+static struct proxy_hold *hold_take(struct hub *h, int64_t site_id, const void *conn,
+                                    const char *token)
+{
+    struct proxy_hold_list *l = hold_bucket(h, site_id, conn, token);
+    struct proxy_hold *e;
+
+    LIST_FOREACH(e, l, link)
+    {
+        if (e->site_id == site_id && e->conn == conn &&
+            (conn != NULL || strcmp(e->token, token) == 0))
+            break;
+    }
+    if (e == NULL) {
+        e = calloc(1, sizeof(*e));
+        if (e == NULL)
+            return NULL;
+        e->site_id = site_id;
+        e->conn = conn;
+        if (conn == NULL)
+            snprintf(e->token, sizeof(e->token), "%s", token);
+        LIST_INSERT_HEAD(l, e, link);
+    }
+    e->n++;
+    return e;
+}
+
+static void hold_put(struct proxy_hold **pe)
+{
+    struct proxy_hold *e = *pe;
+
+    *pe = NULL;
+    if (e == NULL)
+        return;
+    assert(e->n > 0);
+    if (--e->n == 0) {
+        assert(e->stalled == 0);
+        LIST_REMOVE(e, link);
+        free(e);
+    }
+}
+
+/* 1 when this request's connection or token already holds its maximum of
+ * stalled streams on the site. */
+static int stall_cap_reached(const struct proxy *p)
+{
+    const struct hub_config *c = &p->h->cfg;
+    return p->by_conn->stalled >= (unsigned)c->max_stalled_streams_per_conn ||
+           p->by_token->stalled >= (unsigned)c->max_stalled_streams_per_token;
+}
+
+static void set_stalled(struct proxy *p, int on)
+{
+    if (p->stalled == on || p->by_conn == NULL || p->by_token == NULL)
+        return;
+    p->stalled = on;
+    if (on) {
+        p->by_conn->stalled++;
+        p->by_token->stalled++;
+    } else {
+        assert(p->by_conn->stalled > 0 && p->by_token->stalled > 0);
+        p->by_conn->stalled--;
+        p->by_token->stalled--;
+    }
+}
+
+static void stall_kill(uv_timer_t *t)
+{
+    struct proxy *p = t->data;
+
+    /* The user may have read meanwhile, or another stalled stream ended. */
+    if (p->stalled || p->r == NULL || p->ts == NULL || p->uncredited < STALL_BYTES ||
+        !stall_cap_reached(p)) {
+        stall_check(p);
+        return;
+    }
+    proxy_fail(p, 429, "too_many_requests", "too many stalled responses from this site");
+}
+
+/* Called whenever uncredited bytes change. A stream that stalls past its
+ * connection's or token's cap is reset: what one user holds in the hub for
+ * a site stays bounded even when many requests started at once. The reset
+ * runs from the loop: we may be inside either side's callbacks here. */
+static void stall_check(struct proxy *p)
+{
+    int now = p->r != NULL && p->ts != NULL && p->uncredited >= STALL_BYTES;
+
+    if (now == p->stalled)
+        return;
+    if (now && stall_cap_reached(p)) {
+        uv_timer_start(&p->timer, stall_kill, 0, 0);
+        return;
+    }
+    set_stalled(p, now);
+}
 
 static void proxy_free_cb(uv_handle_t *h)
 {
@@ -44,6 +179,9 @@ static void proxy_maybe_free(struct proxy *p)
     if (p->r != NULL || p->ts != NULL || p->freeing)
         return;
     p->freeing = 1;
+    set_stalled(p, 0);
+    hold_put(&p->by_conn);
+    hold_put(&p->by_token);
     uv_close((uv_handle_t *)&p->timer, proxy_free_cb);
 }
 
@@ -62,14 +200,48 @@ static void head_timeout(uv_timer_t *t)
     proxy_maybe_free(p);
 }
 
+/* Reopens the site's stream window by the bytes that left the hub for the
+ * user's connection. Bytes still queued for this stream (HTTP/2 flow
+ * control of the user) stay uncredited, so a stream holds at most one
+ * tunnel stream window in the hub however slow its reader is. */
 static void credit(struct proxy *p)
 {
+    size_t queued = 0, n;
+
     if (p->ts == NULL || p->uncredited == 0)
-        return;
-    if (p->r != NULL && ureq_backlog(p->r) >= CONN_HIGH_WATER)
-        return; /* the client is slow: hold the site's window shut */
-    tunnel_stream_consume(p->ts, p->uncredited);
-    p->uncredited = 0;
+        goto out;
+    if (p->r != NULL) {
+        queued = ureq_queued(p->r);
+        if (ureq_backlog(p->r) - queued >= CONN_HIGH_WATER)
+            goto out; /* the client is slow: hold the site's window shut */
+    }
+    n = queued < p->uncredited ? p->uncredited - queued : 0;
+    if (n > 0) {
+        tunnel_stream_consume(p->ts, n);
+        p->uncredited -= n;
+    }
+out:
+    stall_check(p);
+}
+
+/* Breaks both sides: the tunnel stream is cancelled, the user gets status
+ * (or a reset once the response started). */
+static void proxy_fail(struct proxy *p, int status, const char *code, const char *why)
+{
+    struct ureq *r = p->r;
+
+    if (p->ts != NULL)
+        tunnel_stream_cancel(p->ts);
+    p->ts = NULL;
+    p->r = NULL;
+    if (r != NULL) {
+        ureq_set_handler(r, NULL, NULL);
+        if (!r->resp_started)
+            ureq_error(r, status, code, why);
+        else
+            ureq_reset(r); /* the client must not take a short body for a whole one */
+    }
+    proxy_maybe_free(p);
 }
 
 /* --- user side --- */
@@ -81,8 +253,10 @@ static void u_body(struct ureq *r, const uint8_t *data, size_t len)
         ureq_credit_body(r, len);
         return;
     }
-    if (buf_append(&p->up, data, len) != 0)
+    if (buf_append(&p->up, data, len) != 0) {
+        proxy_fail(p, 500, "internal", "out of memory");
         return;
+    }
     if (p->up.len >= UP_HIGH && !p->up_paused) {
         p->up_paused = 1;
         ureq_pause_body(r, 1);
@@ -114,7 +288,7 @@ static void u_drain(struct ureq *r)
     credit(r->hctx);
 }
 
-static const struct ureq_handler user_side = {u_body, u_end, u_abort, u_drain};
+static const struct ureq_handler user_side = {u_body, u_end, u_abort, u_drain, 1};
 
 /* Ends the user side; r may be freed inside ureq_respond_end. */
 static void user_finish(struct proxy *p)
@@ -150,8 +324,10 @@ static void t_data(void *arg, const uint8_t *data, size_t len)
 {
     struct proxy *p = arg;
     p->uncredited += len;
-    if (p->r != NULL)
-        ureq_respond_body(p->r, data, len);
+    if (p->r != NULL && ureq_respond_body(p->r, data, len) != 0) {
+        proxy_fail(p, 502, "bad_gateway", "the hub could not pass the response on");
+        return;
+    }
     credit(p);
 }
 
@@ -172,24 +348,13 @@ static void t_end(void *arg)
 static void t_error(void *arg, int status, const char *why)
 {
     struct proxy *p = arg;
-    struct ureq *r = p->r;
 
-    p->ts = NULL;
-    p->r = NULL;
-    if (r != NULL) {
-        ureq_set_handler(r, NULL, NULL);
-        if (!r->resp_started) {
-            const char *code = status == 503   ? "site_offline"
-                               : status == 504 ? "gateway_timeout"
-                                               : "bad_gateway";
-            ureq_error(r, status, code, why);
-        } else {
-            /* Mid-body: the client must see a broken response, not a short
-             * one that looks complete. */
-            ureq_reset(r);
-        }
-    }
-    proxy_maybe_free(p);
+    p->ts = NULL; /* finished: nothing to cancel */
+    proxy_fail(p, status,
+               status == 503   ? "site_offline"
+               : status == 504 ? "gateway_timeout"
+                               : "bad_gateway",
+               why);
 }
 
 static size_t t_read_body(void *arg, uint8_t *dst, size_t cap, int *eof)
@@ -279,13 +444,26 @@ void proxy_start(struct hub *h, struct ureq *r, struct tunnel *t, const char *se
                          strlen(r->hdrs[i].value));
     }
     ureq_set_handler(r, &user_side, p);
+    /* A user who stops reading holds a stream window (1 MiB) in the hub and
+     * one of the site's stream slots per request: bounded per connection
+     * and per token (stall_check), so others keep theirs. */
+    p->by_conn = hold_take(h, t->site_id, r->uc, NULL);
+    p->by_token = p->by_conn ? hold_take(h, t->site_id, NULL, user) : NULL;
+    if (p->by_token == NULL) {
+        proxy_fail(p, 500, "internal", "out of memory");
+        return;
+    }
+    if (stall_cap_reached(p)) {
+        proxy_fail(p, 429, "too_many_requests",
+                   "too many stalled responses from this site on this connection or token");
+        return;
+    }
     rc = tunnel_stream_open(t, nva, n, r->has_body, &tunnel_side, p, &p->ts);
     if (rc != 0) {
         p->ts = NULL;
-        p->r = NULL;
-        ureq_set_handler(r, NULL, NULL);
-        ureq_error(r, 503, "site_offline", "the site's tunnel is closing");
-        proxy_maybe_free(p);
+        proxy_fail(p, 503, rc == -EBUSY ? "site_busy" : "site_offline",
+                   rc == -EBUSY ? "the site's tunnel carries its maximum of requests"
+                                : "the site's tunnel is closing");
         return;
     }
     h->n_proxy_requests++;

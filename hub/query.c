@@ -426,7 +426,7 @@ static void w_abort(struct ureq *r)
         waiter_free(wt);
 }
 
-static const struct ureq_handler waiter_handler = {NULL, NULL, w_abort, NULL};
+static const struct ureq_handler waiter_handler = {NULL, NULL, w_abort, NULL, 0};
 
 /* Answers a waiting GET; the waiter is freed by the caller. */
 static void waiter_answer(struct waiter *wt, int status, const char *txt, size_t len)
@@ -1666,8 +1666,6 @@ static void s_body(struct ureq *r, const uint8_t *data, size_t len)
 {
     struct submit *sb = r->hctx;
 
-    /* HTTP/2: the bytes are taken (kept or dropped), reopen the window. */
-    ureq_credit_body(r, len);
     if (sb->too_large || sb->body.len + len > sb->h->cfg.api_body_max) {
         sb->too_large = 1;
         buf_free(&sb->body);
@@ -1714,7 +1712,7 @@ static void s_abort(struct ureq *r)
     submit_free(r->hctx);
 }
 
-static const struct ureq_handler submit_handler = {s_body, s_end, s_abort, NULL};
+static const struct ureq_handler submit_handler = {s_body, s_end, s_abort, NULL, 0};
 
 static void submit_start(struct hub *h, struct ureq *r, const struct api_auth *a)
 {

@@ -3,6 +3,7 @@
 /* SPDX-License-Identifier: MIT */
 #include "tunnel.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <jansson.h>
 #include <stdlib.h>
@@ -12,11 +13,14 @@
 #include "../common/token.h"
 #include "query.h"
 
-/* Per-stream window: big enough for 1 GB/s on loopback, small enough that a
- * stalled reader pins at most this much hub memory. */
-#define TUNNEL_STREAM_WINDOW (1 << 20)
-#define TUNNEL_CONN_WINDOW   (64 << 20)
-#define HELLO_MAX            (64 * 1024)
+/* The connection window is credited as bytes arrive (on_data_chunk), so it
+ * only paces the site; TUNNEL_STREAM_WINDOW (tunnel.h) bounds each stream. */
+#define TUNNEL_CONN_WINDOW (64 << 20)
+/* Requests in flight on one tunnel, open or waiting in nghttp2 for one of
+ * the site's stream slots: past this the hub answers 503 at once instead of
+ * queueing without bound. */
+#define TUNNEL_MAX_STREAMS 1024
+#define HELLO_MAX          (64 * 1024)
 
 struct tstream {
     struct tunnel *t;
@@ -91,6 +95,8 @@ static void stream_unlink(struct tstream *s)
         t->streams = s->next;
     if (s->next)
         s->next->prev = s->prev;
+    assert(t->n_streams > 0);
+    t->n_streams--;
     buf_free(&s->hdrs);
     free(s);
 }
@@ -182,7 +188,7 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
     }
     if (buf_append(&s->hdrs, name, namelen) || buf_append(&s->hdrs, "", 1) ||
         buf_append(&s->hdrs, value, valuelen) || buf_append(&s->hdrs, "", 1))
-        return NGHTTP2_ERR_CALLBACK_FAILURE;
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* this stream only, not the tunnel */
     s->n_hdrs++;
     return 0;
 }
@@ -243,8 +249,14 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t stream
     struct tstream *s = nghttp2_session_get_stream_user_data(session, stream_id);
 
     t->last_heard_ms = uv_now(t->hub->loop);
+    /* The connection window comes back at once: the bytes are in the hub's
+     * hands now, and a user who does not read them must not hold credit
+     * other streams need. Each stream's own window still closes until its
+     * user takes the bytes (tunnel_stream_consume), so a stream keeps at
+     * most one stream window in the hub. */
+    nghttp2_session_consume_connection(session, len);
     if (s == NULL || s->ops == NULL) {
-        nghttp2_session_consume(session, stream_id, len);
+        nghttp2_session_consume_stream(session, stream_id, len);
         return 0;
     }
     s->unconsumed += len;
@@ -261,10 +273,6 @@ static int on_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t
     if (s == NULL)
         return 0;
     nghttp2_session_set_stream_user_data(session, stream_id, NULL);
-    /* Bytes the user has not taken yet must not keep the connection window
-     * shut once the stream is gone. */
-    if (s->unconsumed > 0)
-        nghttp2_session_consume_connection(session, s->unconsumed);
     ops = s->ops;
     s->ops = NULL;
     if (ops != NULL) {
@@ -578,6 +586,8 @@ int tunnel_stream_open(struct tunnel *t, const nghttp2_nv *nva, size_t n, int ha
 
     if (t->closing || t->conn == NULL || t->conn->closing || t->hub->draining)
         return -ENOTCONN;
+    if (t->n_streams >= TUNNEL_MAX_STREAMS)
+        return -EBUSY;
     s = calloc(1, sizeof(*s));
     if (s == NULL)
         return -ENOMEM;
@@ -597,6 +607,7 @@ int tunnel_stream_open(struct tunnel *t, const nghttp2_nv *nva, size_t n, int ha
     if (t->streams)
         t->streams->prev = s;
     t->streams = s;
+    t->n_streams++;
     *out = s;
     h2_send(&t->h2);
     return 0;
@@ -617,7 +628,7 @@ void tunnel_stream_consume(struct tstream *s, size_t len)
     if (len > s->unconsumed)
         len = s->unconsumed;
     s->unconsumed -= len;
-    nghttp2_session_consume(s->t->h2.s, s->id, len);
+    nghttp2_session_consume_stream(s->t->h2.s, s->id, len);
     h2_send(&s->t->h2);
 }
 
@@ -658,8 +669,5 @@ void tunnel_drain(struct tunnel *t)
 
 size_t tunnel_stream_count(const struct tunnel *t)
 {
-    size_t n = 0;
-    for (const struct tstream *s = t->streams; s != NULL; s = s->next)
-        n++;
-    return n;
+    return t->n_streams;
 }

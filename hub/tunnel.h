@@ -12,6 +12,10 @@
 #include "../common/h2.h"
 #include "hub.h"
 
+/* Per-stream window: big enough for 1 GB/s on loopback, small enough that a
+ * stalled reader pins at most this much hub memory. */
+#define TUNNEL_STREAM_WINDOW (1 << 20)
+
 struct tstream;
 
 /* What a proxied request receives from its tunnel stream. arg belongs to
@@ -50,6 +54,7 @@ struct tunnel {
     char **services; /* parsed from services_json at hello; owned */
     size_t n_services;
     struct tstream *streams; /* open streams, doubly linked */
+    size_t n_streams;        /* length of streams */
     struct tunnel *map_next;
     char close_reason[128];
 };
@@ -59,7 +64,8 @@ struct tunnel {
 int tunnel_attach(struct hub *h, struct conn *c, const struct reg_site *site);
 
 /* Opens a stream carrying a request. nva must include the pseudo headers.
- * Returns 0 and *out, or -ENOTCONN if the tunnel is closing. */
+ * Returns 0 and *out, -ENOTCONN if the tunnel is closing, -EBUSY if the
+ * tunnel already carries its maximum of requests. */
 int tunnel_stream_open(struct tunnel *t, const nghttp2_nv *nva, size_t n, int has_body,
                        const struct tstream_ops *ops, void *arg, struct tstream **out);
 /* Request body became available. */

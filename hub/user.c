@@ -182,6 +182,9 @@ void ureq_set_handler(struct ureq *r, const struct ureq_handler *hd, void *hctx)
 {
     r->handler = hd;
     r->hctx = hctx;
+    /* What the previous handler held is dropped with it. */
+    if (r->in_held > 0 && (hd == NULL || !hd->holds_body))
+        ureq_credit_body(r, r->in_held);
 }
 
 static void ureq_abort(struct ureq *r)
@@ -197,6 +200,13 @@ size_t ureq_backlog(const struct ureq *r)
     if (r->uc->dead || r->uc->conn == NULL)
         return 0;
     return conn_out_pending(r->uc->conn) + r->out.len;
+}
+
+size_t ureq_queued(const struct ureq *r)
+{
+    if (r->uc->dead || r->uc->conn == NULL)
+        return 0;
+    return r->out.len;
 }
 
 /* --- HTTP/1.1 --- */
@@ -232,6 +242,8 @@ static const char *reason_phrase(int status)
         return "Conflict";
     case 413:
         return "Payload Too Large";
+    case 429:
+        return "Too Many Requests";
     case 431:
         return "Request Header Fields Too Large";
     case 500:
@@ -434,7 +446,12 @@ static int h1_process(struct user_conn *uc, const uint8_t *data, size_t len)
         return 0;
     if (e == HPE_PAUSED) {
         if (n < len) {
-            buf_append(&uc->backlog, data + n, len - n);
+            if (buf_append(&uc->backlog, data + n, len - n) != 0) {
+                /* The next request's bytes cannot be kept: never parse a
+                 * stream with a hole in it. */
+                conn_close(uc->conn, "out of memory");
+                return 0;
+            }
             conn_pause_reading(uc->conn, 1);
         }
         return 0;
@@ -485,35 +502,41 @@ static int h1_write_head(struct ureq *r, int status, const nghttp2_nv *hdrs, siz
     struct user_conn *uc = r->uc;
     struct buf b;
     char line[128];
-    int rc;
+    int rc = 0;
 
     buf_init(&b);
     snprintf(line, sizeof(line), "HTTP/1.1 %d %s\r\n", status, reason_phrase(status));
-    buf_append(&b, line, strlen(line));
+    rc |= buf_append(&b, line, strlen(line));
     for (size_t i = 0; i < n; i++) {
         if (h2_hop_by_hop((const char *)hdrs[i].name, hdrs[i].namelen) ||
             (hdrs[i].namelen == 14 &&
              strncasecmp((const char *)hdrs[i].name, "content-length", 14) == 0))
             continue;
-        buf_append(&b, hdrs[i].name, hdrs[i].namelen);
-        buf_append(&b, ": ", 2);
-        buf_append(&b, hdrs[i].value, hdrs[i].valuelen);
-        buf_append(&b, "\r\n", 2);
+        rc |= buf_append(&b, hdrs[i].name, hdrs[i].namelen);
+        rc |= buf_append(&b, ": ", 2);
+        rc |= buf_append(&b, hdrs[i].value, hdrs[i].valuelen);
+        rc |= buf_append(&b, "\r\n", 2);
     }
     if (status == 204 || status == 304 || status < 200) {
         r->head_only = 1;
     } else if (content_length >= 0) {
         snprintf(line, sizeof(line), "Content-Length: %lld\r\n", (long long)content_length);
-        buf_append(&b, line, strlen(line));
+        rc |= buf_append(&b, line, strlen(line));
     } else if (!r->head_only) {
         r->resp_chunked = 1;
-        buf_append(&b, "Transfer-Encoding: chunked\r\n", 28);
+        rc |= buf_append(&b, "Transfer-Encoding: chunked\r\n", 28);
     }
     if (!r->req_ended && r->has_body)
         uc->close_after = 1; /* unread request body: cannot reuse the connection */
     if (uc->close_after)
-        buf_append(&b, "Connection: close\r\n", 19);
-    buf_append(&b, "\r\n", 2);
+        rc |= buf_append(&b, "Connection: close\r\n", 19);
+    rc |= buf_append(&b, "\r\n", 2);
+    if (rc != 0) {
+        /* A head with a header missing is a different answer: send none. */
+        buf_free(&b);
+        conn_close(uc->conn, "out of memory");
+        return -ENOMEM;
+    }
     rc = conn_write(uc->conn, buf_head(&b), b.len);
     buf_free(&b);
     conn_flush(uc->conn);
@@ -567,7 +590,7 @@ static int h2_begin_headers(nghttp2_session *session, const nghttp2_frame *frame
         return 0;
     r = ureq_new(uc, frame->hd.stream_id);
     if (r == NULL)
-        return NGHTTP2_ERR_CALLBACK_FAILURE;
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* resets this stream only */
     r->next = uc->streams;
     uc->streams = r;
     nghttp2_session_set_stream_user_data(session, frame->hd.stream_id, r);
@@ -645,15 +668,24 @@ static int h2_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
     return 0;
 }
 
+/* Flow control of request bodies is done here, once for every handler:
+ * bytes are counted in in_held as they arrive and credited when the handler
+ * lets go of them (at once unless it holds_body, else through
+ * ureq_credit_body, at the latest when it is replaced or the stream closes). */
 static int h2_data_chunk(nghttp2_session *session, uint8_t flags, int32_t stream_id,
                          const uint8_t *data, size_t len, void *user_data)
 {
     struct ureq *r = nghttp2_session_get_stream_user_data(session, stream_id);
-    if (r == NULL || r->handler == NULL || r->handler->on_body == NULL) {
+    if (r == NULL) {
         nghttp2_session_consume(session, stream_id, len);
         return 0;
     }
-    r->handler->on_body(r, data, len);
+    r->in_held += len;
+    if (r->handler != NULL && r->handler->on_body != NULL)
+        r->handler->on_body(r, data, len);
+    /* The ureq lives until its stream closes, which on_body cannot cause. */
+    if (r->handler == NULL || !r->handler->holds_body)
+        ureq_credit_body(r, r->in_held);
     return 0;
 }
 
@@ -671,6 +703,11 @@ static int h2_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t
         uc_arm(uc, UC_IDLE);
     if (!r->resp_ended || !r->req_ended)
         ureq_abort(r);
+    /* Body bytes a handler still held (an upload cut short) must not keep
+     * the connection's window shut. */
+    if (r->in_held > 0)
+        nghttp2_session_consume_connection(session, r->in_held);
+    r->in_held = 0;
     for (pp = &uc->streams; *pp != NULL; pp = &(*pp)->next)
         if (*pp == r) {
             *pp = r->next;
@@ -758,7 +795,7 @@ int ureq_respond_end(struct ureq *r)
         return -EINVAL;
     r->resp_ended = 1;
     if (uc->is_h2) {
-        r->handler = NULL;
+        ureq_set_handler(r, NULL, NULL);
         r->out_eof = 1;
         if (r->deferred) {
             r->deferred = 0;
@@ -806,7 +843,10 @@ void ureq_respond(struct ureq *r, int status, const char *content_type, const ch
     nv[n++] = h2_nv("cache-control", 13, "no-store", 8);
     if (ureq_respond_head(r, status, nv, n, (int64_t)len) != 0)
         return;
-    ureq_respond_body(r, (const uint8_t *)body, len);
+    if (ureq_respond_body(r, (const uint8_t *)body, len) != 0) {
+        ureq_reset(r); /* never a body shorter than its Content-Length */
+        return;
+    }
     ureq_respond_end(r);
 }
 
@@ -834,10 +874,13 @@ void ureq_pause_body(struct ureq *r, int pause)
 
 void ureq_credit_body(struct ureq *r, size_t len)
 {
-    if (r->uc->is_h2 && !r->uc->dead && r->uc->h2.s != NULL) {
-        nghttp2_session_consume(r->uc->h2.s, r->sid, len);
-        h2_send(&r->uc->h2);
-    }
+    if (len > r->in_held)
+        len = r->in_held;
+    if (len == 0 || !r->uc->is_h2 || r->uc->dead || r->uc->h2.s == NULL)
+        return;
+    r->in_held -= len;
+    nghttp2_session_consume(r->uc->h2.s, r->sid, len);
+    h2_send(&r->uc->h2);
 }
 
 /* --- connection --- */

@@ -22,6 +22,12 @@ struct ureq_handler {
     void (*on_abort)(struct ureq *r);
     /* The response output has room again (see ureq_backlog). */
     void (*on_drain)(struct ureq *r);
+    /* 0: the front end gives HTTP/2 flow-control credit back for each body
+     * piece once on_body returned (the handler took or dropped it). 1: the
+     * handler keeps pieces for a while and calls ureq_credit_body as they
+     * move on. Whatever is still held when the handler changes or the
+     * stream closes is credited by the front end. */
+    int holds_body;
 };
 
 struct ureq_header {
@@ -48,6 +54,7 @@ struct ureq {
     int resp_ended;
     int resp_chunked; /* HTTP/1.1 */
     int head_only;
+    size_t in_held; /* HTTP/2: request-body bytes received, not yet credited */
     struct buf out; /* HTTP/2: body bytes not yet taken by nghttp2 */
     int out_eof;
     int deferred;
@@ -81,9 +88,13 @@ void ureq_respond(struct ureq *r, int status, const char *content_type, const ch
 void ureq_error(struct ureq *r, int status, const char *code, const char *detail);
 /* Response bytes waiting in the hub for this request's client. */
 size_t ureq_backlog(const struct ureq *r);
+/* The part of ureq_backlog not yet passed to the connection: HTTP/2 bytes
+ * waiting for the client's flow-control window (0 on HTTP/1.1). */
+size_t ureq_queued(const struct ureq *r);
 /* Upload backpressure: stop/resume taking request body from the client. */
 void ureq_pause_body(struct ureq *r, int pause);
-/* HTTP/2: len request-body bytes passed on; reopen the client's window. */
+/* HTTP/2: len request-body bytes passed on; reopen the client's window
+ * (at most by what was received and not yet credited). */
 void ureq_credit_body(struct ureq *r, size_t len);
 
 #endif

@@ -127,6 +127,18 @@ static void ss_kick(struct sstream *ss)
     h2_send(&ss->a->h2);
 }
 
+/* The response cannot go on whole (no memory for its bytes): stop the
+ * service request and reset the stream, so the hub never passes on a body
+ * with a hole in it. */
+static void ss_break(struct sstream *ss)
+{
+    if (ss->up != NULL)
+        upstream_abort(ss->up);
+    ss->up = NULL;
+    nghttp2_submit_rst_stream(ss->a->h2.s, NGHTTP2_FLAG_NONE, ss->id, NGHTTP2_INTERNAL_ERROR);
+    h2_send(&ss->a->h2);
+}
+
 static void respond_simple(struct sstream *ss, int status, const char *code, const char *detail)
 {
     nghttp2_nv nva[3];
@@ -141,8 +153,11 @@ static void respond_simple(struct sstream *ss, int status, const char *code, con
     nva[0] = h2_nv(":status", 7, st, strlen(st));
     nva[1] = h2_nv("content-type", 12, "application/json", 16);
     nva[2] = h2_nv("tether-error", 12, code, strlen(code));
-    if (txt != NULL)
-        buf_append(&ss->resp, txt, strlen(txt));
+    if (txt == NULL || buf_append(&ss->resp, txt, strlen(txt)) != 0) {
+        free(txt);
+        ss_break(ss);
+        return;
+    }
     free(txt);
     ss->resp_eof = 1;
     ss->head_sent = 1;
@@ -171,7 +186,10 @@ static void up_head(void *arg, int status, const struct upstream_header *h, size
 static void up_body(void *arg, const uint8_t *data, size_t len)
 {
     struct sstream *ss = arg;
-    buf_append(&ss->resp, data, len);
+    if (buf_append(&ss->resp, data, len) != 0) {
+        ss_break(ss);
+        return;
+    }
     if (ss->resp.len >= RESP_HIGH && !ss->paused && ss->up != NULL) {
         ss->paused = 1;
         upstream_pause_reading(ss->up, 1);
@@ -204,8 +222,9 @@ static void up_error(void *arg, int status, const char *why)
 static void up_written(void *arg, size_t len)
 {
     struct sstream *ss = arg;
-    /* The service took these bytes: only now may the hub send more. */
-    nghttp2_session_consume(ss->a->h2.s, ss->id, len);
+    /* The service took these bytes: only now may the hub send more on this
+     * stream (the connection window came back on arrival). */
+    nghttp2_session_consume_stream(ss->a->h2.s, ss->id, len);
     h2_send(&ss->a->h2);
 }
 
@@ -227,8 +246,11 @@ static void hello(struct sstream *ss)
                   svcs);
     txt = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
-    if (txt != NULL)
-        buf_append(&ss->resp, txt, strlen(txt));
+    if (txt == NULL || buf_append(&ss->resp, txt, strlen(txt)) != 0) {
+        free(txt);
+        ss_break(ss);
+        return;
+    }
     free(txt);
     ss->resp_eof = 1;
     ss->head_sent = 1;
@@ -457,8 +479,12 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t stream
     struct sstream *ss = nghttp2_session_get_stream_user_data(session, stream_id);
 
     a->last_heard_ms = uv_now(a->loop);
+    /* Connection credit goes back at once: an upload the service does not
+     * read holds its own stream window (1 MiB, queued for the service) and
+     * nothing other streams need, also after it is cancelled. */
+    nghttp2_session_consume_connection(session, len);
     if (ss == NULL || ss->up == NULL || upstream_write_body(ss->up, data, len) != 0)
-        nghttp2_session_consume(session, stream_id, len);
+        nghttp2_session_consume_stream(session, stream_id, len);
     return 0;
 }
 

@@ -16,11 +16,16 @@
  *   ".." that would climb above "/" is refused instead of clamped;
  * - the query (from the first '?') is copied unchanged.
  * Returns 0, or:
- *   -EINVAL   in does not start with '/', holds a control byte, a space or a
- *             malformed percent-escape;
+ *   -EINVAL   in does not start with '/', holds a malformed percent-escape,
+ *             a path byte RFC 3986 does not allow raw (controls, space, '#',
+ *             '"', '<', '>', '[', ']', '^', '`', '{', '|', '}', DEL, bytes
+ *             >= 0x80), or a query byte no client sends raw (controls,
+ *             space, '#', '"', '<', '>', DEL, bytes >= 0x80);
  *   -EPERM    a ".." climbs above "/" (the path leaves the service's base);
- *   -EILSEQ   an encoded '/', '\' or NUL (%2F, %5C, %00), a raw '\', or a
- *             ".;" / "..;" segment: separators some services decode or split on;
+ *   -EILSEQ   an encoded '/', '\' or NUL (%2F, %5C, %00), a raw '\', a "."
+ *             or ".." segment followed by ';', "%3B", "%3F" or "%23" (read
+ *             as ".." by servers that split there), or an overlong UTF-8
+ *             escape ("%C0%AE"): forms some services decode or split on;
  *   -ENOSPC   out is too small. */
 int urlpath_normalize(const char *in, char *out, size_t cap);
 

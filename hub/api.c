@@ -1522,9 +1522,8 @@ static void proxy_route(struct hub *h, struct ureq *r, const struct api_auth *a,
                         const char *rest)
 {
     char service[TOKEN_NAME_MAX + 1];
-    const char *slash = strchr(rest, '/');
-    const char *qm = strchr(rest, '?');
-    size_t sl = slash ? (size_t)(slash - rest) : (qm ? (size_t)(qm - rest) : strlen(rest));
+    /* The service name ends at the first '/' or '?' (a '/' in the query is not a separator). */
+    size_t sl = strcspn(rest, "/?");
     char raw[8192], path[8192], target[160], detail[300];
     struct outcome o;
     struct reg_site s;

@@ -39,6 +39,17 @@ static void test_kept(void)
     ok("/a..b/.c/c.", "/a..b/.c/c.");
     ok("/a;b=1/x", "/a;b=1/x");
     ok("/%2e%2e%2e", "/...");
+    /* Every byte RFC 3986 allows raw in a path. */
+    ok("/az-AZ_09.~!$&'()*+,;=:@", "/az-AZ_09.~!$&'()*+,;=:@");
+    /* Escapes other than %2e pass as sent: "%252e" is "%2e" to a service
+     * that decodes once, not '.'. */
+    ok("/a/%252e%252e/b", "/a/%252e%252e/b");
+    ok("/a/%23/%3f/%3B", "/a/%23/%3f/%3B");
+    ok("/..a%23/.x%3f/...%3b", "/..a%23/.x%3f/...%3b");
+    ok("/a;x/../b", "/b");
+    ok("/caf%C3%A9/%c0x/%e0%a0%80", "/caf%C3%A9/%c0x/%e0%a0%80"); /* valid UTF-8, lone byte */
+    /* The query may hold what browsers leave raw there, but not '#'. */
+    ok("/a?x=[1]&y={|^`\\}/?z", "/a?x=[1]&y={|^`\\}/?z");
 }
 
 static void test_dots(void)
@@ -90,6 +101,51 @@ static void test_refused(void)
     refused("/a b", -EINVAL);
     refused("/a\tb", -EINVAL);
     refused("/a\x7f", -EINVAL);
+    /* '#' ends the path to nginx and Node: "/..#" would be "..". */
+    refused("/..#", -EINVAL);
+    refused("/..#x", -EINVAL);
+    refused("/..#/x", -EINVAL);
+    refused("/a/..#/../..", -EINVAL);
+    refused("/a#b", -EINVAL);
+    refused("/a?x#y", -EINVAL);
+    refused("/a?x=1&#/../..", -EINVAL);
+    /* Every other byte RFC 3986 forbids raw in a path. */
+    {
+        static const char bad[] = "\"<>[]^`{|}";
+        char in[8];
+
+        for (size_t i = 0; bad[i] != '\0'; i++) {
+            snprintf(in, sizeof(in), "/a%cb", bad[i]);
+            refused(in, -EINVAL);
+        }
+        for (int c = 1; c < 256; c++) {
+            if (c > 0x20 && c < 0x7f)
+                continue;
+            snprintf(in, sizeof(in), "/a%cb", c);
+            refused(in, -EINVAL);
+            snprintf(in, sizeof(in), "/a?%c", c);
+            refused(in, -EINVAL);
+        }
+    }
+    refused("/a?\"", -EINVAL);
+    refused("/a?<>", -EINVAL);
+    /* A dot segment then a byte some servers end a segment at. */
+    refused("/..%3b/secret", -EILSEQ);
+    refused("/..%3Bx/secret", -EILSEQ);
+    refused("/.%3b/x", -EILSEQ);
+    refused("/..%3f", -EILSEQ);
+    refused("/..%3F/x", -EILSEQ);
+    refused("/..%23", -EILSEQ);
+    refused("/.%23/x", -EILSEQ);
+    refused("/%2e%2e%3b/x", -EILSEQ);
+    refused("/.%2E;", -EILSEQ);
+    /* Overlong UTF-8: '.' and '/' to a lax decoder. */
+    refused("/%c0%ae%c0%ae/secret", -EILSEQ);
+    refused("/%C0%AF", -EILSEQ);
+    refused("/%c1%9c", -EILSEQ);
+    refused("/%e0%80%ae", -EILSEQ);
+    refused("/%f0%80%80%ae", -EILSEQ);
+    refused("/%f8%80%80%80%ae", -EILSEQ);
     CHECK_EQ_INT(urlpath_normalize(NULL, NULL, 0), -EINVAL);
 }
 

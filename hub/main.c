@@ -50,20 +50,18 @@ static const struct command_help {
     const char *name;
     const char *text;
 } commands[] = {
-    {"init",
-     "  init --state DIR [--name HOSTNAME] [--public HOST:PORT]... [--force]\n"
-     "      Create a hub state in DIR: registry (hub.db), hub key and certificate\n"
-     "      (hub.key, hub.crt), a first admin API token (admin.token), hub.conf and\n"
-     "      ctl.conf (a ready tetherctl configuration). --public (up to 8, default\n"
-     "      HOSTNAME:6443) are the endpoints written into enrollment tokens. Refuses an\n"
-     "      existing state unless --force, which deletes its registry and starts over.\n"},
-    {"run",
-     "  run --state DIR [--listen HOST:PORT]... [--config FILE] [--ping-interval S]\n"
-     "      [--handshake-timeout S] [--drain-grace S]\n"
-     "      Serve sites and users (default listen 0.0.0.0:6443; up to 8 addresses).\n"
-     "      Reads DIR/hub.conf, then FILE; command line flags win over both.\n"
-     "      SIGTERM/SIGINT: drain gracefully (a second one stops at once).\n"
-     "      SIGHUP: reload hub.conf and FILE (not the listen addresses).\n"},
+    {"init", "  init --state DIR [--name HOSTNAME] [--public HOST:PORT]... [--force]\n"
+             "      Create a hub state in DIR: registry (hub.db), hub key and certificate\n"
+             "      (hub.key, hub.crt), a first admin API token (admin.token), hub.conf and\n"
+             "      ctl.conf (a ready tetherctl configuration). --public (up to 8, default\n"
+             "      HOSTNAME:6443) are the endpoints written into enrollment tokens. Refuses an\n"
+             "      existing state unless --force, which deletes its registry and starts over.\n"},
+    {"run", "  run --state DIR [--listen HOST:PORT]... [--config FILE] [--ping-interval S]\n"
+            "      [--handshake-timeout S] [--drain-grace S]\n"
+            "      Serve sites and users (default listen 0.0.0.0:6443; up to 8 addresses).\n"
+            "      Reads DIR/hub.conf, then FILE; command line flags win over both.\n"
+            "      SIGTERM/SIGINT: drain gracefully (a second one stops at once).\n"
+            "      SIGHUP: reload hub.conf and FILE (not the listen addresses).\n"},
     {"version", "  version\n"
                 "      Print the version and the wolfSSL build in use (also --version).\n"},
     {"help", "  help\n"
@@ -243,7 +241,7 @@ static int apply_key(struct settings *s, const char *key, const char *val, int *
         if (strcmp(key, time_keys[i].key) != 0)
             continue;
         if (cli_parse_seconds_ms(val, time_keys[i].min_ms, time_keys[i].max_ms,
-                             (uint64_t *)((char *)&s->cfg + time_keys[i].off)) != 0) {
+                                 (uint64_t *)((char *)&s->cfg + time_keys[i].off)) != 0) {
             snprintf(why, why_cap, "expected seconds from %g to %g",
                      (double)time_keys[i].min_ms / 1000.0, (double)time_keys[i].max_ms / 1000.0);
             return -EINVAL;
@@ -522,12 +520,10 @@ static int cmd_init(int argc, char **argv)
     struct registry *reg = NULL;
     struct stat st;
     struct text t = {.len = 0};
-    static const struct option init_opts[] = {{"state", required_argument, NULL, 's'},
-                                              {"name", required_argument, NULL, 'n'},
-                                              {"public", required_argument, NULL, 'p'},
-                                              {"force", no_argument, NULL, 'f'},
-                                              {"help", no_argument, NULL, 'h'},
-                                              {NULL, 0, NULL, 0}};
+    static const struct option init_opts[] = {
+        {"state", required_argument, NULL, 's'},  {"name", required_argument, NULL, 'n'},
+        {"public", required_argument, NULL, 'p'}, {"force", no_argument, NULL, 'f'},
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
     struct cli cli;
     int force = 0, created = 0, ret = EXIT_FAILURE, rc, opt;
 
@@ -1104,9 +1100,8 @@ out:
  * the command in argv, or -1 - exit code when done. */
 static int parse_top(int argc, char **argv)
 {
-    static const struct option opts[] = {{"help", no_argument, NULL, 'h'},
-                                         {"version", no_argument, NULL, 'V'},
-                                         {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {
+        {"help", no_argument, NULL, 'h'}, {"version", no_argument, NULL, 'V'}, {NULL, 0, NULL, 0}};
     struct cli p;
     int opt;
 

@@ -106,8 +106,7 @@ static int cmd_enroll(int argc, char **argv)
             state = optarg;
         } else if (c == 'H') {
             if (n_hubs == TOKEN_HUB_MAX)
-                return cli_usage_error(PROG, "enroll", "at most %d --hub endpoints",
-                                       TOKEN_HUB_MAX);
+                return cli_usage_error(PROG, "enroll", "at most %d --hub endpoints", TOKEN_HUB_MAX);
             hubs[n_hubs++] = optarg;
         } else if (c == 'P') {
             proxy_url = optarg[0] ? optarg : NULL;
@@ -122,7 +121,8 @@ static int cmd_enroll(int argc, char **argv)
     if (state == NULL)
         return cli_usage_error(PROG, "enroll", "enroll needs --state DIR");
     if (tok == NULL)
-        return cli_usage_error(PROG, "enroll", "enroll needs the TOKEN (or - to read it from stdin)");
+        return cli_usage_error(PROG, "enroll",
+                               "enroll needs the TOKEN (or - to read it from stdin)");
     if (proxy_url != NULL && dial_proxy_parse(proxy_url, &proxy) != 0)
         return die("bad --proxy (want http://[user:pass@]host:port)");
     if (strcmp(tok, "-") == 0) {

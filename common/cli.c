@@ -137,6 +137,56 @@ int cli_usage_error(const char *prog, const char *cmd, const char *fmt, ...)
     return CLI_EXIT_USAGE;
 }
 
+int cli_top(const char *prog, int argc, char **argv, cli_usage_fn usage, int *exit_code)
+{
+    static const struct option opts[] = {
+        {"help", no_argument, NULL, 'h'}, {"version", no_argument, NULL, 'V'}, {NULL, 0, NULL, 0}};
+    struct cli p;
+
+    *exit_code = 0;
+    cli_begin(&p, prog, NULL, argc, argv, "hV", opts);
+    switch (cli_next(&p)) {
+    case 'h':
+        usage(stdout, NULL);
+        return -1;
+    case 'V':
+        cli_print_version(prog);
+        return -1;
+    case CLI_ARG:
+        return p.cur;
+    case CLI_END:
+        usage(stderr, NULL);
+        *exit_code = CLI_EXIT_USAGE;
+        return -1;
+    default:
+        *exit_code = CLI_EXIT_USAGE;
+        return -1;
+    }
+}
+
+int cli_simple_command(const char *prog, int argc, char **argv, cli_usage_fn usage)
+{
+    static const struct option opts[] = {{"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+    struct cli p;
+    int opt;
+
+    cli_begin(&p, prog, argv[0], argc, argv, "h", opts);
+    while ((opt = cli_next(&p)) != CLI_END) {
+        if (opt == 'h') {
+            usage(stdout, argv[0]);
+            return 0;
+        }
+        if (opt == CLI_ARG)
+            return cli_usage_error(prog, argv[0], "unexpected argument \"%s\"", optarg);
+        return CLI_EXIT_USAGE;
+    }
+    if (strcmp(argv[0], "help") == 0)
+        usage(stdout, NULL);
+    else
+        cli_print_version(prog);
+    return 0;
+}
+
 void cli_print_version(const char *prog)
 {
     printf("%s %s (wolfSSL %s)\n", prog, TETHER_VERSION, crypto_wolfssl_build());

@@ -50,6 +50,19 @@ const char *cli_long_name(const struct cli *c);
 int cli_usage_error(const char *prog, const char *cmd, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Prints the help of cmd (NULL: of the program) on f. */
+typedef void (*cli_usage_fn)(FILE *f, const char *cmd);
+
+/* The options before the command of "PROG [--help|--version] COMMAND ...".
+ * Returns the command's index in argv, or -1 when done, with *exit_code
+ * set: after the help or version (0) or a usage error (2; without any
+ * argument, the help goes to stderr). */
+int cli_top(const char *prog, int argc, char **argv, cli_usage_fn usage, int *exit_code);
+
+/* Runs `PROG version` or `PROG help` (argv[0]), which take only --help;
+ * returns the exit code. */
+int cli_simple_command(const char *prog, int argc, char **argv, cli_usage_fn usage);
+
 /* Prints "PROG VERSION (wolfSSL BUILD)" on stdout. */
 void cli_print_version(const char *prog);
 

@@ -1096,57 +1096,6 @@ out:
     return ret;
 }
 
-/* Options before the command: --help and --version. Returns the index of
- * the command in argv, or -1 - exit code when done. */
-static int parse_top(int argc, char **argv)
-{
-    static const struct option opts[] = {
-        {"help", no_argument, NULL, 'h'}, {"version", no_argument, NULL, 'V'}, {NULL, 0, NULL, 0}};
-    struct cli p;
-    int opt;
-
-    cli_begin(&p, PROG, NULL, argc, argv, "hV", opts);
-    switch (opt = cli_next(&p)) {
-    case 'h':
-        usage(stdout, NULL);
-        return -1 - EXIT_SUCCESS;
-    case 'V':
-        cli_print_version(PROG);
-        return -1 - EXIT_SUCCESS;
-    case CLI_ARG:
-        return p.cur;
-    case CLI_END:
-        usage(stderr, NULL);
-        return -1 - CLI_EXIT_USAGE;
-    default:
-        return -1 - CLI_EXIT_USAGE;
-    }
-}
-
-/* `version` and `help` take no options but --help. */
-static int cmd_simple(int argc, char **argv)
-{
-    static const struct option opts[] = {{"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
-    struct cli p;
-    int opt;
-
-    cli_begin(&p, PROG, argv[0], argc, argv, "h", opts);
-    while ((opt = cli_next(&p)) != CLI_END) {
-        if (opt == 'h') {
-            usage(stdout, argv[0]);
-            return EXIT_SUCCESS;
-        }
-        if (opt == CLI_ARG)
-            return cli_usage_error(PROG, argv[0], "unexpected argument \"%s\"", optarg);
-        return CLI_EXIT_USAGE;
-    }
-    if (strcmp(argv[0], "help") == 0)
-        usage(stdout, NULL);
-    else
-        cli_print_version(PROG);
-    return EXIT_SUCCESS;
-}
-
 int main(int argc, char **argv)
 {
     const char *cmd;
@@ -1157,12 +1106,12 @@ int main(int argc, char **argv)
         tune_malloc();
     }
     signal(SIGPIPE, SIG_IGN);
-    at = parse_top(argc, argv);
+    at = cli_top(PROG, argc, argv, usage, &ret);
     if (at < 0)
-        return -1 - at;
+        return ret;
     cmd = argv[at];
     if (strcmp(cmd, "help") == 0 || strcmp(cmd, "version") == 0)
-        return cmd_simple(argc - at, argv + at);
+        return cli_simple_command(PROG, argc - at, argv + at, usage);
     if (strcmp(cmd, "init") != 0 && strcmp(cmd, "run") != 0)
         return cli_usage_error(PROG, NULL, "unknown command \"%s\"", cmd);
     if (wolfSSL_Init() != WOLFSSL_SUCCESS)

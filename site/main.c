@@ -440,56 +440,6 @@ static int cmd_run(int argc, char **argv)
     return agent.exit_code;
 }
 
-/* `version` and `help`: no options but --help. */
-static int cmd_simple(int argc, char **argv)
-{
-    static const struct option opts[] = {{"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
-    struct cli p;
-    int c;
-
-    cli_begin(&p, PROG, argv[0], argc, argv, "h", opts);
-    while ((c = cli_next(&p)) != CLI_END) {
-        if (c == 'h') {
-            site_usage(stdout, argv[0]);
-            return 0;
-        }
-        if (c == CLI_ARG)
-            return cli_usage_error(PROG, argv[0], "unexpected argument \"%s\"", optarg);
-        return CLI_EXIT_USAGE;
-    }
-    if (strcmp(argv[0], "help") == 0)
-        site_usage(stdout, NULL);
-    else
-        cli_print_version(PROG);
-    return 0;
-}
-
-/* Options before the command (--help, --version): the command's index in
- * argv, or -1 - exit code when done. */
-static int parse_top(int argc, char **argv)
-{
-    static const struct option opts[] = {
-        {"help", no_argument, 0, 'h'}, {"version", no_argument, 0, 'V'}, {0, 0, 0, 0}};
-    struct cli p;
-
-    cli_begin(&p, PROG, NULL, argc, argv, "hV", opts);
-    switch (cli_next(&p)) {
-    case 'h':
-        site_usage(stdout, NULL);
-        return -1;
-    case 'V':
-        cli_print_version(PROG);
-        return -1;
-    case CLI_ARG:
-        return p.cur;
-    case CLI_END:
-        site_usage(stderr, NULL);
-        return -1 - CLI_EXIT_USAGE;
-    default:
-        return -1 - CLI_EXIT_USAGE;
-    }
-}
-
 int main(int argc, char **argv)
 {
     const char *cmd;
@@ -500,14 +450,14 @@ int main(int argc, char **argv)
         tune_malloc();
     }
     signal(SIGPIPE, SIG_IGN);
-    at = parse_top(argc, argv);
+    at = cli_top(PROG, argc, argv, site_usage, &rc);
     if (at < 0)
-        return -1 - at;
+        return rc;
     cmd = argv[at];
     argc -= at;
     argv += at;
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "help") == 0)
-        return cmd_simple(argc, argv);
+        return cli_simple_command(PROG, argc, argv, site_usage);
     wolfSSL_Init();
     if (strcmp(cmd, "enroll") == 0)
         rc = cmd_enroll(argc, argv);

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/cli.h"
 #include "common/crypto.h"
 #include "common/token.h"
 #include "table.h"
@@ -28,16 +29,23 @@ void ctl_err(const char *fmt, ...)
     fputc('\n', stderr);
 }
 
+/* The command being run, for the --help hint of usage errors. */
+static const char *usage_cmd;
+
+void ctl_set_command(const char *words)
+{
+    usage_cmd = words;
+}
+
 int ctl_usage_err(const char *fmt, ...)
 {
+    char msg[512];
     va_list ap;
 
-    fputs("tetherctl: ", stderr);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    fputs("\nTry 'tetherctl --help' for more information.\n", stderr);
-    return CTL_EXIT_USAGE;
+    return cli_usage_error("tetherctl", usage_cmd, "%s", msg);
 }
 
 static int default_config_path(char *buf, size_t cap)
@@ -357,12 +365,9 @@ int ctl_check_name(const char *what, const char *name)
 
 int ctl_parse_count(const char *opt, const char *v, long long max, long long *out)
 {
-    char *end = NULL;
     long long n;
 
-    errno = 0;
-    n = strtoll(v, &end, 10);
-    if (errno != 0 || end == v || *end != '\0' || n < 1 || n > max)
+    if (cli_parse_int(v, 1, max, &n) != 0)
         return ctl_usage_err("%s expects a whole number from 1 to %lld, got \"%s\"", opt, max, v);
     *out = n;
     return CTL_EXIT_OK;

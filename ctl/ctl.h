@@ -52,8 +52,11 @@ struct ctl_args {
 
 /* Prints "tetherctl: MESSAGE" on stderr. */
 void ctl_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-/* Prints the message and a hint to --help on stderr; returns CTL_EXIT_USAGE. */
+/* Prints the message and a hint to --help on stderr, on one line; returns
+ * CTL_EXIT_USAGE. */
 int ctl_usage_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Names the command (its words, borrowed) that usage errors' hint points at. */
+void ctl_set_command(const char *words);
 
 /* Resolves the configuration (--config, $TETHER_CONFIG,
  * ~/.config/tether/ctl.conf, then the --hub/--pin/--token overrides) once.

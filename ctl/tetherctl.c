@@ -1,6 +1,7 @@
 /* tetherctl: the operators' and users' command line for the hub's HTTPS API (argument parsing and
  * dispatch). */
 /* SPDX-License-Identifier: MIT */
+#include <assert.h>
 #include <errno.h>
 #include <langinfo.h>
 #include <locale.h>
@@ -12,6 +13,7 @@
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
 
+#include "common/cli.h"
 #include "cmd.h"
 #include "ctl.h"
 
@@ -98,20 +100,59 @@ static const struct {
 };
 #define N_GLOBALS (sizeof(globals) / sizeof(globals[0]))
 
-static void usage(FILE *f)
+/* Exact match of the words typed so far: the command, or NULL. *prefix
+ * tells whether more words could still name one. */
+static const struct command *match_words(const char *typed, int *prefix)
 {
+    size_t len = strlen(typed), i;
+
+    *prefix = 0;
+    for (i = 0; i < N_COMMANDS; i++) {
+        if (strcmp(commands[i].words, typed) == 0)
+            return &commands[i];
+        if (strncmp(commands[i].words, typed, len) == 0 && commands[i].words[len] == ' ')
+            *prefix = 1;
+    }
+    return NULL;
+}
+
+/* Whether the command's words start with the words in prefix ("" for all). */
+static int words_under(const struct command *cmd, const char *prefix)
+{
+    size_t len = strlen(prefix);
+
+    return len == 0 || (strncmp(cmd->words, prefix, len) == 0 &&
+                        (cmd->words[len] == '\0' || cmd->words[len] == ' '));
+}
+
+/* The help of every command under prefix: "" for all, "site" for the site
+ * commands, "site add" for one (with its summary on a line of its own). */
+static void usage(FILE *f, const char *prefix)
+{
+    const struct command *only = NULL;
+    int prefix_ignored;
     size_t i;
 
-    fprintf(f, "Usage: tetherctl [OPTIONS] COMMAND [ARGUMENTS]\n\nCommands:\n");
-    for (i = 0; i < N_COMMANDS; i++) {
-        char left[256];
+    if (prefix[0] != '\0')
+        only = match_words(prefix, &prefix_ignored);
+    if (only != NULL) {
+        fprintf(f, "Usage: tetherctl %s%s%s\n  %s\n", only->words,
+                only->synopsis[0] != '\0' ? " " : "", only->synopsis, only->summary);
+    } else {
+        fprintf(f, "Usage: tetherctl [OPTIONS] %s%sCOMMAND [ARGUMENTS]\n\nCommands:\n", prefix,
+                prefix[0] != '\0' ? " " : "");
+        for (i = 0; i < N_COMMANDS; i++) {
+            char left[256];
 
-        snprintf(left, sizeof(left), "%s%s%s", commands[i].words,
-                 commands[i].synopsis[0] != '\0' ? " " : "", commands[i].synopsis);
-        if (strlen(left) <= 22)
-            fprintf(f, "  %-22s  %s\n", left, commands[i].summary);
-        else
-            fprintf(f, "  %s\n  %-22s  %s\n", left, "", commands[i].summary);
+            if (!words_under(&commands[i], prefix))
+                continue;
+            snprintf(left, sizeof(left), "%s%s%s", commands[i].words,
+                     commands[i].synopsis[0] != '\0' ? " " : "", commands[i].synopsis);
+            if (strlen(left) <= 22)
+                fprintf(f, "  %-22s  %s\n", left, commands[i].summary);
+            else
+                fprintf(f, "  %s\n  %-22s  %s\n", left, "", commands[i].summary);
+        }
     }
     fprintf(f, "\nOptions (before or after the command):\n");
     for (i = 0; i < N_GLOBALS; i++) {
@@ -129,26 +170,22 @@ static void usage(FILE *f)
            "unreachable (network, TLS or key pin).\n");
 }
 
+/* `tetherctl help [WORDS...]`: the help of those commands. */
 static int cmd_help(struct ctl *c, const struct ctl_args *a)
 {
-    usage(stdout);
-    return CTL_EXIT_OK;
-}
+    char prefix[128] = "";
 
-/* Exact match of the words typed so far: the command, or NULL. *prefix
- * tells whether more words could still name one. */
-static const struct command *match_words(const char *typed, int *prefix)
-{
-    size_t len = strlen(typed), i;
+    for (size_t i = 0; i < a->npos; i++) {
+        size_t len = strlen(prefix);
 
-    *prefix = 0;
-    for (i = 0; i < N_COMMANDS; i++) {
-        if (strcmp(commands[i].words, typed) == 0)
-            return &commands[i];
-        if (strncmp(commands[i].words, typed, len) == 0 && commands[i].words[len] == ' ')
-            *prefix = 1;
+        snprintf(prefix + len, sizeof(prefix) - len, "%s%s", i > 0 ? " " : "", a->pos[i]);
     }
-    return NULL;
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        if (words_under(&commands[i], prefix)) {
+            usage(stdout, prefix);
+            return CTL_EXIT_OK;
+        }
+    return ctl_usage_err("no command '%s'", prefix);
 }
 
 /* Lists the next words after typed, for "'site' needs a subcommand: ...". */
@@ -177,54 +214,58 @@ struct parsed {
     int help, version;
 };
 
-/* Takes one option at argv[*i]; its value may be inline (--x=v) or the next
- * argument. Returns 0 or CTL_EXIT_USAGE. */
-static int take_option(int argc, char **argv, int *i, struct ctl *c, struct ctl_args *a,
-                       struct parsed *p)
+/* vals of the long options: globals are G_BASE + enum global_opt, the
+ * commands' own CMD_OPT and up. */
+#define G_BASE    0x100
+#define CMD_OPT   0x200
+#define LONGS_MAX 64
+
+/* Every long option any command takes. The command may come after its
+ * options, so one table serves the whole line; each command's own are
+ * checked against its list once it is known. */
+static const struct option *long_options(void)
 {
-    const char *arg = argv[*i], *name, *eq, *value = NULL;
-    size_t nlen, g;
-    int has_value = -1, global = -1;
+    static struct option longs[LONGS_MAX + 1];
+    size_t n = 0, i;
 
-    if (strcmp(arg, "-h") == 0) {
-        p->help = 1;
-        return 0;
-    }
-    if (strncmp(arg, "--", 2) != 0)
-        return ctl_usage_err("unknown option '%s'", arg);
-    name = arg + 2;
-    eq = strchr(name, '=');
-    nlen = eq != NULL ? (size_t)(eq - name) : strlen(name);
-    for (g = 0; g < N_GLOBALS; g++)
-        if (strlen(globals[g].name) == nlen && strncmp(globals[g].name, name, nlen) == 0) {
-            global = (int)g;
-            has_value = globals[g].has_value;
+    if (longs[0].name != NULL)
+        return longs;
+    for (i = 0; i < N_GLOBALS; i++)
+        longs[n++] =
+            (struct option){globals[i].name, globals[i].has_value ? required_argument : no_argument,
+                            NULL, G_BASE + (int)i};
+    for (i = 0; i < N_COMMANDS; i++) {
+        for (const struct optspec *o = commands[i].opts; o != NULL && o->name != NULL; o++) {
+            size_t k = 0;
+
+            while (k < n && strcmp(longs[k].name, o->name) != 0)
+                k++;
+            /* One name means one thing in every command. */
+            assert(k == n || longs[k].has_arg == (o->has_value ? required_argument : no_argument));
+            if (k < n)
+                continue;
+            assert(n < LONGS_MAX);
+            /* A val of its own: getopt_long takes an abbreviation of
+             * several options with the same val as the first one. */
+            longs[n] = (struct option){o->name, o->has_value ? required_argument : no_argument,
+                                       NULL, CMD_OPT + (int)n};
+            n++;
         }
-    if (global < 0 && p->cmd != NULL && p->cmd->opts != NULL) {
-        const struct optspec *o;
+    }
+    return longs;
+}
 
-        for (o = p->cmd->opts; o->name != NULL; o++)
-            if (strlen(o->name) == nlen && strncmp(o->name, name, nlen) == 0)
-                has_value = o->has_value;
-    }
-    if (has_value < 0) {
-        if (p->cmd != NULL)
-            return ctl_usage_err("unknown option '--%.*s' for '%s'", (int)nlen, name,
-                                 p->cmd->words);
-        return ctl_usage_err("unknown option '--%.*s'", (int)nlen, name);
-    }
-    if (has_value) {
-        if (eq != NULL)
-            value = eq + 1;
-        else if (*i + 1 < argc)
-            value = argv[++*i];
-        else
-            return ctl_usage_err("option '--%.*s' needs a value", (int)nlen, name);
-    } else if (eq != NULL) {
-        return ctl_usage_err("option '--%.*s' takes no value", (int)nlen, name);
-    }
+static int takes(const struct command *cmd, const char *name)
+{
+    for (const struct optspec *o = cmd->opts; o != NULL && o->name != NULL; o++)
+        if (strcmp(o->name, name) == 0)
+            return 1;
+    return 0;
+}
 
-    switch (global) {
+static void set_global(int g, const char *value, struct ctl *c, struct parsed *p)
+{
+    switch (g) {
     case G_CONFIG:
         c->config_path = value;
         break;
@@ -246,51 +287,68 @@ static int take_option(int argc, char **argv, int *i, struct ctl *c, struct ctl_
     case G_VERSION:
         p->version = 1;
         break;
-    default:
-        if (a->nopt >= CTL_MAX_OPTS)
-            return ctl_usage_err("too many options");
-        /* Only the spec's own (short) names get here. */
-        snprintf(a->opt[a->nopt].name, sizeof(a->opt[a->nopt].name), "%.*s", (int)nlen, name);
-        a->opt[a->nopt].value = value;
-        a->nopt++;
-        break;
+    }
+}
+
+/* A command word or a positional argument. */
+static int take_word(const char *arg, struct cli *cl, struct ctl_args *a, struct parsed *p)
+{
+    size_t len = strlen(p->typed);
+    int prefix;
+
+    if (p->cmd != NULL) {
+        if (a->npos >= CTL_MAX_POS)
+            return ctl_usage_err("too many arguments");
+        a->pos[a->npos++] = arg;
+        return 0;
+    }
+    if (len + 1 + strlen(arg) >= sizeof(p->typed))
+        return ctl_usage_err("unknown command '%s'", arg);
+    snprintf(p->typed + len, sizeof(p->typed) - len, "%s%s", len > 0 ? " " : "", arg);
+    p->cmd = match_words(p->typed, &prefix);
+    if (p->cmd == NULL && !prefix)
+        return ctl_usage_err("unknown command '%s'", p->typed);
+    if (p->cmd != NULL) {
+        /* Errors from here on point at this command's --help. */
+        cl->cmd = p->cmd->words;
+        ctl_set_command(p->cmd->words);
     }
     return 0;
 }
 
 static int parse(int argc, char **argv, struct ctl *c, struct ctl_args *a, struct parsed *p)
 {
-    int i, rest = 0, rc;
+    struct cli cl;
+    int r, rc;
 
-    for (i = 1; i < argc; i++) {
-        const char *arg = argv[i];
-
-        if (!rest && strcmp(arg, "--") == 0) {
-            rest = 1;
-            continue;
-        }
-        /* A lone "-" is an argument (stdin), never an option. */
-        if (!rest && arg[0] == '-' && arg[1] != '\0') {
-            rc = take_option(argc, argv, &i, c, a, p);
+    cli_begin(&cl, "tetherctl", NULL, argc, argv, "h", long_options());
+    while ((r = cli_next(&cl)) != CLI_END) {
+        if (r == CLI_ERROR)
+            return CTL_EXIT_USAGE;
+        if (r == 'h') {
+            p->help = 1;
+        } else if (r == CLI_ARG) {
+            rc = take_word(optarg, &cl, a, p);
             if (rc != 0)
                 return rc;
-            continue;
+        } else if (r >= G_BASE && r < G_BASE + (int)N_GLOBALS) {
+            set_global(r - G_BASE, optarg, c, p);
+        } else {
+            assert(r >= CMD_OPT && cli_long_name(&cl) != NULL);
+            if (a->nopt >= CTL_MAX_OPTS)
+                return ctl_usage_err("too many options");
+            snprintf(a->opt[a->nopt].name, sizeof(a->opt[a->nopt].name), "%s", cli_long_name(&cl));
+            a->opt[a->nopt].value = optarg;
+            a->nopt++;
         }
-        if (p->cmd == NULL) {
-            size_t len = strlen(p->typed);
-            int prefix;
-
-            if (len + 1 + strlen(arg) >= sizeof(p->typed))
-                return ctl_usage_err("unknown command '%s'", arg);
-            snprintf(p->typed + len, sizeof(p->typed) - len, "%s%s", len > 0 ? " " : "", arg);
-            p->cmd = match_words(p->typed, &prefix);
-            if (p->cmd == NULL && !prefix)
-                return ctl_usage_err("unknown command '%s'", p->typed);
-            continue;
-        }
-        if (a->npos >= CTL_MAX_POS)
-            return ctl_usage_err("too many arguments");
-        a->pos[a->npos++] = arg;
+    }
+    if (p->help || p->version)
+        return 0;
+    for (size_t i = 0; i < a->nopt; i++) {
+        if (p->cmd == NULL)
+            return ctl_usage_err("unknown option '--%s' without a command", a->opt[i].name);
+        if (!takes(p->cmd, a->opt[i].name))
+            return ctl_usage_err("unknown option '--%s' for '%s'", a->opt[i].name, p->cmd->words);
     }
     return 0;
 }
@@ -319,18 +377,18 @@ int main(int argc, char **argv)
     if (rc != 0)
         return rc;
     if (p.help) {
-        usage(stdout);
+        usage(stdout, p.typed);
         return CTL_EXIT_OK;
     }
     if (p.version) {
-        printf("tetherctl %s\n", TETHER_VERSION);
+        cli_print_version("tetherctl");
         return CTL_EXIT_OK;
     }
     if (p.cmd == NULL) {
         char next[128];
 
         if (p.typed[0] == '\0') {
-            usage(stderr);
+            usage(stderr, "");
             return CTL_EXIT_USAGE;
         }
         next_words(p.typed, next, sizeof(next));

@@ -7,7 +7,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
-#include <math.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <stddef.h>
@@ -20,6 +19,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "../common/cli.h"
 #include "../common/config.h"
 #include "../common/conn.h"
 #include "../common/crypto.h"
@@ -34,7 +34,6 @@
 #include "api.h"
 #include "tunnel.h"
 
-#define EXIT_USAGE     2
 #define DEFAULT_PORT   6443
 #define DEFAULT_LISTEN "0.0.0.0:6443"
 #define PATH_CAP       1200
@@ -43,42 +42,50 @@
  * alive this long, something leaked it and we close it by force. */
 #define SHUTDOWN_WATCHDOG_MS 5000
 
-static const char *const usage_text =
-    "Usage: tether-hub COMMAND [OPTIONS]\n"
-    "\n"
-    "Commands:\n"
-    "  init --state DIR [--name HOSTNAME] [--public HOST:PORT]... [--force]\n"
-    "      Create a hub state in DIR: registry (hub.db), hub key and certificate\n"
-    "      (hub.key, hub.crt), a first admin API token (admin.token), hub.conf and\n"
-    "      ctl.conf (a ready tetherctl configuration). --public (up to 8, default\n"
-    "      HOSTNAME:6443) are the endpoints written into enrollment tokens. Refuses an\n"
-    "      existing state unless --force, which deletes its registry and starts over.\n"
-    "  run --state DIR [--listen HOST:PORT]... [--config FILE] [--ping-interval S]\n"
-    "      [--handshake-timeout S] [--drain-grace S]\n"
-    "      Serve sites and users (default listen 0.0.0.0:6443; up to 8 addresses).\n"
-    "      Reads DIR/hub.conf, then FILE; command line flags win over both.\n"
-    "      SIGTERM/SIGINT: drain gracefully (a second one stops at once).\n"
-    "      SIGHUP: reload hub.conf and FILE (not the listen addresses).\n"
-    "  version\n"
-    "      Print the version and the wolfSSL build in use.\n"
-    "  help\n"
-    "      Show this help.\n"
+#define PROG "tether-hub"
+
+/* Each command's block of the help text; `tether-hub CMD --help` prints its
+ * own, `tether-hub --help` all of them. */
+static const struct command_help {
+    const char *name;
+    const char *text;
+} commands[] = {
+    {"init", "  init --state DIR [--name HOSTNAME] [--public HOST:PORT]... [--force]\n"
+             "      Create a hub state in DIR: registry (hub.db), hub key and certificate\n"
+             "      (hub.key, hub.crt), a first admin API token (admin.token), hub.conf and\n"
+             "      ctl.conf (a ready tetherctl configuration). --public (up to 8, default\n"
+             "      HOSTNAME:6443) are the endpoints written into enrollment tokens. Refuses an\n"
+             "      existing state unless --force, which deletes its registry and starts over.\n"},
+    {"run", "  run --state DIR [--listen HOST:PORT]... [--config FILE] [--ping-interval S]\n"
+            "      [--handshake-timeout S] [--drain-grace S]\n"
+            "      Serve sites and users (default listen 0.0.0.0:6443; up to 8 addresses).\n"
+            "      Reads DIR/hub.conf, then FILE; command line flags win over both.\n"
+            "      SIGTERM/SIGINT: drain gracefully (a second one stops at once).\n"
+            "      SIGHUP: reload hub.conf and FILE (not the listen addresses).\n"},
+    {"version", "  version\n"
+                "      Print the version and the wolfSSL build in use (also --version).\n"},
+    {"help", "  help\n"
+             "      Show this help (also --help, -h; COMMAND --help shows one command's).\n"},
+};
+#define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+static const char *const usage_footer =
     "\n"
     "Logs: one line per event on stderr; TETHER_LOG=debug|warn|error sets the level.\n"
     "Exit status: 0 success, 1 failure, 2 usage error.\n";
 
-static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static int usage_error(const char *fmt, ...)
+/* The whole help (cmd NULL) or one command's. */
+static void usage(FILE *f, const char *cmd)
 {
-    va_list ap;
-
-    fprintf(stderr, "tether-hub: ");
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, " (try 'tether-hub --help')\n");
-    return EXIT_USAGE;
+    if (cmd == NULL)
+        fputs("Usage: " PROG " COMMAND [OPTIONS]\n\nCommands:\n", f);
+    for (size_t i = 0; i < N_COMMANDS; i++) {
+        if (cmd == NULL)
+            fputs(commands[i].text, f);
+        else if (strcmp(cmd, commands[i].name) == 0)
+            fprintf(f, "Usage: " PROG " %s", commands[i].text + 2);
+    }
+    fputs(usage_footer, f);
 }
 
 static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -93,34 +100,6 @@ static int fail(const char *fmt, ...)
     va_end(ap);
     fprintf(stderr, "\n");
     return EXIT_FAILURE;
-}
-
-/* "--name VALUE" or "--name=VALUE" at argv[*i]. Returns 1 with *val (and
- * *i advanced past a separate value), 0 if argv[*i] is another option, or
- * -1 if the value is missing. */
-static int opt_value(int argc, char **argv, int *i, const char *name, const char **val)
-{
-    const char *a = argv[*i];
-    size_t n = strlen(name);
-
-    if (strncmp(a, "--", 2) != 0 || strncmp(a + 2, name, n) != 0)
-        return 0;
-    if (a[2 + n] == '=') {
-        *val = a + 3 + n;
-        return 1;
-    }
-    if (a[2 + n] != '\0')
-        return 0;
-    if (*i + 1 >= argc)
-        return -1;
-    *i += 1;
-    *val = argv[*i];
-    return 1;
-}
-
-static int is_help(const char *a)
-{
-    return strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0;
 }
 
 static int path_join(char *out, size_t cap, const char *dir, const char *file)
@@ -180,39 +159,6 @@ static int local_hostname(char *out, size_t cap)
 }
 
 /* --- numbers in configuration files and flags --- */
-
-/* Seconds, fractions allowed ("0.5"), to milliseconds within [min_ms, max_ms]. */
-static int parse_seconds_ms(const char *s, uint64_t min_ms, uint64_t max_ms, uint64_t *out)
-{
-    char *end;
-    double v, ms;
-
-    errno = 0;
-    v = strtod(s, &end);
-    if (end == s || *end != '\0' || errno != 0 || !isfinite(v) || v < 0)
-        return -EINVAL;
-    /* Rounded before the range check, so that the bounds themselves pass. */
-    ms = floor(v * 1000.0 + 0.5);
-    if (ms < (double)min_ms || ms > (double)max_ms)
-        return -ERANGE;
-    *out = (uint64_t)ms;
-    return 0;
-}
-
-static int parse_int(const char *s, long long min, long long max, long long *out)
-{
-    char *end;
-    long long v;
-
-    errno = 0;
-    v = strtoll(s, &end, 10);
-    if (end == s || *end != '\0' || errno != 0)
-        return -EINVAL;
-    if (v < min || v > max)
-        return -ERANGE;
-    *out = v;
-    return 0;
-}
 
 /* --- run-time configuration --- */
 
@@ -300,8 +246,8 @@ static int apply_key(struct settings *s, const char *key, const char *val, int *
     for (size_t i = 0; i < N_TIME_KEYS; i++) {
         if (strcmp(key, time_keys[i].key) != 0)
             continue;
-        if (parse_seconds_ms(val, time_keys[i].min_ms, time_keys[i].max_ms,
-                             (uint64_t *)((char *)&s->cfg + time_keys[i].off)) != 0) {
+        if (cli_parse_seconds_ms(val, time_keys[i].min_ms, time_keys[i].max_ms,
+                                 (uint64_t *)((char *)&s->cfg + time_keys[i].off)) != 0) {
             snprintf(why, why_cap, "expected seconds from %g to %g",
                      (double)time_keys[i].min_ms / 1000.0, (double)time_keys[i].max_ms / 1000.0);
             return -EINVAL;
@@ -311,7 +257,7 @@ static int apply_key(struct settings *s, const char *key, const char *val, int *
     for (size_t i = 0; i < N_COUNT_KEYS; i++) {
         if (strcmp(key, count_keys[i].key) != 0)
             continue;
-        if (parse_int(val, count_keys[i].min, count_keys[i].max, &n) != 0) {
+        if (cli_parse_int(val, count_keys[i].min, count_keys[i].max, &n) != 0) {
             snprintf(why, why_cap, "expected a count from %lld to %lld", count_keys[i].min,
                      count_keys[i].max);
             return -EINVAL;
@@ -355,19 +301,19 @@ static int apply_key(struct settings *s, const char *key, const char *val, int *
         }
         snprintf(s->listen[s->n_listen++], sizeof(s->listen[0]), "%s", val);
     } else if (strcmp(key, "enroll_ttl") == 0) {
-        if (parse_int(val, 60, 365LL * 86400, &n) != 0) {
+        if (cli_parse_int(val, 60, 365LL * 86400, &n) != 0) {
             snprintf(why, why_cap, "expected whole seconds from 60 to 31536000");
             return -EINVAL;
         }
         s->cfg.enroll_ttl_s = n;
     } else if (strcmp(key, "api_body_max") == 0) {
-        if (parse_int(val, 1024, 256LL << 20, &n) != 0) {
+        if (cli_parse_int(val, 1024, 256LL << 20, &n) != 0) {
             snprintf(why, why_cap, "expected bytes from 1024 to 268435456");
             return -EINVAL;
         }
         s->cfg.api_body_max = (size_t)n;
     } else if (strcmp(key, "query_body_max") == 0) {
-        if (parse_int(val, 1024, 256LL << 20, &n) != 0) {
+        if (cli_parse_int(val, 1024, 256LL << 20, &n) != 0) {
             snprintf(why, why_cap, "expected bytes from 1024 to 268435456");
             return -EINVAL;
         }
@@ -566,6 +512,9 @@ static int write_hub_conf(const char *path, const char *name, char eps[][TOKEN_E
     return config_write_file(path, t.buf, 0644);
 }
 
+#define init_error(...) cli_usage_error(PROG, "init", __VA_ARGS__)
+#define run_error(...)  cli_usage_error(PROG, "run", __VA_ARGS__)
+
 static int cmd_init(int argc, char **argv)
 {
     const char *state = NULL, *name_arg = NULL, *pubs[TOKEN_HUB_MAX];
@@ -579,45 +528,46 @@ static int cmd_init(int argc, char **argv)
     struct registry *reg = NULL;
     struct stat st;
     struct text t = {.len = 0};
-    int force = 0, created = 0, ret = EXIT_FAILURE, rc;
+    static const struct option init_opts[] = {
+        {"state", required_argument, NULL, 's'},  {"name", required_argument, NULL, 'n'},
+        {"public", required_argument, NULL, 'p'}, {"force", no_argument, NULL, 'f'},
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
+    struct cli cli;
+    int force = 0, created = 0, ret = EXIT_FAILURE, rc, opt;
 
-    for (int i = 2; i < argc; i++) {
-        const char *v = NULL;
-        int r;
-
-        if (is_help(argv[i])) {
-            fputs(usage_text, stdout);
+    cli_begin(&cli, PROG, "init", argc - 1, argv + 1, "h", init_opts);
+    while ((opt = cli_next(&cli)) != CLI_END) {
+        switch (opt) {
+        case 'h':
+            usage(stdout, "init");
             return EXIT_SUCCESS;
-        }
-        if (strcmp(argv[i], "--force") == 0) {
+        case 'f':
             force = 1;
-            continue;
-        }
-        if ((r = opt_value(argc, argv, &i, "state", &v)) != 0) {
-            if (r < 0)
-                return usage_error("--state needs a directory");
-            state = v;
-        } else if ((r = opt_value(argc, argv, &i, "name", &v)) != 0) {
-            if (r < 0)
-                return usage_error("--name needs a host name");
-            name_arg = v;
-        } else if ((r = opt_value(argc, argv, &i, "public", &v)) != 0) {
-            if (r < 0)
-                return usage_error("--public needs HOST:PORT");
+            break;
+        case 's':
+            state = optarg;
+            break;
+        case 'n':
+            name_arg = optarg;
+            break;
+        case 'p':
             if (n_pubs == TOKEN_HUB_MAX)
-                return usage_error("at most %d --public endpoints", TOKEN_HUB_MAX);
-            if (!endpoint_ok(v))
-                return usage_error("invalid --public \"%s\" (expected HOST:PORT)", v);
-            pubs[n_pubs++] = v;
-        } else {
-            return usage_error("init: unknown argument \"%s\"", argv[i]);
+                return init_error("at most %d --public endpoints", TOKEN_HUB_MAX);
+            if (!endpoint_ok(optarg))
+                return init_error("invalid --public \"%s\" (expected HOST:PORT)", optarg);
+            pubs[n_pubs++] = optarg;
+            break;
+        case CLI_ARG:
+            return init_error("unexpected argument \"%s\"", optarg);
+        default:
+            return CLI_EXIT_USAGE;
         }
     }
     if (state == NULL || state[0] == '\0')
-        return usage_error("init needs --state DIR");
+        return init_error("init needs --state DIR");
     if (name_arg != NULL) {
         if (!hostname_ok(name_arg))
-            return usage_error("invalid --name \"%s\" (expected a host name)", name_arg);
+            return init_error("invalid --name \"%s\" (expected a host name)", name_arg);
         snprintf(name, sizeof(name), "%s", name_arg);
     } else if (local_hostname(name, sizeof(name)) != 0 || !hostname_ok(name)) {
         return fail("cannot use this machine's host name; pass --name HOSTNAME");
@@ -922,68 +872,71 @@ static void loop_teardown(uv_loop_t *loop, int warn)
     }
 }
 
-static int parse_flag_seconds(const char *flag, const char *v, uint64_t min_ms, uint64_t max_ms,
-                              uint64_t *out)
+static int parse_flag_seconds(const char *flag, const char *v, const struct time_key *k,
+                              uint64_t *out, int *has)
 {
-    if (parse_seconds_ms(v, min_ms, max_ms, out) != 0)
-        return usage_error("invalid --%s \"%s\" (expected seconds, %g to %g)", flag, v,
-                           (double)min_ms / 1000.0, (double)max_ms / 1000.0);
+    if (cli_parse_seconds_ms(v, k->min_ms, k->max_ms, out) != 0)
+        return run_error("invalid --%s \"%s\" (expected seconds, %g to %g)", flag, v,
+                         (double)k->min_ms / 1000.0, (double)k->max_ms / 1000.0);
+    *has = 1;
     return 0;
 }
 
+/* 0, -1 after --help, or the exit code of a usage error. */
 static int parse_run_args(int argc, char **argv, struct run_cli *cli)
 {
-    for (int i = 2; i < argc; i++) {
-        const char *v = NULL;
-        int r;
+    static const struct option opts[] = {{"state", required_argument, NULL, 's'},
+                                         {"config", required_argument, NULL, 'c'},
+                                         {"listen", required_argument, NULL, 'l'},
+                                         {"ping-interval", required_argument, NULL, 'i'},
+                                         {"handshake-timeout", required_argument, NULL, 'H'},
+                                         {"drain-grace", required_argument, NULL, 'g'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    struct cli p;
+    int opt, rc = 0;
 
-        if (is_help(argv[i])) {
-            fputs(usage_text, stdout);
+    cli_begin(&p, PROG, "run", argc - 1, argv + 1, "h", opts);
+    while (rc == 0 && (opt = cli_next(&p)) != CLI_END) {
+        switch (opt) {
+        case 'h':
+            usage(stdout, "run");
             return -1;
-        }
-        if ((r = opt_value(argc, argv, &i, "state", &v)) != 0) {
-            if (r < 0)
-                return usage_error("--state needs a directory");
-            cli->state = v;
-        } else if ((r = opt_value(argc, argv, &i, "config", &v)) != 0) {
-            if (r < 0)
-                return usage_error("--config needs a file");
-            cli->config = v;
-        } else if ((r = opt_value(argc, argv, &i, "listen", &v)) != 0) {
-            if (r < 0)
-                return usage_error("--listen needs HOST:PORT");
+        case 's':
+            cli->state = optarg;
+            break;
+        case 'c':
+            cli->config = optarg;
+            break;
+        case 'l':
             if (cli->n_listen == HUB_MAX_LISTEN)
-                return usage_error("at most %d --listen addresses", HUB_MAX_LISTEN);
-            if (!endpoint_ok(v))
-                return usage_error("invalid --listen \"%s\" (expected HOST:PORT)", v);
-            cli->listen[cli->n_listen++] = v;
-        } else if ((r = opt_value(argc, argv, &i, "ping-interval", &v)) != 0) {
-            if (r < 0)
-                return usage_error("--ping-interval needs SECONDS");
-            if (parse_flag_seconds("ping-interval", v, time_keys[0].min_ms, time_keys[0].max_ms,
-                                   &cli->ping_ms) != 0)
-                return EXIT_USAGE;
-            cli->has_ping = 1;
-        } else if ((r = opt_value(argc, argv, &i, "handshake-timeout", &v)) != 0) {
-            if (r < 0)
-                return usage_error("--handshake-timeout needs SECONDS");
-            if (parse_flag_seconds("handshake-timeout", v, time_keys[1].min_ms, time_keys[1].max_ms,
-                                   &cli->handshake_ms) != 0)
-                return EXIT_USAGE;
-            cli->has_handshake = 1;
-        } else if ((r = opt_value(argc, argv, &i, "drain-grace", &v)) != 0) {
-            if (r < 0)
-                return usage_error("--drain-grace needs SECONDS");
-            if (parse_flag_seconds("drain-grace", v, time_keys[3].min_ms, time_keys[3].max_ms,
-                                   &cli->drain_ms) != 0)
-                return EXIT_USAGE;
-            cli->has_drain = 1;
-        } else {
-            return usage_error("run: unknown argument \"%s\"", argv[i]);
+                return run_error("at most %d --listen addresses", HUB_MAX_LISTEN);
+            if (!endpoint_ok(optarg))
+                return run_error("invalid --listen \"%s\" (expected HOST:PORT)", optarg);
+            cli->listen[cli->n_listen++] = optarg;
+            break;
+        case 'i':
+            rc = parse_flag_seconds("ping-interval", optarg, &time_keys[0], &cli->ping_ms,
+                                    &cli->has_ping);
+            break;
+        case 'H':
+            rc = parse_flag_seconds("handshake-timeout", optarg, &time_keys[1], &cli->handshake_ms,
+                                    &cli->has_handshake);
+            break;
+        case 'g':
+            rc = parse_flag_seconds("drain-grace", optarg, &time_keys[3], &cli->drain_ms,
+                                    &cli->has_drain);
+            break;
+        case CLI_ARG:
+            return run_error("unexpected argument \"%s\"", optarg);
+        default:
+            return CLI_EXIT_USAGE;
         }
     }
+    if (rc != 0)
+        return rc;
     if (cli->state == NULL || cli->state[0] == '\0')
-        return usage_error("run needs --state DIR");
+        return run_error("run needs --state DIR");
     return 0;
 }
 
@@ -1154,35 +1107,25 @@ out:
 int main(int argc, char **argv)
 {
     const char *cmd;
-    int ret;
+    int ret, at;
 
     if (argc >= 2 && strcmp(argv[1], "run") == 0) {
         tune_reexec(argv); /* returns only when untuned; the start-up line says which */
         tune_malloc();
     }
     signal(SIGPIPE, SIG_IGN);
-    if (argc < 2) {
-        fputs(usage_text, stderr);
-        return EXIT_USAGE;
-    }
-    cmd = argv[1];
-    if (is_help(cmd) || strcmp(cmd, "help") == 0) {
-        fputs(usage_text, stdout);
-        return EXIT_SUCCESS;
-    }
-    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
-        printf("tether-hub %s (wolfSSL %s)\n", TETHER_VERSION, crypto_wolfssl_build());
-        return EXIT_SUCCESS;
-    }
-    if (strcmp(cmd, "init") != 0 && strcmp(cmd, "run") != 0) {
-        if (cmd[0] == '-')
-            return usage_error("unknown option \"%s\"; a command (init, run, version) comes first",
-                               cmd);
-        return usage_error("unknown command \"%s\"", cmd);
-    }
+    at = cli_top(PROG, argc, argv, usage, &ret);
+    if (at < 0)
+        return ret;
+    cmd = argv[at];
+    if (strcmp(cmd, "help") == 0 || strcmp(cmd, "version") == 0)
+        return cli_simple_command(PROG, argc - at, argv + at, usage);
+    if (strcmp(cmd, "init") != 0 && strcmp(cmd, "run") != 0)
+        return cli_usage_error(PROG, NULL, "unknown command \"%s\"", cmd);
     if (wolfSSL_Init() != WOLFSSL_SUCCESS)
         return fail("cannot initialise wolfSSL");
-    ret = strcmp(cmd, "init") == 0 ? cmd_init(argc, argv) : cmd_run(argc, argv);
+    ret = strcmp(cmd, "init") == 0 ? cmd_init(argc - at + 1, argv + at - 1)
+                                   : cmd_run(argc - at + 1, argv + at - 1);
     wolfSSL_Cleanup();
     return ret;
 }

@@ -9,7 +9,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <netdb.h>
 #include <nghttp2/nghttp2.h>
 #include <poll.h>
@@ -21,12 +20,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../common/config.h"
+#include "../common/cli.h"
 #include "../common/crypto.h"
 #include "../common/net.h"
 #include "../common/tls.h"
 #include "../common/token.h"
 #include "cmds.h"
+#include "conf.h"
 #include "dial.h"
 
 /* Exit codes, one per failing stage (docs/site-guide.md lists them). */
@@ -133,44 +133,40 @@ static void ask_outbound(const char *host, int port, const char *ip)
 
 /* --- configuration --- */
 
-static int load_conf(struct doc *d, const char *path)
+/* site.conf, then the --config file (the loader all commands share), into d. */
+static int load_conf(struct doc *d, const char *path, const char *config)
 {
-    struct config cfg = {0};
-    const char *vals[TOKEN_HUB_MAX];
-    const char *v;
+    struct site_conf *c = calloc(1, sizeof(*c));
     char err[512];
-    size_t n;
+    int rc = -ENOMEM;
 
-    if (config_load(path, &cfg, err, sizeof(err)) != 0) {
+    if (c == NULL) {
+        fprintf(stderr, "tether-site: out of memory\n");
+        goto out;
+    }
+    site_conf_init(c);
+    rc = site_conf_load(path, c, err, sizeof(err));
+    if (rc == 0 && config != NULL)
+        rc = site_conf_load(config, c, err, sizeof(err));
+    if (rc != 0) {
         fprintf(stderr, "tether-site: %s\n", err);
-        return -EINVAL;
+        goto out;
     }
-    if ((v = config_get(&cfg, "site")) != NULL)
-        snprintf(d->site, sizeof(d->site), "%s", v);
-    if ((v = config_get(&cfg, "hub_pin")) != NULL)
-        snprintf(d->hub_pin, sizeof(d->hub_pin), "%s", v);
-    n = config_get_all(&cfg, "hub", vals, TOKEN_HUB_MAX);
-    if (n > 0) {
-        d->n_hubs = 0;
-        for (size_t i = 0; i < n; i++)
-            snprintf(d->hubs[d->n_hubs++], sizeof(d->hubs[0]), "%s", vals[i]);
+    rc = site_conf_check(c, err, sizeof(err));
+    if (rc != 0) {
+        fprintf(stderr, "tether-site: %s %s\n", path, err);
+        goto out;
     }
-    if ((v = config_get(&cfg, "proxy")) != NULL) {
-        d->use_proxy = 0;
-        if (v[0] != '\0') {
-            if (dial_proxy_parse(v, &d->proxy) != 0) {
-                fprintf(stderr, "tether-site: %s: bad proxy (want http://[user:pass@]host:port)\n",
-                        path);
-                config_free(&cfg);
-                return -EINVAL;
-            }
-            d->use_proxy = 1;
-        }
-    }
-    if ((v = config_get(&cfg, "source_port")) != NULL)
-        d->source_port = atoi(v);
-    config_free(&cfg);
-    return 0;
+    snprintf(d->site, sizeof(d->site), "%s", c->site);
+    snprintf(d->hub_pin, sizeof(d->hub_pin), "%s", c->hub_pin);
+    memcpy(d->hubs, c->hubs, sizeof(d->hubs));
+    d->n_hubs = c->n_hubs;
+    d->use_proxy = c->use_proxy;
+    d->proxy = c->proxy;
+    d->source_port = c->source_port;
+out:
+    free(c);
+    return rc;
 }
 
 /* --- name resolution and TCP --- */
@@ -953,13 +949,14 @@ static void doctor_usage(FILE *f)
 
 int site_cmd_doctor(int argc, char **argv)
 {
-    static struct option opts[] = {{"state", required_argument, 0, 's'},
-                                   {"config", required_argument, 0, 'c'},
-                                   {"proxy", required_argument, 0, 'P'},
-                                   {"timeout", required_argument, 0, 't'},
-                                   {"rtt-warn", required_argument, 0, 'r'},
-                                   {"help", no_argument, 0, 'h'},
-                                   {0, 0, 0, 0}};
+    static const struct option opts[] = {{"state", required_argument, 0, 's'},
+                                         {"config", required_argument, 0, 'c'},
+                                         {"proxy", required_argument, 0, 'P'},
+                                         {"timeout", required_argument, 0, 't'},
+                                         {"rtt-warn", required_argument, 0, 'r'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    struct cli p;
     const char *state = NULL, *config = NULL, *proxy = NULL;
     struct doc *d = calloc(1, sizeof(*d));
     struct path pa = {.fd = -1};
@@ -967,14 +964,14 @@ int site_cmd_doctor(int argc, char **argv)
     size_t extra_len = 0;
     char path[1200];
     int c, code = DOC_CANNOT_RUN;
-    long v;
+    long long v;
 
     if (d == NULL)
         return DOC_CANNOT_RUN;
     d->timeout_ms = 5000;
     d->rtt_warn_ms = 300;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    cli_begin(&p, "tether-site", "doctor", argc, argv, "h", opts);
+    while ((c = cli_next(&p)) != CLI_END) {
         switch (c) {
         case 's':
             state = optarg;
@@ -986,8 +983,7 @@ int site_cmd_doctor(int argc, char **argv)
             proxy = optarg;
             break;
         case 't':
-            v = strtol(optarg, NULL, 10);
-            if (v < 1 || v > 600) {
+            if (cli_parse_int(optarg, 1, 600, &v) != 0) {
                 fprintf(stderr, "tether-site: --timeout must be 1..600 seconds\n");
                 code = DOC_USAGE;
                 goto out;
@@ -995,8 +991,7 @@ int site_cmd_doctor(int argc, char **argv)
             d->timeout_ms = (int)v * 1000;
             break;
         case 'r':
-            v = strtol(optarg, NULL, 10);
-            if (v < 1 || v > 600000) {
+            if (cli_parse_int(optarg, 1, 600000, &v) != 0) {
                 fprintf(stderr, "tether-site: --rtt-warn must be 1..600000 ms\n");
                 code = DOC_USAGE;
                 goto out;
@@ -1007,15 +1002,16 @@ int site_cmd_doctor(int argc, char **argv)
             doctor_usage(stdout);
             code = DOC_OK;
             goto out;
+        case CLI_ARG:
+            code = cli_usage_error("tether-site", "doctor", "unexpected argument \"%s\"", optarg);
+            goto out;
         default:
-            doctor_usage(stderr);
             code = DOC_USAGE;
             goto out;
         }
     }
-    if (state == NULL || optind != argc) {
-        doctor_usage(stderr);
-        code = DOC_USAGE;
+    if (state == NULL) {
+        code = cli_usage_error("tether-site", "doctor", "doctor needs --state DIR");
         goto out;
     }
     snprintf(path, sizeof(path), "%s/site.conf", state);
@@ -1025,7 +1021,7 @@ int site_cmd_doctor(int argc, char **argv)
                 path, state);
         goto out;
     }
-    if (load_conf(d, path) != 0 || (config != NULL && load_conf(d, config) != 0))
+    if (load_conf(d, path, config) != 0)
         goto out;
     if (proxy != NULL) {
         d->use_proxy = 0;
@@ -1037,10 +1033,6 @@ int site_cmd_doctor(int argc, char **argv)
             }
             d->use_proxy = 1;
         }
-    }
-    if (d->n_hubs == 0 || !crypto_pin_valid(d->hub_pin) || d->site[0] == '\0') {
-        fprintf(stderr, "tether-site: %s needs site, at least one hub and a valid hub_pin\n", path);
-        goto out;
     }
     if (crypto_identity_load(state, "site", &d->id) != 0) {
         fprintf(stderr, "tether-site: cannot read the site key (site.key, site.crt) in %s\n",

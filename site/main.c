@@ -1,7 +1,6 @@
 /* tether-site: enroll a site with a hub, then run the agent that keeps its tunnel up. */
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
-#include <getopt.h>
 #include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
@@ -13,6 +12,7 @@
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
 
+#include "../common/cli.h"
 #include "../common/config.h"
 #include "../common/crypto.h"
 #include "../common/httpc.h"
@@ -23,22 +23,41 @@
 #include "../common/tune.h"
 #include "agent.h"
 #include "cmds.h"
+#include "conf.h"
 #include "dial.h"
 
-static void usage(FILE *f)
-{
-    fprintf(f,
-            "usage:\n"
-            "  tether-site enroll --state DIR [--hub HOST:PORT]... [--proxy URL] TOKEN|-\n"
-            "  tether-site run --state DIR [--service NAME=URL]... [--config FILE]\n"
+#define PROG "tether-site"
+
+/* Each command's synopsis; `tether-site CMD --help` prints its own,
+ * `tether-site --help` all of them. doctor's help is longer (site/doctor.c). */
+static const struct {
+    const char *name, *text;
+} commands[] = {
+    {"enroll", "enroll --state DIR [--hub HOST:PORT]... [--proxy URL] TOKEN|-\n"},
+    {"run", "run --state DIR [--service NAME=URL]... [--config FILE]\n"
             "                  [--source-port N] [--proxy http://[USER:PASS@]HOST:PORT]\n"
-            "                  [--ping-interval S] [--connect-timeout S] [--upstream-timeout S]\n"
-            "  tether-site doctor --state DIR [--config FILE] [--proxy URL] [--timeout S]\n"
-            "                  [--rtt-warn MS]\n"
-            "  tether-site rotate-key --state DIR [--hub HOST:PORT]... [--proxy URL]\n"
-            "  tether-site version\n"
-            "run: --ping-interval is the hub's ping interval (the site drops a hub silent for\n"
-            "two of them; 0 turns that watch off); --source-port dials from that port only.\n");
+            "                  [--ping-interval S] [--connect-timeout S] [--upstream-timeout S]\n"},
+    {"doctor", "doctor --state DIR [--config FILE] [--proxy URL] [--timeout S]\n"
+               "                  [--rtt-warn MS]\n"},
+    {"rotate-key", "rotate-key --state DIR [--hub HOST:PORT]... [--proxy URL]\n"},
+    {"version", "version     (also --version)\n"},
+    {"help", "help        (also --help; COMMAND --help shows one command's)\n"},
+};
+#define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+static const char *const run_notes =
+    "run: --ping-interval is the hub's ping interval (the site drops a hub silent for\n"
+    "two of them; 0 turns that watch off); --source-port dials from that port only.\n";
+
+void site_usage(FILE *f, const char *cmd)
+{
+    if (cmd == NULL)
+        fputs("usage:\n", f);
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        if (cmd == NULL || strcmp(cmd, commands[i].name) == 0)
+            fprintf(f, "%s" PROG " %s", cmd == NULL ? "  " : "usage: ", commands[i].text);
+    if (cmd == NULL || strcmp(cmd, "run") == 0)
+        fputs(run_notes, f);
 }
 
 static int die(const char *msg)
@@ -56,11 +75,13 @@ static int read_token_stdin(char *buf, size_t cap)
 
 static int cmd_enroll(int argc, char **argv)
 {
-    static struct option opts[] = {{"state", required_argument, 0, 's'},
-                                   {"hub", required_argument, 0, 'h'},
-                                   {"proxy", required_argument, 0, 'P'},
-                                   {0, 0, 0, 0}};
-    const char *state = NULL, *proxy_url = NULL;
+    static const struct option opts[] = {{"state", required_argument, 0, 's'},
+                                         {"hub", required_argument, 0, 'H'},
+                                         {"proxy", required_argument, 0, 'P'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    const char *state = NULL, *proxy_url = NULL, *tok = NULL;
+    struct cli p;
     struct dial_proxy proxy;
     struct httpc_proxy hproxy;
     char proxy_req[DIAL_REQUEST_MAX];
@@ -71,32 +92,39 @@ static int cmd_enroll(int argc, char **argv)
     struct crypto_identity id = {0};
     struct httpc_target tgt;
     struct httpc_response resp = {0};
-    const char *tok;
     size_t sl, off = 0;
     json_t *body;
     char *btxt;
     int c, rc = 1, ok = 0;
 
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        if (c == 's')
+    cli_begin(&p, PROG, "enroll", argc, argv, "h", opts);
+    while ((c = cli_next(&p)) != CLI_END) {
+        if (c == 'h') {
+            site_usage(stdout, "enroll");
+            return 0;
+        } else if (c == 's') {
             state = optarg;
-        else if (c == 'h' && n_hubs < TOKEN_HUB_MAX)
+        } else if (c == 'H') {
+            if (n_hubs == TOKEN_HUB_MAX)
+                return cli_usage_error(PROG, "enroll", "at most %d --hub endpoints", TOKEN_HUB_MAX);
             hubs[n_hubs++] = optarg;
-        else if (c == 'P')
+        } else if (c == 'P') {
             proxy_url = optarg[0] ? optarg : NULL;
-        else {
-            usage(stderr);
-            return 2;
+        } else if (c == CLI_ARG && tok == NULL) {
+            tok = optarg;
+        } else if (c == CLI_ARG) {
+            return cli_usage_error(PROG, "enroll", "unexpected argument \"%s\"", optarg);
+        } else {
+            return CLI_EXIT_USAGE;
         }
     }
-    if (state == NULL || optind != argc - 1) {
-        usage(stderr);
-        return 2;
-    }
+    if (state == NULL)
+        return cli_usage_error(PROG, "enroll", "enroll needs --state DIR");
+    if (tok == NULL)
+        return cli_usage_error(PROG, "enroll",
+                               "enroll needs the TOKEN (or - to read it from stdin)");
     if (proxy_url != NULL && dial_proxy_parse(proxy_url, &proxy) != 0)
         return die("bad --proxy (want http://[user:pass@]host:port)");
-    tok = argv[optind];
     if (strcmp(tok, "-") == 0) {
         if (read_token_stdin(tokbuf, sizeof(tokbuf)) != 0)
             return die("no token on standard input");
@@ -199,31 +227,6 @@ out:
     return rc;
 }
 
-static int add_service(struct agent *a, const char *spec)
-{
-    const char *eq = strchr(spec, '=');
-    struct agent_service *s;
-    size_t nl;
-
-    if (eq == NULL || a->n_services >= AGENT_MAX_SERVICES)
-        return -EINVAL;
-    nl = (size_t)(eq - spec);
-    if (nl == 0 || nl > TOKEN_NAME_MAX)
-        return -EINVAL;
-    s = &a->services[a->n_services];
-    memcpy(s->name, spec, nl);
-    s->name[nl] = '\0';
-    if (!token_name_valid(s->name) || net_parse_url(eq + 1, &s->url) != 0)
-        return -EINVAL;
-    if (s->url.kind != NET_URL_HTTP && s->url.kind != NET_URL_UNIX)
-        return -ENOTSUP;
-    for (size_t i = 0; i < a->n_services; i++)
-        if (strcmp(a->services[i].name, s->name) == 0)
-            return -EEXIST;
-    a->n_services++;
-    return 0;
-}
-
 static struct agent agent;
 static uv_signal_t sig_term, sig_int;
 
@@ -235,123 +238,67 @@ static void on_signal(uv_signal_t *h, int signum)
     uv_close((uv_handle_t *)&sig_int, NULL);
 }
 
-/* Seconds (fractions allowed, like the hub's flags) within min..max, into
- * milliseconds. */
-static int parse_seconds(const char *v, double min, double max, uint64_t *ms)
+/* site.conf, then the --config file, into conf; 0 or the exit code. */
+static int load_confs(const char *state, const char *config, struct site_conf *conf)
 {
-    char *end;
-    double n;
+    char path[1200], err[512];
 
-    errno = 0;
-    n = strtod(v, &end);
-    if (errno != 0 || end == v || *end != '\0' || !(n >= min && n <= max))
-        return -EINVAL;
-    *ms = (uint64_t)(n * 1000.0 + 0.5);
-    return 0;
-}
-
-static int parse_port(const char *v, int *port)
-{
-    char *end;
-    long n;
-
-    errno = 0;
-    n = strtol(v, &end, 10);
-    if (errno != 0 || end == v || *end != '\0' || n < 1 || n > 65535)
-        return -EINVAL;
-    *port = (int)n;
-    return 0;
-}
-
-static int conf_error(struct config *cfg, const char *path, const char *key, const char *v)
-{
-    fprintf(stderr, "tether-site: %s: bad %s %s\n", path, key, v);
-    config_free(cfg);
-    return -EINVAL;
-}
-
-static int load_conf_file(struct agent *a, const char *path, int required)
-{
-    struct config cfg = {0};
-    char err[512];
-    const char *vals[AGENT_MAX_SERVICES];
-    const char *v;
-    size_t n;
-
-    if (config_load(path, &cfg, err, sizeof(err)) != 0) {
-        if (!required && access(path, F_OK) != 0)
-            return 0;
+    site_conf_init(conf);
+    snprintf(path, sizeof(path), "%s/site.conf", state);
+    if (access(path, F_OK) != 0) {
+        fprintf(stderr,
+                "tether-site: %s not found: enroll first (tether-site enroll --state %s "
+                "TOKEN)\n",
+                path, state);
+        return 1;
+    }
+    if (site_conf_load(path, conf, err, sizeof(err)) != 0 ||
+        (config != NULL && site_conf_load(config, conf, err, sizeof(err)) != 0)) {
         fprintf(stderr, "tether-site: %s\n", err);
-        return -EINVAL;
+        return 1;
     }
-    if ((v = config_get(&cfg, "site")) != NULL)
-        snprintf(a->site, sizeof(a->site), "%s", v);
-    if ((v = config_get(&cfg, "hub_pin")) != NULL)
-        snprintf(a->hub_pin, sizeof(a->hub_pin), "%s", v);
-    n = config_get_all(&cfg, "hub", vals, TOKEN_HUB_MAX);
-    if (n > 0) {
-        a->n_hubs = 0;
-        for (size_t i = 0; i < n; i++)
-            snprintf(a->hubs[a->n_hubs++], sizeof(a->hubs[0]), "%s", vals[i]);
-    }
-    n = config_get_all(&cfg, "service", vals, AGENT_MAX_SERVICES);
-    for (size_t i = 0; i < n; i++)
-        if (add_service(a, vals[i]) != 0) {
-            fprintf(stderr, "tether-site: %s: bad service \"%s\" (want NAME=URL)\n", path, vals[i]);
-            config_free(&cfg);
-            return -EINVAL;
-        }
-    if ((v = config_get(&cfg, "ping_interval")) != NULL &&
-        parse_seconds(v, 0, 3600, &a->ping_interval_ms) != 0)
-        return conf_error(&cfg, path, "ping_interval", v);
-    if ((v = config_get(&cfg, "connect_timeout")) != NULL &&
-        parse_seconds(v, 0.1, 600, &a->connect_timeout_ms) != 0)
-        return conf_error(&cfg, path, "connect_timeout", v);
-    if ((v = config_get(&cfg, "source_port")) != NULL && parse_port(v, &a->source_port) != 0)
-        return conf_error(&cfg, path, "source_port", v);
-    if ((v = config_get(&cfg, "proxy")) != NULL) {
-        if (v[0] == '\0') {
-            a->use_proxy = 0; /* "proxy =" turns off one set earlier */
-        } else if (dial_proxy_parse(v, &a->proxy) != 0) {
-            return conf_error(&cfg, path, "proxy", "(want http://[user:pass@]host:port)");
-        } else {
-            a->use_proxy = 1;
-        }
-    }
-    config_free(&cfg);
     return 0;
 }
 
 static int cmd_run(int argc, char **argv)
 {
-    static struct option opts[] = {{"state", required_argument, 0, 's'},
-                                   {"service", required_argument, 0, 'S'},
-                                   {"config", required_argument, 0, 'c'},
-                                   {"source-port", required_argument, 0, 'p'},
-                                   {"ping-interval", required_argument, 0, 'i'},
-                                   {"upstream-timeout", required_argument, 0, 'u'},
-                                   {"proxy", required_argument, 0, 'P'},
-                                   {"connect-timeout", required_argument, 0, 'C'},
-                                   {0, 0, 0, 0}};
+    static const struct option opts[] = {{"state", required_argument, 0, 's'},
+                                         {"service", required_argument, 0, 'S'},
+                                         {"config", required_argument, 0, 'c'},
+                                         {"source-port", required_argument, 0, 'p'},
+                                         {"ping-interval", required_argument, 0, 'i'},
+                                         {"upstream-timeout", required_argument, 0, 'u'},
+                                         {"proxy", required_argument, 0, 'P'},
+                                         {"connect-timeout", required_argument, 0, 'C'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    /* Static: 64 services make it too big for a comfortable stack frame. */
+    static struct site_conf conf;
     const char *state = NULL, *config = NULL, *proxy = NULL, *ping = NULL, *upt = NULL,
                *sport = NULL, *ctimeout = NULL;
     const char *svcs[AGENT_MAX_SERVICES];
     size_t n_svcs = 0;
-    char path[1200];
+    char err[256];
     WOLFSSL_CTX *ctx = NULL;
     uv_loop_t *loop = uv_default_loop();
     uint64_t ms;
+    long long n;
+    struct cli p;
     int c, rc;
 
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    cli_begin(&p, PROG, "run", argc, argv, "h", opts);
+    while ((c = cli_next(&p)) != CLI_END) {
         switch (c) {
+        case 'h':
+            site_usage(stdout, "run");
+            return 0;
         case 's':
             state = optarg;
             break;
         case 'S':
-            if (n_svcs < AGENT_MAX_SERVICES)
-                svcs[n_svcs++] = optarg;
+            if (n_svcs == AGENT_MAX_SERVICES)
+                return cli_usage_error(PROG, "run", "at most %d --service", AGENT_MAX_SERVICES);
+            svcs[n_svcs++] = optarg;
             break;
         case 'c':
             config = optarg;
@@ -371,28 +318,19 @@ static int cmd_run(int argc, char **argv)
         case 'C':
             ctimeout = optarg;
             break;
+        case CLI_ARG:
+            return cli_usage_error(PROG, "run", "unexpected argument \"%s\"", optarg);
         default:
-            usage(stderr);
-            return 2;
+            return CLI_EXIT_USAGE;
         }
     }
-    if (state == NULL || optind != argc) {
-        usage(stderr);
-        return 2;
-    }
+    if (state == NULL)
+        return cli_usage_error(PROG, "run", "run needs --state DIR");
     agent_init(&agent, loop);
-    snprintf(path, sizeof(path), "%s/site.conf", state);
-    if (access(path, F_OK) != 0) {
-        fprintf(stderr,
-                "tether-site: %s not found: enroll first (tether-site enroll --state %s "
-                "TOKEN)\n",
-                path, state);
-        return 1;
-    }
-    if (load_conf_file(&agent, path, 1) != 0 || (config && load_conf_file(&agent, config, 1) != 0))
+    if (load_confs(state, config, &conf) != 0)
         return 1;
     for (size_t i = 0; i < n_svcs; i++) {
-        rc = add_service(&agent, svcs[i]);
+        rc = site_conf_add_service(&conf, svcs[i]);
         if (rc != 0) {
             fprintf(stderr, "tether-site: bad --service \"%s\": %s\n", svcs[i],
                     rc == -EEXIST    ? "name given twice"
@@ -401,22 +339,41 @@ static int cmd_run(int argc, char **argv)
             return 2;
         }
     }
+    if (site_conf_check(&conf, err, sizeof(err)) != 0) {
+        fprintf(stderr, "tether-site: site.conf %s\n", err);
+        return 1;
+    }
+    /* The files, then the flags over them. */
+    snprintf(agent.site, sizeof(agent.site), "%s", conf.site);
+    snprintf(agent.hub_pin, sizeof(agent.hub_pin), "%s", conf.hub_pin);
+    memcpy(agent.hubs, conf.hubs, sizeof(agent.hubs));
+    agent.n_hubs = conf.n_hubs;
+    memcpy(agent.services, conf.services, sizeof(agent.services));
+    agent.n_services = conf.n_services;
+    if (conf.has_ping_interval)
+        agent.ping_interval_ms = conf.ping_interval_ms;
+    if (conf.has_connect_timeout)
+        agent.connect_timeout_ms = conf.connect_timeout_ms;
+    agent.source_port = conf.source_port;
+    agent.use_proxy = conf.use_proxy;
+    agent.proxy = conf.proxy;
     if (sport != NULL) {
-        if (parse_port(sport, &agent.source_port) != 0)
+        if (cli_parse_int(sport, 1, 65535, &n) != 0)
             return die("--source-port must be 1..65535");
+        agent.source_port = (int)n;
     }
     if (ping != NULL) {
-        if (parse_seconds(ping, 0, 3600, &ms) != 0 || (ms > 0 && ms < 50))
+        if (cli_parse_seconds_ms(ping, 0, 3600000, &ms) != 0 || (ms > 0 && ms < 50))
             return die("--ping-interval must be 0 (no watch) or 0.05..3600 seconds");
         agent.ping_interval_ms = ms;
     }
     if (upt != NULL) {
-        if (parse_seconds(upt, 1, 86400, &ms) != 0)
+        if (cli_parse_seconds_ms(upt, 1000, 86400000, &ms) != 0)
             return die("--upstream-timeout must be 1..86400 seconds");
         agent.upstream_timeout_ms = ms;
     }
     if (ctimeout != NULL) {
-        if (parse_seconds(ctimeout, 0.1, 600, &ms) != 0)
+        if (cli_parse_seconds_ms(ctimeout, 100, 600000, &ms) != 0)
             return die("--connect-timeout must be 0.1..600 seconds");
         agent.connect_timeout_ms = ms;
     }
@@ -429,8 +386,6 @@ static int cmd_run(int argc, char **argv)
             agent.use_proxy = 1;
         }
     }
-    if (agent.n_hubs == 0 || !crypto_pin_valid(agent.hub_pin) || agent.site[0] == '\0')
-        return die("site.conf needs site, at least one hub and a valid hub_pin");
     if (crypto_identity_load(state, "site", &agent.id) != 0)
         return die("cannot read the site key (site.key, site.crt) in the state directory");
     if (tls_ctx_client(&agent.id, &ctx) != 0)
@@ -487,36 +442,33 @@ static int cmd_run(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-    int rc;
+    const char *cmd;
+    int rc, at;
+
     if (argc >= 2 && strcmp(argv[1], "run") == 0) {
         tune_reexec(argv); /* returns only when untuned; the start-up line says which */
         tune_malloc();
     }
     signal(SIGPIPE, SIG_IGN);
-    if (argc < 2) {
-        usage(stderr);
-        return 2;
-    }
+    at = cli_top(PROG, argc, argv, site_usage, &rc);
+    if (at < 0)
+        return rc;
+    cmd = argv[at];
+    argc -= at;
+    argv += at;
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "help") == 0)
+        return cli_simple_command(PROG, argc, argv, site_usage);
     wolfSSL_Init();
-    if (strcmp(argv[1], "enroll") == 0)
-        rc = cmd_enroll(argc - 1, argv + 1);
-    else if (strcmp(argv[1], "run") == 0)
-        rc = cmd_run(argc - 1, argv + 1);
-    else if (strcmp(argv[1], "rotate-key") == 0)
-        rc = site_cmd_rotate_key(argc - 1, argv + 1);
-    else if (strcmp(argv[1], "doctor") == 0)
-        rc = site_cmd_doctor(argc - 1, argv + 1);
-    else if (strcmp(argv[1], "version") == 0) {
-        printf("tether-site %s (wolfSSL %s)\n", TETHER_VERSION, crypto_wolfssl_build());
-        rc = 0;
-    } else if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "help") == 0) {
-        usage(stdout);
-        rc = 0;
-    } else {
-        fprintf(stderr, "tether-site: unknown command \"%s\"\n", argv[1]);
-        usage(stderr);
-        rc = 2;
-    }
+    if (strcmp(cmd, "enroll") == 0)
+        rc = cmd_enroll(argc, argv);
+    else if (strcmp(cmd, "run") == 0)
+        rc = cmd_run(argc, argv);
+    else if (strcmp(cmd, "rotate-key") == 0)
+        rc = site_cmd_rotate_key(argc, argv);
+    else if (strcmp(cmd, "doctor") == 0)
+        rc = site_cmd_doctor(argc, argv);
+    else
+        rc = cli_usage_error(PROG, NULL, "unknown command \"%s\"", cmd);
     wolfSSL_Cleanup();
     return rc;
 }

@@ -2,7 +2,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <stdarg.h>
@@ -12,21 +11,18 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../common/cli.h"
 #include "../common/config.h"
 #include "../common/crypto.h"
 #include "../common/httpc.h"
 #include "../common/net.h"
 #include "../common/token.h"
 #include "cmds.h"
+#include "conf.h"
 #include "dial.h"
 
 /* The new identity waits under this base name until the hub has taken it. */
 #define PENDING "site.new"
-
-static void usage(FILE *f)
-{
-    fprintf(f, "usage: tether-site rotate-key --state DIR [--hub HOST:PORT]... [--proxy URL]\n");
-}
 
 static int say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
@@ -144,66 +140,87 @@ out:
 
 int site_cmd_rotate_key(int argc, char **argv)
 {
-    static struct option opts[] = {{"state", required_argument, 0, 's'},
-                                   {"hub", required_argument, 0, 'h'},
-                                   {"proxy", required_argument, 0, 'P'},
-                                   {0, 0, 0, 0}};
+    static const struct option opts[] = {{"state", required_argument, 0, 's'},
+                                         {"hub", required_argument, 0, 'H'},
+                                         {"proxy", required_argument, 0, 'P'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
     const char *state = NULL, *site, *pin, *proxy_url = NULL;
-    int proxy_given = 0;
+    struct site_conf *conf = NULL;
+    struct cli p;
+    int use_proxy;
     struct dial_proxy proxy;
     struct httpc_proxy hproxy;
     char proxy_req[DIAL_REQUEST_MAX];
     const char *hubs[TOKEN_HUB_MAX];
     size_t n_hubs = 0, i;
     char conf_path[4200], err[512], path[128];
-    struct config cfg = {0};
     struct crypto_identity old_id = {0}, new_id = {0};
     struct httpc_target tgt;
     struct httpc_response resp = {0};
     char *body = NULL;
     int c, rc = 1, answered = 0, resumed = 0, from_args = 0;
 
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        if (c == 's') {
+    cli_begin(&p, "tether-site", "rotate-key", argc, argv, "h", opts);
+    while ((c = cli_next(&p)) != CLI_END) {
+        if (c == 'h') {
+            site_usage(stdout, "rotate-key");
+            return 0;
+        } else if (c == 's') {
             state = optarg;
-        } else if (c == 'h' && n_hubs < TOKEN_HUB_MAX) {
+        } else if (c == 'H') {
+            if (n_hubs == TOKEN_HUB_MAX)
+                return cli_usage_error("tether-site", "rotate-key", "at most %d --hub endpoints",
+                                       TOKEN_HUB_MAX);
             hubs[n_hubs++] = optarg;
             from_args = 1;
         } else if (c == 'P') {
             proxy_url = optarg;
-            proxy_given = 1;
+        } else if (c == CLI_ARG) {
+            return cli_usage_error("tether-site", "rotate-key", "unexpected argument \"%s\"",
+                                   optarg);
         } else {
-            usage(stderr);
-            return 2;
+            return CLI_EXIT_USAGE;
         }
     }
-    if (state == NULL || optind != argc) {
-        usage(stderr);
-        return 2;
+    if (state == NULL)
+        return cli_usage_error("tether-site", "rotate-key", "rotate-key needs --state DIR");
+    conf = calloc(1, sizeof(*conf));
+    if (conf == NULL)
+        return say("out of memory");
+    site_conf_init(conf);
+    rc = path_of(conf_path, sizeof(conf_path), state, "site.conf");
+    if (rc == 0)
+        rc = site_conf_load(conf_path, conf, err, sizeof(err));
+    if (rc == -ENOENT || rc == -ENAMETOOLONG) {
+        rc = say("%s: not an enrolled site (enroll first)", conf_path);
+        goto out;
     }
-    if (path_of(conf_path, sizeof(conf_path), state, "site.conf") != 0 ||
-        config_load(conf_path, &cfg, err, sizeof(err)) != 0) {
-        fprintf(stderr, "tether-site: %s: not an enrolled site (enroll first)\n", conf_path);
-        return 1;
+    if (rc != 0) {
+        rc = say("%s", err);
+        goto out;
     }
-    site = config_get(&cfg, "site");
-    pin = config_get(&cfg, "hub_pin");
-    if (!from_args)
-        n_hubs = config_get_all(&cfg, "hub", hubs, TOKEN_HUB_MAX);
+    if (site_conf_check(conf, err, sizeof(err)) != 0) {
+        rc = say("%s %s", conf_path, err);
+        goto out;
+    }
+    rc = 1;
+    site = conf->site;
+    pin = conf->hub_pin;
+    if (!from_args) {
+        n_hubs = conf->n_hubs;
+        for (i = 0; i < n_hubs; i++)
+            hubs[i] = conf->hubs[i];
+    }
     /* As for run: --proxy wins over site.conf; an empty one means none. */
-    if (!proxy_given)
-        proxy_url = config_get(&cfg, "proxy");
-    if (proxy_url != NULL && proxy_url[0] == '\0')
-        proxy_url = NULL;
-    if (proxy_url != NULL && dial_proxy_parse(proxy_url, &proxy) != 0) {
-        rc = say("bad proxy \"%s\" (want http://[user:pass@]host:port)", proxy_url);
-        goto out;
-    }
-    if (site == NULL || !token_name_valid(site) || pin == NULL || !crypto_pin_valid(pin) ||
-        n_hubs == 0) {
-        rc = say("%s needs site, hub and hub_pin", conf_path);
-        goto out;
+    use_proxy = conf->use_proxy;
+    proxy = conf->proxy;
+    if (proxy_url != NULL) {
+        use_proxy = proxy_url[0] != '\0';
+        if (use_proxy && dial_proxy_parse(proxy_url, &proxy) != 0) {
+            rc = say("bad --proxy (want http://[user:pass@]host:port)");
+            goto out;
+        }
     }
     /* A crash between the two renames of an accepted rotation. */
     if (!exists(state, PENDING ".key") && exists(state, PENDING ".crt")) {
@@ -248,7 +265,7 @@ int site_cmd_rotate_key(int argc, char **argv)
             continue;
         }
         snprintf(tgt.pin, sizeof(tgt.pin), "%s", pin);
-        if (proxy_url != NULL) {
+        if (use_proxy) {
             if (dial_httpc_proxy(&proxy, hubs[i], proxy_req, sizeof(proxy_req), &hproxy) != 0)
                 continue;
             tgt.proxy = &hproxy;
@@ -301,6 +318,6 @@ out:
     httpc_response_free(&resp);
     crypto_identity_free(&old_id);
     crypto_identity_free(&new_id);
-    config_free(&cfg);
+    free(conf);
     return rc;
 }

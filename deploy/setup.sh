@@ -41,6 +41,7 @@ PACKAGES=(
     nftables tinyproxy-bin nginx-light openssh-server openssh-client wrk stunnel4
     clang "$(clang_rt_pkg)"
     libwolfssl-dev
+    python3-h2 python3-hyperframe python3-hpack
 )
 
 if ! command -v dpkg-query >/dev/null || ! command -v apt-get >/dev/null; then

@@ -172,11 +172,13 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
     if (h2_header_budget(&s->budget, namelen, valuelen) != 0)
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     if (namelen == 7 && memcmp(name, ":status", 7) == 0) {
-        char st[4] = {0};
-        if (valuelen != 3)
+        /* nghttp2 lets any three digits through ("000", "099"); users must
+         * only ever see a status of RFC 9110 §15 (100-599), so anything
+         * else resets the stream and the user gets a 502. */
+        if (valuelen != 3 || value[0] < '1' || value[0] > '5' || value[1] < '0' || value[1] > '9' ||
+            value[2] < '0' || value[2] > '9')
             return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-        memcpy(st, value, 3);
-        s->status = atoi(st);
+        s->status = (value[0] - '0') * 100 + (value[1] - '0') * 10 + (value[2] - '0');
         return 0;
     }
     if (buf_append(&s->hdrs, name, namelen) || buf_append(&s->hdrs, "", 1) ||

@@ -271,7 +271,10 @@ void proxy_start(struct hub *h, struct ureq *r, struct tunnel *t, const char *se
         p->ts = NULL;
         p->r = NULL;
         ureq_set_handler(r, NULL, NULL);
-        ureq_error(r, 503, "site_offline", "the site's tunnel is closing");
+        if (rc == -EBUSY)
+            ureq_error(r, 503, "site_busy", "too many requests are waiting for this site");
+        else
+            ureq_error(r, 503, "site_offline", "the site's tunnel is closing");
         proxy_maybe_free(p);
         return;
     }

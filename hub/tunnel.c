@@ -16,6 +16,14 @@
 #define TUNNEL_STREAM_WINDOW (1 << 20)
 #define TUNNEL_CONN_WINDOW   (64 << 20)
 #define HELLO_MAX            (64 * 1024)
+/* Requests beyond the streams a site allows wait in nghttp2's queue with
+ * their header blocks, and one the user gave up on stays there (cancelled,
+ * still holding its headers) until the site opens a slot: a site that
+ * allows 0 streams would have the hub keep every request sent to it. So at
+ * most this many streams may wait beyond what the site allows (itself
+ * counted up to TUNNEL_OPEN_MAX); more are refused at once. */
+#define TUNNEL_OPEN_MAX  1024
+#define TUNNEL_QUEUE_MAX 1024
 
 struct tstream {
     struct tunnel *t;
@@ -515,10 +523,16 @@ int tunnel_stream_open(struct tunnel *t, const nghttp2_nv *nva, size_t n, int ha
 {
     struct tstream *s;
     nghttp2_data_provider prd;
+    uint32_t allowed;
     int32_t id;
 
     if (t->closing || t->conn == NULL || t->conn->closing || t->hub->draining)
         return -ENOTCONN;
+    allowed = nghttp2_session_get_remote_settings(t->h2.s, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
+    if (allowed > TUNNEL_OPEN_MAX)
+        allowed = TUNNEL_OPEN_MAX;
+    if (tunnel_stream_count(t) >= (size_t)allowed + TUNNEL_QUEUE_MAX)
+        return -EBUSY;
     s = calloc(1, sizeof(*s));
     if (s == NULL)
         return -ENOMEM;

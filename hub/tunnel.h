@@ -59,7 +59,8 @@ struct tunnel {
 int tunnel_attach(struct hub *h, struct conn *c, const struct reg_site *site);
 
 /* Opens a stream carrying a request. nva must include the pseudo headers.
- * Returns 0 and *out, or -ENOTCONN if the tunnel is closing. */
+ * Returns 0 and *out, -ENOTCONN if the tunnel is closing, or -EBUSY when
+ * too many requests already wait for a stream the site does not open. */
 int tunnel_stream_open(struct tunnel *t, const nghttp2_nv *nva, size_t n, int has_body,
                        const struct tstream_ops *ops, void *arg, struct tstream **out);
 /* Request body became available. */

@@ -111,7 +111,7 @@ class FrameConn:
             return False
 
     def block(self, headers):
-        return self.enc.encode(headers)
+        return self.enc.encode(headers, huffman=False)  # pure-python huffman is slow
 
     def headers(self, sid, hdrs, end_stream=True, end_headers=True):
         flags = (END_STREAM if end_stream else 0) | (END_HEADERS if end_headers else 0)

@@ -10,7 +10,7 @@ by deploy/setup.sh). Without them the test is skipped (exit 77).
 """
 
 import os
-import socket
+import select
 import ssl
 import struct
 import sys
@@ -80,8 +80,16 @@ class FrameConn:
     (start_reader) records every frame; a test that plays a peer who never
     reads simply does not start it."""
 
+    SEND_STALL_S = 30.0  # a send that makes no progress this long counts as closed
+
     def __init__(self, sock):
+        # OpenSSL forbids using one SSL object from two threads at once, and
+        # a reader thread and a writer share each connection here: the socket
+        # is non-blocking and every SSL call holds iolock, waits are select()s
+        # outside it.
+        sock.settimeout(0.0)
         self.sock = sock
+        self.iolock = threading.Lock()
         self.enc = hpack.Encoder()
         self.dec = hpack.Decoder()
         self.dec.max_allowed_table_size = 65536
@@ -95,15 +103,34 @@ class FrameConn:
         self._rbuf = b""
         self.reader = None
         self.close_how = None  # "eof" or the exception that ended reading
+        self.send_error = None  # the exception that ended sending
 
     # --- sending ---
+    def _send_all(self, data):
+        view = memoryview(data)
+        last = time.monotonic()
+        while view:
+            with self.iolock:
+                try:
+                    n = self.sock.send(view)
+                except (ssl.SSLWantWriteError, ssl.SSLWantReadError, BlockingIOError):
+                    n = 0
+            if n:
+                view = view[n:]
+                last = time.monotonic()
+            elif time.monotonic() - last > self.SEND_STALL_S:
+                raise TimeoutError("peer took nothing for %.0f s" % self.SEND_STALL_S)
+            else:
+                select.select([], [self.sock], [], 0.05)
+
     def send(self, *chunks):
         """Sends bytes; returns False once the peer has closed (the write
-        failed), True otherwise."""
+        failed) or took nothing for SEND_STALL_S, True otherwise."""
         try:
-            self.sock.sendall(b"".join(chunks))
+            self._send_all(b"".join(chunks))
             return True
-        except (OSError, ssl.SSLError):
+        except (OSError, ValueError, ssl.SSLError) as e:
+            self.send_error = type(e).__name__
             with self.lock:
                 if self.closed_at is None:
                     self.closed_at = time.monotonic()
@@ -118,9 +145,18 @@ class FrameConn:
         return frame(HEADERS, flags, sid, self.block(hdrs))
 
     # --- receiving ---
+    def _recv(self):
+        while True:
+            with self.iolock:
+                try:
+                    return self.sock.recv(65536)
+                except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
+                    pass
+            select.select([self.sock], [], [], 0.05)
+
     def _read_exact(self, n):
         while len(self._rbuf) < n:
-            d = self.sock.recv(65536)
+            d = self._recv()
             if not d:
                 raise EOFError
             self._rbuf += d

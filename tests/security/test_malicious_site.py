@@ -180,7 +180,8 @@ class Evil:
         # next connection that gets the same number.
         self.stopped = True
         try:
-            self.c.sock.shutdown(socket.SHUT_RDWR)
+            with self.c.iolock:
+                self.c.sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
         for t in self.workers + [self.th]:

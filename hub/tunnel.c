@@ -427,6 +427,13 @@ static void ping_cb(uv_timer_t *timer)
 
     if (t->conn == NULL || t->closing)
         return;
+    if (t->standby && !t->hello_done) {
+        /* A standby connection has one ping interval to answer its hello.
+         * One whose answer never ends, while it answers PINGs, would stay for
+         * ever: a stolen key could hold any number of them. */
+        tunnel_kill(t, "no answer to the hello in time");
+        return;
+    }
     if (now - t->last_heard_ms >= 2 * iv) {
         snprintf(t->close_reason, sizeof(t->close_reason), "ping timeout (silent %llu ms)",
                  (unsigned long long)(now - t->last_heard_ms));

@@ -10,6 +10,8 @@ frame. Cases, each on a fresh tunnel connection of evil:
 
   hello lie        the hello claims to be site "good" and offers good's and
                    other services
+  hello never ends standby connections (the site's key, a second time) whose
+                   hello answer never ends, while they answer PINGs
   huge header      a response head of 70 KB (over CONTINUATION frames), and
                    one of 150 fields
   bad head         :status "000", "099", "600", "2x0", "1000"; a header value
@@ -57,6 +59,7 @@ from harness import edit_conf  # noqa: E402
 EVIL, GOOD = "evil", "good"
 RSS_LIMIT_MIB = 64
 REQUEST_TIMEOUT_S = 3
+PING_INTERVAL_S = 2
 
 
 class Evil:
@@ -66,7 +69,7 @@ class Evil:
     for the connection)."""
 
     def __init__(self, h, hub, state_dir, hello=None, on_request=None, window=None,
-                 max_streams=256):
+                 max_streams=256, hello_ends=True):
         self.h, self.hub = h, hub
         s = tls_connect(hub.port, alpn=("tether/1",), cert=os.path.join(state_dir, "site.crt"),
                         key=os.path.join(state_dir, "site.key"))
@@ -77,6 +80,7 @@ class Evil:
         self.wlock = threading.Lock()
         self.hello = hello or {"site": EVIL, "agent_version": "0.1.0", "services": ["web"]}
         self.on_request = on_request
+        self.hello_ends = hello_ends
         self.requests = []  # (sid, headers)
         self.read_paused = threading.Event()
         self.stopped = False
@@ -157,7 +161,7 @@ class Evil:
     def _request(self, sid, hdrs):
         if hdrs.get(":path") == "/.tether/hello" and "tether-service" not in hdrs:
             self.respond(sid, [(":status", "200"), ("content-type", "application/json")],
-                         json.dumps(self.hello).encode())
+                         json.dumps(self.hello).encode(), end=self.hello_ends)
             return
         with self.c.lock:
             self.requests.append((sid, hdrs))
@@ -196,6 +200,7 @@ def main(h):
     hub.init()
     conf = os.path.join(hub.dir, "hub.conf")
     edit_conf(conf, "request_timeout", str(REQUEST_TIMEOUT_S))
+    edit_conf(conf, "ping_interval", str(PING_INTERVAL_S))
     hub.start()
     site_good, svc_good = k.add_site(h, hub, GOOD)
     tok = hub.site_add(EVIL)
@@ -264,6 +269,26 @@ def main(h):
             "hello lie: a request for evil reaches evil (routing follows the key)", r)
     by.check("hello lie")
     ev.close()
+
+    # --- standby connections whose hello never ends --------------------------
+    # A second connection with the site's key waits on standby until its
+    # hello answer ends; one whose answer never ends (it answers PINGs, so it
+    # is not silent) must not stay forever: a stolen key could otherwise
+    # hold any number of connections (and the descriptors kept for sites).
+    live = connect(on_request=lambda e, sid, hd: e.respond(sid, [(":status", "200")],
+                                                           b"live"))
+    stuck = [Evil(h, hub, evil_site.dir, hello_ends=False) for _ in range(5)]
+    t0 = time.monotonic()
+    closed = [e.c.wait_closed(4 * PING_INTERVAL_S + 5) for e in stuck]
+    h.check(all(closed), "hello never ends: the hub closes standby connections whose hello "
+            "answer never ends (%d of 5 within %.1f s, ping_interval %d s)" % (
+                sum(1 for c in closed if c), time.monotonic() - t0, PING_INTERVAL_S))
+    r = hub.proxy(EVIL, "web", "/x", token=alice)
+    h.check(r.status == 200 and r.body == b"live",
+            "hello never ends: the site's working connection serves on", r)
+    for e in stuck:
+        e.close()
+    live.close()
 
     # --- huge response header ----------------------------------------------------
     def huge_head(e, sid, hd):

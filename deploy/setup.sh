@@ -42,6 +42,7 @@ PACKAGES=(
     clang "$(clang_rt_pkg)"
     testssl.sh
     libwolfssl-dev
+    python3-h2 python3-hyperframe python3-hpack
 )
 
 if ! command -v dpkg-query >/dev/null || ! command -v apt-get >/dev/null; then

@@ -179,11 +179,13 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
     if (h2_header_budget(&s->budget, namelen, valuelen) != 0)
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     if (namelen == 7 && memcmp(name, ":status", 7) == 0) {
-        char st[4] = {0};
-        if (valuelen != 3)
+        /* nghttp2 lets any three digits through ("000", "099"); users must
+         * only ever see a status of RFC 9110 §15 (100-599), so anything
+         * else resets the stream and the user gets a 502. */
+        if (valuelen != 3 || value[0] < '1' || value[0] > '5' || value[1] < '0' || value[1] > '9' ||
+            value[2] < '0' || value[2] > '9')
             return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-        memcpy(st, value, 3);
-        s->status = atoi(st);
+        s->status = (value[0] - '0') * 100 + (value[1] - '0') * 10 + (value[2] - '0');
         return 0;
     }
     if (buf_append(&s->hdrs, name, namelen) || buf_append(&s->hdrs, "", 1) ||
@@ -486,6 +488,13 @@ static void ping_cb(uv_timer_t *timer)
 
     if (t->conn == NULL || t->closing)
         return;
+    if (t->standby && !t->hello_done) {
+        /* A standby connection has one ping interval to answer its hello.
+         * One whose answer never ends, while it answers PINGs, would stay for
+         * ever: a stolen key could hold any number of them. */
+        tunnel_kill(t, "no answer to the hello in time");
+        return;
+    }
     if (now - t->last_heard_ms >= 2 * iv) {
         snprintf(t->close_reason, sizeof(t->close_reason), "ping timeout (silent %llu ms)",
                  (unsigned long long)(now - t->last_heard_ms));
@@ -582,6 +591,7 @@ int tunnel_stream_open(struct tunnel *t, const nghttp2_nv *nva, size_t n, int ha
 {
     struct tstream *s;
     nghttp2_data_provider prd;
+    uint32_t allowed;
     int32_t id;
 
     if (t->closing || t->conn == NULL || t->conn->closing || t->hub->draining)

@@ -591,7 +591,6 @@ int tunnel_stream_open(struct tunnel *t, const nghttp2_nv *nva, size_t n, int ha
 {
     struct tstream *s;
     nghttp2_data_provider prd;
-    uint32_t allowed;
     int32_t id;
 
     if (t->closing || t->conn == NULL || t->conn->closing || t->hub->draining)

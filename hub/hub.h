@@ -31,6 +31,7 @@ struct hub_config {
     /* User connections (docs/operator-guide.md, "Connection limits"). */
     uint64_t request_head_timeout_ms; /* first head after TLS, or a head once begun; 10000 */
     uint64_t idle_timeout_ms;         /* keep-alive / HTTP/2 with no stream open; 60000 */
+    uint64_t request_body_timeout_ms; /* a request body with no progress; 30000 */
     int max_user_conns_per_ip;        /* default 256 */
     int fd_reserve;                   /* descriptors users may not take; default 256 */
     int trim_after_closes;            /* closes that give heap back to the kernel; 256; 0 off */

@@ -27,7 +27,8 @@ struct handshake {
     int waiting;      /* queued behind the per-address cap */
     int user_counted; /* counted in hub_users_inc until the user layer takes over */
     int reserve;      /* accepted into the descriptor reserve: may only become a tunnel */
-    TAILQ_ENTRY(handshake) rlink; /* in `probation` while reserve is set */
+    int evictable;    /* in `probation`: reserve set, no tether/1 ClientHello seen yet */
+    TAILQ_ENTRY(handshake) rlink;
     struct handshake *wprev, *wnext;
     struct tls_pin_verifier v;
     struct reg_site site;
@@ -96,16 +97,29 @@ static void wake_one(struct hub *h, const struct conn *gone)
 }
 
 /* Connections taken into the descriptor reserve that have not finished
- * their handshake, oldest first. At most half the reserve: the other half
- * stays for live tunnels and the hub's own files. */
+ * their handshake: n_probation of them, at most half the reserve (the other
+ * half stays for live tunnels and the hub's own files). Those that have not
+ * yet shown a tether/1 ClientHello are in `probation`, oldest first, and
+ * may be evicted for a newcomer; a site's handshake, once its ClientHello
+ * is in, never is. */
 static TAILQ_HEAD(, handshake) probation = TAILQ_HEAD_INITIALIZER(probation);
 static int n_probation;
+
+/* hs showed a tether/1 ClientHello: it stays counted but is no longer
+ * evictable. */
+static void probation_keep(struct handshake *hs)
+{
+    if (!hs->evictable)
+        return;
+    TAILQ_REMOVE(&probation, hs, rlink);
+    hs->evictable = 0;
+}
 
 static void probation_unlink(struct handshake *hs)
 {
     if (!hs->reserve)
         return;
-    TAILQ_REMOVE(&probation, hs, rlink);
+    probation_keep(hs);
     hs->reserve = 0;
     n_probation--;
 }
@@ -159,6 +173,8 @@ static int hs_peek(struct conn *c, const uint8_t *data, size_t len)
         return -1;
     }
     hs->tunnel = (info.alpn & CLIENTHELLO_ALPN_TUNNEL) != 0;
+    if (hs->tunnel)
+        probation_keep(hs);
     if (!hs->tunnel && hs->reserve) {
         h->n_users_refused_reserve++;
         refused(h, &reserve_refusals, c);
@@ -318,21 +334,30 @@ static void on_connection(uv_stream_t *server, int status)
     if (h->fd_limit > 0 && fds_in_use(h) > (size_t)(h->fd_limit - h->fd_reserve)) {
         /* Only a tunnel may take a reserved descriptor; that this is one is
          * known from its ClientHello (hs_peek). The oldest reserve
-         * connection still handshaking makes room when there is none. */
+         * connection that has not shown one makes room when there is
+         * none; if every one has, the newcomer is refused. A connection
+         * over its address's cap is refused first, and evicts no one. */
         int max = h->fd_reserve / 2 > 0 ? h->fd_reserve / 2 : 1;
-        if (n_probation >= max) {
-            struct handshake *oldest = TAILQ_FIRST(&probation);
-            probation_unlink(oldest);
-            conn_close(oldest->c, "descriptor reserve full");
-        }
-        hs->reserve = 1;
-        TAILQ_INSERT_TAIL(&probation, hs, rlink);
-        n_probation++;
+        struct handshake *oldest = TAILQ_FIRST(&probation);
+
         if (hub_pending_inc(h, c->peer) != 0) {
             conn_close(c, "too many pending handshakes");
             return;
         }
         hs->counted = 1;
+        if (n_probation >= max && oldest == NULL) {
+            refused(h, &reserve_refusals, c);
+            conn_close(c, "descriptor reserve full of handshaking tunnels");
+            return;
+        }
+        if (n_probation >= max) {
+            probation_unlink(oldest);
+            conn_close(oldest->c, "descriptor reserve full");
+        }
+        hs->reserve = 1;
+        hs->evictable = 1;
+        TAILQ_INSERT_TAIL(&probation, hs, rlink);
+        n_probation++;
         return;
     }
     if (hub_pending_inc(h, c->peer) != 0) {

@@ -11,10 +11,13 @@
   RST_STREAM(NO_ERROR) (RFC 9113 8.1), and the connection, now idle, is
   closed by idle_timeout with a GOAWAY;
 - HTTP/2 to /v1/enroll (which waits for the body): 408, RST_STREAM, closed;
-- a user at another address is served meanwhile.
+- a user at another address is served meanwhile;
+- an HTTP/1.1 connection that timed out, closing behind unread answers,
+  serves nothing it receives afterwards.
 Deadlines are compared with the configured values plus slack for a busy
 machine."""
 import os
+import re
 import socket
 import sys
 import threading
@@ -94,12 +97,45 @@ def h1_trickled(h):
             % (took, BODY_T), got[:60])
 
 
+def timed_out(h, hub):
+    st, body = ic.https_get(PORT, "/metrics", hub.token, src="127.0.0.3")
+    m = re.search(rb"tether_users_timed_out_total (\d+)", body if st == 200 else b"")
+    return int(m.group(1)) if m else -1
+
+
+def linger_ignored(h, hub, svc):
+    """A connection closing after its idle timeout parses nothing more: its
+    close waits (the linger) behind answers the client does not read, and a
+    request sent then must not be served."""
+    raw = socket.socket()
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    raw.bind(("127.0.0.4", 0))
+    raw.connect(("127.0.0.1", PORT))
+    s = ic.CTX_H1.wrap_socket(raw, server_hostname="127.0.0.1")
+    auth = b"Authorization: Bearer " + hub.token.encode() + b"\r\n"
+    before = timed_out(h, hub)
+    # Pipelined answers, more than the kernel's buffers take: the rest waits
+    # in the hub, so the idle close lingers.
+    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" * 60000)
+    t0 = time.monotonic()
+    while timed_out(h, hub) <= before and time.monotonic() - t0 < IDLE_T + SLACK:
+        time.sleep(0.1)
+    h.check(timed_out(h, hub) > before, "a keep-alive connection with unread answers timed out (idle)")
+    s.sendall(b"GET /v1/sites/s1/services/web/late HTTP/1.1\r\nHost: x\r\n" + auth + b"\r\n")
+    time.sleep(1.0)
+    late = svc.stats()["by_route"].get("/late", 0)
+    h.check(late == 0, "a request sent after the timeout, during the close, is not served (%d "
+            "reached the service)" % late)
+    s.close()
+
+
 def main(h):
     global PORT
     conf = {"request_body_timeout": BODY_T, "idle_timeout": IDLE_T, "request_head_timeout": IDLE_T}
     hub, _ = ic.start_hub(h, conf, None)
-    ic.start_site(h, hub)
+    _, svc = ic.start_site(h, hub)
     PORT = hub.port
+    linger_ignored(h, hub, svc)
 
     cases = {}
     s = tls(ic.CTX_H1)

@@ -34,7 +34,7 @@ struct hub_config {
     uint64_t request_body_timeout_ms; /* a request body with no progress; 30000 */
     int max_user_conns_per_ip;        /* default 256 */
     int fd_reserve;                   /* descriptors users may not take; default 256 */
-    int trim_after_closes;            /* closes that give heap back to the kernel; 256; 0 off */
+    int trim_after_closes;            /* fall in open conns that gives heap back; 256; 0 off */
 };
 
 /* Established (and handshaking) user connections per source address; IPv6
@@ -93,7 +93,8 @@ struct hub {
     int fd_reserve; /* cfg.fd_reserve, at most half of fd_limit */
     uv_timer_t trim_timer;
     int trim_timer_on;
-    uint64_t closes_at_trim;
+    size_t conns_peak;   /* most connections open at once since the last trim */
+    uint64_t trimmed_ms; /* loop time of the last trim; 0 none yet */
     /* counters for /metrics */
     uint64_t n_requests, n_proxy_requests, n_tunnels_accepted, n_tunnels_refused;
     uint64_t n_users_refused_cap, n_users_refused_reserve, n_users_idle_closed;

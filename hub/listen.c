@@ -323,6 +323,8 @@ static void on_connection(uv_stream_t *server, int status)
         return;
     }
     hs->c = c;
+    if (conn_live() > h->conns_peak)
+        h->conns_peak = conn_live(); /* a burst between two trim ticks counts */
     if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0 || h->draining) {
         conn_close(c, "accept failed");
         return;
@@ -410,18 +412,31 @@ static void fd_measure(struct hub *h)
         h->fd_reserve = (int)(h->fd_limit / 2);
 }
 
-/* Many connections closed since the last trim: their TLS and HTTP/2 state
- * lies freed all over the heap, which glibc would keep. */
+/* At most one trim per this long: malloc_trim walks the whole heap with the
+ * loop stopped (docs/decisions.md has the figures). */
+#define TRIM_INTERVAL_MS 10000
+
+/* The open connections fell by trim_after_closes from their peak since the
+ * last trim: the state of those that went lies freed all over the heap,
+ * which glibc would keep. Steady churn (as many opened as closed) frees
+ * nothing worth giving back, and costs no trim. */
 static void trim_cb(uv_timer_t *t)
 {
     struct hub *h = t->data;
-    uint64_t freed = conn_freed();
+    size_t live = conn_live();
+    uint64_t now = uv_now(h->loop), t0;
 
-    if (h->cfg.trim_after_closes <= 0 ||
-        freed - h->closes_at_trim < (uint64_t)h->cfg.trim_after_closes)
+    if (live > h->conns_peak)
+        h->conns_peak = live;
+    if (h->cfg.trim_after_closes <= 0 || h->conns_peak - live < (size_t)h->cfg.trim_after_closes ||
+        (h->trimmed_ms != 0 && now - h->trimmed_ms < TRIM_INTERVAL_MS))
         return;
-    h->closes_at_trim = freed;
+    t0 = uv_hrtime();
     tune_trim();
+    log_event(LOG_INFO, "heap_trimmed", "conns=%zu peak=%zu ms=%.1f", live, h->conns_peak,
+              (double)(uv_hrtime() - t0) / 1e6);
+    h->conns_peak = live;
+    h->trimmed_ms = now;
 }
 
 void hub_listen_stop(struct hub *h)
@@ -472,7 +487,7 @@ int hub_listen(struct hub *h, const char *hostport, char *err, size_t err_cap)
         uv_timer_start(&h->trim_timer, trim_cb, 1000, 1000);
         uv_unref((uv_handle_t *)&h->trim_timer);
         h->trim_timer_on = 1;
-        h->closes_at_trim = conn_freed();
+        h->conns_peak = conn_live();
     }
     log_event(LOG_INFO, "listening", "addr=%s fd_limit=%ld fd_reserve=%d", hostport, h->fd_limit,
               h->fd_reserve);

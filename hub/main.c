@@ -552,10 +552,10 @@ static int write_hub_conf(const char *path, const char *name, char eps[][TOKEN_E
                  "# max_pending_handshakes_per_ip = 64\n"
                  "# request_head_timeout = 10     (seconds for a user's request head)\n"
                  "# idle_timeout = 60             (seconds a user connection may idle)\n"
-                 "# request_body_timeout = 30     (seconds a request body may make no progress)\n"
+                 "# request_body_timeout = 30     (seconds a request body may stall)\n"
                  "# max_user_conns_per_ip = 256   (user connections from one address)\n"
                  "# fd_reserve = 256              (descriptors kept for site tunnels)\n"
-                 "# trim_after_closes = 256       (closes after which freed heap goes back)\n");
+                 "# trim_after_closes = 256       (fall in connections that frees heap)\n");
     if (t.overflow)
         return -ENOSPC;
     return config_write_file(path, t.buf, 0644);

@@ -760,7 +760,15 @@ static void h2_stream_idle(struct user_conn *uc, struct ureq *r)
 
 /* RFC 9113 8.1: a complete response sent while the request body is still
  * coming is followed by RST_STREAM(NO_ERROR), queued only once the
- * response's END_STREAM is out so it cannot overtake the answer. */
+ * response's END_STREAM is out so it cannot overtake the answer, and once
+ * the handler has ended the response (a HEAD answer's END_STREAM goes out
+ * with its head, while ureq_respond still uses r). */
+static void h2_reset_unfinished(struct user_conn *uc, struct ureq *r)
+{
+    if (r->end_sent && r->resp_ended && !r->req_ended)
+        nghttp2_submit_rst_stream(uc->h2.s, NGHTTP2_FLAG_NONE, r->sid, NGHTTP2_NO_ERROR);
+}
+
 static int h2_frame_sent(nghttp2_session *session, const nghttp2_frame *frame, void *user_data)
 {
     struct ureq *r;
@@ -769,9 +777,10 @@ static int h2_frame_sent(nghttp2_session *session, const nghttp2_frame *frame, v
         (frame->hd.type != NGHTTP2_DATA && frame->hd.type != NGHTTP2_HEADERS))
         return 0;
     r = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
-    if (r != NULL && !r->req_ended)
-        nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, frame->hd.stream_id,
-                                  NGHTTP2_NO_ERROR);
+    if (r != NULL) {
+        r->end_sent = 1;
+        h2_reset_unfinished(user_data, r);
+    }
     return 0;
 }
 
@@ -881,9 +890,10 @@ int ureq_respond_end(struct ureq *r)
             r->deferred = 0;
             nghttp2_session_resume_data(uc->h2.s, r->sid);
         }
-        /* Answered before the body ended: h2_frame_sent resets the stream
-         * once the answer is out. */
+        /* Answered before the body ended: the stream is reset once the
+         * answer is out (h2_frame_sent), or now if it is already. */
         h2_stream_idle(uc, r);
+        h2_reset_unfinished(uc, r);
         h2_send(&uc->h2);
         return 0;
     }

@@ -73,9 +73,21 @@ def tls(ctx, src="127.0.0.2"):
     return ctx.wrap_socket(raw, server_hostname="127.0.0.1")
 
 
-def h2_post(path, sid=1):
+def hpack_str(b):
+    """An HPACK string (no Huffman), any length (RFC 7541 5.1, 5.2)."""
+    n = len(b)
+    if n < 127:
+        return bytes([n]) + b
+    out, n = bytearray([127]), n - 127
+    while n >= 128:
+        out.append(0x80 | (n & 0x7F))
+        n >>= 7
+    return bytes(out) + bytes([n]) + b
+
+
+def h2_post(path, sid=1, method=b"\x83", extra=b""):
     """HEADERS (END_HEADERS only: a body is to follow) for POST path."""
-    block = b"\x83\x87" + ic.hpack_lit(4, path) + ic.hpack_lit(1, "127.0.0.1")
+    block = method + b"\x87" + ic.hpack_lit(4, path) + ic.hpack_lit(1, "127.0.0.1") + extra
     return ic.h2_frame(1, 0x04, sid, block)
 
 
@@ -152,6 +164,12 @@ def main(h):
     s = tls(ic.CTX_H2)
     s.sendall(ic.H2_PREFACE + ic.H2_SETTINGS + h2_post("/v1/enroll"))
     cases["h2-enroll"] = s
+    s = tls(ic.CTX_H2)
+    s.sendall(ic.H2_PREFACE + ic.H2_SETTINGS +
+              h2_post("/v1/sites/s1/services/web/echo", method=ic.hpack_lit(2, "HEAD"),
+                      extra=b"\x00" + hpack_str(b"authorization") +
+                      hpack_str(b"Bearer " + hub.token.encode())))
+    cases["h2-head"] = s
 
     res = {}
 
@@ -195,6 +213,12 @@ def main(h):
     h.check(closed is not None and closed <= BODY_T + IDLE_T + SLACK,
             "h2: ... and the connection is closed by idle_timeout after that (closed after %s s)"
             % closed)
+    got, closed, first = res["h2-head"]
+    fr = frames(got)
+    h.check(any(t == 1 and s == 1 and f & 1 for t, f, s, _ in fr)
+            and any(t == 3 and s == 1 and p == b"\x00\x00\x00\x00" for t, _, s, p in fr),
+            "h2: a proxied HEAD whose body never ends gets its answer, then RST_STREAM(NO_ERROR)",
+            [(t, f, s) for t, f, s, _ in fr])
     for s in cases.values():
         s.close()
 

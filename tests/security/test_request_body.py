@@ -6,7 +6,8 @@
   gets 408 after request_body_timeout (not before) and the connection closes;
 - a body that keeps making progress (a few bytes well within the deadline)
   is not cut, even though it takes longer than the deadline in total;
-- a proxied upload that stalls halfway is cut the same way (408);
+- a proxied upload that stalls halfway is cut the same way (408), and so
+  is one that stalls because the site's service does not read it;
 - HTTP/2, no token: HEADERS without END_STREAM gets its 401, then
   RST_STREAM(NO_ERROR) (RFC 9113 8.1), and the connection, now idle, is
   closed by idle_timeout with a GOAWAY;
@@ -19,6 +20,7 @@ machine."""
 import os
 import re
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -141,13 +143,75 @@ def linger_ignored(h, hub, svc):
     s.close()
 
 
+class Stuck:
+    """A service that accepts connections and never reads from them."""
+
+    def __init__(self):
+        self.ls = socket.socket()
+        self.ls.bind(("127.0.0.1", 0))
+        self.ls.listen(16)
+        self.port = self.ls.getsockname()[1]
+        self.held = []
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self):
+        while True:
+            try:
+                self.held.append(self.ls.accept()[0])
+            except OSError:
+                return
+
+
+def upload_to_stuck(h, hub):
+    """An upload that the site's service never reads stalls once the
+    buffers on the way are full; request_body_timeout then cuts it (408),
+    long before request_timeout (60 s)."""
+    s = tls(ic.CTX_H1, src="127.0.0.6")
+    s.sendall(b"POST /v1/sites/s1/services/stuck/up HTTP/1.1\r\nHost: x\r\n"
+              b"Authorization: Bearer " + hub.token.encode() + b"\r\n"
+              b"Content-Length: 268435456\r\n\r\n")
+    s.setblocking(False)
+    chunk = b"\0" * 65536
+    sent, got, t0, sending = 0, b"", time.monotonic(), True
+    while time.monotonic() - t0 < 40 and b"\r\n\r\n" not in got:
+        if sending:
+            try:
+                sent += s.send(chunk)
+            except (ssl.SSLWantWriteError, ssl.SSLWantReadError, BlockingIOError):
+                pass
+            except OSError:
+                sending = False  # the hub closed: read what it said
+        try:
+            d = s.recv(65536)
+            if not d:
+                break
+            got += d
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
+            time.sleep(0.01)
+        except OSError:
+            break
+    took = time.monotonic() - t0
+    s.close()
+    h.check(got.startswith(b"HTTP/1.1 408 "),
+            "an upload the site does not take (%d MiB sent) is cut with 408" % (sent >> 20), got[:60])
+    h.check(BODY_T <= took <= BODY_T + 2 * SLACK,
+            "... request_body_timeout after the buffers on the way filled, long before "
+            "request_timeout (60 s): after %.1f s" % took)
+
+
 def main(h):
     global PORT
     conf = {"request_body_timeout": BODY_T, "idle_timeout": IDLE_T, "request_head_timeout": IDLE_T}
     hub, _ = ic.start_hub(h, conf, None)
-    _, svc = ic.start_site(h, hub)
+    stuck = Stuck()
+    svc = h.service("svc-s1", site_name="s1")
+    site = h.site("s1", hub)
+    site.enroll(hub.site_add("s1"))
+    site.start({"web": svc.url, "stuck": "http://127.0.0.1:%d" % stuck.port})
+    h.check(hub.wait_ready("s1", 15) is not None, "site s1 is up")
     PORT = hub.port
     linger_ignored(h, hub, svc)
+    upload_to_stuck(h, hub)
 
     cases = {}
     s = tls(ic.CTX_H1)

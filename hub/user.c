@@ -128,6 +128,8 @@ static void ureq_abort(struct ureq *r);
  * deadline of the bodies it waits for (and re-arms itself from there). */
 static void body_watch(struct user_conn *uc, struct ureq *r)
 {
+    if (uc->hub->cfg.request_body_timeout_ms == 0)
+        return; /* a hub set up without the default (hub.conf allows >= 0.1 s) */
     r->body_watch = 1;
     r->body_at = uv_now(uc->hub->loop);
     if (!uv_is_active((uv_handle_t *)&uc->body_timer))

@@ -31,9 +31,10 @@ struct hub_config {
     /* User connections (docs/operator-guide.md, "Connection limits"). */
     uint64_t request_head_timeout_ms; /* first head after TLS, or a head once begun; 10000 */
     uint64_t idle_timeout_ms;         /* keep-alive / HTTP/2 with no stream open; 60000 */
+    uint64_t request_body_timeout_ms; /* a request body with no progress; 30000 */
     int max_user_conns_per_ip;        /* default 256 */
     int fd_reserve;                   /* descriptors users may not take; default 256 */
-    int trim_after_closes;            /* closes that give heap back to the kernel; 256; 0 off */
+    int trim_after_closes;            /* fall in open conns that gives heap back; 256; 0 off */
     /* Stalled proxied responses (the user does not read) one user
      * connection, and one token, may hold on one site; default 64 and 128.
      * A stream that stalls past them is reset, new requests get 429. */
@@ -104,7 +105,8 @@ struct hub {
     int fd_reserve; /* cfg.fd_reserve, at most half of fd_limit */
     uv_timer_t trim_timer;
     int trim_timer_on;
-    uint64_t closes_at_trim;
+    size_t conns_peak;   /* most connections open at once since the last trim */
+    uint64_t trimmed_ms; /* loop time of the last trim; 0 none yet */
     /* counters for /metrics */
     uint64_t n_requests, n_proxy_requests, n_tunnels_accepted, n_tunnels_refused;
     uint64_t n_users_refused_cap, n_users_refused_reserve, n_users_idle_closed;

@@ -27,7 +27,8 @@ struct handshake {
     int waiting;      /* queued behind the per-address cap */
     int user_counted; /* counted in hub_users_inc until the user layer takes over */
     int reserve;      /* accepted into the descriptor reserve: may only become a tunnel */
-    TAILQ_ENTRY(handshake) rlink; /* in `probation` while reserve is set */
+    int evictable;    /* in `probation`: reserve set, no tether/1 ClientHello seen yet */
+    TAILQ_ENTRY(handshake) rlink;
     struct handshake *wprev, *wnext;
     struct tls_pin_verifier v;
     struct reg_site site;
@@ -96,16 +97,29 @@ static void wake_one(struct hub *h, const struct conn *gone)
 }
 
 /* Connections taken into the descriptor reserve that have not finished
- * their handshake, oldest first. At most half the reserve: the other half
- * stays for live tunnels and the hub's own files. */
+ * their handshake: n_probation of them, at most half the reserve (the other
+ * half stays for live tunnels and the hub's own files). Those that have not
+ * yet shown a tether/1 ClientHello are in `probation`, oldest first, and
+ * may be evicted for a newcomer; a site's handshake, once its ClientHello
+ * is in, never is. */
 static TAILQ_HEAD(, handshake) probation = TAILQ_HEAD_INITIALIZER(probation);
 static int n_probation;
+
+/* hs showed a tether/1 ClientHello: it stays counted but is no longer
+ * evictable. */
+static void probation_keep(struct handshake *hs)
+{
+    if (!hs->evictable)
+        return;
+    TAILQ_REMOVE(&probation, hs, rlink);
+    hs->evictable = 0;
+}
 
 static void probation_unlink(struct handshake *hs)
 {
     if (!hs->reserve)
         return;
-    TAILQ_REMOVE(&probation, hs, rlink);
+    probation_keep(hs);
     hs->reserve = 0;
     n_probation--;
 }
@@ -159,6 +173,8 @@ static int hs_peek(struct conn *c, const uint8_t *data, size_t len)
         return -1;
     }
     hs->tunnel = (info.alpn & CLIENTHELLO_ALPN_TUNNEL) != 0;
+    if (hs->tunnel)
+        probation_keep(hs);
     if (!hs->tunnel && hs->reserve) {
         h->n_users_refused_reserve++;
         refused(h, &reserve_refusals, c);
@@ -307,6 +323,8 @@ static void on_connection(uv_stream_t *server, int status)
         return;
     }
     hs->c = c;
+    if (conn_live() > h->conns_peak)
+        h->conns_peak = conn_live(); /* a burst between two trim ticks counts */
     if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0 || h->draining) {
         conn_close(c, "accept failed");
         return;
@@ -318,21 +336,30 @@ static void on_connection(uv_stream_t *server, int status)
     if (h->fd_limit > 0 && fds_in_use(h) > (size_t)(h->fd_limit - h->fd_reserve)) {
         /* Only a tunnel may take a reserved descriptor; that this is one is
          * known from its ClientHello (hs_peek). The oldest reserve
-         * connection still handshaking makes room when there is none. */
+         * connection that has not shown one makes room when there is
+         * none; if every one has, the newcomer is refused. A connection
+         * over its address's cap is refused first, and evicts no one. */
         int max = h->fd_reserve / 2 > 0 ? h->fd_reserve / 2 : 1;
-        if (n_probation >= max) {
-            struct handshake *oldest = TAILQ_FIRST(&probation);
-            probation_unlink(oldest);
-            conn_close(oldest->c, "descriptor reserve full");
-        }
-        hs->reserve = 1;
-        TAILQ_INSERT_TAIL(&probation, hs, rlink);
-        n_probation++;
+        struct handshake *oldest = TAILQ_FIRST(&probation);
+
         if (hub_pending_inc(h, c->peer) != 0) {
             conn_close(c, "too many pending handshakes");
             return;
         }
         hs->counted = 1;
+        if (n_probation >= max && oldest == NULL) {
+            refused(h, &reserve_refusals, c);
+            conn_close(c, "descriptor reserve full of handshaking tunnels");
+            return;
+        }
+        if (n_probation >= max) {
+            probation_unlink(oldest);
+            conn_close(oldest->c, "descriptor reserve full");
+        }
+        hs->reserve = 1;
+        hs->evictable = 1;
+        TAILQ_INSERT_TAIL(&probation, hs, rlink);
+        n_probation++;
         return;
     }
     if (hub_pending_inc(h, c->peer) != 0) {
@@ -385,18 +412,31 @@ static void fd_measure(struct hub *h)
         h->fd_reserve = (int)(h->fd_limit / 2);
 }
 
-/* Many connections closed since the last trim: their TLS and HTTP/2 state
- * lies freed all over the heap, which glibc would keep. */
+/* At most one trim per this long: malloc_trim walks the whole heap with the
+ * loop stopped (docs/decisions.md has the figures). */
+#define TRIM_INTERVAL_MS 10000
+
+/* The open connections fell by trim_after_closes from their peak since the
+ * last trim: the state of those that went lies freed all over the heap,
+ * which glibc would keep. Steady churn (as many opened as closed) frees
+ * nothing worth giving back, and costs no trim. */
 static void trim_cb(uv_timer_t *t)
 {
     struct hub *h = t->data;
-    uint64_t freed = conn_freed();
+    size_t live = conn_live();
+    uint64_t now = uv_now(h->loop), t0;
 
-    if (h->cfg.trim_after_closes <= 0 ||
-        freed - h->closes_at_trim < (uint64_t)h->cfg.trim_after_closes)
+    if (live > h->conns_peak)
+        h->conns_peak = live;
+    if (h->cfg.trim_after_closes <= 0 || h->conns_peak - live < (size_t)h->cfg.trim_after_closes ||
+        (h->trimmed_ms != 0 && now - h->trimmed_ms < TRIM_INTERVAL_MS))
         return;
-    h->closes_at_trim = freed;
+    t0 = uv_hrtime();
     tune_trim();
+    log_event(LOG_INFO, "heap_trimmed", "conns=%zu peak=%zu ms=%.1f", live, h->conns_peak,
+              (double)(uv_hrtime() - t0) / 1e6);
+    h->conns_peak = live;
+    h->trimmed_ms = now;
 }
 
 void hub_listen_stop(struct hub *h)
@@ -447,7 +487,7 @@ int hub_listen(struct hub *h, const char *hostport, char *err, size_t err_cap)
         uv_timer_start(&h->trim_timer, trim_cb, 1000, 1000);
         uv_unref((uv_handle_t *)&h->trim_timer);
         h->trim_timer_on = 1;
-        h->closes_at_trim = conn_freed();
+        h->conns_peak = conn_live();
     }
     log_event(LOG_INFO, "listening", "addr=%s fd_limit=%ld fd_reserve=%d", hostport, h->fd_limit,
               h->fd_reserve);

@@ -193,6 +193,7 @@ static void settings_defaults(struct settings *s)
     s->cfg.max_pending_handshakes_per_ip = 64;
     s->cfg.request_head_timeout_ms = 10000;
     s->cfg.idle_timeout_ms = 60000;
+    s->cfg.request_body_timeout_ms = 30000;
     s->cfg.max_user_conns_per_ip = 256;
     s->cfg.fd_reserve = 256;
     s->cfg.trim_after_closes = 256;
@@ -214,6 +215,7 @@ static const struct time_key time_keys[] = {
     {"drain_grace", offsetof(struct hub_config, drain_grace_ms), 0, 3600000},
     {"request_head_timeout", offsetof(struct hub_config, request_head_timeout_ms), 100, 3600000},
     {"idle_timeout", offsetof(struct hub_config, idle_timeout_ms), 100, 86400000},
+    {"request_body_timeout", offsetof(struct hub_config, request_body_timeout_ms), 100, 86400000},
 };
 #define N_TIME_KEYS (sizeof(time_keys) / sizeof(time_keys[0]))
 
@@ -502,9 +504,10 @@ static int write_hub_conf(const char *path, const char *name, char eps[][TOKEN_E
                  "# max_pending_handshakes_per_ip = 64\n"
                  "# request_head_timeout = 10     (seconds for a user's request head)\n"
                  "# idle_timeout = 60             (seconds a user connection may idle)\n"
+                 "# request_body_timeout = 30     (seconds a request body may stall)\n"
                  "# max_user_conns_per_ip = 256   (user connections from one address)\n"
                  "# fd_reserve = 256              (descriptors kept for site tunnels)\n"
-                 "# trim_after_closes = 256       (closes after which freed heap goes back)\n"
+                 "# trim_after_closes = 256       (fall in connections that frees heap)\n"
                  "# max_stalled_streams_per_conn = 64   (responses a user does not read,\n"
                  "# max_stalled_streams_per_token = 128  per connection / token and site)\n");
     if (t.overflow)

@@ -45,14 +45,15 @@ struct user_conn {
     /* HTTP/2 */
     struct h2 h2;
     struct ureq *streams;
-    int h2_active; /* streams whose request head is complete and not yet closed */
+    int h2_active; /* streams whose request head is complete and response not yet ended */
     uv_timer_t resume_timer;
     /* Deadlines while no request is in progress (see uc_arm). */
     uv_timer_t idle_timer;
     enum uc_wait wait;
-    int heads;          /* request heads completed */
-    uint64_t armed_out; /* conn->bytes_out when the deadline was armed */
-    int timers_open;    /* handles to close before uc is freed */
+    int heads;             /* request heads completed */
+    uint64_t armed_out;    /* conn->bytes_out when the deadline was armed */
+    uv_timer_t body_timer; /* request_body_timeout of the bodies awaited (body_cb) */
+    int timers_open;       /* handles to close before uc is freed */
 };
 
 static http_parser_settings h1_settings;
@@ -93,8 +94,10 @@ static void idle_cb(uv_timer_t *t)
         conn_close(c, "idle close unanswered");
         return;
     }
-    /* A response still going out to a client that reads it is no idling. */
-    if (conn_out_pending(c) > 0 && c->bytes_out != uc->armed_out) {
+    /* A response still going out to a client that reads it is no idling
+     * (HTTP/2: a stream whose response ended may still have bytes to send). */
+    if ((conn_out_pending(c) > 0 || (uc->is_h2 && uc->streams != NULL)) &&
+        c->bytes_out != uc->armed_out) {
         uc_arm(uc, uc->wait);
         return;
     }
@@ -114,6 +117,77 @@ static void idle_cb(uv_timer_t *t)
     conn_close_after_flush(c, uc->wait == UC_HEAD ? "request head timeout" : "idle timeout");
     if (!c->closing)
         uc_arm(uc, UC_CLOSE);
+}
+
+/* --- request body deadline (request_body_timeout) --- */
+
+static void body_cb(uv_timer_t *t);
+static void ureq_abort(struct ureq *r);
+
+/* r's body is awaited from now: the conn's body timer fires at the earliest
+ * deadline of the bodies it waits for (and re-arms itself from there). */
+static void body_watch(struct user_conn *uc, struct ureq *r)
+{
+    if (uc->hub->cfg.request_body_timeout_ms == 0)
+        return; /* a hub set up without the default (hub.conf allows >= 0.1 s) */
+    r->body_watch = 1;
+    r->body_at = uv_now(uc->hub->loop);
+    if (!uv_is_active((uv_handle_t *)&uc->body_timer))
+        uv_timer_start(&uc->body_timer, body_cb, uc->hub->cfg.request_body_timeout_ms, 0);
+}
+
+static int body_waiting(const struct ureq *r)
+{
+    return r->body_watch && !r->req_ended && !r->resp_ended;
+}
+
+/* No body byte for request_body_timeout, whether the client stalls or the
+ * hub stopped reading because the site does not take the upload: the
+ * request is cut (408 if no answer began, else reset). */
+static void body_cut(struct user_conn *uc, struct ureq *r)
+{
+    char detail[96];
+
+    r->body_watch = 0;
+    uc->hub->n_users_idle_closed++;
+    ureq_abort(r);
+    if (r->resp_started) {
+        ureq_reset(r);
+        return;
+    }
+    snprintf(detail, sizeof(detail), "no request body bytes for %llu ms",
+             (unsigned long long)uc->hub->cfg.request_body_timeout_ms);
+    ureq_error(r, 408, "request_timeout", detail);
+    /* HTTP/1.1: the conn closes after the 408 (the body is unread), and
+     * what the client sends meanwhile is ignored. */
+    if (!uc->is_h2 && !uc->dead && !uc->conn->closing)
+        uc_arm(uc, UC_CLOSE);
+}
+
+static void body_cb(uv_timer_t *t)
+{
+    struct user_conn *uc = t->data;
+    uint64_t lim = uc->hub->cfg.request_body_timeout_ms, now, next;
+    struct ureq *r;
+
+again:
+    if (uc->dead || uc->conn == NULL || uc->conn->closing)
+        return;
+    now = uv_now(uc->hub->loop);
+    next = 0;
+    for (r = uc->is_h2 ? uc->streams : uc->cur; r != NULL; r = uc->is_h2 ? r->next : NULL) {
+        if (!body_waiting(r))
+            continue;
+        if (now - r->body_at >= lim) {
+            /* Cutting may close and free streams: scan again. */
+            body_cut(uc, r);
+            goto again;
+        }
+        if (next == 0 || lim - (now - r->body_at) < next)
+            next = lim - (now - r->body_at);
+    }
+    if (next > 0)
+        uv_timer_start(&uc->body_timer, body_cb, next, 0);
 }
 
 /* --- requests --- */
@@ -238,6 +312,8 @@ static const char *reason_phrase(int status)
         return "Not Found";
     case 405:
         return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
     case 409:
         return "Conflict";
     case 413:
@@ -383,6 +459,8 @@ static int h1_headers_complete(http_parser *p)
     if (!http_should_keep_alive(p))
         uc->close_after = 1;
     expect = ureq_header(r, "expect");
+    if (r->has_body)
+        body_watch(uc, r);
     api_dispatch(uc->hub, r);
     if (uc->dead)
         return -1;
@@ -397,6 +475,8 @@ static int h1_body(http_parser *p, const char *at, size_t len)
 {
     struct user_conn *uc = p->data;
     struct ureq *r = uc->cur;
+    if (r != NULL && len > 0)
+        r->body_at = uv_now(uc->hub->loop);
     if (r != NULL && r->handler != NULL && r->handler->on_body != NULL)
         r->handler->on_body(r, (const uint8_t *)at, len);
     return 0;
@@ -439,8 +519,14 @@ static void h1_bad_request(struct user_conn *uc, enum http_errno e)
 
 static int h1_process(struct user_conn *uc, const uint8_t *data, size_t len)
 {
-    size_t n = http_parser_execute(&uc->parser, &h1_settings, (const char *)data, len);
-    enum http_errno e = HTTP_PARSER_ERRNO(&uc->parser);
+    size_t n;
+    enum http_errno e;
+
+    /* Timed out: the 408 or close is on its way; nothing more is parsed. */
+    if (uc->wait == UC_CLOSE)
+        return 0;
+    n = http_parser_execute(&uc->parser, &h1_settings, (const char *)data, len);
+    e = HTTP_PARSER_ERRNO(&uc->parser);
 
     if (uc->dead || uc->conn->closing)
         return 0;
@@ -654,11 +740,16 @@ static int h2_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
         }
         r->head_only = strcmp(r->method, "HEAD") == 0;
         r->dispatched = 1;
+        r->active = 1;
         if (uc->h2_active++ == 0)
             uc_busy(uc);
+        if (r->has_body)
+            body_watch(uc, r);
         api_dispatch(uc->hub, r);
         return 0;
     }
+    if (frame->hd.type == NGHTTP2_DATA && frame->hd.length > frame->data.padlen)
+        r->body_at = uv_now(uc->hub->loop);
     if ((frame->hd.flags & NGHTTP2_FLAG_END_STREAM) &&
         (frame->hd.type == NGHTTP2_HEADERS || frame->hd.type == NGHTTP2_DATA) && !r->req_ended) {
         r->req_ended = 1;
@@ -689,6 +780,44 @@ static int h2_data_chunk(nghttp2_session *session, uint8_t flags, int32_t stream
     return 0;
 }
 
+/* A stream holds the conn busy (no idle deadline) until its response has
+ * ended or it closes: a client that never ends its request body holds
+ * nothing once answered. */
+static void h2_stream_idle(struct user_conn *uc, struct ureq *r)
+{
+    if (!r->active)
+        return;
+    r->active = 0;
+    if (--uc->h2_active == 0 && !uc->dead)
+        uc_arm(uc, UC_IDLE);
+}
+
+/* RFC 9113 8.1: a complete response sent while the request body is still
+ * coming is followed by RST_STREAM(NO_ERROR), queued only once the
+ * response's END_STREAM is out so it cannot overtake the answer, and once
+ * the handler has ended the response (a HEAD answer's END_STREAM goes out
+ * with its head, while ureq_respond still uses r). */
+static void h2_reset_unfinished(struct user_conn *uc, struct ureq *r)
+{
+    if (r->end_sent && r->resp_ended && !r->req_ended)
+        nghttp2_submit_rst_stream(uc->h2.s, NGHTTP2_FLAG_NONE, r->sid, NGHTTP2_NO_ERROR);
+}
+
+static int h2_frame_sent(nghttp2_session *session, const nghttp2_frame *frame, void *user_data)
+{
+    struct ureq *r;
+
+    if (!(frame->hd.flags & NGHTTP2_FLAG_END_STREAM) ||
+        (frame->hd.type != NGHTTP2_DATA && frame->hd.type != NGHTTP2_HEADERS))
+        return 0;
+    r = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
+    if (r != NULL) {
+        r->end_sent = 1;
+        h2_reset_unfinished(user_data, r);
+    }
+    return 0;
+}
+
 static int h2_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t error_code,
                            void *user_data)
 {
@@ -699,8 +828,7 @@ static int h2_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t
     if (r == NULL)
         return 0;
     nghttp2_session_set_stream_user_data(session, stream_id, NULL);
-    if (r->dispatched && --uc->h2_active == 0 && !uc->dead)
-        uc_arm(uc, UC_IDLE);
+    h2_stream_idle(uc, r);
     if (!r->resp_ended || !r->req_ended)
         ureq_abort(r);
     /* Body bytes a handler still held (an upload cut short) must not keep
@@ -801,8 +929,10 @@ int ureq_respond_end(struct ureq *r)
             r->deferred = 0;
             nghttp2_session_resume_data(uc->h2.s, r->sid);
         }
-        /* Answered before the body ended: the rest is read and dropped (a
-         * reset now could overtake the answer still queued). */
+        /* Answered before the body ended: the stream is reset once the
+         * answer is out (h2_frame_sent), or now if it is already. */
+        h2_stream_idle(uc, r);
+        h2_reset_unfinished(uc, r);
         h2_send(&uc->h2);
         return 0;
     }
@@ -827,6 +957,7 @@ void ureq_reset(struct ureq *r)
     r->handler = NULL;
     if (uc->is_h2) {
         nghttp2_submit_rst_stream(uc->h2.s, NGHTTP2_FLAG_NONE, r->sid, NGHTTP2_INTERNAL_ERROR);
+        h2_stream_idle(uc, r);
         h2_send(&uc->h2);
     } else {
         conn_close(uc->conn, "upstream broke mid-response");
@@ -896,6 +1027,8 @@ static int user_data_cb(struct conn *c, const uint8_t *data, size_t len)
             conn_close_after_flush(c, "http2 session finished");
         return 0;
     }
+    if (uc->wait == UC_CLOSE)
+        return 0; /* timed out: see h1_process */
     if (uc->backlog.len > 0 || HTTP_PARSER_ERRNO(&uc->parser) == HPE_PAUSED) {
         conn_pause_reading(c, 1);
         return buf_append(&uc->backlog, data, len);
@@ -928,6 +1061,7 @@ static void uc_close_timers(struct user_conn *uc)
 {
     uv_close((uv_handle_t *)&uc->resume_timer, uc_free_cb);
     uv_close((uv_handle_t *)&uc->idle_timer, uc_free_cb);
+    uv_close((uv_handle_t *)&uc->body_timer, uc_free_cb);
 }
 
 static void user_close_cb(struct conn *c, const char *reason)
@@ -978,8 +1112,9 @@ int user_attach(struct hub *h, struct conn *c, const char *alpn)
     buf_init(&uc->hval);
     uv_timer_init(h->loop, &uc->resume_timer);
     uv_timer_init(h->loop, &uc->idle_timer);
-    uc->resume_timer.data = uc->idle_timer.data = uc;
-    uc->timers_open = 2;
+    uv_timer_init(h->loop, &uc->body_timer);
+    uc->resume_timer.data = uc->idle_timer.data = uc->body_timer.data = uc;
+    uc->timers_open = 3;
     if (strcmp(alpn, "h2") == 0) {
         uc->is_h2 = 1;
         if (nghttp2_session_callbacks_new(&cbs) != 0 || (opt = h2_option_new(0)) == NULL)
@@ -989,6 +1124,7 @@ int user_attach(struct hub *h, struct conn *c, const char *alpn)
         nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, h2_frame_recv);
         nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, h2_data_chunk);
         nghttp2_session_callbacks_set_on_stream_close_callback(cbs, h2_stream_close);
+        nghttp2_session_callbacks_set_on_frame_send_callback(cbs, h2_frame_sent);
         nghttp2_session_callbacks_set_send_data_callback(cbs, h2_send_body);
         if (nghttp2_session_server_new2(&s, cbs, uc, opt) != 0)
             goto out;

@@ -46,7 +46,11 @@ struct ureq {
     int64_t content_length; /* -1 unknown */
     int has_body;
     int req_ended;
-    int dispatched; /* HTTP/2: the head was complete and handed to api_dispatch */
+    int dispatched;   /* HTTP/2: the head was complete and handed to api_dispatch */
+    int active;       /* HTTP/2: counted in the conn's busy streams (until the response ends) */
+    int body_watch;   /* the body is awaited under request_body_timeout */
+    uint64_t body_at; /* loop time (ms) of the body's last progress */
+    int end_sent;     /* HTTP/2: the response's END_STREAM frame is out */
     const struct ureq_handler *handler;
     void *hctx; /* handler's; not owned */
     /* response */

@@ -234,11 +234,14 @@ def phase_b(h, hub, conf_path, site, svc, token):
     h.check(ok == 1, "the user connected before the attack is served through the new tunnel")
     peak_rss = max(peak_rss, hub.proc.rss_kib() or 0)
     att_attempts = att.attempts
+    gone = hub.proc.mark()
     att.release()
 
-    # Attackers gone: descriptors and memory come back.
+    # Attackers gone: descriptors and memory come back (a trim follows the
+    # fall, at most one per 10 s: wait for the one with few still open).
     Harness.wait_until(lambda: ic.hub_fds(hub.proc.pid) <= fds0 + 4, 20)
-    time.sleep(2.5)  # the trim timer runs every second
+    hub.proc.wait_log(r"\bheap_trimmed conns=\d{1,2} ", 15, since=gone, fatal=False)
+    time.sleep(0.5)
     fds1 = ic.hub_fds(hub.proc.pid)
     rss1 = hub.proc.rss_kib()
     h.info("phase B: %d attempts; hub RSS %d KiB before, %d KiB at peak, %d KiB after"
@@ -352,13 +355,15 @@ def full(h):
     site.proc.kill9()
     site.start({"web": svc.url}, wait=False)
     back = hub.proc.wait_log(r"\bsite_connected\b.*\bsite=s1\b", 30, since=mark, fatal=False)
+    gone = hub.proc.mark()
     att.release()
     with open(release, "w"):
         pass
     for _, p in kids:
         p.wait(300)
     Harness.wait_until(lambda: ic.hub_fds(hub.proc.pid) <= fds0 + 4, 120)
-    time.sleep(3)
+    hub.proc.wait_log(r"\bheap_trimmed conns=\d{1,2} ", 15, since=gone, fatal=False)
+    time.sleep(1)
     after = hub.proc.rss_kib()
     fds1 = ic.hub_fds(hub.proc.pid)
     print("FULL: clients opened %d TLS connections from %d processes in %.0f s; the hub held %d "

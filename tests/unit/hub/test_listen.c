@@ -180,6 +180,7 @@ int main(void)
     h->cfg.handshake_timeout_ms = 5000;
     h->cfg.request_head_timeout_ms = 5000;
     h->cfg.idle_timeout_ms = 5000;
+    h->cfg.request_body_timeout_ms = 5000;
     h->cfg.max_pending_handshakes_per_ip = 64;
     h->cfg.max_user_conns_per_ip = 64;
     h->cfg.fd_reserve = 16;

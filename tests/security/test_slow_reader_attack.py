@@ -20,11 +20,10 @@ import os
 import signal
 import socket
 import sys
-import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
 from harness import Fatal, Harness, edit_conf  # noqa: E402
-from h2stall import Stall, Uploader  # noqa: E402
+from h2stall import Stall, Uploader, make_user_token as make_token, settle_rss  # noqa: E402
 
 SITE, OTHER = "slow-victim", "slow-other"
 BIG = 256 << 20  # each stalled response: far more than any window
@@ -32,13 +31,6 @@ VICTIM = 1 << 20
 PER_CONN, PER_TOKEN = 128, 128
 PHASE1_STREAMS = 127
 PHASE2_CONNS, PHASE2_STREAMS = 8, 16  # 128 streams: exactly the token's cap
-
-def make_token(hub, name):
-    r = hub.ctl("token", "create", name, "--role", "user", "--sites", "*")
-    tok = r.stdout.strip()
-    if r.rc != 0 or not tok.startswith("tth_"):
-        raise Fatal("token create %s: %r" % (name, r))
-    return tok
 
 
 def victim_get(hub, token, timeout):
@@ -48,19 +40,6 @@ def victim_get(hub, token, timeout):
 def victim_put(hub, token, timeout):
     return hub.proxy(SITE, "web", "/sha256", method="POST", data=b"v" * VICTIM, token=token,
                      timeout=timeout)
-
-
-def settle(h, proc, timeout=15.0):
-    """Waits until proc's RSS stops growing (the site has filled every
-    stalled stream's window): the victim is measured against a full attack."""
-    last = proc.rss_kib()
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        time.sleep(0.5)
-        now = proc.rss_kib()
-        if now is None or last is None or now - last < 1024:
-            return
-        last = now
 
 
 def main(h):
@@ -120,7 +99,7 @@ def main(h):
     ok, other = a.wait_heads(30)
     h.check(ok == PHASE1_STREAMS, "phase 1: all %d attacker streams answered 200 and stalled"
             % PHASE1_STREAMS, "ok=%d other=%d" % (ok, other))
-    settle(h, hub.proc)
+    settle_rss(hub.proc)
     rss1 = hub.proc.rss_kib()
     if rss0 is not None and rss1 is not None:
         # Informative: ASan's quarantine makes RSS no proof either way.
@@ -136,7 +115,7 @@ def main(h):
     total = sum(c.wait_heads(30)[0] for c in conns)
     h.check(total == PHASE2_CONNS * PHASE2_STREAMS, "phase 2: %d streams stalled on %d connections"
             % (PHASE2_CONNS * PHASE2_STREAMS, PHASE2_CONNS), total)
-    settle(h, hub.proc)
+    settle_rss(hub.proc)
     extra = Stall(hub.port, attackers[1], path, 1)
     ok, other = extra.wait_heads(15)
     h.check(ok == 0 and extra.status.get(1) == "other",

@@ -47,8 +47,10 @@ struct proxy_hold {
 #define SHARE_MIN 8
 
 /* A stream is stalled while the hub holds at least half a stream window of
- * response bytes that its user does not take. */
+ * response bytes that its user does not take, or while its user, free to
+ * send more of its upload, sent none for UP_STALL_MS. */
 #define STALL_BYTES (TUNNEL_STREAM_WINDOW / 2)
+#define UP_STALL_MS 5000
 
 struct proxy {
     struct hub *h;
@@ -72,6 +74,10 @@ struct proxy {
     /* No response head within request_timeout_ms: 504. Once the head came,
      * it runs stall_kill. */
     uv_timer_t timer;
+    /* Upload progress (UP_STALL_MS), then stall_kill from the loop. */
+    uv_timer_t aux;
+    int up_stalled;
+    int handles; /* open uv handles; freed at 0 */
     int freeing;
     char site[TOKEN_NAME_MAX + 1];
 };
@@ -171,12 +177,17 @@ static size_t held(const struct proxy *p)
     return p->ts != NULL ? p->uncredited : ureq_queued(p->r);
 }
 
+static int stalled_now(const struct proxy *p)
+{
+    return p->r != NULL && (held(p) >= STALL_BYTES || p->up_stalled);
+}
+
 static void stall_kill(uv_timer_t *t)
 {
     struct proxy *p = t->data;
 
     /* The user may have read meanwhile, or another stalled stream ended. */
-    if (p->stalled || p->r == NULL || held(p) < STALL_BYTES || !stall_cap_reached(p)) {
+    if (p->stalled || !stalled_now(p) || !stall_cap_reached(p)) {
         stall_check(p);
         return;
     }
@@ -190,12 +201,12 @@ static void stall_kill(uv_timer_t *t)
  * runs from the loop: we may be inside either side's callbacks here. */
 static void stall_check(struct proxy *p)
 {
-    int now = held(p) >= STALL_BYTES;
+    int now = stalled_now(p);
 
     if (now == p->stalled)
         return;
     if (now && stall_cap_reached(p)) {
-        uv_timer_start(&p->timer, stall_kill, 0, 0);
+        uv_timer_start(&p->aux, stall_kill, 0, 0);
         return;
     }
     set_stalled(p, now);
@@ -204,6 +215,8 @@ static void stall_check(struct proxy *p)
 static void proxy_free_cb(uv_handle_t *h)
 {
     struct proxy *p = h->data;
+    if (--p->handles > 0)
+        return;
     buf_free(&p->up);
     free(p->path);
     free(p);
@@ -220,6 +233,7 @@ static void proxy_maybe_free(struct proxy *p)
     hold_put(&p->by_token);
     hold_put(&p->by_site);
     uv_close((uv_handle_t *)&p->timer, proxy_free_cb);
+    uv_close((uv_handle_t *)&p->aux, proxy_free_cb);
 }
 
 static size_t token_share(struct hub *h, int64_t site_id)
@@ -331,6 +345,34 @@ static void proxy_fail(struct proxy *p, int status, const char *code, const char
 
 /* --- user side --- */
 
+/* The user sent no upload byte for UP_STALL_MS. It counts as stalled only
+ * when it could have: the hub was not holding its upload back. */
+static void up_idle(uv_timer_t *t)
+{
+    struct proxy *p = t->data;
+
+    if (p->r == NULL || p->up_eof)
+        return;
+    if (p->up_paused) {
+        uv_timer_start(&p->aux, up_idle, UP_STALL_MS, 0);
+        return;
+    }
+    p->up_stalled = 1;
+    stall_check(p);
+}
+
+static void up_progress(struct proxy *p)
+{
+    if (p->up_eof)
+        uv_timer_stop(&p->aux);
+    else
+        uv_timer_start(&p->aux, up_idle, UP_STALL_MS, 0);
+    if (p->up_stalled) {
+        p->up_stalled = 0;
+        stall_check(p);
+    }
+}
+
 static void u_body(struct ureq *r, const uint8_t *data, size_t len)
 {
     struct proxy *p = r->hctx;
@@ -348,12 +390,14 @@ static void u_body(struct ureq *r, const uint8_t *data, size_t len)
     }
     if (p->ts != NULL)
         tunnel_stream_resume(p->ts);
+    up_progress(p);
 }
 
 static void u_end(struct ureq *r)
 {
     struct proxy *p = r->hctx;
     p->up_eof = 1;
+    up_progress(p);
     if (p->ts != NULL)
         tunnel_stream_resume(p->ts);
 }
@@ -614,7 +658,9 @@ int proxy_start(struct hub *h, struct ureq *r, struct tunnel *t, const char *ser
     p->site_id = t->site_id;
     buf_init(&p->up);
     uv_timer_init(h->loop, &p->timer);
-    p->timer.data = p;
+    uv_timer_init(h->loop, &p->aux);
+    p->timer.data = p->aux.data = p;
+    p->handles = 2;
     snprintf(p->site, sizeof(p->site), "%s", t->site);
     snprintf(p->service, sizeof(p->service), "%s", service);
     ureq_set_handler(r, &user_side, p);
@@ -649,6 +695,8 @@ int proxy_start(struct hub *h, struct ureq *r, struct tunnel *t, const char *ser
                                               : "too many requests to this site with this token");
         return kind == PR_SITE_BUSY ? 503 : 429;
     }
+    if (r->has_body && !r->req_ended)
+        uv_timer_start(&p->aux, up_idle, UP_STALL_MS, 0);
     p->queued = 1;
     if (p->by_token->active >= share) {
         /* Its token has its share of the site's slots: wait for one of its

@@ -13,9 +13,11 @@ all, at the hub's default caps:
   - a victim (a fourth token) gets its 1 MiB download within 5x its
     baseline measured in this run (+2 s for a noisy machine), and its 1 MiB
     upload too;
-  - token A's request past max_requests_per_token is refused with 429, and
-    the audit row of that refusal says too_many_requests (not "forwarded");
-  - /metrics counts the refusal;
+  - token A's uploads count as stalled once they sent nothing for 5 s: past
+    its stalled caps (64 per connection) they are answered 429;
+  - token A's next request is refused with 429, and the audit row of that
+    refusal says too_many_requests (not "forwarded");
+  - /metrics counts the refusals, and the hub logs them;
   - the hub keeps running and serves everyone once the attackers leave.
 """
 import json
@@ -78,11 +80,20 @@ def main(h):
     h.check(r.status == 200 and r.elapsed <= up_limit,
             "victim's 1 MiB upload answered in %.2fs <= %.2fs" % (r.elapsed, up_limit), r)
 
-    # Token A is at max_requests_per_token: its next request is refused,
-    # and audited as refused.
+    # Token A's uploads have sent nothing for more than 5 s: they count as
+    # stalled, and those past max_stalled_streams_per_conn (64) get 429.
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and sum(len(u.heads) for u in ups) < 128:
+        for u in ups:
+            u._pump(0.2)
+    n429 = sum(1 for u in ups for v in u.heads.values() if v == "other")
+    h.check(n429 >= 128, "token A's bodiless uploads past its stalled caps are refused (429)",
+            "refused=%d answered=%d" % (n429, sum(len(u.heads) for u in ups)))
+    # Token A is at its caps: its next request is refused, and audited as
+    # refused.
     r = hub.proxy(SITE, "web", "/sha256", method="POST", data=b"x", token=a, timeout=10)
     h.check(r.status == 429 and (r.json() or {}).get("error") == "too_many_requests",
-            "token A's request past max_requests_per_token is refused with 429", r)
+            "token A's next request is refused with 429", r)
     au = hub.curl("/v1/audit?limit=20")
     rows = [x for x in (au.json() or {}).get("entries", []) if x.get("action") == "proxy"
             and x.get("actor") == "attacker-a"] if au.status == 200 else []
@@ -90,13 +101,13 @@ def main(h):
             "the audit row of the refusal says too_many_requests",
             json.dumps(rows[:2]) if rows else au)
     m = hub.curl("/metrics")
-    n = re.search(r'^tether_proxy_refused_total\{reason="token_requests"\} (\d+)$',
-                  m.body.decode(errors="replace"), re.M)
-    h.check(m.status == 200 and n is not None and int(n.group(1)) >= 1,
-            "/metrics counts the refusal", m.body[-400:] if m.body else m)
-    h.check(hub.proc.wait_log(r"\bproxy_refused\b.*\bkind=token_requests\b.*\bsite=fair\b", 5,
-                               fatal=False)
-            is not None, "the refusal is logged with its kind, site and token")
+    n = {k: int(v) for k, v in re.findall(r'^tether_proxy_refused_total\{reason="(\w+)"\} (\d+)$',
+                                        m.body.decode(errors="replace"), re.M)}
+    h.check(m.status == 200 and n.get("stall_reset", 0) >= 128 and sum(n.values()) >= 129,
+            "/metrics counts the refusals and resets", n)
+    h.check(hub.proc.wait_log(r"\bproxy_refused\b.*\bkind=\w+\b.*\bsite=fair\b.*"
+                              r"\btoken=attacker-a\b", 5, fatal=False) is not None,
+            "the refusals are logged with their kind, site and token")
 
     for u in ups:
         u.close()

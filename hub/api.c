@@ -1524,7 +1524,9 @@ static void proxy_route(struct hub *h, struct ureq *r, const struct api_auth *a,
     char service[TOKEN_NAME_MAX + 1];
     /* The service name ends at the first '/' or '?' (a '/' in the query is not a separator). */
     size_t sl = strcspn(rest, "/?");
-    char raw[8192], path[8192], target[160], detail[300];
+    char raw[8192], path[8192], target[160], detail[300], remote[sizeof(r->remote)];
+    const char *code;
+    int audit = method_changes_state(r->method);
     struct outcome o;
     struct reg_site s;
     struct tunnel *t = NULL;
@@ -1556,26 +1558,28 @@ static void proxy_route(struct hub *h, struct ureq *r, const struct api_auth *a,
             fail(&o, 404, "not_found", "the site does not offer that service");
     }
     /* Users' requests that may change something at a site are audited too,
-     * relaxed (no fsync each): they come at request rates. Reads are not. */
-    if (method_changes_state(r->method)) {
-        snprintf(target, sizeof(target), "%s/%s", name, service);
-        snprintf(detail, sizeof(detail), "%s %.256s", r->method, path);
-        if (registry_audit_relaxed(h->reg, hub_now(), a->name, r->remote, "proxy", target,
-                                   o.status ? o.code : "forwarded", detail) != 0)
-            log_event(LOG_ERROR, "audit_failed", "action=proxy target=%s", log_q(target));
-    }
+     * relaxed (no fsync each): they come at request rates. Reads are not.
+     * The row says what the hub decided, refusals included; r may be gone
+     * once answered, so what the row needs is copied first. */
+    snprintf(target, sizeof(target), "%s/%s", name, service);
+    snprintf(detail, sizeof(detail), "%s %.256s", r->method, path);
+    snprintf(remote, sizeof(remote), "%s", r->remote);
     if (o.status != 0) {
+        code = o.code;
         ureq_error(r, o.status, o.code, o.detail);
-        return;
+    } else if (proxy_start(h, r, t, service, path, a->name, &code) == 0) {
+        code = "forwarded";
     }
-    proxy_start(h, r, t, service, path, a->name);
+    if (audit && registry_audit_relaxed(h->reg, hub_now(), a->name, remote, "proxy", target, code,
+                                        detail) != 0)
+        log_event(LOG_ERROR, "audit_failed", "action=proxy target=%s", log_q(target));
 }
 
 /* --- metrics --- */
 
 static void metrics(struct hub *h, struct ureq *r)
 {
-    char txt[1024];
+    char txt[2048];
     int n = snprintf(
         txt, sizeof(txt),
         "# TYPE tether_sites_online gauge\ntether_sites_online %zu\n"
@@ -1594,6 +1598,11 @@ static void metrics(struct hub *h, struct ureq *r)
         (unsigned long long)h->n_proxy_requests, (unsigned long long)h->n_tunnels_accepted,
         (unsigned long long)h->n_tunnels_refused, (unsigned long long)h->n_users_refused_cap,
         (unsigned long long)h->n_users_refused_reserve, (unsigned long long)h->n_users_idle_closed);
+    n += snprintf(txt + n, sizeof(txt) - (size_t)n, "# TYPE tether_proxy_refused_total counter\n");
+    for (int k = 0; k < PR_N; k++)
+        n += snprintf(
+            txt + n, sizeof(txt) - (size_t)n, "tether_proxy_refused_total{reason=\"%s\"} %llu\n",
+            proxy_refusal_name((enum proxy_refusal)k), (unsigned long long)h->n_proxy_refused[k]);
     ureq_respond(r, 200, "text/plain; version=0.0.4", txt, (size_t)n);
 }
 

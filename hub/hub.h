@@ -40,6 +40,21 @@ struct hub_config {
      * A stream that stalls past them is reset, new requests get 429. */
     int max_stalled_streams_per_conn;
     int max_stalled_streams_per_token;
+    /* Proxied requests in flight (running, waiting for a slot, or with
+     * response bytes still in the hub) one user connection, and one token,
+     * may have on one site; default 128 and 256. More get 429. */
+    int max_requests_per_conn;
+    int max_requests_per_token;
+};
+
+/* Why the hub refused or reset a proxied request (hub/proxy.c; /metrics). */
+enum proxy_refusal {
+    PR_CONN_REQUESTS,  /* max_requests_per_conn: 429 */
+    PR_TOKEN_REQUESTS, /* max_requests_per_token or the token's share of a busy site: 429 */
+    PR_STALLED,        /* max_stalled_streams_*: 429 */
+    PR_STALL_RESET,    /* a stream stalled past max_stalled_streams_*: reset */
+    PR_SITE_BUSY,      /* the site's 1024 requests in flight: 503 */
+    PR_N
 };
 
 /* Established (and handshaking) user connections per source address; IPv6
@@ -110,6 +125,8 @@ struct hub {
     /* counters for /metrics */
     uint64_t n_requests, n_proxy_requests, n_tunnels_accepted, n_tunnels_refused;
     uint64_t n_users_refused_cap, n_users_refused_reserve, n_users_idle_closed;
+    uint64_t n_proxy_refused[PR_N];
+    uint64_t proxy_refused_logged_ms[PR_N], proxy_refused_quiet[PR_N]; /* log rate limit */
     /* Bumped by every state change made through the API: read caches of
      * tokens and sites are valid only for the generation they were filled
      * in (this hub is the registry's only writer). */

@@ -199,6 +199,8 @@ static void settings_defaults(struct settings *s)
     s->cfg.trim_after_closes = 256;
     s->cfg.max_stalled_streams_per_conn = 64;
     s->cfg.max_stalled_streams_per_token = 128;
+    s->cfg.max_requests_per_conn = 128;
+    s->cfg.max_requests_per_token = 256;
 }
 
 /* Bounds of the time keys, in milliseconds. */
@@ -234,8 +236,10 @@ static const struct count_key count_keys[] = {
     {"trim_after_closes", offsetof(struct hub_config, trim_after_closes), 0, 100000000},
     {"max_stalled_streams_per_conn", offsetof(struct hub_config, max_stalled_streams_per_conn), 1,
      100000},
-    {"max_stalled_streams_per_token", offsetof(struct hub_config, max_stalled_streams_per_token),
-     1, 100000},
+    {"max_stalled_streams_per_token", offsetof(struct hub_config, max_stalled_streams_per_token), 1,
+     100000},
+    {"max_requests_per_conn", offsetof(struct hub_config, max_requests_per_conn), 1, 100000},
+    {"max_requests_per_token", offsetof(struct hub_config, max_requests_per_token), 1, 100000},
 };
 #define N_COUNT_KEYS (sizeof(count_keys) / sizeof(count_keys[0]))
 
@@ -509,7 +513,9 @@ static int write_hub_conf(const char *path, const char *name, char eps[][TOKEN_E
                  "# fd_reserve = 256              (descriptors kept for site tunnels)\n"
                  "# trim_after_closes = 256       (fall in connections that frees heap)\n"
                  "# max_stalled_streams_per_conn = 64   (responses a user does not read,\n"
-                 "# max_stalled_streams_per_token = 128  per connection / token and site)\n");
+                 "# max_stalled_streams_per_token = 128  per connection / token and site)\n"
+                 "# max_requests_per_conn = 128   (requests in flight per connection and site)\n"
+                 "# max_requests_per_token = 256  (requests in flight per token and site)\n");
     if (t.overflow)
         return -ENOSPC;
     return config_write_file(path, t.buf, 0644);

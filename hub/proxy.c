@@ -21,8 +21,10 @@
 #define UP_LOW  (64 * 1024)
 
 /* Proxied requests in flight (n) and how many of them are stalled, for one
- * site and one user connection (conn != NULL) or one token (conn == NULL).
- * An entry lives while n > 0. */
+ * site and one user connection (conn != NULL), one token (conn == NULL), or
+ * the whole site (conn == NULL, token ""). A request counts from its start
+ * until the hub holds none of its bytes any more, even after its tunnel
+ * stream ended. An entry lives while n > 0. */
 struct proxy_hold {
     LIST_ENTRY(proxy_hold) link;
     int64_t site_id;
@@ -30,18 +32,40 @@ struct proxy_hold {
     char token[TOKEN_NAME_MAX + 1];
     unsigned n;
     unsigned stalled;
+    unsigned active;             /* token and site: tunnel streams open */
+    TAILQ_HEAD(, proxy) waiting; /* site: requests waiting for a slot */
 };
 
+/* Requests in flight on one site, across all its users: past this the hub
+ * answers 503 site_busy. Past half of it, a token already over its share of
+ * slots is refused 429, so a few tokens cannot fill it for everyone. */
+#define SITE_MAX_REQUESTS 1024
+/* A token's share of the site's stream slots: a quarter of the site's
+ * SETTINGS_MAX_CONCURRENT_STREAMS, at least SHARE_MIN. Its further requests
+ * wait in the hub, in order, until one of its own finishes; other tokens'
+ * requests are never queued behind them. */
+#define SHARE_MIN 8
+
 /* A stream is stalled while the hub holds at least half a stream window of
- * response bytes that its user does not take. */
+ * response bytes that its user does not take, or while its user, free to
+ * send more of its upload, sent none for UP_STALL_MS. */
 #define STALL_BYTES (TUNNEL_STREAM_WINDOW / 2)
+#define UP_STALL_MS 5000
 
 struct proxy {
     struct hub *h;
-    struct proxy_hold *by_conn, *by_token; /* our counts; NULL once released */
-    int stalled;                           /* counted in by_conn and by_token */
-    struct ureq *r;                        /* NULL once the user side is finished */
-    struct tstream *ts;                    /* NULL once the tunnel side is finished */
+    struct proxy_hold *by_conn, *by_token, *by_site; /* our counts; NULL once released */
+    int stalled;                                     /* counted in by_conn and by_token */
+    struct ureq *r;                                  /* NULL once the user side is finished */
+    struct tstream *ts;                              /* NULL once the tunnel side is finished */
+    int64_t site_id;
+    int queued;  /* waiting for a slot (in by_site->waiting) or about to open */
+    int waiting; /* in by_site->waiting */
+    int active;  /* counted in by_token->active and by_site->active */
+    int t_ended; /* the site's response is complete; r->out still holds some */
+    TAILQ_ENTRY(proxy) wlink;
+    char service[TOKEN_NAME_MAX + 1];
+    char *path; /* owned */
     struct buf up;
     int up_eof;
     int up_paused;
@@ -50,12 +74,17 @@ struct proxy {
     /* No response head within request_timeout_ms: 504. Once the head came,
      * it runs stall_kill. */
     uv_timer_t timer;
+    /* Upload progress (UP_STALL_MS), then stall_kill from the loop. */
+    uv_timer_t aux;
+    int up_stalled;
+    int handles; /* open uv handles; freed at 0 */
     int freeing;
     char site[TOKEN_NAME_MAX + 1];
 };
 
 static void proxy_fail(struct proxy *p, int status, const char *code, const char *why);
 static void stall_check(struct proxy *p);
+static void refused(struct proxy *p, enum proxy_refusal kind);
 
 static struct proxy_hold_list *hold_bucket(struct hub *h, int64_t site_id, const void *conn,
                                            const char *token)
@@ -92,6 +121,7 @@ static struct proxy_hold *hold_take(struct hub *h, int64_t site_id, const void *
         e->conn = conn;
         if (conn == NULL)
             snprintf(e->token, sizeof(e->token), "%s", token);
+        TAILQ_INIT(&e->waiting);
         LIST_INSERT_HEAD(l, e, link);
     }
     e->n++;
@@ -107,7 +137,7 @@ static void hold_put(struct proxy_hold **pe)
         return;
     assert(e->n > 0);
     if (--e->n == 0) {
-        assert(e->stalled == 0);
+        assert(e->stalled == 0 && e->active == 0 && TAILQ_EMPTY(&e->waiting));
         LIST_REMOVE(e, link);
         free(e);
     }
@@ -137,16 +167,31 @@ static void set_stalled(struct proxy *p, int on)
     }
 }
 
+/* Response bytes of this request the hub holds for its user: received from
+ * the site and not yet credited back while the stream runs, then what is
+ * left queued for the user once the site's response is complete. */
+static size_t held(const struct proxy *p)
+{
+    if (p->r == NULL)
+        return 0;
+    return p->ts != NULL ? p->uncredited : ureq_queued(p->r);
+}
+
+static int stalled_now(const struct proxy *p)
+{
+    return p->r != NULL && (held(p) >= STALL_BYTES || p->up_stalled);
+}
+
 static void stall_kill(uv_timer_t *t)
 {
     struct proxy *p = t->data;
 
     /* The user may have read meanwhile, or another stalled stream ended. */
-    if (p->stalled || p->r == NULL || p->ts == NULL || p->uncredited < STALL_BYTES ||
-        !stall_cap_reached(p)) {
+    if (p->stalled || !stalled_now(p) || !stall_cap_reached(p)) {
         stall_check(p);
         return;
     }
+    refused(p, PR_STALL_RESET);
     proxy_fail(p, 429, "too_many_requests", "too many stalled responses from this site");
 }
 
@@ -156,12 +201,12 @@ static void stall_kill(uv_timer_t *t)
  * runs from the loop: we may be inside either side's callbacks here. */
 static void stall_check(struct proxy *p)
 {
-    int now = p->r != NULL && p->ts != NULL && p->uncredited >= STALL_BYTES;
+    int now = stalled_now(p);
 
     if (now == p->stalled)
         return;
     if (now && stall_cap_reached(p)) {
-        uv_timer_start(&p->timer, stall_kill, 0, 0);
+        uv_timer_start(&p->aux, stall_kill, 0, 0);
         return;
     }
     set_stalled(p, now);
@@ -170,7 +215,10 @@ static void stall_check(struct proxy *p)
 static void proxy_free_cb(uv_handle_t *h)
 {
     struct proxy *p = h->data;
+    if (--p->handles > 0)
+        return;
     buf_free(&p->up);
+    free(p->path);
     free(p);
 }
 
@@ -178,26 +226,79 @@ static void proxy_maybe_free(struct proxy *p)
 {
     if (p->r != NULL || p->ts != NULL || p->freeing)
         return;
+    assert(!p->waiting && !p->active);
     p->freeing = 1;
     set_stalled(p, 0);
     hold_put(&p->by_conn);
     hold_put(&p->by_token);
+    hold_put(&p->by_site);
     uv_close((uv_handle_t *)&p->timer, proxy_free_cb);
+    uv_close((uv_handle_t *)&p->aux, proxy_free_cb);
+}
+
+static size_t token_share(struct hub *h, int64_t site_id)
+{
+    struct tunnel *t = hub_tunnel_find(h, site_id);
+    size_t slots = t != NULL ? tunnel_stream_slots(t) / 4 : 0;
+    return slots > SHARE_MIN ? slots : SHARE_MIN;
+}
+
+static void open_stream(uv_timer_t *t);
+
+/* Hands the site's slots to waiting requests whose token is under its
+ * share, oldest first. They open from the loop (open_stream). */
+static void wake_waiting(struct hub *h, struct proxy_hold *site)
+{
+    size_t share = token_share(h, site->site_id);
+    struct proxy *q, *next;
+
+    for (q = TAILQ_FIRST(&site->waiting); q != NULL; q = next) {
+        next = TAILQ_NEXT(q, wlink);
+        if (q->by_token->active >= share)
+            continue;
+        TAILQ_REMOVE(&site->waiting, q, wlink);
+        q->waiting = 0;
+        q->active = 1;
+        q->by_token->active++;
+        site->active++;
+        uv_timer_start(&q->timer, open_stream, 0, 0);
+    }
+}
+
+/* The request no longer holds one of the site's slots. */
+static void slot_release(struct proxy *p)
+{
+    if (!p->active)
+        return;
+    p->active = 0;
+    assert(p->by_token->active > 0 && p->by_site->active > 0);
+    p->by_token->active--;
+    p->by_site->active--;
+    if (!TAILQ_EMPTY(&p->by_site->waiting))
+        wake_waiting(p->h, p->by_site);
+}
+
+/* Gives up the tunnel side, whatever state it is in. */
+static void tunnel_side_drop(struct proxy *p)
+{
+    if (p->waiting) {
+        TAILQ_REMOVE(&p->by_site->waiting, p, wlink);
+        p->waiting = 0;
+    }
+    p->queued = 0;
+    if (p->ts != NULL)
+        tunnel_stream_cancel(p->ts);
+    p->ts = NULL;
+    slot_release(p);
 }
 
 static void head_timeout(uv_timer_t *t)
 {
     struct proxy *p = t->data;
-    struct ureq *r = p->r;
 
-    if (p->ts == NULL || r == NULL || r->resp_started)
+    if (p->r == NULL || p->r->resp_started || (p->ts == NULL && !p->queued))
         return;
-    tunnel_stream_cancel(p->ts);
-    p->ts = NULL;
-    p->r = NULL;
-    ureq_set_handler(r, NULL, NULL);
-    ureq_error(r, 504, "gateway_timeout", "the site did not answer in time");
-    proxy_maybe_free(p);
+    proxy_fail(p, 504, "gateway_timeout", "the site did not answer in time");
 }
 
 /* Reopens the site's stream window by the bytes that left the hub for the
@@ -230,9 +331,7 @@ static void proxy_fail(struct proxy *p, int status, const char *code, const char
 {
     struct ureq *r = p->r;
 
-    if (p->ts != NULL)
-        tunnel_stream_cancel(p->ts);
-    p->ts = NULL;
+    tunnel_side_drop(p);
     p->r = NULL;
     if (r != NULL) {
         ureq_set_handler(r, NULL, NULL);
@@ -246,10 +345,38 @@ static void proxy_fail(struct proxy *p, int status, const char *code, const char
 
 /* --- user side --- */
 
+/* The user sent no upload byte for UP_STALL_MS. It counts as stalled only
+ * when it could have: the hub was not holding its upload back. */
+static void up_idle(uv_timer_t *t)
+{
+    struct proxy *p = t->data;
+
+    if (p->r == NULL || p->up_eof)
+        return;
+    if (p->up_paused) {
+        uv_timer_start(&p->aux, up_idle, UP_STALL_MS, 0);
+        return;
+    }
+    p->up_stalled = 1;
+    stall_check(p);
+}
+
+static void up_progress(struct proxy *p)
+{
+    if (p->up_eof)
+        uv_timer_stop(&p->aux);
+    else
+        uv_timer_start(&p->aux, up_idle, UP_STALL_MS, 0);
+    if (p->up_stalled) {
+        p->up_stalled = 0;
+        stall_check(p);
+    }
+}
+
 static void u_body(struct ureq *r, const uint8_t *data, size_t len)
 {
     struct proxy *p = r->hctx;
-    if (p->ts == NULL) {
+    if (p->ts == NULL && !p->queued) {
         ureq_credit_body(r, len);
         return;
     }
@@ -261,13 +388,16 @@ static void u_body(struct ureq *r, const uint8_t *data, size_t len)
         p->up_paused = 1;
         ureq_pause_body(r, 1);
     }
-    tunnel_stream_resume(p->ts);
+    if (p->ts != NULL)
+        tunnel_stream_resume(p->ts);
+    up_progress(p);
 }
 
 static void u_end(struct ureq *r)
 {
     struct proxy *p = r->hctx;
     p->up_eof = 1;
+    up_progress(p);
     if (p->ts != NULL)
         tunnel_stream_resume(p->ts);
 }
@@ -276,16 +406,30 @@ static void u_abort(struct ureq *r)
 {
     struct proxy *p = r->hctx;
     p->r = NULL;
-    if (p->ts != NULL) {
-        tunnel_stream_cancel(p->ts);
-        p->ts = NULL;
-    }
+    set_stalled(p, 0);
+    tunnel_side_drop(p);
     proxy_maybe_free(p);
 }
 
+static void user_finish(struct proxy *p);
+
 static void u_drain(struct ureq *r)
 {
-    credit(r->hctx);
+    struct proxy *p = r->hctx;
+
+    if (!p->t_ended) {
+        credit(p);
+        return;
+    }
+    /* The response is complete at the site: this request counts until the
+     * hub holds none of its bytes. */
+    if (ureq_queued(r) > 0) {
+        stall_check(p);
+        return;
+    }
+    set_stalled(p, 0);
+    user_finish(p);
+    proxy_maybe_free(p);
 }
 
 static const struct ureq_handler user_side = {u_body, u_end, u_abort, u_drain, 1};
@@ -335,11 +479,19 @@ static void t_end(void *arg)
 {
     struct proxy *p = arg;
     p->ts = NULL;
+    slot_release(p); /* the site's slot is free; the request still counts */
     if (p->r != NULL) {
-        if (!p->r->resp_started)
+        if (!p->r->resp_started) {
             ureq_error(p->r, 502, "bad_gateway", "the site ended the response without a head");
-        else
+        } else if (ureq_queued(p->r) > 0) {
+            /* Its user has not taken it all: it stays counted (u_drain). */
+            p->t_ended = 1;
+            stall_check(p);
+            return;
+        } else {
+            set_stalled(p, 0);
             user_finish(p);
+        }
         p->r = NULL;
     }
     proxy_maybe_free(p);
@@ -399,32 +551,50 @@ static int skip_header(const struct ureq *r, const char *name)
     return 0;
 }
 
-void proxy_start(struct hub *h, struct ureq *r, struct tunnel *t, const char *service,
-                 const char *path, const char *user)
+static const char *const refusal_names[PR_N] = {"conn_requests", "token_requests", "stalled",
+                                                "stall_reset", "site_busy"};
+
+const char *proxy_refusal_name(enum proxy_refusal kind)
+{
+    return refusal_names[kind];
+}
+
+/* Counts a refusal or a reset for /metrics and logs it, at most one line
+ * per kind and second (an attacker must not flood the log); the line says
+ * how many went unlogged before it. */
+static void refused(struct proxy *p, enum proxy_refusal kind)
+{
+    struct hub *h = p->h;
+    uint64_t now = uv_now(h->loop);
+
+    h->n_proxy_refused[kind]++;
+    if (h->proxy_refused_logged_ms[kind] != 0 && now - h->proxy_refused_logged_ms[kind] < 1000) {
+        h->proxy_refused_quiet[kind]++;
+        return;
+    }
+    h->proxy_refused_logged_ms[kind] = now;
+    log_event(LOG_WARN, "proxy_refused", "kind=%s site=%s token=%s remote=%s unlogged=%llu",
+              refusal_names[kind], log_q(p->site), log_q(p->by_token ? p->by_token->token : "-"),
+              log_q(p->r != NULL ? p->r->remote : "-"),
+              (unsigned long long)h->proxy_refused_quiet[kind]);
+    h->proxy_refused_quiet[kind] = 0;
+}
+
+/* Submits the request on the site's tunnel. The caller counted it active. */
+static int stream_submit(struct proxy *p, struct tunnel *t)
 {
     nghttp2_nv nva[H2_HEADER_COUNT_MAX + 10];
-    struct proxy *p;
+    struct ureq *r = p->r;
+    const char *user = p->by_token->token;
     struct fwd fw;
     char cl[24];
     size_t n = 0;
-    int rc;
 
-    p = calloc(1, sizeof(*p));
-    if (p == NULL) {
-        ureq_error(r, 500, "internal", "out of memory");
-        return;
-    }
-    p->h = h;
-    p->r = r;
-    buf_init(&p->up);
-    uv_timer_init(h->loop, &p->timer);
-    p->timer.data = p;
-    snprintf(p->site, sizeof(p->site), "%s", t->site);
     nva[n++] = h2_nv(":method", 7, r->method, strlen(r->method));
     nva[n++] = h2_nv(":scheme", 7, "http", 4);
-    nva[n++] = h2_nv(":authority", 10, service, strlen(service));
-    nva[n++] = h2_nv(":path", 5, path, strlen(path));
-    nva[n++] = h2_nv("tether-service", 14, service, strlen(service));
+    nva[n++] = h2_nv(":authority", 10, p->service, strlen(p->service));
+    nva[n++] = h2_nv(":path", 5, p->path, strlen(p->path));
+    nva[n++] = h2_nv("tether-service", 14, p->service, strlen(p->service));
     nva[n++] = h2_nv("x-tether-user", 13, user, strlen(user));
     /* One set of forwarding headers, all the hub's own (docs/api.md). */
     fwd_build(&fw, r->remote, ureq_header(r, "host"));
@@ -443,32 +613,107 @@ void proxy_start(struct hub *h, struct ureq *r, struct tunnel *t, const char *se
         nva[n++] = h2_nv(r->hdrs[i].name, strlen(r->hdrs[i].name), r->hdrs[i].value,
                          strlen(r->hdrs[i].value));
     }
-    ureq_set_handler(r, &user_side, p);
-    /* A user who stops reading holds a stream window (1 MiB) in the hub and
-     * one of the site's stream slots per request: bounded per connection
-     * and per token (stall_check), so others keep theirs. */
-    p->by_conn = hold_take(h, t->site_id, r->uc, NULL);
-    p->by_token = p->by_conn ? hold_take(h, t->site_id, NULL, user) : NULL;
-    if (p->by_token == NULL) {
-        proxy_fail(p, 500, "internal", "out of memory");
-        return;
-    }
-    if (stall_cap_reached(p)) {
-        proxy_fail(p, 429, "too_many_requests",
-                   "too many stalled responses from this site on this connection or token");
-        return;
-    }
-    rc = tunnel_stream_open(t, nva, n, r->has_body, &tunnel_side, p, &p->ts);
-    if (rc != 0) {
+    p->queued = 0;
+    if (tunnel_stream_open(t, nva, n, r->has_body, &tunnel_side, p, &p->ts) != 0) {
         p->ts = NULL;
-        proxy_fail(p, 503, rc == -EBUSY ? "site_busy" : "site_offline",
-                   rc == -EBUSY ? "the site's tunnel carries its maximum of requests"
-                                : "the site's tunnel is closing");
-        return;
+        return -EBUSY;
     }
-    h->n_proxy_requests++;
+    p->h->n_proxy_requests++;
     /* The site's own upstream timeout normally answers first (with its 504);
      * this catches a site that cannot answer at all. */
-    if (h->cfg.request_timeout_ms > 0)
-        uv_timer_start(&p->timer, head_timeout, h->cfg.request_timeout_ms, 0);
+    if (p->h->cfg.request_timeout_ms > 0)
+        uv_timer_start(&p->timer, head_timeout, p->h->cfg.request_timeout_ms, 0);
+    return 0;
+}
+
+/* A waiting request got a slot (wake_waiting). */
+static void open_stream(uv_timer_t *tm)
+{
+    struct proxy *p = tm->data;
+    struct tunnel *t = hub_tunnel_find(p->h, p->site_id);
+
+    if (p->r == NULL || !p->queued || p->waiting)
+        return;
+    if (t == NULL || t->closing || stream_submit(p, t) != 0)
+        proxy_fail(p, 503, "site_offline", "the site's tunnel is closing");
+}
+
+int proxy_start(struct hub *h, struct ureq *r, struct tunnel *t, const char *service,
+                const char *path, const char *user, const char **code)
+{
+    const struct hub_config *c = &h->cfg;
+    enum proxy_refusal kind = PR_N;
+    struct proxy *p;
+    size_t share;
+
+    *code = "internal";
+    p = calloc(1, sizeof(*p));
+    if (p == NULL || (p->path = strdup(path)) == NULL) {
+        free(p);
+        ureq_error(r, 500, "internal", "out of memory");
+        return 500;
+    }
+    p->h = h;
+    p->r = r;
+    p->site_id = t->site_id;
+    buf_init(&p->up);
+    uv_timer_init(h->loop, &p->timer);
+    uv_timer_init(h->loop, &p->aux);
+    p->timer.data = p->aux.data = p;
+    p->handles = 2;
+    snprintf(p->site, sizeof(p->site), "%s", t->site);
+    snprintf(p->service, sizeof(p->service), "%s", service);
+    ureq_set_handler(r, &user_side, p);
+    /* What one connection, one token and everyone together may have in
+     * flight on this site, and hold stalled (docs/protocol.md, "Flow
+     * control"). */
+    p->by_conn = hold_take(h, t->site_id, r->uc, NULL);
+    p->by_token = p->by_conn ? hold_take(h, t->site_id, NULL, user) : NULL;
+    p->by_site = p->by_token ? hold_take(h, t->site_id, NULL, "") : NULL;
+    if (p->by_site == NULL) {
+        proxy_fail(p, 500, "internal", "out of memory");
+        return 500;
+    }
+    share = token_share(h, t->site_id);
+    if (p->by_conn->n > (unsigned)c->max_requests_per_conn)
+        kind = PR_CONN_REQUESTS;
+    else if (p->by_token->n > (unsigned)c->max_requests_per_token ||
+             (p->by_site->n > SITE_MAX_REQUESTS / 2 && p->by_token->n > share))
+        kind = PR_TOKEN_REQUESTS;
+    else if (stall_cap_reached(p))
+        kind = PR_STALLED;
+    else if (p->by_site->n > SITE_MAX_REQUESTS)
+        kind = PR_SITE_BUSY;
+    if (kind != PR_N) {
+        refused(p, kind);
+        *code = kind == PR_SITE_BUSY ? "site_busy" : "too_many_requests";
+        proxy_fail(p, kind == PR_SITE_BUSY ? 503 : 429, *code,
+                   kind == PR_SITE_BUSY       ? "the site carries its maximum of requests"
+                   : kind == PR_STALLED       ? "too many stalled responses from this site on "
+                                                "this connection or token"
+                   : kind == PR_CONN_REQUESTS ? "too many requests to this site on this connection"
+                                              : "too many requests to this site with this token");
+        return kind == PR_SITE_BUSY ? 503 : 429;
+    }
+    if (r->has_body && !r->req_ended)
+        uv_timer_start(&p->aux, up_idle, UP_STALL_MS, 0);
+    p->queued = 1;
+    if (p->by_token->active >= share) {
+        /* Its token has its share of the site's slots: wait for one of its
+         * own requests to finish (wake_waiting), at most request_timeout. */
+        p->waiting = 1;
+        TAILQ_INSERT_TAIL(&p->by_site->waiting, p, wlink);
+        if (c->request_timeout_ms > 0)
+            uv_timer_start(&p->timer, head_timeout, c->request_timeout_ms, 0);
+        return 0;
+    }
+    p->active = 1;
+    p->by_token->active++;
+    p->by_site->active++;
+    if (stream_submit(p, t) != 0) {
+        *code = "site_offline";
+        proxy_fail(p, 503, "site_offline", "the site's tunnel is closing");
+        return 503;
+    }
+    return 0;
 }

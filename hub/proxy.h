@@ -10,8 +10,12 @@
 
 /* Starts proxying r to `service` of the site t with the given path (starting
  * with '/', query included). Answers errors itself. user is the token name
- * passed to the site in X-Tether-User. */
-void proxy_start(struct hub *h, struct ureq *r, struct tunnel *t, const char *service,
-                 const char *path, const char *user);
+ * passed to the site in X-Tether-User. Returns 0 when the request went on
+ * (or waits for a slot), else the status it was answered with and *code
+ * (static) its error code; r may be freed then. */
+int proxy_start(struct hub *h, struct ureq *r, struct tunnel *t, const char *service,
+                const char *path, const char *user, const char **code);
+/* "conn_requests", ...: static. */
+const char *proxy_refusal_name(enum proxy_refusal kind);
 
 #endif

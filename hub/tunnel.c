@@ -29,6 +29,7 @@ struct tstream {
     void *arg;
     int head_seen;
     int remote_ended;
+    int released; /* no longer counted in n_streams (cancelled while queued) */
     size_t unconsumed;
     struct h2_hdr_budget budget;
     struct buf hdrs; /* name\0value\0 pairs of the response head */
@@ -95,8 +96,10 @@ static void stream_unlink(struct tstream *s)
         t->streams = s->next;
     if (s->next)
         s->next->prev = s->prev;
-    assert(t->n_streams > 0);
-    t->n_streams--;
+    if (!s->released) {
+        assert(t->n_streams > 0);
+        t->n_streams--;
+    }
     buf_free(&s->hdrs);
     free(s);
 }
@@ -644,6 +647,13 @@ void tunnel_stream_consume(struct tstream *s, size_t len)
 void tunnel_stream_cancel(struct tstream *s)
 {
     s->ops = NULL;
+    /* A request still waiting in nghttp2 for a site slot stays there until
+     * a slot frees; it must not keep its place under TUNNEL_MAX_STREAMS. */
+    if (!s->released) {
+        s->released = 1;
+        assert(s->t->n_streams > 0);
+        s->t->n_streams--;
+    }
     if (s->t->h2.s == NULL)
         return;
     nghttp2_submit_rst_stream(s->t->h2.s, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_CANCEL);
@@ -679,4 +689,14 @@ void tunnel_drain(struct tunnel *t)
 size_t tunnel_stream_count(const struct tunnel *t)
 {
     return t->n_streams;
+}
+
+size_t tunnel_stream_slots(const struct tunnel *t)
+{
+    uint32_t n;
+
+    if (t->h2.s == NULL)
+        return 0;
+    n = nghttp2_session_get_remote_settings(t->h2.s, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
+    return n < TUNNEL_MAX_STREAMS ? n : TUNNEL_MAX_STREAMS;
 }

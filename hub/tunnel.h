@@ -85,5 +85,8 @@ void tunnel_drain(struct tunnel *t);
 int tunnel_offers(const struct tunnel *t, const char *service);
 /* Number of open streams. */
 size_t tunnel_stream_count(const struct tunnel *t);
+/* Streams the site serves at once (its SETTINGS_MAX_CONCURRENT_STREAMS, at
+ * most the tunnel's own cap). */
+size_t tunnel_stream_slots(const struct tunnel *t);
 
 #endif

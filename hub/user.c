@@ -37,6 +37,7 @@ struct user_conn {
     http_parser parser;
     struct ureq *cur;
     struct buf backlog; /* bytes received while a response was in progress */
+    int resume_wait;    /* the next request waits for the output to drain */
     struct buf hname, hval;
     int in_value;
     const char *bad; /* why a callback refused the request (static), or NULL */
@@ -556,6 +557,14 @@ static void resume_cb(uv_timer_t *t)
 
     if (uc->dead || uc->conn == NULL || uc->conn->closing)
         return;
+    /* A client that pipelines requests and reads no answers must not make
+     * the hub hold one response after another: the next request is parsed
+     * once this one's output went below the high-water mark (user_drain_cb). */
+    if (conn_out_pending(uc->conn) >= CONN_HIGH_WATER) {
+        uc->resume_wait = 1;
+        return;
+    }
+    uc->resume_wait = 0;
     http_parser_pause(&uc->parser, 0);
     pending = uc->backlog;
     buf_init(&uc->backlog);
@@ -1048,6 +1057,8 @@ static void user_drain_cb(struct conn *c)
     }
     if (uc->cur != NULL && uc->cur->handler != NULL && uc->cur->handler->on_drain != NULL)
         uc->cur->handler->on_drain(uc->cur);
+    else if (uc->resume_wait && conn_out_pending(c) < CONN_HIGH_WATER)
+        uv_timer_start(&uc->resume_timer, resume_cb, 0, 0);
 }
 
 static void uc_free_cb(uv_handle_t *h)

@@ -168,17 +168,32 @@ class Stall:
     """One HTTP/2 connection that opens n GET streams and, once every stream
     has its answer head (or a reset), stops reading its socket."""
 
-    def __init__(self, port, token, path, n):
+    def __init__(self, port, token, path, n, init_window=None):
+        """init_window: SETTINGS_INITIAL_WINDOW_SIZE to announce (0: the hub
+        may not send a byte of body)."""
+        self.port, self.token, self.path = port, token, path
         self.s = _connect(port)
         self.buf = b""
         self.status = {}  # sid -> "200" | "other" | "reset" (first answer)
         self.resets = set()
-        out = [b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", _frame(F_SETTINGS, 0, 0)]
-        self.sids = [1 + 2 * i for i in range(n)]
-        for sid in self.sids:
-            block = _request_block(port, token, "GET", path)
+        self.sids = []
+        settings = b"" if init_window is None else struct.pack(">HI", 4, init_window)
+        self.s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + _frame(F_SETTINGS, 0, 0, settings))
+        self.more(n)
+
+    def more(self, n):
+        """Opens n more GET streams."""
+        out = []
+        for _ in range(n):
+            sid = 1 + 2 * len(self.sids)
+            self.sids.append(sid)
+            block = _request_block(self.port, self.token, "GET", self.path)
             out.append(_frame(F_HEADERS, 0x5, sid, block))  # END_STREAM | END_HEADERS
         self.s.sendall(b"".join(out))
+
+    def poll(self, timeout):
+        """Reads and handles frames for up to timeout (never grants window)."""
+        self._pump(lambda: False, timeout)
 
     def _pump(self, done, timeout):
         """Reads and handles frames until done() or timeout."""
@@ -225,3 +240,26 @@ class Stall:
             self.s.close()
         except OSError:
             pass
+
+
+def make_user_token(hub, name):
+    """A user token for every site; its secret."""
+    r = hub.ctl("token", "create", name, "--role", "user", "--sites", "*")
+    tok = r.stdout.strip()
+    if r.rc != 0 or not tok.startswith("tth_"):
+        raise Fatal("token create %s: %r" % (name, r))
+    return tok
+
+
+def settle_rss(proc, timeout=15.0, step_kib=1024):
+    """Waits until proc's RSS grows by less than step_kib in half a second
+    (the site has filled every stalled stream's window); returns it."""
+    last = proc.rss_kib()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = proc.rss_kib()
+        if now is None or last is None or now - last < step_kib:
+            return now
+        last = now
+    return last

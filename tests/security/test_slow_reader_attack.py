@@ -12,33 +12,31 @@ large responses, and stops reading. "Held" means:
   - past max_stalled_streams_per_conn / max_stalled_streams_per_token the
     hub answers new requests 429 and resets a stream that stalls;
   - the hub and the site keep running.
-Phase 1 stalls 127 streams from one connection, phase 2 stalls streams from
-8 connections at once, phase 3 checks the per-connection cap after a reload,
-phase 4 leaves 80 uploads stuck at a service that never reads them.
+Phase 1 asks for 127 streams from one connection (a token opens at most
+its share of the site's slots, 256 / 4 = 64: the rest wait in the hub) and
+64 from a second token's connection: 128 stalled streams, twice the tunnel's
+connection window. Phase 2 stalls streams from 8 connections of one token at
+once, up to max_stalled_streams_per_token (lowered by a reload below the
+share); phase 3 checks the per-connection cap after a reload, phase 4 leaves
+80 uploads stuck at a service that never reads them.
 """
 import os
 import signal
 import socket
 import sys
-import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
 from harness import Fatal, Harness, edit_conf  # noqa: E402
-from h2stall import Stall, Uploader  # noqa: E402
+from h2stall import Stall, Uploader, make_user_token as make_token, settle_rss  # noqa: E402
 
 SITE, OTHER = "slow-victim", "slow-other"
 BIG = 256 << 20  # each stalled response: far more than any window
 VICTIM = 1 << 20
 PER_CONN, PER_TOKEN = 128, 128
+SHARE = 256 // 4  # the site's 256 stream slots / 4 (docs/protocol.md)
 PHASE1_STREAMS = 127
-PHASE2_CONNS, PHASE2_STREAMS = 8, 16  # 128 streams: exactly the token's cap
-
-def make_token(hub, name):
-    r = hub.ctl("token", "create", name, "--role", "user", "--sites", "*")
-    tok = r.stdout.strip()
-    if r.rc != 0 or not tok.startswith("tth_"):
-        raise Fatal("token create %s: %r" % (name, r))
-    return tok
+PHASE2_CONNS, PHASE2_STREAMS = 8, 6
+PHASE2_TOKEN_CAP = PHASE2_CONNS * PHASE2_STREAMS  # 48 streams: exactly the token's cap
 
 
 def victim_get(hub, token, timeout):
@@ -48,19 +46,6 @@ def victim_get(hub, token, timeout):
 def victim_put(hub, token, timeout):
     return hub.proxy(SITE, "web", "/sha256", method="POST", data=b"v" * VICTIM, token=token,
                      timeout=timeout)
-
-
-def settle(h, proc, timeout=15.0):
-    """Waits until proc's RSS stops growing (the site has filled every
-    stalled stream's window): the victim is measured against a full attack."""
-    last = proc.rss_kib()
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        time.sleep(0.5)
-        now = proc.rss_kib()
-        if now is None or last is None or now - last < 1024:
-            return
-        last = now
 
 
 def main(h):
@@ -113,30 +98,42 @@ def main(h):
         h.check(o.status == 200 and len(o.body) == VICTIM, "%s: another site is served" % phase,
                 o)
 
-    # Phase 1: 127 stalled streams on one connection (127 MiB of stream
-    # windows: more than the tunnel's 64 MiB connection window).
+    # Phase 1: 127 streams asked on one connection, of which the token's
+    # share stall, and 64 of a second token (128 MiB of stream windows:
+    # more than the tunnel's 64 MiB connection window).
     rss0 = hub.proc.rss_kib()
     a = Stall(hub.port, attackers[0], path, PHASE1_STREAMS)
-    ok, other = a.wait_heads(30)
-    h.check(ok == PHASE1_STREAMS, "phase 1: all %d attacker streams answered 200 and stalled"
-            % PHASE1_STREAMS, "ok=%d other=%d" % (ok, other))
-    settle(h, hub.proc)
+    a2 = Stall(hub.port, attackers[2], path, SHARE)
+    ok, other = a.wait_heads(5)
+    h.check(ok == SHARE and len(a.status) == SHARE,
+            "phase 1: of %d streams of one connection, the token's share (%d) answered 200 and "
+            "stalled, the rest wait in the hub" % (PHASE1_STREAMS, SHARE),
+            "ok=%d answered=%d" % (ok, len(a.status)))
+    ok, other = a2.wait_heads(30)
+    h.check(ok == SHARE, "phase 1: a second token's %d streams answered 200 and stalled" % SHARE,
+            "ok=%d other=%d" % (ok, other))
+    settle_rss(hub.proc)
     rss1 = hub.proc.rss_kib()
     if rss0 is not None and rss1 is not None:
         # Informative: ASan's quarantine makes RSS no proof either way.
         h.info("hub RSS %d KiB before phase 1, %d KiB with %d stalled streams (+%.1f MiB; "
-               "bound %d x 1 MiB stream window)" % (rss0, rss1, PHASE1_STREAMS,
-                                                    (rss1 - rss0) / 1024.0, PHASE1_STREAMS))
+               "bound %d x 1 MiB stream window)" % (rss0, rss1, 2 * SHARE,
+                                                    (rss1 - rss0) / 1024.0, 2 * SHARE))
     victim_under_attack("phase 1 (127 streams, 1 connection)")
     a.close()
+    a2.close()
 
     # Phase 2: 8 connections of one token, together at its cap of stalled
     # streams; the token's next request is refused with 429.
+    edit_conf(conf, "max_stalled_streams_per_token", str(PHASE2_TOKEN_CAP))
+    mark = hub.proc.mark()
+    hub.proc.signal(signal.SIGHUP)
+    hub.proc.wait_log(r"\bconfig_reloaded\b", 10, since=mark)
     conns = [Stall(hub.port, attackers[1], path, PHASE2_STREAMS) for _ in range(PHASE2_CONNS)]
     total = sum(c.wait_heads(30)[0] for c in conns)
-    h.check(total == PHASE2_CONNS * PHASE2_STREAMS, "phase 2: %d streams stalled on %d connections"
-            % (PHASE2_CONNS * PHASE2_STREAMS, PHASE2_CONNS), total)
-    settle(h, hub.proc)
+    h.check(total == PHASE2_TOKEN_CAP, "phase 2: %d streams stalled on %d connections"
+            % (PHASE2_TOKEN_CAP, PHASE2_CONNS), total)
+    settle_rss(hub.proc)
     extra = Stall(hub.port, attackers[1], path, 1)
     ok, other = extra.wait_heads(15)
     h.check(ok == 0 and extra.status.get(1) == "other",

@@ -273,7 +273,9 @@ def main(h):
         # 128 requests that the service holds open: the connection is full.
         c.send(*[c.headers(1 + 2 * i, hdrs) for i in range(128)])
         st["started"].set()
-        full = h.wait_until(lambda: ((svc_a.stats() or {}).get("inflight") or 0) >= 128, 20)
+        # One token may have a quarter of site A's 256 slots open (the rest of
+        # its requests wait in the hub): 64 reach the service.
+        full = h.wait_until(lambda: ((svc_a.stats() or {}).get("inflight") or 0) >= 64, 20)
         st["full"] = (svc_a.stats() or {}).get("inflight")
         # 100 more, beyond MAX_CONCURRENT_STREAMS.
         extra = [1 + 2 * i for i in range(128, 228)]
@@ -294,7 +296,8 @@ def main(h):
         c.close()
 
     st = run_case(h, hub, by, "too many streams", streams)
-    h.check(st.get("full_ok"), "too many streams: 128 requests held open at site A",
+    h.check(st.get("full_ok"), "too many streams: 128 requests held open (the token's share of "
+            "64 at site A, the rest waiting in the hub)",
             st.get("figures"))
     h.check(not st.get("answered") and (
         st.get("goaway") is not None or len(st.get("refused", ())) == 100),

@@ -1323,6 +1323,11 @@ static void tokens_list(struct hub *h, struct ureq *r)
 {
     struct token_list_ctx c = {hub_now(), json_array(), NULL, 0, 0};
 
+    /* A NULL arr would make token_list_cb count admins against a NULL target. */
+    if (c.arr == NULL) {
+        ureq_error(r, 500, "internal", "out of memory");
+        return;
+    }
     if (registry_apitoken_list(h->reg, token_list_cb, &c) < 0) {
         json_decref(c.arr);
         ureq_error(r, 500, "internal", "registry read failed");

@@ -31,7 +31,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from torture import SAN_RE, spread_order, where  # noqa: E402
+from torture import SAN_RE, choose, where  # noqa: E402
 
 SRC = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 
@@ -203,12 +203,7 @@ def main():
             return 1
         with open(count_file) as f:
             total = int(f.read().strip())
-        if a.only:
-            ns = [int(x) for x in a.only.split(",") if x]
-        else:
-            ns = spread_order(total)
-            if a.budget > 0:
-                ns = ns[:a.budget]
+        ns = choose(total, a.budget, a.only)
         print("tt-tether-hub: %d allocations in one run of the scenario (%.1f s); trying up to "
               "%d%s" % (total, secs, len(ns), " (at most %.0f s)" % a.time_budget
                         if a.time_budget > 0 and not a.only else ""), flush=True)

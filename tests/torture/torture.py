@@ -63,6 +63,14 @@ def spread_order(total):
     return first + out
 
 
+def choose(total, budget, only):
+    """The N values to try: --only's list, else spread_order cut to budget."""
+    if only:
+        return [int(x) for x in only.split(",") if x]
+    ns = spread_order(total)
+    return ns[:budget] if budget > 0 else ns
+
+
 def env_for(extra):
     env = dict(os.environ)
     env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=1")
@@ -164,12 +172,7 @@ def main():
         if rc != 0:
             print("%s: the counting run itself fails (rc=%s); torture continues\n%s" % (
                 name, rc, out[-2000:]))
-        if a.only:
-            ns = [int(x) for x in a.only.split(",") if x]
-        else:
-            ns = spread_order(total)
-            if a.budget > 0:
-                ns = ns[:a.budget]
+        ns = choose(total, a.budget, a.only)
         print("%s: %d allocations in one run (%.2f s); trying %d of them%s with %d job(s)" % (
             name, total, secs, len(ns), " (at most %.0f s)" % a.time_budget
             if a.time_budget > 0 and not a.only else "", a.jobs), flush=True)

@@ -9,8 +9,9 @@
 #   TETHER_WOLFSSL_PREFIX  use this prebuilt wolfSSL instead of building one
 #   TETHER_SKIP_SETUP=1    do not run deploy/setup.sh
 #
-# Build trees: build/ (RelWithDebInfo) and build-asan/ (-DTETHER_SANITIZE=ON),
-# reused incrementally. Both link the one static wolfSSL in build/wolfssl,
+# Build trees: build/ (RelWithDebInfo) and build-asan/ (-DTETHER_SANITIZE=ON,
+# which also builds and runs the allocation-failure torture, CTest label
+# `torture`, tests/torture/README.md), reused incrementally. Both link the one static wolfSSL in build/wolfssl,
 # built from Debian's source package on the first run (deploy/build-wolfssl.sh).
 # Exit status: 0 only when every phase passed.
 set -euo pipefail

@@ -149,6 +149,19 @@ static void succeed(struct outcome *o, int status, json_t *body)
     o->body = body;
 }
 
+/* A registry error. The storage failing (disk full, I/O error, locked) is
+ * no fault of the request and passes: 503, so a client tries again later;
+ * anything else is the hub's own failure. */
+static void fail_store(struct outcome *o, int rc, const char *what)
+{
+    const char *why = registry_storage_error(rc);
+
+    if (why != NULL)
+        fail(o, 503, "storage_unavailable", "%s: %s; try again later", what, why);
+    else
+        fail(o, 500, "internal", "%s", what);
+}
+
 static const char *code_for(int status)
 {
     switch (status) {
@@ -728,12 +741,13 @@ static void site_create(struct areq *q, json_t *body, struct outcome *o)
         goto out;
     }
     if (rc != 0) {
-        fail(o, 500, "internal", "registry write failed");
+        fail_store(o, rc, "registry write failed");
         goto out;
     }
-    if (make_enroll_token(h, name, ttl, 0, tok, &exp, &id) != 0) {
+    rc = make_enroll_token(h, name, ttl, 0, tok, &exp, &id);
+    if (rc != 0) {
         registry_site_remove(h->reg, name);
-        fail(o, 500, "internal", "could not make an enrollment token");
+        fail_store(o, rc, "could not make an enrollment token");
         goto out;
     }
     snprintf(o->detail, sizeof(o->detail), "labels=%s enrollment=%" PRId64, labels, id);
@@ -820,14 +834,14 @@ static void site_patch(struct areq *q, json_t *body, struct outcome *o)
             goto out;
         }
         if (rc != 0) {
-            fail(o, 500, "internal", "registry write failed");
+            fail_store(o, rc, "registry write failed");
             goto out;
         }
         if (strcmp(state, "disabled") == 0)
             cut_tunnel(h, s.id, "site disabled by operator");
     }
-    if (labels != NULL && registry_site_set_labels(h->reg, q->name, labels) != 0) {
-        fail(o, 500, "internal", "registry write failed");
+    if (labels != NULL && (rc = registry_site_set_labels(h->reg, q->name, labels)) != 0) {
+        fail_store(o, rc, "registry write failed");
         goto out;
     }
     what = json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS);
@@ -855,7 +869,7 @@ static void site_remove_or_revoke(struct areq *q, struct outcome *o, int remove)
         return;
     rc = remove ? registry_site_remove(h->reg, q->name) : registry_site_revoke(h->reg, q->name);
     if (rc != 0) {
-        fail(o, 500, "internal", "registry write failed");
+        fail_store(o, rc, "registry write failed");
     } else {
         cut_tunnel(h, s.id, remove ? "site removed by operator" : "site revoked by operator");
         snprintf(o->detail, sizeof(o->detail), "was %s", s.state);
@@ -887,6 +901,7 @@ static void site_enroll_token(struct areq *q, json_t *body, struct outcome *o)
     char tok[TOKEN_ENCODED_MAX];
     const char *bad = NULL;
     int64_t ttl, exp = 0, id = 0;
+    int rc;
 
     if (!only_keys(body, keys, &bad)) {
         fail(o, 400, "bad_request", "unknown field \"%.40s\"", bad);
@@ -898,8 +913,9 @@ static void site_enroll_token(struct areq *q, json_t *body, struct outcome *o)
     }
     if (find_site(h, &q->auth, q->name, &s, o) != 0)
         return;
-    if (make_enroll_token(h, q->name, ttl, 1, tok, &exp, &id) != 0) {
-        fail(o, 500, "internal", "could not make an enrollment token");
+    rc = make_enroll_token(h, q->name, ttl, 1, tok, &exp, &id);
+    if (rc != 0) {
+        fail_store(o, rc, "could not make an enrollment token");
     } else {
         snprintf(o->detail, sizeof(o->detail), "enrollment=%" PRId64 " site was %s", id, s.state);
         succeed(o, 201,
@@ -996,7 +1012,7 @@ static void site_rotate(struct areq *q, json_t *body, struct outcome *o)
         goto out;
     }
     if (rc != 0) {
-        fail(o, 500, "internal", "registry write failed");
+        fail_store(o, rc, "registry write failed");
         goto out;
     }
     /* The tunnel was authenticated with the old key: it must not outlive it.
@@ -1059,7 +1075,7 @@ static void enroll(struct areq *q, json_t *body, struct outcome *o)
         fail(o, 409, "name_taken", "this key is already registered to a site");
         break;
     default:
-        fail(o, 500, "internal", "registry write failed");
+        fail_store(o, rc, "registry write failed");
         break;
     }
     if (rc != 0) {
@@ -1150,8 +1166,10 @@ static void enrollment_cancel(struct areq *q, json_t *body, struct outcome *o)
         fail(o, 409, "conflict", "enrollment token %" PRId64 " was already used", q->id);
         return;
     }
-    if (rc != 0 || registry_enroll_get(q->h->reg, q->id, &e) != 0) {
-        fail(o, 500, "internal", "registry write failed");
+    if (rc == 0)
+        rc = registry_enroll_get(q->h->reg, q->id, &e);
+    if (rc != 0) {
+        fail_store(o, rc, "registry write failed");
         return;
     }
     snprintf(o->detail, sizeof(o->detail), "enrollment=%" PRId64, q->id);
@@ -1267,7 +1285,7 @@ static void token_create(struct areq *q, json_t *body, struct outcome *o)
         goto out;
     }
     if (rc != 0) {
-        fail(o, 500, "internal", "registry write failed");
+        fail_store(o, rc, "registry write failed");
         goto out;
     }
     snprintf(o->detail, sizeof(o->detail), "role=%s sites=%s ttl_s=%lld", role, scope ? scope : "*",
@@ -1318,6 +1336,11 @@ static void tokens_list(struct hub *h, struct ureq *r)
 {
     struct token_list_ctx c = {hub_now(), json_array(), NULL, 0, 0};
 
+    /* A NULL arr would make token_list_cb count admins against a NULL target. */
+    if (c.arr == NULL) {
+        ureq_error(r, 500, "internal", "out of memory");
+        return;
+    }
     if (registry_apitoken_list(h->reg, token_list_cb, &c) < 0) {
         json_decref(c.arr);
         ureq_error(r, 500, "internal", "registry read failed");
@@ -1352,7 +1375,7 @@ static void token_revoke(struct areq *q, json_t *body, struct outcome *o)
         return;
     }
     if (rc != 0) {
-        fail(o, 500, "internal", "registry write failed");
+        fail_store(o, rc, "registry write failed");
         return;
     }
     log_event(LOG_INFO, "token_revoked", "token=%s by=%s", q->name, q->auth.name);

@@ -1606,8 +1606,17 @@ static void submit_run(struct submit *sb, struct ureq *r, json_t *body)
     rc = registry_query_create(qe->st, &q, res, tl.n, now);
     store_us = (uv_hrtime() - t0) / 1000;
     if (rc != 0) {
+        char why[160];
+
         log_event(LOG_ERROR, "query_store_failed", "op=create error=%s", log_q(strerror(-rc)));
-        ureq_error(r, 500, "internal", "could not store the query");
+        if (registry_storage_error(rc) != NULL) {
+            /* Nothing was stored and nothing sent: the client may submit again. */
+            snprintf(why, sizeof(why), "could not store the query: %s; try again later",
+                     registry_storage_error(rc));
+            ureq_error(r, 503, "storage_unavailable", why);
+        } else {
+            ureq_error(r, 500, "internal", "could not store the query");
+        }
         goto out;
     }
     detail = malloc(4096);

@@ -200,8 +200,23 @@ int registry_map_rc(int rc, int foreign_key)
     case SQLITE_BUSY:
     case SQLITE_LOCKED:
         return -EBUSY;
+    case SQLITE_FULL:
+        return -ENOSPC;
     }
     return -EIO;
+}
+
+const char *registry_storage_error(int rc)
+{
+    switch (rc) {
+    case -ENOSPC:
+        return "the hub's disk is full";
+    case -EIO:
+        return "the hub's database reported an I/O error";
+    case -EBUSY:
+        return "the hub's database is locked by another process";
+    }
+    return NULL;
 }
 
 /* Here a foreign key names a site that does not exist (any more). */
@@ -641,9 +656,12 @@ static int tx_commit(struct registry *r)
     return exec_stmt(stmt(r, S_COMMIT));
 }
 
+/* After SQLITE_FULL, SQLITE_IOERR or SQLITE_NOMEM, SQLite may already have
+ * rolled the transaction back by itself; a ROLLBACK then would only fail. */
 static void tx_rollback(struct registry *r)
 {
-    exec_stmt(stmt(r, S_ROLLBACK));
+    if (!sqlite3_get_autocommit(r->db))
+        exec_stmt(stmt(r, S_ROLLBACK));
 }
 
 /* ---- sites ---- */

@@ -60,8 +60,13 @@ struct sqlite3;
 struct sqlite3 *registry_db(struct registry *r);
 /* An SQLite result (extended codes) as 0 or a negative errno: -EEXIST for a
  * unique or primary key, foreign_key for a foreign key violation, -EINVAL
- * for other constraints and too-big values, -ENOMEM, -EBUSY, else -EIO. */
+ * for other constraints and too-big values, -ENOMEM, -EBUSY, -ENOSPC for a
+ * full disk (SQLITE_FULL), else -EIO (SQLITE_IOERR and the rest). */
 int registry_map_rc(int rc, int foreign_key);
+/* For an error of the storage itself, which passes and is no fault of the
+ * request (-ENOSPC, -EIO, -EBUSY): a static phrase saying what is wrong
+ * ("the hub's disk is full"). NULL for any other rc. */
+const char *registry_storage_error(int rc);
 
 /* Opens (creating if needed) the database file: WAL, foreign_keys=ON,
  * busy_timeout 5000 ms, then applies every migration in schema/ whose number

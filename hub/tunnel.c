@@ -566,7 +566,14 @@ int tunnel_attach(struct hub *h, struct conn *c, const struct reg_site *site)
             hub_tunnel_del(h, old);
         hub_tunnel_put(h, t);
     }
-    registry_session_open(h->reg, t->site_id, c->peer, "", t->connected_since, &t->session_id);
+    /* The history row is a record, not a permission: a site whose row cannot
+     * be written (disk full) keeps its tunnel (docs/decisions.md). */
+    rc = registry_session_open(h->reg, t->site_id, c->peer, "", t->connected_since, &t->session_id);
+    if (rc != 0) {
+        t->session_id = 0;
+        log_event(LOG_WARN, "session_store_failed", "site=%s op=open error=%s", t->site,
+                  log_q(strerror(-rc)));
+    }
     registry_site_seen(h->reg, t->site_id, t->connected_since, NULL, NULL, c->peer);
     h->n_tunnels_accepted++;
     log_event(LOG_INFO, "site_connected", "site=%s remote=%s session=%lld", t->site, c->peer,

@@ -1204,6 +1204,23 @@ static void rm_tree(const char *dir)
     (void)!system(cmd);
 }
 
+/* Storage errors are told apart from bad input: the API answers them 503. */
+static void test_error_map(void)
+{
+    CHECK_EQ_INT(registry_map_rc(SQLITE_FULL, -ENOENT), -ENOSPC);
+    CHECK_EQ_INT(registry_map_rc(SQLITE_IOERR_WRITE, -ENOENT), -EIO);
+    CHECK_EQ_INT(registry_map_rc(SQLITE_IOERR_FSYNC, -ENOENT), -EIO);
+    CHECK_EQ_INT(registry_map_rc(SQLITE_BUSY_SNAPSHOT, -ENOENT), -EBUSY);
+    CHECK_EQ_INT(registry_map_rc(SQLITE_CONSTRAINT_UNIQUE, -ENOENT), -EEXIST);
+    CHECK(registry_storage_error(-ENOSPC) != NULL &&
+          strstr(registry_storage_error(-ENOSPC), "disk is full") != NULL);
+    CHECK(registry_storage_error(-EIO) != NULL);
+    CHECK(registry_storage_error(-EBUSY) != NULL);
+    CHECK(registry_storage_error(-EEXIST) == NULL);
+    CHECK(registry_storage_error(-EINVAL) == NULL);
+    CHECK(registry_storage_error(-ENOMEM) == NULL);
+}
+
 int main(void)
 {
     const char *base = getenv("TMPDIR");
@@ -1216,6 +1233,7 @@ int main(void)
         return 1;
     }
     CHECK(schema_migrations_n >= 1);
+    test_error_map();
     test_open_fresh();
     test_reopen();
     test_open_errors();

@@ -40,8 +40,14 @@ static void test_port_holder(void)
     }
     CHECK(comm[0] != '\0' && strstr(out, comm) != NULL);
     close(fd);
-    /* Closed listener: nothing holds it any more. */
-    CHECK_EQ_INT(portholder_describe(port, out, sizeof(out)), -ENOENT);
+    /* Closed listener: this process holds it no more (on a busy machine
+     * another one may have taken the port since). */
+    {
+        int rc = portholder_describe(port, out, sizeof(out));
+        CHECK(rc == -ENOENT || strstr(out, want) == NULL);
+        if (rc == -ENOENT)
+            CHECK_EQ_STR(out, "no socket uses it now");
+    }
 }
 
 int main(void)

@@ -113,12 +113,29 @@ int h2_send_data_from(struct h2 *h, const uint8_t *framehd, size_t length, struc
     return 0;
 }
 
+ssize_t h2_body_read(const struct buf *src, int eof, int *deferred, size_t length,
+                     uint32_t *data_flags)
+{
+    size_t n = src->len < length ? src->len : length;
+
+    if (n > H2_DATA_MAX)
+        n = H2_DATA_MAX;
+    if (n == 0 && !eof) {
+        *deferred = 1;
+        return NGHTTP2_ERR_DEFERRED;
+    }
+    *data_flags |= NGHTTP2_DATA_FLAG_NO_COPY;
+    if (eof && n == src->len)
+        *data_flags |= NGHTTP2_DATA_FLAG_EOF;
+    return (ssize_t)n;
+}
+
 int h2_finished(const struct h2 *h)
 {
     return h->s == NULL || (!nghttp2_session_want_read(h->s) && !nghttp2_session_want_write(h->s));
 }
 
-nghttp2_option *h2_option_new(int is_site_server)
+static nghttp2_option *option_new(enum h2_role role)
 {
     nghttp2_option *opt = NULL;
     if (nghttp2_option_new(&opt) != 0)
@@ -127,7 +144,7 @@ nghttp2_option *h2_option_new(int is_site_server)
     nghttp2_option_set_max_deflate_dynamic_table_size(opt, 4096);
     nghttp2_option_set_max_send_header_block_length(opt, H2_HEADER_BYTES_MAX);
     nghttp2_option_set_max_settings(opt, 32);
-    if (is_site_server) {
+    if (role == H2_ROLE_SITE) {
         /* Users cancelling requests at the hub turn into RST_STREAMs from
          * the hub; the site must never GOAWAY its own tunnel over them. */
         nghttp2_option_set_stream_reset_rate_limit(opt, 100000, 10000);
@@ -135,20 +152,64 @@ nghttp2_option *h2_option_new(int is_site_server)
     return opt;
 }
 
-int h2_submit_settings(nghttp2_session *s, uint32_t max_streams, uint32_t stream_window,
-                       int32_t conn_window)
+static int submit_settings(nghttp2_session *s, const struct h2_limits *lim)
 {
     nghttp2_settings_entry iv[] = {
         {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
-        {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, max_streams},
-        {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, stream_window},
+        {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, lim->max_streams},
+        {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, lim->stream_window},
         {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, H2_HEADER_BYTES_MAX},
         {NGHTTP2_SETTINGS_MAX_FRAME_SIZE, 16384},
     };
     int rc = nghttp2_submit_settings(s, NGHTTP2_FLAG_NONE, iv, sizeof(iv) / sizeof(iv[0]));
     if (rc != 0)
         return rc;
-    return nghttp2_session_set_local_window_size(s, NGHTTP2_FLAG_NONE, 0, conn_window);
+    return nghttp2_session_set_local_window_size(s, NGHTTP2_FLAG_NONE, 0, lim->conn_window);
+}
+
+int h2_session_new(enum h2_role role, const struct h2_callbacks *cb, const struct h2_limits *lim,
+                   void *user_data, nghttp2_session **out)
+{
+    nghttp2_session_callbacks *cbs = NULL;
+    nghttp2_option *opt = NULL;
+    nghttp2_session *s = NULL;
+    int rc = -ENOMEM;
+
+    *out = NULL;
+    if (nghttp2_session_callbacks_new(&cbs) != 0 || (opt = option_new(role)) == NULL)
+        goto out;
+    if (cb->begin_headers != NULL)
+        nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, cb->begin_headers);
+    if (cb->header != NULL)
+        nghttp2_session_callbacks_set_on_header_callback(cbs, cb->header);
+    if (cb->frame_recv != NULL)
+        nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, cb->frame_recv);
+    if (cb->data_chunk != NULL)
+        nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, cb->data_chunk);
+    if (cb->stream_close != NULL)
+        nghttp2_session_callbacks_set_on_stream_close_callback(cbs, cb->stream_close);
+    if (cb->frame_send != NULL)
+        nghttp2_session_callbacks_set_on_frame_send_callback(cbs, cb->frame_send);
+    if (cb->send_data != NULL)
+        nghttp2_session_callbacks_set_send_data_callback(cbs, cb->send_data);
+    if (role == H2_ROLE_HUB_TUNNEL ? nghttp2_session_client_new2(&s, cbs, user_data, opt) != 0
+                                   : nghttp2_session_server_new2(&s, cbs, user_data, opt) != 0)
+        goto out;
+    if (submit_settings(s, lim) != 0) {
+        rc = -EIO;
+        goto out;
+    }
+    *out = s;
+    s = NULL;
+    rc = 0;
+out:
+    if (s != NULL)
+        nghttp2_session_del(s);
+    if (opt != NULL)
+        nghttp2_option_del(opt);
+    if (cbs != NULL)
+        nghttp2_session_callbacks_del(cbs);
+    return rc;
 }
 
 int h2_header_budget(struct h2_hdr_budget *b, size_t namelen, size_t valuelen)

@@ -7,6 +7,7 @@
 #include <nghttp2/nghttp2.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "buf.h"
 #include "conn.h"
@@ -47,16 +48,47 @@ int h2_send(struct h2 *h);
  * header written over those bytes (no copy); anything else is copied into the
  * TLS staging buffer, batched with the other frames. */
 int h2_send_data_from(struct h2 *h, const uint8_t *framehd, size_t length, struct buf *src);
+/* The read callback of a NO_COPY data provider whose bytes wait in src (the
+ * send_data callback then sends them with h2_send_data_from): the size of the
+ * next DATA frame (at most length and H2_DATA_MAX), with EOF set when eof
+ * and they are the last; NGHTTP2_ERR_DEFERRED, and *deferred = 1, when src
+ * is empty and more is to come (resume the stream when it comes). */
+ssize_t h2_body_read(const struct buf *src, int eof, int *deferred, size_t length,
+                     uint32_t *data_flags);
+
 /* 1 when nghttp2 has nothing to read or write any more (GOAWAY done). */
 int h2_finished(const struct h2 *h);
 
-/* Options common to all our sessions: no automatic WINDOW_UPDATE (we
- * consume only when the next hop took the bytes), bounded header tables. */
-nghttp2_option *h2_option_new(int is_site_server);
-/* Sends our SETTINGS: push off, max_streams, initial stream window, and a
- * connection window of conn_window bytes. */
-int h2_submit_settings(nghttp2_session *s, uint32_t max_streams, uint32_t stream_window,
-                       int32_t conn_window);
+/* Who we are on a session: the hub is the client of the tunnel; the hub's
+ * user front end and the site are servers. */
+enum h2_role { H2_ROLE_HUB_TUNNEL, H2_ROLE_HUB_USERS, H2_ROLE_SITE };
+
+/* The callbacks a session uses; NULL ones are not set. */
+struct h2_callbacks {
+    nghttp2_on_begin_headers_callback begin_headers;
+    nghttp2_on_header_callback header;
+    nghttp2_on_frame_recv_callback frame_recv;
+    nghttp2_on_data_chunk_recv_callback data_chunk;
+    nghttp2_on_stream_close_callback stream_close;
+    nghttp2_on_frame_send_callback frame_send;
+    nghttp2_send_data_callback send_data; /* for NGHTTP2_DATA_FLAG_NO_COPY bodies */
+};
+
+/* What we announce in our SETTINGS (push is always off). */
+struct h2_limits {
+    uint32_t max_streams;   /* streams the peer may open */
+    uint32_t stream_window; /* initial stream window */
+    int32_t conn_window;    /* connection window */
+};
+
+/* The one place a session is made: client or server by role, with the
+ * options all our sessions share (no automatic WINDOW_UPDATE: we consume only
+ * when the next hop took the bytes; bounded header tables; on the site, no
+ * GOAWAY over the RST_STREAMs of cancelled requests), and our SETTINGS
+ * queued. On success *out is owned by the caller (h2_init it, or
+ * nghttp2_session_del); on failure *out is NULL. */
+int h2_session_new(enum h2_role role, const struct h2_callbacks *cb, const struct h2_limits *lim,
+                   void *user_data, nghttp2_session **out);
 
 /* Running header budget for one stream; returns 0 while within limits,
  * NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE (reset the stream) when over. */

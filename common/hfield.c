@@ -2,6 +2,8 @@
 /* SPDX-License-Identifier: MIT */
 #include "hfield.h"
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -34,4 +36,12 @@ int hfield_token_valid(const char *s, size_t n)
             return 0;
     }
     return 1;
+}
+
+int64_t hfield_content_length(const char *v, size_t vlen)
+{
+    char tmp[24];
+
+    snprintf(tmp, sizeof(tmp), "%.*s", (int)(vlen < 20 ? vlen : 20), v);
+    return strtoll(tmp, NULL, 10);
 }

@@ -22,10 +22,11 @@
 #include <http_parser.h>
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
-#include <wolfssl/wolfio.h>
 
 #include "net.h"
+#include "proxyconnect.h"
 #include "tls.h"
+#include "tlsfd.h"
 
 #define HTTPC_DEFAULT_PORT    6443
 #define HTTPC_DEFAULT_TIMEOUT 30000
@@ -47,35 +48,6 @@ static void set_err(char *err, size_t cap, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(err, cap, fmt, ap);
     va_end(ap);
-}
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Waits until fd is ready for events or the deadline passes. */
-static int wait_fd(int fd, short events, int64_t deadline)
-{
-    struct pollfd pfd = {.fd = fd, .events = events};
-
-    for (;;) {
-        int64_t left = deadline - now_ms();
-        int n;
-
-        if (left <= 0)
-            return -ETIMEDOUT;
-        n = poll(&pfd, 1, left > INT32_MAX ? INT32_MAX : (int)left);
-        if (n > 0)
-            return 0;
-        if (n == 0)
-            return -ETIMEDOUT;
-        if (errno != EINTR)
-            return -errno;
-    }
 }
 
 int httpc_target_from_url(const char *url, struct httpc_target *t)
@@ -117,53 +89,6 @@ void httpc_response_free(struct httpc_response *r)
     memset(r, 0, sizeof(*r));
 }
 
-/* Socket I/O for wolfSSL. The shared client context routes I/O through
- * tls.c's memory buffers, so this connection installs its own callbacks; they
- * also use MSG_NOSIGNAL so a hub that hangs up never kills the tool. */
-struct sock_io {
-    int fd;
-    int eof;        /* the peer closed the TCP connection */
-    int last_errno; /* errno of the last failed send/recv, 0 if none */
-};
-
-static int sock_recv(WOLFSSL *ssl, char *dst, int sz, void *ctx)
-{
-    struct sock_io *io = ctx;
-    ssize_t n = recv(io->fd, dst, (size_t)sz, 0);
-
-    if (n > 0)
-        return (int)n;
-    if (n == 0) {
-        io->eof = 1;
-        return WOLFSSL_CBIO_ERR_CONN_CLOSE;
-    }
-    if (errno == EAGAIN || errno == EWOULDBLOCK)
-        return WOLFSSL_CBIO_ERR_WANT_READ;
-    io->last_errno = errno;
-    if (errno == EINTR)
-        return WOLFSSL_CBIO_ERR_ISR;
-    if (errno == ECONNRESET)
-        return WOLFSSL_CBIO_ERR_CONN_RST;
-    return WOLFSSL_CBIO_ERR_GENERAL;
-}
-
-static int sock_send(WOLFSSL *ssl, char *src, int sz, void *ctx)
-{
-    struct sock_io *io = ctx;
-    ssize_t n = send(io->fd, src, (size_t)sz, MSG_NOSIGNAL);
-
-    if (n >= 0)
-        return (int)n;
-    if (errno == EAGAIN || errno == EWOULDBLOCK)
-        return WOLFSSL_CBIO_ERR_WANT_WRITE;
-    io->last_errno = errno;
-    if (errno == EINTR)
-        return WOLFSSL_CBIO_ERR_ISR;
-    if (errno == EPIPE || errno == ECONNRESET)
-        return WOLFSSL_CBIO_ERR_CONN_CLOSE;
-    return WOLFSSL_CBIO_ERR_GENERAL;
-}
-
 static int check_pin(void *arg, const char *pin)
 {
     const char *want = arg;
@@ -173,8 +98,8 @@ static int check_pin(void *arg, const char *pin)
 
 /* Connects to the first address of host:port that accepts, within the
  * deadline; what names it in errors ("hub", "proxy"). */
-static int dial(const char *what, const char *host, int port, int64_t deadline, int *out, char *err,
-                size_t cap)
+static int tcp_connect_first(const char *what, const char *host, int port, int64_t deadline,
+                             int *out, char *err, size_t cap)
 {
     struct addrinfo hints = {
         .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
@@ -210,7 +135,7 @@ static int dial(const char *what, const char *host, int port, int64_t deadline, 
             fd = -1;
             continue;
         }
-        rc = wait_fd(fd, POLLOUT, deadline);
+        rc = net_wait_fd(fd, POLLOUT, deadline);
         if (rc == -ETIMEDOUT) {
             close(fd);
             set_err(err, cap, "timed out connecting to %s %s:%d", what, host, port);
@@ -232,87 +157,67 @@ out:
     return rc;
 }
 
-/* Sends the CONNECT request and reads the proxy's reply one byte at a time,
- * so that nothing of the tunnel is read past it. 0 when the proxy answered
- * 2xx. */
+int httpc_proxy_via(struct httpc_proxy *hp, const struct proxyconnect_proxy *p, const char *target,
+                    char *buf, size_t cap)
+{
+    size_t len = 0;
+    int rc = proxyconnect_request(p, target, "tether-site/" TETHER_VERSION, buf, cap, &len);
+
+    if (rc != 0)
+        return rc;
+    memset(hp, 0, sizeof(*hp));
+    hp->host = p->host;
+    hp->port = p->port;
+    hp->request = buf;
+    hp->request_len = len;
+    return 0;
+}
+
+/* Sends the CONNECT request and reads the proxy's reply (nothing of the
+ * tunnel past it). 0 when the proxy answered 2xx. */
 static int proxy_connect(const struct httpc_target *t, int fd, int64_t deadline, char *err,
                          size_t cap)
 {
     const struct httpc_proxy *p = t->proxy;
-    uint8_t reply[16384];
-    size_t sent = 0, have = 0, hdr_len = 0, max = p->reply_max;
-    char reason[128] = "";
-    int status = 0, rc;
+    struct proxyconnect_reply r;
+    int rc = proxyconnect_exchange(fd, p->request, p->request_len, deadline, &r);
 
-    if (max == 0 || max > sizeof(reply))
-        max = sizeof(reply);
-    while (sent < p->request_len) {
-        ssize_t n = send(fd, p->request + sent, p->request_len - sent, MSG_NOSIGNAL);
-        if (n > 0) {
-            sent += (size_t)n;
-            continue;
-        }
-        if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
-            if ((rc = wait_fd(fd, POLLOUT, deadline)) != 0)
-                goto io_error;
-            continue;
-        }
-        rc = -errno;
-        goto io_error;
+    if (rc == -EPROTO && r.error == PROXYCONNECT_ERR_TOO_LONG) {
+        set_err(err, cap, "the proxy %s:%d sent a reply header over %d bytes", p->host, p->port,
+                PROXYCONNECT_REPLY_MAX);
+        return -EMSGSIZE;
     }
-    for (;;) {
-        ssize_t n;
-        if (have == max) {
-            set_err(err, cap, "the proxy %s:%d sent a reply header over %zu bytes", p->host,
-                    p->port, max);
-            return -EMSGSIZE;
-        }
-        n = recv(fd, reply + have, 1, 0);
-        if (n == 0) {
-            set_err(err, cap, "the proxy %s:%d closed the connection before answering CONNECT",
-                    p->host, p->port);
-            return -ECONNRESET;
-        }
-        if (n < 0) {
-            if (errno == EAGAIN || errno == EINTR) {
-                if ((rc = wait_fd(fd, POLLIN, deadline)) != 0)
-                    goto io_error;
-                continue;
-            }
-            rc = -errno;
-            goto io_error;
-        }
-        have++;
-        rc = p->parse_reply(reply, have, &status, &hdr_len, reason, sizeof(reason));
-        if (rc == -EAGAIN)
-            continue;
-        if (rc != 0) {
-            set_err(err, cap, "the proxy %s:%d did not answer CONNECT with HTTP", p->host, p->port);
-            return -EPROTO;
-        }
-        break;
+    if (rc == -EPROTO) {
+        set_err(err, cap, "the proxy %s:%d did not answer CONNECT with HTTP", p->host, p->port);
+        return -EPROTO;
     }
-    /* 407 is the standard answer; some proxies (tinyproxy) send 401. */
-    if (status == 407 || status == 401) {
+    if (rc == -ECONNRESET && r.sent) {
+        set_err(err, cap, "the proxy %s:%d closed the connection before answering CONNECT", p->host,
+                p->port);
+        return -ECONNRESET;
+    }
+    if (rc == -ETIMEDOUT) {
+        set_err(err, cap, "timed out waiting for the proxy %s:%d to answer CONNECT", p->host,
+                p->port);
+        return rc;
+    }
+    if (rc != 0) {
+        set_err(err, cap, "talking to the proxy %s:%d: %s", p->host, p->port, strerror(-rc));
+        return rc;
+    }
+    if (proxyconnect_auth_refused(r.status)) {
         set_err(err, cap,
                 "the proxy %s:%d refused the credentials (%d %s): give the right ones as "
                 "http://USER:PASS@HOST:PORT",
-                p->host, p->port, status, reason);
+                p->host, p->port, r.status, r.reason);
         return -EACCES;
     }
-    if (status < 200 || status > 299) {
+    if (r.status < 200 || r.status > 299) {
         set_err(err, cap, "the proxy %s:%d refused CONNECT to %s:%d: %d %s", p->host, p->port,
-                t->host, t->port, status, reason);
+                t->host, t->port, r.status, r.reason);
         return -ECONNREFUSED;
     }
     return 0;
-io_error:
-    if (rc == -ETIMEDOUT)
-        set_err(err, cap, "timed out waiting for the proxy %s:%d to answer CONNECT", p->host,
-                p->port);
-    else
-        set_err(err, cap, "talking to the proxy %s:%d: %s", p->host, p->port, strerror(-rc));
-    return rc;
 }
 
 static int is_ip_literal(const char *host)
@@ -554,49 +459,22 @@ static int build_request(const struct httpc_target *t, const char *method, const
     return 0;
 }
 
-/* Writes all of data, waiting for the socket when wolfSSL asks. */
-static int ssl_write_all(WOLFSSL *ssl, int fd, const char *data, size_t len, int64_t deadline)
-{
-    while (len > 0) {
-        int chunk = len > (1u << 20) ? (1 << 20) : (int)len;
-        int n = wolfSSL_write(ssl, data, chunk);
-        int e, rc;
-
-        if (n > 0) {
-            data += n;
-            len -= (size_t)n;
-            continue;
-        }
-        e = wolfSSL_get_error(ssl, n);
-        if (e == WOLFSSL_ERROR_WANT_WRITE)
-            rc = wait_fd(fd, POLLOUT, deadline);
-        else if (e == WOLFSSL_ERROR_WANT_READ)
-            rc = wait_fd(fd, POLLIN, deadline);
-        else
-            return -EIO;
-        if (rc != 0)
-            return rc;
-    }
-    return 0;
-}
-
 int httpc_request(const struct httpc_target *t, const char *method, const char *path,
                   const char *bearer, const char *content_type, const char *body, size_t body_len,
                   struct httpc_response *resp, char *err, size_t err_cap)
 {
     int timeout = t != NULL && t->timeout_ms > 0 ? t->timeout_ms : HTTPC_DEFAULT_TIMEOUT;
-    int64_t deadline = now_ms() + timeout;
+    int64_t deadline = net_now_ms() + timeout;
     struct tls_pin_verifier verifier = {0};
-    struct sock_io io = {.fd = -1};
+    struct tls_conn tls = {0};
     struct rstate st = {0};
     WOLFSSL_CTX *ctx = NULL;
-    WOLFSSL *ssl = NULL;
     http_parser parser;
     char *req = NULL;
     size_t req_len = 0;
-    char alpn[] = "http/1.1";
-    char rbuf[16384];
-    int rc = -EIO, write_rc;
+    uint8_t rbuf[16384];
+    int fd = -1, rc = -EIO, write_rc;
+    ssize_t n;
 
     if (resp != NULL)
         memset(resp, 0, sizeof(*resp));
@@ -628,16 +506,17 @@ int httpc_request(const struct httpc_target *t, const char *method, const char *
     }
 
     if (t->proxy != NULL) {
-        if (t->proxy->host == NULL || t->proxy->request == NULL || t->proxy->parse_reply == NULL) {
+        if (t->proxy->host == NULL || t->proxy->request == NULL) {
             set_err(err, err_cap, "invalid proxy");
             rc = -EINVAL;
             goto out;
         }
-        rc = dial("proxy", t->proxy->host, t->proxy->port, deadline, &io.fd, err, err_cap);
+        rc =
+            tcp_connect_first("proxy", t->proxy->host, t->proxy->port, deadline, &fd, err, err_cap);
         if (rc == 0)
-            rc = proxy_connect(t, io.fd, deadline, err, err_cap);
+            rc = proxy_connect(t, fd, deadline, err, err_cap);
     } else {
-        rc = dial("hub", t->host, t->port, deadline, &io.fd, err, err_cap);
+        rc = tcp_connect_first("hub", t->host, t->port, deadline, &fd, err, err_cap);
     }
     if (rc != 0)
         goto out;
@@ -647,73 +526,48 @@ int httpc_request(const struct httpc_target *t, const char *method, const char *
         set_err(err, err_cap, "cannot set up TLS");
         goto out;
     }
-    rc = -EIO;
-    ssl = wolfSSL_new(ctx);
-    if (ssl == NULL) {
+    /* No SNI for an address. Continue on an ALPN mismatch: the hub speaks
+     * HTTP/1.1 to users whatever ALPN says. */
+    rc = tls_conn_init(&tls, ctx, is_ip_literal(t->host) ? NULL : t->host, "http/1.1", 0);
+    if (rc != 0) {
         set_err(err, err_cap, "cannot set up TLS");
-        goto out;
-    }
-    wolfSSL_SSLSetIORecv(ssl, sock_recv);
-    wolfSSL_SSLSetIOSend(ssl, sock_send);
-    wolfSSL_SetIOReadCtx(ssl, &io);
-    wolfSSL_SetIOWriteCtx(ssl, &io);
-    if (!is_ip_literal(t->host) &&
-        wolfSSL_UseSNI(ssl, WOLFSSL_SNI_HOST_NAME, t->host, (unsigned short)strlen(t->host)) !=
-            WOLFSSL_SUCCESS) {
-        set_err(err, err_cap, "cannot set up TLS (SNI)");
-        goto out;
-    }
-    /* Continue on mismatch: the hub speaks HTTP/1.1 to users whatever ALPN says. */
-    if (wolfSSL_UseALPN(ssl, alpn, sizeof(alpn) - 1, WOLFSSL_ALPN_CONTINUE_ON_MISMATCH) !=
-        WOLFSSL_SUCCESS) {
-        set_err(err, err_cap, "cannot set up TLS (ALPN)");
         goto out;
     }
     verifier.check = check_pin;
     verifier.arg = (void *)t->pin;
-    tls_attach_verifier(ssl, &verifier);
+    tls_attach_verifier(tls.ssl, &verifier);
 
-    for (;;) {
-        int ret = wolfSSL_connect(ssl), e;
-
-        if (ret == WOLFSSL_SUCCESS)
-            break;
-        e = wolfSSL_get_error(ssl, ret);
-        if (e == WOLFSSL_ERROR_WANT_READ || e == WOLFSSL_ERROR_WANT_WRITE) {
-            rc = wait_fd(io.fd, e == WOLFSSL_ERROR_WANT_READ ? POLLIN : POLLOUT, deadline);
-            if (rc == -ETIMEDOUT)
-                set_err(err, err_cap, "timed out in the TLS handshake with %s:%d", t->host,
-                        t->port);
-            if (rc != 0)
-                goto out;
-            continue;
-        }
-        if (verifier.seen_pin[0] != '\0' && verifier.result != 0) {
-            set_err(err, err_cap, PIN_MISMATCH_MSG ": pinned %s, the hub presented %s", t->pin,
-                    verifier.seen_pin);
-            rc = -EKEYREJECTED;
-        } else if (io.eof || io.last_errno == ECONNRESET) {
-            set_err(
-                err, err_cap,
+    rc = tlsfd_handshake(&tls, fd, deadline);
+    if (rc != 0 && verifier.seen_pin[0] != '\0' && verifier.result != 0) {
+        set_err(err, err_cap, PIN_MISMATCH_MSG ": pinned %s, the hub presented %s", t->pin,
+                verifier.seen_pin);
+        rc = -EKEYREJECTED;
+        goto out;
+    }
+    if (rc == -ETIMEDOUT) {
+        set_err(err, err_cap, "timed out in the TLS handshake with %s:%d", t->host, t->port);
+        goto out;
+    }
+    if (rc == -ECONNRESET) {
+        set_err(err, err_cap,
                 "TLS handshake with %s:%d failed: the connection was closed (is it a tether hub?)",
                 t->host, t->port);
-            rc = -EPROTO;
-        } else {
-            char why[WOLFSSL_MAX_ERROR_SZ];
-
-            wolfSSL_ERR_error_string_n((unsigned long)e, why, sizeof(why));
-            set_err(err, err_cap, "TLS handshake with %s:%d failed: %s", t->host, t->port, why);
-            rc = -EPROTO;
-        }
+        rc = -EPROTO;
+        goto out;
+    }
+    if (rc != 0) {
+        set_err(err, err_cap, "TLS handshake with %s:%d failed: %s", t->host, t->port,
+                tls_error_string(&tls));
+        rc = -EPROTO;
         goto out;
     }
 
     /* A hub may refuse a request (413, 401) and close before reading all of
      * it; its answer is still worth reading, so a failed write only counts
      * when no response arrives. */
-    write_rc = ssl_write_all(ssl, io.fd, req, req_len, deadline);
+    write_rc = tlsfd_send(&tls, fd, req, req_len, deadline);
     if (write_rc == 0 && body_len > 0)
-        write_rc = ssl_write_all(ssl, io.fd, body, body_len, deadline);
+        write_rc = tlsfd_send(&tls, fd, body, body_len, deadline);
     if (write_rc == -ETIMEDOUT) {
         rc = write_rc;
         set_err(err, err_cap, "timed out sending the request to %s:%d", t->host, t->port);
@@ -725,25 +579,20 @@ int httpc_request(const struct httpc_target *t, const char *method, const char *
     st.resp = resp;
     st.head_only = strcmp(method, "HEAD") == 0;
     while (!st.done) {
-        int n = wolfSSL_read(ssl, rbuf, sizeof(rbuf)), e;
-
+        n = tlsfd_recv(&tls, fd, rbuf, sizeof(rbuf), deadline);
         if (n > 0) {
-            rc = feed(&parser, &st, rbuf, (size_t)n, err, err_cap);
+            rc = feed(&parser, &st, (const char *)rbuf, (size_t)n, err, err_cap);
             if (rc != 0)
                 goto out;
             continue;
         }
-        e = wolfSSL_get_error(ssl, n);
-        if (e == WOLFSSL_ERROR_WANT_READ || e == WOLFSSL_ERROR_WANT_WRITE) {
-            rc = wait_fd(io.fd, e == WOLFSSL_ERROR_WANT_READ ? POLLIN : POLLOUT, deadline);
-            if (rc == -ETIMEDOUT)
-                set_err(err, err_cap, "no response from %s:%d within %d s", t->host, t->port,
-                        (timeout + 999) / 1000);
-            if (rc != 0)
-                goto out;
-            continue;
+        if (n == -ETIMEDOUT) {
+            set_err(err, err_cap, "no response from %s:%d within %d s", t->host, t->port,
+                    (timeout + 999) / 1000);
+            rc = -ETIMEDOUT;
+            goto out;
         }
-        if (e == WOLFSSL_ERROR_ZERO_RETURN || io.eof) {
+        if (n == 0) {
             /* End of stream ends a response that has no length. */
             rc = feed(&parser, &st, NULL, 0, err, err_cap);
             if (rc != 0)
@@ -759,7 +608,7 @@ int httpc_request(const struct httpc_target *t, const char *method, const char *
             goto out;
         }
         set_err(err, err_cap, "reading the response from %s:%d failed: %s", t->host, t->port,
-                io.last_errno != 0 ? strerror(io.last_errno) : "TLS error");
+                n == -EPROTO ? "TLS error" : strerror((int)-n));
         rc = -EIO;
         goto out;
     }
@@ -785,11 +634,10 @@ out:
     if (req != NULL)
         explicit_bzero(req, req_len);
     free(req);
-    if (ssl != NULL)
-        wolfSSL_free(ssl);
+    tls_conn_free(&tls);
     if (ctx != NULL)
         wolfSSL_CTX_free(ctx);
-    if (io.fd >= 0)
-        close(io.fd);
+    if (fd >= 0)
+        close(fd);
     return rc;
 }

@@ -8,22 +8,23 @@
 
 #include "crypto.h"
 
-#include <stdint.h>
-
 /* An HTTP CONNECT proxy between us and the hub (the site's egress proxy).
- * Everything borrowed from the caller. */
+ * Everything borrowed from the caller. The reply is read with
+ * proxyconnect_exchange. */
 struct httpc_proxy {
     const char *host;
     int port;
     const char *request; /* the whole CONNECT request, built by the caller */
     size_t request_len;
-    /* Parses the proxy's reply so far (bounded by the parser): 0 once the
-     * header is complete with *status and *hdr_len, -EAGAIN for more bytes,
-     * another negative code when it is not an HTTP reply or too long. */
-    int (*parse_reply)(const uint8_t *data, size_t len, int *status, size_t *hdr_len, char *reason,
-                       size_t reason_cap);
-    size_t reply_max; /* longest reply header the parser accepts */
 };
+
+struct proxyconnect_proxy;
+/* Fills hp so that a request reaches target "HOST:PORT" through p: the
+ * CONNECT request (User-Agent tether-site/VERSION) is built into buf (cap >=
+ * PROXYCONNECT_REQUEST_MAX), which hp then borrows, as it borrows p. Returns
+ * 0 or the error of proxyconnect_request. */
+int httpc_proxy_via(struct httpc_proxy *hp, const struct proxyconnect_proxy *p, const char *target,
+                    char *buf, size_t cap);
 
 struct httpc_target {
     char host[256];

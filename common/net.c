@@ -4,9 +4,13 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <poll.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 
 /* Longest input worth looking at: "[" host "]:" 5 digits. */
 #define HOSTPORT_MAX (NET_HOST_MAX + 8)
@@ -182,4 +186,62 @@ out:
     if (rc != 0)
         memset(out, 0, sizeof(*out));
     return rc;
+}
+
+void net_peer_ip(const char *peer, char *ip, size_t cap)
+{
+    const char *colon = strrchr(peer, ':');
+    size_t n = colon ? (size_t)(colon - peer) : strlen(peer);
+
+    snprintf(ip, cap, "%.*s", (int)n, peer);
+}
+
+int64_t net_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int net_wait_fd(int fd, short events, int64_t deadline)
+{
+    struct pollfd pfd = {.fd = fd, .events = events};
+
+    for (;;) {
+        int64_t left = deadline - net_now_ms();
+        int n;
+
+        if (left <= 0)
+            return -ETIMEDOUT;
+        n = poll(&pfd, 1, left > INT32_MAX ? INT32_MAX : (int)left);
+        if (n > 0)
+            return 0;
+        if (n == 0)
+            return -ETIMEDOUT;
+        if (errno != EINTR)
+            return -errno;
+    }
+}
+
+int net_send_all(int fd, const void *data, size_t len, int64_t deadline)
+{
+    const uint8_t *p = data;
+
+    while (len > 0) {
+        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+        int rc;
+
+        if (n > 0) {
+            p += n;
+            len -= (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+            return -errno;
+        rc = net_wait_fd(fd, POLLOUT, deadline);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
 }

@@ -4,6 +4,7 @@
 #define TETHER_NET_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #define NET_HOST_MAX 253
 
@@ -21,5 +22,19 @@ struct net_url {
     char path[1024]; /* unix: socket path; http(s): base path without trailing '/', may be "" */
 };
 int net_parse_url(const char *s, struct net_url *out);
+
+/* The IP part of a peer string "ip:port" or "[v6]:port" as conn.c writes it
+ * (everything before the last ':'; the whole string without one), into ip
+ * (truncated to cap). */
+void net_peer_ip(const char *peer, char *ip, size_t cap);
+
+/* Blocking I/O for the command-line tools, against a deadline in
+ * CLOCK_MONOTONIC milliseconds (net_now_ms). */
+int64_t net_now_ms(void);
+/* Waits until fd is ready for events: 0, -ETIMEDOUT or -errno. */
+int net_wait_fd(int fd, short events, int64_t deadline);
+/* Sends all of data on the non-blocking socket fd (MSG_NOSIGNAL): 0,
+ * -ETIMEDOUT or -errno. */
+int net_send_all(int fd, const void *data, size_t len, int64_t deadline);
 
 #endif

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "../common/net.h"
 #include "tunnel.h"
 
 int64_t hub_now(void)
@@ -100,24 +101,13 @@ void hub_tunnel_del(struct hub *h, struct tunnel *t)
         }
 }
 
-/* Address part of "ip:port" / "[v6]:port". */
-static void peer_ip(const char *peer, char *ip, size_t cap)
-{
-    const char *colon = strrchr(peer, ':');
-    size_t n = colon ? (size_t)(colon - peer) : strlen(peer);
-    if (n >= cap)
-        n = cap - 1;
-    memcpy(ip, peer, n);
-    ip[n] = '\0';
-}
-
 int hub_pending_inc(struct hub *h, const char *peer)
 {
     char ip[48];
     size_t n = sizeof(h->pending) / sizeof(h->pending[0]);
     int free_slot = -1;
 
-    peer_ip(peer, ip, sizeof(ip));
+    net_peer_ip(peer, ip, sizeof(ip));
     for (size_t i = 0; i < n; i++) {
         if (h->pending[i].count > 0 && strcmp(h->pending[i].ip, ip) == 0) {
             if (h->pending[i].count >= h->cfg.max_pending_handshakes_per_ip)
@@ -138,7 +128,7 @@ int hub_pending_inc(struct hub *h, const char *peer)
 void hub_pending_dec(struct hub *h, const char *peer)
 {
     char ip[48];
-    peer_ip(peer, ip, sizeof(ip));
+    net_peer_ip(peer, ip, sizeof(ip));
     for (size_t i = 0; i < sizeof(h->pending) / sizeof(h->pending[0]); i++)
         if (h->pending[i].count > 0 && strcmp(h->pending[i].ip, ip) == 0) {
             h->pending[i].count--;
@@ -157,7 +147,7 @@ static void users_key(const char *peer, char *key, size_t cap)
     struct in6_addr a6;
     size_t n;
 
-    peer_ip(peer, ip, sizeof(ip));
+    net_peer_ip(peer, ip, sizeof(ip));
     n = strlen(ip);
     if (n >= 2 && ip[0] == '[' && ip[n - 1] == ']') {
         memmove(ip, ip + 1, n - 2);

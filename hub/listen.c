@@ -81,14 +81,16 @@ static void wait_unlink(struct handshake *hs)
 
 static void wake_one(struct hub *h, const struct conn *gone)
 {
-    const char *colon = strrchr(gone->peer, ':');
-    size_t iplen = colon ? (size_t)(colon - gone->peer) : strlen(gone->peer);
+    char ip[sizeof(gone->peer)], wip[sizeof(gone->peer)];
     struct handshake *oldest = NULL;
 
+    net_peer_ip(gone->peer, ip, sizeof(ip));
     /* New waiters go to the head: the last match waited longest. */
-    for (struct handshake *w = waiters; w != NULL; w = w->wnext)
-        if (strncmp(w->c->peer, gone->peer, iplen) == 0 && w->c->peer[iplen] == ':')
+    for (struct handshake *w = waiters; w != NULL; w = w->wnext) {
+        net_peer_ip(w->c->peer, wip, sizeof(wip));
+        if (strcmp(wip, ip) == 0)
             oldest = w;
+    }
     if (oldest == NULL || hub_pending_inc(h, oldest->c->peer) != 0)
         return;
     wait_unlink(oldest);

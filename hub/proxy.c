@@ -455,12 +455,8 @@ static void t_head(void *arg, int status, const nghttp2_nv *nva, size_t n)
         return;
     for (size_t i = 0; i < n; i++)
         if (nva[i].namelen == 14 &&
-            strncasecmp((const char *)nva[i].name, "content-length", 14) == 0) {
-            char tmp[24];
-            snprintf(tmp, sizeof(tmp), "%.*s", (int)(nva[i].valuelen < 20 ? nva[i].valuelen : 20),
-                     nva[i].value);
-            cl = strtoll(tmp, NULL, 10);
-        }
+            strncasecmp((const char *)nva[i].name, "content-length", 14) == 0)
+            cl = hfield_content_length((const char *)nva[i].value, nva[i].valuelen);
     ureq_respond_head(p->r, status, nva, n, cl);
 }
 

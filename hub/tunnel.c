@@ -515,11 +515,19 @@ static void ping_cb(uv_timer_t *timer)
         uv_timer_start(&t->ping_timer, ping_cb, 2 * iv - (now - t->last_heard_ms), iv);
 }
 
+static const struct h2_callbacks tunnel_h2_callbacks = {
+    .header = on_header,
+    .frame_recv = on_frame_recv,
+    .data_chunk = on_data_chunk,
+    .stream_close = on_stream_close,
+};
+
+/* The site never opens streams toward the hub. */
+static const struct h2_limits tunnel_h2_limits = {0, TUNNEL_STREAM_WINDOW, TUNNEL_CONN_WINDOW};
+
 int tunnel_attach(struct hub *h, struct conn *c, const struct reg_site *site)
 {
     struct tunnel *t = calloc(1, sizeof(*t));
-    nghttp2_session_callbacks *cbs = NULL;
-    nghttp2_option *opt = NULL;
     nghttp2_session *s = NULL;
     struct tunnel *old;
     int rc = -ENOMEM;
@@ -535,21 +543,10 @@ int tunnel_attach(struct hub *h, struct conn *c, const struct reg_site *site)
     t->last_heard_ms = uv_now(h->loop);
     if (t->services_json == NULL)
         goto out;
-    if (nghttp2_session_callbacks_new(&cbs) != 0 || (opt = h2_option_new(0)) == NULL)
-        goto out;
-    nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
-    nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
-    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk);
-    nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
-    if (nghttp2_session_client_new2(&s, cbs, t, opt) != 0)
+    rc = h2_session_new(H2_ROLE_HUB_TUNNEL, &tunnel_h2_callbacks, &tunnel_h2_limits, t, &s);
+    if (rc != 0)
         goto out;
     h2_init(&t->h2, s, c);
-    s = NULL;
-    /* The site never opens streams toward the hub. */
-    if (h2_submit_settings(t->h2.s, 0, TUNNEL_STREAM_WINDOW, TUNNEL_CONN_WINDOW) != 0) {
-        rc = -EIO;
-        goto out;
-    }
     uv_timer_init(h->loop, &t->ping_timer);
     t->ping_timer.data = t;
     c->ops = &tunnel_conn_ops;
@@ -583,10 +580,6 @@ int tunnel_attach(struct hub *h, struct conn *c, const struct reg_site *site)
     h2_send(&t->h2);
     rc = 0;
 out:
-    if (cbs != NULL)
-        nghttp2_session_callbacks_del(cbs);
-    if (opt != NULL)
-        nghttp2_option_del(opt);
     if (rc != 0 && t != NULL) {
         if (t->h2.s != NULL)
             h2_free(&t->h2);

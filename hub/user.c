@@ -644,19 +644,9 @@ static ssize_t h2_read_out(nghttp2_session *session, int32_t stream_id, uint8_t 
                            uint32_t *data_flags, nghttp2_data_source *source, void *user_data)
 {
     struct ureq *r = source->ptr;
-    size_t n = r->out.len < length ? r->out.len : length;
 
-    if (n > H2_DATA_MAX)
-        n = H2_DATA_MAX;
-    if (n == 0 && !r->out_eof) {
-        r->deferred = 1;
-        return NGHTTP2_ERR_DEFERRED;
-    }
     /* The bytes go out in h2_send_body() (h2_send_data_from). */
-    *data_flags |= NGHTTP2_DATA_FLAG_NO_COPY;
-    if (r->out_eof && n == r->out.len)
-        *data_flags |= NGHTTP2_DATA_FLAG_EOF;
-    return (ssize_t)n;
+    return h2_body_read(&r->out, r->out_eof, &r->deferred, length, data_flags);
 }
 
 static int h2_send_body(nghttp2_session *session, nghttp2_frame *frame, const uint8_t *framehd,
@@ -720,9 +710,7 @@ static int h2_on_header(nghttp2_session *session, const nghttp2_frame *frame, co
     if (ureq_add_header(r, (const char *)name, namelen, (const char *)value, valuelen) != 0)
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     if (namelen == 14 && memcmp(name, "content-length", 14) == 0) {
-        char tmp[24];
-        snprintf(tmp, sizeof(tmp), "%.*s", (int)(valuelen < 20 ? valuelen : 20), value);
-        r->content_length = strtoll(tmp, NULL, 10);
+        r->content_length = hfield_content_length((const char *)value, valuelen);
     }
     return 0;
 }
@@ -1109,8 +1097,6 @@ static const struct conn_ops user_conn_ops = {
 int user_attach(struct hub *h, struct conn *c, const char *alpn)
 {
     struct user_conn *uc = calloc(1, sizeof(*uc));
-    nghttp2_session_callbacks *cbs = NULL;
-    nghttp2_option *opt = NULL;
     nghttp2_session *s = NULL;
     int rc = -ENOMEM;
 
@@ -1127,21 +1113,22 @@ int user_attach(struct hub *h, struct conn *c, const char *alpn)
     uc->resume_timer.data = uc->idle_timer.data = uc->body_timer.data = uc;
     uc->timers_open = 3;
     if (strcmp(alpn, "h2") == 0) {
+        static const struct h2_callbacks cb = {
+            .begin_headers = h2_begin_headers,
+            .header = h2_on_header,
+            .frame_recv = h2_frame_recv,
+            .data_chunk = h2_data_chunk,
+            .stream_close = h2_stream_close,
+            .frame_send = h2_frame_sent,
+            .send_data = h2_send_body,
+        };
+        static const struct h2_limits lim = {USER_MAX_STREAMS, USER_STREAM_WINDOW,
+                                             USER_CONN_WINDOW};
+
         uc->is_h2 = 1;
-        if (nghttp2_session_callbacks_new(&cbs) != 0 || (opt = h2_option_new(0)) == NULL)
-            goto out;
-        nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, h2_begin_headers);
-        nghttp2_session_callbacks_set_on_header_callback(cbs, h2_on_header);
-        nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, h2_frame_recv);
-        nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, h2_data_chunk);
-        nghttp2_session_callbacks_set_on_stream_close_callback(cbs, h2_stream_close);
-        nghttp2_session_callbacks_set_on_frame_send_callback(cbs, h2_frame_sent);
-        nghttp2_session_callbacks_set_send_data_callback(cbs, h2_send_body);
-        if (nghttp2_session_server_new2(&s, cbs, uc, opt) != 0)
+        if (h2_session_new(H2_ROLE_HUB_USERS, &cb, &lim, uc, &s) != 0)
             goto out;
         h2_init(&uc->h2, s, c);
-        if (h2_submit_settings(s, USER_MAX_STREAMS, USER_STREAM_WINDOW, USER_CONN_WINDOW) != 0)
-            goto out;
     } else {
         http_parser_init(&uc->parser, HTTP_REQUEST);
         uc->parser.data = uc;
@@ -1153,15 +1140,9 @@ int user_attach(struct hub *h, struct conn *c, const char *alpn)
         h2_send(&uc->h2);
     rc = 0;
 out:
-    if (cbs != NULL)
-        nghttp2_session_callbacks_del(cbs);
-    if (opt != NULL)
-        nghttp2_option_del(opt);
     if (rc != 0) {
         if (uc->h2.s != NULL)
             h2_free(&uc->h2);
-        else if (s != NULL)
-            nghttp2_session_del(s);
         uc_close_timers(uc);
     }
     return rc;

@@ -3,6 +3,7 @@
 /* SPDX-License-Identifier: MIT */
 #include "agent.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <jansson.h>
 #include <sys/stat.h>
@@ -10,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../common/hfield.h"
 #include "../common/log.h"
 #include "../common/tls.h"
 #include "../common/urlpath.h"
@@ -20,8 +22,14 @@
 #define SITE_MAX_STREAMS   256
 #define SITE_STREAM_WINDOW (1 << 20)
 #define SITE_CONN_WINDOW   (64 << 20)
-#define RESP_HIGH          (256 << 10)
-#define RESP_LOW           (64 << 10)
+
+const struct h2_limits agent_h2_limits = {
+    .max_streams = SITE_MAX_STREAMS,
+    .stream_window = SITE_STREAM_WINDOW,
+    .conn_window = SITE_CONN_WINDOW,
+};
+#define RESP_HIGH (256 << 10)
+#define RESP_LOW  (64 << 10)
 
 struct sstream {
     struct agent *a;
@@ -60,7 +68,7 @@ static void enter_state(struct agent *a, enum agent_state s, const char *why)
     a->state = s;
 }
 
-static void dial(struct agent *a);
+static void start_attempt(struct agent *a);
 static void watch_cb(uv_timer_t *t);
 
 /* --- streams --- */
@@ -89,19 +97,9 @@ static ssize_t resp_read(nghttp2_session *session, int32_t stream_id, uint8_t *d
                          uint32_t *data_flags, nghttp2_data_source *source, void *user_data)
 {
     struct sstream *ss = source->ptr;
-    size_t n = ss->resp.len < length ? ss->resp.len : length;
 
-    if (n > H2_DATA_MAX)
-        n = H2_DATA_MAX;
-    if (n == 0 && !ss->resp_eof) {
-        ss->deferred = 1;
-        return NGHTTP2_ERR_DEFERRED;
-    }
     /* The bytes go out in resp_send() (h2_send_data_from). */
-    *data_flags |= NGHTTP2_DATA_FLAG_NO_COPY;
-    if (ss->resp_eof && n == ss->resp.len)
-        *data_flags |= NGHTTP2_DATA_FLAG_EOF;
-    return (ssize_t)n;
+    return h2_body_read(&ss->resp, ss->resp_eof, &ss->deferred, length, data_flags);
 }
 
 static int resp_send(nghttp2_session *session, nghttp2_frame *frame, const uint8_t *framehd,
@@ -405,9 +403,7 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
         return 0;
     }
     if (nl == 14 && memcmp(name, "content-length", 14) == 0) {
-        char tmp[24];
-        snprintf(tmp, sizeof(tmp), "%.*s", (int)(vl < 20 ? vl : 20), value);
-        ss->content_length = strtoll(tmp, NULL, 10);
+        ss->content_length = hfield_content_length((const char *)value, vl);
         return 0;
     }
     if (h2_hop_by_hop((const char *)name, nl) || (nl == 4 && memcmp(name, "host", 4) == 0))
@@ -542,8 +538,14 @@ static void watch_cb(uv_timer_t *t)
 static void agent_conn_handshake(struct conn *c)
 {
     struct agent *a = c->owner;
-    nghttp2_session_callbacks *cbs = NULL;
-    nghttp2_option *opt = NULL;
+    static const struct h2_callbacks cb = {
+        .begin_headers = on_begin_headers,
+        .header = on_header,
+        .frame_recv = on_frame_recv,
+        .data_chunk = on_data_chunk,
+        .stream_close = on_stream_close,
+        .send_data = resp_send,
+    };
     nghttp2_session *s = NULL;
     char alpn[32];
 
@@ -552,32 +554,15 @@ static void agent_conn_handshake(struct conn *c)
         conn_close(c, "hub did not accept ALPN tether/1");
         return;
     }
-    if (nghttp2_session_callbacks_new(&cbs) != 0 || (opt = h2_option_new(1)) == NULL)
-        goto fail;
-    nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, on_begin_headers);
-    nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
-    nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
-    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk);
-    nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
-    nghttp2_session_callbacks_set_send_data_callback(cbs, resp_send);
-    if (nghttp2_session_server_new2(&s, cbs, a, opt) != 0)
-        goto fail;
+    if (h2_session_new(H2_ROLE_SITE, &cb, &agent_h2_limits, a, &s) != 0) {
+        conn_close(c, "out of memory");
+        return;
+    }
     h2_init(&a->h2, s, c);
-    if (h2_submit_settings(s, SITE_MAX_STREAMS, SITE_STREAM_WINDOW, SITE_CONN_WINDOW) != 0)
-        goto fail;
-    nghttp2_session_callbacks_del(cbs);
-    nghttp2_option_del(opt);
     a->last_heard_ms = uv_now(a->loop);
     /* In TLS 1.3 the client finishes before the hub has judged its
      * certificate: the tunnel counts as up at the hub's first SETTINGS. */
     h2_send(&a->h2);
-    return;
-fail:
-    if (cbs)
-        nghttp2_session_callbacks_del(cbs);
-    if (opt)
-        nghttp2_option_del(opt);
-    conn_close(c, "out of memory");
 }
 
 static void agent_conn_close(struct conn *c, const char *reason)
@@ -597,7 +582,7 @@ static void agent_conn_close(struct conn *c, const char *reason)
     uv_timer_stop(&a->connect_timer);
     if (a->proxy_wait && a->close_why[0] == '\0') {
         char pname[NET_HOST_MAX + 10];
-        dial_proxy_name(&a->proxy, pname, sizeof(pname));
+        proxyconnect_name(&a->proxy, pname, sizeof(pname));
         snprintf(a->close_why, sizeof(a->close_why),
                  "no answer from the proxy %.80s to CONNECT %.80s (%.80s)", pname,
                  a->hubs[a->hub_idx], reason);
@@ -659,34 +644,36 @@ static void start_tls(struct agent *a, struct conn *c)
 static int agent_conn_peek(struct conn *c, const uint8_t *data, size_t len)
 {
     struct agent *a = c->owner;
-    char reason[96], pname[NET_HOST_MAX + 10];
+    struct proxyconnect_reply *r = &a->proxy_reply;
+    char pname[NET_HOST_MAX + 10];
     char *why = a->close_why;
-    size_t hdr_len = 0;
-    int status = 0, rc;
+    enum proxyconnect_result res;
 
     if (!a->proxy_wait)
         return -EPROTO; /* the hub never speaks first */
-    rc = dial_connect_reply(data, len, &status, &hdr_len, reason, sizeof(reason));
-    if (rc == -EAGAIN)
+    /* c->early holds every byte so far; the parser has taken r->seen. */
+    assert(r->seen <= len);
+    res = proxyconnect_reply_feed(r, data + r->seen, len - r->seen, NULL);
+    if (res == PROXYCONNECT_NEED_MORE)
         return 0;
-    dial_proxy_name(&a->proxy, pname, sizeof(pname));
-    if (rc != 0) {
+    proxyconnect_name(&a->proxy, pname, sizeof(pname));
+    if (res == PROXYCONNECT_ERROR) {
         snprintf(why, sizeof(a->close_why), "proxy %.80s did not answer CONNECT with HTTP (%s)",
-                 pname, rc == -EMSGSIZE ? "reply header over 8 KiB" : "not an HTTP reply");
+                 pname, proxyconnect_error_string(r->error));
         conn_close(c, "proxy error");
         return 0;
     }
-    if (status < 200 || status > 299) {
+    if (r->status < 200 || r->status > 299) {
         snprintf(why, sizeof(a->close_why), "proxy %.60s refused CONNECT to %.60s: %d %.60s%s",
-                 pname, a->hubs[a->hub_idx], status, reason,
-                 (status == 407 || status == 401)
+                 pname, a->hubs[a->hub_idx], r->status, r->reason,
+                 proxyconnect_auth_refused(r->status)
                      ? " (wrong or missing user:password in the proxy URL)"
                      : "");
         conn_close(c, "proxy refused");
         return 0;
     }
     a->proxy_wait = 0;
-    buf_consume(&c->early, hdr_len);
+    buf_consume(&c->early, r->seen);
     enter_state(a, AG_HANDSHAKE, "proxy tunnel open");
     start_tls(a, c);
     return 0;
@@ -737,12 +724,13 @@ static void on_connect(uv_connect_t *req, int status)
 
         enter_state(a, AG_HANDSHAKE, "proxy connected");
         snprintf(ua, sizeof(ua), "tether-site/%s", TETHER_VERSION);
-        if (dial_connect_request(&a->proxy, a->hubs[a->hub_idx], ua, a->proxy_req,
+        if (proxyconnect_request(&a->proxy, a->hubs[a->hub_idx], ua, a->proxy_req,
                                  sizeof(a->proxy_req), &len) != 0) {
             conn_close(c, "bad hub endpoint for CONNECT");
             return;
         }
         a->proxy_wait = 1;
+        proxyconnect_reply_init(&a->proxy_reply);
         b = uv_buf_init(a->proxy_req, (unsigned)len);
         if (uv_write(&a->proxy_wreq, (uv_stream_t *)&c->tcp, &b, 1, proxy_written) != 0)
             conn_close(c, "cannot send CONNECT to the proxy");
@@ -769,7 +757,7 @@ static void source_port_fatal(struct agent *a, int rc)
 {
     char holder[160];
 
-    dial_port_holder(a->source_port, holder, sizeof(holder));
+    portholder_describe(a->source_port, holder, sizeof(holder));
     snprintf(a->fatal, sizeof(a->fatal),
              "cannot use source port %d: %s; held by %s (see `ss -tanp sport = :%d`); not "
              "trying another port",
@@ -888,7 +876,9 @@ static void reload_key_if_changed(struct agent *a)
     memcpy(a->key_sig, sig, sizeof(sig));
 }
 
-static void dial(struct agent *a)
+/* Starts one connection attempt to the current hub endpoint: resolves it (or
+ * the proxy), then connects in on_resolved. */
+static void start_attempt(struct agent *a)
 {
     char host[NET_HOST_MAX + 1], port_s[8];
     struct addrinfo hints;
@@ -919,7 +909,7 @@ static void dial(struct agent *a)
 
 static void backoff_cb(uv_timer_t *t)
 {
-    dial(t->data);
+    start_attempt(t->data);
 }
 
 static uint64_t jitter(uint64_t max)
@@ -983,7 +973,7 @@ int agent_start(struct agent *a)
         return -EINVAL;
     if (a->key_dir[0] != '\0' && key_signature(a, a->key_sig) != 0)
         memset(a->key_sig, 0, sizeof(a->key_sig));
-    dial(a);
+    start_attempt(a);
     return 0;
 }
 

@@ -12,7 +12,8 @@
 #include "../common/h2.h"
 #include "../common/net.h"
 #include "../common/token.h"
-#include "dial.h"
+#include "../common/proxyconnect.h"
+#include "portholder.h"
 
 #define AGENT_MAX_SERVICES 64
 
@@ -61,7 +62,7 @@ struct agent {
     uint64_t connect_timeout_ms; /* TCP connect (SYN without SYN-ACK) */
     uint64_t backoff_base_ms, backoff_cap_ms;
     int use_proxy;
-    struct dial_proxy proxy; /* egress HTTP CONNECT proxy when use_proxy */
+    struct proxyconnect_proxy proxy; /* egress HTTP CONNECT proxy when use_proxy */
 
     enum agent_state state;
     struct conn *conn;
@@ -73,10 +74,11 @@ struct agent {
     uv_timer_t watch_timer;
     uv_timer_t connect_timer;
     uv_write_t proxy_wreq;
-    char proxy_req[DIAL_REQUEST_MAX]; /* the CONNECT request while it is written */
-    int proxy_wait;                   /* waiting for the proxy's reply */
-    char close_why[320];              /* a reason longer than conn's, for the next close */
-    unsigned attempt;                 /* failed rounds over all endpoints since last success */
+    char proxy_req[PROXYCONNECT_REQUEST_MAX]; /* the CONNECT request while it is written */
+    int proxy_wait;                           /* waiting for the proxy's reply */
+    struct proxyconnect_reply proxy_reply;    /* parses it while proxy_wait */
+    char close_why[320];                      /* a reason longer than conn's, for the next close */
+    unsigned attempt; /* failed rounds over all endpoints since last success */
     size_t tried_in_round;
     uint64_t last_heard_ms;
     struct sstream *streams;
@@ -93,5 +95,8 @@ int agent_start(struct agent *a);
 /* GOAWAY, close, no reconnect; the loop ends when everything closed. */
 void agent_stop(struct agent *a);
 void agent_free(struct agent *a);
+
+/* What the site announces in its HTTP/2 SETTINGS (doctor announces the same). */
+extern const struct h2_limits agent_h2_limits;
 
 #endif

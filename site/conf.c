@@ -108,7 +108,7 @@ static int apply(struct site_conf *c, const char *key, const char *v, int *seen_
         c->proxy_set = 1;
         c->use_proxy = 0; /* "proxy =" turns off one set earlier */
         if (v[0] != '\0') {
-            if (dial_proxy_parse(v, &c->proxy) != 0) {
+            if (proxyconnect_parse_url(v, &c->proxy) != 0) {
                 snprintf(why, why_cap, "expected http://[user:pass@]host:port");
                 return -EINVAL;
             }

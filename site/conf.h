@@ -9,7 +9,7 @@
 #include "../common/crypto.h"
 #include "../common/token.h"
 #include "agent.h"
-#include "dial.h"
+#include "../common/proxyconnect.h"
 
 /* What site.conf and the --config files say. Plain values, no pointers:
  * the caller owns the struct. Keys (docs/site-guide.md):
@@ -30,7 +30,7 @@ struct site_conf {
     int source_port; /* 0 = not given */
     int proxy_set;   /* a proxy key was read: use_proxy then says which */
     int use_proxy;
-    struct dial_proxy proxy; /* when use_proxy */
+    struct proxyconnect_proxy proxy; /* when use_proxy */
 };
 
 /* An empty configuration. */

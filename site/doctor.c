@@ -23,11 +23,13 @@
 #include "../common/cli.h"
 #include "../common/crypto.h"
 #include "../common/net.h"
+#include "../common/proxyconnect.h"
 #include "../common/tls.h"
+#include "../common/tlsfd.h"
 #include "../common/token.h"
 #include "cmds.h"
 #include "conf.h"
-#include "dial.h"
+#include "portholder.h"
 
 /* Exit codes, one per failing stage (docs/site-guide.md lists them). */
 enum {
@@ -55,7 +57,7 @@ struct doc {
     size_t n_hubs;
     char hub_pin[CRYPTO_PIN_LEN + 1];
     int use_proxy;
-    struct dial_proxy proxy;
+    struct proxyconnect_proxy proxy;
     int source_port;
     int timeout_ms;
     int rtt_warn_ms;
@@ -77,13 +79,6 @@ struct path {
     int port;
     char addr[80]; /* "ip:port" reached: the hub, or the proxy */
 };
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static double now_msf(void)
 {
@@ -198,7 +193,7 @@ static int stage_dns(const char *host, int port, const char *what, struct addrin
         .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
     char ports[8], list[200], one[INET6_ADDRSTRLEN];
     size_t off = 0;
-    int64_t t0 = now_ms();
+    int64_t t0 = net_now_ms();
     int gai;
 
     snprintf(ports, sizeof(ports), "%d", port);
@@ -221,7 +216,7 @@ static int stage_dns(const char *host, int port, const char *what, struct addrin
         off += (size_t)snprintf(list + off, sizeof(list) - off, "%s%s", off ? ", " : "", one);
     }
     verdict("dns", "ok", "%s %s resolves to %s (%lld ms)", what, host, list,
-            (long long)(now_ms() - t0));
+            (long long)(net_now_ms() - t0));
     return DOC_OK;
 }
 
@@ -231,7 +226,7 @@ static int tcp_connect(const struct addrinfo *ai, int sport, int timeout_ms, int
                        int64_t *took)
 {
     struct pollfd pfd;
-    int64_t t0 = now_ms();
+    int64_t t0 = net_now_ms();
     int fd, rc, soerr = 0, one = 1;
     socklen_t sl = sizeof(soerr);
 
@@ -267,7 +262,7 @@ static int tcp_connect(const struct addrinfo *ai, int sport, int timeout_ms, int
     pfd.fd = fd;
     pfd.events = POLLOUT;
     for (;;) {
-        int64_t left = timeout_ms - (now_ms() - t0);
+        int64_t left = timeout_ms - (net_now_ms() - t0);
         if (left <= 0) {
             close(fd);
             return -ETIMEDOUT;
@@ -285,7 +280,7 @@ static int tcp_connect(const struct addrinfo *ai, int sport, int timeout_ms, int
         close(fd);
         return soerr ? -soerr : -EIO;
     }
-    *took = now_ms() - t0;
+    *took = net_now_ms() - t0;
     *fd_out = fd;
     return 0;
 }
@@ -305,7 +300,7 @@ static int stage_tcp(struct doc *d, const char *host, int port, const char *what
         if (sport > 0 && (rc == -EADDRINUSE || rc == -EADDRNOTAVAIL)) {
             /* The running agent may hold it: say so, and test the path from
              * another port rather than not at all. */
-            dial_port_holder(sport, holder, sizeof(holder));
+            portholder_describe(sport, holder, sizeof(holder));
             verdict("tcp", "warn",
                     "source port %d is taken (held by %s); testing from another port", sport,
                     holder);
@@ -339,109 +334,51 @@ static int stage_tcp(struct doc *d, const char *host, int port, const char *what
     return DOC_TCP;
 }
 
-/* --- blocking I/O helpers --- */
-
-static int wait_fd(int fd, short ev, int64_t deadline)
-{
-    struct pollfd pfd = {.fd = fd, .events = ev};
-    for (;;) {
-        int64_t left = deadline - now_ms();
-        int n;
-        if (left <= 0)
-            return -ETIMEDOUT;
-        n = poll(&pfd, 1, (int)left);
-        if (n > 0)
-            return 0;
-        if (n < 0 && errno != EINTR)
-            return -errno;
-    }
-}
-
-static int send_all(int fd, const void *data, size_t len, int64_t deadline)
-{
-    const uint8_t *p = data;
-    while (len > 0) {
-        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
-        if (n > 0) {
-            p += n;
-            len -= (size_t)n;
-            continue;
-        }
-        if (n < 0 && errno != EAGAIN && errno != EINTR)
-            return -errno;
-        if (wait_fd(fd, POLLOUT, deadline) != 0)
-            return -ETIMEDOUT;
-    }
-    return 0;
-}
-
-/* Reads what is there (waiting until the deadline for the first byte):
- * >0 bytes, 0 on EOF, <0 error. */
-static ssize_t recv_some(int fd, uint8_t *dst, size_t cap, int64_t deadline)
-{
-    for (;;) {
-        ssize_t n = recv(fd, dst, cap, 0);
-        if (n >= 0)
-            return n;
-        if (errno != EAGAIN && errno != EINTR)
-            return -errno;
-        if (wait_fd(fd, POLLIN, deadline) != 0)
-            return -ETIMEDOUT;
-    }
-}
-
 /* --- proxy --- */
 
-static int stage_proxy(struct doc *d, int fd, const char *hub, uint8_t *extra, size_t *extra_len)
+static int stage_proxy(struct doc *d, int fd, const char *hub)
 {
-    char req[DIAL_REQUEST_MAX], reason[96], pname[NET_HOST_MAX + 10], ua[64];
-    uint8_t rbuf[DIAL_REPLY_MAX];
-    size_t len = 0, got = 0, hl = 0;
-    int64_t t0 = now_ms(), deadline = t0 + d->timeout_ms;
-    int status = 0, rc;
+    char req[PROXYCONNECT_REQUEST_MAX], pname[NET_HOST_MAX + 10], ua[64];
+    struct proxyconnect_reply r;
+    size_t len = 0;
+    int64_t t0 = net_now_ms();
+    int rc;
 
-    *extra_len = 0;
-    dial_proxy_name(&d->proxy, pname, sizeof(pname));
+    proxyconnect_reply_init(&r);
+    proxyconnect_name(&d->proxy, pname, sizeof(pname));
     snprintf(ua, sizeof(ua), "tether-site/%s (doctor)", TETHER_VERSION);
-    if (dial_connect_request(&d->proxy, hub, ua, req, sizeof(req), &len) != 0 ||
-        send_all(fd, req, len, deadline) != 0) {
+    rc = proxyconnect_request(&d->proxy, hub, ua, req, sizeof(req), &len);
+    if (rc == 0)
+        rc = proxyconnect_exchange(fd, req, len, t0 + d->timeout_ms, &r);
+    if (rc != 0 && !r.sent) {
         verdict("proxy", "FAIL", "cannot send CONNECT %s to the proxy %s", hub, pname);
         return DOC_PROXY;
     }
-    for (;;) {
-        ssize_t n = recv_some(fd, rbuf + got, sizeof(rbuf) - got, deadline);
-        if (n == -ETIMEDOUT) {
-            verdict("proxy", "FAIL", "the proxy %s did not answer CONNECT %s within %.1f s", pname,
-                    hub, d->timeout_ms / 1000.0);
-            advise("the network team", "why the proxy %s holds CONNECT to %s; " NO_INBOUND, pname,
-                   hub);
-            return DOC_PROXY;
-        }
-        if (n <= 0) {
-            verdict("proxy", "FAIL",
-                    "the proxy %s closed the connection instead of answering "
-                    "CONNECT %s",
-                    pname, hub);
-            advise("the network team", "let the proxy %s CONNECT to %s; " NO_INBOUND, pname, hub);
-            return DOC_PROXY;
-        }
-        got += (size_t)n;
-        rc = dial_connect_reply(rbuf, got, &status, &hl, reason, sizeof(reason));
-        if (rc == -EAGAIN)
-            continue;
-        if (rc != 0) {
-            verdict("proxy", "FAIL", "%s does not answer like an HTTP proxy (%s)", pname,
-                    rc == -EMSGSIZE ? "reply header over 8 KiB" : "not an HTTP reply");
-            advise("the network team", "for the address of the HTTP proxy this host must use");
-            return DOC_PROXY;
-        }
-        break;
+    if (rc == -ETIMEDOUT) {
+        verdict("proxy", "FAIL", "the proxy %s did not answer CONNECT %s within %.1f s", pname, hub,
+                d->timeout_ms / 1000.0);
+        advise("the network team", "why the proxy %s holds CONNECT to %s; " NO_INBOUND, pname, hub);
+        return DOC_PROXY;
     }
-    if (status < 200 || status > 299) {
-        verdict("proxy", "FAIL", "the proxy %s refused CONNECT %s: %d %s", pname, hub, status,
-                reason);
+    if (rc == -EPROTO) {
+        verdict("proxy", "FAIL", "%s does not answer like an HTTP proxy (%s)", pname,
+                proxyconnect_error_string(r.error));
+        advise("the network team", "for the address of the HTTP proxy this host must use");
+        return DOC_PROXY;
+    }
+    if (rc != 0) {
+        verdict("proxy", "FAIL",
+                "the proxy %s closed the connection instead of answering "
+                "CONNECT %s",
+                pname, hub);
+        advise("the network team", "let the proxy %s CONNECT to %s; " NO_INBOUND, pname, hub);
+        return DOC_PROXY;
+    }
+    if (r.status < 200 || r.status > 299) {
+        verdict("proxy", "FAIL", "the proxy %s refused CONNECT %s: %d %s", pname, hub, r.status,
+                r.reason);
         /* tinyproxy answers 401 where RFC 9110 says 407. */
-        if (status == 407 || status == 401)
+        if (proxyconnect_auth_refused(r.status))
             advise("the network team",
                    "for proxy credentials, and put them in the proxy URL "
                    "(http://USER:PASS@%s)",
@@ -454,12 +391,8 @@ static int stage_proxy(struct doc *d, int fd, const char *hub, uint8_t *extra, s
                 pname, hub);
         return DOC_PROXY;
     }
-    if (got > hl) {
-        memcpy(extra, rbuf + hl, got - hl);
-        *extra_len = got - hl;
-    }
-    verdict("proxy", "ok", "%s opened a tunnel to %s (%d %s, %lld ms)", pname, hub, status, reason,
-            (long long)(now_ms() - t0));
+    verdict("proxy", "ok", "%s opened a tunnel to %s (%d %s, %lld ms)", pname, hub, r.status,
+            r.reason, (long long)(net_now_ms() - t0));
     return DOC_OK;
 }
 
@@ -509,67 +442,6 @@ static int cert_names(struct doc *d, char *issuer, char *subject, size_t cap, in
     return rc == 0 ? 0 : -EPROTO;
 }
 
-/* Moves TLS output to the socket. */
-static int tls_out(struct tls_conn *t, int fd, int64_t deadline)
-{
-    int rc = 0;
-    if (t->out.len > 0) {
-        rc = send_all(fd, buf_head(&t->out), t->out.len, deadline);
-        buf_consume(&t->out, t->out.len);
-    }
-    return rc;
-}
-
-/* Handshake: 0, -ETIMEDOUT, -ECONNRESET (peer closed), -EPROTO (TLS). */
-static int tls_run_handshake(struct tls_conn *t, int fd, int64_t deadline)
-{
-    uint8_t in[16384];
-
-    for (;;) {
-        int rc = tls_handshake(t);
-        ssize_t n;
-        if (tls_out(t, fd, deadline) != 0 && rc != 0)
-            return -ECONNRESET;
-        if (rc == 0)
-            return 0;
-        if (rc != TLS_AGAIN)
-            return -EPROTO;
-        n = recv_some(fd, in, sizeof(in), deadline);
-        if (n == -ETIMEDOUT)
-            return -ETIMEDOUT;
-        if (n <= 0)
-            return -ECONNRESET;
-        if (tls_feed(t, in, (size_t)n) != 0)
-            return -ENOMEM;
-    }
-}
-
-/* Reads plaintext into dst: >0 bytes, 0 on close, <0 error. */
-static ssize_t tls_recv(struct tls_conn *t, int fd, uint8_t *dst, size_t cap, int64_t deadline)
-{
-    uint8_t in[16384];
-
-    for (;;) {
-        size_t got = 0;
-        int rc = tls_read(t, dst, cap, &got);
-        ssize_t n;
-        tls_out(t, fd, deadline);
-        if (rc == 0 && got > 0)
-            return (ssize_t)got;
-        if (rc == TLS_EOF)
-            return 0;
-        if (rc != TLS_AGAIN && rc != 0)
-            return -EPROTO;
-        n = recv_some(fd, in, sizeof(in), deadline);
-        if (n == -ETIMEDOUT)
-            return -ETIMEDOUT;
-        if (n <= 0)
-            return 0;
-        if (tls_feed(t, in, (size_t)n) != 0)
-            return -ENOMEM;
-    }
-}
-
 /* --- HTTP/2 after the handshake: the hub speaks first, as the client --- */
 
 struct h2probe {
@@ -594,6 +466,8 @@ static int probe_frame(nghttp2_session *s, const nghttp2_frame *f, void *arg)
     return 0;
 }
 
+static const struct h2_callbacks probe_callbacks = {.frame_recv = probe_frame};
+
 static int probe_flush(nghttp2_session *s, struct h2probe *p)
 {
     for (;;) {
@@ -606,7 +480,7 @@ static int probe_flush(nghttp2_session *s, struct h2probe *p)
         if (tls_write(p->t, data, (size_t)n) != 0)
             return -EPROTO;
     }
-    return tls_out(p->t, p->fd, p->deadline);
+    return tlsfd_flush(p->t, p->fd, p->deadline);
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -617,15 +491,14 @@ static int cmp_double(const void *a, const void *b)
 
 /* --- the stages after TCP --- */
 
-static int stage_tls_on(struct doc *d, struct path *pa, const uint8_t *extra, size_t extra_len)
+static int stage_tls_on(struct doc *d, struct path *pa)
 {
     struct tls_conn t;
     struct h2probe p = {0};
-    nghttp2_session_callbacks *cbs = NULL;
     nghttp2_session *s = NULL;
     char alpn[32], issuer[WC_ASN_NAME_MAX + 1], subject[WC_ASN_NAME_MAX + 1], ep[300];
     uint8_t plain[16384];
-    int64_t t0 = now_ms(), deadline = t0 + d->timeout_ms;
+    int64_t t0 = net_now_ms(), deadline = t0 + d->timeout_ms;
     int rc, self_signed = 0, code = DOC_TLS;
     ssize_t n;
 
@@ -638,9 +511,7 @@ static int stage_tls_on(struct doc *d, struct path *pa, const uint8_t *extra, si
      * a changed hub key. */
     wolfSSL_set_verify(t.ssl, WOLFSSL_VERIFY_PEER, doc_verify);
     wolfSSL_SetCertCbCtx(t.ssl, d);
-    if (extra_len > 0)
-        tls_feed(&t, extra, extra_len);
-    rc = tls_run_handshake(&t, pa->fd, deadline);
+    rc = tlsfd_handshake(&t, pa->fd, deadline);
 
     if (rc != 0 && d->seen_pin[0] != '\0' && !d->pin_ok) {
         cert_names(d, issuer, subject, sizeof(issuer), &self_signed);
@@ -693,7 +564,8 @@ static int stage_tls_on(struct doc *d, struct path *pa, const uint8_t *extra, si
                ep);
         goto out;
     }
-    verdict("tls", "ok", "TLS 1.3 handshake with %s in %lld ms", ep, (long long)(now_ms() - t0));
+    verdict("tls", "ok", "TLS 1.3 handshake with %s in %lld ms", ep,
+            (long long)(net_now_ms() - t0));
     verdict("pin", "ok", "the hub's key matches hub_pin %s", d->hub_pin);
 
     tls_alpn(&t, alpn, sizeof(alpn));
@@ -714,8 +586,8 @@ static int stage_tls_on(struct doc *d, struct path *pa, const uint8_t *extra, si
      * Finished; an accepted site gets HTTP/2 (preface + SETTINGS), a refused
      * one an alert. Note: the hub takes this as the site's session, so a
      * running agent is replaced for a moment and reconnects. */
-    deadline = now_ms() + d->timeout_ms;
-    n = tls_recv(&t, pa->fd, plain, sizeof(plain), deadline);
+    deadline = net_now_ms() + d->timeout_ms;
+    n = tlsfd_recv(&t, pa->fd, plain, sizeof(plain), deadline);
     if (n <= 0) {
         if (n == -ETIMEDOUT)
             verdict("credentials", "FAIL", "the hub said nothing within %.1f s after the handshake",
@@ -724,7 +596,9 @@ static int stage_tls_on(struct doc *d, struct path *pa, const uint8_t *extra, si
             verdict("credentials", "refused",
                     "the hub refused this site's key (%s): site \"%s\" is revoked, disabled or "
                     "unknown at the hub",
-                    n == 0 ? "it closed the connection" : tls_error_string(&t), d->site);
+                    (n == -EPROTO || n == -ENOMEM) ? tls_error_string(&t)
+                                                   : "it closed the connection",
+                    d->site);
         advise("the hub operator",
                "to check site \"%s\" (tetherctl site show %s) and enable it or enroll it again; "
                "the network path itself works (outbound TCP to %s), nothing to ask the network "
@@ -733,16 +607,11 @@ static int stage_tls_on(struct doc *d, struct path *pa, const uint8_t *extra, si
         code = DOC_CREDENTIALS;
         goto out;
     }
-    if (nghttp2_session_callbacks_new(&cbs) != 0) {
-        code = DOC_CANNOT_RUN;
-        goto out;
-    }
-    nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, probe_frame);
     p.t = &t;
     p.fd = pa->fd;
     p.deadline = deadline;
-    if (nghttp2_session_server_new(&s, cbs, &p) != 0 ||
-        nghttp2_submit_settings(s, NGHTTP2_FLAG_NONE, NULL, 0) != 0) {
+    /* The session the agent would make, so the hub sees the same SETTINGS. */
+    if (h2_session_new(H2_ROLE_SITE, &probe_callbacks, &agent_h2_limits, &p, &s) != 0) {
         code = DOC_CANNOT_RUN;
         goto out;
     }
@@ -751,7 +620,7 @@ static int stage_tls_on(struct doc *d, struct path *pa, const uint8_t *extra, si
             break;
         if (p.settings)
             break;
-        n = tls_recv(&t, pa->fd, plain, sizeof(plain), deadline);
+        n = tlsfd_recv(&t, pa->fd, plain, sizeof(plain), deadline);
         if (n <= 0)
             break;
     }
@@ -767,13 +636,13 @@ static int stage_tls_on(struct doc *d, struct path *pa, const uint8_t *extra, si
     code = DOC_OK;
     for (int i = 0; i < DOC_PINGS; i++) {
         uint8_t opaque[8] = {'d', 'o', 'c', 't', 'o', 'r', '0', (uint8_t)i};
-        p.deadline = deadline = now_ms() + d->timeout_ms;
+        p.deadline = deadline = net_now_ms() + d->timeout_ms;
         nghttp2_submit_ping(s, NGHTTP2_FLAG_NONE, opaque);
         p.sent_at = now_msf();
         if (probe_flush(s, &p) != 0)
             break;
         while (p.acks <= i) {
-            n = tls_recv(&t, pa->fd, plain, sizeof(plain), deadline);
+            n = tlsfd_recv(&t, pa->fd, plain, sizeof(plain), deadline);
             if (n <= 0 || nghttp2_session_mem_recv(s, plain, (size_t)n) < 0)
                 break;
             probe_flush(s, &p);
@@ -809,21 +678,19 @@ static int stage_tls_on(struct doc *d, struct path *pa, const uint8_t *extra, si
         }
     }
     nghttp2_submit_goaway(s, NGHTTP2_FLAG_NONE, 0, NGHTTP2_NO_ERROR, NULL, 0);
-    p.deadline = now_ms() + 1000;
+    p.deadline = net_now_ms() + 1000;
     probe_flush(s, &p);
     tls_shutdown(&t);
-    tls_out(&t, pa->fd, now_ms() + 1000);
+    tlsfd_flush(&t, pa->fd, net_now_ms() + 1000);
 out:
     if (s != NULL)
         nghttp2_session_del(s);
-    if (cbs != NULL)
-        nghttp2_session_callbacks_del(cbs);
     tls_conn_free(&t);
     return code;
 }
 
 /* DNS, TCP (and proxy) for every endpoint; keeps the first that works. */
-static int stage_reach(struct doc *d, struct path *pa, uint8_t *extra, size_t *extra_len)
+static int stage_reach(struct doc *d, struct path *pa)
 {
     int best_fail = 0, code;
 
@@ -832,7 +699,7 @@ static int stage_reach(struct doc *d, struct path *pa, uint8_t *extra, size_t *e
         struct addrinfo *res = NULL;
         char pname[NET_HOST_MAX + 10];
 
-        dial_proxy_name(&d->proxy, pname, sizeof(pname));
+        proxyconnect_name(&d->proxy, pname, sizeof(pname));
         verdict("dns", "skipped", "the hub's names are resolved by the proxy %s", pname);
         code = stage_dns(d->proxy.host, d->proxy.port, "proxy", &res);
         if (code != DOC_OK)
@@ -851,7 +718,7 @@ static int stage_reach(struct doc *d, struct path *pa, uint8_t *extra, size_t *e
                 freeaddrinfo(res);
                 return code;
             }
-            code = stage_proxy(d, fd, d->hubs[i], extra, extra_len);
+            code = stage_proxy(d, fd, d->hubs[i]);
             if (code == DOC_OK) {
                 pa->fd = fd;
                 snprintf(pa->host, sizeof(pa->host), "%s", host);
@@ -960,8 +827,6 @@ int site_cmd_doctor(int argc, char **argv)
     const char *state = NULL, *config = NULL, *proxy = NULL;
     struct doc *d = calloc(1, sizeof(*d));
     struct path pa = {.fd = -1};
-    uint8_t extra[DIAL_REPLY_MAX];
-    size_t extra_len = 0;
     char path[1200];
     int c, code = DOC_CANNOT_RUN;
     long long v;
@@ -1026,7 +891,7 @@ int site_cmd_doctor(int argc, char **argv)
     if (proxy != NULL) {
         d->use_proxy = 0;
         if (proxy[0] != '\0') {
-            if (dial_proxy_parse(proxy, &d->proxy) != 0) {
+            if (proxyconnect_parse_url(proxy, &d->proxy) != 0) {
                 fprintf(stderr, "tether-site: bad --proxy (want http://[user:pass@]host:port)\n");
                 code = DOC_USAGE;
                 goto out;
@@ -1046,7 +911,7 @@ int site_cmd_doctor(int argc, char **argv)
     {
         char pname[NET_HOST_MAX + 10] = "";
         if (d->use_proxy)
-            dial_proxy_name(&d->proxy, pname, sizeof(pname));
+            proxyconnect_name(&d->proxy, pname, sizeof(pname));
         printf("tether-site doctor: site %s, %zu hub endpoint%s (", d->site, d->n_hubs,
                d->n_hubs == 1 ? "" : "s");
         for (size_t i = 0; i < d->n_hubs; i++)
@@ -1056,9 +921,9 @@ int site_cmd_doctor(int argc, char **argv)
             printf(", source port %d", d->source_port);
         printf("\n");
     }
-    code = stage_reach(d, &pa, extra, &extra_len);
+    code = stage_reach(d, &pa);
     if (code == DOC_OK)
-        code = stage_tls_on(d, &pa, extra, extra_len);
+        code = stage_tls_on(d, &pa);
     if (code == DOC_OK)
         printf("result: ok: the site can reach the hub and be served\n");
     else

@@ -24,7 +24,7 @@
 #include "agent.h"
 #include "cmds.h"
 #include "conf.h"
-#include "dial.h"
+#include "../common/proxyconnect.h"
 
 #define PROG "tether-site"
 
@@ -82,9 +82,9 @@ static int cmd_enroll(int argc, char **argv)
                                          {0, 0, 0, 0}};
     const char *state = NULL, *proxy_url = NULL, *tok = NULL;
     struct cli p;
-    struct dial_proxy proxy;
+    struct proxyconnect_proxy proxy;
     struct httpc_proxy hproxy;
-    char proxy_req[DIAL_REQUEST_MAX];
+    char proxy_req[PROXYCONNECT_REQUEST_MAX];
     const char *hubs[TOKEN_HUB_MAX];
     size_t n_hubs = 0;
     char tokbuf[TOKEN_ENCODED_MAX + 2], path[1200], err[512], secret[64], conf[4096];
@@ -123,7 +123,7 @@ static int cmd_enroll(int argc, char **argv)
     if (tok == NULL)
         return cli_usage_error(PROG, "enroll",
                                "enroll needs the TOKEN (or - to read it from stdin)");
-    if (proxy_url != NULL && dial_proxy_parse(proxy_url, &proxy) != 0)
+    if (proxy_url != NULL && proxyconnect_parse_url(proxy_url, &proxy) != 0)
         return die("bad --proxy (want http://[user:pass@]host:port)");
     if (strcmp(tok, "-") == 0) {
         if (read_token_stdin(tokbuf, sizeof(tokbuf)) != 0)
@@ -163,7 +163,7 @@ static int cmd_enroll(int argc, char **argv)
         /* A blocked endpoint must not hold up the next one for long. */
         tgt.timeout_ms = 15000;
         if (proxy_url != NULL) {
-            if (dial_httpc_proxy(&proxy, ep, proxy_req, sizeof(proxy_req), &hproxy) != 0)
+            if (httpc_proxy_via(&hproxy, &proxy, ep, proxy_req, sizeof(proxy_req)) != 0)
                 continue;
             tgt.proxy = &hproxy;
         }
@@ -380,7 +380,7 @@ static int cmd_run(int argc, char **argv)
     if (proxy != NULL) {
         if (proxy[0] == '\0') {
             agent.use_proxy = 0;
-        } else if (dial_proxy_parse(proxy, &agent.proxy) != 0) {
+        } else if (proxyconnect_parse_url(proxy, &agent.proxy) != 0) {
             return die("bad --proxy (want http://[user:pass@]host:port)");
         } else {
             agent.use_proxy = 1;
@@ -400,7 +400,7 @@ static int cmd_run(int argc, char **argv)
               tune_heap_trim_mib(), agent.n_services, agent.n_hubs);
     if (agent.use_proxy) {
         char pname[NET_HOST_MAX + 10];
-        dial_proxy_name(&agent.proxy, pname, sizeof(pname));
+        proxyconnect_name(&agent.proxy, pname, sizeof(pname));
         /* Never the credentials. */
         log_event(LOG_INFO, "proxy", "via=%s auth=%s", pname,
                   agent.proxy.auth[0] ? "basic" : "none");

@@ -19,7 +19,7 @@
 #include "../common/token.h"
 #include "cmds.h"
 #include "conf.h"
-#include "dial.h"
+#include "../common/proxyconnect.h"
 
 /* The new identity waits under this base name until the hub has taken it. */
 #define PENDING "site.new"
@@ -149,9 +149,9 @@ int site_cmd_rotate_key(int argc, char **argv)
     struct site_conf *conf = NULL;
     struct cli p;
     int use_proxy;
-    struct dial_proxy proxy;
+    struct proxyconnect_proxy proxy;
     struct httpc_proxy hproxy;
-    char proxy_req[DIAL_REQUEST_MAX];
+    char proxy_req[PROXYCONNECT_REQUEST_MAX];
     const char *hubs[TOKEN_HUB_MAX];
     size_t n_hubs = 0, i;
     char conf_path[4200], err[512], path[128];
@@ -217,7 +217,7 @@ int site_cmd_rotate_key(int argc, char **argv)
     proxy = conf->proxy;
     if (proxy_url != NULL) {
         use_proxy = proxy_url[0] != '\0';
-        if (use_proxy && dial_proxy_parse(proxy_url, &proxy) != 0) {
+        if (use_proxy && proxyconnect_parse_url(proxy_url, &proxy) != 0) {
             rc = say("bad --proxy (want http://[user:pass@]host:port)");
             goto out;
         }
@@ -266,7 +266,7 @@ int site_cmd_rotate_key(int argc, char **argv)
         }
         snprintf(tgt.pin, sizeof(tgt.pin), "%s", pin);
         if (use_proxy) {
-            if (dial_httpc_proxy(&proxy, hubs[i], proxy_req, sizeof(proxy_req), &hproxy) != 0)
+            if (httpc_proxy_via(&hproxy, &proxy, hubs[i], proxy_req, sizeof(proxy_req)) != 0)
                 continue;
             tgt.proxy = &hproxy;
         }

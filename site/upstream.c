@@ -140,7 +140,7 @@ struct upstream {
 
 /* ---- connections and the idle pool ---- */
 
-static void conn_close_cb(uv_handle_t *h)
+static void up_conn_close_cb(uv_handle_t *h)
 {
     struct up_conn *c = h->data;
     if (--c->open_handles == 0)
@@ -171,34 +171,34 @@ static void pool_remove(struct up_conn *c)
     }
 }
 
-static void conn_close(struct up_conn *c)
+static void up_conn_close(struct up_conn *c)
 {
     if (c->closing)
         return;
     c->closing = 1;
     c->u = NULL;
     pool_remove(c);
-    uv_close(&c->io.h, conn_close_cb);
-    uv_close((uv_handle_t *)&c->idle, conn_close_cb);
+    uv_close(&c->io.h, up_conn_close_cb);
+    uv_close((uv_handle_t *)&c->idle, up_conn_close_cb);
 }
 
-static void conn_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+static void up_conn_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
     struct up_conn *c = h->data;
     *buf = uv_buf_init(c->rbuf, sizeof(c->rbuf));
 }
 
-static void conn_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void up_conn_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
-static void conn_read_start(struct up_conn *c)
+static void up_conn_read_start(struct up_conn *c)
 {
     if (c->reading || c->closing)
         return;
-    if (uv_read_start(&c->io.s, conn_alloc_cb, conn_read_cb) == 0)
+    if (uv_read_start(&c->io.s, up_conn_alloc_cb, up_conn_read_cb) == 0)
         c->reading = 1;
 }
 
-static void conn_read_stop(struct up_conn *c)
+static void up_conn_read_stop(struct up_conn *c)
 {
     if (!c->reading)
         return;
@@ -206,7 +206,7 @@ static void conn_read_stop(struct up_conn *c)
     c->reading = 0;
 }
 
-static int conn_new(uv_loop_t *loop, int is_unix, struct up_conn **out)
+static int up_conn_new(uv_loop_t *loop, int is_unix, struct up_conn **out)
 {
     struct up_conn *c = calloc(1, sizeof(*c));
     if (!c)
@@ -224,9 +224,9 @@ static int conn_new(uv_loop_t *loop, int is_unix, struct up_conn **out)
     return 0;
 }
 
-static void conn_idle_cb(uv_timer_t *t)
+static void up_conn_idle_cb(uv_timer_t *t)
 {
-    conn_close(container_of(t, struct up_conn, idle));
+    up_conn_close(container_of(t, struct up_conn, idle));
 }
 
 static void pool_put(uv_loop_t *loop, const char *key, struct up_conn *c)
@@ -237,7 +237,7 @@ static void pool_put(uv_loop_t *loop, const char *key, struct up_conn *c)
     if (!p) {
         p = calloc(1, sizeof(*p));
         if (!p) {
-            conn_close(c);
+            up_conn_close(c);
             return;
         }
         p->loop = loop;
@@ -246,7 +246,7 @@ static void pool_put(uv_loop_t *loop, const char *key, struct up_conn *c)
         g_pools = p;
     }
     if (p->n >= UP_POOL_MAX) {
-        conn_close(c);
+        up_conn_close(c);
         return;
     }
     c->pool = p;
@@ -260,8 +260,8 @@ static void pool_put(uv_loop_t *loop, const char *key, struct up_conn *c)
      * service closing it, so it keeps reading, unreferenced. */
     uv_unref(&c->io.h);
     uv_unref((uv_handle_t *)&c->idle);
-    uv_timer_start(&c->idle, conn_idle_cb, UP_IDLE_MS, 0);
-    conn_read_start(c);
+    uv_timer_start(&c->idle, up_conn_idle_cb, UP_IDLE_MS, 0);
+    up_conn_read_start(c);
 }
 
 static struct up_conn *pool_take(uv_loop_t *loop, const char *key)
@@ -290,9 +290,9 @@ void upstream_close_idle(uv_loop_t *loop)
             continue;
         }
         while (p->n > 1)
-            conn_close(p->idle);
+            up_conn_close(p->idle);
         /* The last close frees p and unlinks it, so *pp moves on. */
-        conn_close(p->idle);
+        up_conn_close(p->idle);
     }
 }
 
@@ -352,7 +352,7 @@ static void u_detach(struct upstream *u, int reusable)
     if (reusable)
         pool_put(u->loop, u->key, c);
     else
-        conn_close(c);
+        up_conn_close(c);
 }
 
 /* Common teardown for every end of an exchange; the caller then runs at most
@@ -424,9 +424,9 @@ static void u_arm(struct upstream *u, int reset)
 
 /* ---- writing ---- */
 
-static int conn_write(struct up_conn *c, struct up_wreq *w);
+static int up_conn_write(struct up_conn *c, struct up_wreq *w);
 
-static void conn_write_cb(uv_write_t *req, int status)
+static void up_conn_write_cb(uv_write_t *req, int status)
 {
     struct up_wreq *w = container_of(req, struct up_wreq, req);
     struct up_conn *c = req->handle->data;
@@ -447,7 +447,7 @@ static void conn_write_cb(uv_write_t *req, int status)
         struct up_wreq *h = u->hold;
         u->hold = NULL;
         u->hold_cap = 0;
-        if (conn_write(c, h) < 0) {
+        if (up_conn_write(c, h) < 0) {
             free(h);
             u->write_failed = 1;
         }
@@ -460,10 +460,10 @@ static void conn_write_cb(uv_write_t *req, int status)
     u_arm(u, 1);
 }
 
-static int conn_write(struct up_conn *c, struct up_wreq *w)
+static int up_conn_write(struct up_conn *c, struct up_wreq *w)
 {
     uv_buf_t b = uv_buf_init(w->data, (unsigned int)w->len);
-    int r = uv_write(&w->req, &c->io.s, &b, 1, conn_write_cb);
+    int r = uv_write(&w->req, &c->io.s, &b, 1, up_conn_write_cb);
     if (r == 0)
         c->writes_pending++;
     return r;
@@ -484,7 +484,7 @@ static struct up_wreq *wreq_new(size_t len)
 static int u_send(struct upstream *u, struct up_wreq *w)
 {
     if (u->state == UP_ACTIVE && u->conn) {
-        int r = conn_write(u->conn, w);
+        int r = up_conn_write(u->conn, w);
         if (r < 0) {
             free(w);
             u->write_failed = 1;
@@ -826,7 +826,7 @@ static void u_read_end(struct upstream *u, ssize_t nread)
                         : "connection closed without response");
 }
 
-static void conn_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+static void up_conn_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     struct up_conn *c = s->data;
     if (nread == 0)
@@ -834,7 +834,7 @@ static void conn_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     struct upstream *u = c->u;
     if (!u) {
         /* Idle in the pool: any byte or EOF makes it unusable. */
-        conn_close(c);
+        up_conn_close(c);
         return;
     }
     if (nread < 0) {
@@ -863,7 +863,7 @@ static void u_kick_cb(uv_timer_t *t)
             return;
     }
     if (u->state == UP_ACTIVE && u->conn)
-        conn_read_start(u->conn);
+        up_conn_read_start(u->conn);
     u_arm(u, 1);
 }
 
@@ -881,14 +881,14 @@ static int u_connected(struct upstream *u)
         if (!u->wq_head)
             u->wq_tail = NULL;
         w->next = NULL;
-        int r = conn_write(c, w);
+        int r = up_conn_write(c, w);
         if (r < 0) {
             free(w);
             return r;
         }
     }
     if (!u->paused)
-        conn_read_start(c);
+        up_conn_read_start(c);
     u_arm(u, 1);
     return 0;
 }
@@ -909,7 +909,7 @@ static const char *connect_error_phrase(int status)
 
 static int u_try_next_addr(struct upstream *u);
 
-static void conn_connect_cb(uv_connect_t *req, int status)
+static void up_conn_connect_cb(uv_connect_t *req, int status)
 {
     struct up_conn *c = container_of(req, struct up_conn, creq);
     struct upstream *u = c->u;
@@ -937,12 +937,12 @@ static void u_attach(struct upstream *u, struct up_conn *c)
 static int u_connect_addr(struct upstream *u, const struct sockaddr *sa)
 {
     struct up_conn *c;
-    int r = conn_new(u->loop, 0, &c);
+    int r = up_conn_new(u->loop, 0, &c);
     if (r < 0)
         return r;
-    r = uv_tcp_connect(&c->creq, &c->io.tcp, sa, conn_connect_cb);
+    r = uv_tcp_connect(&c->creq, &c->io.tcp, sa, up_conn_connect_cb);
     if (r < 0) {
-        conn_close(c);
+        up_conn_close(c);
         return r;
     }
     u_attach(u, c);
@@ -1002,10 +1002,10 @@ static int u_begin_connect(struct upstream *u, int allow_pool)
     }
     int r;
     if (u->is_unix) {
-        r = conn_new(u->loop, 1, &c);
+        r = up_conn_new(u->loop, 1, &c);
         if (r < 0)
             return r;
-        uv_pipe_connect(&c->creq, &c->io.pipe, u->sock_path, conn_connect_cb);
+        uv_pipe_connect(&c->creq, &c->io.pipe, u->sock_path, up_conn_connect_cb);
         u_attach(u, c);
         u->state = UP_CONNECTING;
         return 0;
@@ -1354,7 +1354,7 @@ void upstream_pause_reading(struct upstream *u, int pause)
     int perr = HTTP_PARSER_ERRNO(&u->parser);
     if (pause) {
         if (u->conn && u->state == UP_ACTIVE) {
-            conn_read_stop(u->conn);
+            up_conn_read_stop(u->conn);
             uv_timer_stop(&u->timer); /* the connect timer keeps running */
         }
         uv_timer_stop(&u->kick);
@@ -1371,7 +1371,7 @@ void upstream_pause_reading(struct upstream *u, int pause)
         return;
     }
     if (u->conn && u->state == UP_ACTIVE)
-        conn_read_start(u->conn);
+        up_conn_read_start(u->conn);
     u_arm(u, 1);
 }
 

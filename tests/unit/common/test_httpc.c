@@ -507,25 +507,6 @@ struct fake_proxy {
     pthread_t thread;
 };
 
-/* What the site passes in: a minimal reply parser (the real one is site/dial.c). */
-static int parse_reply(const uint8_t *data, size_t len, int *status, size_t *hdr_len, char *reason,
-                       size_t reason_cap)
-{
-    const char *end = memmem(data, len, "\r\n\r\n", 4);
-    int st = 0;
-
-    if (len >= 5 && memcmp(data, "HTTP/", 5) != 0)
-        return -EPROTO;
-    if (end == NULL)
-        return -EAGAIN;
-    if (sscanf((const char *)data, "HTTP/1.%*d %d", &st) != 1)
-        return -EPROTO;
-    *status = st;
-    *hdr_len = (size_t)(end - (const char *)data) + 4;
-    snprintf(reason, reason_cap, "%s", st == 407 ? "Proxy Authentication Required" : "x");
-    return 0;
-}
-
 static void relay(int a, int b)
 {
     char buf[16384];
@@ -597,8 +578,6 @@ static int proxy_case(const char *pin, int relay_port, const char *reply, size_t
     hp.port = fp->port;
     hp.request = req;
     hp.request_len = sizeof(req) - 1;
-    hp.parse_reply = parse_reply;
-    hp.reply_max = 8192;
     target(&t, "127.0.0.1", 1, pin, 5000);
     t.proxy = &hp;
     rc = httpc_request(&t, "GET", "/via-proxy", NULL, NULL, NULL, 0, &r, err, cap);

@@ -9,7 +9,7 @@
 
 #include "../common/crypto.h"
 #include "../common/token.h"
-#include "registry.h"
+#include "store/registry.h"
 
 #define HUB_MAX_LISTEN 8
 

@@ -29,7 +29,7 @@
 #include "../common/token.h"
 #include "../common/tune.h"
 #include "hub.h"
-#include "registry.h"
+#include "store/registry.h"
 #include "query.h"
 #include "api.h"
 #include "tunnel.h"

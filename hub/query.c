@@ -20,7 +20,7 @@
 #include "../common/log.h"
 #include "../common/urlpath.h"
 #include "fwd.h"
-#include "registry_query.h"
+#include "store/registry_query.h"
 
 #define TICK_MS           500
 #define KEEPALIVE_MS      15000

@@ -17,7 +17,7 @@
 #include "common/crypto.h"
 #include "common/tls.h"
 #include "hub/hub.h"
-#include "hub/registry.h"
+#include "hub/store/registry.h"
 #include "testutil.h"
 
 /* Linked with -Wl,--wrap=calloc: every calloc of the hub and common code

@@ -1,4 +1,4 @@
-/* Unit tests of hub/registry.c against real SQLite files in a temporary directory. */
+/* Unit tests of hub/store/ (registry.h) against real SQLite files in a temporary directory. */
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
 #include <fcntl.h>
@@ -12,8 +12,8 @@
 
 #include <sqlite3.h>
 
-#include "hub/registry.h"
-#include "hub/schema_sql.h"
+#include "hub/store/registry.h"
+#include "hub/store/schema_sql.h"
 #include "testutil.h"
 
 static char tmpdir[256];

@@ -1,4 +1,4 @@
-/* Unit tests of hub/registry_query.c (query persistence) against a real SQLite file. */
+/* Unit tests of hub/store/queries.c (query persistence) against a real SQLite file. */
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
 #include <stdint.h>
@@ -7,8 +7,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "hub/registry.h"
-#include "hub/registry_query.h"
+#include "hub/store/registry.h"
+#include "hub/store/registry_query.h"
 #include "testutil.h"
 
 static char tmpdir[256];

@@ -1,6 +1,7 @@
 /* Registry part for federated queries: the queries and their per-site results in SQLite. */
 /* SPDX-License-Identifier: MIT */
 #include "registry_query.h"
+#include "store_int.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -133,88 +134,43 @@ void registry_query_clear(struct reg_query *q)
 
 /* A foreign key points at queries or sites that are always there: a
  * violation is bad input, not a missing row. */
-static int map_rc(int rc)
-{
-    return registry_map_rc(rc, -EINVAL);
-}
+#define QUERY_FK (-EINVAL)
 
 static sqlite3_stmt *stmt(struct reg_qstore *s, enum qstmt id)
 {
-    sqlite3_stmt *st = s->st[id];
-
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
-    return st;
+    return registry__reset(s->st[id]);
 }
 
 static int db_err(struct reg_qstore *s)
 {
-    return map_rc(sqlite3_extended_errcode(s->db));
+    return registry_map_rc(sqlite3_extended_errcode(s->db), QUERY_FK);
 }
 
-static int exec_stmt(struct reg_qstore *s, sqlite3_stmt *st)
+static int exec_stmt(sqlite3_stmt *st)
 {
-    int rc;
-
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-        ;
-    rc = rc == SQLITE_DONE ? 0 : db_err(s);
-    sqlite3_reset(st);
-    return rc;
+    return registry__exec_fk(st, QUERY_FK);
 }
 
 /* 1 row, 0 none, <0 error; the statement stays positioned. */
-static int step_row(struct reg_qstore *s, sqlite3_stmt *st)
+static int step_row(sqlite3_stmt *st)
 {
-    int rc = sqlite3_step(st);
-
-    if (rc == SQLITE_ROW)
-        return 1;
-    if (rc == SQLITE_DONE)
-        return 0;
-    return db_err(s);
+    return registry__step_fk(st, QUERY_FK);
 }
 
 static int begin(struct reg_qstore *s)
 {
-    return exec_stmt(s, stmt(s, Q_BEGIN));
+    return exec_stmt(stmt(s, Q_BEGIN));
 }
 
 static int commit(struct reg_qstore *s)
 {
-    return exec_stmt(s, stmt(s, Q_COMMIT));
+    return exec_stmt(stmt(s, Q_COMMIT));
 }
 
 static void rollback(struct reg_qstore *s)
 {
     if (!sqlite3_get_autocommit(s->db))
-        exec_stmt(s, stmt(s, Q_ROLLBACK));
-}
-
-/* Binds s (NULL = SQL NULL) cut to max bytes at a UTF-8 boundary. */
-static void bind_text_cut(sqlite3_stmt *st, int idx, const char *s, size_t max)
-{
-    size_t n;
-
-    if (s == NULL) {
-        sqlite3_bind_null(st, idx);
-        return;
-    }
-    n = strnlen(s, max + 1);
-    if (n > max) {
-        n = max;
-        while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
-            n--;
-    }
-    sqlite3_bind_text(st, idx, s, (int)n, SQLITE_STATIC);
-}
-
-static void bind_text(sqlite3_stmt *st, int idx, const char *s)
-{
-    if (s == NULL)
-        sqlite3_bind_null(st, idx);
-    else
-        sqlite3_bind_text(st, idx, s, -1, SQLITE_STATIC);
+        exec_stmt(stmt(s, Q_ROLLBACK));
 }
 
 /* NULL stays NULL; an empty body is a zero-length blob, not NULL. */
@@ -266,36 +222,22 @@ void registry_query_close(struct reg_qstore *s)
 
 /* --- reading rows --- */
 
-static void copy_col(sqlite3_stmt *st, int col, char *dst, size_t cap)
-{
-    const unsigned char *t = sqlite3_column_text(st, col);
-
-    snprintf(dst, cap, "%s", t ? (const char *)t : "");
-}
-
-static char *dup_col(sqlite3_stmt *st, int col)
-{
-    const unsigned char *t = sqlite3_column_text(st, col);
-
-    return strdup(t ? (const char *)t : "");
-}
-
 /* Fills q from a QCOLS row; heap fields are new copies (body only if
  * with_body). */
 static int read_query(sqlite3_stmt *st, struct reg_query *q, int with_body)
 {
     memset(q, 0, sizeof(*q));
     q->id = sqlite3_column_int64(st, 0);
-    copy_col(st, 1, q->qid, sizeof(q->qid));
+    registry__copy_col(st, 1, q->qid, sizeof(q->qid));
     q->created_at = sqlite3_column_int64(st, 2);
     q->token_id = sqlite3_column_int64(st, 3);
-    copy_col(st, 4, q->actor, sizeof(q->actor));
-    copy_col(st, 5, q->remote, sizeof(q->remote));
-    q->target_json = dup_col(st, 6);
-    copy_col(st, 7, q->service, sizeof(q->service));
-    copy_col(st, 8, q->method, sizeof(q->method));
-    q->path = dup_col(st, 9);
-    q->headers_json = dup_col(st, 10);
+    registry__copy_col(st, 4, q->actor, sizeof(q->actor));
+    registry__copy_col(st, 5, q->remote, sizeof(q->remote));
+    registry__dup_col(st, 6, &q->target_json);
+    registry__copy_col(st, 7, q->service, sizeof(q->service));
+    registry__copy_col(st, 8, q->method, sizeof(q->method));
+    registry__dup_col(st, 9, &q->path);
+    registry__dup_col(st, 10, &q->headers_json);
     q->timeout_s = sqlite3_column_int64(st, 11);
     q->ttl_s = sqlite3_column_int64(st, 12);
     q->expires_at = sqlite3_column_int64(st, 13);
@@ -367,16 +309,16 @@ int registry_query_create(struct reg_qstore *s, struct reg_query *q,
     if (rc != 0)
         return rc;
     st = stmt(s, Q_INSERT);
-    bind_text(st, 1, q->qid);
+    registry__bind_text(st, 1, q->qid);
     sqlite3_bind_int64(st, 2, q->created_at);
     sqlite3_bind_int64(st, 3, q->token_id);
-    bind_text(st, 4, q->actor);
-    bind_text_cut(st, 5, q->remote, 63);
-    bind_text(st, 6, q->target_json);
-    bind_text(st, 7, q->service);
-    bind_text(st, 8, q->method);
-    bind_text(st, 9, q->path);
-    bind_text(st, 10, q->headers_json ? q->headers_json : "{}");
+    registry__bind_text(st, 4, q->actor);
+    registry__bind_text_cut(st, 5, q->remote, 63);
+    registry__bind_text(st, 6, q->target_json);
+    registry__bind_text(st, 7, q->service);
+    registry__bind_text(st, 8, q->method);
+    registry__bind_text(st, 9, q->path);
+    registry__bind_text(st, 10, q->headers_json ? q->headers_json : "{}");
     if (bind_blob(st, 11, q->body ? q->body : (const uint8_t *)"", q->body_len) != SQLITE_OK) {
         rc = -EINVAL;
         goto out;
@@ -387,7 +329,7 @@ int registry_query_create(struct reg_qstore *s, struct reg_query *q,
     sqlite3_bind_int64(st, 15, (int64_t)n);
     sqlite3_bind_int64(st, 16, n_final);
     sqlite3_bind_int64(st, 17, n_final == (int64_t)n ? now : 0);
-    rc = exec_stmt(s, st);
+    rc = exec_stmt(st);
     if (rc != 0)
         goto out;
     q->id = sqlite3_last_insert_rowid(s->db);
@@ -405,14 +347,14 @@ int registry_query_create(struct reg_qstore *s, struct reg_query *q,
         st = stmt(s, Q_RINSERT);
         sqlite3_bind_int64(st, 1, q->id);
         sqlite3_bind_int64(st, 2, t->site_id);
-        bind_text(st, 3, t->site);
-        bind_text(st, 4, status_names[t->status]);
+        registry__bind_text(st, 3, t->site);
+        registry__bind_text(st, 4, status_names[t->status]);
         sqlite3_bind_int64(st, 5, q->expires_at);
         sqlite3_bind_int64(st, 6, t->status == REG_Q_SENT ? now : 0);
-        bind_text_cut(st, 7, t->detail ? t->detail : "", DETAIL_MAX);
+        registry__bind_text_cut(st, 7, t->detail ? t->detail : "", DETAIL_MAX);
         sqlite3_bind_int64(st, 8, final ? now : 0);
         sqlite3_bind_int64(st, 9, final ? ++seq : 0);
-        rc = exec_stmt(s, st);
+        rc = exec_stmt(st);
         if (rc != 0)
             goto out;
     }
@@ -425,7 +367,7 @@ out:
 
 static int change_one(struct reg_qstore *s, sqlite3_stmt *st)
 {
-    int rc = exec_stmt(s, st);
+    int rc = exec_stmt(st);
 
     if (rc == 0 && sqlite3_changes(s->db) != 1)
         rc = -ENOENT;
@@ -490,18 +432,18 @@ static int finish_one(struct reg_qstore *s, const struct reg_qresult *r, int fro
     st = stmt(s, Q_FINISH);
     sqlite3_bind_int64(st, 1, r->query_id);
     sqlite3_bind_int64(st, 2, r->site_id);
-    bind_text(st, 3, status_names[from]);
-    bind_text(st, 4, status_names[r->status]);
+    registry__bind_text(st, 3, status_names[from]);
+    registry__bind_text(st, 4, status_names[r->status]);
     sqlite3_bind_int(st, 5, r->http_status);
-    bind_text(st, 6, r->headers_json);
+    registry__bind_text(st, 6, r->headers_json);
     if (bind_blob(st, 7, r->body, r->body_len) != SQLITE_OK) {
         sqlite3_reset(st);
         return -EINVAL;
     }
-    bind_text_cut(st, 8, r->detail ? r->detail : "", DETAIL_MAX);
+    registry__bind_text_cut(st, 8, r->detail ? r->detail : "", DETAIL_MAX);
     sqlite3_bind_int64(st, 9, r->latency_ms);
     sqlite3_bind_int64(st, 10, r->finished_at);
-    rc = step_row(s, st);
+    rc = step_row(st);
     if (rc == 1)
         *seq = sqlite3_column_int64(st, 0);
     sqlite3_reset(st);
@@ -510,7 +452,7 @@ static int finish_one(struct reg_qstore *s, const struct reg_qresult *r, int fro
     st = stmt(s, Q_BUMP);
     sqlite3_bind_int64(st, 1, r->query_id);
     sqlite3_bind_int64(st, 2, r->finished_at);
-    rc = step_row(s, st);
+    rc = step_row(st);
     if (rc == 1)
         *complete = sqlite3_column_int(st, 0) != 0;
     sqlite3_reset(st);
@@ -582,7 +524,7 @@ static int collect_pairs(struct reg_qstore *s, sqlite3_stmt *st, int with_site, 
     size_t len = 0, cap = 0;
     int rc;
 
-    while ((rc = step_row(s, st)) == 1) {
+    while ((rc = step_row(st)) == 1) {
         if (len == cap) {
             cap = cap ? cap * 2 : 16;
             nv = realloc(v, cap * sizeof(*v));
@@ -596,8 +538,8 @@ static int collect_pairs(struct reg_qstore *s, sqlite3_stmt *st, int with_site, 
         v[len].query_id = sqlite3_column_int64(st, 0);
         v[len].site_id = sqlite3_column_int64(st, 1);
         if (with_site) {
-            copy_col(st, 2, v[len].site, sizeof(v[len].site));
-            copy_col(st, 3, v[len].qid, sizeof(v[len].qid));
+            registry__copy_col(st, 2, v[len].site, sizeof(v[len].site));
+            registry__copy_col(st, 3, v[len].qid, sizeof(v[len].qid));
         }
         len++;
     }
@@ -691,7 +633,7 @@ int registry_query_expire(struct reg_qstore *s, int64_t now, size_t max, registr
 int registry_query_next_expiry(struct reg_qstore *s, int64_t *out)
 {
     sqlite3_stmt *st = stmt(s, Q_NEXT_EXPIRY);
-    int rc = step_row(s, st);
+    int rc = step_row(st);
 
     *out = rc == 1 ? sqlite3_column_int64(st, 0) : 0;
     sqlite3_reset(st);
@@ -711,7 +653,7 @@ int registry_query_queued_for_site(struct reg_qstore *s, int64_t site_id, int64_
     sqlite3_bind_int64(st, 1, site_id);
     sqlite3_bind_int64(st, 2, now);
     sqlite3_bind_int64(st, 3, (int64_t)max);
-    while ((rc = step_row(s, st)) == 1) {
+    while ((rc = step_row(st)) == 1) {
         if (len == cap) {
             cap = cap ? cap * 2 : 8;
             nv = realloc(v, cap * sizeof(*v));
@@ -743,8 +685,8 @@ int registry_query_get(struct reg_qstore *s, const char *qid, struct reg_query *
     sqlite3_stmt *st = stmt(s, Q_GET);
     int rc;
 
-    bind_text(st, 1, qid);
-    rc = step_row(s, st);
+    registry__bind_text(st, 1, qid);
+    rc = step_row(st);
     if (rc == 1)
         rc = read_query(st, out, 0);
     else if (rc == 0)
@@ -760,7 +702,7 @@ static int each_result(struct reg_qstore *s, sqlite3_stmt *st, registry_qresult_
     int rc, ret = 0;
 
     *count = 0;
-    while ((rc = step_row(s, st)) == 1) {
+    while ((rc = step_row(st)) == 1) {
         read_result(st, &r);
         (*count)++;
         ret = cb(&r, arg);
@@ -806,7 +748,7 @@ int registry_query_counts(struct reg_qstore *s, int64_t query_id, int64_t counts
 
     memset(counts, 0, sizeof(int64_t) * REG_Q_NSTATUS);
     sqlite3_bind_int64(st, 1, query_id);
-    while ((rc = step_row(s, st)) == 1) {
+    while ((rc = step_row(st)) == 1) {
         int k = status_from_name((const char *)sqlite3_column_text(st, 0));
         if (k >= 0)
             counts[k] = sqlite3_column_int64(st, 1);
@@ -826,7 +768,7 @@ int registry_query_list(struct reg_qstore *s, int64_t token_id, int64_t before_i
     sqlite3_bind_int(st, 2, limit);
     if (token_id != 0)
         sqlite3_bind_int64(st, 3, token_id);
-    while ((rc = step_row(s, st)) == 1) {
+    while ((rc = step_row(st)) == 1) {
         rc = read_query(st, &q, 0);
         if (rc != 0)
             break;

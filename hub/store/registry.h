@@ -6,8 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../common/crypto.h"
-#include "../common/token.h"
+#include "../../common/crypto.h"
+#include "../../common/token.h"
 
 /* Everything in these structs is by value; callers own them. JSON text fields
  * are heap strings owned by the struct and freed by registry_site_clear(). */

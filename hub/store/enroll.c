@@ -1,0 +1,230 @@
+/* The registry's enrollment tokens: issue, reissue, redeem (binds the site's pin), cancel, list. */
+/* SPDX-License-Identifier: MIT */
+#include "store_int.h"
+
+#include <errno.h>
+#include <string.h>
+#include <time.h>
+
+#include <sqlite3.h>
+
+int registry_enroll_create(struct registry *r, const char *site, const char *secret_hash,
+                           int64_t expires_at, int64_t now, int64_t *id_out)
+{
+    sqlite3_stmt *st;
+    int rc;
+
+    if (id_out)
+        *id_out = 0;
+    if (r == NULL || registry__empty(site) || registry__empty(secret_hash))
+        return -EINVAL;
+    st = registry__stmt(r, S_ENROLL_CREATE);
+    if (registry__bind_text(st, 1, site) < 0 || registry__bind_text(st, 2, secret_hash) < 0) {
+        registry__done(st);
+        return -EIO;
+    }
+    sqlite3_bind_int64(st, 3, now);
+    sqlite3_bind_int64(st, 4, expires_at);
+    rc = registry__exec(st);
+    if (rc < 0)
+        return rc;
+    if (sqlite3_changes(r->db) == 0)
+        return -ENOENT;
+    if (id_out)
+        *id_out = sqlite3_last_insert_rowid(r->db);
+    return 0;
+}
+
+int registry_enroll_reissue(struct registry *r, const char *site, const char *secret_hash,
+                            int64_t expires_at, int64_t now, int64_t *id_out)
+{
+    sqlite3_stmt *st;
+    int rc;
+
+    if (id_out)
+        *id_out = 0;
+    if (r == NULL || registry__empty(site) || registry__empty(secret_hash))
+        return -EINVAL;
+    rc = registry__tx_begin(r);
+    if (rc < 0)
+        return rc;
+    st = registry__stmt(r, S_ENROLL_CANCEL_SITE);
+    if (registry__bind_text(st, 1, site) < 0) {
+        registry__done(st);
+        rc = -EIO;
+        goto out;
+    }
+    sqlite3_bind_int64(st, 2, now);
+    rc = registry__exec(st);
+    if (rc == 0)
+        rc = registry_enroll_create(r, site, secret_hash, expires_at, now, id_out);
+    if (rc == 0)
+        rc = registry__tx_commit(r);
+out:
+    if (rc < 0) {
+        registry__tx_rollback(r);
+        if (id_out)
+            *id_out = 0;
+    }
+    return rc;
+}
+
+static void enroll_from_row(sqlite3_stmt *st, struct reg_enroll *e)
+{
+    memset(e, 0, sizeof(*e));
+    e->id = sqlite3_column_int64(st, 0);
+    registry__copy_col(st, 1, e->site, sizeof(e->site));
+    e->created_at = sqlite3_column_int64(st, 2);
+    e->expires_at = sqlite3_column_int64(st, 3);
+    e->used_at = sqlite3_column_int64(st, 4);
+    e->cancelled_at = sqlite3_column_int64(st, 5);
+}
+
+int registry_enroll_get(struct registry *r, int64_t id, struct reg_enroll *out)
+{
+    sqlite3_stmt *st;
+    int rc;
+
+    if (out)
+        memset(out, 0, sizeof(*out));
+    if (r == NULL || out == NULL)
+        return -EINVAL;
+    st = registry__stmt(r, S_ENROLL_GET);
+    sqlite3_bind_int64(st, 1, id);
+    rc = registry__step(st);
+    if (rc == 1) {
+        enroll_from_row(st, out);
+        rc = 0;
+    } else if (rc == 0) {
+        rc = -ENOENT;
+    }
+    registry__done(st);
+    return rc;
+}
+
+/* Why a token could not be used: it was checked under the same write lock. */
+static int enroll_why_not(struct registry *r, const char *secret_hash)
+{
+    sqlite3_stmt *st = registry__stmt(r, S_ENROLL_STATUS);
+    int rc = registry__bind_text(st, 1, secret_hash);
+
+    if (rc == 0)
+        rc = registry__step(st);
+    if (rc == 0)
+        rc = -ENOENT;
+    else if (rc == 1 && sqlite3_column_int(st, 0))
+        rc = -EALREADY;
+    else if (rc == 1 && sqlite3_column_int(st, 1))
+        rc = -ECANCELED;
+    else if (rc == 1)
+        rc = -ETIMEDOUT;
+    registry__done(st);
+    return rc;
+}
+
+int registry_enroll_redeem(struct registry *r, const char *secret_hash, const char *pin,
+                           int64_t now, char site_out[TOKEN_NAME_MAX + 1])
+{
+    sqlite3_stmt *st;
+    int64_t site_id = 0;
+    int rc, bound = 0;
+
+    if (site_out)
+        site_out[0] = '\0';
+    if (r == NULL || registry__empty(secret_hash) || registry__empty(pin))
+        return -EINVAL;
+    /* IMMEDIATE takes the write lock first, so the check and both updates
+     * see one state of the file, whichever process or handle gets there. */
+    rc = registry__tx_begin(r);
+    if (rc < 0)
+        return rc;
+    st = registry__stmt(r, S_ENROLL_USE);
+    rc = registry__bind_text(st, 1, secret_hash);
+    sqlite3_bind_int64(st, 2, now);
+    if (rc == 0)
+        rc = registry__step(st);
+    if (rc == 1)
+        site_id = sqlite3_column_int64(st, 0);
+    if (rc == 1)
+        rc = registry__exec(st); /* finish the RETURNING statement */
+    else
+        registry__done(st);
+    if (rc < 0)
+        goto out;
+    if (site_id == 0) {
+        rc = enroll_why_not(r, secret_hash);
+        goto out;
+    }
+    st = registry__stmt(r, S_ENROLL_BIND_SITE);
+    sqlite3_bind_int64(st, 1, site_id);
+    rc = registry__bind_text(st, 2, pin);
+    sqlite3_bind_int64(st, 3, now);
+    if (rc == 0)
+        rc = registry__step(st);
+    if (rc == 1) {
+        bound = 1;
+        if (site_out)
+            registry__copy_col(st, 0, site_out, TOKEN_NAME_MAX + 1);
+        rc = registry__exec(st);
+    } else {
+        registry__done(st);
+    }
+    if (rc == 0 && !bound)
+        rc = -ENOENT;
+    if (rc < 0)
+        goto out;
+    rc = registry__tx_commit(r);
+out:
+    if (rc < 0) {
+        registry__tx_rollback(r);
+        if (site_out)
+            site_out[0] = '\0';
+    }
+    return rc;
+}
+
+int registry_enroll_cancel(struct registry *r, int64_t id)
+{
+    sqlite3_stmt *st;
+    int rc;
+
+    if (r == NULL)
+        return -EINVAL;
+    st = registry__stmt(r, S_ENROLL_CANCEL);
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_int64(st, 2, (int64_t)time(NULL));
+    rc = registry__exec(st);
+    if (rc < 0 || sqlite3_changes(r->db) == 1)
+        return rc;
+    /* Cancelling twice is fine; cancelling a used token is not possible. */
+    st = registry__stmt(r, S_ENROLL_STATUS_ID);
+    sqlite3_bind_int64(st, 1, id);
+    rc = registry__step(st);
+    if (rc == 0)
+        rc = -ENOENT;
+    else if (rc == 1)
+        rc = sqlite3_column_int(st, 0) ? -EALREADY : 0;
+    registry__done(st);
+    return rc;
+}
+
+int registry_enroll_list(struct registry *r, registry_enroll_cb cb, void *arg)
+{
+    struct reg_enroll e;
+    sqlite3_stmt *st;
+    int rc;
+
+    if (r == NULL || cb == NULL)
+        return -EINVAL;
+    if (sqlite3_stmt_busy(r->st[S_ENROLL_LIST]))
+        return -EBUSY;
+    st = registry__stmt(r, S_ENROLL_LIST);
+    while ((rc = registry__step(st)) == 1) {
+        enroll_from_row(st, &e);
+        rc = cb(&e, arg);
+        if (rc != 0)
+            break;
+    }
+    registry__done(st);
+    return rc;
+}

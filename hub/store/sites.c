@@ -1,0 +1,319 @@
+/* The registry's sites table: create, look up, state changes, last seen, pin rotation. */
+/* SPDX-License-Identifier: MIT */
+#include "store_int.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <sqlite3.h>
+
+void registry_site_clear(struct reg_site *s)
+{
+    if (s == NULL)
+        return;
+    free(s->labels_json);
+    free(s->services_json);
+    memset(s, 0, sizeof(*s));
+}
+
+static int site_from_row(sqlite3_stmt *st, struct reg_site *s)
+{
+    int rc;
+
+    memset(s, 0, sizeof(*s));
+    s->id = sqlite3_column_int64(st, 0);
+    registry__copy_col(st, 1, s->name, sizeof(s->name));
+    registry__copy_col(st, 2, s->state, sizeof(s->state));
+    registry__copy_col(st, 3, s->pin, sizeof(s->pin));
+    rc = registry__dup_col(st, 4, &s->labels_json);
+    if (rc == 0)
+        rc = registry__dup_col(st, 5, &s->services_json);
+    registry__copy_col(st, 6, s->agent_version, sizeof(s->agent_version));
+    registry__copy_col(st, 7, s->remote_addr, sizeof(s->remote_addr));
+    s->created_at = sqlite3_column_int64(st, 8);
+    s->enrolled_at = sqlite3_column_int64(st, 9);
+    s->last_seen = sqlite3_column_int64(st, 10);
+    if (rc < 0)
+        registry_site_clear(s);
+    return rc;
+}
+
+int registry_site_create(struct registry *r, const char *name, const char *labels_json, int64_t now)
+{
+    sqlite3_stmt *st;
+
+    if (r == NULL || registry__empty(name))
+        return -EINVAL;
+    st = registry__stmt(r, S_SITE_CREATE);
+    if (registry__bind_text(st, 1, name) < 0 ||
+        registry__bind_text(st, 2, registry__empty(labels_json) ? "{}" : labels_json) < 0 ||
+        sqlite3_bind_int64(st, 3, now) != SQLITE_OK) {
+        registry__done(st);
+        return -EIO;
+    }
+    return registry__exec(st);
+}
+
+static int site_get_by(struct registry *r, enum stmt_id id, const char *key, struct reg_site *out)
+{
+    sqlite3_stmt *st;
+    int rc;
+
+    if (out == NULL)
+        return -EINVAL;
+    memset(out, 0, sizeof(*out));
+    if (r == NULL || registry__empty(key))
+        return -EINVAL;
+    st = registry__stmt(r, id);
+    rc = registry__bind_text(st, 1, key);
+    if (rc == 0)
+        rc = registry__step(st);
+    if (rc == 1)
+        rc = site_from_row(st, out);
+    else if (rc == 0)
+        rc = -ENOENT;
+    registry__done(st);
+    return rc;
+}
+
+int registry_site_get(struct registry *r, const char *name, struct reg_site *out)
+{
+    return site_get_by(r, S_SITE_GET, name, out);
+}
+
+int registry_site_by_pin(struct registry *r, const char *pin, struct reg_site *out)
+{
+    return site_get_by(r, S_SITE_BY_PIN, pin, out);
+}
+
+int registry_site_list(struct registry *r, registry_site_cb cb, void *arg)
+{
+    struct reg_site s;
+    sqlite3_stmt *st;
+    int rc;
+
+    if (r == NULL || cb == NULL)
+        return -EINVAL;
+    /* The cached cursor cannot serve a nested listing from inside cb. */
+    if (sqlite3_stmt_busy(r->st[S_SITE_LIST]))
+        return -EBUSY;
+    st = registry__stmt(r, S_SITE_LIST);
+    while ((rc = registry__step(st)) == 1) {
+        rc = site_from_row(st, &s);
+        if (rc < 0)
+            break;
+        rc = cb(&s, arg);
+        registry_site_clear(&s);
+        if (rc != 0)
+            break;
+    }
+    registry__done(st);
+    return rc;
+}
+
+/* Classifies a failed conditional UPDATE on a site by name. */
+static int site_state_of(struct registry *r, const char *name, int64_t *id, char state[16])
+{
+    sqlite3_stmt *st = registry__stmt(r, S_SITE_STATE_OF);
+    int rc = registry__bind_text(st, 1, name);
+
+    if (rc == 0)
+        rc = registry__step(st);
+    if (rc == 1) {
+        if (id)
+            *id = sqlite3_column_int64(st, 0);
+        if (state)
+            registry__copy_col(st, 1, state, 16);
+        rc = 0;
+    } else if (rc == 0) {
+        rc = -ENOENT;
+    }
+    registry__done(st);
+    return rc;
+}
+
+int registry_site_set_state(struct registry *r, const char *name, const char *state)
+{
+    sqlite3_stmt *st;
+    int rc;
+
+    if (r == NULL || registry__empty(name) || state == NULL ||
+        (strcmp(state, "active") != 0 && strcmp(state, "disabled") != 0))
+        return -EINVAL;
+    st = registry__stmt(r, S_SITE_SET_STATE);
+    if (registry__bind_text(st, 1, name) < 0 || registry__bind_text(st, 2, state) < 0) {
+        registry__done(st);
+        return -EIO;
+    }
+    rc = registry__exec(st);
+    if (rc < 0)
+        return rc;
+    if (sqlite3_changes(r->db) == 1)
+        return 0;
+    /* Not changed: either no such site, or it is pending/revoked (no key to use). */
+    rc = site_state_of(r, name, NULL, NULL);
+    return rc < 0 ? rc : -EINVAL;
+}
+
+int registry_site_revoke(struct registry *r, const char *name)
+{
+    sqlite3_stmt *st;
+    int64_t id = 0;
+    int rc;
+
+    if (r == NULL || registry__empty(name))
+        return -EINVAL;
+    rc = registry__tx_begin(r);
+    if (rc < 0)
+        return rc;
+    rc = site_state_of(r, name, &id, NULL);
+    if (rc < 0)
+        goto out;
+    st = registry__stmt(r, S_SITE_REVOKE);
+    sqlite3_bind_int64(st, 1, id);
+    rc = registry__exec(st);
+    if (rc < 0)
+        goto out;
+    /* Tokens issued before the revoke must not bring the site back. */
+    st = registry__stmt(r, S_SITE_REVOKE_TOKENS);
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_int64(st, 2, (int64_t)time(NULL));
+    rc = registry__exec(st);
+    if (rc < 0)
+        goto out;
+    rc = registry__tx_commit(r);
+out:
+    if (rc < 0)
+        registry__tx_rollback(r);
+    return rc;
+}
+
+int registry_site_remove(struct registry *r, const char *name)
+{
+    sqlite3_stmt *st;
+    int rc;
+
+    if (r == NULL || registry__empty(name))
+        return -EINVAL;
+    st = registry__stmt(r, S_SITE_REMOVE);
+    if (registry__bind_text(st, 1, name) < 0) {
+        registry__done(st);
+        return -EIO;
+    }
+    rc = registry__exec(st);
+    if (rc == 0 && sqlite3_changes(r->db) == 0)
+        rc = -ENOENT;
+    return rc;
+}
+
+int registry_site_seen(struct registry *r, int64_t site_id, int64_t last_seen,
+                       const char *agent_version, const char *services_json,
+                       const char *remote_addr)
+{
+    sqlite3_stmt *st;
+    int rc = 0;
+
+    if (r == NULL)
+        return -EINVAL;
+    st = registry__stmt(r, S_SITE_SEEN);
+    sqlite3_bind_int64(st, 1, site_id);
+    sqlite3_bind_int64(st, 2, last_seen);
+    /* Agent version and address come from the network: cut, never refuse. */
+    if (agent_version)
+        rc |= registry__bind_text_cut(st, 3, agent_version,
+                                      sizeof(((struct reg_site *)0)->agent_version) - 1);
+    rc |= registry__bind_text(st, 4, services_json);
+    if (remote_addr)
+        rc |= registry__bind_text_cut(st, 5, remote_addr,
+                                      sizeof(((struct reg_site *)0)->remote_addr) - 1);
+    if (rc != 0) {
+        registry__done(st);
+        return -EIO;
+    }
+    if (agent_version == NULL) {
+        rc = registry__exec(st);
+        if (rc == 0 && sqlite3_changes(r->db) == 0)
+            rc = -ENOENT;
+        return rc;
+    }
+    /* Two rows change: one transaction, one commit (one fsync). */
+    rc = registry__tx_begin(r);
+    if (rc < 0) {
+        registry__done(st);
+        return rc;
+    }
+    rc = registry__exec(st);
+    if (rc == 0 && sqlite3_changes(r->db) == 0)
+        rc = -ENOENT;
+    if (rc == 0) {
+        st = registry__stmt(r, S_SESS_AGENT);
+        sqlite3_bind_int64(st, 1, site_id);
+        if (registry__bind_text_cut(st, 2, agent_version,
+                                    sizeof(((struct reg_session *)0)->agent_version) - 1) < 0) {
+            registry__done(st);
+            rc = -EIO;
+        } else {
+            rc = registry__exec(st);
+        }
+    }
+    if (rc == 0)
+        rc = registry__tx_commit(r);
+    if (rc < 0)
+        registry__tx_rollback(r);
+    return rc;
+}
+
+int registry_site_set_labels(struct registry *r, const char *name, const char *labels_json)
+{
+    sqlite3_stmt *st;
+    int rc;
+
+    if (r == NULL || registry__empty(name) || registry__empty(labels_json))
+        return -EINVAL;
+    st = registry__stmt(r, S_SITE_SET_LABELS);
+    if (registry__bind_text(st, 1, name) < 0 || registry__bind_text(st, 2, labels_json) < 0) {
+        registry__done(st);
+        return -EIO;
+    }
+    rc = registry__exec(st); /* not a JSON object: CHECK -> -EINVAL */
+    if (rc == 0 && sqlite3_changes(r->db) == 0)
+        rc = -ENOENT;
+    return rc;
+}
+
+static int site_id_exists(struct registry *r, int64_t id)
+{
+    sqlite3_stmt *st = registry__stmt(r, S_SITE_ID_EXISTS);
+    int rc;
+
+    sqlite3_bind_int64(st, 1, id);
+    rc = registry__step(st);
+    registry__done(st);
+    return rc;
+}
+
+int registry_site_rotate_pin(struct registry *r, int64_t site_id, const char *old_pin,
+                             const char *new_pin)
+{
+    sqlite3_stmt *st;
+    int rc;
+
+    if (r == NULL || registry__empty(old_pin) || registry__empty(new_pin))
+        return -EINVAL;
+    st = registry__stmt(r, S_SITE_ROTATE);
+    sqlite3_bind_int64(st, 1, site_id);
+    if (registry__bind_text(st, 2, old_pin) < 0 || registry__bind_text(st, 3, new_pin) < 0) {
+        registry__done(st);
+        return -EIO;
+    }
+    rc = registry__exec(st);
+    if (rc < 0)
+        return rc;
+    if (sqlite3_changes(r->db) == 1)
+        return 0;
+    /* No site with this id holds old_pin (unknown, or rotated meanwhile). */
+    rc = site_id_exists(r, site_id);
+    return rc < 0 ? rc : -ENOENT;
+}

@@ -1,0 +1,162 @@
+/* The registry's API tokens: create, look up by hash, revoke, count, list. */
+/* SPDX-License-Identifier: MIT */
+#include "store_int.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sqlite3.h>
+
+void registry_apitoken_clear(struct reg_apitoken *t)
+{
+    if (t == NULL)
+        return;
+    free(t->scope_json);
+    memset(t, 0, sizeof(*t));
+}
+
+int registry_apitoken_create(struct registry *r, const char *name, const char *role,
+                             const char *scope_json, const char *hash, int64_t expires_at,
+                             int64_t now)
+{
+    sqlite3_stmt *st;
+
+    if (r == NULL || registry__empty(name) || registry__empty(role) || registry__empty(hash) ||
+        expires_at < 0)
+        return -EINVAL;
+    st = registry__stmt(r, S_API_CREATE);
+    if (registry__bind_text(st, 1, name) < 0 || registry__bind_text(st, 2, role) < 0 ||
+        registry__bind_text(st, 3, registry__empty(scope_json) ? NULL : scope_json) < 0 ||
+        registry__bind_text(st, 4, hash) < 0) {
+        registry__done(st);
+        return -EIO;
+    }
+    sqlite3_bind_int64(st, 5, now);
+    sqlite3_bind_int64(st, 6, expires_at);
+    return registry__exec(st);
+}
+
+/* Columns of S_API_LOOKUP / S_API_LIST; t->scope_json is allocated. */
+static int apitoken_from_row(sqlite3_stmt *st, struct reg_apitoken *t)
+{
+    memset(t, 0, sizeof(*t));
+    t->id = sqlite3_column_int64(st, 0);
+    registry__copy_col(st, 1, t->name, sizeof(t->name));
+    registry__copy_col(st, 2, t->role, sizeof(t->role));
+    t->created_at = sqlite3_column_int64(st, 4);
+    t->expires_at = sqlite3_column_int64(st, 5);
+    t->revoked_at = sqlite3_column_int64(st, 6);
+    if (sqlite3_column_type(st, 3) != SQLITE_NULL)
+        return registry__dup_col(st, 3, &t->scope_json);
+    return 0;
+}
+
+int registry_apitoken_list(struct registry *r, registry_apitoken_cb cb, void *arg)
+{
+    struct reg_apitoken t;
+    sqlite3_stmt *st;
+    int rc;
+
+    if (r == NULL || cb == NULL)
+        return -EINVAL;
+    if (sqlite3_stmt_busy(r->st[S_API_LIST]))
+        return -EBUSY;
+    st = registry__stmt(r, S_API_LIST);
+    while ((rc = registry__step(st)) == 1) {
+        rc = apitoken_from_row(st, &t);
+        if (rc == 0)
+            rc = cb(&t, arg);
+        registry_apitoken_clear(&t);
+        if (rc != 0)
+            break;
+    }
+    registry__done(st);
+    return rc;
+}
+
+int registry_apitoken_lookup(struct registry *r, const char *hash, int64_t now,
+                             struct reg_apitoken *out)
+{
+    struct reg_apitoken t;
+    sqlite3_stmt *st;
+    int rc;
+
+    if (out)
+        memset(out, 0, sizeof(*out));
+    if (r == NULL || registry__empty(hash) || out == NULL)
+        return -EINVAL;
+    memset(&t, 0, sizeof(t));
+    st = registry__stmt(r, S_API_LOOKUP);
+    rc = registry__bind_text(st, 1, hash);
+    if (rc == 0)
+        rc = registry__step(st);
+    if (rc == 0)
+        rc = -ENOENT;
+    if (rc < 0)
+        goto out;
+    rc = apitoken_from_row(st, &t);
+    if (rc < 0)
+        goto out;
+    if (t.revoked_at != 0)
+        rc = -EKEYREVOKED;
+    else if (t.expires_at != 0 && now >= t.expires_at)
+        rc = -EKEYEXPIRED;
+    else
+        rc = 0;
+out:
+    registry__done(st);
+    if (rc == 0)
+        *out = t;
+    else
+        registry_apitoken_clear(&t);
+    return rc;
+}
+
+int registry_apitoken_revoke(struct registry *r, const char *name, int64_t now)
+{
+    sqlite3_stmt *st;
+    int rc;
+
+    if (r == NULL || registry__empty(name))
+        return -EINVAL;
+    st = registry__stmt(r, S_API_REVOKE);
+    if (registry__bind_text(st, 1, name) < 0) {
+        registry__done(st);
+        return -EIO;
+    }
+    sqlite3_bind_int64(st, 2, now);
+    rc = registry__exec(st);
+    if (rc < 0 || sqlite3_changes(r->db) > 0)
+        return rc;
+    /* Only revoked tokens carry this name: nothing left to revoke. */
+    st = registry__stmt(r, S_API_NAME_EXISTS);
+    rc = registry__bind_text(st, 1, name);
+    if (rc == 0)
+        rc = registry__step(st);
+    registry__done(st);
+    if (rc < 0)
+        return rc;
+    return rc == 1 ? -EALREADY : -ENOENT;
+}
+
+int registry_apitoken_count(struct registry *r, int64_t *count)
+{
+    sqlite3_stmt *st;
+    int rc;
+
+    if (count)
+        *count = 0;
+    if (r == NULL || count == NULL)
+        return -EINVAL;
+    st = registry__stmt(r, S_API_COUNT);
+    rc = registry__step(st);
+    if (rc == 1) {
+        *count = sqlite3_column_int64(st, 0);
+        rc = 0;
+    } else if (rc == 0) {
+        rc = -EIO;
+    }
+    registry__done(st);
+    return rc;
+}

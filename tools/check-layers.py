@@ -1,0 +1,170 @@
+#!/usr/bin/env python3
+# Layer check for the C tree: internal headers stay in their module, hub folders form no include cycle.
+# SPDX-License-Identifier: MIT
+"""Fails (exit 1) when
+  - a file outside a module's folder includes that module's internal header
+    (a header named *_int.h, e.g. hub/store/store_int.h), or
+  - the folders under hub/ include each other in a cycle.
+It reads #include "..." lines only (system headers cannot break a layer) and
+prints the hub folder graph it checked, one edge a line.
+
+  check-layers.py [--root DIR]   check the tree at DIR (default: this repo)
+  check-layers.py --self-test    run the check on small made-up trees
+"""
+import os
+import re
+import sys
+import tempfile
+
+SCAN_DIRS = ("common", "hub", "site", "ctl", "tests", "tools")
+SOURCE_EXT = (".c", ".h")
+INCLUDE_RE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
+# The build's include directories, relative to the root (CMakeLists.txt).
+INCLUDE_DIRS = (".", "tests/unit")
+
+
+def sources(root):
+    for top in SCAN_DIRS:
+        for d, dirs, files in os.walk(os.path.join(root, top)):
+            dirs[:] = sorted(x for x in dirs if not x.startswith(("build", ".")))
+            for f in sorted(files):
+                if f.endswith(SOURCE_EXT):
+                    yield os.path.relpath(os.path.join(d, f), root)
+
+
+def resolve(root, src, name):
+    """The repo-relative path an include names, or None (outside the tree)."""
+    for base in [os.path.dirname(src)] + list(INCLUDE_DIRS):
+        p = os.path.normpath(os.path.join(base, name))
+        if not p.startswith("..") and os.path.isfile(os.path.join(root, p)):
+            return p
+    return None
+
+
+def hub_folder(path):
+    """hub, hub/store, ... for a path under hub/; None elsewhere."""
+    if path != "hub" and not path.startswith("hub/"):
+        return None
+    return os.path.dirname(path)
+
+
+def find_cycle(graph):
+    """One cycle as a list of nodes (first == last), or None."""
+    state = {}
+    stack = []
+
+    def visit(n):
+        state[n] = 1
+        stack.append(n)
+        for m in sorted(graph.get(n, ())):
+            if state.get(m) == 1:
+                return stack[stack.index(m):] + [m]
+            if m not in state:
+                c = visit(m)
+                if c:
+                    return c
+        stack.pop()
+        state[n] = 2
+        return None
+
+    for n in sorted(graph):
+        if n not in state:
+            c = visit(n)
+            if c:
+                return c
+    return None
+
+
+def check(root, out=sys.stdout):
+    """Prints the graph and every problem; returns the number of problems."""
+    files = list(sources(root))
+    internal = {}  # basename -> folders that own an internal header of that name
+    for f in files:
+        if f.endswith("_int.h"):
+            internal.setdefault(os.path.basename(f), set()).add(os.path.dirname(f))
+    problems = []
+    graph = {}
+    for src in files:
+        with open(os.path.join(root, src), encoding="utf-8", errors="replace") as fh:
+            text = fh.read()
+        here = os.path.dirname(src)
+        for name in INCLUDE_RE.findall(text):
+            target = resolve(root, src, name)
+            base = os.path.basename(name)
+            # By resolved path, and by name too: an include path could reach
+            # the header without a relative path.
+            owners = {os.path.dirname(target)} if target and target.endswith("_int.h") else set()
+            owners |= internal.get(base, set()) if base.endswith("_int.h") else set()
+            if owners and here not in owners:
+                problems.append(f"{src}: includes {name}, internal to {', '.join(sorted(owners))}/")
+            a, b = hub_folder(src), hub_folder(target) if target else None
+            if a and b and a != b:
+                graph.setdefault(a, set()).add(b)
+    print("hub folder graph:", file=out)
+    for a in sorted(graph):
+        for b in sorted(graph[a]):
+            print(f"  {a} -> {b}", file=out)
+    if not graph:
+        print("  (no edges)", file=out)
+    cycle = find_cycle(graph)
+    if cycle:
+        problems.append("include cycle between hub folders: " + " -> ".join(cycle))
+    for p in problems:
+        print("check-layers: " + p, file=out)
+    return len(problems)
+
+
+def self_test():
+    """The check passes a clean tree and fails each kind of breach."""
+    import io
+    import shutil
+
+    def tree(files):
+        d = tempfile.mkdtemp(prefix="check-layers-")
+        for path, text in files.items():
+            os.makedirs(os.path.join(d, os.path.dirname(path)), exist_ok=True)
+            with open(os.path.join(d, path), "w") as fh:
+                fh.write(text)
+        return d
+
+    clean = {
+        "hub/store/store_int.h": "",
+        "hub/store/db.c": '#include "store_int.h"\n#include "../../common/x.h"\n',
+        "hub/store/registry.h": "",
+        "hub/main.c": '#include "store/registry.h"\n',
+        "common/x.h": "",
+    }
+    cases = [
+        ("clean", clean, 0),
+        ("outside include by path", dict(clean, **{"hub/main.c": '#include "store/store_int.h"\n'}), 1),
+        ("outside include from tests", dict(clean, **{"tests/unit/hub/t.c": '#include "hub/store/store_int.h"\n'}), 1),
+        ("outside include by name", dict(clean, **{"hub/api.c": '#include "store_int.h"\n'}), 1),
+        ("folder cycle", dict(clean, **{"hub/store/sites.c": '#include "../hub.h"\n', "hub/hub.h": ""}), 1),
+    ]
+    failed = 0
+    for name, files, want in cases:
+        buf = io.StringIO()
+        d = tree(files)
+        try:
+            got = check(d, buf)
+        finally:
+            shutil.rmtree(d)
+        ok = (got > 0) == (want > 0)
+        print(f"{'ok' if ok else 'FAIL'}: {name}: {got} problem(s)")
+        if not ok:
+            print(buf.getvalue())
+            failed += 1
+    return 1 if failed else 0
+
+
+def main(argv):
+    if "--self-test" in argv:
+        return self_test()
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if "--root" in argv:
+        root = argv[argv.index("--root") + 1]
+    return 1 if check(root) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "../common/log.h"
+#include "hello.h"
 #include "query.h"
 
 /* Per-stream window: big enough for 1 GB/s on loopback, small enough that a
@@ -320,33 +321,22 @@ static void hello_end(void *arg)
 {
     struct hello *hl = arg;
     struct tunnel *t = hl->t;
-    json_error_t jerr;
-    json_t *root = json_loadb((const char *)buf_head(&hl->body), hl->body.len, 0, &jerr);
-    json_t *svc, *ver;
+    struct hello_info info;
 
-    /* root: new reference held here, released below. */
-    if (root != NULL && json_is_object(root)) {
-        ver = json_object_get(root, "agent_version");
-        svc = json_object_get(root, "services");
-        if (json_is_string(ver))
-            snprintf(t->agent_version, sizeof(t->agent_version), "%s", json_string_value(ver));
-        if (json_is_array(svc)) {
-            char *txt = json_dumps(svc, JSON_COMPACT);
-            size_t i, n = json_array_size(svc);
-            json_t *v;
-            if (txt != NULL) {
-                free(t->services_json);
-                t->services_json = txt;
-            }
+    if (hello_parse(buf_head(&hl->body), hl->body.len, &info) == 0) {
+        snprintf(t->agent_version, sizeof(t->agent_version), "%s", info.agent_version);
+        if (info.services_json != NULL) {
             free_services(t);
-            t->services = calloc(n ? n : 1, sizeof(*t->services));
-            json_array_foreach(svc, i, v)
-            {
-                if (t->services != NULL && json_is_string(v) &&
-                    (t->services[t->n_services] = strdup(json_string_value(v))) != NULL)
-                    t->n_services++;
-            }
+            free(t->services_json);
+            /* The tunnel takes over the parsed strings. */
+            t->services_json = info.services_json;
+            t->services = info.services;
+            t->n_services = info.n_services;
+            info.services_json = NULL;
+            info.services = NULL;
+            info.n_services = 0;
         }
+        hello_info_free(&info);
         t->hello_done = 1;
         if (t->standby && !t->closing && t->conn != NULL)
             take_over(t);
@@ -360,7 +350,6 @@ static void hello_end(void *arg)
     /* A standby tunnel that gave no usable answer never takes over. */
     if (t->standby)
         tunnel_kill(t, "no valid answer to the hello");
-    json_decref(root);
     buf_free(&hl->body);
     free(hl);
 }

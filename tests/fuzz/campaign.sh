@@ -11,13 +11,16 @@
 #   -n          do not merge into the checked-in corpus
 #   TARGETs default to every tests/fuzz/fuzz_*.c; the ones that read bytes
 #   before any authentication get weight 3, the others 1.
+# Environment: TETHER_SRC  the source tree (default: where this script is).
 # Runs under nice -n 10. Prints, and appends to <work>/summary.tsv, one line
 # per target: executions, coverage (edges), features, corpus files/bytes
 # before and after the merge, and crash artifacts found.
 # Exit status: 1 if any target crashed (artifacts in <work>/<target>/), else 0.
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# TETHER_SRC: the source tree, when this script runs from a copy (a copy can
+# be edited or checked out over while a long campaign runs).
+ROOT=${TETHER_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 BUILD=$ROOT/build-fuzz
 BUDGET=3600
 JOBS=1
@@ -31,7 +34,7 @@ while getopts "b:t:j:o:nh" opt; do
     o) WORK=$OPTARG ;;
     n) MERGE=0 ;;
     *)
-        sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
+        sed -n '2,/^set -euo/p' "$ROOT/tests/fuzz/campaign.sh" | sed '$d; s/^# \{0,1\}//'
         exit 2
         ;;
     esac
@@ -39,6 +42,7 @@ done
 shift $((OPTIND - 1))
 WORK=${WORK:-$BUILD/campaign}
 mkdir -p "$WORK"
+WORK=$(cd "$WORK" && pwd)
 
 # Pre-authentication parsers: bytes any client or network path can send.
 PREAUTH=" clienthello spki connect_reply h1 hello "

@@ -56,23 +56,37 @@ static void fake_hub_reset(void)
     fake_hub_sites();
 }
 
+static char fake_dir[64], fake_db[128];
+
+/* At exit: the registry and its WAL files go with the process. */
+static void fake_hub_cleanup(void)
+{
+    static const char *const ext[] = {"", "-wal", "-shm", "-journal"};
+    char p[160];
+
+    for (size_t i = 0; i < sizeof(ext) / sizeof(ext[0]); i++) {
+        snprintf(p, sizeof(p), "%s%s", fake_db, ext[i]);
+        unlink(p);
+    }
+    rmdir(fake_dir);
+}
+
 static void fake_hub_init(void)
 {
-    static char dir[] = "/tmp/tether-fuzz-XXXXXX";
-    const char *shm = "/dev/shm/tether-fuzz-XXXXXX";
-    char path[256], err[256], hash[65];
-    static char shm_dir[64];
+    char err[256], hash[65];
 
     if (fake_hub.reg != NULL)
         return;
     /* The registry on tmpfs where there is one: millions of small writes. */
-    snprintf(shm_dir, sizeof(shm_dir), "%s", shm);
-    const char *d = access("/dev/shm", W_OK) == 0 ? mkdtemp(shm_dir) : mkdtemp(dir);
-    if (d == NULL)
+    snprintf(fake_dir, sizeof(fake_dir), "%s/tether-fuzz-XXXXXX",
+             access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp");
+    if (mkdtemp(fake_dir) == NULL)
         abort();
+    snprintf(fake_db, sizeof(fake_db), "%s/hub.db", fake_dir);
+    atexit(fake_hub_cleanup);
     log_set_level(LOG_ERROR);
     fake_hub.loop = uv_default_loop();
-    snprintf(fake_hub.state_dir, sizeof(fake_hub.state_dir), "%s", d);
+    snprintf(fake_hub.state_dir, sizeof(fake_hub.state_dir), "%s", fake_dir);
     snprintf(fake_hub.cfg.name, sizeof(fake_hub.cfg.name), "hub.example");
     snprintf(fake_hub.cfg.public_eps[0], sizeof(fake_hub.cfg.public_eps[0]), "hub.example:6443");
     fake_hub.cfg.n_public = 1;
@@ -84,12 +98,8 @@ static void fake_hub_init(void)
     fake_hub.cfg.api_body_max = 1u << 20;
     fake_hub.cfg.query_body_max = 1u << 20;
     fake_hub.cfg.max_pending_handshakes_per_ip = 64;
-    snprintf(path, sizeof(path), "%s/hub.db", d);
-    if (registry_open(path, &fake_hub.reg, err, sizeof(err)) != 0)
+    if (registry_open(fake_db, &fake_hub.reg, err, sizeof(err)) != 0)
         abort();
-    /* The file is gone once the process is; nothing to clean up after a crash. */
-    unlink(path);
-    rmdir(d);
     sqlite3_exec(registry_db(fake_hub.reg), "PRAGMA synchronous=OFF", NULL, NULL, NULL);
     if (crypto_identity_generate("hub.example", NULL, 0, &fake_hub.id) != 0)
         abort();

@@ -45,7 +45,7 @@ mkdir -p "$WORK"
 WORK=$(cd "$WORK" && pwd)
 
 # Pre-authentication parsers: bytes any client or network path can send.
-PREAUTH=" clienthello spki connect_reply h1 hello "
+PREAUTH=" clienthello spki connect_reply h1 h2 hello "
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
     for f in "$ROOT"/tests/fuzz/fuzz_*.c; do

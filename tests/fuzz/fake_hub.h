@@ -120,10 +120,12 @@ static void fake_hub_spin(void)
         uv_run(fake_hub.loop, UV_RUN_NOWAIT);
 }
 
-/* Feeds a user connection speaking HTTP/1.1 the bytes in[0..len) in pieces of
- * `piece` bytes, letting the loop run between pieces, then closes it and lets
- * it be freed. out receives everything the hub wrote. */
-static void fake_hub_session(const uint8_t *in, size_t len, size_t piece, struct buf *out)
+/* Feeds a user connection (alpn "h2" or "http/1.1", as the TLS handshake
+ * chose) the bytes in[0..len) in pieces of `piece` bytes, letting the loop run
+ * between pieces, then closes it and lets it be freed. out receives
+ * everything the hub wrote. */
+static void fake_hub_session_alpn(const char *alpn, const uint8_t *in, size_t len, size_t piece,
+                                  struct buf *out)
 {
     struct conn_sink sink;
     struct conn *c;
@@ -137,7 +139,7 @@ static void fake_hub_session(const uint8_t *in, size_t len, size_t piece, struct
     c = conn_new_fake(fake_hub.loop, &sink, "192.0.2.7:40000");
     if (c == NULL)
         abort();
-    if (user_attach(&fake_hub, c, "http/1.1") != 0)
+    if (user_attach(&fake_hub, c, alpn) != 0)
         abort();
     assert(piece > 0);
     /* c is freed from the loop once closed: sink.closed says so. */
@@ -159,6 +161,11 @@ static void fake_hub_session(const uint8_t *in, size_t len, size_t piece, struct
         fprintf(stderr, "--- hub wrote (closed: %s):\n%.*s\n---\n", sink.reason, (int)sink.out.len,
                 (const char *)buf_head(&sink.out));
     *out = sink.out;
+}
+
+static inline void fake_hub_session(const uint8_t *in, size_t len, size_t piece, struct buf *out)
+{
+    fake_hub_session_alpn("http/1.1", in, len, piece, out);
 }
 
 /* --- checking what the hub answered --- */
@@ -211,8 +218,8 @@ static int rc_body(http_parser *p, const char *at, size_t len)
  * well-formed response (status line, headers, exact framing). Returns the
  * number of final responses. The hub closes after the last response unless
  * it keeps the connection. */
-static int check_responses(const struct buf *out, const char *const *methods, size_t n_methods,
-                           struct resp_check *rc)
+static inline int check_responses(const struct buf *out, const char *const *methods,
+                                  size_t n_methods, struct resp_check *rc)
 {
     http_parser p;
     http_parser_settings s;

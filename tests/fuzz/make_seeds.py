@@ -70,6 +70,48 @@ def main():
                "exp": 1900000000}
         put("token", name, "tether1." +
             base64.urlsafe_b64encode(json.dumps(tok).encode()).decode().rstrip("="))
+    h2_seeds()
+
+
+ADMIN = "tth_ZnV6ei1hZG1pbi1mdXp6LWFkbWluLWZ1enotYWRtaW4"  # tests/fuzz/fake_hub.h
+
+
+def frame(ftype, flags, sid, payload):
+    return len(payload).to_bytes(3, "big") + bytes([ftype, flags]) + sid.to_bytes(4, "big") + payload
+
+
+def hpack(headers):
+    # Literal header fields without indexing, new names, no Huffman: simple and valid.
+    out = b""
+    for name, value in headers:
+        n, v = name.encode(), value.encode()
+        assert len(n) < 127 and len(v) < 127
+        out += b"\x00" + bytes([len(n)]) + n + bytes([len(v)]) + v
+    return out
+
+
+def h2_request(sid, method, path, body=None, token=True, extra=()):
+    hs = [(":method", method), (":scheme", "https"), (":authority", "hub"), (":path", path)]
+    if token:
+        hs.append(("authorization", "Bearer " + ADMIN))
+    hs += list(extra)
+    out = frame(1, 0x4 | (0 if body is not None else 0x1), sid, hpack(hs))
+    if body is not None:
+        out += frame(0, 0x1, sid, body.encode())
+    return out
+
+
+def h2_seeds():
+    settings = frame(4, 0, 0, (3).to_bytes(2, "big") + (100).to_bytes(4, "big"))
+    # The first byte is the piece size of the fuzz target (0: all at once).
+    put("h2", "healthz", b"\x00" + settings + h2_request(1, "GET", "/healthz", token=False))
+    put("h2", "api-three-streams", b"\x00" + settings + h2_request(1, "GET", "/v1/sites") +
+        h2_request(3, "POST", "/v1/sites", '{"name":"edge-7"}',
+                   extra=[("content-type", "application/json")]) +
+        h2_request(5, "GET", "/v1/sites/edge-1/services/web/x"))
+    put("h2", "ping-window-rst", b"\x07" + settings + frame(6, 0, 0, b"12345678") +
+        frame(8, 0, 0, (65536).to_bytes(4, "big")) + h2_request(1, "GET", "/v1/audit") +
+        frame(3, 0, 1, (8).to_bytes(4, "big")) + frame(7, 0, 0, bytes(8)))
 
 
 if __name__ == "__main__":

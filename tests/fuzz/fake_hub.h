@@ -171,9 +171,9 @@ static inline void fake_hub_session(const uint8_t *in, size_t len, size_t piece,
 /* --- checking what the hub answered --- */
 
 struct resp_check {
-    int n_final; /* final (>= 200) responses */
-    int statuses[64];
-    int n_status;
+    int n_final;                /* final (>= 200) responses */
+    int last_status;            /* of the last response begun */
+    int n_500;                  /* 500 answers */
     const char *const *methods; /* request methods in order, to know HEAD answers */
     size_t n_methods;
     int n_heads;    /* responses begun (heads complete) */
@@ -190,8 +190,9 @@ static int rc_headers_complete(http_parser *p)
     if (status < 100 || status > 599)
         abort();
     rc->n_heads++;
-    if (rc->n_status < 64)
-        rc->statuses[rc->n_status++] = status;
+    rc->last_status = status;
+    if (status == 500)
+        rc->n_500++;
     if (status >= 200) {
         if ((size_t)rc->n_final < rc->n_methods && strcmp(rc->methods[rc->n_final], "HEAD") == 0)
             head = 1;

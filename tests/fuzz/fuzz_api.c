@@ -70,7 +70,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     }
     if (finals == 1) {
-        int status = rc.statuses[rc.n_status - 1];
+        int status = rc.last_status;
         /* Bad input is the client's fault: never a 500. Errors are JSON
          * {"error", "detail"} (HEAD answers carry no body). */
         if (status == 500)

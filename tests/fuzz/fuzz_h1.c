@@ -5,7 +5,9 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define MAX_METHODS 64
+/* Enough for every request a 64 KiB input can hold ("GET / HTTP/1.1\r\n\r\n"
+ * is 18 bytes). */
+#define MAX_METHODS 4096
 
 struct req_scan {
     const char *methods[MAX_METHODS];
@@ -58,6 +60,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             break;
     }
 
+    if (getenv("TETHER_FUZZ_SHOW") != NULL)
+        for (size_t i = 0; i < rs.n; i++)
+            fprintf(stderr, "request %zu: %s\n", i, rs.methods[i]);
     buf_init(&out);
     fake_hub_session(data, size, piece, &out);
     finals = check_responses(&out, rs.methods, rs.n, &rc);
@@ -65,9 +70,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if ((size_t)finals > rs.begun + 1)
         abort();
     /* Bad input is the client's fault: never a 500. */
-    for (int i = 0; i < rc.n_status; i++)
-        if (rc.statuses[i] == 500)
-            abort();
+    if (rc.n_500 != 0)
+        abort();
     buf_free(&rc.body);
     buf_free(&out);
     return 0;

@@ -3,6 +3,7 @@
 /* SPDX-License-Identifier: MIT */
 #include "conn.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -127,6 +128,34 @@ struct conn *conn_new(uv_loop_t *loop, const struct conn_ops *ops, void *owner)
     return c;
 }
 
+static const struct conn_ops fake_ops = {0};
+
+struct conn *conn_new_fake(uv_loop_t *loop, struct conn_sink *sink, const char *peer)
+{
+    struct conn *c = conn_new(loop, &fake_ops, NULL);
+
+    if (c == NULL)
+        return NULL;
+    c->sink = sink;
+    snprintf(c->peer, sizeof(c->peer), "%s", peer);
+    return c;
+}
+
+int conn_fake_feed(struct conn *c, const uint8_t *data, size_t len)
+{
+    int rc;
+
+    assert(c->sink != NULL);
+    if (c->closing)
+        return -EPIPE;
+    rc = c->ops->on_data != NULL ? c->ops->on_data(c, data, len) : 0;
+    if (rc < 0)
+        conn_close(c, "protocol error");
+    else
+        conn_flush(c);
+    return rc;
+}
+
 static void close_cb(uv_handle_t *h)
 {
     struct conn *c = h->data;
@@ -143,6 +172,10 @@ static void close_cb(uv_handle_t *h)
         flusher_stop();
     if (c->ops->on_close != NULL)
         c->ops->on_close(c, c->reason);
+    if (c->sink != NULL) {
+        c->sink->closed = 1;
+        snprintf(c->sink->reason, sizeof(c->sink->reason), "%s", c->reason);
+    }
     tls_conn_free(&c->tls);
     buf_free(&c->early);
     buf_free(&c->wbuf);
@@ -266,6 +299,8 @@ int conn_write(struct conn *c, const uint8_t *data, size_t len)
     int rc;
     if (c->closing)
         return -EPIPE;
+    if (c->sink != NULL)
+        return buf_append(&c->sink->out, data, len);
     rc = tls_write(&c->tls, data, len);
     if (rc < 0)
         return rc;

@@ -59,6 +59,7 @@ struct conn {
     struct conn *all_prev, *all_next;     /* every live conn, for shutdown */
     struct conn *dirty_prev, *dirty_next; /* waiting for the end-of-iteration flush */
     int dirty;
+    struct conn_sink *sink; /* conn_new_fake only; not owned */
 };
 
 /* Allocates a conn for an accepted or to-be-connected socket; tcp is
@@ -78,6 +79,20 @@ int conn_start_tls(struct conn *c, WOLFSSL_CTX *ctx, const char *sni, const char
  * the start: for descriptor accounting and heap trimming. */
 size_t conn_live(void);
 uint64_t conn_freed(void);
+
+/* Tests and fuzzing: a conn with no socket and no TLS. What the layer above
+ * writes is appended in clear to sink->out, and conn_fake_feed hands that
+ * layer bytes as if they came decrypted from the peer (returns its on_data
+ * answer; <0 closes the conn as a real one does). Closing and freeing go
+ * through the loop as for a real conn; sink->closed is set once the conn is
+ * freed. The sink belongs to the caller and must outlive the conn. */
+struct conn_sink {
+    struct buf out;
+    int closed;
+    char reason[128];
+};
+struct conn *conn_new_fake(uv_loop_t *loop, struct conn_sink *sink, const char *peer);
+int conn_fake_feed(struct conn *c, const uint8_t *data, size_t len);
 /* Closes every live conn (shutdown). */
 void conn_close_all(const char *reason);
 /* Encrypts and queues plaintext; call conn_flush() after a batch. */

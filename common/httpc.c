@@ -417,6 +417,55 @@ static int feed(http_parser *p, struct rstate *s, const char *data, size_t len, 
     return 0;
 }
 
+/* Hands the body read so far to resp, NUL-terminated (an empty one too). */
+static int take_body(struct rstate *s, struct httpc_response *resp, char *err, size_t cap)
+{
+    if (s->body == NULL) {
+        s->body = malloc(1);
+        if (s->body == NULL) {
+            set_err(err, cap, "out of memory");
+            return -ENOMEM;
+        }
+    }
+    s->body[s->body_len] = '\0';
+    resp->body = s->body;
+    resp->body_len = s->body_len;
+    s->body = NULL;
+    return 0;
+}
+
+int httpc_parse_response(const uint8_t *data, size_t len, size_t piece, int head_only,
+                         struct httpc_response *resp, char *err, size_t err_cap)
+{
+    struct rstate st = {0};
+    http_parser parser;
+    size_t off = 0;
+    int rc = 0;
+
+    memset(resp, 0, sizeof(*resp));
+    http_parser_init(&parser, HTTP_RESPONSE);
+    parser.data = &st;
+    st.resp = resp;
+    st.head_only = head_only;
+    while (rc == 0 && !st.done && off < len) {
+        size_t n = len - off < piece ? len - off : piece;
+        rc = feed(&parser, &st, (const char *)data + off, n, err, err_cap);
+        off += n;
+    }
+    if (rc == 0 && !st.done)
+        rc = feed(&parser, &st, NULL, 0, err, err_cap);
+    if (rc == 0 && !st.done) {
+        set_err(err, err_cap, "the hub closed the connection before a complete response");
+        rc = -EPROTO;
+    }
+    if (rc == 0)
+        rc = take_body(&st, resp, err, err_cap);
+    if (rc != 0)
+        memset(resp, 0, sizeof(*resp));
+    free(st.body);
+    return rc;
+}
+
 static int build_request(const struct httpc_target *t, const char *method, const char *path,
                          const char *bearer, const char *content_type, size_t body_len, char **out,
                          size_t *out_len)
@@ -613,19 +662,7 @@ int httpc_request(const struct httpc_target *t, const char *method, const char *
         goto out;
     }
 
-    if (st.body == NULL) {
-        st.body = malloc(1);
-        if (st.body == NULL) {
-            rc = -ENOMEM;
-            set_err(err, err_cap, "out of memory");
-            goto out;
-        }
-    }
-    st.body[st.body_len] = '\0';
-    resp->body = st.body;
-    resp->body_len = st.body_len;
-    st.body = NULL;
-    rc = 0;
+    rc = take_body(&st, resp, err, err_cap);
 out:
     if (rc != 0 && resp != NULL)
         memset(resp, 0, sizeof(*resp));

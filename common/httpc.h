@@ -45,6 +45,14 @@ struct httpc_response {
 };
 void httpc_response_free(struct httpc_response *r);
 
+/* Reads a response from data[0..len), the whole stream up to its end, fed
+ * to the parser in pieces of `piece` (> 0) bytes as they would arrive: what
+ * httpc_request does with the bytes it receives (bounded the same way). For
+ * tests and fuzzing. Returns 0 with resp filled (free with
+ * httpc_response_free), or the code and err httpc_request would give. */
+int httpc_parse_response(const uint8_t *data, size_t len, size_t piece, int head_only,
+                         struct httpc_response *resp, char *err, size_t err_cap);
+
 /* Makes one request over a fresh TLS 1.3 connection (ALPN http/1.1) to t.
  * bearer (may be NULL) goes in "Authorization: Bearer". body may be NULL.
  * Responses larger than 64 MiB fail with -EFBIG. On failure returns a

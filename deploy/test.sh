@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# tether's test command: installs dependencies, builds normal and ASan/UBSan trees, runs the whole suite.
+# tether's test command: installs dependencies, builds normal, ASan/UBSan and fuzz trees, runs the whole suite.
 # SPDX-License-Identifier: MIT
 #
 # Usage: deploy/test.sh [--quick]
@@ -9,9 +9,11 @@
 #   TETHER_WOLFSSL_PREFIX  use this prebuilt wolfSSL instead of building one
 #   TETHER_SKIP_SETUP=1    do not run deploy/setup.sh
 #
-# Build trees: build/ (RelWithDebInfo) and build-asan/ (-DTETHER_SANITIZE=ON,
+# Build trees: build/ (RelWithDebInfo), build-asan/ (-DTETHER_SANITIZE=ON,
 # which also builds and runs the allocation-failure torture, CTest label
-# `torture`, tests/torture/README.md), reused incrementally. Both link the one static wolfSSL in build/wolfssl,
+# `torture`, tests/torture/README.md) and build-fuzz/ (clang, -DTETHER_FUZZ=ON:
+# the libFuzzer targets only), reused incrementally. All link the one static
+# wolfSSL in build/wolfssl,
 # built from Debian's source package on the first run (deploy/build-wolfssl.sh).
 # Exit status: 0 only when every phase passed.
 set -euo pipefail
@@ -126,6 +128,37 @@ else
     export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
     suite asan "$ROOT/build-asan" -DTETHER_SANITIZE=ON
 fi
+
+# The fuzz phase: libFuzzer targets (clang, ASan/UBSan) over the checked-in
+# corpus, a fixed number of mutations each (TETHER_FUZZ_RUNS in CMake). Only
+# the fuzz targets and the libraries they need are built.
+fuzz_phase() {
+    local dir=$ROOT/build-fuzz t0
+    t0=$(date +%s)
+    banner "fuzz: configure ($dir, clang)"
+    if [ -f "$dir/CMakeCache.txt" ] &&
+        ! grep -qxF "CMAKE_HOME_DIRECTORY:INTERNAL=$ROOT" "$dir/CMakeCache.txt"; then
+        rm -rf "$dir/CMakeCache.txt" "$dir/CMakeFiles"
+    fi
+    if ! CC=clang cmake -S "$ROOT" -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTETHER_FUZZ=ON \
+        "${WOLF_ARGS[@]}"; then
+        record "fuzz configure" FAILED
+        return
+    fi
+    banner "fuzz: build the fuzz targets (-j$JOBS)"
+    if ! cmake --build "$dir" -j "$JOBS" --target fuzzers; then
+        record "fuzz build" FAILED
+        return
+    fi
+    banner "fuzz: run (ctest -L fuzz)"
+    if (cd "$dir" && ctest -L fuzz --output-on-failure --no-tests=error -j "$TEST_JOBS"); then
+        record "fuzz" ok
+    else
+        record "fuzz" FAILED
+    fi
+    echo "fuzz: $(($(date +%s) - t0)) s"
+}
+fuzz_phase
 
 banner "summary ($(($(date +%s) - START)) s)"
 printf '%s\n' "${results[@]}"

@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "../common/log.h"
-#include "../common/token.h"
+#include "hello.h"
 #include "query.h"
 
 /* The connection window is credited as bytes arrive (on_data_chunk), so it
@@ -315,7 +315,6 @@ static ssize_t read_body_cb(nghttp2_session *session, int32_t stream_id, uint8_t
 /* --- hello: learn the site's version and services --- */
 
 /* As many services as a site agent may configure (AGENT_MAX_SERVICES). */
-#define HELLO_SERVICES_MAX 64
 
 struct hello {
     struct tunnel *t;
@@ -338,91 +337,33 @@ static void hello_data(void *arg, const uint8_t *data, size_t len)
     tunnel_stream_consume(hl->s, len);
 }
 
-static int version_ok(const char *v)
-{
-    size_t n = strlen(v);
-
-    if (n == 0 || n >= sizeof(((struct tunnel *)0)->agent_version))
-        return 0;
-    for (; *v; v++)
-        if ((unsigned char)*v < 0x20 || (unsigned char)*v >= 0x7f)
-            return 0;
-    return 1;
-}
-
-/* Checks the hello answer as a whole and only then takes its version and
- * services into t: a site that sends a name the rest of tether would refuse
- * (or bytes meant for an operator's terminal) is not half-believed. Returns
- * NULL, or why the hello is refused with *bad set to the offending value. */
-static const char *hello_take(struct tunnel *t, const struct hello *hl, json_t *root,
-                              const char **bad)
-{
-    json_t *ver = json_object_get(root, "agent_version");
-    json_t *svc = json_object_get(root, "services");
-    char **names = NULL, *txt = NULL;
-    size_t i, n = 0;
-    json_t *v;
-
-    *bad = NULL;
-    if (hl->status != 200)
-        return "hello answered with a status other than 200";
-    if (!json_is_object(root))
-        return "hello is not a JSON object";
-    if (!json_is_string(ver) || !version_ok(json_string_value(ver))) {
-        *bad = json_is_string(ver) ? json_string_value(ver) : NULL;
-        return "agent_version is not 1-63 printable ASCII characters";
-    }
-    if (!json_is_array(svc) || json_array_size(svc) > HELLO_SERVICES_MAX)
-        return "services is not a list of at most 64 names";
-    json_array_foreach(svc, i, v)
-    {
-        if (!json_is_string(v) || !token_name_valid(json_string_value(v))) {
-            *bad = json_is_string(v) ? json_string_value(v) : NULL;
-            return "a service name is not [a-z0-9][a-z0-9-]{0,62}";
-        }
-    }
-    names = calloc(json_array_size(svc) + 1, sizeof(*names));
-    txt = json_dumps(svc, JSON_COMPACT);
-    if (names == NULL || txt == NULL)
-        goto nomem;
-    json_array_foreach(svc, i, v)
-    {
-        if ((names[n] = strdup(json_string_value(v))) == NULL)
-            goto nomem;
-        n++;
-    }
-    snprintf(t->agent_version, sizeof(t->agent_version), "%s", json_string_value(ver));
-    free_services(t);
-    free(t->services_json);
-    t->services_json = txt;
-    t->services = names;
-    t->n_services = n;
-    return NULL;
-nomem:
-    while (n > 0)
-        free(names[--n]);
-    free(names);
-    free(txt);
-    return "out of memory";
-}
-
 static void hello_end(void *arg)
 {
     struct hello *hl = arg;
     struct tunnel *t = hl->t;
-    json_error_t jerr;
-    json_t *root = json_loadb((const char *)buf_head(&hl->body), hl->body.len, 0, &jerr);
-    const char *why, *bad;
+    struct hello_info info = {.why = "hello answered with a status other than 200"};
+    int rc = -EINVAL;
 
-    /* root: new reference held here, released below. */
-    why = hello_take(t, hl, root, &bad);
-    if (why != NULL) {
-        log_event(LOG_WARN, "site_hello_refused", "site=%s reason=%s value=%s", t->site, log_q(why),
-                  log_q(bad));
+    if (hl->status == 200)
+        rc = hello_parse(buf_head(&hl->body), hl->body.len, &info);
+    if (rc != 0) {
+        log_event(LOG_WARN, "site_hello_refused", "site=%s reason=%s value=%s", t->site,
+                  log_q(info.why), log_q(info.bad[0] ? info.bad : NULL));
         /* Standby or not: a site that answers but not as a site agent does
          * is not served. */
         tunnel_kill(t, "invalid hello");
     } else {
+        snprintf(t->agent_version, sizeof(t->agent_version), "%s", info.agent_version);
+        free_services(t);
+        free(t->services_json);
+        /* The tunnel takes over the parsed strings. */
+        t->services_json = info.services_json;
+        t->services = info.services;
+        t->n_services = info.n_services;
+        info.services_json = NULL;
+        info.services = NULL;
+        info.n_services = 0;
+        hello_info_free(&info);
         t->hello_done = 1;
         if (t->standby && !t->closing && t->conn != NULL)
             take_over(t);
@@ -434,7 +375,6 @@ static void hello_end(void *arg)
         if (t->conn != NULL && !t->closing)
             query_site_online(t->hub, t);
     }
-    json_decref(root);
     buf_free(&hl->body);
     free(hl);
 }

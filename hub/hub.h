@@ -133,8 +133,11 @@ struct hub {
     uint64_t gen;
 };
 
-/* Seconds since the epoch. */
+/* Seconds since the epoch: the hub's one wall clock (expiry, audit, last seen). */
 int64_t hub_now(void);
+/* The test clock-offset file hub_now() honours, or NULL: always NULL unless
+ * built with TETHER_TEST_HOOKS. The string is the environment's. */
+const char *hub_test_clock_file(void);
 
 /* Tunnel map: the tunnel of a site if it is online, else NULL. */
 struct tunnel *hub_tunnel_find(struct hub *h, int64_t site_id);

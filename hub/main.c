@@ -1067,6 +1067,8 @@ static int cmd_run(int argc, char **argv)
               TETHER_VERSION, log_q(crypto_wolfssl_build()), tune_state(), tune_heap_trim_mib(),
               addrs, h->cfg.name, h->id.pin, (unsigned long long)h->cfg.ping_interval_ms,
               h->fd_limit, h->fd_reserve);
+    if (hub_test_clock_file() != NULL)
+        log_event(LOG_WARN, "test_clock", "file=%s", log_q(hub_test_clock_file()));
     if (strncmp(crypto_wolfssl_build(), "system", 6) == 0)
         log_event(LOG_WARN, "wolfssl_fallback",
                   "build=%s detail=\"SYSTEM wolfSSL WITHOUT AES-NI IN USE: TLS will be slow "

@@ -997,8 +997,11 @@ void query_site_online(struct hub *h, struct tunnel *t)
     if (qe == NULL || !tunnel_ready(h, t))
         return;
     rc = registry_query_queued_for_site(qe->st, t->site_id, now, DELIVER_MAX, &v, &n);
-    if (rc != 0 || n == 0)
+    if (rc != 0 || n == 0) {
+        if (rc == 0) /* the decision is logged even when nothing waits: a marker for tests */
+            log_event(LOG_INFO, "query_delivered", "site=%s queued=0 sent=0", t->site);
         goto out;
+    }
     ids = calloc(n, sizeof(*ids));
     ok = calloc(n, sizeof(*ok));
     if (ids == NULL || ok == NULL) {
@@ -1841,6 +1844,8 @@ static struct waiter *waiter_new(struct query_engine *qe, struct ureq *r, const 
         w->waiters->prev = wt;
     w->waiters = wt;
     ureq_set_handler(r, &waiter_handler, wt);
+    log_event(LOG_DEBUG, "query_waiting", "id=%s kind=%s", q->qid,
+              kind == W_EVENTS ? "events" : "wait");
     return wt;
 }
 

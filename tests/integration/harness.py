@@ -359,6 +359,9 @@ class Hub:
         self.pin = None
         self.token = None
         self.conf = None
+        # The test clock (hub_now() + offset, TETHER_TEST_CLOCK_FILE): off
+        # unless start(test_clock=True).
+        self.clock_path = os.path.join(self.dir, "test-clock")
 
     @property
     def addr(self):
@@ -392,13 +395,32 @@ class Hub:
             self.h.check(False, "admin.token (%r...) equals ctl.conf token" % admin[:8])
         return r
 
-    def start(self, extra=(), wait=True, timeout=15.0):
+    def start(self, extra=(), wait=True, timeout=15.0, test_clock=False, env=None):
+        """test_clock: the hub reads its wall clock through the offset file
+        clock_set() writes (builds without TETHER_TEST_HOOKS: the test is
+        skipped). env: variables added to the hub's environment only."""
+        penv = dict(self.h.env, **(env or {}))
+        if test_clock:
+            penv["TETHER_TEST_CLOCK_FILE"] = self.clock_path
         self.proc = Proc(self.h, self.name, [self.h.bin("tether-hub"), "run", "--state",
                                              self.dir, "--listen", self.addr] + list(extra),
-                         daemon=True)
+                         env=penv, daemon=True)
         if wait:
             self.proc.wait_log(r"\blistening\b", timeout)
+        if test_clock:
+            self.proc.wait_log(r"\bhub_started\b", timeout)
+            if not self.proc.find(r"\btest_clock\b"):
+                raise Skip("tether-hub built without TETHER_TEST_HOOKS: no test clock")
         return self.proc
+
+    def clock_set(self, offset):
+        """Sets the hub's clock to the real time plus `offset` seconds (not
+        cumulative); the hub reads it at its next look at the time."""
+        tmp = self.clock_path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write("%d\n" % int(offset))
+        os.replace(tmp, self.clock_path)
+        self.h.info("hub clock set to real time %+d s" % int(offset))
 
     def ctl(self, *args, stdin=None, timeout=30, use_hub=True, token=None):
         """tetherctl --config ctl.conf [--hub URL] ARGS."""
@@ -836,12 +858,13 @@ class Harness:
     def service(self, name="svc", site_name="", port=None):
         return Service(self, name, site_name, port)
 
-    def setup(self, site_name="clinic-a", hub_args=(), site_args=(), services=None):
+    def setup(self, site_name="clinic-a", hub_args=(), site_args=(), services=None,
+              test_clock=False):
         """The common start: a hub (init+run), a sample service, one enrolled
         and connected site offering it as "web". Returns (hub, site, service)."""
         hub = self.hub()
         hub.init()
-        hub.start(hub_args)
+        hub.start(hub_args, test_clock=test_clock)
         svc = self.service("svc-" + site_name, site_name=site_name)
         token = hub.site_add(site_name)
         site = self.site(site_name, hub)

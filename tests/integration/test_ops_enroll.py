@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Harness, Fatal, _pdeathsig  # noqa: E402
@@ -33,7 +32,7 @@ def enrollments(hub, *args):
 def main(h):
     hub = h.hub()
     hub.init()
-    hub.start()
+    hub.start(test_clock=True)
 
     # --- listing shows no secret; cancel ------------------------------------
     tok_c = hub.site_add("en-cancel")
@@ -72,8 +71,12 @@ def main(h):
     h.check(r.rc == 5, "cancelling a used token: exit 5 (conflict)", r)
 
     # --- expired --------------------------------------------------------------
-    tok_e = hub.site_add("en-expired", "--ttl", "1")
-    time.sleep(1.5)
+    # Issued for 60 s by the hub while its clock reads two minutes ago: by the
+    # real clock (the site checks with its own) and the hub's, it ran out a
+    # minute ago.
+    hub.clock_set(-120)
+    tok_e = hub.site_add("en-expired", "--ttl", "60")
+    hub.clock_set(0)
     r = h.site("en-expired", hub).enroll(tok_e, check=False)
     h.check(r.rc != 0 and "expired" in r.stderr, "tether-site refuses an expired token", r)
     r = enroll_direct(hub, "en-expired", tok_e)

@@ -4,7 +4,6 @@
 import os
 import subprocess
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Harness  # noqa: E402
@@ -62,7 +61,11 @@ def main(h):
         h.check(q and q["status"] == "complete" and all(
             s["status"] == "done" and s["http_status"] == 200 for s in q["sites"]),
             "queued query %d delivered to both sites after the restart" % i, q)
-    time.sleep(1.0)
+    # The hub's one delivery decision per site: every queued result, once.
+    for name in ("clinic-b", "clinic-c"):
+        h.check(hub.proc.wait_log(r"\bquery_delivered site=%s queued=%d sent=%d\b"
+                                  % (name, N_QUEUED, N_QUEUED), 10, fatal=False),
+                "the restarted hub sent %s its %d queued results in one go" % (name, N_QUEUED))
     for name, svc in (("clinic-b", svc_b), ("clinic-c", svc_c)):
         t = tally(svc)
         h.check(all(t["keys"].get("k%d" % i) == 1 for i in range(N_QUEUED))
@@ -75,8 +78,9 @@ def main(h):
     hub.proc.kill9()
     hub.start()
     for name in ("clinic-a", "clinic-b", "clinic-c"):
-        hub.wait_ready(name, 20)
-    time.sleep(1.0)
+        h.check(hub.proc.wait_log(r"\bquery_delivered site=%s queued=0 sent=0\b" % name, 20,
+                                  fatal=False),
+                "after the second restart the hub finds nothing to deliver to %s" % name)
     for name, svc in (("clinic-b", svc_b), ("clinic-c", svc_c)):
         t = tally(svc)
         h.check(all(v == 1 for v in t["keys"].values()) and len(t["keys"]) == N_QUEUED,
@@ -93,8 +97,11 @@ def main(h):
     h.check(rb["status"] == "error" and "disconnected" in (rb["detail"] or "")
             and "not resent" in rb["detail"],
             "a site dropping mid-query gives error 'site disconnected ... not resent'", rb)
+    mark = hub.proc.mark()
     start_site(hub, b)
-    time.sleep(1.0)
+    h.check(hub.proc.wait_log(r"\bquery_delivered site=clinic-b queued=0 sent=0\b", 10,
+                              since=mark, fatal=False),
+            "the hub finds nothing to deliver when clinic-b comes back")
     h.check(tally(svc_b)["keys"].get("drop") == 1, "the dropped query is not resent when the "
             "site comes back", tally(svc_b))
 
@@ -104,7 +111,7 @@ def main(h):
     # SIGTERM with a query in flight and clients waiting on it: the drain
     # grace runs out, the hub exits cleanly and the result says why.
     hub.proc.stop()
-    hub.start(["--drain-grace", "1"])
+    hub.start(["--drain-grace", "1"], env={"TETHER_LOG": "debug"})  # debug: query_waiting
     for name in ("clinic-a", "clinic-b", "clinic-c"):
         hub.wait_ready(name, 20)
     j = submit_ok(hub, {"sites": ["clinic-c"], "service": "counts",
@@ -117,7 +124,9 @@ def main(h):
                                      hub.url, j["id"], "/events" if i else "?wait=60")],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=h.env)
                for i in (0, 1)]
-    time.sleep(0.5)
+    for kind in ("wait", "events"):
+        h.check(hub.proc.wait_log(r"\bquery_waiting id=%s kind=%s\b" % (j["id"], kind), 10,
+                                  fatal=False), "a client waits on the query (%s)" % kind)
     rc = hub.proc.stop(timeout=15)
     h.check(rc == 0, "SIGTERM with a query in flight and waiters: the hub exits 0", rc)
     for w in waiters:

@@ -4,7 +4,6 @@
 import os
 import signal
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Harness, Site, tls_connect  # noqa: E402
@@ -61,8 +60,15 @@ def main(h):
                           fatal=False)
     h.check(m and "replaced" not in m.group(0), "only the probe's session ends",
             m and m.group(0))
-    time.sleep(0.3)
-    sess = hub.site_show(SITE)["sessions"]
+
+    def probe_closed():
+        ss = hub.site_show(SITE)["sessions"]
+        done = [x for x in ss if x.get("connected_at", 0) >= live.get("connected_at", 0)
+                and x.get("remote_addr") != live.get("remote_addr") and x.get("disconnected_at")]
+        return ss if done else None
+    sess = h.wait_until(probe_closed, 10)
+    h.check(sess, "the probe's session row is closed")
+    sess = sess or hub.site_show(SITE)["sessions"]
     same = [x for x in sess if x.get("connected_at") == live.get("connected_at")
             and x.get("remote_addr") == live.get("remote_addr")]
     h.check(len(same) == 1 and not same[0].get("disconnected_at"),
@@ -73,8 +79,12 @@ def main(h):
     mark = hub.proc.mark()
     r = h.run([h.bin("tether-site"), "doctor", "--state", site.dir], timeout=60)
     h.check(r.rc == 0, "tether-site doctor passes against the running site", r)
-    h.check(hub.proc.wait_log(r"replaced by a newer connection", 1.5, since=mark,
-                              fatal=False) is None, "doctor did not replace the working tunnel")
+    # The hub is done with doctor's connection once it logs its end.
+    m = hub.proc.wait_log(r"\bsite_disconnected\b.*\bsite=%s\b.*" % SITE, 10, since=mark,
+                          fatal=False)
+    h.check(m, "the hub logs the end of doctor's connection", m and m.group(0))
+    h.check(not hub.proc.find(r"replaced by a newer connection", since=mark),
+            "doctor did not replace the working tunnel")
     h.check(second.proc.alive() and hub.proxy(SITE, "web", "/healthz").status == 200,
             "the agent is up and serving after doctor")
 

@@ -121,6 +121,24 @@ class Http1Response:
         return out
 
 
+def wait_rss_settled(h, procs, timeout=10.0, still=3, slack_kib=256):
+    """Waits until the RSS of every process stays within slack_kib over
+    `still` samples 100 ms apart: the baseline is taken once the previous
+    transfer's memory has settled, not after a guessed delay. Returns the
+    settled RSS values (the last readings on timeout, noted)."""
+    hist = []
+    deadline = time.monotonic() + timeout
+    while True:
+        hist.append([p.rss_kib() or 0 for p in procs])
+        last = hist[-still:]
+        if len(last) == still and all(max(col) - min(col) <= slack_kib for col in zip(*last)):
+            return hist[-1]
+        if time.monotonic() >= deadline:
+            h.note("RSS not settled within %.0fs: %r" % (timeout, last))
+            return hist[-1]
+        time.sleep(0.1)
+
+
 def main(h):
     sample = load_sample_module()
     hub, site, svc = h.setup(SITE)
@@ -130,9 +148,7 @@ def main(h):
     # Warm up both processes' allocators with a moderate transfer first.
     r = hub.proxy(SITE, "web", "/bytes/%d" % (8 << 20))
     h.check(r.status == 200 and len(r.body) == 8 << 20, "warm-up 8 MiB download", r.status)
-    time.sleep(0.5)
-    base_hub = hub.proc.rss_kib()
-    base_site = site.proc.rss_kib()
+    base_hub, base_site = wait_rss_settled(h, [hub.proc, site.proc])
     h.info("baseline RSS: hub %d KiB, site %d KiB" % (base_hub, base_site))
 
     sampler = Sampler([hub.proc, site.proc])
@@ -211,9 +227,7 @@ def main(h):
 
     # HTTP/2 user whose client reads at a capped rate: the hub must hold the
     # stream by flow control, not by buffering.
-    time.sleep(0.5)
-    base_hub = hub.proc.rss_kib()
-    base_site = site.proc.rss_kib()
+    base_hub, base_site = wait_rss_settled(h, [hub.proc, site.proc])
     sampler = Sampler([hub.proc, site.proc])
     sampler.start()
     try:

@@ -7,7 +7,6 @@ import shutil
 import socket
 import ssl
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Harness, Fatal, edit_conf, read_conf, tls_connect  # noqa: E402
@@ -119,7 +118,9 @@ def main(h):
     stranger.start({"web": svc.url}, wait=False)
     h.check(hub.proc.wait_log(r"\btunnel_refused\b", 10, since=mark, fatal=False),
             "hub logs tunnel_refused for a site key registered at another hub")
-    time.sleep(1.0)
+    # The stranger's own verdict on that attempt: it failed, and it backs off.
+    h.check(stranger.proc.wait_log(r"\breconnect_in\b", 10, fatal=False),
+            "the stranger logs the failed attempt and schedules a retry")
     h.check(not hub.proc.find(r"\bsite_connected\b", since=mark),
             "the stranger never gets site_connected")
     h.check(not stranger.proc.find(r"\bconnected hub="), "the stranger never logs connected")
@@ -135,7 +136,12 @@ def main(h):
     p = site.start({"web": svc.url}, wait=False)
     m = p.wait_log(r"pin", 10, fatal=False)
     h.check(m, "site with a wrong hub pin logs a line about the pin")
-    time.sleep(1.5)
+    # Both ends are done with that attempt: the site backs off, the hub
+    # logged the aborted tunnel handshake.
+    h.check(p.wait_log(r"\breconnect_in\b", 10, fatal=False),
+            "site with a wrong hub pin schedules a retry")
+    h.check(hub.proc.wait_log(r"\btunnel_refused\b", 10, since=mark, fatal=False),
+            "hub logs tunnel_refused for the handshake the site aborted")
     h.check(not p.find(r"\bconnected hub="), "site with a wrong hub pin never logs connected")
     h.check(not hub.proc.find(r"\bsite_connected\b", since=mark),
             "hub never sees the site with the wrong pin connect")

@@ -5,6 +5,7 @@
 #include <wolfssl/ssl.h>
 
 #include <arpa/inet.h>
+#include <assert.h>
 #include <errno.h>
 #include <limits.h>
 #include <signal.h>
@@ -210,16 +211,37 @@ struct time_key {
     uint64_t min_ms, max_ms;
 };
 
-static const struct time_key time_keys[] = {
-    {"ping_interval", offsetof(struct hub_config, ping_interval_ms), 50, 3600000},
-    {"handshake_timeout", offsetof(struct hub_config, handshake_timeout_ms), 100, 600000},
-    {"request_timeout", offsetof(struct hub_config, request_timeout_ms), 100, 86400000},
-    {"drain_grace", offsetof(struct hub_config, drain_grace_ms), 0, 3600000},
-    {"request_head_timeout", offsetof(struct hub_config, request_head_timeout_ms), 100, 3600000},
-    {"idle_timeout", offsetof(struct hub_config, idle_timeout_ms), 100, 86400000},
-    {"request_body_timeout", offsetof(struct hub_config, request_body_timeout_ms), 100, 86400000},
+/* Named slots: the flags below pick their key by name, so reordering or
+ * adding rows cannot make --drain-grace read the bounds of another key. */
+enum time_key_id {
+    TK_PING_INTERVAL,
+    TK_HANDSHAKE_TIMEOUT,
+    TK_REQUEST_TIMEOUT,
+    TK_DRAIN_GRACE,
+    TK_REQUEST_HEAD_TIMEOUT,
+    TK_IDLE_TIMEOUT,
+    TK_REQUEST_BODY_TIMEOUT,
+    TK_COUNT
 };
-#define N_TIME_KEYS (sizeof(time_keys) / sizeof(time_keys[0]))
+
+static const struct time_key time_keys[TK_COUNT] = {
+    [TK_PING_INTERVAL] = {"ping_interval", offsetof(struct hub_config, ping_interval_ms), 50,
+                          3600000},
+    [TK_HANDSHAKE_TIMEOUT] = {"handshake_timeout",
+                              offsetof(struct hub_config, handshake_timeout_ms), 100, 600000},
+    [TK_REQUEST_TIMEOUT] = {"request_timeout", offsetof(struct hub_config, request_timeout_ms), 100,
+                            86400000},
+    [TK_DRAIN_GRACE] = {"drain_grace", offsetof(struct hub_config, drain_grace_ms), 0, 3600000},
+    [TK_REQUEST_HEAD_TIMEOUT] = {"request_head_timeout",
+                                 offsetof(struct hub_config, request_head_timeout_ms), 100,
+                                 3600000},
+    [TK_IDLE_TIMEOUT] = {"idle_timeout", offsetof(struct hub_config, idle_timeout_ms), 100,
+                         86400000},
+    [TK_REQUEST_BODY_TIMEOUT] = {"request_body_timeout",
+                                 offsetof(struct hub_config, request_body_timeout_ms), 100,
+                                 86400000},
+};
+#define N_TIME_KEYS ((size_t)TK_COUNT)
 
 /* Counts (int fields of hub_config) and their bounds. */
 struct count_key {
@@ -250,6 +272,7 @@ static int apply_key(struct settings *s, const char *key, const char *val, int *
     long long n;
 
     for (size_t i = 0; i < N_TIME_KEYS; i++) {
+        assert(time_keys[i].key != NULL); /* every enum slot has its row */
         if (strcmp(key, time_keys[i].key) != 0)
             continue;
         if (cli_parse_seconds_ms(val, time_keys[i].min_ms, time_keys[i].max_ms,
@@ -925,16 +948,16 @@ static int parse_run_args(int argc, char **argv, struct run_cli *cli)
             cli->listen[cli->n_listen++] = optarg;
             break;
         case 'i':
-            rc = parse_flag_seconds("ping-interval", optarg, &time_keys[0], &cli->ping_ms,
-                                    &cli->has_ping);
+            rc = parse_flag_seconds("ping-interval", optarg, &time_keys[TK_PING_INTERVAL],
+                                    &cli->ping_ms, &cli->has_ping);
             break;
         case 'H':
-            rc = parse_flag_seconds("handshake-timeout", optarg, &time_keys[1], &cli->handshake_ms,
-                                    &cli->has_handshake);
+            rc = parse_flag_seconds("handshake-timeout", optarg, &time_keys[TK_HANDSHAKE_TIMEOUT],
+                                    &cli->handshake_ms, &cli->has_handshake);
             break;
         case 'g':
-            rc = parse_flag_seconds("drain-grace", optarg, &time_keys[3], &cli->drain_ms,
-                                    &cli->has_drain);
+            rc = parse_flag_seconds("drain-grace", optarg, &time_keys[TK_DRAIN_GRACE],
+                                    &cli->drain_ms, &cli->has_drain);
             break;
         case CLI_ARG:
             return run_error("unexpected argument \"%s\"", optarg);

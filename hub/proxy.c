@@ -493,16 +493,20 @@ static void t_end(void *arg)
     proxy_maybe_free(p);
 }
 
-static void t_error(void *arg, int status, const char *why)
+static void t_error(void *arg, enum tstream_err err, const char *why)
 {
     struct proxy *p = arg;
 
     p->ts = NULL; /* finished: nothing to cancel */
-    proxy_fail(p, status,
-               status == 503   ? "site_offline"
-               : status == 504 ? "gateway_timeout"
-                               : "bad_gateway",
-               why);
+    switch (err) {
+    case TSTREAM_ERR_GONE:
+    case TSTREAM_ERR_REFUSED:
+        proxy_fail(p, 503, "site_offline", why);
+        return;
+    case TSTREAM_ERR_RESET:
+        break;
+    }
+    proxy_fail(p, 502, "bad_gateway", why);
 }
 
 static size_t t_read_body(void *arg, uint8_t *dst, size_t cap, int *eof)

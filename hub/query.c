@@ -848,30 +848,34 @@ static void t_end(void *arg)
                 detail, 1);
 }
 
-static void t_error(void *arg, int status, const char *why)
+static void t_error(void *arg, enum tstream_err err, const char *why)
 {
     struct qsend *s = arg;
     struct query_engine *qe = s->qe;
-    const char *detail;
+    const char *detail = "the site reset the request (its service may have failed)";
 
+    (void)why;
     s->ts = NULL;
-    if (status == 503 && strcmp(why, "site refused the stream") == 0 &&
-        registry_query_requeue(qe->st, s->query_id, s->site_id) == 0) {
-        /* REFUSED_STREAM: the site did not process it, so it may go again. */
-        registry_query_next_expiry(qe->st, &qe->next_expiry);
-        send_free(s);
-        return;
-    }
-    if (status == 503)
+    switch (err) {
+    case TSTREAM_ERR_REFUSED:
+        if (registry_query_requeue(qe->st, s->query_id, s->site_id) == 0) {
+            /* The site did not process it, so it may go again. */
+            registry_query_next_expiry(qe->st, &qe->next_expiry);
+            send_free(s);
+            return;
+        }
+        /* Not requeued: it fails like a lost tunnel. */
+        /* fall through */
+    case TSTREAM_ERR_GONE:
         detail = qe->h->draining ? "the hub shut down while the query ran (not resent: the site "
                                    "may have acted on it)"
                                  : "site disconnected while the query ran (not resent: the site "
                                    "may have acted on it)";
-    else if (status == 504)
-        detail = "the site did not answer in time";
-    else
-        detail = "the site reset the request (its service may have failed)";
-    send_finish(s, status == 504 ? REG_Q_TIMEOUT : REG_Q_ERROR, detail, 0);
+        break;
+    case TSTREAM_ERR_RESET:
+        break;
+    }
+    send_finish(s, REG_Q_ERROR, detail, 0);
 }
 
 static size_t t_read_body(void *arg, uint8_t *dst, size_t cap, int *eof)

@@ -147,7 +147,7 @@ static void tunnel_conn_close(struct conn *c, const char *reason)
         const struct tstream_ops *ops = s->ops;
         s->ops = NULL;
         if (ops != NULL)
-            ops->on_error(s->arg, 503, "site disconnected");
+            ops->on_error(s->arg, TSTREAM_ERR_GONE, "site disconnected");
         stream_unlink(s);
     }
     h2_free(&t->h2);
@@ -284,9 +284,9 @@ static int on_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t
         if (error_code == NGHTTP2_NO_ERROR && s->remote_ended && s->head_seen)
             ops->on_end(s->arg);
         else if (error_code == NGHTTP2_REFUSED_STREAM)
-            ops->on_error(s->arg, 503, "site refused the stream");
+            ops->on_error(s->arg, TSTREAM_ERR_REFUSED, "site refused the stream");
         else
-            ops->on_error(s->arg, 502, "site reset the stream");
+            ops->on_error(s->arg, TSTREAM_ERR_RESET, "site reset the stream");
     }
     stream_unlink(s);
     return 0;
@@ -379,7 +379,7 @@ static void hello_end(void *arg)
     free(hl);
 }
 
-static void hello_error(void *arg, int status, const char *why)
+static void hello_error(void *arg, enum tstream_err err, const char *why)
 {
     struct hello *hl = arg;
     if (hl->t->standby)

@@ -18,6 +18,14 @@
 
 struct tstream;
 
+/* Why a tunnel stream failed. Callers switch on this, never on the text,
+ * which is only for logs and error details. */
+enum tstream_err {
+    TSTREAM_ERR_GONE,    /* the tunnel closed under the stream (503) */
+    TSTREAM_ERR_REFUSED, /* REFUSED_STREAM: the site did not process it (503) */
+    TSTREAM_ERR_RESET,   /* the site reset the stream (502) */
+};
+
 /* What a proxied request receives from its tunnel stream. arg belongs to
  * the caller. After on_end or on_error, no callback runs again. */
 struct tstream_ops {
@@ -26,8 +34,8 @@ struct tstream_ops {
      * once the bytes left the hub, which reopens the stream's window. */
     void (*on_data)(void *arg, const uint8_t *data, size_t len);
     void (*on_end)(void *arg);
-    /* http_status: 502 reset by the site, 503 tunnel gone, 504 timeout. */
-    void (*on_error)(void *arg, int http_status, const char *why);
+    /* err says what happened; why is the same in words, for logs. */
+    void (*on_error)(void *arg, enum tstream_err err, const char *why);
     /* Upload: copy up to cap request-body bytes into dst. Return the count;
      * 0 with *eof=0 means "none yet" (call tunnel_stream_resume later). */
     size_t (*read_body)(void *arg, uint8_t *dst, size_t cap, int *eof);

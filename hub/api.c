@@ -548,16 +548,16 @@ static json_t *site_json(struct hub *h, const struct reg_site *s)
         services = json_loads(s->services_json ? s->services_json : "[]", 0, NULL);
     }
     /* json_pack "o" steals the labels and services references. */
-    return json_pack("{s:s,s:s,s:s?,s:b,s:o,s:o,s:s?,s:s,s:o,s:o,s:I,s:o}", "name", s->name,
-                     "state", s->state, "pin", s->pin[0] ? s->pin : NULL, "online", t != NULL,
-                     "connected_since", t ? json_integer(t->connected_since) : json_null(),
-                     "last_seen", last_seen ? json_integer(last_seen) : json_null(), "remote_addr",
-                     t ? t->conn->peer : (s->remote_addr[0] ? s->remote_addr : NULL),
-                     "agent_version",
-                     t && t->agent_version[0] ? t->agent_version : s->agent_version, "services",
-                     services ? services : json_array(), "labels", labels ? labels : json_object(),
-                     "created_at", (json_int_t)s->created_at, "enrolled_at",
-                     s->enrolled_at ? json_integer(s->enrolled_at) : json_null());
+    return json_pack(
+        "{s:s,s:s,s:s?,s:b,s:o,s:o,s:s?,s:s,s:o,s:o,s:I,s:o}", "name", s->name, "state",
+        registry_site_state_name(s->state), "pin", s->pin[0] ? s->pin : NULL, "online", t != NULL,
+        "connected_since", t ? json_integer(t->connected_since) : json_null(), "last_seen",
+        last_seen ? json_integer(last_seen) : json_null(), "remote_addr",
+        t ? t->conn->peer : (s->remote_addr[0] ? s->remote_addr : NULL), "agent_version",
+        t && t->agent_version[0] ? t->agent_version : s->agent_version, "services",
+        services ? services : json_array(), "labels", labels ? labels : json_object(), "created_at",
+        (json_int_t)s->created_at, "enrolled_at",
+        s->enrolled_at ? json_integer(s->enrolled_at) : json_null());
 }
 
 struct list_ctx {
@@ -768,7 +768,8 @@ static void site_patch(struct areq *q, json_t *body, struct outcome *o)
     json_t *jl = json_object_get(body, "labels");
     json_t *merged = NULL;
     struct reg_site s;
-    const char *state = NULL, *bad = NULL;
+    const char *bad = NULL;
+    enum reg_site_state state = REG_SITE_NSTATES; /* NSTATES: not asked */
     char *labels = NULL, *what = NULL;
     int rc;
 
@@ -782,15 +783,12 @@ static void site_patch(struct areq *q, json_t *body, struct outcome *o)
         return;
     }
     if (st != NULL) {
-        if (!json_is_string(st) || (strcmp(json_string_value(st), "active") != 0 &&
-                                    strcmp(json_string_value(st), "disabled") != 0)) {
+        if (registry_site_state_parse(json_string_value(st), &state) != 0 ||
+            (state != REG_SITE_ACTIVE && state != REG_SITE_DISABLED)) {
             fail(o, 400, "bad_request", "\"state\" must be \"active\" or \"disabled\"");
             return;
         }
-        state = json_string_value(st);
-        o->action = jl                             ? "site.update"
-                    : strcmp(state, "active") == 0 ? "site.enable"
-                                                   : "site.disable";
+        o->action = jl ? "site.update" : state == REG_SITE_ACTIVE ? "site.enable" : "site.disable";
     } else {
         o->action = "site.label";
     }
@@ -824,20 +822,21 @@ static void site_patch(struct areq *q, json_t *body, struct outcome *o)
         }
     }
     /* State first: when it is refused, nothing has changed. */
-    if (state != NULL) {
+    if (state != REG_SITE_NSTATES) {
         rc = registry_site_set_state(h->reg, q->name, state);
         if (rc == -EINVAL) {
             fail(o, 409, "conflict",
                  "site \"%s\" is %s: it has no key to %s; issue a new enrollment token "
                  "(tetherctl site token %s)",
-                 q->name, s.state, strcmp(state, "active") == 0 ? "enable" : "disable", q->name);
+                 q->name, registry_site_state_name(s.state),
+                 state == REG_SITE_ACTIVE ? "enable" : "disable", q->name);
             goto out;
         }
         if (rc != 0) {
             fail_store(o, rc, "registry write failed");
             goto out;
         }
-        if (strcmp(state, "disabled") == 0)
+        if (state == REG_SITE_DISABLED)
             cut_tunnel(h, s.id, "site disabled by operator");
     }
     if (labels != NULL && (rc = registry_site_set_labels(h->reg, q->name, labels)) != 0) {
@@ -846,8 +845,8 @@ static void site_patch(struct areq *q, json_t *body, struct outcome *o)
     }
     what = json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS);
     snprintf(o->detail, sizeof(o->detail), "%s", what ? what : "");
-    if (state != NULL)
-        log_event(LOG_INFO, strcmp(state, "active") == 0 ? "site_enabled" : "site_disabled",
+    if (state != REG_SITE_NSTATES)
+        log_event(LOG_INFO, state == REG_SITE_ACTIVE ? "site_enabled" : "site_disabled",
                   "site=%s by=%s", q->name, q->auth.name);
     registry_site_clear(&s);
     if (find_site(h, &q->auth, q->name, &s, o) == 0)
@@ -872,7 +871,7 @@ static void site_remove_or_revoke(struct areq *q, struct outcome *o, int remove)
         fail_store(o, rc, "registry write failed");
     } else {
         cut_tunnel(h, s.id, remove ? "site removed by operator" : "site revoked by operator");
-        snprintf(o->detail, sizeof(o->detail), "was %s", s.state);
+        snprintf(o->detail, sizeof(o->detail), "was %s", registry_site_state_name(s.state));
         log_event(LOG_INFO, remove ? "site_removed" : "site_revoked", "site=%s by=%s", q->name,
                   q->auth.name);
         if (remove)
@@ -917,7 +916,8 @@ static void site_enroll_token(struct areq *q, json_t *body, struct outcome *o)
     if (rc != 0) {
         fail_store(o, rc, "could not make an enrollment token");
     } else {
-        snprintf(o->detail, sizeof(o->detail), "enrollment=%" PRId64 " site was %s", id, s.state);
+        snprintf(o->detail, sizeof(o->detail), "enrollment=%" PRId64 " site was %s", id,
+                 registry_site_state_name(s.state));
         succeed(o, 201,
                 json_pack("{s:s,s:s,s:I,s:I}", "name", q->name, "enrollment_token", tok,
                           "expires_at", (json_int_t)exp, "enrollment_id", (json_int_t)id));
@@ -1307,15 +1307,25 @@ struct token_list_ctx {
     int target_admin;   /* target is a live admin token */
 };
 
+/* An API token's status is derived from its row, never stored. */
+enum token_status { TOKEN_ACTIVE, TOKEN_EXPIRED, TOKEN_REVOKED };
+
+static const char *const token_status_names[] = {
+    [TOKEN_ACTIVE] = "active",
+    [TOKEN_EXPIRED] = "expired",
+    [TOKEN_REVOKED] = "revoked",
+};
+
 static int token_list_cb(const struct reg_apitoken *t, void *arg)
 {
     struct token_list_ctx *c = arg;
-    const char *status = t->revoked_at                              ? "revoked"
-                         : t->expires_at && c->now >= t->expires_at ? "expired"
-                                                                    : "active";
+    enum token_status st = t->revoked_at                              ? TOKEN_REVOKED
+                           : t->expires_at && c->now >= t->expires_at ? TOKEN_EXPIRED
+                                                                      : TOKEN_ACTIVE;
+    const char *status = token_status_names[st];
 
     if (c->arr == NULL) {
-        if (strcmp(status, "active") == 0 && strcmp(t->role, "admin") == 0) {
+        if (st == TOKEN_ACTIVE && strcmp(t->role, "admin") == 0) {
             if (strcmp(t->name, c->target) == 0)
                 c->target_admin = 1;
             else

@@ -51,8 +51,9 @@ static int check_site_pin(void *arg, const char *pin)
         snprintf(hs->refusal, sizeof(hs->refusal), "registry error");
         return -EIO;
     }
-    if (strcmp(hs->site.state, "active") != 0) {
-        snprintf(hs->refusal, sizeof(hs->refusal), "site %s is %s", hs->site.name, hs->site.state);
+    if (hs->site.state != REG_SITE_ACTIVE) {
+        snprintf(hs->refusal, sizeof(hs->refusal), "site %s is %s", hs->site.name,
+                 registry_site_state_name(hs->site.state));
         return -EACCES;
     }
     return 0;

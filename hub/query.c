@@ -1210,7 +1210,7 @@ static int select_cb(const struct reg_site *s, void *arg)
 {
     struct select_ctx *c = arg;
 
-    if (strcmp(s->state, "active") != 0 || !api_site_allowed(c->a, s))
+    if (s->state != REG_SITE_ACTIVE || !api_site_allowed(c->a, s))
         return 0;
     if (c->labels != NULL && !labels_match(c->labels, s->labels_json))
         return 0;

@@ -113,12 +113,12 @@ int registry_query_status_final(int status)
     return status >= REG_Q_DONE && status < REG_Q_NSTATUS;
 }
 
-static int status_from_name(const char *s)
+int registry_query_status_parse(const char *s)
 {
-    for (int i = 0; i < REG_Q_NSTATUS; i++)
-        if (s != NULL && strcmp(s, status_names[i]) == 0)
+    for (int i = 0; s != NULL && i < REG_Q_NSTATUS; i++)
+        if (strcmp(s, status_names[i]) == 0)
             return i;
-    return -1;
+    return -EINVAL;
 }
 
 void registry_query_clear(struct reg_query *q)
@@ -273,7 +273,7 @@ static void read_result(sqlite3_stmt *st, struct reg_qresult *r)
     r->query_id = sqlite3_column_int64(st, 0);
     r->site_id = sqlite3_column_int64(st, 1);
     r->site = (const char *)sqlite3_column_text(st, 2);
-    r->status = status_from_name((const char *)sqlite3_column_text(st, 3));
+    r->status = registry_query_status_parse((const char *)sqlite3_column_text(st, 3));
     r->http_status = sqlite3_column_int(st, 4);
     r->headers_json = (const char *)sqlite3_column_text(st, 5);
     if (sqlite3_column_type(st, 6) != SQLITE_NULL) {
@@ -749,7 +749,7 @@ int registry_query_counts(struct reg_qstore *s, int64_t query_id, int64_t counts
     memset(counts, 0, sizeof(int64_t) * REG_Q_NSTATUS);
     sqlite3_bind_int64(st, 1, query_id);
     while ((rc = step_row(st)) == 1) {
-        int k = status_from_name((const char *)sqlite3_column_text(st, 0));
+        int k = registry_query_status_parse((const char *)sqlite3_column_text(st, 0));
         if (k >= 0)
             counts[k] = sqlite3_column_int64(st, 1);
     }

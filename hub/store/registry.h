@@ -13,16 +13,27 @@
  * are heap strings owned by the struct and freed by registry_site_clear(). */
 
 /* Site states. "pending": registered, never enrolled. "revoked": key
- * forgotten, must enroll again with a new token. */
-#define REG_STATE_MAX 15
+ * forgotten, must enroll again with a new token. The hub compares these;
+ * the names are only what the database and the API carry. */
+enum reg_site_state {
+    REG_SITE_PENDING = 0,
+    REG_SITE_ACTIVE,
+    REG_SITE_DISABLED,
+    REG_SITE_REVOKED,
+    REG_SITE_NSTATES
+};
+/* "pending", "active", ...; static strings, "unknown" out of range. */
+const char *registry_site_state_name(enum reg_site_state st);
+/* 0 and *out set, or -EINVAL for NULL or any other text. */
+int registry_site_state_parse(const char *s, enum reg_site_state *out);
 
 struct reg_site {
     int64_t id;
     char name[TOKEN_NAME_MAX + 1];
-    char state[REG_STATE_MAX + 1]; /* pending | active | disabled | revoked */
-    char pin[CRYPTO_PIN_LEN + 1];  /* "" when no key is registered */
-    char *labels_json;             /* JSON object text, never NULL after a get */
-    char *services_json;           /* JSON array text of service names, never NULL */
+    enum reg_site_state state;
+    char pin[CRYPTO_PIN_LEN + 1]; /* "" when no key is registered */
+    char *labels_json;            /* JSON object text, never NULL after a get */
+    char *services_json;          /* JSON array text of service names, never NULL */
     char agent_version[64];
     char remote_addr[64];
     int64_t created_at;
@@ -94,8 +105,9 @@ int registry_site_by_pin(struct registry *r, const char *pin, struct reg_site *o
  * registry and valid during the call only. */
 typedef int (*registry_site_cb)(const struct reg_site *s, void *arg);
 int registry_site_list(struct registry *r, registry_site_cb cb, void *arg);
-/* state: "active" or "disabled". -ENOENT unknown; -EINVAL from pending/revoked. */
-int registry_site_set_state(struct registry *r, const char *name, const char *state);
+/* state: REG_SITE_ACTIVE or REG_SITE_DISABLED (else -EINVAL). -ENOENT
+ * unknown; -EINVAL from pending/revoked. */
+int registry_site_set_state(struct registry *r, const char *name, enum reg_site_state state);
 /* Forgets the key (pin=""), state "revoked". */
 int registry_site_revoke(struct registry *r, const char *name);
 /* Deletes the site and (by cascade) its tokens and sessions. */

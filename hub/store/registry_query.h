@@ -22,8 +22,10 @@ enum reg_qstatus {
     REG_Q_EXPIRED,
     REG_Q_NSTATUS
 };
-/* "queued", ... ; static strings. */
+/* "queued", ... ; static strings, "unknown" out of range. */
 const char *registry_query_status_name(int status);
+/* The status named s (>= 0), or -EINVAL for NULL or any other text. */
+int registry_query_status_parse(const char *s);
 int registry_query_status_final(int status);
 
 /* A query. Strings and the body are heap copies owned by the struct, freed

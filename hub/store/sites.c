@@ -9,6 +9,31 @@
 
 #include <sqlite3.h>
 
+static const char *const state_names[REG_SITE_NSTATES] = {
+    [REG_SITE_PENDING] = "pending",
+    [REG_SITE_ACTIVE] = "active",
+    [REG_SITE_DISABLED] = "disabled",
+    [REG_SITE_REVOKED] = "revoked",
+};
+
+const char *registry_site_state_name(enum reg_site_state st)
+{
+    if ((int)st < 0 || st >= REG_SITE_NSTATES)
+        return "unknown";
+    return state_names[st];
+}
+
+int registry_site_state_parse(const char *s, enum reg_site_state *out)
+{
+    for (int i = 0; s != NULL && i < REG_SITE_NSTATES; i++) {
+        if (strcmp(s, state_names[i]) == 0) {
+            *out = (enum reg_site_state)i;
+            return 0;
+        }
+    }
+    return -EINVAL;
+}
+
 void registry_site_clear(struct reg_site *s)
 {
     if (s == NULL)
@@ -25,7 +50,10 @@ static int site_from_row(sqlite3_stmt *st, struct reg_site *s)
     memset(s, 0, sizeof(*s));
     s->id = sqlite3_column_int64(st, 0);
     registry__copy_col(st, 1, s->name, sizeof(s->name));
-    registry__copy_col(st, 2, s->state, sizeof(s->state));
+    /* The schema's CHECK allows only the four names: anything else is a
+     * damaged file. */
+    if (registry_site_state_parse((const char *)sqlite3_column_text(st, 2), &s->state) < 0)
+        return -EIO;
     registry__copy_col(st, 3, s->pin, sizeof(s->pin));
     rc = registry__dup_col(st, 4, &s->labels_json);
     if (rc == 0)
@@ -134,16 +162,17 @@ static int site_state_of(struct registry *r, const char *name, int64_t *id, char
     return rc;
 }
 
-int registry_site_set_state(struct registry *r, const char *name, const char *state)
+int registry_site_set_state(struct registry *r, const char *name, enum reg_site_state state)
 {
     sqlite3_stmt *st;
     int rc;
 
-    if (r == NULL || registry__empty(name) || state == NULL ||
-        (strcmp(state, "active") != 0 && strcmp(state, "disabled") != 0))
+    if (r == NULL || registry__empty(name) ||
+        (state != REG_SITE_ACTIVE && state != REG_SITE_DISABLED))
         return -EINVAL;
     st = registry__stmt(r, S_SITE_SET_STATE);
-    if (registry__bind_text(st, 1, name) < 0 || registry__bind_text(st, 2, state) < 0) {
+    if (registry__bind_text(st, 1, name) < 0 ||
+        registry__bind_text(st, 2, registry_site_state_name(state)) < 0) {
         registry__done(st);
         return -EIO;
     }

@@ -288,7 +288,7 @@ static void test_sites(struct registry *r)
     CHECK_EQ_INT(registry_site_get(r, "bravo", &s), 0);
     CHECK(s.id > 0);
     CHECK_EQ_STR(s.name, "bravo");
-    CHECK_EQ_STR(s.state, "pending");
+    CHECK_EQ_INT(s.state, REG_SITE_PENDING);
     CHECK_EQ_STR(s.pin, "");
     CHECK_EQ_STR(s.labels_json, "{\"env\":\"prod\"}");
     CHECK_EQ_STR(s.services_json, "[]");
@@ -316,24 +316,24 @@ static void test_sites(struct registry *r)
     CHECK_EQ_INT(ns.n, 2);
 
     /* State machine: pending cannot be enabled or disabled. */
-    CHECK_EQ_INT(registry_site_set_state(r, "alpha", "active"), -EINVAL);
-    CHECK_EQ_INT(registry_site_set_state(r, "alpha", "disabled"), -EINVAL);
-    CHECK_EQ_INT(registry_site_set_state(r, "nosuch", "active"), -ENOENT);
+    CHECK_EQ_INT(registry_site_set_state(r, "alpha", REG_SITE_ACTIVE), -EINVAL);
+    CHECK_EQ_INT(registry_site_set_state(r, "alpha", REG_SITE_DISABLED), -EINVAL);
+    CHECK_EQ_INT(registry_site_set_state(r, "nosuch", REG_SITE_ACTIVE), -ENOENT);
     CHECK_EQ_INT(make_active(r, "echo", 1, 1), 0);
-    CHECK_EQ_INT(registry_site_set_state(r, "echo", "revoked"), -EINVAL);
-    CHECK_EQ_INT(registry_site_set_state(r, "echo", "pending"), -EINVAL);
-    CHECK_EQ_INT(registry_site_set_state(r, "echo", "disabled"), 0);
+    CHECK_EQ_INT(registry_site_set_state(r, "echo", REG_SITE_REVOKED), -EINVAL);
+    CHECK_EQ_INT(registry_site_set_state(r, "echo", REG_SITE_PENDING), -EINVAL);
+    CHECK_EQ_INT(registry_site_set_state(r, "echo", REG_SITE_DISABLED), 0);
     CHECK_EQ_INT(registry_site_get(r, "echo", &s), 0);
-    CHECK_EQ_STR(s.state, "disabled");
+    CHECK_EQ_INT(s.state, REG_SITE_DISABLED);
     pin_of(1, pin);
     CHECK_EQ_STR(s.pin, pin);
     CHECK_EQ_INT(s.enrolled_at, 1500);
     registry_site_clear(&s);
-    CHECK_EQ_INT(registry_site_set_state(r, "echo", "disabled"), 0);
-    CHECK_EQ_INT(registry_site_set_state(r, "echo", "active"), 0);
+    CHECK_EQ_INT(registry_site_set_state(r, "echo", REG_SITE_DISABLED), 0);
+    CHECK_EQ_INT(registry_site_set_state(r, "echo", REG_SITE_ACTIVE), 0);
     CHECK_EQ_INT(registry_site_by_pin(r, pin, &s), 0);
     CHECK_EQ_STR(s.name, "echo");
-    CHECK_EQ_STR(s.state, "active");
+    CHECK_EQ_INT(s.state, REG_SITE_ACTIVE);
     registry_site_clear(&s);
     pin_of(99, pin2);
     CHECK_EQ_INT(registry_site_by_pin(r, pin2, &s), -ENOENT);
@@ -380,16 +380,16 @@ static void test_sites(struct registry *r)
     /* Revoke forgets the key; the site cannot be re-enabled without enrolling. */
     CHECK_EQ_INT(registry_site_revoke(r, "echo"), 0);
     CHECK_EQ_INT(registry_site_get(r, "echo", &s), 0);
-    CHECK_EQ_STR(s.state, "revoked");
+    CHECK_EQ_INT(s.state, REG_SITE_REVOKED);
     CHECK_EQ_STR(s.pin, "");
     registry_site_clear(&s);
     CHECK_EQ_INT(registry_site_by_pin(r, pin2, &s), -ENOENT);
-    CHECK_EQ_INT(registry_site_set_state(r, "echo", "active"), -EINVAL);
+    CHECK_EQ_INT(registry_site_set_state(r, "echo", REG_SITE_ACTIVE), -EINVAL);
     CHECK_EQ_INT(registry_site_revoke(r, "echo"), 0); /* idempotent */
     CHECK_EQ_INT(registry_site_revoke(r, "nosuch"), -ENOENT);
     CHECK_EQ_INT(registry_site_revoke(r, "charlie-3"), 0); /* pending -> revoked */
     CHECK_EQ_INT(registry_site_get(r, "charlie-3", &s), 0);
-    CHECK_EQ_STR(s.state, "revoked");
+    CHECK_EQ_INT(s.state, REG_SITE_REVOKED);
     registry_site_clear(&s);
     /* The freed pin can be taken by another site. */
     CHECK_EQ_INT(registry_site_get(r, "foxtrot", &s), 0);
@@ -449,14 +449,14 @@ static void test_enroll(struct registry *r)
     CHECK_EQ_INT(registry_enroll_redeem(r, h[0], "", 1500, site), -EINVAL);
     CHECK_EQ_INT(registry_enroll_redeem(r, h[0], "sha256//bad", 1500, site), -EINVAL);
     CHECK_EQ_INT(registry_site_get(r, "golf", &s), 0);
-    CHECK_EQ_STR(s.state, "pending"); /* failed redeems changed nothing */
+    CHECK_EQ_INT(s.state, REG_SITE_PENDING); /* failed redeems changed nothing */
     registry_site_clear(&s);
 
     /* Success. */
     CHECK_EQ_INT(registry_enroll_redeem(r, h[0], pin, 1999, site), 0);
     CHECK_EQ_STR(site, "golf");
     CHECK_EQ_INT(registry_site_get(r, "golf", &s), 0);
-    CHECK_EQ_STR(s.state, "active");
+    CHECK_EQ_INT(s.state, REG_SITE_ACTIVE);
     CHECK_EQ_STR(s.pin, pin);
     CHECK_EQ_INT(s.enrolled_at, 1999);
     registry_site_clear(&s);
@@ -473,11 +473,11 @@ static void test_enroll(struct registry *r)
     CHECK_EQ_STR(site, "hotel");
 
     /* Re-enrolling a disabled site replaces the key but keeps it disabled. */
-    CHECK_EQ_INT(registry_site_set_state(r, "golf", "disabled"), 0);
+    CHECK_EQ_INT(registry_site_set_state(r, "golf", REG_SITE_DISABLED), 0);
     pin_of(102, pin2);
     CHECK_EQ_INT(registry_enroll_redeem(r, h[2], pin2, 1600, site), 0);
     CHECK_EQ_INT(registry_site_get(r, "golf", &s), 0);
-    CHECK_EQ_STR(s.state, "disabled");
+    CHECK_EQ_INT(s.state, REG_SITE_DISABLED);
     CHECK_EQ_STR(s.pin, pin2);
     registry_site_clear(&s);
 
@@ -487,7 +487,7 @@ static void test_enroll(struct registry *r)
     CHECK_EQ_INT(registry_enroll_create(r, "golf", h[5], 4000, 3000, &id[5]), 0);
     CHECK_EQ_INT(registry_enroll_redeem(r, h[5], pin2, 3001, site), 0);
     CHECK_EQ_INT(registry_site_get(r, "golf", &s), 0);
-    CHECK_EQ_STR(s.state, "active");
+    CHECK_EQ_INT(s.state, REG_SITE_ACTIVE);
     CHECK_EQ_STR(s.pin, pin2);
     registry_site_clear(&s);
 
@@ -527,7 +527,7 @@ static void test_two_handles(void)
     CHECK_EQ_INT(registry_enroll_redeem(b, h, pin, 20, site), 0);
     CHECK_EQ_INT(registry_enroll_redeem(a, h, pin, 20, site), -EALREADY);
     CHECK_EQ_INT(registry_site_get(a, "india", &s), 0);
-    CHECK_EQ_STR(s.state, "active");
+    CHECK_EQ_INT(s.state, REG_SITE_ACTIVE);
     registry_site_clear(&s);
 out:
     registry_close(a);

@@ -419,6 +419,8 @@ static int h1_headers_complete(http_parser *p)
     if (uc->in_value && h1_flush_header(uc) != 0)
         return -1;
     uc->in_value = 0;
+    /* Known before the checks below: a refusal of a HEAD has no body. */
+    snprintf(r->method, sizeof(r->method), "%s", http_method_str((enum http_method)p->method));
     /* RFC 9112 3.2: two Hosts make the request ambiguous for whoever reads one. */
     for (size_t i = 0, n_host = 0; i < r->n_hdrs; i++)
         if (strcmp(r->hdrs[i].name, "host") == 0 && ++n_host > 1) {
@@ -444,7 +446,6 @@ static int h1_headers_complete(http_parser *p)
 
     uc->heads++;
     uc_busy(uc);
-    snprintf(r->method, sizeof(r->method), "%s", http_method_str((enum http_method)p->method));
     if (r->target == NULL)
         r->target = strdup("/");
     if (p->flags & F_CHUNKED) {
@@ -513,7 +514,10 @@ static void h1_bad_request(struct user_conn *uc, enum http_errno e)
                       n);
     if (uc->cur == NULL || !uc->cur->resp_started) {
         conn_write(uc->conn, (const uint8_t *)head, (size_t)hn);
-        conn_write(uc->conn, (const uint8_t *)body, (size_t)n);
+        /* RFC 9110 9.3.2: never a body after a HEAD, or the client would
+         * read it as the next response. */
+        if (uc->cur == NULL || strcmp(uc->cur->method, "HEAD") != 0)
+            conn_write(uc->conn, (const uint8_t *)body, (size_t)n);
     }
     conn_close_after_flush(uc->conn, "bad request");
 }

@@ -359,6 +359,10 @@ static int h1_url(http_parser *p, const char *at, size_t len)
     size_t old = r->target ? strlen(r->target) : 0;
     char *n;
 
+    /* The method is whole once the target starts: a refusal of a HEAD
+     * (h1_bad_request) must know it, whenever it comes. */
+    if (old == 0)
+        snprintf(r->method, sizeof(r->method), "%s", http_method_str((enum http_method)p->method));
     if (old + len > TARGET_MAX)
         return -1;
     n = realloc(r->target, old + len + 1);
@@ -419,7 +423,7 @@ static int h1_headers_complete(http_parser *p)
     if (uc->in_value && h1_flush_header(uc) != 0)
         return -1;
     uc->in_value = 0;
-    /* Known before the checks below: a refusal of a HEAD has no body. */
+    /* Known before the checks below (also when the target was empty). */
     snprintf(r->method, sizeof(r->method), "%s", http_method_str((enum http_method)p->method));
     /* RFC 9112 3.2: two Hosts make the request ambiguous for whoever reads one. */
     for (size_t i = 0, n_host = 0; i < r->n_hdrs; i++)

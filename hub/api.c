@@ -16,6 +16,7 @@
 #include "../common/log.h"
 #include "../common/token.h"
 #include "../common/urlpath.h"
+#include "apijson.h"
 #include "proxy.h"
 #include "query.h"
 #include "tunnel.h"
@@ -109,19 +110,6 @@ static void auth_clear(struct api_auth *a)
     a->scope_json = NULL;
 }
 
-static void respond_json(struct ureq *r, int status, json_t *o)
-{
-    /* Takes o's reference. */
-    char *txt = json_dumps(o, JSON_COMPACT);
-    json_decref(o);
-    if (txt == NULL) {
-        ureq_error(r, 500, "internal", "could not encode the answer");
-        return;
-    }
-    ureq_respond(r, status, "application/json", txt, strlen(txt));
-    free(txt);
-}
-
 /* --- outcomes --- */
 
 static void fail(struct outcome *o, int status, const char *code, const char *fmt, ...)
@@ -199,7 +187,7 @@ static void conclude(struct hub *h, struct ureq *r, struct outcome *o)
     if (o->status >= 400) {
         ureq_error(r, o->status, o->code ? o->code : code_for(o->status), o->detail);
     } else if (o->body != NULL) {
-        respond_json(r, o->status, o->body);
+        apijson_respond(r, o->status, o->body);
         o->body = NULL;
     } else {
         ureq_respond(r, o->status, NULL, "", 0);
@@ -348,17 +336,14 @@ void api_shutdown(void)
 
 int api_site_allowed(const struct api_auth *a, const struct reg_site *s)
 {
-    json_t *scope, *labels, *site_labels;
-    const char *k;
-    json_t *v;
+    json_t *scope, *labels, *v;
     size_t i;
     int ok = 0;
 
     if (a->admin || a->scope_json == NULL)
         return 1;
-    /* scope and site_labels: new references, released below. */
+    /* scope: a new reference, released below. */
     scope = json_loads(a->scope_json, 0, NULL);
-    site_labels = json_loads(s->labels_json ? s->labels_json : "{}", 0, NULL);
     if (json_is_array(scope)) {
         json_array_foreach(scope, i, v)
         {
@@ -369,17 +354,9 @@ int api_site_allowed(const struct api_auth *a, const struct reg_site *s)
                json_object_size(labels) > 0) {
         /* An empty selector would match every site: never from token_create,
          * and refused here too in case a row was written by hand. */
-        ok = 1;
-        json_object_foreach(labels, k, v)
-        {
-            json_t *sv = json_object_get(site_labels, k);
-            if (!json_is_string(v) || !json_is_string(sv) ||
-                strcmp(json_string_value(v), json_string_value(sv)) != 0)
-                ok = 0;
-        }
+        ok = apijson_labels_match(labels, s->labels_json);
     }
     json_decref(scope);
-    json_decref(site_labels);
     return ok;
 }
 
@@ -425,33 +402,12 @@ static void cut_tunnel(struct hub *h, int64_t site_id, const char *why)
 
 /* --- request details --- */
 
-/* Copies the value of key from the target's query string (no decoding:
- * only plain numbers and names are read this way). 1 found, 0 not. */
-static int qparam(const char *target, const char *key, char *out, size_t cap)
+/* The query string of a request target (after '?'), or NULL. */
+static const char *query_of(const char *target)
 {
     const char *p = strchr(target, '?');
-    size_t kl = strlen(key);
 
-    while (p != NULL && *p != '\0') {
-        size_t n;
-
-        p++;
-        n = strcspn(p, "&");
-        if (n > kl && strncmp(p, key, kl) == 0 && p[kl] == '=') {
-            if (n - kl - 1 >= cap)
-                return 0;
-            memcpy(out, p + kl + 1, n - kl - 1);
-            out[n - kl - 1] = '\0';
-            return 1;
-        }
-        if (n == kl && strncmp(p, key, kl) == 0) {
-            if (cap > 0)
-                out[0] = '\0';
-            return 1;
-        }
-        p = p[n] != '\0' ? p + n : NULL;
-    }
-    return 0;
+    return p ? p + 1 : NULL;
 }
 
 /* Parses a non-negative decimal integer; -1 if not one. */
@@ -495,42 +451,6 @@ static int label_value_ok(const char *v)
 #define LABEL_RULES                                                                                \
     "label keys are 1-63 of A-Z a-z 0-9 . _ / -, values at most 255 bytes without ',' or "         \
     "control characters"
-
-/* ttl_s from a body: absent -> def; else an integer in [1, max]. */
-static int body_ttl(json_t *body, int64_t def, int64_t max, int64_t *out)
-{
-    json_t *j = json_object_get(body, "ttl_s");
-
-    *out = def;
-    if (j == NULL || json_is_null(j))
-        return 0;
-    if (!json_is_integer(j) || json_integer_value(j) < 1 || json_integer_value(j) > max)
-        return -EINVAL;
-    *out = json_integer_value(j);
-    return 0;
-}
-
-/* 1 if every key of body is in the NULL-terminated list. */
-static int only_keys(json_t *body, const char *const *keys, const char **bad)
-{
-    const char *k;
-    json_t *v;
-
-    json_object_foreach(body, k, v)
-    {
-        size_t i;
-        int known = 0;
-
-        for (i = 0; keys[i] != NULL; i++)
-            if (strcmp(keys[i], k) == 0)
-                known = 1;
-        if (!known) {
-            *bad = k;
-            return 0;
-        }
-    }
-    return 1;
-}
 
 /* --- sites --- */
 
@@ -583,7 +503,7 @@ static void sites_list(struct hub *h, struct ureq *r, const struct api_auth *a)
         ureq_error(r, 500, "internal", "registry read failed");
         return;
     }
-    respond_json(r, 200, json_pack("{s:o}", "sites", arr));
+    apijson_respond(r, 200, json_pack("{s:o}", "sites", arr));
 }
 
 struct session_ctx {
@@ -633,7 +553,7 @@ static void site_show(struct hub *h, struct ureq *r, const struct api_auth *a, c
     registry_session_list(h->reg, s.id, 20, session_cb, &sc);
     json_object_set_new(obj, "sessions", sc.arr);
     registry_site_clear(&s);
-    respond_json(r, 200, obj);
+    apijson_respond(r, 200, obj);
 }
 
 /* Makes an enrollment token for an existing site and stores its hash;
@@ -716,7 +636,7 @@ static void site_create(struct areq *q, json_t *body, struct outcome *o)
 
     if (json_is_string(jname))
         snprintf(o->target, sizeof(o->target), "%s", json_string_value(jname));
-    if (!only_keys(body, keys, &bad)) {
+    if (!apijson_only_keys(body, keys, &bad)) {
         fail(o, 400, "bad_request", "unknown field \"%.40s\"", bad);
         return;
     }
@@ -730,7 +650,8 @@ static void site_create(struct areq *q, json_t *body, struct outcome *o)
     if (jlabels != NULL &&
         (labels_check(jlabels, 0, o) != 0 || labels_count_check(jlabels, o) != 0))
         return;
-    if (body_ttl(body, h->cfg.enroll_ttl_s, ENROLL_TTL_MAX, &ttl) != 0) {
+    if (apijson_int_field(body, "ttl_s", h->cfg.enroll_ttl_s, 1, ENROLL_TTL_MAX, 1, &ttl, NULL,
+                          0) != 0) {
         fail(o, 400, "bad_request", "\"ttl_s\" must be an integer from 1 to %d", ENROLL_TTL_MAX);
         return;
     }
@@ -774,7 +695,7 @@ static void site_patch(struct areq *q, json_t *body, struct outcome *o)
     int rc;
 
     memset(&s, 0, sizeof(s));
-    if (!only_keys(body, keys, &bad)) {
+    if (!apijson_only_keys(body, keys, &bad)) {
         fail(o, 400, "bad_request", "unknown field \"%.40s\"", bad);
         return;
     }
@@ -902,11 +823,12 @@ static void site_enroll_token(struct areq *q, json_t *body, struct outcome *o)
     int64_t ttl, exp = 0, id = 0;
     int rc;
 
-    if (!only_keys(body, keys, &bad)) {
+    if (!apijson_only_keys(body, keys, &bad)) {
         fail(o, 400, "bad_request", "unknown field \"%.40s\"", bad);
         return;
     }
-    if (body_ttl(body, h->cfg.enroll_ttl_s, ENROLL_TTL_MAX, &ttl) != 0) {
+    if (apijson_int_field(body, "ttl_s", h->cfg.enroll_ttl_s, 1, ENROLL_TTL_MAX, 1, &ttl, NULL,
+                          0) != 0) {
         fail(o, 400, "bad_request", "\"ttl_s\" must be an integer from 1 to %d", ENROLL_TTL_MAX);
         return;
     }
@@ -1127,23 +1049,30 @@ static void enrollments_list(struct hub *h, struct ureq *r)
 {
     char site[TOKEN_NAME_MAX + 2], all[8];
     struct enroll_list_ctx c = {NULL, 0, hub_now(), json_array()};
+    const char *qs = query_of(r->target);
+    int rc;
 
-    if (qparam(r->target, "site", site, sizeof(site))) {
-        if (!token_name_valid(site)) {
+    if ((rc = apijson_qs_get(qs, "site", site, sizeof(site))) != 0) {
+        if (rc < 0 || !token_name_valid(site)) {
             json_decref(c.arr);
             ureq_error(r, 400, "bad_request", "bad site name");
             return;
         }
         c.site = site;
     }
-    if (qparam(r->target, "all", all, sizeof(all)))
+    if ((rc = apijson_qs_get(qs, "all", all, sizeof(all))) < 0) {
+        json_decref(c.arr);
+        ureq_error(r, 400, "bad_request", "all must be 0 or 1");
+        return;
+    }
+    if (rc > 0)
         c.all = strcmp(all, "0") != 0;
     if (registry_enroll_list(h->reg, enroll_list_cb, &c) < 0) {
         json_decref(c.arr);
         ureq_error(r, 500, "internal", "registry read failed");
         return;
     }
-    respond_json(r, 200, json_pack("{s:o}", "enrollments", c.arr));
+    apijson_respond(r, 200, json_pack("{s:o}", "enrollments", c.arr));
 }
 
 static void enrollment_cancel(struct areq *q, json_t *body, struct outcome *o)
@@ -1255,7 +1184,7 @@ static void token_create(struct areq *q, json_t *body, struct outcome *o)
 
     if (json_is_string(jname))
         snprintf(o->target, sizeof(o->target), "%s", json_string_value(jname));
-    if (!only_keys(body, keys, &bad)) {
+    if (!apijson_only_keys(body, keys, &bad)) {
         fail(o, 400, "bad_request", "unknown field \"%.40s\"", bad);
         return;
     }
@@ -1268,7 +1197,7 @@ static void token_create(struct areq *q, json_t *body, struct outcome *o)
     }
     name = json_string_value(jname);
     role = json_string_value(jrole);
-    if (body_ttl(body, 0, TOKEN_TTL_MAX, &ttl) != 0) {
+    if (apijson_int_field(body, "ttl_s", 0, 1, TOKEN_TTL_MAX, 1, &ttl, NULL, 0) != 0) {
         fail(o, 400, "bad_request", "\"ttl_s\" must be an integer from 1 to %lld",
              (long long)TOKEN_TTL_MAX);
         return;
@@ -1356,7 +1285,7 @@ static void tokens_list(struct hub *h, struct ureq *r)
         ureq_error(r, 500, "internal", "registry read failed");
         return;
     }
-    respond_json(r, 200, json_pack("{s:o}", "tokens", c.arr));
+    apijson_respond(r, 200, json_pack("{s:o}", "tokens", c.arr));
 }
 
 static void token_revoke(struct areq *q, json_t *body, struct outcome *o)
@@ -1412,16 +1341,18 @@ static void audit_list(struct hub *h, struct ureq *r)
     char v[24];
     int64_t limit = AUDIT_LIMIT_DEFAULT, before = 0;
     json_t *arr, *last;
+    const char *qs = query_of(r->target);
+    int rc;
 
-    if (qparam(r->target, "limit", v, sizeof(v))) {
-        limit = parse_nonneg(v);
+    if ((rc = apijson_qs_get(qs, "limit", v, sizeof(v))) != 0) {
+        limit = rc < 0 ? -1 : parse_nonneg(v);
         if (limit < 1 || limit > AUDIT_LIMIT_MAX) {
             ureq_error(r, 400, "bad_request", "limit must be 1 to 1000");
             return;
         }
     }
-    if (qparam(r->target, "before", v, sizeof(v))) {
-        before = parse_nonneg(v);
+    if ((rc = apijson_qs_get(qs, "before", v, sizeof(v))) != 0) {
+        before = rc < 0 ? -1 : parse_nonneg(v);
         if (before < 1) {
             ureq_error(r, 400, "bad_request", "before must be an entry id (a positive integer)");
             return;
@@ -1436,10 +1367,10 @@ static void audit_list(struct hub *h, struct ureq *r)
     /* A full page may have more behind it: next_before fetches the next. */
     last = json_array_size(arr) == (size_t)limit ? json_array_get(arr, json_array_size(arr) - 1)
                                                  : NULL;
-    respond_json(r, 200,
-                 json_pack("{s:o,s:o}", "entries", arr, "next_before",
-                           last ? json_integer(json_integer_value(json_object_get(last, "id")))
-                                : json_null()));
+    apijson_respond(r, 200,
+                    json_pack("{s:o,s:o}", "entries", arr, "next_before",
+                              last ? json_integer(json_integer_value(json_object_get(last, "id")))
+                                   : json_null()));
 }
 
 /* --- buffered-body plumbing --- */

@@ -19,6 +19,7 @@
 #include "../common/crypto.h"
 #include "../common/log.h"
 #include "../common/urlpath.h"
+#include "apijson.h"
 #include "fwd.h"
 #include "store/registry_query.h"
 
@@ -132,20 +133,6 @@ static void landed(struct query_engine *qe, int64_t query_id, int64_t site_id, i
 
 /* --- small helpers --- */
 
-static void respond_json(struct ureq *r, int status, json_t *o)
-{
-    /* Takes o's reference. */
-    char *txt = o ? json_dumps(o, JSON_COMPACT) : NULL;
-
-    json_decref(o);
-    if (txt == NULL) {
-        ureq_error(r, 500, "internal", "could not encode the answer");
-        return;
-    }
-    ureq_respond(r, status, "application/json", txt, strlen(txt));
-    free(txt);
-}
-
 static struct qbody *qbody_new(const uint8_t *data, size_t len)
 {
     struct qbody *b = malloc(sizeof(*b) + len);
@@ -163,32 +150,6 @@ static void qbody_put(struct qbody *b)
 {
     if (b != NULL && --b->refs == 0)
         free(b);
-}
-
-/* The value of key in a query string ("a=1&b=2"), copied; 1 if present. */
-static int qs_get(const char *qs, const char *key, char *out, size_t cap)
-{
-    size_t kl = strlen(key);
-
-    while (qs != NULL && *qs != '\0') {
-        size_t n = strcspn(qs, "&");
-        if (n > kl && strncmp(qs, key, kl) == 0 && qs[kl] == '=') {
-            size_t vl = n - kl - 1;
-            if (vl >= cap)
-                vl = cap - 1;
-            memcpy(out, qs + kl + 1, vl);
-            out[vl] = '\0';
-            return 1;
-        }
-        if (n == kl && strncmp(qs, key, kl) == 0) {
-            out[0] = '\0';
-            return 1;
-        }
-        qs += n;
-        if (*qs == '&')
-            qs++;
-    }
-    return 0;
 }
 
 static int qid_valid(const char *s)
@@ -1189,30 +1150,13 @@ struct select_ctx {
     int rc;
 };
 
-static int labels_match(json_t *want, const char *site_labels)
-{
-    json_t *have = json_loads(site_labels ? site_labels : "{}", 0, NULL), *v;
-    const char *k;
-    int ok = 1;
-
-    /* have: new reference, released below. */
-    json_object_foreach(want, k, v)
-    {
-        json_t *hv = json_object_get(have, k);
-        if (!json_is_string(hv) || strcmp(json_string_value(hv), json_string_value(v)) != 0)
-            ok = 0;
-    }
-    json_decref(have);
-    return ok;
-}
-
 static int select_cb(const struct reg_site *s, void *arg)
 {
     struct select_ctx *c = arg;
 
     if (s->state != REG_SITE_ACTIVE || !api_site_allowed(c->a, s))
         return 0;
-    if (c->labels != NULL && !labels_match(c->labels, s->labels_json))
+    if (c->labels != NULL && !apijson_labels_match(c->labels, s->labels_json))
         return 0;
     if (c->out->n >= TARGETS_MAX)
         return -E2BIG;
@@ -1386,30 +1330,12 @@ static int parse_headers(json_t *in, json_t **out, char *msg, size_t cap)
     return 0;
 }
 
-/* An optional integer field in [lo, hi]; 0 or -EINVAL with msg. */
-static int int_field(json_t *body, const char *key, int64_t def, int64_t lo, int64_t hi,
-                     int64_t *out, char *msg, size_t cap)
-{
-    json_t *v = json_object_get(body, key);
-
-    *out = def;
-    if (v == NULL)
-        return 0;
-    if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi) {
-        snprintf(msg, cap, "\"%s\" must be an integer from %lld to %lld", key, (long long)lo,
-                 (long long)hi);
-        return -EINVAL;
-    }
-    *out = json_integer_value(v);
-    return 0;
-}
-
 /* Everything the request asks for, checked; answers r itself on error. */
 static int parse_query(struct submit *sb, struct ureq *r, json_t *body, struct reg_query *q,
                        json_t **headers, uint8_t **reqbody, size_t *reqbody_len)
 {
-    static const char *const known[] = {"sites", "service",     "method",    "path", "headers",
-                                        "body",  "body_base64", "timeout_s", "ttl_s"};
+    static const char *const known[] = {"sites", "service",     "method",    "path",  "headers",
+                                        "body",  "body_base64", "timeout_s", "ttl_s", NULL};
     json_t *jsvc = json_object_get(body, "service");
     json_t *jmethod = json_object_get(body, "method");
     json_t *jpath = json_object_get(body, "path");
@@ -1417,18 +1343,10 @@ static int parse_query(struct submit *sb, struct ureq *r, json_t *body, struct r
     json_t *jb64 = json_object_get(body, "body_base64");
     char msg[256];
     const char *k;
-    json_t *v;
 
-    json_object_foreach(body, k, v)
-    {
-        int ok = 0;
-        for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
-            if (strcmp(k, known[i]) == 0)
-                ok = 1;
-        if (!ok) {
-            snprintf(msg, sizeof(msg), "unknown field \"%.64s\"", k);
-            goto bad;
-        }
+    if (!apijson_only_keys(body, known, &k)) {
+        snprintf(msg, sizeof(msg), "unknown field \"%.64s\"", k);
+        goto bad;
     }
     if (json_object_get(body, "sites") == NULL) {
         snprintf(msg, sizeof(msg),
@@ -1503,9 +1421,10 @@ static int parse_query(struct submit *sb, struct ureq *r, json_t *body, struct r
             goto bad;
         }
     }
-    if (int_field(body, "timeout_s", TIMEOUT_DEFAULT_S, 1, TIMEOUT_MAX_S, &q->timeout_s, msg,
-                  sizeof(msg)) != 0 ||
-        int_field(body, "ttl_s", TTL_DEFAULT_S, 0, TTL_MAX_S, &q->ttl_s, msg, sizeof(msg)) != 0)
+    if (apijson_int_field(body, "timeout_s", TIMEOUT_DEFAULT_S, 1, TIMEOUT_MAX_S, 0, &q->timeout_s,
+                          msg, sizeof(msg)) != 0 ||
+        apijson_int_field(body, "ttl_s", TTL_DEFAULT_S, 0, TTL_MAX_S, 0, &q->ttl_s, msg,
+                          sizeof(msg)) != 0)
         goto bad;
     q->target_json = json_dumps(json_object_get(body, "sites"), JSON_COMPACT | JSON_ENCODE_ANY);
     q->headers_json = json_dumps(*headers, JSON_COMPACT | JSON_SORT_KEYS);
@@ -1667,7 +1586,7 @@ static void submit_run(struct submit *sb, struct ureq *r, json_t *body)
     json_object_set_new(out, "status",
                         json_string(q.n_final == q.n_sites ? "complete" : "running"));
     json_object_set_new(out, "sites", arr);
-    respond_json(r, 201, out);
+    apijson_respond(r, 201, out);
 out:
     qreq_clear(&rq);
     free(detail);
@@ -1793,19 +1712,20 @@ static void list_queries(struct query_engine *qe, struct ureq *r, const struct a
     int64_t before = 0;
     int rc;
 
-    if (qs_get(qs, "limit", val, sizeof(val))) {
-        limit = strtol(val, &end, 10);
-        if (end == val || *end != '\0' || limit < 1 || limit > LIST_MAX) {
+    if ((rc = apijson_qs_get(qs, "limit", val, sizeof(val))) != 0) {
+        limit = rc < 0 ? 0 : strtol(val, &end, 10);
+        if (rc < 0 || end == val || *end != '\0' || limit < 1 || limit > LIST_MAX) {
             json_decref(c.arr);
             ureq_error(r, 400, "bad_request", "limit must be an integer from 1 to 500");
             return;
         }
     }
-    if (qs_get(qs, "before", val, sizeof(val))) {
+    if ((rc = apijson_qs_get(qs, "before", val, sizeof(val))) != 0) {
         struct reg_query q;
 
         memset(&q, 0, sizeof(q));
-        if (!qid_valid(val) || registry_query_get(qe->st, val, &q) != 0 || !can_see(a, &q)) {
+        if (rc < 0 || !qid_valid(val) || registry_query_get(qe->st, val, &q) != 0 ||
+            !can_see(a, &q)) {
             registry_query_clear(&q);
             json_decref(c.arr);
             ureq_error(r, 400, "bad_request", "before must be the id of a query you can see");
@@ -1820,9 +1740,9 @@ static void list_queries(struct query_engine *qe, struct ureq *r, const struct a
         ureq_error(r, 500, "internal", "registry read failed");
         return;
     }
-    respond_json(r, 200,
-                 json_pack("{s:o,s:o}", "queries", c.arr, "next",
-                           c.n == limit ? json_string(c.last) : json_null()));
+    apijson_respond(r, 200,
+                    json_pack("{s:o,s:o}", "queries", c.arr, "next",
+                              c.n == limit ? json_string(c.last) : json_null()));
 }
 
 static struct waiter *waiter_new(struct query_engine *qe, struct ureq *r, const struct reg_query *q,
@@ -1859,10 +1779,11 @@ static void show_query(struct query_engine *qe, struct ureq *r, const struct reg
     char val[32], *end;
     double wait = 0;
     struct waiter *wt;
+    int rc;
 
-    if (qs_get(qs, "wait", val, sizeof(val))) {
-        wait = strtod(val, &end);
-        if (end == val || *end != '\0' || !(wait >= 0 && wait <= WAIT_MAX_S)) {
+    if ((rc = apijson_qs_get(qs, "wait", val, sizeof(val))) != 0) {
+        wait = rc < 0 ? -1 : strtod(val, &end);
+        if (rc < 0 || end == val || *end != '\0' || !(wait >= 0 && wait <= WAIT_MAX_S)) {
             ureq_error(r, 400, "bad_request", "wait must be a number of seconds from 0 to 3600");
             return;
         }
@@ -1879,7 +1800,7 @@ static void show_query(struct query_engine *qe, struct ureq *r, const struct reg
         uv_timer_start(&wt->timer, wait_timer_cb, (uint64_t)(wait * 1000.0), 0);
         return;
     }
-    respond_json(r, 200, query_json(qe, q, 1));
+    apijson_respond(r, 200, query_json(qe, q, 1));
 }
 
 struct replay {

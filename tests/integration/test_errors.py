@@ -65,6 +65,13 @@ def main(h):
                     "bad_request", "%s POST /v1/sites with an invalid name" % t)
         check_error(h, hub.api("POST", "/v1/sites", {"name": SITE}, http=proto), 409,
                     "name_taken", "%s POST /v1/sites with a taken name" % t)
+        # An over-long query-string value is refused, never cut to a valid
+        # one (api.c ignored it, query.c cut it to 63 bytes: 0...01).
+        for path in ("/v1/audit?limit=" + "0" * 30 + "5",
+                     "/v1/enrollments?site=" + "a" * 80,
+                     "/v1/queries?limit=" + "0" * 62 + "10"):
+            check_error(h, hub.api("GET", path, http=proto), 400, "bad_request",
+                        "%s GET %s... (over-long value)" % (t, path[:24]))
         check_error(h, hub.curl("/v1/sites", token=None, http=proto), 401, "unauthorized",
                     "%s GET /v1/sites without token" % t)
         check_error(h, hub.curl("/v1/sites", token="tth_" + "A" * 43, http=proto), 401,

@@ -29,11 +29,11 @@
 #include "../common/tls.h"
 #include "../common/token.h"
 #include "../common/tune.h"
-#include "hub.h"
+#include "core/hub.h"
 #include "store/registry.h"
-#include "query.h"
-#include "api.h"
-#include "tunnel.h"
+#include "query/query.h"
+#include "api/api.h"
+#include "tunnel/tunnel.h"
 
 #define DEFAULT_PORT   6443
 #define DEFAULT_LISTEN "0.0.0.0:6443"

@@ -17,11 +17,11 @@
 #include "common/conn.h"
 #include "common/log.h"
 #include "common/token.h"
-#include "hub/api.h"
-#include "hub/hub.h"
-#include "hub/query.h"
+#include "hub/api/api.h"
+#include "hub/core/hub.h"
+#include "hub/query/query.h"
 #include "hub/store/registry.h"
-#include "hub/user.h"
+#include "hub/http/user.h"
 
 /* A fixed admin bearer token: the seeds and dictionaries carry it, so the
  * fuzzer reaches what lies behind authentication. */

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "hub/hello.h"
+#include "hub/tunnel/hello.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

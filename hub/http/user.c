@@ -12,9 +12,9 @@
 #include <string.h>
 #include <strings.h>
 
-#include "../common/h2.h"
-#include "../common/hfield.h"
-#include "api.h"
+#include "../../common/h2.h"
+#include "../../common/hfield.h"
+#include "../api/api.h"
 
 #define TARGET_MAX         (8 * 1024)
 #define USER_MAX_STREAMS   128

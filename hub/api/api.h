@@ -3,8 +3,8 @@
 #ifndef TETHER_API_H
 #define TETHER_API_H
 
-#include "hub.h"
-#include "user.h"
+#include "../core/hub.h"
+#include "../http/user.h"
 
 /* Called once per request when its head is complete; installs a handler or
  * answers at once. */

@@ -9,14 +9,14 @@
 #include <sys/queue.h>
 #include <sys/resource.h>
 
-#include "../common/clienthello.h"
-#include "../common/conn.h"
-#include "../common/log.h"
-#include "../common/net.h"
-#include "../common/tune.h"
-#include "hub.h"
-#include "tunnel.h"
-#include "user.h"
+#include "../../common/clienthello.h"
+#include "../../common/conn.h"
+#include "../../common/log.h"
+#include "../../common/net.h"
+#include "../../common/tune.h"
+#include "../core/hub.h"
+#include "../tunnel/tunnel.h"
+#include "../http/user.h"
 
 /* A connection between accept and the end of its TLS handshake. */
 struct handshake {

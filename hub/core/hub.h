@@ -7,9 +7,9 @@
 #include <sys/queue.h>
 #include <uv.h>
 
-#include "../common/crypto.h"
-#include "../common/token.h"
-#include "store/registry.h"
+#include "../../common/crypto.h"
+#include "../../common/token.h"
+#include "../store/registry.h"
 
 #define HUB_MAX_LISTEN 8
 

@@ -11,10 +11,10 @@
 #include <string.h>
 #include <strings.h>
 
-#include "../common/log.h"
-#include "../common/hfield.h"
+#include "../../common/log.h"
+#include "../../common/hfield.h"
 #include "fwd.h"
-#include "tunnel.h"
+#include "../tunnel/tunnel.h"
 
 /* Upload bytes held for the tunnel before the client is paused. */
 #define UP_HIGH (256 * 1024)

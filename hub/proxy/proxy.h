@@ -4,9 +4,9 @@
 #ifndef TETHER_PROXY_H
 #define TETHER_PROXY_H
 
-#include "api.h"
-#include "hub.h"
-#include "user.h"
+#include "../api/api.h"
+#include "../core/hub.h"
+#include "../http/user.h"
 
 /* Starts proxying r to `service` of the site t with the given path (starting
  * with '/', query included). Answers errors itself. user is the token name

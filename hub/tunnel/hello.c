@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../common/token.h"
+#include "../../common/token.h"
 
 static int version_ok(const char *v)
 {

@@ -8,9 +8,9 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "../common/conn.h"
-#include "../common/h2.h"
-#include "hub.h"
+#include "../../common/conn.h"
+#include "../../common/h2.h"
+#include "../core/hub.h"
 
 /* Per-stream window: big enough for 1 GB/s on loopback, small enough that a
  * stalled reader pins at most this much hub memory. */

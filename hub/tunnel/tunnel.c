@@ -9,9 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../common/log.h"
+#include "../../common/log.h"
 #include "hello.h"
-#include "query.h"
+#include "../query/query.h"
 
 /* The connection window is credited as bytes arrive (on_data_chunk), so it
  * only paces the site; TUNNEL_STREAM_WINDOW (tunnel.h) bounds each stream. */

@@ -1,6 +1,6 @@
 /* Unit tests for hub/fwd.c: forwarding header values and the names a user may not send. */
 /* SPDX-License-Identifier: MIT */
-#include "hub/fwd.h"
+#include "hub/proxy/fwd.h"
 #include "testutil.h"
 
 static void expect(const char *peer, const char *host, const char *addr, const char *xfh,

@@ -10,8 +10,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "../common/net.h"
-#include "tunnel.h"
+#include "../../common/net.h"
+#include "../tunnel/tunnel.h"
 
 #ifdef TETHER_TEST_HOOKS
 /* Tests make time pass without waiting: the file named by

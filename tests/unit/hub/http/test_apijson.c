@@ -5,7 +5,7 @@
 #include <jansson.h>
 #include <string.h>
 
-#include "hub/apijson.h"
+#include "hub/http/apijson.h"
 #include "testutil.h"
 
 static void qs(void)

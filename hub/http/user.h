@@ -8,9 +8,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../common/conn.h"
-#include "../common/h2.h"
-#include "hub.h"
+#include "../../common/conn.h"
+#include "../../common/h2.h"
+#include "../core/hub.h"
 
 struct ureq;
 

@@ -3,10 +3,10 @@
 #ifndef TETHER_QUERY_H
 #define TETHER_QUERY_H
 
-#include "api.h"
-#include "hub.h"
-#include "tunnel.h"
-#include "user.h"
+#include "../api/api.h"
+#include "../core/hub.h"
+#include "../tunnel/tunnel.h"
+#include "../http/user.h"
 
 /* Sets up the query engine (h->qe): recovers queries left by a previous run
  * and starts its timers. 0 or a negative code. */

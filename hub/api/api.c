@@ -12,14 +12,14 @@
 #include <string.h>
 #include <strings.h>
 
-#include "../common/crypto.h"
-#include "../common/log.h"
-#include "../common/token.h"
-#include "../common/urlpath.h"
-#include "apijson.h"
-#include "proxy.h"
-#include "query.h"
-#include "tunnel.h"
+#include "../../common/crypto.h"
+#include "../../common/log.h"
+#include "../../common/token.h"
+#include "../../common/urlpath.h"
+#include "../http/apijson.h"
+#include "../proxy/proxy.h"
+#include "../query/query.h"
+#include "../tunnel/tunnel.h"
 
 /* How far a rotation proof's timestamp may be from the hub's clock. */
 #define ROTATE_SKEW_S 300

@@ -16,7 +16,7 @@
 #include "common/conn.h"
 #include "common/crypto.h"
 #include "common/tls.h"
-#include "hub/hub.h"
+#include "hub/core/hub.h"
 #include "hub/store/registry.h"
 #include "testutil.h"
 

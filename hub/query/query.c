@@ -16,12 +16,12 @@
 #include <string.h>
 #include <strings.h>
 
-#include "../common/crypto.h"
-#include "../common/log.h"
-#include "../common/urlpath.h"
-#include "apijson.h"
-#include "fwd.h"
-#include "store/registry_query.h"
+#include "../../common/crypto.h"
+#include "../../common/log.h"
+#include "../../common/urlpath.h"
+#include "../http/apijson.h"
+#include "../proxy/fwd.h"
+#include "../store/registry_query.h"
 
 #define TICK_MS           500
 #define KEEPALIVE_MS      15000

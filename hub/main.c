@@ -747,31 +747,6 @@ static void close_handle(uv_handle_t *hd)
         uv_close(hd, NULL);
 }
 
-/* Calls fn on every live tunnel, standby ones included. The list is taken
- * first, so fn may change the map. */
-static void for_each_tunnel(struct hub *h, void (*fn)(struct tunnel *t, void *arg), void *arg)
-{
-    struct tunnel **all;
-    size_t n = 0, cap = h->tunnels.count;
-
-    for (struct tunnel *t = h->standby; t != NULL; t = t->standby_next)
-        cap++;
-    if (cap == 0)
-        return;
-    all = calloc(cap, sizeof(*all));
-    if (all == NULL)
-        return;
-    for (size_t b = 0; b < h->tunnels.n_buckets; b++) {
-        for (struct tunnel *t = h->tunnels.buckets[b]; t != NULL && n < cap; t = t->map_next)
-            all[n++] = t;
-    }
-    for (struct tunnel *t = h->standby; t != NULL && n < cap; t = t->standby_next)
-        all[n++] = t;
-    for (size_t i = 0; i < n; i++)
-        fn(all[i], arg);
-    free(all);
-}
-
 static void count_streams(struct tunnel *t, void *arg)
 {
     *(size_t *)arg += tunnel_stream_count(t);
@@ -784,9 +759,7 @@ static void drain_one(struct tunnel *t, void *arg)
 
 static void set_ping_repeat(struct tunnel *t, void *arg)
 {
-    /* Takes effect from the tunnel's next PING. */
-    if (!t->closing && !uv_is_closing((uv_handle_t *)&t->ping_timer))
-        uv_timer_set_repeat(&t->ping_timer, *(uint64_t *)arg);
+    tunnel_set_ping_interval(t, *(uint64_t *)arg);
 }
 
 static void close_listeners(struct hub *h)
@@ -839,7 +812,7 @@ static void drain_tick(uv_timer_t *timer)
     uint64_t waited = uv_now(h->loop) - d.drain_started_ms;
     size_t open = 0;
 
-    for_each_tunnel(h, count_streams, &open);
+    hub_tunnel_each(h, count_streams, &open);
     if (open == 0)
         finish(h, "drained");
     else if (waited >= h->cfg.drain_grace_ms)
@@ -858,12 +831,12 @@ static void on_stop_signal(uv_signal_t *sig, int signum)
     }
     h->draining = 1;
     d.drain_started_ms = uv_now(h->loop);
-    for_each_tunnel(h, count_streams, &open);
+    hub_tunnel_each(h, count_streams, &open);
     log_event(LOG_INFO, "draining", "signal=%s tunnels=%zu streams=%zu grace_ms=%llu",
               log_q(strsignal(signum)), h->tunnels.count, open,
               (unsigned long long)h->cfg.drain_grace_ms);
     close_listeners(h);
-    for_each_tunnel(h, drain_one, NULL);
+    hub_tunnel_each(h, drain_one, NULL);
     uv_timer_start(&h->drain_timer, drain_tick, DRAIN_TICK_MS, DRAIN_TICK_MS);
 }
 
@@ -883,7 +856,7 @@ static void on_hup(uv_signal_t *sig, int signum)
     if (h->fd_limit > 0 && h->fd_reserve > h->fd_limit / 2)
         h->fd_reserve = (int)(h->fd_limit / 2);
     ping = h->cfg.ping_interval_ms;
-    for_each_tunnel(h, set_ping_repeat, &ping);
+    hub_tunnel_each(h, set_ping_repeat, &ping);
     log_event(LOG_INFO, "config_reloaded",
               "name=%s public=%zu ping_interval_ms=%llu handshake_timeout_ms=%llu "
               "request_timeout_ms=%llu drain_grace_ms=%llu enroll_ttl_s=%lld",
@@ -1034,6 +1007,7 @@ static int cmd_run(int argc, char **argv)
     }
     loop = uv_default_loop();
     h->loop = loop;
+    h->dispatch = api_dispatch;
     rc = registry_open(db, &h->reg, err, sizeof(err));
     if (rc != 0) {
         fail("cannot open %s: %s", db, err[0] ? err : strerror(-rc));

@@ -16,7 +16,10 @@
 #include "../../common/log.h"
 #include "../../common/token.h"
 #include "../../common/urlpath.h"
+#include "../auth/audit.h"
+#include "../auth/auth.h"
 #include "../http/apijson.h"
+#include "../http/body.h"
 #include "../proxy/proxy.h"
 #include "../query/query.h"
 #include "../tunnel/tunnel.h"
@@ -65,7 +68,7 @@ struct outcome {
 struct areq {
     struct hub *h;
     enum route route;
-    struct api_auth auth;
+    struct auth auth;
     char name[TOKEN_NAME_MAX + 1]; /* site or token name from the path */
     int64_t id;                    /* enrollment id from the path */
     char remote[64];
@@ -103,12 +106,6 @@ static const struct {
     [R_TOKEN_REVOKE] = {"token.revoke", 1, token_revoke},
     [R_ENROLLMENT_CANCEL] = {"enroll.cancel", 1, enrollment_cancel},
 };
-
-static void auth_clear(struct api_auth *a)
-{
-    free(a->scope_json);
-    a->scope_json = NULL;
-}
 
 /* --- outcomes --- */
 
@@ -175,15 +172,12 @@ static const char *code_for(int status)
 static void conclude(struct hub *h, struct ureq *r, struct outcome *o)
 {
     const char *result = o->status < 400 ? "ok" : (o->code ? o->code : code_for(o->status));
-    int rc;
+
+    struct audit_row row = {o->actor, r->remote, o->action, o->target, result, o->detail};
 
     if (o->status < 400)
         h->gen++; /* tokens or sites may have changed: drop cached reads */
-    rc = registry_audit(h->reg, hub_now(), o->actor[0] ? o->actor : "-", r->remote, o->action,
-                        o->target, result, o->detail);
-    if (rc != 0)
-        log_event(LOG_ERROR, "audit_failed", "action=%s target=%s err=%d", o->action,
-                  log_q(o->target), rc);
+    audit_write(h, &row, AUDIT_SYNC);
     if (o->status >= 400) {
         ureq_error(r, o->status, o->code ? o->code : code_for(o->status), o->detail);
     } else if (o->body != NULL) {
@@ -196,7 +190,7 @@ static void conclude(struct hub *h, struct ureq *r, struct outcome *o)
     o->body = NULL;
 }
 
-static void outcome_init(struct outcome *o, enum route route, const struct api_auth *a,
+static void outcome_init(struct outcome *o, enum route route, const struct auth *a,
                          const char *target)
 {
     memset(o, 0, sizeof(*o));
@@ -223,7 +217,7 @@ struct auth_entry {
     uint64_t gen; /* 0 = empty */
     char hash[65];
     int64_t expires_at;
-    struct api_auth a; /* a.scope_json owned by the entry */
+    struct auth a; /* a.scope_json owned by the entry */
 };
 static struct auth_entry auth_cache[AUTH_CACHE];
 
@@ -241,7 +235,7 @@ static unsigned str_slot(const char *s, unsigned n)
     return x % n;
 }
 
-static int auth_copy(struct api_auth *dst, const struct api_auth *src)
+static int auth_copy(struct auth *dst, const struct auth *src)
 {
     *dst = *src;
     dst->scope_json = NULL;
@@ -280,7 +274,7 @@ static int cached_site_get(struct hub *h, const char *name, struct reg_site *out
     return 0;
 }
 
-static int authenticate(struct hub *h, struct ureq *r, struct api_auth *a)
+static int authenticate(struct hub *h, struct ureq *r, struct auth *a)
 {
     const char *v = ureq_header(r, "authorization");
     struct reg_apitoken t;
@@ -334,43 +328,17 @@ void api_shutdown(void)
     }
 }
 
-int api_site_allowed(const struct api_auth *a, const struct reg_site *s)
-{
-    json_t *scope, *labels, *v;
-    size_t i;
-    int ok = 0;
-
-    if (a->admin || a->scope_json == NULL)
-        return 1;
-    /* scope: a new reference, released below. */
-    scope = json_loads(a->scope_json, 0, NULL);
-    if (json_is_array(scope)) {
-        json_array_foreach(scope, i, v)
-        {
-            if (json_is_string(v) && strcmp(json_string_value(v), s->name) == 0)
-                ok = 1;
-        }
-    } else if (json_is_object(scope) && json_is_object(labels = json_object_get(scope, "labels")) &&
-               json_object_size(labels) > 0) {
-        /* An empty selector would match every site: never from token_create,
-         * and refused here too in case a row was written by hand. */
-        ok = apijson_labels_match(labels, s->labels_json);
-    }
-    json_decref(scope);
-    return ok;
-}
-
 /* Loads a site the token may use. A scoped token gets 403 for any site
  * outside its scope, whether it exists or not: it learns nothing about sites
  * it may not see. Returns 0, or fills o's error and returns -1. */
-static int find_site_in(struct hub *h, const struct api_auth *a, const char *name,
-                        struct reg_site *s, struct outcome *o, int cached)
+static int find_site_in(struct hub *h, const struct auth *a, const char *name, struct reg_site *s,
+                        struct outcome *o, int cached)
 {
     int rc;
 
     memset(s, 0, sizeof(*s));
     rc = cached ? cached_site_get(h, name, s) : registry_site_get(h->reg, name, s);
-    if (rc == 0 && api_site_allowed(a, s))
+    if (rc == 0 && auth_site_allowed(a, s))
         return 0;
     registry_site_clear(s);
     if (rc != 0 && rc != -ENOENT)
@@ -382,14 +350,14 @@ static int find_site_in(struct hub *h, const struct api_auth *a, const char *nam
     return -1;
 }
 
-static int find_site(struct hub *h, const struct api_auth *a, const char *name, struct reg_site *s,
+static int find_site(struct hub *h, const struct auth *a, const char *name, struct reg_site *s,
                      struct outcome *o)
 {
     return find_site_in(h, a, name, s, o, 0);
 }
 
 /* For the request path (proxy, queries): may answer from the read cache. */
-static int find_site_cached(struct hub *h, const struct api_auth *a, const char *name,
+static int find_site_cached(struct hub *h, const struct auth *a, const char *name,
                             struct reg_site *s, struct outcome *o)
 {
     return find_site_in(h, a, name, s, o, 1);
@@ -460,41 +428,43 @@ static json_t *site_json(struct hub *h, const struct reg_site *s)
     json_t *labels = json_loads(s->labels_json ? s->labels_json : "{}", 0, NULL);
     json_t *services;
     int64_t last_seen = s->last_seen;
+    struct tunnel_info ti = {0};
 
     if (t != NULL) {
-        services = json_loads(t->services_json, 0, NULL);
-        last_seen = hub_now() - (int64_t)((uv_now(h->loop) - t->last_heard_ms) / 1000);
+        tunnel_get_info(t, &ti);
+        services = json_loads(ti.services_json, 0, NULL);
+        last_seen = ti.last_seen;
     } else {
         services = json_loads(s->services_json ? s->services_json : "[]", 0, NULL);
     }
     /* json_pack "o" steals the labels and services references. */
-    return json_pack(
-        "{s:s,s:s,s:s?,s:b,s:o,s:o,s:s?,s:s,s:o,s:o,s:I,s:o}", "name", s->name, "state",
-        registry_site_state_name(s->state), "pin", s->pin[0] ? s->pin : NULL, "online", t != NULL,
-        "connected_since", t ? json_integer(t->connected_since) : json_null(), "last_seen",
-        last_seen ? json_integer(last_seen) : json_null(), "remote_addr",
-        t ? t->conn->peer : (s->remote_addr[0] ? s->remote_addr : NULL), "agent_version",
-        t && t->agent_version[0] ? t->agent_version : s->agent_version, "services",
-        services ? services : json_array(), "labels", labels ? labels : json_object(), "created_at",
-        (json_int_t)s->created_at, "enrolled_at",
-        s->enrolled_at ? json_integer(s->enrolled_at) : json_null());
+    return json_pack("{s:s,s:s,s:s?,s:b,s:o,s:o,s:s?,s:s,s:o,s:o,s:I,s:o}", "name", s->name,
+                     "state", registry_site_state_name(s->state), "pin", s->pin[0] ? s->pin : NULL,
+                     "online", t != NULL, "connected_since",
+                     t ? json_integer(ti.connected_since) : json_null(), "last_seen",
+                     last_seen ? json_integer(last_seen) : json_null(), "remote_addr",
+                     t ? ti.peer : (s->remote_addr[0] ? s->remote_addr : NULL), "agent_version",
+                     t && ti.agent_version[0] ? ti.agent_version : s->agent_version, "services",
+                     services ? services : json_array(), "labels", labels ? labels : json_object(),
+                     "created_at", (json_int_t)s->created_at, "enrolled_at",
+                     s->enrolled_at ? json_integer(s->enrolled_at) : json_null());
 }
 
 struct list_ctx {
     struct hub *h;
-    const struct api_auth *a;
+    const struct auth *a;
     json_t *arr; /* borrowed */
 };
 
 static int list_cb(const struct reg_site *s, void *arg)
 {
     struct list_ctx *lc = arg;
-    if (api_site_allowed(lc->a, s))
+    if (auth_site_allowed(lc->a, s))
         json_array_append_new(lc->arr, site_json(lc->h, s));
     return 0;
 }
 
-static void sites_list(struct hub *h, struct ureq *r, const struct api_auth *a)
+static void sites_list(struct hub *h, struct ureq *r, const struct auth *a)
 {
     json_t *arr = json_array();
     struct list_ctx lc = {h, a, arr};
@@ -516,12 +486,16 @@ static int session_cb(const struct reg_session *s, void *arg)
 {
     struct session_ctx *sc = arg;
     int64_t in = s->bytes_in, out = s->bytes_out, end = s->disconnected_at;
-    int live = end == 0 && sc->t != NULL && sc->t->session_id == s->id && sc->t->conn != NULL;
+    struct tunnel_info ti = {0};
+    int live;
 
+    if (sc->t != NULL)
+        tunnel_get_info(sc->t, &ti);
+    live = end == 0 && sc->t != NULL && ti.session_id == s->id && ti.peer != NULL;
     /* The open session's counters live in the connection until it closes. */
     if (live) {
-        in = (int64_t)sc->t->conn->bytes_in;
-        out = (int64_t)sc->t->conn->bytes_out;
+        in = (int64_t)ti.bytes_in;
+        out = (int64_t)ti.bytes_out;
     }
     json_array_append_new(sc->arr,
                           json_pack("{s:I,s:o,s:I,s:s,s:s,s:I,s:I,s:s,s:b}", "connected_at",
@@ -534,7 +508,7 @@ static int session_cb(const struct reg_session *s, void *arg)
     return 0;
 }
 
-static void site_show(struct hub *h, struct ureq *r, const struct api_auth *a, const char *name)
+static void site_show(struct hub *h, struct ureq *r, const struct auth *a, const char *name)
 {
     struct session_ctx sc;
     struct outcome o;
@@ -1378,66 +1352,39 @@ static void audit_list(struct hub *h, struct ureq *r)
 static void areq_free(struct areq *q)
 {
     auth_clear(&q->auth);
-    buf_free(&q->body);
     free(q);
 }
 
-static void a_body(struct ureq *r, const uint8_t *data, size_t len)
+/* The body has been read (http/body.h): run the route and conclude. */
+static void a_done(struct ureq *r, void *arg, enum body_status st, const uint8_t *data, size_t len)
 {
-    struct areq *q = r->hctx;
-    if (q->too_large || q->body.len + len > q->h->cfg.api_body_max) {
-        q->too_large = 1;
-        return;
-    }
-    if (!q->no_memory && buf_append(&q->body, data, len) != 0) {
-        q->no_memory = 1;
-        buf_free(&q->body);
-    }
-}
-
-static void a_end(struct ureq *r)
-{
-    struct areq *q = r->hctx;
-    json_error_t jerr;
+    struct areq *q = arg;
     json_t *body = NULL;
     struct outcome o;
+    char msg[256];
 
-    ureq_set_handler(r, NULL, NULL);
+    if (st == BODY_ABORTED)
+        goto free;
     outcome_init(&o, q->route, &q->auth, q->name);
     if (q->route == R_SITE_ROTATE)
         snprintf(o.actor, sizeof(o.actor), "site:%s", q->name);
-    if (q->too_large) {
+    if (st == BODY_TOO_LARGE)
         fail(&o, 413, "too_large", "request body too large");
-        goto out;
-    }
-    if (q->no_memory) {
+    else if (st == BODY_NO_MEMORY)
         fail(&o, 500, "internal", "out of memory");
-        goto out;
-    }
-    body = json_loadb(q->body.len ? (const char *)buf_head(&q->body) : "{}",
-                      q->body.len ? q->body.len : 2, JSON_REJECT_DUPLICATES, &jerr);
-    if (body == NULL || !json_is_object(body)) {
-        fail(&o, 400, "bad_request", "body is not a JSON object: %s (line %d)",
-             body ? "wrong type" : jerr.text, jerr.line);
-        goto out;
-    }
-    routes[q->route].run(q, body, &o);
-out:
+    else if (apijson_parse_object(data, len, 1, &body, msg, sizeof(msg)) != 0)
+        fail(&o, 400, "bad_request", "%s", msg);
+    else
+        routes[q->route].run(q, body, &o);
     conclude(q->h, r, &o);
     json_decref(body);
+free:
     areq_free(q);
 }
 
-static void a_abort(struct ureq *r)
-{
-    areq_free(r->hctx);
-}
-
-static const struct ureq_handler buffered = {a_body, a_end, a_abort, NULL, 0};
-
 /* Starts a state-changing request: checks the role, then reads the body
- * and runs the route from a_end. a's scope moves into the request. */
-static void mutate(struct hub *h, struct ureq *r, enum route route, struct api_auth *a,
+ * and runs the route from a_done. a's scope moves into the request. */
+static void mutate(struct hub *h, struct ureq *r, enum route route, struct auth *a,
                    const char *name, int64_t id)
 {
     struct areq *q;
@@ -1446,12 +1393,6 @@ static void mutate(struct hub *h, struct ureq *r, enum route route, struct api_a
     if (routes[route].admin && (a == NULL || !a->admin)) {
         outcome_init(&o, route, a, name);
         fail(&o, 403, "forbidden", "admin only");
-        conclude(h, r, &o);
-        return;
-    }
-    if (r->content_length > (int64_t)h->cfg.api_body_max) {
-        outcome_init(&o, route, a, name);
-        fail(&o, 413, "too_large", "request body too large");
         conclude(h, r, &o);
         return;
     }
@@ -1469,10 +1410,10 @@ static void mutate(struct hub *h, struct ureq *r, enum route route, struct api_a
     }
     snprintf(q->name, sizeof(q->name), "%s", name ? name : "");
     snprintf(q->remote, sizeof(q->remote), "%s", r->remote);
-    buf_init(&q->body);
-    ureq_set_handler(r, &buffered, q);
-    if (r->req_ended)
-        a_end(r);
+    if (body_read(r, h->cfg.api_body_max, a_done, q) != 0) {
+        areq_free(q);
+        ureq_error(r, 500, "internal", "out of memory");
+    }
 }
 
 /* --- proxy hand-off --- */
@@ -1482,7 +1423,7 @@ static int method_changes_state(const char *m)
     return strcmp(m, "GET") != 0 && strcmp(m, "HEAD") != 0 && strcmp(m, "OPTIONS") != 0;
 }
 
-static void proxy_route(struct hub *h, struct ureq *r, const struct api_auth *a, const char *name,
+static void proxy_route(struct hub *h, struct ureq *r, const struct auth *a, const char *name,
                         const char *rest)
 {
     char service[TOKEN_NAME_MAX + 1];
@@ -1516,7 +1457,7 @@ static void proxy_route(struct hub *h, struct ureq *r, const struct api_auth *a,
     if (o.status == 0 && find_site_cached(h, a, name, &s, &o) == 0) {
         t = hub_tunnel_find(h, s.id);
         registry_site_clear(&s);
-        if (t == NULL || t->closing)
+        if (t == NULL || !tunnel_is_open(t))
             fail(&o, 503, "site_offline", "the site is not connected");
         else if (!tunnel_offers(t, service))
             fail(&o, 404, "not_found", "the site does not offer that service");
@@ -1534,9 +1475,11 @@ static void proxy_route(struct hub *h, struct ureq *r, const struct api_auth *a,
     } else if (proxy_start(h, r, t, service, path, a->name, &code) == 0) {
         code = "forwarded";
     }
-    if (audit && registry_audit_relaxed(h->reg, hub_now(), a->name, remote, "proxy", target, code,
-                                        detail) != 0)
-        log_event(LOG_ERROR, "audit_failed", "action=proxy target=%s", log_q(target));
+    if (audit) {
+        struct audit_row row = {a->name, remote, "proxy", target, code, detail};
+
+        audit_write(h, &row, AUDIT_RELAXED);
+    }
 }
 
 /* --- metrics --- */
@@ -1599,7 +1542,7 @@ static void method_not_allowed(struct ureq *r, const char *allowed)
 }
 
 /* Admin-only reads. */
-static int admin_read(struct ureq *r, const struct api_auth *a)
+static int admin_read(struct ureq *r, const struct auth *a)
 {
     if (!a->admin) {
         ureq_error(r, 403, "forbidden", "admin only");
@@ -1613,7 +1556,7 @@ static int admin_read(struct ureq *r, const struct api_auth *a)
 }
 
 /* /v1/sites/{name}/... */
-static void site_routes(struct hub *h, struct ureq *r, struct api_auth *a, const char *name,
+static void site_routes(struct hub *h, struct ureq *r, struct auth *a, const char *name,
                         const char *p)
 {
     const char *m = r->method;
@@ -1648,7 +1591,7 @@ void api_dispatch(struct hub *h, struct ureq *r)
 {
     const char *path = r->target;
     const char *m = r->method;
-    struct api_auth a;
+    struct auth a;
     char name[TOKEN_NAME_MAX + 2], idtxt[24];
     const char *p;
     size_t plen = strcspn(path, "?");

@@ -319,3 +319,28 @@ void hub_users_free(struct hub *h)
     free(m->buckets);
     memset(m, 0, sizeof(*m));
 }
+
+/* Calls fn on every live tunnel, standby ones included. The list is taken
+ * first, so fn may change the map. */
+void hub_tunnel_each(struct hub *h, void (*fn)(struct tunnel *t, void *arg), void *arg)
+{
+    struct tunnel **all;
+    size_t n = 0, cap = h->tunnels.count;
+
+    for (struct tunnel *t = h->standby; t != NULL; t = t->standby_next)
+        cap++;
+    if (cap == 0)
+        return;
+    all = calloc(cap, sizeof(*all));
+    if (all == NULL)
+        return;
+    for (size_t b = 0; b < h->tunnels.n_buckets; b++) {
+        for (struct tunnel *t = h->tunnels.buckets[b]; t != NULL && n < cap; t = t->map_next)
+            all[n++] = t;
+    }
+    for (struct tunnel *t = h->standby; t != NULL && n < cap; t = t->standby_next)
+        all[n++] = t;
+    for (size_t i = 0; i < n; i++)
+        fn(all[i], arg);
+    free(all);
+}

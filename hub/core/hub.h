@@ -10,11 +10,19 @@
 #include "../../common/crypto.h"
 #include "../../common/token.h"
 #include "../store/registry.h"
+#include "events.h"
 
 #define HUB_MAX_LISTEN 8
 
 struct tunnel;
 struct query_engine;
+struct ureq;
+
+/* Called by the user front ends (hub/http) once per request whose head is
+ * complete; it answers r or installs a handler (ureq_set_handler). The
+ * protocol layer knows no handler by name: main sets this to the API's
+ * router. */
+typedef void (*hub_dispatch_fn)(struct hub *h, struct ureq *r);
 
 struct hub_config {
     char name[256];                                         /* host name written into tokens */
@@ -85,6 +93,7 @@ struct tunnel_map {
 
 struct hub {
     uv_loop_t *loop;
+    hub_dispatch_fn dispatch; /* every user request's head goes here */
     char state_dir[1024];
     struct hub_config cfg;
     struct registry *reg;      /* owned */
@@ -101,6 +110,7 @@ struct hub {
      * standby_next; not owned (each tunnel is owned by its conn). */
     struct tunnel *standby;
     struct query_engine *qe; /* owned by hub/query.c */
+    struct events_subs subs; /* events subscribers (core/events.h); not owned */
     struct proxy_hold_list holds[HUB_HOLD_BUCKETS];
     uv_signal_t sigterm, sigint, sighup;
     uv_timer_t drain_timer;
@@ -144,6 +154,9 @@ struct tunnel *hub_tunnel_find(struct hub *h, int64_t site_id);
 /* Kills every tunnel of the site, the live one and any on standby. */
 void hub_tunnel_cut(struct hub *h, int64_t site_id, const char *why);
 void hub_tunnel_put(struct hub *h, struct tunnel *t);
+/* Calls fn on every live tunnel, standby ones included. The list is taken
+ * first, so fn may change the map. */
+void hub_tunnel_each(struct hub *h, void (*fn)(struct tunnel *t, void *arg), void *arg);
 void hub_tunnel_del(struct hub *h, struct tunnel *t);
 
 /* Source-address handshake accounting (DESIGN §2: cap per address). */

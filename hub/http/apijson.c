@@ -107,3 +107,23 @@ int apijson_labels_match(json_t *want, const char *site_labels_json)
     json_decref(have);
     return ok;
 }
+
+int apijson_parse_object(const uint8_t *data, size_t len, int empty_ok, json_t **out, char *msg,
+                         size_t cap)
+{
+    json_error_t jerr;
+    json_t *o;
+
+    if (len == 0 && empty_ok)
+        data = (const uint8_t *)"{}", len = 2;
+    o = json_loadb(len ? (const char *)data : "", len, JSON_REJECT_DUPLICATES, &jerr);
+    if (o == NULL || !json_is_object(o)) {
+        snprintf(msg, cap, "body is not a JSON object: %s (line %d)", o ? "wrong type" : jerr.text,
+                 jerr.line);
+        json_decref(o);
+        *out = NULL;
+        return -EINVAL;
+    }
+    *out = o;
+    return 0;
+}

@@ -13,6 +13,11 @@ struct ureq;
  * then, as when encoding fails, r gets a 500). */
 void apijson_respond(struct ureq *r, int status, json_t *o);
 
+/* Parses a request body as one JSON object (duplicate keys refused) into
+ * *out (a new reference). An empty body is {} when empty_ok, else an error.
+ * 0, or -EINVAL with "body is not a JSON object: ..." in msg. */
+int apijson_parse_object(const uint8_t *data, size_t len, int empty_ok, json_t **out, char *msg,
+                         size_t cap);
 /* The raw value of key in a query string qs ("a=1&b=2", without the '?';
  * NULL = none), copied to out (NUL-terminated, no decoding). Returns 1 if
  * present ("key" alone gives ""), 0 if absent, -E2BIG if the value does not

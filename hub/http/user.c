@@ -14,7 +14,6 @@
 
 #include "../../common/h2.h"
 #include "../../common/hfield.h"
-#include "../api/api.h"
 
 #define TARGET_MAX         (8 * 1024)
 #define USER_MAX_STREAMS   128
@@ -467,7 +466,7 @@ static int h1_headers_complete(http_parser *p)
     expect = ureq_header(r, "expect");
     if (r->has_body)
         body_watch(uc, r);
-    api_dispatch(uc->hub, r);
+    uc->hub->dispatch(uc->hub, r);
     if (uc->dead)
         return -1;
     if (expect != NULL && r->has_body && !r->resp_started && r->handler != NULL) {
@@ -750,7 +749,7 @@ static int h2_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
             uc_busy(uc);
         if (r->has_body)
             body_watch(uc, r);
-        api_dispatch(uc->hub, r);
+        uc->hub->dispatch(uc->hub, r);
         return 0;
     }
     if (frame->hd.type == NGHTTP2_DATA && frame->hd.length > frame->data.padlen)

@@ -46,7 +46,7 @@ struct ureq {
     int64_t content_length; /* -1 unknown */
     int has_body;
     int req_ended;
-    int dispatched;   /* HTTP/2: the head was complete and handed to api_dispatch */
+    int dispatched;   /* HTTP/2: the head was complete and handed to hub->dispatch */
     int active;       /* HTTP/2: counted in the conn's busy streams (until the response ends) */
     int body_watch;   /* the body is awaited under request_body_timeout */
     uint64_t body_at; /* loop time (ms) of the body's last progress */

@@ -634,7 +634,7 @@ static void open_stream(uv_timer_t *tm)
 
     if (p->r == NULL || !p->queued || p->waiting)
         return;
-    if (t == NULL || t->closing || stream_submit(p, t) != 0)
+    if (t == NULL || !tunnel_is_open(t) || stream_submit(p, t) != 0)
         proxy_fail(p, 503, "site_offline", "the site's tunnel is closing");
 }
 
@@ -655,26 +655,26 @@ int proxy_start(struct hub *h, struct ureq *r, struct tunnel *t, const char *ser
     }
     p->h = h;
     p->r = r;
-    p->site_id = t->site_id;
+    p->site_id = tunnel_site_id(t);
     buf_init(&p->up);
     uv_timer_init(h->loop, &p->timer);
     uv_timer_init(h->loop, &p->aux);
     p->timer.data = p->aux.data = p;
     p->handles = 2;
-    snprintf(p->site, sizeof(p->site), "%s", t->site);
+    snprintf(p->site, sizeof(p->site), "%s", tunnel_site_name(t));
     snprintf(p->service, sizeof(p->service), "%s", service);
     ureq_set_handler(r, &user_side, p);
     /* What one connection, one token and everyone together may have in
      * flight on this site, and hold stalled (docs/protocol.md, "Flow
      * control"). */
-    p->by_conn = hold_take(h, t->site_id, r->uc, NULL);
-    p->by_token = p->by_conn ? hold_take(h, t->site_id, NULL, user) : NULL;
-    p->by_site = p->by_token ? hold_take(h, t->site_id, NULL, "") : NULL;
+    p->by_conn = hold_take(h, p->site_id, r->uc, NULL);
+    p->by_token = p->by_conn ? hold_take(h, p->site_id, NULL, user) : NULL;
+    p->by_site = p->by_token ? hold_take(h, p->site_id, NULL, "") : NULL;
     if (p->by_site == NULL) {
         proxy_fail(p, 500, "internal", "out of memory");
         return 500;
     }
-    share = token_share(h, t->site_id);
+    share = token_share(h, p->site_id);
     if (p->by_conn->n > (unsigned)c->max_requests_per_conn)
         kind = PR_CONN_REQUESTS;
     else if (p->by_token->n > (unsigned)c->max_requests_per_token ||

@@ -4,7 +4,6 @@
 #ifndef TETHER_PROXY_H
 #define TETHER_PROXY_H
 
-#include "../api/api.h"
 #include "../core/hub.h"
 #include "../http/user.h"
 

@@ -19,7 +19,9 @@
 #include "../../common/crypto.h"
 #include "../../common/log.h"
 #include "../../common/urlpath.h"
+#include "../auth/audit.h"
 #include "../http/apijson.h"
+#include "../http/body.h"
 #include "../proxy/fwd.h"
 #include "../store/registry_query.h"
 
@@ -126,6 +128,7 @@ struct query_engine {
     size_t body_max;
     int in_notify;
     uint64_t last_keepalive_ms;
+    struct events_sub sub; /* site online: deliver what waits */
 };
 
 static void landed(struct query_engine *qe, int64_t query_id, int64_t site_id, int64_t seq,
@@ -177,32 +180,16 @@ static int make_qid(char out[REG_QID_LEN + 1])
     return 0;
 }
 
-static int can_see(const struct api_auth *a, const struct reg_query *q)
+static int can_see(const struct auth *a, const struct reg_query *q)
 {
     return a->admin || q->token_id == a->token_id;
 }
 
-/* The tunnel has said hello: its services are known. */
+/* The tunnel has said hello (its services are known) and the hub is not
+ * draining: queries may go down it. */
 static int tunnel_ready(struct hub *h, struct tunnel *t)
 {
-    return t != NULL && !t->closing && t->conn != NULL && !t->conn->closing && !h->draining &&
-           (t->agent_version[0] != '\0' || strcmp(t->services_json, "[]") != 0);
-}
-
-static int offers(struct tunnel *t, const char *service)
-{
-    json_t *svcs = json_loads(t->services_json, 0, NULL), *v;
-    size_t i;
-    int ok = 0;
-
-    /* svcs: new reference, released below. */
-    json_array_foreach(svcs, i, v)
-    {
-        if (json_is_string(v) && strcmp(json_string_value(v), service) == 0)
-            ok = 1;
-    }
-    json_decref(svcs);
-    return ok;
+    return t != NULL && tunnel_is_ready(t) && !h->draining;
 }
 
 /* --- JSON views --- */
@@ -949,9 +936,12 @@ static int send_start(struct query_engine *qe, struct tunnel *t, struct qreq *rq
 
 /* --- delivery of queued results --- */
 
-void query_site_online(struct hub *h, struct tunnel *t)
+/* A site's tunnel is up and its services are known (core/events.h): deliver
+ * what waits for it. */
+static void site_online(void *arg, struct tunnel *t)
 {
-    struct query_engine *qe = h->qe;
+    struct query_engine *qe = arg;
+    struct hub *h = qe->h;
     struct reg_query *v = NULL;
     int64_t *ids = NULL;
     int *ok = NULL;
@@ -961,10 +951,10 @@ void query_site_online(struct hub *h, struct tunnel *t)
 
     if (qe == NULL || !tunnel_ready(h, t))
         return;
-    rc = registry_query_queued_for_site(qe->st, t->site_id, now, DELIVER_MAX, &v, &n);
+    rc = registry_query_queued_for_site(qe->st, tunnel_site_id(t), now, DELIVER_MAX, &v, &n);
     if (rc != 0 || n == 0) {
         if (rc == 0) /* the decision is logged even when nothing waits: a marker for tests */
-            log_event(LOG_INFO, "query_delivered", "site=%s queued=0 sent=0", t->site);
+            log_event(LOG_INFO, "query_delivered", "site=%s queued=0 sent=0", tunnel_site_name(t));
         goto out;
     }
     ids = calloc(n, sizeof(*ids));
@@ -976,7 +966,7 @@ void query_site_online(struct hub *h, struct tunnel *t)
     for (size_t i = 0; i < n; i++) {
         struct qland *l;
 
-        if (offers(t, v[i].service)) {
+        if (tunnel_offers(t, v[i].service)) {
             ids[n_ids++] = v[i].id;
             continue;
         }
@@ -984,9 +974,9 @@ void query_site_online(struct hub *h, struct tunnel *t)
         if (l == NULL)
             continue; /* stays queued */
         l->query_id = v[i].id;
-        l->site_id = t->site_id;
+        l->site_id = tunnel_site_id(t);
         snprintf(l->qid, sizeof(l->qid), "%s", v[i].qid);
-        snprintf(l->site, sizeof(l->site), "%s", t->site);
+        snprintf(l->site, sizeof(l->site), "%s", tunnel_site_name(t));
         l->from = REG_Q_QUEUED;
         l->status = REG_Q_ERROR;
         buf_init(&l->body);
@@ -998,7 +988,7 @@ void query_site_online(struct hub *h, struct tunnel *t)
     }
     /* On disk first, in one transaction: if the hub dies after this, none of
      * them is sent again. */
-    rc = registry_query_mark_sent_many(qe->st, t->site_id, ids, n_ids, now, ok);
+    rc = registry_query_mark_sent_many(qe->st, tunnel_site_id(t), ids, n_ids, now, ok);
     if (rc != 0)
         goto out;
     for (size_t i = 0, k = 0; i < n; i++) {
@@ -1008,18 +998,20 @@ void query_site_online(struct hub *h, struct tunnel *t)
             continue;
         if (!ok[k++])
             continue;
-        if (qreq_init(&rq, &v[i]) != 0 || send_start(qe, t, &rq, t->site_id, t->site) != 0)
+        if (qreq_init(&rq, &v[i]) != 0 ||
+            send_start(qe, t, &rq, tunnel_site_id(t), tunnel_site_name(t)) != 0)
             /* Nothing left the hub: it may wait for the next connection. */
-            registry_query_requeue(qe->st, v[i].id, t->site_id);
+            registry_query_requeue(qe->st, v[i].id, tunnel_site_id(t));
         else
             sent++;
         qreq_clear(&rq);
     }
-    log_event(LOG_INFO, "query_delivered", "site=%s queued=%zu sent=%zu", t->site, n, sent);
+    log_event(LOG_INFO, "query_delivered", "site=%s queued=%zu sent=%zu", tunnel_site_name(t), n,
+              sent);
 out:
     if (rc != 0)
-        log_event(LOG_ERROR, "query_store_failed", "op=deliver site=%s error=%s", t->site,
-                  log_q(strerror(-rc)));
+        log_event(LOG_ERROR, "query_store_failed", "op=deliver site=%s error=%s",
+                  tunnel_site_name(t), log_q(strerror(-rc)));
     for (size_t i = 0; i < n; i++)
         registry_query_clear(&v[i]);
     free(v);
@@ -1131,20 +1123,17 @@ static int tlist_add(struct tlist *l, int64_t id, const char *name)
 
 struct submit {
     struct hub *h;
-    struct api_auth auth; /* scope_json owned */
-    struct buf body;
-    int too_large;
+    struct auth auth; /* scope_json owned */
 };
 
 static void submit_free(struct submit *sb)
 {
     free(sb->auth.scope_json);
-    buf_free(&sb->body);
     free(sb);
 }
 
 struct select_ctx {
-    const struct api_auth *a;
+    const struct auth *a;
     json_t *labels; /* borrowed; NULL = every site */
     struct tlist *out;
     int rc;
@@ -1154,7 +1143,7 @@ static int select_cb(const struct reg_site *s, void *arg)
 {
     struct select_ctx *c = arg;
 
-    if (s->state != REG_SITE_ACTIVE || !api_site_allowed(c->a, s))
+    if (s->state != REG_SITE_ACTIVE || !auth_site_allowed(c->a, s))
         return 0;
     if (c->labels != NULL && !apijson_labels_match(c->labels, s->labels_json))
         return 0;
@@ -1166,7 +1155,7 @@ static int select_cb(const struct reg_site *s, void *arg)
 
 /* Resolves "sites" into targets. On failure returns <0 with *status and msg
  * set for the answer. */
-static int resolve_sites(struct hub *h, const struct api_auth *a, json_t *sites, struct tlist *out,
+static int resolve_sites(struct hub *h, const struct auth *a, json_t *sites, struct tlist *out,
                          int *status, char *msg, size_t cap)
 {
     struct select_ctx c = {a, NULL, out, 0};
@@ -1217,7 +1206,7 @@ static int resolve_sites(struct hub *h, const struct api_auth *a, json_t *sites,
                 continue;
             memset(&s, 0, sizeof(s));
             rc = registry_site_get(h->reg, json_string_value(v), &s);
-            if (rc == 0 && !api_site_allowed(a, &s)) {
+            if (rc == 0 && !auth_site_allowed(a, &s)) {
                 registry_site_clear(&s);
                 *status = 403;
                 snprintf(msg, cap, "this token may not use site \"%s\"", json_string_value(v));
@@ -1473,9 +1462,11 @@ static void submit_run(struct submit *sb, struct ureq *r, json_t *body)
                       sizeof(msg)) != 0) {
         /* A refusal by scope is worth an audit row (before answering: r may
          * be freed by the answer). */
-        if (status == 403)
-            registry_audit(h->reg, now, sb->auth.name, r->remote, "query.submit", "", "forbidden",
-                           msg);
+        if (status == 403) {
+            struct audit_row row = {sb->auth.name, r->remote, "query.submit", "", "forbidden", msg};
+
+            audit_write(h, &row, AUDIT_SYNC);
+        }
         ureq_error(r, status,
                    status == 403   ? "forbidden"
                    : status == 404 ? "not_found"
@@ -1506,7 +1497,7 @@ static void submit_run(struct submit *sb, struct ureq *r, json_t *body)
         struct tunnel *tn = hub_tunnel_find(h, t->site_id);
 
         if (tunnel_ready(h, tn)) {
-            if (offers(tn, q.service)) {
+            if (tunnel_offers(tn, q.service)) {
                 t->status = REG_Q_SENT;
                 t->t = tn;
             } else {
@@ -1547,8 +1538,10 @@ static void submit_run(struct submit *sb, struct ureq *r, json_t *body)
     }
     detail = malloc(4096);
     if (detail != NULL) {
+        struct audit_row row = {sb->auth.name, r->remote, "query.submit", q.qid, "ok", detail};
+
         audit_detail(detail, 4096, &q, &tl);
-        registry_audit(h->reg, now, sb->auth.name, r->remote, "query.submit", q.qid, "ok", detail);
+        audit_write(h, &row, AUDIT_SYNC);
     }
     if (qreq_init(&rq, &q) != 0) {
         /* Nothing left: put every "sent" back in the queue. */
@@ -1597,71 +1590,37 @@ out:
     registry_query_clear(&q);
 }
 
-static void s_body(struct ureq *r, const uint8_t *data, size_t len)
+/* The query's body has been read (http/body.h). */
+static void s_done(struct ureq *r, void *arg, enum body_status st, const uint8_t *data, size_t len)
 {
-    struct submit *sb = r->hctx;
-
-    if (sb->too_large || sb->body.len + len > sb->h->cfg.api_body_max) {
-        sb->too_large = 1;
-        buf_free(&sb->body);
-        return;
-    }
-    if (buf_append(&sb->body, data, len) != 0)
-        sb->too_large = 1;
-}
-
-static void s_end(struct ureq *r)
-{
-    struct submit *sb = r->hctx;
-    json_error_t jerr;
+    struct submit *sb = arg;
     json_t *body = NULL;
     char detail[256];
 
-    ureq_set_handler(r, NULL, NULL);
+    if (st == BODY_ABORTED)
+        goto out;
     if (sb->h->qe == NULL) {
         ureq_error(r, 503, "unavailable", "the hub is shutting down");
-        goto out;
-    }
-    if (sb->too_large) {
+    } else if (st == BODY_TOO_LARGE) {
         snprintf(detail, sizeof(detail), "the query is larger than %zu bytes",
                  sb->h->cfg.api_body_max);
         ureq_error(r, 413, "too_large", detail);
-        goto out;
-    }
-    body = json_loadb(sb->body.len ? (const char *)buf_head(&sb->body) : "", sb->body.len,
-                      JSON_REJECT_DUPLICATES, &jerr);
-    if (body == NULL || !json_is_object(body)) {
-        snprintf(detail, sizeof(detail), "body is not a JSON object: %s (line %d)",
-                 body ? "wrong type" : jerr.text, jerr.line);
+    } else if (st == BODY_NO_MEMORY) {
+        ureq_error(r, 500, "internal", "out of memory");
+    } else if (apijson_parse_object(data, len, 0, &body, detail, sizeof(detail)) != 0) {
         ureq_error(r, 400, "bad_request", detail);
-        goto out;
+    } else {
+        submit_run(sb, r, body);
     }
-    submit_run(sb, r, body);
 out:
     json_decref(body);
     submit_free(sb);
 }
 
-static void s_abort(struct ureq *r)
-{
-    submit_free(r->hctx);
-}
-
-static const struct ureq_handler submit_handler = {s_body, s_end, s_abort, NULL, 0};
-
-static void submit_start(struct hub *h, struct ureq *r, const struct api_auth *a)
+static void submit_start(struct hub *h, struct ureq *r, const struct auth *a)
 {
     struct submit *sb;
-    char detail[128];
 
-    /* HTTP/1.1 answers at once and closes after; an HTTP/2 stream answered
-     * before its body ended can lose the answer to the stream reset that
-     * follows it, so there the body is read and dropped first. */
-    if (r->sid == 0 && r->content_length > (int64_t)h->cfg.api_body_max) {
-        snprintf(detail, sizeof(detail), "the query is larger than %zu bytes", h->cfg.api_body_max);
-        ureq_error(r, 413, "too_large", detail);
-        return;
-    }
     sb = calloc(1, sizeof(*sb));
     if (sb == NULL) {
         ureq_error(r, 500, "internal", "out of memory");
@@ -1670,15 +1629,11 @@ static void submit_start(struct hub *h, struct ureq *r, const struct api_auth *a
     sb->h = h;
     sb->auth = *a;
     sb->auth.scope_json = a->scope_json ? strdup(a->scope_json) : NULL;
-    buf_init(&sb->body);
-    if (a->scope_json != NULL && sb->auth.scope_json == NULL) {
+    if ((a->scope_json != NULL && sb->auth.scope_json == NULL) ||
+        body_read(r, h->cfg.api_body_max, s_done, sb) != 0) {
         submit_free(sb);
         ureq_error(r, 500, "internal", "out of memory");
-        return;
     }
-    ureq_set_handler(r, &submit_handler, sb);
-    if (r->req_ended)
-        s_end(r);
 }
 
 /* --- reading --- */
@@ -1703,7 +1658,7 @@ static int list_cb(const struct reg_query *q, void *arg)
     return 0;
 }
 
-static void list_queries(struct query_engine *qe, struct ureq *r, const struct api_auth *a,
+static void list_queries(struct query_engine *qe, struct ureq *r, const struct auth *a,
                          const char *qs)
 {
     struct list_ctx c = {qe, json_array(), "", 0};
@@ -1875,29 +1830,87 @@ static void query_events(struct query_engine *qe, struct ureq *r, const struct r
 
 /* --- routing --- */
 
-int query_api(struct hub *h, struct ureq *r, const struct api_auth *a)
+static int engine_up(struct hub *h, struct ureq *r)
 {
-    struct query_engine *qe = h->qe;
+    if (h->qe != NULL)
+        return 1;
+    ureq_error(r, 503, "unavailable", "the query engine is not running");
+    return 0;
+}
+
+void query_api_submit(struct hub *h, struct ureq *r, const struct auth *a)
+{
+    if (engine_up(h, r))
+        submit_start(h, r, a);
+}
+
+void query_api_list(struct hub *h, struct ureq *r, const struct auth *a)
+{
+    const char *qs = strchr(r->target, '?');
+
+    if (engine_up(h, r))
+        list_queries(h->qe, r, a, qs ? qs + 1 : "");
+}
+
+/* The query qid names, if a may see it: 0, or answers r and returns -1. */
+static int query_load(struct query_engine *qe, struct ureq *r, const struct auth *a,
+                      const char *qid, struct reg_query *q)
+{
+    int rc;
+
+    memset(q, 0, sizeof(*q));
+    rc = qid_valid(qid) ? registry_query_get(qe->st, qid, q) : -ENOENT;
+    if (rc == 0 && !can_see(a, q))
+        rc = -ENOENT; /* someone else's query: nothing to learn here */
+    if (rc == 0)
+        return 0;
+    registry_query_clear(q);
+    if (rc == -ENOENT)
+        ureq_error(r, 404, "not_found", "no such query");
+    else
+        ureq_error(r, 500, "internal", "registry read failed");
+    return -1;
+}
+
+void query_api_show(struct hub *h, struct ureq *r, const struct auth *a, const char *qid)
+{
+    const char *qs = strchr(r->target, '?');
+    struct reg_query q;
+
+    if (!engine_up(h, r) || query_load(h->qe, r, a, qid, &q) != 0)
+        return;
+    show_query(h->qe, r, &q, qs ? qs + 1 : "");
+    registry_query_clear(&q);
+}
+
+void query_api_events(struct hub *h, struct ureq *r, const struct auth *a, const char *qid)
+{
+    struct reg_query q;
+
+    if (!engine_up(h, r) || query_load(h->qe, r, a, qid, &q) != 0)
+        return;
+    query_events(h->qe, r, &q);
+    registry_query_clear(&q);
+}
+
+int query_api(struct hub *h, struct ureq *r, const struct auth *a)
+{
     const char *path = r->target, *m = r->method;
     size_t plen = strcspn(path, "?");
-    const char *qs = path[plen] == '?' ? path + plen + 1 : "";
     char qid[REG_QID_LEN + 1];
     const char *rest;
     size_t idlen;
-    struct reg_query q;
-    int events = 0, rc;
+    int events = 0;
 
     if (plen < 11 || strncmp(path, "/v1/queries", 11) != 0 || (plen > 11 && path[11] != '/'))
         return 0;
-    if (qe == NULL) {
-        ureq_error(r, 503, "unavailable", "the query engine is not running");
+    if (!engine_up(h, r))
         return 1;
-    }
     if (plen == 11 || plen == 12) {
         if (strcmp(m, "POST") == 0)
-            submit_start(h, r, a);
+            query_api_submit(h, r, a);
         else if (strcmp(m, "GET") == 0)
-            list_queries(qe, r, a, qs);
+            query_api_list(h, r, a);
         else
             ureq_error(r, 405, "bad_request", "use GET or POST");
         return 1;
@@ -1921,19 +1934,10 @@ int query_api(struct hub *h, struct ureq *r, const struct api_auth *a)
         ureq_error(r, 405, "bad_request", "use GET");
         return 1;
     }
-    memset(&q, 0, sizeof(q));
-    rc = qid_valid(qid) ? registry_query_get(qe->st, qid, &q) : -ENOENT;
-    if (rc == 0 && !can_see(a, &q))
-        rc = -ENOENT; /* someone else's query: nothing to learn here */
-    if (rc == -ENOENT)
-        ureq_error(r, 404, "not_found", "no such query");
-    else if (rc != 0)
-        ureq_error(r, 500, "internal", "registry read failed");
-    else if (events)
-        query_events(qe, r, &q);
+    if (events)
+        query_api_events(h, r, a, qid);
     else
-        show_query(qe, r, &q, qs);
-    registry_query_clear(&q);
+        query_api_show(h, r, a, qid);
     return 1;
 }
 
@@ -1998,6 +2002,9 @@ int query_init(struct hub *h)
     qe->tick.data = qe->flush.data = qe;
     qe->open_handles = 2;
     uv_timer_start(&qe->tick, tick_cb, TICK_MS, TICK_MS);
+    qe->sub.site_online = site_online;
+    qe->sub.arg = qe;
+    events_subscribe(h, &qe->sub);
     h->qe = qe;
     return 0;
 }
@@ -2010,6 +2017,7 @@ void query_shutdown(struct hub *h)
 
     if (qe == NULL)
         return;
+    events_unsubscribe(&qe->sub);
     /* Waiters first: their connections are closing and get no answer. */
     for (size_t b = 0; b < WATCH_BUCKETS; b++) {
         while (qe->watch[b] != NULL) {

@@ -3,7 +3,7 @@
 #ifndef TETHER_QUERY_H
 #define TETHER_QUERY_H
 
-#include "../api/api.h"
+#include "../auth/auth.h"
 #include "../core/hub.h"
 #include "../tunnel/tunnel.h"
 #include "../http/user.h"
@@ -16,8 +16,14 @@ int query_init(struct hub *h);
 void query_shutdown(struct hub *h);
 /* Handles /v1/queries and below; returns 1 if it took the request (answered
  * or installed a handler), 0 if the path is not its own. */
-int query_api(struct hub *h, struct ureq *r, const struct api_auth *a);
-/* A site's tunnel is up and its services are known: deliver what waits. */
-void query_site_online(struct hub *h, struct tunnel *t);
-
+int query_api(struct hub *h, struct ureq *r, const struct auth *a);
+/* The routes of /v1/queries, for the API's router. Each answers r (or
+ * installs a handler that will); a is the checked caller, borrowed for the
+ * call. qid is the path segment as sent: an invalid one is a 404. */
+void query_api_submit(struct hub *h, struct ureq *r, const struct auth *a); /* POST /v1/queries */
+void query_api_list(struct hub *h, struct ureq *r, const struct auth *a);   /* GET /v1/queries */
+/* GET /v1/queries/{qid} */
+void query_api_show(struct hub *h, struct ureq *r, const struct auth *a, const char *qid);
+/* GET /v1/queries/{qid}/events */
+void query_api_events(struct hub *h, struct ureq *r, const struct auth *a, const char *qid);
 #endif

@@ -11,7 +11,7 @@
 
 #include "../../common/log.h"
 #include "hello.h"
-#include "../query/query.h"
+#include "../core/events.h"
 
 /* The connection window is credited as bytes arrive (on_data_chunk), so it
  * only paces the site; TUNNEL_STREAM_WINDOW (tunnel.h) bounds each stream. */
@@ -373,7 +373,7 @@ static void hello_end(void *arg)
         log_event(LOG_INFO, "site_hello", "site=%s agent_version=%s services=%s", t->site,
                   log_q(t->agent_version), t->services_json);
         if (t->conn != NULL && !t->closing)
-            query_site_online(t->hub, t);
+            events_site_online(t->hub, t);
     }
     buf_free(&hl->body);
     free(hl);
@@ -639,4 +639,44 @@ size_t tunnel_stream_slots(const struct tunnel *t)
         return 0;
     n = nghttp2_session_get_remote_settings(t->h2.s, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
     return n < TUNNEL_MAX_STREAMS ? n : TUNNEL_MAX_STREAMS;
+}
+
+void tunnel_get_info(const struct tunnel *t, struct tunnel_info *out)
+{
+    uint64_t quiet_ms = uv_now(t->hub->loop) - t->last_heard_ms;
+
+    out->session_id = t->session_id;
+    out->connected_since = t->connected_since;
+    out->last_seen = hub_now() - (int64_t)(quiet_ms / 1000);
+    out->peer = t->conn ? t->conn->peer : NULL;
+    out->agent_version = t->agent_version;
+    out->services_json = t->services_json;
+    out->bytes_in = t->conn ? t->conn->bytes_in : 0;
+    out->bytes_out = t->conn ? t->conn->bytes_out : 0;
+}
+
+int64_t tunnel_site_id(const struct tunnel *t)
+{
+    return t->site_id;
+}
+
+const char *tunnel_site_name(const struct tunnel *t)
+{
+    return t->site;
+}
+
+int tunnel_is_open(const struct tunnel *t)
+{
+    return !t->closing;
+}
+
+int tunnel_is_ready(const struct tunnel *t)
+{
+    return !t->closing && t->conn != NULL && !t->conn->closing && t->hello_done;
+}
+
+void tunnel_set_ping_interval(struct tunnel *t, uint64_t ms)
+{
+    if (!t->closing && !uv_is_closing((uv_handle_t *)&t->ping_timer))
+        uv_timer_set_repeat(&t->ping_timer, ms);
 }

@@ -67,6 +67,28 @@ struct tunnel {
     char close_reason[128];
 };
 
+/* What the API shows of a live tunnel. The strings are borrowed from the
+ * tunnel: valid until the loop runs again. */
+struct tunnel_info {
+    int64_t session_id;        /* the registry's session row; 0 if none was written */
+    int64_t connected_since;   /* seconds since the epoch */
+    int64_t last_seen;         /* seconds since the epoch the site was last heard */
+    const char *peer;          /* "ip:port"; NULL once the connection is gone */
+    const char *agent_version; /* "" before the hello */
+    const char *services_json; /* "[]" before the hello */
+    uint64_t bytes_in, bytes_out;
+};
+void tunnel_get_info(const struct tunnel *t, struct tunnel_info *out);
+int64_t tunnel_site_id(const struct tunnel *t);
+/* The site's name; borrowed from t. */
+const char *tunnel_site_name(const struct tunnel *t);
+/* 1 while the tunnel takes new streams (not closing). */
+int tunnel_is_open(const struct tunnel *t);
+/* 1 while open once the hello was answered: the site's services are known. */
+int tunnel_is_ready(const struct tunnel *t);
+/* A new ping interval, from the tunnel's next PING on. */
+void tunnel_set_ping_interval(struct tunnel *t, uint64_t ms);
+
 /* Called by the listener when a tunnel's TLS handshake succeeded with the
  * given pinned site (already checked active). Takes over c. */
 int tunnel_attach(struct hub *h, struct conn *c, const struct reg_site *site);

@@ -86,6 +86,7 @@ static void fake_hub_init(void)
     atexit(fake_hub_cleanup);
     log_set_level(LOG_ERROR);
     fake_hub.loop = uv_default_loop();
+    fake_hub.dispatch = api_dispatch;
     snprintf(fake_hub.state_dir, sizeof(fake_hub.state_dir), "%s", fake_dir);
     snprintf(fake_hub.cfg.name, sizeof(fake_hub.cfg.name), "hub.example");
     snprintf(fake_hub.cfg.public_eps[0], sizeof(fake_hub.cfg.public_eps[0]), "hub.example:6443");

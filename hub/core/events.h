@@ -1,0 +1,31 @@
+/* Hub events: lower layers announce what happened, higher ones subscribe (a site came online). */
+/* SPDX-License-Identifier: MIT */
+#ifndef TETHER_EVENTS_H
+#define TETHER_EVENTS_H
+
+#include <sys/queue.h>
+
+struct hub;
+struct tunnel;
+
+/* A site's tunnel has answered its hello: its services are known and it
+ * takes requests. t is borrowed for the call; it is open (not closing). */
+typedef void (*events_site_online_fn)(void *arg, struct tunnel *t);
+
+/* One subscription, owned by the subscriber (embedded in its state): it
+ * stays linked until events_unsubscribe. */
+struct events_sub {
+    LIST_ENTRY(events_sub) link;
+    events_site_online_fn site_online;
+    void *arg;
+};
+LIST_HEAD(events_subs, events_sub);
+
+/* Links s into h's subscribers; s->site_online and s->arg set by the caller. */
+void events_subscribe(struct hub *h, struct events_sub *s);
+void events_unsubscribe(struct events_sub *s);
+/* Tells every subscriber (the latest first). A subscriber may unsubscribe
+ * itself from inside its call, not another one. */
+void events_site_online(struct hub *h, struct tunnel *t);
+
+#endif

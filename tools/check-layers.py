@@ -8,7 +8,9 @@
 It reads #include "..." lines only (system headers cannot break a layer) and
 prints the hub folder graph it checked, one edge a line.
 
-  check-layers.py [--root DIR]   check the tree at DIR (default: this repo)
+  check-layers.py [--root DIR] [--modules]   check the tree at DIR (default:
+                                 this repo); --modules also prints hub/'s
+                                 include graph by module (foo.c + foo.h)
   check-layers.py --self-test    run the check on small made-up trees
 """
 import os
@@ -75,7 +77,7 @@ def find_cycle(graph):
     return None
 
 
-def check(root, out=sys.stdout):
+def check(root, out=sys.stdout, modules=False):
     """Prints the graph and every problem; returns the number of problems."""
     files = list(sources(root))
     internal = {}  # basename -> folders that own an internal header of that name
@@ -100,6 +102,8 @@ def check(root, out=sys.stdout):
             a, b = hub_folder(src), hub_folder(target) if target else None
             if a and b and a != b:
                 graph.setdefault(a, set()).add(b)
+    if modules:
+        print_modules(files, root, out)
     print("hub folder graph:", file=out)
     for a in sorted(graph):
         for b in sorted(graph[a]):
@@ -113,6 +117,27 @@ def check(root, out=sys.stdout):
         print("check-layers: " + p, file=out)
     return len(problems)
 
+
+
+def print_modules(files, root, out):
+    """The include graph of hub/ by module (foo.c + foo.h), and its two-way edges."""
+    graph = {}
+    for src in files:
+        if not src.startswith("hub/"):
+            continue
+        with open(os.path.join(root, src), encoding="utf-8", errors="replace") as fh:
+            text = fh.read()
+        a = os.path.splitext(src)[0]
+        for name in INCLUDE_RE.findall(text):
+            target = resolve(root, src, name)
+            if target and target.startswith("hub/") and os.path.splitext(target)[0] != a:
+                graph.setdefault(a, set()).add(os.path.splitext(target)[0])
+    print("hub module graph:", file=out)
+    for a in sorted(graph):
+        print(f"  {a} -> {' '.join(sorted(graph[a]))}", file=out)
+    both = sorted({tuple(sorted((a, b))) for a in graph for b in graph[a] if a in graph.get(b, ())})
+    print("two-way module edges: " + (", ".join(f"{a} <-> {b}" for a, b in both) or "none"),
+          file=out)
 
 def self_test():
     """The check passes a clean tree and fails each kind of breach."""
@@ -163,7 +188,7 @@ def main(argv):
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     if "--root" in argv:
         root = argv[argv.index("--root") + 1]
-    return 1 if check(root) else 0
+    return 1 if check(root, modules="--modules" in argv) else 0
 
 
 if __name__ == "__main__":

@@ -4,13 +4,12 @@
 #include "events.h"
 
 #include <assert.h>
+#include <stddef.h>
 
-#include "hub.h"
-
-void events_subscribe(struct hub *h, struct events_sub *s)
+void events_subscribe(struct events_subs *subs, struct events_sub *s)
 {
     assert(s->site_online != NULL);
-    LIST_INSERT_HEAD(&h->subs, s, link);
+    LIST_INSERT_HEAD(subs, s, link);
 }
 
 void events_unsubscribe(struct events_sub *s)
@@ -18,13 +17,13 @@ void events_unsubscribe(struct events_sub *s)
     LIST_REMOVE(s, link);
 }
 
-void events_site_online(struct hub *h, struct tunnel *t)
+void events_site_online(struct events_subs *subs, struct tunnel *t)
 {
     struct events_sub *s, *next;
 
     /* A subscriber may unsubscribe itself from inside its call (glibc's
      * <sys/queue.h> has no LIST_FOREACH_SAFE). */
-    for (s = LIST_FIRST(&h->subs); s != NULL; s = next) {
+    for (s = LIST_FIRST(subs); s != NULL; s = next) {
         next = LIST_NEXT(s, link);
         s->site_online(s->arg, t);
     }

@@ -5,7 +5,6 @@
 
 #include <sys/queue.h>
 
-struct hub;
 struct tunnel;
 
 /* A site's tunnel has answered its hello: its services are known and it
@@ -21,11 +20,12 @@ struct events_sub {
 };
 LIST_HEAD(events_subs, events_sub);
 
-/* Links s into h's subscribers; s->site_online and s->arg set by the caller. */
-void events_subscribe(struct hub *h, struct events_sub *s);
+/* Links s into the subscribers (struct hub's subs); s->site_online and
+ * s->arg are set by the caller. */
+void events_subscribe(struct events_subs *subs, struct events_sub *s);
 void events_unsubscribe(struct events_sub *s);
 /* Tells every subscriber (the latest first). A subscriber may unsubscribe
  * itself from inside its call, not another one. */
-void events_site_online(struct hub *h, struct tunnel *t);
+void events_site_online(struct events_subs *subs, struct tunnel *t);
 
 #endif

@@ -14,6 +14,7 @@
 
 #define HUB_MAX_LISTEN 8
 
+struct hub;
 struct tunnel;
 struct query_engine;
 struct ureq;

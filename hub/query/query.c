@@ -2004,7 +2004,7 @@ int query_init(struct hub *h)
     uv_timer_start(&qe->tick, tick_cb, TICK_MS, TICK_MS);
     qe->sub.site_online = site_online;
     qe->sub.arg = qe;
-    events_subscribe(h, &qe->sub);
+    events_subscribe(&h->subs, &qe->sub);
     h->qe = qe;
     return 0;
 }

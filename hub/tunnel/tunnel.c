@@ -373,7 +373,7 @@ static void hello_end(void *arg)
         log_event(LOG_INFO, "site_hello", "site=%s agent_version=%s services=%s", t->site,
                   log_q(t->agent_version), t->services_json);
         if (t->conn != NULL && !t->closing)
-            events_site_online(t->hub, t);
+            events_site_online(&t->hub->subs, t);
     }
     buf_free(&hl->body);
     free(hl);

@@ -1094,7 +1094,7 @@ out:
         loop_teardown(loop, served);
     }
     if (h != NULL) {
-        api_shutdown();
+        auth_cache_free(h);
         hub_users_free(h);
         if (h->reg != NULL)
             registry_close(h->reg);

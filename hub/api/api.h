@@ -1,16 +1,14 @@
-/* The hub's HTTP API router: health, sites, enrollment, and the hand-off of proxied requests. */
+/* The hub's HTTP API: the dispatch callback the user front ends call for every request. */
 /* SPDX-License-Identifier: MIT */
 #ifndef TETHER_API_H
 #define TETHER_API_H
 
+#include "../auth/auth.h" /* auth_cache_free, which main calls at exit */
 #include "../core/hub.h"
 #include "../http/user.h"
 
 /* Called once per request when its head is complete; installs a handler or
  * answers at once. */
 void api_dispatch(struct hub *h, struct ureq *r);
-
-/* Frees the API's read caches (tokens, sites); at exit. */
-void api_shutdown(void);
 
 #endif

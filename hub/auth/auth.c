@@ -1,12 +1,44 @@
-/* Who is asking: token identity and site scope (hub/auth/auth.h). */
+/* Who is asking: bearer identity, site scope, and the read caches behind them (auth.h). */
 /* SPDX-License-Identifier: MIT */
 #include "auth.h"
 
+#include <errno.h>
 #include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
+#include "../core/hub.h"
 #include "../http/apijson.h"
+
+/* Read caches for the per-request checks. Every request still checks its
+ * token and site; a cached answer is used only while no state change has
+ * happened since it was read (h->gen), and a token's expiry is compared with
+ * the clock each time. They keep SQLite, and its file locks, off the path of
+ * proxied requests. Direct-mapped: a collision just means a registry read.
+ * One per hub, so two hubs in one process share nothing. */
+#define AUTH_CACHE 256
+#define SITE_CACHE 1024
+/* Longest bearer token looked at; longer ones are refused unhashed. */
+#define BEARER_MAX 256
+
+struct auth_entry {
+    uint64_t gen; /* h->gen + 1 when filled; 0 = empty */
+    char hash[65];
+    int64_t expires_at;
+    struct auth a; /* a.scope_json owned by the entry */
+};
+
+struct site_entry {
+    uint64_t gen;      /* as auth_entry's */
+    struct reg_site s; /* labels_json, services_json owned by the entry */
+};
+
+struct auth_cache {
+    struct auth_entry tokens[AUTH_CACHE];
+    struct site_entry sites[SITE_CACHE];
+};
 
 void auth_clear(struct auth *a)
 {
@@ -38,4 +70,127 @@ int auth_site_allowed(const struct auth *a, const struct reg_site *s)
     }
     json_decref(scope);
     return ok;
+}
+
+/* h's caches, made on first use; NULL when out of memory (then every read
+ * goes to the registry). */
+static struct auth_cache *cache_of(struct hub *h)
+{
+    if (h->auth_cache == NULL)
+        h->auth_cache = calloc(1, sizeof(*h->auth_cache));
+    return h->auth_cache;
+}
+
+static unsigned str_slot(const char *s, unsigned n)
+{
+    uint32_t x = 2166136261u;
+    for (; *s; s++)
+        x = (x ^ (uint8_t)*s) * 16777619u;
+    return x % n;
+}
+
+static int auth_copy(struct auth *dst, const struct auth *src)
+{
+    *dst = *src;
+    dst->scope_json = NULL;
+    if (src->scope_json != NULL && (dst->scope_json = strdup(src->scope_json)) == NULL)
+        return -ENOMEM;
+    return 0;
+}
+
+static int site_copy(struct reg_site *dst, const struct reg_site *src)
+{
+    *dst = *src;
+    dst->labels_json = src->labels_json ? strdup(src->labels_json) : NULL;
+    dst->services_json = src->services_json ? strdup(src->services_json) : NULL;
+    if ((src->labels_json && !dst->labels_json) || (src->services_json && !dst->services_json)) {
+        registry_site_clear(dst);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+int auth_site_get(struct hub *h, const char *name, struct reg_site *out)
+{
+    struct auth_cache *c = cache_of(h);
+    struct site_entry *e = c ? &c->sites[str_slot(name, SITE_CACHE)] : NULL;
+    int rc;
+
+    if (e != NULL && e->gen == h->gen + 1 && strcmp(e->s.name, name) == 0)
+        return site_copy(out, &e->s);
+    rc = registry_site_get(h->reg, name, out);
+    if (rc != 0 || e == NULL)
+        return rc;
+    registry_site_clear(&e->s);
+    e->gen = 0;
+    if (site_copy(&e->s, out) == 0)
+        e->gen = h->gen + 1;
+    return 0;
+}
+
+/* Fills a from the registry's row for hash, and the cache entry e (may be
+ * NULL) with a copy. */
+static int lookup(struct hub *h, const char *hash, int64_t now, struct auth *a,
+                  struct auth_entry *e)
+{
+    struct reg_apitoken t;
+
+    memset(&t, 0, sizeof(t));
+    /* Every request looks its token up: a revoke or an expiry takes effect on
+     * the next request, not on the next connection. */
+    if (registry_apitoken_lookup(h->reg, hash, now, &t) != 0)
+        return -EACCES;
+    a->token_id = t.id;
+    snprintf(a->name, sizeof(a->name), "%s", t.name);
+    a->admin = strcmp(t.role, "admin") == 0;
+    a->scope_json = t.scope_json;
+    t.scope_json = NULL;
+    if (e != NULL) {
+        free(e->a.scope_json);
+        memset(e, 0, sizeof(*e));
+        if (auth_copy(&e->a, a) == 0) {
+            snprintf(e->hash, sizeof(e->hash), "%s", hash);
+            e->expires_at = t.expires_at;
+            e->gen = h->gen + 1;
+        }
+    }
+    registry_apitoken_clear(&t);
+    return 0;
+}
+
+int auth_bearer(struct hub *h, const char *v, struct auth *a)
+{
+    struct auth_cache *c;
+    struct auth_entry *e;
+    char hash[65];
+    int64_t now = hub_now();
+
+    memset(a, 0, sizeof(*a));
+    if (v == NULL || strncasecmp(v, "Bearer ", 7) != 0)
+        return -EACCES;
+    v += 7;
+    while (*v == ' ')
+        v++;
+    if (strlen(v) > BEARER_MAX || token_hash_hex(v, strlen(v), hash) != 0)
+        return -EACCES;
+    c = cache_of(h);
+    e = c ? &c->tokens[str_slot(hash, AUTH_CACHE)] : NULL;
+    if (e != NULL && e->gen == h->gen + 1 && strcmp(e->hash, hash) == 0 &&
+        (e->expires_at == 0 || e->expires_at > now))
+        return auth_copy(a, &e->a) == 0 ? 0 : -EACCES;
+    return lookup(h, hash, now, a, e);
+}
+
+void auth_cache_free(struct hub *h)
+{
+    struct auth_cache *c = h->auth_cache;
+
+    if (c == NULL)
+        return;
+    for (size_t i = 0; i < AUTH_CACHE; i++)
+        free(c->tokens[i].a.scope_json);
+    for (size_t i = 0; i < SITE_CACHE; i++)
+        registry_site_clear(&c->sites[i].s);
+    free(c);
+    h->auth_cache = NULL;
 }

@@ -18,6 +18,7 @@ struct hub;
 struct tunnel;
 struct query_engine;
 struct ureq;
+struct auth_cache;
 
 /* Called by the user front ends (hub/http) once per request whose head is
  * complete; it answers r or installs a handler (ureq_set_handler). The
@@ -142,6 +143,7 @@ struct hub {
      * tokens and sites are valid only for the generation they were filled
      * in (this hub is the registry's only writer). */
     uint64_t gen;
+    struct auth_cache *auth_cache; /* owned by hub/auth (auth_cache_free); NULL until used */
 };
 
 /* Seconds since the epoch: the hub's one wall clock (expiry, audit, last seen). */

@@ -14,9 +14,6 @@ int query_init(struct hub *h);
 /* Stops timers and frees the engine; after the loop has ended its handles
  * must have been closed (it closes them itself). */
 void query_shutdown(struct hub *h);
-/* Handles /v1/queries and below; returns 1 if it took the request (answered
- * or installed a handler), 0 if the path is not its own. */
-int query_api(struct hub *h, struct ureq *r, const struct auth *a);
 /* The routes of /v1/queries, for the API's router. Each answers r (or
  * installs a handler that will); a is the checked caller, borrowed for the
  * call. qid is the path segment as sent: an invalid one is a 404. */

@@ -65,7 +65,8 @@ static void waiter_unlink(struct waiter *wt)
 
     if (w == NULL)
         return;
-    assert(w->n_waiters > 0);
+    /* The one watch of its query, the one that lists it. */
+    assert(w->n_waiters > 0 && watch_find(wt->qe, w->query_id) == w);
     TAILQ_REMOVE(&w->waiters, wt, link);
     w->n_waiters--;
     wt->w = NULL;

@@ -793,7 +793,7 @@ static void finish(struct hub *h, const char *why)
     d.finished = 1;
     log_event(LOG_INFO, "shutdown", "reason=%s tunnels=%zu", log_q(why), h->tunnels.count);
     close_listeners(h);
-    conn_close_all("hub shutting down");
+    conn_close_all(&h->conns, "hub shutting down");
     query_shutdown(h);
     close_handle((uv_handle_t *)&h->sigterm);
     close_handle((uv_handle_t *)&h->sigint);
@@ -1007,6 +1007,7 @@ static int cmd_run(int argc, char **argv)
     }
     loop = uv_default_loop();
     h->loop = loop;
+    conn_ctx_init(&h->conns, loop);
     h->dispatch = api_dispatch;
     rc = registry_open(db, &h->reg, err, sizeof(err));
     if (rc != 0) {
@@ -1083,7 +1084,7 @@ out:
     if (loop != NULL) {
         /* Startup failures leave listeners or signal handles behind. */
         close_listeners(h);
-        conn_close_all("hub shutting down");
+        conn_close_all(&h->conns, "hub shutting down");
         query_shutdown(h);
         close_handle((uv_handle_t *)&h->sigterm);
         close_handle((uv_handle_t *)&h->sigint);

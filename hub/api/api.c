@@ -214,7 +214,8 @@ static void outcome_init(struct outcome *o, enum route route, const struct auth 
 #define SITE_CACHE 1024
 
 struct auth_entry {
-    uint64_t gen; /* 0 = empty */
+    const struct hub *hub; /* whose registry it was read from */
+    uint64_t gen;          /* 0 = empty */
     char hash[65];
     int64_t expires_at;
     struct auth a; /* a.scope_json owned by the entry */
@@ -222,6 +223,7 @@ struct auth_entry {
 static struct auth_entry auth_cache[AUTH_CACHE];
 
 struct site_entry {
+    const struct hub *hub;
     uint64_t gen;
     struct reg_site s; /* labels_json, services_json owned by the entry */
 };
@@ -262,15 +264,17 @@ static int cached_site_get(struct hub *h, const char *name, struct reg_site *out
     struct site_entry *e = &site_cache[str_slot(name, SITE_CACHE)];
     int rc;
 
-    if (e->gen == h->gen + 1 && strcmp(e->s.name, name) == 0)
+    if (e->hub == h && e->gen == h->gen + 1 && strcmp(e->s.name, name) == 0)
         return site_copy(out, &e->s);
     rc = registry_site_get(h->reg, name, out);
     if (rc != 0)
         return rc;
     registry_site_clear(&e->s);
     e->gen = 0;
-    if (site_copy(&e->s, out) == 0)
+    if (site_copy(&e->s, out) == 0) {
+        e->hub = h;
         e->gen = h->gen + 1;
+    }
     return 0;
 }
 
@@ -291,7 +295,7 @@ static int authenticate(struct hub *h, struct ureq *r, struct auth *a)
     if (strlen(v) > 256 || token_hash_hex(v, strlen(v), hash) != 0)
         return -EACCES;
     e = &auth_cache[str_slot(hash, AUTH_CACHE)];
-    if (e->gen == h->gen + 1 && strcmp(e->hash, hash) == 0 &&
+    if (e->hub == h && e->gen == h->gen + 1 && strcmp(e->hash, hash) == 0 &&
         (e->expires_at == 0 || e->expires_at > now))
         return auth_copy(a, &e->a) == 0 ? 0 : -EACCES;
     memset(&t, 0, sizeof(t));
@@ -309,6 +313,7 @@ static int authenticate(struct hub *h, struct ureq *r, struct auth *a)
     if (auth_copy(&e->a, a) == 0) {
         snprintf(e->hash, sizeof(e->hash), "%s", hash);
         e->expires_at = t.expires_at;
+        e->hub = h;
         e->gen = h->gen + 1;
     }
     registry_apitoken_clear(&t);

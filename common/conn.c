@@ -11,47 +11,52 @@
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
-/* One loop per process and read callbacks run to completion, so a single
- * read buffer and a single plaintext buffer serve every connection: idle
- * connections then cost no buffer memory. */
-static uint8_t read_buf[64 * 1024];
-static uint8_t plain_buf[64 * 1024];
-static struct conn *all_conns;
-static size_t n_live;    /* conns allocated and not yet freed */
-static uint64_t n_freed; /* conns freed since start */
-
-/* Deferred flushing: one uv_check (right after the poll phase) and one
- * uv_prepare (right before the loop blocks) write out every connection that
- * asked during the iteration. They exist while any conn does, unreferenced
- * so they never keep the loop alive. */
-struct flusher {
+/* What a group holds while any of its conns lives: the shared read and
+ * plaintext buffers, and the deferred flush: one uv_check (right after the
+ * poll phase) and one uv_prepare (right before the loop blocks) write out
+ * every connection of the group that asked during the iteration. The
+ * handles are unreferenced so they never keep the loop alive. When the last
+ * conn goes, the group lets go of this block and the close callbacks free
+ * it; a new conn then makes a new one. */
+struct conn_bufs {
+    uint8_t read_buf[64 * 1024];
+    uint8_t plain_buf[64 * 1024];
     uv_check_t check;
     uv_prepare_t prepare;
+    struct conn_ctx *cx; /* NULL once let go */
     int closes;
 };
-static struct flusher *flusher;
-static struct conn *dirty_conns;
+
+void conn_ctx_init(struct conn_ctx *cx, uv_loop_t *loop)
+{
+    memset(cx, 0, sizeof(*cx));
+    cx->loop = loop;
+    LIST_INIT(&cx->all);
+    TAILQ_INIT(&cx->dirty);
+}
 
 static void dirty_unlink(struct conn *c)
 {
     if (!c->dirty)
         return;
-    if (c->dirty_prev)
-        c->dirty_prev->dirty_next = c->dirty_next;
-    else
-        dirty_conns = c->dirty_next;
-    if (c->dirty_next)
-        c->dirty_next->dirty_prev = c->dirty_prev;
-    c->dirty_prev = c->dirty_next = NULL;
+    assert(!TAILQ_EMPTY(&c->cx->dirty));
+    TAILQ_REMOVE(&c->cx->dirty, c, dirty_link);
     c->dirty = 0;
 }
 
 static void flush_now(struct conn *c);
 
-static void flush_dirty(void)
+static void flush_dirty(struct conn_bufs *b)
 {
-    while (dirty_conns != NULL) {
-        struct conn *c = dirty_conns;
+    struct conn_ctx *cx = b->cx;
+    struct conn *c;
+
+    if (cx == NULL)
+        return;
+    /* flush_now may close conns, never free them (that waits for the
+     * loop), so the head is always a live member. */
+    while ((c = TAILQ_FIRST(&cx->dirty)) != NULL) {
+        assert(c->dirty && c->cx == cx);
         dirty_unlink(c);
         flush_now(c);
     }
@@ -59,80 +64,101 @@ static void flush_dirty(void)
 
 static void on_check(uv_check_t *h)
 {
-    flush_dirty();
+    flush_dirty(h->data);
 }
 
 static void on_prepare(uv_prepare_t *h)
 {
-    flush_dirty();
+    flush_dirty(h->data);
 }
 
-static void flusher_free_cb(uv_handle_t *h)
+static void bufs_free_cb(uv_handle_t *h)
 {
-    struct flusher *f = h->data;
-    if (--f->closes == 0)
-        free(f);
+    struct conn_bufs *b = h->data;
+
+    assert(b->cx == NULL && b->closes > 0);
+    if (--b->closes == 0)
+        free(b);
 }
 
-static void flusher_start(uv_loop_t *loop)
+static int bufs_start(struct conn_ctx *cx)
 {
-    if (flusher != NULL)
+    struct conn_bufs *b;
+
+    if (cx->bufs != NULL)
+        return 0;
+    b = malloc(sizeof(*b));
+    if (b == NULL)
+        return -ENOMEM;
+    b->cx = cx;
+    b->closes = 0;
+    uv_check_init(cx->loop, &b->check);
+    uv_prepare_init(cx->loop, &b->prepare);
+    b->check.data = b->prepare.data = b;
+    uv_check_start(&b->check, on_check);
+    uv_prepare_start(&b->prepare, on_prepare);
+    uv_unref((uv_handle_t *)&b->check);
+    uv_unref((uv_handle_t *)&b->prepare);
+    cx->bufs = b;
+    return 0;
+}
+
+static void bufs_stop(struct conn_ctx *cx)
+{
+    struct conn_bufs *b = cx->bufs;
+
+    if (b == NULL)
         return;
-    flusher = calloc(1, sizeof(*flusher));
-    if (flusher == NULL)
-        return; /* conn_flush then writes at once */
-    uv_check_init(loop, &flusher->check);
-    uv_prepare_init(loop, &flusher->prepare);
-    flusher->check.data = flusher->prepare.data = flusher;
-    uv_check_start(&flusher->check, on_check);
-    uv_prepare_start(&flusher->prepare, on_prepare);
-    uv_unref((uv_handle_t *)&flusher->check);
-    uv_unref((uv_handle_t *)&flusher->prepare);
+    assert(LIST_EMPTY(&cx->all) && TAILQ_EMPTY(&cx->dirty));
+    b->cx = NULL;
+    b->closes = 2;
+    uv_close((uv_handle_t *)&b->check, bufs_free_cb);
+    uv_close((uv_handle_t *)&b->prepare, bufs_free_cb);
+    cx->bufs = NULL;
 }
 
-static void flusher_stop(void)
+void conn_close_all(struct conn_ctx *cx, const char *reason)
 {
-    if (flusher == NULL)
-        return;
-    flusher->closes = 2;
-    uv_close((uv_handle_t *)&flusher->check, flusher_free_cb);
-    uv_close((uv_handle_t *)&flusher->prepare, flusher_free_cb);
-    flusher = NULL;
+    struct conn *c;
+
+    /* conn_close only marks and starts uv_close: the list stays as it is
+     * until the close callbacks run. */
+    LIST_FOREACH(c, &cx->all, all_link)
+    conn_close(c, reason);
 }
 
-void conn_close_all(const char *reason)
+struct conn *conn_new(struct conn_ctx *cx, const struct conn_ops *ops, void *owner)
 {
-    for (struct conn *c = all_conns; c != NULL; c = c->all_next)
-        conn_close(c, reason);
-}
+    struct conn *c;
 
-struct conn *conn_new(uv_loop_t *loop, const struct conn_ops *ops, void *owner)
-{
-    struct conn *c = calloc(1, sizeof(*c));
-    if (c == NULL)
+    assert(cx != NULL && cx->loop != NULL);
+    if (bufs_start(cx) != 0)
         return NULL;
-    uv_tcp_init(loop, &c->tcp);
-    uv_timer_init(loop, &c->timer);
+    c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        if (LIST_EMPTY(&cx->all))
+            bufs_stop(cx);
+        return NULL;
+    }
+    uv_tcp_init(cx->loop, &c->tcp);
+    uv_timer_init(cx->loop, &c->timer);
     c->tcp.data = c;
     c->timer.data = c;
     buf_init(&c->early);
     buf_init(&c->wbuf);
     c->ops = ops;
     c->owner = owner;
-    c->all_next = all_conns;
-    if (all_conns != NULL)
-        all_conns->all_prev = c;
-    all_conns = c;
-    n_live++;
-    flusher_start(loop);
+    c->cx = cx;
+    LIST_INSERT_HEAD(&cx->all, c, all_link);
+    cx->n_live++;
     return c;
 }
 
 static const struct conn_ops fake_ops = {0};
 
-struct conn *conn_new_fake(uv_loop_t *loop, struct conn_sink *sink, const char *peer)
+struct conn *conn_new_fake(struct conn_ctx *cx, struct conn_sink *sink, const char *peer)
 {
-    struct conn *c = conn_new(loop, &fake_ops, NULL);
+    struct conn *c = conn_new(cx, &fake_ops, NULL);
 
     if (c == NULL)
         return NULL;
@@ -156,20 +182,20 @@ int conn_fake_feed(struct conn *c, const uint8_t *data, size_t len)
     return rc;
 }
 
+/* The only place a conn is freed: after both its handles closed. */
 static void close_cb(uv_handle_t *h)
 {
     struct conn *c = h->data;
+    struct conn_ctx *cx = c->cx;
+
+    assert(c->closing && c->pending_closes > 0);
     if (--c->pending_closes > 0)
         return;
-    if (c->all_prev != NULL)
-        c->all_prev->all_next = c->all_next;
-    else
-        all_conns = c->all_next;
-    if (c->all_next != NULL)
-        c->all_next->all_prev = c->all_prev;
+    assert(cx->n_live > 0 && !c->writing);
+    LIST_REMOVE(c, all_link);
     dirty_unlink(c);
-    if (all_conns == NULL)
-        flusher_stop();
+    if (LIST_EMPTY(&cx->all))
+        bufs_stop(cx);
     if (c->ops->on_close != NULL)
         c->ops->on_close(c, c->reason);
     if (c->sink != NULL) {
@@ -179,23 +205,25 @@ static void close_cb(uv_handle_t *h)
     tls_conn_free(&c->tls);
     buf_free(&c->early);
     buf_free(&c->wbuf);
+    c->cx = NULL; /* a use after this trips the asserts before ASan would */
     free(c);
-    n_live--;
-    n_freed++;
+    cx->n_live--;
+    cx->n_freed++;
 }
 
-size_t conn_live(void)
+size_t conn_live(const struct conn_ctx *cx)
 {
-    return n_live;
+    return cx->n_live;
 }
 
-uint64_t conn_freed(void)
+uint64_t conn_freed(const struct conn_ctx *cx)
 {
-    return n_freed;
+    return cx->n_freed;
 }
 
 void conn_close(struct conn *c, const char *reason)
 {
+    assert(c->cx != NULL);
     if (c->closing)
         return;
     c->closing = 1;
@@ -257,16 +285,9 @@ void conn_flush(struct conn *c)
 {
     if (c->closing || c->dirty)
         return;
-    if (flusher == NULL) {
-        flush_now(c);
-        return;
-    }
+    assert(c->cx->bufs != NULL); /* a live conn keeps its group's block */
     c->dirty = 1;
-    c->dirty_prev = NULL;
-    c->dirty_next = dirty_conns;
-    if (dirty_conns != NULL)
-        dirty_conns->dirty_prev = c;
-    dirty_conns = c;
+    TAILQ_INSERT_TAIL(&c->cx->dirty, c, dirty_link);
 }
 
 static void flush_now(struct conn *c)
@@ -318,13 +339,18 @@ static void deadline_cb(uv_timer_t *t)
 
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *b)
 {
-    b->base = (char *)read_buf;
-    b->len = sizeof(read_buf);
+    struct conn *c = h->data;
+    struct conn_bufs *bufs = c->cx->bufs;
+
+    b->base = (char *)bufs->read_buf;
+    b->len = sizeof(bufs->read_buf);
 }
 
 /* Drives TLS after new ciphertext arrived: handshake, then plaintext up. */
 static void pump_tls(struct conn *c)
 {
+    uint8_t *plain = c->cx->bufs->plain_buf;
+    size_t cap = sizeof(c->cx->bufs->plain_buf);
     int rc;
     size_t n;
 
@@ -349,7 +375,7 @@ static void pump_tls(struct conn *c)
             return;
     }
     for (;;) {
-        rc = tls_read(&c->tls, plain_buf, sizeof(plain_buf), &n);
+        rc = tls_read(&c->tls, plain, cap, &n);
         if (rc == TLS_AGAIN)
             break;
         if (rc == TLS_EOF) {
@@ -360,7 +386,7 @@ static void pump_tls(struct conn *c)
             conn_close(c, "tls error");
             return;
         }
-        if (c->ops->on_data(c, plain_buf, n) < 0) {
+        if (c->ops->on_data(c, plain, n) < 0) {
             conn_close(c, "protocol error");
             return;
         }

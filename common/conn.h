@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/queue.h>
 #include <uv.h>
 
 #include "tls.h"
@@ -16,10 +17,43 @@
 #define CONN_LOW_WATER  (256u << 10)
 
 struct conn;
+struct conn_bufs;
+LIST_HEAD(conn_list, conn);
+TAILQ_HEAD(conn_queue, conn);
+
+/* The connections of one owner (a hub, a site agent, a test) on one loop:
+ * the list closed by conn_close_all, the batched-flush queue, and the read
+ * and plaintext buffers every read callback of the group shares (read
+ * callbacks run to completion, so one pair serves all). Embedded in its
+ * owner and set up with conn_ctx_init, which cannot fail; the buffers and
+ * the flush handles exist only while a conn of the group does, so an idle
+ * group holds no memory and no handle. Two groups, on one loop or two,
+ * share nothing: two hubs can run in one process. The owner must not let
+ * the group go before its last conn was freed (conn_live() == 0 once the
+ * loop ran the close callbacks). */
+struct conn_ctx {
+    uv_loop_t *loop;         /* not owned */
+    struct conn_list all;    /* every live conn of the group */
+    struct conn_queue dirty; /* conns waiting for the end-of-iteration flush */
+    struct conn_bufs *bufs;  /* owned; NULL while no conn lives */
+    size_t n_live;           /* conns allocated and not yet freed */
+    uint64_t n_freed;        /* conns freed since conn_ctx_init */
+};
+
+void conn_ctx_init(struct conn_ctx *cx, uv_loop_t *loop);
 
 /* Callbacks of the layer above. All run on the loop; none may free the conn:
  * they call conn_close() and the memory goes away from the uv_close callback,
- * after on_close. */
+ * after on_close.
+ *
+ * No callback runs from inside conn_close, conn_close_after_flush,
+ * conn_close_all, conn_write, conn_flush, conn_start or conn_pause_reading:
+ * their failures close the conn, and on_close comes later from the loop.
+ * conn_start_tls and conn_fake_feed are the exceptions, and callers expect
+ * it: conn_start_tls drives the handshake over the bytes already received,
+ * so on_handshake and on_data may run before it returns (a server's early
+ * bytes hold at most a ClientHello, so in practice only a client's
+ * handshake failure closes from there); conn_fake_feed is on_data. */
 struct conn_ops {
     /* Raw bytes before TLS starts (only while conn_start_tls has not been
      * called): return 0 to keep waiting, <0 to close. The bytes stay
@@ -56,15 +90,16 @@ struct conn {
     char reason[128];
     char peer[64]; /* "ip:port" */
     uint64_t bytes_in, bytes_out;
-    struct conn *all_prev, *all_next;     /* every live conn, for shutdown */
-    struct conn *dirty_prev, *dirty_next; /* waiting for the end-of-iteration flush */
+    struct conn_ctx *cx;          /* the group; not owned */
+    LIST_ENTRY(conn) all_link;    /* in cx->all while allocated */
+    TAILQ_ENTRY(conn) dirty_link; /* in cx->dirty while dirty */
     int dirty;
     struct conn_sink *sink; /* conn_new_fake only; not owned */
 };
 
-/* Allocates a conn for an accepted or to-be-connected socket; tcp is
- * initialised on loop. Returns NULL on allocation failure. */
-struct conn *conn_new(uv_loop_t *loop, const struct conn_ops *ops, void *owner);
+/* Allocates a conn of group cx for an accepted or to-be-connected socket;
+ * tcp is initialised on cx->loop. Returns NULL on allocation failure. */
+struct conn *conn_new(struct conn_ctx *cx, const struct conn_ops *ops, void *owner);
 /* After uv_accept / uv_tcp_connect succeeded: fills peer, starts reading and
  * arms a handshake deadline of deadline_ms (0 = none). Returns 0, or a
  * negative libuv code when the peer is already gone (its address cannot be
@@ -75,10 +110,10 @@ int conn_start(struct conn *c, uint64_t deadline_ms);
  * handshake; it is not owned and must outlive the handshake. */
 int conn_start_tls(struct conn *c, WOLFSSL_CTX *ctx, const char *sni, const char *alpn,
                    int alpn_required, struct tls_pin_verifier *v);
-/* Conns alive now (each holds at most one socket), and conns freed since
- * the start: for descriptor accounting and heap trimming. */
-size_t conn_live(void);
-uint64_t conn_freed(void);
+/* Conns of the group alive now (each holds at most one socket), and conns
+ * freed since conn_ctx_init: for descriptor accounting and heap trimming. */
+size_t conn_live(const struct conn_ctx *cx);
+uint64_t conn_freed(const struct conn_ctx *cx);
 
 /* Tests and fuzzing: a conn with no socket and no TLS. What the layer above
  * writes is appended in clear to sink->out, and conn_fake_feed hands that
@@ -91,10 +126,11 @@ struct conn_sink {
     int closed;
     char reason[128];
 };
-struct conn *conn_new_fake(uv_loop_t *loop, struct conn_sink *sink, const char *peer);
+struct conn *conn_new_fake(struct conn_ctx *cx, struct conn_sink *sink, const char *peer);
 int conn_fake_feed(struct conn *c, const uint8_t *data, size_t len);
-/* Closes every live conn (shutdown). */
-void conn_close_all(const char *reason);
+/* Closes every live conn of the group (shutdown); those of other groups on
+ * the same loop are left alone. */
+void conn_close_all(struct conn_ctx *cx, const char *reason);
 /* Encrypts and queues plaintext; call conn_flush() after a batch. */
 int conn_write(struct conn *c, const uint8_t *data, size_t len);
 /* Asks for whatever ciphertext is queued to be written. The write happens

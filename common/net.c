@@ -33,7 +33,7 @@ static int parse_port(const char *s, size_t len, int *port)
 }
 
 /* Host names, IPv4 literals and the names container runtimes hand out ('_'). */
-static int host_chars_ok(const char *s, size_t len)
+int net_host_chars_ok(const char *s, size_t len)
 {
     if (len == 0 || len > NET_HOST_MAX)
         return 0;
@@ -93,7 +93,7 @@ int net_split_hostport(const char *s, int default_port, char host[NET_HOST_MAX +
         } else {
             hlen = len;
         }
-        if (!host_chars_ok(s, hlen))
+        if (!net_host_chars_ok(s, hlen))
             return -EINVAL;
         memcpy(tmp, s, hlen);
         tmp[hlen] = '\0';

@@ -11,6 +11,9 @@
 /* "host:port", "[v6]:port" or, if default_port > 0, a bare "host". Port
  * 1..65535. host gets the name without brackets. */
 int net_split_hostport(const char *s, int default_port, char host[NET_HOST_MAX + 1], int *port);
+/* s[0..len) is 1..NET_HOST_MAX bytes of a host name or IPv4 literal
+ * (letters, digits, '-', '.', and '_' as container runtimes use). */
+int net_host_chars_ok(const char *s, size_t len);
 
 /* A service URL for a site: http://host[:port][/base], https://host[:port][/base],
  * unix:/path, tcp://host:port. */

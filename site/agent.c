@@ -788,7 +788,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
         schedule_reconnect(a, why);
         return;
     }
-    c = conn_new(a->loop, &agent_conn_ops, a);
+    c = conn_new(&a->conns, &agent_conn_ops, a);
     if (c == NULL) {
         uv_freeaddrinfo(res);
         schedule_reconnect(a, "out of memory");
@@ -954,6 +954,7 @@ void agent_init(struct agent *a, uv_loop_t *loop)
 {
     memset(a, 0, sizeof(*a));
     a->loop = loop;
+    conn_ctx_init(&a->conns, loop);
     a->ping_interval_ms = 20000;
     a->upstream_timeout_ms = 60000;
     a->connect_timeout_ms = 10000;

@@ -42,6 +42,7 @@ struct sstream;
  * through its close callback), streams (owned). */
 struct agent {
     uv_loop_t *loop;
+    struct conn_ctx conns; /* the tunnel's connection (one at a time) */
     char site[TOKEN_NAME_MAX + 1];
     char hubs[TOKEN_HUB_MAX][TOKEN_ENDPOINT_MAX + 1];
     size_t n_hubs;

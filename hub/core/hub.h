@@ -7,6 +7,7 @@
 #include <sys/queue.h>
 #include <uv.h>
 
+#include "../../common/conn.h"
 #include "../../common/crypto.h"
 #include "../../common/token.h"
 #include "../store/registry.h"
@@ -95,6 +96,7 @@ struct tunnel_map {
 
 struct hub {
     uv_loop_t *loop;
+    struct conn_ctx conns; /* every connection of this hub (conn_ctx_init on loop) */
     hub_dispatch_fn dispatch; /* every user request's head goes here */
     char state_dir[1024];
     struct hub_config cfg;

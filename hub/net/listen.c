@@ -143,7 +143,7 @@ static void refused(struct hub *h, struct refusals *r, const struct conn *c)
     if (r->last_ms != 0 && now - r->last_ms < 10000)
         return;
     log_event(LOG_WARN, r->event, "remote=%s refused=%llu fds=%zu fd_limit=%ld", c->peer,
-              (unsigned long long)r->n, (size_t)h->fd_base + conn_live(), h->fd_limit);
+              (unsigned long long)r->n, (size_t)h->fd_base + conn_live(&h->conns), h->fd_limit);
     r->last_ms = now;
     r->n = 0;
 }
@@ -302,7 +302,7 @@ static void reject(uv_stream_t *server)
 /* Descriptors in use: those measured at listen plus one per connection. */
 static size_t fds_in_use(const struct hub *h)
 {
-    return (size_t)h->fd_base + conn_live();
+    return (size_t)h->fd_base + conn_live(&h->conns);
 }
 
 static void on_connection(uv_stream_t *server, int status)
@@ -319,15 +319,15 @@ static void on_connection(uv_stream_t *server, int status)
         return;
     }
     hs->h = h;
-    c = conn_new(h->loop, &hs_ops, hs);
+    c = conn_new(&h->conns, &hs_ops, hs);
     if (c == NULL) {
         free(hs);
         reject(server);
         return;
     }
     hs->c = c;
-    if (conn_live() > h->conns_peak)
-        h->conns_peak = conn_live(); /* a burst between two trim ticks counts */
+    if (conn_live(&h->conns) > h->conns_peak)
+        h->conns_peak = conn_live(&h->conns); /* a burst between two trim ticks counts */
     if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0 || h->draining) {
         conn_close(c, "accept failed");
         return;
@@ -409,7 +409,7 @@ static void fd_measure(struct hub *h)
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY || n < 0)
         return; /* no accounting: the kernel's limit alone */
     h->fd_limit = (long)rl.rlim_cur;
-    h->fd_base = n - (int)conn_live();
+    h->fd_base = n - (int)conn_live(&h->conns);
     h->fd_reserve = h->cfg.fd_reserve;
     if (h->fd_reserve > h->fd_limit / 2)
         h->fd_reserve = (int)(h->fd_limit / 2);
@@ -426,7 +426,7 @@ static void fd_measure(struct hub *h)
 static void trim_cb(uv_timer_t *t)
 {
     struct hub *h = t->data;
-    size_t live = conn_live();
+    size_t live = conn_live(&h->conns);
     uint64_t now = uv_now(h->loop), t0;
 
     if (live > h->conns_peak)
@@ -490,7 +490,7 @@ int hub_listen(struct hub *h, const char *hostport, char *err, size_t err_cap)
         uv_timer_start(&h->trim_timer, trim_cb, 1000, 1000);
         uv_unref((uv_handle_t *)&h->trim_timer);
         h->trim_timer_on = 1;
-        h->conns_peak = conn_live();
+        h->conns_peak = conn_live(&h->conns);
     }
     log_event(LOG_INFO, "listening", "addr=%s fd_limit=%ld fd_reserve=%d", hostport, h->fd_limit,
               h->fd_reserve);

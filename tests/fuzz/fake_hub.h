@@ -86,6 +86,7 @@ static void fake_hub_init(void)
     atexit(fake_hub_cleanup);
     log_set_level(LOG_ERROR);
     fake_hub.loop = uv_default_loop();
+    conn_ctx_init(&fake_hub.conns, fake_hub.loop);
     fake_hub.dispatch = api_dispatch;
     snprintf(fake_hub.state_dir, sizeof(fake_hub.state_dir), "%s", fake_dir);
     snprintf(fake_hub.cfg.name, sizeof(fake_hub.cfg.name), "hub.example");
@@ -137,7 +138,7 @@ static void fake_hub_session_alpn(const char *alpn, const uint8_t *in, size_t le
         fake_hub_reset();
     memset(&sink, 0, sizeof(sink));
     buf_init(&sink.out);
-    c = conn_new_fake(fake_hub.loop, &sink, "192.0.2.7:40000");
+    c = conn_new_fake(&fake_hub.conns, &sink, "192.0.2.7:40000");
     if (c == NULL)
         abort();
     if (user_attach(&fake_hub, c, alpn) != 0)

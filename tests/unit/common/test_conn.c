@@ -12,6 +12,7 @@
 #include "common/conn.h"
 #include "testutil.h"
 
+static struct conn_ctx group;
 static struct conn *accepted;
 static int start_rc = 1;
 static int closed;
@@ -44,7 +45,7 @@ static void on_connection(uv_stream_t *server, int status)
     struct conn *c;
 
     CHECK_EQ_INT(status, 0);
-    c = conn_new(server->loop, &ops, NULL);
+    c = conn_new(&group, &ops, NULL);
     CHECK(c != NULL);
     if (c == NULL)
         return;
@@ -64,6 +65,7 @@ int main(void)
     int len = sizeof(sa), fd;
     struct linger lg = {1, 0};
 
+    conn_ctx_init(&group, loop);
     uv_ip4_addr("127.0.0.1", 0, &sa);
     uv_tcp_init(loop, &server);
     CHECK_EQ_INT(uv_tcp_bind(&server, (const struct sockaddr *)&sa, 0), 0);

@@ -103,7 +103,7 @@ static int one_connection(struct hub *h, const struct sockaddr *addr)
 {
     struct client cl;
     memset(&cl, 0, sizeof(cl));
-    cl.c = conn_new(h->loop, &cli_ops, &cl);
+    cl.c = conn_new(&h->conns, &cli_ops, &cl); /* counted with the hub's */
     if (cl.c == NULL)
         return 0; /* the injected failure hit the client: nothing to do */
     cl.req.data = &cl;
@@ -113,10 +113,10 @@ static int one_connection(struct hub *h, const struct sockaddr *addr)
     while (!cl.done)
         uv_run(h->loop, UV_RUN_ONCE);
     /* The hub's side goes away once it saw the client's close. */
-    for (int i = 0; i < 2000 && (pending_total(h) != 0 || conn_live() != 0); i++)
+    for (int i = 0; i < 2000 && (pending_total(h) != 0 || conn_live(&h->conns) != 0); i++)
         uv_run(h->loop, UV_RUN_NOWAIT), usleep(1000);
     CHECK_EQ_INT(pending_total(h), 0);
-    CHECK_EQ_INT(conn_live(), 0);
+    CHECK_EQ_INT(conn_live(&h->conns), 0);
     return cl.handshakes;
 }
 
@@ -177,6 +177,7 @@ int main(void)
     CHECK(wolfSSL_Init() == WOLFSSL_SUCCESS);
     CHECK_EQ_INT(crypto_identity_generate("hub-test", names, 1, &id), 0);
     h->loop = uv_default_loop();
+    conn_ctx_init(&h->conns, h->loop);
     h->cfg.handshake_timeout_ms = 5000;
     h->cfg.request_head_timeout_ms = 5000;
     h->cfg.idle_timeout_ms = 5000;
@@ -213,7 +214,7 @@ int main(void)
         run_torture(h, (const struct sockaddr *)&sa, "tether/1");
 
     hub_listen_stop(h);
-    conn_close_all("test done");
+    conn_close_all(&h->conns, "test done");
     uv_run(h->loop, UV_RUN_DEFAULT);
     CHECK_EQ_INT(uv_loop_close(h->loop), 0);
     hub_users_free(h);

@@ -582,3 +582,12 @@ void registry__tx_rollback(struct registry *r)
     if (!sqlite3_get_autocommit(r->db))
         registry__exec(registry__stmt(r, S_ROLLBACK));
 }
+
+int registry__tx_end(struct registry *r, int rc)
+{
+    if (rc == 0)
+        rc = registry__tx_commit(r);
+    if (rc != 0)
+        registry__tx_rollback(r);
+    return rc;
+}

@@ -23,19 +23,17 @@
 static size_t capture_hello(const char *alpn, const char *sni, uint8_t *out, size_t cap)
 {
     struct sockaddr_in sa = {0};
-    socklen_t sl = sizeof(sa);
     WOLFSSL_CTX *ctx = NULL;
     WOLFSSL *ssl = NULL;
-    int lfd, cfd = -1, afd = -1, ret;
+    int lfd, cfd = -1, afd = -1, ret, port = 0;
     size_t got = 0;
     struct clienthello_info info;
 
-    lfd = socket(AF_INET, SOCK_STREAM, 0);
+    lfd = tu_loopback_socket(&port, 1);
+    CHECK(lfd >= 0);
     sa.sin_family = AF_INET;
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    CHECK_EQ_INT(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    CHECK_EQ_INT(listen(lfd, 1), 0);
-    CHECK_EQ_INT(getsockname(lfd, (struct sockaddr *)&sa, &sl), 0);
+    sa.sin_port = htons((uint16_t)port);
     cfd = socket(AF_INET, SOCK_STREAM, 0);
     CHECK_EQ_INT(connect(cfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
     CHECK_EQ_INT(fcntl(cfd, F_SETFL, O_NONBLOCK), 0);

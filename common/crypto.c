@@ -487,6 +487,15 @@ static int eckey_init(struct eckey *k)
     return 0;
 }
 
+/* Moves the two DER buffers into out (which then owns them). */
+static void identity_take(struct crypto_identity *out, uint8_t **key_der, uint8_t **cert_der)
+{
+    out->key_der = *key_der;
+    out->cert_der = *cert_der;
+    *key_der = NULL;
+    *cert_der = NULL;
+}
+
 static void eckey_free(struct eckey *k)
 {
     if (k->key_ok)
@@ -578,10 +587,7 @@ int crypto_identity_generate(const char *common_name, const char *const *dns_nam
     rc = crypto_pin_from_cert(cert_der, out->cert_len, out->pin);
     if (rc != 0)
         goto out;
-    out->key_der = key_der;
-    out->cert_der = cert_der;
-    key_der = NULL;
-    cert_der = NULL;
+    identity_take(out, &key_der, &cert_der);
     rc = 0;
 out:
     eckey_free(&k);
@@ -750,10 +756,7 @@ int crypto_identity_load(const char *dir, const char *base, struct crypto_identi
         goto out;
     if (spki_len != (size_t)ret || memcmp(spki, pub, spki_len) != 0)
         goto out;
-    out->key_der = key_der;
-    out->cert_der = cert_der;
-    key_der = NULL;
-    cert_der = NULL;
+    identity_take(out, &key_der, &cert_der);
     rc = 0;
 out:
     eckey_free(&k);

@@ -85,7 +85,7 @@ def main(h):
             "max_pending_handshakes_per_ip": PENDING, "handshake_timeout": 50,
             "request_head_timeout": 600, "idle_timeout": 600}
     hub, _ = ic.start_hub(h, conf, NOFILE)
-    site, svc = ic.start_site(h, hub)
+    site, svc = h.add_site(hub, "s1")
     port = hub.port
     early = ic.KeepAlive.open(port, src="127.0.0.5")
     st, _ = early.get("/v1/sites/s1/services/web/echo?before=1", hub.token)

@@ -32,6 +32,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 sys.path.insert(0, HERE)
 from harness import Fatal, Harness, edit_conf  # noqa: E402
 import idleconn as ic  # noqa: E402
+from h2raw import split_frames  # noqa: E402
 
 HEAD_T = 2.0  # request_head_timeout, phase A
 IDLE_T = 4.0  # idle_timeout, phase A
@@ -44,12 +45,7 @@ SLACK = 6.0  # scheduling slack on a busy machine, added to every deadline
 def h2_frames(data):
     """(type, flags, stream) of every whole frame after the server's bytes
     start (the server sends no preface)."""
-    out, i = [], 0
-    while i + 9 <= len(data):
-        n = int.from_bytes(data[i:i + 3], "big")
-        out.append((data[i + 3], data[i + 4], int.from_bytes(data[i + 5:i + 9], "big") & 0x7FFFFFFF))
-        i += 9 + n
-    return out
+    return [f[:3] for f in split_frames(data)[0]]
 
 
 def keepalive_h2(port, src):
@@ -276,7 +272,7 @@ def main(h):
             "trim_after_closes": 100,
             "handshake_timeout": 3}
     hub, conf_path = ic.start_hub(h, conf, NOFILE)
-    site, svc = ic.start_site(h, hub)
+    site, svc = h.add_site(hub, "s1")
     phase_a(h, hub, hub.token)
     phase_b(h, hub, conf_path, site, svc, hub.token)
 
@@ -317,7 +313,7 @@ def full(h):
     conf = {"request_head_timeout": 900, "idle_timeout": 900, "max_user_conns_per_ip": 200,
             "handshake_timeout": 60}
     hub, _ = ic.start_hub(h, conf, None)
-    site, svc = ic.start_site(h, hub)
+    site, svc = h.add_site(hub, "s1")
     for _ in range(20):
         ic.https_get(hub.port, "/v1/sites/s1/services/web/echo?warm=1", hub.token)
     time.sleep(2)

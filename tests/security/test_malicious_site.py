@@ -202,7 +202,7 @@ def main(h):
     edit_conf(conf, "request_timeout", str(REQUEST_TIMEOUT_S))
     edit_conf(conf, "ping_interval", str(PING_INTERVAL_S))
     hub.start()
-    site_good, svc_good = k.add_site(h, hub, GOOD)
+    site_good, svc_good = h.add_site(hub, GOOD)
     tok = hub.site_add(EVIL)
     evil_site = h.site(EVIL, hub, dirname="site-evil-state")
     evil_site.enroll(tok)

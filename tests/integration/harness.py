@@ -395,6 +395,19 @@ class Hub:
             self.h.check(False, "admin.token (%r...) equals ctl.conf token" % admin[:8])
         return r
 
+    def set_conf(self, **keys):
+        """Sets keys in hub.conf (edit_conf), for the next start or reload()."""
+        for k, v in keys.items():
+            edit_conf(os.path.join(self.dir, "hub.conf"), k, str(v))
+
+    def reload(self, **keys):
+        """set_conf(**keys), then SIGHUP; returns once the hub logged
+        config_reloaded."""
+        self.set_conf(**keys)
+        mark = self.proc.mark()
+        self.proc.signal(signal.SIGHUP)
+        self.proc.wait_log(r"\bconfig_reloaded\b", 10, since=mark)
+
     def start(self, extra=(), wait=True, timeout=15.0, test_clock=False, env=None):
         """test_clock: the hub reads its wall clock through the offset file
         clock_set() writes (builds without TETHER_TEST_HOOKS: the test is

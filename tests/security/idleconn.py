@@ -299,13 +299,10 @@ def has_asan(pid):
 def start_hub(h, conf, nofile):
     hub = h.hub()
     hub.init()
-    path = os.path.join(hub.dir, "hub.conf")
-    with open(path, "a") as f:
-        for k, v in conf.items():
-            f.write("%s = %s\n" % (k, v))
+    hub.set_conf(**conf)
     argv = [h.bin("tether-hub"), "run", "--state", hub.dir, "--listen", hub.addr]
     if nofile:
         argv = ["prlimit", "--nofile=%d:%d" % (nofile, nofile), "--"] + argv
     hub.proc = Proc(h, hub.name, argv, daemon=True)
     hub.proc.wait_log(r"\bhub_started\b", 15)
-    return hub, path
+    return hub

@@ -180,7 +180,7 @@ def upload_to_stuck(h, hub):
 def main(h):
     global PORT
     conf = {"request_body_timeout": BODY_T, "idle_timeout": IDLE_T, "request_head_timeout": IDLE_T}
-    hub, _ = ic.start_hub(h, conf, None)
+    hub = ic.start_hub(h, conf, None)
     stuck = Stuck()
     svc = h.service("svc-s1", site_name="s1")
     site = h.site("s1", hub)

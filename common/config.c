@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -156,37 +157,27 @@ int config_parse(const char *text, size_t len, struct config *out, char *err, si
     return parse_named(NULL, text, len, out, err, err_cap);
 }
 
-int config_load(const char *path, struct config *out, char *err, size_t err_cap)
+int config_read_data(const char *path, size_t max, char **data, size_t *len)
 {
     struct stat st;
     char *buf = NULL;
     size_t got = 0;
-    int fd = -1, rc;
+    int fd, rc = 0;
 
-    if (out == NULL || path == NULL)
-        return -EINVAL;
-    out->entries = NULL;
-    out->n = 0;
     fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        rc = -errno;
-        set_err(err, err_cap, path, 0, "%s", strerror(-rc));
-        goto out;
-    }
+    if (fd < 0)
+        return -errno;
     if (fstat(fd, &st) != 0) {
         rc = -errno;
-        set_err(err, err_cap, path, 0, "%s", strerror(-rc));
         goto out;
     }
-    if (!S_ISREG(st.st_mode) || st.st_size > CONFIG_FILE_MAX) {
+    if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size > max) {
         rc = -EINVAL;
-        set_err(err, err_cap, path, 0, "not a regular file of at most %d bytes", CONFIG_FILE_MAX);
         goto out;
     }
     buf = malloc((size_t)st.st_size + 1);
     if (buf == NULL) {
         rc = -ENOMEM;
-        set_err(err, err_cap, path, 0, "out of memory");
         goto out;
     }
     while (got < (size_t)st.st_size) {
@@ -195,18 +186,42 @@ int config_load(const char *path, struct config *out, char *err, size_t err_cap)
             if (errno == EINTR)
                 continue;
             rc = -errno;
-            set_err(err, err_cap, path, 0, "%s", strerror(-rc));
             goto out;
         }
         if (r == 0)
             break;
         got += (size_t)r;
     }
-    rc = parse_named(path, buf, got, out, err, err_cap);
+    buf[got] = '\0';
+    *data = buf;
+    *len = got;
+    buf = NULL;
 out:
     free(buf);
-    if (fd >= 0)
-        close(fd);
+    close(fd);
+    return rc;
+}
+
+int config_load(const char *path, struct config *out, char *err, size_t err_cap)
+{
+    char *buf = NULL;
+    size_t got = 0;
+    int rc;
+
+    if (out == NULL || path == NULL)
+        return -EINVAL;
+    out->entries = NULL;
+    out->n = 0;
+    rc = config_read_data(path, CONFIG_FILE_MAX, &buf, &got);
+    if (rc == -EINVAL)
+        set_err(err, err_cap, path, 0, "not a regular file of at most %d bytes", CONFIG_FILE_MAX);
+    else if (rc == -ENOMEM)
+        set_err(err, err_cap, path, 0, "out of memory");
+    else if (rc != 0)
+        set_err(err, err_cap, path, 0, "%s", strerror(-rc));
+    else
+        rc = parse_named(path, buf, got, out, err, err_cap);
+    free(buf);
     return rc;
 }
 

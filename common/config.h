@@ -38,5 +38,10 @@ size_t config_get_all(const struct config *c, const char *key, const char **vals
 int config_write_file(const char *path, const char *text, int mode);
 /* The same for len bytes of data (which may hold NULs). */
 int config_write_data(const char *path, const void *data, size_t len, int mode);
+/* Reads the whole regular file path, of at most max bytes, into *data (a
+ * heap buffer the caller frees, NUL-terminated after its *len bytes).
+ * Returns 0, -errno from the system, -EINVAL (not a regular file, or larger
+ * than max) or -ENOMEM. */
+int config_read_data(const char *path, size_t max, char **data, size_t *len);
 
 #endif

@@ -27,6 +27,15 @@
 #define PEM_FILE_MAX    (64 * 1024)
 #define NAME_MAX_LEN    253
 
+/* Wipes and frees a buffer that held key material (NULL is fine). */
+static void free_secret(void *p, size_t len)
+{
+    if (p == NULL)
+        return;
+    explicit_bzero(p, len);
+    free(p);
+}
+
 int crypto_random(void *buf, size_t len)
 {
     WC_RNG rng;
@@ -458,14 +467,50 @@ static int put_time(time_t t, uint8_t *out, size_t cap, int *out_len)
     return 0;
 }
 
+/* An RNG and a P-256 key using it, as making, checking and signing with a
+ * key need them. */
+struct eckey {
+    WC_RNG rng;
+    ecc_key key;
+    int rng_ok, key_ok;
+};
+
+/* 0 or -EIO; eckey_free() goes with it either way. */
+static int eckey_init(struct eckey *k)
+{
+    if (wc_InitRng(&k->rng) != 0)
+        return -EIO;
+    k->rng_ok = 1;
+    if (wc_ecc_init(&k->key) != 0)
+        return -EIO;
+    k->key_ok = 1;
+    return 0;
+}
+
+/* Moves the two DER buffers into out (which then owns them). */
+static void identity_take(struct crypto_identity *out, uint8_t **key_der, uint8_t **cert_der)
+{
+    out->key_der = *key_der;
+    out->cert_der = *cert_der;
+    *key_der = NULL;
+    *cert_der = NULL;
+}
+
+static void eckey_free(struct eckey *k)
+{
+    if (k->key_ok)
+        wc_ecc_free(&k->key);
+    if (k->rng_ok)
+        wc_FreeRng(&k->rng);
+}
+
 int crypto_identity_generate(const char *common_name, const char *const *dns_names, size_t n_names,
                              struct crypto_identity *out)
 {
-    WC_RNG rng;
-    ecc_key key;
+    struct eckey k = {.rng_ok = 0};
     Cert *cert = NULL;
     uint8_t *key_der = NULL, *cert_der = NULL;
-    int rng_ok = 0, key_ok = 0, rc = -EIO, ret;
+    int rc = -EIO, ret;
     size_t cn_len, alt_len = 0;
     time_t now = time(NULL);
     struct tm tm_after;
@@ -487,15 +532,11 @@ int crypto_identity_generate(const char *common_name, const char *const *dns_nam
         rc = -ENOMEM;
         goto out;
     }
-    if (wc_InitRng(&rng) != 0)
+    if (eckey_init(&k) != 0)
         goto out;
-    rng_ok = 1;
-    if (wc_ecc_init(&key) != 0)
+    if (wc_ecc_make_key_ex(&k.rng, 32, &k.key, ECC_SECP256R1) != 0)
         goto out;
-    key_ok = 1;
-    if (wc_ecc_make_key_ex(&rng, 32, &key, ECC_SECP256R1) != 0)
-        goto out;
-    ret = wc_EccKeyToDer(&key, key_der, ECC_KEY_DER_MAX);
+    ret = wc_EccKeyToDer(&k.key, key_der, ECC_KEY_DER_MAX);
     if (ret <= 0)
         goto out;
     out->key_len = (size_t)ret;
@@ -530,35 +571,27 @@ int crypto_identity_generate(const char *common_name, const char *const *dns_nam
     /* A positive INTEGER with no leading zero byte. */
     cert->serial[0] = (uint8_t)((cert->serial[0] & 0x7f) | 0x40);
     cert->serialSz = 16;
-    if (wc_SetSubjectKeyIdFromPublicKey_ex(cert, ECC_TYPE, &key) != 0)
+    if (wc_SetSubjectKeyIdFromPublicKey_ex(cert, ECC_TYPE, &k.key) != 0)
         goto out;
-    if (wc_SetAuthKeyIdFromPublicKey_ex(cert, ECC_TYPE, &key) != 0)
+    if (wc_SetAuthKeyIdFromPublicKey_ex(cert, ECC_TYPE, &k.key) != 0)
         goto out;
 
-    ret = wc_MakeCert_ex(cert, cert_der, CERT_DER_MAX, ECC_TYPE, &key, &rng);
+    ret = wc_MakeCert_ex(cert, cert_der, CERT_DER_MAX, ECC_TYPE, &k.key, &k.rng);
     if (ret <= 0)
         goto out;
-    ret = wc_SignCert_ex(cert->bodySz, cert->sigType, cert_der, CERT_DER_MAX, ECC_TYPE, &key, &rng);
+    ret = wc_SignCert_ex(cert->bodySz, cert->sigType, cert_der, CERT_DER_MAX, ECC_TYPE, &k.key,
+                         &k.rng);
     if (ret <= 0)
         goto out;
     out->cert_len = (size_t)ret;
     rc = crypto_pin_from_cert(cert_der, out->cert_len, out->pin);
     if (rc != 0)
         goto out;
-    out->key_der = key_der;
-    out->cert_der = cert_der;
-    key_der = NULL;
-    cert_der = NULL;
+    identity_take(out, &key_der, &cert_der);
     rc = 0;
 out:
-    if (key_ok)
-        wc_ecc_free(&key);
-    if (rng_ok)
-        wc_FreeRng(&rng);
-    if (key_der != NULL) {
-        explicit_bzero(key_der, ECC_KEY_DER_MAX);
-        free(key_der);
-    }
+    eckey_free(&k);
+    free_secret(key_der, ECC_KEY_DER_MAX);
     free(cert_der);
     free(cert);
     if (rc != 0)
@@ -576,6 +609,14 @@ static int identity_path(char *buf, size_t cap, const char *dir, const char *bas
     if (n < 0 || (size_t)n >= cap)
         return -ENAMETOOLONG;
     return 0;
+}
+
+/* DIR/BASE.key and DIR/BASE.crt, each into a buffer of PATH_MAX bytes. */
+static int identity_paths(char *key_path, char *cert_path, const char *dir, const char *base)
+{
+    int rc = identity_path(key_path, PATH_MAX, dir, base, "key");
+
+    return rc != 0 ? rc : identity_path(cert_path, PATH_MAX, dir, base, "crt");
 }
 
 static int der_to_pem(const uint8_t *der, size_t len, int type, uint8_t **pem, size_t *pem_len)
@@ -598,7 +639,7 @@ static int der_to_pem(const uint8_t *der, size_t len, int type, uint8_t **pem, s
 
 int crypto_identity_save(const struct crypto_identity *id, const char *dir, const char *base)
 {
-    char key_path[4096], cert_path[4096];
+    char key_path[PATH_MAX], cert_path[PATH_MAX];
     uint8_t *key_pem = NULL, *cert_pem = NULL;
     size_t key_pem_len = 0, cert_pem_len = 0;
     int rc;
@@ -606,9 +647,7 @@ int crypto_identity_save(const struct crypto_identity *id, const char *dir, cons
     if (id == NULL || id->key_der == NULL || id->cert_der == NULL || id->key_len == 0 ||
         id->cert_len == 0)
         return -EINVAL;
-    rc = identity_path(key_path, sizeof(key_path), dir, base, "key");
-    if (rc == 0)
-        rc = identity_path(cert_path, sizeof(cert_path), dir, base, "crt");
+    rc = identity_paths(key_path, cert_path, dir, base);
     if (rc != 0)
         return rc;
     rc = der_to_pem(id->key_der, id->key_len, ECC_PRIVATEKEY_TYPE, &key_pem, &key_pem_len);
@@ -624,57 +663,23 @@ int crypto_identity_save(const struct crypto_identity *id, const char *dir, cons
         goto out;
     rc = config_write_data(cert_path, cert_pem, cert_pem_len, 0644);
 out:
-    if (key_pem != NULL) {
-        explicit_bzero(key_pem, key_pem_len);
-        free(key_pem);
-    }
+    free_secret(key_pem, key_pem_len);
     free(cert_pem);
     return rc;
 }
 
-/* Reads a whole small file into a NUL-terminated heap buffer. */
-static int read_small_file(const char *path, uint8_t **data, size_t *len)
+/* A PEM file: config_read_data() of at most PEM_FILE_MAX bytes, not empty. */
+static int read_pem(const char *path, uint8_t **data, size_t *len)
 {
-    struct stat st;
-    uint8_t *buf = NULL;
-    size_t got = 0;
-    int fd, rc = 0;
+    char *buf = NULL;
+    int rc = config_read_data(path, PEM_FILE_MAX, &buf, len);
 
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    if (fstat(fd, &st) != 0) {
-        rc = -errno;
-        goto out;
+    if (rc == 0 && *len == 0) {
+        free(buf);
+        return -EINVAL;
     }
-    if (!S_ISREG(st.st_mode) || st.st_size <= 0 || st.st_size > PEM_FILE_MAX) {
-        rc = -EINVAL;
-        goto out;
-    }
-    buf = malloc((size_t)st.st_size + 1);
-    if (buf == NULL) {
-        rc = -ENOMEM;
-        goto out;
-    }
-    while (got < (size_t)st.st_size) {
-        ssize_t r = read(fd, buf + got, (size_t)st.st_size - got);
-        if (r < 0) {
-            if (errno == EINTR)
-                continue;
-            rc = -errno;
-            goto out;
-        }
-        if (r == 0)
-            break;
-        got += (size_t)r;
-    }
-    buf[got] = '\0';
-    *data = buf;
-    *len = got;
-    buf = NULL;
-out:
-    free(buf);
-    close(fd);
+    if (rc == 0)
+        *data = (uint8_t *)buf;
     return rc;
 }
 
@@ -696,27 +701,24 @@ static int load_private_key(const uint8_t *der, size_t len, ecc_key *key, WC_RNG
 
 int crypto_identity_load(const char *dir, const char *base, struct crypto_identity *out)
 {
-    char key_path[4096], cert_path[4096];
+    char key_path[PATH_MAX], cert_path[PATH_MAX];
     uint8_t *key_pem = NULL, *cert_pem = NULL, *key_der = NULL, *cert_der = NULL;
     uint8_t pub[256];
     size_t key_pem_len = 0, cert_pem_len = 0, spki_len;
     const uint8_t *spki;
-    WC_RNG rng;
-    ecc_key key;
-    int rng_ok = 0, key_ok = 0, ret, rc;
+    struct eckey k = {.rng_ok = 0};
+    int ret, rc;
 
     if (out == NULL)
         return -EINVAL;
     memset(out, 0, sizeof(*out));
-    rc = identity_path(key_path, sizeof(key_path), dir, base, "key");
-    if (rc == 0)
-        rc = identity_path(cert_path, sizeof(cert_path), dir, base, "crt");
+    rc = identity_paths(key_path, cert_path, dir, base);
     if (rc != 0)
         return rc;
-    rc = read_small_file(key_path, &key_pem, &key_pem_len);
+    rc = read_pem(key_path, &key_pem, &key_pem_len);
     if (rc != 0)
         goto out;
-    rc = read_small_file(cert_path, &cert_pem, &cert_pem_len);
+    rc = read_pem(cert_path, &cert_pem, &cert_pem_len);
     if (rc != 0)
         goto out;
     key_der = malloc(key_pem_len);
@@ -740,42 +742,26 @@ int crypto_identity_load(const char *dir, const char *base, struct crypto_identi
 
     /* The key must belong to the certificate, or TLS would fail much later
      * with a less helpful error. */
-    rc = -EIO;
-    if (wc_InitRng(&rng) != 0)
+    rc = eckey_init(&k);
+    if (rc != 0)
         goto out;
-    rng_ok = 1;
-    if (wc_ecc_init(&key) != 0)
-        goto out;
-    key_ok = 1;
-    rc = load_private_key(key_der, out->key_len, &key, &rng);
+    rc = load_private_key(key_der, out->key_len, &k.key, &k.rng);
     if (rc != 0)
         goto out;
     rc = -EINVAL;
-    ret = wc_EccPublicKeyToDer(&key, pub, sizeof(pub), 1);
+    ret = wc_EccPublicKeyToDer(&k.key, pub, sizeof(pub), 1);
     if (ret <= 0)
         goto out;
     if (crypto_spki_from_cert(cert_der, out->cert_len, &spki, &spki_len) != 0)
         goto out;
     if (spki_len != (size_t)ret || memcmp(spki, pub, spki_len) != 0)
         goto out;
-    out->key_der = key_der;
-    out->cert_der = cert_der;
-    key_der = NULL;
-    cert_der = NULL;
+    identity_take(out, &key_der, &cert_der);
     rc = 0;
 out:
-    if (key_ok)
-        wc_ecc_free(&key);
-    if (rng_ok)
-        wc_FreeRng(&rng);
-    if (key_pem != NULL) {
-        explicit_bzero(key_pem, key_pem_len);
-        free(key_pem);
-    }
-    if (key_der != NULL) {
-        explicit_bzero(key_der, key_pem_len);
-        free(key_der);
-    }
+    eckey_free(&k);
+    free_secret(key_pem, key_pem_len);
+    free_secret(key_der, key_pem_len);
     free(cert_pem);
     free(cert_der);
     if (rc != 0)
@@ -787,10 +773,7 @@ void crypto_identity_free(struct crypto_identity *id)
 {
     if (id == NULL)
         return;
-    if (id->key_der != NULL) {
-        explicit_bzero(id->key_der, id->key_len);
-        free(id->key_der);
-    }
+    free_secret(id->key_der, id->key_len);
     free(id->cert_der);
     memset(id, 0, sizeof(*id));
 }
@@ -799,10 +782,9 @@ int crypto_sign(const struct crypto_identity *id, const void *msg, size_t len, u
                 size_t sig_cap, size_t *sig_len)
 {
     uint8_t hash[32];
-    WC_RNG rng;
-    ecc_key key;
+    struct eckey k = {.rng_ok = 0};
     word32 slen;
-    int rng_ok = 0, key_ok = 0, rc;
+    int rc;
 
     if (id == NULL || id->key_der == NULL || sig == NULL || sig_len == NULL ||
         (msg == NULL && len > 0))
@@ -812,27 +794,20 @@ int crypto_sign(const struct crypto_identity *id, const void *msg, size_t len, u
     rc = crypto_sha256(msg, len, hash);
     if (rc != 0)
         return rc;
-    rc = -EIO;
-    if (wc_InitRng(&rng) != 0)
+    rc = eckey_init(&k);
+    if (rc != 0)
         goto out;
-    rng_ok = 1;
-    if (wc_ecc_init(&key) != 0)
-        goto out;
-    key_ok = 1;
-    rc = load_private_key(id->key_der, id->key_len, &key, &rng);
+    rc = load_private_key(id->key_der, id->key_len, &k.key, &k.rng);
     if (rc != 0)
         goto out;
     rc = -EIO;
     slen = sig_cap > UINT32_MAX ? UINT32_MAX : (word32)sig_cap;
-    if (wc_ecc_sign_hash(hash, sizeof(hash), sig, &slen, &rng, &key) != 0)
+    if (wc_ecc_sign_hash(hash, sizeof(hash), sig, &slen, &k.rng, &k.key) != 0)
         goto out;
     *sig_len = slen;
     rc = 0;
 out:
-    if (key_ok)
-        wc_ecc_free(&key);
-    if (rng_ok)
-        wc_FreeRng(&rng);
+    eckey_free(&k);
     return rc;
 }
 

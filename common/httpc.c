@@ -9,7 +9,6 @@
 #include <limits.h>
 #include <netdb.h>
 #include <poll.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +22,7 @@
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
 
+#include "errmsg.h"
 #include "net.h"
 #include "proxyconnect.h"
 #include "tls.h"
@@ -35,20 +35,6 @@
 
 #define PIN_MISMATCH_MSG                                                                           \
     "hub key does not match the pinned key (something on the path may intercept TLS)"
-
-static void set_err(char *err, size_t cap, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t cap, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err == NULL || cap == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, cap, fmt, ap);
-    va_end(ap);
-}
 
 int httpc_target_from_url(const char *url, struct httpc_target *t)
 {
@@ -110,8 +96,8 @@ static int tcp_connect_first(const char *what, const char *host, int port, int64
     snprintf(port_s, sizeof(port_s), "%d", port);
     gai = getaddrinfo(host, port_s, &hints, &res);
     if (gai != 0) {
-        set_err(err, cap, "cannot resolve %s host \"%s\": %s", what, host,
-                gai == EAI_SYSTEM ? strerror(errno) : gai_strerror(gai));
+        errmsg_set(err, cap, "cannot resolve %s host \"%s\": %s", what, host,
+                   gai == EAI_SYSTEM ? strerror(errno) : gai_strerror(gai));
         rc = -EHOSTUNREACH;
         goto out;
     }
@@ -138,7 +124,7 @@ static int tcp_connect_first(const char *what, const char *host, int port, int64
         rc = net_wait_fd(fd, POLLOUT, deadline);
         if (rc == -ETIMEDOUT) {
             close(fd);
-            set_err(err, cap, "timed out connecting to %s %s:%d", what, host, port);
+            errmsg_set(err, cap, "timed out connecting to %s %s:%d", what, host, port);
             goto out;
         }
         if (rc == 0 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) == 0 && soerr == 0) {
@@ -149,7 +135,7 @@ static int tcp_connect_first(const char *what, const char *host, int port, int64
         close(fd);
         fd = -1;
     }
-    set_err(err, cap, "cannot connect to %s %s:%d: %s", what, host, port, strerror(last));
+    errmsg_set(err, cap, "cannot connect to %s %s:%d: %s", what, host, port, strerror(last));
     rc = -last;
 out:
     if (res != NULL)
@@ -183,38 +169,38 @@ static int proxy_connect(const struct httpc_target *t, int fd, int64_t deadline,
     int rc = proxyconnect_exchange(fd, p->request, p->request_len, deadline, &r);
 
     if (rc == -EPROTO && r.error == PROXYCONNECT_ERR_TOO_LONG) {
-        set_err(err, cap, "the proxy %s:%d sent a reply header over %d bytes", p->host, p->port,
-                PROXYCONNECT_REPLY_MAX);
+        errmsg_set(err, cap, "the proxy %s:%d sent a reply header over %d bytes", p->host, p->port,
+                   PROXYCONNECT_REPLY_MAX);
         return -EMSGSIZE;
     }
     if (rc == -EPROTO) {
-        set_err(err, cap, "the proxy %s:%d did not answer CONNECT with HTTP", p->host, p->port);
+        errmsg_set(err, cap, "the proxy %s:%d did not answer CONNECT with HTTP", p->host, p->port);
         return -EPROTO;
     }
     if (rc == -ECONNRESET && r.sent) {
-        set_err(err, cap, "the proxy %s:%d closed the connection before answering CONNECT", p->host,
-                p->port);
+        errmsg_set(err, cap, "the proxy %s:%d closed the connection before answering CONNECT",
+                   p->host, p->port);
         return -ECONNRESET;
     }
     if (rc == -ETIMEDOUT) {
-        set_err(err, cap, "timed out waiting for the proxy %s:%d to answer CONNECT", p->host,
-                p->port);
+        errmsg_set(err, cap, "timed out waiting for the proxy %s:%d to answer CONNECT", p->host,
+                   p->port);
         return rc;
     }
     if (rc != 0) {
-        set_err(err, cap, "talking to the proxy %s:%d: %s", p->host, p->port, strerror(-rc));
+        errmsg_set(err, cap, "talking to the proxy %s:%d: %s", p->host, p->port, strerror(-rc));
         return rc;
     }
     if (proxyconnect_auth_refused(r.status)) {
-        set_err(err, cap,
-                "the proxy %s:%d refused the credentials (%d %s): give the right ones as "
-                "http://USER:PASS@HOST:PORT",
-                p->host, p->port, r.status, r.reason);
+        errmsg_set(err, cap,
+                   "the proxy %s:%d refused the credentials (%d %s): give the right ones as "
+                   "http://USER:PASS@HOST:PORT",
+                   p->host, p->port, r.status, r.reason);
         return -EACCES;
     }
     if (r.status < 200 || r.status > 299) {
-        set_err(err, cap, "the proxy %s:%d refused CONNECT to %s:%d: %d %s", p->host, p->port,
-                t->host, t->port, r.status, r.reason);
+        errmsg_set(err, cap, "the proxy %s:%d refused CONNECT to %s:%d: %d %s", p->host, p->port,
+                   t->host, t->port, r.status, r.reason);
         return -ECONNREFUSED;
     }
     return 0;
@@ -397,21 +383,21 @@ static int feed(http_parser *p, struct rstate *s, const char *data, size_t len, 
     if (s->done)
         return 0;
     if (s->err == -EFBIG) {
-        set_err(err, cap,
-                "the hub's response is too large (over %u MiB of body or %u KiB of headers)",
-                HTTPC_MAX_BODY >> 20, HTTPC_MAX_HEADERS >> 10);
+        errmsg_set(err, cap,
+                   "the hub's response is too large (over %u MiB of body or %u KiB of headers)",
+                   HTTPC_MAX_BODY >> 20, HTTPC_MAX_HEADERS >> 10);
         return -EFBIG;
     }
     if (s->err != 0) {
-        set_err(err, cap, "out of memory reading the hub's response");
+        errmsg_set(err, cap, "out of memory reading the hub's response");
         return s->err;
     }
     if (e == HPE_HEADER_OVERFLOW) {
-        set_err(err, cap, "the hub's response headers are too large");
+        errmsg_set(err, cap, "the hub's response headers are too large");
         return -EFBIG;
     }
     if (e != HPE_OK || used != len) {
-        set_err(err, cap, "malformed HTTP response from the hub: %s", http_errno_description(e));
+        errmsg_set(err, cap, "malformed HTTP response from the hub: %s", http_errno_description(e));
         return -EPROTO;
     }
     return 0;
@@ -423,7 +409,7 @@ static int take_body(struct rstate *s, struct httpc_response *resp, char *err, s
     if (s->body == NULL) {
         s->body = malloc(1);
         if (s->body == NULL) {
-            set_err(err, cap, "out of memory");
+            errmsg_set(err, cap, "out of memory");
             return -ENOMEM;
         }
     }
@@ -455,7 +441,7 @@ int httpc_parse_response(const uint8_t *data, size_t len, size_t piece, int head
     if (rc == 0 && !st.done)
         rc = feed(&parser, &st, NULL, 0, err, err_cap);
     if (rc == 0 && !st.done) {
-        set_err(err, err_cap, "the hub closed the connection before a complete response");
+        errmsg_set(err, err_cap, "the hub closed the connection before a complete response");
         rc = -EPROTO;
     }
     if (rc == 0)
@@ -531,32 +517,32 @@ int httpc_request(const struct httpc_target *t, const char *method, const char *
         err[0] = '\0';
     if (t == NULL || resp == NULL || method == NULL || path == NULL || t->host[0] == '\0' ||
         t->port <= 0 || t->port > 65535 || (body == NULL && body_len > 0)) {
-        set_err(err, err_cap, "invalid request");
+        errmsg_set(err, err_cap, "invalid request");
         rc = -EINVAL;
         goto out;
     }
     if (!crypto_pin_valid(t->pin)) {
-        set_err(err, err_cap, "no valid hub key pin configured (expected sha256//...)");
+        errmsg_set(err, err_cap, "no valid hub key pin configured (expected sha256//...)");
         rc = -EINVAL;
         goto out;
     }
     if (method[0] == '\0' || !safe_text(method, 0) || path[0] != '/' || !safe_text(path, 0) ||
         (bearer != NULL && !safe_text(bearer, 0)) ||
         (content_type != NULL && !safe_text(content_type, 1))) {
-        set_err(err, err_cap,
-                "invalid request: control characters or spaces in method, path or headers");
+        errmsg_set(err, err_cap,
+                   "invalid request: control characters or spaces in method, path or headers");
         rc = -EINVAL;
         goto out;
     }
     rc = build_request(t, method, path, bearer, content_type, body_len, &req, &req_len);
     if (rc != 0) {
-        set_err(err, err_cap, "cannot build the request");
+        errmsg_set(err, err_cap, "cannot build the request");
         goto out;
     }
 
     if (t->proxy != NULL) {
         if (t->proxy->host == NULL || t->proxy->request == NULL) {
-            set_err(err, err_cap, "invalid proxy");
+            errmsg_set(err, err_cap, "invalid proxy");
             rc = -EINVAL;
             goto out;
         }
@@ -572,14 +558,14 @@ int httpc_request(const struct httpc_target *t, const char *method, const char *
 
     rc = tls_ctx_client(NULL, &ctx);
     if (rc != 0) {
-        set_err(err, err_cap, "cannot set up TLS");
+        errmsg_set(err, err_cap, "cannot set up TLS");
         goto out;
     }
     /* No SNI for an address. Continue on an ALPN mismatch: the hub speaks
      * HTTP/1.1 to users whatever ALPN says. */
     rc = tls_conn_init(&tls, ctx, is_ip_literal(t->host) ? NULL : t->host, "http/1.1", 0);
     if (rc != 0) {
-        set_err(err, err_cap, "cannot set up TLS");
+        errmsg_set(err, err_cap, "cannot set up TLS");
         goto out;
     }
     verifier.check = check_pin;
@@ -588,25 +574,26 @@ int httpc_request(const struct httpc_target *t, const char *method, const char *
 
     rc = tlsfd_handshake(&tls, fd, deadline);
     if (rc != 0 && verifier.seen_pin[0] != '\0' && verifier.result != 0) {
-        set_err(err, err_cap, PIN_MISMATCH_MSG ": pinned %s, the hub presented %s", t->pin,
-                verifier.seen_pin);
+        errmsg_set(err, err_cap, PIN_MISMATCH_MSG ": pinned %s, the hub presented %s", t->pin,
+                   verifier.seen_pin);
         rc = -EKEYREJECTED;
         goto out;
     }
     if (rc == -ETIMEDOUT) {
-        set_err(err, err_cap, "timed out in the TLS handshake with %s:%d", t->host, t->port);
+        errmsg_set(err, err_cap, "timed out in the TLS handshake with %s:%d", t->host, t->port);
         goto out;
     }
     if (rc == -ECONNRESET) {
-        set_err(err, err_cap,
-                "TLS handshake with %s:%d failed: the connection was closed (is it a tether hub?)",
-                t->host, t->port);
+        errmsg_set(
+            err, err_cap,
+            "TLS handshake with %s:%d failed: the connection was closed (is it a tether hub?)",
+            t->host, t->port);
         rc = -EPROTO;
         goto out;
     }
     if (rc != 0) {
-        set_err(err, err_cap, "TLS handshake with %s:%d failed: %s", t->host, t->port,
-                tls_error_string(&tls));
+        errmsg_set(err, err_cap, "TLS handshake with %s:%d failed: %s", t->host, t->port,
+                   tls_error_string(&tls));
         rc = -EPROTO;
         goto out;
     }
@@ -619,7 +606,7 @@ int httpc_request(const struct httpc_target *t, const char *method, const char *
         write_rc = tlsfd_send(&tls, fd, body, body_len, deadline);
     if (write_rc == -ETIMEDOUT) {
         rc = write_rc;
-        set_err(err, err_cap, "timed out sending the request to %s:%d", t->host, t->port);
+        errmsg_set(err, err_cap, "timed out sending the request to %s:%d", t->host, t->port);
         goto out;
     }
 
@@ -636,8 +623,8 @@ int httpc_request(const struct httpc_target *t, const char *method, const char *
             continue;
         }
         if (n == -ETIMEDOUT) {
-            set_err(err, err_cap, "no response from %s:%d within %d s", t->host, t->port,
-                    (timeout + 999) / 1000);
+            errmsg_set(err, err_cap, "no response from %s:%d within %d s", t->host, t->port,
+                       (timeout + 999) / 1000);
             rc = -ETIMEDOUT;
             goto out;
         }
@@ -649,15 +636,16 @@ int httpc_request(const struct httpc_target *t, const char *method, const char *
             if (st.done)
                 break;
             if (write_rc != 0)
-                set_err(err, err_cap, "the connection to %s:%d broke while sending the request",
-                        t->host, t->port);
+                errmsg_set(err, err_cap, "the connection to %s:%d broke while sending the request",
+                           t->host, t->port);
             else
-                set_err(err, err_cap, "the hub closed the connection before a complete response");
+                errmsg_set(err, err_cap,
+                           "the hub closed the connection before a complete response");
             rc = -EPROTO;
             goto out;
         }
-        set_err(err, err_cap, "reading the response from %s:%d failed: %s", t->host, t->port,
-                n == -EPROTO ? "TLS error" : strerror((int)-n));
+        errmsg_set(err, err_cap, "reading the response from %s:%d failed: %s", t->host, t->port,
+                   n == -EPROTO ? "TLS error" : strerror((int)-n));
         rc = -EIO;
         goto out;
     }

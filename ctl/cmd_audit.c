@@ -32,20 +32,9 @@ int cmd_audit(struct ctl *c, const struct ctl_args *a)
         snprintf(path, sizeof(path), "/v1/audit?limit=%lld&before=%lld", limit, before);
     else
         snprintf(path, sizeof(path), "/v1/audit?limit=%lld", limit);
-    rc = ctl_call(c, "GET", path, NULL, &resp);
-    if (rc != CTL_EXIT_OK)
+    rc = ctl_get_list(c, path, "entries", 8, head, &resp, &list, &t);
+    if (rc != CTL_EXIT_OK || t == NULL)
         goto out;
-    if (c->json) {
-        ctl_print_json(resp);
-        goto out;
-    }
-    rc = CTL_EXIT_FAIL;
-    list = json_object_get(resp, "entries");
-    t = table_new(8, head);
-    if (!json_is_array(list) || t == NULL) {
-        ctl_err(t == NULL ? "out of memory" : "the hub's answer has no \"entries\" list");
-        goto out;
-    }
     table_align_right(t, 0);
     json_array_foreach(list, i, e)
     {
@@ -70,16 +59,14 @@ int cmd_audit(struct ctl *c, const struct ctl_args *a)
             detail[n] = d[n];
         }
         snprintf(detail + n, sizeof(detail) - n, "%s", d != NULL && d[n] != '\0' ? "..." : "");
-        if (table_add(t, row) != 0) {
-            ctl_err("out of memory");
+        rc = ctl_table_add(t, row);
+        if (rc != CTL_EXIT_OK)
             goto out;
-        }
     }
     table_print(t, stdout);
     if (json_is_integer(json_object_get(resp, "next_before")) && isatty(STDERR_FILENO))
         fprintf(stderr, "Older entries: tetherctl audit --before %lld\n",
                 ctl_jint(resp, "next_before"));
-    rc = CTL_EXIT_OK;
 out:
     table_free(t);
     json_decref(resp);

@@ -24,20 +24,9 @@ int cmd_enroll_list(struct ctl *c, const struct ctl_args *a)
         return rc;
     snprintf(path, sizeof(path), "/v1/enrollments%s%s%s", ctl_opt(a, "all") ? "?all=1" : "",
              site ? (ctl_opt(a, "all") ? "&site=" : "?site=") : "", site ? site : "");
-    rc = ctl_call(c, "GET", path, NULL, &resp);
-    if (rc != CTL_EXIT_OK)
+    rc = ctl_get_list(c, path, "enrollments", 7, head, &resp, &list, &t);
+    if (rc != CTL_EXIT_OK || t == NULL)
         goto out;
-    if (c->json) {
-        ctl_print_json(resp);
-        goto out;
-    }
-    rc = CTL_EXIT_FAIL;
-    list = json_object_get(resp, "enrollments");
-    t = table_new(7, head);
-    if (!json_is_array(list) || t == NULL) {
-        ctl_err(t == NULL ? "out of memory" : "the hub's answer has no \"enrollments\" list");
-        goto out;
-    }
     table_align_right(t, 0);
     json_array_foreach(list, i, e)
     {
@@ -50,13 +39,11 @@ int cmd_enroll_list(struct ctl *c, const struct ctl_args *a)
         ctl_fmt_time(ctl_jint(e, "expires_at"), expires, sizeof(expires));
         ctl_fmt_time(ctl_jint(e, "used_at"), used, sizeof(used));
         ctl_fmt_time(ctl_jint(e, "cancelled_at"), cancelled, sizeof(cancelled));
-        if (table_add(t, row) != 0) {
-            ctl_err("out of memory");
+        rc = ctl_table_add(t, row);
+        if (rc != CTL_EXIT_OK)
             goto out;
-        }
     }
     table_print(t, stdout);
-    rc = CTL_EXIT_OK;
 out:
     table_free(t);
     json_decref(resp);

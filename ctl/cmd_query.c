@@ -16,16 +16,6 @@
 #define BODY_COLUMN  60
 #define WAIT_EXTRA_S 2
 
-static const char *opt(const struct ctl_args *a, const char *name)
-{
-    const char *v = NULL;
-
-    for (size_t i = 0; i < a->nopt; i++)
-        if (strcmp(a->opt[i].name, name) == 0)
-            v = a->opt[i].value ? a->opt[i].value : "";
-    return v;
-}
-
 static int parse_seconds(const char *flag, const char *v, long long lo, long long hi,
                          long long *out)
 {
@@ -37,72 +27,6 @@ static int parse_seconds(const char *flag, const char *v, long long lo, long lon
         return ctl_usage_err("--%s expects whole seconds from %lld to %lld, got \"%s\"", flag, lo,
                              hi, v);
     return CTL_EXIT_OK;
-}
-
-/* --sites all | NAME,NAME | label=K=V[,K=V] into the JSON selector (new
- * reference in *out). */
-static int parse_sites(const char *v, json_t **out)
-{
-    char *copy = NULL, *tok, *save = NULL;
-    json_t *sel = NULL, *labels = NULL;
-    int rc = CTL_EXIT_USAGE;
-
-    *out = NULL;
-    if (v == NULL || strcmp(v, "all") == 0 || strcmp(v, "*") == 0) {
-        *out = json_string("*");
-        return CTL_EXIT_OK;
-    }
-    copy = strdup(v);
-    if (copy == NULL) {
-        ctl_err("out of memory");
-        return CTL_EXIT_FAIL;
-    }
-    if (strncmp(copy, "label=", 6) == 0) {
-        labels = json_object();
-        for (tok = strtok_r(copy + 6, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
-            char *eq = strchr(tok, '=');
-            json_t *val;
-
-            if (eq == NULL || eq == tok) {
-                ctl_usage_err("--sites label=KEY=VALUE[,KEY=VALUE]: bad pair \"%s\"", tok);
-                goto out;
-            }
-            *eq = '\0';
-            val = json_string(eq + 1);
-            if (val == NULL || json_object_set_new(labels, tok, val) != 0) {
-                ctl_usage_err("--sites: label \"%s\" is not valid UTF-8 text", tok);
-                goto out;
-            }
-        }
-        if (json_object_size(labels) == 0) {
-            ctl_usage_err("--sites label= needs KEY=VALUE");
-            goto out;
-        }
-        sel = json_pack("{s:O}", "labels", labels);
-    } else {
-        sel = json_array();
-        for (tok = strtok_r(copy, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
-            if (!token_name_valid(tok)) {
-                ctl_usage_err("--sites: invalid site name \"%s\" (use all, NAME,NAME or "
-                              "label=KEY=VALUE)",
-                              tok);
-                goto out;
-            }
-            json_array_append_new(sel, json_string(tok));
-        }
-        if (json_array_size(sel) == 0) {
-            ctl_usage_err("--sites needs all, NAME,NAME or label=KEY=VALUE");
-            goto out;
-        }
-    }
-    *out = sel;
-    sel = NULL;
-    rc = CTL_EXIT_OK;
-out:
-    json_decref(sel);
-    json_decref(labels);
-    free(copy);
-    return rc;
 }
 
 /* --data @FILE | - | TEXT into *data (malloc'ed). */
@@ -257,10 +181,8 @@ static int print_results(json_t *q)
         if (json_is_integer(json_object_get(s, "latency_ms")))
             snprintf(lat, sizeof(lat), "%lld ms", ctl_jint(s, "latency_ms"));
         body_start(s, body, sizeof(body));
-        if (table_add(t, row) != 0) {
-            ctl_err("out of memory");
+        if (ctl_table_add(t, row) != CTL_EXIT_OK)
             goto out;
-        }
         n++;
         if (st != NULL && strcmp(st, "done") == 0)
             n_done++;
@@ -283,13 +205,13 @@ out:
 
 int cmd_query(struct ctl *c, const struct ctl_args *a)
 {
-    const char *service = opt(a, "service"), *v;
+    const char *service = ctl_opt(a, "service"), *v;
     json_t *req = json_object(), *sel = NULL, *headers = json_object();
     json_t *resp = NULL, *full = NULL;
     long long timeout = 30, ttl = -1;
     char *data = NULL, path[128];
     size_t data_len = 0;
-    int wait = opt(a, "wait") != NULL, rc = CTL_EXIT_FAIL;
+    int wait = ctl_opt(a, "wait") != NULL, rc = CTL_EXIT_FAIL;
     const char *id;
 
     if (req == NULL || headers == NULL) {
@@ -301,13 +223,13 @@ int cmd_query(struct ctl *c, const struct ctl_args *a)
                                            : "--service: invalid service name");
         goto out;
     }
-    rc = parse_sites(opt(a, "sites"), &sel);
+    rc = ctl_parse_sites(ctl_opt(a, "sites"), &sel);
     if (rc != CTL_EXIT_OK)
         goto out;
-    if ((v = opt(a, "timeout")) != NULL &&
+    if ((v = ctl_opt(a, "timeout")) != NULL &&
         (rc = parse_seconds("timeout", v, 1, TIMEOUT_MAX, &timeout)) != CTL_EXIT_OK)
         goto out;
-    if ((v = opt(a, "ttl")) != NULL &&
+    if ((v = ctl_opt(a, "ttl")) != NULL &&
         (rc = parse_seconds("ttl", v, 0, TTL_MAX, &ttl)) != CTL_EXIT_OK)
         goto out;
     for (size_t i = 0; i < a->nopt; i++) {
@@ -332,7 +254,7 @@ int cmd_query(struct ctl *c, const struct ctl_args *a)
         }
         free(name);
     }
-    if ((v = opt(a, "data")) != NULL) {
+    if ((v = ctl_opt(a, "data")) != NULL) {
         rc = read_data(v, &data, &data_len);
         if (rc != CTL_EXIT_OK)
             goto out;
@@ -344,9 +266,9 @@ int cmd_query(struct ctl *c, const struct ctl_args *a)
     }
     json_object_set(req, "sites", sel);
     json_object_set_new(req, "service", json_string(service));
-    v = opt(a, "method");
+    v = ctl_opt(a, "method");
     json_object_set_new(req, "method", json_string(v ? v : data ? "POST" : "GET"));
-    v = opt(a, "path");
+    v = ctl_opt(a, "path");
     json_object_set_new(req, "path", json_string(v ? v : "/"));
     if (json_object_size(headers) > 0)
         json_object_set(req, "headers", headers);

@@ -131,24 +131,9 @@ int cmd_site_list(struct ctl *c, const struct ctl_args *a)
     size_t i;
     int rc;
 
-    rc = ctl_call(c, "GET", "/v1/sites", NULL, &resp);
-    if (rc != CTL_EXIT_OK)
+    rc = ctl_get_list(c, "/v1/sites", "sites", 9, head, &resp, &sites, &t);
+    if (rc != CTL_EXIT_OK || t == NULL)
         goto out;
-    if (c->json) {
-        ctl_print_json(resp);
-        goto out;
-    }
-    rc = CTL_EXIT_FAIL;
-    sites = json_object_get(resp, "sites");
-    if (!json_is_array(sites)) {
-        ctl_err("the hub's answer has no \"sites\" list");
-        goto out;
-    }
-    t = table_new(9, head);
-    if (t == NULL) {
-        ctl_err("out of memory");
-        goto out;
-    }
     json_array_foreach(sites, i, s)
     {
         char since[32], seen[32];
@@ -163,22 +148,18 @@ int cmd_site_list(struct ctl *c, const struct ctl_args *a)
                               ctl_jstr(s, "agent_version"),
                               services,
                               labels};
-        int add_rc;
 
         ctl_fmt_time(ctl_jint(s, "connected_since"), since, sizeof(since));
         ctl_fmt_time(ctl_jint(s, "last_seen"), seen, sizeof(seen));
-        add_rc = services != NULL && labels != NULL ? table_add(t, row) : -ENOMEM;
+        rc = ctl_table_add(services != NULL && labels != NULL ? t : NULL, row);
         free(services);
         free(labels);
-        if (add_rc != 0) {
-            ctl_err("out of memory");
+        if (rc != CTL_EXIT_OK)
             goto out;
-        }
     }
     table_print(t, stdout);
     if (table_rows(t) == 0 && isatty(STDERR_FILENO))
         fprintf(stderr, "No sites yet: register one with 'tetherctl site add NAME'.\n");
-    rc = CTL_EXIT_OK;
 out:
     table_free(t);
     json_decref(resp);

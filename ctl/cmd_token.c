@@ -13,66 +13,6 @@
 /* Ten years, as the hub. */
 #define TOKEN_TTL_MAX (3650LL * 86400)
 
-/* --sites: "*" (or "all"), "label=K=V[,K=V]..." or "NAME,NAME...". Returns a
- * new reference in *out, or an exit code after printing why. */
-static int parse_sites(const char *v, json_t **out)
-{
-    json_t *j = NULL;
-    char *copy = NULL, *save = NULL, *tok;
-    int label = strncmp(v, "label=", 6) == 0;
-    int rc = CTL_EXIT_USAGE;
-
-    *out = NULL;
-    if (strcmp(v, "*") == 0 || strcmp(v, "all") == 0) {
-        *out = json_string("*");
-        return *out ? CTL_EXIT_OK : CTL_EXIT_FAIL;
-    }
-    copy = strdup(label ? v + 6 : v);
-    j = label ? json_object() : json_array();
-    if (copy == NULL || j == NULL) {
-        ctl_err("out of memory");
-        rc = CTL_EXIT_FAIL;
-        goto out;
-    }
-    for (tok = strtok_r(copy, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
-        if (label) {
-            char *eq = strchr(tok, '=');
-            json_t *val;
-
-            if (eq == NULL || eq == tok) {
-                ctl_usage_err("--sites label=KEY=VALUE[,KEY=VALUE]..., got \"%s\"", v);
-                goto out;
-            }
-            *eq = '\0';
-            val = json_string(eq + 1);
-            if (val == NULL || json_object_set_new(j, tok, val) != 0) {
-                ctl_usage_err("--sites \"%s\" is not valid UTF-8 text", v);
-                goto out;
-            }
-        } else {
-            if (ctl_check_name("site", tok) != CTL_EXIT_OK)
-                goto out;
-            json_array_append_new(j, json_string(tok));
-        }
-    }
-    if (json_is_array(j) ? json_array_size(j) == 0 : json_object_size(j) == 0) {
-        ctl_usage_err("--sites names no site");
-        goto out;
-    }
-    if (label) {
-        *out = json_pack("{s:o}", "labels", j);
-        j = NULL;
-    } else {
-        *out = j;
-        j = NULL;
-    }
-    rc = *out != NULL ? CTL_EXIT_OK : CTL_EXIT_FAIL;
-out:
-    json_decref(j);
-    free(copy);
-    return rc;
-}
-
 int cmd_token_create(struct ctl *c, const struct ctl_args *a)
 {
     json_t *req = NULL, *resp = NULL, *sites = NULL; /* owned here */
@@ -92,7 +32,7 @@ int cmd_token_create(struct ctl *c, const struct ctl_args *a)
         return ctl_usage_err("an admin token reaches every site: leave --sites out");
     if (ttl != NULL && (rc = ctl_parse_count("--ttl", ttl, TOKEN_TTL_MAX, &ttl_s)) != CTL_EXIT_OK)
         return rc;
-    if (sv != NULL && (rc = parse_sites(sv, &sites)) != CTL_EXIT_OK)
+    if (sv != NULL && (rc = ctl_parse_sites(sv, &sites)) != CTL_EXIT_OK)
         return rc;
     req = json_pack("{s:s,s:s}", "name", a->pos[0], "role", role);
     if (req == NULL) {
@@ -154,20 +94,9 @@ int cmd_token_list(struct ctl *c, const struct ctl_args *a)
     size_t i;
     int rc;
 
-    rc = ctl_call(c, "GET", "/v1/tokens", NULL, &resp);
-    if (rc != CTL_EXIT_OK)
+    rc = ctl_get_list(c, "/v1/tokens", "tokens", 7, head, &resp, &toks, &tb);
+    if (rc != CTL_EXIT_OK || tb == NULL)
         goto out;
-    if (c->json) {
-        ctl_print_json(resp);
-        goto out;
-    }
-    rc = CTL_EXIT_FAIL;
-    toks = json_object_get(resp, "tokens");
-    tb = table_new(7, head);
-    if (!json_is_array(toks) || tb == NULL) {
-        ctl_err(tb == NULL ? "out of memory" : "the hub's answer has no \"tokens\" list");
-        goto out;
-    }
     json_array_foreach(toks, i, t)
     {
         char created[32], expires[32], revoked[32];
@@ -179,20 +108,16 @@ int cmd_token_list(struct ctl *c, const struct ctl_args *a)
                               created,
                               expires,
                               revoked};
-        int add_rc;
 
         ctl_fmt_time(ctl_jint(t, "created_at"), created, sizeof(created));
         ctl_fmt_time(ctl_jint(t, "expires_at"), expires, sizeof(expires));
         ctl_fmt_time(ctl_jint(t, "revoked_at"), revoked, sizeof(revoked));
-        add_rc = scope != NULL ? table_add(tb, row) : -ENOMEM;
+        rc = ctl_table_add(scope != NULL ? tb : NULL, row);
         free(scope);
-        if (add_rc != 0) {
-            ctl_err("out of memory");
+        if (rc != CTL_EXIT_OK)
             goto out;
-        }
     }
     table_print(tb, stdout);
-    rc = CTL_EXIT_OK;
 out:
     table_free(tb);
     json_decref(resp);

@@ -229,6 +229,42 @@ out:
     return rc;
 }
 
+int ctl_get_list(struct ctl *c, const char *path, const char *key, size_t ncols,
+                 const char *const *head, json_t **resp, json_t **list, struct table **t)
+{
+    int rc;
+
+    *resp = NULL;
+    *list = NULL;
+    *t = NULL;
+    rc = ctl_call(c, "GET", path, NULL, resp);
+    if (rc != CTL_EXIT_OK)
+        return rc;
+    if (c->json) {
+        ctl_print_json(*resp);
+        return CTL_EXIT_OK;
+    }
+    *list = json_object_get(*resp, key);
+    if (!json_is_array(*list)) {
+        ctl_err("the hub's answer has no \"%s\" list", key);
+        return CTL_EXIT_FAIL;
+    }
+    *t = table_new(ncols, head);
+    if (*t == NULL) {
+        ctl_err("out of memory");
+        return CTL_EXIT_FAIL;
+    }
+    return CTL_EXIT_OK;
+}
+
+int ctl_table_add(struct table *t, const char *const *row)
+{
+    if (t != NULL && table_add(t, row) == 0)
+        return CTL_EXIT_OK;
+    ctl_err("out of memory");
+    return CTL_EXIT_FAIL;
+}
+
 void ctl_print_json(json_t *j)
 {
     /* jansson escapes control characters, so this is safe for terminals. */
@@ -361,6 +397,64 @@ int ctl_check_name(const char *what, const char *name)
     return ctl_usage_err("invalid %s name \"%s\": use lower-case letters, digits and '-', "
                          "starting with a letter or digit, at most %d characters",
                          what, name, TOKEN_NAME_MAX);
+}
+
+int ctl_parse_sites(const char *v, json_t **out)
+{
+    json_t *j = NULL;
+    char *copy = NULL, *save = NULL, *tok;
+    int label = v != NULL && strncmp(v, "label=", 6) == 0;
+    int rc = CTL_EXIT_USAGE;
+
+    *out = NULL;
+    if (v == NULL || strcmp(v, "*") == 0 || strcmp(v, "all") == 0) {
+        *out = json_string("*");
+        return *out ? CTL_EXIT_OK : CTL_EXIT_FAIL;
+    }
+    copy = strdup(label ? v + 6 : v);
+    j = label ? json_object() : json_array();
+    if (copy == NULL || j == NULL) {
+        ctl_err("out of memory");
+        rc = CTL_EXIT_FAIL;
+        goto out;
+    }
+    for (tok = strtok_r(copy, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
+        if (label) {
+            char *eq = strchr(tok, '=');
+            json_t *val;
+
+            if (eq == NULL || eq == tok) {
+                ctl_usage_err("--sites label=KEY=VALUE[,KEY=VALUE]..., got \"%s\"", v);
+                goto out;
+            }
+            *eq = '\0';
+            val = json_string(eq + 1);
+            if (val == NULL || json_object_set_new(j, tok, val) != 0) {
+                ctl_usage_err("--sites \"%s\" is not valid UTF-8 text", v);
+                goto out;
+            }
+        } else {
+            if (ctl_check_name("site", tok) != CTL_EXIT_OK)
+                goto out;
+            json_array_append_new(j, json_string(tok));
+        }
+    }
+    if (json_is_array(j) ? json_array_size(j) == 0 : json_object_size(j) == 0) {
+        ctl_usage_err("--sites names no site");
+        goto out;
+    }
+    if (label) {
+        *out = json_pack("{s:o}", "labels", j);
+        j = NULL;
+    } else {
+        *out = j;
+        j = NULL;
+    }
+    rc = *out != NULL ? CTL_EXIT_OK : CTL_EXIT_FAIL;
+out:
+    json_decref(j);
+    free(copy);
+    return rc;
 }
 
 int ctl_parse_count(const char *opt, const char *v, long long max, long long *out)

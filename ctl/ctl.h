@@ -73,9 +73,27 @@ void ctl_free(struct ctl *c);
  * use (CTL_EXIT_NOT_FOUND, _DENIED, _CONFLICT, _NETWORK or _FAIL). */
 int ctl_call(struct ctl *c, const char *method, const char *path, json_t *body, json_t **out);
 
+struct table;
+
+/* The common part of a list command: GET path. With --json the answer is
+ * printed whole and *t stays NULL. Otherwise *list is the answer's array
+ * `key` (borrowed from *resp) and *t a new table of ncols columns headed by
+ * head. *resp (json_decref) and *t (table_free) are the caller's to free in
+ * every case. Returns CTL_EXIT_OK or an exit code after printing why. */
+int ctl_get_list(struct ctl *c, const char *path, const char *key, size_t ncols,
+                 const char *const *head, json_t **resp, json_t **list, struct table **t);
+/* table_add(), printing the failure: CTL_EXIT_OK or CTL_EXIT_FAIL. A NULL t
+ * stands for a row whose cells could not be allocated: it fails the same way. */
+int ctl_table_add(struct table *t, const char *const *row);
+
 /* Checks a site or token name before it goes into a URL path; prints a
  * usage error naming `what` and returns CTL_EXIT_USAGE when it is bad. */
 int ctl_check_name(const char *what, const char *name);
+
+/* --sites: "*" (or "all", or v NULL), "label=K=V[,K=V]..." or "NAME,NAME..."
+ * into the hub's JSON site selector. Returns a new reference in *out, or an
+ * exit code after printing why. */
+int ctl_parse_sites(const char *v, json_t **out);
 
 /* Parses a positive decimal integer no larger than max into *out; prints a
  * usage error naming opt and returns CTL_EXIT_USAGE when it is not one. */

@@ -208,13 +208,7 @@ class Handler(BaseHTTPRequestHandler):
                         t = self.rfile.readline(8192)
                         if t in (b"\r\n", b"\n", b""):
                             return
-                left = size
-                while left > 0:
-                    data = self.rfile.read(min(CHUNK, left))
-                    if not data:
-                        raise BadRequest("body ended early")
-                    left -= len(data)
-                    yield data
+                yield from self._read_exactly(size)
                 if self.rfile.read(2) not in (b"\r\n",):
                     raise BadRequest("missing CRLF after chunk")
             return
@@ -227,6 +221,10 @@ class Handler(BaseHTTPRequestHandler):
             raise BadRequest("bad Content-Length")
         if left < 0:
             raise BadRequest("bad Content-Length")
+        yield from self._read_exactly(left)
+
+    def _read_exactly(self, left):
+        """Yields the next left bytes of the body in bounded reads."""
         while left > 0:
             data = self.rfile.read(min(CHUNK, left))
             if not data:

@@ -137,30 +137,41 @@ static void ss_break(struct sstream *ss)
     h2_send(&ss->a->h2);
 }
 
-static void respond_simple(struct sstream *ss, int status, const char *code, const char *detail)
+/* Answers ss with the JSON o (a new reference, released here) and status;
+ * with code, a tether-error header too. A body that cannot be made breaks the
+ * stream instead. Returns 0 when the answer was submitted, else -1. The
+ * caller sends (h2_send) when it may. */
+static int respond_json(struct sstream *ss, const char *status, json_t *o, const char *code)
 {
     nghttp2_nv nva[3];
-    char st[8];
     nghttp2_data_provider prd = {{.ptr = ss}, resp_read};
-    json_t *o = json_pack("{s:s,s:s}", "error", code, "detail", detail);
-    char *txt = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    char *txt = o ? json_dumps(o, JSON_COMPACT) : NULL; /* malloc'ed by jansson */
+    size_t n = 2;
 
-    /* o: new reference released here; txt malloc'ed by jansson. */
     json_decref(o);
-    snprintf(st, sizeof(st), "%d", status);
-    nva[0] = h2_nv(":status", 7, st, strlen(st));
-    nva[1] = h2_nv("content-type", 12, "application/json", 16);
-    nva[2] = h2_nv("tether-error", 12, code, strlen(code));
     if (txt == NULL || buf_append(&ss->resp, txt, strlen(txt)) != 0) {
         free(txt);
         ss_break(ss);
-        return;
+        return -1;
     }
     free(txt);
     ss->resp_eof = 1;
     ss->head_sent = 1;
-    nghttp2_submit_response(ss->a->h2.s, ss->id, nva, 3, &prd);
-    h2_send(&ss->a->h2);
+    nva[0] = h2_nv(":status", 7, status, strlen(status));
+    nva[1] = h2_nv("content-type", 12, "application/json", 16);
+    if (code != NULL)
+        nva[n++] = h2_nv("tether-error", 12, code, strlen(code));
+    nghttp2_submit_response(ss->a->h2.s, ss->id, nva, n, &prd);
+    return 0;
+}
+
+static void respond_simple(struct sstream *ss, int status, const char *code, const char *detail)
+{
+    char st[8];
+
+    snprintf(st, sizeof(st), "%d", status);
+    if (respond_json(ss, st, json_pack("{s:s,s:s}", "error", code, "detail", detail), code) == 0)
+        h2_send(&ss->a->h2);
 }
 
 static void up_head(void *arg, int status, const struct upstream_header *h, size_t n)
@@ -233,28 +244,13 @@ static void hello(struct sstream *ss)
     struct agent *a = ss->a;
     json_t *svcs = json_array();
     json_t *o;
-    char *txt;
-    nghttp2_nv nva[2];
-    nghttp2_data_provider prd = {{.ptr = ss}, resp_read};
 
     for (size_t i = 0; i < a->n_services; i++)
         json_array_append_new(svcs, json_string(a->services[i].name));
-    /* "o" steals svcs; o is released after dumping. */
+    /* "o" steals svcs; respond_json() releases o. */
     o = json_pack("{s:s,s:s,s:o}", "site", a->site, "agent_version", TETHER_VERSION, "services",
                   svcs);
-    txt = o ? json_dumps(o, JSON_COMPACT) : NULL;
-    json_decref(o);
-    if (txt == NULL || buf_append(&ss->resp, txt, strlen(txt)) != 0) {
-        free(txt);
-        ss_break(ss);
-        return;
-    }
-    free(txt);
-    ss->resp_eof = 1;
-    ss->head_sent = 1;
-    nva[0] = h2_nv(":status", 7, "200", 3);
-    nva[1] = h2_nv("content-type", 12, "application/json", 16);
-    nghttp2_submit_response(a->h2.s, ss->id, nva, 2, &prd);
+    respond_json(ss, "200", o, NULL);
 }
 
 static void start_request(struct sstream *ss)

@@ -4,7 +4,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +13,7 @@
 
 #include <sqlite3.h>
 
+#include "common/errmsg.h"
 #include "schema_sql.h"
 
 /* "TTHR": marks a file as ours, so a foreign SQLite database is refused
@@ -105,20 +105,6 @@ static const char *const stmt_sql[S_COUNT] = {
 struct sqlite3 *registry_db(struct registry *r)
 {
     return r->db;
-}
-
-static void set_err(char *err, size_t cap, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t cap, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err == NULL || cap == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, cap, fmt, ap);
-    va_end(ap);
 }
 
 int registry_map_rc(int rc, int foreign_key)
@@ -332,13 +318,13 @@ static int apply_migration(sqlite3 *db, const struct schema_migration *m, char *
 
     if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, &msg) != SQLITE_OK) {
         rc = registry__map_rc(sqlite3_extended_errcode(db));
-        set_err(err, err_cap, "migration %s: %s", m->name, msg ? msg : "cannot lock");
+        errmsg_set(err, err_cap, "migration %s: %s", m->name, msg ? msg : "cannot lock");
         goto out;
     }
     in_tx = 1;
     if (query_int(db, "PRAGMA user_version", &uv) < 0 ||
         query_int(db, "PRAGMA application_id", &app_id) < 0) {
-        set_err(err, err_cap, "migration %s: %s", m->name, sqlite3_errmsg(db));
+        errmsg_set(err, err_cap, "migration %s: %s", m->name, sqlite3_errmsg(db));
         goto out;
     }
     if (uv >= m->version) {
@@ -348,13 +334,13 @@ static int apply_migration(sqlite3 *db, const struct schema_migration *m, char *
     if (uv == 0 && app_id == 0) {
         snprintf(sql, sizeof(sql), "PRAGMA application_id = %d", REGISTRY_APP_ID);
         if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-            set_err(err, err_cap, "migration %s: %s", m->name, msg ? msg : "?");
+            errmsg_set(err, err_cap, "migration %s: %s", m->name, msg ? msg : "?");
             goto out;
         }
     }
     if (sqlite3_exec(db, m->sql, NULL, NULL, &msg) != SQLITE_OK) {
         rc = registry__map_rc(sqlite3_extended_errcode(db));
-        set_err(err, err_cap, "migration %s: %s", m->name, msg ? msg : "?");
+        errmsg_set(err, err_cap, "migration %s: %s", m->name, msg ? msg : "?");
         goto out;
     }
     /* Foreign keys are off while migrating, so a migration may rebuild a
@@ -362,21 +348,21 @@ static int apply_migration(sqlite3 *db, const struct schema_migration *m, char *
      * what it leaves behind must still be consistent. */
     rc = query_int(db, "PRAGMA foreign_key_check", &fk_bad);
     if (rc != -ENOENT) {
-        set_err(err, err_cap, "migration %s: %s", m->name,
-                rc == 0 ? "leaves foreign key violations" : sqlite3_errmsg(db));
+        errmsg_set(err, err_cap, "migration %s: %s", m->name,
+                   rc == 0 ? "leaves foreign key violations" : sqlite3_errmsg(db));
         rc = -EIO;
         goto out;
     }
     snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", m->version);
     if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-        set_err(err, err_cap, "migration %s: %s", m->name, msg ? msg : "?");
+        errmsg_set(err, err_cap, "migration %s: %s", m->name, msg ? msg : "?");
         goto out;
     }
     rc = 0;
 commit:
     if (sqlite3_exec(db, "COMMIT", NULL, NULL, &msg) != SQLITE_OK) {
         rc = registry__map_rc(sqlite3_extended_errcode(db));
-        set_err(err, err_cap, "migration %s: commit: %s", m->name, msg ? msg : "?");
+        errmsg_set(err, err_cap, "migration %s: commit: %s", m->name, msg ? msg : "?");
         goto out;
     }
     in_tx = 0;
@@ -397,21 +383,21 @@ static int check_identity(sqlite3 *db, const char *path, int64_t *uv_out, char *
     if (query_int(db, "PRAGMA user_version", &uv) < 0 ||
         query_int(db, "PRAGMA application_id", &app_id) < 0 ||
         query_int(db, "SELECT count(*) FROM sqlite_schema", &n_tables) < 0) {
-        set_err(err, err_cap, "%s: %s", path, sqlite3_errmsg(db));
+        errmsg_set(err, err_cap, "%s: %s", path, sqlite3_errmsg(db));
         return registry__map_rc(sqlite3_extended_errcode(db));
     }
     if (app_id != 0 && app_id != REGISTRY_APP_ID) {
-        set_err(err, err_cap, "%s: not a tether-hub database (application_id %lld)", path,
-                (long long)app_id);
+        errmsg_set(err, err_cap, "%s: not a tether-hub database (application_id %lld)", path,
+                   (long long)app_id);
         return -EINVAL;
     }
     if (app_id == 0 && (uv != 0 || n_tables != 0)) {
-        set_err(err, err_cap, "%s: not a tether-hub database (foreign tables present)", path);
+        errmsg_set(err, err_cap, "%s: not a tether-hub database (foreign tables present)", path);
         return -EINVAL;
     }
     if (uv > latest) {
-        set_err(err, err_cap, "database schema %lld is newer than this tether-hub (%d)",
-                (long long)uv, latest);
+        errmsg_set(err, err_cap, "database schema %lld is newer than this tether-hub (%d)",
+                   (long long)uv, latest);
         return -ENOTSUP;
     }
     *uv_out = uv;
@@ -426,22 +412,22 @@ int registry_open(const char *path, struct registry **out, char *err, size_t err
     int rc = -EIO, src, waited;
     size_t i;
 
-    set_err(err, err_cap, "%s", "");
+    errmsg_set(err, err_cap, "%s", "");
     if (path == NULL || out == NULL) {
-        set_err(err, err_cap, "registry_open: no path");
+        errmsg_set(err, err_cap, "registry_open: no path");
         return -EINVAL;
     }
     *out = NULL;
     for (i = 1; i < schema_migrations_n; i++) {
         if (schema_migrations[i].version <= schema_migrations[i - 1].version) {
-            set_err(err, err_cap, "schema migrations out of order at %s",
-                    schema_migrations[i].name);
+            errmsg_set(err, err_cap, "schema migrations out of order at %s",
+                       schema_migrations[i].name);
             return -EINVAL;
         }
     }
     r = calloc(1, sizeof(*r));
     if (r == NULL) {
-        set_err(err, err_cap, "out of memory");
+        errmsg_set(err, err_cap, "out of memory");
         return -ENOMEM;
     }
     precreate_private(path);
@@ -451,7 +437,7 @@ int registry_open(const char *path, struct registry **out, char *err, size_t err
     if (src != SQLITE_OK) {
         int sys = r->db ? sqlite3_system_errno(r->db) : 0;
 
-        set_err(err, err_cap, "%s: %s", path, r->db ? sqlite3_errmsg(r->db) : "out of memory");
+        errmsg_set(err, err_cap, "%s: %s", path, r->db ? sqlite3_errmsg(r->db) : "out of memory");
         rc = sys > 0 ? -sys : -EIO;
         goto out;
     }
@@ -468,12 +454,12 @@ int registry_open(const char *path, struct registry **out, char *err, size_t err
         usleep(10 * 1000);
     }
     if (rc < 0) {
-        set_err(err, err_cap, "%s: %s", path, sqlite3_errmsg(r->db));
+        errmsg_set(err, err_cap, "%s: %s", path, sqlite3_errmsg(r->db));
         goto out;
     }
     if (strcmp(mode, "wal") != 0 &&
         !(strcmp(mode, "memory") == 0 && strcmp(path, ":memory:") == 0)) {
-        set_err(err, err_cap, "%s: cannot use WAL journal (got \"%s\")", path, mode);
+        errmsg_set(err, err_cap, "%s: cannot use WAL journal (got \"%s\")", path, mode);
         rc = -EIO;
         goto out;
     }
@@ -481,7 +467,7 @@ int registry_open(const char *path, struct registry **out, char *err, size_t err
      * commits are durable rather than merely consistent. */
     if (sqlite3_exec(r->db, "PRAGMA synchronous = FULL; PRAGMA foreign_keys = OFF", NULL, NULL,
                      NULL) != SQLITE_OK) {
-        set_err(err, err_cap, "%s: %s", path, sqlite3_errmsg(r->db));
+        errmsg_set(err, err_cap, "%s: %s", path, sqlite3_errmsg(r->db));
         rc = -EIO;
         goto out;
     }
@@ -499,14 +485,14 @@ int registry_open(const char *path, struct registry **out, char *err, size_t err
     }
     if (sqlite3_exec(r->db, "PRAGMA foreign_keys = ON", NULL, NULL, NULL) != SQLITE_OK ||
         query_int(r->db, "PRAGMA foreign_keys", &fk) < 0 || fk != 1) {
-        set_err(err, err_cap, "%s: cannot enable foreign keys", path);
+        errmsg_set(err, err_cap, "%s: cannot enable foreign keys", path);
         rc = -EIO;
         goto out;
     }
     for (i = 0; i < S_COUNT; i++) {
         if (sqlite3_prepare_v3(r->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &r->st[i],
                                NULL) != SQLITE_OK) {
-            set_err(err, err_cap, "%s: prepare: %s", path, sqlite3_errmsg(r->db));
+            errmsg_set(err, err_cap, "%s: prepare: %s", path, sqlite3_errmsg(r->db));
             rc = -EIO;
             goto out;
         }
@@ -595,4 +581,13 @@ void registry__tx_rollback(struct registry *r)
 {
     if (!sqlite3_get_autocommit(r->db))
         registry__exec(registry__stmt(r, S_ROLLBACK));
+}
+
+int registry__tx_end(struct registry *r, int rc)
+{
+    if (rc == 0)
+        rc = registry__tx_commit(r);
+    if (rc != 0)
+        registry__tx_rollback(r);
+    return rc;
 }

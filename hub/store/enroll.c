@@ -8,17 +8,13 @@
 
 #include <sqlite3.h>
 
-int registry_enroll_create(struct registry *r, const char *site, const char *secret_hash,
-                           int64_t expires_at, int64_t now, int64_t *id_out)
+/* One row insert of a new token for site; -ENOENT if there is no such site. */
+static int insert_token(struct registry *r, const char *site, const char *secret_hash,
+                        int64_t expires_at, int64_t now, int64_t *id_out)
 {
-    sqlite3_stmt *st;
+    sqlite3_stmt *st = registry__stmt(r, S_ENROLL_CREATE);
     int rc;
 
-    if (id_out)
-        *id_out = 0;
-    if (r == NULL || registry__empty(site) || registry__empty(secret_hash))
-        return -EINVAL;
-    st = registry__stmt(r, S_ENROLL_CREATE);
     if (registry__bind_text(st, 1, site) < 0 || registry__bind_text(st, 2, secret_hash) < 0) {
         registry__done(st);
         return -EIO;
@@ -35,38 +31,54 @@ int registry_enroll_create(struct registry *r, const char *site, const char *sec
     return 0;
 }
 
-int registry_enroll_reissue(struct registry *r, const char *site, const char *secret_hash,
-                            int64_t expires_at, int64_t now, int64_t *id_out)
+/* Cancels the site's unused tokens (inside the caller's transaction). */
+static int cancel_unused(struct registry *r, const char *site, int64_t now)
 {
-    sqlite3_stmt *st;
+    sqlite3_stmt *st = registry__stmt(r, S_ENROLL_CANCEL_SITE);
+
+    if (registry__bind_text(st, 1, site) < 0) {
+        registry__done(st);
+        return -EIO;
+    }
+    sqlite3_bind_int64(st, 2, now);
+    return registry__exec(st);
+}
+
+/* create (reissue 0) and reissue (1): a reissue first cancels the earlier
+ * unused tokens, in the same transaction. */
+static int new_token(struct registry *r, const char *site, const char *secret_hash,
+                     int64_t expires_at, int64_t now, int64_t *id_out, int reissue)
+{
     int rc;
 
     if (id_out)
         *id_out = 0;
     if (r == NULL || registry__empty(site) || registry__empty(secret_hash))
         return -EINVAL;
+    if (!reissue)
+        return insert_token(r, site, secret_hash, expires_at, now, id_out);
     rc = registry__tx_begin(r);
     if (rc < 0)
         return rc;
-    st = registry__stmt(r, S_ENROLL_CANCEL_SITE);
-    if (registry__bind_text(st, 1, site) < 0) {
-        registry__done(st);
-        rc = -EIO;
-        goto out;
-    }
-    sqlite3_bind_int64(st, 2, now);
-    rc = registry__exec(st);
+    rc = cancel_unused(r, site, now);
     if (rc == 0)
-        rc = registry_enroll_create(r, site, secret_hash, expires_at, now, id_out);
-    if (rc == 0)
-        rc = registry__tx_commit(r);
-out:
-    if (rc < 0) {
-        registry__tx_rollback(r);
-        if (id_out)
-            *id_out = 0;
-    }
+        rc = insert_token(r, site, secret_hash, expires_at, now, id_out);
+    rc = registry__tx_end(r, rc);
+    if (rc < 0 && id_out)
+        *id_out = 0;
     return rc;
+}
+
+int registry_enroll_create(struct registry *r, const char *site, const char *secret_hash,
+                           int64_t expires_at, int64_t now, int64_t *id_out)
+{
+    return new_token(r, site, secret_hash, expires_at, now, id_out, 0);
+}
+
+int registry_enroll_reissue(struct registry *r, const char *site, const char *secret_hash,
+                            int64_t expires_at, int64_t now, int64_t *id_out)
+{
+    return new_token(r, site, secret_hash, expires_at, now, id_out, 1);
 }
 
 static void enroll_from_row(sqlite3_stmt *st, struct reg_enroll *e)

@@ -12,10 +12,8 @@
 
 #define DETAIL_MAX 1024
 
+/* Transactions are the registry's own (registry__tx_*): one connection. */
 enum qstmt {
-    Q_BEGIN,
-    Q_COMMIT,
-    Q_ROLLBACK,
     Q_INSERT,
     Q_RINSERT,
     Q_MARK_SENT,
@@ -47,9 +45,6 @@ enum qstmt {
     "COALESCE(latency_ms, -1), COALESCE(sent_at, 0), COALESCE(finished_at, 0), COALESCE(seq, 0)"
 
 static const char *const qsql[Q_NSTMT] = {
-    [Q_BEGIN] = "BEGIN IMMEDIATE",
-    [Q_COMMIT] = "COMMIT",
-    [Q_ROLLBACK] = "ROLLBACK",
     [Q_INSERT] = "INSERT INTO queries (qid, created_at, token_id, actor, remote, target, service, "
                  "method, path, headers, body, timeout_s, ttl_s, expires_at, n_sites, n_final, "
                  "completed_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, "
@@ -92,6 +87,7 @@ static const char *const qsql[Q_NSTMT] = {
 };
 
 struct reg_qstore {
+    struct registry *r; /* borrowed: outlives this store */
     sqlite3 *db;
     sqlite3_stmt *st[Q_NSTMT];
 };
@@ -157,22 +153,6 @@ static int step_row(sqlite3_stmt *st)
     return registry__step_fk(st, QUERY_FK);
 }
 
-static int begin(struct reg_qstore *s)
-{
-    return exec_stmt(stmt(s, Q_BEGIN));
-}
-
-static int commit(struct reg_qstore *s)
-{
-    return exec_stmt(stmt(s, Q_COMMIT));
-}
-
-static void rollback(struct reg_qstore *s)
-{
-    if (!sqlite3_get_autocommit(s->db))
-        exec_stmt(stmt(s, Q_ROLLBACK));
-}
-
 /* NULL stays NULL; an empty body is a zero-length blob, not NULL. */
 static int bind_blob(sqlite3_stmt *st, int idx, const uint8_t *b, size_t len)
 {
@@ -192,6 +172,7 @@ int registry_query_open(struct registry *r, struct reg_qstore **out)
 
     if (s == NULL)
         return -ENOMEM;
+    s->r = r;
     s->db = registry_db(r);
     for (int i = 0; i < Q_NSTMT; i++) {
         if (sqlite3_prepare_v3(s->db, qsql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->st[i], NULL) !=
@@ -305,7 +286,7 @@ int registry_query_create(struct reg_qstore *s, struct reg_query *q,
     for (size_t i = 0; i < n; i++)
         if (registry_query_status_final(targets[i].status))
             n_final++;
-    rc = begin(s);
+    rc = registry__tx_begin(s->r);
     if (rc != 0)
         return rc;
     st = stmt(s, Q_INSERT);
@@ -358,10 +339,10 @@ int registry_query_create(struct reg_qstore *s, struct reg_query *q,
         if (rc != 0)
             goto out;
     }
-    rc = commit(s);
+    rc = registry__tx_commit(s->r);
 out:
     if (rc != 0)
-        rollback(s);
+        registry__tx_rollback(s->r);
     return rc;
 }
 
@@ -391,7 +372,7 @@ int registry_query_mark_sent_many(struct reg_qstore *s, int64_t site_id, const i
 
     if (n == 0)
         return 0;
-    rc = begin(s);
+    rc = registry__tx_begin(s->r);
     if (rc != 0)
         return rc;
     for (size_t i = 0; i < n; i++) {
@@ -402,12 +383,9 @@ int registry_query_mark_sent_many(struct reg_qstore *s, int64_t site_id, const i
         if (rc != 0)
             break;
     }
-    if (rc == 0)
-        rc = commit(s);
-    if (rc != 0) {
-        rollback(s);
+    rc = registry__tx_end(s->r, rc);
+    if (rc != 0)
         memset(ok, 0, n * sizeof(*ok));
-    }
     return rc;
 }
 
@@ -470,7 +448,7 @@ int registry_query_finish_many(struct reg_qstore *s, const struct reg_qresult *r
 
     if (n == 0)
         return 0;
-    rc = begin(s);
+    rc = registry__tx_begin(s->r);
     if (rc != 0)
         return rc;
     for (size_t i = 0; i < n; i++) {
@@ -483,11 +461,7 @@ int registry_query_finish_many(struct reg_qstore *s, const struct reg_qresult *r
             break;
         }
     }
-    if (rc == 0)
-        rc = commit(s);
-    if (rc != 0)
-        rollback(s);
-    return rc;
+    return registry__tx_end(s->r, rc);
 }
 
 int registry_query_finish(struct reg_qstore *s, const struct reg_qresult *r, int from, int64_t *seq,
@@ -508,6 +482,22 @@ int registry_query_finish(struct reg_qstore *s, const struct reg_qresult *r, int
     return 0;
 }
 
+/* Room for element len in v, an array of *cap elements of size bytes that
+ * doubles from first: v itself, or its new place (the caller's to free), or
+ * NULL with v untouched. */
+static void *grow(void *v, size_t *cap, size_t len, size_t size, size_t first)
+{
+    size_t ncap = *cap ? *cap * 2 : first;
+    void *nv;
+
+    if (len < *cap)
+        return v;
+    nv = realloc(v, ncap * size);
+    if (nv != NULL)
+        *cap = ncap;
+    return nv;
+}
+
 struct qpair {
     int64_t query_id, site_id;
     char site[64];
@@ -525,15 +515,12 @@ static int collect_pairs(struct reg_qstore *s, sqlite3_stmt *st, int with_site, 
     int rc;
 
     while ((rc = step_row(st)) == 1) {
-        if (len == cap) {
-            cap = cap ? cap * 2 : 16;
-            nv = realloc(v, cap * sizeof(*v));
-            if (nv == NULL) {
-                rc = -ENOMEM;
-                break;
-            }
-            v = nv;
+        nv = grow(v, &cap, len, sizeof(*v), 16);
+        if (nv == NULL) {
+            rc = -ENOMEM;
+            break;
         }
+        v = nv;
         memset(&v[len], 0, sizeof(v[len]));
         v[len].query_id = sqlite3_column_int64(st, 0);
         v[len].site_id = sqlite3_column_int64(st, 1);
@@ -560,7 +547,7 @@ int registry_query_fail_sent(struct reg_qstore *s, const char *detail, int64_t n
     int rc;
 
     *n = 0;
-    rc = begin(s);
+    rc = registry__tx_begin(s->r);
     if (rc != 0)
         return rc;
     rc = collect_pairs(s, stmt(s, Q_SENT_LIST), 0, &v, &len);
@@ -573,11 +560,8 @@ int registry_query_fail_sent(struct reg_qstore *s, const char *detail, int64_t n
                                 .finished_at = now};
         rc = finish_one(s, &r, REG_Q_SENT, &v[i].seq, &v[i].complete);
     }
+    rc = registry__tx_end(s->r, rc);
     if (rc == 0)
-        rc = commit(s);
-    if (rc != 0)
-        rollback(s);
-    else
         *n = (int64_t)len;
     free(v);
     return rc;
@@ -592,7 +576,7 @@ int registry_query_expire(struct reg_qstore *s, int64_t now, size_t max, registr
     int rc;
 
     *n = 0;
-    rc = begin(s);
+    rc = registry__tx_begin(s->r);
     if (rc != 0)
         return rc;
     st = stmt(s, Q_EXPIRE_LIST);
@@ -608,10 +592,8 @@ int registry_query_expire(struct reg_qstore *s, int64_t now, size_t max, registr
                                 .finished_at = now};
         rc = finish_one(s, &r, REG_Q_QUEUED, &v[i].seq, &v[i].complete);
     }
-    if (rc == 0)
-        rc = commit(s);
+    rc = registry__tx_end(s->r, rc);
     if (rc != 0) {
-        rollback(s);
         free(v);
         return rc;
     }
@@ -654,15 +636,12 @@ int registry_query_queued_for_site(struct reg_qstore *s, int64_t site_id, int64_
     sqlite3_bind_int64(st, 2, now);
     sqlite3_bind_int64(st, 3, (int64_t)max);
     while ((rc = step_row(st)) == 1) {
-        if (len == cap) {
-            cap = cap ? cap * 2 : 8;
-            nv = realloc(v, cap * sizeof(*v));
-            if (nv == NULL) {
-                rc = -ENOMEM;
-                break;
-            }
-            v = nv;
+        nv = grow(v, &cap, len, sizeof(*v), 8);
+        if (nv == NULL) {
+            rc = -ENOMEM;
+            break;
         }
+        v = nv;
         rc = read_query(st, &v[len], 1);
         if (rc != 0)
             break;

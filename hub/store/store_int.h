@@ -90,6 +90,9 @@ int registry__tx_begin(struct registry *r);
 int registry__tx_commit(struct registry *r);
 /* Rolls back if a transaction is still open (SQLite may have ended it). */
 void registry__tx_rollback(struct registry *r);
+/* Ends a transaction by the outcome rc of its work: commits when rc is 0,
+ * else, or when the commit fails, rolls back. Returns the final outcome. */
+int registry__tx_end(struct registry *r, int rc);
 
 /* Binds s (NULL = SQL NULL), borrowed until the statement is reset; 0 or -EIO. */
 int registry__bind_text(sqlite3_stmt *st, int idx, const char *s);

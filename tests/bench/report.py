@@ -285,6 +285,23 @@ def tw(po, *keys):
     return "%d; %d" % (sum(po["tw_max"][k] for k in keys), sum(po["tw_after"][k] for k in keys))
 
 
+def section(L, title, res, key, has_data):
+    """The heading of a report section and, when its result is missing or
+    failed (an error and no data, as has_data(result) tells), the line that
+    says so. Returns the result to show, or None."""
+    L.append("")
+    L.append("## " + title)
+    L.append("")
+    r = res.get(key)
+    if not r:
+        L.append("not run")
+        return None
+    if r.get("error") and not has_data(r):
+        L.append("failed: %s" % _short(r["error"], 400))
+        return None
+    return r
+
+
 def render(res, hand=None):
     hand = dict(DEFAULT_HAND, **(hand or {}))
     meta = res.get("meta", {})
@@ -419,15 +436,8 @@ def render(res, hand=None):
 
     # 3. scale
     if shown('scale'):
-        L.append("")
-        L.append("## 3. Idle sites: hub memory")
-        L.append("")
-        sc = res.get("scale")
-        if not sc:
-            L.append("not run")
-        elif sc.get("error") and not sc.get("points"):
-            L.append("failed: %s" % _short(sc["error"], 400))
-        else:
+        sc = section(L, "3. Idle sites: hub memory", res, "scale", lambda r: r.get("points"))
+        if sc:
             rows = [("0 (after enrolling all)", "%.1f" % (sc["rss_0_kib"] / 1024.0), "")]
             for p in sc["points"]:
                 if "rss_kib" in p:
@@ -443,15 +453,9 @@ def render(res, hand=None):
 
     # 4. setup
     if shown('setup'):
-        L.append("")
-        L.append("## 4. Connection setup: TLS handshakes + registrations accepted per second")
-        L.append("")
-        su = res.get("setup")
-        if not su:
-            L.append("not run")
-        elif su.get("error"):
-            L.append("failed: %s" % _short(su["error"], 400))
-        else:
+        su = section(L, "4. Connection setup: TLS handshakes + registrations accepted per "
+                     "second", res, "setup", lambda r: False)
+        if su:
             L.append(table(("sites started at once", "connected", "first to last (s)",
                             "mean per second", "peak in one second", "hub CPU",
                             "simulators' CPU"),
@@ -470,15 +474,8 @@ def render(res, hand=None):
 
     # 5. storm
     if shown('storm'):
-        L.append("")
-        L.append("## 5. Reconnect storm")
-        L.append("")
-        st = res.get("storm")
-        if not st:
-            L.append("not run")
-        elif st.get("error") and "back_after_kill_s" not in st:
-            L.append("failed: %s" % _short(st["error"], 400))
-        else:
+        st = section(L, "5. Reconnect storm", res, "storm", lambda r: "back_after_kill_s" in r)
+        if st:
             runs = st.get("runs") or [st]
             L.append(table(("restart", "sites", "signal", "hub exit (s)",
                             "signal to listening (s)", "all back after signal (s)",
@@ -498,15 +495,8 @@ def render(res, hand=None):
 
     # 6. ports
     if shown('ports'):
-        L.append("")
-        L.append("## 6. Port economy")
-        L.append("")
-        po = res.get("ports")
-        if not po:
-            L.append("not run")
-        elif po.get("error") and "tunnel_sockets_after" not in po:
-            L.append("failed: %s" % _short(po["error"], 400))
-        else:
+        po = section(L, "6. Port economy", res, "ports", lambda r: "tunnel_sockets_after" in r)
+        if po:
             rate = po.get("rps")
             opened = po["tunnel_connections_opened"] + po["new_sessions"]
             rows = [

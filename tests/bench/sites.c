@@ -34,6 +34,7 @@
 #include "common/tls.h"
 #include "common/token.h"
 #include "site/agent.h"
+#include "site/conf.h"
 
 struct opts {
     const char *dir;
@@ -123,27 +124,10 @@ static void on_signal(uv_signal_t *h, int signum)
     uv_close((uv_handle_t *)&sig_int, NULL);
 }
 
-static int add_service(struct agent *a, const char *spec)
-{
-    const char *eq = strchr(spec, '=');
-    struct agent_service *s = &a->services[a->n_services];
-    size_t nl;
-
-    if (eq == NULL || a->n_services >= AGENT_MAX_SERVICES)
-        return -EINVAL;
-    nl = (size_t)(eq - spec);
-    if (nl == 0 || nl > TOKEN_NAME_MAX)
-        return -EINVAL;
-    memcpy(s->name, spec, nl);
-    s->name[nl] = '\0';
-    if (net_parse_url(eq + 1, &s->url) != 0)
-        return -EINVAL;
-    a->n_services++;
-    return 0;
-}
-
 static int cmd_run(const struct opts *o)
 {
+    /* Static: 64 services make it too big for a comfortable stack frame. */
+    static struct site_conf svc;
     uv_loop_t *loop = uv_default_loop();
     char name[TOKEN_NAME_MAX + 1];
     int rc = 1;
@@ -152,6 +136,13 @@ static int cmd_run(const struct opts *o)
         fprintf(stderr, "bench_sites: run needs --hub HOST:PORT and a valid --hub-pin\n");
         return 2;
     }
+    /* The site's own parser of NAME=URL, so the agents serve what a site would. */
+    site_conf_init(&svc);
+    for (size_t k = 0; k < o->n_services; k++)
+        if (site_conf_add_service(&svc, o->services[k]) != 0) {
+            fprintf(stderr, "bench_sites: bad --service %s\n", o->services[k]);
+            return 2;
+        }
     raise_nofile();
     agents = calloc((size_t)o->count, sizeof(*agents));
     ctxs = calloc((size_t)o->count, sizeof(*ctxs));
@@ -170,11 +161,8 @@ static int cmd_run(const struct opts *o)
         snprintf(a->hub_pin, sizeof(a->hub_pin), "%s", o->hub_pin);
         if (o->ping_s > 0)
             a->ping_interval_ms = (uint64_t)o->ping_s * 1000;
-        for (size_t k = 0; k < o->n_services; k++)
-            if (add_service(a, o->services[k]) != 0) {
-                fprintf(stderr, "bench_sites: bad --service %s\n", o->services[k]);
-                goto out;
-            }
+        memcpy(a->services, svc.services, sizeof(a->services));
+        a->n_services = svc.n_services;
         if (crypto_identity_load(o->dir, name, &a->id) != 0) {
             fprintf(stderr, "bench_sites: cannot read the identity of %s in %s\n", name, o->dir);
             goto out;

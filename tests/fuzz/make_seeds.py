@@ -6,6 +6,8 @@ import base64, hashlib, json, os, ssl, subprocess, sys, tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 C = os.path.join(HERE, "corpus")
+sys.path.insert(0, os.path.join(HERE, "..", "integration"))
+from h2raw import frame, hpack_block  # noqa: E402
 
 
 def put(target, name, data):
@@ -76,26 +78,12 @@ def main():
 ADMIN = "tth_ZnV6ei1hZG1pbi1mdXp6LWFkbWluLWZ1enotYWRtaW4"  # tests/fuzz/fake_hub.h
 
 
-def frame(ftype, flags, sid, payload):
-    return len(payload).to_bytes(3, "big") + bytes([ftype, flags]) + sid.to_bytes(4, "big") + payload
-
-
-def hpack(headers):
-    # Literal header fields without indexing, new names, no Huffman: simple and valid.
-    out = b""
-    for name, value in headers:
-        n, v = name.encode(), value.encode()
-        assert len(n) < 127 and len(v) < 127
-        out += b"\x00" + bytes([len(n)]) + n + bytes([len(v)]) + v
-    return out
-
-
 def h2_request(sid, method, path, body=None, token=True, extra=()):
     hs = [(":method", method), (":scheme", "https"), (":authority", "hub"), (":path", path)]
     if token:
         hs.append(("authorization", "Bearer " + ADMIN))
     hs += list(extra)
-    out = frame(1, 0x4 | (0 if body is not None else 0x1), sid, hpack(hs))
+    out = frame(1, 0x4 | (0 if body is not None else 0x1), sid, hpack_block(hs))
     if body is not None:
         out += frame(0, 0x1, sid, body.encode())
     return out

@@ -5,47 +5,10 @@ import ssl
 import struct
 import time
 
+from h2raw import PREFACE, frame, hpack_new, split_frames
 from harness import Fatal
 
 F_DATA, F_HEADERS, F_RST, F_SETTINGS, F_GOAWAY, F_WINDOW = 0x0, 0x1, 0x3, 0x4, 0x7, 0x8
-
-
-def _frame(typ, flags, sid, payload=b""):
-    return struct.pack(">I", len(payload))[1:] + bytes([typ, flags]) + struct.pack(">I", sid) + \
-        payload
-
-
-def _hp_int(n, prefix):
-    top = (1 << prefix) - 1
-    if n < top:
-        return bytes([n])
-    out = [top]
-    n -= top
-    while n >= 128:
-        out.append((n & 127) | 128)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-def _hp_lit(name, value):
-    """Literal header field without indexing, new name, no Huffman."""
-    name, value = name.encode(), value.encode()
-    return b"\x00" + _hp_int(len(name), 7) + name + _hp_int(len(value), 7) + value
-
-
-def _take_frames(c):
-    """Yields (type, flags, stream id, payload) for each whole frame in c.buf,
-    removing it."""
-    while len(c.buf) >= 9:
-        ln = int.from_bytes(c.buf[:3], "big")
-        if len(c.buf) < 9 + ln:
-            return
-        typ, flags = c.buf[3], c.buf[4]
-        sid = int.from_bytes(c.buf[5:9], "big") & 0x7FFFFFFF
-        payload = c.buf[9:9 + ln]
-        c.buf = c.buf[9 + ln:]
-        yield typ, flags, sid, payload
 
 
 def _connect(port):
@@ -61,9 +24,9 @@ def _connect(port):
 
 
 def _request_block(port, token, method, path):
-    return (_hp_lit(":method", method) + _hp_lit(":scheme", "https") +
-            _hp_lit(":authority", "127.0.0.1:%d" % port) + _hp_lit(":path", path) +
-            _hp_lit("authorization", "Bearer " + token))
+    return (hpack_new(":method", method) + hpack_new(":scheme", "https") +
+            hpack_new(":authority", "127.0.0.1:%d" % port) + hpack_new(":path", path) +
+            hpack_new("authorization", "Bearer " + token))
 
 
 class Uploader:
@@ -79,7 +42,7 @@ class Uploader:
         self.win = {}  # sid -> send window
         self.heads = {}  # sid -> "200" | "other"
         self.next_sid = 1
-        self.s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + _frame(F_SETTINGS, 0, 0))
+        self.s.sendall(PREFACE + frame(F_SETTINGS, 0, 0))
 
     def _pump(self, timeout):
         """Reads once (up to timeout) and handles every whole frame."""
@@ -91,7 +54,8 @@ class Uploader:
         if not b:
             raise Fatal("hub closed the upload connection")
         self.buf += b
-        for typ, flags, sid, payload in _take_frames(self):
+        frames, self.buf = split_frames(self.buf)
+        for typ, flags, sid, payload in frames:
             if typ == F_SETTINGS and not flags & 1:
                 for i in range(0, len(payload) - 5, 6):
                     ident, val = struct.unpack(">HI", payload[i:i + 6])
@@ -99,7 +63,7 @@ class Uploader:
                         for k in self.win:
                             self.win[k] += val - self.init_win
                         self.init_win = val
-                self.s.sendall(_frame(F_SETTINGS, 1, 0))
+                self.s.sendall(frame(F_SETTINGS, 1, 0))
             elif typ == F_WINDOW:
                 inc = int.from_bytes(payload[:4], "big") & 0x7FFFFFFF
                 if sid == 0:
@@ -118,7 +82,7 @@ class Uploader:
         for _ in range(n):
             sid, self.next_sid = self.next_sid, self.next_sid + 2
             self.win[sid] = self.init_win
-            self.s.sendall(_frame(F_HEADERS, 0x4, sid,
+            self.s.sendall(frame(F_HEADERS, 0x4, sid,
                                   _request_block(self.port, self.token, "POST", path)))
             sids.append(sid)
         return sids
@@ -137,7 +101,7 @@ class Uploader:
                 if n <= 0:
                     continue
                 last = end and sent[sid] + n == size
-                self.s.sendall(_frame(F_DATA, 1 if last else 0, sid, chunk[:n]))
+                self.s.sendall(frame(F_DATA, 1 if last else 0, sid, chunk[:n]))
                 sent[sid] += n
                 self.conn_win -= n
                 self.win[sid] -= n
@@ -149,7 +113,7 @@ class Uploader:
 
     def reset(self, sids):
         for sid in sids:
-            self.s.sendall(_frame(F_RST, 0, sid, struct.pack(">I", 8)))  # CANCEL
+            self.s.sendall(frame(F_RST, 0, sid, struct.pack(">I", 8)))  # CANCEL
 
     def wait_head(self, sid, timeout):
         deadline = time.monotonic() + timeout
@@ -178,7 +142,7 @@ class Stall:
         self.resets = set()
         self.sids = []
         settings = b"" if init_window is None else struct.pack(">HI", 4, init_window)
-        self.s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + _frame(F_SETTINGS, 0, 0, settings))
+        self.s.sendall(PREFACE + frame(F_SETTINGS, 0, 0, settings))
         self.more(n)
 
     def more(self, n):
@@ -188,7 +152,7 @@ class Stall:
             sid = 1 + 2 * len(self.sids)
             self.sids.append(sid)
             block = _request_block(self.port, self.token, "GET", self.path)
-            out.append(_frame(F_HEADERS, 0x5, sid, block))  # END_STREAM | END_HEADERS
+            out.append(frame(F_HEADERS, 0x5, sid, block))  # END_STREAM | END_HEADERS
         self.s.sendall(b"".join(out))
 
     def poll(self, timeout):
@@ -199,9 +163,10 @@ class Stall:
         """Reads and handles frames until done() or timeout."""
         deadline = time.monotonic() + timeout
         while not done() and time.monotonic() < deadline:
-            for typ, flags, sid, payload in _take_frames(self):
+            frames, self.buf = split_frames(self.buf)
+            for typ, flags, sid, payload in frames:
                 if typ == F_SETTINGS and not flags & 1:
-                    self.s.sendall(_frame(F_SETTINGS, 1, 0))
+                    self.s.sendall(frame(F_SETTINGS, 1, 0))
                 elif typ == F_HEADERS and sid not in self.status:
                     # nghttp2 sends ":status 200" as static index 8 (0x88).
                     self.status[sid] = "200" if payload[:1] == b"\x88" else "other"

@@ -395,6 +395,19 @@ class Hub:
             self.h.check(False, "admin.token (%r...) equals ctl.conf token" % admin[:8])
         return r
 
+    def set_conf(self, **keys):
+        """Sets keys in hub.conf (edit_conf), for the next start or reload()."""
+        for k, v in keys.items():
+            edit_conf(os.path.join(self.dir, "hub.conf"), k, str(v))
+
+    def reload(self, **keys):
+        """set_conf(**keys), then SIGHUP; returns once the hub logged
+        config_reloaded."""
+        self.set_conf(**keys)
+        mark = self.proc.mark()
+        self.proc.signal(signal.SIGHUP)
+        self.proc.wait_log(r"\bconfig_reloaded\b", 10, since=mark)
+
     def start(self, extra=(), wait=True, timeout=15.0, test_clock=False, env=None):
         """test_clock: the hub reads its wall clock through the offset file
         clock_set() writes (builds without TETHER_TEST_HOOKS: the test is
@@ -456,9 +469,9 @@ class Hub:
     def site_show(self, name):
         return self.ctl_json("site", "show", name)
 
-    def wait_online(self, name, online=True, timeout=15.0):
-        """Polls site list until the site's online flag equals `online`.
-        Returns the site object or None."""
+    def _wait_site(self, name, ok, what, timeout, step):
+        """Polls the site list until ok(site object) holds; returns the
+        object, or None after noting `what` was not reached within timeout."""
         deadline = time.monotonic() + timeout
         last = None
         while True:
@@ -466,32 +479,25 @@ class Hub:
                 last = self.sites().get(name)
             except Fatal as e:
                 self.h.note(str(e))
-            if last is not None and bool(last.get("online")) == online:
+            if last is not None and ok(last):
                 return last
             if time.monotonic() >= deadline:
-                self.h.note("site %s not online=%s within %.1fs: %r" % (name, online, timeout,
-                                                                      last))
+                self.h.note("site %s not %s within %.1fs: %r" % (name, what, timeout, last))
                 return None
-            time.sleep(0.2)
+            time.sleep(step)
+
+    def wait_online(self, name, online=True, timeout=15.0):
+        """Polls site list until the site's online flag equals `online`.
+        Returns the site object or None."""
+        return self._wait_site(name, lambda s: bool(s.get("online")) == online,
+                               "online=%s" % online, timeout, 0.2)
 
     def wait_ready(self, name, timeout=10.0):
         """Waits until the site is online and its services are known (the hub
         learns them from the site's hello, just after site_connected).
         Returns the site object or None."""
-        deadline = time.monotonic() + timeout
-        last = None
-        while True:
-            try:
-                last = self.sites().get(name)
-            except Fatal as e:
-                self.h.note(str(e))
-            if last is not None and last.get("online") and last.get("services"):
-                return last
-            if time.monotonic() >= deadline:
-                self.h.note("site %s not online with services within %.1fs: %r" % (
-                    name, timeout, last))
-                return None
-            time.sleep(0.1)
+        return self._wait_site(name, lambda s: s.get("online") and s.get("services"),
+                               "online with services", timeout, 0.1)
 
     def curl(self, path, **kw):
         """curl to this hub with its pin and the admin token by default."""
@@ -858,21 +864,31 @@ class Harness:
     def service(self, name="svc", site_name="", port=None):
         return Service(self, name, site_name, port)
 
+    def add_site(self, hub, name, services=None, site_args=(), timeout=15.0,
+                 extra_services=None):
+        """A sample service (svc-NAME) and the site NAME registered, enrolled
+        and running it as "web" (or services instead, {name: url}) plus
+        extra_services, online with its services within timeout. Returns
+        (site, service); the enrollment token stays in site.enroll_token."""
+        svc = self.service("svc-" + name, site_name=name)
+        token = hub.site_add(name)
+        site = self.site(name, hub)
+        site.enroll(token)
+        site.enroll_token = token
+        site.start(dict(services or {"web": svc.url}, **(extra_services or {})), site_args)
+        if hub.wait_ready(name, timeout) is None:
+            raise Fatal("site %s not online with its services within %.0f s" % (name, timeout))
+        return site, svc
+
     def setup(self, site_name="clinic-a", hub_args=(), site_args=(), services=None,
-              test_clock=False):
-        """The common start: a hub (init+run), a sample service, one enrolled
-        and connected site offering it as "web". Returns (hub, site, service)."""
+              test_clock=False, extra_services=None):
+        """The common start: a hub (init+run) and add_site() of one site.
+        Returns (hub, site, service)."""
         hub = self.hub()
         hub.init()
         hub.start(hub_args, test_clock=test_clock)
-        svc = self.service("svc-" + site_name, site_name=site_name)
-        token = hub.site_add(site_name)
-        site = self.site(site_name, hub)
-        site.enroll(token)
-        site.start(services or {"web": svc.url}, site_args)
-        hub.proc.wait_log(r"\bsite_connected\b.*\bsite=%s\b" % re.escape(site_name), 10)
-        if hub.wait_ready(site_name, 10) is None:
-            raise Fatal("site %s connected but not online with services" % site_name)
+        site, svc = self.add_site(hub, site_name, services, site_args, 20,
+                                  extra_services=extra_services)
         return hub, site, svc
 
     # --- waiting -----------------------------------------------------------

@@ -6,7 +6,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Fatal, Harness, closed_port  # noqa: E402
+from harness import Harness, closed_port  # noqa: E402
 
 SITE = "err-a"
 OFFLINE = "err-offline"
@@ -26,18 +26,8 @@ def check_error(h, r, status, code, what):
 
 def main(h):
     down = closed_port()
-    hub = h.hub()
-    hub.init()
-    hub.start()
-    svc = h.service("svc", site_name=SITE)
-    token = hub.site_add(SITE)
-    site = h.site(SITE, hub)
-    site.enroll(token)
-    site.start({"web": svc.url, "down": "http://127.0.0.1:%d" % down},
-               ["--upstream-timeout", "2"])
-    hub.proc.wait_log(r"\bsite_connected\b.*\bsite=%s\b" % SITE, 10)
-    if hub.wait_ready(SITE, 10) is None:
-        raise Fatal("site %s connected but not online with services" % SITE)
+    hub, site, svc = h.setup(SITE, site_args=["--upstream-timeout", "2"],
+                             extra_services={"down": "http://127.0.0.1:%d" % down})
 
     # Registered and enrolled, but never running.
     off = h.site(OFFLINE, hub)

@@ -49,19 +49,9 @@ def dial_tunnel(h, hub, cert=None, key=None, label=""):
 
 
 def main(h):
-    hub = h.hub()
-    hub.init()
-    hub.start()
-    svc = h.service("svc", site_name=SITE)
-
     # A properly enrolled site connects: the refusals below are about keys.
-    token = hub.site_add(SITE)
-    site = h.site(SITE, hub)
-    site.enroll(token)
-    site.start({"web": svc.url})
-    hub.proc.wait_log(r"\bsite_connected\b.*\bsite=%s\b" % SITE, 10)
-    if hub.wait_ready(SITE, 10) is None:
-        raise Fatal("site %s connected but not online with services" % SITE)
+    hub, site, svc = h.setup(SITE)
+    token = site.enroll_token
     r = hub.proxy(SITE, "web", "/healthz")
     h.check(r.status == 200, "enrolled site serves through the hub", r)
 

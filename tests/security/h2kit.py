@@ -20,6 +20,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 from harness import Fatal, Harness, Skip, tls_connect  # noqa: E402,F401
+from h2raw import PREFACE, frame  # noqa: E402,F401 (tests use them as k.frame, k.PREFACE)
 
 try:
     import hpack  # noqa: F401
@@ -33,8 +34,6 @@ except ImportError:
         import hyperframe.frame  # noqa: F401
     except ImportError:
         hpack = None
-
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PUSH_PROMISE, PING, GOAWAY, \
     WINDOW_UPDATE, CONTINUATION = range(10)
@@ -50,12 +49,6 @@ SETTINGS_INITIAL_WINDOW_SIZE = 4
 def need_libs():
     if hpack is None:
         raise Skip("python3-hpack / python3-hyperframe not installed (deploy/setup.sh)")
-
-
-def frame(ftype, flags, sid, payload=b""):
-    """One raw frame; nothing checked."""
-    return struct.pack(">I", len(payload))[1:] + bytes([ftype, flags]) + \
-        struct.pack(">I", sid & 0x7fffffff) + payload
 
 
 def settings(pairs=(), ack=False):
@@ -343,15 +336,3 @@ def make_token(hub, name, *args):
     if r.rc != 0 or not tok.startswith("tth_") or "\n" in tok:
         raise Fatal("token create %s: %r" % (name, r))
     return tok
-
-
-def add_site(h, hub, name):
-    """A real site (tether-site) with its own sample service; ready."""
-    svc = h.service("svc-" + name, site_name=name)
-    tok = hub.site_add(name)
-    site = h.site(name, hub)
-    site.enroll(tok)
-    site.start({"web": svc.url})
-    if hub.wait_ready(name, 15) is None:
-        raise Fatal("site %s not ready" % name)
-    return site, svc

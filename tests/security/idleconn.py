@@ -21,13 +21,12 @@ import resource
 import selectors
 import socket
 import ssl
-import struct
 import time
 
-from harness import Fatal, Proc
+from h2raw import PREFACE, frame, hpack_indexed, hpack_new
+from harness import Proc
 
 KINDS = ("nothing", "half", "preface", "trickle", "h2trickle")
-H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 H2_SETTINGS = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
 HALF_HEAD = b"GET / HTTP/1.1\r\nHost: x\r\n"
 TRICKLE_HEAD = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Padding: " + b"a" * 4000
@@ -41,30 +40,10 @@ def raise_nofile():
     return hard
 
 
-def h2_frame(ftype, flags, sid, payload):
-    return struct.pack(">I", len(payload))[1:] + bytes([ftype, flags]) + \
-        struct.pack(">I", sid & 0x7FFFFFFF) + payload
-
-
-def hpack_lit(index, value):
-    """Literal header field without indexing, indexed name (RFC 7541 6.2.2),
-    no Huffman; short values only."""
-    v = value.encode()
-    assert index < 15 and len(v) < 127
-    return bytes([index]) + bytes([len(v)]) + v
-
-
-def hpack_new(name, value):
-    """Literal header field without indexing, new name, no Huffman."""
-    n, v = name.encode(), value.encode()
-    assert len(n) < 127 and len(v) < 127
-    return b"\x00" + bytes([len(n)]) + n + bytes([len(v)]) + v
-
-
 def h2_get(path, sid=1, authority="127.0.0.1", extra=b""):
     """A HEADERS frame (END_STREAM|END_HEADERS) for GET https://authority/path."""
-    block = b"\x82\x87" + hpack_lit(4, path) + hpack_lit(1, authority) + extra
-    return h2_frame(1, 0x05, sid, block)
+    block = b"\x82\x87" + hpack_indexed(4, path) + hpack_indexed(1, authority) + extra
+    return frame(1, 0x05, sid, block)
 
 
 def client_hello(alpn=("http/1.1",)):
@@ -140,11 +119,11 @@ def open_conn(port, kind, src="127.0.0.1", timeout=10.0, hello=None):
         if kind == "half":
             s.sendall(HALF_HEAD)
         elif kind == "preface":
-            s.sendall(H2_PREFACE + H2_SETTINGS)
+            s.sendall(PREFACE + H2_SETTINGS)
         elif kind == "trickle":
             c.payload = TRICKLE_HEAD
         elif kind == "h2trickle":
-            s.sendall(H2_PREFACE + H2_SETTINGS)
+            s.sendall(PREFACE + H2_SETTINGS)
             c.payload = h2_get("/healthz", extra=hpack_new("x-padding", "x" * 100) * 30)[:-1]
     except OSError:
         s.close()
@@ -320,23 +299,10 @@ def has_asan(pid):
 def start_hub(h, conf, nofile):
     hub = h.hub()
     hub.init()
-    path = os.path.join(hub.dir, "hub.conf")
-    with open(path, "a") as f:
-        for k, v in conf.items():
-            f.write("%s = %s\n" % (k, v))
+    hub.set_conf(**conf)
     argv = [h.bin("tether-hub"), "run", "--state", hub.dir, "--listen", hub.addr]
     if nofile:
         argv = ["prlimit", "--nofile=%d:%d" % (nofile, nofile), "--"] + argv
     hub.proc = Proc(h, hub.name, argv, daemon=True)
     hub.proc.wait_log(r"\bhub_started\b", 15)
-    return hub, path
-
-
-def start_site(h, hub, name="s1"):
-    svc = h.service("svc-" + name, site_name=name)
-    site = h.site(name, hub)
-    site.enroll(hub.site_add(name))
-    site.start({"web": svc.url})
-    if hub.wait_ready(name, 15) is None:
-        raise Fatal("site %s not ready" % name)
-    return site, svc
+    return hub

@@ -230,13 +230,7 @@ def stage(h, site_name, services, hub_args=()):
     site (BYSTANDER, the sample service as "web") and a user token "bob" for
     both. Returns (hub, site, bob_token)."""
     hub, site, _svc = h.setup(site_name, hub_args=hub_args, services=services)
-    other = h.service("svc-" + BYSTANDER, site_name=BYSTANDER)
-    tok = hub.site_add(BYSTANDER)
-    bs = h.site(BYSTANDER, hub)
-    bs.enroll(tok)
-    bs.start({"web": other.url})
-    if hub.wait_ready(BYSTANDER, 10) is None:
-        raise RuntimeError("bystander site not online")
+    h.add_site(hub, BYSTANDER, timeout=10)
     bob = make_token(hub, "bob", "--role", "user", "--sites", "%s,%s" % (site_name, BYSTANDER))
     return hub, site, bob
 

@@ -84,8 +84,8 @@ def main(h):
     conf = {"fd_reserve": RESERVE, "max_user_conns_per_ip": 1000,
             "max_pending_handshakes_per_ip": PENDING, "handshake_timeout": 50,
             "request_head_timeout": 600, "idle_timeout": 600}
-    hub, _ = ic.start_hub(h, conf, NOFILE)
-    site, svc = ic.start_site(h, hub)
+    hub = ic.start_hub(h, conf, NOFILE)
+    site, svc = h.add_site(hub, "s1")
     port = hub.port
     early = ic.KeepAlive.open(port, src="127.0.0.5")
     st, _ = early.get("/v1/sites/s1/services/web/echo?before=1", hub.token)

@@ -10,22 +10,16 @@ A well-formed hello from the same hand-made site is accepted (so the refusals
 are about the content). Meanwhile another site serves its users normally."""
 import os
 import socket
-import struct
 import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
+from h2raw import PREFACE, frame, take_frame  # noqa: E402
 from harness import Harness, Fatal, tls_connect  # noqa: E402
 
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 DATA, HEADERS, SETTINGS, GOAWAY = 0, 1, 4, 7
 END_STREAM, END_HEADERS, ACK = 1, 4, 1
 ESC = "\x1b[2J\x1b[31mowned\x1b]0;title\x07\r\x7f\u009b1m"
-
-
-def frame(ftype, flags, sid, payload=b""):
-    return struct.pack(">I", len(payload))[1:] + bytes([ftype, flags]) + struct.pack(
-        ">I", sid) + payload
 
 
 class FakeSite:
@@ -40,16 +34,14 @@ class FakeSite:
         self.buf = b""
 
     def _read_frame(self):
-        while len(self.buf) < 9 or len(self.buf) < 9 + int.from_bytes(self.buf[:3], "big"):
+        while True:
+            f, self.buf = take_frame(self.buf)
+            if f is not None:
+                return f
             d = self.sock.recv(65536)
             if not d:
                 return None
             self.buf += d
-        n = int.from_bytes(self.buf[:3], "big")
-        f = (self.buf[3], self.buf[4], int.from_bytes(self.buf[5:9], "big") & 0x7fffffff,
-             self.buf[9:9 + n])
-        self.buf = self.buf[9 + n:]
-        return f
 
     def answer_hello(self, body):
         """Waits for the hub's preface and hello request; answers 200 with body."""

@@ -22,7 +22,6 @@ idle connections from several client processes, the hub with its normal
 limits, and prints the hub's RSS before, during and after."""
 import os
 import re
-import signal
 import sys
 import threading
 import time
@@ -30,8 +29,9 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 sys.path.insert(0, HERE)
-from harness import Fatal, Harness, edit_conf  # noqa: E402
+from harness import Fatal, Harness  # noqa: E402
 import idleconn as ic  # noqa: E402
+from h2raw import split_frames  # noqa: E402
 
 HEAD_T = 2.0  # request_head_timeout, phase A
 IDLE_T = 4.0  # idle_timeout, phase A
@@ -44,12 +44,7 @@ SLACK = 6.0  # scheduling slack on a busy machine, added to every deadline
 def h2_frames(data):
     """(type, flags, stream) of every whole frame after the server's bytes
     start (the server sends no preface)."""
-    out, i = [], 0
-    while i + 9 <= len(data):
-        n = int.from_bytes(data[i:i + 3], "big")
-        out.append((data[i + 3], data[i + 4], int.from_bytes(data[i + 5:i + 9], "big") & 0x7FFFFFFF))
-        i += 9 + n
-    return out
+    return [f[:3] for f in split_frames(data)[0]]
 
 
 def keepalive_h2(port, src):
@@ -176,13 +171,9 @@ class Attacker(threading.Thread):
                 pass
 
 
-def phase_b(h, hub, conf_path, site, svc, token):
+def phase_b(h, hub, site, svc, token):
     port = hub.port
-    edit_conf(conf_path, "request_head_timeout", "60")
-    edit_conf(conf_path, "idle_timeout", "60")
-    mark = hub.proc.mark()
-    hub.proc.signal(signal.SIGHUP)
-    hub.proc.wait_log(r"\bconfig_reloaded\b", 10, since=mark)
+    hub.reload(request_head_timeout=60, idle_timeout=60)
 
     early = ic.KeepAlive.open(port, src="127.0.0.5")
     st, _ = early.get("/v1/sites/s1/services/web/echo?before=b", token)
@@ -275,10 +266,10 @@ def main(h):
             "max_user_conns_per_ip": CAP, "fd_reserve": RESERVE,
             "trim_after_closes": 100,
             "handshake_timeout": 3}
-    hub, conf_path = ic.start_hub(h, conf, NOFILE)
-    site, svc = ic.start_site(h, hub)
+    hub = ic.start_hub(h, conf, NOFILE)
+    site, svc = h.add_site(hub, "s1")
     phase_a(h, hub, hub.token)
-    phase_b(h, hub, conf_path, site, svc, hub.token)
+    phase_b(h, hub, site, svc, hub.token)
 
 
 # --- the real 20,000-connection run (idle_flood_full.sh) -------------------
@@ -316,8 +307,8 @@ def full(h):
     ic.raise_nofile()
     conf = {"request_head_timeout": 900, "idle_timeout": 900, "max_user_conns_per_ip": 200,
             "handshake_timeout": 60}
-    hub, _ = ic.start_hub(h, conf, None)
-    site, svc = ic.start_site(h, hub)
+    hub = ic.start_hub(h, conf, None)
+    site, svc = h.add_site(hub, "s1")
     for _ in range(20):
         ic.https_get(hub.port, "/v1/sites/s1/services/web/echo?warm=1", hub.token)
     time.sleep(2)

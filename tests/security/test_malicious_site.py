@@ -54,7 +54,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import h2kit as k  # noqa: E402
 from h2kit import Bystanders, Fatal, Harness, RssWatch, tls_connect  # noqa: E402
-from harness import edit_conf  # noqa: E402
+
 
 EVIL, GOOD = "evil", "good"
 RSS_LIMIT_MIB = 64
@@ -198,11 +198,9 @@ def main(h):
     k.quiet_asan_quarantine(h)
     hub = h.hub()
     hub.init()
-    conf = os.path.join(hub.dir, "hub.conf")
-    edit_conf(conf, "request_timeout", str(REQUEST_TIMEOUT_S))
-    edit_conf(conf, "ping_interval", str(PING_INTERVAL_S))
+    hub.set_conf(request_timeout=REQUEST_TIMEOUT_S, ping_interval=PING_INTERVAL_S)
     hub.start()
-    site_good, svc_good = k.add_site(h, hub, GOOD)
+    site_good, svc_good = h.add_site(hub, GOOD)
     tok = hub.site_add(EVIL)
     evil_site = h.site(EVIL, hub, dirname="site-evil-state")
     evil_site.enroll(tok)

@@ -22,7 +22,6 @@ HTTP/1.1 and HTTP/2 and for federated queries:
 import json
 import os
 import socket
-import struct
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -31,6 +30,7 @@ sys.path.insert(0, HERE)
 from harness import Harness  # noqa: E402
 import idleconn as ic  # noqa: E402
 import rawsvc  # noqa: E402
+from h2raw import PREFACE, frame, hpack_indexed, hpack_new, split_frames  # noqa: E402
 
 SITE = "path-a"
 
@@ -89,21 +89,6 @@ KEPT = [
 ]
 
 
-def hpack_bytes(index, value):
-    """Literal header field without indexing, indexed name, any length."""
-    out, n = bytearray([index]), len(value)
-    if n < 127:
-        out.append(n)
-    else:
-        out.append(127)
-        n -= 127
-        while n >= 128:
-            out.append(0x80 | (n & 0x7F))
-            n >>= 7
-        out.append(n)
-    return bytes(out) + value
-
-
 def read_all(s):
     out = b""
     try:
@@ -140,9 +125,9 @@ def h2_raw(port, token, path):
     the hub reset the stream, 0 if it sent no answer it could read."""
     s = ic.CTX_H2.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10),
                               server_hostname="127.0.0.1")
-    block = b"\x82\x87" + hpack_bytes(4, path) + hpack_bytes(1, b"127.0.0.1") + \
-        b"\x00\x0dauthorization" + hpack_bytes(0, b"Bearer " + token.encode())[1:]
-    s.sendall(ic.H2_PREFACE + ic.H2_SETTINGS + ic.h2_frame(1, 0x05, 1, block))
+    block = b"\x82\x87" + hpack_indexed(4, path) + hpack_indexed(1, b"127.0.0.1") + \
+        hpack_new("authorization", "Bearer " + token)
+    s.sendall(PREFACE + ic.H2_SETTINGS + frame(1, 0x05, 1, block))
     s.settimeout(5)
     buf, status, body = b"", 0, b""
     try:
@@ -152,12 +137,8 @@ def h2_raw(port, token, path):
                 break
             buf += d
             done = False
-            while len(buf) >= 9:
-                n = struct.unpack(">I", b"\0" + buf[:3])[0]
-                if len(buf) < 9 + n:
-                    break
-                ft, fl, sid, pl = buf[3], buf[4], struct.unpack(">I", buf[5:9])[0], buf[9:9 + n]
-                buf = buf[9 + n:]
+            frames, buf = split_frames(buf)
+            for ft, fl, sid, pl in frames:
                 if sid != 1:
                     continue
                 if ft == 1:  # HEADERS: nghttp2 sends a static-table :status indexed

@@ -30,21 +30,11 @@ sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 sys.path.insert(0, HERE)
 from harness import Harness  # noqa: E402
 import idleconn as ic  # noqa: E402
+from h2raw import PREFACE, frame, hpack_indexed, hpack_str, split_frames  # noqa: E402
 
 BODY_T = 2.0
 IDLE_T = 3.0
 SLACK = 6.0
-
-
-def frames(data):
-    """(type, flags, stream, payload) of every whole HTTP/2 frame."""
-    out, i = [], 0
-    while i + 9 <= len(data):
-        n = int.from_bytes(data[i:i + 3], "big")
-        out.append((data[i + 3], data[i + 4], int.from_bytes(data[i + 5:i + 9], "big") & 0x7FFFFFFF,
-                    data[i + 9:i + 9 + n]))
-        i += 9 + n
-    return out
 
 
 def hold(s, secs):
@@ -75,22 +65,10 @@ def tls(ctx, src="127.0.0.2"):
     return ctx.wrap_socket(raw, server_hostname="127.0.0.1")
 
 
-def hpack_str(b):
-    """An HPACK string (no Huffman), any length (RFC 7541 5.1, 5.2)."""
-    n = len(b)
-    if n < 127:
-        return bytes([n]) + b
-    out, n = bytearray([127]), n - 127
-    while n >= 128:
-        out.append(0x80 | (n & 0x7F))
-        n >>= 7
-    return bytes(out) + bytes([n]) + b
-
-
 def h2_post(path, sid=1, method=b"\x83", extra=b""):
     """HEADERS (END_HEADERS only: a body is to follow) for POST path."""
-    block = method + b"\x87" + ic.hpack_lit(4, path) + ic.hpack_lit(1, "127.0.0.1") + extra
-    return ic.h2_frame(1, 0x04, sid, block)
+    block = method + b"\x87" + hpack_indexed(4, path) + hpack_indexed(1, "127.0.0.1") + extra
+    return frame(1, 0x04, sid, block)
 
 
 def h1_trickled(h):
@@ -202,7 +180,7 @@ def upload_to_stuck(h, hub):
 def main(h):
     global PORT
     conf = {"request_body_timeout": BODY_T, "idle_timeout": IDLE_T, "request_head_timeout": IDLE_T}
-    hub, _ = ic.start_hub(h, conf, None)
+    hub = ic.start_hub(h, conf, None)
     stuck = Stuck()
     svc = h.service("svc-s1", site_name="s1")
     site = h.site("s1", hub)
@@ -223,14 +201,14 @@ def main(h):
               + b"y" * 10)
     cases["h1-proxied"] = s
     s = tls(ic.CTX_H2)
-    s.sendall(ic.H2_PREFACE + ic.H2_SETTINGS + h2_post("/v1/sites"))
+    s.sendall(PREFACE + ic.H2_SETTINGS + h2_post("/v1/sites"))
     cases["h2-401"] = s
     s = tls(ic.CTX_H2)
-    s.sendall(ic.H2_PREFACE + ic.H2_SETTINGS + h2_post("/v1/enroll"))
+    s.sendall(PREFACE + ic.H2_SETTINGS + h2_post("/v1/enroll"))
     cases["h2-enroll"] = s
     s = tls(ic.CTX_H2)
-    s.sendall(ic.H2_PREFACE + ic.H2_SETTINGS +
-              h2_post("/v1/sites/s1/services/web/echo", method=ic.hpack_lit(2, "HEAD"),
+    s.sendall(PREFACE + ic.H2_SETTINGS +
+              h2_post("/v1/sites/s1/services/web/echo", method=hpack_indexed(2, "HEAD"),
                       extra=b"\x00" + hpack_str(b"authorization") +
                       hpack_str(b"Bearer " + hub.token.encode())))
     cases["h2-head"] = s
@@ -258,7 +236,7 @@ def main(h):
         h.check(closed is not None, "%s: ... and the connection is closed" % name)
 
     got, closed, first = res["h2-401"]
-    fr = frames(got)
+    fr = split_frames(got)[0]
     h.check(any(t == 1 and s == 1 for t, _, s, _ in fr) and any(t == 3 and s == 1 and p == b"\x00\x00\x00\x00" for t, _, s, p in fr),
             "h2: HEADERS without END_STREAM gets its answer, then RST_STREAM(NO_ERROR)",
             [(t, f, s) for t, f, s, _ in fr])
@@ -267,7 +245,7 @@ def main(h):
             "idle_timeout (%.1f s; closed after %s s)" % (IDLE_T, closed))
 
     got, closed, first = res["h2-enroll"]
-    fr = frames(got)
+    fr = split_frames(got)[0]
     h.check(any(t == 1 and s == 1 for t, _, s, _ in fr)
             and any(t == 0 and s == 1 and b"request_timeout" in p for t, _, s, p in fr),
             "h2: a body that never comes gets 408 (request_timeout)",
@@ -278,7 +256,7 @@ def main(h):
             "h2: ... and the connection is closed by idle_timeout after that (closed after %s s)"
             % closed)
     got, closed, first = res["h2-head"]
-    fr = frames(got)
+    fr = split_frames(got)[0]
     h.check(any(t == 1 and s == 1 and f & 1 for t, f, s, _ in fr)
             and any(t == 3 and s == 1 and p == b"\x00\x00\x00\x00" for t, _, s, p in fr),
             "h2: a proxied HEAD whose body never ends gets its answer, then RST_STREAM(NO_ERROR)",

@@ -19,7 +19,6 @@ Held means:
 import os
 import socket
 import ssl
-import struct
 import sys
 import time
 
@@ -28,27 +27,12 @@ sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 sys.path.insert(0, HERE)
 from harness import Fatal, Harness  # noqa: E402
 import rawsvc  # noqa: E402
+from h2raw import PREFACE, frame, hpack_block, take_frame  # noqa: E402
 
 SITE = "route-a"
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 # First byte of a response header block when nghttp2 sends :status from the
 # HPACK static table (RFC 7541 appendix A).
 STATUS_BYTE = {0x88: 200, 0x89: 204, 0x8c: 400, 0x8d: 404, 0x8e: 500}
-
-
-def frame(ftype, flags, sid, payload=b""):
-    return struct.pack(">I", len(payload))[1:] + bytes([ftype, flags]) + struct.pack(
-        ">I", sid) + payload
-
-
-def hpack(headers):
-    """Literal header fields without indexing, new names, no Huffman."""
-    out = b""
-    for k, v in headers:
-        k, v = k.encode(), v.encode()
-        assert len(k) < 127 and len(v) < 127
-        out += b"\x00" + bytes([len(k)]) + k + bytes([len(v)]) + v
-    return out
 
 
 class StandIn:
@@ -79,14 +63,11 @@ class StandIn:
 
     def _frames(self, deadline):
         while time.monotonic() < deadline:
-            while len(self.buf) >= 9:
-                n = int.from_bytes(self.buf[:3], "big")
-                if len(self.buf) < 9 + n:
+            while True:
+                f, self.buf = take_frame(self.buf)
+                if f is None:
                     break
-                ftype, flags = self.buf[3], self.buf[4]
-                sid = int.from_bytes(self.buf[5:9], "big") & 0x7FFFFFFF
-                payload = self.buf[9:9 + n]
-                self.buf = self.buf[9 + n:]
+                ftype, flags, sid, payload = f
                 if ftype == 4 and not flags & 1:
                     self.s.sendall(frame(4, 1, 0))  # SETTINGS ACK
                 elif ftype == 6 and not flags & 1:
@@ -106,7 +87,7 @@ class StandIn:
         header byte), "reset", or None when nothing came back."""
         sid = self.next_sid
         self.next_sid += 2
-        self.s.sendall(frame(1, 0x5, sid, hpack(headers)))
+        self.s.sendall(frame(1, 0x5, sid, hpack_block(headers)))
         for ftype, flags, fsid, payload in self._frames(time.monotonic() + timeout):
             if fsid != sid:
                 continue

@@ -21,12 +21,11 @@ share); phase 3 checks the per-connection cap after a reload, phase 4 leaves
 80 uploads stuck at a service that never reads them.
 """
 import os
-import signal
 import socket
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
-from harness import Fatal, Harness, edit_conf  # noqa: E402
+from harness import Fatal, Harness  # noqa: E402
 from h2stall import Stall, Uploader, make_user_token as make_token, settle_rss  # noqa: E402
 
 SITE, OTHER = "slow-victim", "slow-other"
@@ -51,9 +50,7 @@ def victim_put(hub, token, timeout):
 def main(h):
     hub = h.hub()
     hub.init()
-    conf = os.path.join(hub.dir, "hub.conf")
-    edit_conf(conf, "max_stalled_streams_per_conn", str(PER_CONN))
-    edit_conf(conf, "max_stalled_streams_per_token", str(PER_TOKEN))
+    hub.set_conf(max_stalled_streams_per_conn=PER_CONN, max_stalled_streams_per_token=PER_TOKEN)
     hub.start()
     # A service that never accepts (its listen queue is full): uploads to it
     # stay queued in the site.
@@ -125,10 +122,7 @@ def main(h):
 
     # Phase 2: 8 connections of one token, together at its cap of stalled
     # streams; the token's next request is refused with 429.
-    edit_conf(conf, "max_stalled_streams_per_token", str(PHASE2_TOKEN_CAP))
-    mark = hub.proc.mark()
-    hub.proc.signal(signal.SIGHUP)
-    hub.proc.wait_log(r"\bconfig_reloaded\b", 10, since=mark)
+    hub.reload(max_stalled_streams_per_token=PHASE2_TOKEN_CAP)
     conns = [Stall(hub.port, attackers[1], path, PHASE2_STREAMS) for _ in range(PHASE2_CONNS)]
     total = sum(c.wait_heads(30)[0] for c in conns)
     h.check(total == PHASE2_TOKEN_CAP, "phase 2: %d streams stalled on %d connections"
@@ -150,10 +144,7 @@ def main(h):
     # Phase 3: the per-connection cap, lowered by a reload. Ten requests
     # start at once (none stalled yet); the two that stall past the cap are
     # reset, so the connection never holds more than 8.
-    edit_conf(conf, "max_stalled_streams_per_conn", "8")
-    mark = hub.proc.mark()
-    hub.proc.signal(signal.SIGHUP)
-    hub.proc.wait_log(r"\bconfig_reloaded\b", 10, since=mark)
+    hub.reload(max_stalled_streams_per_conn=8)
     c = Stall(hub.port, attackers[2], path, 10)
     ok, other = c.wait_heads(30)
     n = c.wait_resets(2, 30)

@@ -35,8 +35,8 @@ def main(h):
     ic.raise_nofile()
     conf = {"handshake_timeout": HANDSHAKE_T, "request_head_timeout": HEAD_T,
             "idle_timeout": IDLE_T, "max_user_conns_per_ip": 100}
-    hub, _ = ic.start_hub(h, conf, None)
-    ic.start_site(h, hub)
+    hub = ic.start_hub(h, conf, None)
+    h.add_site(hub, "s1")
     port = hub.port
     w = ic.Watcher()
 

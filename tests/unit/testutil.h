@@ -3,9 +3,13 @@
 #ifndef TETHER_TESTUTIL_H
 #define TETHER_TESTUTIL_H
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 static int tu_failures;
 static int tu_checks;
@@ -52,6 +56,39 @@ static int tu_checks;
             TU_FAILED();                                                                           \
         }                                                                                          \
     } while (0)
+
+/* Writes len bytes of data to path (created or emptied); a failure is a
+ * failed check. */
+static inline void tu_write_file(const char *path, const void *data, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+
+    CHECK(f != NULL);
+    if (f == NULL)
+        return;
+    CHECK_EQ_INT(fwrite(data, 1, len, f), len);
+    CHECK_EQ_INT(fclose(f), 0);
+}
+
+/* A TCP socket bound to 127.0.0.1 on a port the kernel picks, stored in
+ * *port; listening with that backlog when backlog >= 0 (the caller closes
+ * it). A socket closed at once leaves a port that refuses. -1 on failure. */
+static inline int tu_loopback_socket(int *port, int backlog)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(a);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0 ||
+        (backlog >= 0 && listen(fd, backlog) != 0) ||
+        getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    *port = ntohs(a.sin_port);
+    return fd;
+}
 
 /* Ends main(): prints a summary and returns the exit status. */
 #define TEST_DONE()                                                                                \

@@ -23,19 +23,17 @@
 static size_t capture_hello(const char *alpn, const char *sni, uint8_t *out, size_t cap)
 {
     struct sockaddr_in sa = {0};
-    socklen_t sl = sizeof(sa);
     WOLFSSL_CTX *ctx = NULL;
     WOLFSSL *ssl = NULL;
-    int lfd, cfd = -1, afd = -1, ret;
+    int lfd, cfd = -1, afd = -1, ret, port = 0;
     size_t got = 0;
     struct clienthello_info info;
 
-    lfd = socket(AF_INET, SOCK_STREAM, 0);
+    lfd = tu_loopback_socket(&port, 1);
+    CHECK(lfd >= 0);
     sa.sin_family = AF_INET;
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    CHECK_EQ_INT(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    CHECK_EQ_INT(listen(lfd, 1), 0);
-    CHECK_EQ_INT(getsockname(lfd, (struct sockaddr *)&sa, &sl), 0);
+    sa.sin_port = htons((uint16_t)port);
     cfd = socket(AF_INET, SOCK_STREAM, 0);
     CHECK_EQ_INT(connect(cfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
     CHECK_EQ_INT(fcntl(cfd, F_SETFL, O_NONBLOCK), 0);
@@ -218,6 +216,32 @@ static void test_real(const char *alpn, const char *sni, unsigned want_alpn)
     }
 }
 
+/* The handshake header of a ClientHello of body_len bytes and its fixed
+ * fields up to the extensions: TLS 1.2 legacy version, a random of fill
+ * bytes, no session id, one suite (TLS_AES_128_GCM_SHA256), null
+ * compression. Returns the bytes written (4 + 41). */
+static size_t put_hello_head(uint8_t *out, size_t body_len, uint8_t fill)
+{
+    size_t o = 0;
+
+    out[o++] = 1;
+    out[o++] = (uint8_t)(body_len >> 16);
+    out[o++] = (uint8_t)(body_len >> 8);
+    out[o++] = (uint8_t)body_len;
+    out[o++] = 3;
+    out[o++] = 3;
+    memset(out + o, fill, 32);
+    o += 32;
+    out[o++] = 0; /* session id */
+    out[o++] = 0;
+    out[o++] = 2;
+    out[o++] = 0x13;
+    out[o++] = 0x01;
+    out[o++] = 1; /* compression */
+    out[o++] = 0;
+    return o;
+}
+
 /* A crafted ClientHello with the given extensions block (may be NULL for none). */
 static size_t craft(const uint8_t *ext, size_t ext_len, int with_ext_block, uint8_t *out,
                     size_t cap)
@@ -233,21 +257,7 @@ static size_t craft(const uint8_t *ext, size_t ext_len, int with_ext_block, uint
     out[o++] = 1;
     out[o++] = (uint8_t)((body_len + 4) >> 8);
     out[o++] = (uint8_t)(body_len + 4);
-    out[o++] = 1;
-    out[o++] = (uint8_t)(body_len >> 16);
-    out[o++] = (uint8_t)(body_len >> 8);
-    out[o++] = (uint8_t)body_len;
-    out[o++] = 3;
-    out[o++] = 3;
-    memset(out + o, 0x5a, 32);
-    o += 32;
-    out[o++] = 0; /* session id */
-    out[o++] = 0;
-    out[o++] = 2;
-    out[o++] = 0x13;
-    out[o++] = 0x01;
-    out[o++] = 1; /* compression */
-    out[o++] = 0;
+    o += put_hello_head(out + o, body_len, 0x5a);
     if (with_ext_block) {
         out[o++] = (uint8_t)(ext_len >> 8);
         out[o++] = (uint8_t)ext_len;
@@ -429,21 +439,7 @@ static void test_limits(void)
     size_t body = CLIENTHELLO_MAX - 4, pad = body - (2 + 32 + 1 + 4 + 2 + 2) - 4, o = 0, n;
     size_t per = CLIENTHELLO_MAX / CLIENTHELLO_MAX_RECORDS;
 
-    hs[o++] = 1;
-    hs[o++] = (uint8_t)(body >> 16);
-    hs[o++] = (uint8_t)(body >> 8);
-    hs[o++] = (uint8_t)body;
-    hs[o++] = 3;
-    hs[o++] = 3;
-    memset(hs + o, 0, 32);
-    o += 32;
-    hs[o++] = 0;
-    hs[o++] = 0;
-    hs[o++] = 2;
-    hs[o++] = 0x13;
-    hs[o++] = 0x01;
-    hs[o++] = 1;
-    hs[o++] = 0;
+    o += put_hello_head(hs, body, 0);
     hs[o++] = (uint8_t)((pad + 4) >> 8);
     hs[o++] = (uint8_t)(pad + 4);
     hs[o++] = 0; /* padding extension (21) */

@@ -82,17 +82,6 @@ static void check_key(const char *old_path, const char *key_path, const uint8_t 
     crypto_identity_free(&loaded);
 }
 
-static void write_file(const char *path, const void *data, size_t len)
-{
-    FILE *f = fopen(path, "wb");
-
-    CHECK(f != NULL);
-    if (f == NULL)
-        return;
-    CHECK_EQ_INT(fwrite(data, 1, len, f), len);
-    fclose(f);
-}
-
 static void test_sha_b64_hex(void)
 {
     static const struct {
@@ -348,7 +337,7 @@ static void test_identity(void)
 
     /* Save: PEM, key 0600 even over a looser existing file, certificate 0644. */
     snprintf(path, sizeof(path), "%s/hub.key", g_dir);
-    write_file(path, "old", 3);
+    tu_write_file(path, "old", 3);
     CHECK_EQ_INT(chmod(path, 0666), 0);
     CHECK_EQ_INT(crypto_identity_save(&id, g_dir, "hub"), 0);
     CHECK_EQ_INT(stat(path, &st), 0);
@@ -422,7 +411,7 @@ static void test_identity(void)
     CHECK(loaded.key_der == NULL);
     CHECK_EQ_INT(crypto_identity_save(&id, g_dir, "hub"), 0);
     snprintf(path, sizeof(path), "%s/hub.crt", g_dir);
-    write_file(path, "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", 59);
+    tu_write_file(path, "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", 59);
     CHECK_EQ_INT(crypto_identity_load(g_dir, "hub", &loaded), -EINVAL);
     CHECK_EQ_INT(crypto_identity_load(g_dir, "missing", &loaded), -ENOENT);
     CHECK_EQ_INT(crypto_identity_load(g_dir, "../x", &loaded), -EINVAL);
@@ -452,9 +441,9 @@ static void test_identity(void)
             /* OpenSSL agrees the signature is valid ECDSA-SHA256 over msg. */
             CHECK_EQ_INT(crypto_sign(&id, msg, sizeof(msg) - 1, sig, sizeof(sig), &sl), 0);
             snprintf(path, sizeof(path), "%s/msg", g_dir);
-            write_file(path, msg, sizeof(msg) - 1);
+            tu_write_file(path, msg, sizeof(msg) - 1);
             snprintf(path, sizeof(path), "%s/sig", g_dir);
-            write_file(path, sig, sl);
+            tu_write_file(path, sig, sl);
             snprintf(cmd, sizeof(cmd),
                      "cd '%s' && openssl x509 -in hub.crt -pubkey -noout > hub.pub && "
                      "openssl dgst -sha256 -verify hub.pub -signature sig msg",

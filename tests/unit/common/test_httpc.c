@@ -232,22 +232,6 @@ out:
     return NULL;
 }
 
-static int listen_loopback(int *port)
-{
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(a);
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0 || listen(fd, 4) != 0 ||
-        getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
-        if (fd >= 0)
-            close(fd);
-        return -1;
-    }
-    *port = ntohs(a.sin_port);
-    return fd;
-}
-
 static int server_start(struct server *s, WOLFSSL_CTX *ctx, enum mode mode)
 {
     memset(s, 0, sizeof(*s));
@@ -256,7 +240,7 @@ static int server_start(struct server *s, WOLFSSL_CTX *ctx, enum mode mode)
     s->handshake = -1;
     if (pipe(s->wake) != 0)
         return -1;
-    s->lfd = listen_loopback(&s->port);
+    s->lfd = tu_loopback_socket(&s->port, 4);
     if (s->lfd < 0)
         return -1;
     return pthread_create(&s->thread, NULL, server_main, s) == 0 ? 0 : -1;
@@ -281,6 +265,23 @@ static void target(struct httpc_target *t, const char *host, int port, const cha
     t->port = port;
     snprintf(t->pin, sizeof(t->pin), "%s", pin);
     t->timeout_ms = ms;
+}
+
+/* One GET from a new server in mode at 127.0.0.1, with pin and a timeout of
+ * ms; the server is stopped after, its record left in *s. Returns what
+ * httpc_request() returned. */
+static int get_from(struct server *s, WOLFSSL_CTX *ctx, enum mode mode, const char *pin, int ms,
+                    const char *path, const char *bearer, struct httpc_response *r, char *err,
+                    size_t cap)
+{
+    struct httpc_target t;
+    int rc;
+
+    CHECK_EQ_INT(server_start(s, ctx, mode), 0);
+    target(&t, "127.0.0.1", s->port, pin, ms);
+    rc = httpc_request(&t, "GET", path, bearer, NULL, NULL, 0, r, err, cap);
+    server_stop(s);
+    return rc;
 }
 
 static void test_url(void)
@@ -340,10 +341,7 @@ static void test_round_trip(WOLFSSL_CTX *ctx, const char *pin)
     CHECK(r.body == NULL);
 
     /* No body, no bearer, and an IP literal: no SNI, no Content-Length. */
-    CHECK_EQ_INT(server_start(&s, ctx, M_ECHO), 0);
-    target(&t, "127.0.0.1", s.port, pin, 10000);
-    rc = httpc_request(&t, "GET", "/v1/sites", NULL, NULL, NULL, 0, &r, err, sizeof(err));
-    server_stop(&s);
+    rc = get_from(&s, ctx, M_ECHO, pin, 10000, "/v1/sites", NULL, &r, err, sizeof(err));
     CHECK_EQ_INT(rc, 0);
     CHECK_EQ_STR(s.sni, "");
     CHECK_EQ_STR(r.body, "GET /v1/sites \n");
@@ -354,15 +352,11 @@ static void test_round_trip(WOLFSSL_CTX *ctx, const char *pin)
 static void test_chunked(WOLFSSL_CTX *ctx, const char *pin)
 {
     struct server s;
-    struct httpc_target t;
     struct httpc_response r;
     char err[256] = "";
     int rc;
 
-    CHECK_EQ_INT(server_start(&s, ctx, M_CHUNKED), 0);
-    target(&t, "127.0.0.1", s.port, pin, 10000);
-    rc = httpc_request(&t, "GET", "/v1/sites/nope", "tok", NULL, NULL, 0, &r, err, sizeof(err));
-    server_stop(&s);
+    rc = get_from(&s, ctx, M_CHUNKED, pin, 10000, "/v1/sites/nope", "tok", &r, err, sizeof(err));
     CHECK_EQ_INT(rc, 0);
     CHECK_EQ_INT(r.status, 404);
     CHECK_EQ_STR(r.content_type, "application/json");
@@ -373,15 +367,12 @@ static void test_chunked(WOLFSSL_CTX *ctx, const char *pin)
 static void test_wrong_pin(WOLFSSL_CTX *ctx, const char *other_pin)
 {
     struct server s;
-    struct httpc_target t;
     struct httpc_response r;
     char err[256] = "";
     int rc;
 
-    CHECK_EQ_INT(server_start(&s, ctx, M_ECHO), 0);
-    target(&t, "127.0.0.1", s.port, other_pin, 10000);
-    rc = httpc_request(&t, "GET", "/v1/sites", "tth_secret", NULL, NULL, 0, &r, err, sizeof(err));
-    server_stop(&s);
+    rc = get_from(&s, ctx, M_ECHO, other_pin, 10000, "/v1/sites", "tth_secret", &r, err,
+                  sizeof(err));
     CHECK_EQ_INT(rc, -EKEYREJECTED);
     CHECK(strstr(err, "does not match the pinned key") != NULL);
     CHECK(strstr(err, other_pin) != NULL);
@@ -395,7 +386,7 @@ static void test_refused(const char *pin)
     struct httpc_target t;
     struct httpc_response r;
     char err[256] = "";
-    int port = 0, fd = listen_loopback(&port), rc;
+    int port = 0, fd = tu_loopback_socket(&port, 4), rc;
 
     /* The port was just free; closing the listener makes it refuse. */
     CHECK(fd >= 0);
@@ -435,7 +426,7 @@ static void test_timeouts(WOLFSSL_CTX *ctx, const char *pin)
     CHECK(t0 >= 550 && t0 < 5000);
 
     /* A listener that never accepts: the kernel completes TCP, nobody speaks TLS. */
-    lfd = listen_loopback(&port);
+    lfd = tu_loopback_socket(&port, 4);
     CHECK(lfd >= 0);
     target(&t, "127.0.0.1", port, pin, 400);
     t0 = now_ms();
@@ -450,23 +441,16 @@ static void test_timeouts(WOLFSSL_CTX *ctx, const char *pin)
 static void test_too_large(WOLFSSL_CTX *ctx, const char *pin)
 {
     struct server s;
-    struct httpc_target t;
     struct httpc_response r;
     char err[256] = "";
     int rc;
 
-    CHECK_EQ_INT(server_start(&s, ctx, M_HUGE_LEN), 0);
-    target(&t, "127.0.0.1", s.port, pin, 10000);
-    rc = httpc_request(&t, "GET", "/v1/audit", NULL, NULL, NULL, 0, &r, err, sizeof(err));
-    server_stop(&s);
+    rc = get_from(&s, ctx, M_HUGE_LEN, pin, 10000, "/v1/audit", NULL, &r, err, sizeof(err));
     CHECK_EQ_INT(rc, -EFBIG);
     CHECK(strstr(err, "too large") != NULL);
     CHECK(r.body == NULL);
 
-    CHECK_EQ_INT(server_start(&s, ctx, M_HUGE_STREAM), 0);
-    target(&t, "127.0.0.1", s.port, pin, 60000);
-    rc = httpc_request(&t, "GET", "/v1/audit", NULL, NULL, NULL, 0, &r, err, sizeof(err));
-    server_stop(&s);
+    rc = get_from(&s, ctx, M_HUGE_STREAM, pin, 60000, "/v1/audit", NULL, &r, err, sizeof(err));
     CHECK_EQ_INT(rc, -EFBIG);
     CHECK(strstr(err, "too large") != NULL);
     CHECK(r.body == NULL);
@@ -568,7 +552,7 @@ static int proxy_case(const char *pin, int relay_port, const char *reply, size_t
     int rc;
 
     memset(fp, 0, sizeof(*fp));
-    fp->lfd = listen_loopback(&fp->port);
+    fp->lfd = tu_loopback_socket(&fp->port, 4);
     fp->reply = reply;
     fp->reply_len = reply_len;
     fp->relay_port = relay_port;

@@ -139,6 +139,24 @@ static void pair(WOLFSSL_CTX *cctx, WOLFSSL_CTX *sctx, struct tls_conn *cli, str
         tls_attach_verifier(srv->ssl, sv);
 }
 
+/* The pins each side's verifier expects, and what the verifiers saw. */
+struct pins {
+    struct pin_ok hub, site;
+    struct tls_pin_verifier cv, sv;
+};
+
+/* pair() with the client expecting hub_pin and the server site_pin. */
+static void pair_pinned(WOLFSSL_CTX *cctx, WOLFSSL_CTX *sctx, const char *hub_pin,
+                        const char *site_pin, struct pins *p, struct tls_conn *cli,
+                        struct tls_conn *srv)
+{
+    p->hub = (struct pin_ok){hub_pin, 0};
+    p->site = (struct pin_ok){site_pin, 0};
+    p->cv = (struct tls_pin_verifier){.check = check_pin, .arg = &p->hub};
+    p->sv = (struct tls_pin_verifier){.check = check_pin, .arg = &p->site};
+    pair(cctx, sctx, cli, srv, &p->cv, &p->sv);
+}
+
 /* I/O for a plain wolfSSL client context made here (tls.c's own callbacks
  * are private): the same struct tls_conn buffers, without lending. */
 static int test_recv(WOLFSSL *ssl, char *dst, int sz, void *ctx)
@@ -238,13 +256,26 @@ static void test_user_ciphers(const struct crypto_identity *hub_id)
     wolfSSL_CTX_free(uctx);
 }
 
+/* The handshake of a pinned pair fails: the verifier v (of the side `by`)
+ * saw the peer's key `seen` and said no, and `by` never completed. Frees
+ * both ends. */
+static void refused(struct tls_conn *cli, struct tls_conn *srv, const struct tls_pin_verifier *v,
+                    const char *seen, const struct tls_conn *by)
+{
+    CHECK(handshake(cli, srv, 1 << 20) < 0);
+    CHECK_EQ_STR(v->seen_pin, seen);
+    CHECK(v->result != 0);
+    CHECK(!by->handshake_done);
+    tls_conn_free(cli);
+    tls_conn_free(srv);
+}
+
 int main(void)
 {
     struct crypto_identity hub_id = {0}, site_id = {0}, other_id = {0};
     WOLFSSL_CTX *sctx = NULL, *cctx = NULL, *octx = NULL;
     struct tls_conn cli, srv;
-    struct pin_ok hub_pin, site_pin;
-    struct tls_pin_verifier cv, sv;
+    struct pins p;
     char alpn[32];
     static const size_t steps[] = {1, 2, 3, 7, 100, 1 << 20};
 
@@ -259,16 +290,12 @@ int main(void)
     /* Handshake with every ciphertext byte delivered alone (WANT_READ at
      * each boundary) and other chunkings; both sides check pins. */
     for (size_t k = 0; k < sizeof(steps) / sizeof(steps[0]); k++) {
-        hub_pin = (struct pin_ok){hub_id.pin, 0};
-        site_pin = (struct pin_ok){site_id.pin, 0};
-        cv = (struct tls_pin_verifier){.check = check_pin, .arg = &hub_pin};
-        sv = (struct tls_pin_verifier){.check = check_pin, .arg = &site_pin};
-        pair(cctx, sctx, &cli, &srv, &cv, &sv);
+        pair_pinned(cctx, sctx, hub_id.pin, site_id.pin, &p, &cli, &srv);
         CHECK_EQ_INT(handshake(&cli, &srv, steps[k]), 0);
-        CHECK(hub_pin.calls >= 1);
-        CHECK(site_pin.calls >= 1);
-        CHECK_EQ_STR(cv.seen_pin, hub_id.pin);
-        CHECK_EQ_STR(sv.seen_pin, site_id.pin);
+        CHECK(p.hub.calls >= 1);
+        CHECK(p.site.calls >= 1);
+        CHECK_EQ_STR(p.cv.seen_pin, hub_id.pin);
+        CHECK_EQ_STR(p.sv.seen_pin, site_id.pin);
         tls_alpn(&cli, alpn, sizeof(alpn));
         CHECK_EQ_STR(alpn, "tether/1");
         if (steps[k] <= 3) {
@@ -285,43 +312,21 @@ int main(void)
     }
 
     /* The server refuses a key it does not know, during the handshake. */
-    hub_pin = (struct pin_ok){hub_id.pin, 0};
-    site_pin = (struct pin_ok){site_id.pin, 0};
-    cv = (struct tls_pin_verifier){.check = check_pin, .arg = &hub_pin};
-    sv = (struct tls_pin_verifier){.check = check_pin, .arg = &site_pin};
-    pair(octx, sctx, &cli, &srv, &cv, &sv);
-    CHECK(handshake(&cli, &srv, 1 << 20) < 0);
-    CHECK_EQ_STR(sv.seen_pin, other_id.pin);
-    CHECK(sv.result != 0);
-    CHECK(!srv.handshake_done);
-    tls_conn_free(&cli);
-    tls_conn_free(&srv);
+    pair_pinned(octx, sctx, hub_id.pin, site_id.pin, &p, &cli, &srv);
+    refused(&cli, &srv, &p.sv, other_id.pin, &srv);
 
     /* The client refuses a hub whose key is not the pinned one (what an
      * intercepting middlebox looks like). */
-    hub_pin = (struct pin_ok){other_id.pin, 0};
-    site_pin = (struct pin_ok){site_id.pin, 0};
-    cv = (struct tls_pin_verifier){.check = check_pin, .arg = &hub_pin};
-    sv = (struct tls_pin_verifier){.check = check_pin, .arg = &site_pin};
-    pair(cctx, sctx, &cli, &srv, &cv, &sv);
-    CHECK(handshake(&cli, &srv, 1 << 20) < 0);
-    CHECK_EQ_STR(cv.seen_pin, hub_id.pin);
-    CHECK(cv.result != 0);
-    CHECK(!cli.handshake_done);
-    tls_conn_free(&cli);
-    tls_conn_free(&srv);
+    pair_pinned(cctx, sctx, other_id.pin, site_id.pin, &p, &cli, &srv);
+    refused(&cli, &srv, &p.cv, hub_id.pin, &cli);
 
     /* A client without a certificate never completes a tunnel handshake. */
     {
         WOLFSSL_CTX *nctx = NULL;
         CHECK_EQ_INT(tls_ctx_client(NULL, &nctx), 0);
-        hub_pin = (struct pin_ok){hub_id.pin, 0};
-        site_pin = (struct pin_ok){site_id.pin, 0};
-        cv = (struct tls_pin_verifier){.check = check_pin, .arg = &hub_pin};
-        sv = (struct tls_pin_verifier){.check = check_pin, .arg = &site_pin};
-        pair(nctx, sctx, &cli, &srv, &cv, &sv);
+        pair_pinned(nctx, sctx, hub_id.pin, site_id.pin, &p, &cli, &srv);
         CHECK(handshake(&cli, &srv, 1 << 20) < 0);
-        CHECK_EQ_INT(site_pin.calls, 0);
+        CHECK_EQ_INT(p.site.calls, 0);
         tls_conn_free(&cli);
         tls_conn_free(&srv);
         wolfSSL_CTX_free(nctx);

@@ -15,22 +15,15 @@
 static char dir[] = "/tmp/test_conf.XXXXXX";
 static char path[256];
 
-static void write_file(const char *at, const char *text)
+static void write_text(const char *at, const char *text)
 {
-    FILE *f = fopen(at, "w");
-
-    if (f == NULL) {
-        perror(at);
-        exit(1);
-    }
-    fputs(text, f);
-    fclose(f);
+    tu_write_file(at, text, strlen(text));
 }
 
 /* Loads text as a fresh site.conf; returns the loader's code, err filled. */
 static int load_text(const char *text, struct site_conf *c, char *err, size_t cap)
 {
-    write_file(path, text);
+    write_text(path, text);
     site_conf_init(c);
     err[0] = '\0';
     return site_conf_load(path, c, err, cap);
@@ -90,7 +83,7 @@ static void test_layering(void)
                            &conf, err, sizeof(err)),
                  0);
     snprintf(second, sizeof(second), "%s.2", path);
-    write_file(second, "hub = c:3\nservice = api=http://127.0.0.1:2\nproxy =\nping_interval = 0\n");
+    write_text(second, "hub = c:3\nservice = api=http://127.0.0.1:2\nproxy =\nping_interval = 0\n");
     CHECK_EQ_INT(site_conf_load(second, &conf, err, sizeof(err)), 0);
     CHECK_EQ_STR(conf.site, "s1");
     CHECK_EQ_INT(conf.n_hubs, 1);
@@ -101,7 +94,7 @@ static void test_layering(void)
     CHECK_EQ_INT(conf.has_ping_interval, 1);
     CHECK_EQ_INT(conf.ping_interval_ms, 0);
     /* The same service name in the second file is refused. */
-    write_file(second, "service = web=http://127.0.0.1:9\n");
+    write_text(second, "service = web=http://127.0.0.1:9\n");
     CHECK_EQ_INT(site_conf_load(second, &conf, err, sizeof(err)), -EEXIST);
     CHECK(strstr(err, ".2:1: bad service") != NULL);
     unlink(second);

@@ -13,21 +13,11 @@
 
 static void test_port_holder(void)
 {
-    struct sockaddr_in sa;
-    socklen_t sl = sizeof(sa);
     char out[256], want[64], comm[64] = "";
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
     FILE *f;
-    int port;
+    int port = 0, fd = tu_loopback_socket(&port, 1);
 
     CHECK(fd >= 0);
-    memset(&sa, 0, sizeof(sa));
-    sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    CHECK_EQ_INT(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    CHECK_EQ_INT(listen(fd, 1), 0);
-    CHECK_EQ_INT(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
-    port = ntohs(sa.sin_port);
 
     CHECK_EQ_INT(portholder_describe(port, out, sizeof(out)), 0);
     snprintf(want, sizeof(want), "pid %d (", (int)getpid());

@@ -390,15 +390,9 @@ static void *accept_thread(void *arg)
 static int srv_start_tcp(struct srv *s)
 {
     memset(s, 0, sizeof(*s));
-    s->lfd = socket(AF_INET, SOCK_STREAM, 0);
-    int one = 1;
-    setsockopt(s->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t al = sizeof(a);
-    if (bind(s->lfd, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(s->lfd, 64) < 0 ||
-        getsockname(s->lfd, (struct sockaddr *)&a, &al) < 0)
+    s->lfd = tu_loopback_socket(&s->port, 64);
+    if (s->lfd < 0)
         return -1;
-    s->port = ntohs(a.sin_port);
     return pthread_create(&s->th, NULL, accept_thread, s) == 0 ? 0 : -1;
 }
 
@@ -806,12 +800,10 @@ static void test_errors(const struct net_url *url, int free_port)
 /* A listener whose accept queue is full drops SYNs: the connect hangs. */
 static void test_connect_timeout(void)
 {
-    int lfd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t al = sizeof(a);
-    bind(lfd, (struct sockaddr *)&a, sizeof(a));
-    listen(lfd, 0);
-    getsockname(lfd, (struct sockaddr *)&a, &al);
+    int port = 0, lfd = tu_loopback_socket(&port, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+                            .sin_port = htons((uint16_t)port)};
     int fill[8], nfill = 0, hung = 0;
     while (nfill < 8 && !hung) {
         int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
@@ -1090,16 +1082,8 @@ int main(void)
     snprintf(upath, sizeof(upath), "/tmp/tether-upstream-test-%d.sock", (int)getpid());
     CHECK_EQ_INT(srv_start_unix(&unx, upath), 0);
 
-    int free_port;
-    {
-        int fd = socket(AF_INET, SOCK_STREAM, 0);
-        struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-        socklen_t al = sizeof(a);
-        bind(fd, (struct sockaddr *)&a, sizeof(a));
-        getsockname(fd, (struct sockaddr *)&a, &al);
-        free_port = ntohs(a.sin_port);
-        close(fd);
-    }
+    int free_port = 0;
+    close(tu_loopback_socket(&free_port, -1));
 
     struct net_url ut, uu;
     url_tcp(&ut, "127.0.0.1", tcp.port, "");

@@ -195,15 +195,10 @@ int main(void)
     h->cfg.ping_interval_ms = 60000;
     /* hub_listen wants a real port: take one the kernel picks. */
     {
-        int fd = socket(AF_INET, SOCK_STREAM, 0);
-        socklen_t sl = sizeof(sa);
-        memset(&sa, 0, sizeof(sa));
-        sa.sin_family = AF_INET;
-        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        CHECK_EQ_INT(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-        CHECK_EQ_INT(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
+        int port = 0, fd = tu_loopback_socket(&port, -1);
+        CHECK(fd >= 0);
         close(fd);
-        snprintf(addr, sizeof(addr), "127.0.0.1:%d", ntohs(sa.sin_port));
+        snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
     }
     CHECK_EQ_INT(hub_listen(h, addr, err, sizeof(err)), 0);
     CHECK_EQ_INT(uv_tcp_getsockname(&h->listeners[0], (struct sockaddr *)&sa, &len), 0);

@@ -196,19 +196,13 @@ static void test_open_errors(void)
     char path[512], err[256], want[128];
     struct registry *r = (struct registry *)&r;
     char garbage[8192];
-    FILE *f;
     size_t i;
 
     /* Not a database at all. */
     path_in(path, sizeof(path), "garbage.db");
     for (i = 0; i < sizeof(garbage); i++)
         garbage[i] = (char)('a' + i % 26);
-    f = fopen(path, "wb");
-    CHECK(f != NULL);
-    if (f) {
-        fwrite(garbage, 1, sizeof(garbage), f);
-        fclose(f);
-    }
+    tu_write_file(path, garbage, sizeof(garbage));
     err[0] = '\0';
     CHECK(registry_open(path, &r, err, sizeof(err)) < 0);
     CHECK(r == NULL);

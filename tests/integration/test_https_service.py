@@ -151,6 +151,7 @@ def main(h):
     s_wrong = TlsServer("wrong", *wrong)
     s_unknown = TlsServer("unknown", *unknown)
     s_mtls = TlsServer("mtls", *good, client_ca=pki.path("clientca.crt"))
+    plain = h.service("plain")  # speaks HTTP, not TLS
     pin_unknown = openssl_pin(unknown[0])
     h.check(pin_unknown, "openssl computes the pin of the rogue certificate")
 
@@ -176,11 +177,12 @@ def main(h):
         "insecure": url("localhost", s_wrong),
         "mtlsnone": url("localhost", s_mtls),
         "mtls": url("localhost", s_mtls),
+        "plain": "https://127.0.0.1:%d" % plain.port,
     }
     opts = ["good:ca=" + ca, "goodip:ca=" + ca, "unknown:ca=" + ca, "wrongname:ca=" + ca,
             "wrongip:ca=" + ca, "expired:ca=" + ca, "pinbad:pin=" + pin_unknown,
             "insecure:insecure", "mtlsnone:ca=" + ca, "mtls:ca=" + ca,
-            "mtls:cert=" + client[0], "mtls:key=" + client[1]]
+            "mtls:cert=" + client[0], "mtls:key=" + client[1], "plain:insecure"]
 
     # Contradicting or misplaced options stop the start with a reason.
     base = [h.bin("tether-site"), "run", "--state", site.dir]
@@ -228,6 +230,8 @@ def main(h):
     n_sni = len(s_good.sni)
     r = get("good", "/b")
     h.check(r.status == 200 and r.body == b"hello from good /b", "a second request works", r)
+    h.check(len(s_good.sni) == n_sni, "it reused the kept-alive TLS connection (no new "
+            "handshake), session tickets and all", s_good.sni)
     r = get("goodip", "/c")
     h.check(r.status == 200 and r.body == b"hello from good /c",
             "an IP literal is checked against the certificate's IP SAN: 200", r)
@@ -275,6 +279,10 @@ def main(h):
     r = get("mtls", "/m")
     h.check(r.status == 200 and r.body == b"hello from mtls /m",
             "mTLS service with the client certificate: 200", r)
+
+    r = get("plain")
+    h.check(r.status == 502 and detail(r).startswith("TLS handshake failed"),
+            "a service that does not speak TLS: 502, the handshake failed", (r, detail(r)))
 
     r = get("good", "/after")
     h.check(r.status == 200, "the good service still works after the failures", r)

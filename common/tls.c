@@ -344,6 +344,8 @@ int tls_conn_init_service(struct tls_conn *c, WOLFSSL_CTX *ctx, const char *host
     int is_ip = 0, rc;
 
     memset(chk, 0, sizeof(*chk));
+    if (conf->name[0] != '\0')
+        host = conf->name;
     if (inet_pton(AF_INET, host, &a4) == 1) {
         memcpy(chk->ip, &a4, 4);
         chk->ip_len = 4;

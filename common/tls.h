@@ -12,6 +12,7 @@
 
 #include "buf.h"
 #include "crypto.h"
+#include "net.h"
 
 /* Codes returned by tls_* besides 0 and -errno. */
 #define TLS_AGAIN (-11)   /* == -EAGAIN: needs more ciphertext in, or out room */
@@ -53,7 +54,9 @@ void tls_attach_verifier(WOLFSSL *ssl, struct tls_pin_verifier *v);
  *   the hub's pin);
  * - insecure: nothing is checked (never together with ca_file or pins).
  * cert_file and key_file (PEM, both or neither) are the client certificate
- * sent when the service asks for one. */
+ * sent when the service asks for one. name, when set, stands for the URL's
+ * host in SNI and in the certificate check (a service reached by address
+ * whose certificate carries its name). */
 #define TLS_SVC_SYSTEM_CA "/etc/ssl/certs/ca-certificates.crt"
 #define TLS_SVC_PATH_MAX  512
 #define TLS_SVC_PINS_MAX  4
@@ -64,6 +67,7 @@ struct tls_svc_conf {
     char pins[TLS_SVC_PINS_MAX][CRYPTO_PIN_LEN + 1];
     size_t n_pins;
     int insecure;
+    char name[NET_HOST_MAX + 1]; /* SNI and name checked instead of the URL's host; "" = host */
 };
 
 /* Why a service's certificate was refused. */
@@ -120,9 +124,10 @@ struct tls_conn {
 int tls_conn_init(struct tls_conn *c, WOLFSSL_CTX *ctx, const char *sni, const char *alpn,
                   int alpn_required);
 void tls_conn_free(struct tls_conn *c);
-/* tls_conn_init for a service at host (name or IP literal) from a
- * tls_ctx_service context: SNI for names only, name or IP check, pins and
- * insecure from conf into chk, attached as the verify context. */
+/* tls_conn_init for a service at host (name or IP literal; conf->name
+ * replaces it when set) from a tls_ctx_service context: SNI for names only,
+ * name or IP check, pins and insecure from conf into chk, attached as the
+ * verify context. */
 int tls_conn_init_service(struct tls_conn *c, WOLFSSL_CTX *ctx, const char *host,
                           const struct tls_svc_conf *conf, struct tls_svc_check *chk);
 /* The last alert the peer sent, as a phrase, or NULL if none. */

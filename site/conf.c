@@ -83,7 +83,8 @@ int site_conf_service_opt(struct site_conf *c, const char *spec, char *why, size
     kl = eq ? (size_t)(eq - key) : strlen(key);
     v = eq ? eq + 1 : NULL;
     if (kl == 0 || kl >= sizeof(k)) {
-        snprintf(why, why_cap, "expected one of ca=FILE, pin=PIN, cert=FILE, key=FILE, insecure");
+        snprintf(why, why_cap,
+                 "expected one of ca=FILE, pin=PIN, cert=FILE, key=FILE, name=HOST, insecure");
         return -EINVAL;
     }
     memcpy(k, key, kl);
@@ -107,6 +108,19 @@ int site_conf_service_opt(struct site_conf *c, const char *spec, char *why, size
         snprintf(t->pins[t->n_pins++], sizeof(t->pins[0]), "%s", v);
         return 0;
     }
+    if (strcmp(k, "name") == 0) {
+        char h[NET_HOST_MAX + 1];
+        int port;
+
+        /* A host name or IP literal, checked as a URL's host is. */
+        if (v == NULL || strlen(v) >= sizeof(t->name) || strchr(v, ':') != NULL ||
+            net_split_hostport(v, 443, h, &port) != 0) {
+            snprintf(why, why_cap, "name= wants a host name");
+            return -EINVAL;
+        }
+        snprintf(t->name, sizeof(t->name), "%s", h);
+        return 0;
+    }
     if (strcmp(k, "insecure") == 0) {
         if (v != NULL) {
             snprintf(why, why_cap, "insecure takes no value");
@@ -115,7 +129,7 @@ int site_conf_service_opt(struct site_conf *c, const char *spec, char *why, size
         t->insecure = 1;
         return 0;
     }
-    snprintf(why, why_cap, "unknown option \"%s\" (ca, pin, cert, key, insecure)", k);
+    snprintf(why, why_cap, "unknown option \"%s\" (ca, pin, cert, key, name, insecure)", k);
     return -EINVAL;
 }
 

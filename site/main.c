@@ -53,7 +53,8 @@ static const char *const run_notes =
     "An https:// service is checked against the system CAs and its name; its\n"
     "--service-opt keys: ca=FILE (trust that CA file instead), pin=sha256//...\n"
     "(the key alone decides; repeats), cert=FILE and key=FILE (client certificate),\n"
-    "insecure (no check at all).\n";
+    "name=HOST (SNI and the name checked, instead of the URL's host), insecure\n"
+    "(no check at all).\n";
 
 void site_usage(FILE *f, const char *cmd)
 {

@@ -178,11 +178,13 @@ def main(h):
         "mtlsnone": url("localhost", s_mtls),
         "mtls": url("localhost", s_mtls),
         "plain": "https://127.0.0.1:%d" % plain.port,
+        "byname": url("127.0.0.1", s_wrong),
     }
     opts = ["good:ca=" + ca, "goodip:ca=" + ca, "unknown:ca=" + ca, "wrongname:ca=" + ca,
             "wrongip:ca=" + ca, "expired:ca=" + ca, "pinbad:pin=" + pin_unknown,
             "insecure:insecure", "mtlsnone:ca=" + ca, "mtls:ca=" + ca,
-            "mtls:cert=" + client[0], "mtls:key=" + client[1], "plain:insecure"]
+            "mtls:cert=" + client[0], "mtls:key=" + client[1], "plain:insecure",
+            "byname:ca=" + ca, "byname:name=wrong.example"]
 
     # Contradicting or misplaced options stop the start with a reason.
     base = [h.bin("tether-site"), "run", "--state", site.dir]
@@ -269,6 +271,11 @@ def main(h):
     r = get("pinok", "/p")
     h.check(r.status == 200 and r.body == b"hello from unknown /p",
             "the right pin works without any CA (from the --config file)", r)
+    n = len(s_wrong.sni)
+    r = get("byname", "/n")
+    h.check(r.status == 200 and r.body == b"hello from wrong /n",
+            "name= checks the certificate against that name though the URL is an IP: 200", r)
+    h.check(s_wrong.sni[n:] == ["wrong.example"], "and sends it as SNI", s_wrong.sni)
     r = get("insecure", "/i")
     h.check(r.status == 200 and r.body == b"hello from wrong /i",
             "insecure works against a certificate for another name", r)

@@ -251,6 +251,12 @@ static void test_service_opts(void)
     CHECK_EQ_INT(site_conf_service_opt(&conf, "web:ca", why, sizeof(why)), -EINVAL);
     CHECK_EQ_INT(site_conf_service_opt(&conf, "web:insecure=yes", why, sizeof(why)), -EINVAL);
     CHECK_EQ_INT(site_conf_service_opt(&conf, "web:pin=sha256//short", why, sizeof(why)), -EINVAL);
+    CHECK_EQ_INT(site_conf_service_opt(&conf, "web:name=web.internal", why, sizeof(why)), 0);
+    CHECK_EQ_STR(conf.services[0].tls.name, "web.internal");
+    CHECK_EQ_INT(site_conf_service_opt(&conf, "web:name=a b", why, sizeof(why)), -EINVAL);
+    CHECK_EQ_INT(site_conf_service_opt(&conf, "web:name=web:443", why, sizeof(why)), -EINVAL);
+    CHECK_EQ_INT(site_conf_service_opt(&conf, "web:name=", why, sizeof(why)), -EINVAL);
+    CHECK_EQ_STR(conf.services[0].tls.name, "web.internal");
     CHECK_EQ_INT(site_conf_add_service(&conf, "plain=http://127.0.0.1:80"), 0);
     CHECK_EQ_INT(site_conf_service_opt(&conf, "plain:insecure", why, sizeof(why)), -EINVAL);
     CHECK(strstr(why, "not https") != NULL);

@@ -891,7 +891,10 @@ static void u_tls_fail(struct upstream *u, struct up_conn *c, const char *what)
     char why[200];
     const char *alert = tls_peer_alert(&c->tls);
 
-    if (c->chk.fail != TLS_SVC_OK)
+    if (c->chk.fail == TLS_SVC_OTHER && c->chk.wolf_err != 0)
+        snprintf(why, sizeof(why), "TLS: %s (%s)", tls_svc_fail_str(c->chk.fail),
+                 wolfSSL_ERR_reason_error_string((unsigned long)c->chk.wolf_err));
+    else if (c->chk.fail != TLS_SVC_OK)
         snprintf(why, sizeof(why), "TLS: %s", tls_svc_fail_str(c->chk.fail));
     else if (alert != NULL)
         snprintf(why, sizeof(why), "TLS: the service sent the alert \"%s\"", alert);

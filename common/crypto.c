@@ -306,6 +306,75 @@ int crypto_spki_from_cert(const uint8_t *der, size_t len, const uint8_t **spki, 
     return 0;
 }
 
+/* Inside a subjectAltName's GeneralNames: an iPAddress ([7], primitive) equal to ip. */
+static int general_names_have_ip(const uint8_t *p, size_t n, const uint8_t *ip, size_t ip_len)
+{
+    const uint8_t *v;
+    size_t vn, tl;
+    uint8_t tag;
+
+    if (der_expect(&p, &n, 0x30, &v, &vn, &tl) != 0 || n != 0)
+        return 0;
+    p = v;
+    n = vn;
+    while (n > 0) {
+        if (der_next(&p, &n, &tag, &v, &vn, &tl) != 0)
+            return 0;
+        if (tag == 0x87 && vn == ip_len && memcmp(v, ip, ip_len) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+int crypto_cert_has_ip(const uint8_t *der, size_t len, const uint8_t *ip, size_t ip_len)
+{
+    static const uint8_t san_oid[] = {0x55, 0x1d, 0x11}; /* 2.5.29.17 */
+    const uint8_t *p = der, *v, *spki, *ext, *e;
+    size_t n = len, vn, tl, spki_len, en;
+    uint8_t tag;
+
+    if (der == NULL || ip == NULL || (ip_len != 4 && ip_len != 16))
+        return 0;
+    if (crypto_spki_from_cert(der, len, &spki, &spki_len) != 0)
+        return 0;
+    /* The tbsCertificate's end bounds the walk that follows the SPKI. */
+    if (der_expect(&p, &n, 0x30, &v, &vn, &tl) != 0)
+        return 0;
+    p = v;
+    n = vn;
+    if (der_expect(&p, &n, 0x30, &v, &vn, &tl) != 0)
+        return 0;
+    p = spki + spki_len;
+    n = (size_t)(v + vn - p);
+    while (n > 0) {
+        /* [1] issuerUniqueID, [2] subjectUniqueID, [3] extensions */
+        if (der_next(&p, &n, &tag, &v, &vn, &tl) != 0)
+            return 0;
+        if (tag != 0xa3)
+            continue;
+        if (der_expect(&v, &vn, 0x30, &ext, &en, &tl) != 0)
+            return 0;
+        while (en > 0) {
+            const uint8_t *oid, *val;
+            size_t on, valn;
+
+            /* Extension ::= SEQUENCE { extnID, critical BOOLEAN DEFAULT FALSE, extnValue } */
+            if (der_expect(&ext, &en, 0x30, &e, &vn, &tl) != 0)
+                return 0;
+            if (der_expect(&e, &vn, 0x06, &oid, &on, &tl) != 0)
+                return 0;
+            if (on != sizeof(san_oid) || memcmp(oid, san_oid, on) != 0)
+                continue;
+            if (vn > 0 && e[0] == 0x01 && der_expect(&e, &vn, 0x01, &val, &valn, &tl) != 0)
+                return 0;
+            if (der_expect(&e, &vn, 0x04, &val, &valn, &tl) != 0)
+                return 0;
+            return general_names_have_ip(val, valn, ip, ip_len);
+        }
+    }
+    return 0;
+}
+
 int crypto_pin_from_cert(const uint8_t *der, size_t len, char out[CRYPTO_PIN_LEN + 1])
 {
     const uint8_t *spki;

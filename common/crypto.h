@@ -35,6 +35,9 @@ int crypto_hex(const uint8_t *in, size_t len, char *out, size_t cap);
 int crypto_spki_from_cert(const uint8_t *der, size_t len, const uint8_t **spki, size_t *spki_len);
 /* Computes the pin of a DER certificate into out (NUL-terminated). */
 int crypto_pin_from_cert(const uint8_t *der, size_t len, char out[CRYPTO_PIN_LEN + 1]);
+/* 1 if the certificate's subjectAltName lists the IP address ip (4 or 16
+ * bytes), 0 if not or if der is malformed. Bounded DER walk. */
+int crypto_cert_has_ip(const uint8_t *der, size_t len, const uint8_t *ip, size_t ip_len);
 /* Syntax check of a pin string: prefix, 44 base64 chars decoding to 32
  * bytes. Returns 1 if valid, 0 if not. */
 int crypto_pin_valid(const char *pin);

@@ -3,10 +3,13 @@
 /* SPDX-License-Identifier: MIT */
 #include "tls.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <wolfssl/error-ssl.h>
+#include <wolfssl/wolfcrypt/error-crypt.h>
 
 /* Production cap on queued ciphertext: far above the upper layers' own
  * high-water marks, so `pending` is a safety net rather than a path. */
@@ -175,6 +178,227 @@ void tls_attach_verifier(WOLFSSL *ssl, struct tls_pin_verifier *v)
     v->seen_pin[0] = '\0';
     v->result = -EPROTO;
     wolfSSL_SetCertCbCtx(ssl, v);
+}
+
+/* ---- https:// services ---- */
+
+static enum tls_svc_fail svc_fail_of(int err)
+{
+    switch (err) {
+    case ASN_AFTER_DATE_E:
+        return TLS_SVC_EXPIRED;
+    case ASN_BEFORE_DATE_E:
+        return TLS_SVC_NOT_YET_VALID;
+    case ASN_NO_SIGNER_E:
+    case ASN_SELF_SIGNED_E:
+        return TLS_SVC_UNKNOWN_CA;
+    case DOMAIN_NAME_MISMATCH:
+    case IPADDR_MISMATCH:
+        return TLS_SVC_NAME_MISMATCH;
+    case ASN_SIG_CONFIRM_E:
+        return TLS_SVC_BAD_SIGNATURE;
+    default:
+        return TLS_SVC_OTHER;
+    }
+}
+
+static int svc_refuse(struct tls_svc_check *chk, enum tls_svc_fail f, int err)
+{
+    /* The first reason found is the one reported. */
+    if (chk->fail == TLS_SVC_OK) {
+        chk->fail = f;
+        chk->wolf_err = err;
+    }
+    return 0;
+}
+
+/* wolfSSL (built with WOLFSSL_ALWAYS_VERIFY_CB) calls this for the leaf
+ * always and for other certificates when they fail; 1 accepts. */
+static int svc_verify_cb(int preverify, WOLFSSL_X509_STORE_CTX *store)
+{
+    struct tls_svc_check *chk = store->userCtx;
+    const uint8_t *der;
+    size_t der_len;
+
+    if (chk == NULL)
+        return 0;
+    if (chk->insecure)
+        return 1;
+    if (chk->n_pins > 0) {
+        /* The leaf's key alone decides: chain problems do not matter. */
+        if (store->error_depth != 0)
+            return 1;
+        if (store->certs == NULL || store->totalCerts < 1)
+            return svc_refuse(chk, TLS_SVC_NO_CERT, 0);
+        der = store->certs[0].buffer;
+        der_len = (size_t)store->certs[0].length;
+        if (crypto_pin_from_cert(der, der_len, chk->seen_pin) != 0)
+            return svc_refuse(chk, TLS_SVC_OTHER, 0);
+        for (size_t i = 0; i < chk->n_pins; i++)
+            if (crypto_pin_equal(chk->seen_pin, chk->pins[i]))
+                return 1;
+        return svc_refuse(chk, TLS_SVC_PIN_MISMATCH, 0);
+    }
+    if (!preverify)
+        return svc_refuse(chk, svc_fail_of(store->error), store->error);
+    if (store->error_depth == 0 && chk->ip_len > 0) {
+        /* This wolfSSL does not decode IP SANs: match them here. */
+        if (store->certs == NULL || store->totalCerts < 1)
+            return svc_refuse(chk, TLS_SVC_NO_CERT, 0);
+        if (!crypto_cert_has_ip(store->certs[0].buffer, (size_t)store->certs[0].length, chk->ip,
+                                chk->ip_len))
+            return svc_refuse(chk, TLS_SVC_NAME_MISMATCH, IPADDR_MISMATCH);
+    }
+    return 1;
+}
+
+/* Trust and client certificate of a service's context; 0 or -EINVAL with err. */
+static int svc_ctx_setup(WOLFSSL_CTX *ctx, const struct tls_svc_conf *conf, char *err,
+                         size_t err_cap)
+{
+    const char *ca;
+    int r;
+
+    wolfSSL_CTX_SetMinVersion(ctx, WOLFSSL_TLSV1_2);
+    if (!conf->insecure && conf->n_pins == 0) {
+        /* A CA file given replaces the system's: a private CA for an
+         * internal service should not also let every public CA vouch for it. */
+        ca = conf->ca_file[0] ? conf->ca_file : TLS_SVC_SYSTEM_CA;
+        if (conf->ca_file[0])
+            r = wolfSSL_CTX_load_verify_locations(ctx, ca, NULL);
+        else /* a system bundle may hold a certificate wolfSSL cannot read */
+            r = wolfSSL_CTX_load_verify_locations_ex(ctx, ca, NULL, WOLFSSL_LOAD_FLAG_IGNORE_ERR);
+        if (r != WOLFSSL_SUCCESS) {
+            snprintf(err, err_cap, "cannot load CA certificates from %s", ca);
+            return -EINVAL;
+        }
+    }
+    wolfSSL_CTX_set_verify(ctx, conf->insecure ? WOLFSSL_VERIFY_NONE : WOLFSSL_VERIFY_PEER,
+                           svc_verify_cb);
+    if (!conf->cert_file[0] && !conf->key_file[0])
+        return 0;
+    if (!conf->cert_file[0] || !conf->key_file[0]) {
+        snprintf(err, err_cap, "a client certificate needs both cert and key");
+        return -EINVAL;
+    }
+    if (wolfSSL_CTX_use_certificate_chain_file(ctx, conf->cert_file) != WOLFSSL_SUCCESS) {
+        snprintf(err, err_cap, "cannot load the client certificate %s", conf->cert_file);
+        return -EINVAL;
+    }
+    if (wolfSSL_CTX_use_PrivateKey_file(ctx, conf->key_file, WOLFSSL_FILETYPE_PEM) !=
+        WOLFSSL_SUCCESS) {
+        snprintf(err, err_cap, "cannot load the client key %s", conf->key_file);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+int tls_ctx_service(const struct tls_svc_conf *conf, WOLFSSL_CTX **out, char *err, size_t err_cap)
+{
+    WOLFSSL_CTX *ctx = NULL;
+    int rc = ctx_common(wolfSSLv23_client_method(), NULL, &ctx);
+
+    if (rc != 0) {
+        snprintf(err, err_cap, "cannot set up TLS");
+        return rc;
+    }
+    rc = svc_ctx_setup(ctx, conf, err, err_cap);
+    if (rc != 0) {
+        wolfSSL_CTX_free(ctx);
+        return rc;
+    }
+    *out = ctx;
+    return 0;
+}
+
+const char *tls_svc_fail_str(enum tls_svc_fail f)
+{
+    switch (f) {
+    case TLS_SVC_OK:
+        return "ok";
+    case TLS_SVC_EXPIRED:
+        return "certificate expired";
+    case TLS_SVC_NOT_YET_VALID:
+        return "certificate not yet valid";
+    case TLS_SVC_UNKNOWN_CA:
+        return "certificate signed by an unknown CA";
+    case TLS_SVC_NAME_MISMATCH:
+        return "certificate name mismatch";
+    case TLS_SVC_PIN_MISMATCH:
+        return "certificate pin mismatch";
+    case TLS_SVC_BAD_SIGNATURE:
+        return "certificate signature invalid";
+    case TLS_SVC_NO_CERT:
+        return "no certificate";
+    case TLS_SVC_OTHER:
+        break;
+    }
+    return "certificate rejected";
+}
+
+int tls_conn_init_service(struct tls_conn *c, WOLFSSL_CTX *ctx, const char *host,
+                          const struct tls_svc_conf *conf, struct tls_svc_check *chk)
+{
+    struct in6_addr a6;
+    struct in_addr a4;
+    int is_ip = 0, rc;
+
+    memset(chk, 0, sizeof(*chk));
+    if (conf->name[0] != '\0')
+        host = conf->name;
+    if (inet_pton(AF_INET, host, &a4) == 1) {
+        memcpy(chk->ip, &a4, 4);
+        chk->ip_len = 4;
+        is_ip = 1;
+    } else if (inet_pton(AF_INET6, host, &a6) == 1) {
+        memcpy(chk->ip, &a6, 16);
+        chk->ip_len = 16;
+        is_ip = 1;
+    }
+    memcpy(chk->pins, conf->pins, sizeof(chk->pins));
+    chk->n_pins = conf->n_pins;
+    chk->insecure = conf->insecure;
+    /* RFC 6066: no IP literals in SNI. */
+    rc = tls_conn_init(c, ctx, is_ip ? NULL : host, "http/1.1", 0);
+    if (rc != 0)
+        return rc;
+    if (!is_ip && !chk->insecure && chk->n_pins == 0 &&
+        wolfSSL_check_domain_name(c->ssl, host) != WOLFSSL_SUCCESS) {
+        tls_conn_free(c);
+        return -ENOMEM;
+    }
+    wolfSSL_SetCertCbCtx(c->ssl, chk);
+    return 0;
+}
+
+const char *tls_peer_alert(struct tls_conn *c)
+{
+    WOLFSSL_ALERT_HISTORY h;
+
+    if (c->ssl == NULL || wolfSSL_get_alert_history(c->ssl, &h) != WOLFSSL_SUCCESS)
+        return NULL;
+    switch (h.last_rx.code) {
+    case 40:
+        return "handshake failure";
+    case 42:
+        return "bad certificate";
+    case 45:
+        return "certificate expired";
+    case 46:
+        return "certificate unknown";
+    case 48:
+        return "unknown CA";
+    case 70:
+        return "protocol version";
+    case 80:
+        return "internal error";
+    case 112:
+        return "unrecognized name";
+    case 116:
+        return "certificate required";
+    default:
+        return h.last_rx.code > 0 ? "alert" : NULL;
+    }
 }
 
 int tls_conn_init(struct tls_conn *c, WOLFSSL_CTX *ctx, const char *sni, const char *alpn,

@@ -12,6 +12,7 @@
 
 #include "buf.h"
 #include "crypto.h"
+#include "net.h"
 
 /* Codes returned by tls_* besides 0 and -errno. */
 #define TLS_AGAIN (-11)   /* == -EAGAIN: needs more ciphertext in, or out room */
@@ -43,6 +44,64 @@ int tls_ctx_client(const struct crypto_identity *id, WOLFSSL_CTX **out);
 /* Attaches v to ssl (verify callback + its context). */
 void tls_attach_verifier(WOLFSSL *ssl, struct tls_pin_verifier *v);
 
+/* Checking an https:// service's certificate (the site agent as its
+ * client). Settings by value; the caller owns the struct.
+ * - default: the chain must lead to a CA of ca_file (the system bundle,
+ *   TLS_SVC_SYSTEM_CA, when ca_file is ""), be in date, and name the host
+ *   (DNS name, or IP address for an IP literal);
+ * - pins: the leaf's SPKI pin must be one of them, and then alone decides
+ *   (CA, name and dates are not looked at: the key is the identity, as with
+ *   the hub's pin);
+ * - insecure: nothing is checked (never together with ca_file or pins).
+ * cert_file and key_file (PEM, both or neither) are the client certificate
+ * sent when the service asks for one. name, when set, stands for the URL's
+ * host in SNI and in the certificate check (a service reached by address
+ * whose certificate carries its name). */
+#define TLS_SVC_SYSTEM_CA "/etc/ssl/certs/ca-certificates.crt"
+#define TLS_SVC_PATH_MAX  512
+#define TLS_SVC_PINS_MAX  4
+struct tls_svc_conf {
+    char ca_file[TLS_SVC_PATH_MAX];
+    char cert_file[TLS_SVC_PATH_MAX];
+    char key_file[TLS_SVC_PATH_MAX];
+    char pins[TLS_SVC_PINS_MAX][CRYPTO_PIN_LEN + 1];
+    size_t n_pins;
+    int insecure;
+    char name[NET_HOST_MAX + 1]; /* SNI and name checked instead of the URL's host; "" = host */
+};
+
+/* Why a service's certificate was refused. */
+enum tls_svc_fail {
+    TLS_SVC_OK,
+    TLS_SVC_EXPIRED,
+    TLS_SVC_NOT_YET_VALID,
+    TLS_SVC_UNKNOWN_CA,
+    TLS_SVC_NAME_MISMATCH,
+    TLS_SVC_PIN_MISMATCH,
+    TLS_SVC_BAD_SIGNATURE,
+    TLS_SVC_NO_CERT,
+    TLS_SVC_OTHER,
+};
+
+/* Per connection: what the verify callback needs and what it found. Must
+ * outlive the handshake of the WOLFSSL it is attached to. */
+struct tls_svc_check {
+    char pins[TLS_SVC_PINS_MAX][CRYPTO_PIN_LEN + 1];
+    size_t n_pins;
+    int insecure;
+    uint8_t ip[16]; /* host as an IP literal, matched against IP SANs */
+    size_t ip_len;  /* 0: host is a DNS name (wolfSSL matches it) */
+    enum tls_svc_fail fail;
+    int wolf_err;                      /* wolfSSL's code for fail, 0 if none */
+    char seen_pin[CRYPTO_PIN_LEN + 1]; /* leaf pin, "" if not computed */
+};
+
+/* Client context for services: TLS 1.2 or 1.3, trust and client certificate
+ * from conf. Returns 0, or a negative code with a one-line reason in err. */
+int tls_ctx_service(const struct tls_svc_conf *conf, WOLFSSL_CTX **out, char *err, size_t err_cap);
+/* A short phrase for f ("certificate expired", ...). */
+const char *tls_svc_fail_str(enum tls_svc_fail f);
+
 /* One TLS connection over buffers. */
 struct tls_conn {
     WOLFSSL *ssl;        /* owned */
@@ -65,6 +124,14 @@ struct tls_conn {
 int tls_conn_init(struct tls_conn *c, WOLFSSL_CTX *ctx, const char *sni, const char *alpn,
                   int alpn_required);
 void tls_conn_free(struct tls_conn *c);
+/* tls_conn_init for a service at host (name or IP literal; conf->name
+ * replaces it when set) from a tls_ctx_service context: SNI for names only,
+ * name or IP check, pins and insecure from conf into chk, attached as the
+ * verify context. */
+int tls_conn_init_service(struct tls_conn *c, WOLFSSL_CTX *ctx, const char *host,
+                          const struct tls_svc_conf *conf, struct tls_svc_check *chk);
+/* The last alert the peer sent, as a phrase, or NULL if none. */
+const char *tls_peer_alert(struct tls_conn *c);
 /* Appends received ciphertext. */
 int tls_feed(struct tls_conn *c, const uint8_t *data, size_t len);
 /* Lends received ciphertext without copying it: valid until tls_unlend(),

@@ -257,7 +257,7 @@ static void start_request(struct sstream *ss)
 {
     struct agent *a = ss->a;
     struct agent_service *svc = NULL;
-    struct upstream_opts opts = {0, a->upstream_timeout_ms};
+    struct upstream_opts opts = {0, a->upstream_timeout_ms, NULL, NULL};
     int64_t clen;
     char *path = NULL;
     int rc;
@@ -304,6 +304,8 @@ static void start_request(struct sstream *ss)
                 strcmp(ss->method, "PATCH") == 0)
                    ? 0
                    : -1;
+    opts.tls_ctx = svc->tls_ctx;
+    opts.tls = &svc->tls;
     rc = upstream_start(a->loop, &svc->url, &opts, ss->method, ss->path, ss->hdrs, ss->n_hdrs,
                         !ss->req_ended, clen, &up_cbs, ss, &ss->up);
     if (rc != 0) {

@@ -30,6 +30,10 @@ enum agent_state {
 struct agent_service {
     char name[TOKEN_NAME_MAX + 1];
     struct net_url url;
+    struct tls_svc_conf tls; /* https:// only: how the service is checked */
+    /* WOLFSSL_CTX* built from tls before the agent starts (https:// only,
+     * else NULL); owned by whoever built it (tether-site run). */
+    void *tls_ctx;
 };
 
 struct sstream;

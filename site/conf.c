@@ -31,13 +31,106 @@ int site_conf_add_service(struct site_conf *c, const char *spec)
     s->name[nl] = '\0';
     if (!token_name_valid(s->name) || net_parse_url(eq + 1, &s->url) != 0)
         return -EINVAL;
-    if (s->url.kind != NET_URL_HTTP && s->url.kind != NET_URL_UNIX)
+    if (s->url.kind != NET_URL_HTTP && s->url.kind != NET_URL_HTTPS && s->url.kind != NET_URL_UNIX)
         return -ENOTSUP;
+    memset(&s->tls, 0, sizeof(s->tls));
+    s->tls_ctx = NULL;
     for (size_t i = 0; i < c->n_services; i++)
         if (strcmp(c->services[i].name, s->name) == 0)
             return -EEXIST;
     c->n_services++;
     return 0;
+}
+
+static int set_path(char *dst, size_t cap, const char *v, const char *key, char *why,
+                    size_t why_cap)
+{
+    if (v == NULL || v[0] == '\0' || strlen(v) >= cap) {
+        snprintf(why, why_cap, "%s= wants a file path of 1 to %zu characters", key, cap - 1);
+        return -EINVAL;
+    }
+    memcpy(dst, v, strlen(v) + 1);
+    return 0;
+}
+
+int site_conf_service_opt(struct site_conf *c, const char *spec, char *why, size_t why_cap)
+{
+    const char *colon = strchr(spec, ':'), *key, *eq, *v;
+    struct agent_service *s = NULL;
+    struct tls_svc_conf *t;
+    char name[TOKEN_NAME_MAX + 1], k[16];
+    size_t nl, kl;
+
+    if (colon == NULL || (nl = (size_t)(colon - spec)) == 0 || nl > TOKEN_NAME_MAX) {
+        snprintf(why, why_cap, "expected NAME:KEY[=VALUE]");
+        return -EINVAL;
+    }
+    memcpy(name, spec, nl);
+    name[nl] = '\0';
+    for (size_t i = 0; i < c->n_services; i++)
+        if (strcmp(c->services[i].name, name) == 0)
+            s = &c->services[i];
+    if (s == NULL) {
+        snprintf(why, why_cap, "no service \"%s\" is defined before it", name);
+        return -ESRCH;
+    }
+    if (s->url.kind != NET_URL_HTTPS) {
+        snprintf(why, why_cap, "service \"%s\" is not https://: it takes no TLS option", name);
+        return -EINVAL;
+    }
+    key = colon + 1;
+    eq = strchr(key, '=');
+    kl = eq ? (size_t)(eq - key) : strlen(key);
+    v = eq ? eq + 1 : NULL;
+    if (kl == 0 || kl >= sizeof(k)) {
+        snprintf(why, why_cap,
+                 "expected one of ca=FILE, pin=PIN, cert=FILE, key=FILE, name=HOST, insecure");
+        return -EINVAL;
+    }
+    memcpy(k, key, kl);
+    k[kl] = '\0';
+    t = &s->tls;
+    if (strcmp(k, "ca") == 0)
+        return set_path(t->ca_file, sizeof(t->ca_file), v, k, why, why_cap);
+    if (strcmp(k, "cert") == 0)
+        return set_path(t->cert_file, sizeof(t->cert_file), v, k, why, why_cap);
+    if (strcmp(k, "key") == 0)
+        return set_path(t->key_file, sizeof(t->key_file), v, k, why, why_cap);
+    if (strcmp(k, "pin") == 0) {
+        if (v == NULL || !crypto_pin_valid(v)) {
+            snprintf(why, why_cap, "pin= wants sha256// and 44 base64 characters");
+            return -EINVAL;
+        }
+        if (t->n_pins == TLS_SVC_PINS_MAX) {
+            snprintf(why, why_cap, "more than %d pins", TLS_SVC_PINS_MAX);
+            return -E2BIG;
+        }
+        snprintf(t->pins[t->n_pins++], sizeof(t->pins[0]), "%s", v);
+        return 0;
+    }
+    if (strcmp(k, "name") == 0) {
+        char h[NET_HOST_MAX + 1];
+        int port;
+
+        /* A host name or IP literal, checked as a URL's host is. */
+        if (v == NULL || strlen(v) >= sizeof(t->name) || strchr(v, ':') != NULL ||
+            net_split_hostport(v, 443, h, &port) != 0) {
+            snprintf(why, why_cap, "name= wants a host name");
+            return -EINVAL;
+        }
+        snprintf(t->name, sizeof(t->name), "%s", h);
+        return 0;
+    }
+    if (strcmp(k, "insecure") == 0) {
+        if (v != NULL) {
+            snprintf(why, why_cap, "insecure takes no value");
+            return -EINVAL;
+        }
+        t->insecure = 1;
+        return 0;
+    }
+    snprintf(why, why_cap, "unknown option \"%s\" (ca, pin, cert, key, name, insecure)", k);
+    return -EINVAL;
 }
 
 /* Applies one key; 0, -ENOENT for an unknown key, or -EINVAL with what was
@@ -81,11 +174,14 @@ static int apply(struct site_conf *c, const char *key, const char *v, int *seen_
         rc = site_conf_add_service(c, v);
         if (rc != 0) {
             snprintf(why, why_cap, "%s",
-                     rc == -EEXIST    ? "the name is given twice"
-                     : rc == -ENOTSUP ? "only http:// and unix: services are supported so far"
-                                      : "expected NAME=URL");
+                     rc == -EEXIST ? "the name is given twice"
+                     : rc == -ENOTSUP
+                         ? "only http://, https:// and unix: services are supported so far"
+                         : "expected NAME=URL");
             return rc;
         }
+    } else if (strcmp(key, "service_opt") == 0) {
+        return site_conf_service_opt(c, v, why, why_cap);
     } else if (strcmp(key, "ping_interval") == 0) {
         if (cli_parse_seconds_ms(v, 0, 3600000, &c->ping_interval_ms) != 0) {
             snprintf(why, why_cap, "expected seconds from 0 to 3600");
@@ -152,8 +248,29 @@ out:
     return rc;
 }
 
+/* The options of one https:// service, taken together. */
+static int check_tls(const struct agent_service *s, char *err, size_t err_cap)
+{
+    const struct tls_svc_conf *t = &s->tls;
+    const char *why = NULL;
+
+    if (t->insecure && (t->ca_file[0] || t->n_pins > 0))
+        why = "insecure excludes ca and pin";
+    else if (t->ca_file[0] && t->n_pins > 0)
+        why = "ca and pin exclude each other (a pin alone decides)";
+    else if (!t->cert_file[0] != !t->key_file[0])
+        why = "a client certificate needs both cert and key";
+    if (why == NULL)
+        return 0;
+    snprintf(err, err_cap, "service %s: %s", s->name, why);
+    return -EINVAL;
+}
+
 int site_conf_check(const struct site_conf *c, char *err, size_t err_cap)
 {
+    for (size_t i = 0; i < c->n_services; i++)
+        if (check_tls(&c->services[i], err, err_cap) != 0)
+            return -EINVAL;
     if (c->site[0] != '\0' && c->n_hubs > 0 && c->hub_pin[0] != '\0')
         return 0;
     snprintf(err, err_cap, "needs site, at least one hub and a valid hub_pin (missing:%s%s%s)",

@@ -16,6 +16,9 @@
  *   site = NAME            hub_pin = sha256//...      hub = HOST:PORT (repeats)
  *   service = NAME=URL (repeats)   ping_interval = S   connect_timeout = S
  *   source_port = N        proxy = http://[USER:PASS@]HOST:PORT ("" = none)
+ *   service_opt = NAME:KEY[=VALUE] (repeats; https:// services: ca=FILE,
+ *                 pin=PIN (up to 4), cert=FILE, key=FILE, name=HOST,
+ *                 insecure)
  * Unknown keys are ignored, so that an older agent reads a newer file. */
 struct site_conf {
     char site[TOKEN_NAME_MAX + 1]; /* "" if not given */
@@ -49,8 +52,15 @@ int site_conf_load(const char *path, struct site_conf *c, char *err, size_t err_
  * serve yet) or -EEXIST (the name is taken). */
 int site_conf_add_service(struct site_conf *c, const char *spec);
 
-/* 0 if c has what every command needs (a site, a hub, a hub_pin); else
- * -EINVAL with a reason in err. */
+/* Applies a per-service option "NAME:KEY[=VALUE]" to the service NAME, which
+ * must already be defined. Returns 0, -ESRCH (no such service), -E2BIG (too
+ * many pins) or -EINVAL, with the reason in why. Options that exclude each
+ * other are caught by site_conf_check(), once every source is read. */
+int site_conf_service_opt(struct site_conf *c, const char *spec, char *why, size_t why_cap);
+
+/* 0 if c has what every command needs (a site, a hub, a hub_pin) and each
+ * https:// service's options agree (not insecure with ca or pin, not ca with
+ * pin, cert with key); else -EINVAL with a reason in err. */
 int site_conf_check(const struct site_conf *c, char *err, size_t err_cap);
 
 #endif

@@ -34,7 +34,8 @@ static const struct {
     const char *name, *text;
 } commands[] = {
     {"enroll", "enroll --state DIR [--hub HOST:PORT]... [--proxy URL] TOKEN|-\n"},
-    {"run", "run --state DIR [--service NAME=URL]... [--config FILE]\n"
+    {"run", "run --state DIR [--service NAME=URL]... [--service-opt NAME:KEY[=VALUE]]...\n"
+            "                  [--config FILE]\n"
             "                  [--source-port N] [--proxy http://[USER:PASS@]HOST:PORT]\n"
             "                  [--ping-interval S] [--connect-timeout S] [--upstream-timeout S]\n"},
     {"doctor", "doctor --state DIR [--config FILE] [--proxy URL] [--timeout S]\n"
@@ -47,7 +48,13 @@ static const struct {
 
 static const char *const run_notes =
     "run: --ping-interval is the hub's ping interval (the site drops a hub silent for\n"
-    "two of them; 0 turns that watch off); --source-port dials from that port only.\n";
+    "two of them; 0 turns that watch off); --source-port dials from that port only.\n"
+    "URL: http://HOST[:PORT][/BASE], https://HOST[:PORT][/BASE] or unix:/PATH.\n"
+    "An https:// service is checked against the system CAs and its name; its\n"
+    "--service-opt keys: ca=FILE (trust that CA file instead), pin=sha256//...\n"
+    "(the key alone decides; repeats), cert=FILE and key=FILE (client certificate),\n"
+    "name=HOST (SNI and the name checked, instead of the URL's host), insecure\n"
+    "(no check at all).\n";
 
 void site_usage(FILE *f, const char *cmd)
 {
@@ -260,10 +267,54 @@ static int load_confs(const char *state, const char *config, struct site_conf *c
     return 0;
 }
 
+static void release_tls_services(struct agent *a)
+{
+    for (size_t i = 0; i < a->n_services; i++) {
+        wolfSSL_CTX_free(a->services[i].tls_ctx); /* NULL is a no-op */
+        a->services[i].tls_ctx = NULL;
+    }
+}
+
+/* One TLS context per https:// service, built before the tunnel comes up
+ * so that a CA or key file that cannot be read stops the start; 0 or -1
+ * (said on stderr). An unchecked service is logged loudly. */
+static int prepare_tls_services(struct agent *a)
+{
+    char err[TLS_SVC_PATH_MAX + 128];
+
+    for (size_t i = 0; i < a->n_services; i++) {
+        struct agent_service *s = &a->services[i];
+        WOLFSSL_CTX *ctx = NULL;
+
+        if (s->url.kind != NET_URL_HTTPS)
+            continue;
+        if (tls_ctx_service(&s->tls, &ctx, err, sizeof(err)) != 0) {
+            fprintf(stderr, "tether-site: service %s: %s\n", s->name, err);
+            release_tls_services(a);
+            return -1;
+        }
+        s->tls_ctx = ctx;
+        if (s->tls.insecure)
+            log_event(LOG_WARN, "service_insecure",
+                      "service=%s msg=\"TLS certificate NOT checked (insecure): anyone on the path "
+                      "to %s can impersonate this service\"",
+                      s->name, s->url.host);
+        else
+            log_event(LOG_INFO, "service_tls", "service=%s verify=%s%s client_cert=%s", s->name,
+                      s->tls.n_pins > 0 ? "pin" : "ca:",
+                      s->tls.n_pins > 0
+                          ? ""
+                          : log_q(s->tls.ca_file[0] ? s->tls.ca_file : TLS_SVC_SYSTEM_CA),
+                      s->tls.cert_file[0] ? "yes" : "no");
+    }
+    return 0;
+}
+
 static int cmd_run(int argc, char **argv)
 {
     static const struct option opts[] = {{"state", required_argument, 0, 's'},
                                          {"service", required_argument, 0, 'S'},
+                                         {"service-opt", required_argument, 0, 'O'},
                                          {"config", required_argument, 0, 'c'},
                                          {"source-port", required_argument, 0, 'p'},
                                          {"ping-interval", required_argument, 0, 'i'},
@@ -276,8 +327,8 @@ static int cmd_run(int argc, char **argv)
     static struct site_conf conf;
     const char *state = NULL, *config = NULL, *proxy = NULL, *ping = NULL, *upt = NULL,
                *sport = NULL, *ctimeout = NULL;
-    const char *svcs[AGENT_MAX_SERVICES];
-    size_t n_svcs = 0;
+    const char *svcs[AGENT_MAX_SERVICES], *sopts[AGENT_MAX_SERVICES * 8];
+    size_t n_svcs = 0, n_sopts = 0;
     char err[256];
     WOLFSSL_CTX *ctx = NULL;
     uv_loop_t *loop = uv_default_loop();
@@ -299,6 +350,11 @@ static int cmd_run(int argc, char **argv)
             if (n_svcs == AGENT_MAX_SERVICES)
                 return cli_usage_error(PROG, "run", "at most %d --service", AGENT_MAX_SERVICES);
             svcs[n_svcs++] = optarg;
+            break;
+        case 'O':
+            if (n_sopts == sizeof(sopts) / sizeof(sopts[0]))
+                return cli_usage_error(PROG, "run", "too many --service-opt");
+            sopts[n_sopts++] = optarg;
             break;
         case 'c':
             config = optarg;
@@ -333,9 +389,16 @@ static int cmd_run(int argc, char **argv)
         rc = site_conf_add_service(&conf, svcs[i]);
         if (rc != 0) {
             fprintf(stderr, "tether-site: bad --service \"%s\": %s\n", svcs[i],
-                    rc == -EEXIST    ? "name given twice"
-                    : rc == -ENOTSUP ? "only http:// and unix: services are supported so far"
-                                     : "want NAME=URL, URL http://host:port or unix:/path");
+                    rc == -EEXIST ? "name given twice"
+                    : rc == -ENOTSUP
+                        ? "only http://, https:// and unix: services are supported so far"
+                        : "want NAME=URL, URL http://host:port, https://host:port or unix:/path");
+            return 2;
+        }
+    }
+    for (size_t i = 0; i < n_sopts; i++) {
+        if (site_conf_service_opt(&conf, sopts[i], err, sizeof(err)) != 0) {
+            fprintf(stderr, "tether-site: bad --service-opt \"%s\": %s\n", sopts[i], err);
             return 2;
         }
     }
@@ -407,6 +470,11 @@ static int cmd_run(int argc, char **argv)
     }
     if (agent.source_port > 0)
         log_event(LOG_INFO, "source_port", "port=%d", agent.source_port);
+    if (prepare_tls_services(&agent) != 0) {
+        wolfSSL_CTX_free(ctx);
+        crypto_identity_free(&agent.id);
+        return 1;
+    }
     if (agent.ping_interval_ms == 0)
         log_event(LOG_WARN, "watch_off",
                   "msg=\"--ping-interval 0: a silent hub is not noticed; for tests only\"");
@@ -431,6 +499,7 @@ static int cmd_run(int argc, char **argv)
     uv_run(loop, UV_RUN_DEFAULT);
     uv_loop_close(loop);
     wolfSSL_CTX_free(agent.ctx); /* may be a reloaded one, not ctx */
+    release_tls_services(&agent);
     crypto_identity_free(&agent.id);
     if (agent.fatal[0]) {
         fprintf(stderr, "tether-site: %s\n", agent.fatal);

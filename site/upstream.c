@@ -15,6 +15,7 @@
 #include <http_parser.h>
 
 #include "../common/hfield.h"
+#include "../common/tls.h"
 
 #define UP_HDR_BYTES_MAX (64 * 1024)
 #define UP_HDR_COUNT_MAX 100
@@ -61,6 +62,11 @@ struct up_conn {
     int reading;
     int reused;
     size_t writes_pending;
+    int is_tls;  /* tls, chk and pbuf set up (https://) */
+    int hs_done; /* TLS handshake complete */
+    struct tls_conn tls;
+    struct tls_svc_check chk; /* the verify callback's context for tls */
+    char *pbuf;               /* UP_RBUF_SIZE bytes of plaintext when is_tls */
     char rbuf[UP_RBUF_SIZE];
 };
 
@@ -76,7 +82,7 @@ struct up_pool {
 /* The agent runs one loop thread; the pool list is only touched from it. */
 static struct up_pool *g_pools;
 
-enum up_state { UP_RESOLVING, UP_CONNECTING, UP_ACTIVE, UP_DONE };
+enum up_state { UP_RESOLVING, UP_CONNECTING, UP_HANDSHAKE, UP_ACTIVE, UP_DONE };
 
 struct upstream {
     uv_loop_t *loop;
@@ -92,6 +98,9 @@ struct upstream {
     enum up_state state;
     int dead; /* no user callback may run any more */
     int is_unix;
+    int is_tls;
+    WOLFSSL_CTX *tls_ctx;          /* not owned (see upstream_opts) */
+    struct tls_svc_conf *tls_conf; /* owned copy, https:// only */
     char host[NET_HOST_MAX + 1];
     int port;
     char sock_path[UP_SUN_PATH_MAX];
@@ -143,8 +152,12 @@ struct upstream {
 static void up_conn_close_cb(uv_handle_t *h)
 {
     struct up_conn *c = h->data;
-    if (--c->open_handles == 0)
-        free(c);
+    if (--c->open_handles > 0)
+        return;
+    if (c->is_tls)
+        tls_conn_free(&c->tls);
+    free(c->pbuf);
+    free(c);
 }
 
 static void pool_remove(struct up_conn *c)
@@ -320,6 +333,7 @@ static void u_maybe_free(struct upstream *u)
         uv_freeaddrinfo(u->ai);
     free(u->head);
     free(u->hbuf);
+    free(u->tls_conf);
     free(u);
 }
 
@@ -402,7 +416,10 @@ static void u_timer_cb(uv_timer_t *t)
     struct upstream *u = container_of(t, struct upstream, timer);
     if (u->dead)
         return;
-    u_fail(u, 504, u->state == UP_ACTIVE ? "response timeout" : "connect timeout");
+    u_fail(u, 504,
+           u->state == UP_ACTIVE      ? "response timeout"
+           : u->state == UP_HANDSHAKE ? "TLS handshake timeout"
+                                      : "connect timeout");
 }
 
 /* The response timer runs only while the service owes us something: not
@@ -460,7 +477,7 @@ static void up_conn_write_cb(uv_write_t *req, int status)
     u_arm(u, 1);
 }
 
-static int up_conn_write(struct up_conn *c, struct up_wreq *w)
+static int up_conn_write_raw(struct up_conn *c, struct up_wreq *w)
 {
     uv_buf_t b = uv_buf_init(w->data, (unsigned int)w->len);
     int r = uv_write(&w->req, &c->io.s, &b, 1, up_conn_write_cb);
@@ -478,6 +495,45 @@ static struct up_wreq *wreq_new(size_t len)
     w->report = 0;
     w->len = len;
     return w;
+}
+
+/* Hands the ciphertext TLS queued to libuv as one write that reports
+ * `report` request-body bytes when it completes. */
+static int up_tls_flush(struct up_conn *c, size_t report)
+{
+    size_t n = c->tls.out.len;
+    struct up_wreq *w;
+    int r;
+
+    if (n == 0)
+        return 0;
+    w = wreq_new(n);
+    if (!w)
+        return -ENOMEM;
+    memcpy(w->data, buf_head(&c->tls.out), n);
+    buf_consume(&c->tls.out, n);
+    w->report = report;
+    r = up_conn_write_raw(c, w);
+    if (r < 0)
+        free(w);
+    return r;
+}
+
+/* Takes w only on success; the caller frees it on failure. Over TLS the
+ * plaintext is encrypted now and w replaced by its ciphertext. */
+static int up_conn_write(struct up_conn *c, struct up_wreq *w)
+{
+    int r;
+
+    if (!c->is_tls)
+        return up_conn_write_raw(c, w);
+    r = tls_write(&c->tls, (const uint8_t *)w->data, w->len);
+    if (r == 0)
+        r = up_tls_flush(c, w->report);
+    if (r < 0)
+        return r;
+    free(w);
+    return 0;
 }
 
 /* Takes w in every case. */
@@ -826,6 +882,129 @@ static void u_read_end(struct upstream *u, ssize_t nread)
                         : "connection closed without response");
 }
 
+/* ---- TLS to https:// services ---- */
+
+/* Why the TLS layer failed, as the 502 detail: the certificate check's own
+ * reason first, then an alert the service sent, then wolfSSL's text. */
+static void u_tls_fail(struct upstream *u, struct up_conn *c, const char *what)
+{
+    char why[200];
+    const char *alert = tls_peer_alert(&c->tls);
+
+    if (c->chk.fail == TLS_SVC_OTHER && c->chk.wolf_err != 0)
+        snprintf(why, sizeof(why), "TLS: %s (%s)", tls_svc_fail_str(c->chk.fail),
+                 wolfSSL_ERR_reason_error_string((unsigned long)c->chk.wolf_err));
+    else if (c->chk.fail != TLS_SVC_OK)
+        snprintf(why, sizeof(why), "TLS: %s", tls_svc_fail_str(c->chk.fail));
+    else if (alert != NULL)
+        snprintf(why, sizeof(why), "TLS: the service sent the alert \"%s\"", alert);
+    else
+        snprintf(why, sizeof(why), "TLS %s failed: %s", what, tls_error_string(&c->tls));
+    u_fail(u, 502, why);
+}
+
+/* An idle pooled TLS connection may receive post-handshake messages
+ * (session tickets), which wolfSSL takes by itself; plaintext, close_notify
+ * or an error make it unusable. 1 = keep it. */
+static int up_tls_idle_keep(struct up_conn *c)
+{
+    size_t n;
+    int r = tls_read(&c->tls, (uint8_t *)c->pbuf, UP_RBUF_SIZE, &n);
+
+    if (r == TLS_AGAIN && up_tls_flush(c, 0) == 0)
+        return 1;
+    return 0;
+}
+
+/* Decrypts what TLS holds and parses it, until it needs more bytes, the
+ * caller pauses, or the exchange ends. */
+static void up_tls_drain(struct upstream *u, struct up_conn *c)
+{
+    size_t n;
+    int r;
+
+    while (!u->dead && !u->paused && c->u == u) {
+        r = tls_read(&c->tls, (uint8_t *)c->pbuf, UP_RBUF_SIZE, &n);
+        if (r != TLS_AGAIN && r < 0 && r != TLS_EOF) {
+            u_tls_fail(u, c, "read");
+            return;
+        }
+        /* Reading may answer the service (key update). */
+        if (up_tls_flush(c, 0) < 0) {
+            u_fail(u, 502, "write failed");
+            return;
+        }
+        if (r == TLS_AGAIN)
+            return;
+        if (r == TLS_EOF) {
+            u_read_end(u, UV_EOF);
+            return;
+        }
+        u->got_bytes = 1;
+        u_arm(u, 1);
+        u_feed(u, c->pbuf, n);
+    }
+}
+
+static int u_connected(struct upstream *u);
+
+/* Ciphertext from the service: handshake, then responses. */
+static void up_tls_input(struct upstream *u, struct up_conn *c, size_t len)
+{
+    int r;
+
+    tls_lend(&c->tls, (const uint8_t *)c->rbuf, len);
+    if (!c->hs_done) {
+        r = tls_handshake(&c->tls);
+        if (r != 0 && r != TLS_AGAIN) {
+            u_tls_fail(u, c, "handshake");
+            goto out;
+        }
+        if (up_tls_flush(c, 0) < 0) {
+            u_fail(u, 502, "write failed");
+            goto out;
+        }
+        if (r == TLS_AGAIN)
+            goto out;
+        c->hs_done = 1;
+        if (u_connected(u) < 0) {
+            u_fail(u, 502, "write failed");
+            goto out;
+        }
+    }
+    up_tls_drain(u, c);
+out:
+    if (tls_unlend(&c->tls) != 0 && !u->dead)
+        u_fail(u, 502, "out of memory");
+    /* Bytes past the response that ended the exchange: judged now, or they
+     * would wait unseen for the next exchange on this connection. */
+    if (c->pool != NULL && c->tls.in.len > 0 && !up_tls_idle_keep(c))
+        up_conn_close(c);
+}
+
+/* TCP is up: starts the handshake. */
+static int u_tls_start(struct upstream *u, struct up_conn *c)
+{
+    int r;
+
+    c->pbuf = malloc(UP_RBUF_SIZE);
+    if (!c->pbuf)
+        return -ENOMEM;
+    r = tls_conn_init_service(&c->tls, u->tls_ctx, u->host, u->tls_conf, &c->chk);
+    if (r < 0)
+        return r;
+    c->is_tls = 1;
+    r = tls_handshake(&c->tls);
+    if (r != TLS_AGAIN && r != 0)
+        return -EPROTO;
+    r = up_tls_flush(c, 0);
+    if (r < 0)
+        return r;
+    u->state = UP_HANDSHAKE;
+    up_conn_read_start(c);
+    return 0;
+}
+
 static void up_conn_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     struct up_conn *c = s->data;
@@ -833,12 +1012,28 @@ static void up_conn_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return;
     struct upstream *u = c->u;
     if (!u) {
-        /* Idle in the pool: any byte or EOF makes it unusable. */
+        /* Idle in the pool: any byte or EOF makes it unusable, except
+         * TLS's own messages. */
+        if (c->is_tls && nread > 0) {
+            int keep;
+            tls_lend(&c->tls, (const uint8_t *)c->rbuf, (size_t)nread);
+            keep = up_tls_idle_keep(c);
+            if (tls_unlend(&c->tls) == 0 && keep)
+                return;
+        }
         up_conn_close(c);
         return;
     }
     if (nread < 0) {
+        if (c->is_tls && !c->hs_done) {
+            u_tls_fail(u, c, "handshake");
+            return;
+        }
         u_read_end(u, nread);
+        return;
+    }
+    if (c->is_tls) {
+        up_tls_input(u, c, (size_t)nread);
         return;
     }
     u->got_bytes = 1;
@@ -859,6 +1054,12 @@ static void u_kick_cb(uv_timer_t *t)
         if (HTTP_PARSER_ERRNO(&u->parser) == HPE_PAUSED)
             http_parser_pause(&u->parser, 0);
         u_feed(u, data, len);
+        if (u->dead || u->paused)
+            return;
+    }
+    if (u->state == UP_ACTIVE && u->conn && u->conn->is_tls) {
+        /* Records already received wait in TLS, not in the socket. */
+        up_tls_drain(u, u->conn);
         if (u->dead || u->paused)
             return;
     }
@@ -924,6 +1125,11 @@ static void up_conn_connect_cb(uv_connect_t *req, int status)
     }
     if (!u->is_unix)
         uv_tcp_nodelay(&c->io.tcp, 1);
+    if (u->is_tls) {
+        if (u_tls_start(u, c) < 0)
+            u_fail(u, 502, "TLS setup failed");
+        return;
+    }
     if (u_connected(u) < 0)
         u_fail(u, 502, "write failed");
 }
@@ -1110,7 +1316,7 @@ static int build_head(struct upstream *u, const struct net_url *url, const char 
         if ((rc = sb_str(&b, v6 ? "[" : "")) < 0 || (rc = sb_str(&b, u->host)) < 0 ||
             (rc = sb_str(&b, v6 ? "]" : "")) < 0)
             goto out;
-        if (u->port != 80) {
+        if (u->port != (u->is_tls ? 443 : 80)) {
             snprintf(num, sizeof(num), ":%d", u->port);
             rc = sb_str(&b, num);
         }
@@ -1180,8 +1386,10 @@ int upstream_start(uv_loop_t *loop, const struct net_url *url, const struct upst
         return -EINVAL;
     if (!cbs->on_head || !cbs->on_body || !cbs->on_end || !cbs->on_error)
         return -EINVAL;
-    if (url->kind != NET_URL_HTTP && url->kind != NET_URL_UNIX)
+    if (url->kind != NET_URL_HTTP && url->kind != NET_URL_HTTPS && url->kind != NET_URL_UNIX)
         return -ENOTSUP;
+    if (url->kind == NET_URL_HTTPS && (!opts || !opts->tls_ctx || !opts->tls))
+        return -EINVAL;
     size_t ml = strlen(method);
     if (ml > UP_METHOD_MAX || !hfield_token_valid(method, ml) || !valid_target(path))
         return -EINVAL;
@@ -1208,6 +1416,16 @@ int upstream_start(uv_loop_t *loop, const struct net_url *url, const struct upst
     u->cbs = *cbs;
     u->arg = arg;
     u->is_unix = url->kind == NET_URL_UNIX;
+    u->is_tls = url->kind == NET_URL_HTTPS;
+    if (u->is_tls) {
+        u->tls_ctx = opts->tls_ctx;
+        u->tls_conf = malloc(sizeof(*u->tls_conf));
+        if (!u->tls_conf) {
+            rc = -ENOMEM;
+            goto out;
+        }
+        *u->tls_conf = *opts->tls;
+    }
     u->connect_ms = opts && opts->connect_timeout_ms ? opts->connect_timeout_ms : UP_CONNECT_MS;
     u->response_ms = opts && opts->response_timeout_ms ? opts->response_timeout_ms : UP_RESPONSE_MS;
     u->has_body = has_body != 0;
@@ -1221,7 +1439,13 @@ int upstream_start(uv_loop_t *loop, const struct net_url *url, const struct upst
     } else {
         snprintf(u->host, sizeof(u->host), "%s", url->host);
         u->port = url->port;
-        snprintf(u->key, sizeof(u->key), "http|%s|%d", url->host, url->port);
+        /* A TLS connection is only reused under the same context (trust,
+         * client certificate) it was checked with. */
+        if (u->is_tls)
+            snprintf(u->key, sizeof(u->key), "https|%s|%d|%p", url->host, url->port,
+                     (void *)u->tls_ctx);
+        else
+            snprintf(u->key, sizeof(u->key), "http|%s|%d", url->host, url->port);
     }
     http_parser_init(&u->parser, HTTP_RESPONSE);
     u->parser.data = u;
@@ -1250,6 +1474,7 @@ int upstream_start(uv_loop_t *loop, const struct net_url *url, const struct upst
 out:
     if (u) {
         free(u->head);
+        free(u->tls_conf);
         free(u);
     }
     return rc;
@@ -1366,7 +1591,7 @@ void upstream_pause_reading(struct upstream *u, int pause)
     }
     if (perr == HPE_PAUSED && !u->msg_complete)
         http_parser_pause(&u->parser, 0);
-    if (u->left) {
+    if (u->left || (u->conn && u->conn->is_tls)) {
         uv_timer_start(&u->kick, u_kick_cb, 0, 0);
         return;
     }

@@ -1,4 +1,5 @@
-/* One HTTP/1.1 exchange between the site agent and a local service, streamed both ways. */
+/* One HTTP/1.1 exchange between the site agent and a local service (plain or TLS), streamed both
+ * ways. */
 /* SPDX-License-Identifier: MIT */
 #ifndef TETHER_UPSTREAM_H
 #define TETHER_UPSTREAM_H
@@ -8,6 +9,7 @@
 #include <uv.h>
 
 #include "../common/net.h"
+#include "../common/tls.h"
 
 /* A request header as (name, value) byte strings. The caller keeps them
  * alive only for the duration of upstream_start(): it copies them. */
@@ -44,12 +46,18 @@ struct upstream_cbs {
 struct upstream_opts {
     uint64_t connect_timeout_ms;  /* default 10000 when 0 */
     uint64_t response_timeout_ms; /* idle time allowed with no response bytes; default 60000 */
+    /* https:// only (both required): the context from tls_ctx_service(),
+     * which the caller keeps until the exchange ends (its connections hold
+     * their own reference), and the service's TLS settings (copied). A
+     * certificate refused is a 502 whose phrase names the reason. */
+    void *tls_ctx; /* WOLFSSL_CTX* */
+    const struct tls_svc_conf *tls;
 };
 
 struct upstream;
 
-/* Starts an exchange with the service at url (NET_URL_HTTP or NET_URL_UNIX;
- * -ENOTSUP for others): connects, sends "METHOD url.path+path HTTP/1.1" with
+/* Starts an exchange with the service at url (NET_URL_HTTP, NET_URL_HTTPS
+ * or NET_URL_UNIX; -ENOTSUP for others): connects, sends "METHOD url.path+path HTTP/1.1" with
  * the given headers plus Host, and either Content-Length (if content_length
  * >= 0) or chunked encoding (content_length == -1 and has_body) for the body
  * that follows through upstream_write_body(). Returns 0 and *out, or a

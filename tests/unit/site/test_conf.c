@@ -1,5 +1,5 @@
 /* Unit tests for site/conf.c: the one site.conf loader (good files, layering, missing keys, bad
- * values, comments, over-long lines). */
+ * values, comments, over-long lines, https:// services and their options). */
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
 #include <stdio.h>
@@ -186,6 +186,106 @@ static void test_long_lines(void)
     free(text);
 }
 
+#define PIN2 "sha256//BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBA="
+
+/* https:// services and service_opt lines, in a file and as --service-opt. */
+static void test_service_opts(void)
+{
+    char err[512], why[256];
+    const struct tls_svc_conf *t;
+
+    CHECK_EQ_INT(load_text("site = s1\nhub = h:1\nhub_pin = " PIN "\n"
+                           "service = web=https://web.internal:8443/app\n"
+                           "service_opt = web:ca=/etc/tether/web-ca.pem\n"
+                           "service_opt = web:cert=/etc/tether/c.pem\n"
+                           "service_opt = web:key=/etc/tether/c.key\n"
+                           "service = api=https://10.0.0.5\n"
+                           "service_opt = api:pin=" PIN "\n"
+                           "service_opt = api:pin=" PIN2 "\n"
+                           "service = lab=https://[::1]:9443\n"
+                           "service_opt = lab:insecure\n",
+                           &conf, err, sizeof(err)),
+                 0);
+    CHECK_EQ_STR(err, "");
+    CHECK_EQ_INT(conf.n_services, 3);
+    t = &conf.services[0].tls;
+    CHECK_EQ_INT(conf.services[0].url.kind, NET_URL_HTTPS);
+    CHECK_EQ_INT(conf.services[0].url.port, 8443);
+    CHECK_EQ_STR(conf.services[0].url.path, "/app");
+    CHECK_EQ_STR(t->ca_file, "/etc/tether/web-ca.pem");
+    CHECK_EQ_STR(t->cert_file, "/etc/tether/c.pem");
+    CHECK_EQ_STR(t->key_file, "/etc/tether/c.key");
+    CHECK_EQ_INT(t->n_pins, 0);
+    CHECK_EQ_INT(t->insecure, 0);
+    t = &conf.services[1].tls;
+    CHECK_EQ_INT(conf.services[1].url.port, 443);
+    CHECK_EQ_INT(t->n_pins, 2);
+    CHECK_EQ_STR(t->pins[0], PIN);
+    CHECK_EQ_STR(t->pins[1], PIN2);
+    CHECK_EQ_STR(t->ca_file, "");
+    CHECK_EQ_INT(conf.services[2].tls.insecure, 1);
+    CHECK_EQ_STR(conf.services[2].url.host, "::1");
+    CHECK_EQ_INT(site_conf_check(&conf, err, sizeof(err)), 0);
+
+    /* The same through the function --service-opt uses, after the file:
+     * ca= given again replaces the file's. */
+    CHECK_EQ_INT(site_conf_service_opt(&conf, "web:ca=/other.pem", why, sizeof(why)), 0);
+    CHECK_EQ_STR(conf.services[0].tls.ca_file, "/other.pem");
+    CHECK_EQ_INT(site_conf_service_opt(&conf, "api:pin=" PIN, why, sizeof(why)), 0);
+    CHECK_EQ_INT(site_conf_service_opt(&conf, "api:pin=" PIN, why, sizeof(why)), 0);
+    CHECK_EQ_INT(site_conf_service_opt(&conf, "api:pin=" PIN, why, sizeof(why)), -E2BIG);
+    CHECK_EQ_INT(site_conf_service_opt(&conf, "nosuch:insecure", why, sizeof(why)), -ESRCH);
+    CHECK(strstr(why, "nosuch") != NULL);
+    CHECK_EQ_INT(site_conf_service_opt(&conf, "web", why, sizeof(why)), -EINVAL);
+    CHECK_EQ_INT(site_conf_service_opt(&conf, ":ca=/x", why, sizeof(why)), -EINVAL);
+    CHECK_EQ_INT(site_conf_service_opt(&conf, "web:colour=blue", why, sizeof(why)), -EINVAL);
+    CHECK(strstr(why, "colour") != NULL);
+    CHECK_EQ_INT(site_conf_service_opt(&conf, "web:ca=", why, sizeof(why)), -EINVAL);
+    CHECK_EQ_INT(site_conf_service_opt(&conf, "web:ca", why, sizeof(why)), -EINVAL);
+    CHECK_EQ_INT(site_conf_service_opt(&conf, "web:insecure=yes", why, sizeof(why)), -EINVAL);
+    CHECK_EQ_INT(site_conf_service_opt(&conf, "web:pin=sha256//short", why, sizeof(why)), -EINVAL);
+    CHECK_EQ_INT(site_conf_service_opt(&conf, "web:name=web.internal", why, sizeof(why)), 0);
+    CHECK_EQ_STR(conf.services[0].tls.name, "web.internal");
+    CHECK_EQ_INT(site_conf_service_opt(&conf, "web:name=a b", why, sizeof(why)), -EINVAL);
+    CHECK_EQ_INT(site_conf_service_opt(&conf, "web:name=web:443", why, sizeof(why)), -EINVAL);
+    CHECK_EQ_INT(site_conf_service_opt(&conf, "web:name=", why, sizeof(why)), -EINVAL);
+    CHECK_EQ_STR(conf.services[0].tls.name, "web.internal");
+    CHECK_EQ_INT(site_conf_add_service(&conf, "plain=http://127.0.0.1:80"), 0);
+    CHECK_EQ_INT(site_conf_service_opt(&conf, "plain:insecure", why, sizeof(why)), -EINVAL);
+    CHECK(strstr(why, "not https") != NULL);
+
+    /* Options that exclude each other are caught once everything is read. */
+    CHECK_EQ_INT(site_conf_service_opt(&conf, "lab:ca=/x.pem", why, sizeof(why)), 0);
+    CHECK_EQ_INT(site_conf_check(&conf, err, sizeof(err)), -EINVAL);
+    CHECK(strstr(err, "service lab: insecure excludes ca") != NULL);
+    CHECK_EQ_INT(load_text("site = s1\nhub = h:1\nhub_pin = " PIN "\n"
+                           "service = a=https://a.example\nservice_opt = a:ca=/x\n"
+                           "service_opt = a:pin=" PIN "\n",
+                           &conf, err, sizeof(err)),
+                 0);
+    CHECK_EQ_INT(site_conf_check(&conf, err, sizeof(err)), -EINVAL);
+    CHECK(strstr(err, "ca and pin exclude each other") != NULL);
+    CHECK_EQ_INT(load_text("site = s1\nhub = h:1\nhub_pin = " PIN "\n"
+                           "service = a=https://a.example\nservice_opt = a:cert=/c.pem\n",
+                           &conf, err, sizeof(err)),
+                 0);
+    CHECK_EQ_INT(site_conf_check(&conf, err, sizeof(err)), -EINVAL);
+    CHECK(strstr(err, "needs both cert and key") != NULL);
+
+    /* In a file, an option for a service not defined above it names the line. */
+    CHECK(load_text("service_opt = web:insecure\nservice = web=https://w\n", &conf, err,
+                    sizeof(err)) < 0);
+    CHECK(strstr(err, "site.conf:1: bad service_opt") != NULL);
+    /* A path longer than the limit is refused, not cut. */
+    {
+        char spec[TLS_SVC_PATH_MAX + 32];
+        CHECK_EQ_INT(site_conf_add_service(&conf, "w=https://w"), 0);
+        snprintf(spec, sizeof(spec), "w:ca=/%0*d", TLS_SVC_PATH_MAX, 0);
+        CHECK_EQ_INT(site_conf_service_opt(&conf, spec, why, sizeof(why)), -EINVAL);
+        CHECK_EQ_STR(conf.services[conf.n_services - 1].tls.ca_file, "");
+    }
+}
+
 int main(void)
 {
     if (mkdtemp(dir) == NULL) {
@@ -198,6 +298,7 @@ int main(void)
     test_missing();
     test_bad_values();
     test_long_lines();
+    test_service_opts();
     unlink(path);
     rmdir(dir);
     TEST_DONE();

@@ -5,13 +5,10 @@
 
 #include <assert.h>
 #include <errno.h>
-#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../../common/log.h"
-#include "../core/events.h"
-#include "hello.h"
 #include "sitemap.h"
 
 /* The connection window is credited as bytes arrive (on_data_chunk), so it
@@ -21,7 +18,6 @@
  * the site's stream slots: past this the hub answers 503 at once instead of
  * queueing without bound. */
 #define TUNNEL_MAX_STREAMS 1024
-#define HELLO_MAX          (64 * 1024)
 
 struct tstream {
     struct tunnel *t;
@@ -63,7 +59,7 @@ static void tunnel_conn_drain(struct conn *c)
         conn_close(c, "http2 send error");
 }
 
-static void free_services(struct tunnel *t)
+void tunnel_free_services(struct tunnel *t)
 {
     for (size_t i = 0; i < t->n_services; i++)
         free(t->services[i]);
@@ -78,7 +74,7 @@ static void tunnel_free_cb(uv_handle_t *h)
 
     assert(t->closing && t->conn == NULL);
     assert(LIST_EMPTY(&t->streams) && t->site_entry.where == SITEMAP_NONE);
-    free_services(t);
+    tunnel_free_services(t);
     free(t->services_json);
     free(t);
 }
@@ -170,9 +166,14 @@ void hub_tunnel_each(struct hub *h, void (*fn)(struct tunnel *t, void *arg), voi
     (void)sitemap_each(&h->tunnels, each_one, &ea);
 }
 
-static int is_standby(const struct tunnel *t)
+int tunnel_is_standby(const struct tunnel *t)
 {
     return t->site_entry.where == SITEMAP_STANDBY;
+}
+
+void tunnel_take_over(struct tunnel *t)
+{
+    sitemap_take_over(&t->hub->tunnels, &t->site_entry, &site_ops);
 }
 
 static void tunnel_conn_close(struct conn *c, const char *reason)
@@ -361,108 +362,6 @@ static ssize_t read_body_cb(nghttp2_session *session, int32_t stream_id, uint8_t
     return (ssize_t)n;
 }
 
-/* --- hello: learn the site's version and services --- */
-
-/* As many services as a site agent may configure (AGENT_MAX_SERVICES). */
-
-struct hello {
-    struct tunnel *t;
-    struct buf body;
-    struct tstream *s;
-    int status;
-};
-
-static void hello_head(void *arg, int status, const nghttp2_nv *nva, size_t n)
-{
-    struct hello *hl = arg;
-    hl->status = status;
-}
-
-static void hello_data(void *arg, const uint8_t *data, size_t len)
-{
-    struct hello *hl = arg;
-    if (hl->body.len + len <= HELLO_MAX)
-        buf_append(&hl->body, data, len);
-    tunnel_stream_consume(hl->s, len);
-}
-
-static void hello_end(void *arg)
-{
-    struct hello *hl = arg;
-    struct tunnel *t = hl->t;
-    struct hello_info info = {.why = "hello answered with a status other than 200"};
-    int rc = -EINVAL;
-
-    if (hl->status == 200)
-        rc = hello_parse(buf_head(&hl->body), hl->body.len, &info);
-    if (rc != 0) {
-        log_event(LOG_WARN, "site_hello_refused", "site=%s reason=%s value=%s", t->site,
-                  log_q(info.why), log_q(info.bad[0] ? info.bad : NULL));
-        /* Standby or not: a site that answers but not as a site agent does
-         * is not served. */
-        tunnel_kill(t, "invalid hello");
-    } else {
-        snprintf(t->agent_version, sizeof(t->agent_version), "%s", info.agent_version);
-        free_services(t);
-        free(t->services_json);
-        /* The tunnel takes over the parsed strings. */
-        t->services_json = info.services_json;
-        t->services = info.services;
-        t->n_services = info.n_services;
-        info.services_json = NULL;
-        info.services = NULL;
-        info.n_services = 0;
-        hello_info_free(&info);
-        t->hello_done = 1;
-        if (is_standby(t) && !t->closing && t->conn != NULL)
-            sitemap_take_over(&t->hub->tunnels, &t->site_entry, &site_ops);
-        registry_site_seen(t->hub->reg, t->site_id, hub_now(), t->agent_version, t->services_json,
-                           t->conn ? t->conn->peer : NULL);
-        /* services_json holds only checked names: safe and readable raw. */
-        log_event(LOG_INFO, "site_hello", "site=%s agent_version=%s services=%s", t->site,
-                  log_q(t->agent_version), t->services_json);
-        if (t->conn != NULL && !t->closing)
-            events_site_online(t->hub, t);
-    }
-    buf_free(&hl->body);
-    free(hl);
-}
-
-static void hello_error(void *arg, enum tstream_err err, const char *why)
-{
-    struct hello *hl = arg;
-    if (is_standby(hl->t))
-        tunnel_kill(hl->t, "no answer to the hello");
-    buf_free(&hl->body);
-    free(hl);
-}
-
-static size_t hello_body(void *arg, uint8_t *dst, size_t cap, int *eof)
-{
-    *eof = 1;
-    return 0;
-}
-
-static const struct tstream_ops hello_ops = {hello_head, hello_data, hello_end, hello_error,
-                                             hello_body};
-
-static void send_hello(struct tunnel *t)
-{
-    struct hello *hl = calloc(1, sizeof(*hl));
-    nghttp2_nv nva[] = {
-        h2_nv(":method", 7, "GET", 3),
-        h2_nv(":scheme", 7, "https", 5),
-        h2_nv(":authority", 10, "site", 4),
-        h2_nv(":path", 5, "/.tether/hello", 14),
-    };
-    if (hl == NULL)
-        return;
-    hl->t = t;
-    buf_init(&hl->body);
-    if (tunnel_stream_open(t, nva, 4, 0, &hello_ops, hl, &hl->s) != 0)
-        free(hl);
-}
-
 /* --- liveness --- */
 
 static void force_close_cb(uv_timer_t *timer)
@@ -480,7 +379,7 @@ static void ping_cb(uv_timer_t *timer)
 
     if (t->conn == NULL || t->closing)
         return;
-    if (is_standby(t) && !t->hello_done) {
+    if (tunnel_is_standby(t) && !t->hello_done) {
         /* A standby connection has one ping interval to answer its hello.
          * One whose answer never ends, while it answers PINGs, would stay for
          * ever: a stolen key could hold any number of them. */
@@ -558,7 +457,7 @@ int tunnel_attach(struct hub *h, struct conn *c, const struct reg_site *site)
     log_event(LOG_INFO, "site_connected", "site=%s remote=%s session=%lld", t->site, c->peer,
               (long long)t->session_id);
     uv_timer_start(&t->ping_timer, ping_cb, h->cfg.ping_interval_ms, h->cfg.ping_interval_ms);
-    send_hello(t);
+    tunnel_send_hello(t);
     h2_send(&t->h2);
     rc = 0;
 out:

@@ -35,6 +35,18 @@ struct tunnel {
     char close_reason[128];
 };
 
+/* Between the tunnel's files (tunnel.c, hello_stream.c). */
+/* Sends the hello request; its answer sets the services and, for a standby
+ * tunnel, takes over the site (hello_stream.c). */
+void tunnel_send_hello(struct tunnel *t);
+/* Frees services and n_services (not services_json). */
+void tunnel_free_services(struct tunnel *t);
+/* 1 while t waits on standby for its hello answer. */
+int tunnel_is_standby(const struct tunnel *t);
+/* The standby t answered its hello: it becomes the site's live tunnel and
+ * the one it replaces is killed (sitemap_take_over). */
+void tunnel_take_over(struct tunnel *t);
+
 #define TUNNEL_OF_ENTRY(e) ((struct tunnel *)((char *)(e)-offsetof(struct tunnel, site_entry)))
 
 #endif

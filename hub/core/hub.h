@@ -94,6 +94,12 @@ struct hub_listen_state {
     struct handshake_queue probation; /* oldest first; TAILQ_INIT by hub_listen */
     int n_probation;                  /* in the reserve, in probation or not */
     struct hub_refusals cap_refusals, reserve_refusals;
+    /* Out of memory at accept: the socket libuv holds is taken into
+     * reject_tcp and closed; listeners wait their turn in reject_queue. */
+    uv_tcp_t reject_tcp;
+    int reject_busy;
+    uv_stream_t *reject_queue[HUB_MAX_LISTEN]; /* listeners, not owned */
+    size_t n_reject_queue;
 };
 
 /* Proxied requests in flight, and how many are stalled, per (site, user

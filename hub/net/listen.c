@@ -252,42 +252,44 @@ static const struct conn_ops hs_ops = {
 };
 
 /* Out of memory at accept: libuv keeps the accepted socket, and stops
- * accepting, until someone takes it; take it into a static handle and close
- * it. While that close runs, listeners wait their turn here. */
-static uv_tcp_t reject_tcp;
-static int reject_busy;
-static uv_stream_t *reject_queue[HUB_MAX_LISTEN];
-static size_t n_reject_queue;
-
-static void reject(uv_stream_t *server);
+ * accepting, until someone takes it; take it into the hub's reject handle
+ * and close it. While that close runs, listeners wait their turn. */
+static void reject(struct hub *h, uv_stream_t *server);
 
 static void reject_closed(uv_handle_t *hd)
 {
-    reject_busy = 0;
-    if (n_reject_queue > 0) {
-        uv_stream_t *next = reject_queue[0];
-        n_reject_queue--;
-        memmove(reject_queue, reject_queue + 1, n_reject_queue * sizeof(reject_queue[0]));
-        reject(next);
+    struct hub *h = hd->data;
+    struct hub_listen_state *l = &h->lst;
+
+    l->reject_busy = 0;
+    if (l->n_reject_queue > 0) {
+        uv_stream_t *next = l->reject_queue[0];
+        l->n_reject_queue--;
+        memmove(l->reject_queue, l->reject_queue + 1,
+                l->n_reject_queue * sizeof(l->reject_queue[0]));
+        reject(h, next);
     }
 }
 
-static void reject(uv_stream_t *server)
+static void reject(struct hub *h, uv_stream_t *server)
 {
+    struct hub_listen_state *l = &h->lst;
+
     if (uv_is_closing((uv_handle_t *)server))
         return;
-    if (reject_busy) {
-        for (size_t i = 0; i < n_reject_queue; i++)
-            if (reject_queue[i] == server)
+    if (l->reject_busy) {
+        for (size_t i = 0; i < l->n_reject_queue; i++)
+            if (l->reject_queue[i] == server)
                 return;
-        if (n_reject_queue < HUB_MAX_LISTEN)
-            reject_queue[n_reject_queue++] = server;
+        if (l->n_reject_queue < HUB_MAX_LISTEN)
+            l->reject_queue[l->n_reject_queue++] = server;
         return;
     }
-    uv_tcp_init(server->loop, &reject_tcp);
-    reject_busy = 1;
-    uv_accept(server, (uv_stream_t *)&reject_tcp);
-    uv_close((uv_handle_t *)&reject_tcp, reject_closed);
+    uv_tcp_init(server->loop, &l->reject_tcp);
+    l->reject_tcp.data = h;
+    l->reject_busy = 1;
+    uv_accept(server, (uv_stream_t *)&l->reject_tcp);
+    uv_close((uv_handle_t *)&l->reject_tcp, reject_closed);
 }
 
 /* Descriptors in use: those measured at listen plus one per connection. */
@@ -306,14 +308,14 @@ static void on_connection(uv_stream_t *server, int status)
         return;
     hs = calloc(1, sizeof(*hs));
     if (hs == NULL) {
-        reject(server);
+        reject(h, server);
         return;
     }
     hs->h = h;
     c = conn_new(h->loop, &hs_ops, hs);
     if (c == NULL) {
         free(hs);
-        reject(server);
+        reject(h, server);
         return;
     }
     hs->c = c;

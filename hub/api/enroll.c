@@ -10,6 +10,7 @@
 
 #include "../../common/crypto.h"
 #include "../../common/log.h"
+#include "../tunnel/tunnel.h"
 #include "../../common/token.h"
 #include "../http/apijson.h"
 

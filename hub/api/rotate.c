@@ -10,6 +10,7 @@
 
 #include "../../common/crypto.h"
 #include "../../common/log.h"
+#include "../tunnel/tunnel.h"
 
 /* How far a rotation proof's timestamp may be from the hub's clock. */
 #define ROTATE_SKEW_S 300

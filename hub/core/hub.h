@@ -81,17 +81,51 @@ struct ipcount {
     size_t n_buckets, n_keys;
 };
 
+/* The listener's queues (hub/net/listen.c reads and changes them):
+ * handshakes waiting behind the per-address cap, those taken into the
+ * descriptor reserve, and the refusal log rate limits. In struct hub so two
+ * hubs in one process each have their own. */
+struct handshake;
+LIST_HEAD(handshake_list, handshake);
+TAILQ_HEAD(handshake_queue, handshake);
+struct hub_refusals {
+    uint64_t last_ms, n; /* last warning logged; refusals since */
+};
+struct hub_listen_state {
+    struct handshake_list waiters; /* newest first; not owned (each owned by its conn) */
+    size_t n_waiters;
+    struct handshake_queue probation; /* oldest first; TAILQ_INIT by hub_listen */
+    int n_probation;                  /* in the reserve, in probation or not */
+    struct hub_refusals cap_refusals, reserve_refusals;
+    /* Out of memory at accept: the socket libuv holds is taken into
+     * reject_tcp and closed; listeners wait their turn in reject_queue. */
+    uv_tcp_t reject_tcp;
+    int reject_busy;
+    uv_stream_t *reject_queue[HUB_MAX_LISTEN]; /* listeners, not owned */
+    size_t n_reject_queue;
+};
+
 /* Proxied requests in flight, and how many are stalled, per (site, user
  * connection) and per (site, token): hub/proxy.c's. */
 #define HUB_HOLD_BUCKETS 64
 struct proxy_hold;
 LIST_HEAD(proxy_hold_list, proxy_hold);
 
-/* Live tunnels by site id; a small chained hash so 10k sites stay O(1). */
-struct tunnel_map {
-    struct tunnel **buckets;
+/* Live tunnels by site id, and the standby list: a small chained hash so
+ * 10k sites stay O(1). Declared here so struct hub embeds it; only
+ * hub/tunnel/sitemap.c reads or changes it (sitemap.h). */
+struct sitemap_entry;
+LIST_HEAD(sitemap_chain, sitemap_entry);
+struct sitemap {
+    struct sitemap_chain *buckets; /* owned; n_buckets heads */
     size_t n_buckets;
-    size_t count;
+    size_t count; /* live entries */
+    /* Tunnels that connected while an older tunnel of their site was live:
+     * they take its place when they answer the hello, so a connection that
+     * never does (tether-site doctor's credential check, a stray second
+     * agent) cannot cut a working site off. */
+    struct sitemap_chain standby;
+    size_t n_standby;
 };
 
 struct hub {
@@ -106,13 +140,7 @@ struct hub {
     void *user_ctx;            /* WOLFSSL_CTX*, owned */
     uv_tcp_t listeners[HUB_MAX_LISTEN];
     size_t n_listeners;
-    struct tunnel_map tunnels;
-    /* Tunnels that connected while an older tunnel of their site was live:
-     * they take its place when they answer the hello (tunnel.c), so a
-     * connection that never does (tether-site doctor's credential check, a
-     * stray second agent) cannot cut a working site off. Linked by
-     * standby_next; not owned (each tunnel is owned by its conn). */
-    struct tunnel *standby;
+    struct sitemap tunnels;  /* entries not owned: each tunnel is owned by its conn */
     struct query_engine *qe; /* owned by hub/query.c */
     struct events_subs subs; /* events subscribers (core/events.h); not owned */
     struct proxy_hold_list holds[HUB_HOLD_BUCKETS];
@@ -132,6 +160,7 @@ struct hub {
     long fd_limit;
     int fd_base;
     int fd_reserve; /* cfg.fd_reserve, at most half of fd_limit */
+    struct hub_listen_state lst;
     uv_timer_t trim_timer;
     int trim_timer_on;
     size_t conns_peak;   /* most connections open at once since the last trim */
@@ -154,25 +183,10 @@ int64_t hub_now(void);
  * built with TETHER_TEST_HOOKS. The string is the environment's. */
 const char *hub_test_clock_file(void);
 
-/* Tunnel map: the tunnel of a site if it is online, else NULL. */
-struct tunnel *hub_tunnel_find(struct hub *h, int64_t site_id);
-/* Kills every tunnel of the site, the live one and any on standby. */
-void hub_tunnel_cut(struct hub *h, int64_t site_id, const char *why);
-void hub_tunnel_put(struct hub *h, struct tunnel *t);
-/* Calls fn on every live tunnel, standby ones included. The list is taken
- * first, so fn may change the map. */
-void hub_tunnel_each(struct hub *h, void (*fn)(struct tunnel *t, void *arg), void *arg);
-void hub_tunnel_del(struct hub *h, struct tunnel *t);
-
-/* Source-address handshake accounting (DESIGN §2: cap per address). */
-int hub_pending_inc(struct hub *h, const char *peer);
-void hub_pending_dec(struct hub *h, const char *peer);
-
-/* User connections per source address (max_user_conns_per_ip): inc is
- * -EBUSY at the cap and -ENOMEM when out of memory; dec undoes one inc. */
-int hub_users_inc(struct hub *h, const char *peer);
+/* Implemented by hub/net/ipcount.c (ipcount.h has the rest): the user layer
+ * gives back the count of a user connection that closes (one
+ * hub_users_inc), main frees the table at exit. */
 void hub_users_dec(struct hub *h, const char *peer);
-int hub_users_count(const struct hub *h, const char *peer);
 void hub_users_free(struct hub *h);
 
 /* Listeners and the ALPN demultiplexer (hub/listen.c). */

@@ -1,6 +1,7 @@
 /* Hub listeners: one port for tunnels and users, told apart by the ALPN in the ClientHello before
  * TLS starts. */
 /* SPDX-License-Identifier: MIT */
+#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
@@ -15,8 +16,9 @@
 #include "../../common/net.h"
 #include "../../common/tune.h"
 #include "../core/hub.h"
-#include "../tunnel/tunnel.h"
 #include "../http/user.h"
+#include "../tunnel/tunnel.h"
+#include "ipcount.h"
 
 /* A connection between accept and the end of its TLS handshake. */
 struct handshake {
@@ -28,8 +30,8 @@ struct handshake {
     int user_counted; /* counted in hub_users_inc until the user layer takes over */
     int reserve;      /* accepted into the descriptor reserve: may only become a tunnel */
     int evictable;    /* in `probation`: reserve set, no tether/1 ClientHello seen yet */
-    TAILQ_ENTRY(handshake) rlink;
-    struct handshake *wprev, *wnext;
+    TAILQ_ENTRY(handshake) rlink; /* in h->lst.probation while evictable */
+    LIST_ENTRY(handshake) wlink;  /* in h->lst.waiters while waiting */
     struct tls_pin_verifier v;
     struct reg_site site;
     char refusal[128];
@@ -63,21 +65,15 @@ static int check_site_pin(void *arg, const char *pin)
  * paused (their ClientHello stays in the kernel) instead of being refused:
  * a reconnect storm from one NAT address is slowed, not dropped. */
 #define WAIT_MAX 8192
-static struct handshake *waiters;
-static size_t n_waiters;
 
 static void wait_unlink(struct handshake *hs)
 {
     if (!hs->waiting)
         return;
-    if (hs->wprev)
-        hs->wprev->wnext = hs->wnext;
-    else
-        waiters = hs->wnext;
-    if (hs->wnext)
-        hs->wnext->wprev = hs->wprev;
+    assert(hs->h->lst.n_waiters > 0 && !hs->counted);
+    LIST_REMOVE(hs, wlink);
     hs->waiting = 0;
-    n_waiters--;
+    hs->h->lst.n_waiters--;
 }
 
 static void wake_one(struct hub *h, const struct conn *gone)
@@ -87,7 +83,10 @@ static void wake_one(struct hub *h, const struct conn *gone)
 
     net_peer_ip(gone->peer, ip, sizeof(ip));
     /* New waiters go to the head: the last match waited longest. */
-    for (struct handshake *w = waiters; w != NULL; w = w->wnext) {
+    struct handshake *w;
+
+    LIST_FOREACH(w, &h->lst.waiters, wlink)
+    {
         net_peer_ip(w->c->peer, wip, sizeof(wip));
         if (strcmp(wip, ip) == 0)
             oldest = w;
@@ -105,16 +104,14 @@ static void wake_one(struct hub *h, const struct conn *gone)
  * yet shown a tether/1 ClientHello are in `probation`, oldest first, and
  * may be evicted for a newcomer; a site's handshake, once its ClientHello
  * is in, never is. */
-static TAILQ_HEAD(, handshake) probation = TAILQ_HEAD_INITIALIZER(probation);
-static int n_probation;
-
 /* hs showed a tether/1 ClientHello: it stays counted but is no longer
  * evictable. */
 static void probation_keep(struct handshake *hs)
 {
     if (!hs->evictable)
         return;
-    TAILQ_REMOVE(&probation, hs, rlink);
+    assert(hs->reserve);
+    TAILQ_REMOVE(&hs->h->lst.probation, hs, rlink);
     hs->evictable = 0;
 }
 
@@ -124,25 +121,19 @@ static void probation_unlink(struct handshake *hs)
         return;
     probation_keep(hs);
     hs->reserve = 0;
-    n_probation--;
+    assert(hs->h->lst.n_probation > 0);
+    hs->h->lst.n_probation--;
 }
 
 /* One warning per event kind per 10 s under a flood, with the count. */
-struct refusals {
-    const char *event;
-    uint64_t last_ms, n;
-};
-static struct refusals cap_refusals = {"user_conn_cap", 0, 0};
-static struct refusals reserve_refusals = {"fd_reserve", 0, 0};
-
-static void refused(struct hub *h, struct refusals *r, const struct conn *c)
+static void refused(struct hub *h, struct hub_refusals *r, const char *event, const struct conn *c)
 {
     uint64_t now = uv_now(h->loop);
 
     r->n++;
     if (r->last_ms != 0 && now - r->last_ms < 10000)
         return;
-    log_event(LOG_WARN, r->event, "remote=%s refused=%llu fds=%zu fd_limit=%ld", c->peer,
+    log_event(LOG_WARN, event, "remote=%s refused=%llu fds=%zu fd_limit=%ld", c->peer,
               (unsigned long long)r->n, (size_t)h->fd_base + conn_live(&h->conns), h->fd_limit);
     r->last_ms = now;
     r->n = 0;
@@ -180,7 +171,7 @@ static int hs_peek(struct conn *c, const uint8_t *data, size_t len)
         probation_keep(hs);
     if (!hs->tunnel && hs->reserve) {
         h->n_users_refused_reserve++;
-        refused(h, &reserve_refusals, c);
+        refused(h, &h->lst.reserve_refusals, "fd_reserve", c);
         return -1;
     }
     if (!hs->tunnel) {
@@ -188,7 +179,7 @@ static int hs_peek(struct conn *c, const uint8_t *data, size_t len)
         rc = hub_users_inc(h, c->peer);
         if (rc == -EBUSY) {
             h->n_users_refused_cap++;
-            refused(h, &cap_refusals, c);
+            refused(h, &h->lst.cap_refusals, "user_conn_cap", c);
         }
         if (rc != 0)
             return -1;
@@ -261,42 +252,44 @@ static const struct conn_ops hs_ops = {
 };
 
 /* Out of memory at accept: libuv keeps the accepted socket, and stops
- * accepting, until someone takes it; take it into a static handle and close
- * it. While that close runs, listeners wait their turn here. */
-static uv_tcp_t reject_tcp;
-static int reject_busy;
-static uv_stream_t *reject_queue[HUB_MAX_LISTEN];
-static size_t n_reject_queue;
-
-static void reject(uv_stream_t *server);
+ * accepting, until someone takes it; take it into the hub's reject handle
+ * and close it. While that close runs, listeners wait their turn. */
+static void reject(struct hub *h, uv_stream_t *server);
 
 static void reject_closed(uv_handle_t *hd)
 {
-    reject_busy = 0;
-    if (n_reject_queue > 0) {
-        uv_stream_t *next = reject_queue[0];
-        n_reject_queue--;
-        memmove(reject_queue, reject_queue + 1, n_reject_queue * sizeof(reject_queue[0]));
-        reject(next);
+    struct hub *h = hd->data;
+    struct hub_listen_state *l = &h->lst;
+
+    l->reject_busy = 0;
+    if (l->n_reject_queue > 0) {
+        uv_stream_t *next = l->reject_queue[0];
+        l->n_reject_queue--;
+        memmove(l->reject_queue, l->reject_queue + 1,
+                l->n_reject_queue * sizeof(l->reject_queue[0]));
+        reject(h, next);
     }
 }
 
-static void reject(uv_stream_t *server)
+static void reject(struct hub *h, uv_stream_t *server)
 {
+    struct hub_listen_state *l = &h->lst;
+
     if (uv_is_closing((uv_handle_t *)server))
         return;
-    if (reject_busy) {
-        for (size_t i = 0; i < n_reject_queue; i++)
-            if (reject_queue[i] == server)
+    if (l->reject_busy) {
+        for (size_t i = 0; i < l->n_reject_queue; i++)
+            if (l->reject_queue[i] == server)
                 return;
-        if (n_reject_queue < HUB_MAX_LISTEN)
-            reject_queue[n_reject_queue++] = server;
+        if (l->n_reject_queue < HUB_MAX_LISTEN)
+            l->reject_queue[l->n_reject_queue++] = server;
         return;
     }
-    uv_tcp_init(server->loop, &reject_tcp);
-    reject_busy = 1;
-    uv_accept(server, (uv_stream_t *)&reject_tcp);
-    uv_close((uv_handle_t *)&reject_tcp, reject_closed);
+    uv_tcp_init(server->loop, &l->reject_tcp);
+    l->reject_tcp.data = h;
+    l->reject_busy = 1;
+    uv_accept(server, (uv_stream_t *)&l->reject_tcp);
+    uv_close((uv_handle_t *)&l->reject_tcp, reject_closed);
 }
 
 /* Descriptors in use: those measured at listen plus one per connection. */
@@ -315,14 +308,14 @@ static void on_connection(uv_stream_t *server, int status)
         return;
     hs = calloc(1, sizeof(*hs));
     if (hs == NULL) {
-        reject(server);
+        reject(h, server);
         return;
     }
     hs->h = h;
     c = conn_new(&h->conns, &hs_ops, hs);
     if (c == NULL) {
         free(hs);
-        reject(server);
+        reject(h, server);
         return;
     }
     hs->c = c;
@@ -343,41 +336,39 @@ static void on_connection(uv_stream_t *server, int status)
          * none; if every one has, the newcomer is refused. A connection
          * over its address's cap is refused first, and evicts no one. */
         int max = h->fd_reserve / 2 > 0 ? h->fd_reserve / 2 : 1;
-        struct handshake *oldest = TAILQ_FIRST(&probation);
+        struct handshake *oldest = TAILQ_FIRST(&h->lst.probation);
 
         if (hub_pending_inc(h, c->peer) != 0) {
             conn_close(c, "too many pending handshakes");
             return;
         }
         hs->counted = 1;
-        if (n_probation >= max && oldest == NULL) {
-            refused(h, &reserve_refusals, c);
+        if (h->lst.n_probation >= max && oldest == NULL) {
+            refused(h, &h->lst.reserve_refusals, "fd_reserve", c);
             conn_close(c, "descriptor reserve full of handshaking tunnels");
             return;
         }
-        if (n_probation >= max) {
+        if (h->lst.n_probation >= max) {
             probation_unlink(oldest);
             conn_close(oldest->c, "descriptor reserve full");
         }
         hs->reserve = 1;
         hs->evictable = 1;
-        TAILQ_INSERT_TAIL(&probation, hs, rlink);
-        n_probation++;
+        TAILQ_INSERT_TAIL(&h->lst.probation, hs, rlink);
+        h->lst.n_probation++;
         return;
     }
     if (hub_pending_inc(h, c->peer) != 0) {
-        if (n_waiters >= WAIT_MAX) {
-            log_event(LOG_WARN, "handshake_cap", "remote=%s waiting=%zu", c->peer, n_waiters);
+        if (h->lst.n_waiters >= WAIT_MAX) {
+            log_event(LOG_WARN, "handshake_cap", "remote=%s waiting=%zu", c->peer,
+                      h->lst.n_waiters);
             conn_close(c, "too many pending handshakes");
             return;
         }
         conn_pause_reading(c, 1);
         hs->waiting = 1;
-        hs->wnext = waiters;
-        if (waiters)
-            waiters->wprev = hs;
-        waiters = hs;
-        n_waiters++;
+        LIST_INSERT_HEAD(&h->lst.waiters, hs, wlink);
+        h->lst.n_waiters++;
         return;
     }
     hs->counted = 1;
@@ -462,6 +453,8 @@ int hub_listen(struct hub *h, const char *hostport, char *err, size_t err_cap)
         snprintf(err, err_cap, "at most %d listen addresses", HUB_MAX_LISTEN);
         return -E2BIG;
     }
+    if (h->n_listeners == 0 && h->lst.probation.tqh_last == NULL)
+        TAILQ_INIT(&h->lst.probation); /* before the first accept; LIST heads start zeroed */
     if (net_split_hostport(hostport, 6443, host, &port) != 0) {
         snprintf(err, err_cap, "bad listen address \"%s\" (want HOST:PORT)", hostport);
         return -EINVAL;

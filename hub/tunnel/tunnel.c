@@ -1,17 +1,15 @@
 /* A site's live tunnel on the hub: TLS-authenticated connection carrying an HTTP/2 client session
  * to the site. */
 /* SPDX-License-Identifier: MIT */
-#include "tunnel.h"
+#include "tunnel_int.h"
 
 #include <assert.h>
 #include <errno.h>
-#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../../common/log.h"
-#include "hello.h"
-#include "../core/events.h"
+#include "sitemap.h"
 
 /* The connection window is credited as bytes arrive (on_data_chunk), so it
  * only paces the site; TUNNEL_STREAM_WINDOW (tunnel.h) bounds each stream. */
@@ -20,7 +18,6 @@
  * the site's stream slots: past this the hub answers 503 at once instead of
  * queueing without bound. */
 #define TUNNEL_MAX_STREAMS 1024
-#define HELLO_MAX          (64 * 1024)
 
 struct tstream {
     struct tunnel *t;
@@ -30,12 +27,14 @@ struct tstream {
     int head_seen;
     int remote_ended;
     int released; /* no longer counted in n_streams (cancelled while queued) */
+    int opening;  /* inside tunnel_stream_open: a close is reported by its return */
+    int closed;   /* nghttp2 closed it while opening */
     size_t unconsumed;
     struct h2_hdr_budget budget;
     struct buf hdrs; /* name\0value\0 pairs of the response head */
     unsigned n_hdrs;
     int status;
-    struct tstream *prev, *next;
+    LIST_ENTRY(tstream) link; /* in t->streams */
 };
 
 static void tunnel_conn_handshake(struct conn *c) {}
@@ -60,7 +59,7 @@ static void tunnel_conn_drain(struct conn *c)
         conn_close(c, "http2 send error");
 }
 
-static void free_services(struct tunnel *t)
+void tunnel_free_services(struct tunnel *t)
 {
     for (size_t i = 0; i < t->n_services; i++)
         free(t->services[i]);
@@ -72,7 +71,10 @@ static void free_services(struct tunnel *t)
 static void tunnel_free_cb(uv_handle_t *h)
 {
     struct tunnel *t = h->data;
-    free_services(t);
+
+    assert(t->closing && t->conn == NULL);
+    assert(LIST_EMPTY(&t->streams) && t->site_entry.where == SITEMAP_NONE);
+    tunnel_free_services(t);
     free(t->services_json);
     free(t);
 }
@@ -90,12 +92,8 @@ int tunnel_offers(const struct tunnel *t, const char *service)
 static void stream_unlink(struct tstream *s)
 {
     struct tunnel *t = s->t;
-    if (s->prev)
-        s->prev->next = s->next;
-    else
-        t->streams = s->next;
-    if (s->next)
-        s->next->prev = s->prev;
+
+    LIST_REMOVE(s, link);
     if (!s->released) {
         assert(t->n_streams > 0);
         t->n_streams--;
@@ -104,34 +102,78 @@ static void stream_unlink(struct tstream *s)
     free(s);
 }
 
-static void standby_remove(struct tunnel *t)
+/* n_streams counts the streams of the list not yet released. O(streams):
+ * checked where a tunnel's streams all go at once. */
+static void check_streams(const struct tunnel *t)
 {
-    struct tunnel **pp;
+#ifndef NDEBUG
+    const struct tstream *s;
+    size_t n = 0;
 
-    if (!t->standby)
-        return;
-    for (pp = &t->hub->standby; *pp != NULL; pp = &(*pp)->standby_next)
-        if (*pp == t) {
-            *pp = t->standby_next;
-            break;
-        }
-    t->standby = 0;
-    t->standby_next = NULL;
+    LIST_FOREACH(s, &t->streams, link)
+    {
+        assert(s->t == t);
+        n += !s->released;
+    }
+    assert(n == t->n_streams);
+#else
+    (void)t;
+#endif
 }
 
-/* A standby tunnel answered its hello: it is a working agent of the site,
- * so it replaces the older tunnel now. */
-static void take_over(struct tunnel *t)
-{
-    struct hub *h = t->hub;
-    struct tunnel *old = hub_tunnel_find(h, t->site_id);
+/* --- the site map's view of tunnels (sitemap.h) --- */
 
-    standby_remove(t);
-    if (old != NULL) {
-        hub_tunnel_del(h, old);
-        tunnel_kill(old, "replaced by a newer connection of the same site");
-    }
-    hub_tunnel_put(h, t);
+static int entry_is_open(const struct sitemap_entry *e)
+{
+    return !TUNNEL_OF_ENTRY(e)->closing;
+}
+
+static void entry_kill(struct sitemap_entry *e, const char *why)
+{
+    tunnel_kill(TUNNEL_OF_ENTRY(e), why);
+}
+
+static const struct sitemap_ops site_ops = {entry_is_open, entry_kill};
+
+struct tunnel *hub_tunnel_find(struct hub *h, int64_t site_id)
+{
+    struct sitemap_entry *e = sitemap_find(&h->tunnels, site_id);
+
+    return e ? TUNNEL_OF_ENTRY(e) : NULL;
+}
+
+void hub_tunnel_cut(struct hub *h, int64_t site_id, const char *why)
+{
+    sitemap_cut(&h->tunnels, site_id, why, &site_ops);
+}
+
+struct each_arg {
+    void (*fn)(struct tunnel *t, void *arg);
+    void *arg;
+};
+
+static void each_one(struct sitemap_entry *e, void *arg)
+{
+    struct each_arg *ea = arg;
+
+    ea->fn(TUNNEL_OF_ENTRY(e), ea->arg);
+}
+
+void hub_tunnel_each(struct hub *h, void (*fn)(struct tunnel *t, void *arg), void *arg)
+{
+    struct each_arg ea = {fn, arg};
+
+    (void)sitemap_each(&h->tunnels, each_one, &ea);
+}
+
+int tunnel_is_standby(const struct tunnel *t)
+{
+    return t->site_entry.where == SITEMAP_STANDBY;
+}
+
+void tunnel_take_over(struct tunnel *t)
+{
+    sitemap_take_over(&t->hub->tunnels, &t->site_entry, &site_ops);
 }
 
 static void tunnel_conn_close(struct conn *c, const char *reason)
@@ -142,17 +184,18 @@ static void tunnel_conn_close(struct conn *c, const char *reason)
     int64_t now = hub_now();
 
     t->closing = 1;
-    while (t->streams != NULL) {
-        struct tstream *s = t->streams;
+    check_streams(t);
+    while (!LIST_EMPTY(&t->streams)) {
+        struct tstream *s = LIST_FIRST(&t->streams);
         const struct tstream_ops *ops = s->ops;
         s->ops = NULL;
         if (ops != NULL)
             ops->on_error(s->arg, TSTREAM_ERR_GONE, "site disconnected");
         stream_unlink(s);
     }
+    assert(t->n_streams == 0);
     h2_free(&t->h2);
-    standby_remove(t);
-    hub_tunnel_del(h, t);
+    sitemap_remove(&h->tunnels, &t->site_entry);
     registry_session_close(h->reg, t->session_id, now, why, (int64_t)c->bytes_in,
                            (int64_t)c->bytes_out);
     registry_site_seen(h->reg, t->site_id, (int64_t)(t->last_heard_ms / 1000), NULL, NULL, NULL);
@@ -278,6 +321,13 @@ static int on_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t
     if (s == NULL)
         return 0;
     nghttp2_session_set_stream_user_data(session, stream_id, NULL);
+    if (s->opening) {
+        /* Its HEADERS could not go (the site sent GOAWAY): the caller of
+         * tunnel_stream_open hears it from its return value, not from a
+         * callback run before that call returned. */
+        s->closed = 1;
+        return 0;
+    }
     ops = s->ops;
     s->ops = NULL;
     if (ops != NULL) {
@@ -312,108 +362,6 @@ static ssize_t read_body_cb(nghttp2_session *session, int32_t stream_id, uint8_t
     return (ssize_t)n;
 }
 
-/* --- hello: learn the site's version and services --- */
-
-/* As many services as a site agent may configure (AGENT_MAX_SERVICES). */
-
-struct hello {
-    struct tunnel *t;
-    struct buf body;
-    struct tstream *s;
-    int status;
-};
-
-static void hello_head(void *arg, int status, const nghttp2_nv *nva, size_t n)
-{
-    struct hello *hl = arg;
-    hl->status = status;
-}
-
-static void hello_data(void *arg, const uint8_t *data, size_t len)
-{
-    struct hello *hl = arg;
-    if (hl->body.len + len <= HELLO_MAX)
-        buf_append(&hl->body, data, len);
-    tunnel_stream_consume(hl->s, len);
-}
-
-static void hello_end(void *arg)
-{
-    struct hello *hl = arg;
-    struct tunnel *t = hl->t;
-    struct hello_info info = {.why = "hello answered with a status other than 200"};
-    int rc = -EINVAL;
-
-    if (hl->status == 200)
-        rc = hello_parse(buf_head(&hl->body), hl->body.len, &info);
-    if (rc != 0) {
-        log_event(LOG_WARN, "site_hello_refused", "site=%s reason=%s value=%s", t->site,
-                  log_q(info.why), log_q(info.bad[0] ? info.bad : NULL));
-        /* Standby or not: a site that answers but not as a site agent does
-         * is not served. */
-        tunnel_kill(t, "invalid hello");
-    } else {
-        snprintf(t->agent_version, sizeof(t->agent_version), "%s", info.agent_version);
-        free_services(t);
-        free(t->services_json);
-        /* The tunnel takes over the parsed strings. */
-        t->services_json = info.services_json;
-        t->services = info.services;
-        t->n_services = info.n_services;
-        info.services_json = NULL;
-        info.services = NULL;
-        info.n_services = 0;
-        hello_info_free(&info);
-        t->hello_done = 1;
-        if (t->standby && !t->closing && t->conn != NULL)
-            take_over(t);
-        registry_site_seen(t->hub->reg, t->site_id, hub_now(), t->agent_version, t->services_json,
-                           t->conn ? t->conn->peer : NULL);
-        /* services_json holds only checked names: safe and readable raw. */
-        log_event(LOG_INFO, "site_hello", "site=%s agent_version=%s services=%s", t->site,
-                  log_q(t->agent_version), t->services_json);
-        if (t->conn != NULL && !t->closing)
-            events_site_online(&t->hub->subs, t);
-    }
-    buf_free(&hl->body);
-    free(hl);
-}
-
-static void hello_error(void *arg, enum tstream_err err, const char *why)
-{
-    struct hello *hl = arg;
-    if (hl->t->standby)
-        tunnel_kill(hl->t, "no answer to the hello");
-    buf_free(&hl->body);
-    free(hl);
-}
-
-static size_t hello_body(void *arg, uint8_t *dst, size_t cap, int *eof)
-{
-    *eof = 1;
-    return 0;
-}
-
-static const struct tstream_ops hello_ops = {hello_head, hello_data, hello_end, hello_error,
-                                             hello_body};
-
-static void send_hello(struct tunnel *t)
-{
-    struct hello *hl = calloc(1, sizeof(*hl));
-    nghttp2_nv nva[] = {
-        h2_nv(":method", 7, "GET", 3),
-        h2_nv(":scheme", 7, "https", 5),
-        h2_nv(":authority", 10, "site", 4),
-        h2_nv(":path", 5, "/.tether/hello", 14),
-    };
-    if (hl == NULL)
-        return;
-    hl->t = t;
-    buf_init(&hl->body);
-    if (tunnel_stream_open(t, nva, 4, 0, &hello_ops, hl, &hl->s) != 0)
-        free(hl);
-}
-
 /* --- liveness --- */
 
 static void force_close_cb(uv_timer_t *timer)
@@ -431,7 +379,7 @@ static void ping_cb(uv_timer_t *timer)
 
     if (t->conn == NULL || t->closing)
         return;
-    if (t->standby && !t->hello_done) {
+    if (tunnel_is_standby(t) && !t->hello_done) {
         /* A standby connection has one ping interval to answer its hello.
          * One whose answer never ends, while it answers PINGs, would stay for
          * ever: a stolen key could hold any number of them. */
@@ -469,7 +417,6 @@ int tunnel_attach(struct hub *h, struct conn *c, const struct reg_site *site)
 {
     struct tunnel *t = calloc(1, sizeof(*t));
     nghttp2_session *s = NULL;
-    struct tunnel *old;
     int rc = -ENOMEM;
 
     if (t == NULL)
@@ -477,6 +424,8 @@ int tunnel_attach(struct hub *h, struct conn *c, const struct reg_site *site)
     t->hub = h;
     t->conn = c;
     t->site_id = site->id;
+    sitemap_entry_init(&t->site_entry, site->id);
+    LIST_INIT(&t->streams);
     snprintf(t->site, sizeof(t->site), "%s", site->name);
     t->services_json = strdup("[]");
     t->connected_since = hub_now();
@@ -492,17 +441,9 @@ int tunnel_attach(struct hub *h, struct conn *c, const struct reg_site *site)
     c->ops = &tunnel_conn_ops;
     c->owner = t;
 
-    old = hub_tunnel_find(h, t->site_id);
-    if (old != NULL && !old->closing) {
-        /* It takes over at its hello answer (take_over). */
-        t->standby = 1;
-        t->standby_next = h->standby;
-        h->standby = t;
-    } else {
-        if (old != NULL)
-            hub_tunnel_del(h, old);
-        hub_tunnel_put(h, t);
-    }
+    /* A second tunnel of a site waits on standby and takes over at its
+     * hello answer (hello_end). */
+    (void)sitemap_arrive(&h->tunnels, &t->site_entry, &site_ops);
     /* The history row is a record, not a permission: a site whose row cannot
      * be written (disk full) keeps its tunnel (docs/decisions.md). */
     rc = registry_session_open(h->reg, t->site_id, c->peer, "", t->connected_since, &t->session_id);
@@ -516,7 +457,7 @@ int tunnel_attach(struct hub *h, struct conn *c, const struct reg_site *site)
     log_event(LOG_INFO, "site_connected", "site=%s remote=%s session=%lld", t->site, c->peer,
               (long long)t->session_id);
     uv_timer_start(&t->ping_timer, ping_cb, h->cfg.ping_interval_ms, h->cfg.ping_interval_ms);
-    send_hello(t);
+    tunnel_send_hello(t);
     h2_send(&t->h2);
     rc = 0;
 out:
@@ -555,13 +496,16 @@ int tunnel_stream_open(struct tunnel *t, const nghttp2_nv *nva, size_t n, int ha
         return -EIO;
     }
     s->id = id;
-    s->next = t->streams;
-    if (t->streams)
-        t->streams->prev = s;
-    t->streams = s;
+    LIST_INSERT_HEAD(&t->streams, s, link);
     t->n_streams++;
-    *out = s;
+    s->opening = 1;
     h2_send(&t->h2);
+    s->opening = 0;
+    if (s->closed) {
+        stream_unlink(s);
+        return -ENOTCONN;
+    }
+    *out = s;
     return 0;
 }
 

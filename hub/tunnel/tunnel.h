@@ -16,6 +16,9 @@
  * stalled reader pins at most this much hub memory. */
 #define TUNNEL_STREAM_WINDOW (1 << 20)
 
+/* A tunnel is opaque outside hub/tunnel/ (tunnel_int.h): it is owned by its
+ * connection and freed after the connection closed, never by a caller. */
+struct tunnel;
 struct tstream;
 
 /* Why a tunnel stream failed. Callers switch on this, never on the text,
@@ -27,7 +30,11 @@ enum tstream_err {
 };
 
 /* What a proxied request receives from its tunnel stream. arg belongs to
- * the caller. After on_end or on_error, no callback runs again. */
+ * the caller. After on_end or on_error, no callback runs again. on_head,
+ * on_data, on_end and on_error run only from the loop (frames arriving, the
+ * connection closing), never from inside a tunnel_* call; read_body may run
+ * from inside any tunnel_* call that sends (the first bytes of a body go out
+ * with its HEADERS), so it must only copy. */
 struct tstream_ops {
     void (*on_head)(void *arg, int status, const nghttp2_nv *nva, size_t n);
     /* Response body; the caller must later call tunnel_stream_consume(len)
@@ -39,32 +46,6 @@ struct tstream_ops {
     /* Upload: copy up to cap request-body bytes into dst. Return the count;
      * 0 with *eof=0 means "none yet" (call tunnel_stream_resume later). */
     size_t (*read_body)(void *arg, uint8_t *dst, size_t cap, int *eof);
-};
-
-struct tunnel {
-    struct hub *hub;
-    struct conn *conn; /* not owned: it owns us through on_close */
-    struct h2 h2;
-    int64_t site_id;
-    char site[TOKEN_NAME_MAX + 1];
-    int64_t session_id;
-    int64_t connected_since;
-    uint64_t last_heard_ms;
-    int ping_outstanding;
-    char agent_version[64];
-    char *services_json; /* owned; "[]" until the hello answer */
-    uv_timer_t ping_timer;
-    int closing;
-    int replaced;
-    int hello_done; /* services known */
-    int standby;    /* in hub->standby, waiting for its hello answer to take over */
-    struct tunnel *standby_next;
-    char **services; /* parsed from services_json at hello; owned */
-    size_t n_services;
-    struct tstream *streams; /* open streams, doubly linked */
-    size_t n_streams;        /* length of streams */
-    struct tunnel *map_next;
-    char close_reason[128];
 };
 
 /* What the API shows of a live tunnel. The strings are borrowed from the
@@ -94,8 +75,9 @@ void tunnel_set_ping_interval(struct tunnel *t, uint64_t ms);
 int tunnel_attach(struct hub *h, struct conn *c, const struct reg_site *site);
 
 /* Opens a stream carrying a request. nva must include the pseudo headers.
- * Returns 0 and *out, -ENOTCONN if the tunnel is closing, -EBUSY if the
- * tunnel already carries its maximum of requests. */
+ * Returns 0 and *out, -ENOTCONN if the tunnel is closing or the site no
+ * longer takes streams, -EBUSY if the tunnel already carries its maximum of
+ * requests. On failure no callback of ops has run and none will. */
 int tunnel_stream_open(struct tunnel *t, const nghttp2_nv *nva, size_t n, int has_body,
                        const struct tstream_ops *ops, void *arg, struct tstream **out);
 /* Request body became available. */
@@ -105,7 +87,8 @@ void tunnel_stream_consume(struct tstream *s, size_t len);
 /* The user went away: RST_STREAM(CANCEL); no callback after this. */
 void tunnel_stream_cancel(struct tstream *s);
 
-/* Cuts the tunnel (revoke, disable, replaced): GOAWAY then close. */
+/* Cuts the tunnel (revoke, disable, replaced): GOAWAY then close. The
+ * streams' on_error and the tunnel's freeing come later, from the loop. */
 void tunnel_kill(struct tunnel *t, const char *reason);
 /* SIGTERM: GOAWAY, let streams finish. */
 void tunnel_drain(struct tunnel *t);
@@ -118,5 +101,15 @@ size_t tunnel_stream_count(const struct tunnel *t);
 /* Streams the site serves at once (its SETTINGS_MAX_CONCURRENT_STREAMS, at
  * most the tunnel's own cap). */
 size_t tunnel_stream_slots(const struct tunnel *t);
+
+/* The site map (sitemap.h) seen as tunnels. */
+/* The live tunnel of a site, or NULL. A standby tunnel is not found. */
+struct tunnel *hub_tunnel_find(struct hub *h, int64_t site_id);
+/* Kills every tunnel of the site, the live one and any on standby; they
+ * leave the map at once and close later (tunnel_kill). */
+void hub_tunnel_cut(struct hub *h, int64_t site_id, const char *why);
+/* Calls fn on every tunnel, standby ones included. The list is taken first,
+ * so fn may kill tunnels. */
+void hub_tunnel_each(struct hub *h, void (*fn)(struct tunnel *t, void *arg), void *arg);
 
 #endif

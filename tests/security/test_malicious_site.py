@@ -26,7 +26,8 @@ frame. Cases, each on a fresh tunnel connection of evil:
                    user uploads 32 MiB
   no streams       MAX_CONCURRENT_STREAMS 0 while 1,000 requests with 12 KB
                    heads wait for it
-  after goaway     GOAWAY(last stream 0), then a response on a refused stream
+  after goaway     GOAWAY(last stream 0), then a response on a refused stream;
+                   GOAWAY while a stream is open, then a new user request
   push             a PUSH_PROMISE (push is disabled)
   invalid frames   WINDOW_UPDATE of 0, an oversized frame, HEADERS on a
                    server-side stream id, a bad SETTINGS value; an unknown
@@ -45,6 +46,7 @@ hub is alive at the end and exits 0 on SIGTERM.
 
 import json
 import os
+import re
 import socket
 import struct
 import sys
@@ -516,6 +518,43 @@ def main(h):
     m = hub.proc.wait_log(r"site_disconnected site=%s\b" % EVIL, 10, since=mark, fatal=False)
     h.check(m is not None, "after goaway: the hub closes the tunnel")
     by.check("after goaway")
+    ev.close()
+
+    # --- a request after GOAWAY, an older stream still open --------------------
+    # The tunnel stays (stream /hold is still served) but takes no new stream:
+    # the hub's next request to it cannot go, and must fail from its return
+    # value inside the hub, not from a callback run before that returned.
+    def goaway_hold(e, sid, hd):
+        if hd.get(":path") == "/hold":
+            e.send(k.goaway(sid, k.NO_ERROR, b"draining"), k.frame(k.PING, 0, 0, b"goaway!!"))
+
+    ev = connect(on_request=goaway_hold)
+    hold = user("/hold")
+    seen = ev.c.wait_for(lambda c: any(f[0] == k.PING and f[1] & k.ACK and f[3] == b"goaway!!"
+                                       for f in c.frames), 10)
+    h.check(seen, "goaway, stream open: the hub took the GOAWAY (its PING ACK came back)")
+    def proxied():
+        m = re.search(rb"^tether_proxy_requests_total (\d+)$", hub.curl("/metrics").body or b"",
+                      re.M)
+        return int(m.group(1)) if m else None
+
+    before = proxied()
+    r = hub.proxy(EVIL, "web", "/after", token=alice)
+    h.check(clean_error(r, (503,)) and hub.proc.alive(),
+            "goaway, stream open: a new request gets 503, the hub is alive", r)
+    after = proxied()
+    h.check(before is not None and after == before,
+            "goaway, stream open: the refused request is not counted as proxied (the stream "
+            "open failed by its return value, not a callback inside it)", (before, after))
+    h.check({hd[":path"] for _, hd in ev.requests} == {"/hold"},
+            "goaway, stream open: the new request never reached the site",
+            [hd[":path"] for _, hd in ev.requests])
+    sid = [s for s, hd in ev.requests if hd[":path"] == "/hold"][0]
+    ev.respond(sid, [(":status", "200")], b"held")
+    r = result(hold)
+    h.check(r is not None and r.status == 200 and r.body == b"held",
+            "goaway, stream open: the older stream still completes", r)
+    by.check("goaway, stream open")
     ev.close()
 
     # --- PUSH_PROMISE -----------------------------------------------------------

@@ -17,6 +17,7 @@
 #include "common/crypto.h"
 #include "common/tls.h"
 #include "hub/core/hub.h"
+#include "hub/net/ipcount.h"
 #include "hub/store/registry.h"
 #include "testutil.h"
 
@@ -141,7 +142,9 @@ static void run_torture(struct hub *h, const struct sockaddr *addr, const char *
     CHECK_EQ_INT(ok, 1);
     CHECK_EQ_INT(hub_users_count(h, "127.0.0.1:1"), 0);
     CHECK_EQ_INT(h->tunnels.count, 0);
-    CHECK(h->standby == NULL);
+    CHECK_EQ_INT(h->tunnels.n_standby, 0);
+    CHECK_EQ_INT(h->lst.n_waiters, 0);
+    CHECK_EQ_INT(h->lst.n_probation, 0);
 }
 
 /* A registry in a new directory with site "s1" active under pin. */

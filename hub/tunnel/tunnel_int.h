@@ -1,0 +1,52 @@
+/* The inside of a site tunnel, shared only by the files of hub/tunnel/ (others use tunnel.h). */
+/* SPDX-License-Identifier: MIT */
+#ifndef TETHER_TUNNEL_INT_H
+#define TETHER_TUNNEL_INT_H
+
+#include <stddef.h>
+#include <sys/queue.h>
+
+#include "sitemap.h"
+#include "tunnel.h"
+
+struct tstream;
+LIST_HEAD(tstream_list, tstream);
+
+struct tunnel {
+    struct hub *hub;   /* not owned */
+    struct conn *conn; /* not owned: it owns us through on_close; NULL once closed */
+    struct h2 h2;
+    struct sitemap_entry site_entry; /* place in hub->tunnels (sitemap.h) */
+    int64_t site_id;
+    char site[TOKEN_NAME_MAX + 1];
+    int64_t session_id;
+    int64_t connected_since;
+    uint64_t last_heard_ms;
+    int ping_outstanding;
+    char agent_version[64];
+    char *services_json; /* owned; "[]" until the hello answer */
+    uv_timer_t ping_timer;
+    int closing;     /* set before the tunnel is freed (tunnel_free_cb asserts it) */
+    int hello_done;  /* services known */
+    char **services; /* parsed from services_json at hello; owned */
+    size_t n_services;
+    struct tstream_list streams; /* open streams, owned; cancelled ones stay until closed */
+    size_t n_streams;            /* streams of the list not released (tunnel_stream_cancel) */
+    char close_reason[128];
+};
+
+/* Between the tunnel's files (tunnel.c, hello_stream.c). */
+/* Sends the hello request; its answer sets the services and, for a standby
+ * tunnel, takes over the site (hello_stream.c). */
+void tunnel_send_hello(struct tunnel *t);
+/* Frees services and n_services (not services_json). */
+void tunnel_free_services(struct tunnel *t);
+/* 1 while t waits on standby for its hello answer. */
+int tunnel_is_standby(const struct tunnel *t);
+/* The standby t answered its hello: it becomes the site's live tunnel and
+ * the one it replaces is killed (sitemap_take_over). */
+void tunnel_take_over(struct tunnel *t);
+
+#define TUNNEL_OF_ENTRY(e) ((struct tunnel *)((char *)(e)-offsetof(struct tunnel, site_entry)))
+
+#endif

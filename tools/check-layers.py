@@ -4,7 +4,8 @@
 """Fails (exit 1) when
   - a file outside a module's folder includes that module's internal header
     (a header named *_int.h, e.g. hub/store/store_int.h), or
-  - the folders under hub/ include each other in a cycle.
+  - the folders under hub/ include each other in a cycle, or
+  - a hub folder includes one of a higher layer (LAYERS), or is in none.
 It reads #include "..." lines only (system headers cannot break a layer) and
 prints the hub folder graph it checked, one edge a line.
 
@@ -41,6 +42,21 @@ def resolve(root, src, name):
         if not p.startswith("..") and os.path.isfile(os.path.join(root, p)):
             return p
     return None
+
+
+# The hub's layers, top first (docs/architecture.md). A folder may include
+# its own layer's other folders (no cycle: checked below) and any lower layer,
+# never a higher one.
+LAYERS = (
+    ("hub",),
+    ("hub/api", "hub/net"),
+    ("hub/query", "hub/proxy"),
+    ("hub/auth",),
+    ("hub/tunnel", "hub/http"),
+    ("hub/core",),
+    ("hub/store",),
+)
+RANK = {folder: i for i, layer in enumerate(LAYERS) for folder in layer}
 
 
 def hub_folder(path):
@@ -110,6 +126,12 @@ def check(root, out=sys.stdout, modules=False):
             print(f"  {a} -> {b}", file=out)
     if not graph:
         print("  (no edges)", file=out)
+    for a in sorted(graph):
+        for b in sorted(graph[a]):
+            if a not in RANK or b not in RANK:
+                problems.append(f"hub folder {a if a not in RANK else b} is in no layer (LAYERS)")
+            elif RANK[b] < RANK[a]:
+                problems.append(f"{a} includes {b}, a higher layer")
     cycle = find_cycle(graph)
     if cycle:
         problems.append("include cycle between hub folders: " + " -> ".join(cycle))
@@ -135,7 +157,10 @@ def print_modules(files, root, out):
     print("hub module graph:", file=out)
     for a in sorted(graph):
         print(f"  {a} -> {' '.join(sorted(graph[a]))}", file=out)
-    both = sorted({tuple(sorted((a, b))) for a in graph for b in graph[a] if a in graph.get(b, ())})
+    # A module and its folder's internal header (foo_int.h) include each
+    # other by design (libuv's public/internal split): not reported.
+    both = sorted({tuple(sorted((a, b))) for a in graph for b in graph[a]
+                   if a in graph.get(b, ()) and not (a.endswith("_int") or b.endswith("_int"))})
     print("two-way module edges: " + (", ".join(f"{a} <-> {b}" for a, b in both) or "none"),
           file=out)
 
@@ -165,6 +190,11 @@ def self_test():
         ("outside include from tests", dict(clean, **{"tests/unit/hub/t.c": '#include "hub/store/store_int.h"\n'}), 1),
         ("outside include by name", dict(clean, **{"hub/api.c": '#include "store_int.h"\n'}), 1),
         ("folder cycle", dict(clean, **{"hub/store/sites.c": '#include "../hub.h"\n', "hub/hub.h": ""}), 1),
+        ("include up a layer", dict(clean, **{"hub/http/h1.c": '#include "../api/api.h"\n',
+                                              "hub/api/api.h": ""}), 1),
+        ("include down a layer", dict(clean, **{"hub/api/a.c": '#include "../http/h.h"\n',
+                                                "hub/http/h.h": ""}), 0),
+        ("folder in no layer", dict(clean, **{"hub/misc/m.c": '#include "../store/registry.h"\n'}), 1),
     ]
     failed = 0
     for name, files, want in cases:

@@ -7,6 +7,7 @@
 #include <nghttp2/nghttp2.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/queue.h>
 
 #include "../../common/conn.h"
 #include "../../common/h2.h"
@@ -63,8 +64,18 @@ struct ureq {
     int out_eof;
     int deferred;
     char remote[64];
-    struct ureq *next; /* HTTP/2 streams of the conn */
+    int released;           /* the front end is done with it: freed from the loop */
+    TAILQ_ENTRY(ureq) link; /* HTTP/2: in the conn's streams; then in its reaped list */
 };
+
+/* Lifetime. A ureq is owned by its connection. The front end is done with
+ * it once its response has ended and its request was read (or its stream
+ * closed, or the connection closed); it is then released, never freed at
+ * once: whatever was handed r (a handler, a caller of ureq_respond*,
+ * ureq_error or ureq_reset) may go on reading it, and calling ureq_* on it,
+ * until the callback it is in returns. ureq_* calls on a released ureq do
+ * nothing (respond* return an error). After the handler's on_abort, or once
+ * the callback that answered it returned, r must not be used. */
 
 /* Called by the listener for a user connection whose TLS handshake is done;
  * alpn is "h2" or anything else for HTTP/1.1. On success takes over c and
@@ -83,7 +94,7 @@ int ureq_respond_head(struct ureq *r, int status, const nghttp2_nv *hdrs, size_t
 int ureq_respond_body(struct ureq *r, const uint8_t *data, size_t len);
 int ureq_respond_end(struct ureq *r);
 /* Breaks a response that already started (the client must not take a
- * truncated body for a complete one). r may be freed later by the conn. */
+ * truncated body for a complete one). */
 void ureq_reset(struct ureq *r);
 /* Whole small response in one go. */
 void ureq_respond(struct ureq *r, int status, const char *content_type, const char *body,

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 
 #include "../../common/buf.h"
-#include "user.h"
+#include "ureq.h"
 
 struct body_reader {
     size_t max;

@@ -1,4 +1,4 @@
-/* The request object of the user front end (hub/http/user.h): headers, handler, response API,
+/* The request object of the user front end (hub/http/ureq.h): headers, handler, response API,
  * upload credit, and its deferred free. */
 /* SPDX-License-Identifier: MIT */
 #include <assert.h>

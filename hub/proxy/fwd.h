@@ -9,7 +9,7 @@
 #include <stdint.h>
 
 #include "../../common/h2.h"
-#include "../http/user.h"
+#include "../http/ureq.h"
 
 /* 1 if a user may not send this (lower-case) header on to a service: the hub
  * sets it itself or it claims who is asking (tether-*, x-tether-*, forwarded,

@@ -9,6 +9,7 @@
 #include "common/buf.h"
 #include "common/conn.h"
 #include "hub/core/hub.h"
+#include "hub/http/ureq.h"
 #include "hub/http/user.h"
 #include "testutil.h"
 

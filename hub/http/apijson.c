@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "user.h"
+#include "ureq.h"
 
 void apijson_respond(struct ureq *r, int status, json_t *o)
 {

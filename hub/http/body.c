@@ -7,7 +7,7 @@
 #include <stdlib.h>
 
 #include "../../common/buf.h"
-#include "user.h"
+#include "ureq.h"
 
 struct body_reader {
     size_t max;
@@ -23,7 +23,7 @@ static void reader_free(struct body_reader *b)
     free(b);
 }
 
-/* Hands the result over and frees the reader: done may answer and free r. */
+/* Hands the result over and frees the reader, which done must not find: done may answer r. */
 static void finish(struct ureq *r, struct body_reader *b, enum body_status st)
 {
     body_done_fn done = b->done;

@@ -1,104 +1,19 @@
-/* User-facing front end of the hub: HTTP/1.1 (http-parser) and HTTP/2 (nghttp2) connections
- * producing requests. */
+/* The hub's user connections: HTTP/1.1 (http-parser) and HTTP/2 (nghttp2) front ends producing
+ * requests (ureq.h) for the hub's dispatch. */
 /* SPDX-License-Identifier: MIT */
 #ifndef TETHER_USER_H
 #define TETHER_USER_H
 
-#include <nghttp2/nghttp2.h>
-#include <stddef.h>
-#include <stdint.h>
-
 #include "../../common/conn.h"
-#include "../../common/h2.h"
 #include "../core/hub.h"
-
-struct ureq;
-
-/* Set by whoever handles a request (API or proxy) through ureq_set_handler.
- * All may be NULL. After on_abort, the handler must not touch the ureq. */
-struct ureq_handler {
-    void (*on_body)(struct ureq *r, const uint8_t *data, size_t len);
-    void (*on_end)(struct ureq *r);
-    void (*on_abort)(struct ureq *r);
-    /* The response output has room again (see ureq_backlog). */
-    void (*on_drain)(struct ureq *r);
-    /* 0: the front end gives HTTP/2 flow-control credit back for each body
-     * piece once on_body returned (the handler took or dropped it). 1: the
-     * handler keeps pieces for a while and calls ureq_credit_body as they
-     * move on. Whatever is still held when the handler changes or the
-     * stream closes is credited by the front end. */
-    int holds_body;
-};
-
-struct ureq_header {
-    char *name; /* lower-case, owned by the ureq */
-    char *value;
-};
-
-struct ureq {
-    struct user_conn *uc;
-    int32_t sid; /* HTTP/2 stream id; 0 for HTTP/1.1 */
-    char method[24];
-    char *target; /* request target as sent, owned */
-    struct ureq_header *hdrs;
-    size_t n_hdrs;
-    struct h2_hdr_budget budget;
-    int64_t content_length; /* -1 unknown */
-    int has_body;
-    int req_ended;
-    int dispatched;   /* HTTP/2: the head was complete and handed to hub->dispatch */
-    int active;       /* HTTP/2: counted in the conn's busy streams (until the response ends) */
-    int body_watch;   /* the body is awaited under request_body_timeout */
-    uint64_t body_at; /* loop time (ms) of the body's last progress */
-    int end_sent;     /* HTTP/2: the response's END_STREAM frame is out */
-    const struct ureq_handler *handler;
-    void *hctx; /* handler's; not owned */
-    /* response */
-    int resp_started;
-    int resp_ended;
-    int resp_chunked; /* HTTP/1.1 */
-    int head_only;
-    size_t in_held; /* HTTP/2: request-body bytes received, not yet credited */
-    struct buf out; /* HTTP/2: body bytes not yet taken by nghttp2 */
-    int out_eof;
-    int deferred;
-    char remote[64];
-    struct ureq *next; /* HTTP/2 streams of the conn */
-};
+/* What a request is and how it is answered; here too for the includers that
+ * took it from this header before it had its own. */
+#include "ureq.h"
 
 /* Called by the listener for a user connection whose TLS handshake is done;
  * alpn is "h2" or anything else for HTTP/1.1. On success takes over c and
  * the connection's count in hub_users_inc (given back when c closes); on
  * failure (-ENOMEM) c and the count stay the caller's. */
 int user_attach(struct hub *h, struct conn *c, const char *alpn);
-
-/* Header lookup (name lower-case); NULL if absent. Owned by r. */
-const char *ureq_header(const struct ureq *r, const char *name);
-void ureq_set_handler(struct ureq *r, const struct ureq_handler *hd, void *hctx);
-
-/* Response. headers are copied. content_length -1 = unknown (chunked on
- * HTTP/1.1). Status 100..599. */
-int ureq_respond_head(struct ureq *r, int status, const nghttp2_nv *hdrs, size_t n,
-                      int64_t content_length);
-int ureq_respond_body(struct ureq *r, const uint8_t *data, size_t len);
-int ureq_respond_end(struct ureq *r);
-/* Breaks a response that already started (the client must not take a
- * truncated body for a complete one). r may be freed later by the conn. */
-void ureq_reset(struct ureq *r);
-/* Whole small response in one go. */
-void ureq_respond(struct ureq *r, int status, const char *content_type, const char *body,
-                  size_t len);
-/* JSON error {"error","detail"}. */
-void ureq_error(struct ureq *r, int status, const char *code, const char *detail);
-/* Response bytes waiting in the hub for this request's client. */
-size_t ureq_backlog(const struct ureq *r);
-/* The part of ureq_backlog not yet passed to the connection: HTTP/2 bytes
- * waiting for the client's flow-control window (0 on HTTP/1.1). */
-size_t ureq_queued(const struct ureq *r);
-/* Upload backpressure: stop/resume taking request body from the client. */
-void ureq_pause_body(struct ureq *r, int pause);
-/* HTTP/2: len request-body bytes passed on; reopen the client's window
- * (at most by what was received and not yet credited). */
-void ureq_credit_body(struct ureq *r, size_t len);
 
 #endif

@@ -1,11 +1,13 @@
-/* The forwarding headers the hub sets on a request to a site's service, and the names it reserves.
- */
+/* The request the hub forwards to a site's service: its header list, the forwarding headers the hub
+ * sets, and the names it reserves. */
 /* SPDX-License-Identifier: MIT */
 #include "fwd.h"
 
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+
+#include "../../common/hfield.h"
 
 int fwd_reserved(const char *name)
 {
@@ -80,4 +82,60 @@ void fwd_build(struct fwd *f, const char *peer, const char *host)
     snprintf(f->forwarded, sizeof(f->forwarded), "for=%s%s%s;proto=https%s%s%s", v6 ? "\"[" : "",
              f->addr, v6 ? "]\"" : "", f->host[0] ? ";host=\"" : "", f->host,
              f->host[0] ? "\"" : "");
+}
+
+/* 1 if the user's header name does not go on to the service. */
+static int skip_header(const struct fwd_req *req, const char *name)
+{
+    static const char *const drop[] = {"authorization", "cookie", "proxy-authorization",
+                                       "host",          "expect", "content-length"};
+    size_t nl = strlen(name);
+
+    for (size_t i = 0; i < sizeof(drop) / sizeof(drop[0]); i++)
+        if (strcmp(name, drop[i]) == 0)
+            return 1;
+    /* Routing (tether-service) and who is asking are the hub's to say. */
+    if (fwd_reserved(name) || h2_hop_by_hop(name, nl))
+        return 1;
+    /* So are the headers the user's Connection names (RFC 9110 7.6.1). */
+    for (size_t i = 0; i < req->n_hdrs; i++)
+        if (strcmp(req->hdrs[i].name, "connection") == 0 &&
+            hfield_token_listed(req->hdrs[i].value, strlen(req->hdrs[i].value), name, nl))
+            return 1;
+    return 0;
+}
+
+static void add(struct fwd_headers *o, const char *name, const char *value)
+{
+    o->nv[o->n++] = h2_nv(name, strlen(name), value, strlen(value));
+}
+
+void fwd_request_headers(const struct fwd_req *req, struct fwd_headers *out)
+{
+    const char *host = NULL;
+
+    for (size_t i = 0; i < req->n_hdrs && host == NULL; i++)
+        if (strcmp(req->hdrs[i].name, "host") == 0)
+            host = req->hdrs[i].value;
+    out->n = 0;
+    add(out, ":method", req->method);
+    add(out, ":scheme", "http");
+    add(out, ":authority", req->service);
+    add(out, ":path", req->path);
+    add(out, "tether-service", req->service);
+    add(out, "x-tether-user", req->user);
+    /* One set of forwarding headers, all the hub's own (docs/api.md). */
+    fwd_build(&out->fw, req->peer, host);
+    add(out, "x-forwarded-for", out->fw.addr);
+    add(out, "x-forwarded-proto", "https");
+    if (out->fw.host[0] != '\0')
+        add(out, "x-forwarded-host", out->fw.host);
+    add(out, "forwarded", out->fw.forwarded);
+    if (req->content_length >= 0 && req->has_body) {
+        snprintf(out->cl, sizeof(out->cl), "%lld", (long long)req->content_length);
+        add(out, "content-length", out->cl);
+    }
+    for (size_t i = 0; i < req->n_hdrs && out->n < H2_HEADER_COUNT_MAX; i++)
+        if (!skip_header(req, req->hdrs[i].name))
+            add(out, req->hdrs[i].name, req->hdrs[i].value);
 }

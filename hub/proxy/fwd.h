@@ -1,10 +1,15 @@
-/* The forwarding headers the hub sets on a request to a site's service, and the names it reserves.
- */
+/* The request the hub forwards to a site's service: its header list, the forwarding headers the hub
+ * sets, and the names it reserves. */
 /* SPDX-License-Identifier: MIT */
 #ifndef TETHER_FWD_H
 #define TETHER_FWD_H
 
+#include <nghttp2/nghttp2.h>
 #include <stddef.h>
+#include <stdint.h>
+
+#include "../../common/h2.h"
+#include "../http/ureq.h"
 
 /* 1 if a user may not send this (lower-case) header on to a service: the hub
  * sets it itself or it claims who is asking (tether-*, x-tether-*, forwarded,
@@ -23,5 +28,40 @@ struct fwd {
  * the Host (or :authority) the user sent (NULL if none). A v4-mapped v6
  * address is written as the v4 address. */
 void fwd_build(struct fwd *f, const char *peer, const char *host);
+
+/* One user request as the site is to hear of it. All borrowed. */
+struct fwd_req {
+    const char *method;
+    const char *path;    /* the path on the service (the user's, less the routing prefix) */
+    const char *service; /* the service's name: :authority and tether-service */
+    const char *user;    /* the token's name: x-tether-user */
+    const char *peer;    /* the user's address, as fwd_build takes it */
+    const struct ureq_header *hdrs; /* the user's headers, names lower-case */
+    size_t n_hdrs;
+    int64_t content_length; /* -1 unknown */
+    int has_body;
+};
+
+/* Room for the hub's own headers and H2_HEADER_COUNT_MAX in all. */
+#define FWD_NV_MAX (H2_HEADER_COUNT_MAX + 10)
+
+/* The header list of the request to the site: nv[0..n). Values point into
+ * the fwd_req's strings and into this struct, which must both outlive nv. */
+struct fwd_headers {
+    struct fwd fw;
+    char cl[24];
+    nghttp2_nv nv[FWD_NV_MAX];
+    size_t n;
+};
+
+/* Builds the request's header list: the pseudo headers, routing and who
+ * asks (tether-service, x-tether-user), the hub's own forwarding headers
+ * (X-Forwarded-For/Proto/Host, Forwarded), the Content-Length when known,
+ * then the user's headers but for the hop-by-hop ones (and those its
+ * Connection names), credentials (Authorization, Cookie, Proxy-Authorization),
+ * Host, Expect, Content-Length and every reserved name (fwd_reserved). User
+ * headers are added while the list holds fewer than H2_HEADER_COUNT_MAX
+ * entries; the rest are dropped. */
+void fwd_request_headers(const struct fwd_req *req, struct fwd_headers *out);
 
 #endif

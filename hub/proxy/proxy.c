@@ -530,27 +530,6 @@ static size_t t_read_body(void *arg, uint8_t *dst, size_t cap, int *eof)
 
 static const struct tstream_ops tunnel_side = {t_head, t_data, t_end, t_error, t_read_body};
 
-/* 1 if the user's header name does not go on to the service. */
-static int skip_header(const struct ureq *r, const char *name)
-{
-    static const char *const drop[] = {"authorization", "cookie", "proxy-authorization",
-                                       "host",          "expect", "content-length"};
-    size_t nl = strlen(name);
-
-    for (size_t i = 0; i < sizeof(drop) / sizeof(drop[0]); i++)
-        if (strcmp(name, drop[i]) == 0)
-            return 1;
-    /* Routing (tether-service) and who is asking are the hub's to say. */
-    if (fwd_reserved(name) || h2_hop_by_hop(name, nl))
-        return 1;
-    /* So are the headers the user's Connection names (RFC 9110 7.6.1). */
-    for (size_t i = 0; i < r->n_hdrs; i++)
-        if (strcmp(r->hdrs[i].name, "connection") == 0 &&
-            hfield_token_listed(r->hdrs[i].value, strlen(r->hdrs[i].value), name, nl))
-            return 1;
-    return 0;
-}
-
 static const char *const refusal_names[PR_N] = {"conn_requests", "token_requests", "stalled",
                                                 "stall_reset", "site_busy"};
 
@@ -583,38 +562,23 @@ static void refused(struct proxy *p, enum proxy_refusal kind)
 /* Submits the request on the site's tunnel. The caller counted it active. */
 static int stream_submit(struct proxy *p, struct tunnel *t)
 {
-    nghttp2_nv nva[H2_HEADER_COUNT_MAX + 10];
     struct ureq *r = p->r;
-    const char *user = p->by_token->token;
-    struct fwd fw;
-    char cl[24];
-    size_t n = 0;
+    const struct fwd_req req = {
+        .method = r->method,
+        .path = p->path,
+        .service = p->service,
+        .user = p->by_token->token,
+        .peer = r->remote,
+        .hdrs = r->hdrs,
+        .n_hdrs = r->n_hdrs,
+        .content_length = r->content_length,
+        .has_body = r->has_body,
+    };
+    struct fwd_headers fh;
 
-    nva[n++] = h2_nv(":method", 7, r->method, strlen(r->method));
-    nva[n++] = h2_nv(":scheme", 7, "http", 4);
-    nva[n++] = h2_nv(":authority", 10, p->service, strlen(p->service));
-    nva[n++] = h2_nv(":path", 5, p->path, strlen(p->path));
-    nva[n++] = h2_nv("tether-service", 14, p->service, strlen(p->service));
-    nva[n++] = h2_nv("x-tether-user", 13, user, strlen(user));
-    /* One set of forwarding headers, all the hub's own (docs/api.md). */
-    fwd_build(&fw, r->remote, ureq_header(r, "host"));
-    nva[n++] = h2_nv("x-forwarded-for", 15, fw.addr, strlen(fw.addr));
-    nva[n++] = h2_nv("x-forwarded-proto", 17, "https", 5);
-    if (fw.host[0] != '\0')
-        nva[n++] = h2_nv("x-forwarded-host", 16, fw.host, strlen(fw.host));
-    nva[n++] = h2_nv("forwarded", 9, fw.forwarded, strlen(fw.forwarded));
-    if (r->content_length >= 0 && r->has_body) {
-        snprintf(cl, sizeof(cl), "%lld", (long long)r->content_length);
-        nva[n++] = h2_nv("content-length", 14, cl, strlen(cl));
-    }
-    for (size_t i = 0; i < r->n_hdrs && n < H2_HEADER_COUNT_MAX; i++) {
-        if (skip_header(r, r->hdrs[i].name))
-            continue;
-        nva[n++] = h2_nv(r->hdrs[i].name, strlen(r->hdrs[i].name), r->hdrs[i].value,
-                         strlen(r->hdrs[i].value));
-    }
+    fwd_request_headers(&req, &fh);
     p->queued = 0;
-    if (tunnel_stream_open(t, nva, n, r->has_body, &tunnel_side, p, &p->ts) != 0) {
+    if (tunnel_stream_open(t, fh.nv, fh.n, r->has_body, &tunnel_side, p, &p->ts) != 0) {
         p->ts = NULL;
         return -EBUSY;
     }

@@ -5,7 +5,7 @@
 #define TETHER_PROXY_H
 
 #include "../core/hub.h"
-#include "../http/user.h"
+#include "../http/ureq.h"
 
 /* Starts proxying r to `service` of the site t with the given path (starting
  * with '/', query included). Answers errors itself. user is the token name

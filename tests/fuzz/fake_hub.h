@@ -22,6 +22,7 @@
 #include "hub/query/query.h"
 #include "hub/store/registry.h"
 #include "hub/http/user.h"
+#include "hub/net/ipcount.h"
 
 /* A fixed admin bearer token: the seeds and dictionaries carry it, so the
  * fuzzer reaches what lies behind authentication. */
@@ -100,6 +101,7 @@ static void fake_hub_init(void)
     fake_hub.cfg.api_body_max = 1u << 20;
     fake_hub.cfg.query_body_max = 1u << 20;
     fake_hub.cfg.max_pending_handshakes_per_ip = 64;
+    fake_hub.cfg.max_user_conns_per_ip = 64;
     if (registry_open(fake_db, &fake_hub.reg, err, sizeof(err)) != 0)
         abort();
     sqlite3_exec(registry_db(fake_hub.reg), "PRAGMA synchronous=OFF", NULL, NULL, NULL);
@@ -141,7 +143,8 @@ static void fake_hub_session_alpn(const char *alpn, const uint8_t *in, size_t le
     c = conn_new_fake(&fake_hub.conns, &sink, "192.0.2.7:40000");
     if (c == NULL)
         abort();
-    if (user_attach(&fake_hub, c, alpn) != 0)
+    /* user_attach takes over the connection's count, as from the listener. */
+    if (hub_users_inc(&fake_hub, c->peer) != 0 || user_attach(&fake_hub, c, alpn) != 0)
         abort();
     assert(piece > 0);
     /* c is freed from the loop once closed: sink.closed says so. */

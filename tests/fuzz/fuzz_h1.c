@@ -1,4 +1,4 @@
-/* libFuzzer entry point for the hub's HTTP/1.1 user front end (hub/user.c and the API router
+/* libFuzzer entry point for the hub's HTTP/1.1 user front end (hub/http/h1.c and the API router
  * behind it): raw bytes in, as a client after the TLS handshake sends them, responses out. */
 /* SPDX-License-Identifier: MIT */
 #include "fake_hub.h"

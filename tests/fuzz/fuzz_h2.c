@@ -1,5 +1,5 @@
-/* libFuzzer entry point for the hub's HTTP/2 user front end (hub/user.c over nghttp2, and the API
- * router behind it): frames in after the client preface, frames out. */
+/* libFuzzer entry point for the hub's HTTP/2 user front end (hub/http/h2.c over nghttp2, and the
+ * API router behind it): frames in after the client preface, frames out. */
 /* SPDX-License-Identifier: MIT */
 #include <nghttp2/nghttp2.h>
 

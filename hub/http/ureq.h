@@ -1,0 +1,109 @@
+/* A user request of the hub (struct ureq) and the API its handlers answer it with, the same over
+ * HTTP/1.1 and HTTP/2. */
+/* SPDX-License-Identifier: MIT */
+#ifndef TETHER_UREQ_H
+#define TETHER_UREQ_H
+
+#include <nghttp2/nghttp2.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/queue.h>
+
+#include "../../common/buf.h"
+#include "../../common/h2.h"
+
+struct ureq;
+struct user_conn; /* the connection a request came on: opaque outside hub/http */
+
+/* Set by whoever handles a request (API or proxy) through ureq_set_handler.
+ * All may be NULL. After on_abort, the handler must not touch the ureq. */
+struct ureq_handler {
+    void (*on_body)(struct ureq *r, const uint8_t *data, size_t len);
+    void (*on_end)(struct ureq *r);
+    void (*on_abort)(struct ureq *r);
+    /* The response output has room again (see ureq_backlog). */
+    void (*on_drain)(struct ureq *r);
+    /* 0: the front end gives HTTP/2 flow-control credit back for each body
+     * piece once on_body returned (the handler took or dropped it). 1: the
+     * handler keeps pieces for a while and calls ureq_credit_body as they
+     * move on. Whatever is still held when the handler changes or the
+     * stream closes is credited by the front end. */
+    int holds_body;
+};
+
+struct ureq_header {
+    char *name; /* lower-case, owned by the ureq */
+    char *value;
+};
+
+struct ureq {
+    struct user_conn *uc;
+    int32_t sid; /* HTTP/2 stream id; 0 for HTTP/1.1 */
+    char method[24];
+    char *target; /* request target as sent, owned */
+    struct ureq_header *hdrs;
+    size_t n_hdrs;
+    struct h2_hdr_budget budget;
+    int64_t content_length; /* -1 unknown */
+    int has_body;
+    int req_ended;
+    int dispatched;   /* HTTP/2: the head was complete and handed to hub->dispatch */
+    int active;       /* HTTP/2: counted in the conn's busy streams (until the response ends) */
+    int body_watch;   /* the body is awaited under request_body_timeout */
+    uint64_t body_at; /* loop time (ms) of the body's last progress */
+    int end_sent;     /* HTTP/2: the response's END_STREAM frame is out */
+    const struct ureq_handler *handler;
+    void *hctx; /* handler's; not owned */
+    /* response */
+    int resp_started;
+    int resp_ended;
+    int resp_chunked; /* HTTP/1.1 */
+    int head_only;
+    size_t in_held; /* HTTP/2: request-body bytes received, not yet credited */
+    struct buf out; /* HTTP/2: body bytes not yet taken by nghttp2 */
+    int out_eof;
+    int deferred;
+    char remote[64];
+    int released;           /* the front end is done with it: freed from the loop */
+    TAILQ_ENTRY(ureq) link; /* HTTP/2: in the conn's streams; then in its reaped list */
+};
+
+/* Lifetime. A ureq is owned by its connection. The front end is done with
+ * it once its response has ended and its request was read (or its stream
+ * closed, or the connection closed); it is then released, never freed at
+ * once: whatever was handed r (a handler, a caller of ureq_respond*,
+ * ureq_error or ureq_reset) may go on reading it, and calling ureq_* on it,
+ * until the callback it is in returns. ureq_* calls on a released ureq do
+ * nothing (respond* return an error). After the handler's on_abort, or once
+ * the callback that answered it returned, r must not be used. */
+
+/* Header lookup (name lower-case); NULL if absent. Owned by r. */
+const char *ureq_header(const struct ureq *r, const char *name);
+void ureq_set_handler(struct ureq *r, const struct ureq_handler *hd, void *hctx);
+
+/* Response. headers are copied. content_length -1 = unknown (chunked on
+ * HTTP/1.1). Status 100..599. */
+int ureq_respond_head(struct ureq *r, int status, const nghttp2_nv *hdrs, size_t n,
+                      int64_t content_length);
+int ureq_respond_body(struct ureq *r, const uint8_t *data, size_t len);
+int ureq_respond_end(struct ureq *r);
+/* Breaks a response that already started (the client must not take a
+ * truncated body for a complete one). */
+void ureq_reset(struct ureq *r);
+/* Whole small response in one go. */
+void ureq_respond(struct ureq *r, int status, const char *content_type, const char *body,
+                  size_t len);
+/* JSON error {"error","detail"}. */
+void ureq_error(struct ureq *r, int status, const char *code, const char *detail);
+/* Response bytes waiting in the hub for this request's client. */
+size_t ureq_backlog(const struct ureq *r);
+/* The part of ureq_backlog not yet passed to the connection: HTTP/2 bytes
+ * waiting for the client's flow-control window (0 on HTTP/1.1). */
+size_t ureq_queued(const struct ureq *r);
+/* Upload backpressure: stop/resume taking request body from the client. */
+void ureq_pause_body(struct ureq *r, int pause);
+/* HTTP/2: len request-body bytes passed on; reopen the client's window
+ * (at most by what was received and not yet credited). */
+void ureq_credit_body(struct ureq *r, size_t len);
+
+#endif

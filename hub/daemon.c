@@ -22,6 +22,8 @@
 #include "../common/tune.h"
 #include "api/api.h"
 #include "core/hub.h"
+#include "core/ipcount.h"
+#include "net/listen.h"
 #include "query/query.h"
 #include "store/registry.h"
 #include "tunnel/tunnel.h"

@@ -45,7 +45,7 @@ void outcome_fail_store(struct outcome *o, int rc, const char *what);
 /* 0 if body has no other key than keys (NULL-ended); else fails o (400). */
 int outcome_only_keys(json_t *body, const char *const *keys, struct outcome *o);
 /* The one place where a state change is audited (one row) and answered.
- * Audit first: answering may free r. o->status must be set. */
+ * Audit first, then answer: one row, one answer. o->status must be set. */
 void outcome_conclude(struct hub *h, struct ureq *r, struct outcome *o);
 /* Starts o for route with actor a (NULL: none) and target. */
 void outcome_init(struct outcome *o, const struct api_route *route, const struct auth *a,

@@ -26,7 +26,7 @@ struct audit_row {
 /* Writes row stamped with hub_now(). A row that cannot be written is logged
  * here, once (audit_failed), and the request goes on: the audit trail never
  * turns an answer into an error. Returns 0 or the registry's negative code.
- * Callers audit before answering: answering may free the request. */
+ * Callers audit before answering: one row, written before the one answer. */
 int audit_write(struct hub *h, const struct audit_row *row, enum audit_durability d);
 
 #endif

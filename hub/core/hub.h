@@ -130,7 +130,7 @@ struct sitemap {
 
 struct hub {
     uv_loop_t *loop;
-    struct conn_ctx conns; /* every connection of this hub (conn_ctx_init on loop) */
+    struct conn_ctx conns;    /* every connection of this hub (conn_ctx_init on loop) */
     hub_dispatch_fn dispatch; /* every user request's head goes here */
     char state_dir[1024];
     struct hub_config cfg;
@@ -182,16 +182,5 @@ int64_t hub_now(void);
 /* The test clock-offset file hub_now() honours, or NULL: always NULL unless
  * built with TETHER_TEST_HOOKS. The string is the environment's. */
 const char *hub_test_clock_file(void);
-
-/* Implemented by hub/net/ipcount.c (ipcount.h has the rest): the user layer
- * gives back the count of a user connection that closes (one
- * hub_users_inc), main frees the table at exit. */
-void hub_users_dec(struct hub *h, const char *peer);
-void hub_users_free(struct hub *h);
-
-/* Listeners and the ALPN demultiplexer (hub/listen.c). */
-int hub_listen(struct hub *h, const char *hostport, char *err, size_t err_cap);
-/* Closes the listeners and the heap trim timer (drain and shutdown). */
-void hub_listen_stop(struct hub *h);
 
 #endif

@@ -10,6 +10,8 @@
 
 #include "http_int.h"
 
+#include "../core/ipcount.h"
+
 /* --- deadlines (request_head_timeout, idle_timeout) --- */
 
 /* Time for a closing connection's last bytes (408, GOAWAY) to go out. */

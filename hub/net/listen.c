@@ -15,10 +15,11 @@
 #include "../../common/log.h"
 #include "../../common/net.h"
 #include "../../common/tune.h"
+#include "listen.h"
 #include "../core/hub.h"
 #include "../http/user.h"
 #include "../tunnel/tunnel.h"
-#include "ipcount.h"
+#include "../core/ipcount.h"
 
 /* A connection between accept and the end of its TLS handshake. */
 struct handshake {

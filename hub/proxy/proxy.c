@@ -434,7 +434,7 @@ static void u_drain(struct ureq *r)
 
 static const struct ureq_handler user_side = {u_body, u_end, u_abort, u_drain, 1};
 
-/* Ends the user side; r may be freed inside ureq_respond_end. */
+/* Ends the user side; ureq_respond_end finishes r (the loop frees it later). */
 static void user_finish(struct proxy *p)
 {
     struct ureq *r = p->r;

@@ -11,7 +11,7 @@
  * with '/', query included). Answers errors itself. user is the token name
  * passed to the site in X-Tether-User. Returns 0 when the request went on
  * (or waits for a slot), else the status it was answered with and *code
- * (static) its error code; r may be freed then. */
+ * (static) its error code; r is finished then (readable until the caller returns). */
 int proxy_start(struct hub *h, struct ureq *r, struct tunnel *t, const char *service,
                 const char *path, const char *user, const char **code);
 /* "conn_requests", ...: static. */

@@ -22,7 +22,7 @@
 #include "hub/query/query.h"
 #include "hub/store/registry.h"
 #include "hub/http/user.h"
-#include "hub/net/ipcount.h"
+#include "hub/core/ipcount.h"
 
 /* A fixed admin bearer token: the seeds and dictionaries carry it, so the
  * fuzzer reaches what lies behind authentication. */

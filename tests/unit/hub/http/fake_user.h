@@ -11,7 +11,7 @@
 #include "hub/core/hub.h"
 #include "hub/http/ureq.h"
 #include "hub/http/user.h"
-#include "hub/net/ipcount.h"
+#include "hub/core/ipcount.h"
 #include "testutil.h"
 
 #define FU_PEER "192.0.2.7:40000"

@@ -17,7 +17,8 @@
 #include "common/crypto.h"
 #include "common/tls.h"
 #include "hub/core/hub.h"
-#include "hub/net/ipcount.h"
+#include "hub/core/ipcount.h"
+#include "hub/net/listen.h"
 #include "hub/store/registry.h"
 #include "testutil.h"
 

@@ -3,12 +3,11 @@
 #ifndef TETHER_IPCOUNT_H
 #define TETHER_IPCOUNT_H
 
-#include "../core/hub.h"
+#include "hub.h"
 
-/* The tables live in struct hub (pending[], users); only this module and
- * the listener change them. hub_users_dec and hub_users_free are declared
- * in core/hub.h: the user layer (hub/http) gives a connection's count back
- * when it closes, and main frees the table, without including hub/net. */
+/* The tables live in struct hub (pending[], users). The listener (hub/net)
+ * counts each connection in; the user layer (hub/http) gives a user
+ * connection's count back when it closes; main frees the table at exit. */
 
 /* Source-address handshake accounting: inc is -EBUSY at
  * max_pending_handshakes_per_ip, or when 256 addresses handshake at once. */
@@ -20,5 +19,7 @@ void hub_pending_dec(struct hub *h, const char *peer);
  * hub_users_dec undoes one inc. */
 int hub_users_inc(struct hub *h, const char *peer);
 int hub_users_count(const struct hub *h, const char *peer);
+void hub_users_dec(struct hub *h, const char *peer);
+void hub_users_free(struct hub *h);
 
 #endif

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "hub/net/ipcount.h"
+#include "hub/core/ipcount.h"
 #include "testutil.h"
 
 /* The user cap counts an IPv4 address, or an IPv6 /64, whatever the port;

@@ -8,6 +8,8 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -110,6 +112,9 @@ static int tcp_connect_first(const char *what, const char *host, int port, int64
             last = errno;
             continue;
         }
+        /* As on every tether socket: a write must not wait for the peer's
+         * delayed ACK of the one before (Nagle), 40 ms on Linux. */
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){1}, sizeof(int));
         if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
             *out = fd;
             rc = 0;

@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -46,6 +47,25 @@ struct server {
 };
 
 #define REQ_MAX (4u << 20)
+
+/* Linked with -Wl,--wrap=connect: counts the TCP sockets connected and those
+ * of them without TCP_NODELAY (Nagle would hold a request's second write,
+ * or a `tetherctl connect` stream's bytes, for the hub's delayed ACK). */
+int __real_connect(int fd, const struct sockaddr *sa, socklen_t len);
+static int g_tcp_connects, g_tcp_nagle;
+
+int __wrap_connect(int fd, const struct sockaddr *sa, socklen_t len)
+{
+    int v = 0;
+    socklen_t vl = sizeof(v);
+
+    if (sa != NULL && (sa->sa_family == AF_INET || sa->sa_family == AF_INET6)) {
+        g_tcp_connects++;
+        if (getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &v, &vl) != 0 || v == 0)
+            g_tcp_nagle++;
+    }
+    return __real_connect(fd, sa, len);
+}
 
 static int64_t now_ms(void)
 {
@@ -320,10 +340,13 @@ static void test_round_trip(WOLFSSL_CTX *ctx, const char *pin)
         body[i] = (char)('a' + i % 26);
     CHECK_EQ_INT(server_start(&s, ctx, M_ECHO), 0);
     target(&t, "localhost", s.port, pin, 10000);
+    g_tcp_connects = g_tcp_nagle = 0;
     rc = httpc_request(&t, "POST", "/v1/echo?x=1", "tth_secret", "application/json", body, body_len,
                        &r, err, sizeof(err));
     server_stop(&s);
     CHECK_EQ_INT(rc, 0);
+    CHECK(g_tcp_connects > 0);
+    CHECK_EQ_INT(g_tcp_nagle, 0); /* the socket to the hub has TCP_NODELAY */
     CHECK_EQ_STR(err, "");
     CHECK_EQ_INT(s.handshake, 1);
     CHECK_EQ_STR(s.alpn, "http/1.1");

@@ -37,6 +37,13 @@ struct tstream {
     LIST_ENTRY(tstream) link; /* in t->streams */
 };
 
+/* When the site was last heard, in unix seconds: last_heard_ms is the loop's
+ * monotonic clock (an offline site once showed 1970 from it). */
+static int64_t last_seen(const struct tunnel *t)
+{
+    return hub_now() - (int64_t)((uv_now(t->hub->loop) - t->last_heard_ms) / 1000);
+}
+
 static void tunnel_conn_handshake(struct conn *c) {}
 
 static int tunnel_conn_data(struct conn *c, const uint8_t *data, size_t len)
@@ -198,7 +205,7 @@ static void tunnel_conn_close(struct conn *c, const char *reason)
     sitemap_remove(&h->tunnels, &t->site_entry);
     registry_session_close(h->reg, t->session_id, now, why, (int64_t)c->bytes_in,
                            (int64_t)c->bytes_out);
-    registry_site_seen(h->reg, t->site_id, (int64_t)(t->last_heard_ms / 1000), NULL, NULL, NULL);
+    registry_site_seen(h->reg, t->site_id, last_seen(t), NULL, NULL, NULL);
     log_event(LOG_INFO, "site_disconnected", "site=%s remote=%s reason=%s duration_s=%lld", t->site,
               c->peer, log_q(why), (long long)(now - t->connected_since));
     t->conn = NULL;
@@ -587,11 +594,9 @@ size_t tunnel_stream_slots(const struct tunnel *t)
 
 void tunnel_get_info(const struct tunnel *t, struct tunnel_info *out)
 {
-    uint64_t quiet_ms = uv_now(t->hub->loop) - t->last_heard_ms;
-
     out->session_id = t->session_id;
     out->connected_since = t->connected_since;
-    out->last_seen = hub_now() - (int64_t)(quiet_ms / 1000);
+    out->last_seen = last_seen(t);
     out->peer = t->conn ? t->conn->peer : NULL;
     out->agent_version = t->agent_version;
     out->services_json = t->services_json;

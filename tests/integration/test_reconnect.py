@@ -71,7 +71,13 @@ def main(h):
     m = hub.proc.wait_log(r"\bsite_disconnected\b.*\bsite=%s\b.*\breason=\S+" % SITE, 10,
                           since=hub_mark, fatal=False)
     h.check(m, "hub logs site_disconnected site=%s reason=..." % SITE)
-    h.check(hub.wait_online(SITE, False, 10) is not None, "site list shows it offline")
+    off = hub.wait_online(SITE, False, 10)
+    h.check(off is not None, "site list shows it offline")
+    # The hub stores when it last heard the site in wall-clock seconds (it
+    # once stored its monotonic clock: an offline site showed 1970).
+    ls = (off or {}).get("last_seen")
+    h.check(isinstance(ls, int) and abs(ls - time.time()) < 60,
+            "an offline site's last_seen is a recent unix time", ls)
     r = hub.proxy(SITE, "web", "/healthz")
     h.check(r.status == 503, "proxying to the dead site gives 503", r)
     site.start({"web": svc.url}, ["--ping-interval", "2"])

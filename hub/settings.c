@@ -216,8 +216,9 @@ static int apply_key(struct settings *s, const char *key, const char *val, int *
         }
         snprintf(s->listen[s->n_listen++], sizeof(s->listen[0]), "%s", val);
     } else if (strcmp(key, "enroll_ttl") == 0) {
-        if (cli_parse_int(val, 60, 365LL * 86400, &n) != 0) {
-            snprintf(why, why_cap, "expected whole seconds from 60 to 31536000");
+        /* The same bound as a request's ttl_s (docs/api.md): 30 days. */
+        if (cli_parse_int(val, 60, 30LL * 86400, &n) != 0) {
+            snprintf(why, why_cap, "expected whole seconds from 60 to 2592000");
             return -EINVAL;
         }
         s->cfg.enroll_ttl_s = n;

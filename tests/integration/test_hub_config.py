@@ -40,7 +40,9 @@ def main(h):
     for line, key, want in (("ping_interval = 0.01", "ping_interval", "0.05 to 3600"),
                             ("query_body_max = 100", "query_body_max", "1024 to 268435456"),
                             ("query_body_max = 1e9", "query_body_max", "1024 to 268435456"),
-                            ("request_timeout = never", "request_timeout", "0.1 to 86400")):
+                            ("request_timeout = never", "request_timeout", "0.1 to 86400"),
+                            # the same 30-day bound as a request's ttl_s
+                            ("enroll_ttl = 2592001", "enroll_ttl", "60 to 2592000")):
         with open(conf, "w") as f:
             f.write(original + line + "\n")
         n = len((original + line).splitlines())

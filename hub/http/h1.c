@@ -395,8 +395,20 @@ void h1_end(struct ureq *r)
 {
     struct user_conn *uc = r->uc;
 
-    if (r->resp_chunked && !r->head_only)
-        conn_write(uc->conn, (const uint8_t *)"0\r\n\r\n", 5);
+    if (r->resp_chunked && !r->head_only) {
+        nghttp2_nv t[H2_HEADER_COUNT_MAX];
+        size_t n = h2_pairs_nv(&r->trl, r->n_trl, t, H2_HEADER_COUNT_MAX);
+
+        /* RFC 9112 7.1.2: the trailer section follows the last chunk. */
+        conn_write(uc->conn, (const uint8_t *)"0\r\n", 3);
+        for (size_t i = 0; i < n; i++) {
+            conn_write(uc->conn, t[i].name, t[i].namelen);
+            conn_write(uc->conn, (const uint8_t *)": ", 2);
+            conn_write(uc->conn, t[i].value, t[i].valuelen);
+            conn_write(uc->conn, (const uint8_t *)"\r\n", 2);
+        }
+        conn_write(uc->conn, (const uint8_t *)"\r\n", 2);
+    }
     conn_flush(uc->conn);
     r->handler = NULL;
     if (r->req_ended)

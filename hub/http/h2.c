@@ -19,9 +19,12 @@ static ssize_t h2_read_out(nghttp2_session *session, int32_t stream_id, uint8_t 
                            uint32_t *data_flags, nghttp2_data_source *source, void *user_data)
 {
     struct ureq *r = source->ptr;
-
     /* The bytes go out in h2_send_body() (h2_send_data_from). */
-    return h2_body_read(&r->out, r->out_eof, &r->deferred, length, data_flags);
+    ssize_t n = h2_body_read(&r->out, r->out_eof, &r->deferred, length, data_flags);
+
+    if (n >= 0)
+        h2_trailers_at_eof(session, stream_id, data_flags, &r->trl, r->n_trl);
+    return n;
 }
 
 static int h2_send_body(nghttp2_session *session, nghttp2_frame *frame, const uint8_t *framehd,

@@ -170,15 +170,22 @@ static void test_request_hop_by_hop(void)
 
 static void test_request_te_trailers(void)
 {
-    /* TE is hop-by-hop: not even "trailers" is passed (the hub speaks to the
-     * site for itself), nor any other coding. */
+    /* TE is hop-by-hop, but "trailers" goes on (gRPC needs it at the
+     * service), alone: no other coding is passed. */
     static const struct ureq_header h[] = {H("te", "trailers")};
-    static const struct ureq_header h2[] = {H("te", "trailers, deflate")};
+    static const struct ureq_header h2[] = {H("te", "deflate;q=0.5, Trailers")};
+    static const struct ureq_header h3[] = {H("te", "gzip, deflate")};
     struct fwd_headers fh;
+    size_t n = 0;
 
     build(&fh, "192.0.2.1:1", h, 1, 0, 0);
-    CHECK(!nv_has(&fh, "te"));
+    CHECK_EQ_STR(nv_get(&fh, "te", NULL), "trailers");
     build(&fh, "192.0.2.1:1", h2, 1, 0, 0);
+    CHECK_EQ_STR(nv_get(&fh, "te", NULL), "trailers");
+    for (size_t i = 0; i < fh.n; i++)
+        n += fh.nv[i].namelen == 2 && memcmp(fh.nv[i].name, "te", 2) == 0;
+    CHECK(n == 1);
+    build(&fh, "192.0.2.1:1", h3, 1, 0, 0);
     CHECK(!nv_has(&fh, "te"));
 }
 

@@ -41,6 +41,10 @@ struct upstream_cbs {
     /* len request-body bytes given to upstream_write_body() have reached the
      * kernel (uv_write completed): the tunnel may now credit its window. */
     void (*on_body_written)(void *arg, size_t len);
+    /* May be NULL. The response's trailer fields (HTTP/1.1 chunked
+     * trailers, HTTP/2 trailing HEADERS), hop-by-hop names removed, names
+     * lower-case; just before on_end. */
+    void (*on_trailers)(void *arg, const struct upstream_header *h, size_t n);
 };
 
 struct upstream_opts {

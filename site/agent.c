@@ -92,13 +92,13 @@ static int sup_write(struct sstream *ss, const uint8_t *data, size_t len)
     return ss->up_h2 ? uph2_write_body(ss->up, data, len) : upstream_write_body(ss->up, data, len);
 }
 
-/* The request trailers (h2 services only) are the ones gathered in hdrs. */
+/* trl: the request's trailers (gathered in hdrs once the head went). */
 static void sup_end(struct sstream *ss, const struct upstream_header *trl, size_t n)
 {
     if (ss->up_h2)
         uph2_end_body(ss->up, trl, n);
     else
-        upstream_end_body(ss->up);
+        upstream_end_body_trailers(ss->up, trl, n);
 }
 
 static void sup_pause(struct sstream *ss, int pause)

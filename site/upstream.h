@@ -74,6 +74,10 @@ int upstream_start(uv_loop_t *loop, const struct net_url *url, const struct upst
 int upstream_write_body(struct upstream *u, const uint8_t *data, size_t len);
 /* No more request body. */
 int upstream_end_body(struct upstream *u);
+/* The same with request trailers (copied), sent in a chunked body's last
+ * chunk; hop-by-hop names and invalid fields are dropped, and so is every
+ * trailer of a body with a Content-Length (it has no place for them). */
+int upstream_end_body_trailers(struct upstream *u, const struct upstream_header *trl, size_t n);
 /* Stops (1) or resumes (0) reading the response from the service. */
 void upstream_pause_reading(struct upstream *u, int pause);
 /* Cancels: closes the connection; no callback runs after this returns. The

@@ -175,6 +175,7 @@ static int h1_headers_complete(http_parser *p)
 
     uc->heads++;
     uc_busy(uc);
+    r->in_trailers = 1; /* a chunked body's trailer section, if any, comes next */
     if (r->target == NULL)
         r->target = strdup("/");
     if (p->flags & F_CHUNKED) {
@@ -220,6 +221,9 @@ static int h1_message_complete(http_parser *p)
 
     if (r == NULL)
         return 0;
+    if (uc->in_value && h1_flush_header(uc) != 0) /* the last trailer field */
+        return -1;
+    uc->in_value = 0;
     r->req_ended = 1;
     /* One request at a time: later pipelined bytes wait in the backlog. */
     http_parser_pause(p, 1);

@@ -22,6 +22,7 @@ struct ureq *ureq_new(struct user_conn *uc, int32_t sid)
     r->content_length = -1;
     buf_init(&r->out);
     buf_init(&r->trl);
+    buf_init(&r->req_trl);
     snprintf(r->remote, sizeof(r->remote), "%s", uc->conn->peer);
     return r;
 }
@@ -36,6 +37,7 @@ static void ureq_free(struct ureq *r)
     free(r->target);
     buf_free(&r->out);
     buf_free(&r->trl);
+    buf_free(&r->req_trl);
     free(r);
 }
 
@@ -79,6 +81,15 @@ int ureq_add_header(struct ureq *r, const char *name, size_t nl, const char *val
 
     if (h2_header_budget(&r->budget, nl, vl) != 0)
         return -E2BIG;
+    if (r->in_trailers) {
+        size_t at = r->req_trl.len;
+
+        if (h2_pairs_add(&r->req_trl, &r->n_req_trl, name, nl, value, vl) != 0)
+            return -ENOMEM;
+        for (char *c = (char *)buf_head(&r->req_trl) + at; *c; c++)
+            *c = (char)tolower((unsigned char)*c);
+        return 0;
+    }
     n = realloc(r->hdrs, (r->n_hdrs + 1) * sizeof(*n));
     if (n == NULL)
         return -ENOMEM;

@@ -43,6 +43,11 @@ struct ureq {
     char *target; /* request target as sent, owned */
     struct ureq_header *hdrs;
     size_t n_hdrs;
+    /* Request trailers (chunked trailer section, HTTP/2 trailing HEADERS):
+     * name\0value\0 pairs, names lower-case; complete when on_end runs. */
+    struct buf req_trl;
+    unsigned n_req_trl;
+    int in_trailers; /* the head is complete: fields now are trailers */
     struct h2_hdr_budget budget;
     int64_t content_length; /* -1 unknown */
     int has_body;

@@ -539,8 +539,21 @@ static size_t t_read_body(void *arg, uint8_t *dst, size_t cap, int *eof)
     return n;
 }
 
-static const struct tstream_ops tunnel_side = {t_head,      t_data,     t_end, t_error,
-                                               t_read_body, t_trailers, NULL};
+/* The user's request trailers, filtered as its headers were, follow the
+ * body down the tunnel. */
+static size_t t_body_trailers(void *arg, nghttp2_nv *out, size_t cap)
+{
+    struct proxy *p = arg;
+    struct ureq *r = p->r;
+
+    if (r == NULL || r->n_req_trl == 0)
+        return 0;
+    const struct fwd_req req = {.hdrs = r->hdrs, .n_hdrs = r->n_hdrs};
+    return fwd_request_trailers(&req, &r->req_trl, r->n_req_trl, out, cap);
+}
+
+static const struct tstream_ops tunnel_side = {t_head,      t_data,     t_end,          t_error,
+                                               t_read_body, t_trailers, t_body_trailers};
 
 static const char *const refusal_names[PR_N] = {"conn_requests", "token_requests", "stalled",
                                                 "stall_reset", "site_busy"};

@@ -359,12 +359,12 @@ static ssize_t read_body_cb(nghttp2_session *session, int32_t stream_id, uint8_t
     }
     n = s->ops->read_body(s->arg, dst, length, &eof);
     if (eof) {
-        const nghttp2_nv *tnv = NULL;
+        nghttp2_nv tnv[H2_HEADER_COUNT_MAX];
         size_t tn = 0;
 
         *data_flags |= NGHTTP2_DATA_FLAG_EOF;
         if (s->ops->body_trailers != NULL)
-            s->ops->body_trailers(s->arg, &tnv, &tn);
+            tn = s->ops->body_trailers(s->arg, tnv, H2_HEADER_COUNT_MAX);
         /* The request's trailers end the stream instead of the DATA. */
         if (tn > 0 && nghttp2_submit_trailer(session, stream_id, tnv, tn) == 0)
             *data_flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;

@@ -51,9 +51,10 @@ struct tstream_ops {
      * array is valid during the call only. */
     void (*on_trailers)(void *arg, const nghttp2_nv *nva, size_t n);
     /* May be NULL. Asked once, when read_body reported eof: the request
-     * trailers to send after the body (*n == 0: none), borrowed until the
-     * stream ends. Only copies, as read_body. */
-    void (*body_trailers)(void *arg, const nghttp2_nv **nva, size_t *n);
+     * trailers to send after the body, into out (at most cap; the strings
+     * must stay valid until the call returns: they are copied then).
+     * Returns the count, 0 for none. Only copies, as read_body. */
+    size_t (*body_trailers)(void *arg, nghttp2_nv *out, size_t cap);
 };
 
 /* What the API shows of a live tunnel. The strings are borrowed from the

@@ -11,6 +11,7 @@ buffered whole), an error status with its message, a deadline that expires
 (and the cancel reaching the service), request metadata reaching the
 service and trailing metadata reaching the client, then one call to an
 h2:// (TLS, ALPN h2) service."""
+import hashlib
 import os
 import subprocess
 import sys
@@ -75,6 +76,18 @@ class EchoService:
         for m in it:
             yield b"re:" + m
 
+    def big_down(self, req, ctx):
+        n, size = (int(x) for x in req.decode().split())
+        for i in range(n):
+            yield bytes([i % 251]) * size
+
+    def big_up(self, it, ctx):
+        h, total = hashlib.sha256(), 0
+        for m in it:
+            h.update(m)
+            total += len(m)
+        return b"%d %s" % (total, h.hexdigest().encode())
+
 
 def start_server(svc, creds=None):
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
@@ -85,6 +98,8 @@ def start_server(svc, creds=None):
         "ServerStream": grpc.unary_stream_rpc_method_handler(svc.server_stream),
         "ClientStream": grpc.stream_unary_rpc_method_handler(svc.client_stream),
         "Bidi": grpc.stream_stream_rpc_method_handler(svc.bidi),
+        "BigDown": grpc.unary_stream_rpc_method_handler(svc.big_down),
+        "BigUp": grpc.stream_unary_rpc_method_handler(svc.big_up),
     }
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("test.Echo",
                                                                           handlers),))
@@ -178,6 +193,42 @@ def main(h):
             turn.release()
         h.check(len(answers) == N and answers[-1] == b"re:m%d" % (N - 1),
                 "bidirectional streaming in lock step: %d round trips" % N, len(answers))
+
+        # Volume both ways, well past every window on the way (the tunnel's
+        # 1 MiB and the site's 256 KiB per stream): 24 messages of 1 MiB.
+        big, size = 24, 1 << 20
+        t0 = time.monotonic()
+        hd, total = hashlib.sha256(), 0
+        for msg in chan.unary_stream(m("BigDown"))(b"%d %d" % (big, size), metadata=meta,
+                                                    timeout=60):
+            hd.update(msg)
+            total += len(msg)
+        want = hashlib.sha256(b"".join(bytes([i % 251]) * size for i in range(big))).hexdigest()
+        h.check(total == big * size and hd.hexdigest() == want,
+                "%d MiB down in 1 MiB messages, hash equal" % big, total)
+        out = chan.stream_unary(m("BigUp"))((bytes([i % 251]) * size for i in range(big)),
+                                            metadata=meta, timeout=60)
+        h.check(out == b"%d %s" % (big * size, want.encode()),
+                "%d MiB up in 1 MiB messages, hash equal" % big, out[:80])
+        h.info("2 x %d MiB in %.2f s" % (big, time.monotonic() - t0))
+
+        # A figure, not a check: sequential unary calls, direct and through
+        # the hub, measured in the same run.
+        direct = grpc.insecure_channel("127.0.0.1:%d" % port)
+        rates = []
+        for f in (direct.unary_unary("/test.Echo/Unary"), unary):
+            f(b"w", metadata=meta, timeout=20)
+            t0 = time.monotonic()
+            for i in range(200):
+                f(b"r", metadata=meta, timeout=20)
+            rates.append(200 / (time.monotonic() - t0))
+        direct.close()
+        h.info("sequential unary calls/s: direct %.0f, through the hub %.0f" % tuple(rates))
+
+        # Many calls at once share the site's one connection to the service.
+        fut = [unary.future(b"c%d" % i, metadata=meta, timeout=30) for i in range(64)]
+        res = [f.result() for f in fut]
+        h.check(res == [b"echo:c%d" % i for i in range(64)], "64 concurrent unary calls", res[:3])
 
         # An error status with its message (a status without messages).
         try:

@@ -727,10 +727,15 @@ void uph2_close_idle(uv_loop_t *loop)
     if (g_loop != loop)
         return;
     for (hc = LIST_FIRST(&g_conns); hc != NULL; hc = next) {
+        struct uph2_stream *st;
+        int busy = 0;
+
         next = LIST_NEXT(hc, link);
-        if (hc->n_streams == 0) {
-            hc_unlist(hc);
+        /* Streams already aborted (their RST_STREAM maybe not yet out) do
+         * not hold the connection. */
+        LIST_FOREACH(st, &hc->streams, link)
+        busy |= !st->owner_gone;
+        if (!busy)
             hc_fail(hc, 502, "site agent stopping");
-        }
     }
 }

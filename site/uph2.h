@@ -39,8 +39,8 @@ void uph2_pause_reading(struct uph2_stream *u, int pause);
 int uph2_head_ended(const struct uph2_stream *u);
 /* Cancels (RST_STREAM CANCEL); no callback after this. */
 void uph2_abort(struct uph2_stream *u);
-/* Closes the service connections of loop that carry no stream, for
- * uv_loop_close at shutdown; busy ones close as their streams end. */
+/* Closes the service connections of loop that carry no stream still owned
+ * (aborted ones do not count), for uv_loop_close at shutdown. */
 void uph2_close_idle(uv_loop_t *loop);
 
 #endif

@@ -20,7 +20,7 @@ import time
 from concurrent import futures
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Harness, Skip, free_port  # noqa: E402
+from harness import Harness, Skip, closed_port, free_port  # noqa: E402
 
 try:
     import grpc
@@ -136,6 +136,9 @@ def main(h):
         hub, site, _ = h.setup(SITE, extra_services={
             "grpc": "h2c://127.0.0.1:%d" % port,
             "grpcs": "h2://127.0.0.1:%d" % port_tls,
+            # the same TLS service without its CA: the system CAs refuse it
+            "grpcbad": "h2://127.0.0.1:%d" % port_tls,
+            "grpcdown": "h2c://127.0.0.1:%d" % closed_port(),
         }, site_args=["--service-opt", "grpcs:ca=" + crt_path])
         with open(os.path.join(hub.dir, "hub.crt"), "rb") as f:
             root = f.read()
@@ -269,6 +272,21 @@ def main(h):
         got = list(chan.unary_stream(m("ServerStream", "grpcs"))(b"%d" % N, metadata=meta,
                                                                  timeout=30))
         h.check(len(got) == N, "server streaming from an h2:// service", len(got))
+
+        # Failures to reach a service are clear: 502 (gRPC UNAVAILABLE) with
+        # the reason in the site's log.
+        for name, why in (("grpcbad", "TLS: certificate signed by an unknown CA"),
+                          ("grpcdown", "could not reach the service")):
+            mark = site.proc.mark()
+            try:
+                chan.unary_unary(m("Unary", name))(b"x", metadata=meta, timeout=20)
+                h.check(False, "%s: the call fails" % name)
+            except grpc.RpcError as e:
+                h.check(e.code() == grpc.StatusCode.UNAVAILABLE,
+                        "%s: UNAVAILABLE (the hub's 502)" % name, (e.code(), e.details()))
+            h.check(site.proc.wait_log(r"upstream_error service=%s .*%s" % (name, why), 10,
+                                       since=mark, fatal=False),
+                    "%s: the site logs why: %s" % (name, why))
         chan.close()
     finally:
         server.stop(0)

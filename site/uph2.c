@@ -31,7 +31,8 @@ LIST_HEAD(uph2_stream_list, uph2_stream);
 /* One connection to a service. Owned by its conn (freed after the conn's
  * on_close), or by the pending getaddrinfo if that outlives the conn. */
 struct uph2_conn {
-    LIST_ENTRY(uph2_conn) link; /* in conns while it takes new streams */
+    LIST_ENTRY(uph2_conn) link;     /* in g_conns while it takes new streams */
+    LIST_ENTRY(uph2_conn) all_link; /* in g_all until freed */
     int listed;
     char key[UPH2_KEY_MAX];
     struct net_url url;
@@ -82,6 +83,7 @@ struct uph2_stream {
 static struct conn_ctx g_cx;
 static uv_loop_t *g_loop;
 static LIST_HEAD(, uph2_conn) g_conns = LIST_HEAD_INITIALIZER(g_conns);
+static LIST_HEAD(, uph2_conn) g_all = LIST_HEAD_INITIALIZER(g_all);
 
 /* --- header lists (name\0value\0 pairs, common/h2.h) --- */
 
@@ -101,12 +103,25 @@ static size_t pairs_hdr(const struct buf *b, unsigned n, struct upstream_header 
 
 /* --- streams --- */
 
+/* An idle connection does not keep the loop alive (as upstream.c's pool):
+ * tether-site stops on SIGTERM, and uph2_close_idle closes it then. */
+static void hc_hold(struct uph2_conn *hc)
+{
+    if (hc->c == NULL || hc->c->closing)
+        return;
+    if (hc->n_streams > 0)
+        uv_ref((uv_handle_t *)&hc->c->tcp);
+    else
+        uv_unref((uv_handle_t *)&hc->c->tcp);
+}
+
 static void st_free(struct uph2_stream *st)
 {
     assert(st->owner_gone && st->h2_gone);
     if (st->hc != NULL) {
         LIST_REMOVE(st, link);
         st->hc->n_streams--;
+        hc_hold(st->hc);
     }
     buf_free(&st->req);
     buf_free(&st->up);
@@ -178,6 +193,21 @@ static int st_submit(struct uph2_conn *hc, struct uph2_stream *st)
     return 0;
 }
 
+static void hc_unlist(struct uph2_conn *hc)
+{
+    if (hc->listed) {
+        LIST_REMOVE(hc, link);
+        hc->listed = 0;
+    }
+}
+
+/* A connection that takes no new streams (GOAWAY) closes with its last. */
+static void hc_retire(struct uph2_conn *hc)
+{
+    if (!hc->listed && hc->n_streams == 0 && hc->c != NULL)
+        conn_close_after_flush(hc->c, "service connection retired");
+}
+
 /* --- nghttp2 callbacks --- */
 
 static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const uint8_t *name,
@@ -222,10 +252,11 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
     int ended = (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
 
     if (frame->hd.stream_id == 0) {
-        if (frame->hd.type == NGHTTP2_GOAWAY && hc->listed) {
-            /* Streams already taken finish; new ones go to a new connection. */
-            LIST_REMOVE(hc, link);
-            hc->listed = 0;
+        if (frame->hd.type == NGHTTP2_GOAWAY) {
+            /* Streams already taken finish; new ones go to a new connection,
+             * and this one closes once they have. */
+            hc_unlist(hc);
+            hc_retire(hc);
         }
         return 0;
     }
@@ -295,6 +326,7 @@ static int on_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t
         st_error(st, 502, why);
     }
     st_maybe_free(st);
+    hc_retire(user_data);
     return 0;
 }
 
@@ -310,14 +342,6 @@ static const struct h2_callbacks hc_callbacks = {
 
 /* A client accepts no pushed streams (max_streams 0 says so too). */
 static const struct h2_limits hc_limits = {0, UPH2_STREAM_WINDOW, UPH2_CONN_WINDOW};
-
-static void hc_unlist(struct uph2_conn *hc)
-{
-    if (hc->listed) {
-        LIST_REMOVE(hc, link);
-        hc->listed = 0;
-    }
-}
 
 static void hc_fail(struct uph2_conn *hc, int status, const char *why)
 {
@@ -427,8 +451,10 @@ static void hc_close(struct conn *c, const char *reason)
         st_maybe_free(st);
     }
     hc->c = NULL;
-    if (!hc->gai_busy)
+    if (!hc->gai_busy) {
+        LIST_REMOVE(hc, all_link);
         free(hc);
+    }
 }
 
 static const struct conn_ops hc_ops = {
@@ -491,6 +517,7 @@ static void gai_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     hc->gai_busy = 0;
     if (hc->c == NULL) {
         uv_freeaddrinfo(res);
+        LIST_REMOVE(hc, all_link);
         free(hc); /* the conn closed while resolving */
         return;
     }
@@ -553,6 +580,7 @@ static struct uph2_conn *hc_get(uv_loop_t *loop, const struct net_url *url,
     hc->gai.data = hc;
     hc->state = HC_RESOLVING;
     LIST_INSERT_HEAD(&g_conns, hc, link);
+    LIST_INSERT_HEAD(&g_all, hc, all_link);
     hc->listed = 1;
     if (uv_getaddrinfo(loop, &hc->gai, gai_cb, url->host, port, &hints) != 0) {
         hc_fail(hc, 502, "could not resolve the service's host");
@@ -621,6 +649,7 @@ int uph2_start(uv_loop_t *loop, const struct net_url *url, const struct upstream
     st->hc = hc;
     LIST_INSERT_HEAD(&hc->streams, st, link);
     hc->n_streams++;
+    hc_hold(hc);
     if (!has_body)
         st->up_eof = 1;
     if (hc->state == HC_READY) {
@@ -726,11 +755,11 @@ void uph2_close_idle(uv_loop_t *loop)
 
     if (g_loop != loop)
         return;
-    for (hc = LIST_FIRST(&g_conns); hc != NULL; hc = next) {
+    for (hc = LIST_FIRST(&g_all); hc != NULL; hc = next) {
         struct uph2_stream *st;
         int busy = 0;
 
-        next = LIST_NEXT(hc, link);
+        next = LIST_NEXT(hc, all_link);
         /* Streams already aborted (their RST_STREAM maybe not yet out) do
          * not hold the connection. */
         LIST_FOREACH(st, &hc->streams, link)

@@ -20,20 +20,9 @@ import sys
 import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Harness, Skip, free_port, tls_connect  # noqa: E402
+from harness import Harness, Skip, debian_import, free_port, tls_connect  # noqa: E402
 
-try:
-    import h2.config
-    import h2.connection
-    import h2.events
-except ImportError:
-    sys.path.append("/usr/lib/python3/dist-packages")
-    try:
-        import h2.config
-        import h2.connection
-        import h2.events
-    except ImportError:
-        h2 = None
+h2 = debian_import("h2", "h2.config", "h2.connection", "h2.events")
 
 SITE = "clinic-a"
 

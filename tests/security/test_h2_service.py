@@ -14,6 +14,8 @@ request works.
   /goaway      GOAWAY after an answer: the next request opens a new connection
   /push        a PUSH_PROMISE (push is off: the connection is cut)
   /ok          a plain answer with a trailer, after each fault
+  /echotrl     answers the request trailers it got (they reach an HTTP/2
+               service filtered as headers are)
 """
 import os
 import socket
@@ -24,6 +26,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from harness import Harness, Skip, debian_import  # noqa: E402
 
 h2 = debian_import("h2", "h2.config", "h2.connection", "h2.events")
+from test_trailers import h2_exchange  # noqa: E402 (an HTTP/2 user on a raw TLS socket)
 
 SITE = "clinic-a"
 
@@ -53,6 +56,7 @@ class EvilService:
         c = h2.connection.H2Connection(cfg)
         c.initiate_connection()
         s.sendall(c.data_to_send())
+        paths = {}
         try:
             while True:
                 data = s.recv(65536)
@@ -60,9 +64,18 @@ class EvilService:
                     return
                 for ev in c.receive_data(data):
                     if isinstance(ev, h2.events.RequestReceived):
-                        self.answer(c, ev.stream_id, dict(ev.headers)[":path"])
+                        path = dict(ev.headers)[":path"]
+                        if path == "/echotrl":
+                            paths[ev.stream_id] = dict(ev.headers)
+                        else:
+                            self.answer(c, ev.stream_id, path)
                     elif isinstance(ev, h2.events.DataReceived):
                         c.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                    elif isinstance(ev, h2.events.TrailersReceived):
+                        trl = ";".join("%s=%s" % kv for kv in ev.headers)
+                        te = paths.pop(ev.stream_id, {}).get("te", "")
+                        c.send_headers(ev.stream_id, [(":status", "200"), ("x-got", trl),
+                                                      ("x-te", te)], end_stream=True)
                 s.sendall(c.data_to_send())
         except Exception:
             pass
@@ -114,6 +127,17 @@ def main(h):
         r = get("/ok")
         h.check(r.status == 200 and r.body == b"fine", "after %s: the next request works" % what,
                 r)
+
+    # Request trailers from an HTTP/2 user reach an HTTP/2 service, filtered;
+    # TE: trailers goes with them.
+    status, rh, _, _ = h2_exchange(
+        hub, [(":method", "POST"), (":scheme", "https"), (":authority", "hub"),
+              (":path", "/v1/sites/%s/services/evil/echotrl" % SITE),
+              ("authorization", "Bearer " + hub.token), ("te", "trailers")],
+        body=b"abc", trailers=[("x-sum", "7"), ("x-tether-user", "evil"), ("cookie", "s=1")])
+    h.check(status == "200" and rh.get("x-got") == "x-sum=7",
+            "request trailers reach an HTTP/2 service, reserved ones dropped", rh)
+    h.check(rh.get("x-te") == "trailers", "TE: trailers reaches an HTTP/2 service", rh)
 
     r = get("/status099")
     h.check(r.status == 502, ":status 099 from the service: 502", r)

@@ -52,6 +52,9 @@ struct uph2_conn {
     size_t n_streams;
 };
 
+/* One request. Freed here once both its owner (the agent: uph2_abort or
+ * its last callback) and nghttp2 (stream closed, or never submitted) let go
+ * of it; the agent's pointer is dead after either of the first two. */
 struct uph2_stream {
     struct uph2_conn *hc; /* NULL once its connection is gone */
     LIST_ENTRY(uph2_stream) link;
@@ -80,6 +83,8 @@ struct uph2_stream {
     size_t unconsumed;
 };
 
+/* The service connections of the process (tether-site runs one loop), as
+ * upstream.c's keep-alive pool: made on first use, shared by every request. */
 static struct conn_ctx g_cx;
 static uv_loop_t *g_loop;
 static LIST_HEAD(, uph2_conn) g_conns = LIST_HEAD_INITIALIZER(g_conns);

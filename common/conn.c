@@ -322,7 +322,8 @@ int conn_write(struct conn *c, const uint8_t *data, size_t len)
         return -EPIPE;
     if (c->sink != NULL)
         return buf_append(&c->sink->out, data, len);
-    rc = tls_write(&c->tls, data, len);
+    /* Cleartext (conn_start_plain): the bytes queue where records would. */
+    rc = c->plain ? buf_append(&c->tls.out, data, len) : tls_write(&c->tls, data, len);
     if (rc < 0)
         return rc;
     if (conn_out_pending(c) >= CONN_HIGH_WATER)
@@ -409,6 +410,13 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
     if (nread == 0)
         return;
     c->bytes_in += (uint64_t)nread;
+    if (c->plain) {
+        if (c->ops->on_data(c, (const uint8_t *)b->base, (size_t)nread) < 0)
+            conn_close(c, "protocol error");
+        else
+            conn_flush(c);
+        return;
+    }
     if (!c->tls_started) {
         if (buf_append(&c->early, b->base, (size_t)nread) != 0) {
             conn_close(c, "out of memory");
@@ -455,14 +463,11 @@ int conn_start(struct conn *c, uint64_t deadline_ms)
     return uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb);
 }
 
-int conn_start_tls(struct conn *c, WOLFSSL_CTX *ctx, const char *sni, const char *alpn,
-                   int alpn_required, struct tls_pin_verifier *v)
+int conn_start_tls_ready(struct conn *c)
 {
-    int rc = tls_conn_init(&c->tls, ctx, sni, alpn, alpn_required);
-    if (rc != 0)
-        return rc;
-    if (v != NULL)
-        tls_attach_verifier(c->tls.ssl, v);
+    int rc;
+
+    assert(c->tls.ssl != NULL && !c->tls_started && !c->plain);
     c->tls_started = 1;
     if (c->early.len > 0) {
         rc = tls_feed(&c->tls, buf_head(&c->early), c->early.len);
@@ -472,6 +477,31 @@ int conn_start_tls(struct conn *c, WOLFSSL_CTX *ctx, const char *sni, const char
     }
     pump_tls(c);
     return 0;
+}
+
+int conn_start_tls(struct conn *c, WOLFSSL_CTX *ctx, const char *sni, const char *alpn,
+                   int alpn_required, struct tls_pin_verifier *v)
+{
+    int rc = tls_conn_init(&c->tls, ctx, sni, alpn, alpn_required);
+    if (rc != 0)
+        return rc;
+    if (v != NULL)
+        tls_attach_verifier(c->tls.ssl, v);
+    return conn_start_tls_ready(c);
+}
+
+int conn_start_plain(struct conn *c)
+{
+    int rc = 0;
+
+    assert(!c->tls_started);
+    c->plain = 1;
+    c->tls.handshake_done = 1; /* nothing to wait for: no handshake deadline */
+    uv_timer_stop(&c->timer);
+    if (c->early.len > 0)
+        rc = c->ops->on_data(c, buf_head(&c->early), c->early.len);
+    buf_free(&c->early);
+    return rc < 0 ? rc : 0;
 }
 
 static void resume_cb(uv_timer_t *t)

@@ -77,6 +77,7 @@ struct conn {
     uv_timer_t timer; /* handshake deadline; free for the owner after */
     struct tls_conn tls;
     int tls_started;
+    int plain;        /* conn_start_plain: no TLS at all */
     struct buf early; /* bytes read before TLS started */
     const struct conn_ops *ops;
     void *owner; /* the layer above; not owned */
@@ -110,6 +111,13 @@ int conn_start(struct conn *c, uint64_t deadline_ms);
  * handshake; it is not owned and must outlive the handshake. */
 int conn_start_tls(struct conn *c, WOLFSSL_CTX *ctx, const char *sni, const char *alpn,
                    int alpn_required, struct tls_pin_verifier *v);
+/* conn_start_tls for a c->tls the caller set up itself (for example with
+ * tls_conn_init_service, to check a service's certificate its own way). */
+int conn_start_tls_ready(struct conn *c);
+/* No TLS on this conn (a cleartext service such as h2c://): on_data gets
+ * the bytes as read, conn_write queues them as they are. Same callback
+ * rules as conn_start_tls. */
+int conn_start_plain(struct conn *c);
 /* Conns of the group alive now (each holds at most one socket), and conns
  * freed since conn_ctx_init: for descriptor accounting and heap trimming. */
 size_t conn_live(const struct conn_ctx *cx);

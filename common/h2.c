@@ -192,8 +192,9 @@ int h2_session_new(enum h2_role role, const struct h2_callbacks *cb, const struc
         nghttp2_session_callbacks_set_on_frame_send_callback(cbs, cb->frame_send);
     if (cb->send_data != NULL)
         nghttp2_session_callbacks_set_send_data_callback(cbs, cb->send_data);
-    if (role == H2_ROLE_HUB_TUNNEL ? nghttp2_session_client_new2(&s, cbs, user_data, opt) != 0
-                                   : nghttp2_session_server_new2(&s, cbs, user_data, opt) != 0)
+    if (role == H2_ROLE_HUB_TUNNEL || role == H2_ROLE_SITE_SERVICE
+            ? nghttp2_session_client_new2(&s, cbs, user_data, opt) != 0
+            : nghttp2_session_server_new2(&s, cbs, user_data, opt) != 0)
         goto out;
     if (submit_settings(s, lim) != 0) {
         rc = -EIO;
@@ -219,6 +220,55 @@ int h2_header_budget(struct h2_hdr_budget *b, size_t namelen, size_t valuelen)
     if (b->bytes > H2_HEADER_BYTES_MAX || b->count > H2_HEADER_COUNT_MAX)
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     return 0;
+}
+
+int h2_status_parse(const uint8_t *v, size_t len)
+{
+    /* nghttp2 lets any three digits through ("000", "099"); users must only
+     * ever see a status of RFC 9110 15 (100-599). */
+    if (len != 3 || v[0] < '1' || v[0] > '5' || v[1] < '0' || v[1] > '9' || v[2] < '0' ||
+        v[2] > '9')
+        return -1;
+    return (v[0] - '0') * 100 + (v[1] - '0') * 10 + (v[2] - '0');
+}
+
+int h2_pairs_add(struct buf *b, unsigned *n, const char *name, size_t nl, const char *value,
+                 size_t vl)
+{
+    if (buf_append(b, name, nl) || buf_append(b, "", 1) || buf_append(b, value, vl) ||
+        buf_append(b, "", 1))
+        return -ENOMEM;
+    (*n)++;
+    return 0;
+}
+
+size_t h2_pairs_nv(const struct buf *b, unsigned n, nghttp2_nv *out, size_t cap)
+{
+    const char *p = (const char *)buf_head(b);
+    size_t k = 0;
+
+    for (unsigned i = 0; i < n && k < cap; i++) {
+        size_t nl = strlen(p);
+        const char *v = p + nl + 1;
+        size_t vl = strlen(v);
+        out[k++] = h2_nv(p, nl, v, vl);
+        p = v + vl + 1;
+    }
+    return k;
+}
+
+void h2_trailers_at_eof(nghttp2_session *s, int32_t stream_id, uint32_t *data_flags,
+                        const struct buf *trl, unsigned n)
+{
+    nghttp2_nv t[H2_HEADER_COUNT_MAX];
+    size_t k;
+
+    if (n == 0 || !(*data_flags & NGHTTP2_DATA_FLAG_EOF))
+        return;
+    k = h2_pairs_nv(trl, n, t, H2_HEADER_COUNT_MAX);
+    /* The trailers end the stream instead of this DATA frame. */
+    if (nghttp2_submit_trailer(s, stream_id, t, k) == 0)
+        *data_flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
 }
 
 int h2_hop_by_hop(const char *name, size_t len)

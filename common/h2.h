@@ -60,8 +60,14 @@ ssize_t h2_body_read(const struct buf *src, int eof, int *deferred, size_t lengt
 int h2_finished(const struct h2 *h);
 
 /* Who we are on a session: the hub is the client of the tunnel; the hub's
- * user front end and the site are servers. */
-enum h2_role { H2_ROLE_HUB_TUNNEL, H2_ROLE_HUB_USERS, H2_ROLE_SITE };
+ * user front end and the site are servers; the site is the client of its
+ * HTTP/2 services. */
+enum h2_role {
+    H2_ROLE_HUB_TUNNEL,
+    H2_ROLE_HUB_USERS,
+    H2_ROLE_SITE,
+    H2_ROLE_SITE_SERVICE, /* the site agent, client of an h2c:// or h2:// service */
+};
 
 /* The callbacks a session uses; NULL ones are not set. */
 struct h2_callbacks {
@@ -105,6 +111,21 @@ static inline nghttp2_nv h2_nv(const char *name, size_t nlen, const char *value,
     nghttp2_nv nv = {(uint8_t *)name, (uint8_t *)value, nlen, vlen, NGHTTP2_NV_FLAG_NONE};
     return nv;
 }
+
+/* The value of a :status field: 100-599, or -1 for anything else. */
+int h2_status_parse(const uint8_t *v, size_t len);
+
+/* Header lists kept as name\0value\0 pairs in a buf (n counts them):
+ * h2_pairs_add copies one in (-ENOMEM); h2_pairs_nv points out[] into b
+ * (valid while b is unchanged) and returns the count, at most cap. */
+int h2_pairs_add(struct buf *b, unsigned *n, const char *name, size_t nl, const char *value,
+                 size_t vl);
+size_t h2_pairs_nv(const struct buf *b, unsigned n, nghttp2_nv *out, size_t cap);
+/* From a data provider's read callback that set NGHTTP2_DATA_FLAG_EOF: when
+ * n trailers wait in trl, submits them as the trailing HEADERS frame, which
+ * then ends the stream instead of the last DATA (NO_END_STREAM). */
+void h2_trailers_at_eof(nghttp2_session *s, int32_t stream_id, uint32_t *data_flags,
+                        const struct buf *trl, unsigned n);
 
 /* 1 for hop-by-hop headers (connection, keep-alive, proxy-connection,
  * transfer-encoding, upgrade, te, host is NOT one) that must not cross. */

@@ -122,6 +122,16 @@ static int starts_with_ci(const char *s, const char *prefix)
 
 int net_parse_url(const char *s, struct net_url *out)
 {
+    static const struct {
+        const char *prefix;
+        enum net_url_kind kind;
+        int port; /* the default; 0: none, the URL must say */
+    } schemes[] = {
+        {"http://", NET_URL_HTTP, 80}, {"https://", NET_URL_HTTPS, 443},
+        {"h2c://", NET_URL_H2C, 80},   {"h2://", NET_URL_H2, 443},
+        {"tcp://", NET_URL_TCP, 0},
+    };
+    size_t i;
     char auth[HOSTPORT_MAX + 1];
     const char *p, *slash;
     size_t len, alen, plen;
@@ -145,21 +155,14 @@ int net_parse_url(const char *s, struct net_url *out)
         memcpy(out->path, p, plen + 1);
         return 0;
     }
-    if (starts_with_ci(s, "http://")) {
-        out->kind = NET_URL_HTTP;
-        p = s + 7;
-        default_port = 80;
-    } else if (starts_with_ci(s, "https://")) {
-        out->kind = NET_URL_HTTPS;
-        p = s + 8;
-        default_port = 443;
-    } else if (starts_with_ci(s, "tcp://")) {
-        out->kind = NET_URL_TCP;
-        p = s + 6;
-        default_port = 0;
-    } else {
+    for (i = 0; i < sizeof(schemes) / sizeof(schemes[0]); i++)
+        if (starts_with_ci(s, schemes[i].prefix))
+            break;
+    if (i == sizeof(schemes) / sizeof(schemes[0]))
         return -EINVAL;
-    }
+    out->kind = schemes[i].kind;
+    p = s + strlen(schemes[i].prefix);
+    default_port = schemes[i].port;
     len -= (size_t)(p - s);
     slash = memchr(p, '/', len);
     alen = slash != NULL ? (size_t)(slash - p) : len;

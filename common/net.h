@@ -16,8 +16,15 @@ int net_split_hostport(const char *s, int default_port, char host[NET_HOST_MAX +
 int net_host_chars_ok(const char *s, size_t len);
 
 /* A service URL for a site: http://host[:port][/base], https://host[:port][/base],
- * unix:/path, tcp://host:port. */
-enum net_url_kind { NET_URL_HTTP, NET_URL_HTTPS, NET_URL_UNIX, NET_URL_TCP };
+ * unix:/path, tcp://host:port, h2c://host[:port][/base], h2://host[:port][/base]. */
+enum net_url_kind {
+    NET_URL_HTTP,
+    NET_URL_HTTPS,
+    NET_URL_UNIX,
+    NET_URL_TCP,
+    NET_URL_H2C, /* h2c://host[:port][/base]: HTTP/2 with prior knowledge, cleartext */
+    NET_URL_H2,  /* h2://host[:port][/base]: HTTP/2 over TLS (ALPN h2) */
+};
 struct net_url {
     enum net_url_kind kind;
     char host[NET_HOST_MAX + 1]; /* empty for unix */

@@ -339,6 +339,13 @@ const char *tls_svc_fail_str(enum tls_svc_fail f)
 int tls_conn_init_service(struct tls_conn *c, WOLFSSL_CTX *ctx, const char *host,
                           const struct tls_svc_conf *conf, struct tls_svc_check *chk)
 {
+    return tls_conn_init_service_alpn(c, ctx, host, conf, "http/1.1", 0, chk);
+}
+
+int tls_conn_init_service_alpn(struct tls_conn *c, WOLFSSL_CTX *ctx, const char *host,
+                               const struct tls_svc_conf *conf, const char *alpn, int alpn_required,
+                               struct tls_svc_check *chk)
+{
     struct in6_addr a6;
     struct in_addr a4;
     int is_ip = 0, rc;
@@ -359,7 +366,7 @@ int tls_conn_init_service(struct tls_conn *c, WOLFSSL_CTX *ctx, const char *host
     chk->n_pins = conf->n_pins;
     chk->insecure = conf->insecure;
     /* RFC 6066: no IP literals in SNI. */
-    rc = tls_conn_init(c, ctx, is_ip ? NULL : host, "http/1.1", 0);
+    rc = tls_conn_init(c, ctx, is_ip ? NULL : host, alpn, alpn_required);
     if (rc != 0)
         return rc;
     if (!is_ip && !chk->insecure && chk->n_pins == 0 &&

@@ -130,6 +130,11 @@ void tls_conn_free(struct tls_conn *c);
  * verify context. */
 int tls_conn_init_service(struct tls_conn *c, WOLFSSL_CTX *ctx, const char *host,
                           const struct tls_svc_conf *conf, struct tls_svc_check *chk);
+/* The same, offering alpn (comma-separated; the handshake fails when the
+ * service picks none of them and alpn_required): "h2" for h2:// services. */
+int tls_conn_init_service_alpn(struct tls_conn *c, WOLFSSL_CTX *ctx, const char *host,
+                               const struct tls_svc_conf *conf, const char *alpn, int alpn_required,
+                               struct tls_svc_check *chk);
 /* The last alert the peer sent, as a phrase, or NULL if none. */
 const char *tls_peer_alert(struct tls_conn *c);
 /* Appends received ciphertext. */

@@ -16,6 +16,7 @@
 #include "../common/tls.h"
 #include "../common/urlpath.h"
 #include "upstream.h"
+#include "uph2.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
@@ -47,7 +48,11 @@ struct sstream {
     size_t n_hdrs;
     int64_t content_length;
     int req_ended;
-    struct upstream *up;
+    int te_trailers; /* the request's TE named "trailers" */
+    void *up;        /* struct upstream, or struct uph2_stream when up_h2 */
+    int up_h2;
+    struct buf rtrl; /* response trailers for the tunnel: name\0value\0 */
+    unsigned n_rtrl;
     struct buf resp;
     int resp_eof;
     int deferred;
@@ -73,23 +78,63 @@ static void watch_cb(uv_timer_t *t);
 
 /* --- streams --- */
 
+/* The service exchange, HTTP/1.1 (upstream.c) or HTTP/2 (uph2.c). */
+static void sup_abort(struct sstream *ss)
+{
+    if (ss->up_h2)
+        uph2_abort(ss->up);
+    else
+        upstream_abort(ss->up);
+}
+
+static int sup_write(struct sstream *ss, const uint8_t *data, size_t len)
+{
+    return ss->up_h2 ? uph2_write_body(ss->up, data, len) : upstream_write_body(ss->up, data, len);
+}
+
+/* trl: the request's trailers (gathered in hdrs once the head went). */
+static void sup_end(struct sstream *ss, const struct upstream_header *trl, size_t n)
+{
+    if (ss->up_h2)
+        uph2_end_body(ss->up, trl, n);
+    else
+        upstream_end_body_trailers(ss->up, trl, n);
+}
+
+static void sup_pause(struct sstream *ss, int pause)
+{
+    if (ss->up_h2)
+        uph2_pause_reading(ss->up, pause);
+    else
+        upstream_pause_reading(ss->up, pause);
+}
+
+static void drop_headers(struct sstream *ss)
+{
+    for (size_t i = 0; i < ss->n_hdrs * 2; i++)
+        free(ss->hstore[i]);
+    free(ss->hstore);
+    free(ss->hdrs);
+    ss->hstore = NULL;
+    ss->hdrs = NULL;
+    ss->n_hdrs = 0;
+}
+
 static void ss_free(struct sstream *ss)
 {
     struct agent *a = ss->a;
     if (ss->up != NULL)
-        upstream_abort(ss->up);
+        sup_abort(ss);
     if (ss->prev)
         ss->prev->next = ss->next;
     else if (a->streams == ss)
         a->streams = ss->next;
     if (ss->next)
         ss->next->prev = ss->prev;
-    for (size_t i = 0; i < ss->n_hdrs * 2; i++)
-        free(ss->hstore[i]);
-    free(ss->hstore);
-    free(ss->hdrs);
+    drop_headers(ss);
     free(ss->path);
     buf_free(&ss->resp);
+    buf_free(&ss->rtrl);
     free(ss);
 }
 
@@ -97,9 +142,13 @@ static ssize_t resp_read(nghttp2_session *session, int32_t stream_id, uint8_t *d
                          uint32_t *data_flags, nghttp2_data_source *source, void *user_data)
 {
     struct sstream *ss = source->ptr;
-
     /* The bytes go out in resp_send() (h2_send_data_from). */
-    return h2_body_read(&ss->resp, ss->resp_eof, &ss->deferred, length, data_flags);
+    ssize_t n = h2_body_read(&ss->resp, ss->resp_eof, &ss->deferred, length, data_flags);
+
+    /* The service's trailers end the tunnel stream (docs/protocol.md). */
+    if (n >= 0)
+        h2_trailers_at_eof(session, stream_id, data_flags, &ss->rtrl, ss->n_rtrl);
+    return n;
 }
 
 static int resp_send(nghttp2_session *session, nghttp2_frame *frame, const uint8_t *framehd,
@@ -111,7 +160,7 @@ static int resp_send(nghttp2_session *session, nghttp2_frame *frame, const uint8
 
     if (ss->paused && ss->resp.len < RESP_LOW && ss->up != NULL) {
         ss->paused = 0;
-        upstream_pause_reading(ss->up, 0);
+        sup_pause(ss, 0);
     }
     return rc;
 }
@@ -131,7 +180,7 @@ static void ss_kick(struct sstream *ss)
 static void ss_break(struct sstream *ss)
 {
     if (ss->up != NULL)
-        upstream_abort(ss->up);
+        sup_abort(ss);
     ss->up = NULL;
     nghttp2_submit_rst_stream(ss->a->h2.s, NGHTTP2_FLAG_NONE, ss->id, NGHTTP2_INTERNAL_ERROR);
     h2_send(&ss->a->h2);
@@ -187,9 +236,28 @@ static void up_head(void *arg, int status, const struct upstream_header *h, size
     for (size_t i = 0; i < n && k < H2_HEADER_COUNT_MAX; i++)
         nva[k++] = h2_nv(h[i].name, h[i].name_len, h[i].value, h[i].value_len);
     ss->head_sent = 1;
-    nghttp2_submit_response(ss->a->h2.s, ss->id, nva, k,
-                            strcmp(ss->method, "HEAD") == 0 ? NULL : &prd);
+    /* A head that is the whole answer (gRPC's status without messages)
+     * stays one HEADERS frame with END_STREAM. */
+    nghttp2_submit_response(
+        ss->a->h2.s, ss->id, nva, k,
+        strcmp(ss->method, "HEAD") == 0 || (ss->up_h2 && uph2_head_ended(ss->up)) ? NULL : &prd);
     h2_send(&ss->a->h2);
+}
+
+static void up_trailers(void *arg, const struct upstream_header *h, size_t n)
+{
+    struct sstream *ss = arg;
+
+    for (size_t i = 0; i < n && ss->n_rtrl < H2_HEADER_COUNT_MAX; i++) {
+        /* Hop-by-hop and pseudo names never cross (RFC 9110 6.5.1). */
+        if (h[i].name_len == 0 || h[i].name[0] == ':' || h2_hop_by_hop(h[i].name, h[i].name_len))
+            continue;
+        if (h2_pairs_add(&ss->rtrl, &ss->n_rtrl, h[i].name, h[i].name_len, h[i].value,
+                         h[i].value_len)) {
+            ss_break(ss); /* never an answer without the trailers it had */
+            return;
+        }
+    }
 }
 
 static void up_body(void *arg, const uint8_t *data, size_t len)
@@ -201,7 +269,7 @@ static void up_body(void *arg, const uint8_t *data, size_t len)
     }
     if (ss->resp.len >= RESP_HIGH && !ss->paused && ss->up != NULL) {
         ss->paused = 1;
-        upstream_pause_reading(ss->up, 1);
+        sup_pause(ss, 1);
     }
     ss_kick(ss);
 }
@@ -237,7 +305,8 @@ static void up_written(void *arg, size_t len)
     h2_send(&ss->a->h2);
 }
 
-static const struct upstream_cbs up_cbs = {up_head, up_body, up_end, up_error, up_written};
+static const struct upstream_cbs up_cbs = {up_head,  up_body,    up_end,
+                                           up_error, up_written, up_trailers};
 
 static void hello(struct sstream *ss)
 {
@@ -306,15 +375,23 @@ static void start_request(struct sstream *ss)
                    : -1;
     opts.tls_ctx = svc->tls_ctx;
     opts.tls = &svc->tls;
-    rc = upstream_start(a->loop, &svc->url, &opts, ss->method, ss->path, ss->hdrs, ss->n_hdrs,
-                        !ss->req_ended, clen, &up_cbs, ss, &ss->up);
+    ss->up_h2 = svc->url.kind == NET_URL_H2C || svc->url.kind == NET_URL_H2;
+    if (ss->up_h2)
+        rc = uph2_start(a->loop, &svc->url, &opts, ss->method, ss->path, ss->hdrs, ss->n_hdrs,
+                        !ss->req_ended, ss->req_ended ? -1 : ss->content_length, ss->te_trailers,
+                        &up_cbs, ss, (struct uph2_stream **)&ss->up);
+    else
+        rc = upstream_start(a->loop, &svc->url, &opts, ss->method, ss->path, ss->hdrs, ss->n_hdrs,
+                            !ss->req_ended, clen, &up_cbs, ss, (struct upstream **)&ss->up);
     if (rc != 0) {
         ss->up = NULL;
         respond_simple(ss, 502, "bad_gateway", "could not start a request to the local service");
         return;
     }
     if (ss->req_ended)
-        upstream_end_body(ss->up);
+        sup_end(ss, NULL, 0);
+    /* The head is copied: hdrs now gathers the request's trailers, if any. */
+    drop_headers(ss);
 }
 
 static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame, void *user_data)
@@ -331,6 +408,7 @@ static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame
     ss->id = frame->hd.stream_id;
     ss->content_length = -1;
     buf_init(&ss->resp);
+    buf_init(&ss->rtrl);
     ss->next = a->streams;
     if (a->streams)
         a->streams->prev = ss;
@@ -404,6 +482,9 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
         ss->content_length = hfield_content_length((const char *)value, vl);
         return 0;
     }
+    if (nl == 2 && memcmp(name, "te", 2) == 0 &&
+        hfield_token_listed((const char *)value, vl, "trailers", 8))
+        ss->te_trailers = 1; /* for HTTP/2 services (gRPC needs it) */
     if (h2_hop_by_hop((const char *)name, nl) || (nl == 4 && memcmp(name, "host", 4) == 0))
         return 0;
     return add_header(ss, name, nl, value, vl) == 0 ? 0 : NGHTTP2_ERR_CALLBACK_FAILURE;
@@ -458,10 +539,12 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
         start_request(ss);
         return 0;
     }
-    if (frame->hd.type == NGHTTP2_DATA && (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
+    /* The body ends with its last DATA or with the request's trailers. */
+    if ((frame->hd.type == NGHTTP2_DATA || frame->hd.type == NGHTTP2_HEADERS) &&
+        (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) && !ss->req_ended) {
         ss->req_ended = 1;
         if (ss->up != NULL)
-            upstream_end_body(ss->up);
+            sup_end(ss, ss->hdrs, ss->n_hdrs);
     }
     return 0;
 }
@@ -477,7 +560,7 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t stream
      * read holds its own stream window (1 MiB, queued for the service) and
      * nothing other streams need, also after it is cancelled. */
     nghttp2_session_consume_connection(session, len);
-    if (ss == NULL || ss->up == NULL || upstream_write_body(ss->up, data, len) != 0)
+    if (ss == NULL || ss->up == NULL || sup_write(ss, data, len) != 0)
         nghttp2_session_consume_stream(session, stream_id, len);
     return 0;
 }
@@ -999,6 +1082,7 @@ void agent_free(struct agent *a)
     /* Pooled keep-alive connections to local services do not keep the loop
      * alive; close them so the loop can be closed. */
     upstream_close_idle(a->loop);
+    uph2_close_idle(a->loop);
     uv_close((uv_handle_t *)&a->backoff_timer, NULL);
     uv_close((uv_handle_t *)&a->watch_timer, NULL);
     uv_close((uv_handle_t *)&a->connect_timer, NULL);

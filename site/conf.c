@@ -31,7 +31,8 @@ int site_conf_add_service(struct site_conf *c, const char *spec)
     s->name[nl] = '\0';
     if (!token_name_valid(s->name) || net_parse_url(eq + 1, &s->url) != 0)
         return -EINVAL;
-    if (s->url.kind != NET_URL_HTTP && s->url.kind != NET_URL_HTTPS && s->url.kind != NET_URL_UNIX)
+    if (s->url.kind != NET_URL_HTTP && s->url.kind != NET_URL_HTTPS &&
+        s->url.kind != NET_URL_UNIX && s->url.kind != NET_URL_H2C && s->url.kind != NET_URL_H2)
         return -ENOTSUP;
     memset(&s->tls, 0, sizeof(s->tls));
     s->tls_ctx = NULL;
@@ -74,8 +75,9 @@ int site_conf_service_opt(struct site_conf *c, const char *spec, char *why, size
         snprintf(why, why_cap, "no service \"%s\" is defined before it", name);
         return -ESRCH;
     }
-    if (s->url.kind != NET_URL_HTTPS) {
-        snprintf(why, why_cap, "service \"%s\" is not https://: it takes no TLS option", name);
+    if (s->url.kind != NET_URL_HTTPS && s->url.kind != NET_URL_H2) {
+        snprintf(why, why_cap, "service \"%s\" is not https:// or h2://: it takes no TLS option",
+                 name);
         return -EINVAL;
     }
     key = colon + 1;
@@ -174,10 +176,10 @@ static int apply(struct site_conf *c, const char *key, const char *v, int *seen_
         rc = site_conf_add_service(c, v);
         if (rc != 0) {
             snprintf(why, why_cap, "%s",
-                     rc == -EEXIST ? "the name is given twice"
-                     : rc == -ENOTSUP
-                         ? "only http://, https:// and unix: services are supported so far"
-                         : "expected NAME=URL");
+                     rc == -EEXIST    ? "the name is given twice"
+                     : rc == -ENOTSUP ? "only http://, https://, h2c://, h2:// and unix: services "
+                                        "are supported so far"
+                                      : "expected NAME=URL");
             return rc;
         }
     } else if (strcmp(key, "service_opt") == 0) {

@@ -49,8 +49,10 @@ static const struct {
 static const char *const run_notes =
     "run: --ping-interval is the hub's ping interval (the site drops a hub silent for\n"
     "two of them; 0 turns that watch off); --source-port dials from that port only.\n"
-    "URL: http://HOST[:PORT][/BASE], https://HOST[:PORT][/BASE] or unix:/PATH.\n"
-    "An https:// service is checked against the system CAs and its name; its\n"
+    "URL: http://HOST[:PORT][/BASE], https://HOST[:PORT][/BASE], unix:/PATH,\n"
+    "h2c://HOST[:PORT][/BASE] (HTTP/2 cleartext, e.g. gRPC) or h2://HOST[:PORT][/BASE]\n"
+    "(HTTP/2 over TLS). An https:// or h2:// service is checked against the system CAs and its "
+    "name; its\n"
     "--service-opt keys: ca=FILE (trust that CA file instead), pin=sha256//...\n"
     "(the key alone decides; repeats), cert=FILE and key=FILE (client certificate),\n"
     "name=HOST (SNI and the name checked, instead of the URL's host), insecure\n"
@@ -286,7 +288,7 @@ static int prepare_tls_services(struct agent *a)
         struct agent_service *s = &a->services[i];
         WOLFSSL_CTX *ctx = NULL;
 
-        if (s->url.kind != NET_URL_HTTPS)
+        if (s->url.kind != NET_URL_HTTPS && s->url.kind != NET_URL_H2)
             continue;
         if (tls_ctx_service(&s->tls, &ctx, err, sizeof(err)) != 0) {
             fprintf(stderr, "tether-site: service %s: %s\n", s->name, err);
@@ -391,7 +393,8 @@ static int cmd_run(int argc, char **argv)
             fprintf(stderr, "tether-site: bad --service \"%s\": %s\n", svcs[i],
                     rc == -EEXIST ? "name given twice"
                     : rc == -ENOTSUP
-                        ? "only http://, https:// and unix: services are supported so far"
+                        ? "only http://, https://, h2c://, h2:// and unix: services are supported "
+                          "so far"
                         : "want NAME=URL, URL http://host:port, https://host:port or unix:/path");
             return 2;
         }

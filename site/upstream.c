@@ -618,24 +618,13 @@ static int p_status(http_parser *p, const char *at, size_t len)
     return 0;
 }
 
-/* Trailers are dropped, but still bounded. */
-static int trailer_bytes(struct upstream *u, size_t len)
-{
-    if (len > UP_HDR_BYTES_MAX - u->hbytes) {
-        u->perr = "response headers too large";
-        return -1;
-    }
-    u->hbytes += len;
-    return 0;
-}
-
 static int p_field(http_parser *p, const char *at, size_t len)
 {
     struct upstream *u = p->data;
     if (u->dead)
         return -1;
-    if (u->headers_done)
-        return trailer_bytes(u, len);
+    /* After the head, the same lists gather the chunked trailers, under the
+     * same bounds. */
     if (u->nh == 0 || u->last_value) {
         /* 4 for ": " and CRLF, so the limit tracks the bytes on the wire. */
         if (u->nh == UP_HDR_COUNT_MAX || u->hbytes + 4 > UP_HDR_BYTES_MAX) {
@@ -661,8 +650,6 @@ static int p_value(http_parser *p, const char *at, size_t len)
     struct upstream *u = p->data;
     if (u->dead)
         return -1;
-    if (u->headers_done)
-        return trailer_bytes(u, len);
     if (u->nh == 0)
         return -1;
     if (!u->last_value) {
@@ -683,13 +670,16 @@ static int name_is(const char *name, size_t len, const char *lit)
 
 static int hop_by_hop(const char *name, size_t len)
 {
-    static const char *const hop[] = {"connection", "keep-alive",        "te",
-                                      "trailer",    "transfer-encoding", "upgrade"};
+    /* Trailer is no hop-by-hop field (RFC 9110 6.6.2): trailers pass now. */
+    static const char *const hop[] = {"connection", "keep-alive", "te", "transfer-encoding",
+                                      "upgrade"};
     for (size_t i = 0; i < sizeof(hop) / sizeof(hop[0]); i++)
         if (name_is(name, len, hop[i]))
             return 1;
     return len >= 6 && strncasecmp(name, "proxy-", 6) == 0;
 }
+
+static size_t u_fields(struct upstream *u, struct upstream_header out[UP_HDR_COUNT_MAX]);
 
 static int p_headers_complete(http_parser *p)
 {
@@ -719,6 +709,23 @@ static int p_headers_complete(http_parser *p)
     u->hbytes = 0;
 
     struct upstream_header out[UP_HDR_COUNT_MAX];
+    size_t n = u_fields(u, out);
+
+    /* The lists are free again: they gather the trailers, if any. */
+    u->nh = 0;
+    u->hlen = 0;
+    u->last_value = 0;
+    u->cbs.on_head(u->arg, status, out, n);
+    if (u->dead)
+        return -1;
+    return u->is_head ? 1 : 0;
+}
+
+/* The fields gathered (head or trailers) without hop-by-hop ones and those
+ * their Connection names, lower-cased and trimmed for HTTP/2, into out
+ * (pointing into hbuf). */
+static size_t u_fields(struct upstream *u, struct upstream_header out[UP_HDR_COUNT_MAX])
+{
     size_t n = 0;
     char *b = u->hbuf;
     for (size_t i = 0; i < u->nh; i++) {
@@ -755,10 +762,7 @@ static int p_headers_complete(http_parser *p)
         out[n].value_len = vl;
         n++;
     }
-    u->cbs.on_head(u->arg, status, out, n);
-    if (u->dead)
-        return -1;
-    return u->is_head ? 1 : 0;
+    return n;
 }
 
 static int p_body(http_parser *p, const char *at, size_t len)
@@ -780,6 +784,15 @@ static int p_message_complete(http_parser *p)
     if (u->interim) {
         u->interim = 0;
         return 0;
+    }
+    if (u->nh > 0 && u->cbs.on_trailers != NULL) {
+        struct upstream_header out[UP_HDR_COUNT_MAX];
+        size_t n = u_fields(u, out);
+
+        if (n > 0)
+            u->cbs.on_trailers(u->arg, out, n);
+        if (u->dead)
+            return -1;
     }
     u->msg_complete = 1;
     u->keepalive = http_should_keep_alive(p);
@@ -1554,6 +1567,11 @@ int upstream_write_body(struct upstream *u, const uint8_t *data, size_t len)
 
 int upstream_end_body(struct upstream *u)
 {
+    return upstream_end_body_trailers(u, NULL, 0);
+}
+
+int upstream_end_body_trailers(struct upstream *u, const struct upstream_header *trl, size_t n)
+{
     if (!u || u->dead)
         return -ECANCELED;
     if (!u->has_body)
@@ -1563,7 +1581,27 @@ int upstream_end_body(struct upstream *u)
     u->body_ended = 1;
     int rc = 0;
     if (u->content_length < 0) {
-        rc = u_write_body(u, "0\r\n\r\n", 5, NULL, 0, NULL, 0);
+        /* RFC 9112 7.1.2: the trailer section follows the last chunk. A
+         * body with a Content-Length has no place for one: they are dropped
+         * (RFC 9110 6.5.1 allows it). */
+        struct buf t;
+        size_t k;
+
+        buf_init(&t);
+        rc = buf_append(&t, "0\r\n", 3);
+        for (k = 0; k < n && rc == 0; k++) {
+            if (request_drops(trl[k].name, trl[k].name_len, trl, n) ||
+                !hfield_token_valid(trl[k].name, trl[k].name_len) ||
+                !valid_value(trl[k].value, trl[k].value_len))
+                continue;
+            rc = buf_append(&t, trl[k].name, trl[k].name_len) || buf_append(&t, ": ", 2) ||
+                 buf_append(&t, trl[k].value, trl[k].value_len) || buf_append(&t, "\r\n", 2);
+        }
+        if (rc == 0)
+            rc = buf_append(&t, "\r\n", 2);
+        rc = rc != 0 ? -ENOMEM
+                     : u_write_body(u, (const char *)buf_head(&t), t.len, NULL, 0, NULL, 0);
+        buf_free(&t);
     } else if (u->body_sent != (uint64_t)u->content_length) {
         rc = -EINVAL; /* the service still waits for the rest; never reused */
     }

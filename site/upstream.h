@@ -41,6 +41,10 @@ struct upstream_cbs {
     /* len request-body bytes given to upstream_write_body() have reached the
      * kernel (uv_write completed): the tunnel may now credit its window. */
     void (*on_body_written)(void *arg, size_t len);
+    /* May be NULL. The response's trailer fields (HTTP/1.1 chunked
+     * trailers, HTTP/2 trailing HEADERS), hop-by-hop names removed, names
+     * lower-case; just before on_end. */
+    void (*on_trailers)(void *arg, const struct upstream_header *h, size_t n);
 };
 
 struct upstream_opts {
@@ -70,6 +74,10 @@ int upstream_start(uv_loop_t *loop, const struct net_url *url, const struct upst
 int upstream_write_body(struct upstream *u, const uint8_t *data, size_t len);
 /* No more request body. */
 int upstream_end_body(struct upstream *u);
+/* The same with request trailers (copied), sent in a chunked body's last
+ * chunk; hop-by-hop names and invalid fields are dropped, and so is every
+ * trailer of a body with a Content-Length (it has no place for them). */
+int upstream_end_body_trailers(struct upstream *u, const struct upstream_header *trl, size_t n);
 /* Stops (1) or resumes (0) reading the response from the service. */
 void upstream_pause_reading(struct upstream *u, int pause);
 /* Cancels: closes the connection; no callback runs after this returns. The

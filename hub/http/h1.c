@@ -175,6 +175,7 @@ static int h1_headers_complete(http_parser *p)
 
     uc->heads++;
     uc_busy(uc);
+    r->in_trailers = 1; /* a chunked body's trailer section, if any, comes next */
     if (r->target == NULL)
         r->target = strdup("/");
     if (p->flags & F_CHUNKED) {
@@ -220,6 +221,9 @@ static int h1_message_complete(http_parser *p)
 
     if (r == NULL)
         return 0;
+    if (uc->in_value && h1_flush_header(uc) != 0) /* the last trailer field */
+        return -1;
+    uc->in_value = 0;
     r->req_ended = 1;
     /* One request at a time: later pipelined bytes wait in the backlog. */
     http_parser_pause(p, 1);
@@ -395,8 +399,20 @@ void h1_end(struct ureq *r)
 {
     struct user_conn *uc = r->uc;
 
-    if (r->resp_chunked && !r->head_only)
-        conn_write(uc->conn, (const uint8_t *)"0\r\n\r\n", 5);
+    if (r->resp_chunked && !r->head_only) {
+        nghttp2_nv t[H2_HEADER_COUNT_MAX];
+        size_t n = h2_pairs_nv(&r->trl, r->n_trl, t, H2_HEADER_COUNT_MAX);
+
+        /* RFC 9112 7.1.2: the trailer section follows the last chunk. */
+        conn_write(uc->conn, (const uint8_t *)"0\r\n", 3);
+        for (size_t i = 0; i < n; i++) {
+            conn_write(uc->conn, t[i].name, t[i].namelen);
+            conn_write(uc->conn, (const uint8_t *)": ", 2);
+            conn_write(uc->conn, t[i].value, t[i].valuelen);
+            conn_write(uc->conn, (const uint8_t *)"\r\n", 2);
+        }
+        conn_write(uc->conn, (const uint8_t *)"\r\n", 2);
+    }
     conn_flush(uc->conn);
     r->handler = NULL;
     if (r->req_ended)

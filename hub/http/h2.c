@@ -19,9 +19,12 @@ static ssize_t h2_read_out(nghttp2_session *session, int32_t stream_id, uint8_t 
                            uint32_t *data_flags, nghttp2_data_source *source, void *user_data)
 {
     struct ureq *r = source->ptr;
-
     /* The bytes go out in h2_send_body() (h2_send_data_from). */
-    return h2_body_read(&r->out, r->out_eof, &r->deferred, length, data_flags);
+    ssize_t n = h2_body_read(&r->out, r->out_eof, &r->deferred, length, data_flags);
+
+    if (n >= 0)
+        h2_trailers_at_eof(session, stream_id, data_flags, &r->trl, r->n_trl);
+    return n;
 }
 
 static int h2_send_body(nghttp2_session *session, nghttp2_frame *frame, const uint8_t *framehd,
@@ -63,6 +66,10 @@ static int h2_on_header(nghttp2_session *session, const nghttp2_frame *frame, co
     struct ureq *r = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
     if (r == NULL || frame->hd.type != NGHTTP2_HEADERS)
         return 0;
+    if (r->in_trailers) /* a trailing HEADERS (nghttp2 refused pseudo-headers in it) */
+        return ureq_add_header(r, (const char *)name, namelen, (const char *)value, valuelen)
+                   ? NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE
+                   : 0;
     if (namelen == 7 && memcmp(name, ":method", 7) == 0) {
         snprintf(r->method, sizeof(r->method), "%.*s", (int)valuelen, value);
         return h2_header_budget(&r->budget, namelen, valuelen);
@@ -111,6 +118,7 @@ static int h2_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
         }
         r->head_only = strcmp(r->method, "HEAD") == 0;
         r->dispatched = 1;
+        r->in_trailers = 1;
         r->active = 1;
         if (uc->h2_active++ == 0)
             uc_busy(uc);

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "http_int.h"
 
@@ -20,6 +21,8 @@ struct ureq *ureq_new(struct user_conn *uc, int32_t sid)
     r->sid = sid;
     r->content_length = -1;
     buf_init(&r->out);
+    buf_init(&r->trl);
+    buf_init(&r->req_trl);
     snprintf(r->remote, sizeof(r->remote), "%s", uc->conn->peer);
     return r;
 }
@@ -33,6 +36,8 @@ static void ureq_free(struct ureq *r)
     free(r->hdrs);
     free(r->target);
     buf_free(&r->out);
+    buf_free(&r->trl);
+    buf_free(&r->req_trl);
     free(r);
 }
 
@@ -76,6 +81,15 @@ int ureq_add_header(struct ureq *r, const char *name, size_t nl, const char *val
 
     if (h2_header_budget(&r->budget, nl, vl) != 0)
         return -E2BIG;
+    if (r->in_trailers) {
+        size_t at = r->req_trl.len;
+
+        if (h2_pairs_add(&r->req_trl, &r->n_req_trl, name, nl, value, vl) != 0)
+            return -ENOMEM;
+        for (char *c = (char *)buf_head(&r->req_trl) + at; *c; c++)
+            *c = (char)tolower((unsigned char)*c);
+        return 0;
+    }
     n = realloc(r->hdrs, (r->n_hdrs + 1) * sizeof(*n));
     if (n == NULL)
         return -ENOMEM;
@@ -174,6 +188,48 @@ int ureq_respond_end(struct ureq *r)
     else
         h1_end(r);
     return 0;
+}
+
+/* Names that never go as trailers (RFC 9110 6.5.1): framing, routing and
+ * hop-by-hop fields. */
+static int trailer_skip(const char *name, size_t nl)
+{
+    static const char *const no[] = {"content-length",   "host",          "content-type",
+                                     "content-encoding", "authorization", "trailer"};
+
+    if (nl == 0 || name[0] == ':' || h2_hop_by_hop(name, nl))
+        return 1;
+    for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++)
+        if (nl == strlen(no[i]) && strncasecmp(name, no[i], nl) == 0)
+            return 1;
+    return 0;
+}
+
+int ureq_respond_trailers(struct ureq *r, const nghttp2_nv *hdrs, size_t n)
+{
+    if (r->released || !r->resp_started || r->resp_ended || r->uc->dead)
+        return -EINVAL;
+    for (size_t i = 0; i < n && r->n_trl < H2_HEADER_COUNT_MAX; i++) {
+        size_t at = r->trl.len;
+
+        if (trailer_skip((const char *)hdrs[i].name, hdrs[i].namelen))
+            continue;
+        if (h2_pairs_add(&r->trl, &r->n_trl, (const char *)hdrs[i].name, hdrs[i].namelen,
+                         (const char *)hdrs[i].value, hdrs[i].valuelen))
+            return -ENOMEM;
+        /* HTTP/2 wants lower-case names; HTTP/1.1 does not mind. */
+        for (char *c = (char *)buf_head(&r->trl) + at; *c; c++)
+            *c = (char)tolower((unsigned char)*c);
+    }
+    return 0;
+}
+
+int ureq_respond_head_whole(struct ureq *r, int status, const nghttp2_nv *hdrs, size_t n)
+{
+    if (!r->uc->is_h2)
+        return ureq_respond_head(r, status, hdrs, n, 0);
+    r->head_only = 1; /* no data provider: END_STREAM goes with the head */
+    return ureq_respond_head(r, status, hdrs, n, -1);
 }
 
 void ureq_reset(struct ureq *r)

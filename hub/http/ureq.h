@@ -43,6 +43,11 @@ struct ureq {
     char *target; /* request target as sent, owned */
     struct ureq_header *hdrs;
     size_t n_hdrs;
+    /* Request trailers (chunked trailer section, HTTP/2 trailing HEADERS):
+     * name\0value\0 pairs, names lower-case; complete when on_end runs. */
+    struct buf req_trl;
+    unsigned n_req_trl;
+    int in_trailers; /* the head is complete: fields now are trailers */
     struct h2_hdr_budget budget;
     int64_t content_length; /* -1 unknown */
     int has_body;
@@ -63,6 +68,8 @@ struct ureq {
     struct buf out; /* HTTP/2: body bytes not yet taken by nghttp2 */
     int out_eof;
     int deferred;
+    struct buf trl; /* response trailers to send: name\0value\0 pairs */
+    unsigned n_trl;
     char remote[64];
     int released;           /* the front end is done with it: freed from the loop */
     TAILQ_ENTRY(ureq) link; /* HTTP/2: in the conn's streams; then in its reaped list */
@@ -87,6 +94,18 @@ int ureq_respond_head(struct ureq *r, int status, const nghttp2_nv *hdrs, size_t
                       int64_t content_length);
 int ureq_respond_body(struct ureq *r, const uint8_t *data, size_t len);
 int ureq_respond_end(struct ureq *r);
+/* Response trailers (copied), sent at ureq_respond_end: HTTP/2 as a
+ * trailing HEADERS frame, HTTP/1.1 in the last chunk of a chunked body (a
+ * response with a Content-Length has no place for them: dropped, as RFC
+ * 9110 6.5.1 allows). Hop-by-hop names and ones that may not be trailers
+ * (content-length, host, pseudo-headers) are dropped. Call before
+ * ureq_respond_end. */
+int ureq_respond_trailers(struct ureq *r, const nghttp2_nv *hdrs, size_t n);
+/* A head that is the whole response (no body, no trailers): HTTP/2 sends it
+ * as one HEADERS frame with END_STREAM, as a gRPC status without messages
+ * must look; then call ureq_respond_end. */
+int ureq_respond_head_whole(struct ureq *r, int status, const nghttp2_nv *hdrs, size_t n);
+
 /* Breaks a response that already started (the client must not take a
  * truncated body for a complete one). */
 void ureq_reset(struct ureq *r);

@@ -110,6 +110,19 @@ static void add(struct fwd_headers *o, const char *name, const char *value)
     o->nv[o->n++] = h2_nv(name, strlen(name), value, strlen(value));
 }
 
+size_t fwd_request_trailers(const struct fwd_req *req, const struct buf *trl, unsigned n,
+                            nghttp2_nv *out, size_t cap)
+{
+    nghttp2_nv all[H2_HEADER_COUNT_MAX];
+    size_t k = h2_pairs_nv(trl, n, all, H2_HEADER_COUNT_MAX), m = 0;
+
+    /* Each name in trl ends with its NUL. */
+    for (size_t i = 0; i < k && m < cap; i++)
+        if (!skip_header(req, (const char *)all[i].name))
+            out[m++] = all[i];
+    return m;
+}
+
 void fwd_request_headers(const struct fwd_req *req, struct fwd_headers *out)
 {
     const char *host = NULL;
@@ -138,4 +151,14 @@ void fwd_request_headers(const struct fwd_req *req, struct fwd_headers *out)
     for (size_t i = 0; i < req->n_hdrs && out->n < H2_HEADER_COUNT_MAX; i++)
         if (!skip_header(req, req->hdrs[i].name))
             add(out, req->hdrs[i].name, req->hdrs[i].value);
+    /* TE is hop-by-hop, but "trailers" says the client takes trailer
+     * fields, which gRPC requires of every hop (RFC 9113 8.2.2 allows only
+     * that value): it goes on, alone, since the hub passes trailers both
+     * ways. Other codings are the hub's own business. */
+    for (size_t i = 0; i < req->n_hdrs && out->n < H2_HEADER_COUNT_MAX; i++)
+        if (strcmp(req->hdrs[i].name, "te") == 0 &&
+            hfield_token_listed(req->hdrs[i].value, strlen(req->hdrs[i].value), "trailers", 8)) {
+            add(out, "te", "trailers");
+            break;
+        }
 }

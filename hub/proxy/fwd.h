@@ -64,4 +64,11 @@ struct fwd_headers {
  * entries; the rest are dropped. */
 void fwd_request_headers(const struct fwd_req *req, struct fwd_headers *out);
 
+/* The request trailers that go on to the service: those of trl (n
+ * name\0value\0 pairs, names lower-case) that pass the same filter as
+ * the request's headers (req: its head, for the names its Connection
+ * lists), into out (pointing into trl); returns the count, at most cap. */
+size_t fwd_request_trailers(const struct fwd_req *req, const struct buf *trl, unsigned n,
+                            nghttp2_nv *out, size_t cap);
+
 #endif

@@ -457,7 +457,18 @@ static void t_head(void *arg, int status, const nghttp2_nv *nva, size_t n)
         if (nva[i].namelen == 14 &&
             strncasecmp((const char *)nva[i].name, "content-length", 14) == 0)
             cl = hfield_content_length((const char *)nva[i].value, nva[i].valuelen);
-    ureq_respond_head(p->r, status, nva, n, cl);
+    if (p->ts != NULL && tunnel_stream_head_ended(p->ts) && status >= 200)
+        ureq_respond_head_whole(p->r, status, nva, n);
+    else
+        ureq_respond_head(p->r, status, nva, n, cl);
+}
+
+static void t_trailers(void *arg, const nghttp2_nv *nva, size_t n)
+{
+    struct proxy *p = arg;
+
+    if (p->r != NULL && ureq_respond_trailers(p->r, nva, n) != 0)
+        proxy_fail(p, 502, "bad_gateway", "the hub could not pass the trailers on");
 }
 
 static void t_data(void *arg, const uint8_t *data, size_t len)
@@ -528,7 +539,21 @@ static size_t t_read_body(void *arg, uint8_t *dst, size_t cap, int *eof)
     return n;
 }
 
-static const struct tstream_ops tunnel_side = {t_head, t_data, t_end, t_error, t_read_body};
+/* The user's request trailers, filtered as its headers were, follow the
+ * body down the tunnel. */
+static size_t t_body_trailers(void *arg, nghttp2_nv *out, size_t cap)
+{
+    struct proxy *p = arg;
+    struct ureq *r = p->r;
+
+    if (r == NULL || r->n_req_trl == 0)
+        return 0;
+    const struct fwd_req req = {.hdrs = r->hdrs, .n_hdrs = r->n_hdrs};
+    return fwd_request_trailers(&req, &r->req_trl, r->n_req_trl, out, cap);
+}
+
+static const struct tstream_ops tunnel_side = {t_head,      t_data,     t_end,          t_error,
+                                               t_read_body, t_trailers, t_body_trailers};
 
 static const char *const refusal_names[PR_N] = {"conn_requests", "token_requests", "stalled",
                                                 "stall_reset", "site_busy"};

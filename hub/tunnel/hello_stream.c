@@ -91,7 +91,7 @@ static size_t hello_body(void *arg, uint8_t *dst, size_t cap, int *eof)
 }
 
 static const struct tstream_ops hello_ops = {hello_head, hello_data, hello_end, hello_error,
-                                             hello_body};
+                                             hello_body, NULL,       NULL};
 
 void tunnel_send_hello(struct tunnel *t)
 {

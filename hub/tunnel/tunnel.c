@@ -232,38 +232,37 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
     if (h2_header_budget(&s->budget, namelen, valuelen) != 0)
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     if (namelen == 7 && memcmp(name, ":status", 7) == 0) {
-        /* nghttp2 lets any three digits through ("000", "099"); users must
-         * only ever see a status of RFC 9110 §15 (100-599), so anything
-         * else resets the stream and the user gets a 502. */
-        if (valuelen != 3 || value[0] < '1' || value[0] > '5' || value[1] < '0' || value[1] > '9' ||
-            value[2] < '0' || value[2] > '9')
-            return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-        s->status = (value[0] - '0') * 100 + (value[1] - '0') * 10 + (value[2] - '0');
-        return 0;
+        /* A status users may not see resets the stream: the user gets a 502. */
+        s->status = h2_status_parse(value, valuelen);
+        return s->status < 0 ? NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE : 0;
     }
-    if (buf_append(&s->hdrs, name, namelen) || buf_append(&s->hdrs, "", 1) ||
-        buf_append(&s->hdrs, value, valuelen) || buf_append(&s->hdrs, "", 1))
+    if (h2_pairs_add(&s->hdrs, &s->n_hdrs, (const char *)name, namelen, (const char *)value,
+                     valuelen))
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* this stream only, not the tunnel */
-    s->n_hdrs++;
     return 0;
 }
 
 static void deliver_head(struct tstream *s)
 {
-    nghttp2_nv nva[H2_HEADER_COUNT_MAX + 1];
-    const char *p = (const char *)buf_head(&s->hdrs);
-    size_t n = 0;
+    nghttp2_nv nva[H2_HEADER_COUNT_MAX];
+    size_t n = h2_pairs_nv(&s->hdrs, s->n_hdrs, nva, H2_HEADER_COUNT_MAX);
 
-    for (unsigned i = 0; i < s->n_hdrs && n < H2_HEADER_COUNT_MAX; i++) {
-        size_t nl = strlen(p);
-        const char *v = p + nl + 1;
-        size_t vl = strlen(v);
-        nva[n++] = h2_nv(p, nl, v, vl);
-        p = v + vl + 1;
-    }
     s->head_seen = 1;
     if (s->ops != NULL)
         s->ops->on_head(s->arg, s->status, nva, n);
+    buf_free(&s->hdrs);
+    s->n_hdrs = 0;
+}
+
+/* A trailing HEADERS frame (nghttp2 lets one through only with END_STREAM
+ * and without pseudo-headers). */
+static void deliver_trailers(struct tstream *s)
+{
+    nghttp2_nv nva[H2_HEADER_COUNT_MAX];
+    size_t n = h2_pairs_nv(&s->hdrs, s->n_hdrs, nva, H2_HEADER_COUNT_MAX);
+
+    if (s->ops != NULL && s->ops->on_trailers != NULL && n > 0)
+        s->ops->on_trailers(s->arg, nva, n);
     buf_free(&s->hdrs);
     s->n_hdrs = 0;
 }
@@ -289,8 +288,12 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
             s->n_hdrs = 0;
             s->status = 0;
         } else if (!s->head_seen) {
+            if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)
+                s->remote_ended = 1; /* a head that is the whole answer */
             deliver_head(s);
         }
+    } else if (frame->hd.type == NGHTTP2_HEADERS && s->head_seen) {
+        deliver_trailers(s);
     }
     if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)
         s->remote_ended = 1;
@@ -362,9 +365,17 @@ static ssize_t read_body_cb(nghttp2_session *session, int32_t stream_id, uint8_t
         return 0;
     }
     n = s->ops->read_body(s->arg, dst, length, &eof);
-    if (eof)
+    if (eof) {
+        nghttp2_nv tnv[H2_HEADER_COUNT_MAX];
+        size_t tn = 0;
+
         *data_flags |= NGHTTP2_DATA_FLAG_EOF;
-    else if (n == 0)
+        if (s->ops->body_trailers != NULL)
+            tn = s->ops->body_trailers(s->arg, tnv, H2_HEADER_COUNT_MAX);
+        /* The request's trailers end the stream instead of the DATA. */
+        if (tn > 0 && nghttp2_submit_trailer(session, stream_id, tnv, tn) == 0)
+            *data_flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+    } else if (n == 0)
         return NGHTTP2_ERR_DEFERRED;
     return (ssize_t)n;
 }
@@ -475,6 +486,11 @@ out:
         free(t);
     }
     return rc;
+}
+
+int tunnel_stream_head_ended(const struct tstream *s)
+{
+    return s->remote_ended;
 }
 
 int tunnel_stream_open(struct tunnel *t, const nghttp2_nv *nva, size_t n, int has_body,

@@ -46,6 +46,15 @@ struct tstream_ops {
     /* Upload: copy up to cap request-body bytes into dst. Return the count;
      * 0 with *eof=0 means "none yet" (call tunnel_stream_resume later). */
     size_t (*read_body)(void *arg, uint8_t *dst, size_t cap, int *eof);
+    /* May be NULL. The site's response trailers (a trailing HEADERS frame
+     * with END_STREAM), after the last on_data and just before on_end; the
+     * array is valid during the call only. */
+    void (*on_trailers)(void *arg, const nghttp2_nv *nva, size_t n);
+    /* May be NULL. Asked once, when read_body reported eof: the request
+     * trailers to send after the body, into out (at most cap; the strings
+     * must stay valid until the call returns: they are copied then).
+     * Returns the count, 0 for none. Only copies, as read_body. */
+    size_t (*body_trailers)(void *arg, nghttp2_nv *out, size_t cap);
 };
 
 /* What the API shows of a live tunnel. The strings are borrowed from the
@@ -80,6 +89,10 @@ int tunnel_attach(struct hub *h, struct conn *c, const struct reg_site *site);
  * requests. On failure no callback of ops has run and none will. */
 int tunnel_stream_open(struct tunnel *t, const nghttp2_nv *nva, size_t n, int has_body,
                        const struct tstream_ops *ops, void *arg, struct tstream **out);
+/* 1 when the site's answer ended with its head (no body, no trailers):
+ * valid from inside on_head, so a body-less answer (a gRPC "trailers-only"
+ * status) is passed on as one HEADERS frame. */
+int tunnel_stream_head_ended(const struct tstream *s);
 /* Request body became available. */
 void tunnel_stream_resume(struct tstream *s);
 /* len response bytes were passed on: credit the site's window. */

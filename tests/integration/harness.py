@@ -66,6 +66,20 @@ def _bin_dir():
     return os.environ.get("TETHER_BIN") or os.path.join(_src_dir(), "build")
 
 
+def debian_import(*names):
+    """Imports the modules (e.g. "h2.connection") and returns the first, or
+    None when one is missing. A python3 outside Debian's (pyenv) does not see
+    Debian's packages; pure-python ones (python3-h2) serve from there too."""
+    for attempt in (0, 1):
+        try:
+            mods = [importlib.import_module(n) for n in names]
+            return mods[0]
+        except ImportError:
+            if attempt == 0 and "/usr/lib/python3/dist-packages" not in sys.path:
+                sys.path.append("/usr/lib/python3/dist-packages")
+    return None
+
+
 def load_sample_module():
     """The sample service as a module (for pattern() and friends)."""
     path = os.path.join(_src_dir(), "deploy", "sample-service.py")

@@ -103,9 +103,41 @@ static void test_body_read(void)
     buf_free(&b);
 }
 
+/* :status values users may see, and the name\0value\0 lists. */
+static void test_status_and_pairs(void)
+{
+    struct buf b;
+    unsigned n = 0;
+    nghttp2_nv nv[4];
+
+    CHECK_EQ_INT(h2_status_parse((const uint8_t *)"200", 3), 200);
+    CHECK_EQ_INT(h2_status_parse((const uint8_t *)"599", 3), 599);
+    CHECK_EQ_INT(h2_status_parse((const uint8_t *)"100", 3), 100);
+    CHECK_EQ_INT(h2_status_parse((const uint8_t *)"099", 3), -1);
+    CHECK_EQ_INT(h2_status_parse((const uint8_t *)"600", 3), -1);
+    CHECK_EQ_INT(h2_status_parse((const uint8_t *)"20", 2), -1);
+    CHECK_EQ_INT(h2_status_parse((const uint8_t *)"2000", 4), -1);
+    CHECK_EQ_INT(h2_status_parse((const uint8_t *)"2x0", 3), -1);
+
+    buf_init(&b);
+    CHECK_EQ_INT(h2_pairs_add(&b, &n, "grpc-status", 11, "0", 1), 0);
+    CHECK_EQ_INT(h2_pairs_add(&b, &n, "x-empty", 7, "", 0), 0);
+    CHECK_EQ_INT(h2_pairs_add(&b, &n, "grpc-message", 12, "a b", 3), 0);
+    CHECK_EQ_INT(n, 3);
+    CHECK_EQ_INT(h2_pairs_nv(&b, n, nv, 4), 3);
+    CHECK(nv[0].namelen == 11 && memcmp(nv[0].name, "grpc-status", 11) == 0);
+    CHECK(nv[0].valuelen == 1 && nv[0].value[0] == '0');
+    CHECK(nv[1].namelen == 7 && nv[1].valuelen == 0);
+    CHECK(nv[2].valuelen == 3 && memcmp(nv[2].value, "a b", 3) == 0);
+    /* cap bounds the output */
+    CHECK_EQ_INT(h2_pairs_nv(&b, n, nv, 2), 2);
+    buf_free(&b);
+}
+
 int main(void)
 {
     test_session_pair();
     test_body_read();
+    test_status_and_pairs();
     TEST_DONE();
 }

@@ -121,10 +121,18 @@ static void test_url(void)
     expect_url("HTTP://h:81", NET_URL_HTTP, "h", 81, "");
     expect_url("unix:/run/x.sock", NET_URL_UNIX, "", 0, "/run/x.sock");
     expect_url("tcp://db:5432", NET_URL_TCP, "db", 5432, "");
+    expect_url("h2c://127.0.0.1:50051", NET_URL_H2C, "127.0.0.1", 50051, "");
+    expect_url("H2C://g/pre/", NET_URL_H2C, "g", 80, "/pre");
+    expect_url("h2://[::1]:8443", NET_URL_H2, "::1", 8443, "");
+    expect_url("h2://g", NET_URL_H2, "g", 443, "");
 
     reject_url("tcp://db");        /* tcp needs a port */
     reject_url("tcp://db:5432/x"); /* and has no path */
     reject_url("ftp://h");
+    reject_url("h2c:/h");
+    reject_url("h2c://");
+    reject_url("h3://h");
+    reject_url("h2s://h");
     reject_url("http:/h");
     reject_url("http://");
     reject_url("http://:80");

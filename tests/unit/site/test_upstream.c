@@ -317,7 +317,8 @@ static void serve(struct sconn *c)
                              "X-Private: secret\r\nKeep-Alive: timeout=5\r\nX-Keep: Yes  \r\n"
                              "Proxy-Authenticate: Basic\r\nX-Empty:\r\nUpgrade: h2c\r\n"
                              "Transfer-Encoding: chunked\r\nX-Last: z\r\n\r\n"
-                             "5\r\nhello\r\n0\r\nX-Trailer: t\r\n\r\n") < 0)
+                             "5\r\nhello\r\n0\r\nX-Trailer: t \r\nKeep-Alive: 1\r\n"
+                             "X-Private: hidden\r\nConnection: x-private\r\n\r\n") < 0)
                 return;
         } else if (strcmp(t, "/reqhdrs") == 0) {
             snprintf(hdr, sizeof(hdr), "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n", r.raw_len);
@@ -433,6 +434,8 @@ struct ex {
     int status, err_status;
     char why[96];
     char hdrs[4096];
+    char trls[1024]; /* trailers as "name: value\n"; ends counts after them */
+    int trls_before_end;
     uint64_t body_len, hash;
     char text[8192];
     size_t text_len;
@@ -521,6 +524,21 @@ static void ex_on_body(void *arg, const uint8_t *d, size_t len)
 }
 
 static struct upstream_cbs g_cbs;
+
+static void ex_on_trailers(void *arg, const struct upstream_header *h, size_t n)
+{
+    struct ex *e = arg;
+    size_t off = strlen(e->trls);
+
+    for (size_t i = 0; i < n; i++) {
+        int k = snprintf(e->trls + off, sizeof(e->trls) - off, "%.*s: %.*s\n", (int)h[i].name_len,
+                         h[i].name, (int)h[i].value_len, h[i].value);
+        if (k < 0 || (size_t)k >= sizeof(e->trls) - off)
+            break;
+        off += (size_t)k;
+    }
+    e->trls_before_end = e->ends == 0;
+}
 
 static void ex_on_end(void *arg)
 {
@@ -850,6 +868,10 @@ static void test_headers(int port)
     CHECK(strstr(e.hdrs, "upgrade") == NULL);
     CHECK(strstr(e.hdrs, "transfer-encoding") == NULL);
     CHECK(strstr(e.hdrs, "trailer") == NULL);
+    /* Chunked trailers come before the end, lower-case, trimmed, without
+     * hop-by-hop fields or the ones their own Connection names. */
+    CHECK_EQ_STR(e.trls, "x-trailer: t\n");
+    CHECK(e.trls_before_end);
     ex_close(&e);
 
     struct upstream_header h[] = {
@@ -1076,6 +1098,7 @@ int main(void)
     g_cbs.on_end = ex_on_end;
     g_cbs.on_error = ex_on_error;
     g_cbs.on_body_written = ex_on_written;
+    g_cbs.on_trailers = ex_on_trailers;
 
     struct srv tcp, unx;
     CHECK_EQ_INT(srv_start_tcp(&tcp), 0);

@@ -18,6 +18,7 @@ struct seen {
     char target[64];
     char headers[512]; /* "name=value;" for each header, as the ureq holds them */
     struct buf body;
+    char trailers[256]; /* "name=value;" of the request trailers, at on_end */
     int ended;
 };
 
@@ -58,9 +59,27 @@ static char after_answer[64];
 static void h_end(struct ureq *r)
 {
     struct seen *s = r->hctx;
+    const char *p = (const char *)buf_head(&r->req_trl);
+    size_t off = 0;
 
     s->ended = 1;
+    for (unsigned i = 0; i < r->n_req_trl; i++) {
+        size_t nl = strlen(p), vl = strlen(p + nl + 1);
+        off +=
+            (size_t)snprintf(s->trailers + off, sizeof(s->trailers) - off, "%s=%s;", p, p + nl + 1);
+        p += nl + vl + 2;
+    }
     ureq_set_handler(r, NULL, NULL);
+    if (strcmp(r->target, "/trl") == 0) {
+        /* A chunked answer with trailers, some of which may not be ones. */
+        const nghttp2_nv t[] = {h2_nv("X-Sum", 5, "42", 2), h2_nv("keep-alive", 10, "1", 1),
+                                h2_nv("content-length", 14, "9", 1)};
+        CHECK_EQ_INT(ureq_respond_head(r, 200, NULL, 0, -1), 0);
+        CHECK_EQ_INT(ureq_respond_body(r, (const uint8_t *)"ok", 2), 0);
+        CHECK_EQ_INT(ureq_respond_trailers(r, t, 3), 0);
+        CHECK_EQ_INT(ureq_respond_end(r), 0);
+        return;
+    }
     answer(r, s);
     /* The answer ended the request (read whole, answered): r stays valid
      * until this callback returns, though the front end is done with it. */
@@ -434,9 +453,42 @@ static void test_chunked(void)
     fu_close(&u);
 }
 
+/* Trailers both ways: the request's trailer section is kept apart from its
+ * head (fed a byte at a time: the last field ends only at the empty line),
+ * and the answer's trailers go in its last chunk, filtered. */
+static void test_trailers(void)
+{
+    struct fu_conn u;
+    struct resps rs;
+    const uint8_t *out;
+    size_t len;
+
+    seen_reset();
+    fu_open(&u, "http/1.1");
+    fu_feeds(&u,
+             "POST /trl HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+             "2\r\nab\r\n0\r\nX-Req-Sum: s1\r\nX-Two: 2\r\n\r\n",
+             1);
+    out = fu_take(&u, &len);
+    CHECK_EQ_INT(n_seen, 1);
+    CHECK(seen[0].ended);
+    CHECK_EQ_STR(seen[0].trailers, "x-req-sum=s1;x-two=2;");
+    CHECK(strstr(seen[0].headers, "x-req-sum") == NULL);
+    static const char last[] = "\r\n2\r\nok\r\n0\r\nx-sum: 42\r\n\r\n";
+    CHECK(memmem(out, len, last, sizeof(last) - 1) != NULL);
+    CHECK(memmem(out, len, "keep-alive: 1", 13) == NULL);
+    CHECK(memmem(out, len, "content-length: 9", 17) == NULL);
+    parse(out, len, -1, &rs);
+    CHECK_EQ_INT(rs.n, 1);
+    CHECK_EQ_STR(rs.r[0].body, "ok");
+    CHECK(!fu_closing(&u));
+    fu_close(&u);
+}
+
 int main(void)
 {
     fu_init(dispatch);
+    test_trailers();
     test_parse();
     test_pipelined();
     test_smuggling();

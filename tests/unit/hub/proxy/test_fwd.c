@@ -170,15 +170,22 @@ static void test_request_hop_by_hop(void)
 
 static void test_request_te_trailers(void)
 {
-    /* TE is hop-by-hop: not even "trailers" is passed (the hub speaks to the
-     * site for itself), nor any other coding. */
+    /* TE is hop-by-hop, but "trailers" goes on (gRPC needs it at the
+     * service), alone: no other coding is passed. */
     static const struct ureq_header h[] = {H("te", "trailers")};
-    static const struct ureq_header h2[] = {H("te", "trailers, deflate")};
+    static const struct ureq_header h2[] = {H("te", "deflate;q=0.5, Trailers")};
+    static const struct ureq_header h3[] = {H("te", "gzip, deflate")};
     struct fwd_headers fh;
+    size_t n = 0;
 
     build(&fh, "192.0.2.1:1", h, 1, 0, 0);
-    CHECK(!nv_has(&fh, "te"));
+    CHECK_EQ_STR(nv_get(&fh, "te", NULL), "trailers");
     build(&fh, "192.0.2.1:1", h2, 1, 0, 0);
+    CHECK_EQ_STR(nv_get(&fh, "te", NULL), "trailers");
+    for (size_t i = 0; i < fh.n; i++)
+        n += fh.nv[i].namelen == 2 && memcmp(fh.nv[i].name, "te", 2) == 0;
+    CHECK(n == 1);
+    build(&fh, "192.0.2.1:1", h3, 1, 0, 0);
     CHECK(!nv_has(&fh, "te"));
 }
 
@@ -257,8 +264,40 @@ static void test_request_many(void)
     CHECK_EQ_STR(nv_get(&fh, "x-h0", NULL), "v");
 }
 
+/* Request trailers pass the headers' filter: reserved, hop-by-hop,
+ * credential and framing names and those the head's Connection lists stay
+ * behind. */
+static void test_request_trailers(void)
+{
+    static const struct ureq_header head[] = {H("connection", "x-private")};
+    static const char *const pairs[][2] = {
+        {"x-sum", "1"},          {"x-tether-user", "root"},      {"authorization", "Bearer x"},
+        {"te", "trailers"},      {"x-forwarded-for", "6.6.6.6"}, {"content-length", "3"},
+        {"x-private", "secret"}, {"grpc-status", "0"},
+    };
+    const struct fwd_req req = {.hdrs = head, .n_hdrs = 1};
+    nghttp2_nv out[8];
+    struct buf b;
+    unsigned n = 0;
+    size_t k;
+
+    buf_init(&b);
+    for (size_t i = 0; i < sizeof(pairs) / sizeof(pairs[0]); i++)
+        CHECK_EQ_INT(h2_pairs_add(&b, &n, pairs[i][0], strlen(pairs[i][0]), pairs[i][1],
+                                  strlen(pairs[i][1])),
+                     0);
+    k = fwd_request_trailers(&req, &b, n, out, 8);
+    CHECK_EQ_INT(k, 2);
+    CHECK(k > 0 && out[0].namelen == 5 && memcmp(out[0].name, "x-sum", 5) == 0);
+    CHECK(k > 1 && out[1].namelen == 11 && memcmp(out[1].name, "grpc-status", 11) == 0);
+    /* cap bounds the output */
+    CHECK_EQ_INT(fwd_request_trailers(&req, &b, n, out, 1), 1);
+    buf_free(&b);
+}
+
 int main(void)
 {
+    test_request_trailers();
     test_build();
     test_reserved();
     test_request_pseudo();

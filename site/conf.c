@@ -31,7 +31,8 @@ int site_conf_add_service(struct site_conf *c, const char *spec)
     s->name[nl] = '\0';
     if (!token_name_valid(s->name) || net_parse_url(eq + 1, &s->url) != 0)
         return -EINVAL;
-    if (s->url.kind != NET_URL_HTTP && s->url.kind != NET_URL_HTTPS && s->url.kind != NET_URL_UNIX)
+    if (s->url.kind != NET_URL_HTTP && s->url.kind != NET_URL_HTTPS &&
+        s->url.kind != NET_URL_UNIX && s->url.kind != NET_URL_TCP)
         return -ENOTSUP;
     memset(&s->tls, 0, sizeof(s->tls));
     s->tls_ctx = NULL;

@@ -392,7 +392,8 @@ static int cmd_run(int argc, char **argv)
                     rc == -EEXIST ? "name given twice"
                     : rc == -ENOTSUP
                         ? "only http://, https:// and unix: services are supported so far"
-                        : "want NAME=URL, URL http://host:port, https://host:port or unix:/path");
+                        : "want NAME=URL, URL http://host:port, https://host:port, unix:/path or "
+                          "tcp://host:port");
             return 2;
         }
     }

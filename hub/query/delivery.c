@@ -335,7 +335,7 @@ static size_t t_read_body(void *arg, uint8_t *dst, size_t cap, int *eof)
     return n;
 }
 
-static const struct tstream_ops tunnel_side = {t_head, t_data, t_end, t_error, t_read_body};
+static const struct tstream_ops tunnel_side = {t_head, t_data, t_end, t_error, t_read_body, NULL};
 
 int query_qreq_init(struct qreq *rq, const struct reg_query *q)
 {

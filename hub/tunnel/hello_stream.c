@@ -90,8 +90,8 @@ static size_t hello_body(void *arg, uint8_t *dst, size_t cap, int *eof)
     return 0;
 }
 
-static const struct tstream_ops hello_ops = {hello_head, hello_data, hello_end, hello_error,
-                                             hello_body};
+static const struct tstream_ops hello_ops = {hello_head,  hello_data, hello_end,
+                                             hello_error, hello_body, NULL};
 
 void tunnel_send_hello(struct tunnel *t)
 {

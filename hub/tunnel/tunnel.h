@@ -46,6 +46,10 @@ struct tstream_ops {
     /* Upload: copy up to cap request-body bytes into dst. Return the count;
      * 0 with *eof=0 means "none yet" (call tunnel_stream_resume later). */
     size_t (*read_body)(void *arg, uint8_t *dst, size_t cap, int *eof);
+    /* Optional, for byte streams (CONNECT): the site ended its side
+     * (END_STREAM) while the stream stays open for the upload; on_end still
+     * comes when the stream closes. */
+    void (*on_remote_end)(void *arg);
 };
 
 /* What the API shows of a live tunnel. The strings are borrowed from the

@@ -219,6 +219,21 @@ class Client:
                 self._event(ev)
 
 
+def start_hub_site(h, site_name, services):
+    """A hub and the site site_name offering services ({name: url}) plus the
+    sample HTTP service as "web", online with them. Returns (hub, site)."""
+    hub = h.hub()
+    hub.init()
+    hub.start()
+    svc = h.service("svc-" + site_name, site_name=site_name)
+    token = hub.site_add(site_name)
+    site = h.site(site_name, hub)
+    site.enroll(token)
+    site.start(dict(services, web=svc.url))
+    h.check(hub.wait_ready(site_name, 20) is not None, "site online with its services")
+    return hub, site
+
+
 # --- services ---
 
 

@@ -15,7 +15,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Harness, closed_port  # noqa: E402
 from bytestreams import (BannerThenRead, Client, TcpService, digest_at_eof, echo,  # noqa: E402
-                         need_h2)
+                         need_h2, start_hub_site)
 from h2stall import make_user_token  # noqa: E402
 
 SITE = "clinic-a"
@@ -35,18 +35,9 @@ def main(h):
     digest_svc = TcpService(digest_at_eof)
     banner = BannerThenRead()
     banner_svc = TcpService(banner)
-    services = {"web": None, "echo": echo_svc.url, "digest": digest_svc.url,
+    services = {"echo": echo_svc.url, "digest": digest_svc.url,
                 "banner": banner_svc.url, "dead": "tcp://127.0.0.1:%d" % closed_port()}
-    hub = h.hub()
-    hub.init()
-    hub.start()
-    svc = h.service("svc-" + SITE, site_name=SITE)
-    services["web"] = svc.url
-    token = hub.site_add(SITE)
-    site = h.site(SITE, hub)
-    site.enroll(token)
-    site.start(services)
-    h.check(hub.wait_ready(SITE, 20) is not None, "site online with its services")
+    hub, site = start_hub_site(h, SITE, services)
     asan = has_asan(hub.proc.pid)
     tok = make_user_token(hub, "u0")
 

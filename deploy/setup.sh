@@ -42,7 +42,7 @@ PACKAGES=(
     clang "$(clang_rt_pkg)"
     testssl.sh
     libwolfssl-dev
-    python3-h2 python3-hyperframe python3-hpack
+    python3-h2 python3-hyperframe python3-hpack python3-websockets python3-wsproto
     postgresql postgresql-client
 )
 

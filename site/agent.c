@@ -262,9 +262,9 @@ static const struct upstream_cbs up_cbs = {up_head, up_body, up_end, up_error, u
 
 /* --- CONNECT streams to tcp:// services (docs/protocol.md, "Byte streams") --- */
 
-static void bs_open(void *arg)
+static void bs_open(void *arg, const struct upstream_header *h, size_t n)
 {
-    up_head(arg, 200, NULL, 0);
+    up_head(arg, 200, h, n);
 }
 
 static void bs_eof(void *arg)
@@ -286,20 +286,33 @@ static void bs_error(void *arg, int status, const char *why)
 
 static const struct bytestream_cbs bs_cbs = {bs_open, up_body, bs_eof, bs_error, up_written};
 
-/* An extended CONNECT (:protocol connect-tcp) to a tcp:// service: dial it,
- * answer 200 once it accepted, then pipe bytes both ways. */
+/* An extended CONNECT: :protocol connect-tcp to a tcp:// service (dial it),
+ * :protocol websocket to an http:// one (dial it and make the HTTP/1.1
+ * upgrade to ss->path); 200 once the service accepted, then bytes both ways. */
 static void start_connect(struct sstream *ss, const struct agent_service *svc)
 {
-    if (strcmp(ss->protocol, "connect-tcp") != 0) {
+    int ws = strcmp(ss->protocol, "websocket") == 0;
+    struct bytestream_upgrade up = {ss->path, ss->hdrs, ss->n_hdrs};
+
+    if (!ws && strcmp(ss->protocol, "connect-tcp") != 0) {
         respond_simple(ss, 501, "not_implemented",
-                       "this site carries CONNECT streams with :protocol connect-tcp only");
+                       "this site carries CONNECT streams with :protocol connect-tcp or "
+                       "websocket only");
         return;
     }
-    if (svc->url.kind != NET_URL_TCP) {
+    if (!ws && svc->url.kind != NET_URL_TCP) {
         respond_simple(ss, 400, "bad_request", "the service is not a tcp:// service");
         return;
     }
-    if (bytestream_start(ss->a->loop, &svc->url, 0, &bs_cbs, ss, &ss->bs) != 0) {
+    if (ws && svc->url.kind != NET_URL_HTTP) {
+        respond_simple(ss, svc->url.kind == NET_URL_TCP ? 400 : 501,
+                       svc->url.kind == NET_URL_TCP ? "bad_request" : "not_implemented",
+                       svc->url.kind == NET_URL_TCP
+                           ? "a tcp:// service takes :protocol connect-tcp, not websocket"
+                           : "WebSocket is carried to http:// services only so far");
+        return;
+    }
+    if (bytestream_start(ss->a->loop, &svc->url, 0, ws ? &up : NULL, &bs_cbs, ss, &ss->bs) != 0) {
         ss->bs = NULL;
         respond_simple(ss, 502, "bad_gateway", "could not start a connection to the service");
         return;
@@ -345,15 +358,6 @@ static void start_request(struct sstream *ss)
     for (size_t i = 0; i < a->n_services; i++)
         if (strcmp(a->services[i].name, ss->service) == 0)
             svc = &a->services[i];
-    if (svc != NULL && strcmp(ss->method, "CONNECT") == 0) {
-        start_connect(ss, svc);
-        return;
-    }
-    if (svc != NULL && svc->url.kind == NET_URL_TCP) {
-        respond_simple(ss, 400, "bad_request",
-                       "a tcp:// service is reached with CONNECT (:protocol connect-tcp) only");
-        return;
-    }
     if (svc == NULL || ss->path == NULL || ss->path[0] != '/') {
         /* Only configured services are reachable: no open proxy. */
         respond_simple(ss, 404, "not_found", "this site does not offer that service");
@@ -374,6 +378,15 @@ static void start_request(struct sstream *ss)
     }
     free(ss->path);
     ss->path = path;
+    if (strcmp(ss->method, "CONNECT") == 0) {
+        start_connect(ss, svc);
+        return;
+    }
+    if (svc->url.kind == NET_URL_TCP) {
+        respond_simple(ss, 400, "bad_request",
+                       "a tcp:// service is reached with CONNECT (:protocol connect-tcp) only");
+        return;
+    }
     /* A body-less POST/PUT/PATCH still says Content-Length: 0 (some servers
      * answer 411 otherwise); a body-less GET says nothing. */
     clen = ss->content_length;

@@ -1,21 +1,30 @@
 /* A byte stream between the site agent and a tcp:// service: one CONNECT stream of the tunnel,
  * piped both ways with backpressure and half-close. */
 /* SPDX-License-Identifier: MIT */
+#define _GNU_SOURCE /* memmem */
 #include "bytestream.h"
 
 #include <assert.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "../common/buf.h"
+#include "../common/crypto.h"
+#include "../common/hfield.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 #define BS_READ_MAX (64 * 1024)
 
-enum bs_state { BS_RESOLVING, BS_CONNECTING, BS_OPEN, BS_DEAD };
+/* The service's answer to a WebSocket upgrade: its head must fit. */
+#define BS_HEAD_MAX (16 * 1024)
+#define BS_PASS_MAX 8 /* Sec-WebSocket-Protocol / -Extensions lines passed back */
+
+enum bs_state { BS_RESOLVING, BS_CONNECTING, BS_UPGRADING, BS_OPEN, BS_DEAD };
 
 /* Owned by the agent's stream until bytestream_abort() or on_error; the
  * memory itself is freed once no libuv handle or request refers to it. */
@@ -33,10 +42,14 @@ struct bytestream {
     uv_connect_t creq;
     uv_timer_t timer;
     uv_shutdown_t sreq;
-    struct buf pending; /* written before the connection was up */
-    int want_end;       /* bytestream_end() was called */
-    int ended;          /* shutdown issued */
-    int shut_done;      /* and completed */
+    struct buf pending;                    /* written before the connection was up */
+    int upgrade;                           /* a WebSocket upgrade comes first */
+    struct buf req;                        /* the upgrade request */
+    struct buf head;                       /* the service's answer to it, while BS_UPGRADING */
+    char accept[CRYPTO_WS_ACCEPT_LEN + 1]; /* the Sec-WebSocket-Accept we expect */
+    int want_end;                          /* bytestream_end() was called */
+    int ended;                             /* shutdown issued */
+    int shut_done;                         /* and completed */
     int paused;
     int reading;
     int eof;  /* the service ended its side */
@@ -47,7 +60,7 @@ struct bytestream {
 struct bs_write {
     uv_write_t req;
     struct bytestream *b;
-    size_t len;
+    size_t len; /* what on_written reports: 0 for the site's own bytes */
     uint8_t data[];
 };
 
@@ -59,6 +72,8 @@ static void bs_unref(struct bytestream *b)
     if (b->ai != NULL)
         uv_freeaddrinfo(b->ai);
     buf_free(&b->pending);
+    buf_free(&b->req);
+    buf_free(&b->head);
     free(b);
 }
 
@@ -104,16 +119,17 @@ static void write_cb(uv_write_t *req, int status)
     size_t len = w->len;
 
     free(w);
-    if (b->state == BS_OPEN && b->arg != NULL) {
+    if ((b->state == BS_OPEN || b->state == BS_UPGRADING) && b->arg != NULL) {
         if (status < 0)
             fail_errno(b, "writing to the service at", status);
-        else
+        else if (len > 0)
             b->cbs->on_written(b->arg, len);
     }
     bs_unref(b);
 }
 
-static int send_bytes(struct bytestream *b, const uint8_t *data, size_t len)
+/* credit: the bytes came from the hub (on_written reports them). */
+static int send_bytes(struct bytestream *b, const uint8_t *data, size_t len, int credit)
 {
     struct bs_write *w = malloc(sizeof(*w) + len);
     uv_buf_t ub;
@@ -122,7 +138,7 @@ static int send_bytes(struct bytestream *b, const uint8_t *data, size_t len)
     if (w == NULL)
         return -ENOMEM;
     w->b = b;
-    w->len = len;
+    w->len = credit ? len : 0;
     memcpy(w->data, data, len);
     ub = uv_buf_init((char *)w->data, (unsigned)len);
     rc = uv_write(&w->req, (uv_stream_t *)&b->tcp, &ub, 1, write_cb);
@@ -161,10 +177,20 @@ static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *out)
     *out = uv_buf_init(b->readbuf, sizeof(b->readbuf));
 }
 
+static void became_open(struct bytestream *b, const struct upstream_header *h, size_t n);
+static void upgrade_read(struct bytestream *b, const uint8_t *data, size_t len);
+
 static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *ub)
 {
     struct bytestream *b = s->data;
 
+    if (b->state == BS_UPGRADING && b->arg != NULL) {
+        if (n > 0)
+            upgrade_read(b, (const uint8_t *)ub->base, (size_t)n);
+        else if (n < 0)
+            bs_fail(b, 502, "the service closed the connection during the WebSocket upgrade");
+        return;
+    }
     if (b->state != BS_OPEN || b->arg == NULL)
         return;
     if (n > 0) {
@@ -204,14 +230,34 @@ static void connect_cb(uv_connect_t *req, int status)
         fail_errno(b, "the service refused or could not be reached at", status);
         return;
     }
-    uv_timer_stop(&b->timer);
     uv_tcp_nodelay(&b->tcp, 1);
+    if (b->upgrade) {
+        int rc = send_bytes(b, buf_head(&b->req), b->req.len, 0);
+        buf_free(&b->req);
+        if (rc == 0)
+            rc = uv_read_start((uv_stream_t *)&b->tcp, alloc_cb, read_cb);
+        if (rc != 0) {
+            fail_errno(b, "writing to the service at", rc);
+            return;
+        }
+        b->state = BS_UPGRADING; /* the timer runs on until the 101 */
+        return;
+    }
+    became_open(b, NULL, 0);
+    if (b->state == BS_OPEN)
+        start_reading(b);
+}
+
+/* Connected (and upgraded): the bytes held meanwhile go out. */
+static void became_open(struct bytestream *b, const struct upstream_header *h, size_t n)
+{
+    uv_timer_stop(&b->timer);
     b->state = BS_OPEN;
-    b->cbs->on_open(b->arg);
+    b->cbs->on_open(b->arg, h, n);
     if (b->state != BS_OPEN)
         return;
     if (b->pending.len > 0) {
-        int rc = send_bytes(b, buf_head(&b->pending), b->pending.len);
+        int rc = send_bytes(b, buf_head(&b->pending), b->pending.len, 1);
         buf_free(&b->pending);
         if (rc != 0) {
             fail_errno(b, "writing to the service at", rc);
@@ -219,7 +265,96 @@ static void connect_cb(uv_connect_t *req, int status)
         }
     }
     maybe_shutdown(b);
-    start_reading(b);
+}
+
+/* 1 when the comma-separated header value v holds token (any case). */
+static int has_token(const char *v, const char *token)
+{
+    return hfield_token_listed(v, strlen(v), token, strlen(token));
+}
+
+/* The service's answer to the upgrade, bytes as they come. Past the head
+ * they are the service's first WebSocket bytes. */
+static void upgrade_read(struct bytestream *b, const uint8_t *data, size_t len)
+{
+    struct upstream_header pass[BS_PASS_MAX];
+    size_t np = 0, hl;
+    char *p, *end, *line, *eol;
+    int status, up_ok = 0, conn_ok = 0, acc_ok = 0;
+    char why[160];
+
+    if (buf_append(&b->head, data, len) != 0) {
+        bs_fail(b, 502, "out of memory during the WebSocket upgrade");
+        return;
+    }
+    p = (char *)buf_head(&b->head);
+    end = memmem(p, b->head.len, "\r\n\r\n", 4);
+    if (end == NULL) {
+        if (b->head.len > BS_HEAD_MAX)
+            bs_fail(b, 502, "the service's answer to the WebSocket upgrade is too long");
+        return;
+    }
+    hl = (size_t)(end - p) + 4;
+    *end = '\0';
+    if (strncmp(p, "HTTP/1.1 ", 9) != 0 || strlen(p) < 12) {
+        bs_fail(b, 502, "the service did not answer the WebSocket upgrade with HTTP/1.1");
+        return;
+    }
+    status = (p[9] - '0') * 100 + (p[10] - '0') * 10 + (p[11] - '0');
+    if (status != 101) {
+        snprintf(why, sizeof(why), "the service answered the WebSocket upgrade with %.3s, not 101",
+                 p + 9);
+        bs_fail(b, 502, why);
+        return;
+    }
+    for (line = strstr(p, "\r\n"); line != NULL; line = eol) {
+        char *colon, *v;
+
+        line += 2;
+        eol = strstr(line, "\r\n");
+        if (eol != NULL)
+            *eol = '\0';
+        colon = strchr(line, ':');
+        if (colon == NULL)
+            break;
+        *colon = '\0';
+        for (v = colon + 1; *v == ' ' || *v == '\t'; v++)
+            ;
+        for (char *t = v + strlen(v); t > v && (t[-1] == ' ' || t[-1] == '\t'); t--)
+            t[-1] = '\0';
+        if (strcasecmp(line, "upgrade") == 0)
+            up_ok = strcasecmp(v, "websocket") == 0;
+        else if (strcasecmp(line, "connection") == 0)
+            conn_ok = has_token(v, "upgrade");
+        else if (strcasecmp(line, "sec-websocket-accept") == 0)
+            acc_ok = strcmp(v, b->accept) == 0;
+        else if ((strcasecmp(line, "sec-websocket-protocol") == 0 ||
+                  strcasecmp(line, "sec-websocket-extensions") == 0) &&
+                 np < BS_PASS_MAX) {
+            for (char *c = line; *c; c++)
+                *c = (char)(*c >= 'A' && *c <= 'Z' ? *c + 32 : *c);
+            pass[np++] = (struct upstream_header){line, strlen(line), v, strlen(v)};
+        }
+        if (eol == NULL)
+            break;
+    }
+    if (!up_ok || !conn_ok || !acc_ok) {
+        bs_fail(b, 502,
+                !acc_ok ? "the service's Sec-WebSocket-Accept does not match the site's key"
+                        : "the service's 101 lacks Upgrade: websocket or Connection: upgrade");
+        return;
+    }
+    became_open(b, pass, np);
+    if (b->state != BS_OPEN)
+        return;
+    if (b->head.len > hl)
+        b->cbs->on_data(b->arg, (const uint8_t *)buf_head(&b->head) + hl, b->head.len - hl);
+    buf_free(&b->head);
+    b->reading = 1; /* reading since the request went */
+    if (b->state == BS_OPEN && b->paused) {
+        uv_read_stop((uv_stream_t *)&b->tcp);
+        b->reading = 0;
+    }
 }
 
 static void try_connect(struct bytestream *b)
@@ -272,15 +407,85 @@ static void timeout_cb(uv_timer_t *t)
     bs_fail(b, 504, why);
 }
 
+/* Skipped from the hub's headers: the site makes these itself. */
+static int upgrade_skips(const char *name)
+{
+    static const char *const skip[] = {"host",
+                                       "upgrade",
+                                       "connection",
+                                       "content-length",
+                                       "sec-websocket-key",
+                                       "sec-websocket-version",
+                                       "sec-websocket-accept"};
+    for (size_t i = 0; i < sizeof(skip) / sizeof(skip[0]); i++)
+        if (strcasecmp(name, skip[i]) == 0)
+            return 1;
+    return 0;
+}
+
+static int req_printf(struct bytestream *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static int req_printf(struct bytestream *b, const char *fmt, ...)
+{
+    char tmp[512], *p = tmp;
+    va_list ap;
+    int n, rc;
+
+    va_start(ap, fmt);
+    n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return -EINVAL;
+    if ((size_t)n >= sizeof(tmp)) {
+        p = malloc((size_t)n + 1);
+        if (p == NULL)
+            return -ENOMEM;
+        va_start(ap, fmt);
+        vsnprintf(p, (size_t)n + 1, fmt, ap);
+        va_end(ap);
+    }
+    rc = buf_append(&b->req, p, (size_t)n);
+    if (p != tmp)
+        free(p);
+    return rc;
+}
+
+/* The upgrade request, and the accept value it calls for. */
+static int build_upgrade(struct bytestream *b, const struct net_url *url,
+                         const struct bytestream_upgrade *up)
+{
+    uint8_t nonce[16];
+    char key[32];
+    size_t kl;
+    int rc = 0;
+
+    if (crypto_random(nonce, sizeof(nonce)) != 0 ||
+        crypto_b64_encode(nonce, sizeof(nonce), 0, key, sizeof(key), &kl) != 0 ||
+        crypto_ws_accept(key, kl, b->accept) != 0)
+        return -EIO;
+    rc |= req_printf(b,
+                     "GET %s%s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
+                     "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
+                     "Sec-WebSocket-Version: 13\r\n",
+                     url->path, up->path, url->host, url->port, key);
+    for (size_t i = 0; i < up->n_hdrs; i++)
+        if (!upgrade_skips(up->hdrs[i].name))
+            rc |= req_printf(b, "%.*s: %.*s\r\n", (int)up->hdrs[i].name_len, up->hdrs[i].name,
+                             (int)up->hdrs[i].value_len, up->hdrs[i].value);
+    rc |= buf_append(&b->req, "\r\n", 2);
+    return rc != 0 ? -ENOMEM : 0;
+}
+
 int bytestream_start(uv_loop_t *loop, const struct net_url *url, uint64_t connect_timeout_ms,
-                     const struct bytestream_cbs *cbs, void *arg, struct bytestream **out)
+                     const struct bytestream_upgrade *up, const struct bytestream_cbs *cbs,
+                     void *arg, struct bytestream **out)
 {
     struct addrinfo hints;
     struct bytestream *b;
     int rc;
 
     *out = NULL;
-    if (url->kind != NET_URL_TCP)
+    if (url->kind != (up != NULL ? NET_URL_HTTP : NET_URL_TCP))
         return -ENOTSUP;
     b = calloc(1, sizeof(*b));
     if (b == NULL)
@@ -289,6 +494,14 @@ int bytestream_start(uv_loop_t *loop, const struct net_url *url, uint64_t connec
     b->cbs = cbs;
     b->arg = arg;
     buf_init(&b->pending);
+    buf_init(&b->req);
+    buf_init(&b->head);
+    b->upgrade = up != NULL;
+    if (up != NULL && build_upgrade(b, url, up) != 0) {
+        buf_free(&b->req);
+        free(b);
+        return -ENOMEM;
+    }
     snprintf(b->host, sizeof(b->host), "%s", url->host);
     snprintf(b->port, sizeof(b->port), "%d", url->port);
     memset(&hints, 0, sizeof(hints));
@@ -297,6 +510,7 @@ int bytestream_start(uv_loop_t *loop, const struct net_url *url, uint64_t connec
     b->gai.data = b;
     rc = uv_getaddrinfo(loop, &b->gai, gai_cb, b->host, b->port, &hints);
     if (rc != 0) {
+        buf_free(&b->req);
         free(b);
         return rc;
     }
@@ -316,7 +530,7 @@ int bytestream_write(struct bytestream *b, const uint8_t *data, size_t len)
         return 0;
     if (b->state != BS_OPEN)
         return buf_append(&b->pending, data, len);
-    return send_bytes(b, data, len);
+    return send_bytes(b, data, len, 1);
 }
 
 void bytestream_end(struct bytestream *b)

@@ -9,13 +9,17 @@
 #include <uv.h>
 
 #include "../common/net.h"
+#include "upstream.h"
 
 /* Callbacks into the tunnel stream that owns the byte stream; arg is the
  * caller's. None runs from inside a bytestream_* call or after
  * bytestream_abort(). */
 struct bytestream_cbs {
-    /* The service accepted the connection: bytes may flow. */
-    void (*on_open)(void *arg);
+    /* The service accepted the connection (and, for an upgrade, answered
+     * 101 with the right Sec-WebSocket-Accept): bytes may flow. h holds the
+     * service's Sec-WebSocket-Protocol / -Extensions (valid during the call;
+     * none for raw TCP). */
+    void (*on_open)(void *arg, const struct upstream_header *h, size_t n);
     /* Bytes from the service; the caller copies them (and may pause). */
     void (*on_data)(void *arg, const uint8_t *data, size_t len);
     /* The service closed its sending side (EOF). Writing may go on. */
@@ -29,11 +33,23 @@ struct bytestream_cbs {
 
 struct bytestream;
 
-/* Dials url (NET_URL_TCP; -ENOTSUP for others), connect timeout in ms
- * (10000 when 0). Returns 0 and *out, or a negative code (then no callback
- * ever runs). */
+/* A WebSocket upgrade made by the site (RFC 6455 4.1): GET path with
+ * Upgrade, Connection, its own Sec-WebSocket-Key and -Version 13, and hdrs
+ * (borrowed during bytestream_start; Host, Upgrade, Connection, Content-Length
+ * and Sec-WebSocket-Key/-Version/-Accept among them are left out). */
+struct bytestream_upgrade {
+    const char *path;
+    const struct upstream_header *hdrs;
+    size_t n_hdrs;
+};
+
+/* Dials url: NET_URL_TCP with up NULL (raw TCP), NET_URL_HTTP with up (a
+ * WebSocket upgrade first); -ENOTSUP for others. Timeout in ms (10000 when
+ * 0) until the service accepted (and answered the upgrade). Returns 0 and
+ * *out, or a negative code (then no callback ever runs). */
 int bytestream_start(uv_loop_t *loop, const struct net_url *url, uint64_t connect_timeout_ms,
-                     const struct bytestream_cbs *cbs, void *arg, struct bytestream **out);
+                     const struct bytestream_upgrade *up, const struct bytestream_cbs *cbs,
+                     void *arg, struct bytestream **out);
 /* Queues bytes for the service (copied); they go out once it is connected. */
 int bytestream_write(struct bytestream *b, const uint8_t *data, size_t len);
 /* No more bytes for the service: shutdown(SHUT_WR) once the queue is out. */

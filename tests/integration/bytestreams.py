@@ -42,6 +42,16 @@ except ImportError:
         h2 = None
 
 
+def has_asan(pid):
+    """True when the process runs with AddressSanitizer (tests scale sizes
+    down: it is several times slower)."""
+    try:
+        with open("/proc/%d/maps" % pid) as f:
+            return "libasan" in f.read()
+    except OSError:
+        return False
+
+
 def need_h2():
     if h2 is None:
         raise Skip("python3-h2 not installed (deploy/setup.sh)")
@@ -101,14 +111,16 @@ class Client:
         except OSError:
             pass
 
-    def open(self, service, classic=False, keep=True, extra=()):
+    def open(self, service, classic=False, keep=True, extra=(), protocol="connect-tcp", path=""):
+        """A CONNECT stream: extended (:protocol, :path .../services/SERVICE
+        + path) or classic (:authority SITE.SERVICE:443)."""
         sid = self.c.get_next_available_stream_id()
         if classic:
             hdrs = [(":method", "CONNECT"), (":authority", "%s.%s:443" % (self.site, service))]
         else:
-            hdrs = [(":method", "CONNECT"), (":protocol", "connect-tcp"), (":scheme", "https"),
+            hdrs = [(":method", "CONNECT"), (":protocol", protocol), (":scheme", "https"),
                     (":authority", "hub"),
-                    (":path", "/v1/sites/%s/services/%s" % (self.site, service))]
+                    (":path", "/v1/sites/%s/services/%s%s" % (self.site, service, path))]
         hdrs.append(("authorization", "Bearer " + self.token))
         hdrs += list(extra)
         self.c.send_headers(sid, hdrs)
@@ -192,6 +204,9 @@ class Client:
                     del self.wbuf[:n]
                 except (ssl.SSLWantWriteError, ssl.SSLWantReadError, BlockingIOError):
                     pass
+                except OSError:  # ssl.SSLEOFError and resets: the hub closed
+                    self.closed = True
+                    self.wbuf.clear()
             self._read()
 
     def _flush(self, deadline):
@@ -202,6 +217,9 @@ class Client:
                 del self.wbuf[:n]
             except (ssl.SSLWantWriteError, ssl.SSLWantReadError, BlockingIOError):
                 pass
+            except OSError:
+                self.closed = True
+                return
 
     def _read(self):
         for _ in range(64):
@@ -219,17 +237,19 @@ class Client:
                 self._event(ev)
 
 
-def start_hub_site(h, site_name, services):
-    """A hub and the site site_name offering services ({name: url}) plus the
-    sample HTTP service as "web", online with them. Returns (hub, site)."""
+def start_hub_site(h, site_name, services, hub_conf=None, site_args=()):
+    """A hub (hub.conf keys hub_conf set) and the site site_name offering
+    services ({name: url}) plus the sample HTTP service as "web", online with
+    them. Returns (hub, site)."""
     hub = h.hub()
     hub.init()
+    hub.set_conf(**(hub_conf or {}))
     hub.start()
     svc = h.service("svc-" + site_name, site_name=site_name)
     token = hub.site_add(site_name)
     site = h.site(site_name, hub)
     site.enroll(token)
-    site.start(dict(services, web=svc.url))
+    site.start(dict(services, web=svc.url), site_args)
     h.check(hub.wait_ready(site_name, 20) is not None, "site online with its services")
     return hub, site
 

@@ -15,18 +15,10 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Harness, closed_port  # noqa: E402
 from bytestreams import (BannerThenRead, Client, TcpService, digest_at_eof, echo,  # noqa: E402
-                         need_h2, start_hub_site)
+                         has_asan, need_h2, start_hub_site)
 from h2stall import make_user_token  # noqa: E402
 
 SITE = "clinic-a"
-
-
-def has_asan(pid):
-    try:
-        with open("/proc/%d/maps" % pid) as f:
-            return "libasan" in f.read()
-    except OSError:
-        return False
 
 
 def main(h):

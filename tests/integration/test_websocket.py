@@ -10,6 +10,7 @@ idle socket outlives hub and site timeouts set far shorter than its idleness."""
 import asyncio
 import hashlib
 import os
+import ssl
 import sys
 import threading
 import time
@@ -120,6 +121,47 @@ class WsStream:
             if isinstance(e, kind):
                 return self.events.pop(i)
         return None
+
+
+async def h1_client(port, tok, mib):
+    """The python3-websockets client over TLS + HTTP/1.1 to the hub."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.set_alpn_protocols(["http/1.1"])
+    uri = "wss://127.0.0.1:%d/v1/sites/%s/services/ws" % (port, SITE)
+    kw = dict(ssl=ctx, extra_headers={"Authorization": "Bearer " + tok}, max_size=None,
+              compression=None, ping_interval=None, open_timeout=20)
+    res = {}
+    async with websockets.connect(uri + "/h1", subprotocols=["chat"], **kw) as ws:
+        res["subprotocol"] = ws.subprotocol
+        await ws.send("hello over http/1.1")
+        res["echo"] = await asyncio.wait_for(ws.recv(), 20)
+        pong = await ws.ping(b"p")
+        await asyncio.wait_for(pong, 20)
+        res["pong"] = True
+        sent, got = hashlib.sha256(), hashlib.sha256()
+        msg = os.urandom(1 << 20)
+
+        async def writer():
+            for _ in range(mib):
+                sent.update(msg)
+                await ws.send(msg)
+
+        async def reader():
+            for _ in range(mib):
+                got.update(await asyncio.wait_for(ws.recv(), 60))
+        await asyncio.gather(writer(), reader())
+        res["bulk_ok"] = sent.hexdigest() == got.hexdigest()
+
+        async def one(i):
+            async with websockets.connect(uri + "/many", **kw) as w2:
+                await w2.send("many %d" % i)
+                return await asyncio.wait_for(w2.recv(), 30) == "many %d" % i
+        res["many"] = sum(await asyncio.gather(*(one(i) for i in range(20))))
+        await ws.close(4003, "h1 bye")
+        res["close_code"] = ws.close_code
+    return res
 
 
 def main(h):
@@ -244,6 +286,21 @@ def main(h):
                 for _, s in socks), "each of the 100 sockets gets its own message back")
     for cl in clients:
         cl.close()
+
+    # HTTP/1.1 users: the real python3-websockets client, Upgrade: websocket.
+    h1_mib = 2 if asan else 16
+    res = asyncio.new_event_loop().run_until_complete(h1_client(hub.port, tok, h1_mib))
+    h.check(res["subprotocol"] == "chat" and res["echo"] == "hello over http/1.1",
+            "HTTP/1.1 Upgrade: the hub answers 101 (websockets checked the Accept), the "
+            "service's subprotocol comes back, a message echoes", res)
+    h.check(res["pong"], "HTTP/1.1: ping answered by a pong through hub and site", res)
+    h.check(res["bulk_ok"], "HTTP/1.1: %d MiB each way arrive whole (SHA-256)" % h1_mib, res)
+    h.check(res["many"] == 20, "HTTP/1.1: 20 WebSockets at once each echo their own message",
+            res)
+    h.check(res["close_code"] == 4003, "HTTP/1.1: the close code 4003 comes back", res)
+    h.wait_until(lambda: ("/ws/h1", 4003) in srv.closes, 10)
+    h.check(("/ws/h1", 4003) in srv.closes, "HTTP/1.1: the server saw close code 4003",
+            srv.closes)
     h.check(site.proc.alive and hub.proc.alive, "hub and site still up")
 
 

@@ -104,6 +104,28 @@ def main(h):
             (r.status, r.body[:200]))
     c.close()
 
+    # Scope: a token for other sites is refused per stream, never dialled;
+    # every CONNECT is audited like a state-changing proxied request.
+    before = echo_svc.accepted
+    r = hub.ctl("token", "create", "elsewhere", "--role", "user", "--sites", "other-site")
+    h.check(r.rc == 0, "token limited to another site created", r)
+    c = Client(hub.port, r.stdout.strip())
+    st = c.open("echo")
+    c.pump(lambda: st.done, 15, "the out-of-scope CONNECT's answer")
+    h.check(st.status in (403, 404) and echo_svc.accepted == before,
+            "a CONNECT with a token scoped to other sites is refused and never reaches the "
+            "service", (st.status, echo_svc.accepted - before))
+    c.close()
+    rows = hub.api("GET", "/v1/audit?limit=1000").json().get("entries", [])
+    conn_rows = [e for e in rows if e.get("action") == "proxy" and
+                 e.get("detail", "").startswith("CONNECT")]
+    h.check(any(e.get("target") == SITE + "/echo" and e.get("result") == "forwarded" and
+                e.get("actor") == "u0" for e in conn_rows) and
+            any(e.get("actor") == "elsewhere" and e.get("result") != "forwarded"
+                for e in conn_rows),
+            "CONNECTs are audited (proxy, CONNECT /), the forwarded ones and the refused one",
+            conn_rows[:4])
+
     # Without a token: 401, nothing dialled.
     before = echo_svc.accepted
     c = Client(hub.port, "tth_bogus")

@@ -15,11 +15,12 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Fatal, Harness, Proc, Skip, closed_port, free_port  # noqa: E402
-from bytestreams import TcpService, echo, start_hub_site  # noqa: E402
+from bytestreams import TcpService, echo, has_asan, start_hub_site  # noqa: E402
 from h2stall import make_user_token  # noqa: E402
 
 SITE = "clinic-a"
@@ -156,6 +157,35 @@ def main(h):
     h.check(got == [b"sock %d\n" % i for i in range(20)],
             "20 local connections at once, each its own stream: bytes back, then EOF after "
             "the local half-close", got[:3])
+
+    # Bulk through tetherctl --listen: MiB each way by SHA-256, timed.
+    mib = 32 if has_asan(hub.proc.pid) else 256
+    bs = socket.create_connection(("127.0.0.1", elport), timeout=60)
+    chunk = os.urandom(1 << 20)
+    sent, got, n_got = hashlib.sha256(), hashlib.sha256(), [0]
+
+    def reader():
+        while True:
+            d = bs.recv(1 << 20)
+            if not d:
+                return
+            got.update(d)
+            n_got[0] += len(d)
+    t = threading.Thread(target=reader)
+    t0 = time.monotonic()
+    t.start()
+    for _ in range(mib):
+        sent.update(chunk)
+        bs.sendall(chunk)
+    bs.shutdown(socket.SHUT_WR)
+    t.join(120)
+    secs = time.monotonic() - t0
+    bs.close()
+    h.check(n_got[0] == mib << 20 and got.hexdigest() == sent.hexdigest(),
+            "%d MiB each way through tetherctl connect --listen arrive whole (SHA-256)" % mib,
+            n_got[0])
+    h.info("tetherctl --listen bulk: %d MiB each way in %.2f s: %.1f MB/s each way"
+           % (mib, secs, mib * 1.048576 / secs))
 
     # A refused service: tetherctl says why and exits non-zero.
     r = h.run(ctl + ["connect", SITE, "dead", "--stdio"], stdin=b"", timeout=30)

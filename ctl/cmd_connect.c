@@ -597,7 +597,7 @@ static uv_stream_t *std_handle(struct cstream *cs, int fd, uv_pipe_t *p, uv_tty_
     uv_handle_type ty = uv_guess_handle(fd);
 
     if (ty == UV_TTY) {
-        if (uv_tty_init(cs->s->loop, t, fd, 0) != 0)
+        if (uv_tty_init(cs->s->loop, t, fd, fd == 0) != 0)
             return NULL;
         t->data = cs;
         cs->handles++;

@@ -6,6 +6,8 @@
 #include <wolfssl/wolfcrypt/asn_public.h>
 #include <wolfssl/wolfcrypt/ecc.h>
 #include <wolfssl/wolfcrypt/random.h>
+#include <wolfssl/wolfcrypt/hash.h>
+#include <wolfssl/wolfcrypt/sha.h>
 #include <wolfssl/wolfcrypt/sha256.h>
 
 #include "crypto.h"
@@ -58,6 +60,23 @@ int crypto_random(void *buf, size_t len)
 out:
     wc_FreeRng(&rng);
     return rc;
+}
+
+int crypto_ws_accept(const char *key, size_t key_len, char out[CRYPTO_WS_ACCEPT_LEN + 1])
+{
+    static const char guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+    char in[64 + sizeof(guid)];
+    uint8_t d[WC_SHA_DIGEST_SIZE];
+    size_t n;
+
+    if (key_len > 64)
+        return -EINVAL;
+    memcpy(in, key, key_len);
+    memcpy(in + key_len, guid, sizeof(guid) - 1);
+    /* SHA-1 only because RFC 6455 says so: a handshake check, not security. */
+    if (wc_ShaHash((const byte *)in, (word32)(key_len + sizeof(guid) - 1), d) != 0)
+        return -EIO;
+    return crypto_b64_encode(d, sizeof(d), 0, out, CRYPTO_WS_ACCEPT_LEN + 1, &n);
 }
 
 int crypto_sha256(const void *data, size_t len, uint8_t out[32])

@@ -18,6 +18,10 @@
 
 int crypto_random(void *buf, size_t len);
 int crypto_sha256(const void *data, size_t len, uint8_t out[32]);
+/* RFC 6455 4.2.2: Sec-WebSocket-Accept for the key (as sent, up to 64
+ * bytes): base64(SHA-1(key + GUID)), 28 characters and a NUL. */
+#define CRYPTO_WS_ACCEPT_LEN 28
+int crypto_ws_accept(const char *key, size_t key_len, char out[CRYPTO_WS_ACCEPT_LEN + 1]);
 
 /* Base64. url=1: base64url alphabet, no padding on encode, padding optional on
  * decode. url=0: standard alphabet with padding. *out_len excludes the NUL

@@ -152,16 +152,20 @@ static nghttp2_option *option_new(enum h2_role role)
     return opt;
 }
 
-static int submit_settings(nghttp2_session *s, const struct h2_limits *lim)
+static int submit_settings(nghttp2_session *s, enum h2_role role, const struct h2_limits *lim)
 {
+    /* Servers (the site, the users' front end) take RFC 8441 extended
+     * CONNECT: byte streams (raw TCP, WebSocket) ride one stream each. */
     nghttp2_settings_entry iv[] = {
         {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
         {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, lim->max_streams},
         {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, lim->stream_window},
         {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, H2_HEADER_BYTES_MAX},
         {NGHTTP2_SETTINGS_MAX_FRAME_SIZE, 16384},
+        {NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL, 1},
     };
-    int rc = nghttp2_submit_settings(s, NGHTTP2_FLAG_NONE, iv, sizeof(iv) / sizeof(iv[0]));
+    size_t n = sizeof(iv) / sizeof(iv[0]) - (role == H2_ROLE_HUB_TUNNEL ? 1 : 0);
+    int rc = nghttp2_submit_settings(s, NGHTTP2_FLAG_NONE, iv, n);
     if (rc != 0)
         return rc;
     return nghttp2_session_set_local_window_size(s, NGHTTP2_FLAG_NONE, 0, lim->conn_window);
@@ -196,7 +200,7 @@ int h2_session_new(enum h2_role role, const struct h2_callbacks *cb, const struc
             ? nghttp2_session_client_new2(&s, cbs, user_data, opt) != 0
             : nghttp2_session_server_new2(&s, cbs, user_data, opt) != 0)
         goto out;
-    if (submit_settings(s, lim) != 0) {
+    if (submit_settings(s, role, lim) != 0) {
         rc = -EIO;
         goto out;
     }

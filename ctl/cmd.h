@@ -23,5 +23,6 @@ int cmd_enroll_list(struct ctl *c, const struct ctl_args *a);
 int cmd_enroll_cancel(struct ctl *c, const struct ctl_args *a);
 int cmd_audit(struct ctl *c, const struct ctl_args *a);
 int cmd_query(struct ctl *c, const struct ctl_args *a);
+int cmd_connect(struct ctl *c, const struct ctl_args *a);
 
 #endif

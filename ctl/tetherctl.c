@@ -44,6 +44,7 @@ static const struct optspec audit_opts[] = {{"limit", 1}, {"before", 1}, {NULL, 
 static const struct optspec query_opts[] = {
     {"service", 1}, {"sites", 1},   {"method", 1}, {"path", 1}, {"data", 1},
     {"header", 1},  {"timeout", 1}, {"ttl", 1},    {"wait", 0}, {NULL, 0}};
+static const struct optspec connect_opts[] = {{"listen", 1}, {"stdio", 0}, {NULL, 0}};
 
 static const struct command commands[] = {
     {"site add", "NAME [--label K=V]... [--ttl SECONDS]",
@@ -78,6 +79,10 @@ static const struct command commands[] = {
      "[--header 'K: V']... [--timeout S] [--ttl S] [--wait]",
      "ask many sites one question; prints the query id, or with --wait each site's result", 0, 0,
      query_opts, cmd_query},
+    {"connect", "SITE SERVICE --listen HOST:PORT | --stdio",
+     "reach a site's tcp:// service: a local listener (one stream per connection) or "
+     "stdin/stdout (ssh ProxyCommand)",
+     2, 2, connect_opts, cmd_connect},
     {"help", "", "show this help", 0, CTL_MAX_POS, NULL, cmd_help},
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))

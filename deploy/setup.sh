@@ -42,8 +42,9 @@ PACKAGES=(
     clang "$(clang_rt_pkg)"
     testssl.sh
     libwolfssl-dev
-    python3-h2 python3-hyperframe python3-hpack
+    python3-h2 python3-hyperframe python3-hpack python3-websockets python3-wsproto
     python3-grpcio
+    postgresql postgresql-client
 )
 
 if ! command -v dpkg-query >/dev/null || ! command -v apt-get >/dev/null; then

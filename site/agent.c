@@ -15,6 +15,7 @@
 #include "../common/log.h"
 #include "../common/tls.h"
 #include "../common/urlpath.h"
+#include "bytestream.h"
 #include "upstream.h"
 #include "uph2.h"
 
@@ -37,6 +38,7 @@ struct sstream {
     int32_t id;
     struct h2_hdr_budget budget;
     char method[24];
+    char protocol[16]; /* :protocol of an extended CONNECT; "" for none */
     char *path;
     char service[TOKEN_NAME_MAX + 1];
     char authority[TOKEN_NAME_MAX + 1];
@@ -53,6 +55,7 @@ struct sstream {
     int up_h2;
     struct buf rtrl; /* response trailers for the tunnel: name\0value\0 */
     unsigned n_rtrl;
+    struct bytestream *bs; /* a CONNECT stream's service end (tcp://) */
     struct buf resp;
     int resp_eof;
     int deferred;
@@ -125,6 +128,8 @@ static void ss_free(struct sstream *ss)
     struct agent *a = ss->a;
     if (ss->up != NULL)
         sup_abort(ss);
+    if (ss->bs != NULL)
+        bytestream_abort(ss->bs);
     if (ss->prev)
         ss->prev->next = ss->next;
     else if (a->streams == ss)
@@ -136,6 +141,16 @@ static void ss_free(struct sstream *ss)
     buf_free(&ss->resp);
     buf_free(&ss->rtrl);
     free(ss);
+}
+
+/* Stops (1) or resumes (0) reading the service end, whichever it is. */
+static void ss_pause(struct sstream *ss, int pause)
+{
+    ss->paused = pause;
+    if (ss->up != NULL)
+        sup_pause(ss, pause);
+    if (ss->bs != NULL)
+        bytestream_pause_reading(ss->bs, pause);
 }
 
 static ssize_t resp_read(nghttp2_session *session, int32_t stream_id, uint8_t *dst, size_t length,
@@ -158,10 +173,8 @@ static int resp_send(nghttp2_session *session, nghttp2_frame *frame, const uint8
     struct sstream *ss = source->ptr;
     int rc = h2_send_data_from(&a->h2, framehd, length, &ss->resp);
 
-    if (ss->paused && ss->resp.len < RESP_LOW && ss->up != NULL) {
-        ss->paused = 0;
-        sup_pause(ss, 0);
-    }
+    if (ss->paused && ss->resp.len < RESP_LOW)
+        ss_pause(ss, 0);
     return rc;
 }
 
@@ -182,6 +195,9 @@ static void ss_break(struct sstream *ss)
     if (ss->up != NULL)
         sup_abort(ss);
     ss->up = NULL;
+    if (ss->bs != NULL)
+        bytestream_abort(ss->bs);
+    ss->bs = NULL;
     nghttp2_submit_rst_stream(ss->a->h2.s, NGHTTP2_FLAG_NONE, ss->id, NGHTTP2_INTERNAL_ERROR);
     h2_send(&ss->a->h2);
 }
@@ -267,10 +283,8 @@ static void up_body(void *arg, const uint8_t *data, size_t len)
         ss_break(ss);
         return;
     }
-    if (ss->resp.len >= RESP_HIGH && !ss->paused && ss->up != NULL) {
-        ss->paused = 1;
-        sup_pause(ss, 1);
-    }
+    if (ss->resp.len >= RESP_HIGH && !ss->paused)
+        ss_pause(ss, 1);
     ss_kick(ss);
 }
 
@@ -282,18 +296,25 @@ static void up_end(void *arg)
     ss_kick(ss);
 }
 
+/* The service end failed: an error answer naming why while no head went,
+ * else the stream is reset with rst (the hub must not take it as whole). */
+static void ss_service_failed(struct sstream *ss, int status, const char *why, uint32_t rst)
+{
+    if (!ss->head_sent) {
+        respond_simple(ss, status, status == 504 ? "gateway_timeout" : "bad_gateway", why);
+        return;
+    }
+    nghttp2_submit_rst_stream(ss->a->h2.s, NGHTTP2_FLAG_NONE, ss->id, rst);
+    h2_send(&ss->a->h2);
+}
+
 static void up_error(void *arg, int status, const char *why)
 {
     struct sstream *ss = arg;
     ss->up = NULL;
     log_event(LOG_WARN, "upstream_error", "service=%s path=%s status=%d reason=%s", ss->service,
               log_q(ss->path), status, log_q(why));
-    if (!ss->head_sent) {
-        respond_simple(ss, status, status == 504 ? "gateway_timeout" : "bad_gateway", why);
-        return;
-    }
-    nghttp2_submit_rst_stream(ss->a->h2.s, NGHTTP2_FLAG_NONE, ss->id, NGHTTP2_INTERNAL_ERROR);
-    h2_send(&ss->a->h2);
+    ss_service_failed(ss, status, why, NGHTTP2_INTERNAL_ERROR);
 }
 
 static void up_written(void *arg, size_t len)
@@ -307,6 +328,67 @@ static void up_written(void *arg, size_t len)
 
 static const struct upstream_cbs up_cbs = {up_head,  up_body,    up_end,
                                            up_error, up_written, up_trailers};
+
+/* --- CONNECT streams to tcp:// services (docs/protocol.md, "Byte streams") --- */
+
+static void bs_open(void *arg, const struct upstream_header *h, size_t n)
+{
+    up_head(arg, 200, h, n);
+}
+
+static void bs_eof(void *arg)
+{
+    struct sstream *ss = arg;
+    /* END_STREAM towards the hub; the other direction may go on. */
+    ss->resp_eof = 1;
+    ss_kick(ss);
+}
+
+static void bs_error(void *arg, int status, const char *why)
+{
+    struct sstream *ss = arg;
+    ss->bs = NULL;
+    log_event(LOG_WARN, "service_connect_error", "service=%s status=%d reason=%s", ss->service,
+              status, log_q(why));
+    ss_service_failed(ss, status, why, NGHTTP2_CONNECT_ERROR);
+}
+
+static const struct bytestream_cbs bs_cbs = {bs_open, up_body, bs_eof, bs_error, up_written};
+
+/* An extended CONNECT: :protocol connect-tcp to a tcp:// service (dial it),
+ * :protocol websocket to an http:// one (dial it and make the HTTP/1.1
+ * upgrade to ss->path); 200 once the service accepted, then bytes both ways. */
+static void start_connect(struct sstream *ss, const struct agent_service *svc)
+{
+    int ws = strcmp(ss->protocol, "websocket") == 0;
+    struct bytestream_upgrade up = {ss->path, ss->hdrs, ss->n_hdrs};
+
+    if (!ws && strcmp(ss->protocol, "connect-tcp") != 0) {
+        respond_simple(ss, 501, "not_implemented",
+                       "this site carries CONNECT streams with :protocol connect-tcp or "
+                       "websocket only");
+        return;
+    }
+    if (!ws && svc->url.kind != NET_URL_TCP) {
+        respond_simple(ss, 400, "bad_request", "the service is not a tcp:// service");
+        return;
+    }
+    if (ws && svc->url.kind != NET_URL_HTTP) {
+        respond_simple(ss, svc->url.kind == NET_URL_TCP ? 400 : 501,
+                       svc->url.kind == NET_URL_TCP ? "bad_request" : "not_implemented",
+                       svc->url.kind == NET_URL_TCP
+                           ? "a tcp:// service takes :protocol connect-tcp, not websocket"
+                           : "WebSocket is carried to http:// services only so far");
+        return;
+    }
+    if (bytestream_start(ss->a->loop, &svc->url, 0, ws ? &up : NULL, &bs_cbs, ss, &ss->bs) != 0) {
+        ss->bs = NULL;
+        respond_simple(ss, 502, "bad_gateway", "could not start a connection to the service");
+        return;
+    }
+    if (ss->req_ended)
+        bytestream_end(ss->bs);
+}
 
 static void hello(struct sstream *ss)
 {
@@ -365,6 +447,15 @@ static void start_request(struct sstream *ss)
     }
     free(ss->path);
     ss->path = path;
+    if (strcmp(ss->method, "CONNECT") == 0) {
+        start_connect(ss, svc);
+        return;
+    }
+    if (svc->url.kind == NET_URL_TCP) {
+        respond_simple(ss, 400, "bad_request",
+                       "a tcp:// service is reached with CONNECT (:protocol connect-tcp) only");
+        return;
+    }
     /* A body-less POST/PUT/PATCH still says Content-Length: 0 (some servers
      * answer 411 otherwise); a body-less GET says nothing. */
     clen = ss->content_length;
@@ -468,6 +559,10 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
         snprintf(ss->authority, sizeof(ss->authority), "%.*s", (int)vl, value);
         return 0;
     }
+    if (nl == 9 && memcmp(name, ":protocol", 9) == 0) {
+        snprintf(ss->protocol, sizeof(ss->protocol), "%.*s", (int)vl, value);
+        return 0;
+    }
     if (nl > 0 && name[0] == ':')
         return 0;
     if (nl == 14 && memcmp(name, "tether-service", 14) == 0) {
@@ -545,6 +640,8 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
         ss->req_ended = 1;
         if (ss->up != NULL)
             sup_end(ss, ss->hdrs, ss->n_hdrs);
+        if (ss->bs != NULL)
+            bytestream_end(ss->bs);
     }
     return 0;
 }
@@ -560,6 +657,11 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t stream
      * read holds its own stream window (1 MiB, queued for the service) and
      * nothing other streams need, also after it is cancelled. */
     nghttp2_session_consume_connection(session, len);
+    if (ss != NULL && ss->bs != NULL) {
+        if (bytestream_write(ss->bs, data, len) != 0)
+            nghttp2_session_consume_stream(session, stream_id, len);
+        return 0;
+    }
     if (ss == NULL || ss->up == NULL || sup_write(ss, data, len) != 0)
         nghttp2_session_consume_stream(session, stream_id, len);
     return 0;

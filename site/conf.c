@@ -32,7 +32,8 @@ int site_conf_add_service(struct site_conf *c, const char *spec)
     if (!token_name_valid(s->name) || net_parse_url(eq + 1, &s->url) != 0)
         return -EINVAL;
     if (s->url.kind != NET_URL_HTTP && s->url.kind != NET_URL_HTTPS &&
-        s->url.kind != NET_URL_UNIX && s->url.kind != NET_URL_H2C && s->url.kind != NET_URL_H2)
+        s->url.kind != NET_URL_UNIX && s->url.kind != NET_URL_H2C && s->url.kind != NET_URL_H2 &&
+        s->url.kind != NET_URL_TCP)
         return -ENOTSUP;
     memset(&s->tls, 0, sizeof(s->tls));
     s->tls_ctx = NULL;

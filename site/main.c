@@ -390,12 +390,14 @@ static int cmd_run(int argc, char **argv)
     for (size_t i = 0; i < n_svcs; i++) {
         rc = site_conf_add_service(&conf, svcs[i]);
         if (rc != 0) {
-            fprintf(stderr, "tether-site: bad --service \"%s\": %s\n", svcs[i],
-                    rc == -EEXIST ? "name given twice"
-                    : rc == -ENOTSUP
-                        ? "only http://, https://, h2c://, h2:// and unix: services are supported "
-                          "so far"
-                        : "want NAME=URL, URL http://host:port, https://host:port or unix:/path");
+            fprintf(
+                stderr, "tether-site: bad --service \"%s\": %s\n", svcs[i],
+                rc == -EEXIST ? "name given twice"
+                : rc == -ENOTSUP
+                    ? "only http://, https://, h2c://, h2://, tcp:// and unix: services are "
+                      "supported"
+                    : "want NAME=URL, URL http://host:port, https://host:port, h2c://host:port, "
+                      "h2://host:port, tcp://host:port or unix:/path");
             return 2;
         }
     }

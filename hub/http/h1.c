@@ -7,6 +7,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "../../common/crypto.h"
 #include "../../common/hfield.h"
 #include "http_int.h"
 
@@ -139,6 +140,37 @@ static int h1_header_value(http_parser *p, const char *at, size_t len)
     return buf_append(&uc->hval, at, len) ? -1 : 0;
 }
 
+/* An RFC 6455 opening handshake (GET, Upgrade: websocket, Connection:
+ * upgrade, a 16-byte Sec-WebSocket-Key, version 13) becomes a byte stream:
+ * the same CONNECT :protocol websocket an HTTP/2 user sends, answered 101
+ * once the site's service accepted (h1_write_head), then raw bytes both
+ * ways until either side closes the connection. Returns 1 when r is one. */
+static int h1_websocket(struct user_conn *uc, http_parser *p, struct ureq *r)
+{
+    const char *up = ureq_header(r, "upgrade"), *key = ureq_header(r, "sec-websocket-key");
+    const char *ver = ureq_header(r, "sec-websocket-version");
+
+    if (!p->upgrade || p->method != HTTP_GET || up == NULL || strcasecmp(up, "websocket") != 0 ||
+        key == NULL || strlen(key) != 24 || ver == NULL || strcmp(ver, "13") != 0 || r->has_body)
+        return 0;
+    r->bytestream = 1;
+    snprintf(r->protocol, sizeof(r->protocol), "websocket");
+    snprintf(r->method, sizeof(r->method), "CONNECT");
+    r->has_body = 1; /* the user's frames */
+    r->content_length = -1;
+    uc->close_after = 1; /* the connection ends with the WebSocket */
+    return 1;
+}
+
+/* Bytes of an upgraded connection: the user's side of the byte stream. */
+static void h1_raw(struct user_conn *uc, const uint8_t *data, size_t len)
+{
+    struct ureq *r = uc->cur;
+
+    if (r != NULL && len > 0 && r->handler != NULL && r->handler->on_body != NULL)
+        r->handler->on_body(r, data, len);
+}
+
 static int h1_headers_complete(http_parser *p)
 {
     struct user_conn *uc = p->data;
@@ -191,7 +223,7 @@ static int h1_headers_complete(http_parser *p)
     if (!http_should_keep_alive(p))
         uc->close_after = 1;
     expect = ureq_header(r, "expect");
-    if (r->has_body)
+    if (!h1_websocket(uc, p, r) && r->has_body)
         body_watch(uc, r);
     uc->hub->dispatch(uc->hub, r);
     if (uc->dead)
@@ -219,8 +251,8 @@ static int h1_message_complete(http_parser *p)
     struct user_conn *uc = p->data;
     struct ureq *r = uc->cur;
 
-    if (r == NULL)
-        return 0;
+    if (r == NULL || r->bytestream)
+        return 0; /* an upgrade: what follows is the byte stream (h1_raw) */
     if (uc->in_value && h1_flush_header(uc) != 0) /* the last trailer field */
         return -1;
     uc->in_value = 0;
@@ -268,6 +300,10 @@ static int h1_process(struct user_conn *uc, const uint8_t *data, size_t len)
 
     if (uc->dead || uc->conn->closing)
         return 0;
+    if (e == HPE_OK && uc->cur != NULL && uc->cur->bytestream) {
+        h1_raw(uc, data + n, len - n); /* the bytes after the upgrade's head */
+        return 0;
+    }
     if (e == HPE_PAUSED) {
         if (n < len) {
             if (buf_append(&uc->backlog, data + n, len - n) != 0) {
@@ -337,6 +373,33 @@ int h1_write_head(struct ureq *r, int status, const nghttp2_nv *hdrs, size_t n,
     int rc = 0;
 
     buf_init(&b);
+    if (r->bytestream && status >= 200 && status <= 299) {
+        /* The service accepted the WebSocket: 101 with the user's Accept. */
+        const char *key = ureq_header(r, "sec-websocket-key");
+        char acc[CRYPTO_WS_ACCEPT_LEN + 1];
+
+        if (key == NULL || crypto_ws_accept(key, strlen(key), acc) != 0) {
+            conn_close(uc->conn, "cannot compute Sec-WebSocket-Accept");
+            return -EINVAL;
+        }
+        snprintf(line, sizeof(line),
+                 "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                 "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n",
+                 acc);
+        rc |= buf_append(&b, line, strlen(line));
+        for (size_t i = 0; i < n; i++) {
+            if (h2_hop_by_hop((const char *)hdrs[i].name, hdrs[i].namelen) ||
+                (hdrs[i].namelen == 14 &&
+                 strncasecmp((const char *)hdrs[i].name, "content-length", 14) == 0))
+                continue;
+            rc |= buf_append(&b, hdrs[i].name, hdrs[i].namelen);
+            rc |= buf_append(&b, ": ", 2);
+            rc |= buf_append(&b, hdrs[i].value, hdrs[i].valuelen);
+            rc |= buf_append(&b, "\r\n", 2);
+        }
+        goto write;
+    }
+    r->bytestream = 0; /* a refused upgrade is an ordinary answer (the conn closes after) */
     snprintf(line, sizeof(line), "HTTP/1.1 %d %s\r\n", status, reason_phrase(status));
     rc |= buf_append(&b, line, strlen(line));
     for (size_t i = 0; i < n; i++) {
@@ -362,6 +425,7 @@ int h1_write_head(struct ureq *r, int status, const nghttp2_nv *hdrs, size_t n,
         uc->close_after = 1; /* unread request body: cannot reuse the connection */
     if (uc->close_after)
         rc |= buf_append(&b, "Connection: close\r\n", 19);
+write:
     rc |= buf_append(&b, "\r\n", 2);
     if (rc != 0) {
         /* A head with a header missing is a different answer: send none. */
@@ -414,6 +478,12 @@ void h1_end(struct ureq *r)
         conn_write(uc->conn, (const uint8_t *)"\r\n", 2);
     }
     conn_flush(uc->conn);
+    if (r->bytestream) {
+        /* The service ended the WebSocket's connection: so does the hub
+         * (HTTP/1.1 over TLS has no half-close to offer). */
+        conn_close_after_flush(uc->conn, "websocket ended");
+        return;
+    }
     r->handler = NULL;
     if (r->req_ended)
         h1_finish_request(uc);
@@ -432,6 +502,10 @@ int h1_data(struct user_conn *uc, const uint8_t *data, size_t len)
 {
     if (uc->wait == UC_CLOSE)
         return 0; /* timed out: see h1_process */
+    if (uc->cur != NULL && uc->cur->bytestream) {
+        h1_raw(uc, data, len);
+        return 0;
+    }
     if (uc->backlog.len > 0 || HTTP_PARSER_ERRNO(&uc->parser) == HPE_PAUSED) {
         conn_pause_reading(uc->conn, 1);
         return buf_append(&uc->backlog, data, len);

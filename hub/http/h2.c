@@ -9,6 +9,7 @@
 #include <strings.h>
 
 #include "../../common/hfield.h"
+#include "../../common/token.h"
 #include "http_int.h"
 
 #define USER_MAX_STREAMS   128
@@ -81,6 +82,12 @@ static int h2_on_header(nghttp2_session *session, const nghttp2_frame *frame, co
         r->target = strndup((const char *)value, valuelen);
         return r->target ? 0 : NGHTTP2_ERR_CALLBACK_FAILURE;
     }
+    if (namelen == 9 && memcmp(name, ":protocol", 9) == 0) {
+        if (valuelen >= sizeof(r->protocol))
+            return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* no protocol we carry */
+        snprintf(r->protocol, sizeof(r->protocol), "%.*s", (int)valuelen, value);
+        return 0;
+    }
     if (namelen > 0 && name[0] == ':') {
         if (namelen == 10 && memcmp(name, ":authority", 10) == 0)
             return ureq_add_header(r, "host", 4, (const char *)value, valuelen)
@@ -96,6 +103,43 @@ static int h2_on_header(nghttp2_session *session, const nghttp2_frame *frame, co
     return 0;
 }
 
+/* A CONNECT makes r a byte stream. The extended form (RFC 8441) names its
+ * target in :path like any request; the classic one names only an authority,
+ * SITE.SERVICE[:port] (the port is ignored), which becomes the path
+ * /v1/sites/SITE/services/SERVICE so the one router handles both. Returns 1
+ * when the authority says nothing usable (answered 400). */
+static int h2_connect_target(struct ureq *r)
+{
+    const char *host = ureq_header(r, "host");
+    char site[TOKEN_NAME_MAX + 1], svc[TOKEN_NAME_MAX + 1];
+    size_t sl, vl;
+
+    r->bytestream = 1;
+    if (r->protocol[0] != '\0')
+        return 0; /* nghttp2 checked :scheme, :path and :authority */
+    snprintf(r->protocol, sizeof(r->protocol), "connect-tcp");
+    if (host == NULL || r->target != NULL)
+        goto bad;
+    sl = strcspn(host, ".");
+    vl = host[sl] == '.' ? strcspn(host + sl + 1, ":") : 0;
+    if (sl == 0 || sl > TOKEN_NAME_MAX || vl == 0 || vl > TOKEN_NAME_MAX)
+        goto bad;
+    memcpy(site, host, sl);
+    site[sl] = '\0';
+    memcpy(svc, host + sl + 1, vl);
+    svc[vl] = '\0';
+    if (!token_name_valid(site) || !token_name_valid(svc))
+        goto bad;
+    r->target = malloc(sizeof("/v1/sites//services/") + sl + vl);
+    if (r->target != NULL)
+        sprintf(r->target, "/v1/sites/%s/services/%s", site, svc);
+    return 0;
+bad:
+    free(r->target);
+    r->target = strdup("/"); /* answered 400 by the caller */
+    return 1;
+}
+
 static int h2_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, void *user_data)
 {
     struct user_conn *uc = user_data;
@@ -107,6 +151,10 @@ static int h2_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
     if (r == NULL)
         return 0;
     if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
+        int bad_connect = 0;
+
+        if (strcmp(r->method, "CONNECT") == 0)
+            bad_connect = h2_connect_target(r);
         if (r->target == NULL || r->method[0] == '\0') {
             nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, r->sid, NGHTTP2_PROTOCOL_ERROR);
             return 0;
@@ -122,9 +170,14 @@ static int h2_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
         r->active = 1;
         if (uc->h2_active++ == 0)
             uc_busy(uc);
-        if (r->has_body)
+        if (r->has_body && !r->bytestream)
             body_watch(uc, r);
-        uc->hub->dispatch(uc->hub, r);
+        if (bad_connect)
+            ureq_error(r, 400, "bad_request",
+                       "CONNECT wants :authority SITE.SERVICE[:port] or :protocol connect-tcp "
+                       "with :path /v1/sites/SITE/services/SERVICE");
+        else
+            uc->hub->dispatch(uc->hub, r);
         return 0;
     }
     if (frame->hd.type == NGHTTP2_DATA && frame->hd.length > frame->data.padlen)
@@ -179,6 +232,8 @@ static void h2_stream_idle(struct user_conn *uc, struct ureq *r)
  * with its head, while ureq_respond still uses r). */
 static void h2_reset_unfinished(struct user_conn *uc, struct ureq *r)
 {
+    if (r->bytestream)
+        return; /* half-closed: the user may go on sending */
     if (r->end_sent && r->resp_ended && !r->req_ended)
         nghttp2_submit_rst_stream(uc->h2.s, NGHTTP2_FLAG_NONE, r->sid, NGHTTP2_NO_ERROR);
 }
@@ -231,6 +286,10 @@ int h2u_submit_head(struct ureq *r, int status, const nghttp2_nv *hdrs, size_t n
     size_t k = 0;
     int rc;
 
+    /* A refused CONNECT is an ordinary answered request: the stream is
+     * reset once the answer is out (h2_reset_unfinished). */
+    if (status < 200 || status > 299)
+        r->bytestream = 0;
     snprintf(st, sizeof(st), "%d", status);
     nva[k++] = h2_nv(":status", 7, st, strlen(st));
     for (size_t i = 0; i < n && k < H2_HEADER_COUNT_MAX; i++) {
@@ -268,7 +327,10 @@ void h2u_end(struct ureq *r)
 {
     struct user_conn *uc = r->uc;
 
-    ureq_set_handler(r, NULL, NULL);
+    /* A byte stream's user may still be sending (half-close): its handler
+     * stays until the stream closes or it lets go itself. */
+    if (!r->bytestream || r->req_ended)
+        ureq_set_handler(r, NULL, NULL);
     r->out_eof = 1;
     if (r->deferred) {
         r->deferred = 0;

@@ -40,6 +40,12 @@ struct ureq {
     struct user_conn *uc;
     int32_t sid; /* HTTP/2 stream id; 0 for HTTP/1.1 */
     char method[24];
+    /* HTTP/2 CONNECT: the stream is a byte stream both ways (protocol is
+     * extended CONNECT's :protocol, "connect-tcp" for a classic CONNECT);
+     * its response may end before its request (half-close) and the request
+     * body has no idle deadline. */
+    int bytestream;
+    char protocol[16];
     char *target; /* request target as sent, owned */
     struct ureq_header *hdrs;
     size_t n_hdrs;

@@ -132,7 +132,9 @@ void fwd_request_headers(const struct fwd_req *req, struct fwd_headers *out)
             host = req->hdrs[i].value;
     out->n = 0;
     add(out, ":method", req->method);
-    add(out, ":scheme", "http");
+    if (req->protocol != NULL)
+        add(out, ":protocol", req->protocol); /* a byte stream: RFC 8441 */
+    add(out, ":scheme", req->protocol != NULL ? "https" : "http");
     add(out, ":authority", req->service);
     add(out, ":path", req->path);
     add(out, "tether-service", req->service);

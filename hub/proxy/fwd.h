@@ -32,10 +32,11 @@ void fwd_build(struct fwd *f, const char *peer, const char *host);
 /* One user request as the site is to hear of it. All borrowed. */
 struct fwd_req {
     const char *method;
-    const char *path;    /* the path on the service (the user's, less the routing prefix) */
-    const char *service; /* the service's name: :authority and tether-service */
-    const char *user;    /* the token's name: x-tether-user */
-    const char *peer;    /* the user's address, as fwd_build takes it */
+    const char *protocol; /* extended CONNECT's :protocol (connect-tcp, websocket); NULL: none */
+    const char *path;     /* the path on the service (the user's, less the routing prefix) */
+    const char *service;  /* the service's name: :authority and tether-service */
+    const char *user;     /* the token's name: x-tether-user */
+    const char *peer;     /* the user's address, as fwd_build takes it */
     const struct ureq_header *hdrs; /* the user's headers, names lower-case */
     size_t n_hdrs;
     int64_t content_length; /* -1 unknown */

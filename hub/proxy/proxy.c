@@ -63,6 +63,7 @@ struct proxy {
     int waiting; /* in by_site->waiting */
     int active;  /* counted in by_token->active and by_site->active */
     int t_ended; /* the site's response is complete; r->out still holds some */
+    int connect; /* a CONNECT: a byte stream once the site answered 2xx */
     TAILQ_ENTRY(proxy) wlink;
     char service[TOKEN_NAME_MAX + 1];
     char *path; /* owned */
@@ -363,6 +364,8 @@ static void up_idle(uv_timer_t *t)
 
 static void up_progress(struct proxy *p)
 {
+    if (p->r != NULL && p->r->bytestream)
+        return; /* a byte stream may be quiet for as long as it likes */
     if (p->up_eof)
         uv_timer_stop(&p->aux);
     else
@@ -393,6 +396,21 @@ static void u_body(struct ureq *r, const uint8_t *data, size_t len)
     up_progress(p);
 }
 
+/* A byte stream whose user has ended both ways (sent END_STREAM and been
+ * sent it) is done with its user, whose stream now closes and goes; the
+ * tunnel side may still be carrying the last upload bytes to the site. */
+static void user_done(struct proxy *p)
+{
+    struct ureq *r = p->r;
+
+    if (!p->connect || r == NULL || !r->req_ended || !r->resp_ended)
+        return;
+    p->r = NULL;
+    set_stalled(p, 0);
+    ureq_set_handler(r, NULL, NULL);
+    proxy_maybe_free(p);
+}
+
 static void u_end(struct ureq *r)
 {
     struct proxy *p = r->hctx;
@@ -400,6 +418,7 @@ static void u_end(struct ureq *r)
     up_progress(p);
     if (p->ts != NULL)
         tunnel_stream_resume(p->ts);
+    user_done(p);
 }
 
 static void u_abort(struct ureq *r)
@@ -482,6 +501,28 @@ static void t_data(void *arg, const uint8_t *data, size_t len)
     credit(p);
 }
 
+static void t_end(void *arg);
+
+/* A byte stream's site end said END_STREAM: so does the user's, after the
+ * bytes still queued; the upload may go on (half-close). */
+static void t_remote_end(void *arg)
+{
+    struct proxy *p = arg;
+
+    if (!p->connect)
+        return;
+    if (p->r != NULL && p->r->bytestream && p->r->resp_started) {
+        ureq_respond_end(p->r);
+        user_done(p);
+        return;
+    }
+    /* A refusal (the site's error answer is complete): no byte stream
+     * follows, so the site's stream goes now as after any response. */
+    if (p->ts != NULL)
+        tunnel_stream_cancel(p->ts);
+    t_end(p);
+}
+
 static void t_end(void *arg)
 {
     struct proxy *p = arg;
@@ -552,8 +593,16 @@ static size_t t_body_trailers(void *arg, nghttp2_nv *out, size_t cap)
     return fwd_request_trailers(&req, &r->req_trl, r->n_req_trl, out, cap);
 }
 
-static const struct tstream_ops tunnel_side = {t_head,      t_data,     t_end,          t_error,
-                                               t_read_body, t_trailers, t_body_trailers};
+static const struct tstream_ops tunnel_side = {
+    .on_head = t_head,
+    .on_data = t_data,
+    .on_end = t_end,
+    .on_error = t_error,
+    .read_body = t_read_body,
+    .on_trailers = t_trailers,
+    .body_trailers = t_body_trailers,
+    .on_remote_end = t_remote_end,
+};
 
 static const char *const refusal_names[PR_N] = {"conn_requests", "token_requests", "stalled",
                                                 "stall_reset", "site_busy"};
@@ -590,6 +639,7 @@ static int stream_submit(struct proxy *p, struct tunnel *t)
     struct ureq *r = p->r;
     const struct fwd_req req = {
         .method = r->method,
+        .protocol = r->bytestream ? r->protocol : NULL,
         .path = p->path,
         .service = p->service,
         .user = p->by_token->token,
@@ -636,6 +686,11 @@ int proxy_start(struct hub *h, struct ureq *r, struct tunnel *t, const char *ser
     size_t share;
 
     *code = "internal";
+    if (strcmp(r->method, "CONNECT") == 0 && !r->bytestream) {
+        *code = "bad_request";
+        ureq_error(r, 400, *code, "CONNECT is carried over HTTP/2 only");
+        return 400;
+    }
     p = calloc(1, sizeof(*p));
     if (p == NULL || (p->path = strdup(path)) == NULL) {
         free(p);
@@ -644,6 +699,7 @@ int proxy_start(struct hub *h, struct ureq *r, struct tunnel *t, const char *ser
     }
     p->h = h;
     p->r = r;
+    p->connect = r->bytestream;
     p->site_id = tunnel_site_id(t);
     buf_init(&p->up);
     uv_timer_init(h->loop, &p->timer);
@@ -684,7 +740,7 @@ int proxy_start(struct hub *h, struct ureq *r, struct tunnel *t, const char *ser
                                               : "too many requests to this site with this token");
         return kind == PR_SITE_BUSY ? 503 : 429;
     }
-    if (r->has_body && !r->req_ended)
+    if (r->has_body && !r->req_ended && !r->bytestream)
         uv_timer_start(&p->aux, up_idle, UP_STALL_MS, 0);
     p->queued = 1;
     if (p->by_token->active >= share) {

@@ -335,8 +335,13 @@ static size_t t_read_body(void *arg, uint8_t *dst, size_t cap, int *eof)
     return n;
 }
 
-static const struct tstream_ops tunnel_side = {t_head,      t_data, t_end, t_error,
-                                               t_read_body, NULL,   NULL};
+static const struct tstream_ops tunnel_side = {
+    .on_head = t_head,
+    .on_data = t_data,
+    .on_end = t_end,
+    .on_error = t_error,
+    .read_body = t_read_body,
+};
 
 int query_qreq_init(struct qreq *rq, const struct reg_query *q)
 {

@@ -90,8 +90,13 @@ static size_t hello_body(void *arg, uint8_t *dst, size_t cap, int *eof)
     return 0;
 }
 
-static const struct tstream_ops hello_ops = {hello_head, hello_data, hello_end, hello_error,
-                                             hello_body, NULL,       NULL};
+static const struct tstream_ops hello_ops = {
+    .on_head = hello_head,
+    .on_data = hello_data,
+    .on_end = hello_end,
+    .on_error = hello_error,
+    .read_body = hello_body,
+};
 
 void tunnel_send_hello(struct tunnel *t)
 {

@@ -295,8 +295,11 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
     } else if (frame->hd.type == NGHTTP2_HEADERS && s->head_seen) {
         deliver_trailers(s);
     }
-    if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)
+    if ((frame->hd.flags & NGHTTP2_FLAG_END_STREAM) && !s->remote_ended) {
         s->remote_ended = 1;
+        if (s->ops != NULL && s->ops->on_remote_end != NULL && s->head_seen)
+            s->ops->on_remote_end(s->arg);
+    }
     return 0;
 }
 

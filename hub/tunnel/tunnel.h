@@ -55,6 +55,10 @@ struct tstream_ops {
      * must stay valid until the call returns: they are copied then).
      * Returns the count, 0 for none. Only copies, as read_body. */
     size_t (*body_trailers)(void *arg, nghttp2_nv *out, size_t cap);
+    /* Optional, for byte streams (CONNECT): the site ended its side
+     * (END_STREAM) while the stream stays open for the upload; on_end still
+     * comes when the stream closes. */
+    void (*on_remote_end)(void *arg);
 };
 
 /* What the API shows of a live tunnel. The strings are borrowed from the

@@ -98,6 +98,14 @@ static void test_sha_b64_hex(void)
     size_t n;
 
     /* FIPS 180-2 vectors. */
+    {
+        /* RFC 6455 1.3's example; a key over 64 bytes is refused. */
+        char acc[CRYPTO_WS_ACCEPT_LEN + 1], big[80];
+        CHECK_EQ_INT(crypto_ws_accept("dGhlIHNhbXBsZSBub25jZQ==", 24, acc), 0);
+        CHECK_EQ_STR(acc, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+        memset(big, 'a', sizeof(big));
+        CHECK_EQ_INT(crypto_ws_accept(big, sizeof(big), acc), -EINVAL);
+    }
     CHECK_EQ_INT(crypto_sha256("abc", 3, h), 0);
     CHECK_EQ_INT(crypto_hex(h, 32, hex, sizeof(hex)), 0);
     CHECK_EQ_STR(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");

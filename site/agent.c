@@ -242,14 +242,17 @@ static const struct upstream_cbs up_cbs = {up_head, up_body, up_end, up_error, u
 static void hello(struct sstream *ss)
 {
     struct agent *a = ss->a;
-    json_t *svcs = json_array();
+    json_t *svcs = json_array(), *res = json_array();
     json_t *o;
 
-    for (size_t i = 0; i < a->n_services; i++)
+    for (size_t i = 0; i < a->n_services; i++) {
         json_array_append_new(svcs, json_string(a->services[i].name));
-    /* "o" steals svcs; respond_json() releases o. */
-    o = json_pack("{s:s,s:s,s:o}", "site", a->site, "agent_version", TETHER_VERSION, "services",
-                  svcs);
+        if (a->services[i].restricted)
+            json_array_append_new(res, json_string(a->services[i].name));
+    }
+    /* "o" steals svcs and res; respond_json() releases o. */
+    o = json_pack("{s:s,s:s,s:o,s:o}", "site", a->site, "agent_version", TETHER_VERSION, "services",
+                  svcs, "restricted", res);
     respond_json(ss, "200", o, NULL);
 }
 

@@ -31,6 +31,7 @@ struct agent_service {
     char name[TOKEN_NAME_MAX + 1];
     struct net_url url;
     struct tls_svc_conf tls; /* https:// only: how the service is checked */
+    int restricted;          /* only admin tokens and tokens naming it (the hub checks) */
     /* WOLFSSL_CTX* built from tls before the agent starts (https:// only,
      * else NULL); owned by whoever built it (tether-site run). */
     void *tls_ctx;

@@ -35,6 +35,7 @@ int site_conf_add_service(struct site_conf *c, const char *spec)
         return -ENOTSUP;
     memset(&s->tls, 0, sizeof(s->tls));
     s->tls_ctx = NULL;
+    s->restricted = 0;
     for (size_t i = 0; i < c->n_services; i++)
         if (strcmp(c->services[i].name, s->name) == 0)
             return -EEXIST;
@@ -74,11 +75,17 @@ int site_conf_service_opt(struct site_conf *c, const char *spec, char *why, size
         snprintf(why, why_cap, "no service \"%s\" is defined before it", name);
         return -ESRCH;
     }
+    key = colon + 1;
+    /* Any kind of service may be restricted: the hub then lets only admin
+     * tokens and tokens naming the service in "services" use it. */
+    if (strcmp(key, "restricted") == 0) {
+        s->restricted = 1;
+        return 0;
+    }
     if (s->url.kind != NET_URL_HTTPS) {
         snprintf(why, why_cap, "service \"%s\" is not https://: it takes no TLS option", name);
         return -EINVAL;
     }
-    key = colon + 1;
     eq = strchr(key, '=');
     kl = eq ? (size_t)(eq - key) : strlen(key);
     v = eq ? eq + 1 : NULL;

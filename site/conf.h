@@ -16,9 +16,9 @@
  *   site = NAME            hub_pin = sha256//...      hub = HOST:PORT (repeats)
  *   service = NAME=URL (repeats)   ping_interval = S   connect_timeout = S
  *   source_port = N        proxy = http://[USER:PASS@]HOST:PORT ("" = none)
- *   service_opt = NAME:KEY[=VALUE] (repeats; https:// services: ca=FILE,
- *                 pin=PIN (up to 4), cert=FILE, key=FILE, name=HOST,
- *                 insecure)
+ *   service_opt = NAME:KEY[=VALUE] (repeats; any service: restricted;
+ *                 https:// services: ca=FILE, pin=PIN (up to 4), cert=FILE,
+ *                 key=FILE, name=HOST, insecure)
  * Unknown keys are ignored, so that an older agent reads a newer file. */
 struct site_conf {
     char site[TOKEN_NAME_MAX + 1]; /* "" if not given */

@@ -52,13 +52,20 @@ static void hello_end(void *arg)
         snprintf(t->agent_version, sizeof(t->agent_version), "%s", info.agent_version);
         tunnel_free_services(t);
         free(t->services_json);
+        free(t->restricted_json);
         /* The tunnel takes over the parsed strings. */
         t->services_json = info.services_json;
         t->services = info.services;
         t->n_services = info.n_services;
+        t->restricted_json = info.restricted_json;
+        t->restricted = info.restricted;
+        t->n_restricted = info.n_restricted;
         info.services_json = NULL;
         info.services = NULL;
         info.n_services = 0;
+        info.restricted_json = NULL;
+        info.restricted = NULL;
+        info.n_restricted = 0;
         hello_info_free(&info);
         t->hello_done = 1;
         if (tunnel_is_standby(t) && !t->closing && t->conn != NULL)
@@ -66,8 +73,8 @@ static void hello_end(void *arg)
         registry_site_seen(t->hub->reg, t->site_id, hub_now(), t->agent_version, t->services_json,
                            t->conn ? t->conn->peer : NULL);
         /* services_json holds only checked names: safe and readable raw. */
-        log_event(LOG_INFO, "site_hello", "site=%s agent_version=%s services=%s", t->site,
-                  log_q(t->agent_version), t->services_json);
+        log_event(LOG_INFO, "site_hello", "site=%s agent_version=%s services=%s restricted=%s",
+                  t->site, log_q(t->agent_version), t->services_json, t->restricted_json);
         if (t->conn != NULL && !t->closing)
             events_site_online(&t->hub->subs, t);
     }

@@ -30,6 +30,9 @@ struct tunnel {
     int hello_done;  /* services known */
     char **services; /* parsed from services_json at hello; owned */
     size_t n_services;
+    char *restricted_json; /* owned; "[]" until the hello answer */
+    char **restricted;     /* services that need an explicit scope; owned */
+    size_t n_restricted;
     struct tstream_list streams; /* open streams, owned; cancelled ones stay until closed */
     size_t n_streams;            /* streams of the list not released (tunnel_stream_cancel) */
     char close_reason[128];
@@ -39,7 +42,7 @@ struct tunnel {
 /* Sends the hello request; its answer sets the services and, for a standby
  * tunnel, takes over the site (hello_stream.c). */
 void tunnel_send_hello(struct tunnel *t);
-/* Frees services and n_services (not services_json). */
+/* Frees services, restricted and their counts (not the JSON texts). */
 void tunnel_free_services(struct tunnel *t);
 /* 1 while t waits on standby for its hello answer. */
 int tunnel_is_standby(const struct tunnel *t);

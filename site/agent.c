@@ -53,6 +53,7 @@ struct sstream {
     int deferred;
     int paused;
     int head_sent;
+    int events; /* the hub's GET /.tether/events: open while the tunnel is */
     struct sstream *prev, *next;
 };
 
@@ -256,6 +257,33 @@ static void hello(struct sstream *ss)
     respond_json(ss, "200", o, NULL);
 }
 
+/* The hub's events stream: 200 now, then one line per announcement
+ * (agent_announce); it ends only with the tunnel. */
+static void events_open(struct sstream *ss)
+{
+    nghttp2_nv nva[2];
+    nghttp2_data_provider prd = {{.ptr = ss}, resp_read};
+
+    ss->events = 1;
+    ss->head_sent = 1;
+    nva[0] = h2_nv(":status", 7, "200", 3);
+    nva[1] = h2_nv("content-type", 12, "text/plain", 10);
+    nghttp2_submit_response(ss->a->h2.s, ss->id, nva, 2, &prd);
+    h2_send(&ss->a->h2);
+}
+
+void agent_announce(struct agent *a, const char *line)
+{
+    for (struct sstream *ss = a->streams; ss != NULL; ss = ss->next) {
+        /* A hub that reads none of them gets one line, not a growing pile. */
+        if (!ss->events || ss->resp.len > 4096)
+            continue;
+        if (buf_append(&ss->resp, line, strlen(line)) != 0 || buf_append(&ss->resp, "\n", 1) != 0)
+            continue;
+        ss_kick(ss);
+    }
+}
+
 static void start_request(struct sstream *ss)
 {
     struct agent *a = ss->a;
@@ -269,6 +297,10 @@ static void start_request(struct sstream *ss)
      * one, twice over (:authority and tether-service, both set by the hub). */
     if (ss->n_service == 0 && ss->path != NULL && strcmp(ss->path, "/.tether/hello") == 0) {
         hello(ss);
+        return;
+    }
+    if (ss->n_service == 0 && ss->path != NULL && strcmp(ss->path, "/.tether/events") == 0) {
+        events_open(ss);
         return;
     }
     if (ss->n_service > 1 ||

@@ -102,6 +102,11 @@ int agent_start(struct agent *a);
 void agent_stop(struct agent *a);
 void agent_free(struct agent *a);
 
+/* Writes line (and a newline) on each open GET /.tether/events stream of
+ * the hub (docs/protocol.md), e.g. "services-changed" after a->services
+ * changed. Streams that carry requests are not touched. */
+void agent_announce(struct agent *a, const char *line);
+
 /* What the site announces in its HTTP/2 SETTINGS (doctor announces the same). */
 extern const struct h2_limits agent_h2_limits;
 

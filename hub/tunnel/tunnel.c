@@ -408,6 +408,7 @@ static void ping_cb(uv_timer_t *timer)
         conn_close(t->conn, t->close_reason);
         return;
     }
+    tunnel_events_tick(t);
     if (!t->ping_outstanding) {
         nghttp2_submit_ping(t->h2.s, NGHTTP2_FLAG_NONE, NULL);
         t->ping_outstanding = 1;
@@ -583,6 +584,7 @@ void tunnel_drain(struct tunnel *t)
     if (t->h2.s == NULL || t->closing)
         return;
     snprintf(t->close_reason, sizeof(t->close_reason), "hub shutting down");
+    tunnel_events_stop(t);
     nghttp2_submit_goaway(t->h2.s, NGHTTP2_FLAG_NONE, 0, NGHTTP2_NO_ERROR,
                           (const uint8_t *)"hub shutting down", 17);
     h2_send(&t->h2);

@@ -84,6 +84,11 @@ static void hello_end(void *arg)
         /* Standby or not: a site that answers but not as a site agent does
          * is not served. */
         tunnel_kill(t, "invalid hello");
+    } else if (hl->refresh && strcmp(t->services_json, info.services_json) == 0 &&
+               strcmp(t->restricted_json, info.restricted_json) == 0 &&
+               strcmp(t->agent_version, info.agent_version) == 0) {
+        /* Nothing new: no registry write, however often a site announces. */
+        hello_info_free(&info);
     } else {
         snprintf(t->agent_version, sizeof(t->agent_version), "%s", info.agent_version);
         tunnel_free_services(t);

@@ -165,6 +165,10 @@ class Evil:
             self.respond(sid, [(":status", "200"), ("content-type", "application/json")],
                          json.dumps(self.hello).encode(), end=self.hello_ends)
             return
+        if hdrs.get(":path") == "/.tether/events" and "tether-service" not in hdrs:
+            # As an agent that never announces (older versions): 404.
+            self.respond(sid, [(":status", "404")], b"")
+            return
         with self.c.lock:
             self.requests.append((sid, hdrs))
             self.c.cond.notify_all()

@@ -28,7 +28,8 @@ frame. Cases, each on a fresh tunnel connection of evil:
                    heads wait for it
   after goaway     GOAWAY(last stream 0), then a response on a refused stream;
                    GOAWAY while a stream is open, then a new user request
-  announce flood   30,000 "services-changed" lines on GET /.tether/events
+  announce flood   30,000 "services-changed" lines on GET /.tether/events;
+                   and a 404 there (an older agent): never asked again
   push             a PUSH_PROMISE (push is disabled)
   invalid frames   WINDOW_UPDATE of 0, an oversized frame, HEADERS on a
                    server-side stream id, a bad SETTINGS value; an unknown
@@ -86,6 +87,7 @@ class Evil:
         self.hello_ends = hello_ends
         self.on_events = on_events  # GET /.tether/events: None = 404, as older agents
         self.hellos = 0
+        self.events_asked = 0
         self.requests = []  # (sid, headers)
         self.read_paused = threading.Event()
         self.stopped = False
@@ -170,6 +172,7 @@ class Evil:
                          json.dumps(self.hello).encode(), end=self.hello_ends)
             return
         if hdrs.get(":path") == "/.tether/events" and "tether-service" not in hdrs:
+            self.events_asked += 1
             if self.on_events is not None:
                 self.spawn(lambda: self.on_events(self, sid))
             else:  # as an agent that never announces (older versions): 404
@@ -595,6 +598,17 @@ def main(h):
             "announce flood: an unchanged hello changes and records nothing")
     by.check("announce flood")
     rss_check("announce flood")
+    ev.close()
+
+    # --- an agent without /.tether/events (older versions answer 404) -----------
+    ev = connect()
+
+    def pings(c):
+        return sum(1 for f in c.frames if f[0] == k.PING and not f[1] & k.ACK)
+
+    h.check(ev.c.wait_for(lambda c: pings(c) >= 3, 20) and ev.events_asked == 1,
+            "older agent: asked for /.tether/events once (404), not again over 3 ping ticks",
+            ev.events_asked)
     ev.close()
 
     # --- PUSH_PROMISE -----------------------------------------------------------

@@ -225,7 +225,7 @@ int cmd_site_show(struct ctl *c, const struct ctl_args *a)
     json_t *site = NULL; /* owned here; everything below borrows from it */
     json_t *sessions;
     char path[128], since[32], seen[32], created[32], enrolled[32];
-    char *services = NULL, *labels = NULL;
+    char *services = NULL, *labels = NULL, *restricted = NULL;
     int rc;
 
     rc = check_name(a->pos[0]);
@@ -246,7 +246,11 @@ int cmd_site_show(struct ctl *c, const struct ctl_args *a)
     }
     services = ctl_join_array(json_object_get(site, "services"), ", ");
     labels = ctl_join_object(json_object_get(site, "labels"), ", ");
-    if (services == NULL || labels == NULL) {
+    /* null: offline, so not known (the site says it in each hello). */
+    restricted = json_is_array(json_object_get(site, "restricted"))
+                     ? ctl_join_array(json_object_get(site, "restricted"), ", ")
+                     : strdup("(known while online)");
+    if (services == NULL || labels == NULL || restricted == NULL) {
         ctl_err("out of memory");
         goto out;
     }
@@ -263,6 +267,7 @@ int cmd_site_show(struct ctl *c, const struct ctl_args *a)
     kv("last seen:", seen);
     kv("agent version:", ctl_jstr(site, "agent_version"));
     kv("services:", services);
+    kv("restricted:", restricted);
     kv("labels:", labels);
     kv("created:", created);
     kv("enrolled:", enrolled);
@@ -281,6 +286,7 @@ int cmd_site_show(struct ctl *c, const struct ctl_args *a)
 out:
     free(services);
     free(labels);
+    free(restricted);
     json_decref(site);
     return rc;
 }

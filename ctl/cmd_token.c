@@ -13,10 +13,45 @@
 /* Ten years, as the hub. */
 #define TOKEN_TTL_MAX (3650LL * 86400)
 
+/* --services NAME,NAME as a JSON array in *out (owned by the caller); "*" =
+ * no limit (*out NULL). The hub checks the names again. */
+static int parse_services(const char *v, json_t **out)
+{
+    const char *p = v;
+
+    *out = NULL;
+    if (strcmp(v, "*") == 0)
+        return CTL_EXIT_OK;
+    if ((*out = json_array()) == NULL)
+        return CTL_EXIT_FAIL;
+    while (*p != '\0') {
+        size_t n = strcspn(p, ",");
+        char name[TOKEN_NAME_MAX + 1];
+
+        if (n == 0 || n > TOKEN_NAME_MAX)
+            break;
+        memcpy(name, p, n);
+        name[n] = '\0';
+        if (!token_name_valid(name))
+            break;
+        json_array_append_new(*out, json_string(name));
+        p += n;
+        if (*p == ',' && *++p == '\0')
+            break; /* a trailing comma */
+    }
+    if (*p != '\0' || json_array_size(*out) == 0) {
+        json_decref(*out);
+        *out = NULL;
+        return ctl_usage_err("--services wants NAME,NAME (service names) or '*'");
+    }
+    return CTL_EXIT_OK;
+}
+
 int cmd_token_create(struct ctl *c, const struct ctl_args *a)
 {
-    json_t *req = NULL, *resp = NULL, *sites = NULL; /* owned here */
+    json_t *req = NULL, *resp = NULL, *sites = NULL, *svcs = NULL; /* owned here */
     const char *role = ctl_opt(a, "role"), *sv = ctl_opt(a, "sites"), *ttl = ctl_opt(a, "ttl");
+    const char *services = ctl_opt(a, "services");
     const char *tok;
     long long ttl_s = 0;
     int rc = ctl_check_name("token", a->pos[0]);
@@ -34,6 +69,8 @@ int cmd_token_create(struct ctl *c, const struct ctl_args *a)
         return rc;
     if (sv != NULL && (rc = ctl_parse_sites(sv, &sites)) != CTL_EXIT_OK)
         return rc;
+    if (services != NULL && (rc = parse_services(services, &svcs)) != CTL_EXIT_OK)
+        goto out;
     req = json_pack("{s:s,s:s}", "name", a->pos[0], "role", role);
     if (req == NULL) {
         ctl_err("out of memory");
@@ -42,6 +79,8 @@ int cmd_token_create(struct ctl *c, const struct ctl_args *a)
     }
     if (sites != NULL)
         json_object_set(req, "sites", sites);
+    if (svcs != NULL)
+        json_object_set(req, "services", svcs);
     if (ttl_s > 0)
         json_object_set_new(req, "ttl_s", json_integer(ttl_s));
     rc = ctl_call(c, "POST", "/v1/tokens", req, &resp);
@@ -63,6 +102,7 @@ int cmd_token_create(struct ctl *c, const struct ctl_args *a)
                         "shown again.\n");
 out:
     json_decref(sites);
+    json_decref(svcs);
     json_decref(req);
     json_decref(resp);
     return rc;
@@ -86,25 +126,29 @@ static char *scope_text(json_t *sites)
 
 int cmd_token_list(struct ctl *c, const struct ctl_args *a)
 {
-    static const char *const head[] = {"NAME",    "ROLE",    "STATUS", "SITES",
-                                       "CREATED", "EXPIRES", "REVOKED"};
+    static const char *const head[] = {"NAME",     "ROLE",    "STATUS",  "SITES",
+                                       "SERVICES", "CREATED", "EXPIRES", "REVOKED"};
     json_t *resp = NULL; /* owned here; everything below borrows from it */
     json_t *toks, *t;
     struct table *tb = NULL;
     size_t i;
     int rc;
 
-    rc = ctl_get_list(c, "/v1/tokens", "tokens", 7, head, &resp, &toks, &tb);
+    rc = ctl_get_list(c, "/v1/tokens", "tokens", 8, head, &resp, &toks, &tb);
     if (rc != CTL_EXIT_OK || tb == NULL)
         goto out;
     json_array_foreach(toks, i, t)
     {
         char created[32], expires[32], revoked[32];
         char *scope = scope_text(json_object_get(t, "sites"));
-        const char *row[7] = {ctl_jstr(t, "name"),
+        /* "*" (every service) for a token from an older hub too. */
+        char *svcs = json_object_get(t, "services") ? scope_text(json_object_get(t, "services"))
+                                                    : strdup("*");
+        const char *row[8] = {ctl_jstr(t, "name"),
                               ctl_jstr(t, "role"),
                               ctl_jstr(t, "status"),
                               scope,
+                              svcs,
                               created,
                               expires,
                               revoked};
@@ -112,8 +156,9 @@ int cmd_token_list(struct ctl *c, const struct ctl_args *a)
         ctl_fmt_time(ctl_jint(t, "created_at"), created, sizeof(created));
         ctl_fmt_time(ctl_jint(t, "expires_at"), expires, sizeof(expires));
         ctl_fmt_time(ctl_jint(t, "revoked_at"), revoked, sizeof(revoked));
-        rc = ctl_table_add(scope != NULL ? tb : NULL, row);
+        rc = ctl_table_add(scope != NULL && svcs != NULL ? tb : NULL, row);
         free(scope);
+        free(svcs);
         if (rc != CTL_EXIT_OK)
             goto out;
     }

@@ -38,7 +38,7 @@ static int cmd_help(struct ctl *c, const struct ctl_args *a);
 static const struct optspec site_add_opts[] = {{"label", 1}, {"ttl", 1}, {NULL, 0}};
 static const struct optspec ttl_opts[] = {{"ttl", 1}, {NULL, 0}};
 static const struct optspec token_create_opts[] = {
-    {"role", 1}, {"sites", 1}, {"ttl", 1}, {NULL, 0}};
+    {"role", 1}, {"sites", 1}, {"services", 1}, {"ttl", 1}, {NULL, 0}};
 static const struct optspec enroll_list_opts[] = {{"site", 1}, {"all", 0}, {NULL, 0}};
 static const struct optspec audit_opts[] = {{"limit", 1}, {"before", 1}, {NULL, 0}};
 static const struct optspec query_opts[] = {
@@ -64,7 +64,9 @@ static const struct command commands[] = {
     {"site token", "NAME [--ttl SECONDS]",
      "new one-time enrollment token for a site (earlier unused ones stop working)", 1, 1, ttl_opts,
      cmd_site_token},
-    {"token create", "NAME --role admin|user [--sites NAME,NAME|label=K=V|*] [--ttl SECONDS]",
+    {"token create",
+     "NAME --role admin|user [--sites NAME,NAME|label=K=V|*] [--services NAME,NAME] "
+     "[--ttl SECONDS]",
      "make an API token; prints only the token", 1, 1, token_create_opts, cmd_token_create},
     {"token list", "", "list API tokens (never the tokens themselves)", 0, 0, NULL, cmd_token_list},
     {"token revoke", "NAME", "revoke an API token at once", 1, 1, NULL, cmd_token_revoke},

@@ -61,6 +61,7 @@ struct sstream {
     int deferred;
     int paused;
     int head_sent;
+    int events; /* the hub's GET /.tether/events: open while the tunnel is */
     struct sstream *prev, *next;
 };
 
@@ -393,15 +394,45 @@ static void start_connect(struct sstream *ss, const struct agent_service *svc)
 static void hello(struct sstream *ss)
 {
     struct agent *a = ss->a;
-    json_t *svcs = json_array();
+    json_t *svcs = json_array(), *res = json_array();
     json_t *o;
 
-    for (size_t i = 0; i < a->n_services; i++)
+    for (size_t i = 0; i < a->n_services; i++) {
         json_array_append_new(svcs, json_string(a->services[i].name));
-    /* "o" steals svcs; respond_json() releases o. */
-    o = json_pack("{s:s,s:s,s:o}", "site", a->site, "agent_version", TETHER_VERSION, "services",
-                  svcs);
+        if (a->services[i].restricted)
+            json_array_append_new(res, json_string(a->services[i].name));
+    }
+    /* "o" steals svcs and res; respond_json() releases o. */
+    o = json_pack("{s:s,s:s,s:o,s:o}", "site", a->site, "agent_version", TETHER_VERSION, "services",
+                  svcs, "restricted", res);
     respond_json(ss, "200", o, NULL);
+}
+
+/* The hub's events stream: 200 now, then one line per announcement
+ * (agent_announce); it ends only with the tunnel. */
+static void events_open(struct sstream *ss)
+{
+    nghttp2_nv nva[2];
+    nghttp2_data_provider prd = {{.ptr = ss}, resp_read};
+
+    ss->events = 1;
+    ss->head_sent = 1;
+    nva[0] = h2_nv(":status", 7, "200", 3);
+    nva[1] = h2_nv("content-type", 12, "text/plain", 10);
+    nghttp2_submit_response(ss->a->h2.s, ss->id, nva, 2, &prd);
+    h2_send(&ss->a->h2);
+}
+
+void agent_announce(struct agent *a, const char *line)
+{
+    for (struct sstream *ss = a->streams; ss != NULL; ss = ss->next) {
+        /* A hub that reads none of them gets one line, not a growing pile. */
+        if (!ss->events || ss->resp.len > 4096)
+            continue;
+        if (buf_append(&ss->resp, line, strlen(line)) != 0 || buf_append(&ss->resp, "\n", 1) != 0)
+            continue;
+        ss_kick(ss);
+    }
 }
 
 static void start_request(struct sstream *ss)
@@ -417,6 +448,10 @@ static void start_request(struct sstream *ss)
      * one, twice over (:authority and tether-service, both set by the hub). */
     if (ss->n_service == 0 && ss->path != NULL && strcmp(ss->path, "/.tether/hello") == 0) {
         hello(ss);
+        return;
+    }
+    if (ss->n_service == 0 && ss->path != NULL && strcmp(ss->path, "/.tether/events") == 0) {
+        events_open(ss);
         return;
     }
     if (ss->n_service > 1 ||

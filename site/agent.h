@@ -31,6 +31,7 @@ struct agent_service {
     char name[TOKEN_NAME_MAX + 1];
     struct net_url url;
     struct tls_svc_conf tls; /* https:// only: how the service is checked */
+    int restricted;          /* only admin tokens and tokens naming it (the hub checks) */
     /* WOLFSSL_CTX* built from tls before the agent starts (https:// only,
      * else NULL); owned by whoever built it (tether-site run). */
     void *tls_ctx;
@@ -100,6 +101,11 @@ int agent_start(struct agent *a);
 /* GOAWAY, close, no reconnect; the loop ends when everything closed. */
 void agent_stop(struct agent *a);
 void agent_free(struct agent *a);
+
+/* Writes line (and a newline) on each open GET /.tether/events stream of
+ * the hub (docs/protocol.md), e.g. "services-changed" after a->services
+ * changed. Streams that carry requests are not touched. */
+void agent_announce(struct agent *a, const char *line);
 
 /* What the site announces in its HTTP/2 SETTINGS (doctor announces the same). */
 extern const struct h2_limits agent_h2_limits;

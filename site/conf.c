@@ -37,6 +37,7 @@ int site_conf_add_service(struct site_conf *c, const char *spec)
         return -ENOTSUP;
     memset(&s->tls, 0, sizeof(s->tls));
     s->tls_ctx = NULL;
+    s->restricted = 0;
     for (size_t i = 0; i < c->n_services; i++)
         if (strcmp(c->services[i].name, s->name) == 0)
             return -EEXIST;
@@ -76,12 +77,18 @@ int site_conf_service_opt(struct site_conf *c, const char *spec, char *why, size
         snprintf(why, why_cap, "no service \"%s\" is defined before it", name);
         return -ESRCH;
     }
+    key = colon + 1;
+    /* Any kind of service may be restricted: the hub then lets only admin
+     * tokens and tokens naming the service in "services" use it. */
+    if (strcmp(key, "restricted") == 0) {
+        s->restricted = 1;
+        return 0;
+    }
     if (s->url.kind != NET_URL_HTTPS && s->url.kind != NET_URL_H2) {
         snprintf(why, why_cap, "service \"%s\" is not https:// or h2://: it takes no TLS option",
                  name);
         return -EINVAL;
     }
-    key = colon + 1;
     eq = strchr(key, '=');
     kl = eq ? (size_t)(eq - key) : strlen(key);
     v = eq ? eq + 1 : NULL;
@@ -178,8 +185,7 @@ static int apply(struct site_conf *c, const char *key, const char *v, int *seen_
         if (rc != 0) {
             snprintf(why, why_cap, "%s",
                      rc == -EEXIST    ? "the name is given twice"
-                     : rc == -ENOTSUP ? "only http://, https://, h2c://, h2:// and unix: services "
-                                        "are supported so far"
+                     : rc == -ENOTSUP ? "only " SITE_CONF_SCHEMES " services are supported"
                                       : "expected NAME=URL");
             return rc;
         }

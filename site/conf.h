@@ -3,6 +3,9 @@
 #ifndef TETHER_SITE_CONF_H
 #define TETHER_SITE_CONF_H
 
+/* The service URL schemes site_conf_add_service takes (for messages). */
+#define SITE_CONF_SCHEMES "http://, https://, h2c://, h2://, tcp:// and unix:"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -16,9 +19,9 @@
  *   site = NAME            hub_pin = sha256//...      hub = HOST:PORT (repeats)
  *   service = NAME=URL (repeats)   ping_interval = S   connect_timeout = S
  *   source_port = N        proxy = http://[USER:PASS@]HOST:PORT ("" = none)
- *   service_opt = NAME:KEY[=VALUE] (repeats; https:// services: ca=FILE,
- *                 pin=PIN (up to 4), cert=FILE, key=FILE, name=HOST,
- *                 insecure)
+ *   service_opt = NAME:KEY[=VALUE] (repeats; any service: restricted;
+ *                 https:// services: ca=FILE, pin=PIN (up to 4), cert=FILE,
+ *                 key=FILE, name=HOST, insecure)
  * Unknown keys are ignored, so that an older agent reads a newer file. */
 struct site_conf {
     char site[TOKEN_NAME_MAX + 1]; /* "" if not given */

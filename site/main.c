@@ -237,7 +237,21 @@ out:
 }
 
 static struct agent agent;
-static uv_signal_t sig_term, sig_int;
+static uv_signal_t sig_term, sig_int, sig_hup;
+
+/* Where run's services come from, kept for SIGHUP: the files are read
+ * again, the command line's --service and --service-opt stay (they point
+ * into argv). */
+static struct {
+    const char *state, *config;
+    const char *const *svcs, *const *sopts;
+    size_t n_svcs, n_sopts;
+} src;
+/* TLS contexts of services a reload replaced: exchanges that started
+ * before may still use them (upstream.h), so they are freed at exit only.
+ * An unchanged service keeps its context, so only edits add here. */
+static WOLFSSL_CTX **retired;
+static size_t n_retired;
 
 static void on_signal(uv_signal_t *h, int signum)
 {
@@ -245,54 +259,112 @@ static void on_signal(uv_signal_t *h, int signum)
     agent_stop(&agent);
     uv_close((uv_handle_t *)&sig_term, NULL);
     uv_close((uv_handle_t *)&sig_int, NULL);
+    uv_close((uv_handle_t *)&sig_hup, NULL);
 }
 
-/* site.conf, then the --config file, into conf; 0 or the exit code. */
-static int load_confs(const char *state, const char *config, struct site_conf *conf)
+/* site.conf, then the --config file, then the command line's services and
+ * their options, into conf, checked whole. 0, or the exit code (1: a file,
+ * 2: a flag) with the reason in err. */
+static int load_confs(struct site_conf *conf, char *err, size_t cap)
 {
-    char path[1200], err[512];
+    char path[1200], why[512];
+    int rc;
 
     site_conf_init(conf);
-    snprintf(path, sizeof(path), "%s/site.conf", state);
+    snprintf(path, sizeof(path), "%s/site.conf", src.state);
     if (access(path, F_OK) != 0) {
-        fprintf(stderr,
-                "tether-site: %s not found: enroll first (tether-site enroll --state %s "
-                "TOKEN)\n",
-                path, state);
+        snprintf(err, cap, "%s not found: enroll first (tether-site enroll --state %s TOKEN)", path,
+                 src.state);
         return 1;
     }
-    if (site_conf_load(path, conf, err, sizeof(err)) != 0 ||
-        (config != NULL && site_conf_load(config, conf, err, sizeof(err)) != 0)) {
-        fprintf(stderr, "tether-site: %s\n", err);
+    if (site_conf_load(path, conf, err, cap) != 0 ||
+        (src.config != NULL && site_conf_load(src.config, conf, err, cap) != 0))
+        return 1;
+    for (size_t i = 0; i < src.n_svcs; i++) {
+        rc = site_conf_add_service(conf, src.svcs[i]);
+        if (rc != 0) {
+            snprintf(err, cap, "bad --service \"%s\": %s", src.svcs[i],
+                     rc == -EEXIST    ? "name given twice"
+                     : rc == -ENOTSUP ? "only " SITE_CONF_SCHEMES " services are supported"
+                                      : "want NAME=URL, URL one of " SITE_CONF_SCHEMES);
+            return 2;
+        }
+    }
+    for (size_t i = 0; i < src.n_sopts; i++) {
+        if (site_conf_service_opt(conf, src.sopts[i], why, sizeof(why)) != 0) {
+            snprintf(err, cap, "bad --service-opt \"%.200s\": %.300s", src.sopts[i], why);
+            return 2;
+        }
+    }
+    if (site_conf_check(conf, why, sizeof(why)) != 0) {
+        snprintf(err, cap, "site.conf %.500s", why);
         return 1;
     }
     return 0;
 }
 
-static void release_tls_services(struct agent *a)
+static void release_tls_services(struct agent_service *svcs, size_t n)
 {
-    for (size_t i = 0; i < a->n_services; i++) {
-        wolfSSL_CTX_free(a->services[i].tls_ctx); /* NULL is a no-op */
-        a->services[i].tls_ctx = NULL;
+    for (size_t i = 0; i < n; i++) {
+        wolfSSL_CTX_free(svcs[i].tls_ctx); /* NULL is a no-op */
+        svcs[i].tls_ctx = NULL;
     }
 }
 
-/* One TLS context per https:// service, built before the tunnel comes up
- * so that a CA or key file that cannot be read stops the start; 0 or -1
- * (said on stderr). An unchecked service is logged loudly. */
-static int prepare_tls_services(struct agent *a)
+/* 1 if a and b are the same service, same options (their TLS contexts
+ * aside). Both come from a zeroed site_conf, so their bytes compare. */
+static int same_service(const struct agent_service *a, const struct agent_service *b)
 {
-    char err[TLS_SVC_PATH_MAX + 128];
+    struct agent_service x = *a, y = *b;
 
-    for (size_t i = 0; i < a->n_services; i++) {
-        struct agent_service *s = &a->services[i];
+    x.tls_ctx = y.tls_ctx = NULL;
+    return memcmp(&x, &y, sizeof(x)) == 0;
+}
+
+/* The context of the unchanged service s among old (moved out of old), or
+ * NULL. */
+static void *reuse_ctx(struct agent_service *old, size_t n_old, const struct agent_service *s)
+{
+    void *ctx;
+
+    for (size_t i = 0; i < n_old; i++)
+        if (old[i].tls_ctx != NULL && same_service(&old[i], s)) {
+            ctx = old[i].tls_ctx;
+            old[i].tls_ctx = NULL;
+            return ctx;
+        }
+    return NULL;
+}
+
+/* One TLS context per https:// service of svcs, built before the services
+ * are used so that a CA or key file that cannot be read stops the start or
+ * refuses the reload; an unchanged service of old (NULL at start) keeps
+ * its own. 0, or -1 with the reason in err (svcs then hold no context). An
+ * unchecked service is logged loudly. */
+static int prepare_tls_services(struct agent_service *svcs, size_t n, struct agent_service *old,
+                                size_t n_old, char *err, size_t cap)
+{
+    char why[TLS_SVC_PATH_MAX + 128];
+
+    for (size_t i = 0; i < n; i++) {
+        struct agent_service *s = &svcs[i];
         WOLFSSL_CTX *ctx = NULL;
 
         if (s->url.kind != NET_URL_HTTPS && s->url.kind != NET_URL_H2)
             continue;
-        if (tls_ctx_service(&s->tls, &ctx, err, sizeof(err)) != 0) {
-            fprintf(stderr, "tether-site: service %s: %s\n", s->name, err);
-            release_tls_services(a);
+        if ((s->tls_ctx = reuse_ctx(old, n_old, s)) != NULL)
+            continue;
+        if (tls_ctx_service(&s->tls, &ctx, why, sizeof(why)) != 0) {
+            snprintf(err, cap, "service %s: %.400s", s->name, why);
+            /* Contexts taken from old go back to it. */
+            for (size_t j = 0; j < i; j++) {
+                for (size_t k = 0; k < n_old && svcs[j].tls_ctx != NULL; k++)
+                    if (old[k].tls_ctx == NULL && same_service(&old[k], &svcs[j])) {
+                        old[k].tls_ctx = svcs[j].tls_ctx;
+                        svcs[j].tls_ctx = NULL;
+                    }
+            }
+            release_tls_services(svcs, i);
             return -1;
         }
         s->tls_ctx = ctx;
@@ -310,6 +382,65 @@ static int prepare_tls_services(struct agent *a)
                       s->tls.cert_file[0] ? "yes" : "no");
     }
     return 0;
+}
+
+/* The names of svcs (restricted ones only if only_restricted), comma
+ * separated, into buf. */
+static void service_names(const struct agent_service *svcs, size_t n, int only_restricted,
+                          char *buf, size_t cap)
+{
+    size_t len = 0;
+
+    buf[0] = '\0';
+    for (size_t i = 0; i < n && len < cap; i++)
+        if (!only_restricted || svcs[i].restricted)
+            len += (size_t)snprintf(buf + len, cap - len, "%s%s", len ? "," : "", svcs[i].name);
+}
+
+/* SIGHUP: the services of the files (and the command line, which stays)
+ * are read and checked whole; a good new set replaces the old one at once
+ * and the hub is told (agent_announce). Streams already running keep the
+ * service they started with; the tunnel stays. A bad set changes nothing. */
+static void on_hup(uv_signal_t *h, int signum)
+{
+    /* Static: 64 services make it too big for a comfortable stack frame. */
+    static struct site_conf conf;
+    char err[2048], names[AGENT_MAX_SERVICES * (TOKEN_NAME_MAX + 1) + 1];
+    char restricted[sizeof(names)];
+    WOLFSSL_CTX **nr;
+    size_t n_old = agent.n_services;
+    int changed;
+
+    if (load_confs(&conf, err, sizeof(err)) != 0 ||
+        prepare_tls_services(conf.services, conf.n_services, agent.services, agent.n_services, err,
+                             sizeof(err)) != 0) {
+        log_event(LOG_WARN, "services_reload_refused", "reason=%s kept=%zu", log_q(err),
+                  agent.n_services);
+        return;
+    }
+    changed = conf.n_services != n_old;
+    for (size_t i = 0; i < conf.n_services && !changed; i++)
+        changed = !same_service(&conf.services[i], &agent.services[i]);
+    /* What the old set still holds was replaced: retire it. */
+    nr = realloc(retired, (n_retired + n_old + 1) * sizeof(*retired));
+    if (nr == NULL) {
+        release_tls_services(conf.services, conf.n_services);
+        log_event(LOG_WARN, "services_reload_refused", "reason=\"out of memory\" kept=%zu",
+                  agent.n_services);
+        return;
+    }
+    retired = nr;
+    for (size_t i = 0; i < n_old; i++)
+        if (agent.services[i].tls_ctx != NULL)
+            retired[n_retired++] = agent.services[i].tls_ctx;
+    memcpy(agent.services, conf.services, sizeof(agent.services));
+    agent.n_services = conf.n_services;
+    service_names(agent.services, agent.n_services, 0, names, sizeof(names));
+    service_names(agent.services, agent.n_services, 1, restricted, sizeof(restricted));
+    log_event(LOG_INFO, "services_reloaded", "services=%s restricted=%s changed=%s", log_q(names),
+              log_q(restricted), changed ? "yes" : "no");
+    if (changed)
+        agent_announce(&agent, "services-changed");
 }
 
 static int cmd_run(int argc, char **argv)
@@ -331,7 +462,7 @@ static int cmd_run(int argc, char **argv)
                *sport = NULL, *ctimeout = NULL;
     const char *svcs[AGENT_MAX_SERVICES], *sopts[AGENT_MAX_SERVICES * 8];
     size_t n_svcs = 0, n_sopts = 0;
-    char err[256];
+    char err[2048];
     WOLFSSL_CTX *ctx = NULL;
     uv_loop_t *loop = uv_default_loop();
     uint64_t ms;
@@ -385,31 +516,15 @@ static int cmd_run(int argc, char **argv)
     if (state == NULL)
         return cli_usage_error(PROG, "run", "run needs --state DIR");
     agent_init(&agent, loop);
-    if (load_confs(state, config, &conf) != 0)
-        return 1;
-    for (size_t i = 0; i < n_svcs; i++) {
-        rc = site_conf_add_service(&conf, svcs[i]);
-        if (rc != 0) {
-            fprintf(
-                stderr, "tether-site: bad --service \"%s\": %s\n", svcs[i],
-                rc == -EEXIST ? "name given twice"
-                : rc == -ENOTSUP
-                    ? "only http://, https://, h2c://, h2://, tcp:// and unix: services are "
-                      "supported"
-                    : "want NAME=URL, URL http://host:port, https://host:port, h2c://host:port, "
-                      "h2://host:port, tcp://host:port or unix:/path");
-            return 2;
-        }
-    }
-    for (size_t i = 0; i < n_sopts; i++) {
-        if (site_conf_service_opt(&conf, sopts[i], err, sizeof(err)) != 0) {
-            fprintf(stderr, "tether-site: bad --service-opt \"%s\": %s\n", sopts[i], err);
-            return 2;
-        }
-    }
-    if (site_conf_check(&conf, err, sizeof(err)) != 0) {
-        fprintf(stderr, "tether-site: site.conf %s\n", err);
-        return 1;
+    src.state = state;
+    src.config = config;
+    src.svcs = svcs;
+    src.n_svcs = n_svcs;
+    src.sopts = sopts;
+    src.n_sopts = n_sopts;
+    if ((rc = load_confs(&conf, err, sizeof(err))) != 0) {
+        fprintf(stderr, "tether-site: %s\n", err);
+        return rc;
     }
     /* The files, then the flags over them. */
     snprintf(agent.site, sizeof(agent.site), "%s", conf.site);
@@ -475,7 +590,8 @@ static int cmd_run(int argc, char **argv)
     }
     if (agent.source_port > 0)
         log_event(LOG_INFO, "source_port", "port=%d", agent.source_port);
-    if (prepare_tls_services(&agent) != 0) {
+    if (prepare_tls_services(agent.services, agent.n_services, NULL, 0, err, sizeof(err)) != 0) {
+        fprintf(stderr, "tether-site: %s\n", err);
         wolfSSL_CTX_free(ctx);
         crypto_identity_free(&agent.id);
         return 1;
@@ -490,6 +606,9 @@ static int cmd_run(int argc, char **argv)
     uv_signal_init(loop, &sig_int);
     uv_signal_start(&sig_term, on_signal, SIGTERM);
     uv_signal_start(&sig_int, on_signal, SIGINT);
+    uv_signal_init(loop, &sig_hup);
+    uv_signal_start(&sig_hup, on_hup, SIGHUP);
+    uv_unref((uv_handle_t *)&sig_hup);
     /* The agent's own handles keep the loop alive; when it stops by itself
      * (a fatal error such as a taken source port) the loop must end. */
     uv_unref((uv_handle_t *)&sig_term);
@@ -499,12 +618,16 @@ static int cmd_run(int argc, char **argv)
     if (!uv_is_closing((uv_handle_t *)&sig_term)) {
         uv_close((uv_handle_t *)&sig_term, NULL);
         uv_close((uv_handle_t *)&sig_int, NULL);
+        uv_close((uv_handle_t *)&sig_hup, NULL);
     }
     agent_free(&agent);
     uv_run(loop, UV_RUN_DEFAULT);
     uv_loop_close(loop);
     wolfSSL_CTX_free(agent.ctx); /* may be a reloaded one, not ctx */
-    release_tls_services(&agent);
+    release_tls_services(agent.services, agent.n_services);
+    for (size_t i = 0; i < n_retired; i++)
+        wolfSSL_CTX_free(retired[i]);
+    free(retired);
     crypto_identity_free(&agent.id);
     if (agent.fatal[0]) {
         fprintf(stderr, "tether-site: %s\n", agent.fatal);

@@ -7,6 +7,7 @@
 
 #include "../../common/urlpath.h"
 #include "../auth/audit.h"
+#include "../auth/auth.h"
 #include "../proxy/proxy.h"
 #include "../tunnel/tunnel.h"
 
@@ -17,6 +18,18 @@ static int method_changes_state(const char *m)
     return strcmp(m, "GET") != 0 && strcmp(m, "HEAD") != 0 && strcmp(m, "OPTIONS") != 0;
 }
 
+/* Every request and stream is checked, not its connection: a token's
+ * services and a site's restricted set are read again each time. */
+static int service_refuse(struct outcome *o, enum auth_svc why, const char *site,
+                          const char *service)
+{
+    char msg[256];
+
+    auth_service_refusal(why, site, service, msg, sizeof(msg));
+    outcome_fail(o, 403, "forbidden", "%s", msg);
+    return 1;
+}
+
 void proxy_route(struct hub *h, struct ureq *r, const struct auth *a, const struct api_match *m)
 {
     const char *name = m->name, *rest = m->rest;
@@ -25,7 +38,7 @@ void proxy_route(struct hub *h, struct ureq *r, const struct auth *a, const stru
     size_t sl = strcspn(rest, "/?");
     char raw[8192], path[8192], target[160], detail[300], remote[sizeof(r->remote)];
     const char *code;
-    int audit = method_changes_state(r->method);
+    int audit = method_changes_state(r->method), svc_refused = 0;
     struct outcome o;
     struct reg_site s;
     struct tunnel *t = NULL;
@@ -51,10 +64,19 @@ void proxy_route(struct hub *h, struct ureq *r, const struct auth *a, const stru
     if (o.status == 0 && api_find_site(h, a, name, &s, &o, 1) == 0) {
         t = hub_tunnel_find(h, s.id);
         registry_site_clear(&s);
-        if (t == NULL || !tunnel_is_open(t))
+        if (auth_service_allowed(a, service, 0) != AUTH_SVC_OK)
+            svc_refused = service_refuse(&o, AUTH_SVC_NOT_LISTED, name, service);
+        else if (t == NULL || !tunnel_is_open(t))
             outcome_fail(&o, 503, "site_offline", "the site is not connected");
         else if (!tunnel_offers(t, service))
             outcome_fail(&o, 404, "not_found", "the site does not offer that service");
+        else if (tunnel_restricts(t, service) < 0 &&
+                 auth_service_allowed(a, service, 1) != AUTH_SVC_OK)
+            /* Before the hello the hub cannot tell: refuse, never guess open. */
+            outcome_fail(&o, 503, "site_offline",
+                         "the site is still connecting (its hello has not arrived); try again");
+        else if (auth_service_allowed(a, service, tunnel_restricts(t, service)) != AUTH_SVC_OK)
+            svc_refused = service_refuse(&o, AUTH_SVC_RESTRICTED, name, service);
     }
     /* Users' requests that may change something at a site are audited too,
      * relaxed (no fsync each): they come at request rates. Reads are not.
@@ -69,7 +91,8 @@ void proxy_route(struct hub *h, struct ureq *r, const struct auth *a, const stru
     } else if (proxy_start(h, r, t, service, path, a->name, &code) == 0) {
         code = "forwarded";
     }
-    if (audit) {
+    /* A refusal by service scope is audited whatever the method. */
+    if (audit || svc_refused) {
         struct audit_row row = {a->name, remote, "proxy", target, code, detail};
 
         audit_write(h, &row, AUDIT_RELAXED);

@@ -207,6 +207,7 @@ void api_change(struct hub *h, struct ureq *r, const struct api_route *route, st
     if (a != NULL) {
         q->auth = *a;
         a->scope_json = NULL; /* moved */
+        a->services_json = NULL;
     }
     snprintf(q->name, sizeof(q->name), "%s", m->name);
     snprintf(q->remote, sizeof(q->remote), "%s", r->remote);

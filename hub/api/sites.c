@@ -52,28 +52,35 @@ static json_t *site_json(struct hub *h, const struct reg_site *s)
 {
     struct tunnel *t = hub_tunnel_find(h, s->id);
     json_t *labels = json_loads(s->labels_json ? s->labels_json : "{}", 0, NULL);
-    json_t *services;
+    json_t *services, *restricted = NULL, *o;
     int64_t last_seen = s->last_seen;
     struct tunnel_info ti = {0};
 
     if (t != NULL) {
         tunnel_get_info(t, &ti);
         services = json_loads(ti.services_json, 0, NULL);
+        /* Only the live tunnel knows: the site says it in each hello. */
+        restricted = json_loads(ti.restricted_json, 0, NULL);
         last_seen = ti.last_seen;
     } else {
         services = json_loads(s->services_json ? s->services_json : "[]", 0, NULL);
     }
     /* json_pack "o" steals the labels and services references. */
-    return json_pack("{s:s,s:s,s:s?,s:b,s:o,s:o,s:s?,s:s,s:o,s:o,s:I,s:o}", "name", s->name,
-                     "state", registry_site_state_name(s->state), "pin", s->pin[0] ? s->pin : NULL,
-                     "online", t != NULL, "connected_since",
-                     t ? json_integer(ti.connected_since) : json_null(), "last_seen",
-                     last_seen ? json_integer(last_seen) : json_null(), "remote_addr",
-                     t ? ti.peer : (s->remote_addr[0] ? s->remote_addr : NULL), "agent_version",
-                     t && ti.agent_version[0] ? ti.agent_version : s->agent_version, "services",
-                     services ? services : json_array(), "labels", labels ? labels : json_object(),
-                     "created_at", (json_int_t)s->created_at, "enrolled_at",
-                     s->enrolled_at ? json_integer(s->enrolled_at) : json_null());
+    o = json_pack("{s:s,s:s,s:s?,s:b,s:o,s:o,s:s?,s:s,s:o,s:o,s:I,s:o}", "name", s->name, "state",
+                  registry_site_state_name(s->state), "pin", s->pin[0] ? s->pin : NULL, "online",
+                  t != NULL, "connected_since", t ? json_integer(ti.connected_since) : json_null(),
+                  "last_seen", last_seen ? json_integer(last_seen) : json_null(), "remote_addr",
+                  t ? ti.peer : (s->remote_addr[0] ? s->remote_addr : NULL), "agent_version",
+                  t && ti.agent_version[0] ? ti.agent_version : s->agent_version, "services",
+                  services ? services : json_array(), "labels", labels ? labels : json_object(),
+                  "created_at", (json_int_t)s->created_at, "enrolled_at",
+                  s->enrolled_at ? json_integer(s->enrolled_at) : json_null());
+    /* null while offline: not known then. set_new steals restricted. */
+    if (o != NULL)
+        json_object_set_new(o, "restricted", restricted ? restricted : json_null());
+    else
+        json_decref(restricted);
+    return o;
 }
 
 struct list_ctx {

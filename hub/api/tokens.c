@@ -16,6 +16,8 @@
 #define TOKEN_TTL_MAX (3650LL * 86400)
 /* Sites named in one token's scope. */
 #define SCOPE_NAMES_MAX 1000
+/* Services named in one token's "services" (a site offers at most 64). */
+#define SERVICES_NAMES_MAX 64
 
 /* --- API tokens --- */
 
@@ -80,6 +82,53 @@ static int scope_from_body(json_t *jsites, int admin, char **scope, struct outco
     return 0;
 }
 
+/* The "services" of a new token as stored (NULL = no limit): absent, null
+ * or "*" for none, else a list of 1 to SERVICES_NAMES_MAX distinct service
+ * names. An admin token reaches every service and takes no list. */
+static int services_from_body(json_t *js, int admin, char **out, struct outcome *o)
+{
+    json_t *v;
+    size_t i;
+
+    *out = NULL;
+    if (js == NULL || json_is_null(js) ||
+        (json_is_string(js) && strcmp(json_string_value(js), "*") == 0))
+        return 0;
+    if (admin) {
+        outcome_fail(o, 400, "bad_request",
+                     "an admin token reaches every service: leave \"services\" out");
+        return -1;
+    }
+    if (!json_is_array(js) || json_array_size(js) == 0 ||
+        json_array_size(js) > SERVICES_NAMES_MAX) {
+        outcome_fail(o, 400, "bad_request",
+                     "\"services\" must be \"*\" or a list of 1 to %d service names",
+                     SERVICES_NAMES_MAX);
+        return -1;
+    }
+    json_array_foreach(js, i, v)
+    {
+        if (!json_is_string(v) || !token_name_valid(json_string_value(v))) {
+            outcome_fail(o, 400, "bad_request",
+                         "\"services\" holds something that is not a service name "
+                         "([a-z0-9][a-z0-9-]{0,62})");
+            return -1;
+        }
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(json_string_value(json_array_get(js, j)), json_string_value(v)) == 0) {
+                outcome_fail(o, 400, "bad_request", "\"services\" names \"%s\" twice",
+                             json_string_value(v));
+                return -1;
+            }
+    }
+    *out = json_dumps(js, JSON_COMPACT);
+    if (*out == NULL) {
+        outcome_fail(o, 500, "internal", "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
 static json_t *scope_json_value(const char *scope)
 {
     json_t *j = scope ? json_loads(scope, 0, NULL) : NULL;
@@ -88,12 +137,12 @@ static json_t *scope_json_value(const char *scope)
 
 void token_create(struct areq *q, json_t *body, struct outcome *o)
 {
-    static const char *const keys[] = {"name", "role", "sites", "ttl_s", NULL};
+    static const char *const keys[] = {"name", "role", "sites", "services", "ttl_s", NULL};
     struct hub *h = q->h;
     json_t *jname = json_object_get(body, "name");
     json_t *jrole = json_object_get(body, "role");
     char tok[TOKEN_API_LEN + 1], hash[65];
-    char *scope = NULL;
+    char *scope = NULL, *services = NULL;
     const char *name, *role;
     int64_t now = hub_now(), ttl = 0;
     int rc;
@@ -118,11 +167,15 @@ void token_create(struct areq *q, json_t *body, struct outcome *o)
     }
     if (scope_from_body(json_object_get(body, "sites"), strcmp(role, "admin") == 0, &scope, o) != 0)
         return;
+    if (services_from_body(json_object_get(body, "services"), strcmp(role, "admin") == 0, &services,
+                           o) != 0)
+        goto out;
     if (token_api_generate(tok) != 0 || token_hash_hex(tok, strlen(tok), hash) != 0) {
         outcome_fail(o, 500, "internal", "could not make a token");
         goto out;
     }
-    rc = registry_apitoken_create(h->reg, name, role, scope, hash, ttl ? now + ttl : 0, now);
+    rc = registry_apitoken_create_scoped(h->reg, name, role, scope, services, hash,
+                                         ttl ? now + ttl : 0, now);
     if (rc == -EEXIST) {
         outcome_fail(o, 409, "name_taken", "a live token named \"%s\" exists", name);
         goto out;
@@ -131,15 +184,17 @@ void token_create(struct areq *q, json_t *body, struct outcome *o)
         outcome_fail_store(o, rc, "registry write failed");
         goto out;
     }
-    snprintf(o->detail, sizeof(o->detail), "role=%s sites=%s ttl_s=%lld", role, scope ? scope : "*",
-             (long long)ttl);
+    snprintf(o->detail, sizeof(o->detail), "role=%s sites=%s services=%s ttl_s=%lld", role,
+             scope ? scope : "*", services ? services : "*", (long long)ttl);
     outcome_succeed(o, 201,
-                    json_pack("{s:s,s:s,s:o,s:o,s:s}", "name", name, "role", role, "sites",
-                              scope_json_value(scope), "expires_at",
-                              ttl ? json_integer(now + ttl) : json_null(), "token", tok));
+                    json_pack("{s:s,s:s,s:o,s:o,s:o,s:s}", "name", name, "role", role, "sites",
+                              scope_json_value(scope), "services", scope_json_value(services),
+                              "expires_at", ttl ? json_integer(now + ttl) : json_null(), "token",
+                              tok));
 out:
     explicit_bzero(tok, sizeof(tok));
     free(scope);
+    free(services);
 }
 
 struct token_list_ctx {
@@ -177,11 +232,12 @@ static int token_list_cb(const struct reg_apitoken *t, void *arg)
         return 0;
     }
     json_array_append_new(
-        c->arr, json_pack("{s:s,s:s,s:o,s:s,s:I,s:o,s:o}", "name", t->name, "role", t->role,
-                          "sites", scope_json_value(t->scope_json), "status", status, "created_at",
-                          (json_int_t)t->created_at, "expires_at",
-                          t->expires_at ? json_integer(t->expires_at) : json_null(), "revoked_at",
-                          t->revoked_at ? json_integer(t->revoked_at) : json_null()));
+        c->arr,
+        json_pack("{s:s,s:s,s:o,s:o,s:s,s:I,s:o,s:o}", "name", t->name, "role", t->role, "sites",
+                  scope_json_value(t->scope_json), "services", scope_json_value(t->services_json),
+                  "status", status, "created_at", (json_int_t)t->created_at, "expires_at",
+                  t->expires_at ? json_integer(t->expires_at) : json_null(), "revoked_at",
+                  t->revoked_at ? json_integer(t->revoked_at) : json_null()));
     return 0;
 }
 

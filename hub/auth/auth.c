@@ -27,7 +27,7 @@ struct auth_entry {
     uint64_t gen; /* h->gen + 1 when filled; 0 = empty */
     char hash[65];
     int64_t expires_at;
-    struct auth a; /* a.scope_json owned by the entry */
+    struct auth a; /* a's JSON texts owned by the entry */
 };
 
 struct site_entry {
@@ -43,7 +43,50 @@ struct auth_cache {
 void auth_clear(struct auth *a)
 {
     free(a->scope_json);
+    free(a->services_json);
     a->scope_json = NULL;
+    a->services_json = NULL;
+}
+
+int auth_list_has(const char *list_json, const char *name)
+{
+    json_t *list, *v;
+    size_t i;
+    int ok = 0;
+
+    if (list_json == NULL)
+        return 0;
+    /* list: a new reference, released below. */
+    list = json_loads(list_json, 0, NULL);
+    json_array_foreach(list, i, v)
+    {
+        if (json_is_string(v) && strcmp(json_string_value(v), name) == 0)
+            ok = 1;
+    }
+    json_decref(list);
+    return ok;
+}
+
+enum auth_svc auth_service_allowed(const struct auth *a, const char *service, int restricted)
+{
+    if (a->services_json != NULL)
+        return auth_list_has(a->services_json, service) ? AUTH_SVC_OK : AUTH_SVC_NOT_LISTED;
+    if (restricted && !a->admin)
+        return AUTH_SVC_RESTRICTED;
+    return AUTH_SVC_OK;
+}
+
+void auth_service_refusal(enum auth_svc why, const char *site, const char *service, char *buf,
+                          size_t cap)
+{
+    if (why == AUTH_SVC_NOT_LISTED)
+        snprintf(buf, cap, "this token may not use service \"%s\" (not in its \"services\")",
+                 service);
+    else
+        snprintf(buf, cap,
+                 "service \"%s\" of site \"%s\" is restricted: it needs an admin token or a "
+                 "token naming it in \"services\"",
+                 service, site);
 }
 
 int auth_site_allowed(const struct auth *a, const struct reg_site *s)
@@ -89,12 +132,16 @@ static unsigned str_slot(const char *s, unsigned n)
     return x % n;
 }
 
-static int auth_copy(struct auth *dst, const struct auth *src)
+int auth_copy(struct auth *dst, const struct auth *src)
 {
     *dst = *src;
     dst->scope_json = NULL;
-    if (src->scope_json != NULL && (dst->scope_json = strdup(src->scope_json)) == NULL)
+    dst->services_json = NULL;
+    if ((src->scope_json != NULL && (dst->scope_json = strdup(src->scope_json)) == NULL) ||
+        (src->services_json != NULL && (dst->services_json = strdup(src->services_json)) == NULL)) {
+        auth_clear(dst);
         return -ENOMEM;
+    }
     return 0;
 }
 
@@ -128,6 +175,18 @@ int auth_site_get(struct hub *h, const char *name, struct reg_site *out)
     return 0;
 }
 
+/* a = the identity of row t, whose JSON texts a takes over. */
+static void auth_take(struct auth *a, struct reg_apitoken *t)
+{
+    a->token_id = t->id;
+    snprintf(a->name, sizeof(a->name), "%s", t->name);
+    a->admin = strcmp(t->role, "admin") == 0;
+    a->scope_json = t->scope_json;
+    a->services_json = t->services_json;
+    t->scope_json = NULL;
+    t->services_json = NULL;
+}
+
 /* Fills a from the registry's row for hash, and the cache entry e (may be
  * NULL) with a copy. */
 static int lookup(struct hub *h, const char *hash, int64_t now, struct auth *a,
@@ -140,13 +199,9 @@ static int lookup(struct hub *h, const char *hash, int64_t now, struct auth *a,
      * the next request, not on the next connection. */
     if (registry_apitoken_lookup(h->reg, hash, now, &t) != 0)
         return -EACCES;
-    a->token_id = t.id;
-    snprintf(a->name, sizeof(a->name), "%s", t.name);
-    a->admin = strcmp(t.role, "admin") == 0;
-    a->scope_json = t.scope_json;
-    t.scope_json = NULL;
+    auth_take(a, &t);
     if (e != NULL) {
-        free(e->a.scope_json);
+        auth_clear(&e->a);
         memset(e, 0, sizeof(*e));
         if (auth_copy(&e->a, a) == 0) {
             snprintf(e->hash, sizeof(e->hash), "%s", hash);
@@ -154,6 +209,20 @@ static int lookup(struct hub *h, const char *hash, int64_t now, struct auth *a,
             e->gen = h->gen + 1;
         }
     }
+    registry_apitoken_clear(&t);
+    return 0;
+}
+
+int auth_token_by_id(struct hub *h, int64_t id, struct auth *out)
+{
+    struct reg_apitoken t;
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    rc = registry_apitoken_get(h->reg, id, &t);
+    if (rc != 0)
+        return rc;
+    auth_take(out, &t);
     registry_apitoken_clear(&t);
     return 0;
 }
@@ -188,7 +257,7 @@ void auth_cache_free(struct hub *h)
     if (c == NULL)
         return;
     for (size_t i = 0; i < AUTH_CACHE; i++)
-        free(c->tokens[i].a.scope_json);
+        auth_clear(&c->tokens[i].a);
     for (size_t i = 0; i < SITE_CACHE; i++)
         registry_site_clear(&c->sites[i].s);
     free(c);

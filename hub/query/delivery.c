@@ -425,6 +425,31 @@ int query_send_start(struct query_engine *qe, struct tunnel *t, struct qreq *rq,
     return 0;
 }
 
+/* Why the queued query q may not go to t (0: it may), in why. The
+ * submitter's token is read again: its services, and the site's restricted
+ * set, are those of now, not of the submission. */
+static int refusal(struct hub *h, struct tunnel *t, const struct reg_query *q, char *why,
+                   size_t cap)
+{
+    enum auth_svc res;
+    struct auth a;
+
+    if (!tunnel_offers(t, q->service)) {
+        snprintf(why, cap, "the site does not offer service \"%s\"", q->service);
+        return -ENOENT;
+    }
+    /* A row without its token (never written by the hub: tokens are
+     * revoked, not deleted) gets no more than a plain user token. */
+    if (auth_token_by_id(h, q->token_id, &a) != 0)
+        memset(&a, 0, sizeof(a));
+    res = auth_service_allowed(&a, q->service, tunnel_restricts(t, q->service) != 0);
+    auth_clear(&a);
+    if (res == AUTH_SVC_OK)
+        return 0;
+    auth_service_refusal(res, tunnel_site_name(t), q->service, why, cap);
+    return -EACCES;
+}
+
 /* A site's tunnel is up and its services are known (core/events.h): deliver
  * what waits for it. */
 void query_site_online(void *arg, struct tunnel *t)
@@ -453,9 +478,10 @@ void query_site_online(void *arg, struct tunnel *t)
         goto out;
     }
     for (size_t i = 0; i < n; i++) {
+        char why[QUERY_DETAIL_LEN];
         struct qland *l;
 
-        if (tunnel_offers(t, v[i].service)) {
+        if (refusal(h, t, &v[i], why, sizeof(why)) == 0) {
             ids[n_ids++] = v[i].id;
             continue;
         }
@@ -469,8 +495,7 @@ void query_site_online(void *arg, struct tunnel *t)
         l->from = REG_Q_QUEUED;
         l->status = REG_Q_ERROR;
         buf_init(&l->body);
-        snprintf(l->detail, sizeof(l->detail), "the site does not offer service \"%s\"",
-                 v[i].service);
+        snprintf(l->detail, sizeof(l->detail), "%s", why);
         l->latency_ms = -1;
         l->finished_at = now;
         land(qe, l);

@@ -54,12 +54,12 @@ static int tlist_add(struct query_targets *l, int64_t id, const char *name)
 
 struct submit {
     struct hub *h;
-    struct auth auth; /* scope_json owned */
+    struct auth auth; /* owned (auth_clear) */
 };
 
 static void submit_free(struct submit *sb)
 {
-    free(sb->auth.scope_json);
+    auth_clear(&sb->auth);
     free(sb);
 }
 
@@ -381,6 +381,7 @@ static void submit_run(struct submit *sb, struct ureq *r, json_t *body)
     int64_t now = hub_now();
     struct qreq rq;
     char *detail = NULL, msg[256];
+    enum auth_svc refused;
     uint64_t t0, store_us;
     int rc, status;
 
@@ -407,6 +408,14 @@ static void submit_run(struct submit *sb, struct ureq *r, json_t *body)
                    msg);
         goto out;
     }
+    if ((refused = auth_service_allowed(&sb->auth, q.service, 0)) != AUTH_SVC_OK) {
+        struct audit_row row = {sb->auth.name, r->remote, "query.submit", "", "forbidden", msg};
+
+        auth_service_refusal(refused, "", q.service, msg, sizeof(msg));
+        audit_write(h, &row, AUDIT_SYNC);
+        ureq_error(r, 403, "forbidden", msg);
+        goto out;
+    }
     if (make_qid(q.qid) != 0) {
         ureq_error(r, 500, "internal", "no randomness for a query id");
         goto out;
@@ -426,7 +435,13 @@ static void submit_run(struct submit *sb, struct ureq *r, json_t *body)
         struct tunnel *tn = hub_tunnel_find(h, t->site_id);
 
         if (query_tunnel_ready(h, tn)) {
-            if (tunnel_offers(tn, q.service)) {
+            if (tunnel_offers(tn, q.service) &&
+                (refused = auth_service_allowed(&sb->auth, q.service,
+                                                tunnel_restricts(tn, q.service))) != AUTH_SVC_OK) {
+                /* Per site: another site may not restrict it. */
+                t->status = REG_Q_ERROR;
+                auth_service_refusal(refused, t->name, q.service, t->detail, sizeof(t->detail));
+            } else if (tunnel_offers(tn, q.service)) {
                 t->status = REG_Q_SENT;
                 t->t = tn;
             } else {
@@ -554,10 +569,7 @@ static void submit_start(struct hub *h, struct ureq *r, const struct auth *a)
         return;
     }
     sb->h = h;
-    sb->auth = *a;
-    sb->auth.scope_json = a->scope_json ? strdup(a->scope_json) : NULL;
-    if ((a->scope_json != NULL && sb->auth.scope_json == NULL) ||
-        body_read(r, h->cfg.api_body_max, s_done, sb) != 0) {
+    if (auth_copy(&sb->auth, a) != 0 || body_read(r, h->cfg.api_body_max, s_done, sb) != 0) {
         submit_free(sb);
         ureq_error(r, 500, "internal", "out of memory");
     }

@@ -72,15 +72,17 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_ENROLL_CANCEL_SITE] = "UPDATE enroll_tokens SET cancelled_at = ?2 "
                              "WHERE site_id = (SELECT id FROM sites WHERE name = ?1) "
                              "AND used_at IS NULL AND cancelled_at IS NULL",
-    [S_API_CREATE] = "INSERT INTO api_tokens (name, role, scope, hash, created_at, expires_at) "
-                     "VALUES (?1, ?2, ?3, ?4, ?5, NULLIF(?6, 0))",
+    [S_API_CREATE] = "INSERT INTO api_tokens (name, role, scope, hash, created_at, expires_at, "
+                     "services) VALUES (?1, ?2, ?3, ?4, ?5, NULLIF(?6, 0), ?7)",
     [S_API_LOOKUP] = "SELECT id, name, role, scope, created_at, COALESCE(expires_at, 0), "
-                     "COALESCE(revoked_at, 0) FROM api_tokens WHERE hash = ?1",
+                     "COALESCE(revoked_at, 0), services FROM api_tokens WHERE hash = ?1",
     [S_API_REVOKE] = "UPDATE api_tokens SET revoked_at = ?2 WHERE name = ?1 AND revoked_at IS NULL",
+    [S_API_BY_ID] = "SELECT id, name, role, scope, created_at, COALESCE(expires_at, 0), "
+                    "COALESCE(revoked_at, 0), services FROM api_tokens WHERE id = ?1",
     [S_API_NAME_EXISTS] = "SELECT 1 FROM api_tokens WHERE name = ?1 LIMIT 1",
     [S_API_COUNT] = "SELECT count(*) FROM api_tokens",
     [S_API_LIST] = "SELECT id, name, role, scope, created_at, COALESCE(expires_at, 0), "
-                   "COALESCE(revoked_at, 0) FROM api_tokens ORDER BY name, id",
+                   "COALESCE(revoked_at, 0), services FROM api_tokens ORDER BY name, id",
     [S_SESS_OPEN] = "INSERT INTO sessions (site_id, remote_addr, agent_version, connected_at) "
                     "VALUES (?1, ?2, ?3, ?4)",
     /* max(): a clock stepped back must not make the close fail the CHECK. */

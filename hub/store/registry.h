@@ -58,6 +58,9 @@ struct reg_apitoken {
     char name[TOKEN_NAME_MAX + 1];
     char role[16];    /* admin | user */
     char *scope_json; /* NULL = all sites; else JSON: ["a","b"] or {"labels":{...}} */
+    /* NULL = every unrestricted service; else a JSON array of the only
+     * service names the token may use (restricted ones included). */
+    char *services_json;
     int64_t created_at, expires_at /* 0 = never */, revoked_at /* 0 = not */;
 };
 void registry_apitoken_clear(struct reg_apitoken *t);
@@ -160,6 +163,13 @@ int registry_enroll_list(struct registry *r, registry_enroll_cb cb, void *arg);
 int registry_apitoken_create(struct registry *r, const char *name, const char *role,
                              const char *scope_json, const char *hash, int64_t expires_at,
                              int64_t now);
+/* The same with a services list (JSON array text; NULL = no limit). */
+int registry_apitoken_create_scoped(struct registry *r, const char *name, const char *role,
+                                    const char *scope_json, const char *services_json,
+                                    const char *hash, int64_t expires_at, int64_t now);
+/* The token row with this id, whatever its state (out owned by the caller:
+ * registry_apitoken_clear). -ENOENT unknown. */
+int registry_apitoken_get(struct registry *r, int64_t id, struct reg_apitoken *out);
 /* -ENOENT unknown, -EKEYREVOKED revoked, -EKEYEXPIRED expired at now. */
 int registry_apitoken_lookup(struct registry *r, const char *hash, int64_t now,
                              struct reg_apitoken *out);
@@ -167,7 +177,7 @@ int registry_apitoken_lookup(struct registry *r, const char *hash, int64_t now,
  * revoked, -ENOENT if it never existed. */
 int registry_apitoken_revoke(struct registry *r, const char *name, int64_t now);
 /* Every token (live, expired and revoked) ordered by name, then age. The
- * struct passed to cb, scope_json included, is valid during the call only. */
+ * struct passed to cb, its JSON texts included, is valid during the call only. */
 typedef int (*registry_apitoken_cb)(const struct reg_apitoken *t, void *arg);
 int registry_apitoken_list(struct registry *r, registry_apitoken_cb cb, void *arg);
 /* Number of API tokens (any state): init uses it to know if admin exists. */

@@ -45,6 +45,7 @@ enum stmt_id {
     S_ENROLL_CANCEL_SITE,
     S_API_CREATE,
     S_API_LOOKUP,
+    S_API_BY_ID,
     S_API_REVOKE,
     S_API_NAME_EXISTS,
     S_API_COUNT,

@@ -13,12 +13,20 @@ void registry_apitoken_clear(struct reg_apitoken *t)
     if (t == NULL)
         return;
     free(t->scope_json);
+    free(t->services_json);
     memset(t, 0, sizeof(*t));
 }
 
 int registry_apitoken_create(struct registry *r, const char *name, const char *role,
                              const char *scope_json, const char *hash, int64_t expires_at,
                              int64_t now)
+{
+    return registry_apitoken_create_scoped(r, name, role, scope_json, NULL, hash, expires_at, now);
+}
+
+int registry_apitoken_create_scoped(struct registry *r, const char *name, const char *role,
+                                    const char *scope_json, const char *services_json,
+                                    const char *hash, int64_t expires_at, int64_t now)
 {
     sqlite3_stmt *st;
 
@@ -28,7 +36,8 @@ int registry_apitoken_create(struct registry *r, const char *name, const char *r
     st = registry__stmt(r, S_API_CREATE);
     if (registry__bind_text(st, 1, name) < 0 || registry__bind_text(st, 2, role) < 0 ||
         registry__bind_text(st, 3, registry__empty(scope_json) ? NULL : scope_json) < 0 ||
-        registry__bind_text(st, 4, hash) < 0) {
+        registry__bind_text(st, 4, hash) < 0 ||
+        registry__bind_text(st, 7, registry__empty(services_json) ? NULL : services_json) < 0) {
         registry__done(st);
         return -EIO;
     }
@@ -37,7 +46,8 @@ int registry_apitoken_create(struct registry *r, const char *name, const char *r
     return registry__exec(st);
 }
 
-/* Columns of S_API_LOOKUP / S_API_LIST; t->scope_json is allocated. */
+/* Columns of S_API_LOOKUP / S_API_BY_ID / S_API_LIST; t->scope_json and
+ * t->services_json are allocated. */
 static int apitoken_from_row(sqlite3_stmt *st, struct reg_apitoken *t)
 {
     memset(t, 0, sizeof(*t));
@@ -47,8 +57,10 @@ static int apitoken_from_row(sqlite3_stmt *st, struct reg_apitoken *t)
     t->created_at = sqlite3_column_int64(st, 4);
     t->expires_at = sqlite3_column_int64(st, 5);
     t->revoked_at = sqlite3_column_int64(st, 6);
-    if (sqlite3_column_type(st, 3) != SQLITE_NULL)
-        return registry__dup_col(st, 3, &t->scope_json);
+    if (sqlite3_column_type(st, 3) != SQLITE_NULL && registry__dup_col(st, 3, &t->scope_json) != 0)
+        return -ENOMEM;
+    if (sqlite3_column_type(st, 7) != SQLITE_NULL)
+        return registry__dup_col(st, 7, &t->services_json);
     return 0;
 }
 
@@ -75,10 +87,25 @@ int registry_apitoken_list(struct registry *r, registry_apitoken_cb cb, void *ar
     return rc;
 }
 
+/* Steps st (bound by the caller) for one token row into *out; -ENOENT if
+ * none. Resets st. */
+static int apitoken_one(sqlite3_stmt *st, struct reg_apitoken *out)
+{
+    int rc = registry__step(st);
+
+    if (rc == 0)
+        rc = -ENOENT;
+    if (rc == 1)
+        rc = apitoken_from_row(st, out);
+    registry__done(st);
+    if (rc != 0)
+        registry_apitoken_clear(out);
+    return rc;
+}
+
 int registry_apitoken_lookup(struct registry *r, const char *hash, int64_t now,
                              struct reg_apitoken *out)
 {
-    struct reg_apitoken t;
     sqlite3_stmt *st;
     int rc;
 
@@ -86,31 +113,32 @@ int registry_apitoken_lookup(struct registry *r, const char *hash, int64_t now,
         memset(out, 0, sizeof(*out));
     if (r == NULL || registry__empty(hash) || out == NULL)
         return -EINVAL;
-    memset(&t, 0, sizeof(t));
     st = registry__stmt(r, S_API_LOOKUP);
-    rc = registry__bind_text(st, 1, hash);
-    if (rc == 0)
-        rc = registry__step(st);
-    if (rc == 0)
-        rc = -ENOENT;
-    if (rc < 0)
-        goto out;
-    rc = apitoken_from_row(st, &t);
-    if (rc < 0)
-        goto out;
-    if (t.revoked_at != 0)
+    if (registry__bind_text(st, 1, hash) < 0) {
+        registry__done(st);
+        return -EIO;
+    }
+    rc = apitoken_one(st, out);
+    if (rc == 0 && out->revoked_at != 0)
         rc = -EKEYREVOKED;
-    else if (t.expires_at != 0 && now >= t.expires_at)
+    else if (rc == 0 && out->expires_at != 0 && now >= out->expires_at)
         rc = -EKEYEXPIRED;
-    else
-        rc = 0;
-out:
-    registry__done(st);
-    if (rc == 0)
-        *out = t;
-    else
-        registry_apitoken_clear(&t);
+    if (rc != 0)
+        registry_apitoken_clear(out);
     return rc;
+}
+
+int registry_apitoken_get(struct registry *r, int64_t id, struct reg_apitoken *out)
+{
+    sqlite3_stmt *st;
+
+    if (out)
+        memset(out, 0, sizeof(*out));
+    if (r == NULL || out == NULL)
+        return -EINVAL;
+    st = registry__stmt(r, S_API_BY_ID);
+    sqlite3_bind_int64(st, 1, id);
+    return apitoken_one(st, out);
 }
 
 int registry_apitoken_revoke(struct registry *r, const char *name, int64_t now)

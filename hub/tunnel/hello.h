@@ -19,6 +19,9 @@ struct hello_info {
     char *services_json;                       /* the "services" array as compact JSON */
     char **services;                           /* its members, in order, each a valid tether name */
     size_t n_services;
+    char *restricted_json; /* the "restricted" array as compact JSON ("[]" when absent) */
+    char **restricted;     /* its members: services that need an explicit scope */
+    size_t n_restricted;
     const char *why; /* static text: why the hello was refused */
     char bad[96];    /* the offending value, cut (raw: escape before logging) */
 };
@@ -26,9 +29,10 @@ struct hello_info {
 /* Parses and checks the body of a hello answer: a JSON object whose
  * "agent_version" is 1-63 printable ASCII characters and whose "services"
  * is an array of at most HELLO_SERVICES_MAX names that token_name_valid
- * accepts. The whole hello is refused when any part breaks these rules: a
- * site agent checks its own names with the same rule. Returns 0; -EINVAL
- * with out->why (and out->bad when one value is to blame); -ENOMEM. */
+ * accepts, and whose optional "restricted" (absent from older agents) lists
+ * some of those services at most once each. The whole hello is refused when any part breaks these
+ * rules: a site agent checks its own names with the same rule. Returns 0; -EINVAL with out->why
+ * (and out->bad when one value is to blame); -ENOMEM. */
 int hello_parse(const uint8_t *body, size_t len, struct hello_info *out);
 void hello_info_free(struct hello_info *h);
 

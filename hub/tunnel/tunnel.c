@@ -73,6 +73,11 @@ void tunnel_free_services(struct tunnel *t)
     free(t->services);
     t->services = NULL;
     t->n_services = 0;
+    for (size_t i = 0; i < t->n_restricted; i++)
+        free(t->restricted[i]);
+    free(t->restricted);
+    t->restricted = NULL;
+    t->n_restricted = 0;
 }
 
 static void tunnel_free_cb(uv_handle_t *h)
@@ -83,6 +88,7 @@ static void tunnel_free_cb(uv_handle_t *h)
     assert(LIST_EMPTY(&t->streams) && t->site_entry.where == SITEMAP_NONE);
     tunnel_free_services(t);
     free(t->services_json);
+    free(t->restricted_json);
     free(t);
 }
 
@@ -92,6 +98,16 @@ int tunnel_offers(const struct tunnel *t, const char *service)
         return 1;
     for (size_t i = 0; i < t->n_services; i++)
         if (strcmp(t->services[i], service) == 0)
+            return 1;
+    return 0;
+}
+
+int tunnel_restricts(const struct tunnel *t, const char *service)
+{
+    if (!t->hello_done)
+        return -1;
+    for (size_t i = 0; i < t->n_restricted; i++)
+        if (strcmp(t->restricted[i], service) == 0)
             return 1;
     return 0;
 }
@@ -413,6 +429,7 @@ static void ping_cb(uv_timer_t *timer)
         conn_close(t->conn, t->close_reason);
         return;
     }
+    tunnel_events_tick(t);
     if (!t->ping_outstanding) {
         nghttp2_submit_ping(t->h2.s, NGHTTP2_FLAG_NONE, NULL);
         t->ping_outstanding = 1;
@@ -449,9 +466,10 @@ int tunnel_attach(struct hub *h, struct conn *c, const struct reg_site *site)
     LIST_INIT(&t->streams);
     snprintf(t->site, sizeof(t->site), "%s", site->name);
     t->services_json = strdup("[]");
+    t->restricted_json = strdup("[]");
     t->connected_since = hub_now();
     t->last_heard_ms = uv_now(h->loop);
-    if (t->services_json == NULL)
+    if (t->services_json == NULL || t->restricted_json == NULL)
         goto out;
     rc = h2_session_new(H2_ROLE_HUB_TUNNEL, &tunnel_h2_callbacks, &tunnel_h2_limits, t, &s);
     if (rc != 0)
@@ -486,6 +504,7 @@ out:
         if (t->h2.s != NULL)
             h2_free(&t->h2);
         free(t->services_json);
+        free(t->restricted_json);
         free(t);
     }
     return rc;
@@ -591,6 +610,7 @@ void tunnel_drain(struct tunnel *t)
     if (t->h2.s == NULL || t->closing)
         return;
     snprintf(t->close_reason, sizeof(t->close_reason), "hub shutting down");
+    tunnel_events_stop(t);
     nghttp2_submit_goaway(t->h2.s, NGHTTP2_FLAG_NONE, 0, NGHTTP2_NO_ERROR,
                           (const uint8_t *)"hub shutting down", 17);
     h2_send(&t->h2);
@@ -619,6 +639,7 @@ void tunnel_get_info(const struct tunnel *t, struct tunnel_info *out)
     out->peer = t->conn ? t->conn->peer : NULL;
     out->agent_version = t->agent_version;
     out->services_json = t->services_json;
+    out->restricted_json = t->restricted_json;
     out->bytes_in = t->conn ? t->conn->bytes_in : 0;
     out->bytes_out = t->conn ? t->conn->bytes_out : 0;
 }

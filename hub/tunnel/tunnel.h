@@ -64,12 +64,13 @@ struct tstream_ops {
 /* What the API shows of a live tunnel. The strings are borrowed from the
  * tunnel: valid until the loop runs again. */
 struct tunnel_info {
-    int64_t session_id;        /* the registry's session row; 0 if none was written */
-    int64_t connected_since;   /* seconds since the epoch */
-    int64_t last_seen;         /* seconds since the epoch the site was last heard */
-    const char *peer;          /* "ip:port"; NULL once the connection is gone */
-    const char *agent_version; /* "" before the hello */
-    const char *services_json; /* "[]" before the hello */
+    int64_t session_id;          /* the registry's session row; 0 if none was written */
+    int64_t connected_since;     /* seconds since the epoch */
+    int64_t last_seen;           /* seconds since the epoch the site was last heard */
+    const char *peer;            /* "ip:port"; NULL once the connection is gone */
+    const char *agent_version;   /* "" before the hello */
+    const char *services_json;   /* "[]" before the hello */
+    const char *restricted_json; /* "[]" before the hello: the restricted services */
     uint64_t bytes_in, bytes_out;
 };
 void tunnel_get_info(const struct tunnel *t, struct tunnel_info *out);
@@ -113,6 +114,10 @@ void tunnel_drain(struct tunnel *t);
  * hub cannot know, and says yes: the site itself answers 404 for a service
  * it does not have. No JSON parsing per request. */
 int tunnel_offers(const struct tunnel *t, const char *service);
+/* 1 if the site marks service restricted (only admin tokens and tokens
+ * naming it may use it), 0 if not, -1 before the site's hello: not known
+ * yet. No JSON parsing per request. */
+int tunnel_restricts(const struct tunnel *t, const char *service);
 /* Number of open streams. */
 size_t tunnel_stream_count(const struct tunnel *t);
 /* Streams the site serves at once (its SETTINGS_MAX_CONCURRENT_STREAMS, at

@@ -30,6 +30,16 @@ struct tunnel {
     int hello_done;  /* services known */
     char **services; /* parsed from services_json at hello; owned */
     size_t n_services;
+    char *restricted_json; /* owned; "[]" until the hello answer */
+    char **restricted;     /* services that need an explicit scope; owned */
+    size_t n_restricted;
+    /* The site's announcements (GET /.tether/events, hello_stream.c). */
+    struct evwatch *ev;          /* the open events stream; owned; NULL when none */
+    unsigned ev_failures;        /* events streams in a row that ended without news */
+    uint64_t ev_retry_ms;        /* loop time from which the next one may open */
+    int ev_off;                  /* the site does not announce (404) or retries ran out */
+    int refreshing;              /* a hello refresh is in flight */
+    int refresh_again;           /* news came during it: one more afterwards */
     struct tstream_list streams; /* open streams, owned; cancelled ones stay until closed */
     size_t n_streams;            /* streams of the list not released (tunnel_stream_cancel) */
     char close_reason[128];
@@ -39,7 +49,12 @@ struct tunnel {
 /* Sends the hello request; its answer sets the services and, for a standby
  * tunnel, takes over the site (hello_stream.c). */
 void tunnel_send_hello(struct tunnel *t);
-/* Frees services and n_services (not services_json). */
+/* Opens the events stream when none is open and the retry time came
+ * (hello_stream.c); called after the first hello and on each ping tick. */
+void tunnel_events_tick(struct tunnel *t);
+/* Cancels the events stream, if open (drain: it never ends by itself). */
+void tunnel_events_stop(struct tunnel *t);
+/* Frees services, restricted and their counts (not the JSON texts). */
 void tunnel_free_services(struct tunnel *t);
 /* 1 while t waits on standby for its hello answer. */
 int tunnel_is_standby(const struct tunnel *t);

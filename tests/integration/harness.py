@@ -464,6 +464,23 @@ class Hub:
             raise Fatal("tetherctl %s failed: %r" % (" ".join(args), r))
         return r.json()
 
+    def token_create(self, name, *args):
+        """tetherctl token create NAME ARGS; returns the new token."""
+        r = self.ctl("token", "create", name, *args)
+        tok = r.stdout.strip()
+        if r.rc != 0 or not tok.startswith("tth_") or "\n" in tok:
+            raise Fatal("token create %s: %r" % (name, r))
+        return tok
+
+    def keepalive(self, timeout=10):
+        """An http.client HTTPS connection to the hub (certificate not
+        checked), to send several requests on one connection."""
+        import http.client
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        return http.client.HTTPSConnection("127.0.0.1", self.port, context=ctx, timeout=timeout)
+
     def site_add(self, name, *extra):
         r = self.ctl("site", "add", name, *extra)
         if r.rc != 0:

@@ -331,8 +331,4 @@ def quiet_asan_quarantine(h):
 
 
 def make_token(hub, name, *args):
-    r = hub.ctl("token", "create", name, *args)
-    tok = r.stdout.strip()
-    if r.rc != 0 or not tok.startswith("tth_") or "\n" in tok:
-        raise Fatal("token create %s: %r" % (name, r))
-    return tok
+    return hub.token_create(name, *args)

@@ -28,6 +28,8 @@ frame. Cases, each on a fresh tunnel connection of evil:
                    heads wait for it
   after goaway     GOAWAY(last stream 0), then a response on a refused stream;
                    GOAWAY while a stream is open, then a new user request
+  announce flood   30,000 "services-changed" lines on GET /.tether/events;
+                   and a 404 there (an older agent): never asked again
   push             a PUSH_PROMISE (push is disabled)
   invalid frames   WINDOW_UPDATE of 0, an oversized frame, HEADERS on a
                    server-side stream id, a bad SETTINGS value; an unknown
@@ -71,7 +73,7 @@ class Evil:
     for the connection)."""
 
     def __init__(self, h, hub, state_dir, hello=None, on_request=None, window=None,
-                 max_streams=256, hello_ends=True):
+                 max_streams=256, hello_ends=True, on_events=None):
         self.h, self.hub = h, hub
         s = tls_connect(hub.port, alpn=("tether/1",), cert=os.path.join(state_dir, "site.crt"),
                         key=os.path.join(state_dir, "site.key"))
@@ -83,6 +85,9 @@ class Evil:
         self.hello = hello or {"site": EVIL, "agent_version": "0.1.0", "services": ["web"]}
         self.on_request = on_request
         self.hello_ends = hello_ends
+        self.on_events = on_events  # GET /.tether/events: None = 404, as older agents
+        self.hellos = 0
+        self.events_asked = 0
         self.requests = []  # (sid, headers)
         self.read_paused = threading.Event()
         self.stopped = False
@@ -162,8 +167,16 @@ class Evil:
 
     def _request(self, sid, hdrs):
         if hdrs.get(":path") == "/.tether/hello" and "tether-service" not in hdrs:
+            self.hellos += 1
             self.respond(sid, [(":status", "200"), ("content-type", "application/json")],
                          json.dumps(self.hello).encode(), end=self.hello_ends)
+            return
+        if hdrs.get(":path") == "/.tether/events" and "tether-service" not in hdrs:
+            self.events_asked += 1
+            if self.on_events is not None:
+                self.spawn(lambda: self.on_events(self, sid))
+            else:  # as an agent that never announces (older versions): 404
+                self.respond(sid, [(":status", "404")], b"")
             return
         with self.c.lock:
             self.requests.append((sid, hdrs))
@@ -555,6 +568,47 @@ def main(h):
     h.check(r is not None and r.status == 200 and r.body == b"held",
             "goaway, stream open: the older stream still completes", r)
     by.check("goaway, stream open")
+    ev.close()
+
+    # --- announcement flood ----------------------------------------------------
+    # 30,000 "services-changed" lines and a 100 KB line without an end, within
+    # the stream's window: the hub asks for the hello again a bounded number
+    # of times (one in flight, one more after it), and since the answer is
+    # the same, records nothing.
+    def flood_events(e, sid):
+        e.respond(sid, [(":status", "200")], end=False)
+        lines = b"services-changed\n" * 30000
+        for i in range(0, len(lines), 16000):
+            e.send(k.frame(k.DATA, 0, sid, lines[i:i + 16000]))
+        e.send(k.frame(k.DATA, 0, sid, b"x" * 16000), k.frame(k.DATA, 0, sid, b"y" * 16000))
+        e.flood_done = True
+
+    ev = connect(on_events=flood_events,
+                 on_request=lambda e, sid, hd: e.respond(sid, [(":status", "200")], b"fine"))
+    mark = hub.proc.mark()
+    h.check(h.wait_until(lambda: getattr(ev, "flood_done", False), 15),
+            "announce flood: evil sent its 30,000 lines")
+    r = hub.proxy(EVIL, "web", "/x", token=alice)
+    h.check(r.status == 200 and r.body == b"fine" and hub.proc.alive(),
+            "announce flood: the hub is alive and still serves the tunnel", r)
+    h.check(1 <= ev.hellos - 1 <= 200,
+            "announce flood: the hub fetched the hello again a bounded number of times "
+            "(%d for 30,000 lines)" % (ev.hellos - 1))
+    h.check(not hub.proc.find(r"\bsite_services_changed\b", since=mark),
+            "announce flood: an unchanged hello changes and records nothing")
+    by.check("announce flood")
+    rss_check("announce flood")
+    ev.close()
+
+    # --- an agent without /.tether/events (older versions answer 404) -----------
+    ev = connect()
+
+    def pings(c):
+        return sum(1 for f in c.frames if f[0] == k.PING and not f[1] & k.ACK)
+
+    h.check(ev.c.wait_for(lambda c: pings(c) >= 3, 20) and ev.events_asked == 1,
+            "older agent: asked for /.tether/events once (404), not again over 3 ping ticks",
+            ev.events_asked)
     ev.close()
 
     # --- PUSH_PROMISE -----------------------------------------------------------

@@ -253,6 +253,13 @@ static void test_service_opts(void)
     CHECK_EQ_INT(site_conf_add_service(&conf, "plain=http://127.0.0.1:80"), 0);
     CHECK_EQ_INT(site_conf_service_opt(&conf, "plain:insecure", why, sizeof(why)), -EINVAL);
     CHECK(strstr(why, "not https") != NULL);
+    /* restricted: any kind of service, no value; a new service starts open. */
+    CHECK_EQ_INT(conf.services[conf.n_services - 1].restricted, 0);
+    CHECK_EQ_INT(site_conf_service_opt(&conf, "plain:restricted", why, sizeof(why)), 0);
+    CHECK_EQ_INT(conf.services[conf.n_services - 1].restricted, 1);
+    CHECK_EQ_INT(site_conf_service_opt(&conf, "plain:restricted=yes", why, sizeof(why)), -EINVAL);
+    CHECK_EQ_INT(site_conf_service_opt(&conf, "nosuch:restricted", why, sizeof(why)), -ESRCH);
+    CHECK_EQ_INT(conf.services[0].restricted, 0);
 
     /* Options that exclude each other are caught once everything is read. */
     CHECK_EQ_INT(site_conf_service_opt(&conf, "lab:ca=/x.pem", why, sizeof(why)), 0);

@@ -257,7 +257,13 @@ static void ev_error(void *arg, enum tstream_err err, const char *why)
     ev_over(arg);
 }
 
-static const struct tstream_ops ev_ops = {ev_head, ev_data, ev_end, ev_error, hello_body};
+static const struct tstream_ops ev_ops = {
+    .on_head = ev_head,
+    .on_data = ev_data,
+    .on_end = ev_end,
+    .on_error = ev_error,
+    .read_body = hello_body,
+};
 
 void tunnel_events_tick(struct tunnel *t)
 {

@@ -116,6 +116,18 @@ def main(h):
             "a CONNECT with a token scoped to other sites is refused and never reaches the "
             "service", (st.status, echo_svc.accepted - before))
     c.close()
+    # A token limited to another service of this very site: refused per stream
+    # too (issue 13, per-service scopes), before the site dials anything.
+    r = hub.ctl("token", "create", "web-only", "--role", "user", "--sites", SITE,
+                "--services", "web")
+    h.check(r.rc == 0, "token limited to the web service created", r)
+    c = Client(hub.port, r.stdout.strip())
+    st = c.open("echo")
+    c.pump(lambda: st.done, 15, "the CONNECT of a token without the service")
+    h.check(st.status == 403 and echo_svc.accepted == before,
+            "a CONNECT to a service outside the token's services is a 403 and never reaches "
+            "the service", (st.status, echo_svc.accepted - before))
+    c.close()
     rows = hub.api("GET", "/v1/audit?limit=1000").json().get("entries", [])
     conn_rows = [e for e in rows if e.get("action") == "proxy" and
                  e.get("detail", "").startswith("CONNECT")]

@@ -61,8 +61,8 @@ struct sstream {
     int deferred;
     int paused;
     int head_sent;
-    int events; /* the hub's GET /.tether/events: open while the tunnel is */
-    struct sstream *prev, *next;
+    int events;               /* the hub's GET /.tether/events: open while the tunnel is */
+    LIST_ENTRY(sstream) link; /* in a->streams */
 };
 
 static const char *state_names[] = {"idle",      "resolving", "connecting", "handshake",
@@ -126,17 +126,13 @@ static void drop_headers(struct sstream *ss)
 
 static void ss_free(struct sstream *ss)
 {
-    struct agent *a = ss->a;
+    /* Every stream is linked from on_begin_headers until here. */
+    assert(ss->link.le_prev != NULL);
     if (ss->up != NULL)
         sup_abort(ss);
     if (ss->bs != NULL)
         bytestream_abort(ss->bs);
-    if (ss->prev)
-        ss->prev->next = ss->next;
-    else if (a->streams == ss)
-        a->streams = ss->next;
-    if (ss->next)
-        ss->next->prev = ss->prev;
+    LIST_REMOVE(ss, link);
     drop_headers(ss);
     free(ss->path);
     buf_free(&ss->resp);
@@ -425,7 +421,10 @@ static void events_open(struct sstream *ss)
 
 void agent_announce(struct agent *a, const char *line)
 {
-    for (struct sstream *ss = a->streams; ss != NULL; ss = ss->next) {
+    struct sstream *ss;
+
+    LIST_FOREACH(ss, &a->streams, link)
+    {
         /* A hub that reads none of them gets one line, not a growing pile. */
         if (!ss->events || ss->resp.len > 4096)
             continue;
@@ -535,10 +534,7 @@ static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame
     ss->content_length = -1;
     buf_init(&ss->resp);
     buf_init(&ss->rtrl);
-    ss->next = a->streams;
-    if (a->streams)
-        a->streams->prev = ss;
-    a->streams = ss;
+    LIST_INSERT_HEAD(&a->streams, ss, link);
     nghttp2_session_set_stream_user_data(session, ss->id, ss);
     return 0;
 }
@@ -789,10 +785,8 @@ static void agent_conn_close(struct conn *c, const char *reason)
     int was_connected = a->state == AG_CONNECTED;
     char why[384];
 
-    while (a->streams != NULL) {
-        struct sstream *ss = a->streams;
-        ss_free(ss);
-    }
+    while (!LIST_EMPTY(&a->streams))
+        ss_free(LIST_FIRST(&a->streams));
     if (a->h2.s != NULL)
         h2_free(&a->h2);
     a->conn = NULL;

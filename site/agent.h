@@ -5,6 +5,7 @@
 #define TETHER_AGENT_H
 
 #include <stdint.h>
+#include <sys/queue.h>
 #include <uv.h>
 
 #include "../common/conn.h"
@@ -87,7 +88,7 @@ struct agent {
     unsigned attempt; /* failed rounds over all endpoints since last success */
     size_t tried_in_round;
     uint64_t last_heard_ms;
-    struct sstream *streams;
+    LIST_HEAD(, sstream) streams; /* open streams, owned (zeroed = empty) */
     int stopping;
     int exit_code;
     char fatal[256]; /* set when the agent must stop (e.g. source port taken) */

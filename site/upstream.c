@@ -2,11 +2,13 @@
 /* SPDX-License-Identifier: MIT */
 #include "upstream.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <strings.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -35,8 +37,8 @@
 /* One uv_write: owns its bytes until the write callback. */
 struct up_wreq {
     uv_write_t req;
-    struct up_wreq *next; /* queue while not yet connected */
-    size_t report;        /* request-body bytes to report as written */
+    STAILQ_ENTRY(up_wreq) qlink; /* in u->wq while not yet connected */
+    size_t report;               /* request-body bytes to report as written */
     size_t len;
     char data[];
 };
@@ -54,9 +56,9 @@ struct up_conn {
     } io;
     uv_timer_t idle; /* closes a pooled connection nobody reused */
     uv_connect_t creq;
-    struct upstream *u;   /* attached exchange; NULL when idle or closing */
-    struct up_pool *pool; /* set while idle in a pool */
-    struct up_conn *pnext, *pprev;
+    struct upstream *u;        /* attached exchange; NULL when idle or closing */
+    struct up_pool *pool;      /* set while idle in a pool */
+    LIST_ENTRY(up_conn) plink; /* in pool->idle while pooled */
     int closing;
     int open_handles;
     int reading;
@@ -72,15 +74,15 @@ struct up_conn {
 
 /* Idle connections to one service on one loop. Exists only while non-empty. */
 struct up_pool {
-    struct up_pool *next;
+    LIST_ENTRY(up_pool) link; /* in g_pools */
     uv_loop_t *loop;
     char key[UP_KEY_MAX];
-    struct up_conn *idle;
-    int n;
+    LIST_HEAD(, up_conn) idle;
+    int n; /* length of idle */
 };
 
 /* The agent runs one loop thread; the pool list is only touched from it. */
-static struct up_pool *g_pools;
+static LIST_HEAD(, up_pool) g_pools = LIST_HEAD_INITIALIZER(g_pools);
 
 enum up_state { UP_RESOLVING, UP_CONNECTING, UP_HANDSHAKE, UP_ACTIVE, UP_DONE };
 
@@ -108,7 +110,7 @@ struct upstream {
     uint64_t connect_ms, response_ms;
     struct addrinfo *ai, *ai_next;
     struct up_conn *conn;
-    struct up_wreq *wq_head, *wq_tail; /* not yet handed to libuv */
+    STAILQ_HEAD(, up_wreq) wq; /* not yet handed to libuv; STAILQ_INIT at start */
     /* Body bytes gathered while a write is in flight, sent as one write when
      * it completes (set only while conn->writes_pending > 0). */
     struct up_wreq *hold;
@@ -165,21 +167,12 @@ static void pool_remove(struct up_conn *c)
     struct up_pool *p = c->pool;
     if (!p)
         return;
-    if (c->pprev)
-        c->pprev->pnext = c->pnext;
-    else
-        p->idle = c->pnext;
-    if (c->pnext)
-        c->pnext->pprev = c->pprev;
-    c->pnext = c->pprev = NULL;
+    assert(p->n > 0);
+    LIST_REMOVE(c, plink);
     c->pool = NULL;
     if (--p->n == 0) {
-        for (struct up_pool **pp = &g_pools; *pp; pp = &(*pp)->next) {
-            if (*pp == p) {
-                *pp = p->next;
-                break;
-            }
-        }
+        assert(LIST_EMPTY(&p->idle));
+        LIST_REMOVE(p, link);
         free(p);
     }
 }
@@ -244,9 +237,11 @@ static void up_conn_idle_cb(uv_timer_t *t)
 
 static void pool_put(uv_loop_t *loop, const char *key, struct up_conn *c)
 {
-    struct up_pool *p = g_pools;
-    while (p && (p->loop != loop || strcmp(p->key, key) != 0))
-        p = p->next;
+    struct up_pool *p;
+
+    LIST_FOREACH(p, &g_pools, link)
+    if (p->loop == loop && strcmp(p->key, key) == 0)
+        break;
     if (!p) {
         p = calloc(1, sizeof(*p));
         if (!p) {
@@ -255,19 +250,15 @@ static void pool_put(uv_loop_t *loop, const char *key, struct up_conn *c)
         }
         p->loop = loop;
         snprintf(p->key, sizeof(p->key), "%s", key);
-        p->next = g_pools;
-        g_pools = p;
+        LIST_INIT(&p->idle);
+        LIST_INSERT_HEAD(&g_pools, p, link);
     }
     if (p->n >= UP_POOL_MAX) {
         up_conn_close(c);
         return;
     }
     c->pool = p;
-    c->pprev = NULL;
-    c->pnext = p->idle;
-    if (p->idle)
-        p->idle->pprev = c;
-    p->idle = c;
+    LIST_INSERT_HEAD(&p->idle, c, plink);
     p->n++;
     /* An idle connection must neither keep the loop alive nor miss the
      * service closing it, so it keeps reading, unreferenced. */
@@ -279,10 +270,13 @@ static void pool_put(uv_loop_t *loop, const char *key, struct up_conn *c)
 
 static struct up_conn *pool_take(uv_loop_t *loop, const char *key)
 {
-    for (struct up_pool *p = g_pools; p; p = p->next) {
+    struct up_pool *p;
+
+    LIST_FOREACH(p, &g_pools, link)
+    {
         if (p->loop != loop || strcmp(p->key, key) != 0)
             continue;
-        struct up_conn *c = p->idle;
+        struct up_conn *c = LIST_FIRST(&p->idle);
         pool_remove(c);
         uv_timer_stop(&c->idle);
         uv_ref(&c->io.h);
@@ -295,17 +289,17 @@ static struct up_conn *pool_take(uv_loop_t *loop, const char *key)
 
 void upstream_close_idle(uv_loop_t *loop)
 {
-    struct up_pool **pp = &g_pools;
-    while (*pp) {
-        struct up_pool *p = *pp;
-        if (p->loop != loop) {
-            pp = &p->next;
-            continue;
+    struct up_pool *p = LIST_FIRST(&g_pools), *next;
+
+    while (p != NULL) {
+        next = LIST_NEXT(p, link);
+        if (p->loop == loop) {
+            while (p->n > 1)
+                up_conn_close(LIST_FIRST(&p->idle));
+            /* The last close frees p and unlinks it. */
+            up_conn_close(LIST_FIRST(&p->idle));
         }
-        while (p->n > 1)
-            up_conn_close(p->idle);
-        /* The last close frees p and unlinks it, so *pp moves on. */
-        up_conn_close(p->idle);
+        p = next;
     }
 }
 
@@ -316,12 +310,12 @@ static void wq_drop(struct upstream *u)
     free(u->hold);
     u->hold = NULL;
     u->hold_cap = 0;
-    while (u->wq_head) {
-        struct up_wreq *w = u->wq_head;
-        u->wq_head = w->next;
+    while (!STAILQ_EMPTY(&u->wq)) {
+        struct up_wreq *w = STAILQ_FIRST(&u->wq);
+
+        STAILQ_REMOVE_HEAD(&u->wq, qlink);
         free(w);
     }
-    u->wq_tail = NULL;
 }
 
 static void u_maybe_free(struct upstream *u)
@@ -405,7 +399,7 @@ static void u_complete(struct upstream *u, int leftover, int eof)
         return;
     struct up_conn *c = u->conn;
     int reusable = c && !leftover && !eof && u->keepalive && u_request_done(u) &&
-                   c->writes_pending == 0 && !u->write_failed && !u->wq_head;
+                   c->writes_pending == 0 && !u->write_failed && STAILQ_EMPTY(&u->wq);
     u_shutdown(u, reusable);
     u->cbs.on_end(u->arg);
     u_release(u);
@@ -430,7 +424,7 @@ static void u_arm(struct upstream *u, int reset)
     if (u->dead || u->state != UP_ACTIVE)
         return;
     int waiting_on_caller = u->has_body && !u->body_ended && !u->write_failed && !u->got_bytes &&
-                            !u->wq_head && (!u->conn || u->conn->writes_pending == 0);
+                            STAILQ_EMPTY(&u->wq) && (!u->conn || u->conn->writes_pending == 0);
     if (u->paused || waiting_on_caller) {
         uv_timer_stop(&u->timer);
         return;
@@ -491,7 +485,6 @@ static struct up_wreq *wreq_new(size_t len)
     struct up_wreq *w = malloc(sizeof(*w) + len);
     if (!w)
         return NULL;
-    w->next = NULL;
     w->report = 0;
     w->len = len;
     return w;
@@ -547,11 +540,7 @@ static int u_send(struct upstream *u, struct up_wreq *w)
         }
         return r;
     }
-    if (u->wq_tail)
-        u->wq_tail->next = w;
-    else
-        u->wq_head = w;
-    u->wq_tail = w;
+    STAILQ_INSERT_TAIL(&u->wq, w, qlink);
     return 0;
 }
 
@@ -1089,12 +1078,10 @@ static int u_connected(struct upstream *u)
 {
     struct up_conn *c = u->conn;
     u->state = UP_ACTIVE;
-    while (u->wq_head) {
-        struct up_wreq *w = u->wq_head;
-        u->wq_head = w->next;
-        if (!u->wq_head)
-            u->wq_tail = NULL;
-        w->next = NULL;
+    while (!STAILQ_EMPTY(&u->wq)) {
+        struct up_wreq *w = STAILQ_FIRST(&u->wq);
+
+        STAILQ_REMOVE_HEAD(&u->wq, qlink);
         int r = up_conn_write(c, w);
         if (r < 0) {
             free(w);
@@ -1426,6 +1413,7 @@ int upstream_start(uv_loop_t *loop, const struct net_url *url, const struct upst
     if (!u)
         return -ENOMEM;
     u->loop = loop;
+    STAILQ_INIT(&u->wq);
     u->cbs = *cbs;
     u->arg = arg;
     u->is_unix = url->kind == NET_URL_UNIX;
@@ -1512,7 +1500,6 @@ static int u_write_body(struct upstream *u, const char *pre, size_t pl, const ui
             if (!w)
                 return -ENOMEM;
             if (!u->hold) {
-                w->next = NULL;
                 w->report = 0;
                 w->len = 0;
             }

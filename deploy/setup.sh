@@ -44,6 +44,7 @@ PACKAGES=(
     libwolfssl-dev
     python3-h2 python3-hyperframe python3-hpack
     libsystemd-dev
+    debhelper lintian help2man
 )
 
 if ! command -v dpkg-query >/dev/null || ! command -v apt-get >/dev/null; then

@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Package test: builds the Debian package from the tree, installs it with apt-get, checks the programs and the systemd units, removes it.
+# SPDX-License-Identifier: MIT
+#
+# Usage: tests/package/test_package.sh SRC_DIR [WOLFSSL_PREFIX]
+# Builds in a copy of the tree's files under a temp dir (the .deb lands
+# there, never beside the worktree). Needs root (apt-get install) and
+# dpkg-buildpackage, lintian, systemd-analyze: exits 77 (skip) without them.
+# Asserts: dpkg-buildpackage succeeds; lintian reports no error; after
+# `apt-get install ./tether_*.deb`: tether-hub --version runs from /usr/bin,
+# the man pages, completion and hub.conf example are in place, the users
+# exist, `systemd-analyze verify` on both units prints nothing, and
+# `systemd-analyze security` rates each "OK" or better; after
+# `apt-get purge`, the programs and units are gone.
+set -uo pipefail
+
+SRC=${1:?usage: test_package.sh SRC_DIR [WOLFSSL_PREFIX]}
+WOLF=${2:-}
+fails=0
+check() { # COND-STATUS MESSAGE [DETAIL]
+    if [ "$1" = 0 ]; then
+        echo "ok   $2"
+    else
+        echo "FAIL $2${3:+: $3}"
+        fails=$((fails + 1))
+    fi
+}
+
+[ "$(id -u)" = 0 ] || { echo "skip: needs root for apt-get install"; exit 77; }
+for t in dpkg-buildpackage dh lintian systemd-analyze apt-get help2man; do
+    command -v "$t" >/dev/null || { echo "skip: $t missing (deploy/setup.sh installs it)"; exit 77; }
+done
+if dpkg-query -W -f='${Status}' tether 2>/dev/null | grep -q "ok installed"; then
+    echo "FAIL a tether package is already installed here; not touching it"
+    exit 1
+fi
+
+TMP=$(mktemp -d /tmp/tether-pkg-XXXXXX)
+trap 'apt-get purge -y -q tether >/dev/null 2>&1; rm -rf "$TMP"' EXIT
+mkdir -p "$TMP/src"
+# The tree's files as git knows them (tracked and new, not ignored), no build dirs.
+(cd "$SRC" && git ls-files -z --cached --others --exclude-standard |
+    grep -zv '^build' | xargs -0 cp --parents -t "$TMP/src") || {
+    echo "FAIL cannot copy the tree"
+    exit 1
+}
+
+echo "== dpkg-buildpackage -us -uc -b"
+env ${WOLF:+TETHER_WOLFSSL_PREFIX=$WOLF} DEB_BUILD_OPTIONS="parallel=2 nocheck" \
+    sh -c 'cd "$1" && dpkg-buildpackage -us -uc -b' sh "$TMP/src" >"$TMP/build.log" 2>&1
+rc=$?
+check $rc "dpkg-buildpackage -us -uc -b" "$(tail -20 "$TMP/build.log")"
+DEB=$(ls "$TMP"/tether_*.deb 2>/dev/null | head -1)
+[ -n "$DEB" ] || { echo "FAIL no .deb built"; exit 1; }
+
+echo "== lintian $(basename "$DEB")"
+lintian "$DEB" >"$TMP/lintian.txt" 2>&1
+cat "$TMP/lintian.txt"
+! grep -q '^E:' "$TMP/lintian.txt"
+check $? "lintian reports no error"
+
+echo "== apt-get install ./$(basename "$DEB")"
+(cd "$TMP" && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "./$(basename "$DEB")") \
+    >"$TMP/install.log" 2>&1
+check $? "apt-get install ./$(basename "$DEB")" "$(tail -5 "$TMP/install.log")"
+v=$(PATH=/usr/bin:/bin tether-hub --version 2>&1)
+[ "$(command -v tether-hub)" = /usr/bin/tether-hub ] && [[ $v == "tether-hub "[0-9]* ]]
+check $? "tether-hub --version from /usr/bin: $v"
+for p in tether-site tetherctl; do
+    /usr/bin/$p --version >/dev/null 2>&1
+    check $? "$p --version"
+    test -f /usr/share/man/man1/$p.1.gz && test -f /usr/share/bash-completion/completions/$p
+    check $? "$p: man page and bash completion installed"
+done
+test -f /usr/share/doc/tether/examples/hub.conf
+check $? "hub.conf example installed"
+getent passwd tether-hub >/dev/null && getent passwd tether-site >/dev/null
+check $? "system users tether-hub and tether-site exist"
+[ "$(stat -c %U /var/lib/tether-site)" = tether-site ]
+check $? "/var/lib/tether-site belongs to tether-site (enroll runs as that user)"
+
+UNITS=/lib/systemd/system
+cp "$UNITS/tether-site@.service" "$TMP/tether-site@pkgtest.service"
+out=$(systemd-analyze verify "$UNITS/tether-hub.service" "$TMP/tether-site@pkgtest.service" 2>&1)
+[ $? = 0 ] && [ -z "$out" ]
+check $? "systemd-analyze verify: clean" "$out"
+for u in "$UNITS/tether-hub.service" "$TMP/tether-site@pkgtest.service"; do
+    line=$(systemd-analyze security --offline=true "$u" 2>&1 | grep "Overall exposure level")
+    echo "$line"
+    # systemd's scale: OK, MEDIUM, EXPOSED, UNSAFE (and SAFE above OK).
+    [[ $line =~ ": "[0-9.]+" "(SAFE|OK) ]]
+    check $? "systemd-analyze security $(basename "$u"): OK or better" "$line"
+done
+
+echo "== apt-get purge tether"
+DEBIAN_FRONTEND=noninteractive apt-get purge -y -q tether >"$TMP/remove.log" 2>&1
+check $? "apt-get purge tether" "$(tail -5 "$TMP/remove.log")"
+for f in /usr/bin/tether-hub /usr/bin/tether-site /usr/bin/tetherctl "$UNITS/tether-hub.service" \
+    "$UNITS/tether-site@.service"; do
+    test ! -e "$f"
+    check $? "removed: $f"
+done
+
+echo "$fails failed"
+[ "$fails" = 0 ]

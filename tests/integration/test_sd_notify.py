@@ -75,6 +75,11 @@ def main(h):
     site.proc.signal(signal.SIGTERM)
     h.check(sn.wait(lambda m: m == "STOPPING=1", 10) is not None,
             "the agent sends STOPPING=1 on SIGTERM", sn.got[-5:])
+    try:
+        rc = site.proc.p.wait(15)
+    except Exception as e:  # noqa: BLE001
+        rc = e
+    h.check(rc == 0, "the agent then exits 0", rc)
     hub.proc.signal(signal.SIGTERM)
     h.check(hn.wait(lambda m: m == "STOPPING=1", 10) is not None,
             "the hub sends STOPPING=1 when the drain begins", hn.got[-5:])

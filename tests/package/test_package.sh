@@ -9,8 +9,10 @@
 # Asserts: dpkg-buildpackage succeeds; lintian reports no error; after
 # `apt-get install ./tether_*.deb`: tether-hub --version runs from /usr/bin,
 # the man pages, completion and hub.conf example are in place, the users
-# exist, `systemd-analyze verify` on both units prints nothing, and
-# `systemd-analyze security` rates each "OK" or better; after
+# exist, `systemd-analyze verify` on both units prints nothing,
+# `systemd-analyze security` rates each "OK" or better; the hub initialised
+# and run as tether-hub, a site enrolled as tether-site into
+# /var/lib/tether-site/NAME comes online, a second agent there refuses; after
 # `apt-get purge`, the programs and units are gone.
 set -uo pipefail
 
@@ -30,8 +32,9 @@ check() { # COND-STATUS MESSAGE [DETAIL]
 for t in dpkg-buildpackage dh lintian systemd-analyze apt-get help2man; do
     command -v "$t" >/dev/null || { echo "skip: $t missing (deploy/setup.sh installs it)"; exit 77; }
 done
-if dpkg-query -W -f='${Status}' tether 2>/dev/null | grep -q "ok installed"; then
-    echo "FAIL a tether package is already installed here; not touching it"
+if [ -e /var/lib/tether-hub/hub.db ] ||
+    dpkg-query -W -f='${Status}' tether 2>/dev/null | grep -q "ok installed"; then
+    echo "FAIL a tether package or hub state is already here; not touching it"
     exit 1
 fi
 
@@ -91,6 +94,45 @@ for u in "$UNITS/tether-hub.service" "$TMP/tether-site@pkgtest.service"; do
     [[ $line =~ ": "[0-9.]+" "(SAFE|OK) ]]
     check $? "systemd-analyze security $(basename "$u"): OK or better" "$line"
 done
+
+echo "== the site guide's commands with the units' paths, as the service users"
+# No systemd here to start the units: their ExecStart= lines, run as their
+# users by hand. The hub on a loopback port; the site enrolls into
+# /var/lib/tether-site/NAME as tether-site, exactly as docs/site-guide.md says.
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+CTL=(/usr/bin/tetherctl --config /var/lib/tether-hub/ctl.conf)
+runuser -u tether-hub -- /usr/bin/tether-hub init --state /var/lib/tether-hub --name 127.0.0.1 \
+    --public "127.0.0.1:$PORT" >"$TMP/init.log" 2>&1
+check $? "tether-hub init as tether-hub in /var/lib/tether-hub" "$(cat "$TMP/init.log")"
+runuser -u tether-hub -- /usr/bin/tether-hub run --state /var/lib/tether-hub \
+    --listen "127.0.0.1:$PORT" >"$TMP/hub.log" 2>&1 &
+HUB=$!
+for _ in $(seq 50); do "${CTL[@]}" site list >/dev/null 2>&1 && break; sleep 0.2; done
+TOKEN=$("${CTL[@]}" site add pkgtest 2>&1)
+runuser -u tether-site -- /usr/bin/tether-site enroll --state /var/lib/tether-site/pkgtest \
+    "$TOKEN" >"$TMP/enroll.log" 2>&1
+check $? "tether-site enroll as tether-site into /var/lib/tether-site/pkgtest" \
+    "$(cat "$TMP/enroll.log")"
+[ "$(stat -c %U /var/lib/tether-site/pkgtest/site.key 2>/dev/null)" = tether-site ]
+check $? "the site's key belongs to tether-site"
+runuser -u tether-site -- /usr/bin/tether-site run --state /var/lib/tether-site/pkgtest \
+    --service web=http://127.0.0.1:9 >"$TMP/site.log" 2>&1 &
+SITE=$!
+online=no
+for _ in $(seq 50); do
+    online=$("${CTL[@]}" --json site show pkgtest 2>/dev/null |
+        python3 -c 'import json,sys; print("yes" if json.load(sys.stdin).get("online") else "no")')
+    [ "$online" = yes ] && break
+    sleep 0.2
+done
+[ "$online" = yes ]
+check $? "the enrolled site comes online" "$(tail -3 "$TMP/site.log")"
+err=$(runuser -u tether-site -- /usr/bin/tether-site run --state /var/lib/tether-site/pkgtest 2>&1)
+[[ $err == *"state directory /var/lib/tether-site/pkgtest is in use by process"* ]]
+check $? "a second agent on that state refuses" "$err"
+kill -TERM "$SITE" "$HUB" 2>/dev/null
+wait "$SITE" "$HUB" 2>/dev/null
+rm -rf /var/lib/tether-site/pkgtest /var/lib/tether-hub/*
 
 echo "== apt-get purge tether"
 DEBIAN_FRONTEND=noninteractive apt-get purge -y -q tether >"$TMP/remove.log" 2>&1

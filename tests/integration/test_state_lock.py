@@ -33,6 +33,13 @@ def main(h):
     after = {f: os.stat(os.path.join(hub.dir, f)).st_mtime_ns for f in os.listdir(hub.dir)}
     h.check(before == after, "nothing in the hub's state was touched", (before, after))
     h.check(os.path.exists(db) and hub.proc.alive(), "the first hub runs on")
+    # init --force would delete the running hub's registry: refused.
+    r = h.run([h.bin("tether-hub"), "init", "--state", hub.dir, "--name", "127.0.0.1",
+               "--force"], timeout=30)
+    h.check(r.rc != 0 and ("in use by process %d" % hub.proc.p.pid) in r.stderr,
+            "init --force on the running hub's state refuses", r)
+    after = {f: os.stat(os.path.join(hub.dir, f)).st_mtime_ns for f in os.listdir(hub.dir)}
+    h.check(before == after, "init --force touched nothing", (before, after))
 
     # A second agent on the same state: refused; the first keeps its tunnel
     # (no replace loop).

@@ -75,6 +75,12 @@ for p in tether-site tetherctl; do
     test -f /usr/share/man/man1/$p.1.gz && test -f /usr/share/bash-completion/completions/$p
     check $? "$p: man page and bash completion installed"
 done
+zcat /usr/share/man/man1/tether-hub.1.gz | grep -qF -- '[\-\-public HOST:PORT]'
+check $? "tether-hub(1) carries the program's --help (init's [--public HOST:PORT])"
+c=$(bash -c 'source /usr/share/bash-completion/completions/tetherctl
+    COMP_WORDS=(tetherctl site re); COMP_CWORD=2; _tetherctl; echo "${COMPREPLY[*]}"')
+[ "$c" = "revoke remove" ]
+check $? "bash completion: tetherctl site re<TAB> offers revoke remove" "$c"
 test -f /usr/share/doc/tether/examples/hub.conf
 check $? "hub.conf example installed"
 getent passwd tether-hub >/dev/null && getent passwd tether-site >/dev/null

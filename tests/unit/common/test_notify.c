@@ -12,6 +12,7 @@
 
 static int g_sock = -1;
 
+#ifdef TETHER_HAVE_SYSTEMD
 /* The next datagram (waits up to 1 s), "" when none came. */
 static void next_msg(char *buf, size_t cap)
 {
@@ -27,6 +28,7 @@ static void count_tick(void *arg)
 {
     (*(int *)arg)++;
 }
+#endif
 
 int main(void)
 {

@@ -45,6 +45,8 @@ PACKAGES=(
     python3-h2 python3-hyperframe python3-hpack python3-websockets python3-wsproto
     python3-grpcio
     postgresql postgresql-client
+    libsystemd-dev
+    debhelper lintian help2man
 )
 
 if ! command -v dpkg-query >/dev/null || ! command -v apt-get >/dev/null; then

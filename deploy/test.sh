@@ -15,6 +15,10 @@
 # the libFuzzer targets only), reused incrementally. All link the one static
 # wolfSSL in build/wolfssl,
 # built from Debian's source package on the first run (deploy/build-wolfssl.sh).
+# The normal tree's suite includes the package test (CTest label `package`,
+# tests/package/test_package.sh): it builds the .deb, installs it with
+# apt-get on this machine, checks the programs and the systemd units
+# (systemd-analyze verify and security) and purges it; never in the ASan tree.
 # Exit status: 0 only when every phase passed.
 set -euo pipefail
 

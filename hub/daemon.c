@@ -18,6 +18,8 @@
 #include "../common/conn.h"
 #include "../common/crypto.h"
 #include "../common/log.h"
+#include "../common/notify.h"
+#include "../common/statelock.h"
 #include "../common/tls.h"
 #include "../common/tune.h"
 #include "api/api.h"
@@ -45,6 +47,9 @@ struct daemon {
     int stopped;
     uv_timer_t watchdog;
     int watchdog_on;
+    int lock_fd;                  /* STATE/lock held while the hub runs; -1 none */
+    struct notify_timer sdnotify; /* systemd's WATCHDOG=1 and STATUS (program only) */
+    int sdnotify_on;
 };
 
 static struct daemon *daemon_of(struct hub *h)
@@ -113,6 +118,8 @@ void daemon_stop(struct hub *h, const char *why)
         close_handle((uv_handle_t *)&h->sighup);
         close_handle((uv_handle_t *)&h->drain_timer);
     }
+    if (d->sdnotify_on)
+        close_handle((uv_handle_t *)&d->sdnotify.timer);
     /* Only the program owns the loop: the watchdog closes every handle. */
     if (d->o.program && why != NULL && uv_timer_init(h->loop, &d->watchdog) == 0) {
         d->watchdog_on = 1;
@@ -146,6 +153,7 @@ void daemon_drain(struct hub *h, const char *why)
         return;
     }
     h->draining = 1;
+    notify_stopping();
     daemon_of(h)->drain_started_ms = uv_now(h->loop);
     hub_tunnel_each(h, count_streams, &open);
     log_event(LOG_INFO, "draining", "signal=%s tunnels=%zu streams=%zu grace_ms=%llu", log_q(why),
@@ -227,6 +235,7 @@ static int open_state(struct hub *h, const struct settings_cli *cli, struct sett
     char db[SETTINGS_PATH_CAP], why[256] = "";
     WOLFSSL_CTX *ctx = NULL;
     struct stat st;
+    pid_t holder = 0;
     int rc;
 
     if (strlen(state) >= sizeof(h->state_dir) ||
@@ -247,6 +256,17 @@ static int open_state(struct hub *h, const struct settings_cli *cli, struct sett
     if (rc != 0)
         return rc;
     h->cfg = s->cfg;
+    /* Before the registry is opened (it is written at once): one hub per state. */
+    rc = statelock_acquire(state, &daemon_of(h)->lock_fd, &holder);
+    if (rc == -EBUSY) {
+        snprintf(err, cap, "state directory %s is in use by process %ld", state, (long)holder);
+        return rc;
+    }
+    if (rc != 0) {
+        snprintf(err, cap, "cannot lock the state directory %s/%s: %s", state, STATELOCK_FILE,
+                 strerror(-rc));
+        return rc;
+    }
     rc = registry_open(db, &h->reg, why, sizeof(why));
     if (rc != 0) {
         snprintf(err, cap, "cannot open %s: %s", db, why[0] ? why : strerror(-rc));
@@ -309,6 +329,14 @@ static int listen_all(struct hub *h, const struct settings_cli *cli, const struc
     return 0;
 }
 
+/* systemd's STATUS line: how many sites are online now. */
+static void notify_sites(void *arg)
+{
+    struct hub *h = arg;
+
+    notify_status("%zu sites online%s", h->tunnels.count, h->draining ? ", draining" : "");
+}
+
 int daemon_start(uv_loop_t *loop, const struct daemon_opts *o, struct hub **out, char *err,
                  size_t cap)
 {
@@ -326,6 +354,7 @@ int daemon_start(uv_loop_t *loop, const struct daemon_opts *o, struct hub **out,
         return -ENOMEM;
     }
     d->o = *o;
+    d->lock_fd = -1;
     h = &d->hub;
     *out = h;
     h->loop = loop;
@@ -372,6 +401,10 @@ int daemon_start(uv_loop_t *loop, const struct daemon_opts *o, struct hub **out,
         uv_signal_start(&h->sigterm, on_stop_signal, SIGTERM);
         uv_signal_start(&h->sigint, on_stop_signal, SIGINT);
         uv_signal_start(&h->sighup, on_hup, SIGHUP);
+        notify_watchdog_start(loop, &d->sdnotify, notify_sites, h);
+        d->sdnotify_on = 1;
+        notify_sites(h);
+        notify_ready();
     }
     return 0;
 }
@@ -397,6 +430,7 @@ void daemon_free(struct hub *h)
     if (h->user_ctx != NULL)
         wolfSSL_CTX_free(h->user_ctx);
     crypto_identity_free(&h->id);
+    statelock_release(d->lock_fd);
     /* Every tunnel is gone by now; the map's array is all that is left. */
     free(h->tunnels.buckets);
     free(d);

@@ -22,6 +22,7 @@
 #include "../common/crypto.h"
 #include "../common/log.h"
 #include "../common/net.h"
+#include "../common/statelock.h"
 #include "../common/token.h"
 #include "../common/tune.h"
 #include "core/hub.h"
@@ -158,7 +159,8 @@ static int cmd_init(int argc, char **argv)
         {"public", required_argument, NULL, 'p'}, {"force", no_argument, NULL, 'f'},
         {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
     struct cli cli;
-    int force = 0, created = 0, ret = EXIT_FAILURE, rc, opt;
+    int force = 0, created = 0, ret = EXIT_FAILURE, rc, opt, lock_fd = -1;
+    pid_t holder = 0;
 
     cli_begin(&cli, PROG, "init", argc - 1, argv + 1, "h", init_opts);
     while ((opt = cli_next(&cli)) != CLI_END) {
@@ -216,6 +218,11 @@ static int cmd_init(int argc, char **argv)
             return fail("%s exists: this hub state is already initialised (--force deletes "
                         "its registry and starts over)",
                         db);
+        /* --force must not pull the registry from under a running hub. */
+        rc = statelock_acquire(state, &lock_fd, &holder);
+        if (rc == -EBUSY)
+            return fail("state directory %s is in use by process %ld: stop that hub first", state,
+                        (long)holder);
         remove_db(db);
     } else if (errno != ENOENT) {
         return fail("cannot check %s: %s", db, strerror(errno));
@@ -319,6 +326,7 @@ out:
         unlink(p_ctl);
     }
     crypto_identity_free(&id);
+    statelock_release(lock_fd);
     explicit_bzero(tok, sizeof(tok));
     explicit_bzero(t.buf, sizeof(t.buf));
     return ret;

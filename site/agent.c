@@ -13,6 +13,7 @@
 
 #include "../common/hfield.h"
 #include "../common/log.h"
+#include "../common/notify.h"
 #include "../common/tls.h"
 #include "../common/urlpath.h"
 #include "bytestream.h"
@@ -75,6 +76,9 @@ static void enter_state(struct agent *a, enum agent_state s, const char *why)
     log_event(LOG_DEBUG, "state", "from=%s to=%s why=%s", state_names[a->state], state_names[s],
               log_q(why));
     a->state = s;
+    notify_status("tunnel %s", state_names[s]);
+    if (s == AG_CONNECTED)
+        notify_ready(); /* systemd takes the first; later ones change nothing */
 }
 
 static void start_attempt(struct agent *a);

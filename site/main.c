@@ -18,6 +18,8 @@
 #include "../common/httpc.h"
 #include "../common/log.h"
 #include "../common/net.h"
+#include "../common/notify.h"
+#include "../common/statelock.h"
 #include "../common/tls.h"
 #include "../common/token.h"
 #include "../common/tune.h"
@@ -256,6 +258,7 @@ static size_t n_retired;
 static void on_signal(uv_signal_t *h, int signum)
 {
     log_event(LOG_INFO, "stopping", "signal=%d", signum);
+    notify_stopping();
     agent_stop(&agent);
     uv_close((uv_handle_t *)&sig_term, NULL);
     uv_close((uv_handle_t *)&sig_int, NULL);
@@ -468,7 +471,9 @@ static int cmd_run(int argc, char **argv)
     uint64_t ms;
     long long n;
     struct cli p;
-    int c, rc;
+    static struct notify_timer sd_watchdog; /* systemd's WATCHDOG=1 */
+    pid_t holder = 0;
+    int c, rc, lock_fd = -1;
 
     cli_begin(&p, PROG, "run", argc, argv, "h", opts);
     while ((c = cli_next(&p)) != CLI_END) {
@@ -569,6 +574,19 @@ static int cmd_run(int argc, char **argv)
             agent.use_proxy = 1;
         }
     }
+    /* One agent per state: a second one would take over the site's tunnel
+     * and be replaced in turn, forever. Held until the process exits. */
+    rc = statelock_acquire(state, &lock_fd, &holder);
+    if (rc == -EBUSY) {
+        fprintf(stderr, "tether-site: state directory %s is in use by process %ld\n", state,
+                (long)holder);
+        return 1;
+    }
+    if (rc != 0) {
+        fprintf(stderr, "tether-site: cannot lock the state directory %s/%s: %s\n", state,
+                STATELOCK_FILE, strerror(-rc));
+        return 1;
+    }
     if (crypto_identity_load(state, "site", &agent.id) != 0)
         return die("cannot read the site key (site.key, site.crt) in the state directory");
     if (tls_ctx_client(&agent.id, &ctx) != 0)
@@ -613,8 +631,10 @@ static int cmd_run(int argc, char **argv)
      * (a fatal error such as a taken source port) the loop must end. */
     uv_unref((uv_handle_t *)&sig_term);
     uv_unref((uv_handle_t *)&sig_int);
+    notify_watchdog_start(loop, &sd_watchdog, NULL, NULL);
     agent_start(&agent);
     uv_run(loop, UV_RUN_DEFAULT);
+    uv_close((uv_handle_t *)&sd_watchdog.timer, NULL);
     if (!uv_is_closing((uv_handle_t *)&sig_term)) {
         uv_close((uv_handle_t *)&sig_term, NULL);
         uv_close((uv_handle_t *)&sig_int, NULL);
@@ -634,6 +654,7 @@ static int cmd_run(int argc, char **argv)
         log_event(LOG_ERROR, "fatal", "reason=%s", log_q(agent.fatal));
     }
     log_event(LOG_INFO, "site_stopped", "site=%s", agent.site);
+    statelock_release(lock_fd);
     return agent.exit_code;
 }
 

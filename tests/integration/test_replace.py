@@ -2,6 +2,7 @@
 # Integration: a site that connects again while its old tunnel still looks alive replaces the old session.
 # SPDX-License-Identifier: MIT
 import os
+import shutil
 import signal
 import sys
 
@@ -23,7 +24,14 @@ def main(h):
     site.proc.signal(signal.SIGSTOP)
     hub_mark = hub.proc.mark()
     second = Site.__new__(Site)
-    second.h, second.name, second.hub, second.dir, second.proc = h, SITE, hub, site.dir, None
+    # The same site (same key) from a copy of its state: one agent per state
+    # directory (the state lock), so a second host of the site, not a second
+    # agent on the first one's directory.
+    copy = h.mkdir("site-copy")
+    for f in os.listdir(site.dir):
+        if f != "lock":
+            shutil.copy2(os.path.join(site.dir, f), copy)
+    second.h, second.name, second.hub, second.dir, second.proc = h, SITE, hub, copy, None
     second.start({"web": svc.url}, extra=["--ping-interval", "60"])
     m = hub.proc.wait_log(r"site_disconnected site=%s .*reason=\"?replaced by a newer connection"
                           % SITE, 10, since=hub_mark, fatal=False)

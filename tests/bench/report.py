@@ -147,7 +147,8 @@ def fmt_time(ts):
 BULK_PATHS = ("tether", "ssh", "direct", "https", "tls")
 PATH_NAMES = {"tether": "tether", "ssh": "ssh -R", "direct": "direct", "https": "direct HTTPS",
               "tls": "stunnel pair"}
-ROLE_ORDER = ("client", "hub", "site", "sshd", "ssh", "stunnel_c", "stunnel_s", "nginx")
+ROLE_ORDER = ("client", "tetherctl", "hub", "site", "sshd", "ssh", "stunnel_c", "stunnel_s",
+              "nginx", "service")
 
 
 def cpu_budget(bulk):
@@ -176,6 +177,11 @@ def cpu_budget(bulk):
             "nothing but this work (cores / total):" % ncpu, "",
             table(("transfer", "path", "CPU s per GiB by process", "total", "%d-core ceiling "
                    "(MB/s)" % ncpu, "measured (MB/s)"), rows)]
+
+
+def _size(b):
+    mib = b / 1048576.0
+    return "%.0f GiB" % (mib / 1024) if mib >= 1024 else "%.0f MiB" % mib
 
 
 def table(head, rows):
@@ -327,7 +333,8 @@ def render(res, hand=None):
         L.append("")
         L.append("> The run stopped early: %s" % _short(meta["error"], 300))
     sz = meta.get("sizes", {})
-    ran = set(meta.get("only") or ("bulk", "requests", "scale", "setup", "storm", "ports"))
+    ran = set(meta.get("only") or ("bulk", "requests", "scale", "setup", "storm", "ports",
+                                   "tcp", "websocket", "grpc"))
 
     def shown(scenario):
         return scenario in ran
@@ -351,6 +358,8 @@ def render(res, hand=None):
         ("nginx", meta.get("nginx", "?")),
         ("load", "%s; %s" % (meta.get("wrk", "?"), meta.get("h2load", "?"))),
         ("curl", meta.get("curl", "?")),
+        ("python3-websockets; python3-grpcio (tcp, websocket, grpc peers)", "%s; %s" % (
+            meta.get("websockets", "?"), meta.get("grpcio", "?"))),
         ("open files limit (soft, hard)", ", ".join(str(x) for x in meta.get("nofile", []))),
         ("ephemeral ports", meta.get("eph_range", "?")),
         ("load average at start; at end", "%s; %s (other work on the machine shows here)" % (
@@ -531,6 +540,62 @@ def render(res, hand=None):
                          "address has towards one destination." % (
                              rate, po["per_request_tw_ports"],
                              po["per_request_tw_ports"] / float(po["eph_size"]), po["eph_size"]))
+
+    # 7. a TCP service
+    if shown('tcp'):
+        tc = section(L, "7. TCP service: %s each way (MB/s%s)" % (
+            _size((res.get("tcp") or {}).get("bytes", (sz.get("tcp_mib") or 0) << 20)),
+            ", median of %d" % (res.get("tcp") or {}).get("repeat", 1)
+            if (res.get("tcp") or {}).get("repeat", 1) > 1 else ""),
+            res, "tcp", lambda r: r.get("download"))
+        if tc:
+            rows, cpu_rows = [], []
+            for kind in ("download", "upload"):
+                d = tc.get(kind) or {}
+                t, s_, x = (d.get(p) for p in ("tether", "ssh", "direct"))
+                rows.append((kind + (" (service → client)" if kind == "download"
+                                     else " (client → service)"),
+                             cell(t, "mbps"), cell(s_, "mbps"), cell(x, "mbps"),
+                             ratio(_get(d, "tether", "mbps"), _get(d, "ssh", "mbps")),
+                             ratio(_get(d, "tether", "mbps"), _get(d, "direct", "mbps"))))
+                for p in ("tether", "ssh", "direct"):
+                    c = (d.get(p) or {}).get("cpu_s_per_gib")
+                    if c:
+                        cpu_rows.append((kind, PATH_NAMES[p], ", ".join(
+                            "%s %.2f" % (r, c[r]) for r in ROLE_ORDER if r in c),
+                            "%.2f" % sum(c.values())))
+            L.append(table(("transfer", "tether (`tetherctl connect --listen`)", "ssh -R",
+                            "direct", "tether / ssh -R", "tether / direct"), rows))
+            if cpu_rows:
+                L.append("")
+                L.append("CPU seconds per GiB moved, by process (client and service: the "
+                         "python sink/source of tests/bench/peers.py):")
+                L.append("")
+                L.append(table(("transfer", "path", "CPU s per GiB by process", "total"),
+                               cpu_rows))
+
+    # 8, 9. WebSocket echo, gRPC unary calls
+    for key, num, title, unit, what in (
+            ("websocket", 8, "WebSocket echo", "msgs/s", "msgs"),
+            ("grpc", 9, "gRPC unary calls", "calls/s", "calls")):
+        if not shown(key):
+            continue
+        w = res.get(key) or {}
+        r = section(L, "%d. %s: %s connections × %s %s of 64 bytes, one at a time each" % (
+            num, title, w.get("conns", sz.get("ws_conns" if key == "websocket"
+                                              else "grpc_conns")),
+            w.get(what, sz.get("ws_msgs" if key == "websocket" else "grpc_calls")), what),
+            res, key, lambda r: r.get("tether") or r.get("direct"))
+        if r:
+            t, x = r.get("tether"), r.get("direct")
+            rows = [(unit, cell(t, "rate"), cell(x, "rate"),
+                     ratio(_get(r, "tether", "rate"), _get(r, "direct", "rate")))]
+            for q in ("p50_ms", "p99_ms"):
+                rows.append((q[:3] + " round trip", cell(t, q, "%.2f", " ms"),
+                             cell(x, q, "%.2f", " ms"),
+                             ratio(_get(r, "tether", q), _get(r, "direct", q))))
+            rows.append(("failed", cell(t, "errors"), cell(x, "errors"), ""))
+            L.append(table(("measure", "tether", "direct", "tether / direct"), rows))
 
     for name, title in (("method", "Method"), ("findings", "Findings and profiling")):
         L.append("")

@@ -62,7 +62,9 @@ def main(h):
     # The report: every table row of every scenario filled with a figure.
     for heading, want_rows in (("1. Bulk", 4), ("2. Requests", 8), ("3. Idle sites", 4),
                                ("4. Connection setup", 1), ("5. Reconnect storm", 1),
-                               ("6. Port economy", 12), ("Targets", 9)):
+                               ("6. Port economy", 12), ("7. TCP service", 2),
+                               ("8. WebSocket echo", 4), ("9. gRPC unary calls", 4),
+                               ("Targets", 9)):
         rows = table_rows(text, heading)
         h.check(rows is not None and len(rows) >= want_rows,
                 "report has the table of %r with %d rows" % (heading, want_rows),
@@ -126,6 +128,26 @@ def main(h):
     h.check(po.get("tunnel_sockets_after") == 1 and po.get("tunnel_connections_opened") == 0
             and po.get("new_sessions") == 0,
             "port economy: the site used its one tunnel and opened no other", po)
+    tc = res.get("tcp") or {}
+    for kind in ("download", "upload"):
+        for path in ("tether", "ssh", "direct"):
+            it = (tc.get(kind) or {}).get(path) or {}
+            h.check(num(it.get("mbps")) and it["mbps"] > 0 and it.get("cmd")
+                    and it.get("bytes") == tc.get("bytes")
+                    and it.get("stored_bytes") == tc.get("bytes"),
+                    "tcp %s through %s moved every byte" % (kind, path), it)
+            want = {"tether": ("client", "tetherctl", "hub", "site", "service"),
+                    "ssh": ("client", "sshd", "ssh", "service")}.get(path, ("client", "service"))
+            h.check(set(it.get("cpu_s_per_gib") or {}) == set(want),
+                    "tcp %s through %s: CPU per GiB of each process" % (kind, path), it)
+    for key, n in (("websocket", "msgs"), ("grpc", "calls")):
+        r = res.get(key) or {}
+        for path in ("tether", "direct"):
+            it = r.get(path) or {}
+            h.check(all(num(it.get(k)) and it[k] > 0 for k in ("rate", "p50_ms", "p99_ms"))
+                    and it.get("errors") == 0 and it.get(n) == r.get("conns", 0) * r.get(n, 0)
+                    and "error" not in it,
+                    "%s through %s: every answer came back, rate, p50, p99" % (key, path), it)
     h.check((res.get("meta") or {}).get("sanitizer_reports") == [],
             "no sanitizer report in the bench's process logs",
             (res.get("meta") or {}).get("sanitizer_reports"))

@@ -1,4 +1,5 @@
-/* The hub's HTTP API router: one table of {method, pattern, role, handler}, and /healthz. */
+/* The hub's HTTP API router: one table of {method, pattern, role, handler}, /healthz and /readyz.
+ */
 /* SPDX-License-Identifier: MIT */
 #include "api.h"
 #include "router.h"
@@ -7,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "../http/apijson.h"
 #include "../query/query.h"
 #include "api_int.h"
 
@@ -14,6 +16,20 @@ static void healthz(struct hub *h, struct ureq *r, const struct auth *a, const s
 {
     ureq_respond(r, h->draining ? 503 : 200, "text/plain", h->draining ? "draining\n" : "ok\n",
                  h->draining ? 9 : 3);
+}
+
+/* Readiness, for a load balancer: 503 while the hub drains or cannot read
+ * its registry, with the reason; /healthz only says the process answers. */
+static void readyz(struct hub *h, struct ureq *r, const struct auth *a, const struct api_match *m)
+{
+    const char *why = h->draining                           ? "draining"
+                      : registry_schema_version(h->reg) < 0 ? "registry unreadable"
+                      : h->qe == NULL                       ? "query engine not running"
+                                                            : NULL;
+
+    apijson_respond(r, why ? 503 : 200,
+                    json_pack("{s:b,s:s?,s:I}", "ready", why == NULL, "reason", why, "sites_online",
+                              (json_int_t)h->tunnels.count));
 }
 
 /* The federated query routes (hub/query). */
@@ -41,6 +57,7 @@ static void q_events(struct hub *h, struct ureq *r, const struct auth *a, const 
  * order a 405 names their methods. */
 static const struct api_route routes[] = {
     {NULL, "/healthz", ROLE_NONE, healthz, NULL, NULL},
+    {NULL, "/readyz", ROLE_NONE, readyz, NULL, NULL},
     {"POST", "/v1/enroll", ROLE_NONE, NULL, enroll, "site.enroll"},
     {"POST", "/v1/sites/{site}/rotate", ROLE_NONE, NULL, site_rotate, "site.rotate"},
     {"GET", "/metrics", ROLE_ADMIN, metrics, NULL, NULL},

@@ -42,6 +42,7 @@ static void test_routes(void)
 {
     taken("GET", "/healthz", "/healthz", ROLE_NONE);
     taken("POST", "/healthz?x=1", "/healthz", ROLE_NONE); /* any method */
+    taken("GET", "/readyz", "/readyz", ROLE_NONE);
     CHECK(m.open);
     taken("GET", "/metrics", "/metrics", ROLE_ADMIN);
     CHECK(!m.open);

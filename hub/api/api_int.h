@@ -92,6 +92,9 @@ void token_revoke(struct areq *q, json_t *body, struct outcome *o);
 /* auditlog.c */
 void audit_list(struct hub *h, struct ureq *r, const struct auth *a, const struct api_match *m);
 
+/* GET /v1/events: site changes as Server-Sent Events (watch.c). */
+void watch_events(struct hub *h, struct ureq *r, const struct auth *a, const struct api_match *m);
+
 /* metrics.c */
 void metrics(struct hub *h, struct ureq *r, const struct auth *a, const struct api_match *m);
 

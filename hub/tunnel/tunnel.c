@@ -199,6 +199,7 @@ static void tunnel_conn_close(struct conn *c, const char *reason)
     registry_session_close(h->reg, t->session_id, now, why, (int64_t)c->bytes_in,
                            (int64_t)c->bytes_out);
     registry_site_seen(h->reg, t->site_id, (int64_t)(t->last_heard_ms / 1000), NULL, NULL, NULL);
+    events_site(&h->subs, EVENTS_SITE_OFFLINE, t->site);
     log_event(LOG_INFO, "site_disconnected", "site=%s remote=%s reason=%s duration_s=%lld", t->site,
               c->peer, log_q(why), (long long)(now - t->connected_since));
     t->conn = NULL;

@@ -43,6 +43,7 @@ PACKAGES=(
     testssl.sh
     libwolfssl-dev
     python3-h2 python3-hyperframe python3-hpack
+    chromium chromium-driver python3-selenium
 )
 
 if ! command -v dpkg-query >/dev/null || ! command -v apt-get >/dev/null; then

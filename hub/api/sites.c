@@ -63,17 +63,23 @@ static json_t *site_json(struct hub *h, const struct reg_site *s)
     } else {
         services = json_loads(s->services_json ? s->services_json : "[]", 0, NULL);
     }
+    json_t *o;
+
     /* json_pack "o" steals the labels and services references. */
-    return json_pack("{s:s,s:s,s:s?,s:b,s:o,s:o,s:s?,s:s,s:o,s:o,s:I,s:o}", "name", s->name,
-                     "state", registry_site_state_name(s->state), "pin", s->pin[0] ? s->pin : NULL,
-                     "online", t != NULL, "connected_since",
-                     t ? json_integer(ti.connected_since) : json_null(), "last_seen",
-                     last_seen ? json_integer(last_seen) : json_null(), "remote_addr",
-                     t ? ti.peer : (s->remote_addr[0] ? s->remote_addr : NULL), "agent_version",
-                     t && ti.agent_version[0] ? ti.agent_version : s->agent_version, "services",
-                     services ? services : json_array(), "labels", labels ? labels : json_object(),
-                     "created_at", (json_int_t)s->created_at, "enrolled_at",
-                     s->enrolled_at ? json_integer(s->enrolled_at) : json_null());
+    o = json_pack("{s:s,s:s,s:s?,s:b,s:o,s:o,s:s?,s:s,s:o,s:o,s:I,s:o}", "name", s->name, "state",
+                  registry_site_state_name(s->state), "pin", s->pin[0] ? s->pin : NULL, "online",
+                  t != NULL, "connected_since", t ? json_integer(ti.connected_since) : json_null(),
+                  "last_seen", last_seen ? json_integer(last_seen) : json_null(), "remote_addr",
+                  t ? ti.peer : (s->remote_addr[0] ? s->remote_addr : NULL), "agent_version",
+                  t && ti.agent_version[0] ? ti.agent_version : s->agent_version, "services",
+                  services ? services : json_array(), "labels", labels ? labels : json_object(),
+                  "created_at", (json_int_t)s->created_at, "enrolled_at",
+                  s->enrolled_at ? json_integer(s->enrolled_at) : json_null());
+    if (o != NULL && t != NULL) { /* the live tunnel's counters (TLS records, both ways) */
+        json_object_set_new(o, "bytes_in", json_integer((json_int_t)ti.bytes_in));
+        json_object_set_new(o, "bytes_out", json_integer((json_int_t)ti.bytes_out));
+    }
+    return o;
 }
 
 struct list_ctx {

@@ -209,7 +209,36 @@ def main(h):
         wait_for(h, "the audit log shows the revoke", lambda: "site.revoke" in drv.find_element(By.ID, "audit").text)
         drv.find_element(By.ID, "nav-sites").click()
         wait_for(h, "sites again", lambda: row("beta"))
+
+        # Add a site from the page: its enrollment token is shown once and works.
+        drv.find_element(By.ID, "new-site").send_keys("gamma")
+        drv.find_element(By.ID, "add-site").click()
+        tok = wait_for(h, "gamma's enrollment token", lambda: drv.find_element(
+            By.CSS_SELECTOR, "#secret code.token").text)
+        wait_for(h, "gamma pending", lambda: cell("gamma", "state") == "pending")
+        h.site("gamma", hub).enroll(tok)
+        wait_for(h, "gamma active after its enrollment (live)", lambda: cell("gamma", "state") == "active")
+
+        # Disable and enable from the page.
+        row("beta")[0].find_element(By.CSS_SELECTOR, "button.disable").click()
+        wait_for(h, "beta disabled", lambda: cell("beta", "state") == "disabled"
+                 and (cell("beta", "status") or "").startswith("offline"))
+        row("beta")[0].find_element(By.CSS_SELECTOR, "button.enable").click()
+        wait_for(h, "beta active again", lambda: cell("beta", "state") == "active")
         drv.save_screenshot(os.path.join(shots, "dashboard.png"))
+
+        # Create a user token from the page; it is shown once and works.
+        drv.find_element(By.ID, "nav-tokens").click()
+        drv.find_element(By.ID, "t-name").send_keys("ops-two")
+        ts = drv.find_element(By.ID, "t-sites")
+        ts.clear()
+        ts.send_keys("gamma")
+        drv.find_element(By.ID, "t-create").click()
+        tok2 = wait_for(h, "the new token", lambda: drv.find_element(By.CSS_SELECTOR, "#t-secret code.token").text)
+        r = hub.curl("/v1/sites", token=tok2)
+        h.check(r.status == 200 and [x["name"] for x in r.json()["sites"]] == ["gamma"],
+                "the page's new token works and sees only gamma", r)
+        wait_for(h, "ops-two listed", lambda: "ops-two" in drv.find_element(By.ID, "tokens").text)
 
         admin_logs = drv.get_log("browser")
 

@@ -243,10 +243,15 @@ function showSecret(box, title, token, hint) {
   box.hidden = false;
 }
 
+function enrollHint(r) {
+  return 'On the site: tether-site enroll --state STATE_DIR TOKEN (the token names this hub). Expires ' +
+    when(r.expires_at) + '.';
+}
+
 async function enrollToken(name) {
   const r = await api('POST', '/v1/sites/' + encodeURIComponent(name) + '/enroll', {});
   showSecret($('secret'), 'Enrollment token for ' + name + ' (shown once):', r.enrollment_token,
-    'On the site: tether-site enroll --hub HUB_HOST:6443 --token <this token>. Expires ' + when(r.expires_at) + '.');
+    enrollHint(r));
 }
 
 async function addSite() {
@@ -255,7 +260,7 @@ async function addSite() {
   const r = await api('POST', '/v1/sites', { name });
   $('new-site').value = '';
   showSecret($('secret'), 'Site ' + r.name + ' added. Its enrollment token (shown once):', r.enrollment_token,
-    'On the site: tether-site enroll --hub HUB_HOST:6443 --token <this token>. Expires ' + when(r.expires_at) + '.');
+    enrollHint(r));
   await loadSites();
 }
 

@@ -63,6 +63,16 @@ def wait_for(h, what, fn, timeout=20.0):
     raise Fatal("timed out waiting for %s (last error: %r)" % (what, last))
 
 
+def submit_form(drv, By, nav, fields, button):
+    """Opens a view, fills its inputs (id -> text) and presses its button."""
+    drv.find_element(By.ID, nav).click()
+    for fid, text in fields.items():
+        f = drv.find_element(By.ID, fid)
+        f.clear()
+        f.send_keys(text)
+    drv.find_element(By.ID, button).click()
+
+
 def artifacts_dir(h):
     d = os.environ.get("TETHER_ARTIFACTS") or os.path.join(
         os.environ.get("TETHER_BIN") or os.path.join(h.src_dir, "build"), "artifacts")
@@ -173,14 +183,9 @@ def main(h):
         wait_for(h, "alpha's live session", lambda: "live" in drv.find_element(By.ID, "sessions").text)
 
         # A federated query from the page; its results arrive over the SSE stream.
-        drv.find_element(By.ID, "nav-queries").click()
-        drv.find_element(By.ID, "q-service").send_keys("counts")
-        p = drv.find_element(By.ID, "q-path")
-        p.clear()
         # The sites take 1.5 s to answer: the page opens the query while it
         # runs, and the results come over GET /v1/queries/{id}/events.
-        p.send_keys("/slow?ms=1500")
-        drv.find_element(By.ID, "q-run").click()
+        submit_form(drv, By, "nav-queries", {"q-service": "counts", "q-path": "/slow?ms=1500"}, "q-run")
         wait_for(h, "the query shown running", lambda: "running" in drv.find_element(By.ID, "query-title").text)
         h.check(not drv.find_elements(By.CSS_SELECTOR, 'tr[data-result] td.rstatus') or all(
             c.text in ("sent", "queued") for c in drv.find_elements(By.CSS_SELECTOR, "td.rstatus")),
@@ -228,12 +233,7 @@ def main(h):
         drv.save_screenshot(os.path.join(shots, "dashboard.png"))
 
         # Create a user token from the page; it is shown once and works.
-        drv.find_element(By.ID, "nav-tokens").click()
-        drv.find_element(By.ID, "t-name").send_keys("ops-two")
-        ts = drv.find_element(By.ID, "t-sites")
-        ts.clear()
-        ts.send_keys("gamma")
-        drv.find_element(By.ID, "t-create").click()
+        submit_form(drv, By, "nav-tokens", {"t-name": "ops-two", "t-sites": "gamma"}, "t-create")
         tok2 = wait_for(h, "the new token", lambda: drv.find_element(By.CSS_SELECTOR, "#t-secret code.token").text)
         r = hub.curl("/v1/sites", token=tok2)
         h.check(r.status == 200 and [x["name"] for x in r.json()["sites"]] == ["gamma"],

@@ -63,6 +63,14 @@ def wait_for(h, what, fn, timeout=20.0):
     raise Fatal("timed out waiting for %s (last error: %r)" % (what, last))
 
 
+def click_in_row(h, drv, site, selector):
+    """Clicks selector in the site's row in one step: live updates redraw the
+    rows, so an element found first and clicked later may be gone."""
+    js = ("const e = document.querySelector('tr[data-site=\"' + arguments[0] + '\"] ' + arguments[1]);"
+          "if (!e) return false; e.click(); return true;")
+    wait_for(h, "%s in %s's row" % (selector, site), lambda: drv.execute_script(js, site, selector))
+
+
 def submit_form(drv, By, nav, fields, button):
     """Opens a view, fills its inputs (id -> text) and presses its button."""
     drv.find_element(By.ID, nav).click()
@@ -149,8 +157,10 @@ def main(h):
             return drv.find_elements(By.CSS_SELECTOR, 'tr[data-site="%s"]' % name)
 
         def cell(name, cls):
-            rs = row(name)
-            return rs[0].find_element(By.CSS_SELECTOR, "td." + cls).text if rs else None
+            # One script: a live redraw between finding and reading cannot bite.
+            return drv.execute_script(
+                "const e = document.querySelector('tr[data-site=\"' + arguments[0] + '\"] td.' + arguments[1]);"
+                "return e ? e.innerText : null;", name, cls)
 
         drv.get(hub.url + "/")
         h.check(drv.title == "tether hub", "the page loads", drv.title)
@@ -164,9 +174,9 @@ def main(h):
                 "the token is kept in sessionStorage")
         h.check(drv.execute_script("return localStorage.length") == 0, "nothing in localStorage")
         wait_for(h, "the live stream up", lambda: drv.find_element(By.ID, "live").text == "live")
-        h.check(evil in row("beta")[0].text and not drv.find_elements(By.ID, "pwn")
-                and drv.execute_script("return window.__pwned") is None,
-                "a label with markup shows as text")
+        wait_for(h, "the label with markup shown", lambda: evil in row("beta")[0].text)
+        h.check(not drv.find_elements(By.ID, "pwn") and drv.execute_script("return window.__pwned") is None,
+                "a label with markup shows as text, not as an element")
         marker = drv.execute_script("window.__noReload = 1; return window.__noReload")
 
         # A site coming online shows up without a reload.
@@ -178,7 +188,7 @@ def main(h):
         drv.save_screenshot(os.path.join(shots, "sites.png"))
 
         # A site's detail: its live session.
-        row("alpha")[0].find_element(By.CSS_SELECTOR, "td.name").click()
+        click_in_row(h, drv, "alpha", "td.name")
         wait_for(h, "alpha's detail", lambda: drv.find_element(By.ID, "site-title").text == "alpha")
         wait_for(h, "alpha's live session", lambda: "live" in drv.find_element(By.ID, "sessions").text)
 
@@ -203,8 +213,9 @@ def main(h):
         # Revoke alpha from the page (two clicks): it goes offline, live.
         drv.find_element(By.ID, "nav-sites").click()
         wait_for(h, "alpha row", lambda: row("alpha"))
-        row("alpha")[0].find_element(By.CSS_SELECTOR, "button.revoke").click()
-        row("alpha")[0].find_element(By.CSS_SELECTOR, "button.revoke").click()
+        click_in_row(h, drv, "alpha", "button.revoke")
+        wait_for(h, "revoke armed", lambda: "Confirm revoke" in row("alpha")[0].text)
+        click_in_row(h, drv, "alpha", "button.revoke")
         wait_for(h, "alpha revoked and offline", lambda: cell("alpha", "state") == "revoked"
                  and (cell("alpha", "status") or "").startswith("offline"))
         # A change made elsewhere (the API) reaches the page by the event stream.
@@ -225,10 +236,10 @@ def main(h):
         wait_for(h, "gamma active after its enrollment (live)", lambda: cell("gamma", "state") == "active")
 
         # Disable and enable from the page.
-        row("beta")[0].find_element(By.CSS_SELECTOR, "button.disable").click()
+        click_in_row(h, drv, "beta", "button.disable")
         wait_for(h, "beta disabled", lambda: cell("beta", "state") == "disabled"
                  and (cell("beta", "status") or "").startswith("offline"))
-        row("beta")[0].find_element(By.CSS_SELECTOR, "button.enable").click()
+        click_in_row(h, drv, "beta", "button.enable")
         wait_for(h, "beta active again", lambda: cell("beta", "state") == "active")
         drv.save_screenshot(os.path.join(shots, "dashboard.png"))
 

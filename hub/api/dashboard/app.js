@@ -5,7 +5,7 @@
 const KEY = 'tether.token';
 const POLL_MS = 4000; // fallback when the event stream fails, and the refresh of live byte counters
 const S = { token: null, admin: false, view: 'sites', site: null, query: null, sites: new Map(),
-  auditBefore: null, events: null, qstream: null, poll: null, retry: null };
+  auditBefore: null, armed: null, events: null, qstream: null, poll: null, retry: null };
 
 const $ = (id) => document.getElementById(id);
 
@@ -216,16 +216,19 @@ function actBtn(label, cls, fn) {
   return el('button', { type: 'button', class: cls, onclick: (ev) => { ev.stopPropagation(); fn().catch((e) => showError(e.message)); } }, label);
 }
 
-// Revoking cannot be undone: the first click arms the button, the second revokes.
+// Revoking cannot be undone: the first click arms the button for 5 s (kept across the row's
+// live re-renders), the second revokes.
 function revokeBtn(name) {
-  const b = el('button', { type: 'button', class: 'danger revoke' }, 'Revoke');
+  const armed = S.armed && S.armed.name === name && Date.now() < S.armed.until;
+  const b = el('button', { type: 'button', class: 'danger revoke' }, armed ? 'Confirm revoke' : 'Revoke');
   b.addEventListener('click', (ev) => {
     ev.stopPropagation();
-    if (!b.dataset.armed) {
-      b.dataset.armed = '1';
+    if (!(S.armed && S.armed.name === name && Date.now() < S.armed.until)) {
+      S.armed = { name, until: Date.now() + 5000 };
       b.textContent = 'Confirm revoke';
       return;
     }
+    S.armed = null;
     api('POST', '/v1/sites/' + encodeURIComponent(name) + '/revoke').then(() => refreshSite(name))
       .catch((e) => showError(e.message));
   });

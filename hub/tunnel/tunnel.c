@@ -499,6 +499,7 @@ int tunnel_stream_open(struct tunnel *t, const nghttp2_nv *nva, size_t n, int ha
     s->id = id;
     LIST_INSERT_HEAD(&t->streams, s, link);
     t->n_streams++;
+    t->n_opened++;
     s->opening = 1;
     h2_send(&t->h2);
     s->opening = 0;
@@ -598,6 +599,8 @@ void tunnel_get_info(const struct tunnel *t, struct tunnel_info *out)
     out->services_json = t->services_json;
     out->bytes_in = t->conn ? t->conn->bytes_in : 0;
     out->bytes_out = t->conn ? t->conn->bytes_out : 0;
+    out->streams_open = t->n_streams;
+    out->requests = t->n_opened;
 }
 
 int64_t tunnel_site_id(const struct tunnel *t)

@@ -32,6 +32,7 @@ struct tunnel {
     size_t n_services;
     struct tstream_list streams; /* open streams, owned; cancelled ones stay until closed */
     size_t n_streams;            /* streams of the list not released (tunnel_stream_cancel) */
+    uint64_t n_opened;           /* streams opened on this tunnel (requests and deliveries) */
     char close_reason[128];
 };
 

@@ -213,6 +213,9 @@ def main(h):
         # Revoke alpha from the page (two clicks): it goes offline, live.
         drv.find_element(By.ID, "nav-sites").click()
         wait_for(h, "alpha row", lambda: row("alpha"))
+        # The query's delivery counts as a request of alpha's tunnel.
+        n = wait_for(h, "alpha's request count", lambda: int((cell("alpha", "requests") or "-").split()[0]))
+        h.check(n >= 1, "alpha shows its request count", n)
         click_in_row(h, drv, "alpha", "button.revoke")
         wait_for(h, "revoke armed", lambda: "Confirm revoke" in row("alpha")[0].text)
         click_in_row(h, drv, "alpha", "button.revoke")

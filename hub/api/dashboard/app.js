@@ -207,6 +207,7 @@ function siteRow(s) {
     el('td', null, s.agent_version || '-'),
     services, labels,
     el('td', { class: 'bytes' }, s.online ? bytes(s.bytes_in) + ' / ' + bytes(s.bytes_out) : '-'),
+    el('td', { class: 'requests' }, s.online ? s.requests + (s.streams_open ? ' (' + s.streams_open + ' open)' : '') : '-'),
     acts);
   tr.addEventListener('click', (ev) => { if (!ev.target.closest('button')) show('site', s.name); });
   return tr;
@@ -306,6 +307,7 @@ async function loadSite(name) {
     ['Agent', s.agent_version || '-'], ['Services', (s.services || []).join(', ') || '-'],
     ['Labels', Object.entries(s.labels || {}).map(([k, v]) => k + '=' + v).join(', ') || '-'],
     ['Bytes in / out', s.online ? bytes(s.bytes_in) + ' / ' + bytes(s.bytes_out) : '-'],
+    ['Requests (this session)', s.online ? s.requests + ', ' + s.streams_open + ' open' : '-'],
     ['Key pin', s.pin || '-'], ['Enrolled', when(s.enrolled_at)], ['Created', when(s.created_at)]];
   $('site-facts').replaceChildren(...facts.flatMap(([k, v]) => [el('dt', null, k), el('dd', { 'data-fact': k }, v)]));
   const sess = s.sessions || [];

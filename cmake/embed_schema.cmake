@@ -97,10 +97,5 @@ else()
   string(APPEND _c "const size_t schema_migrations_n = ${_n};\n")
 endif()
 
-file(WRITE "${OUT}.tmp" "${_c}")
-execute_process(COMMAND ${CMAKE_COMMAND} -E copy_if_different "${OUT}.tmp" "${OUT}"
-                RESULT_VARIABLE _rc)
-file(REMOVE "${OUT}.tmp")
-if(NOT _rc EQUAL 0)
-  message(FATAL_ERROR "cannot write ${OUT}")
-endif()
+include(${CMAKE_CURRENT_LIST_DIR}/write_if_changed.cmake)
+write_if_changed("${OUT}" "${_c}")

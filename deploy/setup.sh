@@ -47,6 +47,7 @@ PACKAGES=(
     postgresql postgresql-client
     libsystemd-dev
     debhelper lintian help2man
+    chromium chromium-driver python3-selenium
 )
 
 if ! command -v dpkg-query >/dev/null || ! command -v apt-get >/dev/null; then

@@ -92,6 +92,13 @@ void token_revoke(struct areq *q, json_t *body, struct outcome *o);
 /* auditlog.c */
 void audit_list(struct hub *h, struct ureq *r, const struct auth *a, const struct api_match *m);
 
+/* The dashboard's files (dashboard.c), open to all: they hold no data. */
+void dash_index(struct hub *h, struct ureq *r, const struct auth *a, const struct api_match *m);
+void dash_js(struct hub *h, struct ureq *r, const struct auth *a, const struct api_match *m);
+void dash_css(struct hub *h, struct ureq *r, const struct auth *a, const struct api_match *m);
+/* GET /v1/events: site changes as Server-Sent Events (watch.c). */
+void watch_events(struct hub *h, struct ureq *r, const struct auth *a, const struct api_match *m);
+
 /* metrics.c */
 void metrics(struct hub *h, struct ureq *r, const struct auth *a, const struct api_match *m);
 

@@ -101,6 +101,9 @@ void outcome_conclude(struct hub *h, struct ureq *r, struct outcome *o)
     }
     json_decref(o->body);
     o->body = NULL;
+    /* Dashboards watching GET /v1/events re-read the site. */
+    if (o->status < 400 && strncmp(o->action, "site.", 5) == 0 && o->target[0] != '\0')
+        events_site(&h->subs, EVENTS_SITE_CHANGED, o->target);
 }
 
 void outcome_init(struct outcome *o, const struct api_route *route, const struct auth *a,

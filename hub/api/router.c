@@ -58,6 +58,10 @@ static void q_events(struct hub *h, struct ureq *r, const struct auth *a, const 
 static const struct api_route routes[] = {
     {NULL, "/healthz", ROLE_NONE, healthz, NULL, NULL},
     {NULL, "/readyz", ROLE_NONE, readyz, NULL, NULL},
+    {"GET", "/", ROLE_NONE, dash_index, NULL, NULL},
+    {"GET", "/ui/app.js", ROLE_NONE, dash_js, NULL, NULL},
+    {"GET", "/ui/app.css", ROLE_NONE, dash_css, NULL, NULL},
+    {"GET", "/v1/events", ROLE_USER, watch_events, NULL, NULL},
     {"POST", "/v1/enroll", ROLE_NONE, NULL, enroll, "site.enroll"},
     {"POST", "/v1/sites/{site}/rotate", ROLE_NONE, NULL, site_rotate, "site.rotate"},
     {"GET", "/metrics", ROLE_ADMIN, metrics, NULL, NULL},

@@ -80,6 +80,12 @@ static json_t *site_json(struct hub *h, const struct reg_site *s)
         json_object_set_new(o, "restricted", restricted ? restricted : json_null());
     else
         json_decref(restricted);
+    if (o != NULL && t != NULL) { /* the live tunnel's counters (TLS records, both ways) */
+        json_object_set_new(o, "bytes_in", json_integer((json_int_t)ti.bytes_in));
+        json_object_set_new(o, "bytes_out", json_integer((json_int_t)ti.bytes_out));
+        json_object_set_new(o, "requests", json_integer((json_int_t)ti.requests));
+        json_object_set_new(o, "streams_open", json_integer((json_int_t)ti.streams_open));
+    }
     return o;
 }
 

@@ -8,7 +8,7 @@
 
 void events_subscribe(struct events_subs *subs, struct events_sub *s)
 {
-    assert(s->site_online != NULL);
+    assert(s->site_online != NULL || s->site_event != NULL);
     LIST_INSERT_HEAD(subs, s, link);
 }
 
@@ -25,6 +25,18 @@ void events_site_online(struct events_subs *subs, struct tunnel *t)
      * <sys/queue.h> has no LIST_FOREACH_SAFE). */
     for (s = LIST_FIRST(subs); s != NULL; s = next) {
         next = LIST_NEXT(s, link);
-        s->site_online(s->arg, t);
+        if (s->site_online != NULL)
+            s->site_online(s->arg, t);
+    }
+}
+
+void events_site(struct events_subs *subs, enum events_site_kind kind, const char *site)
+{
+    struct events_sub *s, *next;
+
+    for (s = LIST_FIRST(subs); s != NULL; s = next) {
+        next = LIST_NEXT(s, link);
+        if (s->site_event != NULL)
+            s->site_event(s->arg, kind, site);
     }
 }

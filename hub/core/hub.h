@@ -17,6 +17,7 @@
 
 struct hub;
 struct tunnel;
+struct site_watch;
 struct query_engine;
 struct ureq;
 struct auth_cache;
@@ -140,9 +141,10 @@ struct hub {
     void *user_ctx;            /* WOLFSSL_CTX*, owned */
     uv_tcp_t listeners[HUB_MAX_LISTEN];
     size_t n_listeners;
-    struct sitemap tunnels;  /* entries not owned: each tunnel is owned by its conn */
-    struct query_engine *qe; /* owned by hub/query.c */
-    struct events_subs subs; /* events subscribers (core/events.h); not owned */
+    struct sitemap tunnels;   /* entries not owned: each tunnel is owned by its conn */
+    struct query_engine *qe;  /* owned by hub/query.c */
+    struct events_subs subs;  /* events subscribers (core/events.h); not owned */
+    struct site_watch *watch; /* GET /v1/events watchers (hub/api/watch.c); owned there */
     struct proxy_hold_list holds[HUB_HOLD_BUCKETS];
     uv_signal_t sigterm, sigint, sighup;
     uv_timer_t drain_timer;

@@ -222,6 +222,7 @@ static void tunnel_conn_close(struct conn *c, const char *reason)
     registry_session_close(h->reg, t->session_id, now, why, (int64_t)c->bytes_in,
                            (int64_t)c->bytes_out);
     registry_site_seen(h->reg, t->site_id, last_seen(t), NULL, NULL, NULL);
+    events_site(&h->subs, EVENTS_SITE_OFFLINE, t->site);
     log_event(LOG_INFO, "site_disconnected", "site=%s remote=%s reason=%s duration_s=%lld", t->site,
               c->peer, log_q(why), (long long)(now - t->connected_since));
     t->conn = NULL;
@@ -543,6 +544,7 @@ int tunnel_stream_open(struct tunnel *t, const nghttp2_nv *nva, size_t n, int ha
     s->id = id;
     LIST_INSERT_HEAD(&t->streams, s, link);
     t->n_streams++;
+    t->n_opened++;
     s->opening = 1;
     h2_send(&t->h2);
     s->opening = 0;
@@ -642,6 +644,8 @@ void tunnel_get_info(const struct tunnel *t, struct tunnel_info *out)
     out->restricted_json = t->restricted_json;
     out->bytes_in = t->conn ? t->conn->bytes_in : 0;
     out->bytes_out = t->conn ? t->conn->bytes_out : 0;
+    out->streams_open = t->n_streams;
+    out->requests = t->n_opened;
 }
 
 int64_t tunnel_site_id(const struct tunnel *t)

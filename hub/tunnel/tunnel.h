@@ -72,6 +72,8 @@ struct tunnel_info {
     const char *services_json;   /* "[]" before the hello */
     const char *restricted_json; /* "[]" before the hello: the restricted services */
     uint64_t bytes_in, bytes_out;
+    size_t streams_open; /* requests in flight */
+    uint64_t requests;   /* streams opened since connect: proxied requests and query deliveries */
 };
 void tunnel_get_info(const struct tunnel *t, struct tunnel_info *out);
 int64_t tunnel_site_id(const struct tunnel *t);

@@ -42,6 +42,7 @@ struct tunnel {
     int refresh_again;           /* news came during it: one more afterwards */
     struct tstream_list streams; /* open streams, owned; cancelled ones stay until closed */
     size_t n_streams;            /* streams of the list not released (tunnel_stream_cancel) */
+    uint64_t n_opened;           /* streams opened on this tunnel (requests and deliveries) */
     char close_reason[128];
 };
 

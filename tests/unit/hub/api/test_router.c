@@ -83,6 +83,14 @@ static void test_routes(void)
     CHECK_EQ_INT(m.id, 12);
     CHECK_EQ_STR(m.route->action, "enroll.cancel");
     taken("GET", "/v1/audit?limit=5", "/v1/audit", ROLE_ADMIN);
+    /* The dashboard's files are open (they hold no data); its events are not. */
+    taken("GET", "/", "/", ROLE_NONE);
+    CHECK(m.open);
+    taken("GET", "/?x=1", "/", ROLE_NONE);
+    taken("GET", "/ui/app.js", "/ui/app.js", ROLE_NONE);
+    taken("GET", "/ui/app.css", "/ui/app.css", ROLE_NONE);
+    taken("GET", "/v1/events", "/v1/events", ROLE_USER);
+    CHECK(!m.open);
     /* Queries: a trailing '/' is the collection too. */
     taken("GET", "/v1/queries", "/v1/queries/?", ROLE_USER);
     taken("POST", "/v1/queries/", "/v1/queries/?", ROLE_USER);
@@ -105,6 +113,8 @@ static void test_refusals(void)
     CHECK(m.open); /* answered without asking for a bearer */
     refused("GET", "/v1/sites/edge-1/rotate", 405, "POST");
     CHECK(m.open);
+    refused("POST", "/", 405, "GET");
+    refused("GET", "/ui/other.js", 404, "no such endpoint");
     refused("HEAD", "/metrics", 405, "GET");
     CHECK(!m.open);
     /* 404: what was not found. */

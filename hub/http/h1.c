@@ -364,6 +364,25 @@ static void h1_finish_request(struct user_conn *uc)
     uv_timer_start(&uc->resume_timer, resume_cb, 0, 0);
 }
 
+/* Appends a response's header fields, without the hop-by-hop ones and
+ * without Content-Length (the head's framing writes its own). */
+static int append_fields(struct buf *b, const nghttp2_nv *hdrs, size_t n)
+{
+    int rc = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        if (h2_hop_by_hop((const char *)hdrs[i].name, hdrs[i].namelen) ||
+            (hdrs[i].namelen == 14 &&
+             strncasecmp((const char *)hdrs[i].name, "content-length", 14) == 0))
+            continue;
+        rc |= buf_append(b, hdrs[i].name, hdrs[i].namelen);
+        rc |= buf_append(b, ": ", 2);
+        rc |= buf_append(b, hdrs[i].value, hdrs[i].valuelen);
+        rc |= buf_append(b, "\r\n", 2);
+    }
+    return rc;
+}
+
 int h1_write_head(struct ureq *r, int status, const nghttp2_nv *hdrs, size_t n,
                   int64_t content_length)
 {
@@ -387,31 +406,13 @@ int h1_write_head(struct ureq *r, int status, const nghttp2_nv *hdrs, size_t n,
                  "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n",
                  acc);
         rc |= buf_append(&b, line, strlen(line));
-        for (size_t i = 0; i < n; i++) {
-            if (h2_hop_by_hop((const char *)hdrs[i].name, hdrs[i].namelen) ||
-                (hdrs[i].namelen == 14 &&
-                 strncasecmp((const char *)hdrs[i].name, "content-length", 14) == 0))
-                continue;
-            rc |= buf_append(&b, hdrs[i].name, hdrs[i].namelen);
-            rc |= buf_append(&b, ": ", 2);
-            rc |= buf_append(&b, hdrs[i].value, hdrs[i].valuelen);
-            rc |= buf_append(&b, "\r\n", 2);
-        }
+        rc |= append_fields(&b, hdrs, n);
         goto write;
     }
     r->bytestream = 0; /* a refused upgrade is an ordinary answer (the conn closes after) */
     snprintf(line, sizeof(line), "HTTP/1.1 %d %s\r\n", status, reason_phrase(status));
     rc |= buf_append(&b, line, strlen(line));
-    for (size_t i = 0; i < n; i++) {
-        if (h2_hop_by_hop((const char *)hdrs[i].name, hdrs[i].namelen) ||
-            (hdrs[i].namelen == 14 &&
-             strncasecmp((const char *)hdrs[i].name, "content-length", 14) == 0))
-            continue;
-        rc |= buf_append(&b, hdrs[i].name, hdrs[i].namelen);
-        rc |= buf_append(&b, ": ", 2);
-        rc |= buf_append(&b, hdrs[i].value, hdrs[i].valuelen);
-        rc |= buf_append(&b, "\r\n", 2);
-    }
+    rc |= append_fields(&b, hdrs, n);
     if (status == 204 || status == 304 || status < 200) {
         r->head_only = 1;
     } else if (content_length >= 0) {

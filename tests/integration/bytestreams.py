@@ -22,24 +22,15 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from harness import Fatal, Skip, tls_connect  # noqa: E402
+from harness import Fatal, Skip, debian_import, tls_connect  # noqa: E402
 
-try:
+if debian_import("h2.config", "h2.connection", "h2.events", "h2.settings"):
     import h2.config  # noqa: F401
     import h2.connection
     import h2.events
     import h2.settings
-except ImportError:
-    # A python3 outside Debian's (pyenv) does not see Debian's packages;
-    # they are pure python, so its dist-packages serve as well.
-    sys.path.append("/usr/lib/python3/dist-packages")
-    try:
-        import h2.config  # noqa: F401
-        import h2.connection
-        import h2.events
-        import h2.settings
-    except ImportError:
-        h2 = None
+else:
+    h2 = None
 
 
 def has_asan(pid):

@@ -33,21 +33,14 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Fatal, Harness, Skip, free_port, tls_connect  # noqa: E402
+from harness import Fatal, Harness, Skip, debian_import, free_port, tls_connect  # noqa: E402
 
-try:
+if debian_import("h2.config", "h2.connection", "h2.events"):
     import h2.config
     import h2.connection
     import h2.events
-except ImportError:
-    # pyenv's python does not see Debian's packages; they are pure python.
-    sys.path.append("/usr/lib/python3/dist-packages")
-    try:
-        import h2.config
-        import h2.connection
-        import h2.events
-    except ImportError:
-        h2 = None
+else:
+    h2 = None
 
 N = 20          # items per stream
 GAP_MS = 200    # between two writes

@@ -16,22 +16,16 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Fatal, Harness, Skip  # noqa: E402
+from harness import Fatal, Harness, Skip, debian_import  # noqa: E402
 from bytestreams import Client, has_asan, need_h2, start_hub_site  # noqa: E402
 from h2stall import make_user_token  # noqa: E402
 
-try:
+if debian_import("websockets", "wsproto.connection", "wsproto.events"):
     import websockets
     from wsproto.connection import Connection, ConnectionType
     from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
-except ImportError:
-    sys.path.append("/usr/lib/python3/dist-packages")
-    try:
-        import websockets
-        from wsproto.connection import Connection, ConnectionType
-        from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
-    except ImportError:
-        websockets = None
+else:
+    websockets = None
 
 SITE = "clinic-a"
 

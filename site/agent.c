@@ -819,8 +819,9 @@ static void agent_conn_close(struct conn *c, const char *reason)
                  "disabled or unknown: ask the hub operator) [%s]",
                  reason);
     }
-    if (was_connected)
-        log_event(LOG_WARN, "disconnected", "hub=%s reason=%s", a->hubs[a->hub_idx], log_q(why));
+    if (was_connected) /* our own stop is no trouble: information only */
+        log_event(a->stopping ? LOG_INFO : LOG_WARN, "disconnected", "hub=%s reason=%s",
+                  a->hubs[a->hub_idx], log_q(why));
     else if (!a->stopping)
         log_event(LOG_WARN, "connect_failed", "hub=%s reason=%s", a->hubs[a->hub_idx], log_q(why));
     schedule_reconnect(a, why);

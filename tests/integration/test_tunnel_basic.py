@@ -3,6 +3,7 @@
 # SPDX-License-Identifier: MIT
 import os
 import re
+import signal
 import stat
 import sys
 import time
@@ -135,6 +136,13 @@ def main(h):
     h.check(hub.token not in svc.proc.text() and hub.token not in site.proc.text(),
             "the admin token appears in neither the site's nor the service's log")
     h.check(site.proc.alive() and hub.proc.alive(), "hub and site still running")
+
+    # A site asked to stop says so as information, not as a warning.
+    mark = site.proc.mark()
+    site.proc.signal(signal.SIGTERM)
+    m = site.proc.wait_log(r"\b(\w+) disconnected hub=", 10, since=mark, fatal=False)
+    h.check(m is not None and m.group(1) == "info",
+            "a normal stop of the site logs 'disconnected' at info", m and m.group(0))
 
 
 if __name__ == "__main__":

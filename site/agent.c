@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "../common/hfield.h"
 #include "../common/log.h"
@@ -17,6 +19,7 @@
 #include "../common/tls.h"
 #include "../common/urlpath.h"
 #include "bytestream.h"
+#include "status.h"
 #include "upstream.h"
 #include "uph2.h"
 
@@ -69,6 +72,23 @@ struct sstream {
 static const char *state_names[] = {"idle",      "resolving", "connecting", "handshake",
                                     "connected", "backoff",   "stopped"};
 
+/* STATE/status for `tether-site status`: advisory, so a failed write only
+ * leaves the previous one (the command then says the agent is starting). */
+static void write_status(struct agent *a, const char *why)
+{
+    struct site_status st = {.pid = (long)getpid(), .since = (int64_t)time(NULL)};
+
+    if (a->state == AG_BACKOFF || a->state == AG_STOPPED)
+        snprintf(a->last_error, sizeof(a->last_error), "%s", why ? why : "");
+    if (a->status_path[0] == '\0')
+        return;
+    snprintf(st.state, sizeof(st.state), "%s", state_names[a->state]);
+    if (a->n_hubs > 0)
+        snprintf(st.hub, sizeof(st.hub), "%s", a->hubs[a->hub_idx]);
+    snprintf(st.last_error, sizeof(st.last_error), "%s", a->last_error);
+    status_write(a->status_path, &st);
+}
+
 static void enter_state(struct agent *a, enum agent_state s, const char *why)
 {
     if (a->state == s)
@@ -76,6 +96,7 @@ static void enter_state(struct agent *a, enum agent_state s, const char *why)
     log_event(LOG_DEBUG, "state", "from=%s to=%s why=%s", state_names[a->state], state_names[s],
               log_q(why));
     a->state = s;
+    write_status(a, why);
     notify_status("tunnel %s", state_names[s]);
     if (s == AG_CONNECTED)
         notify_ready(); /* systemd takes the first; later ones change nothing */

@@ -60,7 +60,11 @@ struct agent {
      * when site.crt changed (tether-site rotate-key run next to the agent);
      * empty: never. */
     char key_dir[AGENT_PATH_MAX];
-    uint64_t key_sig[3]; /* device, inode, mtime (ns) of site.crt when loaded */
+    /* STATE/status, rewritten at each state change for `tether-site status`
+     * (site/status.h); empty: none. */
+    char status_path[AGENT_PATH_MAX];
+    char last_error[320]; /* why the last connection ended or failed */
+    uint64_t key_sig[3];  /* device, inode, mtime (ns) of site.crt when loaded */
     struct agent_service services[AGENT_MAX_SERVICES];
     size_t n_services;
     int source_port;           /* 0 = any */

@@ -9,6 +9,7 @@
  * has printed its own messages. */
 int site_cmd_rotate_key(int argc, char **argv);
 int site_cmd_doctor(int argc, char **argv);
+int site_cmd_status(int argc, char **argv);
 
 /* Prints the usage of one command (cmd NULL: of all) on f. */
 void site_usage(FILE *f, const char *cmd);

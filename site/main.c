@@ -25,6 +25,7 @@
 #include "../common/tune.h"
 #include "agent.h"
 #include "cmds.h"
+#include "status.h"
 #include "conf.h"
 #include "../common/proxyconnect.h"
 
@@ -43,6 +44,7 @@ static const struct {
     {"doctor", "doctor --state DIR [--config FILE] [--proxy URL] [--timeout S]\n"
                "                  [--rtt-warn MS]\n"},
     {"rotate-key", "rotate-key --state DIR [--hub HOST:PORT]... [--proxy URL]\n"},
+    {"status", "status --state DIR   (exit 0 only while the tunnel is up)\n"},
     {"version", "version     (also --version)\n"},
     {"help", "help        (also --help; COMMAND --help shows one command's)\n"},
 };
@@ -594,6 +596,9 @@ static int cmd_run(int argc, char **argv)
     agent.ctx = ctx;
     if (snprintf(agent.key_dir, sizeof(agent.key_dir), "%s", state) >= (int)sizeof(agent.key_dir))
         agent.key_dir[0] = '\0'; /* too long to reload from: keep the key loaded now */
+    if (snprintf(agent.status_path, sizeof(agent.status_path), "%s/%s", state, STATUS_FILE) >=
+        (int)sizeof(agent.status_path))
+        agent.status_path[0] = '\0'; /* too long: `tether-site status` says "starting" */
     log_init_from_env();
     log_event(LOG_INFO, "site_started",
               "site=%s version=%s wolfssl=%s memcpy=%s heap_trim_mib=%u services=%zu hubs=%zu",
@@ -685,6 +690,8 @@ int main(int argc, char **argv)
         rc = site_cmd_rotate_key(argc, argv);
     else if (strcmp(cmd, "doctor") == 0)
         rc = site_cmd_doctor(argc, argv);
+    else if (strcmp(cmd, "status") == 0)
+        rc = site_cmd_status(argc, argv);
     else
         rc = cli_usage_error(PROG, NULL, "unknown command \"%s\"", cmd);
     wolfSSL_Cleanup();

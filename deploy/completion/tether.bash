@@ -32,7 +32,7 @@ _tether_site() {
     local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD - 1]}
     _tether_dirs_or_files "$prev" && return
     if [ "$COMP_CWORD" -eq 1 ]; then
-        COMPREPLY=($(compgen -W "enroll run doctor rotate-key version help --help --version" \
+        COMPREPLY=($(compgen -W "enroll run doctor rotate-key status version help --help --version" \
             -- "$cur"))
         return
     fi
@@ -46,6 +46,7 @@ _tether_site() {
         COMPREPLY=($(compgen -W "--state --config --proxy --timeout --rtt-warn --help" -- "$cur"))
         ;;
     rotate-key) COMPREPLY=($(compgen -W "--state --hub --proxy --help" -- "$cur")) ;;
+    status) COMPREPLY=($(compgen -W "--state --help" -- "$cur")) ;;
     esac
 }
 

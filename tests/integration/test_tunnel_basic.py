@@ -143,6 +143,8 @@ def main(h):
     m = site.proc.wait_log(r"\b(\w+) disconnected hub=", 10, since=mark, fatal=False)
     h.check(m is not None and m.group(1) == "info",
             "a normal stop of the site logs 'disconnected' at info", m and m.group(0))
+    h.wait_until(lambda: not site.proc.alive(), 15)
+    h.check(site.proc.returncode() == 0, "the site exits 0 on SIGTERM", site.proc.returncode())
 
 
 if __name__ == "__main__":

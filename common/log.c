@@ -2,6 +2,7 @@
 /* SPDX-License-Identifier: MIT */
 #include "log.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +11,18 @@
 #include <time.h>
 
 static enum log_level min_level = LOG_INFO;
+static enum log_format format = LOG_FORMAT_TEXT;
+
+int log_set_format_name(const char *name)
+{
+    if (strcmp(name, "text") == 0)
+        format = LOG_FORMAT_TEXT;
+    else if (strcmp(name, "json") == 0)
+        format = LOG_FORMAT_JSON;
+    else
+        return -EINVAL;
+    return 0;
+}
 
 void log_set_level(enum log_level level)
 {
@@ -33,6 +46,99 @@ void log_init_from_env(void)
 static int plain(unsigned char c)
 {
     return c >= 0x20 && c < 0x7f;
+}
+
+/* Appends s[0..len) to out as JSON string content (no quotes): '"' and
+ * backslash escaped, control bytes as \u00XX. */
+static size_t json_str(char *out, size_t o, size_t cap, const char *s, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+
+    for (size_t i = 0; i < len && o + 7 < cap; i++) {
+        unsigned char c = (unsigned char)s[i];
+
+        if (c == '"' || c == '\\') {
+            out[o++] = '\\';
+            out[o++] = (char)c;
+        } else if (c < 0x20) {
+            memcpy(out + o, "\\u00", 4);
+            out[o + 4] = hex[c >> 4];
+            out[o + 5] = hex[c & 15];
+            o += 6;
+        } else {
+            out[o++] = (char)c;
+        }
+    }
+    return o;
+}
+
+/* One value of the text line at *p into val, log_q's quoting undone for
+ * \" \\ \n \r \t; a \xNN stays as those four characters, so a JSON reader
+ * gets no byte the text form kept from the terminal. *p moves past it. */
+static size_t take_value(const char **p, char *val, size_t cap)
+{
+    const char *q = *p;
+    size_t o = 0;
+
+    if (*q != '"') {
+        while (*q && *q != ' ' && o + 1 < cap)
+            val[o++] = *q++;
+        *p = q;
+        return o;
+    }
+    for (q++; *q && *q != '"' && o + 1 < cap; q++) {
+        if (*q == '\\' && q[1] != '\0' && q[1] != 'x') {
+            q++;
+            val[o++] = *q == 'n' ? '\n' : *q == 'r' ? '\r' : *q == 't' ? '\t' : *q;
+        } else {
+            val[o++] = *q;
+        }
+    }
+    *p = *q == '"' ? q + 1 : q;
+    return o;
+}
+
+/* The JSON form of a line whose key=value text starts at pairs: {"ts",
+ * "level", "event", then each key with its value as a string}. Text that
+ * is not key=value goes whole into "msg". */
+static void to_json(char *out, size_t cap, const char *ts, const char *level, const char *event,
+                    const char *pairs)
+{
+    char val[1024];
+    const char *p = pairs, *key, *eq;
+    size_t o;
+    int k;
+
+    k = snprintf(out, cap, "{\"ts\":\"%s\",\"level\":\"%s\",\"event\":\"", ts, level);
+    if (k < 0 || (size_t)k >= cap)
+        return;
+    o = json_str(out, (size_t)k, cap - 2, event, strlen(event));
+    out[o++] = '"';
+    while (*p && o + 16 < cap) {
+        while (*p == ' ')
+            p++;
+        if (*p == '\0')
+            break;
+        key = eq = p;
+        while ((*eq >= 'a' && *eq <= 'z') || (*eq >= '0' && *eq <= '9') || *eq == '_')
+            eq++;
+        if (eq == key || *eq != '=') {
+            memcpy(out + o, ",\"msg\":\"", 8);
+            o = json_str(out, o + 8, cap - 2, p, strlen(p));
+            out[o++] = '"';
+            break;
+        }
+        out[o++] = ',';
+        out[o++] = '"';
+        o = json_str(out, o, cap - 2, key, (size_t)(eq - key));
+        memcpy(out + o, "\":\"", 3);
+        p = eq + 1;
+        k = (int)take_value(&p, val, sizeof(val));
+        o = json_str(out, o + 3, cap - 2, val, (size_t)k);
+        out[o++] = '"';
+    }
+    out[o++] = '}';
+    out[o] = '\0';
 }
 
 void log_event(enum log_level level, const char *event, const char *fmt, ...)
@@ -61,8 +167,16 @@ void log_event(enum log_level level, const char *event, const char *fmt, ...)
     for (unsigned char *p = (unsigned char *)line; *p; p++)
         if (!plain(*p))
             *p = '?';
-    /* One write per line, so lines from one process never interleave. */
-    fprintf(stderr, "%s\n", line);
+    if (format == LOG_FORMAT_JSON) {
+        char json[4096];
+
+        line[24] = '\0'; /* the timestamp: "YYYY-MM-DDTHH:MM:SS.mmmZ" */
+        to_json(json, sizeof(json), line, names[level], event, line + n);
+        fprintf(stderr, "%s\n", json);
+    } else {
+        /* One write per line, so lines from one process never interleave. */
+        fprintf(stderr, "%s\n", line);
+    }
     fflush(stderr);
 }
 

@@ -5,6 +5,14 @@
 
 enum log_level { LOG_DEBUG = 0, LOG_INFO, LOG_WARN, LOG_ERROR };
 
+enum log_format {
+    LOG_FORMAT_TEXT, /* "TS LEVEL EVENT key=value ..." (the default) */
+    LOG_FORMAT_JSON, /* one JSON object per line: {"ts","level","event", key: "value", ...} */
+};
+
+/* --log-format text|json: 0, or -EINVAL for another name. */
+int log_set_format_name(const char *name);
+
 /* Messages below this level are dropped; default LOG_INFO, TETHER_LOG=debug lowers it. */
 void log_set_level(enum log_level level);
 void log_init_from_env(void);

@@ -46,7 +46,7 @@ static const struct command_help {
              "      HOSTNAME:6443) are the endpoints written into enrollment tokens. Refuses an\n"
              "      existing state unless --force, which deletes its registry and starts over.\n"},
     {"run", "  run --state DIR [--listen HOST:PORT]... [--config FILE] [--ping-interval S]\n"
-            "      [--handshake-timeout S] [--drain-grace S]\n"
+            "      [--handshake-timeout S] [--drain-grace S] [--log-format text|json]\n"
             "      Serve sites and users (default listen 0.0.0.0:6443; up to 8 addresses).\n"
             "      Reads DIR/hub.conf, then FILE; command line flags win over both.\n"
             "      SIGTERM/SIGINT: drain gracefully (a second one stops at once).\n"
@@ -358,6 +358,7 @@ static int parse_run_args(int argc, char **argv, struct settings_cli *cli)
                                          {"ping-interval", required_argument, NULL, 'i'},
                                          {"handshake-timeout", required_argument, NULL, 'H'},
                                          {"drain-grace", required_argument, NULL, 'g'},
+                                         {"log-format", required_argument, NULL, 'L'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     struct cli p;
@@ -393,6 +394,10 @@ static int parse_run_args(int argc, char **argv, struct settings_cli *cli)
         case 'g':
             rc = parse_flag_seconds("drain-grace", optarg, TK_DRAIN_GRACE, &cli->drain_ms,
                                     &cli->has_drain);
+            break;
+        case 'L':
+            if (log_set_format_name(optarg) != 0)
+                return run_error("--log-format is text or json");
             break;
         case CLI_ARG:
             return run_error("unexpected argument \"%s\"", optarg);

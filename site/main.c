@@ -40,7 +40,8 @@ static const struct {
     {"run", "run --state DIR [--service NAME=URL]... [--service-opt NAME:KEY[=VALUE]]...\n"
             "                  [--config FILE]\n"
             "                  [--source-port N] [--proxy http://[USER:PASS@]HOST:PORT]\n"
-            "                  [--ping-interval S] [--connect-timeout S] [--upstream-timeout S]\n"},
+            "                  [--ping-interval S] [--connect-timeout S] [--upstream-timeout S]\n"
+            "                  [--log-format text|json]\n"},
     {"doctor", "doctor --state DIR [--config FILE] [--proxy URL] [--timeout S]\n"
                "                  [--rtt-warn MS]\n"},
     {"rotate-key", "rotate-key --state DIR [--hub HOST:PORT]... [--proxy URL]\n"},
@@ -459,6 +460,7 @@ static int cmd_run(int argc, char **argv)
                                          {"upstream-timeout", required_argument, 0, 'u'},
                                          {"proxy", required_argument, 0, 'P'},
                                          {"connect-timeout", required_argument, 0, 'C'},
+                                         {"log-format", required_argument, 0, 'L'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     /* Static: 64 services make it too big for a comfortable stack frame. */
@@ -485,6 +487,10 @@ static int cmd_run(int argc, char **argv)
             return 0;
         case 's':
             state = optarg;
+            break;
+        case 'L':
+            if (log_set_format_name(optarg) != 0)
+                return cli_usage_error(PROG, "run", "--log-format is text or json");
             break;
         case 'S':
             if (n_svcs == AGENT_MAX_SERVICES)

@@ -23,7 +23,7 @@ _tether_hub() {
     init) COMPREPLY=($(compgen -W "--state --name --public --force --help" -- "$cur")) ;;
     run)
         COMPREPLY=($(compgen -W "--state --listen --config --ping-interval --handshake-timeout
-            --drain-grace --help" -- "$cur"))
+            --drain-grace --log-format --help" -- "$cur"))
         ;;
     esac
 }
@@ -40,7 +40,7 @@ _tether_site() {
     enroll) COMPREPLY=($(compgen -W "--state --hub --proxy --help" -- "$cur")) ;;
     run)
         COMPREPLY=($(compgen -W "--state --service --service-opt --config --source-port --proxy
-            --ping-interval --connect-timeout --upstream-timeout --help" -- "$cur"))
+            --ping-interval --connect-timeout --upstream-timeout --log-format --help" -- "$cur"))
         ;;
     doctor)
         COMPREPLY=($(compgen -W "--state --config --proxy --timeout --rtt-warn --help" -- "$cur"))

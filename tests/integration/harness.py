@@ -578,7 +578,7 @@ class Site:
             argv += ["--service", "%s=%s" % (k, v)]
         self.proc = Proc(self.h, "site-" + self.name, argv + list(extra), daemon=True)
         if wait:
-            self.proc.wait_log(r"\bconnected hub=", timeout)
+            self.proc.wait_log(r"\bconnected hub=|\"event\":\"connected\"", timeout)  # text or json
         return self.proc
 
 

@@ -1,6 +1,7 @@
 /* Unit test of the event log: log_q escapes every byte a terminal could act on, and log_event
  * never writes one. */
 /* SPDX-License-Identifier: MIT */
+#include <jansson.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -106,6 +107,34 @@ int main(void)
     CHECK(printable(line));
     logged(log_q("\x1b[2J"), line, sizeof(line));
     CHECK(strstr(line, "raw=\"\\x1b[2J\"\n") != NULL);
+
+    /* --log-format json: one object per line; values come back as they
+     * were given, escapes undone, except bytes the text form hides. */
+    CHECK(log_set_format_name("yaml") != 0);
+    CHECK_EQ_INT(log_set_format_name("json"), 0);
+    logged(log_q("say \"hi\"\n\tnow\x01"), line, sizeof(line));
+    {
+        json_error_t jerr;
+        json_t *o = json_loads(line, 0, &jerr);
+
+        CHECK(o != NULL && json_is_object(o));
+        CHECK_EQ_STR(json_string_value(json_object_get(o, "level")), "info");
+        CHECK_EQ_STR(json_string_value(json_object_get(o, "event")), "test_event");
+        CHECK_EQ_STR(json_string_value(json_object_get(o, "raw")), "say \"hi\"\n\tnow\\x01");
+        CHECK(json_string_length(json_object_get(o, "ts")) == 24);
+        CHECK(strchr(line, '\n') == line + strlen(line) - 1); /* one line */
+        json_decref(o);
+    }
+    logged("plain", line, sizeof(line));
+    {
+        json_t *o = json_loads(line, 0, NULL);
+
+        CHECK_EQ_STR(json_string_value(json_object_get(o, "raw")), "plain");
+        json_decref(o);
+    }
+    CHECK_EQ_INT(log_set_format_name("text"), 0);
+    logged("plain", line, sizeof(line));
+    CHECK(strstr(line, " info test_event raw=plain") != NULL);
 
     TEST_DONE();
 }

@@ -82,6 +82,7 @@ static void settings_defaults(struct settings *s)
     s->cfg.max_user_conns_per_ip = 256;
     s->cfg.fd_reserve = 256;
     s->cfg.trim_after_closes = 256;
+    s->cfg.access_log = 1;
     s->cfg.max_stalled_streams_per_conn = 64;
     s->cfg.max_stalled_streams_per_token = 128;
     s->cfg.max_requests_per_conn = 128;
@@ -228,6 +229,12 @@ static int apply_key(struct settings *s, const char *key, const char *val, int *
             return -EINVAL;
         }
         s->cfg.api_body_max = (size_t)n;
+    } else if (strcmp(key, "access_log") == 0) {
+        if (strcmp(val, "on") != 0 && strcmp(val, "off") != 0) {
+            snprintf(why, why_cap, "expected on or off");
+            return -EINVAL;
+        }
+        s->cfg.access_log = strcmp(val, "on") == 0;
     } else if (strcmp(key, "query_body_max") == 0) {
         if (cli_parse_int(val, 1024, 256LL << 20, &n) != 0) {
             snprintf(why, why_cap, "expected bytes from 1024 to 268435456");
@@ -371,7 +378,8 @@ int settings_write_conf(const char *path, const char *name, char eps[][TOKEN_END
             "# max_stalled_streams_per_conn = 64   (responses a user does not read,\n"
             "# max_stalled_streams_per_token = 128  per connection / token and site)\n"
             "# max_requests_per_conn = 128   (requests in flight per connection and site)\n"
-            "# max_requests_per_token = 256  (requests in flight per token and site)\n");
+            "# max_requests_per_token = 256  (requests in flight per token and site)\n"
+            "# access_log = on               (an \"access\" line per proxied request)\n");
     if (t.overflow)
         return -ENOSPC;
     return config_write_file(path, t.buf, 0644);

@@ -86,7 +86,10 @@ void proxy_route(struct hub *h, struct ureq *r, const struct auth *a, const stru
     snprintf(detail, sizeof(detail), "%s %.256s", r->method, path);
     snprintf(remote, sizeof(remote), "%s", r->remote);
     if (o.status != 0) {
+        struct proxy_access acc = {name, service, r->method, path, a->name, o.status, 0, 0, 0};
+
         code = o.code;
+        proxy_access_log(h, &acc);
         ureq_error(r, o.status, o.code, o.detail);
     } else if (proxy_start(h, r, t, service, path, a->name, &code) == 0) {
         code = "forwarded";

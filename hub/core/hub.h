@@ -47,6 +47,7 @@ struct hub_config {
     int max_user_conns_per_ip;        /* default 256 */
     int fd_reserve;                   /* descriptors users may not take; default 256 */
     int trim_after_closes;            /* fall in open conns that gives heap back; 256; 0 off */
+    int access_log;                   /* an "access" line per proxied request; default on */
     /* Stalled proxied responses (the user does not read) one user
      * connection, and one token, may hold on one site; default 64 and 128.
      * A stream that stalls past them is reset, new requests get 429. */

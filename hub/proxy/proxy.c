@@ -81,6 +81,11 @@ struct proxy {
     int handles; /* open uv handles; freed at 0 */
     int freeing;
     char site[TOKEN_NAME_MAX + 1];
+    /* For the access line. */
+    char method[24];
+    char user[TOKEN_NAME_MAX + 1];
+    int status; /* the user's answer: the site's head, or the hub's error */
+    uint64_t bytes_in, bytes_out;
 };
 
 static void proxy_fail(struct proxy *p, int status, const char *code, const char *why);
@@ -223,12 +228,36 @@ static void proxy_free_cb(uv_handle_t *h)
     free(p);
 }
 
+void proxy_access_log(struct hub *h, const struct proxy_access *a)
+{
+    size_t plen = strcspn(a->path ? a->path : "", "?");
+    char path[512];
+
+    if (!h->cfg.access_log)
+        return;
+    snprintf(path, sizeof(path), "%.*s", (int)(plen < sizeof(path) ? plen : sizeof(path) - 1),
+             a->path ? a->path : "");
+    log_event(LOG_INFO, "access",
+              "site=%s service=%s method=%s path=%s status=%d bytes_in=%llu bytes_out=%llu ms=%llu "
+              "token=%s",
+              log_q(a->site), log_q(a->service), log_q(a->method), log_q(path), a->status,
+              (unsigned long long)a->bytes_in, (unsigned long long)a->bytes_out,
+              (unsigned long long)a->ms, log_q(a->token));
+}
+
 static void proxy_maybe_free(struct proxy *p)
 {
     if (p->r != NULL || p->ts != NULL || p->freeing)
         return;
     assert(!p->waiting && !p->active);
     p->freeing = 1;
+    {
+        struct proxy_access a = {p->site,     p->service,   p->method,
+                                 p->path,     p->user,      p->status,
+                                 p->bytes_in, p->bytes_out, uv_now(p->h->loop) - p->started_ms};
+
+        proxy_access_log(p->h, &a);
+    }
     set_stalled(p, 0);
     hold_put(&p->by_conn);
     hold_put(&p->by_token);
@@ -336,10 +365,12 @@ static void proxy_fail(struct proxy *p, int status, const char *code, const char
     p->r = NULL;
     if (r != NULL) {
         ureq_set_handler(r, NULL, NULL);
-        if (!r->resp_started)
+        if (!r->resp_started) {
             ureq_error(r, status, code, why);
-        else
+            p->status = status;
+        } else {
             ureq_reset(r); /* the client must not take a short body for a whole one */
+        }
     }
     proxy_maybe_free(p);
 }
@@ -387,6 +418,7 @@ static void u_body(struct ureq *r, const uint8_t *data, size_t len)
         proxy_fail(p, 500, "internal", "out of memory");
         return;
     }
+    p->bytes_in += len;
     if (p->up.len >= UP_HIGH && !p->up_paused) {
         p->up_paused = 1;
         ureq_pause_body(r, 1);
@@ -472,6 +504,7 @@ static void t_head(void *arg, int status, const nghttp2_nv *nva, size_t n)
     uv_timer_stop(&p->timer);
     if (p->r == NULL)
         return;
+    p->status = status;
     for (size_t i = 0; i < n; i++)
         if (nva[i].namelen == 14 &&
             strncasecmp((const char *)nva[i].name, "content-length", 14) == 0)
@@ -494,6 +527,7 @@ static void t_data(void *arg, const uint8_t *data, size_t len)
 {
     struct proxy *p = arg;
     p->uncredited += len;
+    p->bytes_out += len;
     if (p->r != NULL && ureq_respond_body(p->r, data, len) != 0) {
         proxy_fail(p, 502, "bad_gateway", "the hub could not pass the response on");
         return;
@@ -708,6 +742,9 @@ int proxy_start(struct hub *h, struct ureq *r, struct tunnel *t, const char *ser
     p->handles = 2;
     snprintf(p->site, sizeof(p->site), "%s", tunnel_site_name(t));
     snprintf(p->service, sizeof(p->service), "%s", service);
+    snprintf(p->method, sizeof(p->method), "%s", r->method);
+    snprintf(p->user, sizeof(p->user), "%s", user);
+    p->started_ms = uv_now(h->loop);
     ureq_set_handler(r, &user_side, p);
     /* What one connection, one token and everyone together may have in
      * flight on this site, and hold stalled (docs/protocol.md, "Flow

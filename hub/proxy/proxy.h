@@ -14,6 +14,17 @@
  * (static) its error code; r is finished then (readable until the caller returns). */
 int proxy_start(struct hub *h, struct ureq *r, struct tunnel *t, const char *service,
                 const char *path, const char *user, const char **code);
+/* One request's access line (event "access", unless hub.conf says
+ * access_log = off): the path is logged without its query string, which may
+ * hold secrets. Called by the proxy when a request ends, and by the router
+ * for one it refused before proxying. */
+struct proxy_access {
+    const char *site, *service, *method, *path, *token;
+    int status;                   /* the status the user got; 0: reset before any */
+    uint64_t bytes_in, bytes_out; /* request body from the user, response body to them */
+    uint64_t ms;
+};
+void proxy_access_log(struct hub *h, const struct proxy_access *a);
 /* "conn_requests", ...: static. */
 const char *proxy_refusal_name(enum proxy_refusal kind);
 

@@ -380,13 +380,21 @@ out:
 static int check_identity(sqlite3 *db, const char *path, int64_t *uv_out, char *err, size_t err_cap)
 {
     int64_t uv = 0, app_id = 0, n_tables = 0;
-    int latest = latest_version();
+    int latest = latest_version(), rc = 0;
 
-    if (query_int(db, "PRAGMA user_version", &uv) < 0 ||
+    /* One read transaction: another process creating the same fresh file
+     * may commit its first migration between two of these reads, and a
+     * version of 0 with its tables present would look like a foreign file. */
+    if (sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK ||
+        query_int(db, "PRAGMA user_version", &uv) < 0 ||
         query_int(db, "PRAGMA application_id", &app_id) < 0 ||
-        query_int(db, "SELECT count(*) FROM sqlite_schema", &n_tables) < 0) {
+        query_int(db, "SELECT count(*) FROM sqlite_schema", &n_tables) < 0 ||
+        sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
         errmsg_set(err, err_cap, "%s: %s", path, sqlite3_errmsg(db));
-        return registry__map_rc(sqlite3_extended_errcode(db));
+        rc = registry__map_rc(sqlite3_extended_errcode(db));
+        if (!sqlite3_get_autocommit(db))
+            sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+        return rc < 0 ? rc : -EIO;
     }
     if (app_id != 0 && app_id != REGISTRY_APP_ID) {
         errmsg_set(err, err_cap, "%s: not a tether-hub database (application_id %lld)", path,

@@ -3,6 +3,7 @@
 #include "tune.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -125,4 +126,13 @@ int tune_trim(void)
 #else
     return 0;
 #endif
+}
+
+void tune_program_start(int argc, char **argv)
+{
+    if (argc >= 2 && strcmp(argv[1], "run") == 0) {
+        tune_reexec(argv); /* returns only when untuned; the start-up line says which */
+        tune_malloc();
+    }
+    signal(SIGPIPE, SIG_IGN);
 }

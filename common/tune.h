@@ -20,6 +20,12 @@
  */
 int tune_reexec(char **argv);
 
+/* The first thing tether-hub's and tether-site's main() do: a `run`
+ * command (argv[1]) is tuned (tune_reexec, then tune_malloc), and SIGPIPE is
+ * ignored in every command (a peer that goes away is an error return, not a
+ * death). argv is borrowed. */
+void tune_program_start(int argc, char **argv);
+
 /* What is in effect, for the start-up log line: "vector-2MiB", "default" or
  * "off". Static string. */
 const char *tune_state(void);

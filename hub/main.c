@@ -460,11 +460,7 @@ int main(int argc, char **argv)
     const char *cmd;
     int ret, at;
 
-    if (argc >= 2 && strcmp(argv[1], "run") == 0) {
-        tune_reexec(argv); /* returns only when untuned; the start-up line says which */
-        tune_malloc();
-    }
-    signal(SIGPIPE, SIG_IGN);
+    tune_program_start(argc, argv);
     at = cli_top(PROG, argc, argv, usage, &ret);
     if (at < 0)
         return ret;

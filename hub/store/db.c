@@ -245,8 +245,10 @@ int registry__dup_col(sqlite3_stmt *st, int col, char **dst)
     return *dst ? 0 : -ENOMEM;
 }
 
-/* Runs one statement outside the cache and returns its first integer column. */
-static int query_int(sqlite3 *db, const char *sql, int64_t *out)
+/* Runs one statement outside the cache and reads the first column of its
+ * first row: as an integer into *num, or as text into text (cap bytes)
+ * when text is not NULL. 0, -ENOENT for no row, or the mapped error. */
+static int query_one(sqlite3 *db, const char *sql, int64_t *num, char *text, size_t cap)
 {
     sqlite3_stmt *st = NULL;
     int rc;
@@ -256,7 +258,10 @@ static int query_int(sqlite3 *db, const char *sql, int64_t *out)
         return registry__map_rc(sqlite3_extended_errcode(db));
     rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
-        *out = sqlite3_column_int64(st, 0);
+        if (text != NULL)
+            registry__copy_col(st, 0, text, cap);
+        else
+            *num = sqlite3_column_int64(st, 0);
         rc = 0;
     } else if (rc == SQLITE_DONE) {
         rc = -ENOENT;
@@ -267,26 +272,9 @@ static int query_int(sqlite3 *db, const char *sql, int64_t *out)
     return rc;
 }
 
-/* Runs one statement outside the cache and returns its first text column. */
-static int query_text(sqlite3 *db, const char *sql, char *out, size_t cap)
+static int query_int(sqlite3 *db, const char *sql, int64_t *out)
 {
-    sqlite3_stmt *st = NULL;
-    int rc;
-
-    rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
-    if (rc != SQLITE_OK)
-        return registry__map_rc(sqlite3_extended_errcode(db));
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        registry__copy_col(st, 0, out, cap);
-        rc = 0;
-    } else if (rc == SQLITE_DONE) {
-        rc = -ENOENT;
-    } else {
-        rc = registry__map_rc(sqlite3_extended_errcode(db));
-    }
-    sqlite3_finalize(st);
-    return rc;
+    return query_one(db, sql, out, NULL, 0);
 }
 
 /* A file created by SQLite gets 0644 less umask; the registry holds token
@@ -458,7 +446,7 @@ int registry_open(const char *path, struct registry **out, char *err, size_t err
      * Switching to WAL needs an exclusive lock that SQLite does not wait for
      * (no busy handler), so two processes creating the file at once retry. */
     for (waited = 0;; waited += 10) {
-        rc = query_text(r->db, "PRAGMA journal_mode = WAL", mode, sizeof(mode));
+        rc = query_one(r->db, "PRAGMA journal_mode = WAL", NULL, mode, sizeof(mode));
         if (rc != -EBUSY || waited >= BUSY_TIMEOUT_MS)
             break;
         usleep(10 * 1000);

@@ -48,13 +48,18 @@ static void fuzz_hostport(const char *s)
 
 static void fuzz_url(const char *s)
 {
-    static const char *const scheme[] = {"http://", "https://", "unix:", "tcp://"};
+    /* Indexed by enum net_url_kind: a kind added there must be added here. */
+    static const char *const scheme[] = {
+        [NET_URL_HTTP] = "http://", [NET_URL_HTTPS] = "https://", [NET_URL_UNIX] = "unix:",
+        [NET_URL_TCP] = "tcp://",   [NET_URL_H2C] = "h2c://",     [NET_URL_H2] = "h2://",
+    };
     struct net_url u, v;
     char text[2048], hp[NET_HOST_MAX + 16];
 
     if (net_parse_url(s, &u) != 0)
         return;
-    if ((unsigned)u.kind > NET_URL_TCP || strnlen(u.path, sizeof(u.path)) >= sizeof(u.path))
+    if ((unsigned)u.kind >= sizeof(scheme) / sizeof(scheme[0]) || scheme[u.kind] == NULL ||
+        strnlen(u.path, sizeof(u.path)) >= sizeof(u.path))
         abort();
     if (u.kind == NET_URL_UNIX) {
         if (u.path[0] != '/' || u.host[0] != '\0')

@@ -63,6 +63,25 @@ int cli_top(const char *prog, int argc, char **argv, cli_usage_fn usage, int *ex
  * returns the exit code. */
 int cli_simple_command(const char *prog, int argc, char **argv, cli_usage_fn usage);
 
+/* Edit distance between a and b, ASCII letters compared without case: each
+ * letter added, removed or changed, and each swap of two neighbours, counts
+ * one (optimal string alignment). Words longer than CLI_WORD_MAX count as
+ * far from everything. */
+#define CLI_WORD_MAX 64
+size_t cli_edit_distance(const char *a, const char *b);
+
+/* "Did you mean": the candidates (n of them, NULL ones skipped) likely meant
+ * by typed, a typo: at one edit (two for a word of 6 letters or more), or
+ * typed being the start of them (2 letters at least). The closest ones, up
+ * to three, go into out as "'PREFIXa'", "'PREFIXa' or 'PREFIXb'" (prefix:
+ * "--" for options, may be NULL). Returns how many (0: out is ""). */
+size_t cli_suggest(const char *typed, const char *const *cands, size_t n, const char *prefix,
+                   char *out, size_t cap);
+
+/* "PROG: unknown command "WORD"; did you mean 'run'? (try 'PROG --help')"
+ * on stderr, the suggestion from cmds (n); returns CLI_EXIT_USAGE. */
+int cli_unknown_command(const char *prog, const char *word, const char *const *cmds, size_t n);
+
 /* Prints "PROG VERSION (wolfSSL BUILD)" on stdout. */
 void cli_print_version(const char *prog);
 

@@ -467,8 +467,11 @@ int main(int argc, char **argv)
     cmd = argv[at];
     if (strcmp(cmd, "help") == 0 || strcmp(cmd, "version") == 0)
         return cli_simple_command(PROG, argc - at, argv + at, usage);
-    if (strcmp(cmd, "init") != 0 && strcmp(cmd, "run") != 0)
-        return cli_usage_error(PROG, NULL, "unknown command \"%s\"", cmd);
+    if (strcmp(cmd, "init") != 0 && strcmp(cmd, "run") != 0) {
+        static const char *const cmds[] = {"init", "run", "version", "help"};
+
+        return cli_unknown_command(PROG, cmd, cmds, sizeof(cmds) / sizeof(cmds[0]));
+    }
     if (wolfSSL_Init() != WOLFSSL_SUCCESS)
         return fail("cannot initialise wolfSSL");
     ret = strcmp(cmd, "init") == 0 ? cmd_init(argc - at + 1, argv + at - 1)

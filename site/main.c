@@ -694,8 +694,12 @@ int main(int argc, char **argv)
         rc = site_cmd_doctor(argc, argv);
     else if (strcmp(cmd, "status") == 0)
         rc = site_cmd_status(argc, argv);
-    else
-        rc = cli_usage_error(PROG, NULL, "unknown command \"%s\"", cmd);
+    else {
+        static const char *const cmds[] = {"enroll", "run",     "rotate-key", "doctor",
+                                           "status", "version", "help"};
+
+        rc = cli_unknown_command(PROG, cmd, cmds, sizeof(cmds) / sizeof(cmds[0]));
+    }
     wolfSSL_Cleanup();
     return rc;
 }

@@ -146,8 +146,13 @@ static int cmd_enroll(int argc, char **argv)
     }
     if (token_enroll_decode(tok, &t) != 0)
         return die("the enrollment token is malformed (copy it whole from `tetherctl site add`)");
-    if (t.expires_at < (int64_t)time(NULL))
-        return die("the enrollment token has expired: ask the hub operator for a new one");
+    if (t.expires_at < (int64_t)time(NULL)) {
+        fprintf(stderr,
+                "tether-site: the enrollment token has expired: ask the hub operator for a new "
+                "one ('tetherctl site token %s')\n",
+                t.site);
+        return 1;
+    }
     snprintf(path, sizeof(path), "%s/site.conf", state);
     if (access(path, F_OK) == 0)
         return die("this state directory already holds an enrolled site (site.conf exists)");

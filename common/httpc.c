@@ -659,6 +659,12 @@ int httpc_request(const struct httpc_target *t, const char *method, const char *
             rc = -ETIMEDOUT;
             goto out;
         }
+        if (n == 0 && st.streaming) {
+            /* An event stream has no natural end: the hub went away. */
+            errmsg_set(err, err_cap, "%s:%d closed the stream", t->host, t->port);
+            rc = -ECONNRESET;
+            goto out;
+        }
         if (n == 0) {
             /* End of stream ends a response that has no length. */
             rc = feed(&parser, &st, NULL, 0, err, err_cap);

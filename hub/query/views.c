@@ -127,7 +127,7 @@ static json_t *query_json(struct query_engine *qe, const struct reg_query *q, in
     json_object_set_new(o, "service", json_string(q->service));
     json_object_set_new(o, "method", json_string(q->method));
     json_object_set_new(o, "path", json_string(q->path));
-    json_object_set_new(o, "target", json_loads(q->target_json, 0, NULL));
+    json_object_set_new(o, "target", json_loads(q->target_json, JSON_DECODE_ANY, NULL));
     json_object_set_new(o, "headers", json_loads(q->headers_json, 0, NULL));
     json_object_set_new(o, "timeout_s", json_integer(q->timeout_s));
     json_object_set_new(o, "ttl_s", json_integer(q->ttl_s));

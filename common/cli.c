@@ -290,6 +290,19 @@ int cli_unknown_command(const char *prog, const char *word, const char *const *c
     return cli_usage_error(prog, NULL, "unknown command \"%s\"", word);
 }
 
+void cli_help_print(FILE *f, const char *prog, const struct cli_help *cmds, size_t n,
+                    const char *cmd)
+{
+    if (cmd == NULL)
+        fprintf(f, "Usage: %s COMMAND [OPTIONS]\n\nCommands:\n", prog);
+    for (size_t i = 0; i < n; i++) {
+        if (cmd == NULL)
+            fputs(cmds[i].text, f);
+        else if (strcmp(cmd, cmds[i].name) == 0)
+            fprintf(f, "Usage: %s %s", prog, cmds[i].text + 2);
+    }
+}
+
 void cli_print_version(const char *prog)
 {
     printf("%s %s (wolfSSL %s)\n", prog, TETHER_VERSION, crypto_wolfssl_build());

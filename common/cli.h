@@ -53,6 +53,18 @@ int cli_usage_error(const char *prog, const char *cmd, const char *fmt, ...)
 /* Prints the help of cmd (NULL: of the program) on f. */
 typedef void (*cli_usage_fn)(FILE *f, const char *cmd);
 
+/* One command's block of a program's help: "  NAME SYNOPSIS\n" then lines
+ * of what it does, indented by six. Static strings. */
+struct cli_help {
+    const char *name;
+    const char *text;
+};
+/* "Usage: PROG COMMAND [OPTIONS]" and every block (cmd NULL), or "Usage:
+ * PROG " and cmd's block alone; the caller adds its notes after. The layout
+ * help2man turns into a man page (a synopsis, a description per command). */
+void cli_help_print(FILE *f, const char *prog, const struct cli_help *cmds, size_t n,
+                    const char *cmd);
+
 /* The options before the command of "PROG [--help|--version] COMMAND ...".
  * Returns the command's index in argv, or -1 when done, with *exit_code
  * set: after the help or version (0) or a usage error (2; without any

@@ -35,9 +35,7 @@
  * help2man turns into the man page); `tether-site CMD --help` prints its
  * own, `tether-site --help` all of them. doctor's help is longer
  * (site/doctor.c). */
-static const struct {
-    const char *name, *text;
-} commands[] = {
+static const struct cli_help commands[] = {
     {"enroll", "  enroll --state DIR [--hub HOST:PORT]... [--proxy URL] TOKEN|-\n"
                "      Make this site's key and register it with the hub, once, with TOKEN\n"
                "      (from 'tetherctl site add' or 'tetherctl site token'; - reads it from\n"
@@ -86,14 +84,7 @@ static const char *const usage_footer =
 
 void site_usage(FILE *f, const char *cmd)
 {
-    if (cmd == NULL)
-        fputs("Usage: " PROG " COMMAND [OPTIONS]\n\nCommands:\n", f);
-    for (size_t i = 0; i < N_COMMANDS; i++) {
-        if (cmd == NULL)
-            fputs(commands[i].text, f);
-        else if (strcmp(cmd, commands[i].name) == 0)
-            fprintf(f, "Usage: " PROG " %s", commands[i].text + 2);
-    }
+    cli_help_print(f, PROG, commands, N_COMMANDS, cmd);
     if (cmd == NULL || strcmp(cmd, "run") == 0)
         fputs(run_notes, f);
     fputs(usage_footer, f);

@@ -403,8 +403,10 @@ int cmd_query(struct ctl *c, const struct ctl_args *a)
         goto out;
     }
     if (service == NULL || !token_name_valid(service)) {
-        rc = ctl_usage_err(service == NULL ? "query needs --service NAME"
-                                           : "--service: invalid service name");
+        rc = ctl_usage_err(
+            service == NULL
+                ? "query needs --service NAME (or a subcommand: list, show ID, cancel ID)"
+                : "--service: invalid service name");
         goto out;
     }
     rc = ctl_parse_sites(ctl_opt(a, "sites"), &sel);

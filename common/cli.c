@@ -4,15 +4,19 @@
 #include "cli.h"
 
 #include <assert.h>
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "crypto.h"
 
-#define SHORTS_MAX 64
+#define SHORTS_MAX  64
+#define SUGGEST_MAX 3
+#define LONGS_MAX   128
 
 void cli_begin(struct cli *c, const char *prog, const char *cmd, int argc, char **argv,
                const char *shorts, const struct option *opts)
@@ -68,8 +72,19 @@ static int explain(const struct cli *c, int missing)
     o = lookup(c->opts, a + 2, len, &ambiguous);
     if (ambiguous)
         return cli_usage_error(c->prog, c->cmd, "ambiguous option '--%.*s'", (int)len, a + 2);
-    if (o == NULL)
+    if (o == NULL) {
+        const char *names[LONGS_MAX];
+        char typed[CLI_WORD_MAX + 1], hint[256];
+        size_t n = 0;
+
+        for (const struct option *p = c->opts; p->name != NULL && n < LONGS_MAX; p++)
+            names[n++] = p->name;
+        snprintf(typed, sizeof(typed), "%.*s", (int)len, a + 2);
+        if (len <= CLI_WORD_MAX && cli_suggest(typed, names, n, "--", hint, sizeof(hint)) > 0)
+            return cli_usage_error(c->prog, c->cmd, "unknown option '--%s'; did you mean %s?",
+                                   typed, hint);
         return cli_usage_error(c->prog, c->cmd, "unknown option '--%.*s'", (int)len, a + 2);
+    }
     if (missing)
         return cli_usage_error(c->prog, c->cmd, "option '--%s' needs a value", o->name);
     return cli_usage_error(c->prog, c->cmd, "option '--%s' takes no value", o->name);
@@ -185,6 +200,107 @@ int cli_simple_command(const char *prog, int argc, char **argv, cli_usage_fn usa
     else
         cli_print_version(prog);
     return 0;
+}
+
+size_t cli_edit_distance(const char *a, const char *b)
+{
+    /* Three rows of the dynamic programme: the two before and this one. */
+    size_t prev2[CLI_WORD_MAX + 1], prev[CLI_WORD_MAX + 1], cur[CLI_WORD_MAX + 1];
+    size_t la = strlen(a), lb = strlen(b), i, j;
+
+    if (la > CLI_WORD_MAX || lb > CLI_WORD_MAX)
+        return (size_t)-1;
+    for (j = 0; j <= lb; j++)
+        prev[j] = j;
+    memset(prev2, 0, sizeof(prev2));
+    for (i = 1; i <= la; i++) {
+        cur[0] = i;
+        for (j = 1; j <= lb; j++) {
+            int ca = tolower((unsigned char)a[i - 1]), cb = tolower((unsigned char)b[j - 1]);
+            size_t best = prev[j - 1] + (ca != cb);
+
+            if (prev[j] + 1 < best)
+                best = prev[j] + 1;
+            if (cur[j - 1] + 1 < best)
+                best = cur[j - 1] + 1;
+            if (i > 1 && j > 1 && ca == tolower((unsigned char)b[j - 2]) &&
+                tolower((unsigned char)a[i - 2]) == cb && prev2[j - 2] + 1 < best)
+                best = prev2[j - 2] + 1;
+            cur[j] = best;
+        }
+        memcpy(prev2, prev, sizeof(prev));
+        memcpy(prev, cur, sizeof(cur));
+    }
+    return prev[lb];
+}
+
+/* How far typed is from cand as a typo (0 never: the same word is no typo),
+ * or (size_t)-1 when too far to suggest. */
+static size_t typo_score(const char *typed, const char *cand)
+{
+    size_t lt = strlen(typed), d = cli_edit_distance(typed, cand);
+
+    if (d == 0)
+        return (size_t)-1;
+    /* "dis" for "disable": the start of a word is worth suggesting. */
+    if (lt >= 2 && strncasecmp(typed, cand, lt) == 0 && d > 1)
+        d = 1;
+    return d <= (lt >= 6 ? 2u : 1u) ? d : (size_t)-1;
+}
+
+size_t cli_suggest(const char *typed, const char *const *cands, size_t n, const char *prefix,
+                   char *out, size_t cap)
+{
+    size_t best = (size_t)-1, found = 0, o = 0, i, k;
+
+    if (cap > 0)
+        out[0] = '\0';
+    for (i = 0; i < n; i++) {
+        size_t sc = cands[i] != NULL ? typo_score(typed, cands[i]) : (size_t)-1;
+
+        if (sc < best)
+            best = sc;
+    }
+    if (best == (size_t)-1)
+        return 0;
+    for (i = 0; i < n && found < SUGGEST_MAX; i++) {
+        int dup = 0;
+
+        if (cands[i] == NULL || typo_score(typed, cands[i]) != best)
+            continue;
+        for (k = 0; k < i; k++)
+            if (cands[k] != NULL && strcmp(cands[k], cands[i]) == 0)
+                dup = 1;
+        if (dup)
+            continue;
+        found++;
+        if (o < cap)
+            o += (size_t)snprintf(out + o, cap - o, "%s'%s%s'", found == 1 ? "" : " or ",
+                                  prefix != NULL ? prefix : "", cands[i]);
+    }
+    return found;
+}
+
+int cli_unknown_command(const char *prog, const char *word, const char *const *cmds, size_t n)
+{
+    char hint[256];
+
+    if (strlen(word) <= CLI_WORD_MAX && cli_suggest(word, cmds, n, NULL, hint, sizeof(hint)) > 0)
+        return cli_usage_error(prog, NULL, "unknown command \"%s\"; did you mean %s?", word, hint);
+    return cli_usage_error(prog, NULL, "unknown command \"%s\"", word);
+}
+
+void cli_help_print(FILE *f, const char *prog, const struct cli_help *cmds, size_t n,
+                    const char *cmd)
+{
+    if (cmd == NULL)
+        fprintf(f, "Usage: %s COMMAND [OPTIONS]\n\nCommands:\n", prog);
+    for (size_t i = 0; i < n; i++) {
+        if (cmd == NULL)
+            fputs(cmds[i].text, f);
+        else if (strcmp(cmd, cmds[i].name) == 0)
+            fprintf(f, "Usage: %s %s", prog, cmds[i].text + 2);
+    }
 }
 
 void cli_print_version(const char *prog)

@@ -53,6 +53,18 @@ int cli_usage_error(const char *prog, const char *cmd, const char *fmt, ...)
 /* Prints the help of cmd (NULL: of the program) on f. */
 typedef void (*cli_usage_fn)(FILE *f, const char *cmd);
 
+/* One command's block of a program's help: "  NAME SYNOPSIS\n" then lines
+ * of what it does, indented by six. Static strings. */
+struct cli_help {
+    const char *name;
+    const char *text;
+};
+/* "Usage: PROG COMMAND [OPTIONS]" and every block (cmd NULL), or "Usage:
+ * PROG " and cmd's block alone; the caller adds its notes after. The layout
+ * help2man turns into a man page (a synopsis, a description per command). */
+void cli_help_print(FILE *f, const char *prog, const struct cli_help *cmds, size_t n,
+                    const char *cmd);
+
 /* The options before the command of "PROG [--help|--version] COMMAND ...".
  * Returns the command's index in argv, or -1 when done, with *exit_code
  * set: after the help or version (0) or a usage error (2; without any
@@ -62,6 +74,25 @@ int cli_top(const char *prog, int argc, char **argv, cli_usage_fn usage, int *ex
 /* Runs `PROG version` or `PROG help` (argv[0]), which take only --help;
  * returns the exit code. */
 int cli_simple_command(const char *prog, int argc, char **argv, cli_usage_fn usage);
+
+/* Edit distance between a and b, ASCII letters compared without case: each
+ * letter added, removed or changed, and each swap of two neighbours, counts
+ * one (optimal string alignment). Words longer than CLI_WORD_MAX count as
+ * far from everything. */
+#define CLI_WORD_MAX 64
+size_t cli_edit_distance(const char *a, const char *b);
+
+/* "Did you mean": the candidates (n of them, NULL ones skipped) likely meant
+ * by typed, a typo: at one edit (two for a word of 6 letters or more), or
+ * typed being the start of them (2 letters at least). The closest ones, up
+ * to three, go into out as "'PREFIXa'", "'PREFIXa' or 'PREFIXb'" (prefix:
+ * "--" for options, may be NULL). Returns how many (0: out is ""). */
+size_t cli_suggest(const char *typed, const char *const *cands, size_t n, const char *prefix,
+                   char *out, size_t cap);
+
+/* "PROG: unknown command "WORD"; did you mean 'run'? (try 'PROG --help')"
+ * on stderr, the suggestion from cmds (n); returns CLI_EXIT_USAGE. */
+int cli_unknown_command(const char *prog, const char *word, const char *const *cmds, size_t n);
 
 /* Prints "PROG VERSION (wolfSSL BUILD)" on stdout. */
 void cli_print_version(const char *prog);

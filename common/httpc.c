@@ -244,6 +244,10 @@ struct rstate {
     size_t body_len, body_cap;
     int done;
     int err; /* -EFBIG when a bound was hit */
+    /* Streaming (httpc_target.on_body); borrowed. */
+    httpc_body_fn on_body;
+    void *body_arg;
+    int streaming; /* a 2xx head arrived: the body goes to on_body */
 };
 
 static void rstate_reset(struct rstate *s)
@@ -321,13 +325,23 @@ static int on_headers_complete(http_parser *p)
         s->err = -EFBIG;
         return -1;
     }
+    s->streaming = s->on_body != NULL && p->status_code >= 200 && p->status_code < 300;
     return s->head_only ? 1 : 0;
 }
 
 static int on_body(http_parser *p, const char *at, size_t len)
 {
     struct rstate *s = p->data;
+    int rc;
 
+    if (s->streaming) {
+        rc = s->on_body(s->body_arg, at, len);
+        if (rc != 0) {
+            s->err = rc < 0 ? rc : -ECANCELED;
+            return -1;
+        }
+        return 0;
+    }
     if (len > HTTPC_MAX_BODY - s->body_len) {
         s->err = -EFBIG;
         return -1;
@@ -392,6 +406,10 @@ static int feed(http_parser *p, struct rstate *s, const char *data, size_t len, 
                    "the hub's response is too large (over %u MiB of body or %u KiB of headers)",
                    HTTPC_MAX_BODY >> 20, HTTPC_MAX_HEADERS >> 10);
         return -EFBIG;
+    }
+    if (s->err != 0 && s->streaming) {
+        errmsg_set(err, cap, "the stream was ended by its reader");
+        return s->err;
     }
     if (s->err != 0) {
         errmsg_set(err, cap, "out of memory reading the hub's response");
@@ -619,8 +637,12 @@ int httpc_request(const struct httpc_target *t, const char *method, const char *
     parser.data = &st;
     st.resp = resp;
     st.head_only = strcmp(method, "HEAD") == 0;
+    st.on_body = t->on_body;
+    st.body_arg = t->body_arg;
     while (!st.done) {
         n = tlsfd_recv(&tls, fd, rbuf, sizeof(rbuf), deadline);
+        if (n > 0 && st.streaming)
+            deadline = net_now_ms() + timeout; /* a silence limit, not a total */
         if (n > 0) {
             rc = feed(&parser, &st, (const char *)rbuf, (size_t)n, err, err_cap);
             if (rc != 0)
@@ -628,9 +650,19 @@ int httpc_request(const struct httpc_target *t, const char *method, const char *
             continue;
         }
         if (n == -ETIMEDOUT) {
-            errmsg_set(err, err_cap, "no response from %s:%d within %d s", t->host, t->port,
-                       (timeout + 999) / 1000);
+            if (st.streaming)
+                errmsg_set(err, err_cap, "%s:%d sent nothing for %d s", t->host, t->port,
+                           (timeout + 999) / 1000);
+            else
+                errmsg_set(err, err_cap, "no response from %s:%d within %d s", t->host, t->port,
+                           (timeout + 999) / 1000);
             rc = -ETIMEDOUT;
+            goto out;
+        }
+        if (n == 0 && st.streaming) {
+            /* An event stream has no natural end: the hub went away. */
+            errmsg_set(err, err_cap, "%s:%d closed the stream", t->host, t->port);
+            rc = -ECONNRESET;
             goto out;
         }
         if (n == 0) {

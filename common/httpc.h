@@ -26,12 +26,22 @@ struct proxyconnect_proxy;
 int httpc_proxy_via(struct httpc_proxy *hp, const struct proxyconnect_proxy *p, const char *target,
                     char *buf, size_t cap);
 
+/* A streamed answer's body, piece by piece as it arrives: 0 to go on, else
+ * the request ends there with that (negative) code. */
+typedef int (*httpc_body_fn)(void *arg, const char *data, size_t len);
+
 struct httpc_target {
     char host[256];
     int port;
     char pin[CRYPTO_PIN_LEN + 1];    /* the hub's key pin; required */
     int timeout_ms;                  /* whole request; default 30000 when 0 */
     const struct httpc_proxy *proxy; /* NULL: straight to host:port; borrowed */
+    /* Streaming (an event stream): the body of a 2xx answer goes to on_body
+     * (with body_arg, borrowed) instead of into the response, and
+     * timeout_ms is then the longest silence allowed, not the whole
+     * request's time. NULL: the body is kept whole. */
+    httpc_body_fn on_body;
+    void *body_arg;
 };
 
 /* Parses "https://host:port" (port default 6443) into t (pin untouched). */

@@ -16,6 +16,7 @@ int cmd_site_revoke(struct ctl *c, const struct ctl_args *a);
 int cmd_site_remove(struct ctl *c, const struct ctl_args *a);
 int cmd_site_label(struct ctl *c, const struct ctl_args *a);
 int cmd_site_token(struct ctl *c, const struct ctl_args *a);
+int cmd_site_watch(struct ctl *c, const struct ctl_args *a);
 int cmd_token_create(struct ctl *c, const struct ctl_args *a);
 int cmd_token_list(struct ctl *c, const struct ctl_args *a);
 int cmd_token_revoke(struct ctl *c, const struct ctl_args *a);
@@ -23,6 +24,9 @@ int cmd_enroll_list(struct ctl *c, const struct ctl_args *a);
 int cmd_enroll_cancel(struct ctl *c, const struct ctl_args *a);
 int cmd_audit(struct ctl *c, const struct ctl_args *a);
 int cmd_query(struct ctl *c, const struct ctl_args *a);
+int cmd_query_list(struct ctl *c, const struct ctl_args *a);
+int cmd_query_show(struct ctl *c, const struct ctl_args *a);
+int cmd_query_cancel(struct ctl *c, const struct ctl_args *a);
 int cmd_connect(struct ctl *c, const struct ctl_args *a);
 
 #endif

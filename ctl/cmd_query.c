@@ -1,9 +1,11 @@
-/* tetherctl query: submit a federated query and, with --wait, print each site's result. */
+/* tetherctl query: submit a federated query (with --wait, print each site's result); list, show
+ * and cancel queries. */
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cmd.h"
 #include "common/crypto.h"
@@ -151,15 +153,16 @@ static void body_start(json_t *site, char *out, size_t cap)
         strcat(out, "...");
 }
 
-static int print_results(json_t *q)
+/* The per-site results of query q as a table on stdout. */
+static int print_table(json_t *q, long long *n, long long *n_done, long long *n_skipped)
 {
     static const char *const head[] = {"SITE", "STATUS", "HTTP", "LATENCY", "BODY"};
     json_t *sites = json_object_get(q, "sites"), *s;
     struct table *t = table_new(5, head);
-    long long n_done = 0, n = 0;
     size_t i;
     int rc = CTL_EXIT_FAIL;
 
+    *n = *n_done = *n_skipped = 0;
     if (t == NULL) {
         ctl_err("out of memory");
         return CTL_EXIT_FAIL;
@@ -183,24 +186,205 @@ static int print_results(json_t *q)
         body_start(s, body, sizeof(body));
         if (ctl_table_add(t, row) != CTL_EXIT_OK)
             goto out;
-        n++;
+        (*n)++;
         if (st != NULL && strcmp(st, "done") == 0)
-            n_done++;
+            (*n_done)++;
+        if (st != NULL && strcmp(st, "skipped") == 0)
+            (*n_skipped)++;
     }
     table_print(t, stdout);
     rc = CTL_EXIT_OK;
-    if (n_done < n) {
-        json_t *c = json_object_get(q, "counts");
-        ctl_err("%lld of %lld sites did not answer (queued %lld, sent %lld, error %lld, timeout "
-                "%lld, expired %lld); query %s",
-                n - n_done, n, ctl_jint(c, "queued"), ctl_jint(c, "sent"), ctl_jint(c, "error"),
-                ctl_jint(c, "timeout"), ctl_jint(c, "expired"),
-                ctl_jstr(q, "id") ? ctl_jstr(q, "id") : "?");
-        rc = CTL_EXIT_FAIL;
-    }
 out:
     table_free(t);
     return rc;
+}
+
+/* The table, then exit 1 with a summary on stderr unless every site that
+ * offers the service answered. */
+static int print_results(json_t *q)
+{
+    long long n, n_done, n_skipped;
+    json_t *c = json_object_get(q, "counts");
+    const char *id = ctl_jstr(q, "id") ? ctl_jstr(q, "id") : "?";
+    int rc = print_table(q, &n, &n_done, &n_skipped);
+
+    if (rc != CTL_EXIT_OK)
+        return rc;
+    if (n > 0 && n_skipped == n) {
+        ctl_err("none of the %lld sites offers service \"%s\" ('tetherctl site list' shows each "
+                "site's services); query %s",
+                n, ctl_jstr(q, "service") ? ctl_jstr(q, "service") : "?", id);
+        return CTL_EXIT_FAIL;
+    }
+    if (n_done < n - n_skipped) {
+        ctl_err("%lld of %lld sites did not answer (queued %lld, sent %lld, error %lld, timeout "
+                "%lld, expired %lld, cancelled %lld); query %s",
+                n - n_skipped - n_done, n - n_skipped, ctl_jint(c, "queued"), ctl_jint(c, "sent"),
+                ctl_jint(c, "error"), ctl_jint(c, "timeout"), ctl_jint(c, "expired"),
+                ctl_jint(c, "cancelled"), id);
+        return CTL_EXIT_FAIL;
+    }
+    return CTL_EXIT_OK;
+}
+
+/* "done 2, queued 1": the non-zero counts of a query, in the hub's order. */
+static void counts_text(json_t *counts, char *out, size_t cap)
+{
+    const char *k;
+    json_t *v;
+    size_t o = 0;
+
+    out[0] = '\0';
+    json_object_foreach(counts, k, v)
+    {
+        if (!json_is_integer(v) || json_integer_value(v) == 0 || o >= cap)
+            continue;
+        o += (size_t)snprintf(out + o, cap - o, "%s%s %lld", o > 0 ? ", " : "", k,
+                              (long long)json_integer_value(v));
+    }
+}
+
+/* The query id argument, checked before it goes into a URL path. */
+static int check_qid(const char *id)
+{
+    size_t n = strlen(id);
+
+    if (n == 24 && strncmp(id, "q_", 2) == 0 &&
+        strspn(id + 2, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnop"
+                       "qrstuvwxyz0123456789-_") == 22)
+        return CTL_EXIT_OK;
+    return ctl_usage_err("invalid query id \"%s\" (an id is q_ and 22 letters, digits, '-' or "
+                         "'_')",
+                         id);
+}
+
+int cmd_query_list(struct ctl *c, const struct ctl_args *a)
+{
+    static const char *const head[] = {"ID",      "CREATED", "USER",   "SERVICE",
+                                       "REQUEST", "SITES",   "STATUS", "RESULTS"};
+    const char *lim = ctl_opt(a, "limit"), *bef = ctl_opt(a, "before");
+    json_t *resp = NULL; /* owned here; everything below borrows from it */
+    json_t *list, *q;
+    struct table *t = NULL;
+    long long limit = 50;
+    char path[128];
+    size_t i;
+    int rc;
+
+    if (lim != NULL && (rc = ctl_parse_count("--limit", lim, 500, &limit)) != CTL_EXIT_OK)
+        return rc;
+    if (bef != NULL && (rc = check_qid(bef)) != CTL_EXIT_OK)
+        return rc;
+    snprintf(path, sizeof(path), "/v1/queries?limit=%lld%s%s", limit, bef ? "&before=" : "",
+             bef ? bef : "");
+    rc = ctl_get_list(c, path, "queries", 8, head, &resp, &list, &t);
+    if (rc != CTL_EXIT_OK || t == NULL)
+        goto out;
+    table_align_right(t, 5);
+    json_array_foreach(list, i, q)
+    {
+        char when[32], sites[24], request[160], results[160];
+        const char *row[8] = {ctl_jstr(q, "id"),      when,    ctl_jstr(q, "user"),
+                              ctl_jstr(q, "service"), request, sites,
+                              ctl_jstr(q, "status"),  results};
+
+        ctl_fmt_time(ctl_jint(q, "created_at"), when, sizeof(when));
+        snprintf(sites, sizeof(sites), "%lld", ctl_jint(q, "n_sites"));
+        snprintf(request, sizeof(request), "%s %.120s",
+                 ctl_jstr(q, "method") ? ctl_jstr(q, "method") : "?",
+                 ctl_jstr(q, "path") ? ctl_jstr(q, "path") : "?");
+        counts_text(json_object_get(q, "counts"), results, sizeof(results));
+        rc = ctl_table_add(t, row);
+        if (rc != CTL_EXIT_OK)
+            goto out;
+    }
+    table_print(t, stdout);
+    if (table_rows(t) == 0 && isatty(STDERR_FILENO))
+        fprintf(stderr, "No queries yet: ask the sites with 'tetherctl query --service NAME'.\n");
+    if (ctl_jstr(resp, "next") != NULL && isatty(STDERR_FILENO))
+        fprintf(stderr, "Older queries: tetherctl query list --before %s\n",
+                ctl_jstr(resp, "next"));
+out:
+    table_free(t);
+    json_decref(resp);
+    return rc;
+}
+
+/* GET or POST path, then the query it answers: printed whole with --json,
+ * else by show. */
+static int query_call(struct ctl *c, const char *method, const char *id, const char *suffix,
+                      int (*show)(json_t *q))
+{
+    json_t *q = NULL; /* owned here */
+    char path[96];
+    int rc = check_qid(id);
+
+    if (rc != CTL_EXIT_OK)
+        return rc;
+    snprintf(path, sizeof(path), "/v1/queries/%s%s", id, suffix);
+    rc = ctl_call(c, method, path, NULL, &q);
+    if (rc == CTL_EXIT_OK && c->json)
+        ctl_print_json(q);
+    else if (rc == CTL_EXIT_OK)
+        rc = show(q);
+    json_decref(q);
+    return rc;
+}
+
+static int show_query(json_t *q)
+{
+    char buf[256], when[32], *target;
+    long long n, n_done, n_skipped;
+
+    ctl_kv("id:", ctl_jstr(q, "id"));
+    ctl_kv("status:", ctl_jstr(q, "status"));
+    ctl_kv("user:", ctl_jstr(q, "user"));
+    ctl_fmt_time(ctl_jint(q, "created_at"), when, sizeof(when));
+    ctl_kv("created:", when);
+    ctl_fmt_time(ctl_jint(q, "completed_at"), when, sizeof(when));
+    ctl_kv("completed:", when);
+    if (ctl_jint(q, "cancelled_at") > 0) {
+        ctl_fmt_time(ctl_jint(q, "cancelled_at"), when, sizeof(when));
+        ctl_kv("cancelled:", when);
+    }
+    ctl_kv("service:", ctl_jstr(q, "service"));
+    snprintf(buf, sizeof(buf), "%s %.200s", ctl_jstr(q, "method") ? ctl_jstr(q, "method") : "?",
+             ctl_jstr(q, "path") ? ctl_jstr(q, "path") : "?");
+    ctl_kv("request:", buf);
+    target = json_dumps(json_object_get(q, "target"), JSON_COMPACT | JSON_ENCODE_ANY);
+    ctl_kv("sites:", target);
+    free(target);
+    snprintf(buf, sizeof(buf), "%lld s", ctl_jint(q, "timeout_s"));
+    ctl_kv("timeout:", buf);
+    ctl_fmt_time(ctl_jint(q, "expires_at"), when, sizeof(when));
+    snprintf(buf, sizeof(buf), "%lld s (offline sites wait until %s)", ctl_jint(q, "ttl_s"), when);
+    ctl_kv("ttl:", buf);
+    counts_text(json_object_get(q, "counts"), buf, sizeof(buf));
+    ctl_kv("results:", buf);
+    printf("\n");
+    return print_table(q, &n, &n_done, &n_skipped);
+}
+
+int cmd_query_show(struct ctl *c, const struct ctl_args *a)
+{
+    return query_call(c, "GET", a->pos[0], "", show_query);
+}
+
+static int show_cancelled(json_t *q)
+{
+    json_t *counts = json_object_get(q, "counts");
+
+    printf("query %s cancelled: %lld site(s) will not get it", ctl_jstr(q, "id"),
+           ctl_jint(counts, "cancelled"));
+    if (ctl_jint(counts, "sent") > 0)
+        printf("; %lld had it already and may still answer", ctl_jint(counts, "sent"));
+    printf("\n");
+    return CTL_EXIT_OK;
+}
+
+int cmd_query_cancel(struct ctl *c, const struct ctl_args *a)
+{
+    return query_call(c, "POST", a->pos[0], "/cancel", show_cancelled);
 }
 
 int cmd_query(struct ctl *c, const struct ctl_args *a)
@@ -219,8 +403,10 @@ int cmd_query(struct ctl *c, const struct ctl_args *a)
         goto out;
     }
     if (service == NULL || !token_name_valid(service)) {
-        rc = ctl_usage_err(service == NULL ? "query needs --service NAME"
-                                           : "--service: invalid service name");
+        rc = ctl_usage_err(
+            service == NULL
+                ? "query needs --service NAME (or a subcommand: list, show ID, cancel ID)"
+                : "--service: invalid service name");
         goto out;
     }
     rc = ctl_parse_sites(ctl_opt(a, "sites"), &sel);

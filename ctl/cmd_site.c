@@ -166,14 +166,6 @@ out:
     return rc;
 }
 
-static void kv(const char *key, const char *value)
-{
-    char *clean = table_clean(value != NULL && value[0] != '\0' ? value : "-");
-
-    printf("%-17s %s\n", key, clean != NULL ? clean : "?");
-    free(clean);
-}
-
 static int print_sessions(json_t *sessions)
 {
     static const char *const head[] = {"CONNECTED", "DISCONNECTED", "DURATION",  "ADDRESS",
@@ -258,19 +250,19 @@ int cmd_site_show(struct ctl *c, const struct ctl_args *a)
     ctl_fmt_time(ctl_jint(site, "last_seen"), seen, sizeof(seen));
     ctl_fmt_time(ctl_jint(site, "created_at"), created, sizeof(created));
     ctl_fmt_time(ctl_jint(site, "enrolled_at"), enrolled, sizeof(enrolled));
-    kv("name:", ctl_jstr(site, "name"));
-    kv("state:", ctl_jstr(site, "state"));
-    kv("key pin:", ctl_jstr(site, "pin"));
-    kv("online:", json_is_true(json_object_get(site, "online")) ? "yes" : "no");
-    kv("address:", ctl_jstr(site, "remote_addr"));
-    kv("connected since:", since);
-    kv("last seen:", seen);
-    kv("agent version:", ctl_jstr(site, "agent_version"));
-    kv("services:", services);
-    kv("restricted:", restricted);
-    kv("labels:", labels);
-    kv("created:", created);
-    kv("enrolled:", enrolled);
+    ctl_kv("name:", ctl_jstr(site, "name"));
+    ctl_kv("state:", ctl_jstr(site, "state"));
+    ctl_kv("key pin:", ctl_jstr(site, "pin"));
+    ctl_kv("online:", json_is_true(json_object_get(site, "online")) ? "yes" : "no");
+    ctl_kv("address:", ctl_jstr(site, "remote_addr"));
+    ctl_kv("connected since:", since);
+    ctl_kv("last seen:", seen);
+    ctl_kv("agent version:", ctl_jstr(site, "agent_version"));
+    ctl_kv("services:", services);
+    ctl_kv("restricted:", restricted);
+    ctl_kv("labels:", labels);
+    ctl_kv("created:", created);
+    ctl_kv("enrolled:", enrolled);
 
     sessions = json_object_get(site, "sessions");
     if (!json_is_array(sessions) || json_array_size(sessions) == 0) {

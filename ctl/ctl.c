@@ -140,18 +140,50 @@ void ctl_free(struct ctl *c)
     c->connected = 0;
 }
 
-/* Prints the hub's {"error","detail"} answer, or what can be said without one. */
-static void report_hub_error(const struct httpc_response *r)
+/* What to do next after the hub refused path with status, error code and
+ * detail:
+ * a static hint, or "" when the detail says enough. */
+static const char *next_step(int status, const char *code, const char *detail, const char *path)
+{
+    static const struct {
+        const char *prefix; /* of the request path */
+        const char *hint;
+    } lists[] = {
+        {"/v1/sites/", "'tetherctl site list' shows the sites"},
+        {"/v1/queries/", "'tetherctl query list' shows the queries this token can see"},
+        {"/v1/tokens/", "'tetherctl token list' shows the API tokens"},
+        {"/v1/enrollments/", "'tetherctl enroll list --all' shows the enrollment tokens"},
+    };
+
+    if (status == 401)
+        return "the API token is unknown, revoked or expired: use another one (--token, or "
+               "\"token =\" in the configuration), or have an admin make one with "
+               "'tetherctl token create'";
+    if (status == 403 && detail != NULL && strcmp(detail, "admin only") == 0)
+        return "this needs an admin token ('tetherctl token list' shows each token's role)";
+    if (status != 404 || code == NULL || strcmp(code, "not_found") != 0)
+        return "";
+    for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++)
+        if (strncmp(path, lists[i].prefix, strlen(lists[i].prefix)) == 0)
+            return lists[i].hint;
+    return "";
+}
+
+/* Prints the hub's {"error","detail"} answer, or what can be said without
+ * one, and what to do next where the answer alone does not say. */
+static void report_hub_error(const struct httpc_response *r, const char *path)
 {
     json_t *j = json_loadb(r->body, r->body_len, 0, NULL); /* owned here */
     const char *detail = ctl_jstr(j, "detail");
+    const char *hint = next_step(r->status, ctl_jstr(j, "error"), detail, path);
     char *clean;
 
     if (detail == NULL || detail[0] == '\0')
         detail = ctl_jstr(j, "error");
     if (detail != NULL && detail[0] != '\0') {
         clean = table_clean(detail);
-        ctl_err("%s (HTTP %d)", clean != NULL ? clean : detail, r->status);
+        ctl_err("%s (HTTP %d)%s%s", clean != NULL ? clean : detail, r->status,
+                hint[0] != '\0' ? "; " : "", hint);
     } else {
         /* Not our hub's error shape (a proxy in between?): show its first line. */
         char line[201];
@@ -171,6 +203,31 @@ static void report_hub_error(const struct httpc_response *r)
     }
     free(clean);
     json_decref(j);
+}
+
+/* The exit code of a hub's answer that is not a success. */
+static int exit_for_status(int status)
+{
+    if (status == 404)
+        return CTL_EXIT_NOT_FOUND;
+    if (status == 401 || status == 403)
+        return CTL_EXIT_DENIED;
+    if (status == 409)
+        return CTL_EXIT_CONFLICT;
+    return CTL_EXIT_FAIL;
+}
+
+void ctl_report_unreachable(const char *err)
+{
+    const char *hint = "";
+
+    if (strstr(err, "does not match the pinned key") != NULL)
+        hint = "; if the hub's key was replaced on purpose, put its new pin in \"hub_pin =\" "
+               "(tether-hub init wrote it to STATE/ctl.conf)";
+    else if (strstr(err, "cannot connect") != NULL || strstr(err, "cannot resolve") != NULL ||
+             strstr(err, "timed out connecting") != NULL)
+        hint = "; is tether-hub running there, and is \"hub =\" (or --hub) its address?";
+    ctl_err("%s%s", err[0] != '\0' ? err : "request failed", hint);
 }
 
 int ctl_call(struct ctl *c, const char *method, const char *path, json_t *body, json_t **out)
@@ -195,18 +252,13 @@ int ctl_call(struct ctl *c, const char *method, const char *path, json_t *body, 
     }
     if (httpc_request(&c->target, method, path, c->bearer, text != NULL ? "application/json" : NULL,
                       text, text != NULL ? strlen(text) : 0, &r, err, sizeof(err)) != 0) {
-        ctl_err("%s", err[0] != '\0' ? err : "request failed");
+        ctl_report_unreachable(err);
         rc = CTL_EXIT_NETWORK;
         goto out;
     }
     if (r.status < 200 || r.status > 299) {
-        report_hub_error(&r);
-        if (r.status == 404)
-            rc = CTL_EXIT_NOT_FOUND;
-        else if (r.status == 401 || r.status == 403)
-            rc = CTL_EXIT_DENIED;
-        else if (r.status == 409)
-            rc = CTL_EXIT_CONFLICT;
+        report_hub_error(&r, path);
+        rc = exit_for_status(r.status);
         goto out;
     }
     if (out != NULL && r.body_len == 0) {
@@ -227,6 +279,42 @@ out:
     free(text);
     httpc_response_free(&r);
     return rc;
+}
+
+int ctl_stream(struct ctl *c, const char *path, int idle_s, httpc_body_fn on_body, void *arg,
+               char *err, size_t cap)
+{
+    struct httpc_target t;
+    struct httpc_response r = {0};
+    int rc;
+
+    err[0] = '\0';
+    rc = ctl_connect(c);
+    if (rc != CTL_EXIT_OK)
+        return rc;
+    t = c->target;
+    t.timeout_ms = idle_s * 1000;
+    t.on_body = on_body;
+    t.body_arg = arg;
+    if (httpc_request(&t, "GET", path, c->bearer, NULL, NULL, 0, &r, err, cap) != 0) {
+        rc = CTL_EXIT_NETWORK;
+    } else if (r.status < 200 || r.status > 299) {
+        report_hub_error(&r, path);
+        rc = exit_for_status(r.status);
+    } else {
+        snprintf(err, cap, "the hub ended the stream");
+        rc = CTL_EXIT_NETWORK;
+    }
+    httpc_response_free(&r);
+    return rc;
+}
+
+void ctl_kv(const char *key, const char *value)
+{
+    char *clean = table_clean(value != NULL && value[0] != '\0' ? value : "-");
+
+    printf("%-17s %s\n", key, clean != NULL ? clean : "?");
+    free(clean);
 }
 
 int ctl_get_list(struct ctl *c, const char *path, const char *key, size_t ncols,

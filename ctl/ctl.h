@@ -73,6 +73,20 @@ void ctl_free(struct ctl *c);
  * use (CTL_EXIT_NOT_FOUND, _DENIED, _CONFLICT, _NETWORK or _FAIL). */
 int ctl_call(struct ctl *c, const char *method, const char *path, json_t *body, json_t **out);
 
+/* A long GET (an event stream): the body of a 2xx answer goes to on_body
+ * (arg borrowed) as it arrives, until the hub or the connection ends it, or
+ * idle_s seconds pass without a byte. A refusal by the hub is printed like
+ * ctl_call's and returns its exit code. CTL_EXIT_NETWORK (nothing printed,
+ * the reason in err) when the hub could not be reached or the stream
+ * ended; whether it had started, on_body has seen. */
+int ctl_stream(struct ctl *c, const char *path, int idle_s, httpc_body_fn on_body, void *arg,
+               char *err, size_t cap);
+/* Prints why the hub could not be reached (err from ctl_stream), with what
+ * to do about the usual causes. */
+void ctl_report_unreachable(const char *err);
+/* Prints "KEY:    VALUE" (a "-" for NULL or ""), cleaned for the terminal. */
+void ctl_kv(const char *key, const char *value);
+
 struct table;
 
 /* The common part of a list command: GET path. With --json the answer is

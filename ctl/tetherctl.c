@@ -45,6 +45,7 @@ static const struct optspec query_opts[] = {
     {"service", 1}, {"sites", 1},   {"method", 1}, {"path", 1}, {"data", 1},
     {"header", 1},  {"timeout", 1}, {"ttl", 1},    {"wait", 0}, {NULL, 0}};
 static const struct optspec connect_opts[] = {{"listen", 1}, {"stdio", 0}, {NULL, 0}};
+static const struct optspec query_list_opts[] = {{"limit", 1}, {"before", 1}, {NULL, 0}};
 
 static const struct command commands[] = {
     {"site add", "NAME [--label K=V]... [--ttl SECONDS]",
@@ -64,6 +65,9 @@ static const struct command commands[] = {
     {"site token", "NAME [--ttl SECONDS]",
      "new one-time enrollment token for a site (earlier unused ones stop working)", 1, 1, ttl_opts,
      cmd_site_token},
+    {"site watch", "",
+     "print one line per site change (online, offline, state) as it happens, until interrupted", 0,
+     0, NULL, cmd_site_watch},
     {"token create",
      "NAME --role admin|user [--sites NAME,NAME|label=K=V|*] [--services NAME,NAME] "
      "[--ttl SECONDS]",
@@ -81,6 +85,13 @@ static const struct command commands[] = {
      "[--header 'K: V']... [--timeout S] [--ttl S] [--wait]",
      "ask many sites one question; prints the query id, or with --wait each site's result", 0, 0,
      query_opts, cmd_query},
+    {"query list", "[--limit N] [--before ID]",
+     "federated queries, newest first (a user token's own; an admin token's: all)", 0, 0,
+     query_list_opts, cmd_query_list},
+    {"query show", "ID", "one query: what it asked and each site's result", 1, 1, NULL,
+     cmd_query_show},
+    {"query cancel", "ID", "cancel a query: the sites it has not been sent to yet never get it", 1,
+     1, NULL, cmd_query_cancel},
     {"connect", "SITE SERVICE --listen HOST:PORT | --stdio",
      "reach a site's tcp:// service: a local listener (one stream per connection) or "
      "stdin/stdout (ssh ProxyCommand)",
@@ -123,6 +134,17 @@ static const struct command *match_words(const char *typed, int *prefix)
     return NULL;
 }
 
+/* Whether some command's words are words and more ("query list" for "query"). */
+static int heads_longer(const char *words)
+{
+    size_t len = strlen(words);
+
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        if (strncmp(commands[i].words, words, len) == 0 && commands[i].words[len] == ' ')
+            return 1;
+    return 0;
+}
+
 /* Whether the command's words start with the words in prefix ("" for all). */
 static int words_under(const struct command *cmd, const char *prefix)
 {
@@ -145,6 +167,14 @@ static void usage(FILE *f, const char *prefix)
     if (only != NULL) {
         fprintf(f, "Usage: tetherctl %s%s%s\n  %s\n", only->words,
                 only->synopsis[0] != '\0' ? " " : "", only->synopsis, only->summary);
+        if (heads_longer(only->words)) {
+            fprintf(f, "\nAlso:\n");
+            for (i = 0; i < N_COMMANDS; i++)
+                if (&commands[i] != only && words_under(&commands[i], prefix))
+                    fprintf(f, "  tetherctl %s%s%s\n      %s\n", commands[i].words,
+                            commands[i].synopsis[0] != '\0' ? " " : "", commands[i].synopsis,
+                            commands[i].summary);
+        }
     } else {
         fprintf(f, "Usage: tetherctl [OPTIONS] %s%sCOMMAND [ARGUMENTS]\n\nCommands:\n", prefix,
                 prefix[0] != '\0' ? " " : "");
@@ -195,24 +225,58 @@ static int cmd_help(struct ctl *c, const struct ctl_args *a)
     return ctl_usage_err("no command '%s'", prefix);
 }
 
+#define WORD_LEN 32
+
+/* The distinct words that may follow typed ("" for the first word): n of
+ * them into out. */
+static size_t next_word_list(const char *typed, char out[][WORD_LEN])
+{
+    size_t len = strlen(typed), i, k, n = 0;
+
+    for (i = 0; i < N_COMMANDS; i++) {
+        const char *w = commands[i].words;
+        char word[WORD_LEN];
+
+        if (len > 0 && (strncmp(w, typed, len) != 0 || w[len] != ' '))
+            continue;
+        w += len > 0 ? len + 1 : 0;
+        snprintf(word, sizeof(word), "%.*s", (int)strcspn(w, " "), w);
+        for (k = 0; k < n && strcmp(out[k], word) != 0; k++)
+            ;
+        if (k == n)
+            memcpy(out[n++], word, sizeof(word));
+    }
+    return n;
+}
+
 /* Lists the next words after typed, for "'site' needs a subcommand: ...". */
 static void next_words(const char *typed, char *out, size_t cap)
 {
-    size_t len = strlen(typed), i, o = 0;
+    char words[N_COMMANDS][WORD_LEN];
+    size_t n = next_word_list(typed, words), o = 0;
 
     out[0] = '\0';
-    for (i = 0; i < N_COMMANDS; i++) {
-        const char *w = commands[i].words;
-        int n;
+    for (size_t i = 0; i < n && o < cap; i++)
+        o += (size_t)snprintf(out + o, cap - o, "%s%s", i > 0 ? ", " : "", words[i]);
+}
 
-        if (strncmp(w, typed, len) != 0 || w[len] != ' ')
-            continue;
-        w += len + 1;
-        n = snprintf(out + o, cap - o, "%s%.*s", o > 0 ? ", " : "", (int)strcspn(w, " "), w);
-        if (n < 0 || (size_t)n >= cap - o)
-            break;
-        o += (size_t)n;
-    }
+/* An unknown command word after the words before (maybe ""), with the
+ * likely one if it looks like a typo. */
+static int unknown_command(const char *before, const char *word)
+{
+    static char head[128]; /* the --help the error points at; lives until exit */
+    char words[N_COMMANDS][WORD_LEN], pre[132], hint[512];
+    const char *cands[N_COMMANDS];
+    size_t n = next_word_list(before, words);
+
+    for (size_t i = 0; i < n; i++)
+        cands[i] = words[i];
+    snprintf(head, sizeof(head), "%s", before);
+    ctl_set_command(head[0] != '\0' ? head : NULL);
+    snprintf(pre, sizeof(pre), "%s%s", before, before[0] != '\0' ? " " : "");
+    if (strlen(word) <= CLI_WORD_MAX && cli_suggest(word, cands, n, pre, hint, sizeof(hint)) > 0)
+        return ctl_usage_err("unknown command '%s%s'; did you mean %s?", pre, word, hint);
+    return ctl_usage_err("unknown command '%s%s'", pre, word);
 }
 
 struct parsed {
@@ -303,18 +367,22 @@ static int take_word(const char *arg, struct cli *cl, struct ctl_args *a, struct
     size_t len = strlen(p->typed);
     int prefix;
 
-    if (p->cmd != NULL) {
+    if (p->cmd != NULL && (a->npos > 0 || !heads_longer(p->cmd->words))) {
         if (a->npos >= CTL_MAX_POS)
             return ctl_usage_err("too many arguments");
         a->pos[a->npos++] = arg;
         return 0;
     }
+    /* Here p->cmd is NULL, or a command that heads longer ones ("query",
+     * "query list"): its next word names one of them. */
     if (len + 1 + strlen(arg) >= sizeof(p->typed))
-        return ctl_usage_err("unknown command '%s'", arg);
+        return unknown_command(p->typed, arg);
     snprintf(p->typed + len, sizeof(p->typed) - len, "%s%s", len > 0 ? " " : "", arg);
     p->cmd = match_words(p->typed, &prefix);
-    if (p->cmd == NULL && !prefix)
-        return ctl_usage_err("unknown command '%s'", p->typed);
+    if (p->cmd == NULL && !prefix) {
+        p->typed[len] = '\0';
+        return unknown_command(p->typed, arg);
+    }
     if (p->cmd != NULL) {
         /* Errors from here on point at this command's --help. */
         cl->cmd = p->cmd->words;

@@ -35,10 +35,7 @@
 
 /* Each command's block of the help text; `tether-hub CMD --help` prints its
  * own, `tether-hub --help` all of them. */
-static const struct command_help {
-    const char *name;
-    const char *text;
-} commands[] = {
+static const struct cli_help commands[] = {
     {"init", "  init --state DIR [--name HOSTNAME] [--public HOST:PORT]... [--force]\n"
              "      Create a hub state in DIR: registry (hub.db), hub key and certificate\n"
              "      (hub.key, hub.crt), a first admin API token (admin.token), hub.conf and\n"
@@ -66,14 +63,7 @@ static const char *const usage_footer =
 /* The whole help (cmd NULL) or one command's. */
 static void usage(FILE *f, const char *cmd)
 {
-    if (cmd == NULL)
-        fputs("Usage: " PROG " COMMAND [OPTIONS]\n\nCommands:\n", f);
-    for (size_t i = 0; i < N_COMMANDS; i++) {
-        if (cmd == NULL)
-            fputs(commands[i].text, f);
-        else if (strcmp(cmd, commands[i].name) == 0)
-            fprintf(f, "Usage: " PROG " %s", commands[i].text + 2);
-    }
+    cli_help_print(f, PROG, commands, N_COMMANDS, cmd);
     fputs(usage_footer, f);
 }
 
@@ -467,8 +457,11 @@ int main(int argc, char **argv)
     cmd = argv[at];
     if (strcmp(cmd, "help") == 0 || strcmp(cmd, "version") == 0)
         return cli_simple_command(PROG, argc - at, argv + at, usage);
-    if (strcmp(cmd, "init") != 0 && strcmp(cmd, "run") != 0)
-        return cli_usage_error(PROG, NULL, "unknown command \"%s\"", cmd);
+    if (strcmp(cmd, "init") != 0 && strcmp(cmd, "run") != 0) {
+        static const char *const cmds[] = {"init", "run", "version", "help"};
+
+        return cli_unknown_command(PROG, cmd, cmds, sizeof(cmds) / sizeof(cmds[0]));
+    }
     if (wolfSSL_Init() != WOLFSSL_SUCCESS)
         return fail("cannot initialise wolfSSL");
     ret = strcmp(cmd, "init") == 0 ? cmd_init(argc - at + 1, argv + at - 1)

@@ -808,7 +808,7 @@ static void agent_conn_close(struct conn *c, const char *reason)
 {
     struct agent *a = c->owner;
     int was_connected = a->state == AG_CONNECTED;
-    char why[384];
+    char why[512];
 
     while (!LIST_EMPTY(&a->streams))
         ss_free(LIST_FIRST(&a->streams));
@@ -837,8 +837,9 @@ static void agent_conn_close(struct conn *c, const char *reason)
     } else if (!was_connected && a->v.result == 0 && c->tls_started) {
         snprintf(why, sizeof(why),
                  "the hub refused this site's key during the TLS handshake (site revoked, "
-                 "disabled or unknown: ask the hub operator) [%s]",
-                 reason);
+                 "disabled or unknown: 'tetherctl site show %s' on the hub says which; a revoked "
+                 "site enrolls again with a token from 'tetherctl site token %s') [%s]",
+                 a->site, a->site, reason);
     }
     if (was_connected) /* our own stop is no trouble: information only */
         log_event(a->stopping ? LOG_INFO : LOG_WARN, "disconnected", "hub=%s reason=%s",

@@ -31,47 +31,63 @@
 
 #define PROG "tether-site"
 
-/* Each command's synopsis; `tether-site CMD --help` prints its own,
- * `tether-site --help` all of them. doctor's help is longer (site/doctor.c). */
-static const struct {
-    const char *name, *text;
-} commands[] = {
-    {"enroll", "enroll --state DIR [--hub HOST:PORT]... [--proxy URL] TOKEN|-\n"},
-    {"run", "run --state DIR [--service NAME=URL]... [--service-opt NAME:KEY[=VALUE]]...\n"
-            "                  [--config FILE]\n"
-            "                  [--source-port N] [--proxy http://[USER:PASS@]HOST:PORT]\n"
-            "                  [--ping-interval S] [--connect-timeout S] [--upstream-timeout S]\n"
-            "                  [--log-format text|json]\n"},
-    {"doctor", "doctor --state DIR [--config FILE] [--proxy URL] [--timeout S]\n"
-               "                  [--rtt-warn MS]\n"},
-    {"rotate-key", "rotate-key --state DIR [--hub HOST:PORT]... [--proxy URL]\n"},
-    {"status", "status --state DIR   (exit 0 only while the tunnel is up)\n"},
-    {"version", "version     (also --version)\n"},
-    {"help", "help        (also --help; COMMAND --help shows one command's)\n"},
+/* Each command's block of the help text (the layout of tether-hub's, which
+ * help2man turns into the man page); `tether-site CMD --help` prints its
+ * own, `tether-site --help` all of them. doctor's help is longer
+ * (site/doctor.c). */
+static const struct cli_help commands[] = {
+    {"enroll", "  enroll --state DIR [--hub HOST:PORT]... [--proxy URL] TOKEN|-\n"
+               "      Make this site's key and register it with the hub, once, with TOKEN\n"
+               "      (from 'tetherctl site add' or 'tetherctl site token'; - reads it from\n"
+               "      stdin). Writes DIR/site.conf: the hub endpoints (the token's, or the\n"
+               "      --hub list, tried in order) and the hub's key pin.\n"},
+    {"run", "  run --state DIR [--service NAME=URL]... [--service-opt NAME:KEY[=VALUE]]...\n"
+            "      [--config FILE] [--source-port N] [--proxy http://[USER:PASS@]HOST:PORT]\n"
+            "      [--ping-interval S] [--connect-timeout S] [--upstream-timeout S]\n"
+            "      [--log-format text|json]\n"
+            "      Keep one tunnel to the hub and answer its requests with the local\n"
+            "      services named. SIGHUP re-reads the services without cutting the\n"
+            "      tunnel; SIGTERM stops. One process per state directory.\n"},
+    {"doctor", "  doctor --state DIR [--config FILE] [--proxy URL] [--timeout S] [--rtt-warn MS]\n"
+               "      Check the way to the hub step by step (name, TCP, proxy, TLS, hub key\n"
+               "      pin, ALPN, this site's key, round trip) and say what to tell the\n"
+               "      network team at the first failure.\n"},
+    {"rotate-key", "  rotate-key --state DIR [--hub HOST:PORT]... [--proxy URL]\n"
+                   "      Replace this site's key with a new one, proved by the old; a running\n"
+                   "      agent picks it up.\n"},
+    {"status", "  status --state DIR\n"
+               "      Exit 0 only while the running agent's tunnel is up; print the hub, the\n"
+               "      time since connect and the last error (for health checks).\n"},
+    {"version", "  version\n"
+                "      Print the version and the wolfSSL build in use (also --version).\n"},
+    {"help", "  help\n"
+             "      Show this help (also --help, -h; COMMAND --help shows one command's).\n"},
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 
 static const char *const run_notes =
+    "\n"
     "run: --ping-interval is the hub's ping interval (the site drops a hub silent for\n"
     "two of them; 0 turns that watch off); --source-port dials from that port only.\n"
     "URL: http://HOST[:PORT][/BASE], https://HOST[:PORT][/BASE], unix:/PATH,\n"
     "h2c://HOST[:PORT][/BASE] (HTTP/2 cleartext, e.g. gRPC) or h2://HOST[:PORT][/BASE]\n"
-    "(HTTP/2 over TLS). An https:// or h2:// service is checked against the system CAs and its "
-    "name; its\n"
-    "--service-opt keys: ca=FILE (trust that CA file instead), pin=sha256//...\n"
-    "(the key alone decides; repeats), cert=FILE and key=FILE (client certificate),\n"
-    "name=HOST (SNI and the name checked, instead of the URL's host), insecure\n"
-    "(no check at all).\n";
+    "(HTTP/2 over TLS). An https:// or h2:// service is checked against the system CAs\n"
+    "and its name; its --service-opt keys: ca=FILE (trust that CA file instead),\n"
+    "pin=sha256//... (the key alone decides; repeats), cert=FILE and key=FILE (client\n"
+    "certificate), name=HOST (SNI and the name checked, instead of the URL's host),\n"
+    "insecure (no check at all).\n";
+
+static const char *const usage_footer =
+    "\n"
+    "Logs: one line per event on stderr; TETHER_LOG=debug|warn|error sets the level.\n"
+    "Exit status: 0 success, 1 failure, 2 usage error (doctor: see doctor --help).\n";
 
 void site_usage(FILE *f, const char *cmd)
 {
-    if (cmd == NULL)
-        fputs("usage:\n", f);
-    for (size_t i = 0; i < N_COMMANDS; i++)
-        if (cmd == NULL || strcmp(cmd, commands[i].name) == 0)
-            fprintf(f, "%s" PROG " %s", cmd == NULL ? "  " : "usage: ", commands[i].text);
+    cli_help_print(f, PROG, commands, N_COMMANDS, cmd);
     if (cmd == NULL || strcmp(cmd, "run") == 0)
         fputs(run_notes, f);
+    fputs(usage_footer, f);
 }
 
 static int die(const char *msg)
@@ -146,8 +162,13 @@ static int cmd_enroll(int argc, char **argv)
     }
     if (token_enroll_decode(tok, &t) != 0)
         return die("the enrollment token is malformed (copy it whole from `tetherctl site add`)");
-    if (t.expires_at < (int64_t)time(NULL))
-        return die("the enrollment token has expired: ask the hub operator for a new one");
+    if (t.expires_at < (int64_t)time(NULL)) {
+        fprintf(stderr,
+                "tether-site: the enrollment token has expired: ask the hub operator for a new "
+                "one ('tetherctl site token %s')\n",
+                t.site);
+        return 1;
+    }
     snprintf(path, sizeof(path), "%s/site.conf", state);
     if (access(path, F_OK) == 0)
         return die("this state directory already holds an enrolled site (site.conf exists)");
@@ -694,8 +715,12 @@ int main(int argc, char **argv)
         rc = site_cmd_doctor(argc, argv);
     else if (strcmp(cmd, "status") == 0)
         rc = site_cmd_status(argc, argv);
-    else
-        rc = cli_usage_error(PROG, NULL, "unknown command \"%s\"", cmd);
+    else {
+        static const char *const cmds[] = {"enroll", "run",     "rotate-key", "doctor",
+                                           "status", "version", "help"};
+
+        rc = cli_unknown_command(PROG, cmd, cmds, sizeof(cmds) / sizeof(cmds[0]));
+    }
     wolfSSL_Cleanup();
     return rc;
 }

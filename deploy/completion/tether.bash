@@ -22,9 +22,11 @@ _tether_hub() {
     case "${COMP_WORDS[1]}" in
     init) COMPREPLY=($(compgen -W "--state --name --public --force --help" -- "$cur")) ;;
     run)
+        [ "$prev" = --log-format ] && COMPREPLY=($(compgen -W "text json" -- "$cur")) && return
         COMPREPLY=($(compgen -W "--state --listen --config --ping-interval --handshake-timeout
             --drain-grace --log-format --help" -- "$cur"))
         ;;
+    version | help) COMPREPLY=($(compgen -W "--help" -- "$cur")) ;;
     esac
 }
 
@@ -39,6 +41,7 @@ _tether_site() {
     case "${COMP_WORDS[1]}" in
     enroll) COMPREPLY=($(compgen -W "--state --hub --proxy --help" -- "$cur")) ;;
     run)
+        [ "$prev" = --log-format ] && COMPREPLY=($(compgen -W "text json" -- "$cur")) && return
         COMPREPLY=($(compgen -W "--state --service --service-opt --config --source-port --proxy
             --ping-interval --connect-timeout --upstream-timeout --log-format --help" -- "$cur"))
         ;;
@@ -47,6 +50,7 @@ _tether_site() {
         ;;
     rotate-key) COMPREPLY=($(compgen -W "--state --hub --proxy --help" -- "$cur")) ;;
     status) COMPREPLY=($(compgen -W "--state --help" -- "$cur")) ;;
+    version | help) COMPREPLY=($(compgen -W "--help" -- "$cur")) ;;
     esac
 }
 
@@ -55,43 +59,47 @@ _tetherctl() {
     local global="--config --hub --token --pin --json --help --version"
     local i cmd="" sub="" w
     _tether_dirs_or_files "$prev" && return
-    # The command and subcommand typed so far, skipping global options.
+    case "$prev" in
+    --role) COMPREPLY=($(compgen -W "admin user" -- "$cur")) && return ;;
+    esac
+    # The command and subcommand typed so far, skipping options and their
+    # values (the same names as tetherctl's own table).
     for ((i = 1; i < COMP_CWORD; i++)); do
         w=${COMP_WORDS[i]}
         case "$w" in
-        --config | --hub | --token | --pin) ((i++)) ;;
+        --config | --hub | --token | --pin | --label | --ttl | --role | --sites | --services | \
+            --site | --limit | --before | --service | --method | --path | --data | --header | \
+            --timeout | --listen) ((i++)) ;;
         -*) ;;
         *) if [ -z "$cmd" ]; then cmd=$w; elif [ -z "$sub" ]; then sub=$w; fi ;;
         esac
     done
-    case "$cmd" in
-    "") COMPREPLY=($(compgen -W "site token enroll audit query help $global" -- "$cur")) ;;
-    site)
-        if [ -z "$sub" ]; then
-            COMPREPLY=($(compgen -W "add list show disable enable revoke remove label token" \
-                -- "$cur"))
-        else
-            COMPREPLY=($(compgen -W "--label --ttl $global" -- "$cur"))
-        fi
+    local query_opts="--service --sites --method --path --data --header --timeout --ttl --wait"
+    case "$cmd $sub" in
+    " ") COMPREPLY=($(compgen -W "site token enroll audit query connect help $global" \
+        -- "$cur")) ;;
+    "site ")
+        COMPREPLY=($(compgen -W "add list show disable enable revoke remove label token watch" \
+            -- "$cur"))
         ;;
-    token)
-        if [ -z "$sub" ]; then
-            COMPREPLY=($(compgen -W "create list revoke" -- "$cur"))
-        else
-            COMPREPLY=($(compgen -W "--role --sites --ttl $global" -- "$cur"))
-        fi
+    "site add") COMPREPLY=($(compgen -W "--label --ttl $global" -- "$cur")) ;;
+    "site token") COMPREPLY=($(compgen -W "--ttl $global" -- "$cur")) ;;
+    "token ") COMPREPLY=($(compgen -W "create list revoke" -- "$cur")) ;;
+    "token create")
+        COMPREPLY=($(compgen -W "--role --sites --services --ttl $global" -- "$cur"))
         ;;
-    enroll)
+    "enroll ") COMPREPLY=($(compgen -W "list cancel" -- "$cur")) ;;
+    "enroll list") COMPREPLY=($(compgen -W "--site --all $global" -- "$cur")) ;;
+    "audit "*) COMPREPLY=($(compgen -W "--limit --before $global" -- "$cur")) ;;
+    "query ") COMPREPLY=($(compgen -W "list show cancel $query_opts $global" -- "$cur")) ;;
+    "query list") COMPREPLY=($(compgen -W "--limit --before $global" -- "$cur")) ;;
+    "query show" | "query cancel") COMPREPLY=($(compgen -W "$global" -- "$cur")) ;;
+    "query "*) COMPREPLY=($(compgen -W "$query_opts $global" -- "$cur")) ;;
+    "connect "*) COMPREPLY=($(compgen -W "--listen --stdio $global" -- "$cur")) ;;
+    "help "*)
         if [ -z "$sub" ]; then
-            COMPREPLY=($(compgen -W "list cancel" -- "$cur"))
-        else
-            COMPREPLY=($(compgen -W "--site --all $global" -- "$cur"))
+            COMPREPLY=($(compgen -W "site token enroll audit query connect" -- "$cur"))
         fi
-        ;;
-    audit) COMPREPLY=($(compgen -W "--limit --before $global" -- "$cur")) ;;
-    query)
-        COMPREPLY=($(compgen -W "--service --sites --method --path --data --header --timeout
-            --ttl --wait $global" -- "$cur"))
         ;;
     *) COMPREPLY=($(compgen -W "$global" -- "$cur")) ;;
     esac

@@ -32,6 +32,7 @@ struct areq {
     struct auth auth;              /* zero for ROLE_NONE routes; scope owned */
     char name[TOKEN_NAME_MAX + 1]; /* site or token name from the path */
     int64_t id;                    /* enrollment id from the path */
+    char qid[REG_QID_LEN + 1];     /* query id from the path */
     char remote[64];
 };
 

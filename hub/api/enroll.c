@@ -43,22 +43,36 @@ void enroll(struct areq *q, json_t *body, struct outcome *o)
     rc = registry_enroll_redeem(h->reg, hash, json_string_value(jpin), hub_now(), site);
     if (rc == 0 && strcmp(site, json_string_value(jsite)) != 0)
         rc = -ENOENT; /* cannot happen unless the token was forged */
+    /* Every refusal says what to do next: the operator's command for a new
+     * token, named with the site the request gave (nothing learnt here). */
     switch (rc) {
     case 0:
         snprintf(o->detail, sizeof(o->detail), "pin=%s", json_string_value(jpin));
         outcome_succeed(o, 200, json_pack("{s:s}", "site", site));
         break;
     case -ENOENT:
-        outcome_fail(o, 401, "unauthorized", "unknown enrollment token");
+        outcome_fail(o, 401, "unauthorized",
+                     "unknown enrollment token (a newer one replaced it, or it is not this "
+                     "hub's): ask the hub operator for a new one ('tetherctl site token %s')",
+                     json_string_value(jsite));
         break;
     case -EALREADY:
-        outcome_fail(o, 403, "forbidden", "enrollment token already used");
+        outcome_fail(o, 403, "forbidden",
+                     "enrollment token already used (each token enrolls once): ask the hub "
+                     "operator for a new one ('tetherctl site token %s')",
+                     json_string_value(jsite));
         break;
     case -ETIMEDOUT:
-        outcome_fail(o, 403, "forbidden", "enrollment token expired");
+        outcome_fail(o, 403, "forbidden",
+                     "enrollment token expired: ask the hub operator for a new one "
+                     "('tetherctl site token %s')",
+                     json_string_value(jsite));
         break;
     case -ECANCELED:
-        outcome_fail(o, 403, "forbidden", "enrollment token cancelled");
+        outcome_fail(o, 403, "forbidden",
+                     "enrollment token cancelled (the site was revoked, or a newer token was "
+                     "issued): ask the hub operator for a new one ('tetherctl site token %s')",
+                     json_string_value(jsite));
         break;
     case -EEXIST:
         outcome_fail(o, 409, "name_taken", "this key is already registered to a site");

@@ -4,6 +4,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "../../common/urlpath.h"
 #include "../auth/audit.h"
@@ -28,6 +29,53 @@ static int service_refuse(struct outcome *o, enum auth_svc why, const char *site
     auth_service_refusal(why, site, service, msg, sizeof(msg));
     outcome_fail(o, 403, "forbidden", "%s", msg);
     return 1;
+}
+
+/* 503 for a site without a tunnel, saying why and what would bring it
+ * back: its state decides (the code stays site_offline for scripts). */
+static void offline(struct outcome *o, const struct reg_site *s)
+{
+    static const struct {
+        const char *why, *cmd, *then; /* "site NAME WHY: 'tetherctl site CMD NAME' THEN" */
+    } by_state[REG_SITE_NSTATES] = {
+        [REG_SITE_PENDING] = {"has not enrolled yet", "token",
+                              "gives a token for 'tether-site enroll' on it"},
+        [REG_SITE_DISABLED] = {"is disabled, so the hub refuses its tunnel", "enable",
+                               "lets it connect again"},
+        [REG_SITE_REVOKED] = {"was revoked and cannot connect until it enrolls again", "token",
+                              "gives the new token it needs"},
+    };
+    char seen[48] = "it has never connected";
+
+    if (s->state < REG_SITE_NSTATES && by_state[s->state].why != NULL) {
+        outcome_fail(o, 503, "site_offline", "site \"%s\" %s: 'tetherctl site %s %s' %s", s->name,
+                     by_state[s->state].why, by_state[s->state].cmd, s->name,
+                     by_state[s->state].then);
+        return;
+    }
+    if (s->last_seen > 0) {
+        time_t t = (time_t)s->last_seen;
+        struct tm tm;
+
+        if (gmtime_r(&t, &tm) != NULL)
+            strftime(seen, sizeof(seen), "last seen %Y-%m-%d %H:%M:%S UTC", &tm);
+    }
+    outcome_fail(o, 503, "site_offline",
+                 "site \"%s\" is not connected (%s); its agent (tether-site run) is down or "
+                 "cannot reach the hub: 'tether-site doctor' on the site says why",
+                 s->name, seen);
+}
+
+/* 404 for a service the connected site does not offer, naming those it does. */
+static void not_offered(struct outcome *o, struct tunnel *t, const char *service)
+{
+    struct tunnel_info info;
+
+    tunnel_get_info(t, &info);
+    outcome_fail(o, 404, "not_found",
+                 "the site does not offer service \"%s\" (it offers %.300s; a site adds one "
+                 "with --service NAME=URL)",
+                 service, info.services_json);
 }
 
 void proxy_route(struct hub *h, struct ureq *r, const struct auth *a, const struct api_match *m)
@@ -63,13 +111,12 @@ void proxy_route(struct hub *h, struct ureq *r, const struct auth *a, const stru
     }
     if (o.status == 0 && api_find_site(h, a, name, &s, &o, 1) == 0) {
         t = hub_tunnel_find(h, s.id);
-        registry_site_clear(&s);
         if (auth_service_allowed(a, service, 0) != AUTH_SVC_OK)
             svc_refused = service_refuse(&o, AUTH_SVC_NOT_LISTED, name, service);
         else if (t == NULL || !tunnel_is_open(t))
-            outcome_fail(&o, 503, "site_offline", "the site is not connected");
+            offline(&o, &s);
         else if (!tunnel_offers(t, service))
-            outcome_fail(&o, 404, "not_found", "the site does not offer that service");
+            not_offered(&o, t, service);
         else if (tunnel_restricts(t, service) < 0 &&
                  auth_service_allowed(a, service, 1) != AUTH_SVC_OK)
             /* Before the hello the hub cannot tell: refuse, never guess open. */
@@ -77,6 +124,7 @@ void proxy_route(struct hub *h, struct ureq *r, const struct auth *a, const stru
                          "the site is still connecting (its hello has not arrived); try again");
         else if (auth_service_allowed(a, service, tunnel_restricts(t, service)) != AUTH_SVC_OK)
             svc_refused = service_refuse(&o, AUTH_SVC_RESTRICTED, name, service);
+        registry_site_clear(&s);
     }
     /* Users' requests that may change something at a site are audited too,
      * relaxed (no fsync each): they come at request rates. Reads are not.

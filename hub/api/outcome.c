@@ -178,7 +178,7 @@ static void a_done(struct ureq *r, void *arg, enum body_status st, const uint8_t
 
     if (st == BODY_ABORTED)
         goto free;
-    outcome_init(&o, q->route, &q->auth, q->name);
+    outcome_init(&o, q->route, &q->auth, q->qid[0] != '\0' ? q->qid : q->name);
     if (st == BODY_TOO_LARGE)
         outcome_fail(&o, 413, "too_large", "request body too large");
     else if (st == BODY_NO_MEMORY)
@@ -213,6 +213,7 @@ void api_change(struct hub *h, struct ureq *r, const struct api_route *route, st
         a->services_json = NULL;
     }
     snprintf(q->name, sizeof(q->name), "%s", m->name);
+    snprintf(q->qid, sizeof(q->qid), "%s", m->qid);
     snprintf(q->remote, sizeof(q->remote), "%s", r->remote);
     if (body_read(r, h->cfg.api_body_max, a_done, q) != 0) {
         areq_free(q);

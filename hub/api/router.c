@@ -53,6 +53,26 @@ static void q_events(struct hub *h, struct ureq *r, const struct auth *a, const 
     query_api_events(h, r, a, m->qid);
 }
 
+/* POST /v1/queries/{qid}/cancel: a state change, audited like the others. */
+static void q_cancel(struct areq *q, json_t *body, struct outcome *o)
+{
+    static const char *const keys[] = {NULL};
+    json_t *answer = NULL;
+    const char *code = NULL;
+    char msg[sizeof(o->detail)];
+    int status;
+
+    if (outcome_only_keys(body, keys, o) != 0)
+        return;
+    status = query_cancel(q->h, &q->auth, q->qid, &answer, &code, msg, sizeof(msg));
+    if (status < 400) {
+        outcome_succeed(o, status, answer);
+        snprintf(o->detail, sizeof(o->detail), "%s", msg); /* for the audit row */
+    } else {
+        outcome_fail(o, status, code, "%s", msg);
+    }
+}
+
 /* Every route of the API. Routes of one path are listed together, in the
  * order a 405 names their methods. */
 static const struct api_route routes[] = {
@@ -69,6 +89,7 @@ static const struct api_route routes[] = {
     {"POST", "/v1/queries/?", ROLE_USER, q_submit, NULL, NULL},
     {"GET", "/v1/queries/{qid}", ROLE_USER, q_show, NULL, NULL},
     {"GET", "/v1/queries/{qid}/events", ROLE_USER, q_events, NULL, NULL},
+    {"POST", "/v1/queries/{qid}/cancel", ROLE_USER, NULL, q_cancel, "query.cancel"},
     {"GET", "/v1/sites", ROLE_USER, sites_list, NULL, NULL},
     {"POST", "/v1/sites", ROLE_ADMIN, NULL, site_create, "site.add"},
     {"GET", "/v1/sites/{site}", ROLE_USER, site_show, NULL, NULL},

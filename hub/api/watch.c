@@ -147,34 +147,37 @@ static const char *kind_name(int kind)
     return kind < 0 ? "online" : kind == EVENTS_SITE_OFFLINE ? "offline" : "changed";
 }
 
-/* Sends {"site","event"} to every watcher whose token may see the site.
+/* Sends {"site","event","state"} to every watcher whose token may see the
+ * site; state is the site's after the change, "removed" once it is gone.
  * kind: an events_site_kind, or -1 for online. */
 static void broadcast(struct site_watch *sw, int kind, const char *name)
 {
     struct reg_site s;
     struct watcher *wt;
-    json_t *o = json_pack("{s:s,s:s}", "site", name, "event", kind_name(kind));
-    char *js = o ? json_dumps(o, JSON_COMPACT) : NULL;
-    char *txt = NULL;
+    json_t *o;
+    char *js, *txt = NULL;
     size_t cap;
     int found;
 
-    json_decref(o);
-    if (js == NULL)
-        return;
-    cap = strlen(js) + 32;
-    txt = malloc(cap);
-    if (txt == NULL) {
-        free(js);
-        return;
-    }
-    snprintf(txt, cap, "event: site\ndata: %s\n\n", js);
-    free(js);
     memset(&s, 0, sizeof(s));
     /* A removed site is gone from the registry: judged by its name alone. */
     found = auth_site_get(sw->h, name, &s) == 0;
     if (!found)
         snprintf(s.name, sizeof(s.name), "%s", name);
+    o = json_pack("{s:s,s:s,s:s}", "site", name, "event", kind_name(kind), "state",
+                  found ? registry_site_state_name(s.state) : "removed");
+    js = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    cap = js != NULL ? strlen(js) + 32 : 0;
+    txt = js != NULL ? malloc(cap) : NULL;
+    if (txt == NULL) {
+        free(js);
+        if (found)
+            registry_site_clear(&s);
+        return;
+    }
+    snprintf(txt, cap, "event: site\ndata: %s\n\n", js);
+    free(js);
     notify_begin(sw);
     TAILQ_FOREACH(wt, &sw->list, link)
     {

@@ -127,11 +127,42 @@ int query_land_flush(struct query_engine *qe)
     return 0;
 }
 
+int query_wake_later(struct query_engine *qe, const struct reg_qresult *r, int complete,
+                     const char *qid)
+{
+    struct qwake *w = calloc(1, sizeof(*w));
+
+    if (w == NULL)
+        return -ENOMEM;
+    w->query_id = r->query_id;
+    w->site_id = r->site_id;
+    w->seq = r->seq;
+    w->complete = complete;
+    snprintf(w->qid, sizeof(w->qid), "%s", qid);
+    STAILQ_INSERT_TAIL(&qe->wakes, w, link);
+    return 0;
+}
+
+/* Tells the waiters of results committed elsewhere (each off the list
+ * first: waking may queue more). */
+static void wake_all(struct query_engine *qe)
+{
+    struct qwake *w;
+
+    while ((w = STAILQ_FIRST(&qe->wakes)) != NULL) {
+        STAILQ_REMOVE_HEAD(&qe->wakes, link);
+        query_landed(qe, w->query_id, w->site_id, w->seq, w->complete, w->qid);
+        free(w);
+    }
+}
+
 static void flush_cb(uv_idle_t *idle)
 {
     struct query_engine *qe = idle->data;
+    int failed = query_land_flush(qe) != 0;
 
-    if (query_land_flush(qe) != 0 || STAILQ_EMPTY(&qe->land)) {
+    wake_all(qe);
+    if (failed || STAILQ_EMPTY(&qe->land)) {
         /* On failure the tick tries again, not every loop turn. */
         uv_idle_stop(&qe->flush);
         qe->flush_on = 0;
@@ -140,7 +171,8 @@ static void flush_cb(uv_idle_t *idle)
 
 void query_flush_kick(struct query_engine *qe)
 {
-    if (!STAILQ_EMPTY(&qe->land) && !qe->flush_on && !uv_is_closing((uv_handle_t *)&qe->flush)) {
+    if ((!STAILQ_EMPTY(&qe->land) || !STAILQ_EMPTY(&qe->wakes)) && !qe->flush_on &&
+        !uv_is_closing((uv_handle_t *)&qe->flush)) {
         uv_idle_start(&qe->flush, flush_cb);
         qe->flush_on = 1;
     }
@@ -282,14 +314,24 @@ static void send_failed(struct qsend *s, enum tstream_err err)
 {
     struct query_engine *qe = s->qe;
     const char *detail = "the site reset the request (its service may have failed)";
+    int rc;
 
     assert(s->ts == NULL);
     switch (err) {
     case TSTREAM_ERR_REFUSED:
-        if (registry_query_requeue(qe->st, s->query_id, s->site_id) == 0) {
+        rc = registry_query_requeue(qe->st, s->query_id, s->site_id);
+        if (rc == 0) {
             /* The site did not process it, so it may go again. */
             registry_query_next_expiry(qe->st, &qe->next_expiry);
             send_free(s);
+            return;
+        }
+        if (rc == -ECANCELED) {
+            /* Not processed, and the query no longer wants it. */
+            query_send_finish(s, REG_Q_CANCELLED,
+                              "the query was cancelled before the site took the request (it "
+                              "refused the stream)",
+                              0);
             return;
         }
         /* Not requeued: it fails like a lost tunnel. */
@@ -481,7 +523,8 @@ void query_site_online(void *arg, struct tunnel *t)
         char why[QUERY_DETAIL_LEN];
         struct qland *l;
 
-        if (refusal(h, t, &v[i], why, sizeof(why)) == 0) {
+        rc = refusal(h, t, &v[i], why, sizeof(why));
+        if (rc == 0) {
             ids[n_ids++] = v[i].id;
             continue;
         }
@@ -493,7 +536,10 @@ void query_site_online(void *arg, struct tunnel *t)
         snprintf(l->qid, sizeof(l->qid), "%s", v[i].qid);
         snprintf(l->site, sizeof(l->site), "%s", tunnel_site_name(t));
         l->from = REG_Q_QUEUED;
-        l->status = REG_Q_ERROR;
+        /* A site that "*" or labels picked and that does not offer the
+         * service is passed over, as at submission; one named is an error. */
+        l->status =
+            rc == -ENOENT && query_by_selector(v[i].target_json) ? REG_Q_SKIPPED : REG_Q_ERROR;
         buf_init(&l->body);
         snprintf(l->detail, sizeof(l->detail), "%s", why);
         l->latency_ms = -1;
@@ -550,6 +596,7 @@ void query_delivery_shutdown(struct query_engine *qe, const char *why)
     assert(qe->n_inflight == 0);
     while (!STAILQ_EMPTY(&qe->land) && query_land_flush(qe) == 0)
         ;
+    wake_all(qe); /* the waiters are gone by now: this only frees */
     while ((l = STAILQ_FIRST(&qe->land)) != NULL) {
         /* The store failed: these stay "sent" on disk, failed at next start. */
         STAILQ_REMOVE_HEAD(&qe->land, link);

@@ -96,6 +96,7 @@ int query_init(struct hub *h)
         return -ENOMEM;
     qe->h = h;
     STAILQ_INIT(&qe->land);
+    STAILQ_INIT(&qe->wakes);
     TAILQ_INIT(&qe->inflight);
     TAILQ_INIT(&qe->dead);
     for (size_t b = 0; b < WATCH_BUCKETS; b++)

@@ -3,6 +3,8 @@
 #ifndef TETHER_QUERY_H
 #define TETHER_QUERY_H
 
+#include <jansson.h>
+
 #include "../auth/auth.h"
 #include "../core/hub.h"
 #include "../tunnel/tunnel.h"
@@ -23,4 +25,13 @@ void query_api_list(struct hub *h, struct ureq *r, const struct auth *a);   /* G
 void query_api_show(struct hub *h, struct ureq *r, const struct auth *a, const char *qid);
 /* GET /v1/queries/{qid}/events */
 void query_api_events(struct hub *h, struct ureq *r, const struct auth *a, const char *qid);
+/* POST /v1/queries/{qid}/cancel, for the API's change flow, which audits
+ * and answers: a (borrowed; the submitter's token or an admin) cancels the
+ * query qid names. Its results not yet sent become "cancelled"; those sent
+ * finish as they will. Returns the HTTP status: 200 with *answer (the query
+ * as GET shows it; a new reference) and msg what the audit row adds; else
+ * *code (static) and msg, the error's detail (404 unknown or another
+ * user's, 409 complete, already cancelled or nothing left unsent). */
+int query_cancel(struct hub *h, const struct auth *a, const char *qid, json_t **answer,
+                 const char **code, char *msg, size_t cap);
 #endif

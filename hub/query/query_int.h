@@ -1,9 +1,11 @@
-/* Inside the query engine: its state and the calls between engine, delivery, waiters, submit and
- * views. */
+/* Inside the query engine: its state and the calls between engine, delivery, waiters, submit,
+ * cancel and views. */
 /* SPDX-License-Identifier: MIT */
 /*
  * Only included by the files of hub/query/. Every per-site result moves
- * queued -> sent -> done|error|timeout, or queued -> expired, and each move
+ * queued -> sent -> done|error|timeout, or queued -> expired|cancelled, or
+ * is skipped from the start (sent -> queued only when the site refused the
+ * stream, sent -> cancelled if the query was cancelled then), and each move
  * is committed to SQLite before the hub acts on it (a request leaves only
  * after its "sent" is on disk). A result that was "sent" when its tunnel died
  * or the hub stopped is never resent: the site may have acted on it
@@ -11,6 +13,7 @@
  *
  * Who calls whom (all on the loop thread):
  *   submit.c  -> delivery.c (send_start) ; views.c -> waiters.c (wait, stream)
+ *   cancel.c  -> store (queued -> cancelled) -> delivery.c (wake later)
  *   tunnel callbacks -> delivery.c (send_finish -> land) ; the flush idle ->
  *   land_flush -> waiters.c (landed) ; engine.c tick -> delivery.c (time
  *   out), waiters.c (keepalive), landed (expiry).
@@ -123,6 +126,16 @@ struct qland {
 };
 STAILQ_HEAD(qland_list, qland);
 
+/* A result made final outside the flush (a cancel, committed by its API
+ * call): its waiters are woken from the flush idle, like the others. */
+struct qwake {
+    STAILQ_ENTRY(qwake) link;
+    int64_t query_id, site_id, seq;
+    int complete;
+    char qid[REG_QID_LEN + 1];
+};
+STAILQ_HEAD(qwake_list, qwake);
+
 /* All of the engine's state: nothing in hub/query/ is global, so that two
  * hubs can run in one process. Owned by struct hub (h->qe). */
 struct query_engine {
@@ -134,6 +147,7 @@ struct query_engine {
     int open_handles; /* the engine is freed when both handles are closed */
     struct qland_list land;
     size_t n_land;
+    struct qwake_list wakes; /* committed, waiters not yet told */
     struct qsend_list inflight;
     size_t n_inflight;
     /* The next send the tick looks at: send_free moves it on when it frees
@@ -176,8 +190,12 @@ int query_send_start(struct query_engine *qe, struct tunnel *t, struct qreq *rq,
 void query_send_finish(struct qsend *s, int status, const char *detail, int keep_body);
 /* Commits up to LAND_BATCH landed results; 0 or <0 (they stay queued). */
 int query_land_flush(struct query_engine *qe);
-/* Makes sure the flush idle runs while results wait. */
+/* Makes sure the flush idle runs while results or wakes wait. */
 void query_flush_kick(struct query_engine *qe);
+/* Queues the wake of a committed final result (query_landed's arguments)
+ * for the flush idle; 0 or -ENOMEM. */
+int query_wake_later(struct query_engine *qe, const struct reg_qresult *r, int complete,
+                     const char *qid);
 /* The events subscriber: a site came online. */
 void query_site_online(void *arg, struct tunnel *t);
 /* Ends every send as "error" with why, commits what it can, frees the rest. */
@@ -201,6 +219,15 @@ char *query_event_text(const char *event, json_t *data, int64_t id);
 char *query_done_text(struct query_engine *qe, int64_t query_id, const char *qid);
 
 /* views.c */
+/* Loads the query qid names into q if a may see it: 0, or -ENOENT (an
+ * invalid id, an unknown query or another user's), or another <0. q is
+ * clear on failure. */
+int query_get_visible(struct query_engine *qe, const struct auth *a, const char *qid,
+                      struct reg_query *q);
+/* "running", "complete" or "cancelled" (static). */
+const char *query_status_text(const struct reg_query *q);
+/* The query with its results as GET shows it; a new reference or NULL. */
+json_t *query_view(struct query_engine *qe, const struct reg_query *q);
 json_t *query_result_json(const struct reg_qresult *r);
 json_t *query_counts_json(const int64_t counts[REG_Q_NSTATUS]);
 /* The query qid as the API shows it, with results; malloc'ed text or NULL. */

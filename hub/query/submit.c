@@ -35,6 +35,34 @@ static int make_qid(char out[REG_QID_LEN + 1])
     return 0;
 }
 
+int query_by_selector(const char *target_json)
+{
+    return target_json != NULL && target_json[0] != '[';
+}
+
+/* Whether s, once connected, announced services without service. */
+static int lacks(const struct reg_site *s, const char *service)
+{
+    json_t *list, *v;
+    size_t i;
+    int found = 0;
+
+    if (service == NULL || s->last_seen == 0 || s->services_json == NULL)
+        return 0;
+    list = json_loads(s->services_json, 0, NULL);
+    if (!json_is_array(list)) {
+        json_decref(list);
+        return 0; /* unreadable: judged when it connects */
+    }
+    json_array_foreach(list, i, v)
+    {
+        if (json_is_string(v) && strcmp(json_string_value(v), service) == 0)
+            found = 1;
+    }
+    json_decref(list);
+    return !found;
+}
+
 static int tlist_add(struct query_targets *l, int64_t id, const char *name)
 {
     if (l->n == l->cap) {
@@ -81,6 +109,8 @@ static int select_cb(const struct reg_site *s, void *arg)
     if (c->out->n >= TARGETS_MAX)
         return -E2BIG;
     c->rc = tlist_add(c->out, s->id, s->name);
+    if (c->rc == 0)
+        c->out->v[c->out->n - 1].lacks_service = lacks(s, c->out->service);
     return c->rc;
 }
 
@@ -383,7 +413,7 @@ static void submit_run(struct submit *sb, struct ureq *r, json_t *body)
     char *detail = NULL, msg[256];
     enum auth_svc refused;
     uint64_t t0, store_us;
-    int rc, status;
+    int rc, status, selector;
 
     memset(&q, 0, sizeof(q));
     memset(&rq, 0, sizeof(rq));
@@ -391,6 +421,7 @@ static void submit_run(struct submit *sb, struct ureq *r, json_t *body)
         ureq_error(r, status, status == 500 ? "internal" : "bad_request", msg);
         goto out;
     }
+    tl.service = q.service;
     if (query_resolve_sites(h->reg, &sb->auth, json_object_get(body, "sites"), &tl, &status, msg,
                             sizeof(msg)) != 0) {
         /* A refusal by scope is worth an audit row (before answering: r may
@@ -430,6 +461,7 @@ static void submit_run(struct submit *sb, struct ureq *r, json_t *body)
         ureq_error(r, 500, "internal", "out of memory");
         goto out;
     }
+    selector = query_by_selector(q.target_json);
     for (size_t i = 0; i < tl.n; i++) {
         struct query_target *t = &tl.v[i];
         struct tunnel *tn = hub_tunnel_find(h, t->site_id);
@@ -445,10 +477,16 @@ static void submit_run(struct submit *sb, struct ureq *r, json_t *body)
                 t->status = REG_Q_SENT;
                 t->t = tn;
             } else {
-                t->status = REG_Q_ERROR;
+                /* "*" or labels pass over it; a site named is asked in vain. */
+                t->status = selector ? REG_Q_SKIPPED : REG_Q_ERROR;
                 snprintf(t->detail, sizeof(t->detail), "the site does not offer service \"%s\"",
                          q.service);
             }
+        } else if (t->lacks_service) {
+            /* Offline: judged by what it offered when last connected. */
+            t->status = REG_Q_SKIPPED;
+            snprintf(t->detail, sizeof(t->detail),
+                     "the site did not offer service \"%s\" when it was last connected", q.service);
         } else if (q.ttl_s == 0) {
             t->status = REG_Q_EXPIRED;
             snprintf(t->detail, sizeof(t->detail), "the site was offline and ttl_s is 0");

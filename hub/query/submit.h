@@ -25,13 +25,25 @@ struct query_target {
     int status; /* enum reg_qstatus, decided by the submit */
     char detail[QUERY_DETAIL_LEN];
     struct tunnel *t; /* borrowed, while the submit runs; NULL if offline */
+    /* Picked by "*" or labels, not named, and the services the site
+     * announced when it was last connected lack the query's service (0 for
+     * a site never connected: nothing known). */
+    int lacks_service;
 };
 
 /* The targets of one query, in the order given (names) or listed (selector). */
 struct query_targets {
     struct query_target *v; /* owned */
     size_t n, cap;
+    /* Set by the caller before resolving (borrowed; NULL: not judged): the
+     * service, for lacks_service. */
+    const char *service;
 };
+
+/* Whether a query's "sites" (its stored JSON text) is a selector ("*" or
+ * labels), which passes over sites without the service, rather than a list
+ * of names, where such a site is an error. */
+int query_by_selector(const char *target_json);
 
 /* Checks body (a JSON object, borrowed) and fills q with what it asks:
  * service, method, path (normalised), headers_json, target_json, body,

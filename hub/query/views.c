@@ -27,6 +27,27 @@ static int can_see(const struct auth *a, const struct reg_query *q)
     return a->admin || q->token_id == a->token_id;
 }
 
+int query_get_visible(struct query_engine *qe, const struct auth *a, const char *qid,
+                      struct reg_query *q)
+{
+    int rc;
+
+    memset(q, 0, sizeof(*q));
+    rc = qid_valid(qid) ? registry_query_get(qe->st, qid, q) : -ENOENT;
+    if (rc == 0 && !can_see(a, q))
+        rc = -ENOENT; /* someone else's query: nothing to learn here */
+    if (rc != 0)
+        registry_query_clear(q);
+    return rc;
+}
+
+const char *query_status_text(const struct reg_query *q)
+{
+    if (q->n_final < q->n_sites)
+        return "running";
+    return q->cancelled_at != 0 ? "cancelled" : "complete";
+}
+
 /* --- JSON views --- */
 
 static json_t *jint_or_null(int64_t v, int64_t none)
@@ -98,15 +119,15 @@ static json_t *query_json(struct query_engine *qe, const struct reg_query *q, in
     if (o == NULL)
         return NULL;
     json_object_set_new(o, "id", json_string(q->qid));
-    json_object_set_new(o, "status",
-                        json_string(q->n_final == q->n_sites ? "complete" : "running"));
+    json_object_set_new(o, "status", json_string(query_status_text(q)));
     json_object_set_new(o, "created_at", json_integer(q->created_at));
     json_object_set_new(o, "completed_at", jint_or_null(q->completed_at, 0));
+    json_object_set_new(o, "cancelled_at", jint_or_null(q->cancelled_at, 0));
     json_object_set_new(o, "user", json_string(q->actor));
     json_object_set_new(o, "service", json_string(q->service));
     json_object_set_new(o, "method", json_string(q->method));
     json_object_set_new(o, "path", json_string(q->path));
-    json_object_set_new(o, "target", json_loads(q->target_json, 0, NULL));
+    json_object_set_new(o, "target", json_loads(q->target_json, JSON_DECODE_ANY, NULL));
     json_object_set_new(o, "headers", json_loads(q->headers_json, 0, NULL));
     json_object_set_new(o, "timeout_s", json_integer(q->timeout_s));
     json_object_set_new(o, "ttl_s", json_integer(q->ttl_s));
@@ -124,6 +145,11 @@ static json_t *query_json(struct query_engine *qe, const struct reg_query *q, in
         json_object_set_new(o, "sites", sites);
     }
     return o;
+}
+
+json_t *query_view(struct query_engine *qe, const struct reg_query *q)
+{
+    return query_json(qe, q, 1);
 }
 
 char *query_full_text(struct query_engine *qe, const char *qid, size_t *len)
@@ -313,15 +339,10 @@ void query_api_list(struct hub *h, struct ureq *r, const struct auth *a)
 static int query_load(struct query_engine *qe, struct ureq *r, const struct auth *a,
                       const char *qid, struct reg_query *q)
 {
-    int rc;
+    int rc = query_get_visible(qe, a, qid, q);
 
-    memset(q, 0, sizeof(*q));
-    rc = qid_valid(qid) ? registry_query_get(qe->st, qid, q) : -ENOENT;
-    if (rc == 0 && !can_see(a, q))
-        rc = -ENOENT; /* someone else's query: nothing to learn here */
     if (rc == 0)
         return 0;
-    registry_query_clear(q);
     if (rc == -ENOENT)
         ureq_error(r, 404, "not_found", "no such query");
     else

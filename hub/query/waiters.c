@@ -212,12 +212,19 @@ char *query_event_text(const char *event, json_t *data, int64_t id)
 char *query_done_text(struct query_engine *qe, int64_t query_id, const char *qid)
 {
     int64_t counts[REG_Q_NSTATUS];
+    const char *status = "complete";
+    struct reg_query q;
     json_t *o;
     char *txt;
 
     if (registry_query_counts(qe->st, query_id, counts) != 0)
         return NULL;
-    o = json_pack("{s:s,s:s,s:o}", "id", qid, "status", "complete", "counts",
+    /* "complete", or "cancelled" for a query that was. */
+    memset(&q, 0, sizeof(q));
+    if (registry_query_get(qe->st, qid, &q) == 0)
+        status = query_status_text(&q);
+    registry_query_clear(&q);
+    o = json_pack("{s:s,s:s,s:o}", "id", qid, "status", status, "counts",
                   query_counts_json(counts));
     txt = query_event_text("done", o, 0);
     json_decref(o);

@@ -31,14 +31,17 @@ enum qstmt {
     Q_COUNTS,
     Q_LIST_ALL,
     Q_LIST_TOKEN,
+    Q_CANCEL_LIST,
+    Q_CANCEL_MARK,
+    Q_IS_CANCELLED,
     Q_NSTMT
 };
 
 #define QCOLS                                                                                      \
     "q.id, q.qid, q.created_at, q.token_id, q.actor, q.remote, q.target, q.service, q.method, "    \
     "q.path, q.headers, q.timeout_s, q.ttl_s, q.expires_at, q.n_sites, q.n_final, "                \
-    "COALESCE(q.completed_at, 0)"
-#define QCOL_BODY 17
+    "COALESCE(q.completed_at, 0), COALESCE(q.cancelled_at, 0)"
+#define QCOL_BODY 18
 
 #define RCOLS                                                                                      \
     "query_id, site_id, site, status, COALESCE(http_status, 0), headers, body, detail, "           \
@@ -54,8 +57,10 @@ static const char *const qsql[Q_NSTMT] = {
                   "?7, NULLIF(?8, 0), NULLIF(?9, 0))",
     [Q_MARK_SENT] = "UPDATE query_results SET status = 'sent', sent_at = ?3 "
                     "WHERE query_id = ?1 AND site_id = ?2 AND status = 'queued'",
+    /* A cancelled query never waits again: the caller cancels the result. */
     [Q_REQUEUE] = "UPDATE query_results SET status = 'queued', sent_at = NULL "
-                  "WHERE query_id = ?1 AND site_id = ?2 AND status = 'sent'",
+                  "WHERE query_id = ?1 AND site_id = ?2 AND status = 'sent' AND "
+                  "(SELECT cancelled_at FROM queries WHERE id = ?1) IS NULL",
     /* The state in the WHERE clause is what makes a transition happen once. */
     [Q_FINISH] = "UPDATE query_results SET status = ?4, http_status = NULLIF(?5, 0), headers = ?6, "
                  "body = ?7, detail = ?8, latency_ms = NULLIF(?9, -1), finished_at = ?10, "
@@ -84,6 +89,11 @@ static const char *const qsql[Q_NSTMT] = {
     [Q_LIST_ALL] = "SELECT " QCOLS " FROM queries q WHERE q.id < ?1 ORDER BY q.id DESC LIMIT ?2",
     [Q_LIST_TOKEN] = "SELECT " QCOLS " FROM queries q WHERE q.token_id = ?3 AND q.id < ?1 "
                      "ORDER BY q.id DESC LIMIT ?2",
+    [Q_CANCEL_LIST] = "SELECT r.query_id, r.site_id, r.site, q.qid FROM query_results r "
+                      "JOIN queries q ON q.id = r.query_id "
+                      "WHERE r.query_id = ?1 AND r.status = 'queued' ORDER BY r.site",
+    [Q_CANCEL_MARK] = "UPDATE queries SET cancelled_at = ?2 WHERE id = ?1",
+    [Q_IS_CANCELLED] = "SELECT cancelled_at IS NOT NULL FROM queries WHERE id = ?1",
 };
 
 struct reg_qstore {
@@ -93,8 +103,9 @@ struct reg_qstore {
 };
 
 static const char *const status_names[REG_Q_NSTATUS] = {
-    [REG_Q_QUEUED] = "queued", [REG_Q_SENT] = "sent",       [REG_Q_DONE] = "done",
-    [REG_Q_ERROR] = "error",   [REG_Q_TIMEOUT] = "timeout", [REG_Q_EXPIRED] = "expired",
+    [REG_Q_QUEUED] = "queued",   [REG_Q_SENT] = "sent",           [REG_Q_DONE] = "done",
+    [REG_Q_ERROR] = "error",     [REG_Q_TIMEOUT] = "timeout",     [REG_Q_EXPIRED] = "expired",
+    [REG_Q_SKIPPED] = "skipped", [REG_Q_CANCELLED] = "cancelled",
 };
 
 const char *registry_query_status_name(int status)
@@ -225,6 +236,7 @@ static int read_query(sqlite3_stmt *st, struct reg_query *q, int with_body)
     q->n_sites = sqlite3_column_int64(st, 14);
     q->n_final = sqlite3_column_int64(st, 15);
     q->completed_at = sqlite3_column_int64(st, 16);
+    q->cancelled_at = sqlite3_column_int64(st, 17);
     if (q->target_json == NULL || q->path == NULL || q->headers_json == NULL)
         goto nomem;
     if (with_body) {
@@ -392,10 +404,20 @@ int registry_query_mark_sent_many(struct reg_qstore *s, int64_t site_id, const i
 int registry_query_requeue(struct reg_qstore *s, int64_t query_id, int64_t site_id)
 {
     sqlite3_stmt *st = stmt(s, Q_REQUEUE);
+    int rc;
 
     sqlite3_bind_int64(st, 1, query_id);
     sqlite3_bind_int64(st, 2, site_id);
-    return change_one(s, st);
+    rc = change_one(s, st);
+    if (rc != -ENOENT)
+        return rc;
+    /* Not requeued: say whether the cancel is why. */
+    st = stmt(s, Q_IS_CANCELLED);
+    sqlite3_bind_int64(st, 1, query_id);
+    if (step_row(st) == 1 && sqlite3_column_int(st, 0) != 0)
+        rc = -ECANCELED;
+    sqlite3_reset(st);
+    return rc;
 }
 
 /* Inside a transaction: the result's final state, then the query's count. */
@@ -567,30 +589,39 @@ int registry_query_fail_sent(struct reg_qstore *s, const char *detail, int64_t n
     return rc;
 }
 
-int registry_query_expire(struct reg_qstore *s, int64_t now, size_t max, registry_qexpired_cb cb,
-                          void *arg, size_t *n)
+/* The rows (query_id, site_id, site, qid) that st (bound, not yet
+ * stepped) lists, all queued, move to status with detail in one
+ * transaction; cancel_id (0: none) is marked cancelled in it too. Then cb
+ * for each. */
+static int finish_listed(struct reg_qstore *s, sqlite3_stmt *st, int status, const char *detail,
+                         int64_t now, int64_t cancel_id, registry_qexpired_cb cb, void *arg,
+                         size_t *n)
 {
     struct qpair *v = NULL;
     size_t len = 0;
-    sqlite3_stmt *st;
     int rc;
 
     *n = 0;
     rc = registry__tx_begin(s->r);
-    if (rc != 0)
+    if (rc != 0) {
+        sqlite3_reset(st);
         return rc;
-    st = stmt(s, Q_EXPIRE_LIST);
-    sqlite3_bind_int64(st, 1, now);
-    sqlite3_bind_int64(st, 2, (int64_t)max);
+    }
     rc = collect_pairs(s, st, 1, &v, &len);
     for (size_t i = 0; rc == 0 && i < len; i++) {
         struct reg_qresult r = {.query_id = v[i].query_id,
                                 .site_id = v[i].site_id,
-                                .status = REG_Q_EXPIRED,
-                                .detail = "the site did not connect before ttl_s ran out",
+                                .status = status,
+                                .detail = detail,
                                 .latency_ms = -1,
                                 .finished_at = now};
         rc = finish_one(s, &r, REG_Q_QUEUED, &v[i].seq, &v[i].complete);
+    }
+    if (rc == 0 && cancel_id != 0 && len > 0) {
+        st = stmt(s, Q_CANCEL_MARK);
+        sqlite3_bind_int64(st, 1, cancel_id);
+        sqlite3_bind_int64(st, 2, now);
+        rc = change_one(s, st);
     }
     rc = registry__tx_end(s->r, rc);
     if (rc != 0) {
@@ -602,7 +633,7 @@ int registry_query_expire(struct reg_qstore *s, int64_t now, size_t max, registr
         struct reg_qresult r = {.query_id = v[i].query_id,
                                 .site_id = v[i].site_id,
                                 .site = v[i].site,
-                                .status = REG_Q_EXPIRED,
+                                .status = status,
                                 .latency_ms = -1,
                                 .finished_at = now,
                                 .seq = v[i].seq};
@@ -610,6 +641,26 @@ int registry_query_expire(struct reg_qstore *s, int64_t now, size_t max, registr
     }
     free(v);
     return 0;
+}
+
+int registry_query_expire(struct reg_qstore *s, int64_t now, size_t max, registry_qexpired_cb cb,
+                          void *arg, size_t *n)
+{
+    sqlite3_stmt *st = stmt(s, Q_EXPIRE_LIST);
+
+    sqlite3_bind_int64(st, 1, now);
+    sqlite3_bind_int64(st, 2, (int64_t)max);
+    return finish_listed(s, st, REG_Q_EXPIRED, "the site did not connect before ttl_s ran out", now,
+                         0, cb, arg, n);
+}
+
+int registry_query_cancel(struct reg_qstore *s, int64_t query_id, const char *detail, int64_t now,
+                          registry_qexpired_cb cb, void *arg, size_t *n)
+{
+    sqlite3_stmt *st = stmt(s, Q_CANCEL_LIST);
+
+    sqlite3_bind_int64(st, 1, query_id);
+    return finish_listed(s, st, REG_Q_CANCELLED, detail, now, query_id, cb, arg, n);
 }
 
 int registry_query_next_expiry(struct reg_qstore *s, int64_t *out)

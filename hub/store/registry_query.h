@@ -20,6 +20,8 @@ enum reg_qstatus {
     REG_Q_ERROR,
     REG_Q_TIMEOUT,
     REG_Q_EXPIRED,
+    REG_Q_SKIPPED,   /* picked by "*" or labels, but the site does not offer the service */
+    REG_Q_CANCELLED, /* not yet sent when the query was cancelled */
     REG_Q_NSTATUS
 };
 /* "queued", ... ; static strings, "unknown" out of range. */
@@ -46,6 +48,7 @@ struct reg_query {
     size_t body_len;
     int64_t timeout_s, ttl_s, expires_at;
     int64_t n_sites, n_final, completed_at; /* completed_at 0 while open */
+    int64_t cancelled_at;                   /* 0: not cancelled */
 };
 void registry_query_clear(struct reg_query *q);
 
@@ -88,7 +91,9 @@ int registry_query_mark_sent(struct reg_qstore *s, int64_t query_id, int64_t sit
  * query_ids[i] moved to sent. 0 when committed, else <0 and nothing moved. */
 int registry_query_mark_sent_many(struct reg_qstore *s, int64_t site_id, const int64_t *query_ids,
                                   size_t n, int64_t now, int *ok);
-/* sent -> queued, for a request known not to have reached the site. */
+/* sent -> queued, for a request known not to have reached the site.
+ * -ECANCELED (nothing changed) if the query has been cancelled: the caller
+ * finishes the result as cancelled instead. */
 int registry_query_requeue(struct reg_qstore *s, int64_t query_id, int64_t site_id);
 /* from (queued or sent) -> r->status (final), with r's fields, seq and the
  * query's completion in the same transaction. *seq gets the arrival number,
@@ -114,6 +119,12 @@ typedef void (*registry_qexpired_cb)(const struct reg_qresult *r, const char *qi
                                      void *arg);
 int registry_query_expire(struct reg_qstore *s, int64_t now, size_t max, registry_qexpired_cb cb,
                           void *arg, size_t *n);
+/* Cancels query_id: every queued result becomes cancelled (with detail)
+ * and the query's cancelled_at is set to now, in one transaction; sent ones
+ * are left to finish. cb runs after the commit for each, as for expiry.
+ * *n gets the count; with none queued nothing changes (*n = 0). */
+int registry_query_cancel(struct reg_qstore *s, int64_t query_id, const char *detail, int64_t now,
+                          registry_qexpired_cb cb, void *arg, size_t *n);
 /* Smallest expires_at among queued results; 0 when none is queued. */
 int registry_query_next_expiry(struct reg_qstore *s, int64_t *out);
 

@@ -4,6 +4,7 @@ import json
 import os
 import re
 import subprocess
+import threading
 import time
 
 from harness import Fatal
@@ -112,6 +113,70 @@ def wait_complete(hub, qid, timeout=30, token=None):
     while time.monotonic() < deadline:
         left = max(1, int(deadline - time.monotonic()))
         q = get_query(hub, qid, wait=left, token=token, timeout=left + 30)
-        if q.get("status") == "complete":
+        if q.get("status") != "running":  # complete, or cancelled
             return q
     return q
+
+
+class Stream:
+    """curl -N on the events URL in the background; records (time, line)."""
+
+    def __init__(self, h, hub, qid, http2=False):
+        argv = ["curl", "-q", "-sS", "-N", "-k", "--pinnedpubkey", hub.pin, "-H",
+                "Authorization: Bearer %s" % hub.token, "--max-time", "60",
+                "--http2" if http2 else "--http1.1", "-D", "-",
+                "%s/v1/queries/%s/events" % (hub.url, qid)]
+        self.t0 = time.monotonic()
+        self.p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  env=h.env)
+        self.lines = []
+        self.th = threading.Thread(target=self._read, daemon=True)
+        self.th.start()
+
+    def _read(self):
+        for raw in self.p.stdout:
+            self.lines.append((time.monotonic() - self.t0, raw.decode("utf-8", "replace")
+                               .rstrip("\r\n")))
+
+    def wait(self, timeout=40):
+        try:
+            self.p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            self.p.wait()
+        self.th.join(5)
+        return self.p.returncode
+
+    def kill(self):
+        self.p.kill()
+        self.p.wait()
+        self.th.join(5)
+
+    def headers(self):
+        out = {}
+        for _, ln in self.lines:
+            if ln == "":
+                break
+            if ":" in ln and not ln.startswith("HTTP/"):
+                k, v = ln.split(":", 1)
+                out[k.strip().lower()] = v.strip()
+        return out
+
+    def events(self):
+        """[(time, event, id, data)] after the response head."""
+        evs, cur, body = [], {}, False
+        for t, ln in self.lines:
+            if not body:
+                body = ln == ""
+                continue
+            if ln == "":
+                if "event" in cur:
+                    evs.append((cur["t"], cur["event"], cur.get("id"), cur.get("data")))
+                cur = {}
+            elif ln.startswith(":"):
+                continue
+            elif ":" in ln:
+                k, v = ln.split(":", 1)
+                cur.setdefault("t", t)
+                cur[k] = v[1:] if v.startswith(" ") else v
+        return evs

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-# Integration: the command lines of tether-hub, tether-site and tetherctl: --help on every subcommand, --version, unknown options, missing values, both option spellings, one site.conf loader.
+# Integration: the command lines of tether-hub, tether-site and tetherctl: --help on every subcommand, --version, unknown options, missing values, both option spellings, did you mean, man pages and bash completion from the same commands, one site.conf loader.
 # SPDX-License-Identifier: MIT
 import os
 import re
@@ -9,10 +9,36 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Harness, Fatal  # noqa: E402
 
 HUB_CMDS = ["init", "run", "version", "help"]
-SITE_CMDS = ["enroll", "run", "doctor", "rotate-key", "version", "help"]
+SITE_CMDS = ["enroll", "run", "doctor", "rotate-key", "status", "version", "help"]
 CTL_CMDS = ["site add", "site list", "site show", "site disable", "site enable", "site revoke",
-            "site remove", "site label", "site token", "token create", "token list",
-            "token revoke", "enroll list", "enroll cancel", "audit", "query", "help"]
+            "site remove", "site label", "site token", "site watch", "token create", "token list",
+            "token revoke", "enroll list", "enroll cancel", "audit", "query", "query list",
+            "query show", "query cancel", "connect", "help"]
+
+# A typo and the suggestion it must get (one line on stderr, exit 2).
+TYPOS = [(["tether-hub", "rn"], "unknown command \"rn\"; did you mean 'run'?"),
+         (["tether-hub", "run", "--listn", "x"], "unknown option '--listn'; did you mean "
+          "'--listen'?"),
+         (["tether-site", "stauts"], "unknown command \"stauts\"; did you mean 'status'?"),
+         (["tether-site", "run", "--servce", "a=b"], "did you mean '--service'?"),
+         (["tether-site", "doctor", "--tmeout", "3"], "did you mean '--timeout'?"),
+         (["tetherctl", "sit", "list"], "unknown command 'sit'; did you mean 'site'?"),
+         (["tetherctl", "site", "lst"], "unknown command 'site lst'; did you mean 'site list'?"),
+         (["tetherctl", "query", "cancle", "x"], "did you mean 'query cancel'?"),
+         (["tetherctl", "query", "--sevice", "x"], "unknown option '--sevice'; did you mean "
+          "'--service'?"),
+         (["tetherctl", "site", "re", "x"], "did you mean 'site revoke' or 'site remove'?")]
+
+
+def completions(h, words):
+    """What deploy/completion/tether.bash offers after words (the last one
+    being completed)."""
+    fn = {"tether-hub": "_tether_hub", "tether-site": "_tether_site"}.get(words[0], "_tetherctl")
+    script = ("source %s; COMP_WORDS=(%s); COMP_CWORD=%d; %s; echo \"${COMPREPLY[*]}\""
+              % (os.path.join(h.src_dir, "deploy", "completion", "tether.bash"),
+                 " ".join("'%s'" % w for w in words), len(words) - 1, fn))
+    r = h.run(["bash", "-c", script])
+    return r.stdout.split()
 
 # A subcommand and one of its options that takes a value.
 VALUE_OPTS = [("tether-hub", "init", "--state"), ("tether-hub", "init", "--public"),
@@ -21,7 +47,8 @@ VALUE_OPTS = [("tether-hub", "init", "--state"), ("tether-hub", "init", "--publi
               ("tether-site", "doctor", "--timeout"), ("tether-site", "rotate-key", "--hub"),
               ("tetherctl", "site add x", "--label"), ("tetherctl", "token create x", "--role"),
               ("tetherctl", "enroll list", "--site"), ("tetherctl", "audit", "--limit"),
-              ("tetherctl", "query", "--service"), ("tetherctl", "site list", "--config")]
+              ("tetherctl", "query", "--service"), ("tetherctl", "site list", "--config"),
+              ("tetherctl", "query list", "--limit"), ("tetherctl", "site watch", "--hub")]
 
 
 def version(h):
@@ -76,6 +103,47 @@ def main(h):
                 "%s %s %s (no value): exit 2, says it needs a value" % (prog, cmd, opt), r)
 
     hub, site, ctl = h.bin("tether-hub"), h.bin("tether-site"), h.bin("tetherctl")
+
+    # Did you mean: a typo in a command word or option names the likely one.
+    for argv, want in TYPOS:
+        r = h.run([h.bin(argv[0])] + argv[1:])
+        h.check(r.rc == 2 and one_line(r.stderr) and want in r.stderr and not r.stdout,
+                "%s: exit 2, '%s'" % (" ".join(argv), want), r)
+    r = h.run([ctl, "query", "xyzzy"])
+    h.check(r.rc == 2 and "unknown command 'query xyzzy'" in r.stderr
+            and "did you mean" not in r.stderr, "no suggestion when nothing is close", r)
+    r = h.run([ctl, "query", "--help"])
+    h.check(r.rc == 0 and all("tetherctl query %s" % w in r.stdout
+                              for w in ("list", "show ID", "cancel ID")),
+            "tetherctl query --help also lists query list, show and cancel", r)
+
+    # The man pages are made from the programs' --help by help2man: every
+    # command is in them, the new ones too.
+    man = os.path.join(h.bin_dir, "man")
+    if os.path.isdir(man):
+        for prog, cmds in progs.items():
+            with open(os.path.join(man, prog + ".1")) as f:
+                page = f.read().replace("\\-", "-").replace("\\fB", "").replace("\\fR", "")
+            missing = [c for c in cmds if c not in ("help", "version") and c not in page]
+            h.check(not missing, "%s(1) names every command" % prog, missing)
+    else:
+        h.note("no man pages in %s (help2man missing?): not checked" % man)
+
+    # Bash completion knows every command word of tetherctl.
+    for cmd in CTL_CMDS:
+        words = cmd.split()
+        got = completions(h, ["tetherctl"] + words[:-1] + [words[-1][:-1]])
+        h.check(words[-1] in got, "completion: tetherctl %s<TAB> offers '%s'" % (
+            " ".join(words[:-1] + [words[-1][:-1]]), words[-1]), got)
+    for words, want in ((["tetherctl", "query", "list", "--"], {"--limit", "--before"}),
+                        (["tetherctl", "token", "create", "x", "--"], {"--services", "--role"}),
+                        (["tetherctl", "token", "create", "x", "--role", ""], {"admin", "user"}),
+                        (["tetherctl", "connect", "a", "b", "--"], {"--listen", "--stdio"}),
+                        (["tether-site", "st"], {"status"}),
+                        (["tether-hub", "run", "--log-format", ""], {"text", "json"})):
+        got = completions(h, words)
+        h.check(want <= set(got), "completion: %s<TAB> offers %s" % (" ".join(words),
+                                                                    sorted(want)), got)
 
     # Both spellings of an option with a value, and an abbreviation.
     for n, argv in enumerate((["--state", "ST", "--name", "localhost"],

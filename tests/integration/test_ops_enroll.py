@@ -66,6 +66,8 @@ def main(h):
     h.site("en-used", hub).enroll(tok_u)
     r = h.site("en-used", hub, dirname="site-en-used-again").enroll(tok_u, check=False)
     h.check(r.rc != 0 and "already used" in r.stderr, "a used token is refused, saying so", r)
+    h.check("tetherctl site token en-used" in r.stderr,
+            "... and says what to do next: tetherctl site token NAME", r)
     uid = [e["id"] for e in enrollments(hub, "--all", "--site", "en-used")]
     r = hub.ctl("enroll", "cancel", str(uid[0]) if uid else "1")
     h.check(r.rc == 5, "cancelling a used token: exit 5 (conflict)", r)
@@ -78,14 +80,18 @@ def main(h):
     tok_e = hub.site_add("en-expired", "--ttl", "60")
     hub.clock_set(0)
     r = h.site("en-expired", hub).enroll(tok_e, check=False)
-    h.check(r.rc != 0 and "expired" in r.stderr, "tether-site refuses an expired token", r)
+    h.check(r.rc != 0 and "expired" in r.stderr and "tetherctl site token en-expired" in r.stderr,
+            "tether-site refuses an expired token, naming the command for a new one", r)
     r = enroll_direct(hub, "en-expired", tok_e)
-    h.check(r.status == 403 and (r.json() or {}).get("detail") == "enrollment token expired",
-            "the hub refuses an expired token with a clear message", r)
+    h.check(r.status == 403 and (r.json() or {}).get("error") == "forbidden"
+            and (r.json() or {}).get("detail", "").startswith("enrollment token expired: ")
+            and "'tetherctl site token en-expired'" in (r.json() or {}).get("detail", ""),
+            "the hub refuses an expired token with a clear message and the next step", r)
     r = enroll_direct(hub, "en-expired", "tether1." + base64.urlsafe_b64encode(json.dumps(
         {"secret": base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("=")}).encode())
         .decode())
-    h.check(r.status == 401 and (r.json() or {}).get("detail") == "unknown enrollment token",
+    h.check(r.status == 401 and (r.json() or {}).get("error") == "unauthorized"
+            and (r.json() or {}).get("detail", "").startswith("unknown enrollment token"),
             "an unknown secret gets 401", r)
 
     # --- a new token cancels the earlier unused one ----------------------------
@@ -138,7 +144,8 @@ def main(h):
             all(e.get("actor") == "site:en-race-0" for e in race),
             "the race left one ok and one forbidden audit row", race)
     h.check([e for e in enr if e.get("target") == "en-expired" and
-             e.get("detail") == "enrollment token expired"], "expired attempt audited")
+             e.get("detail", "").startswith("enrollment token expired")],
+            "expired attempt audited")
     h.check([e for e in rows if e.get("action") == "enroll.cancel" and
              e.get("target") == "en-cancel" and e.get("result") == "ok"], "cancel audited")
     h.check([e for e in rows if e.get("action") == "site.token" and

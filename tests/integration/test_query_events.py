@@ -5,78 +5,12 @@ import json
 import os
 import subprocess
 import sys
-import threading
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Harness  # noqa: E402
-from queryhelp import add_site, by_site, get_query, submit_ok  # noqa: E402
+from queryhelp import Stream, add_site, by_site, get_query, submit_ok  # noqa: E402
 
 SITES = ("clinic-a", "clinic-b", "clinic-c")
-
-
-class Stream:
-    """curl -N on the events URL in the background; records (time, line)."""
-
-    def __init__(self, h, hub, qid, http2=False):
-        argv = ["curl", "-q", "-sS", "-N", "-k", "--pinnedpubkey", hub.pin, "-H",
-                "Authorization: Bearer %s" % hub.token, "--max-time", "60",
-                "--http2" if http2 else "--http1.1", "-D", "-",
-                "%s/v1/queries/%s/events" % (hub.url, qid)]
-        self.t0 = time.monotonic()
-        self.p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                  env=h.env)
-        self.lines = []
-        self.th = threading.Thread(target=self._read, daemon=True)
-        self.th.start()
-
-    def _read(self):
-        for raw in self.p.stdout:
-            self.lines.append((time.monotonic() - self.t0, raw.decode("utf-8", "replace")
-                               .rstrip("\r\n")))
-
-    def wait(self, timeout=40):
-        try:
-            self.p.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.p.kill()
-            self.p.wait()
-        self.th.join(5)
-        return self.p.returncode
-
-    def kill(self):
-        self.p.kill()
-        self.p.wait()
-        self.th.join(5)
-
-    def headers(self):
-        out = {}
-        for _, ln in self.lines:
-            if ln == "":
-                break
-            if ":" in ln and not ln.startswith("HTTP/"):
-                k, v = ln.split(":", 1)
-                out[k.strip().lower()] = v.strip()
-        return out
-
-    def events(self):
-        """[(time, event, id, data)] after the response head."""
-        evs, cur, body = [], {}, False
-        for t, ln in self.lines:
-            if not body:
-                body = ln == ""
-                continue
-            if ln == "":
-                if "event" in cur:
-                    evs.append((cur["t"], cur["event"], cur.get("id"), cur.get("data")))
-                cur = {}
-            elif ln.startswith(":"):
-                continue
-            elif ":" in ln:
-                k, v = ln.split(":", 1)
-                cur.setdefault("t", t)
-                cur[k] = v[1:] if v.startswith(" ") else v
-        return evs
 
 
 def delays(a, b, c):

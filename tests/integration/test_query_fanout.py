@@ -74,7 +74,8 @@ def main(h):
     h.check((ra.get("headers") or {}).get("content-type") == "application/json",
             "the site's response headers are stored", ra.get("headers"))
     h.check(q["counts"] == {"queued": 1, "sent": 0, "done": 2, "error": 0, "timeout": 0,
-                            "expired": 0}, "counts per status", q.get("counts"))
+                            "expired": 0, "skipped": 0, "cancelled": 0}, "counts per status",
+            q.get("counts"))
 
     # 3. The offline site starts: its queued results are delivered at once.
     t1 = time.monotonic()

@@ -362,14 +362,14 @@ async function openQuery(id) {
   $('query-title').textContent = 'Query ' + q.id + ' (' + q.method + ' ' + q.path + ' on ' + q.service + '): ' + q.status;
   $('results').tBodies[0].replaceChildren(...q.sites.map(resultRow));
   $('query').hidden = false;
-  if (q.status === 'complete') return;
+  if (q.status !== 'running') return; // complete or cancelled: nothing more will land
   // Results arrive over the query's own event stream as the sites answer.
   const ctl = new AbortController();
   S.qstream = ctl;
   readSSE('/v1/queries/' + encodeURIComponent(id) + '/events', ctl.signal, (ev, d) => {
     if (ev === 'result') setResult(d);
     if (ev === 'done') {
-      $('query-title').textContent = 'Query ' + id + ': complete (' + counts(d.counts) + ')';
+      $('query-title').textContent = 'Query ' + id + ': ' + d.status + ' (' + counts(d.counts) + ')';
       loadQueries().catch(() => {});
     }
   }).catch(() => {}).finally(() => { if (S.qstream === ctl) S.qstream = null; });

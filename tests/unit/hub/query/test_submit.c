@@ -357,6 +357,55 @@ static void test_sites(struct registry *reg)
     sites_refused(reg, &eu, "[\"beta\"]", 403, "this token may not use site \"beta\"");
 }
 
+/* lacks_service[i] of the targets "sites" (JSON) resolves to for service,
+ * as "0,1,...". */
+static void lacks_of(struct registry *reg, const struct auth *a, const char *sites_js,
+                     const char *service, char *out, size_t cap)
+{
+    json_t *sites = json_loads(sites_js, JSON_DECODE_ANY, NULL);
+    struct query_targets tl = {0};
+    int status;
+    char msg[256];
+    size_t o = 0;
+
+    out[0] = '\0';
+    tl.service = service;
+    CHECK_EQ_INT(query_resolve_sites(reg, a, sites, &tl, &status, msg, sizeof(msg)), 0);
+    for (size_t i = 0; i < tl.n && o < cap; i++)
+        o += (size_t)snprintf(out + o, cap - o, "%s%d", i ? "," : "", tl.v[i].lacks_service);
+    free(tl.v);
+    json_decref(sites);
+}
+
+/* A site picked by "*" or labels whose last announced services lack the
+ * query's is marked (the submit skips it); a site never connected, or one
+ * named, is not. */
+static void test_lacks(struct registry *reg)
+{
+    struct auth admin = {.token_id = 1, .name = "root", .admin = 1, .scope_json = NULL};
+    struct reg_site s;
+    char got[64];
+
+    memset(&s, 0, sizeof(s));
+    CHECK_EQ_INT(registry_site_get(reg, "alpha", &s), 0);
+    CHECK_EQ_INT(registry_site_seen(reg, s.id, 1600, NULL, "[\"web\",\"db\"]", NULL), 0);
+    registry_site_clear(&s);
+    /* alpha, beta (never connected) */
+    lacks_of(reg, &admin, "\"*\"", "counts", got, sizeof(got));
+    CHECK_EQ_STR(got, "1,0");
+    lacks_of(reg, &admin, "\"*\"", "db", got, sizeof(got));
+    CHECK_EQ_STR(got, "0,0");
+    lacks_of(reg, &admin, "{\"labels\":{\"region\":\"eu\"}}", "counts", got, sizeof(got));
+    CHECK_EQ_STR(got, "1");
+    lacks_of(reg, &admin, "[\"alpha\",\"beta\"]", "counts", got, sizeof(got));
+    CHECK_EQ_STR(got, "0,0");
+    lacks_of(reg, &admin, "\"*\"", NULL, got, sizeof(got));
+    CHECK_EQ_STR(got, "0,0");
+    CHECK(query_by_selector("\"*\""));
+    CHECK(query_by_selector("{\"labels\":{}}"));
+    CHECK(!query_by_selector("[\"alpha\"]"));
+}
+
 /* Enrolls the site (a redeemed token): it becomes "active". c makes the
  * token hash and the key pin distinct. */
 static int make_active(struct registry *reg, const char *name, char c)
@@ -393,6 +442,7 @@ int main(void)
     CHECK_EQ_INT(make_active(reg, "alpha", 'a'), 0);
     CHECK_EQ_INT(make_active(reg, "beta", 'b'), 0);
     test_sites(reg);
+    test_lacks(reg);
     registry_close(reg);
     unlink(db);
     snprintf(db, sizeof(db), "%s/hub.db-wal", tmpdir);

@@ -7,8 +7,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <sqlite3.h>
+
 #include "hub/store/registry.h"
 #include "hub/store/registry_query.h"
+#include "hub/store/schema_sql.h"
 #include "testutil.h"
 
 static char tmpdir[256];
@@ -84,6 +87,61 @@ static int list_cb(const struct reg_query *q, void *arg)
     if (s->n < 8)
         snprintf(s->sites[s->n++], sizeof(s->sites[0]), "%s", q->qid);
     return 0;
+}
+
+/* A database made by schema 003 (before skipped and cancelled) with a
+ * query on it: 004 keeps every row, and the new states then work on it. */
+static void upgrade_keeps_queries(void)
+{
+    char path[300], err[256] = "";
+    struct registry *reg = NULL;
+    struct reg_qstore *st = NULL;
+    struct reg_query q;
+    struct seen seen;
+    struct expired ex;
+    sqlite3 *db = NULL;
+    size_t n = 0;
+
+    snprintf(path, sizeof(path), "%s/old.db", tmpdir);
+    CHECK_EQ_INT(sqlite3_open(path, &db), SQLITE_OK);
+    for (size_t i = 0; i < schema_migrations_n && schema_migrations[i].version <= 3; i++)
+        CHECK_EQ_INT(sqlite3_exec(db, schema_migrations[i].sql, NULL, NULL, NULL), SQLITE_OK);
+    CHECK_EQ_INT(
+        sqlite3_exec(db,
+                     "PRAGMA application_id = 1414809682; PRAGMA user_version = 3;"
+                     "INSERT INTO queries (id, qid, created_at, token_id, actor, target, service, "
+                     "method, path, timeout_s, ttl_s, expires_at, n_sites, n_final) VALUES (7, "
+                     "'q_OLDOLDOLDOLDOLDOLDOLDO', 100, 1, 'admin', '\"*\"', 'counts', 'GET', '/', "
+                     "30, 60, 9000000000, 2, 1);"
+                     "INSERT INTO query_results (query_id, site_id, site, status, expires_at, "
+                     "http_status, body, finished_at, seq) VALUES (7, 1, 'clinic-a', 'done', "
+                     "9000000000, 200, x'6869', 101, 1);"
+                     "INSERT INTO query_results (query_id, site_id, site, status, expires_at) "
+                     "VALUES (7, 2, 'clinic-b', 'queued', 9000000000);",
+                     NULL, NULL, NULL),
+        SQLITE_OK);
+    sqlite3_close(db);
+
+    CHECK_EQ_INT(registry_open(path, &reg, err, sizeof(err)), 0);
+    CHECK_EQ_INT(registry_query_open(reg, &st), 0);
+    memset(&q, 0, sizeof(q));
+    CHECK_EQ_INT(registry_query_get(st, "q_OLDOLDOLDOLDOLDOLDOLDO", &q), 0);
+    CHECK_EQ_INT(q.n_final, 1);
+    CHECK_EQ_INT(q.cancelled_at, 0);
+    memset(&seen, 0, sizeof(seen));
+    CHECK_EQ_INT(registry_query_results(st, 7, 0, 0, seen_cb, &seen), 0);
+    CHECK_EQ_INT(seen.n, 2);
+    CHECK_EQ_INT(seen.status[0], REG_Q_DONE);
+    CHECK_EQ_INT(seen.seq[0], 1);
+    CHECK_EQ_INT(seen.status[1], REG_Q_QUEUED);
+    memset(&ex, 0, sizeof(ex));
+    CHECK_EQ_INT(registry_query_cancel(st, 7, "cancelled", 200, expired_cb, &ex, &n), 0);
+    CHECK_EQ_INT(n, 1);
+    CHECK_EQ_INT(ex.complete, 1);
+    CHECK_EQ_INT(registry_check(reg), 0);
+    registry_query_clear(&q);
+    registry_query_close(st);
+    registry_close(reg);
 }
 
 int main(void)
@@ -235,11 +293,72 @@ int main(void)
     CHECK_EQ_INT(registry_query_next_expiry(st, &next), 0);
     CHECK_EQ_INT(next, 0);
 
+    /* cancel: the queued results (not the sent one) become cancelled with
+     * cancelled_at, in one go; a second cancel finds nothing; a sent result
+     * cannot go back to queued once its query is cancelled. A skipped
+     * result is final from the start. */
+    {
+        struct reg_query q3 = make_query("q_DDDDDDDDDDDDDDDDDDDDDD", 7, now, 100);
+        struct reg_qresult t3[4] = {
+            {.site_id = 1, .site = "clinic-a", .status = REG_Q_SENT},
+            {.site_id = 2, .site = "clinic-b", .status = REG_Q_QUEUED},
+            {.site_id = 3, .site = "clinic-c", .status = REG_Q_SKIPPED, .detail = "no service"},
+            {.site_id = 4, .site = "clinic-d", .status = REG_Q_QUEUED},
+        };
+        size_t nc = 0;
+
+        CHECK_EQ_INT(registry_query_create(st, &q3, t3, 4, now), 0);
+        CHECK_EQ_INT(q3.n_final, 1);
+        CHECK_EQ_INT(registry_query_requeue(st, q3.id, 1), 0); /* before: allowed */
+        CHECK_EQ_INT(registry_query_mark_sent(st, q3.id, 1, now), 0);
+        memset(&ex, 0, sizeof(ex));
+        CHECK_EQ_INT(
+            registry_query_cancel(st, q3.id, "cancelled by admin", now + 5, expired_cb, &ex, &nc),
+            0);
+        CHECK_EQ_INT(nc, 2);
+        CHECK_EQ_INT(ex.n, 2);
+        CHECK_EQ_INT(ex.complete, 0); /* clinic-a is still out */
+        CHECK_EQ_STR(ex.qid, "q_DDDDDDDDDDDDDDDDDDDDDD");
+        CHECK_EQ_INT(registry_query_counts(st, q3.id, counts), 0);
+        CHECK_EQ_INT(counts[REG_Q_CANCELLED], 2);
+        CHECK_EQ_INT(counts[REG_Q_SKIPPED], 1);
+        CHECK_EQ_INT(counts[REG_Q_SENT], 1);
+        CHECK_EQ_INT(counts[REG_Q_QUEUED], 0);
+        memset(&got, 0, sizeof(got));
+        CHECK_EQ_INT(registry_query_get(st, "q_DDDDDDDDDDDDDDDDDDDDDD", &got), 0);
+        CHECK_EQ_INT(got.cancelled_at, now + 5);
+        CHECK_EQ_INT(got.n_final, 3);
+        CHECK_EQ_INT(got.completed_at, 0);
+        registry_query_clear(&got);
+        CHECK_EQ_INT(registry_query_requeue(st, q3.id, 1), -ECANCELED);
+        CHECK_EQ_INT(registry_query_cancel(st, q3.id, "again", now + 6, expired_cb, &ex, &nc), 0);
+        CHECK_EQ_INT(nc, 0);
+        CHECK_EQ_INT(ex.n, 2);
+        {
+            struct reg_qresult fin = {.query_id = q3.id,
+                                      .site_id = 1,
+                                      .status = REG_Q_CANCELLED,
+                                      .detail = "refused",
+                                      .latency_ms = -1,
+                                      .finished_at = now + 7};
+            int64_t fseq = 0;
+            int fdone = 0;
+
+            CHECK_EQ_INT(registry_query_finish(st, &fin, REG_Q_SENT, &fseq, &fdone), 0);
+            CHECK_EQ_INT(fdone, 1);
+            CHECK_EQ_INT(fseq, 4);
+        }
+        /* The queued results left are expired by nobody: none is queued. */
+        CHECK_EQ_INT(registry_query_next_expiry(st, &next), 0);
+        CHECK_EQ_INT(next, 0);
+    }
+
     /* history: newest first, per token, paging by row id */
     memset(&seen, 0, sizeof(seen));
     CHECK_EQ_INT(registry_query_list(st, 0, 0, 10, list_cb, &seen), 0);
-    CHECK_EQ_INT(seen.n, 2);
-    CHECK_EQ_STR(seen.sites[0], "q_CCCCCCCCCCCCCCCCCCCCCC");
+    CHECK_EQ_INT(seen.n, 3);
+    CHECK_EQ_STR(seen.sites[0], "q_DDDDDDDDDDDDDDDDDDDDDD");
+    CHECK_EQ_STR(seen.sites[1], "q_CCCCCCCCCCCCCCCCCCCCCC");
     memset(&seen, 0, sizeof(seen));
     CHECK_EQ_INT(registry_query_list(st, 5, 0, 10, list_cb, &seen), 0);
     CHECK_EQ_INT(seen.n, 1);
@@ -247,10 +366,12 @@ int main(void)
     memset(&seen, 0, sizeof(seen));
     CHECK_EQ_INT(registry_query_list(st, 0, q2.id, 10, list_cb, &seen), 0);
     CHECK_EQ_INT(seen.n, 1);
+    CHECK_EQ_STR(seen.sites[0], "q_AAAAAAAAAAAAAAAAAAAAAA");
 
     CHECK_EQ_INT(registry_check(reg), 0);
     registry_query_close(st);
     registry_close(reg);
+    upgrade_keeps_queries();
     {
         char cmd[400];
         snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);

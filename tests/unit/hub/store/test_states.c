@@ -8,9 +8,9 @@
 #include "testutil.h"
 
 /* Texts that name no state: near misses of the real names included. */
-static const char *const not_names[] = {"",        "unknown", "Active",  "ACTIVE",   "active ",
-                                        " active", "activ",   "actived", "queued\n", "done\t",
-                                        "sent0",   "-1",      "0",       "revoke",   "cancelled"};
+static const char *const not_names[] = {
+    "",         "unknown", "Active", "ACTIVE", "active ", " active", "activ",    "actived",
+    "queued\n", "done\t",  "sent0",  "-1",     "0",       "revoke",  "canceled", "Skipped"};
 #define N_NOT_NAMES (sizeof(not_names) / sizeof(not_names[0]))
 
 static void site_states(void)
@@ -48,8 +48,9 @@ static void site_states(void)
 static void query_statuses(void)
 {
     static const char *const want[REG_Q_NSTATUS] = {
-        [REG_Q_QUEUED] = "queued", [REG_Q_SENT] = "sent",       [REG_Q_DONE] = "done",
-        [REG_Q_ERROR] = "error",   [REG_Q_TIMEOUT] = "timeout", [REG_Q_EXPIRED] = "expired",
+        [REG_Q_QUEUED] = "queued",   [REG_Q_SENT] = "sent",           [REG_Q_DONE] = "done",
+        [REG_Q_ERROR] = "error",     [REG_Q_TIMEOUT] = "timeout",     [REG_Q_EXPIRED] = "expired",
+        [REG_Q_SKIPPED] = "skipped", [REG_Q_CANCELLED] = "cancelled",
     };
 
     for (int i = 0; i < REG_Q_NSTATUS; i++) {

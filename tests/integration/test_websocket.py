@@ -10,7 +10,9 @@ idle socket outlives hub and site timeouts set far shorter than its idleness."""
 import asyncio
 import hashlib
 import os
+import shutil
 import ssl
+import subprocess
 import sys
 import threading
 import time
@@ -198,6 +200,16 @@ def main(h):
     ev = w.wait(TextMessage)
     h.check(ev is not None and ev.data == "still here" and not w.st.done,
             "an idle WebSocket outlives hub and site timeouts of 0.5-1 s (3 s idle)", ev)
+    # Past the hub, NATs and firewalls on the user's path drop idle mappings
+    # (350 s is common): the hub's TCP keepalive on user connections keeps
+    # them, and finds a user gone without a FIN.
+    if shutil.which("ss"):
+        line = subprocess.run(
+            ["ss", "-tnoH", "state", "established", "( sport = :%d and dport = :%d )"
+             % (hub.port, c.sock.getsockname()[1])],
+            capture_output=True, text=True, timeout=10).stdout.strip()
+        h.check("keepalive" in line, "the hub's socket of the user connection has TCP "
+                "keepalive on", line)
 
     # Close with a code, client first: the server sees it, and its answer
     # comes back with the same code.

@@ -5,6 +5,8 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -509,6 +511,24 @@ static void resume_cb(uv_timer_t *t)
     struct conn *c = t->data;
     if (!c->closing && c->tls_started)
         pump_tls(c);
+}
+
+int conn_keepalive(struct conn *c, unsigned idle_s, unsigned intvl_s, unsigned count)
+{
+    uv_os_fd_t fd;
+    int rc = uv_tcp_keepalive(&c->tcp, 1, idle_s), v;
+
+    if (rc != 0 || uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0)
+        return rc;
+    /* libuv sets only the idle time; the kernel's default probe interval
+     * (75 s) and count (9) would take 11 minutes to find a dead peer. */
+    v = (int)intvl_s;
+    if (setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &v, sizeof(v)) != 0)
+        return -errno;
+    v = (int)count;
+    if (setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &v, sizeof(v)) != 0)
+        return -errno;
+    return 0;
 }
 
 void conn_pause_reading(struct conn *c, int pause)

@@ -151,6 +151,10 @@ size_t conn_out_pending(const struct conn *c);
 void conn_close(struct conn *c, const char *reason);
 /* Closes once everything queued has been written (TLS close_notify first). */
 void conn_close_after_flush(struct conn *c, const char *reason);
+/* TCP keepalive on the socket: a probe after idle_s seconds without
+ * traffic, then every intvl_s; count unanswered probes close it (the next
+ * read fails). 0, or a negative code (a conn without a socket: nothing). */
+int conn_keepalive(struct conn *c, unsigned idle_s, unsigned intvl_s, unsigned count);
 /* Pauses or resumes reading from the socket. */
 void conn_pause_reading(struct conn *c, int pause);
 

@@ -1,4 +1,5 @@
-/* Tuning of glibc: memcpy off `rep movsb`, fixed malloc thresholds, heap trimming on demand. */
+/* Start-up tuning: glibc (memcpy off `rep movsb`, fixed malloc thresholds, heap trimming on
+ * demand) and the open-files limit. */
 /* SPDX-License-Identifier: MIT */
 #include "tune.h"
 
@@ -7,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #ifdef __GLIBC__
@@ -128,11 +130,25 @@ int tune_trim(void)
 #endif
 }
 
+/* The hub holds a descriptor per site and per user; the site one per
+ * stream to a TCP or WebSocket service, up to its 1024 streams: both need
+ * more than the usual soft limit of 1024, and may take up to the hard one. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
 void tune_program_start(int argc, char **argv)
 {
     if (argc >= 2 && strcmp(argv[1], "run") == 0) {
         tune_reexec(argv); /* returns only when untuned; the start-up line says which */
         tune_malloc();
+        raise_fd_limit();
     }
     signal(SIGPIPE, SIG_IGN);
 }

@@ -1,4 +1,5 @@
-/* Tuning of glibc: memcpy off `rep movsb`, fixed malloc thresholds, heap trimming on demand. */
+/* Start-up tuning: glibc (memcpy off `rep movsb`, fixed malloc thresholds, heap trimming on
+ * demand) and the open-files limit. */
 /* SPDX-License-Identifier: MIT */
 #ifndef TETHER_TUNE_H
 #define TETHER_TUNE_H
@@ -21,7 +22,8 @@
 int tune_reexec(char **argv);
 
 /* The first thing tether-hub's and tether-site's main() do: a `run`
- * command (argv[1]) is tuned (tune_reexec, then tune_malloc), and SIGPIPE is
+ * command (argv[1]) is tuned (tune_reexec, then tune_malloc) and gets the
+ * hard limit of open files as its soft one, and SIGPIPE is
  * ignored in every command (a peer that goes away is an error return, not a
  * death). argv is borrowed. */
 void tune_program_start(int argc, char **argv);

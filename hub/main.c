@@ -12,7 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <uv.h>
@@ -402,17 +401,6 @@ static int parse_run_args(int argc, char **argv, struct settings_cli *cli)
     return 0;
 }
 
-/* Each site holds one connection: thousands of sites need thousands of fds,
- * far above the usual soft limit of 1024. */
-static void raise_fd_limit(void)
-{
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
-}
-
 static int cmd_run(int argc, char **argv)
 {
     struct daemon_opts o = {.program = 1};
@@ -425,7 +413,6 @@ static int cmd_run(int argc, char **argv)
     if (rc != 0)
         return rc < 0 ? EXIT_SUCCESS : rc;
     log_init_from_env();
-    raise_fd_limit();
     rc = daemon_start(loop, &o, &h, err, sizeof(err));
     if (rc == 0) {
         uv_run(loop, UV_RUN_DEFAULT);

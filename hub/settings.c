@@ -87,6 +87,8 @@ static void settings_defaults(struct settings *s)
     s->cfg.max_stalled_streams_per_token = 128;
     s->cfg.max_requests_per_conn = 128;
     s->cfg.max_requests_per_token = 256;
+    s->cfg.max_long_streams_per_token = 512;
+    s->cfg.max_long_streams_per_site = 768;
 }
 
 /* Bounds of the time keys, in milliseconds. */
@@ -154,6 +156,10 @@ static const struct count_key count_keys[] = {
      100000},
     {"max_requests_per_conn", offsetof(struct hub_config, max_requests_per_conn), 1, 100000},
     {"max_requests_per_token", offsetof(struct hub_config, max_requests_per_token), 1, 100000},
+    {"max_long_streams_per_token", offsetof(struct hub_config, max_long_streams_per_token), 1,
+     100000},
+    {"max_long_streams_per_site", offsetof(struct hub_config, max_long_streams_per_site), 1,
+     100000},
 };
 #define N_COUNT_KEYS (sizeof(count_keys) / sizeof(count_keys[0]))
 
@@ -379,6 +385,8 @@ int settings_write_conf(const char *path, const char *name, char eps[][TOKEN_END
             "# max_stalled_streams_per_token = 128  per connection / token and site)\n"
             "# max_requests_per_conn = 128   (requests in flight per connection and site)\n"
             "# max_requests_per_token = 256  (requests in flight per token and site)\n"
+            "# max_long_streams_per_token = 512  (WebSocket, CONNECT and gRPC streams\n"
+            "# max_long_streams_per_site = 768   per token and site / per site)\n"
             "# access_log = on               (an \"access\" line per proxied request)\n");
     if (t.overflow)
         return -ENOSPC;

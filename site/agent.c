@@ -25,7 +25,11 @@
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
-#define SITE_MAX_STREAMS   256
+/* Streams the hub may have open on the tunnel: the hub's own cap per tunnel.
+ * The hub gives long-lived streams (WebSocket, TCP, gRPC) at most 768 of
+ * them and keeps the rest for requests (docs/protocol.md). What the site
+ * holds per stream is bounded by its window and RESP_HIGH. */
+#define SITE_MAX_STREAMS   1024
 #define SITE_STREAM_WINDOW (1 << 20)
 #define SITE_CONN_WINDOW   (64 << 20)
 

@@ -58,6 +58,12 @@ struct hub_config {
      * may have on one site; default 128 and 256. More get 429. */
     int max_requests_per_conn;
     int max_requests_per_token;
+    /* Long-lived streams (WebSocket, CONNECT, gRPC calls: their own pool of
+     * a site's stream slots, docs/protocol.md) one token, and all tokens
+     * together, may have on one site; default 512 and 768. More get 429
+     * (token) or 503 (site). */
+    int max_long_streams_per_token;
+    int max_long_streams_per_site;
 };
 
 /* Why the hub refused or reset a proxied request (hub/proxy.c; /metrics). */
@@ -67,6 +73,8 @@ enum proxy_refusal {
     PR_STALLED,        /* max_stalled_streams_*: 429 */
     PR_STALL_RESET,    /* a stream stalled past max_stalled_streams_*: reset */
     PR_SITE_BUSY,      /* the site's 1024 requests in flight: 503 */
+    PR_TOKEN_LONG,     /* max_long_streams_per_token: 429 */
+    PR_SITE_LONG,      /* the site's long-lived pool is full: 503 */
     PR_N
 };
 

@@ -12,7 +12,10 @@
 #include "../../common/token.h"
 #include "http_int.h"
 
-#define USER_MAX_STREAMS   128
+/* Streams one user connection may have open: enough for a few hundred
+ * WebSockets or TCP streams on one connection; the requests among them are
+ * capped further by max_requests_per_conn (hub.conf). */
+#define USER_MAX_STREAMS   256
 #define USER_STREAM_WINDOW (1 << 20)
 #define USER_CONN_WINDOW   (16 << 20)
 

@@ -283,6 +283,12 @@ void ureq_pause_body(struct ureq *r, int pause)
         conn_pause_reading(r->uc->conn, pause);
 }
 
+void ureq_body_no_deadline(struct ureq *r)
+{
+    /* The conn's body timer skips r from now on (body_waiting). */
+    r->body_watch = 0;
+}
+
 void ureq_credit_body(struct ureq *r, size_t len)
 {
     if (len > r->in_held)

@@ -127,6 +127,9 @@ size_t ureq_backlog(const struct ureq *r);
 size_t ureq_queued(const struct ureq *r);
 /* Upload backpressure: stop/resume taking request body from the client. */
 void ureq_pause_body(struct ureq *r, int pause);
+/* r is a long-lived stream whose body may idle for as long as it likes (a
+ * gRPC call): request_body_timeout no longer applies to it. */
+void ureq_body_no_deadline(struct ureq *r);
 /* HTTP/2: len request-body bytes passed on; reopen the client's window
  * (at most by what was received and not yet credited). */
 void ureq_credit_body(struct ureq *r, size_t len);

@@ -17,6 +17,15 @@
 /* Time for a closing connection's last bytes (408, GOAWAY) to go out. */
 #define UC_LINGER_MS 2000
 
+/* TCP keepalive on user connections: a WebSocket or TCP stream may idle for
+ * hours. A probe each minute of silence keeps NAT and firewall mappings on
+ * the user's path alive (350 s idle timeouts are common), and a user gone
+ * without a FIN (a laptop closed) is found within two minutes more, so its
+ * long-lived streams give their slots back. */
+#define UC_KEEPALIVE_IDLE_S  60
+#define UC_KEEPALIVE_INTVL_S 10
+#define UC_KEEPALIVE_COUNT   6
+
 static void idle_cb(uv_timer_t *t);
 
 void uc_arm(struct user_conn *uc, enum uc_wait what)
@@ -229,6 +238,7 @@ int user_attach(struct hub *h, struct conn *c, const char *alpn)
     }
     c->ops = &user_conn_ops;
     c->owner = uc;
+    (void)conn_keepalive(c, UC_KEEPALIVE_IDLE_S, UC_KEEPALIVE_INTVL_S, UC_KEEPALIVE_COUNT);
     uc_arm(uc, UC_HEAD);
     if (uc->is_h2)
         h2_send(&uc->h2);

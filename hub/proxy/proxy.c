@@ -20,31 +20,39 @@
 #define UP_HIGH (256 * 1024)
 #define UP_LOW  (64 * 1024)
 
-/* Proxied requests in flight (n) and how many of them are stalled, for one
- * site and one user connection (conn != NULL), one token (conn == NULL), or
- * the whole site (conn == NULL, token ""). A request counts from its start
- * until the hub holds none of its bytes any more, even after its tunnel
- * stream ended. An entry lives while n > 0. */
+/* Proxied requests in flight (n), how many of them are long-lived streams
+ * and how many are stalled, for one site and one user connection (conn !=
+ * NULL), one token (conn == NULL), or the whole site (conn == NULL, token
+ * ""). A request counts from its start until the hub holds none of its
+ * bytes any more, even after its tunnel stream ended. An entry lives while
+ * n > 0. */
 struct proxy_hold {
     LIST_ENTRY(proxy_hold) link;
     int64_t site_id;
     const void *conn;
     char token[TOKEN_NAME_MAX + 1];
     unsigned n;
+    unsigned n_long; /* of n: long-lived streams (their own pool) */
     unsigned stalled;
     unsigned active;             /* token and site: tunnel streams open */
     TAILQ_HEAD(, proxy) waiting; /* site: requests waiting for a slot */
 };
 
-/* Requests in flight on one site, across all its users: past this the hub
- * answers 503 site_busy. Past half of it, a token already over its share of
- * slots is refused 429, so a few tokens cannot fill it for everyone. */
+/* Requests and long-lived streams in flight on one site, across all its
+ * users: past this the hub answers 503 site_busy. Past half of it in
+ * requests alone, a token already over its share of slots is refused 429,
+ * so a few tokens cannot fill it for everyone. */
 #define SITE_MAX_REQUESTS 1024
-/* A token's share of the site's stream slots: a quarter of the site's
- * SETTINGS_MAX_CONCURRENT_STREAMS, at least SHARE_MIN. Its further requests
- * wait in the hub, in order, until one of its own finishes; other tokens'
- * requests are never queued behind them. */
-#define SHARE_MIN 8
+/* A site's stream slots (its SETTINGS_MAX_CONCURRENT_STREAMS, at most the
+ * tunnel's 1024) form two pools. Long-lived streams (WebSocket, CONNECT,
+ * gRPC calls), idle by nature, take at most max_long_streams_per_site of
+ * them, and always leave requests REQUEST_RESERVE slots or half of them,
+ * whichever is less. Requests have the rest: a token's share of it is a
+ * quarter, at least SHARE_MIN. Its further requests wait in the hub, in
+ * order, until one of its own finishes; other tokens' requests are never
+ * queued behind them. */
+#define REQUEST_RESERVE 256
+#define SHARE_MIN       8
 
 /* A stream is stalled while the hub holds at least half a stream window of
  * response bytes that its user does not take, or while its user, free to
@@ -64,6 +72,8 @@ struct proxy {
     int active;  /* counted in by_token->active and by_site->active */
     int t_ended; /* the site's response is complete; r->out still holds some */
     int connect; /* a CONNECT: a byte stream once the site answered 2xx */
+    int is_long; /* a long-lived stream: a CONNECT or a gRPC call (n_long) */
+    int grpc;    /* a gRPC call: its deadline is the client's, not request_timeout */
     TAILQ_ENTRY(proxy) wlink;
     char service[TOKEN_NAME_MAX + 1];
     char *path; /* owned */
@@ -108,7 +118,7 @@ static struct proxy_hold_list *hold_bucket(struct hub *h, int64_t site_id, const
 /* Counts one more request for (site, conn) or (site, token); NULL when out
  * of memory. */
 static struct proxy_hold *hold_take(struct hub *h, int64_t site_id, const void *conn,
-                                    const char *token)
+                                    const char *token, int is_long)
 {
     struct proxy_hold_list *l = hold_bucket(h, site_id, conn, token);
     struct proxy_hold *e;
@@ -131,17 +141,19 @@ static struct proxy_hold *hold_take(struct hub *h, int64_t site_id, const void *
         LIST_INSERT_HEAD(l, e, link);
     }
     e->n++;
+    e->n_long += is_long != 0;
     return e;
 }
 
-static void hold_put(struct proxy_hold **pe)
+static void hold_put(struct proxy_hold **pe, int is_long)
 {
     struct proxy_hold *e = *pe;
 
     *pe = NULL;
     if (e == NULL)
         return;
-    assert(e->n > 0);
+    assert(e->n > 0 && (!is_long || e->n_long > 0));
+    e->n_long -= is_long != 0;
     if (--e->n == 0) {
         assert(e->stalled == 0 && e->active == 0 && TAILQ_EMPTY(&e->waiting));
         LIST_REMOVE(e, link);
@@ -259,18 +271,44 @@ static void proxy_maybe_free(struct proxy *p)
         proxy_access_log(p->h, &a);
     }
     set_stalled(p, 0);
-    hold_put(&p->by_conn);
-    hold_put(&p->by_token);
-    hold_put(&p->by_site);
+    hold_put(&p->by_conn, p->is_long);
+    hold_put(&p->by_token, p->is_long);
+    hold_put(&p->by_site, p->is_long);
     uv_close((uv_handle_t *)&p->timer, proxy_free_cb);
     uv_close((uv_handle_t *)&p->aux, proxy_free_cb);
 }
 
+/* How a site's stream slots are shared out now (see REQUEST_RESERVE). */
+struct site_pools {
+    size_t long_site;  /* long-lived streams on the site */
+    size_t long_token; /* of them, one token's */
+    size_t share;      /* request slots one token may have open */
+};
+
+static void site_pools(struct hub *h, int64_t site_id, struct site_pools *out)
+{
+    const struct hub_config *c = &h->cfg;
+    struct tunnel *t = hub_tunnel_find(h, site_id);
+    size_t slots = t != NULL ? tunnel_stream_slots(t) : 0;
+    size_t reserve = slots / 2 < REQUEST_RESERVE ? slots / 2 : REQUEST_RESERVE;
+    size_t share;
+
+    out->long_site = (size_t)c->max_long_streams_per_site;
+    if (out->long_site > slots - reserve)
+        out->long_site = slots - reserve;
+    out->long_token = (size_t)c->max_long_streams_per_token;
+    if (out->long_token > out->long_site)
+        out->long_token = out->long_site;
+    share = (slots - out->long_site) / 4;
+    out->share = share > SHARE_MIN ? share : SHARE_MIN;
+}
+
 static size_t token_share(struct hub *h, int64_t site_id)
 {
-    struct tunnel *t = hub_tunnel_find(h, site_id);
-    size_t slots = t != NULL ? tunnel_stream_slots(t) / 4 : 0;
-    return slots > SHARE_MIN ? slots : SHARE_MIN;
+    struct site_pools sp;
+
+    site_pools(h, site_id, &sp);
+    return sp.share;
 }
 
 static void open_stream(uv_timer_t *t);
@@ -395,8 +433,8 @@ static void up_idle(uv_timer_t *t)
 
 static void up_progress(struct proxy *p)
 {
-    if (p->r != NULL && p->r->bytestream)
-        return; /* a byte stream may be quiet for as long as it likes */
+    if (p->is_long)
+        return; /* a long-lived stream may be quiet for as long as it likes */
     if (p->up_eof)
         uv_timer_stop(&p->aux);
     else
@@ -638,8 +676,9 @@ static const struct tstream_ops tunnel_side = {
     .on_remote_end = t_remote_end,
 };
 
-static const char *const refusal_names[PR_N] = {"conn_requests", "token_requests", "stalled",
-                                                "stall_reset", "site_busy"};
+static const char *const refusal_names[PR_N] = {
+    "conn_requests", "token_requests",     "stalled",          "stall_reset",
+    "site_busy",     "token_long_streams", "site_long_streams"};
 
 const char *proxy_refusal_name(enum proxy_refusal kind)
 {
@@ -693,8 +732,10 @@ static int stream_submit(struct proxy *p, struct tunnel *t)
     }
     p->h->n_proxy_requests++;
     /* The site's own upstream timeout normally answers first (with its 504);
-     * this catches a site that cannot answer at all. */
-    if (p->h->cfg.request_timeout_ms > 0)
+     * this catches a site that cannot answer at all. A gRPC server may send
+     * its first message, and its head with it, after minutes (a watch): the
+     * call's deadline is its client's (grpc-timeout). */
+    if (p->h->cfg.request_timeout_ms > 0 && !p->grpc)
         uv_timer_start(&p->timer, head_timeout, p->h->cfg.request_timeout_ms, 0);
     return 0;
 }
@@ -711,13 +752,94 @@ static void open_stream(uv_timer_t *tm)
         proxy_fail(p, 503, "site_offline", "the site's tunnel is closing");
 }
 
+/* A gRPC call (content-type application/grpc, +proto and the like; not
+ * grpc-web, whose calls end their request at once). HTTP/2 only. */
+static int is_grpc(const struct ureq *r)
+{
+    const char *ct = ureq_header(r, "content-type");
+
+    if (r->sid == 0 || ct == NULL || strncasecmp(ct, "application/grpc", 16) != 0)
+        return 0;
+    return ct[16] == '\0' || ct[16] == '+' || ct[16] == ';';
+}
+
+/* Which cap, if any, refuses p now. */
+static enum proxy_refusal over_cap(const struct proxy *p, const struct site_pools *sp)
+{
+    const struct hub_config *c = &p->h->cfg;
+    unsigned conn_req = p->by_conn->n - p->by_conn->n_long;
+    unsigned token_req = p->by_token->n - p->by_token->n_long;
+    unsigned site_req = p->by_site->n - p->by_site->n_long;
+
+    if (p->is_long) {
+        /* A connection's long-lived streams are bounded by its HTTP/2
+         * SETTINGS_MAX_CONCURRENT_STREAMS (one on HTTP/1.1). A full site
+         * is said first: a token's cap may be the site's whole pool. */
+        if (p->by_site->n_long > sp->long_site)
+            return PR_SITE_LONG;
+        if (p->by_token->n_long > sp->long_token)
+            return PR_TOKEN_LONG;
+        if (stall_cap_reached(p))
+            return PR_STALLED;
+    } else {
+        if (conn_req > (unsigned)c->max_requests_per_conn)
+            return PR_CONN_REQUESTS;
+        if (token_req > (unsigned)c->max_requests_per_token ||
+            (site_req > SITE_MAX_REQUESTS / 2 && token_req > sp->share))
+            return PR_TOKEN_REQUESTS;
+        if (stall_cap_reached(p))
+            return PR_STALLED;
+    }
+    return p->by_site->n > SITE_MAX_REQUESTS ? PR_SITE_BUSY : PR_N;
+}
+
+/* Answers a refusal: 503 site_busy for a full site, else 429. */
+static int refuse(struct proxy *p, enum proxy_refusal kind, const struct site_pools *sp,
+                  const char **code)
+{
+    int status = kind == PR_SITE_BUSY || kind == PR_SITE_LONG ? 503 : 429;
+    char why[160];
+
+    switch (kind) {
+    case PR_SITE_BUSY:
+        snprintf(why, sizeof(why), "the site carries its maximum of requests");
+        break;
+    case PR_SITE_LONG:
+        snprintf(why, sizeof(why),
+                 "the site carries its maximum of long-lived streams (WebSocket, CONNECT, "
+                 "gRPC): %zu",
+                 sp->long_site);
+        break;
+    case PR_TOKEN_LONG:
+        snprintf(why, sizeof(why),
+                 "too many long-lived streams (WebSocket, CONNECT, gRPC) to this site with this "
+                 "token: %zu at most",
+                 sp->long_token);
+        break;
+    case PR_STALLED:
+        snprintf(why, sizeof(why),
+                 "too many stalled responses from this site on this connection or token");
+        break;
+    case PR_CONN_REQUESTS:
+        snprintf(why, sizeof(why), "too many requests to this site on this connection");
+        break;
+    default:
+        snprintf(why, sizeof(why), "too many requests to this site with this token");
+        break;
+    }
+    refused(p, kind);
+    *code = status == 503 ? "site_busy" : "too_many_requests";
+    proxy_fail(p, status, *code, why);
+    return status;
+}
+
 int proxy_start(struct hub *h, struct ureq *r, struct tunnel *t, const char *service,
                 const char *path, const char *user, const char **code)
 {
     const struct hub_config *c = &h->cfg;
-    enum proxy_refusal kind = PR_N;
+    enum proxy_refusal kind;
+    struct site_pools sp;
     struct proxy *p;
-    size_t share;
 
     *code = "internal";
     if (strcmp(r->method, "CONNECT") == 0 && !r->bytestream) {
@@ -734,6 +856,8 @@ int proxy_start(struct hub *h, struct ureq *r, struct tunnel *t, const char *ser
     p->h = h;
     p->r = r;
     p->connect = r->bytestream;
+    p->grpc = is_grpc(r);
+    p->is_long = p->connect || p->grpc;
     p->site_id = tunnel_site_id(t);
     buf_init(&p->up);
     uv_timer_init(h->loop, &p->timer);
@@ -749,49 +873,40 @@ int proxy_start(struct hub *h, struct ureq *r, struct tunnel *t, const char *ser
     /* What one connection, one token and everyone together may have in
      * flight on this site, and hold stalled (docs/protocol.md, "Flow
      * control"). */
-    p->by_conn = hold_take(h, p->site_id, r->uc, NULL);
-    p->by_token = p->by_conn ? hold_take(h, p->site_id, NULL, user) : NULL;
-    p->by_site = p->by_token ? hold_take(h, p->site_id, NULL, "") : NULL;
+    p->by_conn = hold_take(h, p->site_id, r->uc, NULL, p->is_long);
+    p->by_token = p->by_conn ? hold_take(h, p->site_id, NULL, user, p->is_long) : NULL;
+    p->by_site = p->by_token ? hold_take(h, p->site_id, NULL, "", p->is_long) : NULL;
     if (p->by_site == NULL) {
         proxy_fail(p, 500, "internal", "out of memory");
         return 500;
     }
-    share = token_share(h, p->site_id);
-    if (p->by_conn->n > (unsigned)c->max_requests_per_conn)
-        kind = PR_CONN_REQUESTS;
-    else if (p->by_token->n > (unsigned)c->max_requests_per_token ||
-             (p->by_site->n > SITE_MAX_REQUESTS / 2 && p->by_token->n > share))
-        kind = PR_TOKEN_REQUESTS;
-    else if (stall_cap_reached(p))
-        kind = PR_STALLED;
-    else if (p->by_site->n > SITE_MAX_REQUESTS)
-        kind = PR_SITE_BUSY;
-    if (kind != PR_N) {
-        refused(p, kind);
-        *code = kind == PR_SITE_BUSY ? "site_busy" : "too_many_requests";
-        proxy_fail(p, kind == PR_SITE_BUSY ? 503 : 429, *code,
-                   kind == PR_SITE_BUSY       ? "the site carries its maximum of requests"
-                   : kind == PR_STALLED       ? "too many stalled responses from this site on "
-                                                "this connection or token"
-                   : kind == PR_CONN_REQUESTS ? "too many requests to this site on this connection"
-                                              : "too many requests to this site with this token");
-        return kind == PR_SITE_BUSY ? 503 : 429;
-    }
-    if (r->has_body && !r->req_ended && !r->bytestream)
-        uv_timer_start(&p->aux, up_idle, UP_STALL_MS, 0);
+    site_pools(h, p->site_id, &sp);
+    kind = over_cap(p, &sp);
+    if (kind != PR_N)
+        return refuse(p, kind, &sp, code);
     p->queued = 1;
-    if (p->by_token->active >= share) {
-        /* Its token has its share of the site's slots: wait for one of its
-         * own requests to finish (wake_waiting), at most request_timeout. */
-        p->waiting = 1;
-        TAILQ_INSERT_TAIL(&p->by_site->waiting, p, wlink);
-        if (c->request_timeout_ms > 0)
-            uv_timer_start(&p->timer, head_timeout, c->request_timeout_ms, 0);
-        return 0;
+    if (p->is_long) {
+        /* Idle is the normal state of a long-lived stream: no upload
+         * deadline, and no slot of the request pool. */
+        if (p->grpc)
+            ureq_body_no_deadline(r);
+    } else {
+        if (r->has_body && !r->req_ended)
+            uv_timer_start(&p->aux, up_idle, UP_STALL_MS, 0);
+        if (p->by_token->active >= sp.share) {
+            /* Its token has its share of the site's slots: wait for one of
+             * its own requests to finish (wake_waiting), at most
+             * request_timeout. */
+            p->waiting = 1;
+            TAILQ_INSERT_TAIL(&p->by_site->waiting, p, wlink);
+            if (c->request_timeout_ms > 0)
+                uv_timer_start(&p->timer, head_timeout, c->request_timeout_ms, 0);
+            return 0;
+        }
+        p->active = 1;
+        p->by_token->active++;
+        p->by_site->active++;
     }
-    p->active = 1;
-    p->by_token->active++;
-    p->by_site->active++;
     if (stream_submit(p, t) != 0) {
         *code = "site_offline";
         proxy_fail(p, 503, "site_offline", "the site's tunnel is closing");

@@ -95,6 +95,7 @@ class Client:
         self.wbuf = bytearray()
         self.closed = False
         self.enable_connect = None  # the hub's SETTINGS_ENABLE_CONNECT_PROTOCOL
+        self.credit = True  # False: a reader that never opens its windows again
 
     def close(self):
         try:
@@ -149,7 +150,7 @@ class Client:
                 st.status = int(st.headers.get(":status", "0"))
         elif isinstance(ev, E.DataReceived):
             st = self.streams.get(ev.stream_id)
-            if ev.flow_controlled_length:
+            if ev.flow_controlled_length and self.credit:
                 self.c.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
             if st:
                 st.received += len(ev.data)
@@ -259,6 +260,7 @@ class TcpService:
         self.ls.listen(512)
         self.port = self.ls.getsockname()[1]
         self.accepted = 0
+        self.open = 0  # connections being served now
         self.lock = threading.Lock()
         threading.Thread(target=self._loop, daemon=True).start()
 
@@ -276,13 +278,21 @@ class TcpService:
                 self.accepted += 1
             threading.Thread(target=self._one, args=(c,), daemon=True).start()
 
+    def open_now(self):
+        with self.lock:
+            return self.open
+
     def _one(self, c):
+        with self.lock:
+            self.open += 1
         try:
             self.handler(c)
         except OSError:
             pass
         finally:
             c.close()
+            with self.lock:
+                self.open -= 1
 
 
 def echo(c):

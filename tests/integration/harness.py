@@ -539,6 +539,13 @@ class Hub:
     def proxy(self, site, service, path, **kw):
         return self.curl("/v1/sites/%s/services/%s%s" % (site, service, path), **kw)
 
+    def proxy_refusals(self):
+        """/metrics' tether_proxy_refused_total by reason ({} if unreadable)."""
+        r = self.curl("/metrics")
+        return {k: int(v) for k, v in re.findall(
+            r'^tether_proxy_refused_total\{reason="(\w+)"\} (\d+)$',
+            r.body.decode(errors="replace"), re.M)} if r.status == 200 else {}
+
     def api(self, method, path, body=None, **kw):
         """JSON API call; body (dict/list) is sent as JSON, a str/bytes as is."""
         if body is not None and not isinstance(body, (str, bytes)):

@@ -10,9 +10,15 @@ strips. Asserts unary calls, server, client and bidirectional streaming of
 buffered whole), an error status with its message, a deadline that expires
 (and the cancel reaching the service), request metadata reaching the
 service and trailing metadata reaching the client, then one call to an
-h2:// (TLS, ALPN h2) service."""
+h2:// (TLS, ALPN h2) service. Last, with the hub's request_timeout and
+request_body_timeout cut to 1 s and its stalled-stream caps to 1: a
+bidirectional call that idles for longer than those and than the 5 s upload
+stall rule goes on and completes, another call is served meanwhile, and a
+server stream whose first message comes after request_timeout completes
+(gRPC calls are long-lived streams: docs/protocol.md)."""
 import hashlib
 import os
+import queue
 import subprocess
 import sys
 import threading
@@ -76,6 +82,12 @@ class EchoService:
         for m in it:
             yield b"re:" + m
 
+    def late_stream(self, req, ctx):
+        """Its first message (and so its head) after float(req) seconds."""
+        time.sleep(float(req.decode()))
+        for i in range(3):
+            yield b"late-%d" % i
+
     def big_down(self, req, ctx):
         n, size = (int(x) for x in req.decode().split())
         for i in range(n):
@@ -99,6 +111,7 @@ def start_server(svc, creds=None):
         "ClientStream": grpc.stream_unary_rpc_method_handler(svc.client_stream),
         "Bidi": grpc.stream_stream_rpc_method_handler(svc.bidi),
         "BigDown": grpc.unary_stream_rpc_method_handler(svc.big_down),
+        "LateStream": grpc.unary_stream_rpc_method_handler(svc.late_stream),
         "BigUp": grpc.stream_unary_rpc_method_handler(svc.big_up),
     }
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("test.Echo",
@@ -122,6 +135,67 @@ def make_cert(h):
                    capture_output=True, timeout=60)
     with open(key, "rb") as f, open(crt, "rb") as g:
         return f.read(), g.read(), crt
+
+
+def idle_calls(h, hub, new_channel, m, meta):
+    """Idle gRPC streams outlive the hub's timeouts for requests. The
+    channel (one connection) is made after the reload, so that every
+    deadline of its connection runs on the new values."""
+    hub.reload(request_timeout="1", request_body_timeout="1",
+               max_stalled_streams_per_conn="1", max_stalled_streams_per_token="1")
+    chan = new_channel()
+    before = hub.proxy_refusals()
+    idle = 6.0  # > the 5 s upload stall rule, 6 x request_body_timeout
+    q = queue.Queue()
+
+    def requests():
+        while True:
+            msg = q.get()
+            if msg is None:
+                return
+            yield msg
+
+    call = chan.stream_stream(m("Bidi"))(requests(), metadata=meta, timeout=60)
+    q.put(b"first")
+    first = next(call)
+    t0 = time.monotonic()
+    time.sleep(idle - 0.5)
+    # The idle call is not a stalled upload: with a stalled cap of 1, a
+    # stalled one would get this call refused (429).
+    try:
+        mid = chan.unary_unary(m("Unary"))(b"meanwhile", metadata=meta, timeout=20)
+    except grpc.RpcError as e:
+        mid = (e.code(), e.details())
+    time.sleep(max(0.0, idle - (time.monotonic() - t0)))
+    later, rest, err = [], None, None
+    try:
+        for i in range(10):
+            q.put(b"after-%d" % i)
+            later.append(next(call))
+        q.put(None)
+        rest = list(call)
+    except grpc.RpcError as e:
+        q.put(None)
+        err = (e.code(), e.details())
+    h.check(first == b"re:first" and later == [b"re:after-%d" % i for i in range(10)] and
+            rest == [] and call.code() == grpc.StatusCode.OK,
+            "a bidirectional call idle for %.0f s (request_body_timeout 1 s, upload stall "
+            "rule 5 s) goes on and completes with OK" % idle,
+            (first, later[:2], rest, err))
+    h.check(mid == b"echo:meanwhile",
+            "while a call idles, another call of the same token and connection is served "
+            "(the idle call is not counted as stalled)", mid)
+    try:
+        got = list(chan.unary_stream(m("LateStream"))(b"2.5", metadata=meta, timeout=20))
+    except grpc.RpcError as e:
+        got = (e.code(), e.details())
+    h.check(got == [b"late-0", b"late-1", b"late-2"],
+            "a server stream whose first message comes 2.5 s after the call, past the hub's "
+            "1 s request_timeout, completes (the call's deadline is the client's)", got)
+    after = hub.proxy_refusals()
+    h.check(all(after.get(k, 0) == before.get(k, 0) for k in ("stalled", "stall_reset")),
+            "no call was refused or reset as stalled", (before, after))
+    chan.close()
 
 
 def main(h):
@@ -287,7 +361,10 @@ def main(h):
             h.check(site.proc.wait_log(r"upstream_error service=%s .*%s" % (name, why), 10,
                                        since=mark, fatal=False),
                     "%s: the site logs why: %s" % (name, why))
+
         chan.close()
+        idle_calls(h, hub, lambda: grpc.secure_channel(
+            hub.addr, creds, options=(("grpc.ssl_target_name_override", "127.0.0.1"),)), m, meta)
     finally:
         server.stop(0)
         server_tls.stop(0)

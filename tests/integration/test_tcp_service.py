@@ -176,31 +176,41 @@ def main(h):
            (mib, secs, mib * 1.048576 / secs))
     c.close()
 
-    # 200 streams at once over the one tunnel: four users (a token's share
-    # of the site's streams is a quarter of them), 50 streams each.
-    n_per, clients, opened = 50, [], []
-    for i in range(4):
-        cl = Client(hub.port, make_user_token(hub, "many%d" % i))
-        clients.append(cl)
-        for j in range(n_per):
-            s = cl.open("echo")
-            s.msg = b"stream %d/%d\n" % (i, j)
-            opened.append((cl, s))
+    # 200 streams at once over the one tunnel, from ONE token on ONE user
+    # connection: byte streams are long-lived and have their own pool of the
+    # site's slots (max_long_streams_per_token, 512), apart from the token's
+    # share of request slots (64).
+    n = 200
+    cl = Client(hub.port, tok)
+    cl.pump(lambda: cl.c.remote_settings.max_concurrent_streams >= n, 10,
+            "the hub's SETTINGS")
+    h.check(cl.c.remote_settings.max_concurrent_streams >= n,
+            "one user connection may carry %d streams at once" % n,
+            cl.c.remote_settings.max_concurrent_streams)
+    opened = []
+    for j in range(n):
+        s = cl.open("echo")
+        s.msg = b"stream %d\n" % j
+        opened.append(s)
     # Every stream is open (200 answered) before any sends: all at once.
-    for cl in clients:
-        cl.pump(lambda: all(s.status is not None for s in cl.streams.values()), 60,
-                "200 streams to open")
-    h.check(all(s.status == 200 for _, s in opened),
-            "200 CONNECT streams open at once", sorted(set(s.status for _, s in opened)))
-    for cl, s in opened:
+    cl.pump(lambda: all(s.status is not None for s in opened), 60, "200 streams to open")
+    h.check(all(s.status == 200 for s in opened),
+            "200 CONNECT streams open at once, one token, one connection",
+            sorted(set(s.status for s in opened)))
+    h.wait_until(lambda: echo_svc.open_now() >= n, 20)
+    h.check(echo_svc.open_now() >= n, "the service holds 200 connections at once",
+            echo_svc.open_now())
+    # Meanwhile the same token's plain requests still have their own slots.
+    r = hub.proxy(SITE, "web", "/bytes/100", token=tok)
+    h.check(r.status == 200 and len(r.body) == 100, "while its 200 streams are open, the token's plain request is "
+            "served", r.status)
+    for s in opened:
         s.send(s.msg, end=True)
-    for cl in clients:
-        cl.pump(lambda: all(s.done for s in cl.streams.values()), 60, "200 echoes")
-    h.check(all(bytes(s.data) == s.msg and s.ended for _, s in opened),
+    cl.pump(lambda: all(s.done for s in opened), 60, "200 echoes")
+    h.check(all(bytes(s.data) == s.msg and s.ended for s in opened),
             "each of the 200 streams gets its own bytes back, then END_STREAM",
-            [bytes(s.data) for _, s in opened if bytes(s.data) != s.msg][:3])
-    for cl in clients:
-        cl.close()
+            [bytes(s.data) for s in opened if bytes(s.data) != s.msg][:3])
+    cl.close()
     h.check(len(hub.sites()) == 1 and site.proc.alive, "one site, one tunnel, still up")
 
 

@@ -15,8 +15,9 @@ hub and tries, one class at a time:
   settings        one SETTINGS frame with 1,000 entries; then 2,000,000
                   SETTINGS frames from a peer that never reads the ACKs
   ping            2,000,000 PINGs from a peer that never reads the answers
-  streams         300 concurrent requests on one connection, beyond
-                  MAX_CONCURRENT_STREAMS (128)
+  streams         128 requests held open (max_requests_per_conn) and 128
+                  CONNECT streams held open on one connection, then 100
+                  more requests, beyond MAX_CONCURRENT_STREAMS (256)
 
 "Held" means, for every class: the hub closes the attacker's connection
 (GOAWAY or TCP close), refuses the excess (RST_STREAM), or, for a peer that
@@ -35,6 +36,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import h2kit as k  # noqa: E402
 from h2kit import Bystanders, Fatal, Harness, RssWatch  # noqa: E402
+from bytestreams import TcpService, echo  # noqa: E402
 
 A, B = "flood-a", "flood-b"
 RSS_LIMIT_MIB = 64
@@ -97,7 +99,8 @@ def main(h):
     hub = h.hub()
     hub.init()
     hub.start()
-    site_a, svc_a = h.add_site(hub, A)
+    hold = TcpService(echo)
+    site_a, svc_a = h.add_site(hub, A, extra_services={"hold": hold.url})
     site_b, svc_b = h.add_site(hub, B)
     mallory = k.make_token(hub, "mallory", "--role", "user", "--sites", A)
     alice = k.make_token(hub, "alice", "--role", "user", "--sites", "*")
@@ -270,15 +273,25 @@ def main(h):
         c = k.user_h2(hub.port)
         c.start_reader()
         hdrs = req("/hang")
-        # 128 requests that the service holds open: the connection is full.
+        # 128 requests that the service holds open (max_requests_per_conn).
         c.send(*[c.headers(1 + 2 * i, hdrs) for i in range(128)])
         st["started"].set()
-        # One token may have a quarter of site A's 256 slots open (the rest of
-        # its requests wait in the hub): 64 reach the service.
+        # One token may have a quarter of site A's 256 request slots open
+        # (the rest of its requests wait in the hub): 64 reach the service.
         full = h.wait_until(lambda: ((svc_a.stats() or {}).get("inflight") or 0) >= 64, 20)
         st["full"] = (svc_a.stats() or {}).get("inflight")
+        # 128 CONNECT streams (long-lived, a pool of their own) fill the
+        # connection's MAX_CONCURRENT_STREAMS (256).
+        conn_hdrs = [(":method", "CONNECT"), (":protocol", "connect-tcp"), (":scheme", "https"),
+                     (":authority", hub.addr), (":path", "/v1/sites/%s/services/hold" % A),
+                     ("authorization", "Bearer " + mallory)]
+        tunnels = [1 + 2 * i for i in range(128, 256)]
+        c.send(*[c.headers(sid, conn_hdrs, end_stream=False) for sid in tunnels])
+        opened = h.wait_until(lambda: len({f[2] for f in c.find(k.HEADERS)
+                                           if f[2] in tunnels}) >= len(tunnels), 20)
+        st["tunnels"] = len({f[2] for f in c.find(k.HEADERS) if f[2] in tunnels})
         # 100 more, beyond MAX_CONCURRENT_STREAMS.
-        extra = [1 + 2 * i for i in range(128, 228)]
+        extra = [1 + 2 * i for i in range(256, 356)]
         c.send(*[c.headers(sid, hdrs) for sid in extra])
         c.wait_for(lambda c: c.goaway is not None or c.closed_at is not None or len(
             {f[2] for f in c.frames if f[0] == k.RST_STREAM and f[2] in extra}) >= len(extra),
@@ -288,20 +301,20 @@ def main(h):
         time.sleep(1.0)  # what was admitted would reach the service by now
         s = svc_a.stats() or {}
         st.update(refused=refused, answered=answered, goaway=c.goaway, inflight=s.get("inflight"),
-                  full_ok=bool(full))
-        st["figures"] = ("128 streams held open (site A inflight %s), 100 more: %d refused, "
-                         "%d answered, GOAWAY %r, site A inflight then %s" % (
-                             st.get("full"), len(refused), len(answered),
+                  full_ok=bool(full) and bool(opened))
+        st["figures"] = ("128 requests held open (site A inflight %s), %d CONNECTs open, 100 "
+                         "more: %d refused, %d answered, GOAWAY %r, site A inflight then %s" % (
+                             st.get("full"), st["tunnels"], len(refused), len(answered),
                              c.goaway and c.goaway[:2], s.get("inflight")))
         c.close()
 
     st = run_case(h, hub, by, "too many streams", streams)
     h.check(st.get("full_ok"), "too many streams: 128 requests held open (the token's share of "
-            "64 at site A, the rest waiting in the hub)",
+            "64 at site A, the rest waiting in the hub) and 128 CONNECTs open",
             st.get("figures"))
     h.check(not st.get("answered") and (
         st.get("goaway") is not None or len(st.get("refused", ())) == 100),
-        "too many streams: the 100 streams beyond 128 are refused (or the connection closed)",
+        "too many streams: the 100 streams beyond 256 are refused (or the connection closed)",
         st.get("figures"))
     # /stats itself is one request in flight.
     h.check((st.get("inflight") or 0) <= 128 + 1,

@@ -83,6 +83,7 @@ static void settings_defaults(struct settings *s)
     s->cfg.fd_reserve = 256;
     s->cfg.trim_after_closes = 256;
     s->cfg.access_log = 1;
+    s->cfg.metrics_max_sites = 500;
     s->cfg.max_stalled_streams_per_conn = 64;
     s->cfg.max_stalled_streams_per_token = 128;
     s->cfg.max_requests_per_conn = 128;
@@ -154,6 +155,7 @@ static const struct count_key count_keys[] = {
      100000},
     {"max_requests_per_conn", offsetof(struct hub_config, max_requests_per_conn), 1, 100000},
     {"max_requests_per_token", offsetof(struct hub_config, max_requests_per_token), 1, 100000},
+    {"metrics_max_sites", offsetof(struct hub_config, metrics_max_sites), 0, 10000000},
 };
 #define N_COUNT_KEYS (sizeof(count_keys) / sizeof(count_keys[0]))
 
@@ -379,7 +381,9 @@ int settings_write_conf(const char *path, const char *name, char eps[][TOKEN_END
             "# max_stalled_streams_per_token = 128  per connection / token and site)\n"
             "# max_requests_per_conn = 128   (requests in flight per connection and site)\n"
             "# max_requests_per_token = 256  (requests in flight per token and site)\n"
-            "# access_log = on               (an \"access\" line per proxied request)\n");
+            "# access_log = on               (an \"access\" line per proxied request)\n"
+            "# metrics_max_sites = 500       (per-site /metrics series up to this many\n"
+            "#                                sites; 0 never)\n");
     if (t.overflow)
         return -ENOSPC;
     return config_write_file(path, t.buf, 0644);

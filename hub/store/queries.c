@@ -31,6 +31,7 @@ enum qstmt {
     Q_COUNTS,
     Q_LIST_ALL,
     Q_LIST_TOKEN,
+    Q_OPEN_COUNTS,
     Q_NSTMT
 };
 
@@ -84,6 +85,9 @@ static const char *const qsql[Q_NSTMT] = {
     [Q_LIST_ALL] = "SELECT " QCOLS " FROM queries q WHERE q.id < ?1 ORDER BY q.id DESC LIMIT ?2",
     [Q_LIST_TOKEN] = "SELECT " QCOLS " FROM queries q WHERE q.token_id = ?3 AND q.id < ?1 "
                      "ORDER BY q.id DESC LIMIT ?2",
+    /* Each count walks its partial index only (queued or sent rows). */
+    [Q_OPEN_COUNTS] = "SELECT (SELECT count(*) FROM query_results WHERE status = 'queued'), "
+                      "(SELECT count(*) FROM query_results WHERE status = 'sent')",
 };
 
 struct reg_qstore {
@@ -734,6 +738,22 @@ int registry_query_counts(struct reg_qstore *s, int64_t query_id, int64_t counts
     }
     sqlite3_reset(st);
     return rc < 0 ? rc : 0;
+}
+
+int registry_query_open_counts(struct reg_qstore *s, int64_t *queued, int64_t *sent)
+{
+    sqlite3_stmt *st = stmt(s, Q_OPEN_COUNTS);
+    int rc = step_row(st);
+
+    if (rc == 1) {
+        *queued = sqlite3_column_int64(st, 0);
+        *sent = sqlite3_column_int64(st, 1);
+        rc = 0;
+    } else if (rc == 0) {
+        rc = -EIO;
+    }
+    sqlite3_reset(st);
+    return rc;
 }
 
 int registry_query_list(struct reg_qstore *s, int64_t token_id, int64_t before_id, int limit,

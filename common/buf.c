@@ -3,6 +3,8 @@
 #include "buf.h"
 
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -89,4 +91,40 @@ void buf_shrink(struct buf *b, size_t keep)
         free(b->data);
         buf_init(b);
     }
+}
+
+int buf_vprintf(struct buf *b, const char *fmt, va_list ap)
+{
+    char small[256], *big;
+    va_list again;
+    int n, rc;
+
+    /* Most lines fit the stack copy: one format, one append. */
+    va_copy(again, ap);
+    n = vsnprintf(small, sizeof(small), fmt, ap);
+    if (n < 0 || (size_t)n < sizeof(small)) {
+        va_end(again);
+        return n < 0 ? -EINVAL : buf_append(b, small, (size_t)n);
+    }
+    big = malloc((size_t)n + 1);
+    if (big == NULL) {
+        va_end(again);
+        return -ENOMEM;
+    }
+    vsnprintf(big, (size_t)n + 1, fmt, again);
+    va_end(again);
+    rc = buf_append(b, big, (size_t)n);
+    free(big);
+    return rc;
+}
+
+int buf_printf(struct buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    int rc;
+
+    va_start(ap, fmt);
+    rc = buf_vprintf(b, fmt, ap);
+    va_end(ap);
+    return rc;
 }

@@ -3,6 +3,7 @@
 #ifndef TETHER_BUF_H
 #define TETHER_BUF_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -29,5 +30,8 @@ static inline uint8_t *buf_head(const struct buf *b)
 int buf_move(struct buf *dst, struct buf *src);
 /* Releases memory of an empty buffer that grew beyond `keep` bytes. */
 void buf_shrink(struct buf *b, size_t keep);
+/* Appends printf-style text (no NUL); -ENOMEM, or -EINVAL for a bad format. */
+int buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int buf_vprintf(struct buf *b, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 
 #endif

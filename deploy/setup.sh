@@ -48,6 +48,10 @@ PACKAGES=(
     libsystemd-dev
     debhelper lintian help2man
     chromium chromium-driver python3-selenium
+    # promtool (check metrics/rules, test rules) comes only with Debian's
+    # Prometheus server package; on a systemd machine its service starts
+    # too (systemctl disable --now prometheus if it is not wanted).
+    prometheus
 )
 
 if ! command -v dpkg-query >/dev/null || ! command -v apt-get >/dev/null; then

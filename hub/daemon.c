@@ -423,6 +423,7 @@ void daemon_free(struct hub *h)
         assert(uv_is_closing((uv_handle_t *)&d->watchdog));
     auth_cache_free(h);
     hub_users_free(h);
+    stats_sites_free(h);
     if (h->reg != NULL)
         registry_close(h->reg);
     if (h->tunnel_ctx != NULL)

@@ -83,6 +83,7 @@ static void settings_defaults(struct settings *s)
     s->cfg.fd_reserve = 256;
     s->cfg.trim_after_closes = 256;
     s->cfg.access_log = 1;
+    s->cfg.metrics_max_sites = 500;
     s->cfg.max_stalled_streams_per_conn = 64;
     s->cfg.max_stalled_streams_per_token = 128;
     s->cfg.max_requests_per_conn = 128;
@@ -160,6 +161,7 @@ static const struct count_key count_keys[] = {
      100000},
     {"max_long_streams_per_site", offsetof(struct hub_config, max_long_streams_per_site), 1,
      100000},
+    {"metrics_max_sites", offsetof(struct hub_config, metrics_max_sites), 0, 10000000},
 };
 #define N_COUNT_KEYS (sizeof(count_keys) / sizeof(count_keys[0]))
 
@@ -387,7 +389,9 @@ int settings_write_conf(const char *path, const char *name, char eps[][TOKEN_END
             "# max_requests_per_token = 256  (requests in flight per token and site)\n"
             "# max_long_streams_per_token = 512  (WebSocket, CONNECT and gRPC streams\n"
             "# max_long_streams_per_site = 768   per token and site / per site)\n"
-            "# access_log = on               (an \"access\" line per proxied request)\n");
+            "# access_log = on               (an \"access\" line per proxied request)\n"
+            "# metrics_max_sites = 500       (per-site /metrics series up to this many\n"
+            "#                                sites; 0 never)\n");
     if (t.overflow)
         return -ENOSPC;
     return config_write_file(path, t.buf, 0644);

@@ -60,6 +60,9 @@ void api_change(struct hub *h, struct ureq *r, const struct api_route *route, st
  * not. 0, or fills o's error and returns -1. */
 int api_find_site(struct hub *h, const struct auth *a, const char *name, struct reg_site *s,
                   struct outcome *o, int cached);
+/* Why the hub does not take traffic (static: "draining", ...), or NULL
+ * when it does: /readyz's answer and /metrics' tether_ready. */
+const char *api_unready(struct hub *h);
 /* The query string of a request target (after '?'), or NULL. */
 const char *api_query_of(const char *target);
 /* A non-negative decimal integer of at most 18 digits; -1 if not one. */

@@ -90,6 +90,7 @@ void proxy_route(struct hub *h, struct ureq *r, const struct auth *a, const stru
     struct outcome o;
     struct reg_site s;
     struct tunnel *t = NULL;
+    int64_t site_id = 0; /* the site's, once found */
     int rc;
 
     memset(&o, 0, sizeof(o));
@@ -110,6 +111,7 @@ void proxy_route(struct hub *h, struct ureq *r, const struct auth *a, const stru
             outcome_fail(&o, 400, "bad_request", "%s", urlpath_strerror(rc));
     }
     if (o.status == 0 && api_find_site(h, a, name, &s, &o, 1) == 0) {
+        site_id = s.id;
         t = hub_tunnel_find(h, s.id);
         if (auth_service_allowed(a, service, 0) != AUTH_SVC_OK)
             svc_refused = service_refuse(&o, AUTH_SVC_NOT_LISTED, name, service);
@@ -138,6 +140,8 @@ void proxy_route(struct hub *h, struct ureq *r, const struct auth *a, const stru
 
         code = o.code;
         proxy_access_log(h, &acc);
+        if (site_id != 0) /* a site's refusal counts in its requests (by service, if known) */
+            stats_site_request(h, site_id, service, o.status, -1);
         ureq_error(r, o.status, o.code, o.detail);
     } else if (proxy_start(h, r, t, service, path, a->name, &code) == 0) {
         code = "forwarded";

@@ -18,14 +18,19 @@ static void healthz(struct hub *h, struct ureq *r, const struct auth *a, const s
                  h->draining ? 9 : 3);
 }
 
+const char *api_unready(struct hub *h)
+{
+    return h->draining                           ? "draining"
+           : registry_schema_version(h->reg) < 0 ? "registry unreadable"
+           : h->qe == NULL                       ? "query engine not running"
+                                                 : NULL;
+}
+
 /* Readiness, for a load balancer: 503 while the hub drains or cannot read
  * its registry, with the reason; /healthz only says the process answers. */
 static void readyz(struct hub *h, struct ureq *r, const struct auth *a, const struct api_match *m)
 {
-    const char *why = h->draining                           ? "draining"
-                      : registry_schema_version(h->reg) < 0 ? "registry unreadable"
-                      : h->qe == NULL                       ? "query engine not running"
-                                                            : NULL;
+    const char *why = api_unready(h);
 
     apijson_respond(r, why ? 503 : 200,
                     json_pack("{s:b,s:s?,s:I}", "ready", why == NULL, "reason", why, "sites_online",

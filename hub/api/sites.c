@@ -410,6 +410,8 @@ static void site_remove_or_revoke(struct areq *q, struct outcome *o, int remove)
         outcome_fail_store(o, rc, "registry write failed");
     } else {
         hub_tunnel_cut(h, s.id, remove ? "site removed by operator" : "site revoked by operator");
+        if (remove) /* its counters go with it: /metrics keeps no removed site */
+            stats_site_forget(h, s.id);
         snprintf(o->detail, sizeof(o->detail), "was %s", registry_site_state_name(s.state));
         log_event(LOG_INFO, remove ? "site_removed" : "site_revoked", "site=%s by=%s", q->name,
                   q->auth.name);

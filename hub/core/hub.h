@@ -12,6 +12,7 @@
 #include "../../common/token.h"
 #include "../store/registry.h"
 #include "events.h"
+#include "stats.h"
 
 #define HUB_MAX_LISTEN 8
 
@@ -48,6 +49,9 @@ struct hub_config {
     int fd_reserve;                   /* descriptors users may not take; default 256 */
     int trim_after_closes;            /* fall in open conns that gives heap back; 256; 0 off */
     int access_log;                   /* an "access" line per proxied request; default on */
+    /* /metrics exports per-site series while the registry holds at most
+     * this many sites; 0: never. Default 500. */
+    int metrics_max_sites;
     /* Stalled proxied responses (the user does not read) one user
      * connection, and one token, may hold on one site; default 64 and 128.
      * A stream that stalls past them is reset, new requests get 429. */
@@ -181,6 +185,13 @@ struct hub {
     uint64_t n_users_refused_cap, n_users_refused_reserve, n_users_idle_closed;
     uint64_t n_proxy_refused[PR_N];
     uint64_t proxy_refused_logged_ms[PR_N], proxy_refused_quiet[PR_N]; /* log rate limit */
+    size_t n_conns[STATS_CONN_NKINDS]; /* open connections by kind (core/stats.h) */
+    uint64_t n_handshakes[STATS_HS_NKINDS][STATS_HS_NENDS]; /* ended handshakes */
+    struct stats_sites site_stats;                          /* per-site counters */
+    /* Every site's proxied requests together (stats_site_request): by
+     * status class, and the latency to the response head (stats_hub_latency). */
+    uint64_t proxy_by_class[STATS_CLASSES];
+    struct hist proxy_latency; /* le NULL until the first request */
     /* Bumped by every state change made through the API: read caches of
      * tokens and sites are valid only for the generation they were filled
      * in (this hub is the registry's only writer). */

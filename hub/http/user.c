@@ -198,6 +198,7 @@ static void user_close_cb(struct conn *c, const char *reason)
     else
         h1_close(uc);
     hub_users_dec(uc->hub, c->peer);
+    uc->hub->n_conns[uc->is_h2 ? STATS_CONN_USER_H2 : STATS_CONN_USER_H1]--;
     uc->conn = NULL;
     uc_close_timers(uc);
 }
@@ -240,6 +241,7 @@ int user_attach(struct hub *h, struct conn *c, const char *alpn)
     c->owner = uc;
     (void)conn_keepalive(c, UC_KEEPALIVE_IDLE_S, UC_KEEPALIVE_INTVL_S, UC_KEEPALIVE_COUNT);
     uc_arm(uc, UC_HEAD);
+    h->n_conns[uc->is_h2 ? STATS_CONN_USER_H2 : STATS_CONN_USER_H1]++;
     if (uc->is_h2)
         h2_send(&uc->h2);
     rc = 0;

@@ -2,7 +2,6 @@
  * TLS starts. */
 /* SPDX-License-Identifier: MIT */
 #include <assert.h>
-#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +13,7 @@
 #include "../../common/conn.h"
 #include "../../common/log.h"
 #include "../../common/net.h"
+#include "../../common/procstat.h"
 #include "../../common/tune.h"
 #include "listen.h"
 #include "../core/hub.h"
@@ -36,7 +36,19 @@ struct handshake {
     struct tls_pin_verifier v;
     struct reg_site site;
     char refusal[128];
+    int alpn_seen; /* hs_peek read the ClientHello: tunnel is known */
+    int end_set;   /* end says how it ended (else hs_close tells from its reason) */
+    enum stats_hs_end end;
 };
+
+/* Records how hs ended, for /metrics; the first reason given wins. */
+static void hs_end(struct handshake *hs, enum stats_hs_end end)
+{
+    if (hs->end_set)
+        return;
+    hs->end = end;
+    hs->end_set = 1;
+}
 
 static int check_site_pin(void *arg, const char *pin)
 {
@@ -48,13 +60,16 @@ static int check_site_pin(void *arg, const char *pin)
     rc = registry_site_by_pin(hs->h->reg, pin, &hs->site);
     if (rc == -ENOENT) {
         snprintf(hs->refusal, sizeof(hs->refusal), "unknown key");
+        hs_end(hs, STATS_HS_UNKNOWN_KEY);
         return -EACCES;
     }
     if (rc != 0) {
         snprintf(hs->refusal, sizeof(hs->refusal), "registry error");
+        hs_end(hs, STATS_HS_REGISTRY_ERROR);
         return -EIO;
     }
     if (hs->site.state != REG_SITE_ACTIVE) {
+        hs_end(hs, STATS_HS_SITE_NOT_ACTIVE);
         snprintf(hs->refusal, sizeof(hs->refusal), "site %s is %s", hs->site.name,
                  registry_site_state_name(hs->site.state));
         return -EACCES;
@@ -142,6 +157,13 @@ static void refused(struct hub *h, struct hub_refusals *r, const char *event, co
 
 static void hs_free(struct handshake *hs, struct conn *c)
 {
+    struct hub *h = hs->h;
+    enum stats_hs_kind kind = !hs->alpn_seen ? STATS_HS_UNKNOWN
+                              : hs->tunnel   ? STATS_HS_TUNNEL
+                                             : STATS_HS_USER;
+
+    h->n_handshakes[kind][hs->end_set ? hs->end : STATS_HS_OTHER]++;
+    h->n_conns[STATS_CONN_HANDSHAKE]--;
     wait_unlink(hs);
     probation_unlink(hs);
     if (hs->user_counted)
@@ -165,13 +187,16 @@ static int hs_peek(struct conn *c, const uint8_t *data, size_t len)
         return len > CLIENTHELLO_MAX + 64 ? -1 : 0;
     if (rc != 0) {
         log_event(LOG_DEBUG, "not_tls", "remote=%s", c->peer);
+        hs_end(hs, STATS_HS_NOT_TLS);
         return -1;
     }
     hs->tunnel = (info.alpn & CLIENTHELLO_ALPN_TUNNEL) != 0;
+    hs->alpn_seen = 1;
     if (hs->tunnel)
         probation_keep(hs);
     if (!hs->tunnel && hs->reserve) {
         h->n_users_refused_reserve++;
+        hs_end(hs, STATS_HS_FD_RESERVE);
         refused(h, &h->lst.reserve_refusals, "fd_reserve", c);
         return -1;
     }
@@ -182,8 +207,10 @@ static int hs_peek(struct conn *c, const uint8_t *data, size_t len)
             h->n_users_refused_cap++;
             refused(h, &h->lst.cap_refusals, "user_conn_cap", c);
         }
-        if (rc != 0)
+        if (rc != 0) {
+            hs_end(hs, rc == -EBUSY ? STATS_HS_USER_CONN_CAP : STATS_HS_OUT_OF_MEMORY);
             return -1;
+        }
         hs->user_counted = 1;
     }
     if (hs->tunnel) {
@@ -194,6 +221,8 @@ static int hs_peek(struct conn *c, const uint8_t *data, size_t len)
         /* Users are never asked for a certificate. */
         rc = conn_start_tls(c, h->user_ctx, NULL, "h2,http/1.1", 0, NULL);
     }
+    if (rc < 0)
+        hs_end(hs, STATS_HS_TLS_ERROR);
     return rc < 0 ? -1 : 0;
 }
 
@@ -207,6 +236,7 @@ static void hs_handshake(struct conn *c)
     tls_alpn(&c->tls, alpn, sizeof(alpn));
     if (hs->tunnel) {
         if (hs->v.result != 0 || strcmp(alpn, "tether/1") != 0) {
+            hs_end(hs, STATS_HS_NO_VERIFIED_KEY);
             conn_close(c, "tunnel without a verified key");
             return;
         }
@@ -219,16 +249,33 @@ static void hs_handshake(struct conn *c)
     if (rc != 0) {
         /* The conn is still ours: hs_close frees hs when it goes. */
         snprintf(hs->refusal, sizeof(hs->refusal), "out of memory");
+        hs_end(hs, STATS_HS_OUT_OF_MEMORY);
         conn_close(c, "out of memory");
         return;
     }
     /* The conn now belongs to the tunnel or user layer. */
+    hs_end(hs, STATS_HS_ACCEPTED);
     hs_free(hs, c);
+}
+
+/* How a handshake the hub did not refuse itself ended, from its conn's
+ * close reason (common/conn.c). */
+static enum stats_hs_end end_of_reason(const char *reason)
+{
+    if (strcmp(reason, "handshake timeout") == 0)
+        return STATS_HS_TIMEOUT;
+    if (strncmp(reason, "tls", 3) == 0)
+        return STATS_HS_TLS_ERROR;
+    if (strcmp(reason, "out of memory") == 0)
+        return STATS_HS_OUT_OF_MEMORY;
+    return STATS_HS_PEER_CLOSED;
 }
 
 static void hs_close(struct conn *c, const char *reason)
 {
     struct handshake *hs = c->owner;
+
+    hs_end(hs, end_of_reason(reason));
     if (hs->tunnel) {
         hs->h->n_tunnels_refused++;
         log_event(LOG_WARN, "tunnel_refused", "remote=%s pin=%s reason=%s", c->peer,
@@ -320,9 +367,11 @@ static void on_connection(uv_stream_t *server, int status)
         return;
     }
     hs->c = c;
+    h->n_conns[STATS_CONN_HANDSHAKE]++;
     if (conn_live(&h->conns) > h->conns_peak)
         h->conns_peak = conn_live(&h->conns); /* a burst between two trim ticks counts */
     if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0 || h->draining) {
+        hs_end(hs, STATS_HS_OTHER);
         conn_close(c, "accept failed");
         return;
     }
@@ -340,16 +389,19 @@ static void on_connection(uv_stream_t *server, int status)
         struct handshake *oldest = TAILQ_FIRST(&h->lst.probation);
 
         if (hub_pending_inc(h, c->peer) != 0) {
+            hs_end(hs, STATS_HS_HANDSHAKE_CAP);
             conn_close(c, "too many pending handshakes");
             return;
         }
         hs->counted = 1;
         if (h->lst.n_probation >= max && oldest == NULL) {
+            hs_end(hs, STATS_HS_FD_RESERVE);
             refused(h, &h->lst.reserve_refusals, "fd_reserve", c);
             conn_close(c, "descriptor reserve full of handshaking tunnels");
             return;
         }
         if (h->lst.n_probation >= max) {
+            hs_end(oldest, STATS_HS_FD_RESERVE);
             probation_unlink(oldest);
             conn_close(oldest->c, "descriptor reserve full");
         }
@@ -363,6 +415,7 @@ static void on_connection(uv_stream_t *server, int status)
         if (h->lst.n_waiters >= WAIT_MAX) {
             log_event(LOG_WARN, "handshake_cap", "remote=%s waiting=%zu", c->peer,
                       h->lst.n_waiters);
+            hs_end(hs, STATS_HS_HANDSHAKE_CAP);
             conn_close(c, "too many pending handshakes");
             return;
         }
@@ -375,27 +428,12 @@ static void on_connection(uv_stream_t *server, int status)
     hs->counted = 1;
 }
 
-/* Descriptors open now, other than connections (listeners, SQLite, the
- * loop's own); -1 if /proc is not there. */
-static int count_fds(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    struct dirent *e;
-    int n = 0;
-
-    if (d == NULL)
-        return -1;
-    while ((e = readdir(d)) != NULL)
-        if (e->d_name[0] != '.')
-            n++;
-    closedir(d);
-    return n - 1; /* the directory's own */
-}
-
 static void fd_measure(struct hub *h)
 {
     struct rlimit rl;
-    int n = count_fds();
+    /* Descriptors open now other than connections (listeners, SQLite, the
+     * loop's own). */
+    int n = procstat_count_fds();
 
     h->fd_limit = 0;
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY || n < 0)

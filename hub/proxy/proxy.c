@@ -96,6 +96,10 @@ struct proxy {
     char user[TOKEN_NAME_MAX + 1];
     int status; /* the user's answer: the site's head, or the hub's error */
     uint64_t bytes_in, bytes_out;
+    /* For /metrics: uv_hrtime() at the start, and the site's response head
+     * came this long after it (-1: none came). */
+    uint64_t started_ns;
+    double head_s;
 };
 
 static void proxy_fail(struct proxy *p, int status, const char *code, const char *why);
@@ -270,6 +274,7 @@ static void proxy_maybe_free(struct proxy *p)
 
         proxy_access_log(p->h, &a);
     }
+    stats_site_request(p->h, p->site_id, p->service, p->status, p->head_s);
     set_stalled(p, 0);
     hold_put(&p->by_conn, p->is_long);
     hold_put(&p->by_token, p->is_long);
@@ -540,6 +545,8 @@ static void t_head(void *arg, int status, const nghttp2_nv *nva, size_t n)
     int64_t cl = -1;
 
     uv_timer_stop(&p->timer);
+    if (p->head_s < 0)
+        p->head_s = (double)(uv_hrtime() - p->started_ns) / 1e9;
     if (p->r == NULL)
         return;
     p->status = status;
@@ -869,6 +876,8 @@ int proxy_start(struct hub *h, struct ureq *r, struct tunnel *t, const char *ser
     snprintf(p->method, sizeof(p->method), "%s", r->method);
     snprintf(p->user, sizeof(p->user), "%s", user);
     p->started_ms = uv_now(h->loop);
+    p->started_ns = uv_hrtime();
+    p->head_s = -1;
     ureq_set_handler(r, &user_side, p);
     /* What one connection, one token and everyone together may have in
      * flight on this site, and hold stalled (docs/protocol.md, "Flow

@@ -14,6 +14,7 @@ static void cancelled_cb(const struct reg_qresult *r, const char *qid, int compl
 {
     struct query_engine *qe = arg;
 
+    qe->n_final[REG_Q_CANCELLED]++;
     /* Committed either way: without memory only its waiters miss it (a
      * GET shows it). */
     if (query_wake_later(qe, r, complete, qid) != 0)

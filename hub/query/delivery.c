@@ -117,6 +117,7 @@ int query_land_flush(struct query_engine *qe)
             log_event(LOG_DEBUG, "query_result", "id=%s site=%s status=%s http=%d latency_ms=%lld",
                       ls[i]->qid, ls[i]->site, registry_query_status_name(ls[i]->status),
                       ls[i]->http_status, (long long)ls[i]->latency_ms);
+            qe->n_final[ls[i]->status]++;
             query_landed(qe, ls[i]->query_id, ls[i]->site_id, seqs[i], completes[i], ls[i]->qid);
         } else {
             log_event(LOG_WARN, "query_result_dropped", "id=%s site=%s error=%s", ls[i]->qid,
@@ -462,6 +463,7 @@ int query_send_start(struct query_engine *qe, struct tunnel *t, struct qreq *rq,
         send_free(s);
         return rc;
     }
+    qe->n_deliveries++;
     if (s->early_error != 0)
         send_failed(s, (enum tstream_err)(s->early_error - 1));
     return 0;

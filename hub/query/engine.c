@@ -20,8 +20,11 @@ int query_engine_up(struct hub *h, struct ureq *r)
 
 static void expired_cb(const struct reg_qresult *r, const char *qid, int complete, void *arg)
 {
+    struct query_engine *qe = arg;
+
     log_event(LOG_INFO, "query_expired", "id=%s site=%s", qid, r->site);
-    query_landed(arg, r->query_id, r->site_id, r->seq, complete, qid);
+    qe->n_final[REG_Q_EXPIRED]++;
+    query_landed(qe, r->query_id, r->site_id, r->seq, complete, qid);
 }
 
 /* Sends past their deadline end as "timeout". */
@@ -133,6 +136,7 @@ int query_init(struct hub *h)
     }
     if (n > 0)
         log_event(LOG_WARN, "query_recovered", "in_flight_failed=%lld", (long long)n);
+    qe->n_final[REG_Q_ERROR] += (uint64_t)n;
     uv_timer_init(h->loop, &qe->tick);
     uv_idle_init(h->loop, &qe->flush);
     qe->tick.data = qe->flush.data = qe;
@@ -163,4 +167,21 @@ void query_shutdown(struct hub *h)
     uv_idle_stop(&qe->flush);
     uv_close((uv_handle_t *)&qe->tick, engine_close_cb);
     uv_close((uv_handle_t *)&qe->flush, engine_close_cb);
+}
+
+void query_stats(struct hub *h, struct query_stats *out)
+{
+    struct query_engine *qe = h->qe;
+
+    memset(out, 0, sizeof(*out));
+    out->queued = out->sent = -1;
+    if (qe == NULL)
+        return;
+    out->running = 1;
+    out->submitted = qe->n_submitted;
+    out->completed = qe->n_completed;
+    out->deliveries = qe->n_deliveries;
+    memcpy(out->final, qe->n_final, sizeof(out->final));
+    if (registry_query_open_counts(qe->st, &out->queued, &out->sent) != 0)
+        out->queued = out->sent = -1;
 }

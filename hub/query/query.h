@@ -9,6 +9,7 @@
 #include "../core/hub.h"
 #include "../tunnel/tunnel.h"
 #include "../http/user.h"
+#include "../store/registry_query.h"
 
 /* Sets up the query engine (h->qe): recovers queries left by a previous run
  * and starts its timers. 0 or a negative code. */
@@ -16,6 +17,15 @@ int query_init(struct hub *h);
 /* Stops timers and frees the engine; after the loop has ended its handles
  * must have been closed (it closes them itself). */
 void query_shutdown(struct hub *h);
+/* The engine's counters, for /metrics. */
+struct query_stats {
+    int running;                   /* the engine runs (else the rest is 0) */
+    uint64_t submitted, completed; /* queries, since the hub started */
+    uint64_t deliveries;           /* results sent to their site */
+    uint64_t final[REG_Q_NSTATUS]; /* results that reached each final state */
+    int64_t queued, sent;          /* results waiting, in flight: from the registry; -1 unread */
+};
+void query_stats(struct hub *h, struct query_stats *out);
 /* The routes of /v1/queries, for the API's router. Each answers r (or
  * installs a handler that will); a is the checked caller, borrowed for the
  * call. qid is the path segment as sent: an invalid one is a 404. */

@@ -161,6 +161,9 @@ struct query_engine {
     size_t n_dead;
     uint64_t last_keepalive_ms;
     struct events_sub sub; /* site online: deliver what waits */
+    /* For /metrics (query_stats): since the engine started. */
+    uint64_t n_submitted, n_completed, n_deliveries;
+    uint64_t n_final[REG_Q_NSTATUS]; /* results that reached each final state */
 };
 
 /* What every site of one query is sent. Strings are borrowed. */

@@ -518,6 +518,18 @@ static void submit_run(struct submit *sb, struct ureq *r, json_t *body)
         }
         goto out;
     }
+    {
+        size_t n_final = 0;
+
+        qe->n_submitted++;
+        for (size_t i = 0; i < tl.n; i++)
+            if (registry_query_status_final(tl.v[i].status)) {
+                qe->n_final[tl.v[i].status]++;
+                n_final++;
+            }
+        if (n_final == tl.n)
+            qe->n_completed++;
+    }
     detail = malloc(4096);
     if (detail != NULL) {
         struct audit_row row = {sb->auth.name, r->remote, "query.submit", q.qid, "ok", detail};

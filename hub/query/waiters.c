@@ -290,8 +290,10 @@ void query_landed(struct query_engine *qe, int64_t query_id, int64_t site_id, in
     json_t *rj = NULL;
     int has_sse = 0;
 
-    if (complete)
+    if (complete) {
+        qe->n_completed++;
         log_event(LOG_INFO, "query_complete", "id=%s", qid);
+    }
     if (w == NULL)
         return;
     TAILQ_FOREACH(wt, &w->waiters, link)

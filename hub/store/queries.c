@@ -34,6 +34,7 @@ enum qstmt {
     Q_CANCEL_LIST,
     Q_CANCEL_MARK,
     Q_IS_CANCELLED,
+    Q_OPEN_COUNTS,
     Q_NSTMT
 };
 
@@ -94,6 +95,9 @@ static const char *const qsql[Q_NSTMT] = {
                       "WHERE r.query_id = ?1 AND r.status = 'queued' ORDER BY r.site",
     [Q_CANCEL_MARK] = "UPDATE queries SET cancelled_at = ?2 WHERE id = ?1",
     [Q_IS_CANCELLED] = "SELECT cancelled_at IS NOT NULL FROM queries WHERE id = ?1",
+    /* Each count walks its partial index only (queued or sent rows). */
+    [Q_OPEN_COUNTS] = "SELECT (SELECT count(*) FROM query_results WHERE status = 'queued'), "
+                      "(SELECT count(*) FROM query_results WHERE status = 'sent')",
 };
 
 struct reg_qstore {
@@ -785,6 +789,22 @@ int registry_query_counts(struct reg_qstore *s, int64_t query_id, int64_t counts
     }
     sqlite3_reset(st);
     return rc < 0 ? rc : 0;
+}
+
+int registry_query_open_counts(struct reg_qstore *s, int64_t *queued, int64_t *sent)
+{
+    sqlite3_stmt *st = stmt(s, Q_OPEN_COUNTS);
+    int rc = step_row(st);
+
+    if (rc == 1) {
+        *queued = sqlite3_column_int64(st, 0);
+        *sent = sqlite3_column_int64(st, 1);
+        rc = 0;
+    } else if (rc == 0) {
+        rc = -EIO;
+    }
+    sqlite3_reset(st);
+    return rc;
 }
 
 int registry_query_list(struct reg_qstore *s, int64_t token_id, int64_t before_id, int limit,

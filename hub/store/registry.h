@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "../../common/crypto.h"
+#include "../../common/hist.h"
 #include "../../common/token.h"
 
 /* Everything in these structs is by value; callers own them. JSON text fields
@@ -89,6 +90,9 @@ const char *registry_storage_error(int rc);
  * non-NULL) gets a one-line message. */
 int registry_open(const char *path, struct registry **out, char *err, size_t err_cap);
 void registry_close(struct registry *r);
+/* Copies the latency of r's commits since it opened (every write
+ * transaction, explicit or a single statement's) into out, in seconds. */
+void registry_commit_latency(const struct registry *r, struct hist *out);
 /* PRAGMA integrity_check == "ok": 0, else -EIO. */
 int registry_check(struct registry *r);
 /* The PRAGMA user_version in force. */

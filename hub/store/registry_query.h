@@ -149,6 +149,10 @@ int registry_query_result(struct reg_qstore *s, int64_t query_id, int64_t site_i
 /* counts[status] for one query. */
 int registry_query_counts(struct reg_qstore *s, int64_t query_id, int64_t counts[REG_Q_NSTATUS]);
 
+/* Results waiting for their site (queued) and sent but not final, over
+ * all queries: the delivery queue's depth and what is in flight. */
+int registry_query_open_counts(struct reg_qstore *s, int64_t *queued, int64_t *sent);
+
 /* History, newest first: queries with id < before_id (0 = from the newest),
  * of token_id only unless it is 0, at most limit. Bodies are not loaded. The
  * struct passed to cb is valid during the call only. */

@@ -12,6 +12,7 @@
 
 #include <sqlite3.h>
 
+#include "../../common/hist.h"
 #include "registry.h"
 
 /* One prepared statement per job, all prepared by registry_open() (their SQL
@@ -65,6 +66,11 @@ enum stmt_id {
 struct registry {
     sqlite3 *db;
     sqlite3_stmt *st[S_COUNT];
+    /* Write transactions' commits, timed from SQLite's commit hook to its
+     * WAL hook (db.c); commit_t0 is CLOCK_MONOTONIC ns, 0 when none runs. */
+    struct hist commits;
+    uint64_t commit_t0;
+    int wal_autocheckpoint; /* pages: the WAL hook checkpoints as SQLite's own did */
 };
 
 /* Resets st and clears its bindings; returns st. */

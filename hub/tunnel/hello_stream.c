@@ -111,6 +111,10 @@ static void hello_end(void *arg)
         t->hello_done = 1;
         if (tunnel_is_standby(t) && !t->closing && t->conn != NULL)
             tunnel_take_over(t);
+        /* The live tunnel's services are the labels of its site's request
+         * counters (out of memory they keep the previous set). */
+        if (!tunnel_is_standby(t))
+            (void)stats_site_services(t->hub, t->site_id, t->services, t->n_services);
         registry_site_seen(t->hub->reg, t->site_id, hub_now(), t->agent_version, t->services_json,
                            t->conn ? t->conn->peer : NULL);
         /* services_json holds only checked names: safe and readable raw. */

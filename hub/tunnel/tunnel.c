@@ -221,6 +221,8 @@ static void tunnel_conn_close(struct conn *c, const char *reason)
     sitemap_remove(&h->tunnels, &t->site_entry);
     registry_session_close(h->reg, t->session_id, now, why, (int64_t)c->bytes_in,
                            (int64_t)c->bytes_out);
+    stats_site_untap(&t->tap);
+    h->n_conns[STATS_CONN_TUNNEL]--;
     registry_site_seen(h->reg, t->site_id, last_seen(t), NULL, NULL, NULL);
     events_site(&h->subs, EVENTS_SITE_OFFLINE, t->site);
     log_event(LOG_INFO, "site_disconnected", "site=%s remote=%s reason=%s duration_s=%lld", t->site,
@@ -494,6 +496,9 @@ int tunnel_attach(struct hub *h, struct conn *c, const struct reg_site *site)
     }
     registry_site_seen(h->reg, t->site_id, t->connected_since, NULL, NULL, c->peer);
     h->n_tunnels_accepted++;
+    h->n_conns[STATS_CONN_TUNNEL]++;
+    /* Out of memory the site goes uncounted in /metrics, and is served. */
+    (void)stats_site_tap(h, t->site_id, &t->tap, c);
     log_event(LOG_INFO, "site_connected", "site=%s remote=%s session=%lld", t->site, c->peer,
               (long long)t->session_id);
     uv_timer_start(&t->ping_timer, ping_cb, h->cfg.ping_interval_ms, h->cfg.ping_interval_ms);

@@ -43,6 +43,7 @@ struct tunnel {
     struct tstream_list streams; /* open streams, owned; cancelled ones stay until closed */
     size_t n_streams;            /* streams of the list not released (tunnel_stream_cancel) */
     uint64_t n_opened;           /* streams opened on this tunnel (requests and deliveries) */
+    struct stats_tap tap;        /* counts conn's bytes into the site's (core/stats.h) */
     char close_reason[128];
 };
 

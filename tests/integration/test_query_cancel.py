@@ -2,6 +2,7 @@
 # Integration: cancelling a federated query (POST /v1/queries/{id}/cancel, tetherctl query cancel/show/list): queued sites become cancelled and never get it, sent ones finish, waiters and SSE end, who may cancel, 409s, audit.
 # SPDX-License-Identifier: MIT
 import json
+import re
 import os
 import sys
 import threading
@@ -64,6 +65,10 @@ def main(h):
     h.check(len(done) == 1 and done[0].get("status") == "cancelled"
             and done[0].get("counts", {}).get("cancelled") == 2,
             "the done event says cancelled, with the counts", done)
+    m = re.search(r'^tether_query_results_total\{state="cancelled"\} (\d+)$',
+                  hub.curl("/metrics").body.decode(errors="replace"), re.M)
+    h.check(m is not None and int(m.group(1)) == 2,
+            "/metrics counts the 2 cancelled results", m and m.group(0))
     q = get_query(hub, qid)
     rb = by_site(q)["clinic-b"]
     h.check(rb["status"] == "cancelled" and "cancelled by admin" in (rb["detail"] or "")

@@ -97,6 +97,24 @@ int main(void)
     CHECK(b.data == NULL);
     CHECK_EQ_INT(b.cap, 0);
 
+    /* buf_printf appends formatted text, short (stack copy) or long. */
+    {
+        struct buf t;
+        char big[1000];
+
+        buf_init(&t);
+        CHECK_EQ_INT(buf_printf(&t, "x=%d %s\n", 42, "ok"), 0);
+        CHECK_EQ_INT(t.len, 8);
+        CHECK(memcmp(buf_head(&t), "x=42 ok\n", 8) == 0);
+        memset(big, 'a', sizeof(big) - 1);
+        big[sizeof(big) - 1] = '\0';
+        CHECK_EQ_INT(buf_printf(&t, "[%s]", big), 0);
+        CHECK_EQ_INT(t.len, 8 + 2 + 999);
+        CHECK(buf_head(&t)[8] == '[' && buf_head(&t)[8 + 1000] == ']');
+        CHECK(buf_head(&t)[500] == 'a');
+        buf_free(&t);
+    }
+
     buf_free(&a);
     buf_free(&b);
     TEST_DONE();

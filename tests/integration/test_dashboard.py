@@ -3,6 +3,7 @@
 # SPDX-License-Identifier: MIT
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -221,6 +222,10 @@ def main(h):
         click_in_row(h, drv, "alpha", "button.revoke")
         wait_for(h, "alpha revoked and offline", lambda: cell("alpha", "state") == "revoked"
                  and (cell("alpha", "status") or "").startswith("offline"))
+        # It was heard seconds ago: an offline site once showed 1970 ("20794 d ago").
+        st = cell("alpha", "status") or ""
+        h.check(re.search(r"last seen \d+ s ago", st) is not None,
+                "the revoked site's last seen is seconds ago", st)
         # A change made elsewhere (the API) reaches the page by the event stream.
         hub.api("PATCH", "/v1/sites/beta", {"labels": {"tier": "gold"}})
         wait_for(h, "beta's new label on the page", lambda: "tier=gold" in (row("beta")[0].text if row("beta") else ""))
@@ -244,6 +249,8 @@ def main(h):
                  and (cell("beta", "status") or "").startswith("offline"))
         click_in_row(h, drv, "beta", "button.enable")
         wait_for(h, "beta active again", lambda: cell("beta", "state") == "active")
+        # The agent, refused while disabled, comes back by itself (backoff).
+        wait_for(h, "beta online again (live)", lambda: cell("beta", "status") == "online", 40)
         drv.save_screenshot(os.path.join(shots, "dashboard.png"))
 
         # Create a user token from the page; it is shown once and works.

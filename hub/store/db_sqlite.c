@@ -139,12 +139,17 @@ static const char *const qstmt_sql[Q_NSTMT] = {
     /* The state in the WHERE clause is what makes a transition happen once. */
     [Q_FINISH] = "UPDATE query_results SET status = ?4, http_status = NULLIF(?5, 0), headers = ?6, "
                  "body = ?7, detail = ?8, latency_ms = NULLIF(?9, -1), finished_at = ?10, "
-                 "seq = (SELECT n_final + 1 FROM queries WHERE id = ?1) "
-                 "WHERE query_id = ?1 AND site_id = ?2 AND status = ?3 RETURNING seq",
-    /* SET expressions see the old n_final. */
+                 "seq = ?11 WHERE query_id = ?1 AND site_id = ?2 AND status = ?3",
+    /* Counts a result that is still in state ?3 and gives its seq. SET
+     * expressions see the old n_final. */
     [Q_BUMP] = "UPDATE queries SET n_final = n_final + 1, "
-               "completed_at = CASE WHEN n_final + 1 = n_sites THEN ?2 ELSE NULL END "
-               "WHERE id = ?1 RETURNING n_final = n_sites",
+               "completed_at = CASE WHEN n_final + 1 = n_sites THEN ?4 ELSE NULL END "
+               "WHERE id = ?1 AND EXISTS (SELECT 1 FROM query_results "
+               "WHERE query_id = ?1 AND site_id = ?2 AND status = ?3) "
+               "RETURNING n_final, n_final = n_sites",
+    /* Takes back a count whose result could not move (it was not final,
+     * so the query was not complete before). */
+    [Q_UNBUMP] = "UPDATE queries SET n_final = n_final - 1, completed_at = NULL WHERE id = ?1",
     [Q_SENT_LIST] = "SELECT query_id, site_id FROM query_results WHERE status = 'sent'",
     [Q_EXPIRE_LIST] = "SELECT r.query_id, r.site_id, r.site, q.qid FROM query_results r "
                       "JOIN queries q ON q.id = r.query_id "

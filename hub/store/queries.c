@@ -316,12 +316,40 @@ int registry_query_requeue(struct reg_qstore *s, int64_t query_id, int64_t site_
     return rc;
 }
 
-/* Inside a transaction: the result's final state, then the query's count. */
+/* Counts r, still in state from, in its query: 0 with its seq and whether
+ * the query is complete now, -ENOENT when r is not in that state. */
+static int bump(struct reg_qstore *s, const struct reg_qresult *r, int from, int64_t *seq,
+                int *complete)
+{
+    struct reg_stmt *st = stmt(s, Q_BUMP);
+    int rc;
+
+    registry__bind_i64(st, 1, r->query_id);
+    registry__bind_i64(st, 2, r->site_id);
+    registry__bind_text(st, 3, status_names[from]);
+    registry__bind_i64(st, 4, r->finished_at);
+    rc = step_row(st);
+    if (rc == 1) {
+        *seq = registry__col_i64(st, 0);
+        *complete = registry__col_i64(st, 1) != 0;
+    }
+    registry__done(st);
+    if (rc == 0)
+        return -ENOENT;
+    /* The query could not count it: the whole transaction must go. */
+    return rc < 0 ? (rc == -EINVAL ? -EIO : rc) : 0;
+}
+
+/* Inside a transaction: the query's count, then the result's final state
+ * with the seq it got. The count goes first so that its row lock orders
+ * the finishers of one query on a database with concurrent writers: two
+ * never take the same seq. */
 static int finish_one(struct reg_qstore *s, const struct reg_qresult *r, int from, int64_t *seq,
                       int *complete)
 {
     struct reg_stmt *st;
-    int rc;
+    int64_t sq = 0;
+    int cp = 0, rc;
 
     if (!registry_query_status_final(r->status) || (from != REG_Q_QUEUED && from != REG_Q_SENT))
         return -EINVAL;
@@ -339,24 +367,29 @@ static int finish_one(struct reg_qstore *s, const struct reg_qresult *r, int fro
     registry__bind_text_cut(st, 8, r->detail ? r->detail : "", DETAIL_MAX);
     registry__bind_i64(st, 9, r->latency_ms);
     registry__bind_i64(st, 10, r->finished_at);
-    rc = step_row(st);
-    if (rc == 1)
-        *seq = registry__col_i64(st, 0);
-    registry__done(st);
-    if (rc <= 0)
-        return rc == 0 ? -ENOENT : rc;
-    st = stmt(s, Q_BUMP);
+    rc = bump(s, r, from, &sq, &cp);
+    if (rc != 0) {
+        registry__done(st);
+        return rc;
+    }
+    registry__bind_i64(st, 11, sq);
+    rc = exec_stmt(st);
+    /* Checked under the same lock just before: another state means the
+     * transaction saw two states of the row. */
+    if (rc == 0 && registry__changes(s->r) != 1)
+        rc = -EIO;
+    if (rc == 0) {
+        *seq = sq;
+        *complete = cp;
+        return 0;
+    }
+    /* The result refused its new state (a CHECK): that undoes this item
+     * only, so its count goes too, or else the whole transaction. */
+    st = stmt(s, Q_UNBUMP);
     registry__bind_i64(st, 1, r->query_id);
-    registry__bind_i64(st, 2, r->finished_at);
-    rc = step_row(st);
-    if (rc == 1)
-        *complete = registry__col_i64(st, 0) != 0;
-    registry__done(st);
-    /* The result moved but its query could not count it: the whole
-     * transaction must go, not this item alone. */
-    if (rc <= 0)
-        return rc == 0 || rc == -EINVAL ? -EIO : rc;
-    return 0;
+    if (exec_stmt(st) != 0 || registry__changes(s->r) != 1)
+        rc = -EIO;
+    return rc;
 }
 
 int registry_query_finish_many(struct reg_qstore *s, const struct reg_qresult *rs, const int *from,

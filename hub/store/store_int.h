@@ -71,6 +71,7 @@ enum qstmt {
     Q_REQUEUE,
     Q_FINISH,
     Q_BUMP,
+    Q_UNBUMP,
     Q_SENT_LIST,
     Q_EXPIRE_LIST,
     Q_NEXT_EXPIRY,

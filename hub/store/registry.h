@@ -74,7 +74,7 @@ struct registry;
 const char *registry_storage_error(int rc);
 
 /* Opens (creating if needed) the database file: WAL, foreign_keys=ON,
- * busy_timeout 5000 ms, then applies every migration in schema/ whose number
+ * busy_timeout 5000 ms, then applies every migration in schema/sqlite/ whose number
  * is above PRAGMA user_version, each in its own transaction. The migrations
  * are compiled into the binary (see schema_sql.h). On failure *err (if
  * non-NULL) gets a one-line message. */

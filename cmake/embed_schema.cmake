@@ -1,4 +1,4 @@
-# Embeds schema/NNN_name.sql migrations into a C file (see hub/store/schema_sql.h).
+# Embeds schema/sqlite/NNN_name.sql migrations into a C file (see hub/store/schema_sql.h).
 # SPDX-License-Identifier: MIT
 #
 # Usage: cmake -DSCHEMA_DIR=<dir> -DOUT=<file.c> -P cmake/embed_schema.cmake

@@ -5,8 +5,6 @@
 #include <errno.h>
 #include <string.h>
 
-#include <sqlite3.h>
-
 /* Free-text fields are cut to these byte counts (at a UTF-8 boundary) rather
  * than refused: a long error string must never cost an audit row or a session
  * record. The schema CHECKs the same bounds. */
@@ -17,11 +15,11 @@ static int audit_insert(struct registry *r, int64_t ts, const char *actor, const
                         const char *action, const char *target, const char *result,
                         const char *detail)
 {
-    sqlite3_stmt *st;
+    struct reg_stmt *st;
     int rc = 0;
 
     st = registry__stmt(r, S_AUDIT);
-    sqlite3_bind_int64(st, 1, ts);
+    registry__bind_i64(st, 1, ts);
     rc |= registry__bind_text_cut(st, 2, actor, AUDIT_FIELD_MAX);
     rc |= registry__bind_text_cut(st, 3, remote, AUDIT_FIELD_MAX);
     rc |= registry__bind_text_cut(st, 4, action, AUDIT_FIELD_MAX);
@@ -47,41 +45,37 @@ int registry_audit_relaxed(struct registry *r, int64_t ts, const char *actor, co
                            const char *action, const char *target, const char *result,
                            const char *detail)
 {
-    int rc;
+    int rc, rc2;
 
     if (r == NULL || actor == NULL || registry__empty(action) || result == NULL)
         return -EINVAL;
-    /* The synchronous level is read when a statement is compiled, so these
-     * PRAGMAs are prepared each time rather than cached. In WAL mode NORMAL
-     * still survives a crash of the process; only an OS crash or power cut
-     * may lose the last rows. */
-    if (sqlite3_exec(r->db, "PRAGMA synchronous = NORMAL", NULL, NULL, NULL) != SQLITE_OK)
-        return registry__map_rc(sqlite3_extended_errcode(r->db));
+    rc = registry__set_relaxed(r, 1);
+    if (rc < 0)
+        return rc;
     rc = audit_insert(r, ts, actor, remote, action, target, result, detail);
-    /* FULL again for everything else; if even that fails, say so. */
-    if (sqlite3_exec(r->db, "PRAGMA synchronous = FULL", NULL, NULL, NULL) != SQLITE_OK && rc == 0)
-        rc = registry__map_rc(sqlite3_extended_errcode(r->db));
-    return rc;
+    /* Durable again for everything else; if even that fails, say so. */
+    rc2 = registry__set_relaxed(r, 0);
+    return rc == 0 ? rc2 : rc;
 }
 
 int registry_audit_list(struct registry *r, int64_t before_id, int limit, registry_audit_cb cb,
                         void *arg)
 {
     struct reg_audit a;
-    sqlite3_stmt *st;
+    struct reg_stmt *st;
     int rc;
 
     if (r == NULL || cb == NULL || limit <= 0 || before_id < 0)
         return -EINVAL;
-    if (sqlite3_stmt_busy(r->st[S_AUDIT_LIST]))
+    if (registry__busy(r->st[S_AUDIT_LIST]))
         return -EBUSY;
     st = registry__stmt(r, S_AUDIT_LIST);
-    sqlite3_bind_int64(st, 1, before_id > 0 ? before_id : INT64_MAX);
-    sqlite3_bind_int(st, 2, limit);
+    registry__bind_i64(st, 1, before_id > 0 ? before_id : INT64_MAX);
+    registry__bind_i64(st, 2, limit);
     while ((rc = registry__step(st)) == 1) {
         memset(&a, 0, sizeof(a));
-        a.id = sqlite3_column_int64(st, 0);
-        a.ts = sqlite3_column_int64(st, 1);
+        a.id = registry__col_i64(st, 0);
+        a.ts = registry__col_i64(st, 1);
         registry__copy_col(st, 2, a.actor, sizeof(a.actor));
         registry__copy_col(st, 3, a.remote, sizeof(a.remote));
         registry__copy_col(st, 4, a.action, sizeof(a.action));

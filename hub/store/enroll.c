@@ -6,41 +6,40 @@
 #include <string.h>
 #include <time.h>
 
-#include <sqlite3.h>
-
 /* One row insert of a new token for site; -ENOENT if there is no such site. */
 static int insert_token(struct registry *r, const char *site, const char *secret_hash,
                         int64_t expires_at, int64_t now, int64_t *id_out)
 {
-    sqlite3_stmt *st = registry__stmt(r, S_ENROLL_CREATE);
+    struct reg_stmt *st = registry__stmt(r, S_ENROLL_CREATE);
+    int64_t id = 0;
     int rc;
 
     if (registry__bind_text(st, 1, site) < 0 || registry__bind_text(st, 2, secret_hash) < 0) {
         registry__done(st);
         return -EIO;
     }
-    sqlite3_bind_int64(st, 3, now);
-    sqlite3_bind_int64(st, 4, expires_at);
-    rc = registry__exec(st);
+    registry__bind_i64(st, 3, now);
+    registry__bind_i64(st, 4, expires_at);
+    rc = registry__insert_id(st, -ENOENT, &id);
     if (rc < 0)
         return rc;
-    if (sqlite3_changes(r->db) == 0)
+    if (rc == 0)
         return -ENOENT;
     if (id_out)
-        *id_out = sqlite3_last_insert_rowid(r->db);
+        *id_out = id;
     return 0;
 }
 
 /* Cancels the site's unused tokens (inside the caller's transaction). */
 static int cancel_unused(struct registry *r, const char *site, int64_t now)
 {
-    sqlite3_stmt *st = registry__stmt(r, S_ENROLL_CANCEL_SITE);
+    struct reg_stmt *st = registry__stmt(r, S_ENROLL_CANCEL_SITE);
 
     if (registry__bind_text(st, 1, site) < 0) {
         registry__done(st);
         return -EIO;
     }
-    sqlite3_bind_int64(st, 2, now);
+    registry__bind_i64(st, 2, now);
     return registry__exec(st);
 }
 
@@ -81,20 +80,20 @@ int registry_enroll_reissue(struct registry *r, const char *site, const char *se
     return new_token(r, site, secret_hash, expires_at, now, id_out, 1);
 }
 
-static void enroll_from_row(sqlite3_stmt *st, struct reg_enroll *e)
+static void enroll_from_row(struct reg_stmt *st, struct reg_enroll *e)
 {
     memset(e, 0, sizeof(*e));
-    e->id = sqlite3_column_int64(st, 0);
+    e->id = registry__col_i64(st, 0);
     registry__copy_col(st, 1, e->site, sizeof(e->site));
-    e->created_at = sqlite3_column_int64(st, 2);
-    e->expires_at = sqlite3_column_int64(st, 3);
-    e->used_at = sqlite3_column_int64(st, 4);
-    e->cancelled_at = sqlite3_column_int64(st, 5);
+    e->created_at = registry__col_i64(st, 2);
+    e->expires_at = registry__col_i64(st, 3);
+    e->used_at = registry__col_i64(st, 4);
+    e->cancelled_at = registry__col_i64(st, 5);
 }
 
 int registry_enroll_get(struct registry *r, int64_t id, struct reg_enroll *out)
 {
-    sqlite3_stmt *st;
+    struct reg_stmt *st;
     int rc;
 
     if (out)
@@ -102,7 +101,7 @@ int registry_enroll_get(struct registry *r, int64_t id, struct reg_enroll *out)
     if (r == NULL || out == NULL)
         return -EINVAL;
     st = registry__stmt(r, S_ENROLL_GET);
-    sqlite3_bind_int64(st, 1, id);
+    registry__bind_i64(st, 1, id);
     rc = registry__step(st);
     if (rc == 1) {
         enroll_from_row(st, out);
@@ -117,16 +116,16 @@ int registry_enroll_get(struct registry *r, int64_t id, struct reg_enroll *out)
 /* Why a token could not be used: it was checked under the same write lock. */
 static int enroll_why_not(struct registry *r, const char *secret_hash)
 {
-    sqlite3_stmt *st = registry__stmt(r, S_ENROLL_STATUS);
+    struct reg_stmt *st = registry__stmt(r, S_ENROLL_STATUS);
     int rc = registry__bind_text(st, 1, secret_hash);
 
     if (rc == 0)
         rc = registry__step(st);
     if (rc == 0)
         rc = -ENOENT;
-    else if (rc == 1 && sqlite3_column_int(st, 0))
+    else if (rc == 1 && registry__col_i64(st, 0))
         rc = -EALREADY;
-    else if (rc == 1 && sqlite3_column_int(st, 1))
+    else if (rc == 1 && registry__col_i64(st, 1))
         rc = -ECANCELED;
     else if (rc == 1)
         rc = -ETIMEDOUT;
@@ -137,7 +136,7 @@ static int enroll_why_not(struct registry *r, const char *secret_hash)
 int registry_enroll_redeem(struct registry *r, const char *secret_hash, const char *pin,
                            int64_t now, char site_out[TOKEN_NAME_MAX + 1])
 {
-    sqlite3_stmt *st;
+    struct reg_stmt *st;
     int64_t site_id = 0;
     int rc, bound = 0;
 
@@ -152,11 +151,11 @@ int registry_enroll_redeem(struct registry *r, const char *secret_hash, const ch
         return rc;
     st = registry__stmt(r, S_ENROLL_USE);
     rc = registry__bind_text(st, 1, secret_hash);
-    sqlite3_bind_int64(st, 2, now);
+    registry__bind_i64(st, 2, now);
     if (rc == 0)
         rc = registry__step(st);
     if (rc == 1)
-        site_id = sqlite3_column_int64(st, 0);
+        site_id = registry__col_i64(st, 0);
     if (rc == 1)
         rc = registry__exec(st); /* finish the RETURNING statement */
     else
@@ -168,9 +167,9 @@ int registry_enroll_redeem(struct registry *r, const char *secret_hash, const ch
         goto out;
     }
     st = registry__stmt(r, S_ENROLL_BIND_SITE);
-    sqlite3_bind_int64(st, 1, site_id);
+    registry__bind_i64(st, 1, site_id);
     rc = registry__bind_text(st, 2, pin);
-    sqlite3_bind_int64(st, 3, now);
+    registry__bind_i64(st, 3, now);
     if (rc == 0)
         rc = registry__step(st);
     if (rc == 1) {
@@ -197,25 +196,25 @@ out:
 
 int registry_enroll_cancel(struct registry *r, int64_t id)
 {
-    sqlite3_stmt *st;
+    struct reg_stmt *st;
     int rc;
 
     if (r == NULL)
         return -EINVAL;
     st = registry__stmt(r, S_ENROLL_CANCEL);
-    sqlite3_bind_int64(st, 1, id);
-    sqlite3_bind_int64(st, 2, (int64_t)time(NULL));
+    registry__bind_i64(st, 1, id);
+    registry__bind_i64(st, 2, (int64_t)time(NULL));
     rc = registry__exec(st);
-    if (rc < 0 || sqlite3_changes(r->db) == 1)
+    if (rc < 0 || registry__changes(r) == 1)
         return rc;
     /* Cancelling twice is fine; cancelling a used token is not possible. */
     st = registry__stmt(r, S_ENROLL_STATUS_ID);
-    sqlite3_bind_int64(st, 1, id);
+    registry__bind_i64(st, 1, id);
     rc = registry__step(st);
     if (rc == 0)
         rc = -ENOENT;
     else if (rc == 1)
-        rc = sqlite3_column_int(st, 0) ? -EALREADY : 0;
+        rc = registry__col_i64(st, 0) ? -EALREADY : 0;
     registry__done(st);
     return rc;
 }
@@ -223,12 +222,12 @@ int registry_enroll_cancel(struct registry *r, int64_t id)
 int registry_enroll_list(struct registry *r, registry_enroll_cb cb, void *arg)
 {
     struct reg_enroll e;
-    sqlite3_stmt *st;
+    struct reg_stmt *st;
     int rc;
 
     if (r == NULL || cb == NULL)
         return -EINVAL;
-    if (sqlite3_stmt_busy(r->st[S_ENROLL_LIST]))
+    if (registry__busy(r->st[S_ENROLL_LIST]))
         return -EBUSY;
     st = registry__stmt(r, S_ENROLL_LIST);
     while ((rc = registry__step(st)) == 1) {

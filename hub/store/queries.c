@@ -8,102 +8,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <sqlite3.h>
-
 #define DETAIL_MAX 1024
 
-/* Transactions are the registry's own (registry__tx_*): one connection. */
-enum qstmt {
-    Q_INSERT,
-    Q_RINSERT,
-    Q_MARK_SENT,
-    Q_REQUEUE,
-    Q_FINISH,
-    Q_BUMP,
-    Q_SENT_LIST,
-    Q_EXPIRE_LIST,
-    Q_NEXT_EXPIRY,
-    Q_QUEUED_SITE,
-    Q_GET,
-    Q_RESULTS_SITE,
-    Q_RESULTS_SEQ,
-    Q_RESULT_ONE,
-    Q_COUNTS,
-    Q_LIST_ALL,
-    Q_LIST_TOKEN,
-    Q_CANCEL_LIST,
-    Q_CANCEL_MARK,
-    Q_IS_CANCELLED,
-    Q_OPEN_COUNTS,
-    Q_NSTMT
-};
-
-#define QCOLS                                                                                      \
-    "q.id, q.qid, q.created_at, q.token_id, q.actor, q.remote, q.target, q.service, q.method, "    \
-    "q.path, q.headers, q.timeout_s, q.ttl_s, q.expires_at, q.n_sites, q.n_final, "                \
-    "COALESCE(q.completed_at, 0), COALESCE(q.cancelled_at, 0)"
+/* The column of Q_QUEUED_SITE's body, after the query's own columns. */
 #define QCOL_BODY 18
 
-#define RCOLS                                                                                      \
-    "query_id, site_id, site, status, COALESCE(http_status, 0), headers, body, detail, "           \
-    "COALESCE(latency_ms, -1), COALESCE(sent_at, 0), COALESCE(finished_at, 0), COALESCE(seq, 0)"
-
-static const char *const qsql[Q_NSTMT] = {
-    [Q_INSERT] = "INSERT INTO queries (qid, created_at, token_id, actor, remote, target, service, "
-                 "method, path, headers, body, timeout_s, ttl_s, expires_at, n_sites, n_final, "
-                 "completed_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, "
-                 "?14, ?15, ?16, NULLIF(?17, 0))",
-    [Q_RINSERT] = "INSERT INTO query_results (query_id, site_id, site, status, expires_at, "
-                  "sent_at, detail, finished_at, seq) VALUES (?1, ?2, ?3, ?4, ?5, NULLIF(?6, 0), "
-                  "?7, NULLIF(?8, 0), NULLIF(?9, 0))",
-    [Q_MARK_SENT] = "UPDATE query_results SET status = 'sent', sent_at = ?3 "
-                    "WHERE query_id = ?1 AND site_id = ?2 AND status = 'queued'",
-    /* A cancelled query never waits again: the caller cancels the result. */
-    [Q_REQUEUE] = "UPDATE query_results SET status = 'queued', sent_at = NULL "
-                  "WHERE query_id = ?1 AND site_id = ?2 AND status = 'sent' AND "
-                  "(SELECT cancelled_at FROM queries WHERE id = ?1) IS NULL",
-    /* The state in the WHERE clause is what makes a transition happen once. */
-    [Q_FINISH] = "UPDATE query_results SET status = ?4, http_status = NULLIF(?5, 0), headers = ?6, "
-                 "body = ?7, detail = ?8, latency_ms = NULLIF(?9, -1), finished_at = ?10, "
-                 "seq = (SELECT n_final + 1 FROM queries WHERE id = ?1) "
-                 "WHERE query_id = ?1 AND site_id = ?2 AND status = ?3 RETURNING seq",
-    /* SET expressions see the old n_final. */
-    [Q_BUMP] = "UPDATE queries SET n_final = n_final + 1, "
-               "completed_at = CASE WHEN n_final + 1 = n_sites THEN ?2 ELSE NULL END "
-               "WHERE id = ?1 RETURNING n_final = n_sites",
-    [Q_SENT_LIST] = "SELECT query_id, site_id FROM query_results WHERE status = 'sent'",
-    [Q_EXPIRE_LIST] = "SELECT r.query_id, r.site_id, r.site, q.qid FROM query_results r "
-                      "JOIN queries q ON q.id = r.query_id "
-                      "WHERE r.status = 'queued' AND r.expires_at < ?1 ORDER BY r.expires_at "
-                      "LIMIT ?2",
-    [Q_NEXT_EXPIRY] = "SELECT min(expires_at) FROM query_results WHERE status = 'queued'",
-    [Q_QUEUED_SITE] = "SELECT " QCOLS ", q.body FROM query_results r "
-                      "JOIN queries q ON q.id = r.query_id WHERE r.site_id = ?1 AND "
-                      "r.status = 'queued' AND r.expires_at >= ?2 ORDER BY r.query_id LIMIT ?3",
-    [Q_GET] = "SELECT " QCOLS " FROM queries q WHERE q.qid = ?1",
-    [Q_RESULTS_SITE] = "SELECT " RCOLS " FROM query_results WHERE query_id = ?1 ORDER BY site",
-    [Q_RESULTS_SEQ] = "SELECT " RCOLS " FROM query_results WHERE query_id = ?1 AND seq > ?2 "
-                      "ORDER BY seq",
-    [Q_RESULT_ONE] = "SELECT " RCOLS " FROM query_results WHERE query_id = ?1 AND site_id = ?2",
-    [Q_COUNTS] = "SELECT status, count(*) FROM query_results WHERE query_id = ?1 GROUP BY status",
-    /* Paging by id walks the rowid b-tree backwards: no sort. */
-    [Q_LIST_ALL] = "SELECT " QCOLS " FROM queries q WHERE q.id < ?1 ORDER BY q.id DESC LIMIT ?2",
-    [Q_LIST_TOKEN] = "SELECT " QCOLS " FROM queries q WHERE q.token_id = ?3 AND q.id < ?1 "
-                     "ORDER BY q.id DESC LIMIT ?2",
-    [Q_CANCEL_LIST] = "SELECT r.query_id, r.site_id, r.site, q.qid FROM query_results r "
-                      "JOIN queries q ON q.id = r.query_id "
-                      "WHERE r.query_id = ?1 AND r.status = 'queued' ORDER BY r.site",
-    [Q_CANCEL_MARK] = "UPDATE queries SET cancelled_at = ?2 WHERE id = ?1",
-    [Q_IS_CANCELLED] = "SELECT cancelled_at IS NOT NULL FROM queries WHERE id = ?1",
-    /* Each count walks its partial index only (queued or sent rows). */
-    [Q_OPEN_COUNTS] = "SELECT (SELECT count(*) FROM query_results WHERE status = 'queued'), "
-                      "(SELECT count(*) FROM query_results WHERE status = 'sent')",
-};
-
+/* Transactions are the registry's own (registry__tx_*): one connection. */
 struct reg_qstore {
     struct registry *r; /* borrowed: outlives this store */
-    sqlite3 *db;
-    sqlite3_stmt *st[Q_NSTMT];
+    struct reg_stmt *st[Q_NSTMT];
 };
 
 static const char *const status_names[REG_Q_NSTATUS] = {
@@ -147,37 +60,20 @@ void registry_query_clear(struct reg_query *q)
  * violation is bad input, not a missing row. */
 #define QUERY_FK (-EINVAL)
 
-static sqlite3_stmt *stmt(struct reg_qstore *s, enum qstmt id)
+static struct reg_stmt *stmt(struct reg_qstore *s, enum qstmt id)
 {
     return registry__reset(s->st[id]);
 }
 
-static int db_err(struct reg_qstore *s)
-{
-    return registry_map_rc(sqlite3_extended_errcode(s->db), QUERY_FK);
-}
-
-static int exec_stmt(sqlite3_stmt *st)
+static int exec_stmt(struct reg_stmt *st)
 {
     return registry__exec_fk(st, QUERY_FK);
 }
 
 /* 1 row, 0 none, <0 error; the statement stays positioned. */
-static int step_row(sqlite3_stmt *st)
+static int step_row(struct reg_stmt *st)
 {
     return registry__step_fk(st, QUERY_FK);
-}
-
-/* NULL stays NULL; an empty body is a zero-length blob, not NULL. */
-static int bind_blob(sqlite3_stmt *st, int idx, const uint8_t *b, size_t len)
-{
-    if (b == NULL)
-        return sqlite3_bind_null(st, idx);
-    if (len > (size_t)0x7fffffff)
-        return SQLITE_TOOBIG;
-    if (len == 0)
-        return sqlite3_bind_zeroblob(st, idx, 0);
-    return sqlite3_bind_blob(st, idx, b, (int)len, SQLITE_STATIC);
 }
 
 int registry_query_open(struct registry *r, struct reg_qstore **out)
@@ -188,15 +84,10 @@ int registry_query_open(struct registry *r, struct reg_qstore **out)
     if (s == NULL)
         return -ENOMEM;
     s->r = r;
-    s->db = registry_db(r);
     for (int i = 0; i < Q_NSTMT; i++) {
-        if (sqlite3_prepare_v3(s->db, qsql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->st[i], NULL) !=
-            SQLITE_OK) {
-            rc = db_err(s);
-            if (rc == 0)
-                rc = -EIO;
+        rc = registry__prepare(r, r->drv->qsql[i], &s->st[i]);
+        if (rc < 0)
             goto out;
-        }
     }
     *out = s;
     s = NULL;
@@ -212,7 +103,7 @@ void registry_query_close(struct reg_qstore *s)
     if (s == NULL)
         return;
     for (int i = 0; i < Q_NSTMT; i++)
-        sqlite3_finalize(s->st[i]);
+        registry__finalize(s->st[i]);
     free(s);
 }
 
@@ -220,13 +111,13 @@ void registry_query_close(struct reg_qstore *s)
 
 /* Fills q from a QCOLS row; heap fields are new copies (body only if
  * with_body). */
-static int read_query(sqlite3_stmt *st, struct reg_query *q, int with_body)
+static int read_query(struct reg_stmt *st, struct reg_query *q, int with_body)
 {
     memset(q, 0, sizeof(*q));
-    q->id = sqlite3_column_int64(st, 0);
+    q->id = registry__col_i64(st, 0);
     registry__copy_col(st, 1, q->qid, sizeof(q->qid));
-    q->created_at = sqlite3_column_int64(st, 2);
-    q->token_id = sqlite3_column_int64(st, 3);
+    q->created_at = registry__col_i64(st, 2);
+    q->token_id = registry__col_i64(st, 3);
     registry__copy_col(st, 4, q->actor, sizeof(q->actor));
     registry__copy_col(st, 5, q->remote, sizeof(q->remote));
     registry__dup_col(st, 6, &q->target_json);
@@ -234,25 +125,25 @@ static int read_query(sqlite3_stmt *st, struct reg_query *q, int with_body)
     registry__copy_col(st, 8, q->method, sizeof(q->method));
     registry__dup_col(st, 9, &q->path);
     registry__dup_col(st, 10, &q->headers_json);
-    q->timeout_s = sqlite3_column_int64(st, 11);
-    q->ttl_s = sqlite3_column_int64(st, 12);
-    q->expires_at = sqlite3_column_int64(st, 13);
-    q->n_sites = sqlite3_column_int64(st, 14);
-    q->n_final = sqlite3_column_int64(st, 15);
-    q->completed_at = sqlite3_column_int64(st, 16);
-    q->cancelled_at = sqlite3_column_int64(st, 17);
+    q->timeout_s = registry__col_i64(st, 11);
+    q->ttl_s = registry__col_i64(st, 12);
+    q->expires_at = registry__col_i64(st, 13);
+    q->n_sites = registry__col_i64(st, 14);
+    q->n_final = registry__col_i64(st, 15);
+    q->completed_at = registry__col_i64(st, 16);
+    q->cancelled_at = registry__col_i64(st, 17);
     if (q->target_json == NULL || q->path == NULL || q->headers_json == NULL)
         goto nomem;
     if (with_body) {
-        const void *b = sqlite3_column_blob(st, QCOL_BODY);
-        int n = sqlite3_column_bytes(st, QCOL_BODY);
+        size_t n = 0;
+        const void *b = registry__col_blob(st, QCOL_BODY, &n);
 
         if (n > 0) {
-            q->body = malloc((size_t)n);
+            q->body = malloc(n);
             if (q->body == NULL)
                 goto nomem;
-            memcpy(q->body, b, (size_t)n);
-            q->body_len = (size_t)n;
+            memcpy(q->body, b, n);
+            q->body_len = n;
         }
     }
     return 0;
@@ -262,28 +153,27 @@ nomem:
 }
 
 /* A view of an RCOLS row, valid until the statement moves. */
-static void read_result(sqlite3_stmt *st, struct reg_qresult *r)
+static void read_result(struct reg_stmt *st, struct reg_qresult *r)
 {
     static const uint8_t empty_body[1];
 
     memset(r, 0, sizeof(*r));
-    r->query_id = sqlite3_column_int64(st, 0);
-    r->site_id = sqlite3_column_int64(st, 1);
-    r->site = (const char *)sqlite3_column_text(st, 2);
-    r->status = registry_query_status_parse((const char *)sqlite3_column_text(st, 3));
-    r->http_status = sqlite3_column_int(st, 4);
-    r->headers_json = (const char *)sqlite3_column_text(st, 5);
-    if (sqlite3_column_type(st, 6) != SQLITE_NULL) {
-        r->body = sqlite3_column_blob(st, 6);
-        r->body_len = (size_t)sqlite3_column_bytes(st, 6);
+    r->query_id = registry__col_i64(st, 0);
+    r->site_id = registry__col_i64(st, 1);
+    r->site = registry__col_text(st, 2);
+    r->status = registry_query_status_parse(registry__col_text(st, 3));
+    r->http_status = (int)registry__col_i64(st, 4);
+    r->headers_json = registry__col_text(st, 5);
+    if (!registry__col_null(st, 6)) {
+        r->body = registry__col_blob(st, 6, &r->body_len);
         if (r->body == NULL)
             r->body = empty_body; /* zero-length blob */
     }
-    r->detail = (const char *)sqlite3_column_text(st, 7);
-    r->latency_ms = sqlite3_column_int64(st, 8);
-    r->sent_at = sqlite3_column_int64(st, 9);
-    r->finished_at = sqlite3_column_int64(st, 10);
-    r->seq = sqlite3_column_int64(st, 11);
+    r->detail = registry__col_text(st, 7);
+    r->latency_ms = registry__col_i64(st, 8);
+    r->sent_at = registry__col_i64(st, 9);
+    r->finished_at = registry__col_i64(st, 10);
+    r->seq = registry__col_i64(st, 11);
     if (r->site == NULL)
         r->site = "";
 }
@@ -293,7 +183,7 @@ static void read_result(sqlite3_stmt *st, struct reg_qresult *r)
 int registry_query_create(struct reg_qstore *s, struct reg_query *q,
                           const struct reg_qresult *targets, size_t n, int64_t now)
 {
-    sqlite3_stmt *st;
+    struct reg_stmt *st;
     int64_t n_final = 0, seq = 0;
     int rc;
 
@@ -307,8 +197,8 @@ int registry_query_create(struct reg_qstore *s, struct reg_query *q,
         return rc;
     st = stmt(s, Q_INSERT);
     registry__bind_text(st, 1, q->qid);
-    sqlite3_bind_int64(st, 2, q->created_at);
-    sqlite3_bind_int64(st, 3, q->token_id);
+    registry__bind_i64(st, 2, q->created_at);
+    registry__bind_i64(st, 3, q->token_id);
     registry__bind_text(st, 4, q->actor);
     registry__bind_text_cut(st, 5, q->remote, 63);
     registry__bind_text(st, 6, q->target_json);
@@ -316,20 +206,22 @@ int registry_query_create(struct reg_qstore *s, struct reg_query *q,
     registry__bind_text(st, 8, q->method);
     registry__bind_text(st, 9, q->path);
     registry__bind_text(st, 10, q->headers_json ? q->headers_json : "{}");
-    if (bind_blob(st, 11, q->body ? q->body : (const uint8_t *)"", q->body_len) != SQLITE_OK) {
+    if (registry__bind_blob(st, 11, q->body ? q->body : (const uint8_t *)"", q->body_len) != 0) {
         rc = -EINVAL;
         goto out;
     }
-    sqlite3_bind_int64(st, 12, q->timeout_s);
-    sqlite3_bind_int64(st, 13, q->ttl_s);
-    sqlite3_bind_int64(st, 14, q->expires_at);
-    sqlite3_bind_int64(st, 15, (int64_t)n);
-    sqlite3_bind_int64(st, 16, n_final);
-    sqlite3_bind_int64(st, 17, n_final == (int64_t)n ? now : 0);
-    rc = exec_stmt(st);
-    if (rc != 0)
+    registry__bind_i64(st, 12, q->timeout_s);
+    registry__bind_i64(st, 13, q->ttl_s);
+    registry__bind_i64(st, 14, q->expires_at);
+    registry__bind_i64(st, 15, (int64_t)n);
+    registry__bind_i64(st, 16, n_final);
+    registry__bind_i64(st, 17, n_final == (int64_t)n ? now : 0);
+    rc = registry__insert_id(st, QUERY_FK, &q->id);
+    if (rc == 0)
+        rc = -EIO; /* RETURNING gave no row: not what the table does */
+    if (rc < 0)
         goto out;
-    q->id = sqlite3_last_insert_rowid(s->db);
+    rc = 0;
     q->n_sites = (int64_t)n;
     q->n_final = n_final;
     q->completed_at = n_final == (int64_t)n ? now : 0;
@@ -342,15 +234,15 @@ int registry_query_create(struct reg_qstore *s, struct reg_query *q,
             goto out;
         }
         st = stmt(s, Q_RINSERT);
-        sqlite3_bind_int64(st, 1, q->id);
-        sqlite3_bind_int64(st, 2, t->site_id);
+        registry__bind_i64(st, 1, q->id);
+        registry__bind_i64(st, 2, t->site_id);
         registry__bind_text(st, 3, t->site);
         registry__bind_text(st, 4, status_names[t->status]);
-        sqlite3_bind_int64(st, 5, q->expires_at);
-        sqlite3_bind_int64(st, 6, t->status == REG_Q_SENT ? now : 0);
+        registry__bind_i64(st, 5, q->expires_at);
+        registry__bind_i64(st, 6, t->status == REG_Q_SENT ? now : 0);
         registry__bind_text_cut(st, 7, t->detail ? t->detail : "", DETAIL_MAX);
-        sqlite3_bind_int64(st, 8, final ? now : 0);
-        sqlite3_bind_int64(st, 9, final ? ++seq : 0);
+        registry__bind_i64(st, 8, final ? now : 0);
+        registry__bind_i64(st, 9, final ? ++seq : 0);
         rc = exec_stmt(st);
         if (rc != 0)
             goto out;
@@ -362,22 +254,22 @@ out:
     return rc;
 }
 
-static int change_one(struct reg_qstore *s, sqlite3_stmt *st)
+static int change_one(struct reg_qstore *s, struct reg_stmt *st)
 {
     int rc = exec_stmt(st);
 
-    if (rc == 0 && sqlite3_changes(s->db) != 1)
+    if (rc == 0 && registry__changes(s->r) != 1)
         rc = -ENOENT;
     return rc;
 }
 
 int registry_query_mark_sent(struct reg_qstore *s, int64_t query_id, int64_t site_id, int64_t now)
 {
-    sqlite3_stmt *st = stmt(s, Q_MARK_SENT);
+    struct reg_stmt *st = stmt(s, Q_MARK_SENT);
 
-    sqlite3_bind_int64(st, 1, query_id);
-    sqlite3_bind_int64(st, 2, site_id);
-    sqlite3_bind_int64(st, 3, now);
+    registry__bind_i64(st, 1, query_id);
+    registry__bind_i64(st, 2, site_id);
+    registry__bind_i64(st, 3, now);
     return change_one(s, st);
 }
 
@@ -407,64 +299,97 @@ int registry_query_mark_sent_many(struct reg_qstore *s, int64_t site_id, const i
 
 int registry_query_requeue(struct reg_qstore *s, int64_t query_id, int64_t site_id)
 {
-    sqlite3_stmt *st = stmt(s, Q_REQUEUE);
+    struct reg_stmt *st = stmt(s, Q_REQUEUE);
     int rc;
 
-    sqlite3_bind_int64(st, 1, query_id);
-    sqlite3_bind_int64(st, 2, site_id);
+    registry__bind_i64(st, 1, query_id);
+    registry__bind_i64(st, 2, site_id);
     rc = change_one(s, st);
     if (rc != -ENOENT)
         return rc;
     /* Not requeued: say whether the cancel is why. */
     st = stmt(s, Q_IS_CANCELLED);
-    sqlite3_bind_int64(st, 1, query_id);
-    if (step_row(st) == 1 && sqlite3_column_int(st, 0) != 0)
+    registry__bind_i64(st, 1, query_id);
+    if (step_row(st) == 1 && registry__col_i64(st, 0) != 0)
         rc = -ECANCELED;
-    sqlite3_reset(st);
+    registry__done(st);
     return rc;
 }
 
-/* Inside a transaction: the result's final state, then the query's count. */
+/* Counts r, still in state from, in its query: 0 with its seq and whether
+ * the query is complete now, -ENOENT when r is not in that state. */
+static int bump(struct reg_qstore *s, const struct reg_qresult *r, int from, int64_t *seq,
+                int *complete)
+{
+    struct reg_stmt *st = stmt(s, Q_BUMP);
+    int rc;
+
+    registry__bind_i64(st, 1, r->query_id);
+    registry__bind_i64(st, 2, r->site_id);
+    registry__bind_text(st, 3, status_names[from]);
+    registry__bind_i64(st, 4, r->finished_at);
+    rc = step_row(st);
+    if (rc == 1) {
+        *seq = registry__col_i64(st, 0);
+        *complete = registry__col_i64(st, 1) != 0;
+    }
+    registry__done(st);
+    if (rc == 0)
+        return -ENOENT;
+    /* The query could not count it: the whole transaction must go. */
+    return rc < 0 ? (rc == -EINVAL ? -EIO : rc) : 0;
+}
+
+/* Inside a transaction: the query's count, then the result's final state
+ * with the seq it got. The count goes first so that its row lock orders
+ * the finishers of one query on a database with concurrent writers: two
+ * never take the same seq. */
 static int finish_one(struct reg_qstore *s, const struct reg_qresult *r, int from, int64_t *seq,
                       int *complete)
 {
-    sqlite3_stmt *st;
-    int rc;
+    struct reg_stmt *st;
+    int64_t sq = 0;
+    int cp = 0, rc;
 
     if (!registry_query_status_final(r->status) || (from != REG_Q_QUEUED && from != REG_Q_SENT))
         return -EINVAL;
     st = stmt(s, Q_FINISH);
-    sqlite3_bind_int64(st, 1, r->query_id);
-    sqlite3_bind_int64(st, 2, r->site_id);
+    registry__bind_i64(st, 1, r->query_id);
+    registry__bind_i64(st, 2, r->site_id);
     registry__bind_text(st, 3, status_names[from]);
     registry__bind_text(st, 4, status_names[r->status]);
-    sqlite3_bind_int(st, 5, r->http_status);
+    registry__bind_i64(st, 5, r->http_status);
     registry__bind_text(st, 6, r->headers_json);
-    if (bind_blob(st, 7, r->body, r->body_len) != SQLITE_OK) {
-        sqlite3_reset(st);
+    if (registry__bind_blob(st, 7, r->body, r->body_len) != 0) {
+        registry__done(st);
         return -EINVAL;
     }
     registry__bind_text_cut(st, 8, r->detail ? r->detail : "", DETAIL_MAX);
-    sqlite3_bind_int64(st, 9, r->latency_ms);
-    sqlite3_bind_int64(st, 10, r->finished_at);
-    rc = step_row(st);
-    if (rc == 1)
-        *seq = sqlite3_column_int64(st, 0);
-    sqlite3_reset(st);
-    if (rc <= 0)
-        return rc == 0 ? -ENOENT : rc;
-    st = stmt(s, Q_BUMP);
-    sqlite3_bind_int64(st, 1, r->query_id);
-    sqlite3_bind_int64(st, 2, r->finished_at);
-    rc = step_row(st);
-    if (rc == 1)
-        *complete = sqlite3_column_int(st, 0) != 0;
-    sqlite3_reset(st);
-    /* The result moved but its query could not count it: the whole
-     * transaction must go, not this item alone. */
-    if (rc <= 0)
-        return rc == 0 || rc == -EINVAL ? -EIO : rc;
-    return 0;
+    registry__bind_i64(st, 9, r->latency_ms);
+    registry__bind_i64(st, 10, r->finished_at);
+    rc = bump(s, r, from, &sq, &cp);
+    if (rc != 0) {
+        registry__done(st);
+        return rc;
+    }
+    registry__bind_i64(st, 11, sq);
+    rc = exec_stmt(st);
+    /* Checked under the same lock just before: another state means the
+     * transaction saw two states of the row. */
+    if (rc == 0 && registry__changes(s->r) != 1)
+        rc = -EIO;
+    if (rc == 0) {
+        *seq = sq;
+        *complete = cp;
+        return 0;
+    }
+    /* The result refused its new state (a CHECK): that undoes this item
+     * only, so its count goes too, or else the whole transaction. */
+    st = stmt(s, Q_UNBUMP);
+    registry__bind_i64(st, 1, r->query_id);
+    if (exec_stmt(st) != 0 || registry__changes(s->r) != 1)
+        rc = -EIO;
+    return rc;
 }
 
 int registry_query_finish_many(struct reg_qstore *s, const struct reg_qresult *rs, const int *from,
@@ -533,8 +458,8 @@ struct qpair {
 };
 
 /* Reads (query_id, site_id[, site]) rows of st into a malloc'ed array. */
-static int collect_pairs(struct reg_qstore *s, sqlite3_stmt *st, int with_site, struct qpair **out,
-                         size_t *n)
+static int collect_pairs(struct reg_qstore *s, struct reg_stmt *st, int with_site,
+                         struct qpair **out, size_t *n)
 {
     struct qpair *v = NULL, *nv;
     size_t len = 0, cap = 0;
@@ -548,15 +473,15 @@ static int collect_pairs(struct reg_qstore *s, sqlite3_stmt *st, int with_site, 
         }
         v = nv;
         memset(&v[len], 0, sizeof(v[len]));
-        v[len].query_id = sqlite3_column_int64(st, 0);
-        v[len].site_id = sqlite3_column_int64(st, 1);
+        v[len].query_id = registry__col_i64(st, 0);
+        v[len].site_id = registry__col_i64(st, 1);
         if (with_site) {
             registry__copy_col(st, 2, v[len].site, sizeof(v[len].site));
             registry__copy_col(st, 3, v[len].qid, sizeof(v[len].qid));
         }
         len++;
     }
-    sqlite3_reset(st);
+    registry__done(st);
     if (rc < 0) {
         free(v);
         return rc;
@@ -597,7 +522,7 @@ int registry_query_fail_sent(struct reg_qstore *s, const char *detail, int64_t n
  * stepped) lists, all queued, move to status with detail in one
  * transaction; cancel_id (0: none) is marked cancelled in it too. Then cb
  * for each. */
-static int finish_listed(struct reg_qstore *s, sqlite3_stmt *st, int status, const char *detail,
+static int finish_listed(struct reg_qstore *s, struct reg_stmt *st, int status, const char *detail,
                          int64_t now, int64_t cancel_id, registry_qexpired_cb cb, void *arg,
                          size_t *n)
 {
@@ -608,7 +533,7 @@ static int finish_listed(struct reg_qstore *s, sqlite3_stmt *st, int status, con
     *n = 0;
     rc = registry__tx_begin(s->r);
     if (rc != 0) {
-        sqlite3_reset(st);
+        registry__done(st);
         return rc;
     }
     rc = collect_pairs(s, st, 1, &v, &len);
@@ -623,8 +548,8 @@ static int finish_listed(struct reg_qstore *s, sqlite3_stmt *st, int status, con
     }
     if (rc == 0 && cancel_id != 0 && len > 0) {
         st = stmt(s, Q_CANCEL_MARK);
-        sqlite3_bind_int64(st, 1, cancel_id);
-        sqlite3_bind_int64(st, 2, now);
+        registry__bind_i64(st, 1, cancel_id);
+        registry__bind_i64(st, 2, now);
         rc = change_one(s, st);
     }
     rc = registry__tx_end(s->r, rc);
@@ -650,10 +575,10 @@ static int finish_listed(struct reg_qstore *s, sqlite3_stmt *st, int status, con
 int registry_query_expire(struct reg_qstore *s, int64_t now, size_t max, registry_qexpired_cb cb,
                           void *arg, size_t *n)
 {
-    sqlite3_stmt *st = stmt(s, Q_EXPIRE_LIST);
+    struct reg_stmt *st = stmt(s, Q_EXPIRE_LIST);
 
-    sqlite3_bind_int64(st, 1, now);
-    sqlite3_bind_int64(st, 2, (int64_t)max);
+    registry__bind_i64(st, 1, now);
+    registry__bind_i64(st, 2, (int64_t)max);
     return finish_listed(s, st, REG_Q_EXPIRED, "the site did not connect before ttl_s ran out", now,
                          0, cb, arg, n);
 }
@@ -661,35 +586,35 @@ int registry_query_expire(struct reg_qstore *s, int64_t now, size_t max, registr
 int registry_query_cancel(struct reg_qstore *s, int64_t query_id, const char *detail, int64_t now,
                           registry_qexpired_cb cb, void *arg, size_t *n)
 {
-    sqlite3_stmt *st = stmt(s, Q_CANCEL_LIST);
+    struct reg_stmt *st = stmt(s, Q_CANCEL_LIST);
 
-    sqlite3_bind_int64(st, 1, query_id);
+    registry__bind_i64(st, 1, query_id);
     return finish_listed(s, st, REG_Q_CANCELLED, detail, now, query_id, cb, arg, n);
 }
 
 int registry_query_next_expiry(struct reg_qstore *s, int64_t *out)
 {
-    sqlite3_stmt *st = stmt(s, Q_NEXT_EXPIRY);
+    struct reg_stmt *st = stmt(s, Q_NEXT_EXPIRY);
     int rc = step_row(st);
 
-    *out = rc == 1 ? sqlite3_column_int64(st, 0) : 0;
-    sqlite3_reset(st);
+    *out = rc == 1 ? registry__col_i64(st, 0) : 0;
+    registry__done(st);
     return rc < 0 ? rc : 0;
 }
 
 int registry_query_queued_for_site(struct reg_qstore *s, int64_t site_id, int64_t now, size_t max,
                                    struct reg_query **out, size_t *n)
 {
-    sqlite3_stmt *st = stmt(s, Q_QUEUED_SITE);
+    struct reg_stmt *st = stmt(s, Q_QUEUED_SITE);
     struct reg_query *v = NULL, *nv;
     size_t len = 0, cap = 0;
     int rc;
 
     *out = NULL;
     *n = 0;
-    sqlite3_bind_int64(st, 1, site_id);
-    sqlite3_bind_int64(st, 2, now);
-    sqlite3_bind_int64(st, 3, (int64_t)max);
+    registry__bind_i64(st, 1, site_id);
+    registry__bind_i64(st, 2, now);
+    registry__bind_i64(st, 3, (int64_t)max);
     while ((rc = step_row(st)) == 1) {
         nv = grow(v, &cap, len, sizeof(*v), 8);
         if (nv == NULL) {
@@ -702,7 +627,7 @@ int registry_query_queued_for_site(struct reg_qstore *s, int64_t site_id, int64_
             break;
         len++;
     }
-    sqlite3_reset(st);
+    registry__done(st);
     if (rc < 0) {
         for (size_t i = 0; i < len; i++)
             registry_query_clear(&v[i]);
@@ -716,7 +641,7 @@ int registry_query_queued_for_site(struct reg_qstore *s, int64_t site_id, int64_
 
 int registry_query_get(struct reg_qstore *s, const char *qid, struct reg_query *out)
 {
-    sqlite3_stmt *st = stmt(s, Q_GET);
+    struct reg_stmt *st = stmt(s, Q_GET);
     int rc;
 
     registry__bind_text(st, 1, qid);
@@ -725,11 +650,11 @@ int registry_query_get(struct reg_qstore *s, const char *qid, struct reg_query *
         rc = read_query(st, out, 0);
     else if (rc == 0)
         rc = -ENOENT;
-    sqlite3_reset(st);
+    registry__done(st);
     return rc;
 }
 
-static int each_result(struct reg_qstore *s, sqlite3_stmt *st, registry_qresult_cb cb, void *arg,
+static int each_result(struct reg_qstore *s, struct reg_stmt *st, registry_qresult_cb cb, void *arg,
                        int *count)
 {
     struct reg_qresult r;
@@ -743,7 +668,7 @@ static int each_result(struct reg_qstore *s, sqlite3_stmt *st, registry_qresult_
         if (ret != 0)
             break;
     }
-    sqlite3_reset(st);
+    registry__done(st);
     if (rc < 0)
         return rc;
     return ret;
@@ -752,23 +677,23 @@ static int each_result(struct reg_qstore *s, sqlite3_stmt *st, registry_qresult_
 int registry_query_results(struct reg_qstore *s, int64_t query_id, int order_by_seq,
                            int64_t after_seq, registry_qresult_cb cb, void *arg)
 {
-    sqlite3_stmt *st = stmt(s, order_by_seq ? Q_RESULTS_SEQ : Q_RESULTS_SITE);
+    struct reg_stmt *st = stmt(s, order_by_seq ? Q_RESULTS_SEQ : Q_RESULTS_SITE);
     int count;
 
-    sqlite3_bind_int64(st, 1, query_id);
+    registry__bind_i64(st, 1, query_id);
     if (order_by_seq)
-        sqlite3_bind_int64(st, 2, after_seq);
+        registry__bind_i64(st, 2, after_seq);
     return each_result(s, st, cb, arg, &count);
 }
 
 int registry_query_result(struct reg_qstore *s, int64_t query_id, int64_t site_id,
                           registry_qresult_cb cb, void *arg)
 {
-    sqlite3_stmt *st = stmt(s, Q_RESULT_ONE);
+    struct reg_stmt *st = stmt(s, Q_RESULT_ONE);
     int count, rc;
 
-    sqlite3_bind_int64(st, 1, query_id);
-    sqlite3_bind_int64(st, 2, site_id);
+    registry__bind_i64(st, 1, query_id);
+    registry__bind_i64(st, 2, site_id);
     rc = each_result(s, st, cb, arg, &count);
     if (rc == 0 && count == 0)
         rc = -ENOENT;
@@ -777,47 +702,47 @@ int registry_query_result(struct reg_qstore *s, int64_t query_id, int64_t site_i
 
 int registry_query_counts(struct reg_qstore *s, int64_t query_id, int64_t counts[REG_Q_NSTATUS])
 {
-    sqlite3_stmt *st = stmt(s, Q_COUNTS);
+    struct reg_stmt *st = stmt(s, Q_COUNTS);
     int rc;
 
     memset(counts, 0, sizeof(int64_t) * REG_Q_NSTATUS);
-    sqlite3_bind_int64(st, 1, query_id);
+    registry__bind_i64(st, 1, query_id);
     while ((rc = step_row(st)) == 1) {
-        int k = registry_query_status_parse((const char *)sqlite3_column_text(st, 0));
+        int k = registry_query_status_parse(registry__col_text(st, 0));
         if (k >= 0)
-            counts[k] = sqlite3_column_int64(st, 1);
+            counts[k] = registry__col_i64(st, 1);
     }
-    sqlite3_reset(st);
+    registry__done(st);
     return rc < 0 ? rc : 0;
 }
 
 int registry_query_open_counts(struct reg_qstore *s, int64_t *queued, int64_t *sent)
 {
-    sqlite3_stmt *st = stmt(s, Q_OPEN_COUNTS);
+    struct reg_stmt *st = stmt(s, Q_OPEN_COUNTS);
     int rc = step_row(st);
 
     if (rc == 1) {
-        *queued = sqlite3_column_int64(st, 0);
-        *sent = sqlite3_column_int64(st, 1);
+        *queued = registry__col_i64(st, 0);
+        *sent = registry__col_i64(st, 1);
         rc = 0;
     } else if (rc == 0) {
         rc = -EIO;
     }
-    sqlite3_reset(st);
+    registry__done(st);
     return rc;
 }
 
 int registry_query_list(struct reg_qstore *s, int64_t token_id, int64_t before_id, int limit,
                         registry_query_cb cb, void *arg)
 {
-    sqlite3_stmt *st = stmt(s, token_id != 0 ? Q_LIST_TOKEN : Q_LIST_ALL);
+    struct reg_stmt *st = stmt(s, token_id != 0 ? Q_LIST_TOKEN : Q_LIST_ALL);
     struct reg_query q;
     int rc, ret = 0;
 
-    sqlite3_bind_int64(st, 1, before_id > 0 ? before_id : INT64_MAX);
-    sqlite3_bind_int(st, 2, limit);
+    registry__bind_i64(st, 1, before_id > 0 ? before_id : INT64_MAX);
+    registry__bind_i64(st, 2, limit);
     if (token_id != 0)
-        sqlite3_bind_int64(st, 3, token_id);
+        registry__bind_i64(st, 3, token_id);
     while ((rc = step_row(st)) == 1) {
         rc = read_query(st, &q, 0);
         if (rc != 0)
@@ -827,7 +752,7 @@ int registry_query_list(struct reg_qstore *s, int64_t token_id, int64_t before_i
         if (ret != 0)
             break;
     }
-    sqlite3_reset(st);
+    registry__done(st);
     if (rc < 0)
         return rc;
     return ret;

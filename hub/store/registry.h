@@ -1,4 +1,5 @@
-/* The hub's SQLite registry: sites, enrollment and API tokens, sessions, audit. */
+/* The hub's registry (SQLite, behind a driver): sites, enrollment and API tokens, sessions, audit.
+ */
 /* SPDX-License-Identifier: MIT */
 #ifndef TETHER_REGISTRY_H
 #define TETHER_REGISTRY_H
@@ -67,24 +68,13 @@ struct reg_apitoken {
 void registry_apitoken_clear(struct reg_apitoken *t);
 
 struct registry;
-struct sqlite3;
-
-/* For the registry module's own sibling files (hub/registry_*.c) only: the
- * connection, so that they can prepare their statements. Nothing else in
- * the hub may use SQLite directly (the registry must stay swappable). */
-struct sqlite3 *registry_db(struct registry *r);
-/* An SQLite result (extended codes) as 0 or a negative errno: -EEXIST for a
- * unique or primary key, foreign_key for a foreign key violation, -EINVAL
- * for other constraints and too-big values, -ENOMEM, -EBUSY, -ENOSPC for a
- * full disk (SQLITE_FULL), else -EIO (SQLITE_IOERR and the rest). */
-int registry_map_rc(int rc, int foreign_key);
 /* For an error of the storage itself, which passes and is no fault of the
  * request (-ENOSPC, -EIO, -EBUSY): a static phrase saying what is wrong
  * ("the hub's disk is full"). NULL for any other rc. */
 const char *registry_storage_error(int rc);
 
 /* Opens (creating if needed) the database file: WAL, foreign_keys=ON,
- * busy_timeout 5000 ms, then applies every migration in schema/ whose number
+ * busy_timeout 5000 ms, then applies every migration in schema/sqlite/ whose number
  * is above PRAGMA user_version, each in its own transaction. The migrations
  * are compiled into the binary (see schema_sql.h). On failure *err (if
  * non-NULL) gets a one-line message. */

@@ -1,4 +1,4 @@
-/* Schema migrations compiled in from schema/NNN_name.sql by cmake/embed_schema.cmake. */
+/* Schema migrations compiled in from schema/sqlite/NNN_name.sql by cmake/embed_schema.cmake. */
 /* SPDX-License-Identifier: MIT */
 #ifndef TETHER_SCHEMA_SQL_H
 #define TETHER_SCHEMA_SQL_H

@@ -7,8 +7,6 @@
 #include <string.h>
 #include <time.h>
 
-#include <sqlite3.h>
-
 static const char *const state_names[REG_SITE_NSTATES] = {
     [REG_SITE_PENDING] = "pending",
     [REG_SITE_ACTIVE] = "active",
@@ -43,16 +41,16 @@ void registry_site_clear(struct reg_site *s)
     memset(s, 0, sizeof(*s));
 }
 
-static int site_from_row(sqlite3_stmt *st, struct reg_site *s)
+static int site_from_row(struct reg_stmt *st, struct reg_site *s)
 {
     int rc;
 
     memset(s, 0, sizeof(*s));
-    s->id = sqlite3_column_int64(st, 0);
+    s->id = registry__col_i64(st, 0);
     registry__copy_col(st, 1, s->name, sizeof(s->name));
     /* The schema's CHECK allows only the four names: anything else is a
      * damaged file. */
-    if (registry_site_state_parse((const char *)sqlite3_column_text(st, 2), &s->state) < 0)
+    if (registry_site_state_parse(registry__col_text(st, 2), &s->state) < 0)
         return -EIO;
     registry__copy_col(st, 3, s->pin, sizeof(s->pin));
     rc = registry__dup_col(st, 4, &s->labels_json);
@@ -60,9 +58,9 @@ static int site_from_row(sqlite3_stmt *st, struct reg_site *s)
         rc = registry__dup_col(st, 5, &s->services_json);
     registry__copy_col(st, 6, s->agent_version, sizeof(s->agent_version));
     registry__copy_col(st, 7, s->remote_addr, sizeof(s->remote_addr));
-    s->created_at = sqlite3_column_int64(st, 8);
-    s->enrolled_at = sqlite3_column_int64(st, 9);
-    s->last_seen = sqlite3_column_int64(st, 10);
+    s->created_at = registry__col_i64(st, 8);
+    s->enrolled_at = registry__col_i64(st, 9);
+    s->last_seen = registry__col_i64(st, 10);
     if (rc < 0)
         registry_site_clear(s);
     return rc;
@@ -70,14 +68,14 @@ static int site_from_row(sqlite3_stmt *st, struct reg_site *s)
 
 int registry_site_create(struct registry *r, const char *name, const char *labels_json, int64_t now)
 {
-    sqlite3_stmt *st;
+    struct reg_stmt *st;
 
     if (r == NULL || registry__empty(name))
         return -EINVAL;
     st = registry__stmt(r, S_SITE_CREATE);
     if (registry__bind_text(st, 1, name) < 0 ||
         registry__bind_text(st, 2, registry__empty(labels_json) ? "{}" : labels_json) < 0 ||
-        sqlite3_bind_int64(st, 3, now) != SQLITE_OK) {
+        registry__bind_i64(st, 3, now) < 0) {
         registry__done(st);
         return -EIO;
     }
@@ -86,7 +84,7 @@ int registry_site_create(struct registry *r, const char *name, const char *label
 
 static int site_get_by(struct registry *r, enum stmt_id id, const char *key, struct reg_site *out)
 {
-    sqlite3_stmt *st;
+    struct reg_stmt *st;
     int rc;
 
     if (out == NULL)
@@ -119,13 +117,13 @@ int registry_site_by_pin(struct registry *r, const char *pin, struct reg_site *o
 int registry_site_list(struct registry *r, registry_site_cb cb, void *arg)
 {
     struct reg_site s;
-    sqlite3_stmt *st;
+    struct reg_stmt *st;
     int rc;
 
     if (r == NULL || cb == NULL)
         return -EINVAL;
     /* The cached cursor cannot serve a nested listing from inside cb. */
-    if (sqlite3_stmt_busy(r->st[S_SITE_LIST]))
+    if (registry__busy(r->st[S_SITE_LIST]))
         return -EBUSY;
     st = registry__stmt(r, S_SITE_LIST);
     while ((rc = registry__step(st)) == 1) {
@@ -144,14 +142,14 @@ int registry_site_list(struct registry *r, registry_site_cb cb, void *arg)
 /* Classifies a failed conditional UPDATE on a site by name. */
 static int site_state_of(struct registry *r, const char *name, int64_t *id, char state[16])
 {
-    sqlite3_stmt *st = registry__stmt(r, S_SITE_STATE_OF);
+    struct reg_stmt *st = registry__stmt(r, S_SITE_STATE_OF);
     int rc = registry__bind_text(st, 1, name);
 
     if (rc == 0)
         rc = registry__step(st);
     if (rc == 1) {
         if (id)
-            *id = sqlite3_column_int64(st, 0);
+            *id = registry__col_i64(st, 0);
         if (state)
             registry__copy_col(st, 1, state, 16);
         rc = 0;
@@ -164,7 +162,7 @@ static int site_state_of(struct registry *r, const char *name, int64_t *id, char
 
 int registry_site_set_state(struct registry *r, const char *name, enum reg_site_state state)
 {
-    sqlite3_stmt *st;
+    struct reg_stmt *st;
     int rc;
 
     if (r == NULL || registry__empty(name) ||
@@ -179,7 +177,7 @@ int registry_site_set_state(struct registry *r, const char *name, enum reg_site_
     rc = registry__exec(st);
     if (rc < 0)
         return rc;
-    if (sqlite3_changes(r->db) == 1)
+    if (registry__changes(r) == 1)
         return 0;
     /* Not changed: either no such site, or it is pending/revoked (no key to use). */
     rc = site_state_of(r, name, NULL, NULL);
@@ -188,7 +186,7 @@ int registry_site_set_state(struct registry *r, const char *name, enum reg_site_
 
 int registry_site_revoke(struct registry *r, const char *name)
 {
-    sqlite3_stmt *st;
+    struct reg_stmt *st;
     int64_t id = 0;
     int rc;
 
@@ -201,14 +199,14 @@ int registry_site_revoke(struct registry *r, const char *name)
     if (rc < 0)
         goto out;
     st = registry__stmt(r, S_SITE_REVOKE);
-    sqlite3_bind_int64(st, 1, id);
+    registry__bind_i64(st, 1, id);
     rc = registry__exec(st);
     if (rc < 0)
         goto out;
     /* Tokens issued before the revoke must not bring the site back. */
     st = registry__stmt(r, S_SITE_REVOKE_TOKENS);
-    sqlite3_bind_int64(st, 1, id);
-    sqlite3_bind_int64(st, 2, (int64_t)time(NULL));
+    registry__bind_i64(st, 1, id);
+    registry__bind_i64(st, 2, (int64_t)time(NULL));
     rc = registry__exec(st);
     if (rc < 0)
         goto out;
@@ -221,7 +219,7 @@ out:
 
 int registry_site_remove(struct registry *r, const char *name)
 {
-    sqlite3_stmt *st;
+    struct reg_stmt *st;
     int rc;
 
     if (r == NULL || registry__empty(name))
@@ -232,7 +230,7 @@ int registry_site_remove(struct registry *r, const char *name)
         return -EIO;
     }
     rc = registry__exec(st);
-    if (rc == 0 && sqlite3_changes(r->db) == 0)
+    if (rc == 0 && registry__changes(r) == 0)
         rc = -ENOENT;
     return rc;
 }
@@ -241,14 +239,14 @@ int registry_site_seen(struct registry *r, int64_t site_id, int64_t last_seen,
                        const char *agent_version, const char *services_json,
                        const char *remote_addr)
 {
-    sqlite3_stmt *st;
+    struct reg_stmt *st;
     int rc = 0;
 
     if (r == NULL)
         return -EINVAL;
     st = registry__stmt(r, S_SITE_SEEN);
-    sqlite3_bind_int64(st, 1, site_id);
-    sqlite3_bind_int64(st, 2, last_seen);
+    registry__bind_i64(st, 1, site_id);
+    registry__bind_i64(st, 2, last_seen);
     /* Agent version and address come from the network: cut, never refuse. */
     if (agent_version)
         rc |= registry__bind_text_cut(st, 3, agent_version,
@@ -263,7 +261,7 @@ int registry_site_seen(struct registry *r, int64_t site_id, int64_t last_seen,
     }
     if (agent_version == NULL) {
         rc = registry__exec(st);
-        if (rc == 0 && sqlite3_changes(r->db) == 0)
+        if (rc == 0 && registry__changes(r) == 0)
             rc = -ENOENT;
         return rc;
     }
@@ -274,11 +272,11 @@ int registry_site_seen(struct registry *r, int64_t site_id, int64_t last_seen,
         return rc;
     }
     rc = registry__exec(st);
-    if (rc == 0 && sqlite3_changes(r->db) == 0)
+    if (rc == 0 && registry__changes(r) == 0)
         rc = -ENOENT;
     if (rc == 0) {
         st = registry__stmt(r, S_SESS_AGENT);
-        sqlite3_bind_int64(st, 1, site_id);
+        registry__bind_i64(st, 1, site_id);
         if (registry__bind_text_cut(st, 2, agent_version,
                                     sizeof(((struct reg_session *)0)->agent_version) - 1) < 0) {
             registry__done(st);
@@ -296,7 +294,7 @@ int registry_site_seen(struct registry *r, int64_t site_id, int64_t last_seen,
 
 int registry_site_set_labels(struct registry *r, const char *name, const char *labels_json)
 {
-    sqlite3_stmt *st;
+    struct reg_stmt *st;
     int rc;
 
     if (r == NULL || registry__empty(name) || registry__empty(labels_json))
@@ -307,17 +305,17 @@ int registry_site_set_labels(struct registry *r, const char *name, const char *l
         return -EIO;
     }
     rc = registry__exec(st); /* not a JSON object: CHECK -> -EINVAL */
-    if (rc == 0 && sqlite3_changes(r->db) == 0)
+    if (rc == 0 && registry__changes(r) == 0)
         rc = -ENOENT;
     return rc;
 }
 
 static int site_id_exists(struct registry *r, int64_t id)
 {
-    sqlite3_stmt *st = registry__stmt(r, S_SITE_ID_EXISTS);
+    struct reg_stmt *st = registry__stmt(r, S_SITE_ID_EXISTS);
     int rc;
 
-    sqlite3_bind_int64(st, 1, id);
+    registry__bind_i64(st, 1, id);
     rc = registry__step(st);
     registry__done(st);
     return rc;
@@ -326,13 +324,13 @@ static int site_id_exists(struct registry *r, int64_t id)
 int registry_site_rotate_pin(struct registry *r, int64_t site_id, const char *old_pin,
                              const char *new_pin)
 {
-    sqlite3_stmt *st;
+    struct reg_stmt *st;
     int rc;
 
     if (r == NULL || registry__empty(old_pin) || registry__empty(new_pin))
         return -EINVAL;
     st = registry__stmt(r, S_SITE_ROTATE);
-    sqlite3_bind_int64(st, 1, site_id);
+    registry__bind_i64(st, 1, site_id);
     if (registry__bind_text(st, 2, old_pin) < 0 || registry__bind_text(st, 3, new_pin) < 0) {
         registry__done(st);
         return -EIO;
@@ -340,7 +338,7 @@ int registry_site_rotate_pin(struct registry *r, int64_t site_id, const char *ol
     rc = registry__exec(st);
     if (rc < 0)
         return rc;
-    if (sqlite3_changes(r->db) == 1)
+    if (registry__changes(r) == 1)
         return 0;
     /* No site with this id holds old_pin (unknown, or rotated meanwhile). */
     rc = site_id_exists(r, site_id);

@@ -1,4 +1,5 @@
-/* Internal to hub/store/: the statement table and the helpers the table files share. */
+/* Internal to hub/store/: statement ids, the database driver seam, the helpers the table files
+ * share. */
 /* SPDX-License-Identifier: MIT */
 #ifndef TETHER_STORE_INT_H
 #define TETHER_STORE_INT_H
@@ -10,13 +11,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <sqlite3.h>
-
 #include "../../common/hist.h"
 #include "registry.h"
 
 /* One prepared statement per job, all prepared by registry_open() (their SQL
- * is the table in db.c) and reused: a call resets and binds, never prepares. */
+ * is the driver's table, db_sqlite.c) and reused: a call resets and binds,
+ * never prepares. */
 enum stmt_id {
     S_BEGIN_IMMEDIATE,
     S_COMMIT,
@@ -62,53 +62,159 @@ enum stmt_id {
     S_COUNT
 };
 
-/* Owns the connection and every statement in st[]. */
-struct registry {
-    sqlite3 *db;
-    sqlite3_stmt *st[S_COUNT];
-    /* Write transactions' commits, timed from SQLite's commit hook to its
-     * WAL hook (db.c); commit_t0 is CLOCK_MONOTONIC ns, 0 when none runs. */
-    struct hist commits;
-    uint64_t commit_t0;
-    int wal_autocheckpoint; /* pages: the WAL hook checkpoints as SQLite's own did */
+/* The statements of the query store (queries.c), prepared by
+ * registry_query_open() from the driver's second table. */
+enum qstmt {
+    Q_INSERT,
+    Q_RINSERT,
+    Q_MARK_SENT,
+    Q_REQUEUE,
+    Q_FINISH,
+    Q_BUMP,
+    Q_UNBUMP,
+    Q_SENT_LIST,
+    Q_EXPIRE_LIST,
+    Q_NEXT_EXPIRY,
+    Q_QUEUED_SITE,
+    Q_GET,
+    Q_RESULTS_SITE,
+    Q_RESULTS_SEQ,
+    Q_RESULT_ONE,
+    Q_COUNTS,
+    Q_LIST_ALL,
+    Q_LIST_TOKEN,
+    Q_CANCEL_LIST,
+    Q_CANCEL_MARK,
+    Q_IS_CANCELLED,
+    Q_OPEN_COUNTS,
+    Q_NSTMT
 };
 
-/* Resets st and clears its bindings; returns st. */
-sqlite3_stmt *registry__reset(sqlite3_stmt *st);
-/* The cached statement id, reset and with its bindings cleared (borrowed). */
-sqlite3_stmt *registry__stmt(struct registry *r, enum stmt_id id);
-/* Resets so the statement holds no read snapshot once we are done with it. */
-void registry__done(sqlite3_stmt *st);
+/* A prepared statement. Each driver embeds this as the first member of its
+ * own statement struct; the rest of hub/store/ sees only this part. */
+struct reg_stmt {
+    const struct registry_driver *drv;
+    /* A cursor is open: a row was returned and the statement was not yet
+     * run to its end or reset. A cached listing statement cannot serve a
+     * nested listing from inside its own callback. */
+    int busy;
+};
 
-/* registry_map_rc() for the registry's own tables, where a foreign key names
- * a site that does not exist (any more): -ENOENT. */
-int registry__map_rc(int rc);
+/* A database backend, under the registry__* helpers below: the only code
+ * in hub/store/ that knows which database is in use. Statement calls
+ * return 0 or a negative errno unless said otherwise. */
+struct registry_driver {
+    const char *name;
+    /* SQL of every statement, indexed by enum stmt_id and enum qstmt. */
+    const char *const *sql;
+    const char *const *qsql;
+    /* Opens or creates the database at path, applies the migrations, and
+     * sets r->impl (the driver's own, freed by close). From then on the
+     * driver times every committed write transaction into r->commits.
+     * On failure *err gets a one-line message. */
+    int (*open)(struct registry *r, const char *path, char *err, size_t err_cap);
+    void (*close)(struct registry *r);
+    int (*prepare)(struct registry *r, const char *sql, struct reg_stmt **out);
+    void (*finalize)(struct reg_stmt *st);
+    /* Ends the statement's execution; clear_bindings: also unbinds. */
+    void (*reset)(struct reg_stmt *st, int clear_bindings);
+    int (*bind_null)(struct reg_stmt *st, int idx);
+    int (*bind_i64)(struct reg_stmt *st, int idx, int64_t v);
+    /* len bytes of s (not NUL-terminated), borrowed until the reset. */
+    int (*bind_text)(struct reg_stmt *st, int idx, const char *s, size_t len);
+    /* len bytes of b (len 0: an empty value, not NULL), borrowed alike. */
+    int (*bind_blob)(struct reg_stmt *st, int idx, const void *b, size_t len);
+    /* 1 row, 0 done, or the mapped error, a foreign-key violation becoming
+     * foreign_key. */
+    int (*step)(struct reg_stmt *st, int foreign_key);
+    /* Columns of the current row; a NULL reads as 0 / NULL. Text and blob
+     * pointers are valid until the statement moves. */
+    int (*col_null)(struct reg_stmt *st, int col);
+    int64_t (*col_i64)(struct reg_stmt *st, int col);
+    const char *(*col_text)(struct reg_stmt *st, int col);
+    const void *(*col_blob)(struct reg_stmt *st, int col, size_t *len);
+    /* Rows changed by the last INSERT, UPDATE or DELETE run to its end. */
+    int64_t (*changes)(struct registry *r);
+    /* 1 while a transaction is open (the database may end one by itself
+     * after an I/O error). */
+    int (*in_tx)(struct registry *r);
+    /* registry_check(): 0 or -EIO. */
+    int (*check)(struct registry *r);
+    /* relaxed 1: the next commits need not wait for the disk (they survive
+     * a crash of the hub, maybe not a power cut); 0: durable again. */
+    int (*set_relaxed)(struct registry *r, int relaxed);
+};
+
+/* SQLite (db_sqlite.c), today the only driver. */
+extern const struct registry_driver registry__sqlite;
+
+/* Owns the driver's connection (impl) and every statement in st[]. */
+struct registry {
+    const struct registry_driver *drv;
+    void *impl;
+    struct reg_stmt *st[S_COUNT];
+    /* Write transactions' commits, as the driver times them. */
+    struct hist commits;
+};
+
+/* Prepares sql on r's connection into *out (freed by registry__finalize). */
+int registry__prepare(struct registry *r, const char *sql, struct reg_stmt **out);
+void registry__finalize(struct reg_stmt *st);
+
+/* Resets st and clears its bindings; returns st. */
+struct reg_stmt *registry__reset(struct reg_stmt *st);
+/* The cached statement id, reset and with its bindings cleared (borrowed). */
+struct reg_stmt *registry__stmt(struct registry *r, enum stmt_id id);
+/* Resets so the statement holds no read snapshot once we are done with it. */
+void registry__done(struct reg_stmt *st);
+/* 1 while a row of st is open (see struct reg_stmt). */
+int registry__busy(const struct reg_stmt *st);
+
 /* Steps a statement that returns no row we need, then resets it; 0 or the
  * mapped error, a foreign-key violation becoming foreign_key. */
-int registry__exec_fk(sqlite3_stmt *st, int foreign_key);
+int registry__exec_fk(struct reg_stmt *st, int foreign_key);
 /* Steps once: 1 row, 0 none, <0 mapped error. The statement is left positioned. */
-int registry__step_fk(sqlite3_stmt *st, int foreign_key);
+int registry__step_fk(struct reg_stmt *st, int foreign_key);
 /* The same with a foreign-key violation meaning -ENOENT. */
-int registry__exec(sqlite3_stmt *st);
-int registry__step(sqlite3_stmt *st);
+int registry__exec(struct reg_stmt *st);
+int registry__step(struct reg_stmt *st);
+/* Runs an INSERT ... RETURNING id to its end: 1 with *id set, 0 when it
+ * inserted nothing, or the mapped error. Resets st. */
+int registry__insert_id(struct reg_stmt *st, int foreign_key, int64_t *id);
+/* Rows changed by r's last INSERT, UPDATE or DELETE. */
+int64_t registry__changes(struct registry *r);
 
 /* BEGIN IMMEDIATE / COMMIT on r's connection; 0 or mapped error. */
 int registry__tx_begin(struct registry *r);
 int registry__tx_commit(struct registry *r);
-/* Rolls back if a transaction is still open (SQLite may have ended it). */
+/* Rolls back if a transaction is still open (the database may have ended it). */
 void registry__tx_rollback(struct registry *r);
 /* Ends a transaction by the outcome rc of its work: commits when rc is 0,
  * else, or when the commit fails, rolls back. Returns the final outcome. */
 int registry__tx_end(struct registry *r, int rc);
+/* See registry_driver.set_relaxed. */
+int registry__set_relaxed(struct registry *r, int relaxed);
 
+/* Binds; 0 or -EIO. */
+int registry__bind_i64(struct reg_stmt *st, int idx, int64_t v);
 /* Binds s (NULL = SQL NULL), borrowed until the statement is reset; 0 or -EIO. */
-int registry__bind_text(sqlite3_stmt *st, int idx, const char *s);
+int registry__bind_text(struct reg_stmt *st, int idx, const char *s);
 /* Binds at most max bytes of s (NULL = ""), cut back to a UTF-8 boundary; 0 or -EIO. */
-int registry__bind_text_cut(sqlite3_stmt *st, int idx, const char *s, size_t max);
+int registry__bind_text_cut(struct reg_stmt *st, int idx, const char *s, size_t max);
+/* Binds len bytes of b, borrowed; NULL stays NULL, len 0 is an empty value.
+ * 0, -EINVAL for a value too big, or -EIO. */
+int registry__bind_blob(struct reg_stmt *st, int idx, const void *b, size_t len);
+
+/* Columns of the row st is on; SQL NULL reads as 0, NULL text, NULL blob. */
+int registry__col_null(struct reg_stmt *st, int col);
+int64_t registry__col_i64(struct reg_stmt *st, int col);
+/* Valid until the statement moves. */
+const char *registry__col_text(struct reg_stmt *st, int col);
+const void *registry__col_blob(struct reg_stmt *st, int col, size_t *len);
 /* Copies a text column into dst (NULL = ""), truncating to cap. */
-void registry__copy_col(sqlite3_stmt *st, int col, char *dst, size_t cap);
+void registry__copy_col(struct reg_stmt *st, int col, char *dst, size_t cap);
 /* *dst = a heap copy of a text column (NULL = ""), owned by the caller; 0 or -ENOMEM. */
-int registry__dup_col(sqlite3_stmt *st, int col, char **dst);
+int registry__dup_col(struct reg_stmt *st, int col, char **dst);
 
 static inline int registry__empty(const char *s)
 {

@@ -6,8 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <sqlite3.h>
-
 void registry_apitoken_clear(struct reg_apitoken *t)
 {
     if (t == NULL)
@@ -28,7 +26,7 @@ int registry_apitoken_create_scoped(struct registry *r, const char *name, const 
                                     const char *scope_json, const char *services_json,
                                     const char *hash, int64_t expires_at, int64_t now)
 {
-    sqlite3_stmt *st;
+    struct reg_stmt *st;
 
     if (r == NULL || registry__empty(name) || registry__empty(role) || registry__empty(hash) ||
         expires_at < 0)
@@ -41,25 +39,25 @@ int registry_apitoken_create_scoped(struct registry *r, const char *name, const 
         registry__done(st);
         return -EIO;
     }
-    sqlite3_bind_int64(st, 5, now);
-    sqlite3_bind_int64(st, 6, expires_at);
+    registry__bind_i64(st, 5, now);
+    registry__bind_i64(st, 6, expires_at);
     return registry__exec(st);
 }
 
 /* Columns of S_API_LOOKUP / S_API_BY_ID / S_API_LIST; t->scope_json and
  * t->services_json are allocated. */
-static int apitoken_from_row(sqlite3_stmt *st, struct reg_apitoken *t)
+static int apitoken_from_row(struct reg_stmt *st, struct reg_apitoken *t)
 {
     memset(t, 0, sizeof(*t));
-    t->id = sqlite3_column_int64(st, 0);
+    t->id = registry__col_i64(st, 0);
     registry__copy_col(st, 1, t->name, sizeof(t->name));
     registry__copy_col(st, 2, t->role, sizeof(t->role));
-    t->created_at = sqlite3_column_int64(st, 4);
-    t->expires_at = sqlite3_column_int64(st, 5);
-    t->revoked_at = sqlite3_column_int64(st, 6);
-    if (sqlite3_column_type(st, 3) != SQLITE_NULL && registry__dup_col(st, 3, &t->scope_json) != 0)
+    t->created_at = registry__col_i64(st, 4);
+    t->expires_at = registry__col_i64(st, 5);
+    t->revoked_at = registry__col_i64(st, 6);
+    if (!registry__col_null(st, 3) && registry__dup_col(st, 3, &t->scope_json) != 0)
         return -ENOMEM;
-    if (sqlite3_column_type(st, 7) != SQLITE_NULL)
+    if (!registry__col_null(st, 7))
         return registry__dup_col(st, 7, &t->services_json);
     return 0;
 }
@@ -67,12 +65,12 @@ static int apitoken_from_row(sqlite3_stmt *st, struct reg_apitoken *t)
 int registry_apitoken_list(struct registry *r, registry_apitoken_cb cb, void *arg)
 {
     struct reg_apitoken t;
-    sqlite3_stmt *st;
+    struct reg_stmt *st;
     int rc;
 
     if (r == NULL || cb == NULL)
         return -EINVAL;
-    if (sqlite3_stmt_busy(r->st[S_API_LIST]))
+    if (registry__busy(r->st[S_API_LIST]))
         return -EBUSY;
     st = registry__stmt(r, S_API_LIST);
     while ((rc = registry__step(st)) == 1) {
@@ -89,7 +87,7 @@ int registry_apitoken_list(struct registry *r, registry_apitoken_cb cb, void *ar
 
 /* Steps st (bound by the caller) for one token row into *out; -ENOENT if
  * none. Resets st. */
-static int apitoken_one(sqlite3_stmt *st, struct reg_apitoken *out)
+static int apitoken_one(struct reg_stmt *st, struct reg_apitoken *out)
 {
     int rc = registry__step(st);
 
@@ -106,7 +104,7 @@ static int apitoken_one(sqlite3_stmt *st, struct reg_apitoken *out)
 int registry_apitoken_lookup(struct registry *r, const char *hash, int64_t now,
                              struct reg_apitoken *out)
 {
-    sqlite3_stmt *st;
+    struct reg_stmt *st;
     int rc;
 
     if (out)
@@ -130,20 +128,20 @@ int registry_apitoken_lookup(struct registry *r, const char *hash, int64_t now,
 
 int registry_apitoken_get(struct registry *r, int64_t id, struct reg_apitoken *out)
 {
-    sqlite3_stmt *st;
+    struct reg_stmt *st;
 
     if (out)
         memset(out, 0, sizeof(*out));
     if (r == NULL || out == NULL)
         return -EINVAL;
     st = registry__stmt(r, S_API_BY_ID);
-    sqlite3_bind_int64(st, 1, id);
+    registry__bind_i64(st, 1, id);
     return apitoken_one(st, out);
 }
 
 int registry_apitoken_revoke(struct registry *r, const char *name, int64_t now)
 {
-    sqlite3_stmt *st;
+    struct reg_stmt *st;
     int rc;
 
     if (r == NULL || registry__empty(name))
@@ -153,9 +151,9 @@ int registry_apitoken_revoke(struct registry *r, const char *name, int64_t now)
         registry__done(st);
         return -EIO;
     }
-    sqlite3_bind_int64(st, 2, now);
+    registry__bind_i64(st, 2, now);
     rc = registry__exec(st);
-    if (rc < 0 || sqlite3_changes(r->db) > 0)
+    if (rc < 0 || registry__changes(r) > 0)
         return rc;
     /* Only revoked tokens carry this name: nothing left to revoke. */
     st = registry__stmt(r, S_API_NAME_EXISTS);
@@ -170,7 +168,7 @@ int registry_apitoken_revoke(struct registry *r, const char *name, int64_t now)
 
 int registry_apitoken_count(struct registry *r, int64_t *count)
 {
-    sqlite3_stmt *st;
+    struct reg_stmt *st;
     int rc;
 
     if (count)
@@ -180,7 +178,7 @@ int registry_apitoken_count(struct registry *r, int64_t *count)
     st = registry__stmt(r, S_API_COUNT);
     rc = registry__step(st);
     if (rc == 1) {
-        *count = sqlite3_column_int64(st, 0);
+        *count = registry__col_i64(st, 0);
         rc = 0;
     } else if (rc == 0) {
         rc = -EIO;

@@ -20,6 +20,7 @@
 #include "hub/api/api.h"
 #include "hub/core/hub.h"
 #include "hub/query/query.h"
+#include "hub/store/db_sqlite.h"
 #include "hub/store/registry.h"
 #include "hub/http/user.h"
 #include "hub/core/ipcount.h"
@@ -46,7 +47,7 @@ static void fake_hub_sites(void)
 /* Everything an input may have created goes; the admin token stays. */
 static void fake_hub_reset(void)
 {
-    sqlite3 *db = registry_db(fake_hub.reg);
+    sqlite3 *db = registry_sqlite_db(fake_hub.reg);
     static const char sql[] =
         "DELETE FROM query_results; DELETE FROM queries; DELETE FROM sessions;"
         "DELETE FROM enroll_tokens; DELETE FROM audit; DELETE FROM sites;"
@@ -104,7 +105,7 @@ static void fake_hub_init(void)
     fake_hub.cfg.max_user_conns_per_ip = 64;
     if (registry_open(fake_db, &fake_hub.reg, err, sizeof(err)) != 0)
         abort();
-    sqlite3_exec(registry_db(fake_hub.reg), "PRAGMA synchronous=OFF", NULL, NULL, NULL);
+    sqlite3_exec(registry_sqlite_db(fake_hub.reg), "PRAGMA synchronous=OFF", NULL, NULL, NULL);
     if (crypto_identity_generate("hub.example", NULL, 0, &fake_hub.id) != 0)
         abort();
     if (token_hash_hex(FAKE_ADMIN_TOKEN, strlen(FAKE_ADMIN_TOKEN), hash) != 0 ||

@@ -11,6 +11,7 @@
 #include "common/token.h"
 #include "hub/auth/auth.h"
 #include "hub/core/hub.h"
+#include "hub/store/db_sqlite.h"
 #include "hub/store/registry.h"
 #include "testutil.h"
 
@@ -79,7 +80,7 @@ int main(void)
     /* The registry takes no expiry in the past: age the row by hand. */
     CHECK_EQ_INT(
         sqlite3_exec(
-            registry_db(h.reg),
+            registry_sqlite_db(h.reg),
             "UPDATE api_tokens SET created_at = created_at - 100, expires_at = created_at - 10 "
             "WHERE name = 'old'",
             NULL, NULL, NULL),

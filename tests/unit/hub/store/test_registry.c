@@ -12,6 +12,7 @@
 
 #include <sqlite3.h>
 
+#include "hub/store/db_sqlite.h"
 #include "hub/store/registry.h"
 #include "hub/store/schema_sql.h"
 #include "testutil.h"
@@ -1051,7 +1052,8 @@ static void test_audit_list(struct registry *r, const char *path)
         registry_audit_relaxed(r, 2005, "alice", "127.0.0.1", "list.5", "t", "forwarded", big), 0);
     CHECK_EQ_INT(raw_int(path, "SELECT count(*) FROM audit"), count_before + 6);
     /* ... and leaves the connection as durable as before. */
-    CHECK(sqlite3_prepare_v2(registry_db(r), "PRAGMA synchronous", -1, &st, NULL) == SQLITE_OK);
+    CHECK(sqlite3_prepare_v2(registry_sqlite_db(r), "PRAGMA synchronous", -1, &st, NULL) ==
+          SQLITE_OK);
     CHECK_EQ_INT(sqlite3_step(st), SQLITE_ROW);
     CHECK_EQ_INT(sqlite3_column_int(st, 0), 2); /* FULL */
     sqlite3_finalize(st);
@@ -1201,11 +1203,11 @@ static void rm_tree(const char *dir)
 /* Storage errors are told apart from bad input: the API answers them 503. */
 static void test_error_map(void)
 {
-    CHECK_EQ_INT(registry_map_rc(SQLITE_FULL, -ENOENT), -ENOSPC);
-    CHECK_EQ_INT(registry_map_rc(SQLITE_IOERR_WRITE, -ENOENT), -EIO);
-    CHECK_EQ_INT(registry_map_rc(SQLITE_IOERR_FSYNC, -ENOENT), -EIO);
-    CHECK_EQ_INT(registry_map_rc(SQLITE_BUSY_SNAPSHOT, -ENOENT), -EBUSY);
-    CHECK_EQ_INT(registry_map_rc(SQLITE_CONSTRAINT_UNIQUE, -ENOENT), -EEXIST);
+    CHECK_EQ_INT(registry_sqlite_map_rc(SQLITE_FULL, -ENOENT), -ENOSPC);
+    CHECK_EQ_INT(registry_sqlite_map_rc(SQLITE_IOERR_WRITE, -ENOENT), -EIO);
+    CHECK_EQ_INT(registry_sqlite_map_rc(SQLITE_IOERR_FSYNC, -ENOENT), -EIO);
+    CHECK_EQ_INT(registry_sqlite_map_rc(SQLITE_BUSY_SNAPSHOT, -ENOENT), -EBUSY);
+    CHECK_EQ_INT(registry_sqlite_map_rc(SQLITE_CONSTRAINT_UNIQUE, -ENOENT), -EEXIST);
     CHECK(registry_storage_error(-ENOSPC) != NULL &&
           strstr(registry_storage_error(-ENOSPC), "disk is full") != NULL);
     CHECK(registry_storage_error(-EIO) != NULL);

@@ -368,6 +368,55 @@ int main(void)
     CHECK_EQ_INT(seen.n, 1);
     CHECK_EQ_STR(seen.sites[0], "q_AAAAAAAAAAAAAAAAAAAAAA");
 
+    /* A result that refuses its final state (headers not a JSON object)
+     * fails alone in a batch: the other commits with seq 1, the query
+     * counts one result, and the refused one later takes seq 2. */
+    {
+        struct reg_qresult tt[2] = {
+            {.site_id = 1, .site = "clinic-a", .status = REG_Q_SENT},
+            {.site_id = 2, .site = "clinic-b", .status = REG_Q_SENT},
+        };
+        struct reg_qresult fin[2] = {
+            {.site_id = 1,
+             .status = REG_Q_DONE,
+             .http_status = 200,
+             .headers_json = "[1]",
+             .latency_ms = 3,
+             .finished_at = now + 8},
+            {.site_id = 2,
+             .status = REG_Q_DONE,
+             .http_status = 200,
+             .headers_json = "{}",
+             .latency_ms = 4,
+             .finished_at = now + 8},
+        };
+        int from[2] = {REG_Q_SENT, REG_Q_SENT}, cps[2] = {-1, -1}, rcs[2] = {1, 1};
+        int64_t seqs[2] = {-1, -1};
+        struct reg_query q5 = make_query("q_EEEEEEEEEEEEEEEEEEEEEE", 5, now, 60);
+
+        CHECK_EQ_INT(registry_query_create(st, &q5, tt, 2, now), 0);
+        fin[0].query_id = fin[1].query_id = q5.id;
+        CHECK_EQ_INT(registry_query_finish_many(st, fin, from, 2, seqs, cps, rcs), 0);
+        CHECK_EQ_INT(rcs[0], -EINVAL);
+        CHECK_EQ_INT(rcs[1], 0);
+        CHECK_EQ_INT(seqs[1], 1);
+        CHECK_EQ_INT(cps[1], 0);
+        memset(&got, 0, sizeof(got));
+        CHECK_EQ_INT(registry_query_get(st, "q_EEEEEEEEEEEEEEEEEEEEEE", &got), 0);
+        CHECK_EQ_INT(got.n_final, 1);
+        CHECK_EQ_INT(got.completed_at, 0);
+        registry_query_clear(&got);
+        fin[0].headers_json = "{}";
+        CHECK_EQ_INT(registry_query_finish(st, &fin[0], REG_Q_SENT, &seq, &complete), 0);
+        CHECK_EQ_INT(seq, 2);
+        CHECK_EQ_INT(complete, 1);
+        memset(&got, 0, sizeof(got));
+        CHECK_EQ_INT(registry_query_get(st, "q_EEEEEEEEEEEEEEEEEEEEEE", &got), 0);
+        CHECK_EQ_INT(got.n_final, 2);
+        CHECK_EQ_INT(got.completed_at, now + 8);
+        registry_query_clear(&got);
+    }
+
     CHECK_EQ_INT(registry_check(reg), 0);
     registry_query_close(st);
     registry_close(reg);

@@ -38,8 +38,9 @@ const struct h2_limits agent_h2_limits = {
     .stream_window = SITE_STREAM_WINDOW,
     .conn_window = SITE_CONN_WINDOW,
 };
-#define RESP_HIGH (256 << 10)
-#define RESP_LOW  (64 << 10)
+#define AGENT_HUB_WINDOW_MAX_MS 60000
+#define RESP_HIGH               (256 << 10)
+#define RESP_LOW                (64 << 10)
 
 struct sstream {
     struct agent *a;
@@ -645,6 +646,26 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
     return add_header(ss, name, nl, value, vl) == 0 ? 0 : NGHTTP2_ERR_CALLBACK_FAILURE;
 }
 
+/* "reconnect_window_ms=N" in a GOAWAY's (printable, bounded) debug data; 0
+ * without it. A hub asks for at most a minute: more is not honoured. */
+static unsigned goaway_window_ms(const char *why)
+{
+    const char *p = strstr(why, "reconnect_window_ms=");
+    unsigned long v;
+    char *end;
+
+    if (p == NULL)
+        return 0;
+    p += strlen("reconnect_window_ms=");
+    if (*p < '0' || *p > '9')
+        return 0;
+    errno = 0;
+    v = strtoul(p, &end, 10);
+    if (errno != 0 || v > AGENT_HUB_WINDOW_MAX_MS)
+        return AGENT_HUB_WINDOW_MAX_MS;
+    return (unsigned)v;
+}
+
 static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, void *user_data)
 {
     struct agent *a = user_data;
@@ -654,6 +675,7 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
     if (a->state != AG_CONNECTED && frame->hd.type == NGHTTP2_SETTINGS && a->conn != NULL) {
         a->attempt = 0;
         a->tried_in_round = 0;
+        a->hub_window_ms = 0;
         enter_state(a, AG_CONNECTED, "hub settings received");
         if (a->use_proxy)
             log_event(LOG_INFO, "connected", "hub=%s addr=%s site=%s via=proxy",
@@ -683,6 +705,7 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
             why[n] = '\0';
             log_event(LOG_INFO, "hub_goaway", "hub=%s reason=%s", a->hubs[a->hub_idx],
                       log_q(n ? why : "none"));
+            a->hub_window_ms = goaway_window_ms(why);
         }
         return 0;
     }
@@ -1181,12 +1204,18 @@ static void schedule_reconnect(struct agent *a, const char *why)
     }
     a->tried_in_round = 0;
     a->hub_idx = 0;
-    ceiling = a->backoff_base_ms << (a->attempt < 16 ? a->attempt : 16);
-    if (ceiling > a->backoff_cap_ms)
-        ceiling = a->backoff_cap_ms;
-    a->attempt++;
-    /* Full jitter: a hub restart must not bring every site back at once. */
-    delay = jitter(ceiling);
+    if (a->hub_window_ms > 0) {
+        /* The draining hub sized the window by its number of sites. */
+        delay = jitter(a->hub_window_ms);
+        a->hub_window_ms = 0;
+    } else {
+        ceiling = a->backoff_base_ms << (a->attempt < 16 ? a->attempt : 16);
+        if (ceiling > a->backoff_cap_ms)
+            ceiling = a->backoff_cap_ms;
+        a->attempt++;
+        /* Full jitter: a hub restart must not bring every site back at once. */
+        delay = jitter(ceiling);
+    }
     enter_state(a, AG_BACKOFF, why);
     log_event(LOG_INFO, "reconnect_in", "ms=%llu attempt=%u", (unsigned long long)delay,
               a->attempt);

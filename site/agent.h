@@ -90,6 +90,8 @@ struct agent {
     struct proxyconnect_reply proxy_reply;    /* parses it while proxy_wait */
     char close_why[320];                      /* a reason longer than conn's, for the next close */
     unsigned attempt; /* failed rounds over all endpoints since last success */
+    /* From a draining hub's GOAWAY: the next wait is random within it, once. */
+    unsigned hub_window_ms;
     size_t tried_in_round;
     uint64_t last_heard_ms;
     LIST_HEAD(, sstream) streams; /* open streams, owned (zeroed = empty) */

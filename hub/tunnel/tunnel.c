@@ -612,14 +612,20 @@ void tunnel_kill(struct tunnel *t, const char *reason)
     uv_timer_start(&t->ping_timer, force_close_cb, 1000, 0);
 }
 
-void tunnel_drain(struct tunnel *t)
+void tunnel_drain(struct tunnel *t, unsigned reconnect_window_ms)
 {
+    char why[64];
+    int n;
+
     if (t->h2.s == NULL || t->closing)
         return;
     snprintf(t->close_reason, sizeof(t->close_reason), "hub shutting down");
     tunnel_events_stop(t);
-    nghttp2_submit_goaway(t->h2.s, NGHTTP2_FLAG_NONE, 0, NGHTTP2_NO_ERROR,
-                          (const uint8_t *)"hub shutting down", 17);
+    n = snprintf(why, sizeof(why), "hub shutting down; reconnect_window_ms=%u",
+                 reconnect_window_ms);
+    assert(n > 0 && (size_t)n < sizeof(why));
+    nghttp2_submit_goaway(t->h2.s, NGHTTP2_FLAG_NONE, 0, NGHTTP2_NO_ERROR, (const uint8_t *)why,
+                          (size_t)n);
     h2_send(&t->h2);
 }
 

@@ -110,8 +110,11 @@ void tunnel_stream_cancel(struct tstream *s);
 /* Cuts the tunnel (revoke, disable, replaced): GOAWAY then close. The
  * streams' on_error and the tunnel's freeing come later, from the loop. */
 void tunnel_kill(struct tunnel *t, const char *reason);
-/* SIGTERM: GOAWAY, let streams finish. */
-void tunnel_drain(struct tunnel *t);
+/* SIGTERM: GOAWAY, let streams finish. The GOAWAY's debug data asks the
+ * site to come back at a random moment within reconnect_window_ms
+ * ("hub shutting down; reconnect_window_ms=N"), so that a restart does not
+ * bring every site back in the same second. */
+void tunnel_drain(struct tunnel *t, unsigned reconnect_window_ms);
 /* 1 if the site offers service. Before the site's hello has arrived the
  * hub cannot know, and says yes: the site itself answers 404 for a service
  * it does not have. No JSON parsing per request. */

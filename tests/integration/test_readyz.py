@@ -47,6 +47,7 @@ def main(h):
     h.check(h.wait_until(lambda: (svc.stats() or {}).get("inflight", 0) >= 2, 10),
             "the slow request reached the service")
     mark = hub.proc.mark()
+    smark = site.proc.mark()
     hub.proc.signal(signal.SIGTERM)
     hub.proc.wait_log(r"\bdraining\b", 10, since=mark)
     st, body = get(conn, "/readyz")
@@ -59,6 +60,17 @@ def main(h):
     conn.close()
     h.check(hub.proc.wait_log(r"\bhub_stopped\b", 15, since=mark, fatal=False),
             "the hub stops once the drain is over")
+    # The GOAWAY asks the site to come back within a window sized by the
+    # hub's number of sites (4 ms a site: one site comes back at once), and
+    # the site's first wait honours it instead of its own backoff.
+    m = site.proc.wait_log(r"\bhub_goaway\b.*reconnect_window_ms=(\d+)", 10, since=smark,
+                           fatal=False)
+    h.check(m is not None and int(m.group(1)) == 4,
+            "the draining hub's GOAWAY asks its one site to come back within 4 ms",
+            m and m.group(0))
+    m = site.proc.wait_log(r"\breconnect_in ms=(\d+)", 10, since=smark, fatal=False)
+    h.check(m is not None and int(m.group(1)) <= 4,
+            "the site's first wait is within that window", m and m.group(0))
 
 
 Harness.main("readyz", main)

@@ -221,7 +221,10 @@ def grpc_client(a):
         call = ch.unary_unary(a.method)
         mine = []
         try:
-            call(payload, metadata=meta, timeout=30)  # warm-up: connect, TLS, h2
+            # Warm-up: connect, TLS, h2. wait_for_ready rides out a failed
+            # first connect (gRPC would fail fast, then the whole channel:
+            # seen once in an ASan CI run); the timed calls below do not.
+            call(payload, metadata=meta, timeout=30, wait_for_ready=True)
         except grpc.RpcError as e:
             errors.append("warm-up: %s" % e.code())
         go.wait()

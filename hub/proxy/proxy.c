@@ -14,45 +14,12 @@
 #include "../../common/log.h"
 #include "../../common/hfield.h"
 #include "fwd.h"
+#include "slots.h"
 #include "../tunnel/tunnel.h"
 
 /* Upload bytes held for the tunnel before the client is paused. */
 #define UP_HIGH (256 * 1024)
 #define UP_LOW  (64 * 1024)
-
-/* Proxied requests in flight (n), how many of them are long-lived streams
- * and how many are stalled, for one site and one user connection (conn !=
- * NULL), one token (conn == NULL), or the whole site (conn == NULL, token
- * ""). A request counts from its start until the hub holds none of its
- * bytes any more, even after its tunnel stream ended. An entry lives while
- * n > 0. */
-struct proxy_hold {
-    LIST_ENTRY(proxy_hold) link;
-    int64_t site_id;
-    const void *conn;
-    char token[TOKEN_NAME_MAX + 1];
-    unsigned n;
-    unsigned n_long; /* of n: long-lived streams (their own pool) */
-    unsigned stalled;
-    unsigned active;             /* token and site: tunnel streams open */
-    TAILQ_HEAD(, proxy) waiting; /* site: requests waiting for a slot */
-};
-
-/* Requests and long-lived streams in flight on one site, across all its
- * users: past this the hub answers 503 site_busy. Past half of it in
- * requests alone, a token already over its share of slots is refused 429,
- * so a few tokens cannot fill it for everyone. */
-#define SITE_MAX_REQUESTS 1024
-/* A site's stream slots (its SETTINGS_MAX_CONCURRENT_STREAMS, at most the
- * tunnel's 1024) form two pools. Long-lived streams (WebSocket, CONNECT,
- * gRPC calls), idle by nature, take at most max_long_streams_per_site of
- * them, and always leave requests REQUEST_RESERVE slots or half of them,
- * whichever is less. Requests have the rest: a token's share of it is a
- * quarter, at least SHARE_MIN. Its further requests wait in the hub, in
- * order, until one of its own finishes; other tokens' requests are never
- * queued behind them. */
-#define REQUEST_RESERVE 256
-#define SHARE_MIN       8
 
 /* A stream is stalled while the hub holds at least half a stream window of
  * response bytes that its user does not take, or while its user, free to
@@ -106,74 +73,6 @@ static void proxy_fail(struct proxy *p, int status, const char *code, const char
 static void stall_check(struct proxy *p);
 static void refused(struct proxy *p, enum proxy_refusal kind);
 
-static struct proxy_hold_list *hold_bucket(struct hub *h, int64_t site_id, const void *conn,
-                                           const char *token)
-{
-    uint64_t k = (uint64_t)site_id * 0x9e3779b97f4a7c15u;
-    if (conn != NULL) {
-        k ^= (uint64_t)(uintptr_t)conn >> 4;
-    } else {
-        for (const char *c = token; *c; c++)
-            k = (k ^ (uint8_t)*c) * 0x100000001b3u;
-    }
-    return &h->holds[(k ^ (k >> 29)) % HUB_HOLD_BUCKETS];
-}
-
-/* Counts one more request for (site, conn) or (site, token); NULL when out
- * of memory. */
-static struct proxy_hold *hold_take(struct hub *h, int64_t site_id, const void *conn,
-                                    const char *token, int is_long)
-{
-    struct proxy_hold_list *l = hold_bucket(h, site_id, conn, token);
-    struct proxy_hold *e;
-
-    LIST_FOREACH(e, l, link)
-    {
-        if (e->site_id == site_id && e->conn == conn &&
-            (conn != NULL || strcmp(e->token, token) == 0))
-            break;
-    }
-    if (e == NULL) {
-        e = calloc(1, sizeof(*e));
-        if (e == NULL)
-            return NULL;
-        e->site_id = site_id;
-        e->conn = conn;
-        if (conn == NULL)
-            snprintf(e->token, sizeof(e->token), "%s", token);
-        TAILQ_INIT(&e->waiting);
-        LIST_INSERT_HEAD(l, e, link);
-    }
-    e->n++;
-    e->n_long += is_long != 0;
-    return e;
-}
-
-static void hold_put(struct proxy_hold **pe, int is_long)
-{
-    struct proxy_hold *e = *pe;
-
-    *pe = NULL;
-    if (e == NULL)
-        return;
-    assert(e->n > 0 && (!is_long || e->n_long > 0));
-    e->n_long -= is_long != 0;
-    if (--e->n == 0) {
-        assert(e->stalled == 0 && e->active == 0 && TAILQ_EMPTY(&e->waiting));
-        LIST_REMOVE(e, link);
-        free(e);
-    }
-}
-
-/* 1 when this request's connection or token already holds its maximum of
- * stalled streams on the site. */
-static int stall_cap_reached(const struct proxy *p)
-{
-    const struct hub_config *c = &p->h->cfg;
-    return p->by_conn->stalled >= (unsigned)c->max_stalled_streams_per_conn ||
-           p->by_token->stalled >= (unsigned)c->max_stalled_streams_per_token;
-}
-
 static void set_stalled(struct proxy *p, int on)
 {
     if (p->stalled == on || p->by_conn == NULL || p->by_token == NULL)
@@ -209,7 +108,7 @@ static void stall_kill(uv_timer_t *t)
     struct proxy *p = t->data;
 
     /* The user may have read meanwhile, or another stalled stream ended. */
-    if (p->stalled || !stalled_now(p) || !stall_cap_reached(p)) {
+    if (p->stalled || !stalled_now(p) || !slots_stall_cap(&p->h->cfg, p->by_conn, p->by_token)) {
         stall_check(p);
         return;
     }
@@ -227,7 +126,7 @@ static void stall_check(struct proxy *p)
 
     if (now == p->stalled)
         return;
-    if (now && stall_cap_reached(p)) {
+    if (now && slots_stall_cap(&p->h->cfg, p->by_conn, p->by_token)) {
         uv_timer_start(&p->aux, stall_kill, 0, 0);
         return;
     }
@@ -276,44 +175,11 @@ static void proxy_maybe_free(struct proxy *p)
     }
     stats_site_request(p->h, p->site_id, p->service, p->status, p->head_s);
     set_stalled(p, 0);
-    hold_put(&p->by_conn, p->is_long);
-    hold_put(&p->by_token, p->is_long);
-    hold_put(&p->by_site, p->is_long);
+    slots_put(&p->by_conn, p->is_long);
+    slots_put(&p->by_token, p->is_long);
+    slots_put(&p->by_site, p->is_long);
     uv_close((uv_handle_t *)&p->timer, proxy_free_cb);
     uv_close((uv_handle_t *)&p->aux, proxy_free_cb);
-}
-
-/* How a site's stream slots are shared out now (see REQUEST_RESERVE). */
-struct site_pools {
-    size_t long_site;  /* long-lived streams on the site */
-    size_t long_token; /* of them, one token's */
-    size_t share;      /* request slots one token may have open */
-};
-
-static void site_pools(struct hub *h, int64_t site_id, struct site_pools *out)
-{
-    const struct hub_config *c = &h->cfg;
-    struct tunnel *t = hub_tunnel_find(h, site_id);
-    size_t slots = t != NULL ? tunnel_stream_slots(t) : 0;
-    size_t reserve = slots / 2 < REQUEST_RESERVE ? slots / 2 : REQUEST_RESERVE;
-    size_t share;
-
-    out->long_site = (size_t)c->max_long_streams_per_site;
-    if (out->long_site > slots - reserve)
-        out->long_site = slots - reserve;
-    out->long_token = (size_t)c->max_long_streams_per_token;
-    if (out->long_token > out->long_site)
-        out->long_token = out->long_site;
-    share = (slots - out->long_site) / 4;
-    out->share = share > SHARE_MIN ? share : SHARE_MIN;
-}
-
-static size_t token_share(struct hub *h, int64_t site_id)
-{
-    struct site_pools sp;
-
-    site_pools(h, site_id, &sp);
-    return sp.share;
 }
 
 static void open_stream(uv_timer_t *t);
@@ -322,7 +188,7 @@ static void open_stream(uv_timer_t *t);
  * share, oldest first. They open from the loop (open_stream). */
 static void wake_waiting(struct hub *h, struct proxy_hold *site)
 {
-    size_t share = token_share(h, site->site_id);
+    size_t share = slots_token_share(h, site->site_id);
     struct proxy *q, *next;
 
     for (q = TAILQ_FIRST(&site->waiting); q != NULL; q = next) {
@@ -770,38 +636,8 @@ static int is_grpc(const struct ureq *r)
     return ct[16] == '\0' || ct[16] == '+' || ct[16] == ';';
 }
 
-/* Which cap, if any, refuses p now. */
-static enum proxy_refusal over_cap(const struct proxy *p, const struct site_pools *sp)
-{
-    const struct hub_config *c = &p->h->cfg;
-    unsigned conn_req = p->by_conn->n - p->by_conn->n_long;
-    unsigned token_req = p->by_token->n - p->by_token->n_long;
-    unsigned site_req = p->by_site->n - p->by_site->n_long;
-
-    if (p->is_long) {
-        /* A connection's long-lived streams are bounded by its HTTP/2
-         * SETTINGS_MAX_CONCURRENT_STREAMS (one on HTTP/1.1). A full site
-         * is said first: a token's cap may be the site's whole pool. */
-        if (p->by_site->n_long > sp->long_site)
-            return PR_SITE_LONG;
-        if (p->by_token->n_long > sp->long_token)
-            return PR_TOKEN_LONG;
-        if (stall_cap_reached(p))
-            return PR_STALLED;
-    } else {
-        if (conn_req > (unsigned)c->max_requests_per_conn)
-            return PR_CONN_REQUESTS;
-        if (token_req > (unsigned)c->max_requests_per_token ||
-            (site_req > SITE_MAX_REQUESTS / 2 && token_req > sp->share))
-            return PR_TOKEN_REQUESTS;
-        if (stall_cap_reached(p))
-            return PR_STALLED;
-    }
-    return p->by_site->n > SITE_MAX_REQUESTS ? PR_SITE_BUSY : PR_N;
-}
-
 /* Answers a refusal: 503 site_busy for a full site, else 429. */
-static int refuse(struct proxy *p, enum proxy_refusal kind, const struct site_pools *sp,
+static int refuse(struct proxy *p, enum proxy_refusal kind, const struct slots_pools *sp,
                   const char **code)
 {
     int status = kind == PR_SITE_BUSY || kind == PR_SITE_LONG ? 503 : 429;
@@ -845,7 +681,7 @@ int proxy_start(struct hub *h, struct ureq *r, struct tunnel *t, const char *ser
 {
     const struct hub_config *c = &h->cfg;
     enum proxy_refusal kind;
-    struct site_pools sp;
+    struct slots_pools sp;
     struct proxy *p;
 
     *code = "internal";
@@ -882,15 +718,15 @@ int proxy_start(struct hub *h, struct ureq *r, struct tunnel *t, const char *ser
     /* What one connection, one token and everyone together may have in
      * flight on this site, and hold stalled (docs/protocol.md, "Flow
      * control"). */
-    p->by_conn = hold_take(h, p->site_id, r->uc, NULL, p->is_long);
-    p->by_token = p->by_conn ? hold_take(h, p->site_id, NULL, user, p->is_long) : NULL;
-    p->by_site = p->by_token ? hold_take(h, p->site_id, NULL, "", p->is_long) : NULL;
+    p->by_conn = slots_take(h, p->site_id, r->uc, NULL, p->is_long);
+    p->by_token = p->by_conn ? slots_take(h, p->site_id, NULL, user, p->is_long) : NULL;
+    p->by_site = p->by_token ? slots_take(h, p->site_id, NULL, "", p->is_long) : NULL;
     if (p->by_site == NULL) {
         proxy_fail(p, 500, "internal", "out of memory");
         return 500;
     }
-    site_pools(h, p->site_id, &sp);
-    kind = over_cap(p, &sp);
+    slots_pools(h, p->site_id, &sp);
+    kind = slots_over_cap(&h->cfg, p->by_conn, p->by_token, p->by_site, p->is_long, &sp);
     if (kind != PR_N)
         return refuse(p, kind, &sp, code);
     p->queued = 1;

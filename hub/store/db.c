@@ -161,6 +161,21 @@ int registry__step(struct reg_stmt *st)
     return registry__step_fk(st, -ENOENT);
 }
 
+int registry__row_i64(struct reg_stmt *st, int64_t *out, int n)
+{
+    int rc = registry__step(st);
+
+    if (rc == 1) {
+        for (int i = 0; i < n; i++)
+            out[i] = registry__col_i64(st, i);
+        rc = 0;
+    } else if (rc == 0) {
+        rc = -EIO; /* an aggregate always has its row */
+    }
+    registry__done(st);
+    return rc;
+}
+
 int registry__insert_id(struct reg_stmt *st, int foreign_key, int64_t *id)
 {
     int rc = registry__step_fk(st, foreign_key);

@@ -718,17 +718,13 @@ int registry_query_counts(struct reg_qstore *s, int64_t query_id, int64_t counts
 
 int registry_query_open_counts(struct reg_qstore *s, int64_t *queued, int64_t *sent)
 {
-    struct reg_stmt *st = stmt(s, Q_OPEN_COUNTS);
-    int rc = step_row(st);
+    int64_t v[2];
+    int rc = registry__row_i64(stmt(s, Q_OPEN_COUNTS), v, 2);
 
-    if (rc == 1) {
-        *queued = registry__col_i64(st, 0);
-        *sent = registry__col_i64(st, 1);
-        rc = 0;
-    } else if (rc == 0) {
-        rc = -EIO;
+    if (rc == 0) {
+        *queued = v[0];
+        *sent = v[1];
     }
-    registry__done(st);
     return rc;
 }
 

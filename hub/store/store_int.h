@@ -178,6 +178,9 @@ int registry__step_fk(struct reg_stmt *st, int foreign_key);
 /* The same with a foreign-key violation meaning -ENOENT. */
 int registry__exec(struct reg_stmt *st);
 int registry__step(struct reg_stmt *st);
+/* Reads the one row of an aggregate SELECT: its first n integer columns into
+ * out. 0, -EIO without a row, or the mapped error. Resets st. */
+int registry__row_i64(struct reg_stmt *st, int64_t *out, int n);
 /* Runs an INSERT ... RETURNING id to its end: 1 with *id set, 0 when it
  * inserted nothing, or the mapped error. Resets st. */
 int registry__insert_id(struct reg_stmt *st, int foreign_key, int64_t *id);

@@ -168,21 +168,9 @@ int registry_apitoken_revoke(struct registry *r, const char *name, int64_t now)
 
 int registry_apitoken_count(struct registry *r, int64_t *count)
 {
-    struct reg_stmt *st;
-    int rc;
-
     if (count)
         *count = 0;
     if (r == NULL || count == NULL)
         return -EINVAL;
-    st = registry__stmt(r, S_API_COUNT);
-    rc = registry__step(st);
-    if (rc == 1) {
-        *count = registry__col_i64(st, 0);
-        rc = 0;
-    } else if (rc == 0) {
-        rc = -EIO;
-    }
-    registry__done(st);
-    return rc;
+    return registry__row_i64(registry__stmt(r, S_API_COUNT), count, 1);
 }

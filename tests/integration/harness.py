@@ -13,8 +13,19 @@ A test does:
 
 Environment: TETHER_BIN (directory holding tether-hub, tether-site,
 tetherctl; default $TETHER_SRC/build), TETHER_SRC (source tree; default two
-levels above this file), TETHER_KEEP=1 keeps the temp dir, TETHER_IT_VERBOSE=1
-prints every command. Exit codes: 0 pass, 1 fail, 77 skipped.
+levels above this file), TETHER_KEEP=1 keeps the temp dir (and the test's
+PostgreSQL databases), TETHER_IT_VERBOSE=1 prints every command. Exit codes:
+0 pass, 1 fail, 77 skipped.
+
+The registry's backend: TETHER_TEST_DB=pg runs every hub on PostgreSQL
+instead of STATE/hub.db. Hub.init() then creates a database of its own on the
+server whose base URL tests/pg/pgfixture.py wrote to
+$TETHER_BIN/pgtest/url (or TETHER_TEST_PG_URL, e.g.
+postgresql://postgres@127.0.0.1:5432) and passes `--db URL/DBNAME` to
+`tether-hub init`; the database is dropped at cleanup. Read the registry with
+hub.sql() and check it with hub.db_check(), never through hub.db itself; a
+check that only SQLite can make calls h.sqlite_only(reason), which skips the
+test (77) on PostgreSQL.
 
 After the test body, every tether daemon still running gets SIGTERM and must
 exit 0, and no daemon log may hold a sanitizer report. On failure the tail of
@@ -48,6 +59,7 @@ import traceback
 
 SKIP = 77
 HERE = os.path.dirname(os.path.abspath(__file__))
+DB_BACKENDS = ("sqlite", "pg")
 
 
 class Fatal(Exception):
@@ -78,6 +90,16 @@ def debian_import(*names):
             if attempt == 0 and "/usr/lib/python3/dist-packages" not in sys.path:
                 sys.path.append("/usr/lib/python3/dist-packages")
     return None
+
+
+def load_pgfixture():
+    """tests/pg/pgfixture.py as a module (the server's URL file, its
+    programs)."""
+    path = os.path.join(HERE, "..", "pg", "pgfixture.py")
+    spec = importlib.util.spec_from_file_location("tether_pgfixture", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def load_sample_module():
@@ -373,6 +395,8 @@ class Hub:
         self.pin = None
         self.token = None
         self.conf = None
+        # The hub's PostgreSQL database (TETHER_TEST_DB=pg), set by init().
+        self.db_url = None
         # The test clock (hub_now() + offset, TETHER_TEST_CLOCK_FILE): off
         # unless start(test_clock=True).
         self.clock_path = os.path.join(self.dir, "test-clock")
@@ -389,14 +413,34 @@ class Hub:
     def ctl_conf(self):
         return os.path.join(self.dir, "ctl.conf")
 
-    def init(self, extra=()):
-        r = self.h.run([self.h.bin("tether-hub"), "init", "--state", self.dir, "--name",
-                        "127.0.0.1", "--public", self.addr] + list(extra), timeout=60)
+    def init(self, extra=(), db=None):
+        """tether-hub init. On PostgreSQL (TETHER_TEST_DB=pg) the hub gets a
+        new database of its own, or the database URL db (hubs of one
+        cluster share one); db= is refused on SQLite."""
+        argv = [self.h.bin("tether-hub"), "init", "--state", self.dir, "--name", "127.0.0.1",
+                "--public", self.addr]
+        if self.h.db_backend == "pg":
+            self.h.pg_require_hub_support()
+            self.db_url = db or self.h.pg_create_db(self.name)
+            argv += ["--db", self.db_url]
+        elif db is not None:
+            raise Fatal("Hub.init(db=...) needs the PostgreSQL backend (TETHER_TEST_DB=pg)")
+        r = self.h.run(argv + list(extra), timeout=60)
         if r.rc != 0:
             raise Fatal("tether-hub init failed: %r" % r)
-        for f in ("hub.db", "hub.key", "hub.crt", "admin.token", "ctl.conf"):
+        files = ["hub.key", "hub.crt", "admin.token", "ctl.conf", "hub.conf"]
+        if self.h.db_backend == "sqlite":
+            files.append("hub.db")
+        for f in files:
             if not os.path.exists(os.path.join(self.dir, f)):
                 raise Fatal("tether-hub init did not create %s" % f)
+        if self.h.db_backend == "pg":
+            with open(os.path.join(self.dir, "hub.conf")) as f:
+                conf = f.read()
+            self.h.check(self.db_url in conf and
+                         not os.path.exists(os.path.join(self.dir, "hub.db")),
+                         "init --db keeps the database URL in hub.conf and makes no hub.db",
+                         conf[-500:])
         self.conf = read_conf(self.ctl_conf)
         try:
             self.pin = self.conf["hub_pin"][-1]
@@ -408,6 +452,62 @@ class Hub:
         if admin != self.token:
             self.h.check(False, "admin.token (%r...) equals ctl.conf token" % admin[:8])
         return r
+
+    @property
+    def db_path(self):
+        """STATE/hub.db, the SQLite registry (None on PostgreSQL)."""
+        return os.path.join(self.dir, "hub.db") if self.h.db_backend == "sqlite" else None
+
+    def sql_rows(self, query):
+        """Runs one SQL statement on the hub's registry, whichever the
+        backend; returns its rows as lists of str (None for NULL). Write
+        portable SQL: a boolean reads "1"/"0" on SQLite, "t"/"f" on
+        PostgreSQL."""
+        if self.h.db_backend == "pg":
+            if not self.db_url:
+                raise Fatal("hub %s has no database yet (init() first)" % self.name)
+            return self.h.pg_rows(self.db_url, query)
+        import sqlite3
+        c = sqlite3.connect("file:%s?mode=rw" % self.db_path, uri=True, timeout=10)
+        try:
+            rows = c.execute(query).fetchall()
+        except sqlite3.Error as e:
+            raise Fatal("sqlite3 %s: %s" % (query, e))
+        finally:
+            c.close()
+        return [[None if v is None else str(v) for v in row] for row in rows]
+
+    def sql(self, query):
+        """sql_rows() as the sqlite3 tool prints them: columns joined by
+        "|", rows by newlines, NULL as an empty string."""
+        return "\n".join("|".join("" if v is None else v for v in row)
+                         for row in self.sql_rows(query))
+
+    def db_check(self):
+        """Checks the registry's storage: (ok, detail). SQLite: PRAGMA
+        integrity_check. PostgreSQL: amcheck over every table (verify_heapam)
+        and B-tree index (bt_index_check) of the hub's database."""
+        if self.h.db_backend == "sqlite":
+            out = self.sql("PRAGMA integrity_check")
+            return out == "ok", out
+        # amcheck in a schema of its own, out of the registry's way.
+        self.sql("CREATE SCHEMA IF NOT EXISTS tether_test; "
+                 "CREATE EXTENSION IF NOT EXISTS amcheck SCHEMA tether_test")
+        user = ("c.relnamespace NOT IN ('pg_catalog'::regnamespace, 'pg_toast'::regnamespace, "
+                "'information_schema'::regnamespace, 'tether_test'::regnamespace)")
+        bad = self.sql_rows(
+            "SELECT c.relname, v.blkno, v.msg FROM pg_class c, "
+            "LATERAL tether_test.verify_heapam(c.oid, check_toast => true) v "
+            "WHERE c.relkind IN ('r', 'm') AND c.relpersistence = 'p' AND " + user)
+        if bad:
+            return False, "verify_heapam: %r" % bad[:5]
+        n = self.sql("SELECT count(tether_test.bt_index_check(c.oid, true)) FROM pg_index i "
+                     "JOIN pg_class c ON c.oid = i.indexrelid "
+                     "JOIN pg_am a ON a.oid = c.relam "
+                     "WHERE a.amname = 'btree' AND i.indisvalid AND i.indisready AND "
+                     "c.relpersistence = 'p' AND " + user)
+        tables = self.sql("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")
+        return int(tables or 0) > 0, "%s tables, %s B-tree indexes checked" % (tables, n)
 
     def set_conf(self, **keys):
         """Sets keys in hub.conf (edit_conf), for the next start or reload()."""
@@ -694,6 +794,13 @@ class Harness:
         self.env.setdefault("LC_ALL", "C")
         self._cleaned = False
         self._t0 = time.monotonic()
+        self.db_backend = os.environ.get("TETHER_TEST_DB") or "sqlite"
+        if self.db_backend not in DB_BACKENDS:
+            raise SystemExit("TETHER_TEST_DB=%s: expected one of %s" % (self.db_backend,
+                                                                     ", ".join(DB_BACKENDS)))
+        self._pg = None  # (pgfixture module, base URL, psql), once needed
+        self._pg_dbs = []  # databases this test created, dropped at cleanup
+        self._pg_hub_ok = None
         atexit.register(self.cleanup)
 
     # --- files -------------------------------------------------------------
@@ -723,6 +830,92 @@ class Harness:
         for t in tools:
             if not shutil.which(t):
                 raise Skip("tool %r not found in PATH" % t)
+
+    # --- the registry's database (TETHER_TEST_DB) -------------------------
+
+    def sqlite_only(self, reason):
+        """Skips the test (77) on PostgreSQL: reason says what only SQLite
+        has (e.g. "ENOSPC of STATE/hub.db")."""
+        if self.db_backend != "sqlite":
+            raise Skip("SQLite only: %s" % reason)
+
+    def pg_only(self, reason):
+        """Skips the test (77) on SQLite (e.g. several hubs on one database)."""
+        if self.db_backend != "pg":
+            raise Skip("PostgreSQL only (TETHER_TEST_DB=pg): %s" % reason)
+
+    def _pg_setup(self):
+        if self._pg:
+            return self._pg
+        fx = load_pgfixture()
+        base = os.environ.get("TETHER_TEST_PG_URL") or fx.read_url(self.bin_dir)
+        if not base:
+            raise Fatal("TETHER_TEST_DB=pg but no PostgreSQL server: %s is missing (start one "
+                        "with tests/pg/pgfixture.py start %s, or set TETHER_TEST_PG_URL)" % (
+                            fx.paths(self.bin_dir)["url"], self.bin_dir))
+        try:
+            psql = os.path.join(fx.bin_dir(), "psql")
+        except fx.Error:
+            psql = shutil.which("psql")
+        if not psql:
+            raise Fatal("TETHER_TEST_DB=pg but psql is not installed (postgresql-client)")
+        self._pg = (fx, base.rstrip("/"), psql)
+        return self._pg
+
+    def pg_url(self, db="postgres"):
+        """URL of database db on the test server."""
+        return "%s/%s" % (self._pg_setup()[1], db)
+
+    def pg_rows(self, url, query, timeout=60):
+        """Runs SQL on a PostgreSQL database with psql; returns the last
+        statement's rows as lists of str (None for NULL)."""
+        psql = self._pg_setup()[2]
+        env = dict(self.env, PGCONNECT_TIMEOUT="10")
+        r = self.run([psql, "-X", "-q", "-tA", "-v", "ON_ERROR_STOP=1", "-F", "\x1f", "-R", "\x1e",
+                      "-P", "null=\x1d", "-d", url, "-c", query], timeout=timeout, env=env)
+        if r.rc != 0:
+            raise Fatal("psql %s: %s (rc=%s)" % (query[:200], r.stderr.strip()[-500:], r.rc))
+        out = r.stdout
+        if out == "":
+            return []
+        if out.endswith("\n"):
+            out = out[:-1]
+        return [[None if v == "\x1d" else v for v in rec.split("\x1f")]
+                for rec in out.split("\x1e")]
+
+    def pg_create_db(self, label):
+        """A new, empty database (dropped at cleanup); returns its URL. The
+        name holds the test's name, label, a counter and the PID, so tests
+        running in parallel never share one."""
+        base = re.sub(r"[^a-z0-9]+", "_", ("%s_%s" % (self.name, label)).lower()).strip("_")
+        name = "t_%s_%d_%d" % (base[:40], len(self._pg_dbs) + 1, os.getpid())
+        self.pg_rows(self.pg_url(), 'CREATE DATABASE "%s"' % name)
+        self._pg_dbs.append(name)
+        self.note("PostgreSQL database %s" % name)
+        return self.pg_url(name)
+
+    def pg_require_hub_support(self):
+        """Skips (77) when this tether-hub has no PostgreSQL backend (no
+        `init --db`)."""
+        if self._pg_hub_ok is None:
+            r = self.run([self.bin("tether-hub"), "init", "--help"], timeout=30)
+            self._pg_hub_ok = "--db" in r.stdout + r.stderr
+        if not self._pg_hub_ok:
+            raise Skip("this tether-hub has no PostgreSQL backend (init --help lists no --db)")
+
+    def _pg_drop_all(self):
+        if not self._pg_dbs:
+            return
+        if self.keep:
+            print("TETHER_KEEP=1: kept the databases %s on %s" % (", ".join(self._pg_dbs),
+                                                                 self._pg[1]))
+            return
+        for name in self._pg_dbs:
+            try:
+                self.pg_rows(self.pg_url(), 'DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % name)
+            except Exception as e:  # keep cleaning the rest
+                print("cleanup: cannot drop database %s: %s" % (name, e))
+        self._pg_dbs = []
 
     # --- reporting ---------------------------------------------------------
 
@@ -971,6 +1164,7 @@ class Harness:
                 p.stop(timeout=3)
             except Exception as e:  # keep cleaning the rest
                 print("cleanup of %s: %s" % (p.name, e))
+        self._pg_drop_all()
         if self.keep:
             print("TETHER_KEEP=1: kept %s" % self.tmp)
         else:

@@ -1,7 +1,6 @@
 # Helpers shared by the federated-query integration tests (tests/integration/test_query_*.py).
 # SPDX-License-Identifier: MIT
 import json
-import os
 import re
 import subprocess
 import threading
@@ -88,22 +87,9 @@ def list_all(hub, token=None):
 
 
 def sql(h, hub, query):
-    """Runs one SQL statement on the hub's database with the sqlite3 tool (or
-    Python's module when the tool is missing); returns stdout text."""
-    db = os.path.join(hub.dir, "hub.db")
-    try:
-        p = subprocess.run(["sqlite3", db, query], capture_output=True, timeout=30)
-        if p.returncode != 0:
-            raise Fatal("sqlite3 %s: %s" % (query, p.stderr.decode(errors="replace")))
-        return p.stdout.decode().strip()
-    except FileNotFoundError:
-        import sqlite3
-        c = sqlite3.connect(db, timeout=10)
-        try:
-            rows = c.execute(query).fetchall()
-        finally:
-            c.close()
-        return "\n".join("|".join(str(x) for x in row) for row in rows)
+    """Runs one SQL statement on the hub's registry (SQLite or PostgreSQL:
+    Hub.sql); returns its rows as the sqlite3 tool prints them."""
+    return hub.sql(query)
 
 
 def wait_complete(hub, qid, timeout=30, token=None):

@@ -258,7 +258,7 @@ def main(h):
     h.check((x.get("tether_registry_commit_seconds_count") or 0) >= 5
             and x.get("tether_registry_commit_seconds_bucket", le="+Inf")
             == x.get("tether_registry_commit_seconds_count"),
-            "SQLite commits were timed", x.get("tether_registry_commit_seconds_count"))
+            "registry commits were timed", x.get("tether_registry_commit_seconds_count"))
     pid = hub.proc.pid
     fds = len(os.listdir("/proc/%d/fd" % pid))
     h.check(abs((x.get("process_open_fds") or 0) - fds) <= 5,

@@ -8,6 +8,7 @@
 #   TETHER_TEST_JOBS       ctest parallelism (default 2)
 #   TETHER_WOLFSSL_PREFIX  use this prebuilt wolfSSL instead of building one
 #   TETHER_SKIP_SETUP=1    do not run deploy/setup.sh
+#   TETHER_TEST_PG=0       do not register the PostgreSQL variants (below)
 #
 # Build trees: build/ (RelWithDebInfo), build-asan/ (-DTETHER_SANITIZE=ON,
 # which also builds and runs the allocation-failure torture, CTest label
@@ -19,6 +20,13 @@
 # tests/package/test_package.sh): it builds the .deb, installs it with
 # apt-get on this machine, checks the programs and the systemd units
 # (systemd-analyze verify and security) and purges it; never in the ASan tree.
+# The integration tests run twice in the normal tree: on SQLite
+# (integration/*) and on PostgreSQL (integration-pg/*, CTest label `pg`),
+# each hub on a database of its own on one real server that the CTest fixture
+# starts (tests/pg/pgfixture.py: initdb and pg_ctl on a loopback port, as the
+# postgres user) and stops; the ASan tree runs only a few PG variants
+# (TETHER_TEST_PG_ONLY, tests/pg/README.md). On exit this script stops any
+# such server still running, so none is left behind.
 # Exit status: 0 only when every phase passed.
 set -euo pipefail
 
@@ -39,6 +47,20 @@ for arg in "$@"; do
         ;;
     esac
 done
+
+# The PostgreSQL server of the pg fixture, when a run ends early (a failed
+# or interrupted ctest does not reach pg/stop).
+stop_pg() {
+    local d
+    for d in "$ROOT/build" "$ROOT/build-asan"; do
+        if [ -d "$d/pgtest" ]; then
+            python3 "$ROOT/tests/pg/pgfixture.py" stop "$d" || true
+        fi
+    done
+}
+trap stop_pg EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 JOBS=$(nproc 2>/dev/null || echo 2)
 TEST_JOBS=${TETHER_TEST_JOBS:-2}

@@ -19,12 +19,12 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Fatal, Harness, Proc, Skip, closed_port, free_port  # noqa: E402
+from harness import (Fatal, Harness, Proc, Skip, closed_port, free_port,  # noqa: E402
+                     load_pgfixture)
 from bytestreams import TcpService, echo, has_asan, start_hub_site  # noqa: E402
 from h2stall import make_user_token  # noqa: E402
 
 SITE = "clinic-a"
-PG_BIN = "/usr/lib/postgresql/15/bin"
 
 
 def wait_port(port, timeout=20.0):
@@ -75,8 +75,11 @@ LogLevel VERBOSE
 def start_postgres(h):
     """initdb in a temp dir (as postgres when root: it refuses root), trust
     auth on loopback; returns (port, user)."""
-    if not os.path.exists(os.path.join(PG_BIN, "initdb")) or not shutil.which("psql"):
-        raise Skip("PostgreSQL not installed (deploy/setup.sh: postgresql, postgresql-client)")
+    fx = load_pgfixture()
+    try:
+        PG_BIN = fx.bin_dir()  # Debian: /usr/lib/postgresql/VERSION/bin
+    except fx.Error as e:
+        raise Skip(str(e))
     d = tempfile.mkdtemp(prefix="tether-pg-")
     h.pg_dir = d
     prefix, user = [], getpass.getuser()

@@ -11,6 +11,10 @@ from harness import Harness  # noqa: E402
 
 def main(h):
     bench = os.path.join(h.src_dir, "tests", "bench", "bench_fanout.py")
+    # The bench's own harness inherits TETHER_TEST_DB: its hubs run on
+    # PostgreSQL too, each on a database of its own.
+    if h.db_backend == "pg":
+        h.pg_require_hub_support()
     out = h.path("bench.json")
     env = dict(h.env, TETHER_BIN=h.bin_dir, TETHER_SRC=h.src_dir)
     r = h.run([sys.executable, bench, "--sites", "1,2", "--queries", "5", "--out", out],

@@ -44,6 +44,8 @@ PACKAGES=(
     libwolfssl-dev
     python3-h2 python3-hyperframe python3-hpack python3-websockets python3-wsproto
     python3-grpcio
+    # The pg test fixture's server (tests/pg: initdb, pg_ctl, amcheck; run
+    # as the postgres user the package creates) and psql.
     postgresql postgresql-client
     libsystemd-dev
     debhelper lintian help2man

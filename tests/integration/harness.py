@@ -862,12 +862,15 @@ class Harness:
             psql = shutil.which("psql")
         if not psql:
             raise Fatal("TETHER_TEST_DB=pg but psql is not installed (postgresql-client)")
-        self._pg = (fx, base.rstrip("/"), psql)
+        self._pg = (fx, base.strip(), psql)
         return self._pg
 
     def pg_url(self, db="postgres"):
-        """URL of database db on the test server."""
-        return "%s/%s" % (self._pg_setup()[1], db)
+        """URL of database db on the test server (the base URL's own
+        database, if it names one, replaced; its ?parameters kept)."""
+        import urllib.parse
+        u = urllib.parse.urlsplit(self._pg_setup()[1])
+        return urllib.parse.urlunsplit((u.scheme, u.netloc, "/" + db, u.query, ""))
 
     def pg_rows(self, url, query, timeout=60):
         """Runs SQL on a PostgreSQL database with psql; returns the last

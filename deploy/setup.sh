@@ -45,8 +45,9 @@ PACKAGES=(
     python3-h2 python3-hyperframe python3-hpack python3-websockets python3-wsproto
     python3-grpcio
     # The pg test fixture's server (tests/pg: initdb, pg_ctl, amcheck; run
-    # as the postgres user the package creates) and psql.
-    postgresql postgresql-client
+    # as the postgres user the package creates) and psql; libpq for the
+    # hub's PostgreSQL backend (without it the PG tests are not registered).
+    postgresql postgresql-client libpq-dev
     libsystemd-dev
     debhelper lintian help2man
     chromium chromium-driver python3-selenium

@@ -627,7 +627,7 @@ def render(res, hand=None):
                      ("tether_compare", "tether-hub, %s" % (r.get("compare_label") or
                                                           "--hs-compare-bin build")),
                      ("tether_disk", "tether-hub (state on disk: fsync per commit)"),
-                     ("nginx", "nginx (OpenSSL)"))
+                     ("nginx", "nginx (%s)" % (_get(r, "versions", "nginx") or "OpenSSL")))
             nginx_pc = _get(r, "nginx", "per_core")
             rows = []
             for key, label in names:

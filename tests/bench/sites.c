@@ -233,7 +233,7 @@ struct hs_slot {
     struct conn *c;            /* --https: the connection in progress, or NULL */
     struct tls_pin_verifier v; /* --https: checks the server's pin */
     uv_connect_t req;
-    char head[256]; /* --https: the start of the answer */
+    char head[512]; /* --https: the start of the answer */
     size_t head_len;
     size_t body_left; /* --https: body bytes still to come; SIZE_MAX: head not parsed */
 };

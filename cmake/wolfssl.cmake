@@ -1,5 +1,6 @@
 # wolfSSL for tether: a static library built from Debian's source package with
-# AES-NI (deploy/build-wolfssl.sh), once per build directory, reused after.
+# AES-NI and SP P-256 (deploy/build-wolfssl.sh), once per build directory and
+# set of configure flags, reused after.
 # Falls back to the system libwolfssl, loudly, when that build is impossible.
 # SPDX-License-Identifier: MIT
 #
@@ -18,29 +19,32 @@ if(NOT TETHER_WOLFSSL_PREFIX)
   # build dir (each costs up to a minute); it is retried when the script
   # changes, or after: cmake -UTETHER_WOLFSSL_FAILED <build>.
   file(MD5 "${CMAKE_SOURCE_DIR}/deploy/build-wolfssl.sh" _script_md5)
-  # A build made by an older recipe of the script is rebuilt.
-  file(STRINGS "${CMAKE_SOURCE_DIR}/deploy/build-wolfssl.sh" _recipe REGEX "^RECIPE=")
-  string(REPLACE "RECIPE=" "" _recipe "${_recipe}")
-  set(_have_recipe "")
-  if(EXISTS "${_prefix}/RECIPE")
-    file(STRINGS "${_prefix}/RECIPE" _have_recipe LIMIT_COUNT 1)
-  endif()
-  if(EXISTS "${_prefix}/lib/libwolfssl.a" AND NOT _have_recipe STREQUAL _recipe)
-    message(STATUS "wolfSSL in ${_prefix} was built by recipe '${_have_recipe}', not "
-                   "'${_recipe}': rebuilding")
-    file(REMOVE_RECURSE "${_prefix}")
-  endif()
-  if(NOT EXISTS "${_prefix}/lib/libwolfssl.a" AND TETHER_WOLFSSL_FAILED STREQUAL _script_md5)
-    message(WARNING "wolfSSL source build failed before (${TETHER_WOLFSSL_DIR}/build.log); "
-                    "not retrying. To retry: cmake -UTETHER_WOLFSSL_FAILED ${CMAKE_BINARY_DIR}")
-  elseif(NOT EXISTS "${_prefix}/lib/libwolfssl.a")
-    message(STATUS "Building wolfSSL from Debian's source package into ${TETHER_WOLFSSL_DIR}")
+  if(TETHER_WOLFSSL_FAILED STREQUAL _script_md5)
+    if(EXISTS "${_prefix}/lib/libwolfssl.a")
+      message(WARNING "wolfSSL rebuild with this script's flags failed before "
+                      "(${TETHER_WOLFSSL_DIR}/build.log); using the older build in ${_prefix}. "
+                      "To retry: cmake -UTETHER_WOLFSSL_FAILED ${CMAKE_BINARY_DIR}")
+    else()
+      message(WARNING "wolfSSL source build failed before (${TETHER_WOLFSSL_DIR}/build.log); "
+                      "not retrying. To retry: cmake -UTETHER_WOLFSSL_FAILED ${CMAKE_BINARY_DIR}")
+    endif()
+  else()
+    # Run every time: the script returns at once when the build there has its
+    # STAMP (recipe and configure flags), and rebuilds one made with other
+    # flags (a build dir kept from before a flag change).
+    if(NOT EXISTS "${_prefix}/lib/libwolfssl.a")
+      message(STATUS "Building wolfSSL from Debian's source package into ${TETHER_WOLFSSL_DIR}")
+    endif()
     execute_process(
       COMMAND bash ${CMAKE_SOURCE_DIR}/deploy/build-wolfssl.sh "${TETHER_WOLFSSL_DIR}"
       RESULT_VARIABLE _rc)
     if(NOT _rc EQUAL 0)
       set(TETHER_WOLFSSL_FAILED "${_script_md5}" CACHE INTERNAL "build-wolfssl.sh that failed")
-      message(WARNING "wolfSSL source build failed (${_rc}); falling back to system libwolfssl")
+      if(EXISTS "${_prefix}/lib/libwolfssl.a")
+        message(WARNING "wolfSSL rebuild failed (${_rc}); using the older build in ${_prefix}")
+      else()
+        message(WARNING "wolfSSL source build failed (${_rc}); falling back to system libwolfssl")
+      endif()
     endif()
   endif()
   if(EXISTS "${_prefix}/lib/libwolfssl.a")
@@ -66,6 +70,14 @@ if(TETHER_WOLFSSL_PREFIX)
   else()
     set(_flavor "source")
     message(WARNING "wolfSSL in ${TETHER_WOLFSSL_PREFIX} has no AES-NI: TLS will be slow")
+  endif()
+  # Single-precision P-256 (the build script's --enable-sp --enable-sp-asm):
+  # without it each TLS handshake costs the hub several times the CPU.
+  file(STRINGS "${TETHER_WOLFSSL_PREFIX}/include/wolfssl/options.h" _sp
+       REGEX "^#define WOLFSSL_HAVE_SP_ECC")
+  if(NOT _sp)
+    message(WARNING "wolfSSL in ${TETHER_WOLFSSL_PREFIX} has no single-precision P-256 "
+                    "(--enable-sp): TLS handshakes will cost several times the CPU")
   endif()
   add_library(tether::wolfssl STATIC IMPORTED GLOBAL)
   set_target_properties(tether::wolfssl PROPERTIES

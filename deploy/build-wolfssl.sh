@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Builds tether's static wolfSSL (AES-NI) from Debian's newest wolfssl source package into DIR/install.
+# Builds tether's static wolfSSL (AES-NI, SP P-256) from Debian's newest wolfssl source package into DIR/install.
 # SPDX-License-Identifier: MIT
 #
 # Usage: deploy/build-wolfssl.sh DIR
 #
-# Result: DIR/install/{lib/libwolfssl.a,include/,VERSION,FLAVOR,BUILDINFO}.
+# Result: DIR/install/{lib/libwolfssl.a,include/,VERSION,FLAVOR,STAMP,BUILDINFO}.
 #   VERSION  the Debian source version built, e.g. 5.7.2-0.1+deb13u2
 #   FLAVOR   "source-aesni" or "source" (CPU without AES-NI, or not x86-64)
+#   STAMP    the recipe and the exact configure line of this build
+# P-256 uses wolfSSL's single-precision code: --enable-sp --enable-sp-asm on
+# x86-64; elsewhere --enable-sp alone (portable C), with a notice.
 # Work files: DIR/apt (private apt state: the system's own lists are never
 # touched), DIR/src (source package; build tree removed on success),
 # DIR/build.log.
@@ -20,10 +23,11 @@
 #   TETHER_WOLFSSL_VERSION  build this Debian version instead of the newest.
 #   TETHER_WOLFSSL_NO_AESNI=1  build without AES-NI even if the CPU has it.
 #
-# Idempotent: exits 0 at once when DIR/install/lib/libwolfssl.a exists and was
-# made by this script's RECIPE (delete DIR/install to pick up a newer Debian
-# upload). Several build directories may share DIR; a lock on DIR/.lock
-# serialises them.
+# Idempotent: exits 0 at once when DIR/install/lib/libwolfssl.a exists and its
+# STAMP matches this script's recipe and configure line; a build made with
+# other flags is rebuilt (staged, so a failed rebuild leaves the old one in
+# place). Delete DIR/install to pick up a newer Debian upload. Several build
+# directories may share DIR; a lock on DIR/.lock serialises them.
 set -euo pipefail
 
 PROG=build-wolfssl
@@ -39,11 +43,73 @@ DIR=$(cd "$1" && pwd)
 INSTALL="$DIR/install"
 LOG="$DIR/build.log"
 
-# Bumped whenever the configuration below changes, so that build dirs made
-# by an older recipe are rebuilt (cmake/wolfssl.cmake reads this line too).
-RECIPE=2
-built_here() { [ -f "$INSTALL/lib/libwolfssl.a" ] && [ "$(cat "$INSTALL/RECIPE" 2>/dev/null)" = "$RECIPE" ]; }
+# Bumped whenever the recipe changes in a way the configure line below does
+# not show (cmake/wolfssl.cmake reads this line too).
+RECIPE=3
+
+# ---------------------------------------------------------------------------
+# 0. The configuration, decided before anything is fetched: an existing build
+#    made with other flags (an older script, another CPU, other environment
+#    variables) is rebuilt, because CI and developers reuse build dirs.
+# ---------------------------------------------------------------------------
+FLAVOR=source-aesni
+ASM_FLAGS=(--enable-aesni --enable-intelasm)
+if [ "$(uname -m)" != x86_64 ]; then
+    FLAVOR=source
+    ASM_FLAGS=()
+    AESNI_NOTE="$(uname -m) is not x86-64: building WITHOUT AES-NI (--enable-aesni/--enable-intelasm dropped)"
+elif [ "${TETHER_WOLFSSL_NO_AESNI:-0}" = 1 ]; then
+    FLAVOR=source
+    ASM_FLAGS=()
+    AESNI_NOTE="TETHER_WOLFSSL_NO_AESNI=1: building WITHOUT AES-NI"
+elif ! grep -qw aes /proc/cpuinfo; then
+    FLAVOR=source
+    ASM_FLAGS=()
+    AESNI_NOTE="this CPU lacks AES-NI: building WITHOUT it (--enable-aesni/--enable-intelasm dropped); TLS will be slow"
+fi
+# Single-precision (SP) P-256: constant-time code specialised for the curve,
+# with x86-64 assembly, about 8-15 times faster for ECDSA sign/verify and ECDH
+# than wolfSSL's generic big-integer math, so a TLS 1.3 handshake with
+# client certificates costs the hub a fraction of what it did
+# (docs/benchmarks.md, "Handshakes"). The assembly checks the CPU's features
+# (BMI2, ADX) at run time and has a plain x86-64 path. On other
+# architectures the portable C version of the same code is used.
+SP_FLAGS=(--enable-sp --enable-sp-asm)
+SP_NOTE=""
+if [ "$(uname -m)" != x86_64 ]; then
+    SP_FLAGS=(--enable-sp)
+    SP_NOTE="$(uname -m) is not x86-64: single-precision P-256 in portable C, without --enable-sp-asm (handshakes cost more CPU)"
+fi
+
+CONFIG=(--prefix="$INSTALL"
+    --enable-static --disable-shared --enable-tls13 --disable-oldtls --enable-alpn --enable-sni
+    --enable-ed25519 --enable-curve25519 --enable-ecc --enable-certgen --enable-keygen
+    --enable-certext "${ASM_FLAGS[@]}" "${SP_FLAGS[@]}" --enable-aesgcm --enable-sha512
+    --disable-examples --disable-crypttests --disable-benchmark --enable-session-ticket --with-pic)
+# WOLFSSL_NO_FORCE_ZERO: wolfSSL then calls a ForceZero() of ours (added to
+# the archive below) instead of its own volatile 8-byte loop, which zeroes
+# every 16 KiB input record before freeing it and cost ~10% of the hub's CPU
+# in a bulk transfer (docs/benchmarks.md).
+CFL="-O2 -fPIC -DWOLFSSL_ALWAYS_VERIFY_CB -DWOLFSSL_ALT_NAMES -DWOLFSSL_DER_TO_PEM -DWOLFSSL_PUBLIC_MP"
+CFL="$CFL -DWOLFSSL_NO_FORCE_ZERO"
+# WOLFSSL_GETRANDOM: each TLS connection's RNG is seeded with getrandom(2)
+# instead of opening, reading and closing /dev/urandom: three system calls
+# fewer per handshake, and no descriptor needed, so a hub at its descriptor
+# limit can still seed a site's handshake (Linux 3.17 and later).
+if [ "$(uname -s)" = Linux ]; then CFL="$CFL -DWOLFSSL_GETRANDOM"; fi
+# What DIR/install/STAMP must say for the build there to be reused: the
+# recipe, the Debian version asked for and the exact configure line.
+STAMP="recipe=$RECIPE version=${TETHER_WOLFSSL_VERSION:-newest} configure: ${CONFIG[*]} CFLAGS=$CFL"
+
+built_here() {
+    [ -f "$INSTALL/lib/libwolfssl.a" ] && [ "$(cat "$INSTALL/STAMP" 2>/dev/null)" = "$STAMP" ]
+}
 built_here && exit 0
+if [ -f "$INSTALL/lib/libwolfssl.a" ]; then
+    say "$INSTALL was built with other flags or by an older recipe: rebuilding"
+    say "  was: $(cat "$INSTALL/STAMP" 2>/dev/null || echo "recipe $(cat "$INSTALL/RECIPE" 2>/dev/null || echo '?'), no STAMP")"
+    say "  now: $STAMP"
+fi
 
 command -v flock >/dev/null || die "flock not found (util-linux)"
 exec 9>"$DIR/.lock"
@@ -253,33 +319,8 @@ $(tail -n 20 "$LOG")"
 # ---------------------------------------------------------------------------
 # 3. Configure, build, install.
 # ---------------------------------------------------------------------------
-FLAVOR=source-aesni
-ASM_FLAGS=(--enable-aesni --enable-intelasm)
-if [ "$(uname -m)" != x86_64 ]; then
-    say "WARNING: $(uname -m) is not x86-64: building WITHOUT AES-NI (--enable-aesni/--enable-intelasm dropped)"
-    FLAVOR=source
-    ASM_FLAGS=()
-elif [ "${TETHER_WOLFSSL_NO_AESNI:-0}" = 1 ]; then
-    say "WARNING: TETHER_WOLFSSL_NO_AESNI=1: building WITHOUT AES-NI"
-    FLAVOR=source
-    ASM_FLAGS=()
-elif ! grep -qw aes /proc/cpuinfo; then
-    say "WARNING: this CPU lacks AES-NI: building WITHOUT it (--enable-aesni/--enable-intelasm dropped); TLS will be slow"
-    FLAVOR=source
-    ASM_FLAGS=()
-fi
-
-CONFIG=(--prefix="$INSTALL"
-    --enable-static --disable-shared --enable-tls13 --disable-oldtls --enable-alpn --enable-sni
-    --enable-ed25519 --enable-curve25519 --enable-ecc --enable-certgen --enable-keygen
-    --enable-certext "${ASM_FLAGS[@]}" --enable-aesgcm --enable-sha512 --disable-examples
-    --disable-crypttests --disable-benchmark --enable-session-ticket --with-pic)
-# WOLFSSL_NO_FORCE_ZERO: wolfSSL then calls a ForceZero() of ours (added to
-# the archive below) instead of its own volatile 8-byte loop, which zeroes
-# every 16 KiB input record before freeing it and cost ~10% of the hub's CPU
-# in a bulk transfer (docs/benchmarks.md).
-CFL="-O2 -fPIC -DWOLFSSL_ALWAYS_VERIFY_CB -DWOLFSSL_ALT_NAMES -DWOLFSSL_DER_TO_PEM -DWOLFSSL_PUBLIC_MP"
-CFL="$CFL -DWOLFSSL_NO_FORCE_ZERO"
+[ -z "${AESNI_NOTE:-}" ] || say "WARNING: $AESNI_NOTE"
+[ -z "$SP_NOTE" ] || say "NOTICE: $SP_NOTE"
 
 run() { # STEP CMD...: runs in the source tree, output to the log
     local step=$1
@@ -321,13 +362,20 @@ done
 if [ "$FLAVOR" = source-aesni ]; then
     grep -q '^#define WOLFSSL_AESNI\b' "$OPTS" || die "WOLFSSL_AESNI missing from the built options.h"
 fi
+grep -q '^#define WOLFSSL_HAVE_SP_ECC\b' "$OPTS" || die "WOLFSSL_HAVE_SP_ECC missing from the built options.h"
+if [ "$(uname -m)" = x86_64 ]; then
+    grep -q '^#define WOLFSSL_SP_X86_64_ASM\b' "$OPTS" ||
+        die "WOLFSSL_SP_X86_64_ASM missing from the built options.h"
+fi
 
 echo "$VER" >"$STAGED/VERSION"
 echo "$RECIPE" >"$STAGED/RECIPE"
 echo "$FLAVOR" >"$STAGED/FLAVOR"
+echo "$STAMP" >"$STAGED/STAMP"
 {
     echo "version: $VER"
     echo "flavor: $FLAVOR"
+    echo "p256: single-precision (${SP_FLAGS[*]})"
     echo "built: $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(uname -m)"
     echo "configure: ${CONFIG[*]} CFLAGS=\"$CFL\""
     echo "sources:"

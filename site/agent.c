@@ -447,6 +447,8 @@ static void events_open(struct sstream *ss)
     nva[1] = h2_nv("content-type", 12, "text/plain", 10);
     nghttp2_submit_response(ss->a->h2.s, ss->id, nva, 2, &prd);
     h2_send(&ss->a->h2);
+    if (ss->a->on_live != NULL)
+        ss->a->on_live(ss->a);
 }
 
 void agent_announce(struct agent *a, const char *line)

@@ -98,6 +98,10 @@ struct agent {
     int stopping;
     int exit_code;
     char fatal[256]; /* set when the agent must stop (e.g. source port taken) */
+    /* Observer, may be NULL: called when the hub opens its events stream,
+     * which it first does once it took this connection's hello (bench_sites
+     * counts complete connects with it). It may close a->conn. */
+    void (*on_live)(struct agent *a);
 };
 
 /* Fills defaults (ping 20 s, upstream timeout 60 s, connect timeout 10 s, backoff

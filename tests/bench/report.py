@@ -279,6 +279,24 @@ def targets(res):
                     po["service_connections"], conc, svc_tw))
     rows.append(("ports", "Port economy: one tunnel connection and no TIME_WAIT on the site host "
                  "(expected 1 and 0); service connections kept alive", meas, verdict(ok)))
+    hs = res.get("handshakes") or {}
+    ok, meas = None, "not measured"
+    t, n = hs.get("tether") or {}, hs.get("nginx") or {}
+    if isinstance(t.get("per_core"), (int, float)):
+        ok = t["per_core_min"] >= 3000 and not t.get("errors")
+        meas = "%.0f per hub core (%.0f–%.0f; %.3f ms of hub CPU each)" % (
+            t["per_core"], t["per_core_min"], t["per_core_max"], t["cpu_ms"])
+        if isinstance(n.get("per_core"), (int, float)) and n["per_core"] > 0:
+            meas += ", %.2f× nginx (%.0f per core)" % (t["per_core"] / n["per_core"],
+                                                      n["per_core"])
+        if t.get("errors"):
+            meas += ", %d errors" % t["errors"]
+    elif hs.get("error") or t.get("error"):
+        meas = "failed: " + _short(hs.get("error") or t.get("error"))
+        ok = False
+    rows.append(("handshakes", "Handshakes: ≥ 3,000 full TLS 1.3 connects per second per hub "
+                 "core (client certificate, pin check, hello), side by side with nginx", meas,
+                 verdict(ok)))
     return rows
 
 
@@ -334,7 +352,7 @@ def render(res, hand=None):
         L.append("> The run stopped early: %s" % _short(meta["error"], 300))
     sz = meta.get("sizes", {})
     ran = set(meta.get("only") or ("bulk", "requests", "scale", "setup", "storm", "ports",
-                                   "tcp", "websocket", "grpc"))
+                                   "tcp", "websocket", "grpc", "handshakes"))
 
     def shown(scenario):
         return scenario in ran
@@ -596,6 +614,56 @@ def render(res, hand=None):
                              ratio(_get(r, "tether", q), _get(r, "direct", q))))
             rows.append(("failed", cell(t, "errors"), cell(x, "errors"), ""))
             L.append(table(("measure", "tether", "direct", "tether / direct"), rows))
+
+    # 10. handshakes
+    if shown("handshakes"):
+        hs = res.get("handshakes") or {}
+        r = section(L, "10. Handshakes: full TLS 1.3 connects with a client certificate, "
+                    "server pinned to one core", res, "handshakes",
+                    lambda r: r.get("tether") or r.get("nginx"))
+        if r:
+            names = (("tether", "tether-hub (state in tmpfs)%s" % (
+                        ", linked with " + r["wolfssl"] if r.get("wolfssl") else "")),
+                     ("tether_compare", "tether-hub, %s" % (r.get("compare_label") or
+                                                          "--hs-compare-bin build")),
+                     ("tether_disk", "tether-hub (state on disk: fsync per commit)"),
+                     ("nginx", "nginx (%s)" % (_get(r, "versions", "nginx") or "OpenSSL")))
+            nginx_pc = _get(r, "nginx", "per_core")
+            rows = []
+            for key, label in names:
+                if key not in r:
+                    continue
+                d = r[key] or {}
+                if "per_core" not in d:
+                    rows.append((label, "failed: " + _short(d.get("error", "?")), "", "", "", "",
+                                 ""))
+                    continue
+                rows.append((label,
+                             "%.0f (%.0f–%.0f)" % (d["rate"], d["rate_min"], d["rate_max"]),
+                             "%.3f (%.3f–%.3f)" % (d["cpu_ms"], d["cpu_ms_min"], d["cpu_ms_max"]),
+                             "%.0f (%.0f–%.0f)" % (d["per_core"], d["per_core_min"],
+                                                  d["per_core_max"]),
+                             "%d" % d.get("errors", 0),
+                             ratio(d["per_core"], nginx_pc) if key != "nginx" else ""))
+            L.append(table(("server", "connects/s (median; range)",
+                            "server CPU ms per connect", "connects/s per server core",
+                            "errors", "per core / nginx"), rows))
+            first = next((r[k] for k in ("tether", "nginx") if isinstance(r.get(k), dict)
+                          and r[k].get("group")), {})
+            L.append("")
+            L.append("%d runs per server, taking turns, %.1f s each after a %.1f s warm-up; "
+                     "%d connections in flight, cycling through %d client identities (each its "
+                     "own P-256 key and self-signed certificate, enrolled in each hub). Key "
+                     "exchange %s, cipher %s. Server on CPU %s, load generator (`bench_sites "
+                     "handshakes`) on CPU %s. *Per server core* = connects ÷ the server "
+                     "process's CPU seconds over the same window." % (
+                         r.get("repeat", 1), r.get("ms", 0) / 1000.0,
+                         r.get("warmup_ms", 0) / 1000.0, r.get("conns", 0), r.get("sites", 0),
+                         first.get("group") or "?", first.get("cipher") or "?",
+                         r.get("server_cpu", "?"), r.get("client_cpu", "?")))
+            if r.get("profile"):
+                L.append("")
+                L.append(r["profile"])
 
     for name, title in (("method", "Method"), ("findings", "Findings and profiling")):
         L.append("")

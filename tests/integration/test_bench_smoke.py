@@ -68,7 +68,7 @@ def main(h):
                                ("4. Connection setup", 1), ("5. Reconnect storm", 1),
                                ("6. Port economy", 12), ("7. TCP service", 2),
                                ("8. WebSocket echo", 4), ("9. gRPC unary calls", 4),
-                               ("Targets", 9)):
+                               ("10. Handshakes", 2), ("Targets", 10)):
         rows = table_rows(text, heading)
         h.check(rows is not None and len(rows) >= want_rows,
                 "report has the table of %r with %d rows" % (heading, want_rows),
@@ -152,6 +152,16 @@ def main(h):
                     and it.get("errors") == 0 and it.get(n) == r.get("conns", 0) * r.get(n, 0)
                     and "error" not in it,
                     "%s through %s: every answer came back, rate, p50, p99" % (key, path), it)
+    hs = res.get("handshakes") or {}
+    for server in ("tether", "nginx"):
+        it = hs.get(server) or {}
+        runs = [r for r in (hs.get("runs") or {}).get(server) or [] if "error" not in r]
+        h.check(num(it.get("per_core")) and it["per_core"] > 0 and num(it.get("cpu_ms"))
+                and it.get("errors") == 0 and runs and all(r.get("done", 0) > 0 for r in runs),
+                "handshakes: full connects to %s completed, with its CPU per connect and no "
+                "failure" % server, it)
+        h.check(it.get("group") == "SECP256R1",
+                "handshakes: %s negotiated P-256 key exchange" % server, it.get("group"))
     h.check((res.get("meta") or {}).get("sanitizer_reports") == [],
             "no sanitizer report in the bench's process logs",
             (res.get("meta") or {}).get("sanitizer_reports"))

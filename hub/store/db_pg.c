@@ -190,6 +190,9 @@ struct pg_conn {
     unsigned gen;   /* bumped at each (re)connect: statements prepare again */
     unsigned names; /* statement names handed out */
     int64_t changes;
+    /* The server said it ends the session (a FATAL notice between
+     * statements: shutdown, restart, pg_terminate_backend). */
+    int server_gone;
     /* Between our BEGIN and its COMMIT or ROLLBACK: a connection lost
      * meanwhile lost the transaction, and no statement may run on a new
      * connection (it would commit half of it) until the rollback. */
@@ -436,6 +439,18 @@ static PGconn *pg_connect(const char *url)
     return PQconnectdbParams(keys, vals, 1);
 }
 
+/* libpq's messages outside a result (notices, and the FATAL a server sends
+ * an idle session it ends) would go to stderr; the daemon logs only its
+ * own lines. A FATAL one means the connection is over. */
+static void on_notice(void *arg, const PGresult *res)
+{
+    struct pg_conn *c = arg;
+    const char *sev = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+
+    if (sev != NULL && (strcmp(sev, "FATAL") == 0 || strcmp(sev, "PANIC") == 0))
+        c->server_gone = 1;
+}
+
 /* Connects (again): 0, or -ENOTCONN with the reason in err. */
 static int pg_reconnect(struct pg_conn *c, char *err, size_t err_cap)
 {
@@ -446,10 +461,12 @@ static int pg_reconnect(struct pg_conn *c, char *err, size_t err_cap)
         PQfinish(c->pc);
     c->pc = pg_connect(c->url);
     c->gen++;
+    c->server_gone = 0;
     if (c->pc == NULL) {
         errmsg_set(err, err_cap, "out of memory");
         return -ENOMEM;
     }
+    PQsetNoticeReceiver(c->pc, on_notice, c);
     if (PQstatus(c->pc) != CONNECTION_OK) {
         errmsg_set(err, err_cap, "cannot connect: %s", PQerrorMessage(c->pc));
         return -ENOTCONN;
@@ -771,7 +788,7 @@ static int is_write(const PGresult *res)
  * error goes up, and the caller's rollback ends it. */
 static void maybe_reconnect(struct pg_conn *c)
 {
-    if (c->pc != NULL && PQstatus(c->pc) == CONNECTION_OK)
+    if (c->pc != NULL && PQstatus(c->pc) == CONNECTION_OK && !c->server_gone)
         return;
     pg_reconnect(c, NULL, 0);
 }
@@ -783,7 +800,14 @@ static int run(struct pg_stmt *st, int foreign_key)
     uint64_t t0;
     int rc = 0, sp = 0, timed;
 
-    if (PQstatus(c->pc) != CONNECTION_OK) {
+    /* Between transactions, read what the server sent meanwhile: a server
+     * that restarted or ended the session has closed it (57P01 and EOF),
+     * and the statement then goes to a new connection instead of failing
+     * on the dead one. Nothing was sent yet, so nothing can run twice. */
+    if (!c->in_tx && PQstatus(c->pc) == CONNECTION_OK &&
+        PQtransactionStatus(c->pc) == PQTRANS_IDLE && PQconsumeInput(c->pc))
+        (void)PQisBusy(c->pc); /* parses it: a FATAL reaches on_notice */
+    if (PQstatus(c->pc) != CONNECTION_OK || c->server_gone) {
         if (st->kind == K_ROLLBACK && c->in_tx) {
             c->in_tx = 0; /* the server ended it with the connection */
             return 0;

@@ -239,6 +239,30 @@ int registry_pg_map_sqlstate(const char *state, int foreign_key)
     return -EIO;
 }
 
+/* libpq's message of pc on one line, as every registry message is: its
+ * newlines and tabs ("...failed: Connection refused\n\tIs the server
+ * running...") become single spaces, the trailing ones go. Static storage,
+ * valid until the next call. */
+static const char *pg_msg(PGconn *pc)
+{
+    static char line[512];
+    const char *m = pc ? PQerrorMessage(pc) : "out of memory";
+    size_t n = 0;
+
+    for (; *m != '\0' && n + 1 < sizeof(line); m++) {
+        if (*m == '\n' || *m == '\t' || *m == '\r') {
+            if (n > 0 && line[n - 1] != ' ')
+                line[n++] = ' ';
+            continue;
+        }
+        line[n++] = *m;
+    }
+    while (n > 0 && line[n - 1] == ' ')
+        n--;
+    line[n] = '\0';
+    return line;
+}
+
 /* A failed result (or none: out of memory, connection lost) as an errno. */
 static int res_rc(PGconn *pc, const PGresult *res, int foreign_key)
 {
@@ -266,7 +290,7 @@ static int exec_simple(PGconn *pc, const char *sql, char *err, size_t err_cap)
     if (!res_ok(res)) {
         rc = res_rc(pc, res, -ENOENT);
         if (err != NULL)
-            errmsg_set(err, err_cap, "%s", PQerrorMessage(pc));
+            errmsg_set(err, err_cap, "%s", pg_msg(pc));
     }
     PQclear(res);
     return rc;
@@ -353,7 +377,7 @@ static int meta_version(PGconn *pc, int64_t *version, char *err, size_t err_cap)
     }
     return 0;
 sqlerr:
-    errmsg_set(err, err_cap, "%s", PQerrorMessage(pc));
+    errmsg_set(err, err_cap, "%s", pg_msg(pc));
     return rc;
 }
 
@@ -468,7 +492,7 @@ static int pg_reconnect(struct pg_conn *c, char *err, size_t err_cap)
     }
     PQsetNoticeReceiver(c->pc, on_notice, c);
     if (PQstatus(c->pc) != CONNECTION_OK) {
-        errmsg_set(err, err_cap, "cannot connect: %s", PQerrorMessage(c->pc));
+        errmsg_set(err, err_cap, "cannot connect: %s", pg_msg(c->pc));
         return -ENOTCONN;
     }
     rc = exec_simple(c->pc, SESSION_SQL, err, err_cap);
@@ -479,7 +503,7 @@ static int pg_reconnect(struct pg_conn *c, char *err, size_t err_cap)
      * the bytes as given, as SQLite does. */
     rc = query_text(c->pc, "SHOW server_encoding", enc, sizeof(enc));
     if (rc < 0) {
-        errmsg_set(err, err_cap, "%s", PQerrorMessage(c->pc));
+        errmsg_set(err, err_cap, "%s", pg_msg(c->pc));
         return rc;
     }
     if (strcmp(enc, "UTF8") != 0 && strcmp(enc, "SQL_ASCII") != 0) {

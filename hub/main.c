@@ -138,7 +138,7 @@ static int cmd_init(int argc, char **argv)
     const char *state = NULL, *name_arg = NULL, *pubs[TOKEN_HUB_MAX];
     char name[NET_HOST_MAX + 1], eps[TOKEN_HUB_MAX][TOKEN_ENDPOINT_MAX + 1];
     char db[PATH_CAP], p_token[PATH_CAP], p_conf[PATH_CAP], p_ctl[PATH_CAP], err[512];
-    char where[SETTINGS_DB_CAP];
+    char where[SETTINGS_DB_CAP], old_db[SETTINGS_DB_CAP];
     const char *db_url = NULL, *reg_at;
     char tok[TOKEN_API_LEN + 1], hash[65], shown[PATH_MAX];
     const char *sans[4 + TOKEN_HUB_MAX];
@@ -217,24 +217,33 @@ static int cmd_init(int argc, char **argv)
         settings_path_join(p_conf, sizeof(p_conf), state, "hub.conf") != 0 ||
         settings_path_join(p_ctl, sizeof(p_ctl), state, "ctl.conf") != 0)
         return fail("state directory path too long");
-    /* With --db the registry is elsewhere; hub.conf then marks an
-     * initialised state. */
+    /* A state is initialised when it has hub.db, or a hub.conf naming a
+     * database (its registry is elsewhere); with --db, any hub.conf. */
     reg_at = db_url != NULL ? db_url : db;
     registry_where(reg_at, where, sizeof(where));
-    if (lstat(db_url != NULL ? p_conf : db, &st) == 0) {
+    if (lstat(db, &st) == 0) {
+        snprintf(shown, sizeof(shown), "%s", db);
+    } else if (errno != ENOENT) {
+        return fail("cannot check %s: %s", db, strerror(errno));
+    } else if ((settings_db(state, old_db, sizeof(old_db), err, sizeof(err)) == 0 &&
+                old_db[0] != '\0') ||
+               (db_url != NULL && lstat(p_conf, &st) == 0)) {
+        snprintf(shown, sizeof(shown), "%s", p_conf);
+    } else {
+        shown[0] = '\0';
+    }
+    if (shown[0] != '\0') {
         if (!force)
             return fail("%s exists: this hub state is already initialised (--force deletes "
                         "its registry and starts over)",
-                        db_url != NULL ? p_conf : db);
+                        shown);
         /* --force must not pull the registry from under a running hub. */
         rc = statelock_acquire(state, &lock_fd, &holder);
         if (rc == -EBUSY)
             return fail("state directory %s is in use by process %ld: stop that hub first", state,
                         (long)holder);
-        if (db_url == NULL)
-            remove_db(db);
-    } else if (errno != ENOENT) {
-        return fail("cannot check %s: %s", db_url != NULL ? p_conf : db, strerror(errno));
+        /* A database (--db, or hub.conf's) is never deleted; hub.db is. */
+        remove_db(db);
     }
     rc = mkdir_p(state, 0700);
     if (rc != 0)

@@ -75,6 +75,10 @@ def run(h, base, name):
     # Init again on the same state without --force: refused.
     r = h.run([h.bin("tether-hub"), "init", "--state", hub.dir, "--db", url])
     h.check(r.rc == 1 and "already initialised" in r.stderr, "init again is refused", r)
+    r = h.run([h.bin("tether-hub"), "init", "--state", hub.dir, "--name", "127.0.0.1"])
+    h.check(r.rc == 1 and "already initialised" in r.stderr and
+            not os.path.exists(os.path.join(hub.dir, "hub.db")),
+            "init without --db does not turn the state into an SQLite one", r)
     # A URL that is not PostgreSQL's is a usage error; an unreachable server a
     # one-line error without the password.
     r = h.run([h.bin("tether-hub"), "init", "--state", other, "--db", "mysql://x/y"])

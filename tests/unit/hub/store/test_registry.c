@@ -1344,6 +1344,7 @@ static void test_error_map(void)
     CHECK(registry_storage_error(-EINVAL) == NULL);
     CHECK(registry_storage_error(-ENOMEM) == NULL);
     CHECK(registry_storage_error(-ENOTCONN) != NULL);
+#ifdef TETHER_HAVE_PG
     /* PostgreSQL's SQLSTATEs, the same way. */
     CHECK_EQ_INT(registry_pg_map_sqlstate("23505", -ENOENT), -EEXIST);
     CHECK_EQ_INT(registry_pg_map_sqlstate("23503", -ENOENT), -ENOENT);
@@ -1356,6 +1357,7 @@ static void test_error_map(void)
     CHECK_EQ_INT(registry_pg_map_sqlstate("57P01", -ENOENT), -ENOTCONN);
     CHECK_EQ_INT(registry_pg_map_sqlstate("XX000", -ENOENT), -EIO);
     CHECK_EQ_INT(registry_pg_map_sqlstate(NULL, -ENOENT), -EIO);
+#endif
 }
 
 /* Messages never show a database password. */

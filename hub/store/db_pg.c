@@ -199,8 +199,6 @@ struct pg_conn {
     int in_tx;
 };
 
-static const struct registry_driver *drv(void);
-
 static struct pg_stmt *pst(struct reg_stmt *st)
 {
     return (struct pg_stmt *)st;
@@ -602,7 +600,7 @@ static int pg_prepare(struct registry *r, const char *sql, struct reg_stmt **out
     *out = NULL;
     if (st == NULL)
         return -ENOMEM;
-    st->base.drv = drv();
+    st->base.drv = &registry__pg;
     st->c = c;
     snprintf(st->name, sizeof(st->name), "t%u", ++c->names);
     /* A CHECK may refuse a finish, and finish_many goes on with the other
@@ -1073,8 +1071,3 @@ const struct registry_driver registry__pg = {
     .check = pg_check,
     .set_relaxed = pg_set_relaxed,
 };
-
-static const struct registry_driver *drv(void)
-{
-    return &registry__pg;
-}

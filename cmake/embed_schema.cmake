@@ -1,34 +1,15 @@
-# Embeds schema/sqlite/NNN_name.sql migrations into a C file (see hub/store/schema_sql.h).
+# Embeds the schema migrations, schema/<backend>/NNN_name.sql, into a C file (see
+# hub/store/schema_sql.h): one array per backend, schema_sqlite_migrations[] and
+# schema_pg_migrations[].
 # SPDX-License-Identifier: MIT
 #
-# Usage: cmake -DSCHEMA_DIR=<dir> -DOUT=<file.c> -P cmake/embed_schema.cmake
+# Usage: cmake -DSCHEMA_DIR=<schema dir> -DOUT=<file.c> -P cmake/embed_schema.cmake
 # The output is rewritten only when its content changes, so an unchanged
 # schema does not rebuild the hub.
 
 if(NOT SCHEMA_DIR OR NOT OUT)
   message(FATAL_ERROR "usage: cmake -DSCHEMA_DIR=<dir> -DOUT=<file.c> -P embed_schema.cmake")
 endif()
-
-file(GLOB _files RELATIVE "${SCHEMA_DIR}" "${SCHEMA_DIR}/*.sql")
-# Sort by migration number, not by name: 10_x sorts after 9_x.
-set(_keyed "")
-foreach(_f IN LISTS _files)
-  if(NOT _f MATCHES "^([0-9]+)_[A-Za-z0-9_.-]+\\.sql$")
-    message(FATAL_ERROR "schema file ${_f}: name must be NNN_name.sql (name: letters, digits, _ . -)")
-  endif()
-  string(REGEX REPLACE "^0+([0-9])" "\\1" _num "${CMAKE_MATCH_1}")
-  string(LENGTH "${_num}" _len)
-  if(_len GREATER 9)
-    message(FATAL_ERROR "schema file ${_f}: migration number too large")
-  endif()
-  # Zero-padded to a fixed width so a plain string sort orders by number.
-  set(_pad "000000000${_num}")
-  string(LENGTH "${_pad}" _plen)
-  math(EXPR _from "${_plen} - 9")
-  string(SUBSTRING "${_pad}" ${_from} 9 _pad)
-  list(APPEND _keyed "${_pad}|${_num}|${_f}")
-endforeach()
-list(SORT _keyed)
 
 # Byte (two lower-case hex digits) -> its text inside a C string literal.
 # One literal piece per SQL line keeps the generated file readable and every
@@ -55,47 +36,76 @@ set(_c_09 "\\t")
 set(_c_0d "\\r")
 set(_c_0a "\\n\"\n     \"")
 
-set(_body "")
-set(_n 0)
-set(_prev "")
-foreach(_k IN LISTS _keyed)
-  string(REPLACE "|" ";" _parts "${_k}")
-  list(GET _parts 1 _num)
-  list(GET _parts 2 _f)
-  if(_num STREQUAL _prev)
-    message(FATAL_ERROR "schema: two migrations numbered ${_num} (${_f})")
-  endif()
-  set(_prev "${_num}")
-
-  # Read as hex: file(READ) as text drops carriage returns, and the SQL must
-  # be embedded byte for byte.
-  file(READ "${SCHEMA_DIR}/${_f}" _hex HEX)
-  string(REGEX MATCHALL ".." _bytes "${_hex}")
-  set(_sql "")
-  foreach(_b IN LISTS _bytes)
-    string(APPEND _sql "${_c_${_b}}")
+function(embed_backend _backend _out)
+  set(_dir "${SCHEMA_DIR}/${_backend}")
+  file(GLOB _files RELATIVE "${_dir}" "${_dir}/*.sql")
+  # Sort by migration number, not by name: 10_x sorts after 9_x.
+  set(_keyed "")
+  foreach(_f IN LISTS _files)
+    if(NOT _f MATCHES "^([0-9]+)_[A-Za-z0-9_.-]+\\.sql$")
+      message(FATAL_ERROR "schema file ${_f}: name must be NNN_name.sql (name: letters, digits, _ . -)")
+    endif()
+    string(REGEX REPLACE "^0+([0-9])" "\\1" _num "${CMAKE_MATCH_1}")
+    string(LENGTH "${_num}" _len)
+    if(_len GREATER 9)
+      message(FATAL_ERROR "schema file ${_f}: migration number too large")
+    endif()
+    # Zero-padded to a fixed width so a plain string sort orders by number.
+    set(_pad "000000000${_num}")
+    string(LENGTH "${_pad}" _plen)
+    math(EXPR _from "${_plen} - 9")
+    string(SUBSTRING "${_pad}" ${_from} 9 _pad)
+    list(APPEND _keyed "${_pad}|${_num}|${_f}")
   endforeach()
-  # A final newline would otherwise leave an empty "" piece at the end.
-  set(_close "\"")
-  if(_sql MATCHES "\n     \"$")
-    string(REGEX REPLACE "\n     \"$" "" _sql "${_sql}")
-    set(_close "")
+  list(SORT _keyed)
+
+  set(_body "")
+  set(_n 0)
+  set(_prev "")
+  foreach(_k IN LISTS _keyed)
+    string(REPLACE "|" ";" _parts "${_k}")
+    list(GET _parts 1 _num)
+    list(GET _parts 2 _f)
+    if(_num STREQUAL _prev)
+      message(FATAL_ERROR "schema: two migrations numbered ${_num} (${_f})")
+    endif()
+    set(_prev "${_num}")
+
+    # Read as hex: file(READ) as text drops carriage returns, and the SQL must
+    # be embedded byte for byte.
+    file(READ "${_dir}/${_f}" _hex HEX)
+    string(REGEX MATCHALL ".." _bytes "${_hex}")
+    set(_sql "")
+    foreach(_b IN LISTS _bytes)
+      string(APPEND _sql "${_c_${_b}}")
+    endforeach()
+    # A final newline would otherwise leave an empty "" piece at the end.
+    set(_close "\"")
+    if(_sql MATCHES "\n     \"$")
+      string(REGEX REPLACE "\n     \"$" "" _sql "${_sql}")
+      set(_close "")
+    endif()
+    string(APPEND _body "    {${_num}, \"${_f}\",\n     \"${_sql}${_close}},\n")
+    math(EXPR _n "${_n} + 1")
+  endforeach()
+
+  set(_arr "schema_${_backend}_migrations")
+  set(_c "const struct schema_migration ${_arr}[] = {\n")
+  if(_n EQUAL 0)
+    # C forbids empty arrays; the dummy entry is never counted.
+    string(APPEND _c "    {0, \"\", \"\"},\n};\n")
+  else()
+    string(APPEND _c "${_body}};\n")
   endif()
-  string(APPEND _body "    {${_num}, \"${_f}\",\n     \"${_sql}${_close}},\n")
-  math(EXPR _n "${_n} + 1")
-endforeach()
+  string(APPEND _c "const size_t ${_arr}_n = ${_n};\n")
+  set(${_out} "${_c}" PARENT_SCOPE)
+endfunction()
 
 set(_c "/* Generated by cmake/embed_schema.cmake from ${SCHEMA_DIR}: do not edit. */\n")
 string(APPEND _c "#include \"hub/store/schema_sql.h\"\n\n")
-string(APPEND _c "const struct schema_migration schema_migrations[] = {\n")
-if(_n EQUAL 0)
-  # C forbids empty arrays; the dummy entry is never counted.
-  string(APPEND _c "    {0, \"\", \"\"},\n};\n")
-  string(APPEND _c "const size_t schema_migrations_n = 0;\n")
-else()
-  string(APPEND _c "${_body}};\n")
-  string(APPEND _c "const size_t schema_migrations_n = ${_n};\n")
-endif()
+embed_backend(sqlite _sq)
+embed_backend(pg _pg)
+string(APPEND _c "${_sq}\n${_pg}")
 
 include(${CMAKE_CURRENT_LIST_DIR}/write_if_changed.cmake)
 write_if_changed("${OUT}" "${_c}")

@@ -247,7 +247,8 @@ static int open_state(struct hub *h, const struct settings_cli *cli, struct sett
                       size_t cap)
 {
     const char *state = cli->state;
-    char db[SETTINGS_PATH_CAP], why[256] = "";
+    char db[SETTINGS_DB_CAP > SETTINGS_PATH_CAP ? SETTINGS_DB_CAP : SETTINGS_PATH_CAP];
+    char why[256] = "", shown[SETTINGS_DB_CAP];
     WOLFSSL_CTX *ctx = NULL;
     struct stat st;
     pid_t holder = 0;
@@ -259,9 +260,16 @@ static int open_state(struct hub *h, const struct settings_cli *cli, struct sett
         return -ENAMETOOLONG;
     }
     snprintf(h->state_dir, sizeof(h->state_dir), "%s", state);
+    /* hub.conf's db (init --db) names a PostgreSQL database instead of
+     * STATE/hub.db; only the registry's opening differs. */
+    rc = settings_db(state, shown, sizeof(shown), err, cap);
+    if (rc != 0)
+        return rc;
+    if (shown[0] != '\0')
+        snprintf(db, sizeof(db), "%s", shown);
     /* registry_open would create an empty registry; a missing one means
      * this directory was never initialised (or is the wrong one). */
-    if (stat(db, &st) != 0) {
+    if (shown[0] == '\0' && stat(db, &st) != 0) {
         rc = -errno;
         snprintf(err, cap, "cannot open %s: %s (run `tether-hub init --state %s` first)", db,
                  strerror(-rc), state);
@@ -284,7 +292,8 @@ static int open_state(struct hub *h, const struct settings_cli *cli, struct sett
     }
     rc = registry_open(db, &h->reg, why, sizeof(why));
     if (rc != 0) {
-        snprintf(err, cap, "cannot open %s: %s", db, why[0] ? why : strerror(-rc));
+        registry_where(db, shown, sizeof(shown));
+        snprintf(err, cap, "cannot open %s: %s", shown, why[0] ? why : strerror(-rc));
         return rc;
     }
     rc = registry_session_close_stale(h->reg, hub_now(), "hub restarted");

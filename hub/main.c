@@ -35,12 +35,15 @@
 /* Each command's block of the help text; `tether-hub CMD --help` prints its
  * own, `tether-hub --help` all of them. */
 static const struct cli_help commands[] = {
-    {"init", "  init --state DIR [--name HOSTNAME] [--public HOST:PORT]... [--force]\n"
+    {"init", "  init --state DIR [--name HOSTNAME] [--public HOST:PORT]... [--db URL] [--force]\n"
              "      Create a hub state in DIR: registry (hub.db), hub key and certificate\n"
              "      (hub.key, hub.crt), a first admin API token (admin.token), hub.conf and\n"
              "      ctl.conf (a ready tetherctl configuration). --public (up to 8, default\n"
-             "      HOSTNAME:6443) are the endpoints written into enrollment tokens. Refuses an\n"
-             "      existing state unless --force, which deletes its registry and starts over.\n"},
+             "      HOSTNAME:6443) are the endpoints written into enrollment tokens. --db\n"
+             "      postgresql://USER@HOST:PORT/DBNAME keeps the registry in that existing\n"
+             "      PostgreSQL database instead of hub.db (the URL goes into hub.conf as db).\n"
+             "      Refuses an existing state unless --force, which deletes its registry\n"
+             "      (hub.db; a database named by --db is never deleted) and starts over.\n"},
     {"run", "  run --state DIR [--listen HOST:PORT]... [--config FILE] [--ping-interval S]\n"
             "      [--handshake-timeout S] [--drain-grace S] [--log-format text|json]\n"
             "      Serve sites and users (default listen 0.0.0.0:6443; up to 8 addresses).\n"
@@ -135,6 +138,8 @@ static int cmd_init(int argc, char **argv)
     const char *state = NULL, *name_arg = NULL, *pubs[TOKEN_HUB_MAX];
     char name[NET_HOST_MAX + 1], eps[TOKEN_HUB_MAX][TOKEN_ENDPOINT_MAX + 1];
     char db[PATH_CAP], p_token[PATH_CAP], p_conf[PATH_CAP], p_ctl[PATH_CAP], err[512];
+    char where[SETTINGS_DB_CAP], old_db[SETTINGS_DB_CAP];
+    const char *db_url = NULL, *reg_at;
     char tok[TOKEN_API_LEN + 1], hash[65], shown[PATH_MAX];
     const char *sans[4 + TOKEN_HUB_MAX];
     char san_hosts[TOKEN_HUB_MAX][NET_HOST_MAX + 1];
@@ -143,12 +148,15 @@ static int cmd_init(int argc, char **argv)
     struct registry *reg = NULL;
     struct stat st;
     struct settings_text t = {.len = 0};
-    static const struct option init_opts[] = {
-        {"state", required_argument, NULL, 's'},  {"name", required_argument, NULL, 'n'},
-        {"public", required_argument, NULL, 'p'}, {"force", no_argument, NULL, 'f'},
-        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
+    static const struct option init_opts[] = {{"state", required_argument, NULL, 's'},
+                                              {"name", required_argument, NULL, 'n'},
+                                              {"public", required_argument, NULL, 'p'},
+                                              {"force", no_argument, NULL, 'f'},
+                                              {"db", required_argument, NULL, 'd'},
+                                              {"help", no_argument, NULL, 'h'},
+                                              {NULL, 0, NULL, 0}};
     struct cli cli;
-    int force = 0, created = 0, ret = EXIT_FAILURE, rc, opt, lock_fd = -1;
+    int force = 0, created = 0, token_made = 0, ret = EXIT_FAILURE, rc, opt, lock_fd = -1;
     pid_t holder = 0;
 
     cli_begin(&cli, PROG, "init", argc - 1, argv + 1, "h", init_opts);
@@ -165,6 +173,13 @@ static int cmd_init(int argc, char **argv)
             break;
         case 'n':
             name_arg = optarg;
+            break;
+        case 'd':
+            if (!settings_db_ok(optarg))
+                return init_error("invalid --db (expected postgresql://USER@HOST:PORT/DBNAME or "
+                                  "postgres://..., no blanks, under %d bytes)",
+                                  SETTINGS_DB_CAP);
+            db_url = optarg;
             break;
         case 'p':
             if (n_pubs == TOKEN_HUB_MAX)
@@ -202,19 +217,33 @@ static int cmd_init(int argc, char **argv)
         settings_path_join(p_conf, sizeof(p_conf), state, "hub.conf") != 0 ||
         settings_path_join(p_ctl, sizeof(p_ctl), state, "ctl.conf") != 0)
         return fail("state directory path too long");
+    /* A state is initialised when it has hub.db, or a hub.conf naming a
+     * database (its registry is elsewhere); with --db, any hub.conf. */
+    reg_at = db_url != NULL ? db_url : db;
+    registry_where(reg_at, where, sizeof(where));
     if (lstat(db, &st) == 0) {
+        snprintf(shown, sizeof(shown), "%s", db);
+    } else if (errno != ENOENT) {
+        return fail("cannot check %s: %s", db, strerror(errno));
+    } else if ((settings_db(state, old_db, sizeof(old_db), err, sizeof(err)) == 0 &&
+                old_db[0] != '\0') ||
+               (db_url != NULL && lstat(p_conf, &st) == 0)) {
+        snprintf(shown, sizeof(shown), "%s", p_conf);
+    } else {
+        shown[0] = '\0';
+    }
+    if (shown[0] != '\0') {
         if (!force)
             return fail("%s exists: this hub state is already initialised (--force deletes "
                         "its registry and starts over)",
-                        db);
+                        shown);
         /* --force must not pull the registry from under a running hub. */
         rc = statelock_acquire(state, &lock_fd, &holder);
         if (rc == -EBUSY)
             return fail("state directory %s is in use by process %ld: stop that hub first", state,
                         (long)holder);
+        /* A database (--db, or hub.conf's) is never deleted; hub.db is. */
         remove_db(db);
-    } else if (errno != ENOENT) {
-        return fail("cannot check %s: %s", db, strerror(errno));
     }
     rc = mkdir_p(state, 0700);
     if (rc != 0)
@@ -238,21 +267,29 @@ static int cmd_init(int argc, char **argv)
         goto out;
     }
 
-    rc = registry_open(db, &reg, err, sizeof(err));
+    rc = registry_open(reg_at, &reg, err, sizeof(err));
     if (rc != 0) {
-        fail("cannot create %s: %s", db, err[0] ? err : strerror(-rc));
+        fail("cannot create %s: %s", where, err[0] ? err : strerror(-rc));
         goto out;
     }
-    created = 1;
+    /* A database is never removed on failure: it was there before. */
+    created = db_url == NULL;
     if (token_api_generate(tok) != 0 || token_hash_hex(tok, strlen(tok), hash) != 0) {
         fail("cannot make the admin token");
         goto out;
     }
     rc = registry_apitoken_create(reg, "admin", "admin", NULL, hash, 0, hub_now());
-    if (rc != 0) {
-        fail("cannot store the admin token in %s: %s", db, strerror(-rc));
+    if (rc == -EEXIST && db_url != NULL) {
+        fail("%s already holds a hub registry (it has an admin token): give each hub state its "
+             "own database",
+             where);
         goto out;
     }
+    if (rc != 0) {
+        fail("cannot store the admin token in %s: %s", where, strerror(-rc));
+        goto out;
+    }
+    token_made = 1;
     rc = crypto_identity_save(&id, state, "hub");
     if (rc != 0) {
         fail("cannot write %s/hub.key and hub.crt: %s", state, strerror(-rc));
@@ -264,7 +301,7 @@ static int cmd_init(int argc, char **argv)
         fail("cannot write %s: %s", p_token, strerror(-rc));
         goto out;
     }
-    rc = settings_write_conf(p_conf, name, eps, n_pubs);
+    rc = settings_write_conf(p_conf, name, eps, n_pubs, db_url);
     if (rc != 0) {
         fail("cannot write %s: %s", p_conf, strerror(-rc));
         goto out;
@@ -293,8 +330,10 @@ static int cmd_init(int argc, char **argv)
            shown, name, id.pin);
     for (size_t i = 0; i < n_pubs; i++)
         printf(" %s", eps[i]);
-    printf(" (written into enrollment tokens)\n"
-           "  admin token  %s/admin.token\n"
+    printf(" (written into enrollment tokens)\n");
+    if (db_url != NULL)
+        printf("  registry     %s\n", where);
+    printf("  admin token  %s/admin.token\n"
            "  tetherctl    %s/ctl.conf\n"
            "\n"
            "Next steps:\n"
@@ -304,8 +343,12 @@ static int cmd_init(int argc, char **argv)
            shown, shown, shown, shown);
     fflush(stdout);
     created = 0;
+    token_made = 0;
     ret = EXIT_SUCCESS;
 out:
+    /* The database stays; the token of a state that was not made goes. */
+    if (token_made && db_url != NULL)
+        registry_apitoken_revoke(reg, "admin", hub_now());
     if (reg != NULL)
         registry_close(reg);
     /* A half-made state would make the next init refuse; leave none. */

@@ -15,6 +15,7 @@
 #include "../common/config.h"
 #include "../common/log.h"
 #include "../common/net.h"
+#include "store/registry.h"
 
 int settings_path_join(char *out, size_t cap, const char *dir, const char *file)
 {
@@ -243,6 +244,12 @@ static int apply_key(struct settings *s, const char *key, const char *val, int *
             return -EINVAL;
         }
         s->cfg.access_log = strcmp(val, "on") == 0;
+    } else if (strcmp(key, "db") == 0) {
+        if (!settings_db_ok(val)) {
+            snprintf(why, why_cap, "expected a postgresql:// URL");
+            return -EINVAL;
+        }
+        snprintf(s->db, sizeof(s->db), "%s", val);
     } else if (strcmp(key, "query_body_max") == 0) {
         if (cli_parse_int(val, 1024, 256LL << 20, &n) != 0) {
             snprintf(why, why_cap, "expected bytes from 1024 to 268435456");
@@ -342,8 +349,48 @@ void settings_text_add(struct settings_text *t, const char *fmt, ...)
         t->len += (size_t)n;
 }
 
+int settings_db_ok(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+
+    if (n == 0 || n >= SETTINGS_DB_CAP || !registry_is_url(s))
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] <= ' ' || s[i] == 0x7f)
+            return 0;
+    return 1;
+}
+
+int settings_db(const char *state, char *out, size_t cap, char *err, size_t err_cap)
+{
+    char path[SETTINGS_PATH_CAP];
+    struct config c = {0};
+    const char *v;
+    int rc;
+
+    out[0] = '\0';
+    if (settings_path_join(path, sizeof(path), state, "hub.conf") != 0) {
+        snprintf(err, err_cap, "state directory path too long");
+        return -ENAMETOOLONG;
+    }
+    rc = config_load(path, &c, err, err_cap);
+    if (rc == -ENOENT)
+        return 0; /* no hub.conf: the SQLite file, as before */
+    if (rc != 0)
+        return rc;
+    v = config_get(&c, "db");
+    if (v != NULL && !settings_db_ok(v)) {
+        snprintf(err, err_cap, "%s: bad db: expected a postgresql:// URL", path);
+        rc = -EINVAL;
+    } else if (v != NULL) {
+        snprintf(out, cap, "%s", v);
+    }
+    config_free(&c);
+    return rc;
+}
+
 int settings_write_conf(const char *path, const char *name, char eps[][TOKEN_ENDPOINT_MAX + 1],
-                        size_t n_eps)
+                        size_t n_eps, const char *db)
 {
     struct settings_text t = {.len = 0};
 
@@ -362,6 +409,14 @@ int settings_write_conf(const char *path, const char *name, char eps[][TOKEN_END
         name);
     for (size_t i = 0; i < n_eps; i++)
         settings_text_add(&t, "public = %s\n", eps[i]);
+    if (db != NULL)
+        settings_text_add(&t,
+                          "\n"
+                          "# The registry's PostgreSQL database (libpq URL), instead of hub.db in\n"
+                          "# the state directory. Read at start only. A password may also come\n"
+                          "# from ~/.pgpass or PGPASSFILE rather than this line.\n"
+                          "db = %s\n",
+                          db);
     settings_text_add(
         &t, "\n"
             "# Seconds between keepalive PINGs on each site tunnel; a site silent for\n"
@@ -394,5 +449,5 @@ int settings_write_conf(const char *path, const char *name, char eps[][TOKEN_END
             "#                                sites; 0 never)\n");
     if (t.overflow)
         return -ENOSPC;
-    return config_write_file(path, t.buf, 0644);
+    return config_write_file(path, t.buf, db != NULL ? 0600 : 0644);
 }

@@ -12,6 +12,7 @@
 #define SETTINGS_DEFAULT_PORT   6443
 #define SETTINGS_DEFAULT_LISTEN "0.0.0.0:6443"
 #define SETTINGS_PATH_CAP       1200
+#define SETTINGS_DB_CAP         1024
 
 /* What the command line of `run` says; kept for SIGHUP, where the flags must
  * still win over the files. The strings are not owned (argv, or the
@@ -30,6 +31,9 @@ struct settings {
     struct hub_config cfg;
     char listen[HUB_MAX_LISTEN][TOKEN_ENDPOINT_MAX + 1];
     size_t n_listen;
+    /* hub.conf's `db`: the registry's database URL; "" = STATE/hub.db.
+     * Read at start only (a reload keeps the registry it has). */
+    char db[SETTINGS_DB_CAP];
 };
 
 /* The time keys a flag can also set; the flags pick their key by this
@@ -58,10 +62,20 @@ void settings_time_bounds(enum settings_time_key k, uint64_t *min_ms, uint64_t *
  * logged and skipped. */
 int settings_load(const struct settings_cli *cli, struct settings *s, char *err, size_t err_cap);
 
-/* Writes the hub.conf that `init` leaves: name, public endpoints and every
- * other key commented out with its default. */
+/* Writes the hub.conf that `init` leaves: name, public endpoints, the
+ * database URL db (NULL: none, the registry is STATE/hub.db) and every other
+ * key commented out with its default. With a db the file is 0600 (a URL
+ * may hold a password), else 0644. */
 int settings_write_conf(const char *path, const char *name, char eps[][TOKEN_ENDPOINT_MAX + 1],
-                        size_t n_eps);
+                        size_t n_eps, const char *db);
+/* A database URL that hub.conf's `db` and `init --db` take: postgresql://
+ * or postgres://, no blanks or control characters, shorter than
+ * SETTINGS_DB_CAP. */
+int settings_db_ok(const char *s);
+/* STATE/hub.conf's `db` into out ("" when it has none, or there is no
+ * hub.conf): where `run` opens the registry, read before anything else.
+ * 0, or a negative code with the reason in err. */
+int settings_db(const char *state, char *out, size_t cap, char *err, size_t err_cap);
 
 /* "DIR/FILE" into out; -ENAMETOOLONG if it does not fit. */
 int settings_path_join(char *out, size_t cap, const char *dir, const char *file);

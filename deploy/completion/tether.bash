@@ -20,7 +20,7 @@ _tether_hub() {
         return
     fi
     case "${COMP_WORDS[1]}" in
-    init) COMPREPLY=($(compgen -W "--state --name --public --force --help" -- "$cur")) ;;
+    init) COMPREPLY=($(compgen -W "--state --name --public --db --force --help" -- "$cur")) ;;
     run)
         [ "$prev" = --log-format ] && COMPREPLY=($(compgen -W "text json" -- "$cur")) && return
         COMPREPLY=($(compgen -W "--state --listen --config --ping-interval --handshake-timeout

@@ -1,5 +1,6 @@
 /* The registry over its driver: open and close, the statement helpers, transactions. */
 /* SPDX-License-Identifier: MIT */
+#include "db_drivers.h"
 #include "store_int.h"
 
 #include <errno.h>
@@ -8,6 +9,10 @@
 #include <string.h>
 
 #include "common/errmsg.h"
+
+const double registry__commit_le[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                      0.1,    0.25,  0.5,    1,     2.5,  5};
+const size_t registry__commit_le_n = sizeof(registry__commit_le) / sizeof(registry__commit_le[0]);
 
 const char *registry_storage_error(int rc)
 {
@@ -18,8 +23,45 @@ const char *registry_storage_error(int rc)
         return "the hub's database reported an I/O error";
     case -EBUSY:
         return "the hub's database is locked by another process";
+    case -ENOTCONN:
+        return "the hub's database is unreachable";
     }
     return NULL;
+}
+
+int registry_is_url(const char *where)
+{
+    return where != NULL &&
+           (strncmp(where, "postgresql://", 13) == 0 || strncmp(where, "postgres://", 11) == 0);
+}
+
+void registry_where(const char *where, char *out, size_t cap)
+{
+    const char *p, *at, *colon, *slash, *pw;
+    char rest[512];
+    size_t n;
+
+    if (cap == 0)
+        return;
+    if (!registry_is_url(where)) {
+        snprintf(out, cap, "%s", where ? where : "");
+        return;
+    }
+    /* postgresql://user:PASSWORD@host/db?password=PASSWORD */
+    p = strstr(where, "://") + 3;
+    slash = p + strcspn(p, "/?");
+    at = memchr(p, '@', (size_t)(slash - p));
+    colon = at ? memchr(p, ':', (size_t)(at - p)) : NULL;
+    if (colon != NULL)
+        snprintf(out, cap, "%.*s:***%s", (int)(colon - where), where, at);
+    else
+        snprintf(out, cap, "%s", where);
+    pw = strstr(out, "password=");
+    if (pw != NULL) {
+        n = (size_t)(pw - out) + 9;
+        snprintf(rest, sizeof(rest), "%s", out + n + strcspn(out + n, "&"));
+        snprintf(out + n, cap - n, "***%s", rest);
+    }
 }
 
 int registry_open(const char *path, struct registry **out, char *err, size_t err_cap)
@@ -40,13 +82,25 @@ int registry_open(const char *path, struct registry **out, char *err, size_t err
         return -ENOMEM;
     }
     r->drv = &registry__sqlite;
+    if (registry_is_url(path)) {
+#ifdef TETHER_HAVE_PG
+        r->drv = &registry__pg;
+#else
+        errmsg_set(err, err_cap, "this tether-hub was built without PostgreSQL support");
+        rc = -ENOTSUP;
+        goto out;
+#endif
+    }
     rc = r->drv->open(r, path, err, err_cap);
     if (rc < 0)
         goto out;
     for (i = 0; i < S_COUNT; i++) {
         rc = registry__prepare(r, r->drv->sql[i], &r->st[i]);
         if (rc < 0) {
-            errmsg_set(err, err_cap, "%s: cannot prepare statement %zu", path, i);
+            char where[512];
+
+            registry_where(path, where, sizeof(where));
+            errmsg_set(err, err_cap, "%s: cannot prepare statement %zu", where, i);
             goto out;
         }
     }
@@ -58,6 +112,26 @@ out:
     return rc;
 }
 
+int registry_stmt_tables(const char *backend, const char *const **sql, size_t *n,
+                         const char *const **qsql, size_t *nq)
+{
+    const struct registry_driver *d = NULL;
+
+    if (strcmp(backend, registry__sqlite.name) == 0)
+        d = &registry__sqlite;
+#ifdef TETHER_HAVE_PG
+    if (strcmp(backend, registry__pg.name) == 0)
+        d = &registry__pg;
+#endif
+    if (d == NULL)
+        return -ENOENT;
+    *sql = d->sql;
+    *n = S_COUNT;
+    *qsql = d->qsql;
+    *nq = Q_NSTMT;
+    return 0;
+}
+
 void registry_close(struct registry *r)
 {
     size_t i;
@@ -66,7 +140,8 @@ void registry_close(struct registry *r)
         return;
     for (i = 0; i < S_COUNT; i++)
         registry__finalize(r->st[i]);
-    r->drv->close(r);
+    if (r->drv != NULL)
+        r->drv->close(r);
     free(r);
 }
 

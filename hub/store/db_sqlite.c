@@ -24,25 +24,15 @@
 
 #define BUSY_TIMEOUT_MS 5000
 
-/* Commit latency buckets, in seconds: a WAL commit with fsync takes a
- * fraction of a millisecond on an SSD, tens of milliseconds on a busy
- * disk; a writer waiting for another process's lock up to busy_timeout. */
-static const double commit_le[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-                                   0.1,    0.25,  0.5,    1,     2.5,  5};
-
-#define SITE_COLS                                                                                  \
-    "id, name, state, COALESCE(pin, ''), labels, services, agent_version, remote_addr, "           \
-    "created_at, COALESCE(enrolled_at, 0), COALESCE(last_seen, 0)"
-
 static const char *const stmt_sql[S_COUNT] = {
     [S_BEGIN_IMMEDIATE] = "BEGIN IMMEDIATE",
     [S_COMMIT] = "COMMIT",
     [S_ROLLBACK] = "ROLLBACK",
     [S_USER_VERSION] = "PRAGMA user_version",
     [S_SITE_CREATE] = "INSERT INTO sites (name, labels, created_at) VALUES (?1, ?2, ?3)",
-    [S_SITE_GET] = "SELECT " SITE_COLS " FROM sites WHERE name = ?1",
-    [S_SITE_BY_PIN] = "SELECT " SITE_COLS " FROM sites WHERE pin = ?1",
-    [S_SITE_LIST] = "SELECT " SITE_COLS " FROM sites ORDER BY name",
+    [S_SITE_GET] = "SELECT " REG_SITE_COLS " FROM sites WHERE name = ?1",
+    [S_SITE_BY_PIN] = "SELECT " REG_SITE_COLS " FROM sites WHERE pin = ?1",
+    [S_SITE_LIST] = "SELECT " REG_SITE_COLS " FROM sites ORDER BY name",
     [S_SITE_STATE_OF] = "SELECT id, state FROM sites WHERE name = ?1",
     [S_SITE_SET_STATE] = "UPDATE sites SET state = ?2 "
                          "WHERE name = ?1 AND state IN ('active', 'disabled')",
@@ -113,15 +103,6 @@ static const char *const stmt_sql[S_COUNT] = {
 };
 
 /* The query store's statements (queries.c). */
-#define QCOLS                                                                                      \
-    "q.id, q.qid, q.created_at, q.token_id, q.actor, q.remote, q.target, q.service, q.method, "    \
-    "q.path, q.headers, q.timeout_s, q.ttl_s, q.expires_at, q.n_sites, q.n_final, "                \
-    "COALESCE(q.completed_at, 0), COALESCE(q.cancelled_at, 0)"
-
-#define RCOLS                                                                                      \
-    "query_id, site_id, site, status, COALESCE(http_status, 0), headers, body, detail, "           \
-    "COALESCE(latency_ms, -1), COALESCE(sent_at, 0), COALESCE(finished_at, 0), COALESCE(seq, 0)"
-
 static const char *const qstmt_sql[Q_NSTMT] = {
     [Q_INSERT] = "INSERT INTO queries (qid, created_at, token_id, actor, remote, target, service, "
                  "method, path, headers, body, timeout_s, ttl_s, expires_at, n_sites, n_final, "
@@ -156,18 +137,19 @@ static const char *const qstmt_sql[Q_NSTMT] = {
                       "WHERE r.status = 'queued' AND r.expires_at < ?1 ORDER BY r.expires_at "
                       "LIMIT ?2",
     [Q_NEXT_EXPIRY] = "SELECT min(expires_at) FROM query_results WHERE status = 'queued'",
-    [Q_QUEUED_SITE] = "SELECT " QCOLS ", q.body FROM query_results r "
+    [Q_QUEUED_SITE] = "SELECT " REG_QCOLS ", q.body FROM query_results r "
                       "JOIN queries q ON q.id = r.query_id WHERE r.site_id = ?1 AND "
                       "r.status = 'queued' AND r.expires_at >= ?2 ORDER BY r.query_id LIMIT ?3",
-    [Q_GET] = "SELECT " QCOLS " FROM queries q WHERE q.qid = ?1",
-    [Q_RESULTS_SITE] = "SELECT " RCOLS " FROM query_results WHERE query_id = ?1 ORDER BY site",
-    [Q_RESULTS_SEQ] = "SELECT " RCOLS " FROM query_results WHERE query_id = ?1 AND seq > ?2 "
+    [Q_GET] = "SELECT " REG_QCOLS " FROM queries q WHERE q.qid = ?1",
+    [Q_RESULTS_SITE] = "SELECT " REG_RCOLS " FROM query_results WHERE query_id = ?1 ORDER BY site",
+    [Q_RESULTS_SEQ] = "SELECT " REG_RCOLS " FROM query_results WHERE query_id = ?1 AND seq > ?2 "
                       "ORDER BY seq",
-    [Q_RESULT_ONE] = "SELECT " RCOLS " FROM query_results WHERE query_id = ?1 AND site_id = ?2",
+    [Q_RESULT_ONE] = "SELECT " REG_RCOLS " FROM query_results WHERE query_id = ?1 AND site_id = ?2",
     [Q_COUNTS] = "SELECT status, count(*) FROM query_results WHERE query_id = ?1 GROUP BY status",
     /* Paging by id walks the rowid b-tree backwards: no sort. */
-    [Q_LIST_ALL] = "SELECT " QCOLS " FROM queries q WHERE q.id < ?1 ORDER BY q.id DESC LIMIT ?2",
-    [Q_LIST_TOKEN] = "SELECT " QCOLS " FROM queries q WHERE q.token_id = ?3 AND q.id < ?1 "
+    [Q_LIST_ALL] =
+        "SELECT " REG_QCOLS " FROM queries q WHERE q.id < ?1 ORDER BY q.id DESC LIMIT ?2",
+    [Q_LIST_TOKEN] = "SELECT " REG_QCOLS " FROM queries q WHERE q.token_id = ?3 AND q.id < ?1 "
                      "ORDER BY q.id DESC LIMIT ?2",
     [Q_CANCEL_LIST] = "SELECT r.query_id, r.site_id, r.site, q.qid FROM query_results r "
                       "JOIN queries q ON q.id = r.query_id "
@@ -295,7 +277,9 @@ static void precreate_private(const char *path)
 
 static int latest_version(void)
 {
-    return schema_migrations_n ? schema_migrations[schema_migrations_n - 1].version : 0;
+    return schema_sqlite_migrations_n
+               ? schema_sqlite_migrations[schema_sqlite_migrations_n - 1].version
+               : 0;
 }
 
 /* Applies one migration if the database is still below it. The version is
@@ -464,10 +448,10 @@ static int sq_open(struct registry *r, const char *path, char *err, size_t err_c
     int rc = -EIO, src, waited;
     size_t i;
 
-    for (i = 1; i < schema_migrations_n; i++) {
-        if (schema_migrations[i].version <= schema_migrations[i - 1].version) {
+    for (i = 1; i < schema_sqlite_migrations_n; i++) {
+        if (schema_sqlite_migrations[i].version <= schema_sqlite_migrations[i - 1].version) {
             errmsg_set(err, err_cap, "schema migrations out of order at %s",
-                       schema_migrations[i].name);
+                       schema_sqlite_migrations[i].name);
             return -EINVAL;
         }
     }
@@ -521,10 +505,10 @@ static int sq_open(struct registry *r, const char *path, char *err, size_t err_c
         return rc;
     /* Only migrations above the version seen take the write lock, so an
      * up-to-date file opens without writing. */
-    for (i = 0; i < schema_migrations_n; i++) {
-        if (schema_migrations[i].version <= uv)
+    for (i = 0; i < schema_sqlite_migrations_n; i++) {
+        if (schema_sqlite_migrations[i].version <= uv)
             continue;
-        rc = apply_migration(c->db, &schema_migrations[i], err, err_cap);
+        rc = apply_migration(c->db, &schema_sqlite_migrations[i], err, err_cap);
         if (rc < 0)
             return rc;
     }
@@ -534,7 +518,7 @@ static int sq_open(struct registry *r, const char *path, char *err, size_t err_c
         return -EIO;
     }
     /* Commits are timed from here on (the migrations above are not). */
-    hist_init(&r->commits, commit_le, sizeof(commit_le) / sizeof(commit_le[0]));
+    hist_init(&r->commits, registry__commit_le, registry__commit_le_n);
     if (query_int(c->db, "PRAGMA wal_autocheckpoint", &ckpt) < 0)
         ckpt = 1000; /* SQLite's default */
     c->wal_autocheckpoint = (int)ckpt;

@@ -69,17 +69,25 @@ void registry_apitoken_clear(struct reg_apitoken *t);
 
 struct registry;
 /* For an error of the storage itself, which passes and is no fault of the
- * request (-ENOSPC, -EIO, -EBUSY): a static phrase saying what is wrong
+ * request (-ENOSPC, -EIO, -EBUSY, -ENOTCONN): a static phrase saying what is wrong
  * ("the hub's disk is full"). NULL for any other rc. */
 const char *registry_storage_error(int rc);
 
-/* Opens (creating if needed) the database file: WAL, foreign_keys=ON,
- * busy_timeout 5000 ms, then applies every migration in schema/sqlite/ whose number
- * is above PRAGMA user_version, each in its own transaction. The migrations
- * are compiled into the binary (see schema_sql.h). On failure *err (if
- * non-NULL) gets a one-line message. */
+/* Opens the registry at path: a postgresql:// or postgres:// URL is a
+ * PostgreSQL database (libpq connection URI; the database must exist),
+ * anything else an SQLite file, created if needed (WAL, foreign_keys=ON,
+ * busy_timeout 5000 ms). Then applies every migration of that backend
+ * (schema/sqlite/ or schema/pg/) above the database's version, each in its
+ * own transaction. The migrations are compiled into the binary (see
+ * schema_sql.h). On failure *err (if non-NULL) gets a one-line message.
+ * -ENOTCONN: the database server cannot be reached. */
 int registry_open(const char *path, struct registry **out, char *err, size_t err_cap);
 void registry_close(struct registry *r);
+/* 1 when where is a database URL (postgresql:// or postgres://), which
+ * registry_open() takes instead of a file. */
+int registry_is_url(const char *where);
+/* where as a message may show it: a URL's password replaced by ***. */
+void registry_where(const char *where, char *out, size_t cap);
 /* Copies the latency of r's commits since it opened (every write
  * transaction, explicit or a single statement's) into out, in seconds. */
 void registry_commit_latency(const struct registry *r, struct hist *out);

@@ -15,7 +15,7 @@
 #include "registry.h"
 
 /* One prepared statement per job, all prepared by registry_open() (their SQL
- * is the driver's table, db_sqlite.c) and reused: a call resets and binds,
+ * is the driver's table, db_sqlite.c or db_pg.c) and reused: a call resets and binds,
  * never prepares. */
 enum stmt_id {
     S_BEGIN_IMMEDIATE,
@@ -90,6 +90,29 @@ enum qstmt {
     Q_NSTMT
 };
 
+/* Column lists both drivers' tables select, in the order their readers
+ * take them (site_from_row in sites.c; read_query and read_result in
+ * queries.c). Portable SQL. */
+#define REG_SITE_COLS                                                                              \
+    "id, name, state, COALESCE(pin, ''), labels, services, agent_version, remote_addr, "           \
+    "created_at, COALESCE(enrolled_at, 0), COALESCE(last_seen, 0)"
+
+#define REG_QCOLS                                                                                  \
+    "q.id, q.qid, q.created_at, q.token_id, q.actor, q.remote, q.target, q.service, q.method, "    \
+    "q.path, q.headers, q.timeout_s, q.ttl_s, q.expires_at, q.n_sites, q.n_final, "                \
+    "COALESCE(q.completed_at, 0), COALESCE(q.cancelled_at, 0)"
+
+#define REG_RCOLS                                                                                  \
+    "query_id, site_id, site, status, COALESCE(http_status, 0), headers, body, detail, "           \
+    "COALESCE(latency_ms, -1), COALESCE(sent_at, 0), COALESCE(finished_at, 0), COALESCE(seq, 0)"
+
+/* Commit latency buckets, in seconds, of every driver (so that the
+ * backends' /metrics compare): a WAL commit with fsync takes a fraction of
+ * a millisecond on an SSD, tens of milliseconds on a busy disk; a writer
+ * waiting for another's lock up to the lock timeout. */
+extern const double registry__commit_le[];
+extern const size_t registry__commit_le_n;
+
 /* A prepared statement. Each driver embeds this as the first member of its
  * own statement struct; the rest of hub/store/ sees only this part. */
 struct reg_stmt {
@@ -145,8 +168,12 @@ struct registry_driver {
     int (*set_relaxed)(struct registry *r, int relaxed);
 };
 
-/* SQLite (db_sqlite.c), today the only driver. */
+/* SQLite (db_sqlite.c), the default, and PostgreSQL (db_pg.c, when built
+ * with libpq), chosen by registry_open() from its argument. */
 extern const struct registry_driver registry__sqlite;
+#ifdef TETHER_HAVE_PG
+extern const struct registry_driver registry__pg;
+#endif
 
 /* Owns the driver's connection (impl) and every statement in st[]. */
 struct registry {

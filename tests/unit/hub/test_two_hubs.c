@@ -71,7 +71,7 @@ static void make_state(struct one_hub *o, const char *name)
     registry_close(reg);
     snprintf(conf, sizeof(conf), "%s/hub.conf", o->dir);
     snprintf(eps[0], sizeof(eps[0]), "%s:6443", name);
-    CHECK_EQ_INT(settings_write_conf(conf, name, eps, 1), 0);
+    CHECK_EQ_INT(settings_write_conf(conf, name, eps, 1, NULL), 0);
 }
 
 /* A loopback port nobody listens on now (a later bind may still lose it to

@@ -1,4 +1,5 @@
-/* Unit tests of hub/store/ (registry.h) against real SQLite files in a temporary directory. */
+/* Unit tests of hub/store/ (registry.h) against real SQLite files in a temporary directory, or a
+ * real PostgreSQL server (TETHER_TEST_PG_URL, tests/unit/pgtest.h). */
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
 #include <fcntl.h>
@@ -12,12 +13,19 @@
 
 #include <sqlite3.h>
 
+#include "hub/store/db_pg.h"
 #include "hub/store/db_sqlite.h"
 #include "hub/store/registry.h"
 #include "hub/store/schema_sql.h"
+#include "pgtest.h"
 #include "testutil.h"
 
 static char tmpdir[256];
+/* The PostgreSQL server's base URL when the tests run there, else NULL. */
+static const char *pg;
+/* The databases made on it, dropped at the end. */
+static char made[64][PGTEST_URL_CAP];
+static int n_made;
 
 static void path_in(char *out, size_t cap, const char *name)
 {
@@ -52,7 +60,27 @@ static void pin_of(unsigned n, char out[CRYPTO_PIN_LEN + 1])
 
 static int latest(void)
 {
-    return schema_migrations[schema_migrations_n - 1].version;
+    if (pg)
+        return schema_pg_migrations[schema_pg_migrations_n - 1].version;
+    return schema_sqlite_migrations[schema_sqlite_migrations_n - 1].version;
+}
+
+/* Where the registry called name lives: a file in tmpdir, or a new
+ * database on the PostgreSQL server. */
+static void db_at(const char *name, char *out, size_t cap)
+{
+    char tag[32];
+
+    if (!pg) {
+        path_in(out, cap, name);
+        return;
+    }
+    snprintf(tag, sizeof(tag), "%.*s", (int)strcspn(name, "."), name);
+#ifdef TETHER_HAVE_PG
+    CHECK_EQ_INT(pgtest_create(pg, tag, out, cap), 0);
+#endif
+    if (n_made < (int)(sizeof(made) / sizeof(made[0])))
+        snprintf(made[n_made++], sizeof(made[0]), "%s", out);
 }
 
 /* Reads one integer with a connection of its own, as another process would. */
@@ -62,6 +90,10 @@ static long long raw_int(const char *path, const char *sql)
     sqlite3_stmt *st = NULL;
     long long v = -999999;
 
+#ifdef TETHER_HAVE_PG
+    if (registry_is_url(path))
+        return pgtest_int(path, sql);
+#endif
     if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK &&
         sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
         v = sqlite3_column_int64(st, 0);
@@ -510,7 +542,7 @@ static void test_two_handles(void)
     struct registry *a, *b;
     struct reg_site s;
 
-    path_in(path, sizeof(path), "two.db");
+    db_at("two.db", path, sizeof(path));
     a = open_ok(path);
     b = open_ok(path);
     if (a == NULL || b == NULL)
@@ -598,7 +630,7 @@ static void test_fork_race(void)
     int round, codes[2], one_winner = 0, bad = 0;
     const int rounds = 40;
 
-    path_in(path, sizeof(path), "race.db");
+    db_at("race.db", path, sizeof(path));
     for (round = 0; round < rounds; round++) {
         /* No connection stays open across fork(). */
         r = open_ok(path);
@@ -634,13 +666,16 @@ static void test_fork_race(void)
     CHECK_EQ_INT(bad, 0);
 
     /* Two processes creating the same fresh database at once both succeed. */
-    for (round = 0; round < 20; round++) {
+    for (round = 0; round < (pg ? 5 : 20); round++) {
         snprintf(name, sizeof(name), "fresh-%d.db", round);
-        path_in(path, sizeof(path), name);
+        db_at(name, path, sizeof(path));
         race(path, 0, NULL, 0, codes);
         CHECK_EQ_INT(codes[0], CHILD_WON);
         CHECK_EQ_INT(codes[1], CHILD_WON);
-        CHECK_EQ_INT(raw_int(path, "PRAGMA user_version"), latest());
+        CHECK_EQ_INT(raw_int(path, pg ? "SELECT value FROM tether_meta WHERE key = "
+                                        "'schema_version'"
+                                      : "PRAGMA user_version"),
+                     latest());
     }
 }
 
@@ -837,6 +872,26 @@ static void test_audit(struct registry *r, const char *path)
         memcpy(detail + i, "\xc3\xa9", 2);
     detail[i] = '\0';
     CHECK_EQ_INT(registry_audit(r, 80, "a", NULL, "big", NULL, "ok", detail), 0);
+    /* Bytes that are not UTF-8 (and PostgreSQL would refuse) are stored
+     * too: free text is cut, never refused. */
+    CHECK_EQ_INT(registry_audit(r, 81, "a\xff", NULL, "bad", NULL, "ok", "x\xc3(\xed\xa0\x80y"), 0);
+    CHECK_EQ_INT(raw_int(path, "SELECT count(*) FROM audit WHERE ts = 81"), 1);
+    if (pg) {
+        CHECK_EQ_INT(raw_int(path, "SELECT count(*) FROM audit WHERE ts = 81 AND actor = 'a?' "
+                                   "AND detail = 'x?(???y'"),
+                     1);
+        CHECK_EQ_INT(raw_int(path, "SELECT count(*) FROM audit WHERE ts = 77 AND actor = 'admin' "
+                                   "AND remote = '198.51.100.9' AND action = 'site.create' AND "
+                                   "target = 'lima' AND result = 'ok' AND "
+                                   "detail = '{\"labels\":{}}'"),
+                     1);
+        CHECK_EQ_INT(raw_int(path, "SELECT count(*) FROM audit WHERE ts = 78 AND actor = 'hub' "
+                                   "AND remote = '' AND target = '' AND detail = ''"),
+                     1);
+        CHECK_EQ_INT(raw_int(path, "SELECT octet_length(detail) FROM audit WHERE ts = 80"), 4096);
+        CHECK_EQ_INT(raw_int(path, "SELECT length(detail) FROM audit WHERE ts = 80"), 2048);
+        return;
+    }
 
     CHECK(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK);
     CHECK(sqlite3_prepare_v2(db,
@@ -1052,11 +1107,14 @@ static void test_audit_list(struct registry *r, const char *path)
         registry_audit_relaxed(r, 2005, "alice", "127.0.0.1", "list.5", "t", "forwarded", big), 0);
     CHECK_EQ_INT(raw_int(path, "SELECT count(*) FROM audit"), count_before + 6);
     /* ... and leaves the connection as durable as before. */
-    CHECK(sqlite3_prepare_v2(registry_sqlite_db(r), "PRAGMA synchronous", -1, &st, NULL) ==
-          SQLITE_OK);
-    CHECK_EQ_INT(sqlite3_step(st), SQLITE_ROW);
-    CHECK_EQ_INT(sqlite3_column_int(st, 0), 2); /* FULL */
-    sqlite3_finalize(st);
+    if (!pg)
+        CHECK(sqlite3_prepare_v2(registry_sqlite_db(r), "PRAGMA synchronous", -1, &st, NULL) ==
+              SQLITE_OK);
+    if (!pg) {
+        CHECK_EQ_INT(sqlite3_step(st), SQLITE_ROW);
+        CHECK_EQ_INT(sqlite3_column_int(st, 0), 2); /* FULL */
+        sqlite3_finalize(st);
+    }
 
     memset(&c, 0, sizeof(c));
     CHECK_EQ_INT(registry_audit_list(r, 0, 2, collect_audit, &c), 0);
@@ -1192,6 +1250,76 @@ static void test_corrupt(void)
     }
 }
 
+/* PostgreSQL's own open checks: the twins of test_open_fresh, test_reopen
+ * and test_open_errors. */
+static void test_pg_open(void)
+{
+    char url[PGTEST_URL_CAP], err[256], want[PGTEST_URL_CAP];
+    struct registry *r = NULL, *r2 = NULL;
+    struct reg_site s;
+
+    db_at("fresh.db", url, sizeof(url));
+    r = open_ok(url);
+    if (r == NULL)
+        return;
+    CHECK_EQ_INT(registry_schema_version(r), latest());
+    CHECK(latest() >= 4);
+    CHECK_EQ_INT(raw_int(url, "SELECT count(*) FROM information_schema.tables WHERE table_name "
+                              "IN ('sites','enroll_tokens','api_tokens','sessions','audit',"
+                              "'queries','query_results','tether_meta')"),
+                 8);
+    CHECK_EQ_INT(registry_check(r), 0);
+    CHECK_EQ_INT(registry_site_create(r, "keep", "{\"env\":\"prod\"}", 10), 0);
+    registry_close(r);
+
+    /* Opening again applies nothing and keeps the data; two at once. */
+    r = open_ok(url);
+    r2 = open_ok(url);
+    if (r != NULL && r2 != NULL) {
+        CHECK_EQ_INT(registry_schema_version(r), latest());
+        CHECK_EQ_INT(registry_site_get(r2, "keep", &s), 0);
+        CHECK_EQ_STR(s.labels_json, "{\"env\":\"prod\"}");
+        registry_site_clear(&s);
+    }
+    registry_close(r);
+    registry_close(r2);
+
+    /* Written by a newer tether-hub. */
+    snprintf(want, sizeof(want),
+             "UPDATE tether_meta SET value = '%d' WHERE key = 'schema_version' RETURNING 1",
+             latest() + 1);
+    CHECK_EQ_INT(raw_int(url, want), 1);
+    err[0] = '\0';
+    r = (struct registry *)&r;
+    CHECK_EQ_INT(registry_open(url, &r, err, sizeof(err)), -ENOTSUP);
+    CHECK(r == NULL);
+    snprintf(want, sizeof(want), "database schema %d is newer than this tether-hub (%d)",
+             latest() + 1, latest());
+    CHECK_EQ_STR(err, want);
+
+    /* Somebody else's database: refused, nothing of ours added to it. */
+    db_at("foreign.db", url, sizeof(url));
+    CHECK_EQ_INT(raw_int(url, "CREATE TABLE sites (x int); SELECT 1"), 1);
+    err[0] = '\0';
+    CHECK(registry_open(url, &r, err, sizeof(err)) < 0);
+    CHECK(strstr(err, "not a tether-hub database") != NULL);
+    CHECK_EQ_INT(raw_int(url, "SELECT count(*) FROM information_schema.tables "
+                              "WHERE table_schema = 'public'"),
+                 1);
+
+    /* No server there: a clear error, soon (connect_timeout is 2 s). */
+    err[0] = '\0';
+    CHECK_EQ_INT(registry_open("postgresql://postgres@127.0.0.1:1/none", &r, err, sizeof(err)),
+                 -ENOTCONN);
+    CHECK(strstr(err, "cannot connect") != NULL);
+    /* A database that does not exist. */
+    snprintf(want, sizeof(want), "%s", url);
+    snprintf(strrchr(want, '/') + 1, 32, "no_such_db_here");
+    err[0] = '\0';
+    CHECK(registry_open(want, &r, err, sizeof(err)) < 0);
+    CHECK(strstr(err, "no_such_db_here") != NULL);
+}
+
 static void rm_tree(const char *dir)
 {
     char cmd[600];
@@ -1215,6 +1343,41 @@ static void test_error_map(void)
     CHECK(registry_storage_error(-EEXIST) == NULL);
     CHECK(registry_storage_error(-EINVAL) == NULL);
     CHECK(registry_storage_error(-ENOMEM) == NULL);
+    CHECK(registry_storage_error(-ENOTCONN) != NULL);
+#ifdef TETHER_HAVE_PG
+    /* PostgreSQL's SQLSTATEs, the same way. */
+    CHECK_EQ_INT(registry_pg_map_sqlstate("23505", -ENOENT), -EEXIST);
+    CHECK_EQ_INT(registry_pg_map_sqlstate("23503", -ENOENT), -ENOENT);
+    CHECK_EQ_INT(registry_pg_map_sqlstate("23514", -ENOENT), -EINVAL);
+    CHECK_EQ_INT(registry_pg_map_sqlstate("22P02", -ENOENT), -EINVAL);
+    CHECK_EQ_INT(registry_pg_map_sqlstate("55P03", -ENOENT), -EBUSY);
+    CHECK_EQ_INT(registry_pg_map_sqlstate("57014", -ENOENT), -EBUSY);
+    CHECK_EQ_INT(registry_pg_map_sqlstate("53100", -ENOENT), -ENOSPC);
+    CHECK_EQ_INT(registry_pg_map_sqlstate("08006", -ENOENT), -ENOTCONN);
+    CHECK_EQ_INT(registry_pg_map_sqlstate("57P01", -ENOENT), -ENOTCONN);
+    CHECK_EQ_INT(registry_pg_map_sqlstate("XX000", -ENOENT), -EIO);
+    CHECK_EQ_INT(registry_pg_map_sqlstate(NULL, -ENOENT), -EIO);
+#endif
+}
+
+/* Messages never show a database password. */
+static void test_where(void)
+{
+    char out[256];
+
+    registry_where("/var/lib/tether/hub.db", out, sizeof(out));
+    CHECK_EQ_STR(out, "/var/lib/tether/hub.db");
+    registry_where("postgresql://tether:s3cret@db.example:5432/tether", out, sizeof(out));
+    CHECK_EQ_STR(out, "postgresql://tether:***@db.example:5432/tether");
+    registry_where("postgres://db.example/tether?user=t&password=s3cret&sslmode=require", out,
+                   sizeof(out));
+    CHECK_EQ_STR(out, "postgres://db.example/tether?user=t&password=***&sslmode=require");
+    registry_where("postgresql://tether@db.example/x", out, sizeof(out));
+    CHECK_EQ_STR(out, "postgresql://tether@db.example/x");
+    CHECK(registry_is_url("postgresql://x"));
+    CHECK(registry_is_url("postgres://x"));
+    CHECK(!registry_is_url("hub.db"));
+    CHECK(!registry_is_url("postgresql:/x"));
 }
 
 int main(void)
@@ -1223,18 +1386,24 @@ int main(void)
     char path[512];
     struct registry *r;
 
+    pg = pgtest_server_or_skip();
     snprintf(tmpdir, sizeof(tmpdir), "%s/tether-registry-XXXXXX", base && *base ? base : "/tmp");
     if (mkdtemp(tmpdir) == NULL) {
         perror("mkdtemp");
         return 1;
     }
-    CHECK(schema_migrations_n >= 1);
+    CHECK(schema_sqlite_migrations_n >= 1);
     test_error_map();
-    test_open_fresh();
-    test_reopen();
-    test_open_errors();
+    test_where();
+    if (pg != NULL) {
+        test_pg_open();
+    } else {
+        test_open_fresh();
+        test_reopen();
+        test_open_errors();
+    }
 
-    path_in(path, sizeof(path), "main.db");
+    db_at("main.db", path, sizeof(path));
     r = open_ok(path);
     if (r) {
         test_sites(r);
@@ -1253,7 +1422,12 @@ int main(void)
     }
     test_two_handles();
     test_fork_race();
-    test_corrupt();
+    if (!pg)
+        test_corrupt();
+#ifdef TETHER_HAVE_PG
+    for (int i = 0; i < n_made; i++)
+        CHECK_EQ_INT(pgtest_drop(pg, made[i]), 0);
+#endif
     rm_tree(tmpdir);
     TEST_DONE();
 }

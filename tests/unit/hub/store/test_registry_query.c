@@ -12,9 +12,12 @@
 #include "hub/store/registry.h"
 #include "hub/store/registry_query.h"
 #include "hub/store/schema_sql.h"
+#include "pgtest.h"
 #include "testutil.h"
 
 static char tmpdir[256];
+/* The PostgreSQL server's base URL when the tests run there, else NULL. */
+static const char *pg;
 
 static struct reg_query make_query(const char *qid, int64_t token_id, int64_t now, int64_t ttl)
 {
@@ -102,10 +105,36 @@ static void upgrade_keeps_queries(void)
     sqlite3 *db = NULL;
     size_t n = 0;
 
+    if (pg) {
+#ifdef TETHER_HAVE_PG
+        CHECK_EQ_INT(pgtest_create(pg, "rq_old", path, sizeof(path)), 0);
+        CHECK_EQ_INT(pgtest_exec(path, "CREATE TABLE tether_meta (key text PRIMARY KEY, "
+                                       "value text NOT NULL); INSERT INTO tether_meta VALUES "
+                                       "('application', 'tether-hub'), ('schema_version', '3')"),
+                     0);
+        for (size_t i = 0; i < schema_pg_migrations_n && schema_pg_migrations[i].version <= 3; i++)
+            CHECK_EQ_INT(pgtest_exec(path, schema_pg_migrations[i].sql), 0);
+        CHECK_EQ_INT(
+            pgtest_exec(path,
+                        "INSERT INTO queries (id, qid, created_at, token_id, actor, target, "
+                        "service, method, path, timeout_s, ttl_s, expires_at, n_sites, n_final) "
+                        "VALUES (7, 'q_OLDOLDOLDOLDOLDOLDOLDO', 100, 1, 'admin', '\"*\"', "
+                        "'counts', 'GET', '/', 30, 60, 9000000000, 2, 1);"
+                        "INSERT INTO query_results (query_id, site_id, site, status, expires_at, "
+                        "http_status, body, finished_at, seq) VALUES (7, 1, 'clinic-a', 'done', "
+                        "9000000000, 200, '\\x6869', 101, 1);"
+                        "INSERT INTO query_results (query_id, site_id, site, status, expires_at) "
+                        "VALUES (7, 2, 'clinic-b', 'queued', 9000000000);"),
+            0);
+#endif
+        goto opened;
+    }
     snprintf(path, sizeof(path), "%s/old.db", tmpdir);
     CHECK_EQ_INT(sqlite3_open(path, &db), SQLITE_OK);
-    for (size_t i = 0; i < schema_migrations_n && schema_migrations[i].version <= 3; i++)
-        CHECK_EQ_INT(sqlite3_exec(db, schema_migrations[i].sql, NULL, NULL, NULL), SQLITE_OK);
+    for (size_t i = 0; i < schema_sqlite_migrations_n && schema_sqlite_migrations[i].version <= 3;
+         i++)
+        CHECK_EQ_INT(sqlite3_exec(db, schema_sqlite_migrations[i].sql, NULL, NULL, NULL),
+                     SQLITE_OK);
     CHECK_EQ_INT(
         sqlite3_exec(db,
                      "PRAGMA application_id = 1414809682; PRAGMA user_version = 3;"
@@ -122,6 +151,7 @@ static void upgrade_keeps_queries(void)
         SQLITE_OK);
     sqlite3_close(db);
 
+opened:
     CHECK_EQ_INT(registry_open(path, &reg, err, sizeof(err)), 0);
     CHECK_EQ_INT(registry_query_open(reg, &st), 0);
     memset(&q, 0, sizeof(q));
@@ -142,6 +172,10 @@ static void upgrade_keeps_queries(void)
     registry_query_clear(&q);
     registry_query_close(st);
     registry_close(reg);
+#ifdef TETHER_HAVE_PG
+    if (pg)
+        CHECK_EQ_INT(pgtest_drop(pg, path), 0);
+#endif
 }
 
 int main(void)
@@ -172,9 +206,14 @@ int main(void)
     size_t nq = 0, nexp = 0;
     int complete = -1, blen = -2;
 
+    pg = pgtest_server_or_skip();
     snprintf(tmpdir, sizeof(tmpdir), "/tmp/tether-rq-XXXXXX");
     CHECK(mkdtemp(tmpdir) != NULL);
     snprintf(db, sizeof(db), "%s/hub.db", tmpdir);
+#ifdef TETHER_HAVE_PG
+    if (pg != NULL)
+        CHECK_EQ_INT(pgtest_create(pg, "rq", db, sizeof(db)), 0);
+#endif
     CHECK_EQ_INT(registry_open(db, &reg, err, sizeof(err)), 0);
     CHECK_EQ_INT(registry_query_open(reg, &st), 0);
 
@@ -420,6 +459,10 @@ int main(void)
     CHECK_EQ_INT(registry_check(reg), 0);
     registry_query_close(st);
     registry_close(reg);
+#ifdef TETHER_HAVE_PG
+    if (pg)
+        CHECK_EQ_INT(pgtest_drop(pg, db), 0);
+#endif
     upgrade_keeps_queries();
     {
         char cmd[400];

@@ -1,0 +1,18 @@
+/* The registry drivers' statement tables, for the test that holds them to each other. */
+/* SPDX-License-Identifier: MIT */
+#ifndef TETHER_DB_DRIVERS_H
+#define TETHER_DB_DRIVERS_H
+
+#include <stddef.h>
+
+/* Not for the hub: nothing outside hub/store/ may depend on the backend in
+ * use. */
+
+/* A driver's two statement tables (static storage): the registry's, n
+ * entries, and the query store's, nq entries, indexed alike in every
+ * driver. backend: "sqlite" or "postgresql". 0, or -ENOENT for a backend
+ * this build lacks. */
+int registry_stmt_tables(const char *backend, const char *const **sql, size_t *n,
+                         const char *const **qsql, size_t *nq);
+
+#endif

@@ -124,15 +124,41 @@ static int cmd_keygen(const struct opts *o)
     return 0;
 }
 
+/* "connected C of N at T" when C changed since the last line, or always. */
+static void print_connected(long c, long n, int force)
+{
+    if (c != last_reported || force) {
+        printf("connected %ld of %ld at %.3f\n", c, n, now_s());
+        last_reported = c;
+    }
+}
+
+/* The report timer and the watchers of SIGTERM and SIGINT. */
+static void handles_start(uv_loop_t *loop, uv_timer_cb on_tick, uv_signal_cb on_sig, long ms)
+{
+    uv_timer_init(loop, &report_timer);
+    uv_timer_start(&report_timer, on_tick, 0, (uint64_t)ms);
+    uv_signal_init(loop, &sig_term);
+    uv_signal_init(loop, &sig_int);
+    uv_signal_start(&sig_term, on_sig, SIGTERM);
+    uv_signal_start(&sig_int, on_sig, SIGINT);
+}
+
+/* Lets the loop end once the connections are closed. */
+static void handles_close(void)
+{
+    uv_timer_stop(&report_timer);
+    uv_close((uv_handle_t *)&report_timer, NULL);
+    uv_close((uv_handle_t *)&sig_term, NULL);
+    uv_close((uv_handle_t *)&sig_int, NULL);
+}
+
 static void report(int force)
 {
     long c = 0;
     for (long i = 0; i < n_agents; i++)
         c += agents[i].state == AG_CONNECTED;
-    if (c != last_reported || force) {
-        printf("connected %ld of %ld at %.3f\n", c, n_agents, now_s());
-        last_reported = c;
-    }
+    print_connected(c, n_agents, force);
 }
 
 static void report_cb(uv_timer_t *t)
@@ -145,10 +171,7 @@ static void on_signal(uv_signal_t *h, int signum)
     report(1);
     for (long i = 0; i < n_agents; i++)
         agent_stop(&agents[i]);
-    uv_timer_stop(&report_timer);
-    uv_close((uv_handle_t *)&report_timer, NULL);
-    uv_close((uv_handle_t *)&sig_term, NULL);
-    uv_close((uv_handle_t *)&sig_int, NULL);
+    handles_close();
 }
 
 static int cmd_run(const struct opts *o)
@@ -203,12 +226,7 @@ static int cmd_run(const struct opts *o)
     }
     printf("loaded %ld at %.3f\n", n_agents, now_s());
     fflush(stdout);
-    uv_timer_init(loop, &report_timer);
-    uv_timer_start(&report_timer, report_cb, 0, (uint64_t)o->report_ms);
-    uv_signal_init(loop, &sig_term);
-    uv_signal_init(loop, &sig_int);
-    uv_signal_start(&sig_term, on_signal, SIGTERM);
-    uv_signal_start(&sig_int, on_signal, SIGINT);
+    handles_start(loop, report_cb, on_signal, o->report_ms);
     /* All at once: the hub sees the fastest arrival this process can make. */
     for (long i = 0; i < n_agents; i++)
         agent_start(&agents[i]);
@@ -313,28 +331,17 @@ static void hold_connected(uv_connect_t *req, int status)
         conn_close(hd->c, status < 0 ? uv_strerror(status) : "tls start");
 }
 
-static void hold_report(int force)
-{
-    if (n_up != last_reported || force) {
-        printf("connected %ld of %ld at %.3f\n", n_up, n_holders, now_s());
-        last_reported = n_up;
-    }
-}
-
 static void hold_report_cb(uv_timer_t *t)
 {
-    hold_report(0);
+    print_connected(n_up, n_holders, 0);
 }
 
 static void hold_signal(uv_signal_t *h, int signum)
 {
-    hold_report(1);
+    print_connected(n_up, n_holders, 1);
     hold_stopping = 1;
     conn_close_all(&hold_conns, "stopping");
-    uv_timer_stop(&report_timer);
-    uv_close((uv_handle_t *)&report_timer, NULL);
-    uv_close((uv_handle_t *)&sig_term, NULL);
-    uv_close((uv_handle_t *)&sig_int, NULL);
+    handles_close();
 }
 
 static int cmd_hold(const struct opts *o)
@@ -363,12 +370,7 @@ static int cmd_hold(const struct opts *o)
     conn_ctx_init(&hold_conns, loop);
     printf("loaded %ld at %.3f\n", n_holders, now_s());
     fflush(stdout);
-    uv_timer_init(loop, &report_timer);
-    uv_timer_start(&report_timer, hold_report_cb, 0, (uint64_t)o->report_ms);
-    uv_signal_init(loop, &sig_term);
-    uv_signal_init(loop, &sig_int);
-    uv_signal_start(&sig_term, hold_signal, SIGTERM);
-    uv_signal_start(&sig_int, hold_signal, SIGINT);
+    handles_start(loop, hold_report_cb, hold_signal, o->report_ms);
     for (long i = 0; i < n_holders; i++) {
         struct holder *hd = &holders[i];
 

@@ -495,13 +495,14 @@ def render(res, hand=None):
                              _short(n.get("error") or _get(im, "nginx", "error") or "", 120),
                              "%.1f" % n["per_conn_kib"] if "per_conn_kib" in n else
                              ("(base)" if "rss_kib" in n else ""),
-                             ratio(p.get("per_conn_kib"), n.get("per_conn_kib"))))
+                             ratio(p.get("per_conn_kib"), n.get("per_conn_kib"))
+                             if "per_conn_kib" in p else "(base)"))
             L.append(table(("idle connections", "hub RSS (MiB)", "hub KiB per site since 1",
                             "nginx worker RSS (MiB)", "nginx KiB per connection since 1",
                             "hub / nginx"), rows))
             L.append("")
             L.append("Each step was read %.0f s after its last connection came up (the hub's "
-                     "ping interval, %d s, plus a settling pause). Sites dial from %d loopback "
+                     "ping interval, %g s, plus a settling pause). Sites dial from %d loopback "
                      "addresses (127.10.x.y, %d sites each) in %d bench_sites processes; hub "
                      "before any site: %.1f MiB, %d descriptors open at %d sites; "
                      "%d sites enrolled through the API in %.1f s. Open-files limit: %s. "

@@ -13,6 +13,13 @@
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
+/* Drained buffers up to this size are freed at once: an idle connection
+ * (a site between pings) then holds no buffer at all, and allocating one
+ * again costs less than the write it serves. Larger ones (a bulk transfer's)
+ * stay while the flow goes on, so it does not grow a buffer again for every
+ * burst; conn_trim gives them back once the connection is quiet. */
+#define CONN_BUF_KEEP (16u << 10)
+
 /* What a group holds while any of its conns lives: the shared read and
  * plaintext buffers, and the deferred flush: one uv_check (right after the
  * poll phase) and one uv_prepare (right before the loop blocks) write out
@@ -260,6 +267,8 @@ static void write_cb(uv_write_t *req, int status)
     c->bytes_out += c->wbuf.len;
     c->wbuf.len = 0;
     c->wbuf.off = 0;
+    if (c->wbuf.cap <= CONN_BUF_KEEP)
+        buf_free(&c->wbuf);
     if (c->closing)
         return;
     if (status < 0) {
@@ -434,6 +443,8 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
     pump_tls(c);
     if (tls_unlend(&c->tls) != 0)
         conn_close(c, "out of memory");
+    /* Most reads end on a record boundary: nothing waits in `in`. */
+    buf_shrink(&c->tls.in, 0);
 }
 
 int conn_start(struct conn *c, uint64_t deadline_ms)
@@ -478,6 +489,7 @@ int conn_start_tls_ready(struct conn *c)
             return rc;
     }
     pump_tls(c);
+    buf_shrink(&c->tls.in, 0); /* the ClientHello, once wolfSSL took it */
     return 0;
 }
 
@@ -529,6 +541,17 @@ int conn_keepalive(struct conn *c, unsigned idle_s, unsigned intvl_s, unsigned c
     if (setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &v, sizeof(v)) != 0)
         return -errno;
     return 0;
+}
+
+void conn_trim(struct conn *c)
+{
+    if (c->closing)
+        return;
+    if (!c->writing)
+        buf_shrink(&c->wbuf, 0);
+    buf_shrink(&c->tls.out, 0);
+    buf_shrink(&c->tls.in, 0);
+    buf_shrink(&c->tls.pending, 0);
 }
 
 void conn_pause_reading(struct conn *c, int pause)

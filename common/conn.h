@@ -155,6 +155,10 @@ void conn_close_after_flush(struct conn *c, const char *reason);
  * traffic, then every intvl_s; count unanswered probes close it (the next
  * read fails). 0, or a negative code (a conn without a socket: nothing). */
 int conn_keepalive(struct conn *c, unsigned idle_s, unsigned intvl_s, unsigned count);
+/* Frees the connection's empty buffers whatever their size (those of a
+ * transfer that ended; small ones go as soon as they drain): for an owner
+ * that knows the connection is quiet, such as a tunnel's ping tick. */
+void conn_trim(struct conn *c);
 /* Pauses or resumes reading from the socket. */
 void conn_pause_reading(struct conn *c, int pause);
 

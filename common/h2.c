@@ -6,10 +6,16 @@
 #include <errno.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 /* TLS records are 16 KiB at most; staging 64 KiB of frames before one
  * conn_write gives full records and few write calls. */
 #define H2_STAGE_FLUSH (64 * 1024)
+
+/* Staging buffers up to this size are freed when h2_send is done with
+ * them (an idle session holds none); larger ones stay for the next burst. */
+#define H2_STAGE_KEEP (16 * 1024)
 
 void h2_init(struct h2 *h, nghttp2_session *s, struct conn *conn)
 {
@@ -21,10 +27,115 @@ void h2_init(struct h2 *h, nghttp2_session *s, struct conn *conn)
 
 void h2_free(struct h2 *h)
 {
+    /* The session frees its frame buffer through h->mem: h is still whole. */
     if (h->s != NULL)
         nghttp2_session_del(h->s);
     h->s = NULL;
     buf_free(&h->stage);
+}
+
+/* --- the frame buffer on pages of its own ---
+ *
+ * nghttp2 serialises every outgoing frame into one buffer of 16 KiB and
+ * some bytes that each session allocates when it is made and keeps to the
+ * end, a third of an idle tunnel's memory on the hub. Given its own pages
+ * (mmap), it costs only the pages frames were written into (small frames
+ * touch the first), and h2_trim hands them back to the kernel while the
+ * session has nothing to send: nghttp2 has then no frame in the buffer. Every
+ * other allocation goes to malloc. */
+
+/* Only a block at least this big made while the session is created is the
+ * frame buffer (nghttp2 1.52: 16,394 bytes; the next largest is 4 KiB). */
+#define H2_FB_MIN (12 * 1024)
+
+static size_t page_round(size_t n)
+{
+    size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+    return (n + pg - 1) / pg * pg;
+}
+
+static void *fb_map(struct h2 *h, size_t size)
+{
+    size_t len = page_round(size);
+    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+    if (p == MAP_FAILED)
+        return NULL;
+    h->fb = p;
+    h->fb_len = len;
+    return p;
+}
+
+static int fb_is(const struct h2 *h, const void *p)
+{
+    return p != NULL && p == h->fb;
+}
+
+static void fb_unmap(struct h2 *h)
+{
+    munmap(h->fb, h->fb_len);
+    h->fb = NULL;
+    h->fb_len = 0;
+}
+
+static void *mem_malloc(size_t size, void *ud)
+{
+    struct h2 *h = ud;
+
+    if (h->fb_capture && h->fb == NULL && size >= H2_FB_MIN)
+        return fb_map(h, size);
+    return malloc(size);
+}
+
+static void mem_free(void *p, void *ud)
+{
+    struct h2 *h = ud;
+
+    if (fb_is(h, p))
+        fb_unmap(h);
+    else
+        free(p);
+}
+
+static void *mem_calloc(size_t n, size_t size, void *ud)
+{
+    struct h2 *h = ud;
+
+    /* Fresh pages read as zeros. */
+    if (h->fb_capture && h->fb == NULL && size > 0 && n <= SIZE_MAX / size && n * size >= H2_FB_MIN)
+        return fb_map(h, n * size);
+    return calloc(n, size);
+}
+
+static void *mem_realloc(void *p, size_t size, void *ud)
+{
+    struct h2 *h = ud;
+    void *n;
+
+    if (p == NULL)
+        return mem_malloc(size, ud);
+    if (!fb_is(h, p))
+        return realloc(p, size);
+    /* nghttp2 does not resize the frame buffer; should it, the block moves
+     * to the heap. */
+    n = malloc(size);
+    if (n == NULL)
+        return NULL;
+    memcpy(n, p, size < h->fb_len ? size : h->fb_len);
+    fb_unmap(h);
+    return n;
+}
+
+void h2_trim(struct h2 *h)
+{
+    if (h->s == NULL || h->depth > 0)
+        return;
+    if (h->stage.len == 0)
+        buf_free(&h->stage);
+    /* Nothing to send: no frame is being written, and the next one starts
+     * at the front of the buffer, over zeros. */
+    if (h->fb != NULL && !nghttp2_session_want_write(h->s))
+        madvise(h->fb, h->fb_len, MADV_DONTNEED);
 }
 
 static int stage_out(struct h2 *h)
@@ -72,7 +183,10 @@ int h2_send(struct h2 *h)
     }
     rc = stage_out(h);
     h->depth--;
-    buf_shrink(&h->stage, H2_STAGE_FLUSH * 2);
+    if (h->stage.cap <= H2_STAGE_KEEP)
+        buf_free(&h->stage);
+    else
+        buf_shrink(&h->stage, H2_STAGE_FLUSH * 2);
     conn_flush(h->conn);
     if (rc == 0 && h->want_send)
         return h2_send(h);
@@ -171,8 +285,9 @@ static int submit_settings(nghttp2_session *s, enum h2_role role, const struct h
     return nghttp2_session_set_local_window_size(s, NGHTTP2_FLAG_NONE, 0, lim->conn_window);
 }
 
-int h2_session_new(enum h2_role role, const struct h2_callbacks *cb, const struct h2_limits *lim,
-                   void *user_data, nghttp2_session **out)
+static int session_new(enum h2_role role, const struct h2_callbacks *cb,
+                       const struct h2_limits *lim, void *user_data, nghttp2_mem *mem,
+                       nghttp2_session **out)
 {
     nghttp2_session_callbacks *cbs = NULL;
     nghttp2_option *opt = NULL;
@@ -197,8 +312,8 @@ int h2_session_new(enum h2_role role, const struct h2_callbacks *cb, const struc
     if (cb->send_data != NULL)
         nghttp2_session_callbacks_set_send_data_callback(cbs, cb->send_data);
     if (role == H2_ROLE_HUB_TUNNEL || role == H2_ROLE_SITE_SERVICE
-            ? nghttp2_session_client_new2(&s, cbs, user_data, opt) != 0
-            : nghttp2_session_server_new2(&s, cbs, user_data, opt) != 0)
+            ? nghttp2_session_client_new3(&s, cbs, user_data, opt, mem) != 0
+            : nghttp2_session_server_new3(&s, cbs, user_data, opt, mem) != 0)
         goto out;
     if (submit_settings(s, role, lim) != 0) {
         rc = -EIO;
@@ -214,6 +329,27 @@ out:
         nghttp2_option_del(opt);
     if (cbs != NULL)
         nghttp2_session_callbacks_del(cbs);
+    return rc;
+}
+
+int h2_session_new(enum h2_role role, const struct h2_callbacks *cb, const struct h2_limits *lim,
+                   void *user_data, nghttp2_session **out)
+{
+    return session_new(role, cb, lim, user_data, NULL, out);
+}
+
+int h2_open(struct h2 *h, struct conn *conn, enum h2_role role, const struct h2_callbacks *cb,
+            const struct h2_limits *lim, void *user_data)
+{
+    nghttp2_session *s = NULL;
+    int rc;
+
+    h2_init(h, NULL, conn);
+    h->mem = (nghttp2_mem){h, mem_malloc, mem_free, mem_calloc, mem_realloc};
+    h->fb_capture = 1;
+    rc = session_new(role, cb, lim, user_data, &h->mem, &s);
+    h->fb_capture = 0;
+    h->s = s;
     return rc;
 }
 

@@ -16,18 +16,30 @@
 #define H2_HEADER_BYTES_MAX (64 * 1024)
 #define H2_HEADER_COUNT_MAX 100
 
-/* One nghttp2 session bound to one conn. The session is created by the
- * caller and owned by this struct (h2_free deletes it). conn is not owned. */
+/* One nghttp2 session bound to one conn. The session is owned by this
+ * struct (h2_free deletes it); it is created by the caller (h2_init) or by
+ * h2_open, whose session allocates through mem and keeps its frame buffer on
+ * pages of its own (fb, owned): such a struct must not move while the
+ * session lives. conn is not owned. */
 struct h2 {
     nghttp2_session *s;
     struct conn *conn;
     int depth;     /* >0 while inside nghttp2_session_mem_recv */
     int want_send; /* a send was asked for during a callback */
     struct buf stage;
+    nghttp2_mem mem; /* h2_open only: mem_user_data is this struct */
+    void *fb;        /* nghttp2's frame buffer (h2_open), mmap'ed; NULL if none */
+    size_t fb_len;
+    int fb_capture; /* inside h2_open: the frame buffer is being allocated */
 };
 
 void h2_init(struct h2 *h, nghttp2_session *s, struct conn *conn);
 void h2_free(struct h2 *h);
+/* For a quiet session (a tunnel between pings): frees the empty staging
+ * buffer and, unless a frame waits to be sent, hands the frame buffer's
+ * pages back to the kernel (they read as zeros when next written). Does
+ * nothing from inside the session's callbacks. */
+void h2_trim(struct h2 *h);
 /* Feeds received plaintext, then sends what became ready. <0 on a fatal
  * session error (the caller closes the connection). */
 int h2_feed(struct h2 *h, const uint8_t *data, size_t len);
@@ -95,6 +107,11 @@ struct h2_limits {
  * nghttp2_session_del); on failure *out is NULL. */
 int h2_session_new(enum h2_role role, const struct h2_callbacks *cb, const struct h2_limits *lim,
                    void *user_data, nghttp2_session **out);
+/* h2_session_new into h (h2_init'ed here) for conn, with the frame buffer on
+ * its own pages so that h2_trim can give them back. 0, or <0 with h->s NULL
+ * (h2_free it all the same). */
+int h2_open(struct h2 *h, struct conn *conn, enum h2_role role, const struct h2_callbacks *cb,
+            const struct h2_limits *lim, void *user_data);
 
 /* Running header budget for one stream; returns 0 while within limits,
  * NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE (reset the stream) when over. */

@@ -1065,23 +1065,30 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     a->conn = c;
     a->v.seen_pin[0] = '\0';
     a->v.result = -EPROTO;
-    if (a->source_port > 0) {
+    if (a->source_port > 0 || a->source_ip[0] != '\0') {
         struct sockaddr_storage local;
+        const char *ip = a->source_ip;
         memset(&local, 0, sizeof(local));
         if (res->ai_family == AF_INET6) {
-            uv_ip6_addr("::", a->source_port, (struct sockaddr_in6 *)&local);
+            rc = uv_ip6_addr(ip[0] ? ip : "::", a->source_port, (struct sockaddr_in6 *)&local);
         } else {
-            uv_ip4_addr("0.0.0.0", a->source_port, (struct sockaddr_in *)&local);
+            rc = uv_ip4_addr(ip[0] ? ip : "0.0.0.0", a->source_port, (struct sockaddr_in *)&local);
         }
         /* libuv sets SO_REUSEADDR on bind: a reconnect works while the old
          * socket of this port sits in TIME_WAIT. */
-        rc = uv_tcp_bind(&c->tcp, (struct sockaddr *)&local, 0);
-        if (rc != 0) {
+        if (rc == 0)
+            rc = uv_tcp_bind(&c->tcp, (struct sockaddr *)&local, 0);
+        if (rc != 0 && a->source_port > 0) {
             source_port_fatal(a, rc);
             uv_freeaddrinfo(res);
             a->stopping = 1;
             a->exit_code = 1;
             conn_close(c, a->fatal);
+            return;
+        }
+        if (rc != 0) {
+            uv_freeaddrinfo(res);
+            conn_close(c, "cannot bind the source address");
             return;
         }
     }

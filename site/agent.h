@@ -67,7 +67,8 @@ struct agent {
     uint64_t key_sig[3];  /* device, inode, mtime (ns) of site.crt when loaded */
     struct agent_service services[AGENT_MAX_SERVICES];
     size_t n_services;
-    int source_port;           /* 0 = any */
+    int source_port;    /* 0 = any */
+    char source_ip[48]; /* numeric local address to dial from, of the hub's family; "" = any */
     uint64_t ping_interval_ms; /* the hub's interval; silence for 2x is death; 0 = no watch */
     uint64_t upstream_timeout_ms;
     uint64_t connect_timeout_ms; /* TCP connect (SYN without SYN-ACK) */

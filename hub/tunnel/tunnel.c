@@ -438,6 +438,11 @@ static void ping_cb(uv_timer_t *timer)
         t->ping_outstanding = 1;
         h2_send(&t->h2);
     }
+    /* Most tunnels are idle most of the time: between two ticks they hold
+     * no buffer (docs/benchmarks.md, idle sites). The ping just sent waits
+     * in the connection's queue, which keeps it. */
+    h2_trim(&t->h2);
+    conn_trim(t->conn);
     /* Wake at the silence deadline when it comes before the next tick: a
      * dead peer is dropped two intervals after it went quiet, not three. */
     if (2 * iv - (now - t->last_heard_ms) < iv)
@@ -457,7 +462,6 @@ static const struct h2_limits tunnel_h2_limits = {0, TUNNEL_STREAM_WINDOW, TUNNE
 int tunnel_attach(struct hub *h, struct conn *c, const struct reg_site *site)
 {
     struct tunnel *t = calloc(1, sizeof(*t));
-    nghttp2_session *s = NULL;
     int rc = -ENOMEM;
 
     if (t == NULL)
@@ -474,10 +478,11 @@ int tunnel_attach(struct hub *h, struct conn *c, const struct reg_site *site)
     t->last_heard_ms = uv_now(h->loop);
     if (t->services_json == NULL || t->restricted_json == NULL)
         goto out;
-    rc = h2_session_new(H2_ROLE_HUB_TUNNEL, &tunnel_h2_callbacks, &tunnel_h2_limits, t, &s);
+    /* The session's frame buffer on pages of its own: the ping tick hands
+     * them back while the tunnel is quiet (h2_trim). */
+    rc = h2_open(&t->h2, c, H2_ROLE_HUB_TUNNEL, &tunnel_h2_callbacks, &tunnel_h2_limits, t);
     if (rc != 0)
         goto out;
-    h2_init(&t->h2, s, c);
     uv_timer_init(h->loop, &t->ping_timer);
     t->ping_timer.data = t;
     c->ops = &tunnel_conn_ops;
@@ -507,8 +512,7 @@ int tunnel_attach(struct hub *h, struct conn *c, const struct reg_site *site)
     rc = 0;
 out:
     if (rc != 0 && t != NULL) {
-        if (t->h2.s != NULL)
-            h2_free(&t->h2);
+        h2_free(&t->h2);
         free(t->services_json);
         free(t->restricted_json);
         free(t);

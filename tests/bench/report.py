@@ -247,6 +247,22 @@ def targets(res):
             meas += " (10,000 not reached)"
     rows.append(("scale", "Hub memory ≤ 64 KiB per idle connected site at 10,000 sites", meas,
                  verdict(ok)))
+    im = res.get("idle-memory") or {}
+    pts = [p for p in im.get("hub") or [] if isinstance(p.get("per_conn_kib"), (int, float))]
+    ok, meas = None, "not measured"
+    if pts:
+        big = max(pts, key=lambda p: p["conns"])
+        ngx = {p["conns"]: p for p in _get(im, "nginx", "points") or []}.get(big["conns"], {})
+        meas = "%.1f KiB per site at %d sites" % (big["per_conn_kib"], big["conns"])
+        if isinstance(ngx.get("per_conn_kib"), (int, float)):
+            meas += "; nginx %.1f KiB per idle TLS + HTTP/2 connection" % ngx["per_conn_kib"]
+        ok = big["per_conn_kib"] <= 24 and big["conns"] >= 19000
+        if big["conns"] < 19000:
+            meas += " (19,000 not reached)"
+    elif im.get("error"):
+        meas, ok = "failed: " + _short(im["error"]), False
+    rows.append(("idle-memory", "Hub memory ≤ 24 KiB per idle site at 19,000 sites (issue 16)",
+                 meas, verdict(ok)))
     st = res.get("storm") or {}
     ok, meas = None, "not measured"
     if isinstance(st.get("back_after_kill_s"), (int, float)):
@@ -352,7 +368,7 @@ def render(res, hand=None):
         L.append("> The run stopped early: %s" % _short(meta["error"], 300))
     sz = meta.get("sizes", {})
     ran = set(meta.get("only") or ("bulk", "requests", "scale", "setup", "storm", "ports",
-                                   "tcp", "websocket", "grpc", "handshakes"))
+                                   "tcp", "websocket", "grpc", "handshakes", "idle-memory"))
 
     def shown(scenario):
         return scenario in ran
@@ -477,6 +493,46 @@ def render(res, hand=None):
             L.append("%d sites registered and enrolled through the API in %.1f s. Open-files "
                      "limit of hub and simulators: %s." % (
                          sc["counts"][-1], sc["enroll_s"], ", ".join(str(x) for x in sc["nofile"])))
+
+    # 3b. idle memory at the descriptor limit
+    if shown('idle-memory'):
+        im = section(L, "3b. Idle sites at the descriptor limit: hub memory against nginx",
+                     res, "idle-memory", lambda r: r.get("hub"))
+        if im:
+            ngx = {p["conns"]: p for p in _get(im, "nginx", "points") or []}
+            rows = []
+            for p in im["hub"]:
+                n = ngx.get(p["conns"], {})
+                if "rss_kib" not in p:
+                    rows.append(("%d" % p["conns"], "failed: %s" % _short(p.get("error"), 200),
+                                 "", "", "", ""))
+                    continue
+                rows.append(("%d" % p["conns"], "%.1f" % (p["rss_kib"] / 1024.0),
+                             "%.1f" % p["per_conn_kib"] if "per_conn_kib" in p else "(base)",
+                             "%.1f" % (n["rss_kib"] / 1024.0) if "rss_kib" in n else
+                             _short(n.get("error") or _get(im, "nginx", "error") or "", 120),
+                             "%.1f" % n["per_conn_kib"] if "per_conn_kib" in n else
+                             ("(base)" if "rss_kib" in n else ""),
+                             ratio(p.get("per_conn_kib"), n.get("per_conn_kib"))
+                             if "per_conn_kib" in p else "(base)"))
+            L.append(table(("idle connections", "hub RSS (MiB)", "hub KiB per site since 1",
+                            "nginx worker RSS (MiB)", "nginx KiB per connection since 1",
+                            "hub / nginx"), rows))
+            L.append("")
+            L.append("Each step was read %.0f s after its last connection came up (the hub's "
+                     "ping interval, %g s, plus a settling pause). Sites dial from %d loopback "
+                     "addresses (127.10.x.y, %d sites each) in %d bench_sites processes; hub "
+                     "before any site: %.1f MiB, %d descriptors open at %d sites; "
+                     "%d sites enrolled through the API in %.1f s. Open-files limit: %s. "
+                     "nginx: %s, one worker, OpenSSL, TLS 1.3, client certificate asked "
+                     "(`ssl_verify_client optional_no_ca`), no session tickets; bench_sites "
+                     "hold opens each connection from the same addresses with a site's "
+                     "certificate, sends the HTTP/2 preface and SETTINGS, then stays quiet." % (
+                         im["wait_s"], im["ping_s"], im["sources"], im["per_source"],
+                         im["processes"], im.get("rss_0_kib", 0) / 1024.0,
+                         im.get("hub_fds", 0), im["counts"][-1], im["counts"][-1],
+                         im.get("enroll_s", 0), ", ".join(str(x) for x in im["nofile"]),
+                         _get(im, "nginx", "version") or "?"))
 
     # 4. setup
     if shown('setup'):

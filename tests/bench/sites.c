@@ -12,6 +12,15 @@
  *     "loaded N" once, then "connected C of N at T" (T: unix seconds with
  *     milliseconds) whenever the number of connected agents changes. SIGTERM
  *     or SIGINT stops every agent and exits.
+ *     --per-source K: agent I dials from its own loopback address, one per K
+ *     agents (bench_source_ip), so that one destination is not limited to one
+ *     source address's ephemeral ports.
+ * bench_sites hold --dir D --prefix P --from I --count N --to HOST:PORT [--per-source K]
+ *     The peer of an idle site: N TLS 1.3 connections (ALPN h2, the client
+ *     certificate of identity P-I) to a server such as nginx, each with an
+ *     HTTP/2 client session (preface and SETTINGS sent, SETTINGS answered),
+ *     then quiet. The server's certificate is not checked. Prints "loaded N"
+ *     and "connected C of N at T" as run does; SIGTERM or SIGINT closes them.
  * bench_sites aesgcm [--ms MS]
  *     Prints the AES-128-GCM speed of the linked wolfSSL on one core, in MB/s:
  *     the ceiling the report compares bulk transfers with.
@@ -49,6 +58,7 @@
 #include "common/buf.h"
 #include "common/conn.h"
 #include "common/crypto.h"
+#include "common/h2.h"
 #include "common/log.h"
 #include "common/net.h"
 #include "common/tls.h"
@@ -72,6 +82,8 @@ struct opts {
     const char *https;
     const char *https_pin;
     long server_pid;
+    long per_source; /* agents per loopback source address; 0: the kernel picks */
+    const char *to;  /* hold: the server */
 };
 
 static struct agent *agents;
@@ -84,6 +96,20 @@ static uv_signal_t sig_term, sig_int;
 static void site_name(const struct opts *o, long i, char *out, size_t cap)
 {
     snprintf(out, cap, "%s-%05ld", o->prefix, o->from + i);
+}
+
+/* The loopback address of connection i (global index from + i): 127.10.X.Y,
+ * a new one every per_source connections; "" when per_source is 0. */
+static void bench_source_ip(const struct opts *o, long i, char *out, size_t cap)
+{
+    long q;
+
+    if (o->per_source <= 0) {
+        out[0] = '\0';
+        return;
+    }
+    q = (o->from + i) / o->per_source;
+    snprintf(out, cap, "127.10.%ld.%ld", (q / 250) % 256, q % 250 + 1);
 }
 
 static double now_s(void)
@@ -122,15 +148,41 @@ static int cmd_keygen(const struct opts *o)
     return 0;
 }
 
+/* "connected C of N at T" when C changed since the last line, or always. */
+static void print_connected(long c, long n, int force)
+{
+    if (c != last_reported || force) {
+        printf("connected %ld of %ld at %.3f\n", c, n, now_s());
+        last_reported = c;
+    }
+}
+
+/* The report timer and the watchers of SIGTERM and SIGINT. */
+static void handles_start(uv_loop_t *loop, uv_timer_cb on_tick, uv_signal_cb on_sig, long ms)
+{
+    uv_timer_init(loop, &report_timer);
+    uv_timer_start(&report_timer, on_tick, 0, (uint64_t)ms);
+    uv_signal_init(loop, &sig_term);
+    uv_signal_init(loop, &sig_int);
+    uv_signal_start(&sig_term, on_sig, SIGTERM);
+    uv_signal_start(&sig_int, on_sig, SIGINT);
+}
+
+/* Lets the loop end once the connections are closed. */
+static void handles_close(void)
+{
+    uv_timer_stop(&report_timer);
+    uv_close((uv_handle_t *)&report_timer, NULL);
+    uv_close((uv_handle_t *)&sig_term, NULL);
+    uv_close((uv_handle_t *)&sig_int, NULL);
+}
+
 static void report(int force)
 {
     long c = 0;
     for (long i = 0; i < n_agents; i++)
         c += agents[i].state == AG_CONNECTED;
-    if (c != last_reported || force) {
-        printf("connected %ld of %ld at %.3f\n", c, n_agents, now_s());
-        last_reported = c;
-    }
+    print_connected(c, n_agents, force);
 }
 
 static void report_cb(uv_timer_t *t)
@@ -143,10 +195,7 @@ static void on_signal(uv_signal_t *h, int signum)
     report(1);
     for (long i = 0; i < n_agents; i++)
         agent_stop(&agents[i]);
-    uv_timer_stop(&report_timer);
-    uv_close((uv_handle_t *)&report_timer, NULL);
-    uv_close((uv_handle_t *)&sig_term, NULL);
-    uv_close((uv_handle_t *)&sig_int, NULL);
+    handles_close();
 }
 
 static int cmd_run(const struct opts *o)
@@ -188,6 +237,7 @@ static int cmd_run(const struct opts *o)
             a->ping_interval_ms = (uint64_t)o->ping_s * 1000;
         memcpy(a->services, svc.services, sizeof(a->services));
         a->n_services = svc.n_services;
+        bench_source_ip(o, i, a->source_ip, sizeof(a->source_ip));
         if (crypto_identity_load(o->dir, name, &a->id) != 0) {
             fprintf(stderr, "bench_sites: cannot read the identity of %s in %s\n", name, o->dir);
             goto out;
@@ -200,12 +250,7 @@ static int cmd_run(const struct opts *o)
     }
     printf("loaded %ld at %.3f\n", n_agents, now_s());
     fflush(stdout);
-    uv_timer_init(loop, &report_timer);
-    uv_timer_start(&report_timer, report_cb, 0, (uint64_t)o->report_ms);
-    uv_signal_init(loop, &sig_term);
-    uv_signal_init(loop, &sig_int);
-    uv_signal_start(&sig_term, on_signal, SIGTERM);
-    uv_signal_start(&sig_int, on_signal, SIGINT);
+    handles_start(loop, report_cb, on_signal, o->report_ms);
     /* All at once: the hub sees the fastest arrival this process can make. */
     for (long i = 0; i < n_agents; i++)
         agent_start(&agents[i]);
@@ -538,6 +583,162 @@ out:
     return rc;
 }
 
+/* --- hold: idle TLS + HTTP/2 connections to a peer server --- */
+
+struct holder {
+    struct conn *c;
+    struct h2 h2;
+    struct tls_pin_verifier v;
+    int connected;
+    uv_connect_t creq;
+};
+
+static struct holder *holders;
+static long n_holders, n_up;
+static struct conn_ctx hold_conns;
+static WOLFSSL_CTX *hold_ctx;
+static struct sockaddr_storage hold_addr;
+static int hold_stopping;
+
+static int hold_any_pin(void *arg, const char *pin)
+{
+    return 0;
+}
+
+static void hold_handshake(struct conn *c)
+{
+    static const struct h2_callbacks cb = {0};
+    static const struct h2_limits lim = {100, 65535, 65535};
+    struct holder *hd = c->owner;
+
+    if (h2_open(&hd->h2, c, H2_ROLE_HUB_TUNNEL, &cb, &lim, hd) != 0) {
+        conn_close(c, "http2 session");
+        return;
+    }
+    hd->connected = 1;
+    n_up++;
+    if (h2_send(&hd->h2) < 0)
+        conn_close(c, "http2 send");
+}
+
+static int hold_data(struct conn *c, const uint8_t *data, size_t len)
+{
+    struct holder *hd = c->owner;
+
+    return hd->h2.s != NULL ? h2_feed(&hd->h2, data, len) : 0;
+}
+
+static void hold_drain(struct conn *c)
+{
+    struct holder *hd = c->owner;
+
+    if (hd->h2.s != NULL && h2_send(&hd->h2) < 0)
+        conn_close(c, "http2 send");
+}
+
+static void hold_close(struct conn *c, const char *reason)
+{
+    struct holder *hd = c->owner;
+
+    if (hd->connected)
+        n_up--;
+    hd->connected = 0;
+    h2_free(&hd->h2);
+    hd->c = NULL;
+    if (!hold_stopping)
+        fprintf(stderr, "bench_sites: connection %ld closed: %s\n", (long)(hd - holders), reason);
+}
+
+static const struct conn_ops hold_ops = {
+    .on_handshake = hold_handshake,
+    .on_data = hold_data,
+    .on_drain = hold_drain,
+    .on_close = hold_close,
+};
+
+static void hold_connected(uv_connect_t *req, int status)
+{
+    struct holder *hd = req->data;
+
+    if (hd->c == NULL)
+        return;
+    if (status < 0 || conn_start(hd->c, 60000) != 0 ||
+        conn_start_tls(hd->c, hold_ctx, NULL, "h2", 1, &hd->v) != 0)
+        conn_close(hd->c, status < 0 ? uv_strerror(status) : "tls start");
+}
+
+static void hold_report_cb(uv_timer_t *t)
+{
+    print_connected(n_up, n_holders, 0);
+}
+
+static void hold_signal(uv_signal_t *h, int signum)
+{
+    print_connected(n_up, n_holders, 1);
+    hold_stopping = 1;
+    conn_close_all(&hold_conns, "stopping");
+    handles_close();
+}
+
+static int cmd_hold(const struct opts *o)
+{
+    uv_loop_t *loop = uv_default_loop();
+    struct crypto_identity id = {0};
+    char name[TOKEN_NAME_MAX + 1], host[NET_HOST_MAX + 1], ip[48];
+    int port, rc = 1;
+
+    if (o->to == NULL || net_split_hostport(o->to, 443, host, &port) != 0 ||
+        uv_ip4_addr(host, port, (struct sockaddr_in *)&hold_addr) != 0) {
+        fprintf(stderr, "bench_sites: hold needs --to IPV4:PORT\n");
+        return 2;
+    }
+    raise_nofile();
+    site_name(o, 0, name, sizeof(name));
+    if (crypto_identity_load(o->dir, name, &id) != 0 || tls_ctx_client(&id, &hold_ctx) != 0) {
+        fprintf(stderr, "bench_sites: cannot set up TLS with the identity %s in %s\n", name,
+                o->dir);
+        goto out;
+    }
+    holders = calloc((size_t)o->count, sizeof(*holders));
+    if (holders == NULL)
+        goto out;
+    n_holders = o->count;
+    conn_ctx_init(&hold_conns, loop);
+    printf("loaded %ld at %.3f\n", n_holders, now_s());
+    fflush(stdout);
+    handles_start(loop, hold_report_cb, hold_signal, o->report_ms);
+    for (long i = 0; i < n_holders; i++) {
+        struct holder *hd = &holders[i];
+
+        hd->v.check = hold_any_pin;
+        hd->c = conn_new(&hold_conns, &hold_ops, hd);
+        if (hd->c == NULL)
+            break;
+        bench_source_ip(o, i, ip, sizeof(ip));
+        if (ip[0] != '\0') {
+            struct sockaddr_in local;
+            uv_ip4_addr(ip, 0, &local);
+            if (uv_tcp_bind(&hd->c->tcp, (const struct sockaddr *)&local, 0) != 0) {
+                conn_close(hd->c, "cannot bind the source address");
+                continue;
+            }
+        }
+        hd->creq.data = hd;
+        if (uv_tcp_connect(&hd->creq, &hd->c->tcp, (const struct sockaddr *)&hold_addr,
+                           hold_connected) != 0)
+            conn_close(hd->c, "connect");
+    }
+    uv_run(loop, UV_RUN_DEFAULT);
+    rc = 0;
+out:
+    uv_loop_close(loop);
+    free(holders);
+    if (hold_ctx != NULL)
+        wolfSSL_CTX_free(hold_ctx);
+    crypto_identity_free(&id);
+    return rc;
+}
+
 static void usage(FILE *f)
 {
     fprintf(
@@ -545,7 +746,9 @@ static void usage(FILE *f)
            "  bench_sites keygen --dir D --prefix P --from I --count N\n"
            "  bench_sites run --dir D --prefix P --from I --count N --hub HOST:PORT\n"
            "                  --hub-pin PIN [--service NAME=URL]... [--ping-interval S]\n"
-           "                  [--report-ms MS]\n"
+           "                  [--report-ms MS] [--per-source K]\n"
+           "  bench_sites hold --dir D --prefix P --from I --count N --to HOST:PORT\n"
+           "                  [--per-source K]\n"
            "  bench_sites aesgcm [--ms MS]\n"
            "  bench_sites handshakes --dir D --prefix P --from I --count N --conns C --ms MS\n"
            "                  [--warmup-ms W] [--server-pid PID] (--hub HOST:PORT --hub-pin PIN |\n"
@@ -562,7 +765,8 @@ int main(int argc, char **argv)
         {"report-ms", required_argument, 0, 'r'},  {"ms", required_argument, 0, 'm'},
         {"warmup-ms", required_argument, 0, 'w'},  {"conns", required_argument, 0, 'c'},
         {"https", required_argument, 0, 'H'},      {"https-pin", required_argument, 0, 'Q'},
-        {"server-pid", required_argument, 0, 's'}, {0, 0, 0, 0}};
+        {"server-pid", required_argument, 0, 's'}, {"per-source", required_argument, 0, 'k'},
+        {"to", required_argument, 0, 't'},         {0, 0, 0, 0}};
     struct opts o = {.prefix = "b", .report_ms = 100, .ms = 1000, .warmup_ms = 1000};
     int c, rc;
 
@@ -621,6 +825,12 @@ int main(int argc, char **argv)
         case 's':
             o.server_pid = strtol(optarg, NULL, 10);
             break;
+        case 'k':
+            o.per_source = strtol(optarg, NULL, 10);
+            break;
+        case 't':
+            o.to = optarg;
+            break;
         default:
             usage(stderr);
             return 2;
@@ -646,6 +856,8 @@ int main(int argc, char **argv)
         rc = cmd_run(&o);
     } else if (strcmp(argv[1], "handshakes") == 0) {
         rc = cmd_handshakes(&o);
+    } else if (strcmp(argv[1], "hold") == 0) {
+        rc = cmd_hold(&o);
     } else {
         usage(stderr);
         rc = 2;

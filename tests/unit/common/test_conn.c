@@ -1,4 +1,5 @@
-/* Unit test of conn_start: a peer that reset before accept has no address, and the conn says so. */
+/* Unit tests of conn: a peer that reset before accept has no address, and the conn says so; drained
+ * buffers go (small ones at once, large ones at conn_trim). */
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
 #include <stdio.h>
@@ -57,6 +58,103 @@ static void on_connection(uv_stream_t *server, int status)
     uv_close((uv_handle_t *)server, NULL);
 }
 
+/* --- buffers of a quiet connection --- */
+
+static struct conn *writer;
+static uv_tcp_t sink_srv, sink_conn;
+static int drains;
+static size_t wbuf_cap_after_small = 1, out_cap_after_small = 1;
+static size_t wbuf_cap_after_big, wbuf_cap_after_trim = 1, out_cap_after_trim = 1;
+static size_t sunk;
+static uint8_t big[256 * 1024];
+
+static void w_drain(struct conn *c)
+{
+    if (conn_out_pending(c) > 0 || c->writing)
+        return;
+    drains++;
+    if (drains == 1) {
+        /* A small write went: the connection holds no buffer. */
+        wbuf_cap_after_small = c->wbuf.cap;
+        out_cap_after_small = c->tls.out.cap;
+        memset(big, 'b', sizeof(big));
+        CHECK_EQ_INT(conn_write(c, big, sizeof(big)), 0);
+        conn_flush(c);
+    } else if (drains == 2) {
+        /* A large one: kept for the next burst, until the owner trims. */
+        wbuf_cap_after_big = c->wbuf.cap + c->tls.out.cap;
+        conn_trim(c);
+        wbuf_cap_after_trim = c->wbuf.cap;
+        out_cap_after_trim = c->tls.out.cap;
+        conn_close(c, "test done");
+    }
+}
+
+static const struct conn_ops w_ops = {.on_drain = w_drain, .on_close = on_close};
+
+static void sink_alloc(uv_handle_t *h, size_t sz, uv_buf_t *b)
+{
+    static char space[65536];
+    *b = uv_buf_init(space, sizeof(space));
+}
+
+static void sink_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
+{
+    if (n > 0)
+        sunk += (size_t)n;
+    else if (n < 0)
+        uv_close((uv_handle_t *)s, NULL);
+}
+
+static void sink_accept(uv_stream_t *server, int status)
+{
+    CHECK_EQ_INT(status, 0);
+    uv_tcp_init(server->loop, &sink_conn);
+    CHECK_EQ_INT(uv_accept(server, (uv_stream_t *)&sink_conn), 0);
+    uv_read_start((uv_stream_t *)&sink_conn, sink_alloc, sink_read);
+    uv_close((uv_handle_t *)server, NULL);
+}
+
+static void w_connected(uv_connect_t *req, int status)
+{
+    struct conn *c = req->data;
+
+    CHECK_EQ_INT(status, 0);
+    CHECK_EQ_INT(conn_start(c, 0), 0);
+    CHECK_EQ_INT(conn_start_plain(c), 0);
+    CHECK_EQ_INT(conn_write(c, (const uint8_t *)"ping", 4), 0);
+    conn_flush(c);
+}
+
+static void test_buffers_released(uv_loop_t *loop)
+{
+    static uv_connect_t creq;
+    struct sockaddr_in sa;
+    int len = sizeof(sa);
+
+    closed = 0;
+    uv_ip4_addr("127.0.0.1", 0, &sa);
+    uv_tcp_init(loop, &sink_srv);
+    CHECK_EQ_INT(uv_tcp_bind(&sink_srv, (const struct sockaddr *)&sa, 0), 0);
+    CHECK_EQ_INT(uv_tcp_getsockname(&sink_srv, (struct sockaddr *)&sa, &len), 0);
+    CHECK_EQ_INT(uv_listen((uv_stream_t *)&sink_srv, 8, sink_accept), 0);
+    writer = conn_new(&group, &w_ops, NULL);
+    CHECK(writer != NULL);
+    if (writer == NULL)
+        return;
+    creq.data = writer;
+    CHECK_EQ_INT(uv_tcp_connect(&creq, &writer->tcp, (const struct sockaddr *)&sa, w_connected), 0);
+    uv_run(loop, UV_RUN_DEFAULT);
+    CHECK_EQ_INT(drains, 2);
+    CHECK_EQ_INT(wbuf_cap_after_small, 0);
+    CHECK_EQ_INT(out_cap_after_small, 0);
+    CHECK(wbuf_cap_after_big >= sizeof(big));
+    CHECK_EQ_INT(wbuf_cap_after_trim, 0);
+    CHECK_EQ_INT(out_cap_after_trim, 0);
+    CHECK_EQ_INT(sunk, 4 + sizeof(big));
+    CHECK_EQ_INT(closed, 1);
+}
+
 int main(void)
 {
     uv_loop_t *loop = uv_default_loop();
@@ -87,6 +185,7 @@ int main(void)
     CHECK(start_rc < 0);
     CHECK_EQ_STR(peer, "?:0");
     CHECK_EQ_INT(closed, 1);
+    test_buffers_released(loop);
     CHECK_EQ_INT(uv_loop_close(loop), 0);
     TEST_DONE();
 }

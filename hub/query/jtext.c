@@ -54,7 +54,7 @@ int jtext_utf8_ok(const uint8_t *s, size_t len)
 
 int jtext_str(struct jtext *jt, const char *s, size_t len)
 {
-    static const char hex[] = "0123456789abcdef";
+    static const char hex[] = "0123456789ABCDEF"; /* as jansson prints them */
     size_t run = 0;
 
     put(jt, "\"", 1);

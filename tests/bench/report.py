@@ -358,10 +358,15 @@ def fanout_section(L, res):
              "taking turns, of %d queries each, one after another: `POST /v1/queries` to "
              "`\"sites\": \"*\"` then `GET /v1/queries/{id}?wait=60` on a kept HTTPS "
              "connection, timed from the POST until the answer with every result came back. "
-             "Hub state on disk. Hub on CPU %s; bench_sites, nginx and the client on CPU %s. "
-             "*Hub CPU* = the hub process's CPU time over a run ÷ queries ÷ sites." % (
+             "Hub state %s. Hub on CPU %s; bench_sites, nginx and the client on CPU %s. "
+             "*Hub CPU* = the hub process's CPU time over a run ÷ queries ÷ sites; "
+             "bench_sites spent %s ms of CPU per query (median) answering for all the sites." % (
                  r.get("sites", 0), r.get("repeat", 1), r.get("queries", 0),
-                 r.get("hub_cpu", "?"), r.get("sites_cpu", "?")))
+                 "on disk (an fsync per commit, on the event loop)" if r.get("state") == "disk"
+                 else "in tmpfs (`--fo-disk 1` puts it on disk: each commit then waits for an "
+                 "fsync on the event loop, and a shared disk's wait is measured, not the hub)",
+                 r.get("hub_cpu", "?"), r.get("sites_cpu", "?"),
+                 _num(_get(r, "tether", "sites_cpu_ms_per_query")) or "?"))
     if r.get("compare_bin"):
         L.append("")
         L.append("The comparison hub is the `tether-hub` of another build dir "

@@ -8,6 +8,7 @@
 
 #include "../../common/log.h"
 #include "../store/registry_query.h"
+#include "jtext.h"
 #include "query_int.h"
 
 static struct qbody *qbody_new(const uint8_t *data, size_t len)
@@ -48,7 +49,7 @@ static void send_free(struct qsend *s)
     TAILQ_REMOVE(&qe->inflight, s, link);
     qe->n_inflight--;
     assert((qe->n_inflight == 0) == TAILQ_EMPTY(&qe->inflight));
-    json_decref(s->headers);
+    free(s->headers_json);
     buf_free(&s->body);
     qbody_put(s->req);
     free(s);
@@ -209,7 +210,8 @@ void query_send_finish(struct qsend *s, int status, const char *detail, int keep
     l->from = REG_Q_SENT;
     l->status = status;
     l->http_status = s->http_status;
-    l->headers_json = s->headers ? json_dumps(s->headers, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    l->headers_json = s->headers_json; /* moved */
+    s->headers_json = NULL;
     buf_init(&l->body);
     if (keep_body) {
         l->has_body = 1;
@@ -225,44 +227,89 @@ void query_send_finish(struct qsend *s, int status, const char *detail, int keep
 
 /* --- the tunnel side of one site's request (struct tstream_ops) --- */
 
+/* The order t_head writes fields in: by name (jansson's JSON_SORT_KEYS,
+ * what the hub stored before), repeated fields in arrival order. */
+static int nv_before(const nghttp2_nv *a, const nghttp2_nv *b)
+{
+    size_t n = a->namelen < b->namelen ? a->namelen : b->namelen;
+    int c = memcmp(a->name, b->name, n);
+
+    return c < 0 || (c == 0 && a->namelen < b->namelen);
+}
+
+static int nv_same_name(const nghttp2_nv *a, const nghttp2_nv *b)
+{
+    return a->namelen == b->namelen && memcmp(a->name, b->name, a->namelen) == 0;
+}
+
+/* The answer's head: its fields become one JSON object, written as text
+ * (no tree per answer): names lower-case as HTTP/2 has them, a repeated
+ * field one comma-separated value (RFC 9110 5.3), a value that is not
+ * UTF-8 dropped (JSON cannot carry it), tether-error kept aside. */
 static void t_head(void *arg, int status, const nghttp2_nv *nva, size_t n)
 {
     struct qsend *s = arg;
+    const nghttp2_nv *few[32], **keep = few;
+    size_t nk = 0;
+    struct buf b;
+    struct jtext jt = {&b, 0};
 
     s->http_status = status;
-    json_decref(s->headers);
-    s->headers = json_object();
-    for (size_t i = 0; i < n && s->headers != NULL; i++) {
-        char name[HDR_NAME_MAX + 1];
-        json_t *old, *v;
+    free(s->headers_json);
+    s->headers_json = NULL;
+    if (n > sizeof(few) / sizeof(few[0]) && (keep = malloc(n * sizeof(*keep))) == NULL)
+        return; /* no headers kept: out of memory */
+    for (size_t i = 0; i < n; i++) {
+        const nghttp2_nv *nv = &nva[i];
+        size_t k;
 
-        if (nva[i].namelen == 0 || nva[i].namelen > HDR_NAME_MAX)
+        if (nv->namelen == 0 || nv->namelen > HDR_NAME_MAX)
             continue;
-        memcpy(name, nva[i].name, nva[i].namelen);
-        name[nva[i].namelen] = '\0';
-        if (strcmp(name, "tether-error") == 0) {
+        if (nv->namelen == 12 && memcmp(nv->name, "tether-error", 12) == 0) {
             snprintf(s->site_error, sizeof(s->site_error), "%.*s",
-                     (int)(nva[i].valuelen < 31 ? nva[i].valuelen : 31), nva[i].value);
+                     (int)(nv->valuelen < 31 ? nv->valuelen : 31), nv->value);
             continue;
         }
-        v = json_stringn((const char *)nva[i].value, nva[i].valuelen);
-        if (v == NULL)
-            continue; /* not UTF-8: not representable, dropped */
-        old = json_object_get(s->headers, name);
-        if (json_is_string(old)) {
-            /* Repeated field: one comma-separated value (RFC 9110 5.3). */
-            size_t jl = json_string_length(old) + json_string_length(v) + 3;
-            char *joined = malloc(jl);
-            if (joined != NULL) {
-                snprintf(joined, jl, "%s, %s", json_string_value(old), json_string_value(v));
-                json_decref(v);
-                v = json_string(joined);
-            }
-            free(joined);
-        }
-        if (v != NULL)
-            json_object_set_new(s->headers, name, v);
+        if (memchr(nv->name, 0, nv->namelen) != NULL || !jtext_utf8_ok(nv->value, nv->valuelen))
+            continue;
+        /* Insertion sort, stable: few fields, and equal names keep their order. */
+        for (k = nk; k > 0 && nv_before(nv, keep[k - 1]); k--)
+            keep[k] = keep[k - 1];
+        keep[k] = nv;
+        nk++;
     }
+    buf_init(&b);
+    jtext_lit(&jt, "{");
+    for (size_t i = 0; i < nk; i++) {
+        if (i > 0 && nv_same_name(keep[i], keep[i - 1])) {
+            jtext_lit(&jt, ", ");
+        } else {
+            if (i > 0)
+                jtext_lit(&jt, "\",");
+            jtext_str(&jt, (const char *)keep[i]->name, keep[i]->namelen);
+            jtext_lit(&jt, ":\"");
+        }
+        /* The value's escaped text without its quotes: a repeated field's
+         * values go into one string. */
+        {
+            size_t at = b.len;
+            jtext_str(&jt, (const char *)keep[i]->value, keep[i]->valuelen);
+            if (jt.rc == 0) {
+                memmove(buf_head(&b) + at, buf_head(&b) + at + 1, b.len - at - 2);
+                b.len -= 2;
+            }
+        }
+    }
+    if (nk > 0)
+        jtext_lit(&jt, "\"");
+    jtext_lit(&jt, "}");
+    if (jt.rc == 0 && buf_append(&b, "", 1) == 0 && b.off == 0) {
+        s->headers_json = (char *)b.data; /* the buffer's storage, NUL-terminated */
+        buf_init(&b);
+    }
+    buf_free(&b);
+    if (keep != few)
+        free(keep);
 }
 
 static void t_data(void *arg, const uint8_t *data, size_t len)

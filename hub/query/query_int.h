@@ -68,7 +68,7 @@ struct qsend {
     uint64_t deadline_ms; /* on uv_now()'s clock */
     int64_t timeout_s;
     int http_status;
-    json_t *headers;     /* owned; NULL until the head */
+    char *headers_json;  /* owned: the head's fields as a JSON object; NULL until the head */
     char site_error[32]; /* the site's own "tether-error" code, if any */
     struct buf body;
     size_t body_max;

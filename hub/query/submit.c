@@ -12,6 +12,7 @@
 #include "../http/apijson.h"
 #include "../http/body.h"
 #include "../store/registry_query.h"
+#include "jtext.h"
 #include "query_int.h"
 
 #define TIMEOUT_DEFAULT_S 30
@@ -406,7 +407,6 @@ static void submit_run(struct submit *sb, struct ureq *r, json_t *body)
     struct reg_query q;
     struct reg_qresult *res = NULL;
     struct query_targets tl = {0};
-    json_t *out = NULL, *arr;
     size_t n_sent = 0, n_queued = 0;
     int64_t now = hub_now();
     struct qreq rq;
@@ -560,20 +560,37 @@ static void submit_run(struct submit *sb, struct ureq *r, json_t *body)
     log_event(LOG_INFO, "query_submitted",
               "id=%s by=%s remote=%s service=%s sites=%zu sent=%zu queued=%zu store_ms=%.2f", q.qid,
               sb->auth.name, r->remote, q.service, tl.n, n_sent, n_queued, store_us / 1000.0);
-    out = json_object();
-    arr = json_array();
-    for (size_t i = 0; i < tl.n && arr != NULL; i++) {
-        json_t *o = json_pack("{s:s,s:s}", "site", tl.v[i].name, "status",
-                              registry_query_status_name(tl.v[i].status));
-        if (o != NULL && tl.v[i].detail[0] != '\0')
-            json_object_set_new(o, "detail", json_string(tl.v[i].detail));
-        json_array_append_new(arr, o);
+    {
+        /* One entry per site: written as text, not built as a tree. */
+        struct buf b;
+        struct jtext jt = {&b, 0};
+
+        buf_init(&b);
+        jtext_lit(&jt, "{\"id\":");
+        jtext_cstr(&jt, q.qid);
+        jtext_lit(&jt, ",\"status\":");
+        jtext_cstr(&jt, q.n_final == q.n_sites ? "complete" : "running");
+        jtext_lit(&jt, ",\"sites\":[");
+        for (size_t i = 0; i < tl.n; i++) {
+            if (i > 0)
+                jtext_lit(&jt, ",");
+            jtext_lit(&jt, "{\"site\":");
+            jtext_cstr(&jt, tl.v[i].name);
+            jtext_lit(&jt, ",\"status\":");
+            jtext_cstr(&jt, registry_query_status_name(tl.v[i].status));
+            if (tl.v[i].detail[0] != '\0') {
+                jtext_lit(&jt, ",\"detail\":");
+                jtext_cstr(&jt, tl.v[i].detail);
+            }
+            jtext_lit(&jt, "}");
+        }
+        jtext_lit(&jt, "]}");
+        if (jt.rc == 0)
+            ureq_respond(r, 201, "application/json", (const char *)buf_head(&b), b.len);
+        else
+            ureq_error(r, 500, "internal", "could not encode the answer");
+        buf_free(&b);
     }
-    json_object_set_new(out, "id", json_string(q.qid));
-    json_object_set_new(out, "status",
-                        json_string(q.n_final == q.n_sites ? "complete" : "running"));
-    json_object_set_new(out, "sites", arr);
-    apijson_respond(r, 201, out);
 out:
     query_qreq_clear(&rq);
     free(detail);

@@ -9,6 +9,7 @@
 #include "../../common/crypto.h"
 #include "../http/apijson.h"
 #include "../store/registry_query.h"
+#include "jtext.h"
 #include "query_int.h"
 
 static int qid_valid(const char *s)
@@ -152,20 +153,151 @@ json_t *query_view(struct query_engine *qe, const struct reg_query *q)
     return query_json(qe, q, 1);
 }
 
+/* --- the same views as text (query_json's output, without the tree) --- */
+
+/* One result as query_result_json prints it, appended to jt. */
+static void result_text(struct jtext *jt, const struct reg_qresult *r)
+{
+    int utf8 = r->body != NULL && jtext_utf8_ok(r->body, r->body_len);
+
+    jtext_lit(jt, "{\"site\":");
+    jtext_cstr(jt, r->site);
+    jtext_lit(jt, ",\"status\":");
+    jtext_cstr(jt, registry_query_status_name(r->status));
+    jtext_lit(jt, ",\"http_status\":");
+    jtext_i64_or_null(jt, r->http_status, 0);
+    /* Stored by the hub as one JSON object (the column's CHECK holds it to
+     * that): copied as it is, not parsed and printed again. */
+    jtext_lit(jt, ",\"headers\":");
+    if (r->headers_json != NULL && r->headers_json[0] != '\0')
+        jtext_raw(jt, r->headers_json, strlen(r->headers_json));
+    else
+        jtext_lit(jt, "null");
+    jtext_lit(jt, ",\"body\":");
+    if (utf8)
+        jtext_str(jt, (const char *)r->body, r->body_len);
+    else
+        jtext_lit(jt, "null");
+    if (r->body != NULL && !utf8) {
+        /* Not UTF-8 text: JSON cannot carry it as a string. */
+        size_t cap = (r->body_len + 2) / 3 * 4 + 1, n;
+        char *b64 = malloc(cap);
+
+        if (b64 == NULL) {
+            jt->rc = -ENOMEM;
+        } else if (crypto_b64_encode(r->body, r->body_len, 0, b64, cap, &n) == 0) {
+            jtext_lit(jt, ",\"body_base64\":");
+            jtext_str(jt, b64, n);
+        }
+        free(b64);
+    }
+    jtext_lit(jt, ",\"latency_ms\":");
+    jtext_i64_or_null(jt, r->latency_ms, -1);
+    jtext_lit(jt, ",\"sent_at\":");
+    jtext_i64_or_null(jt, r->sent_at, 0);
+    jtext_lit(jt, ",\"finished_at\":");
+    jtext_i64_or_null(jt, r->finished_at, 0);
+    jtext_lit(jt, ",\"detail\":");
+    jtext_cstr(jt, r->detail && r->detail[0] ? r->detail : NULL);
+    jtext_lit(jt, "}");
+}
+
+struct results_text {
+    struct jtext *jt;
+    int n;
+};
+
+static int result_text_cb(const struct reg_qresult *r, void *arg)
+{
+    struct results_text *rt = arg;
+
+    if (rt->n++ > 0)
+        jtext_lit(rt->jt, ",");
+    result_text(rt->jt, r);
+    return rt->jt->rc;
+}
+
+/* The query with its per-site results, as query_json(qe, q, 1) prints it
+ * with JSON_COMPACT, appended to out; 0 or a negative code. */
+static int query_text(struct query_engine *qe, const struct reg_query *q, struct buf *out)
+{
+    int64_t counts[REG_Q_NSTATUS];
+    struct jtext jt = {out, 0};
+    struct results_text rt = {&jt, 0};
+    int rc;
+
+    if ((rc = registry_query_counts(qe->st, q->id, counts)) != 0)
+        return rc;
+    jtext_lit(&jt, "{\"id\":");
+    jtext_cstr(&jt, q->qid);
+    jtext_lit(&jt, ",\"status\":");
+    jtext_cstr(&jt, query_status_text(q));
+    jtext_lit(&jt, ",\"created_at\":");
+    jtext_i64(&jt, q->created_at);
+    jtext_lit(&jt, ",\"completed_at\":");
+    jtext_i64_or_null(&jt, q->completed_at, 0);
+    jtext_lit(&jt, ",\"cancelled_at\":");
+    jtext_i64_or_null(&jt, q->cancelled_at, 0);
+    jtext_lit(&jt, ",\"user\":");
+    jtext_cstr(&jt, q->actor);
+    jtext_lit(&jt, ",\"service\":");
+    jtext_cstr(&jt, q->service);
+    jtext_lit(&jt, ",\"method\":");
+    jtext_cstr(&jt, q->method);
+    jtext_lit(&jt, ",\"path\":");
+    jtext_cstr(&jt, q->path);
+    /* Both stored as JSON the hub wrote (CHECK json_valid): copied. */
+    jtext_lit(&jt, ",\"target\":");
+    jtext_raw(&jt, q->target_json ? q->target_json : "null",
+              q->target_json ? strlen(q->target_json) : 4);
+    jtext_lit(&jt, ",\"headers\":");
+    jtext_raw(&jt, q->headers_json ? q->headers_json : "{}",
+              q->headers_json ? strlen(q->headers_json) : 2);
+    jtext_lit(&jt, ",\"timeout_s\":");
+    jtext_i64(&jt, q->timeout_s);
+    jtext_lit(&jt, ",\"ttl_s\":");
+    jtext_i64(&jt, q->ttl_s);
+    jtext_lit(&jt, ",\"expires_at\":");
+    jtext_i64(&jt, q->expires_at);
+    jtext_lit(&jt, ",\"n_sites\":");
+    jtext_i64(&jt, q->n_sites);
+    jtext_lit(&jt, ",\"counts\":{");
+    for (int i = 0; i < REG_Q_NSTATUS; i++) {
+        if (i > 0)
+            jtext_lit(&jt, ",");
+        jtext_cstr(&jt, registry_query_status_name(i));
+        jtext_lit(&jt, ":");
+        jtext_i64(&jt, counts[i]);
+    }
+    jtext_lit(&jt, "},\"sites\":[");
+    if (jt.rc != 0)
+        return jt.rc;
+    rc = registry_query_results(qe->st, q->id, 0, 0, result_text_cb, &rt);
+    if (rc != 0)
+        return rc;
+    jtext_lit(&jt, "]}");
+    return jt.rc;
+}
+
 char *query_full_text(struct query_engine *qe, const char *qid, size_t *len)
 {
     struct reg_query q;
-    json_t *o = NULL;
+    struct buf b;
     char *txt = NULL;
 
     memset(&q, 0, sizeof(q));
-    if (registry_query_get(qe->st, qid, &q) == 0)
-        o = query_json(qe, &q, 1);
+    buf_init(&b);
+    *len = 0;
+    if (registry_query_get(qe->st, qid, &q) == 0 && query_text(qe, &q, &b) == 0 &&
+        buf_append(&b, "", 1) == 0) {
+        /* The buffer's storage becomes the text (NUL-terminated). */
+        assert(b.off == 0);
+        txt = (char *)b.data;
+        *len = b.len - 1;
+        buf_init(&b);
+    }
+    buf_free(&b);
     registry_query_clear(&q);
-    if (o != NULL)
-        txt = json_dumps(o, JSON_COMPACT);
-    json_decref(o);
-    *len = txt ? strlen(txt) : 0;
     return txt;
 }
 
@@ -252,7 +384,16 @@ static void show_query(struct query_engine *qe, struct ureq *r, const struct reg
             ureq_error(r, 500, "internal", "out of memory");
         return;
     }
-    apijson_respond(r, 200, query_json(qe, q, 1));
+    {
+        struct buf b;
+
+        buf_init(&b);
+        if (query_text(qe, q, &b) == 0)
+            ureq_respond(r, 200, "application/json", (const char *)buf_head(&b), b.len);
+        else
+            ureq_error(r, 500, "internal", "could not read the query");
+        buf_free(&b);
+    }
 }
 
 struct replay {

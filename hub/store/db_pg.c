@@ -126,12 +126,13 @@ static const char *const qstmt_pg[Q_NSTMT] = {
                  "headers = $6, body = $7::bytea, detail = $8, "
                  "latency_ms = NULLIF($9::bigint, -1), finished_at = $10, seq = $11 "
                  "WHERE query_id = $1 AND site_id = $2 AND status = $3",
-    [Q_BUMP] = "UPDATE queries SET n_final = n_final + 1, "
-               "completed_at = CASE WHEN n_final + 1 = n_sites THEN $4::bigint ELSE NULL END "
-               "WHERE id = $1 AND EXISTS (SELECT 1 FROM query_results "
-               "WHERE query_id = $1 AND site_id = $2 AND status = $3) "
-               "RETURNING n_final, n_final = n_sites",
-    [Q_UNBUMP] = "UPDATE queries SET n_final = n_final - 1, completed_at = NULL WHERE id = $1",
+    /* The query's count, read first (under its row lock) by the finishers
+     * of a batch: their seqs follow it. */
+    [Q_LOCK_COUNT] = "SELECT n_final FROM queries WHERE id = $1 FOR UPDATE",
+    /* Counts the $2 results of a batch that became final, at once. */
+    [Q_BUMP_N] = "UPDATE queries SET n_final = n_final + $2, "
+                 "completed_at = CASE WHEN n_final + $2 = n_sites THEN $3::bigint ELSE NULL END "
+                 "WHERE id = $1 RETURNING n_final = n_sites",
     [Q_SENT_LIST] = "SELECT query_id, site_id FROM query_results WHERE status = 'sent'",
     [Q_EXPIRE_LIST] = "SELECT r.query_id, r.site_id, r.site, q.qid FROM query_results r "
                       "JOIN queries q ON q.id = r.query_id "

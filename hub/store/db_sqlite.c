@@ -123,14 +123,13 @@ static const char *const qstmt_sql[Q_NSTMT] = {
                  "seq = ?11 WHERE query_id = ?1 AND site_id = ?2 AND status = ?3",
     /* Counts a result that is still in state ?3 and gives its seq. SET
      * expressions see the old n_final. */
-    [Q_BUMP] = "UPDATE queries SET n_final = n_final + 1, "
-               "completed_at = CASE WHEN n_final + 1 = n_sites THEN ?4 ELSE NULL END "
-               "WHERE id = ?1 AND EXISTS (SELECT 1 FROM query_results "
-               "WHERE query_id = ?1 AND site_id = ?2 AND status = ?3) "
-               "RETURNING n_final, n_final = n_sites",
-    /* Takes back a count whose result could not move (it was not final,
-     * so the query was not complete before). */
-    [Q_UNBUMP] = "UPDATE queries SET n_final = n_final - 1, completed_at = NULL WHERE id = ?1",
+    /* The query's count, read first (under its row lock) by the finishers
+     * of a batch: their seqs follow it. */
+    [Q_LOCK_COUNT] = "SELECT n_final FROM queries WHERE id = ?1",
+    /* Counts the ?2 results of a batch that became final, at once. */
+    [Q_BUMP_N] = "UPDATE queries SET n_final = n_final + ?2, "
+                 "completed_at = CASE WHEN n_final + ?2 = n_sites THEN ?3 ELSE NULL END "
+                 "WHERE id = ?1 RETURNING n_final = n_sites",
     [Q_SENT_LIST] = "SELECT query_id, site_id FROM query_results WHERE status = 'sent'",
     [Q_EXPIRE_LIST] = "SELECT r.query_id, r.site_id, r.site, q.qid FROM query_results r "
                       "JOIN queries q ON q.id = r.query_id "

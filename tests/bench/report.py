@@ -313,7 +313,81 @@ def targets(res):
     rows.append(("handshakes", "Handshakes: ≥ 3,000 full TLS 1.3 connects per second per hub "
                  "core (client certificate, pin check, hello), side by side with nginx", meas,
                  verdict(ok)))
+    rows.append(fanout_target(res.get("fanout") or {}, verdict))
     return rows
+
+
+def fanout_target(fo, verdict):
+    """The fan-out target row: judged on the median run, the spread shown."""
+    ok, meas = None, "not measured"
+    t, c = fo.get("tether") or {}, fo.get("tether_compare") or {}
+    if isinstance(t.get("hub_cpu_us_per_site"), (int, float)):
+        ok = (t["hub_cpu_us_per_site"] <= 25 and t["p50_ms"] <= 60 and t["p99_ms"] <= 120
+              and not t.get("not_done"))
+        meas = ("%.1f µs of hub CPU per site-query (%.1f–%.1f); %d sites: p50 %.1f ms "
+                "(%.1f–%.1f), p99 %.1f ms (%.1f–%.1f)" % (
+                    t["hub_cpu_us_per_site"], t["hub_cpu_us_per_site_min"],
+                    t["hub_cpu_us_per_site_max"], fo.get("sites", 0), t["p50_ms"],
+                    t["p50_ms_min"], t["p50_ms_max"], t["p99_ms"], t["p99_ms_min"],
+                    t["p99_ms_max"]))
+        if isinstance(c.get("hub_cpu_us_per_site"), (int, float)):
+            meas += "; the comparison build in the same run: %.1f µs, p50 %.1f ms, p99 %.1f ms" % (
+                c["hub_cpu_us_per_site"], c["p50_ms"], c["p99_ms"])
+        if t.get("not_done"):
+            meas += "; %d results not done" % t["not_done"]
+    elif fo.get("error") or t.get("error"):
+        meas = "failed: " + _short(fo.get("error") or t.get("error"))
+        ok = False
+    return ("fanout", "Fan-out: ≤ 25 µs of hub CPU per site per federated query; 1,000 "
+            "simulated sites answer in ≤ 60 ms at p50, ≤ 120 ms at p99", meas, verdict(ok))
+
+
+def fanout_section(L, res):
+    """Section 11: federated queries to every site, sites in bench_sites."""
+    r = section(L, "11. Fan-out: federated queries to every site, the sites simulated in one "
+                "process", res, "fanout", lambda r: r.get("tether"))
+    if not r:
+        return
+    names = (("tether", "tether-hub (this build)"),
+             ("tether_compare", "tether-hub, %s" % (r.get("compare_label") or
+                                                   "--fo-compare-bin build")))
+    rows = []
+    for key, label in names:
+        d = r.get(key)
+        if not isinstance(d, dict):
+            continue
+        if "p50_ms" not in d:
+            rows.append((label, "failed: " + _short(d.get("error", "?")), "", "", "", ""))
+            continue
+        rows.append((label,
+                     "%.1f (%.1f–%.1f)" % (d["hub_cpu_us_per_site"], d["hub_cpu_us_per_site_min"],
+                                          d["hub_cpu_us_per_site_max"]),
+                     "%.1f (%.1f–%.1f)" % (d["p50_ms"], d["p50_ms_min"], d["p50_ms_max"]),
+                     "%.1f (%.1f–%.1f)" % (d["p99_ms"], d["p99_ms_min"], d["p99_ms_max"]),
+                     "%.1f (%.1f–%.1f)" % (d["max_ms"], d["max_ms_min"], d["max_ms_max"]),
+                     "%d" % d.get("not_done", 0)))
+    L.append(table(("hub", "hub CPU µs per site-query (median; range)",
+                    "p50 ms", "p99 ms", "max ms", "results not done"), rows))
+    L.append("")
+    L.append("%d sites, all run by one `bench_sites run` process (a real site agent, its own "
+             "key and TLS tunnel each) answering `GET /count` from one nginx; %d runs per hub, "
+             "taking turns, of %d queries each, one after another: `POST /v1/queries` to "
+             "`\"sites\": \"*\"` then `GET /v1/queries/{id}?wait=60` on a kept HTTPS "
+             "connection, timed from the POST until the answer with every result came back. "
+             "Hub state %s. Hub on CPU %s; bench_sites, nginx and the client on CPU %s. "
+             "*Hub CPU* = the hub process's CPU time over a run ÷ queries ÷ sites; "
+             "bench_sites spent %s ms of CPU per query (median) answering for all the sites." % (
+                 r.get("sites", 0), r.get("repeat", 1), r.get("queries", 0),
+                 "on disk (an fsync per commit, on the event loop)" if r.get("state") == "disk"
+                 else "in tmpfs (`--fo-disk 1` puts it on disk: each commit then waits for an "
+                 "fsync on the event loop, and a shared disk's wait is measured, not the hub)",
+                 r.get("hub_cpu", "?"), r.get("sites_cpu", "?"),
+                 _num(_get(r, "tether", "sites_cpu_ms_per_query")) or "?"))
+    if r.get("compare_bin"):
+        L.append("")
+        L.append("The comparison hub is the `tether-hub` of another build dir "
+                 "(`--fo-compare-bin`), measured in the same run against its own copy of the "
+                 "same sites.")
 
 
 # --- the report ---
@@ -368,7 +442,7 @@ def render(res, hand=None):
         L.append("> The run stopped early: %s" % _short(meta["error"], 300))
     sz = meta.get("sizes", {})
     ran = set(meta.get("only") or ("bulk", "requests", "scale", "setup", "storm", "ports",
-                                   "tcp", "websocket", "grpc", "handshakes", "idle-memory"))
+                                   "tcp", "websocket", "grpc", "handshakes", "idle-memory", "fanout"))
 
     def shown(scenario):
         return scenario in ran
@@ -720,6 +794,10 @@ def render(res, hand=None):
             if r.get("profile"):
                 L.append("")
                 L.append(r["profile"])
+
+    # 11. fan-out
+    if shown("fanout"):
+        fanout_section(L, res)
 
     for name, title in (("method", "Method"), ("findings", "Findings and profiling")):
         L.append("")

@@ -69,9 +69,9 @@ def main(h):
                                ("4. Connection setup", 1), ("5. Reconnect storm", 1),
                                ("6. Port economy", 12), ("7. TCP service", 2),
                                ("8. WebSocket echo", 4), ("9. gRPC unary calls", 4),
-                               ("10. Handshakes", 2), 
+                               ("10. Handshakes", 2), ("11. Fan-out", 1),
                                ("3b. Idle sites at the descriptor limit", 3),
-                               ("Targets", 11)):
+                               ("Targets", 12)):
         rows = table_rows(text, heading)
         h.check(rows is not None and len(rows) >= want_rows,
                 "report has the table of %r with %d rows" % (heading, want_rows),
@@ -173,6 +173,12 @@ def main(h):
                 "failure" % server, it)
         h.check(it.get("group") == "SECP256R1",
                 "handshakes: %s negotiated P-256 key exchange" % server, it.get("group"))
+    fo = (res.get("fanout") or {}).get("tether") or {}
+    runs = ((res.get("fanout") or {}).get("runs") or {}).get("tether") or []
+    h.check(num(fo.get("hub_cpu_us_per_site")) and fo["hub_cpu_us_per_site"] >= 0
+            and num(fo.get("p50_ms")) and fo["p50_ms"] > 0 and fo.get("not_done") == 0 and runs,
+            "fanout: every query to every simulated site completed, all done, with the hub's "
+            "CPU per site-query", fo)
     h.check((res.get("meta") or {}).get("sanitizer_reports") == [],
             "no sanitizer report in the bench's process logs",
             (res.get("meta") or {}).get("sanitizer_reports"))

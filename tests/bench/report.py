@@ -626,7 +626,9 @@ def render(res, hand=None):
                         ", linked with " + r["wolfssl"] if r.get("wolfssl") else "")),
                      ("tether_compare", "tether-hub, %s" % (r.get("compare_label") or
                                                           "--hs-compare-bin build")),
-                     ("tether_disk", "tether-hub (state on disk: fsync per commit)"),
+                     ("tether_disk", "tether-hub (state on disk)"),
+                     ("tether_compare_disk", "tether-hub, %s (state on disk)" % (
+                         r.get("compare_label") or "--hs-compare-bin build")),
                      ("nginx", "nginx (%s)" % (_get(r, "versions", "nginx") or "OpenSSL")))
             nginx_pc = _get(r, "nginx", "per_core")
             rows = []

@@ -46,6 +46,8 @@ struct recorder {
     struct job *head, *tail;
     size_t depth;
     int stopping;
+    int idle;                 /* the writer waits for an empty queue to fill */
+    uint64_t hurry_seq;       /* a flush waits for this job: no lingering until it is done */
     uint64_t next_key;        /* the loop's only */
     uint64_t seq, done_seq;   /* last queued, last written or failed */
     struct recorder_stats st; /* under mu */
@@ -170,8 +172,10 @@ static int enqueue(struct recorder *rec, struct job *j)
     rec->tail = j;
     rec->depth++;
     rec->st.queued++;
-    /* The writer is either busy (it takes the queue when done) or asleep. */
-    pthread_cond_signal(&rec->wake);
+    /* A busy or lingering writer takes the queue when it is ready: waking it
+     * for every job would cost a context switch per record. */
+    if (rec->idle || rec->depth == RECORDER_BATCH)
+        pthread_cond_signal(&rec->wake);
     pthread_mutex_unlock(&rec->mu);
     return 0;
 }
@@ -337,6 +341,24 @@ static uint64_t write_batch(struct recorder *rec, struct job *batch, uint64_t *b
     return failed;
 }
 
+/* Under mu, with jobs queued: waits up to RECORDER_LINGER_MS for more, so
+ * that a burst of connects shares one transaction, unless the batch is full,
+ * a flush waits, or the recorder stops. */
+static void linger(struct recorder *rec)
+{
+    struct timespec until;
+
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_nsec += RECORDER_LINGER_MS * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    while (rec->depth < RECORDER_BATCH && !rec->stopping && rec->hurry_seq <= rec->done_seq)
+        if (pthread_cond_timedwait(&rec->wake, &rec->mu, &until) != 0)
+            break;
+}
+
 static void *writer_main(void *arg)
 {
     struct recorder *rec = arg;
@@ -345,10 +367,13 @@ static void *writer_main(void *arg)
 
     pthread_mutex_lock(&rec->mu);
     for (;;) {
+        rec->idle = 1;
         while (rec->head == NULL && !rec->stopping)
             pthread_cond_wait(&rec->wake, &rec->mu);
+        rec->idle = 0;
         if (rec->head == NULL)
             break; /* stopping, and everything is written */
+        linger(rec);
         batch = last = rec->head;
         for (n = 1; n < RECORDER_BATCH && last->next != NULL; n++)
             last = last->next;
@@ -409,7 +434,7 @@ int recorder_open(const char *where, struct recorder **out, char *err, size_t er
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_mutex_init(&rec->mu, NULL);
-    pthread_cond_init(&rec->wake, NULL);
+    pthread_cond_init(&rec->wake, &ca);
     pthread_cond_init(&rec->done, &ca);
     pthread_condattr_destroy(&ca);
     sync = 1;
@@ -471,6 +496,11 @@ int recorder_flush(struct recorder *rec, unsigned timeout_ms)
     }
     pthread_mutex_lock(&rec->mu);
     target = rec->seq;
+    if (rec->done_seq < target) {
+        if (rec->hurry_seq < target)
+            rec->hurry_seq = target;
+        pthread_cond_signal(&rec->wake);
+    }
     while (rc == 0 && rec->done_seq < target)
         rc = pthread_cond_timedwait(&rec->done, &rec->mu, &until);
     if (rec->done_seq >= target)

@@ -26,6 +26,10 @@
 
 /* Jobs written in one transaction at most. */
 #define RECORDER_BATCH 512
+/* A writer woken by a first job waits this long for more before it writes
+ * (unless a flush waits): a burst of connects shares one transaction, and
+ * one commit (one fsync) costs the hub less than one per record. */
+#define RECORDER_LINGER_MS 5
 /* Jobs that may wait at most: about five per site for 19,000 sites
  * reconnecting at once. Beyond it a record is dropped and counted
  * (docs/decisions.md): the loop never waits for a stalled database. */

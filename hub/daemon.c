@@ -27,6 +27,7 @@
 #include "core/ipcount.h"
 #include "net/listen.h"
 #include "query/query.h"
+#include "store/recorder.h"
 #include "store/registry.h"
 #include "tunnel/tunnel.h"
 
@@ -41,6 +42,12 @@
  * rather than half of them in one second; one site comes back at once. */
 #define RECONNECT_SPREAD_PER_S  250
 #define RECONNECT_WINDOW_MAX_MS 60000
+
+/* The loop's lag: a timer due every LAG_TICK_MS counts how late it runs
+ * (tether_hub_loop_lag_seconds). 50 wake-ups a second cost nothing next to
+ * the work they watch, and a stall of one tick shows. */
+#define LAG_TICK_MS 20
+static const double lag_le[] = {0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5};
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
@@ -57,6 +64,7 @@ struct daemon {
     int lock_fd;                  /* STATE/lock held while the hub runs; -1 none */
     struct notify_timer sdnotify; /* systemd's WATCHDOG=1 and STATUS (program only) */
     int sdnotify_on;
+    int lag_on; /* hub.lag_timer initialised */
 };
 
 static struct daemon *daemon_of(struct hub *h)
@@ -103,6 +111,26 @@ static void watchdog_cb(uv_timer_t *timer)
     uv_stop(timer->loop);
 }
 
+static void lag_tick(uv_timer_t *timer);
+
+/* Due LAG_TICK_MS after the loop's time, as libuv counts it. Unreferenced:
+ * the timer never keeps the loop alive. */
+static void lag_arm(struct hub *h)
+{
+    h->lag_due_ns = (uv_now(h->loop) + LAG_TICK_MS) * 1000000ULL;
+    uv_timer_start(&h->lag_timer, lag_tick, LAG_TICK_MS, 0);
+    uv_unref((uv_handle_t *)&h->lag_timer);
+}
+
+static void lag_tick(uv_timer_t *timer)
+{
+    struct hub *h = timer->data;
+    uint64_t now = uv_hrtime();
+
+    hist_observe(&h->loop_lag, now > h->lag_due_ns ? (double)(now - h->lag_due_ns) / 1e9 : 0);
+    lag_arm(h);
+}
+
 void daemon_stop(struct hub *h, const char *why)
 {
     struct daemon *d = daemon_of(h);
@@ -127,6 +155,8 @@ void daemon_stop(struct hub *h, const char *why)
     }
     if (d->sdnotify_on)
         close_handle((uv_handle_t *)&d->sdnotify.timer);
+    if (d->lag_on)
+        close_handle((uv_handle_t *)&h->lag_timer);
     /* Only the program owns the loop: the watchdog closes every handle. */
     if (d->o.program && why != NULL && uv_timer_init(h->loop, &d->watchdog) == 0) {
         d->watchdog_on = 1;
@@ -299,6 +329,15 @@ static int open_state(struct hub *h, const struct settings_cli *cli, struct sett
     rc = registry_session_close_stale(h->reg, hub_now(), "hub restarted");
     if (rc != 0)
         log_event(LOG_WARN, "stale_sessions", "error=%s", log_q(strerror(-rc)));
+    /* Its own connection, after close_stale: every session it writes is
+     * this run's. */
+    rc = recorder_open(db, &h->rec, why, sizeof(why));
+    if (rc != 0) {
+        registry_where(db, shown, sizeof(shown));
+        snprintf(err, cap, "cannot open %s for the registry writer: %s", shown,
+                 why[0] ? why : strerror(-rc));
+        return rc;
+    }
     rc = crypto_identity_load(state, "hub", &h->id);
     if (rc != 0) {
         snprintf(err, cap, "cannot load the hub key %s/hub.key and certificate %s/hub.crt: %s",
@@ -399,6 +438,11 @@ int daemon_start(uv_loop_t *loop, const struct daemon_opts *o, struct hub **out,
     if (rc != 0)
         return rc;
     h->started_ms = uv_now(loop);
+    hist_init(&h->loop_lag, lag_le, sizeof(lag_le) / sizeof(lag_le[0]));
+    uv_timer_init(loop, &h->lag_timer);
+    h->lag_timer.data = h;
+    d->lag_on = 1;
+    lag_arm(h);
     rc = query_init(h);
     if (rc != 0) {
         snprintf(err, cap, "cannot start the query engine: %s", strerror(-rc));
@@ -448,6 +492,10 @@ void daemon_free(struct hub *h)
     auth_cache_free(h);
     hub_users_free(h);
     stats_sites_free(h);
+    /* Every tunnel closed, its session's end queued: written before the
+     * registry closes, so a clean stop loses no history. */
+    recorder_close(h->rec);
+    h->rec = NULL;
     if (h->reg != NULL)
         registry_close(h->reg);
     if (h->tunnel_ctx != NULL)

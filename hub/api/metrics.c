@@ -12,6 +12,7 @@
 #include "../../common/procstat.h"
 #include "../proxy/proxy.h"
 #include "../query/query.h"
+#include "../store/recorder.h"
 #include "../tunnel/tunnel.h"
 
 /* Every number here is counted by the layer that owns its event (core/stats.h,
@@ -204,10 +205,46 @@ static void process_families(struct mx *m, struct hub *h)
     struct hist commits;
 
     registry_commit_latency(h->reg, &commits);
+    if (h->rec != NULL) {
+        /* The writer's connection commits the records: one series for both
+         * (same bounds, registry__commit_le). */
+        struct hist w;
+
+        recorder_commit_latency(h->rec, &w);
+        for (size_t i = 0; i <= commits.n && w.n == commits.n; i++)
+            commits.bucket[i] += w.bucket[i];
+        commits.count += w.count;
+        commits.sum += w.sum;
+    }
     family(m, "tether_registry_commit_seconds", "histogram",
-           "Time SQLite takes to commit a write transaction of the registry (WAL write and "
-           "fsync).");
+           "Time the registry's database takes to commit a write transaction (SQLite: WAL "
+           "write and fsync), on the loop's connection and the record writer's.");
     hist_samples(m, "tether_registry_commit_seconds", "", &commits);
+    if (h->rec != NULL) {
+        struct recorder_stats rs;
+
+        recorder_get_stats(h->rec, &rs);
+        family(m, "tether_registry_records_total", "counter",
+               "Records of connects, hellos and disconnects (sessions, last seen) the hub "
+               "queued for the registry's writer thread, by outcome: written, failed (the "
+               "database refused it) or dropped (queue full or out of memory; not written).");
+        emit(m, "tether_registry_records_total{outcome=\"written\"} %llu\n",
+             (unsigned long long)rs.written);
+        emit(m, "tether_registry_records_total{outcome=\"failed\"} %llu\n",
+             (unsigned long long)rs.failed);
+        emit(m, "tether_registry_records_total{outcome=\"dropped\"} %llu\n",
+             (unsigned long long)rs.dropped);
+        single(m, "tether_registry_record_batches_total", "counter",
+               "Transactions the registry's writer thread committed.", rs.batches);
+        single(m, "tether_registry_record_queue", "gauge",
+               "Records waiting for the registry's writer thread.", rs.depth);
+    }
+    if (h->loop_lag.le != NULL) {
+        family(m, "tether_hub_loop_lag_seconds", "histogram",
+               "How late the event loop runs a timer due every 20 ms: the time every connection "
+               "waits before the loop serves it.");
+        hist_samples(m, "tether_hub_loop_lag_seconds", "", &h->loop_lag);
+    }
     (void)procstat_read(&p);
     {
         /* The names and meanings of Prometheus' process collector; a value

@@ -14,6 +14,7 @@
 #include "../../common/token.h"
 #include "../auth/auth.h"
 #include "../http/apijson.h"
+#include "../store/recorder.h"
 #include "../tunnel/tunnel.h"
 
 /* Enrollment token lifetime bounds (seconds). */
@@ -103,10 +104,24 @@ static int list_cb(const struct reg_site *s, void *arg)
     return 0;
 }
 
+/* What a user reads of sites (last seen, agent version, sessions) must show
+ * the connects and disconnects they just saw happen: before such a read the
+ * loop waits for the records queued so far (docs/registry.md). Usually
+ * nothing or one batch; a stalled database delays the read at most
+ * READ_RECORDS_MS, then it shows what is written. */
+#define READ_RECORDS_MS 2000
+static void read_records(struct hub *h)
+{
+    if (h->rec != NULL)
+        (void)recorder_flush(h->rec, READ_RECORDS_MS);
+}
+
 void sites_list(struct hub *h, struct ureq *r, const struct auth *a, const struct api_match *m)
 {
     json_t *arr = json_array();
     struct list_ctx lc = {h, a, arr};
+
+    read_records(h);
     if (registry_site_list(h->reg, list_cb, &lc) < 0) {
         json_decref(arr);
         ureq_error(r, 500, "internal", "registry read failed");
@@ -156,6 +171,7 @@ void site_show(struct hub *h, struct ureq *r, const struct auth *a, const struct
     json_t *obj;
 
     memset(&o, 0, sizeof(o));
+    read_records(h);
     if (api_find_site(h, a, name, &s, &o, 0) != 0) {
         ureq_error(r, o.status, o.code, o.detail);
         return;

@@ -148,7 +148,11 @@ struct hub {
     hub_dispatch_fn dispatch; /* every user request's head goes here */
     char state_dir[1024];
     struct hub_config cfg;
-    struct registry *reg;      /* owned */
+    struct registry *reg; /* owned */
+    /* Owned: the records of connects, hellos and disconnects, written off
+     * the loop (store/recorder.h); NULL in hubs without one (unit tests),
+     * which write them directly on reg. */
+    struct recorder *rec;
     struct crypto_identity id; /* owned */
     void *tunnel_ctx;          /* WOLFSSL_CTX*, owned */
     void *user_ctx;            /* WOLFSSL_CTX*, owned */
@@ -192,6 +196,11 @@ struct hub {
      * status class, and the latency to the response head (stats_hub_latency). */
     uint64_t proxy_by_class[STATS_CLASSES];
     struct hist proxy_latency; /* le NULL until the first request */
+    /* How late the loop runs a timer due every HUB_LAG_TICK_MS (daemon.c):
+     * the loop's lag, le NULL until the daemon starts the timer. */
+    struct hist loop_lag;
+    uv_timer_t lag_timer;
+    uint64_t lag_due_ns; /* uv_hrtime() the timer is due */
     /* Bumped by every state change made through the API: read caches of
      * tokens and sites are valid only for the generation they were filled
      * in (this hub is the registry's only writer). */

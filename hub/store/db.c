@@ -339,13 +339,29 @@ int registry__dup_col(struct reg_stmt *st, int col, char **dst)
     return *dst ? 0 : -ENOMEM;
 }
 
+/* Transactions nest (the recorder writes a batch of calls that each may
+ * open one): only the outermost begins and commits. */
 int registry__tx_begin(struct registry *r)
 {
-    return registry__exec(registry__stmt(r, S_BEGIN_IMMEDIATE));
+    int rc;
+
+    if (r->tx_depth > 0) {
+        r->tx_depth++;
+        return 0;
+    }
+    rc = registry__exec(registry__stmt(r, S_BEGIN_IMMEDIATE));
+    if (rc == 0)
+        r->tx_depth = 1;
+    return rc;
 }
 
 int registry__tx_commit(struct registry *r)
 {
+    if (r->tx_depth > 1) {
+        r->tx_depth--;
+        return 0;
+    }
+    r->tx_depth = 0;
     return registry__exec(registry__stmt(r, S_COMMIT));
 }
 
@@ -354,6 +370,13 @@ int registry__tx_commit(struct registry *r)
  * only fail. */
 void registry__tx_rollback(struct registry *r)
 {
+    /* An inner one leaves the outcome to the outermost, which sees the
+     * error its caller returns. */
+    if (r->tx_depth > 1) {
+        r->tx_depth--;
+        return;
+    }
+    r->tx_depth = 0;
     if (r->drv->in_tx(r))
         registry__exec(registry__stmt(r, S_ROLLBACK));
 }

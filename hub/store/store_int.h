@@ -182,6 +182,8 @@ struct registry {
     struct reg_stmt *st[S_COUNT];
     /* Write transactions' commits, as the driver times them. */
     struct hist commits;
+    /* Transactions begun and not ended (registry__tx_begin nests). */
+    int tx_depth;
 };
 
 /* Prepares sql on r's connection into *out (freed by registry__finalize). */

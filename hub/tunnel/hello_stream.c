@@ -115,8 +115,8 @@ static void hello_end(void *arg)
          * counters (out of memory they keep the previous set). */
         if (!tunnel_is_standby(t))
             (void)stats_site_services(t->hub, t->site_id, t->services, t->n_services);
-        registry_site_seen(t->hub->reg, t->site_id, hub_now(), t->agent_version, t->services_json,
-                           t->conn ? t->conn->peer : NULL);
+        tunnel__record_seen(t, hub_now(), t->agent_version, t->services_json,
+                            t->conn ? t->conn->peer : NULL);
         /* services_json holds only checked names: safe and readable raw. */
         log_event(LOG_INFO, hl->refresh ? "site_services_changed" : "site_hello",
                   "site=%s agent_version=%s services=%s restricted=%s", t->site,

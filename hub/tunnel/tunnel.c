@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "../../common/log.h"
+#include "../store/recorder.h"
 #include "sitemap.h"
 
 /* The connection window is credited as bytes arrive (on_data_chunk), so it
@@ -199,6 +200,45 @@ void tunnel_take_over(struct tunnel *t)
     sitemap_take_over(&t->hub->tunnels, &t->site_entry, &site_ops);
 }
 
+/* The registry's records of a tunnel (its session, when the site was last
+ * seen) are queued to the recorder, which writes them off the loop; a hub
+ * without one writes them here. They are records, not permissions: a site
+ * whose row cannot be written keeps its tunnel (docs/decisions.md). */
+static int record_open(struct tunnel *t, const char *peer)
+{
+    struct hub *h = t->hub;
+    int64_t id = 0;
+    int rc;
+
+    if (h->rec != NULL)
+        return recorder_session_open(h->rec, t->site_id, peer, "", t->connected_since,
+                                     &t->session_key);
+    rc = registry_session_open(h->reg, t->site_id, peer, "", t->connected_since, &id);
+    t->session_key = rc == 0 ? (uint64_t)id : 0;
+    return rc;
+}
+
+static void record_close(struct tunnel *t, int64_t now, const char *why, int64_t in, int64_t out)
+{
+    struct hub *h = t->hub;
+
+    if (h->rec != NULL)
+        (void)recorder_session_close(h->rec, t->session_key, now, why, in, out);
+    else if (t->session_key != 0)
+        (void)registry_session_close(h->reg, (int64_t)t->session_key, now, why, in, out);
+}
+
+void tunnel__record_seen(struct tunnel *t, int64_t at, const char *agent_version,
+                         const char *services_json, const char *remote_addr)
+{
+    struct hub *h = t->hub;
+
+    if (h->rec != NULL)
+        (void)recorder_site_seen(h->rec, t->site_id, at, agent_version, services_json, remote_addr);
+    else
+        (void)registry_site_seen(h->reg, t->site_id, at, agent_version, services_json, remote_addr);
+}
+
 static void tunnel_conn_close(struct conn *c, const char *reason)
 {
     struct tunnel *t = c->owner;
@@ -219,11 +259,10 @@ static void tunnel_conn_close(struct conn *c, const char *reason)
     assert(t->n_streams == 0);
     h2_free(&t->h2);
     sitemap_remove(&h->tunnels, &t->site_entry);
-    registry_session_close(h->reg, t->session_id, now, why, (int64_t)c->bytes_in,
-                           (int64_t)c->bytes_out);
+    record_close(t, now, why, (int64_t)c->bytes_in, (int64_t)c->bytes_out);
     stats_site_untap(&t->tap);
     h->n_conns[STATS_CONN_TUNNEL]--;
-    registry_site_seen(h->reg, t->site_id, last_seen(t), NULL, NULL, NULL);
+    tunnel__record_seen(t, last_seen(t), NULL, NULL, NULL);
     events_site(&h->subs, EVENTS_SITE_OFFLINE, t->site);
     log_event(LOG_INFO, "site_disconnected", "site=%s remote=%s reason=%s duration_s=%lld", t->site,
               c->peer, log_q(why), (long long)(now - t->connected_since));
@@ -493,19 +532,16 @@ int tunnel_attach(struct hub *h, struct conn *c, const struct reg_site *site)
     (void)sitemap_arrive(&h->tunnels, &t->site_entry, &site_ops);
     /* The history row is a record, not a permission: a site whose row cannot
      * be written (disk full) keeps its tunnel (docs/decisions.md). */
-    rc = registry_session_open(h->reg, t->site_id, c->peer, "", t->connected_since, &t->session_id);
-    if (rc != 0) {
-        t->session_id = 0;
+    rc = record_open(t, c->peer);
+    if (rc != 0)
         log_event(LOG_WARN, "session_store_failed", "site=%s op=open error=%s", t->site,
                   log_q(strerror(-rc)));
-    }
-    registry_site_seen(h->reg, t->site_id, t->connected_since, NULL, NULL, c->peer);
+    tunnel__record_seen(t, t->connected_since, NULL, NULL, c->peer);
     h->n_tunnels_accepted++;
     h->n_conns[STATS_CONN_TUNNEL]++;
     /* Out of memory the site goes uncounted in /metrics, and is served. */
     (void)stats_site_tap(h, t->site_id, &t->tap, c);
-    log_event(LOG_INFO, "site_connected", "site=%s remote=%s session=%lld", t->site, c->peer,
-              (long long)t->session_id);
+    log_event(LOG_INFO, "site_connected", "site=%s remote=%s", t->site, c->peer);
     uv_timer_start(&t->ping_timer, ping_cb, h->cfg.ping_interval_ms, h->cfg.ping_interval_ms);
     tunnel_send_hello(t);
     h2_send(&t->h2);
@@ -650,7 +686,8 @@ size_t tunnel_stream_slots(const struct tunnel *t)
 
 void tunnel_get_info(const struct tunnel *t, struct tunnel_info *out)
 {
-    out->session_id = t->session_id;
+    out->session_id =
+        t->hub->rec ? recorder_session_id(t->hub->rec, t->session_key) : (int64_t)t->session_key;
     out->connected_since = t->connected_since;
     out->last_seen = last_seen(t);
     out->peer = t->conn ? t->conn->peer : NULL;

@@ -64,7 +64,7 @@ struct tstream_ops {
 /* What the API shows of a live tunnel. The strings are borrowed from the
  * tunnel: valid until the loop runs again. */
 struct tunnel_info {
-    int64_t session_id;          /* the registry's session row; 0 if none was written */
+    int64_t session_id;          /* the registry's session row; 0 if none is written (yet) */
     int64_t connected_since;     /* seconds since the epoch */
     int64_t last_seen;           /* seconds since the epoch the site was last heard */
     const char *peer;            /* "ip:port"; NULL once the connection is gone */

@@ -19,7 +19,7 @@ struct tunnel {
     struct sitemap_entry site_entry; /* place in hub->tunnels (sitemap.h) */
     int64_t site_id;
     char site[TOKEN_NAME_MAX + 1];
-    int64_t session_id;
+    uint64_t session_key; /* the recorder's key (or, without one, the row id); 0 none */
     int64_t connected_since;
     uint64_t last_heard_ms;
     int ping_outstanding;
@@ -63,6 +63,10 @@ int tunnel_is_standby(const struct tunnel *t);
 /* The standby t answered its hello: it becomes the site's live tunnel and
  * the one it replaces is killed (sitemap_take_over). */
 void tunnel_take_over(struct tunnel *t);
+/* Records that the site was heard at `at` (registry_site_seen), off the
+ * loop when the hub has a recorder; NULL arguments stay unchanged. */
+void tunnel__record_seen(struct tunnel *t, int64_t at, const char *agent_version,
+                         const char *services_json, const char *remote_addr);
 
 #define TUNNEL_OF_ENTRY(e) ((struct tunnel *)((char *)(e)-offsetof(struct tunnel, site_entry)))
 

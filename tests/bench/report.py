@@ -646,6 +646,16 @@ def render(res, hand=None):
             for i, r in enumerate(runs):
                 L.append("Restart %d, connects per second from `listening` on: %s." % (
                     i + 1, ", ".join(str(x) for x in r.get("histogram", []))))
+            lags = [(i, r) for i, r in enumerate(runs) if r.get("lag_samples")]
+            if lags:
+                L.append("")
+                L.append("Event-loop lag of the new hub from its start to all sites back "
+                         "(`tether_hub_loop_lag_seconds`, a timer due every 20 ms): %s." % "; ".join(
+                             "restart %d: p99 ≤ %s ms, %.1f%% of %d ticks ≤ 20 ms" % (
+                                 i + 1, ("%g" % (r["lag_p99_le_s"] * 1000)
+                                         if r["lag_p99_le_s"] != float("inf") else "∞"),
+                                 100 * (r.get("lag_share_le_20ms") or 0), r["lag_samples"])
+                             for i, r in lags))
             if len(runs) > 1:
                 L.append("")
                 L.append("The target is judged on the slowest restart.")
@@ -756,7 +766,9 @@ def render(res, hand=None):
                         ", linked with " + r["wolfssl"] if r.get("wolfssl") else "")),
                      ("tether_compare", "tether-hub, %s" % (r.get("compare_label") or
                                                           "--hs-compare-bin build")),
-                     ("tether_disk", "tether-hub (state on disk: fsync per commit)"),
+                     ("tether_disk", "tether-hub (state on disk)"),
+                     ("tether_compare_disk", "tether-hub, %s (state on disk)" % (
+                         r.get("compare_label") or "--hs-compare-bin build")),
                      ("nginx", "nginx (%s)" % (_get(r, "versions", "nginx") or "OpenSSL")))
             nginx_pc = _get(r, "nginx", "per_core")
             rows = []

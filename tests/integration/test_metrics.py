@@ -63,6 +63,9 @@ NEW_FAMILIES = {
     "tether_build_info": "gauge", "tether_ready": "gauge", "tether_sites": "gauge",
     "tether_metrics_site_series_enabled": "gauge", "tether_metrics_max_sites": "gauge",
     "tether_proxy_responses_total": "counter", "tether_proxy_latency_seconds": "histogram",
+    # Issue 16: the loop's lag, and the records written off the loop.
+    "tether_hub_loop_lag_seconds": "histogram", "tether_registry_records_total": "counter",
+    "tether_registry_record_batches_total": "counter", "tether_registry_record_queue": "gauge",
 }
 
 
@@ -259,6 +262,21 @@ def main(h):
             and x.get("tether_registry_commit_seconds_bucket", le="+Inf")
             == x.get("tether_registry_commit_seconds_count"),
             "registry commits were timed", x.get("tether_registry_commit_seconds_count"))
+    # The site's connect and hello were written by the recorder, none lost.
+    h.check((x.get("tether_registry_records_total", outcome="written") or 0) >= 3
+            and x.get("tether_registry_records_total", outcome="dropped") == 0
+            and x.get("tether_registry_record_queue") is not None
+            and (x.get("tether_registry_record_batches_total") or 0) >= 1,
+            "records of connects and hellos are written by the writer thread",
+            x.all("tether_registry_records_total"))
+    lag_n = x.get("tether_hub_loop_lag_seconds_count") or 0
+    h.check(lag_n >= 1 and x.get("tether_hub_loop_lag_seconds_bucket", le="+Inf") == lag_n,
+            "the loop's lag is measured", lag_n)
+    time.sleep(0.5)
+    y, _ = scrape(h, hub, label=" (again)")
+    lag_n2 = y.get("tether_hub_loop_lag_seconds_count") or 0
+    # A tick every 20 ms: at least ~10 more in half a second, however busy.
+    h.check(lag_n2 >= lag_n + 10, "the loop's lag count grows with time", (lag_n, lag_n2))
     pid = hub.proc.pid
     fds = len(os.listdir("/proc/%d/fd" % pid))
     h.check(abs((x.get("process_open_fds") or 0) - fds) <= 5,

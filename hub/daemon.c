@@ -65,6 +65,8 @@ struct daemon {
     struct notify_timer sdnotify; /* systemd's WATCHDOG=1 and STATUS (program only) */
     int sdnotify_on;
     int lag_on; /* hub.lag_timer initialised */
+    unsigned lag_ticks;
+    uint64_t rec_failed_seen; /* the recorder's failures already logged */
 };
 
 static struct daemon *daemon_of(struct hub *h)
@@ -113,6 +115,26 @@ static void watchdog_cb(uv_timer_t *timer)
 
 static void lag_tick(uv_timer_t *timer);
 
+/* The writer thread cannot log (only the loop does): once a second the loop
+ * logs the records the database refused since the last look (disk full, a
+ * site removed meanwhile), one line for all of them. */
+static void report_record_failures(struct hub *h)
+{
+    struct daemon *d = daemon_of(h);
+    struct recorder_stats rs;
+
+    if (h->rec == NULL)
+        return;
+    recorder_get_stats(h->rec, &rs);
+    if (rs.failed == d->rec_failed_seen)
+        return;
+    log_event(LOG_WARN, "session_store_failed", "op=%s records=%llu error=%s",
+              rs.last_failed_op != NULL ? rs.last_failed_op : "?",
+              (unsigned long long)(rs.failed - d->rec_failed_seen),
+              log_q(strerror(-rs.last_error)));
+    d->rec_failed_seen = rs.failed;
+}
+
 /* Due LAG_TICK_MS after the loop's time, as libuv counts it. Unreferenced:
  * the timer never keeps the loop alive. */
 static void lag_arm(struct hub *h)
@@ -129,6 +151,8 @@ static void lag_tick(uv_timer_t *timer)
 
     hist_observe(&h->loop_lag, now > h->lag_due_ns ? (double)(now - h->lag_due_ns) / 1e9 : 0);
     lag_arm(h);
+    if (++daemon_of(h)->lag_ticks % (1000 / LAG_TICK_MS) == 0)
+        report_record_failures(h);
 }
 
 void daemon_stop(struct hub *h, const char *why)

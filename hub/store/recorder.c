@@ -26,7 +26,21 @@ struct job {
     int64_t bytes_in, bytes_out;
     char *addr, *agent, *reason, *services;
     int64_t row_id; /* set by the writer: the open session's row */
+    int error;      /* set by the writer: why the database refused it, or 0 */
 };
+
+static const char *job_op(enum job_kind kind)
+{
+    switch (kind) {
+    case JOB_SESS_OPEN:
+        return "open";
+    case JOB_SESS_CLOSE:
+        return "close";
+    case JOB_SITE_SEEN:
+        return "seen";
+    }
+    return "?";
+}
 
 /* Open sessions' keys to row ids: linear probing, no tombstones (deletion
  * shifts back), grown at half load. Written by the writer thread under the
@@ -334,6 +348,7 @@ static uint64_t write_batch(struct recorder *rec, struct job *batch, uint64_t *b
             failed++;
             if (j->kind == JOB_SESS_OPEN)
                 j->row_id = 0;
+            j->error = rc;
         } else {
             (*batches)++;
         }
@@ -400,6 +415,11 @@ static void *writer_main(void *arg)
         rec->st.written += n - failed;
         rec->st.failed += failed;
         rec->st.batches += batches;
+        for (j = batch; failed > 0 && j != NULL; j = j->next)
+            if (j->error != 0) {
+                rec->st.last_failed_op = job_op(j->kind);
+                rec->st.last_error = j->error;
+            }
         registry_commit_latency(rec->reg, &rec->commits);
         pthread_cond_broadcast(&rec->done);
         pthread_mutex_unlock(&rec->mu);

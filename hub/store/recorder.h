@@ -45,6 +45,10 @@ struct recorder_stats {
     uint64_t dropped; /* jobs refused at the queue: full, or out of memory */
     uint64_t batches; /* transactions committed */
     uint64_t depth;   /* jobs waiting now */
+    /* The last job the database refused: what it was ("open", "close",
+     * "seen"; a static string, NULL before any failure) and its error. */
+    const char *last_failed_op;
+    int last_error;
 };
 
 /* Opens its own connection to the registry at where (a file or a

@@ -139,6 +139,7 @@ static void test_records(const char *path, struct registry *r)
     CHECK_EQ_INT(st.queued, 200 + 200 + 150 + 1);
     CHECK_EQ_INT(st.written, st.queued);
     CHECK_EQ_INT(st.failed, 0);
+    CHECK(st.last_failed_op == NULL);
     CHECK_EQ_INT(st.dropped, 0);
     CHECK(st.batches >= 1 && st.batches <= st.queued);
     CHECK_EQ_INT(st.depth, 0);
@@ -157,6 +158,9 @@ static void test_records(const char *path, struct registry *r)
         CHECK_EQ_INT(recorder_flush(rec, 10000), 0);
         recorder_get_stats(rec, &st);
         CHECK_EQ_INT(st.failed, 2); /* the open of the removed site, and its close */
+        /* What the daemon logs (session_store_failed): the last refusal. */
+        CHECK(st.last_failed_op != NULL && strcmp(st.last_failed_op, "close") == 0);
+        CHECK_EQ_INT(st.last_error, -ENOENT);
         CHECK(recorder_session_id(rec, k1) > 0);
         CHECK_EQ_INT(recorder_session_id(rec, k2), 0);
         CHECK(recorder_session_id(rec, k3) > recorder_session_id(rec, k1));

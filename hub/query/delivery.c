@@ -498,7 +498,12 @@ int query_send_start(struct query_engine *qe, struct tunnel *t, struct qreq *rq,
     s->req = rq->body;
     s->req->refs++;
     s->sent_ns = uv_hrtime();
-    s->deadline_ms = uv_now(qe->h->loop) + (uint64_t)rq->q->timeout_s * 1000;
+    /* timeout_s counts from the send (docs/queries.md), and the loop's
+     * cached time may be older by the store's commit in this same turn (a
+     * few ms on PostgreSQL): a deadline from it came early. +1: uv_now is
+     * whole milliseconds, rounded down. */
+    uv_update_time(qe->h->loop);
+    s->deadline_ms = uv_now(qe->h->loop) + 1 + (uint64_t)rq->q->timeout_s * 1000;
     /* On the list before the open: the tunnel may call back during it. */
     TAILQ_INSERT_HEAD(&qe->inflight, s, link);
     qe->n_inflight++;

@@ -676,6 +676,7 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
     a->last_heard_ms = uv_now(a->loop);
     if (a->state != AG_CONNECTED && frame->hd.type == NGHTTP2_SETTINGS && a->conn != NULL) {
         a->attempt = 0;
+        a->offline_since_ms = 0;
         a->tried_in_round = 0;
         a->hub_window_ms = 0;
         enter_state(a, AG_CONNECTED, "hub settings received");
@@ -1196,7 +1197,7 @@ static uint64_t jitter(uint64_t max)
 
 static void schedule_reconnect(struct agent *a, const char *why)
 {
-    uint64_t delay, ceiling;
+    uint64_t delay, ceiling, offline;
 
     if (a->stopping) {
         enter_state(a, AG_STOPPED, why);
@@ -1213,6 +1214,9 @@ static void schedule_reconnect(struct agent *a, const char *why)
     }
     a->tried_in_round = 0;
     a->hub_idx = 0;
+    if (a->offline_since_ms == 0)
+        a->offline_since_ms = uv_now(a->loop);
+    offline = uv_now(a->loop) - a->offline_since_ms;
     if (a->hub_window_ms > 0) {
         /* The draining hub sized the window by its number of sites. */
         delay = jitter(a->hub_window_ms);
@@ -1221,6 +1225,14 @@ static void schedule_reconnect(struct agent *a, const char *why)
         ceiling = a->backoff_base_ms << (a->attempt < 16 ? a->attempt : 16);
         if (ceiling > a->backoff_cap_ms)
             ceiling = a->backoff_cap_ms;
+        /* Quick failures (refused at once, short random waits) must not run
+         * the ceiling up: after a 2 s outage a site once waited 11.5 s. The
+         * wait stays within the time already offline, so a site is back
+         * within about twice the outage. */
+        if (offline < a->backoff_base_ms)
+            offline = a->backoff_base_ms;
+        if (ceiling > offline)
+            ceiling = offline;
         a->attempt++;
         /* Full jitter: a hub restart must not bring every site back at once. */
         delay = jitter(ceiling);

@@ -91,6 +91,9 @@ struct agent {
     struct proxyconnect_reply proxy_reply;    /* parses it while proxy_wait */
     char close_why[320];                      /* a reason longer than conn's, for the next close */
     unsigned attempt; /* failed rounds over all endpoints since last success */
+    /* Loop time of the first failure since the last success (0: connected or
+     * never tried): no wait is longer than the time already offline. */
+    uint64_t offline_since_ms;
     /* From a draining hub's GOAWAY: the next wait is random within it, once. */
     unsigned hub_window_ms;
     size_t tried_in_round;

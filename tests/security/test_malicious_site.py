@@ -499,7 +499,12 @@ def main(h):
     h.check(all_statuses.count("504") <= 1024,
             "no streams: at most 1,024 requests waited for the site (%d did)" %
             all_statuses.count("504"))
-    h.check(rss_rounds[2] - rss_rounds[0] <= 4 * 1024,
+    # The normal build holds RSS to the KiB over identical rounds; ASan's
+    # allocator alone moves it by about 4 MiB (CI: 42072, 46176, 46692 KiB;
+    # here 47084, 43200, 43980), so a sanitized hub gets a looser bound, and
+    # LeakSanitizer at exit covers what this cannot see there.
+    slack_kib = 12 * 1024 if os.environ.get("TETHER_TEST_SANITIZED") == "1" else 4 * 1024
+    h.check(rss_rounds[2] - rss_rounds[0] <= slack_kib,
             "no streams: the abandoned requests are not kept (RSS after each round %r KiB)" %
             rss_rounds)
     # When the site allows streams again, none of the abandoned requests arrive.

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
+#include <unistd.h>
 
 static enum log_level min_level = LOG_INFO;
 static enum log_format format = LOG_FORMAT_TEXT;
@@ -141,6 +142,28 @@ static void to_json(char *out, size_t cap, const char *ts, const char *level, co
     out[o] = '\0';
 }
 
+/* Writes the line in buf (NUL-terminated, cap bytes of room) and a newline
+ * to stderr in one write(), so lines from one process never interleave. No
+ * stdio: an unbuffered stream's fprintf formats through a buffer of its own
+ * first, a cost paid by every connect (docs/benchmarks.md, handshakes). */
+static void put_line(char *buf, size_t cap)
+{
+    size_t len = strlen(buf), off = 0;
+    ssize_t k;
+
+    if (len + 1 >= cap)
+        len = cap - 2; /* a line cut short still ends */
+    buf[len++] = '\n';
+    while (off < len) {
+        k = write(STDERR_FILENO, buf + off, len - off);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            return;
+        off += (size_t)k;
+    }
+}
+
 void log_event(enum log_level level, const char *event, const char *fmt, ...)
 {
     static const char *names[] = {"debug", "info", "warn", "error"};
@@ -172,12 +195,10 @@ void log_event(enum log_level level, const char *event, const char *fmt, ...)
 
         line[24] = '\0'; /* the timestamp: "YYYY-MM-DDTHH:MM:SS.mmmZ" */
         to_json(json, sizeof(json), line, names[level], event, line + n);
-        fprintf(stderr, "%s\n", json);
+        put_line(json, sizeof(json));
     } else {
-        /* One write per line, so lines from one process never interleave. */
-        fprintf(stderr, "%s\n", line);
+        put_line(line, sizeof(line));
     }
-    fflush(stderr);
 }
 
 const char *log_q(const char *s)

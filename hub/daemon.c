@@ -514,6 +514,7 @@ void daemon_free(struct hub *h)
     if (d->watchdog_on)
         assert(uv_is_closing((uv_handle_t *)&d->watchdog));
     auth_cache_free(h);
+    hub_listen_free(h);
     hub_users_free(h);
     stats_sites_free(h);
     /* Every tunnel closed, its session's end queued: written before the

@@ -22,6 +22,7 @@ struct site_watch;
 struct query_engine;
 struct ureq;
 struct auth_cache;
+struct pin_entry;
 
 /* Called by the user front ends (hub/http) once per request whose head is
  * complete; it answers r or installs a handler (ureq_set_handler). The
@@ -117,6 +118,7 @@ struct hub_listen_state {
     int reject_busy;
     uv_stream_t *reject_queue[HUB_MAX_LISTEN]; /* listeners, not owned */
     size_t n_reject_queue;
+    struct pin_entry *pins; /* hub/net/listen.c's pin cache; NULL until used (hub_listen_free) */
 };
 
 /* Proxied requests in flight, and how many are stalled, per (site, user

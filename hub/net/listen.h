@@ -12,5 +12,7 @@
 int hub_listen(struct hub *h, const char *hostport, char *err, size_t err_cap);
 /* Closes the listeners and the heap trim timer (drain and shutdown). */
 void hub_listen_stop(struct hub *h);
+/* Frees what the listeners kept for the hub's life (the pin cache). */
+void hub_listen_free(struct hub *h);
 
 #endif

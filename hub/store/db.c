@@ -145,6 +145,13 @@ void registry_close(struct registry *r)
     free(r);
 }
 
+int registry_write_gen(struct registry *r, uint64_t *gen)
+{
+    if (r == NULL || r->drv->write_gen == NULL)
+        return -ENOTSUP;
+    return r->drv->write_gen(r, gen);
+}
+
 void registry_commit_latency(const struct registry *r, struct hist *out)
 {
     *out = r->commits;

@@ -631,6 +631,14 @@ static int64_t sq_changes(struct registry *r)
     return sqlite3_changes(conn(r));
 }
 
+/* One hub per SQLite file (its state lock): every change is this process's,
+ * and those of the loop's connection all count here. */
+static int sq_write_gen(struct registry *r, uint64_t *gen)
+{
+    *gen = (uint64_t)sqlite3_total_changes64(conn(r));
+    return 0;
+}
+
 static int sq_in_tx(struct registry *r)
 {
     return !sqlite3_get_autocommit(conn(r));
@@ -698,6 +706,7 @@ const struct registry_driver registry__sqlite = {
     .col_text = sq_col_text,
     .col_blob = sq_col_blob,
     .changes = sq_changes,
+    .write_gen = sq_write_gen,
     .in_tx = sq_in_tx,
     .check = sq_check,
     .set_relaxed = sq_set_relaxed,

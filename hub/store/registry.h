@@ -91,6 +91,13 @@ void registry_where(const char *where, char *out, size_t cap);
 /* Copies the latency of r's commits since it opened (every write
  * transaction, explicit or a single statement's) into out, in seconds. */
 void registry_commit_latency(const struct registry *r, struct hist *out);
+/* A generation for caching what r reads: *gen moves with every row changed
+ * through r (a rolled-back change moves it too). 0, or -ENOTSUP when other
+ * processes may change the database (the hubs of a shared PostgreSQL): then
+ * nothing read may be cached. Rows the recorder's own connection writes
+ * (sessions; a site's last_seen, agent_version, services, remote_addr) do not
+ * move it: a cache must hold none of those. */
+int registry_write_gen(struct registry *r, uint64_t *gen);
 /* PRAGMA integrity_check == "ok": 0, else -EIO. */
 int registry_check(struct registry *r);
 /* The PRAGMA user_version in force. */

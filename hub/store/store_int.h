@@ -166,6 +166,9 @@ struct registry_driver {
     /* relaxed 1: the next commits need not wait for the disk (they survive
      * a crash of the hub, maybe not a power cut); 0: durable again. */
     int (*set_relaxed)(struct registry *r, int relaxed);
+    /* registry_write_gen(); NULL: the database may change under other
+     * processes' hands, so nothing read from it may be cached. */
+    int (*write_gen)(struct registry *r, uint64_t *gen);
 };
 
 /* SQLite (db_sqlite.c), the default, and PostgreSQL (db_pg.c, when built

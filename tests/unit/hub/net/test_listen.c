@@ -225,6 +225,7 @@ int main(void)
     conn_close_all(&h->conns, "test done");
     uv_run(h->loop, UV_RUN_DEFAULT);
     CHECK_EQ_INT(uv_loop_close(h->loop), 0);
+    hub_listen_free(h);
     hub_users_free(h);
     stats_sites_free(h);
     wolfSSL_CTX_free(cli_ctx);

@@ -58,9 +58,9 @@ static void hs_end(struct handshake *hs, enum stats_hs_end end)
  * revoke, rotation, state change or removal is such a change) and no API
  * call has changed state (h->gen); with a database other hubs share
  * (PostgreSQL) nothing is cached. Only an active site's pin is kept, with
- * what the accept path uses: its id and name. Direct-mapped: a collision
- * is a registry read. */
-#define PIN_CACHE 2048
+ * what the accept path uses: its id and name. Two-way: a pin goes to one of
+ * a pair of entries, and a third pin of a pair is a registry read. */
+#define PIN_CACHE 4096
 
 struct pin_entry {
     int used;
@@ -70,8 +70,9 @@ struct pin_entry {
     char name[TOKEN_NAME_MAX + 1];
 };
 
-/* pin's entry, allocated on first use; NULL when caching is off. */
-static struct pin_entry *pin_slot(struct hub *h, const char *pin, uint64_t *wgen)
+/* The first of pin's pair of entries, allocated on first use; NULL when
+ * caching is off. */
+static struct pin_entry *pin_pair(struct hub *h, const char *pin, uint64_t *wgen)
 {
     uint32_t x = 2166136261u;
 
@@ -81,7 +82,12 @@ static struct pin_entry *pin_slot(struct hub *h, const char *pin, uint64_t *wgen
         return NULL;
     for (const char *p = pin; *p; p++)
         x = (x ^ (uint8_t)*p) * 16777619u;
-    return &h->lst.pins[x % PIN_CACHE];
+    return &h->lst.pins[(x % (PIN_CACHE / 2)) * 2];
+}
+
+static int pin_current(const struct hub *h, const struct pin_entry *e, uint64_t wgen)
+{
+    return e->used && e->wgen == wgen && e->hgen == h->gen;
 }
 
 void hub_listen_free(struct hub *h)
@@ -95,18 +101,19 @@ static int check_site_pin(void *arg, const char *pin)
     struct handshake *hs = arg;
     struct hub *h = hs->h;
     uint64_t wgen = 0;
-    struct pin_entry *e = pin_slot(h, pin, &wgen);
+    struct pin_entry *pair = pin_pair(h, pin, &wgen), *e = NULL;
     int rc;
 
     registry_site_clear(&hs->site);
     memset(&hs->site, 0, sizeof(hs->site));
-    if (e != NULL && e->used && e->wgen == wgen && e->hgen == h->gen && strcmp(e->pin, pin) == 0) {
-        hs->site.id = e->id;
-        hs->site.state = REG_SITE_ACTIVE;
-        memcpy(hs->site.pin, e->pin, sizeof(hs->site.pin));
-        memcpy(hs->site.name, e->name, sizeof(hs->site.name));
-        return 0;
-    }
+    for (int i = 0; pair != NULL && i < 2; i++)
+        if (pin_current(h, &pair[i], wgen) && strcmp(pair[i].pin, pin) == 0) {
+            hs->site.id = pair[i].id;
+            hs->site.state = REG_SITE_ACTIVE;
+            memcpy(hs->site.pin, pair[i].pin, sizeof(hs->site.pin));
+            memcpy(hs->site.name, pair[i].name, sizeof(hs->site.name));
+            return 0;
+        }
     rc = registry_site_by_pin(h->reg, pin, &hs->site);
     if (rc == -ENOENT) {
         snprintf(hs->refusal, sizeof(hs->refusal), "unknown key");
@@ -124,6 +131,10 @@ static int check_site_pin(void *arg, const char *pin)
                  registry_site_state_name(hs->site.state));
         return -EACCES;
     }
+    /* A free or stale entry of the pair, else the second (the first keeps
+     * the pin that came first). */
+    if (pair != NULL)
+        e = !pin_current(h, &pair[0], wgen) ? &pair[0] : &pair[1];
     if (e != NULL && strlen(pin) < sizeof(e->pin)) {
         e->used = 1;
         e->wgen = wgen;

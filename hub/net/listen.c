@@ -16,6 +16,7 @@
 #include "../../common/procstat.h"
 #include "../../common/tune.h"
 #include "listen.h"
+#include "../auth/auth.h"
 #include "../core/hub.h"
 #include "../http/user.h"
 #include "../tunnel/tunnel.h"
@@ -241,6 +242,8 @@ static void hs_handshake(struct conn *c)
             return;
         }
         rc = tunnel_attach(h, c, &hs->site);
+        if (rc == 0)
+            auth_site_remember(h, &hs->site); /* served through a database outage */
     } else {
         rc = user_attach(h, c, alpn);
         if (rc == 0)

@@ -796,6 +796,7 @@ class Harness:
         self.env.pop("TETHER_CONFIG", None)
         self.env.setdefault("LC_ALL", "C")
         self._cleaned = False
+        self._at_cleanup = []  # callables run after the daemons stop and the databases drop
         self._t0 = time.monotonic()
         self.db_backend = os.environ.get("TETHER_TEST_DB") or "sqlite"
         if self.db_backend not in DB_BACKENDS:
@@ -1161,6 +1162,11 @@ class Harness:
                 print("  | " + line[:400])
         sys.stdout.flush()
 
+    def at_cleanup(self, fn):
+        """Runs fn() at cleanup, after the daemons stopped and the test's
+        databases were dropped (e.g. stopping a server the test started)."""
+        self._at_cleanup.append(fn)
+
     def cleanup(self):
         if self._cleaned:
             return
@@ -1171,6 +1177,11 @@ class Harness:
             except Exception as e:  # keep cleaning the rest
                 print("cleanup of %s: %s" % (p.name, e))
         self._pg_drop_all()
+        for fn in reversed(self._at_cleanup):
+            try:
+                fn()
+            except Exception as e:  # keep cleaning the rest
+                print("cleanup: %s" % e)
         if self.keep:
             print("TETHER_KEEP=1: kept %s" % self.tmp)
         else:

@@ -101,8 +101,11 @@ void outcome_conclude(struct hub *h, struct ureq *r, struct outcome *o)
     result = o->status < 400 ? "ok" : (o->code ? o->code : code_for(o->status));
     struct audit_row row = {o->actor, r->remote, o->action, o->target, result, o->detail};
 
-    if (o->status < 400) {
-        h->gen++; /* tokens or sites may have changed: drop cached reads */
+    /* Tokens or sites may have changed: drop cached reads. A 5xx may follow
+     * a write that was stored (a lost COMMIT reply, a read-back that
+     * failed), so it forgets too. */
+    if (o->status < 400 || o->status >= 500) {
+        h->gen++;
         auth_forget(h, o->target);
     }
     audit_write(h, &row, AUDIT_SYNC);

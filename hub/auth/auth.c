@@ -19,11 +19,13 @@
  * proxied requests. Direct-mapped: a collision just means a registry read.
  * One per hub, so two hubs in one process share nothing.
  *
- * While the database cannot be read (a PostgreSQL restart), an entry older
- * than h->gen still answers: nothing can change in the registry while it is
- * down, and what changed before was made through this hub, whose changes
- * forget the entries they touch (auth_forget). So connected sites stay
- * served through an outage; a token or site never read stays a 503. */
+ * While the database is unreachable (-ENOTCONN: a PostgreSQL restart), an
+ * entry older than h->gen still answers: nothing can change in the registry
+ * while it is down, and what changed before was made through this hub,
+ * whose changes forget the entries they name (auth_forget). So connected
+ * sites stay served through an outage; a token or site not in the cache
+ * stays a 503. Other storage errors (-EBUSY: another process holds the
+ * lock, and may be changing rows) never use it. */
 #define AUTH_CACHE 256
 #define SITE_CACHE 1024
 /* Longest bearer token looked at; longer ones are refused unhashed. */
@@ -185,8 +187,7 @@ int auth_site_get(struct hub *h, const char *name, struct reg_site *out)
     if (e != NULL && e->gen == h->gen + 1 && strcmp(e->s.name, name) == 0)
         return site_copy(out, &e->s);
     rc = registry_site_get(h->reg, name, out);
-    if (rc != 0 && registry_storage_error(rc) != NULL && e != NULL && e->known &&
-        strcmp(e->s.name, name) == 0)
+    if (rc == -ENOTCONN && e != NULL && e->known && strcmp(e->s.name, name) == 0)
         return site_copy(out, &e->s);
     if (rc != 0 || e == NULL)
         return rc;
@@ -203,23 +204,23 @@ void auth_site_remember(struct hub *h, const struct reg_site *s)
         site_fill(&c->sites[str_slot(s->name, SITE_CACHE)], s, 0);
 }
 
-void auth_forget(struct hub *h, const char *site)
+void auth_forget(struct hub *h, const char *name)
 {
     struct auth_cache *c = h->auth_cache;
     struct site_entry *e;
 
-    if (c == NULL)
+    if (c == NULL || name == NULL || name[0] == '\0')
         return;
     for (size_t i = 0; i < AUTH_CACHE; i++) {
-        c->tokens[i].gen = 0;
-        c->tokens[i].known = 0;
-    }
-    if (site != NULL && site[0] != '\0') {
-        e = &c->sites[str_slot(site, SITE_CACHE)];
-        if (strcmp(e->s.name, site) == 0) {
-            e->gen = 0;
-            e->known = 0;
+        if (strcmp(c->tokens[i].a.name, name) == 0) {
+            c->tokens[i].gen = 0;
+            c->tokens[i].known = 0;
         }
+    }
+    e = &c->sites[str_slot(name, SITE_CACHE)];
+    if (strcmp(e->s.name, name) == 0) {
+        e->gen = 0;
+        e->known = 0;
     }
 }
 
@@ -248,7 +249,7 @@ static int lookup(struct hub *h, const char *hash, int64_t now, struct auth *a,
      * the next request, not on the next connection. */
     rc = registry_apitoken_lookup(h->reg, hash, now, &t);
     if (rc != 0 && registry_storage_error(rc) != NULL) {
-        if (e != NULL && e->known && strcmp(e->hash, hash) == 0 &&
+        if (rc == -ENOTCONN && e != NULL && e->known && strcmp(e->hash, hash) == 0 &&
             (e->expires_at == 0 || e->expires_at > now))
             return auth_copy(a, &e->a) == 0 ? 0 : -EACCES;
         return rc;

@@ -66,10 +66,11 @@ int auth_site_get(struct hub *h, const char *name, struct reg_site *out);
 /* Keeps a copy of s, just read from the registry (a site connecting), so
  * that its requests are served through a database outage. */
 void auth_site_remember(struct hub *h, const struct reg_site *s);
-/* A change was made through this hub: forgets every token, and the site
- * named site (NULL: none), for the outage fallback too; h->gen covers the
- * rest. */
-void auth_forget(struct hub *h, const char *site);
+/* A change was made (or may have been) through this hub to what name
+ * names: forgets the tokens and the site of that name, for the outage
+ * fallback too (h->gen covers the fresh reads). Every change to a token or
+ * a site names it as its audit target. */
+void auth_forget(struct hub *h, const char *name);
 /* Frees h's read caches (at exit; a later call fills them again). */
 void auth_cache_free(struct hub *h);
 

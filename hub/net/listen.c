@@ -36,6 +36,7 @@ struct handshake {
     LIST_ENTRY(handshake) wlink;  /* in h->lst.waiters while waiting */
     struct tls_pin_verifier v;
     struct reg_site site;
+    uint64_t site_gen; /* h->gen when site was read */
     char refusal[128];
     int alpn_seen; /* hs_peek read the ClientHello: tunnel is known */
     int end_set;   /* end says how it ended (else hs_close tells from its reason) */
@@ -58,6 +59,7 @@ static int check_site_pin(void *arg, const char *pin)
 
     registry_site_clear(&hs->site);
     memset(&hs->site, 0, sizeof(hs->site));
+    hs->site_gen = hs->h->gen;
     rc = registry_site_by_pin(hs->h->reg, pin, &hs->site);
     if (rc == -ENOENT) {
         snprintf(hs->refusal, sizeof(hs->refusal), "unknown key");
@@ -240,6 +242,18 @@ static void hs_handshake(struct conn *c)
             hs_end(hs, STATS_HS_NO_VERIFIED_KEY);
             conn_close(c, "tunnel without a verified key");
             return;
+        }
+        if (hs->site_gen != h->gen) {
+            /* A change (a revoke, a disable, new labels) landed while the site
+             * took its time to finish the handshake: the cut it made found no
+             * tunnel yet, so the row read at the certificate is checked again. */
+            char pin[sizeof(hs->site.pin)];
+
+            snprintf(pin, sizeof(pin), "%s", hs->site.pin);
+            if (check_site_pin(hs, pin) != 0) {
+                conn_close(c, hs->refusal);
+                return;
+            }
         }
         rc = tunnel_attach(h, c, &hs->site);
         if (rc == 0)

@@ -54,13 +54,24 @@ def main(h):
     h.check(h.wait_until(lambda: len(load.results) >= 5, 10), "steady load runs before the outage",
             len(load.results))
 
-    # Tokens: one used and then revoked through this hub, one never used.
+    # Tokens: one never used, one used and then revoked through this hub, one
+    # scoped by a label that the site then loses.
+    unused = hub.token_create("unused", "--role", "user", "--sites", "clinic")
     revoked = hub.token_create("gone", "--role", "user", "--sites", "clinic")
+    h.add_site(hub, "ward")
+    r = hub.ctl("site", "label", "ward", "team=a")
+    h.check(r.rc == 0, "site ward gets label team=a", r)
+    by_label = hub.token_create("team-a", "--role", "user", "--sites", "label=team=a")
     r = hub.proxy("clinic", "web", "/echo?t=gone", token=revoked)
     h.check(r.status == 200, "a second token is served before the outage", r)
+    r = hub.proxy("ward", "web", "/echo?t=label", token=by_label)
+    h.check(r.status == 200, "a label-scoped token reaches the labelled site", r)
     r = hub.ctl("token", "revoke", "gone")
-    h.check(r.rc == 0, "and revoked", r)
-    unused = hub.token_create("unused", "--role", "user", "--sites", "clinic")
+    h.check(r.rc == 0, "the second token is revoked", r)
+    # Its label goes; the hub forgets the row it had, and nothing reads it
+    # again before the outage.
+    r = hub.ctl("site", "label", "ward", "team-")
+    h.check(r.rc == 0, "site ward loses its label", r)
 
     # --- the database goes away ------------------------------------------------
     mark = hub.proc.mark()
@@ -84,6 +95,10 @@ def main(h):
     r = hub.proxy("clinic", "web", "/echo?t=gone", token=revoked)
     h.check(r.status == 503 and (r.json() or {}).get("error") == "storage_unavailable",
             "a token revoked before the outage is not served from memory during it", r)
+    r = hub.proxy("ward", "web", "/echo?t=label", token=by_label)
+    h.check(r.status == 503 and (r.json() or {}).get("error") == "storage_unavailable",
+            "a site that lost the label a token is scoped by is not served from its old row: 503",
+            r)
     r = hub.proxy("clinic", "web", "/echo?t=unused", token=unused)
     h.check(r.status == 503 and (r.json() or {}).get("error") == "storage_unavailable",
             "a token the hub never read gets 503 storage_unavailable, not 401", r)
@@ -121,7 +136,7 @@ def main(h):
     h.check(r.status == 201 and qid, "a federated query is accepted after the outage", r)
     q = wait_complete(hub, qid, 20) if qid else {}
     done = sorted(s["site"] for s in q.get("sites", []) if s.get("status") == "done")
-    h.check(q.get("status") == "complete" and done == ["clinic", "lab", "late"],
+    h.check(q.get("status") == "complete" and done == ["clinic", "lab", "late", "ward"],
             "and every site answers it", q)
 
     time.sleep(0.5)

@@ -1203,6 +1203,8 @@ static void schedule_reconnect(struct agent *a, const char *why)
         enter_state(a, AG_STOPPED, why);
         return;
     }
+    if (a->offline_since_ms == 0)
+        a->offline_since_ms = uv_now(a->loop);
     /* Next endpoint first: a site whose firewall blocks one port tries the
      * next at once; a full round of failures backs off. */
     a->tried_in_round++;
@@ -1214,8 +1216,6 @@ static void schedule_reconnect(struct agent *a, const char *why)
     }
     a->tried_in_round = 0;
     a->hub_idx = 0;
-    if (a->offline_since_ms == 0)
-        a->offline_since_ms = uv_now(a->loop);
     offline = uv_now(a->loop) - a->offline_since_ms;
     if (a->hub_window_ms > 0) {
         /* The draining hub sized the window by its number of sites. */

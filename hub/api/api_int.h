@@ -43,6 +43,9 @@ void outcome_fail(struct outcome *o, int status, const char *code, const char *f
 void outcome_succeed(struct outcome *o, int status, json_t *body);
 /* A registry error: 503 storage_unavailable if the storage failed, else 500. */
 void outcome_fail_store(struct outcome *o, int rc, const char *what);
+/* The same for a read answered directly: 503 storage_unavailable when the
+ * storage failed, else 500. */
+void api_error_store(struct ureq *r, int rc, const char *what);
 /* 0 if body has no other key than keys (NULL-ended); else fails o (400). */
 int outcome_only_keys(json_t *body, const char *const *keys, struct outcome *o);
 /* The one place where a state change is audited (one row) and answered.

@@ -45,9 +45,9 @@ void audit_list(struct hub *h, struct ureq *r, const struct auth *a, const struc
         }
     }
     arr = json_array();
-    if (registry_audit_list(h->reg, before, (int)limit, audit_cb, arr) < 0) {
+    if ((rc = registry_audit_list(h->reg, before, (int)limit, audit_cb, arr)) < 0) {
         json_decref(arr);
-        ureq_error(r, 500, "internal", "registry read failed");
+        api_error_store(r, rc, "registry read failed");
         return;
     }
     /* A full page may have more behind it: next_before fetches the next. */

@@ -149,9 +149,9 @@ void enrollments_list(struct hub *h, struct ureq *r, const struct auth *a,
     }
     if (rc > 0)
         c.all = strcmp(all, "0") != 0;
-    if (registry_enroll_list(h->reg, enroll_list_cb, &c) < 0) {
+    if ((rc = registry_enroll_list(h->reg, enroll_list_cb, &c)) < 0) {
         json_decref(c.arr);
-        ureq_error(r, 500, "internal", "registry read failed");
+        api_error_store(r, rc, "registry read failed");
         return;
     }
     apijson_respond(r, 200, json_pack("{s:o}", "enrollments", c.arr));
@@ -168,7 +168,7 @@ void enrollment_cancel(struct areq *q, json_t *body, struct outcome *o)
         return;
     }
     if (rc != 0) {
-        outcome_fail(o, 500, "internal", "registry read failed");
+        outcome_fail_store(o, rc, "registry read failed");
         return;
     }
     snprintf(o->target, sizeof(o->target), "%s", e.site);

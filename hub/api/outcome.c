@@ -49,6 +49,19 @@ void outcome_fail_store(struct outcome *o, int rc, const char *what)
         outcome_fail(o, 500, "internal", "%s", what);
 }
 
+void api_error_store(struct ureq *r, int rc, const char *what)
+{
+    const char *why = registry_storage_error(rc);
+    char d[200];
+
+    if (why == NULL) {
+        ureq_error(r, 500, "internal", what);
+        return;
+    }
+    snprintf(d, sizeof(d), "%s: %s; try again later", what, why);
+    ureq_error(r, 503, "storage_unavailable", d);
+}
+
 int outcome_only_keys(json_t *body, const char *const *keys, struct outcome *o)
 {
     const char *bad = NULL;
@@ -88,8 +101,13 @@ void outcome_conclude(struct hub *h, struct ureq *r, struct outcome *o)
     result = o->status < 400 ? "ok" : (o->code ? o->code : code_for(o->status));
     struct audit_row row = {o->actor, r->remote, o->action, o->target, result, o->detail};
 
-    if (o->status < 400)
-        h->gen++; /* tokens or sites may have changed: drop cached reads */
+    /* Tokens or sites may have changed: drop cached reads. A 5xx may follow
+     * a write that was stored (a lost COMMIT reply, a read-back that
+     * failed), so it forgets too. */
+    if (o->status < 400 || o->status >= 500) {
+        h->gen++;
+        auth_forget(h, o->target);
+    }
     audit_write(h, &row, AUDIT_SYNC);
     if (o->status >= 400) {
         ureq_error(r, o->status, o->code ? o->code : code_for(o->status), o->detail);
@@ -133,7 +151,7 @@ int api_find_site(struct hub *h, const struct auth *a, const char *name, struct 
         return 0;
     registry_site_clear(s);
     if (rc != 0 && rc != -ENOENT)
-        outcome_fail(o, 500, "internal", "registry read failed");
+        outcome_fail_store(o, rc, "registry read failed");
     else if (a != NULL && !a->admin && a->scope_json != NULL)
         outcome_fail(o, 403, "forbidden", "this token may not use that site");
     else

@@ -77,7 +77,7 @@ void site_rotate(struct areq *q, json_t *body, struct outcome *o)
     /* Unknown site and wrong key get the same answer. */
     rc = registry_site_get(h->reg, q->name, &s);
     if (rc != 0 && rc != -ENOENT) {
-        outcome_fail(o, 500, "internal", "registry read failed");
+        outcome_fail_store(o, rc, "registry read failed");
         goto out;
     }
     if (rc != 0 || s.pin[0] == '\0' || !crypto_pin_equal(s.pin, old_pin)) {

@@ -5,6 +5,7 @@
 #include "router.h"
 
 #include <assert.h>
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -278,13 +279,23 @@ void api_dispatch(struct hub *h, struct ureq *r)
 {
     struct api_match m;
     struct auth a;
-    int bearer, st;
+    int bearer, st, rc = 0;
 
     memset(&a, 0, sizeof(a));
     h->n_requests++;
     router_match(r->method, r->target, &m);
     bearer = !m.open && behind_bearer(r->target);
-    if (bearer && auth_bearer(h, ureq_header(r, "authorization"), &a) != 0) {
+    if (bearer)
+        rc = auth_bearer(h, ureq_header(r, "authorization"), &a);
+    if (rc != 0 && rc != -EACCES) {
+        char d[160];
+
+        snprintf(d, sizeof(d), "cannot check the token: %s; try again later",
+                 registry_storage_error(rc));
+        ureq_error(r, 503, "storage_unavailable", d);
+        return;
+    }
+    if (rc != 0) {
         /* The same answer whatever was wrong: no hint of what exists. */
         ureq_error(r, 401, "unauthorized", "missing or invalid bearer token");
         return;

@@ -120,11 +120,12 @@ void sites_list(struct hub *h, struct ureq *r, const struct auth *a, const struc
 {
     json_t *arr = json_array();
     struct list_ctx lc = {h, a, arr};
+    int rc;
 
     read_records(h);
-    if (registry_site_list(h->reg, list_cb, &lc) < 0) {
+    if ((rc = registry_site_list(h->reg, list_cb, &lc)) < 0) {
         json_decref(arr);
-        ureq_error(r, 500, "internal", "registry read failed");
+        api_error_store(r, rc, "registry read failed");
         return;
     }
     apijson_respond(r, 200, json_pack("{s:o}", "sites", arr));

@@ -244,15 +244,16 @@ static int token_list_cb(const struct reg_apitoken *t, void *arg)
 void tokens_list(struct hub *h, struct ureq *r, const struct auth *a, const struct api_match *m)
 {
     struct token_list_ctx c = {hub_now(), json_array(), NULL, 0, 0};
+    int rc;
 
     /* A NULL arr would make token_list_cb count admins against a NULL target. */
     if (c.arr == NULL) {
         ureq_error(r, 500, "internal", "out of memory");
         return;
     }
-    if (registry_apitoken_list(h->reg, token_list_cb, &c) < 0) {
+    if ((rc = registry_apitoken_list(h->reg, token_list_cb, &c)) < 0) {
         json_decref(c.arr);
-        ureq_error(r, 500, "internal", "registry read failed");
+        api_error_store(r, rc, "registry read failed");
         return;
     }
     apijson_respond(r, 200, json_pack("{s:o}", "tokens", c.arr));
@@ -264,8 +265,8 @@ void token_revoke(struct areq *q, json_t *body, struct outcome *o)
     int64_t now = hub_now();
     int rc;
 
-    if (registry_apitoken_list(q->h->reg, token_list_cb, &c) < 0) {
-        outcome_fail(o, 500, "internal", "registry read failed");
+    if ((rc = registry_apitoken_list(q->h->reg, token_list_cb, &c)) < 0) {
+        outcome_fail_store(o, rc, "registry read failed");
         return;
     }
     /* Without a live admin token nobody could manage the hub any more. */

@@ -20,7 +20,8 @@ int audit_write(struct hub *h, const struct audit_row *row, enum audit_durabilit
         rc = registry_audit_relaxed(h->reg, hub_now(), actor, remote, row->action, target,
                                     row->result, detail);
     if (rc != 0)
-        log_event(LOG_ERROR, "audit_failed", "action=%s target=%s err=%d", row->action,
-                  log_q(target), rc);
+        log_event(LOG_ERROR, "audit_failed", "action=%s target=%s err=%d error=%s", row->action,
+                  log_q(target), rc,
+                  log_q(registry_storage_error(rc) ? registry_storage_error(rc) : strerror(-rc)));
     return rc;
 }

@@ -17,14 +17,23 @@
  * happened since it was read (h->gen), and a token's expiry is compared with
  * the clock each time. They keep SQLite, and its file locks, off the path of
  * proxied requests. Direct-mapped: a collision just means a registry read.
- * One per hub, so two hubs in one process share nothing. */
+ * One per hub, so two hubs in one process share nothing.
+ *
+ * While the database is unreachable (-ENOTCONN: a PostgreSQL restart), an
+ * entry older than h->gen still answers: nothing can change in the registry
+ * while it is down, and what changed before was made through this hub,
+ * whose changes forget the entries they name (auth_forget). So connected
+ * sites stay served through an outage; a token or site not in the cache
+ * stays a 503. Other storage errors (-EBUSY: another process holds the
+ * lock, and may be changing rows) never use it. */
 #define AUTH_CACHE 256
 #define SITE_CACHE 1024
 /* Longest bearer token looked at; longer ones are refused unhashed. */
 #define BEARER_MAX 256
 
 struct auth_entry {
-    uint64_t gen; /* h->gen + 1 when filled; 0 = empty */
+    uint64_t gen; /* h->gen + 1 when filled; 0 = empty or forgotten */
+    int known;    /* holds a row the registry gave, good through an outage */
     char hash[65];
     int64_t expires_at;
     struct auth a; /* a's JSON texts owned by the entry */
@@ -32,6 +41,7 @@ struct auth_entry {
 
 struct site_entry {
     uint64_t gen;      /* as auth_entry's */
+    int known;         /* as auth_entry's */
     struct reg_site s; /* labels_json, services_json owned by the entry */
 };
 
@@ -157,6 +167,17 @@ static int site_copy(struct reg_site *dst, const struct reg_site *src)
     return 0;
 }
 
+static void site_fill(struct site_entry *e, const struct reg_site *s, uint64_t gen)
+{
+    registry_site_clear(&e->s);
+    e->gen = 0;
+    e->known = 0;
+    if (site_copy(&e->s, s) == 0) {
+        e->gen = gen;
+        e->known = 1;
+    }
+}
+
 int auth_site_get(struct hub *h, const char *name, struct reg_site *out)
 {
     struct auth_cache *c = cache_of(h);
@@ -166,13 +187,41 @@ int auth_site_get(struct hub *h, const char *name, struct reg_site *out)
     if (e != NULL && e->gen == h->gen + 1 && strcmp(e->s.name, name) == 0)
         return site_copy(out, &e->s);
     rc = registry_site_get(h->reg, name, out);
+    if (rc == -ENOTCONN && e != NULL && e->known && strcmp(e->s.name, name) == 0)
+        return site_copy(out, &e->s);
     if (rc != 0 || e == NULL)
         return rc;
-    registry_site_clear(&e->s);
-    e->gen = 0;
-    if (site_copy(&e->s, out) == 0)
-        e->gen = h->gen + 1;
+    site_fill(e, out, h->gen + 1);
     return 0;
+}
+
+void auth_site_remember(struct hub *h, const struct reg_site *s)
+{
+    struct auth_cache *c = cache_of(h);
+
+    /* Not fresh (gen 0): the next request reads the row once more. */
+    if (c != NULL)
+        site_fill(&c->sites[str_slot(s->name, SITE_CACHE)], s, 0);
+}
+
+void auth_forget(struct hub *h, const char *name)
+{
+    struct auth_cache *c = h->auth_cache;
+    struct site_entry *e;
+
+    if (c == NULL || name == NULL || name[0] == '\0')
+        return;
+    for (size_t i = 0; i < AUTH_CACHE; i++) {
+        if (strcmp(c->tokens[i].a.name, name) == 0) {
+            c->tokens[i].gen = 0;
+            c->tokens[i].known = 0;
+        }
+    }
+    e = &c->sites[str_slot(name, SITE_CACHE)];
+    if (strcmp(e->s.name, name) == 0) {
+        e->gen = 0;
+        e->known = 0;
+    }
 }
 
 /* a = the identity of row t, whose JSON texts a takes over. */
@@ -193,11 +242,19 @@ static int lookup(struct hub *h, const char *hash, int64_t now, struct auth *a,
                   struct auth_entry *e)
 {
     struct reg_apitoken t;
+    int rc;
 
     memset(&t, 0, sizeof(t));
     /* Every request looks its token up: a revoke or an expiry takes effect on
      * the next request, not on the next connection. */
-    if (registry_apitoken_lookup(h->reg, hash, now, &t) != 0)
+    rc = registry_apitoken_lookup(h->reg, hash, now, &t);
+    if (rc != 0 && registry_storage_error(rc) != NULL) {
+        if (rc == -ENOTCONN && e != NULL && e->known && strcmp(e->hash, hash) == 0 &&
+            (e->expires_at == 0 || e->expires_at > now))
+            return auth_copy(a, &e->a) == 0 ? 0 : -EACCES;
+        return rc;
+    }
+    if (rc != 0)
         return -EACCES;
     auth_take(a, &t);
     if (e != NULL) {
@@ -207,6 +264,7 @@ static int lookup(struct hub *h, const char *hash, int64_t now, struct auth *a,
             snprintf(e->hash, sizeof(e->hash), "%s", hash);
             e->expires_at = t.expires_at;
             e->gen = h->gen + 1;
+            e->known = 1;
         }
     }
     registry_apitoken_clear(&t);

@@ -55,12 +55,22 @@ int auth_token_by_id(struct hub *h, int64_t id, struct auth *out);
 /* Checks an Authorization header value ("Bearer <token>"; NULL: none) and
  * fills out with the token's identity (out->scope_json owned by the caller:
  * auth_clear). Every call looks the token up, through h's read cache: a
- * revoke takes effect on the next request, an expiry at its second. 0, or
- * -EACCES whatever was wrong (out is then zeroed). */
+ * revoke takes effect on the next request, an expiry at its second. 0,
+ * -EACCES whatever was wrong with the token (out is then zeroed), or the
+ * registry's storage error (registry_storage_error names it) when the token
+ * cannot be looked up and was not read before. */
 int auth_bearer(struct hub *h, const char *authorization, struct auth *out);
 /* registry_site_get through h's read cache (out owned by the caller:
  * registry_site_clear). 0, -ENOENT or the registry's negative code. */
 int auth_site_get(struct hub *h, const char *name, struct reg_site *out);
+/* Keeps a copy of s, just read from the registry (a site connecting), so
+ * that its requests are served through a database outage. */
+void auth_site_remember(struct hub *h, const struct reg_site *s);
+/* A change was made (or may have been) through this hub to what name
+ * names: forgets the tokens and the site of that name, for the outage
+ * fallback too (h->gen covers the fresh reads). Every change to a token or
+ * a site names it as its audit target. */
+void auth_forget(struct hub *h, const char *name);
 /* Frees h's read caches (at exit; a later call fills them again). */
 void auth_cache_free(struct hub *h);
 

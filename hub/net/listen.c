@@ -16,6 +16,7 @@
 #include "../../common/procstat.h"
 #include "../../common/tune.h"
 #include "listen.h"
+#include "../auth/auth.h"
 #include "../core/hub.h"
 #include "../http/user.h"
 #include "../tunnel/tunnel.h"
@@ -35,6 +36,7 @@ struct handshake {
     LIST_ENTRY(handshake) wlink;  /* in h->lst.waiters while waiting */
     struct tls_pin_verifier v;
     struct reg_site site;
+    uint64_t site_gen; /* h->gen when site was read */
     char refusal[128];
     int alpn_seen; /* hs_peek read the ClientHello: tunnel is known */
     int end_set;   /* end says how it ended (else hs_close tells from its reason) */
@@ -57,18 +59,30 @@ static void hs_end(struct handshake *hs, enum stats_hs_end end)
  * connection has changed no row since it was read (registry_write_gen: a
  * revoke, rotation, state change or removal is such a change) and no API
  * call has changed state (h->gen); with a database other hubs share
- * (PostgreSQL) nothing is cached. Only an active site's pin is kept, with
- * what the accept path uses: its id and name. Two-way: a pin goes to one of
- * a pair of entries, and a third pin of a pair is a registry read. */
+ * (PostgreSQL) nothing is cached. Only an active site's row is kept; the
+ * fields the recorder writes (last seen, agent version, services, address)
+ * may be as old as the entry, as in the auth caches. Two-way: a pin goes to
+ * one of a pair of entries, and a third pin of a pair is a registry read. */
 #define PIN_CACHE 4096
 
 struct pin_entry {
     int used;
     uint64_t wgen, hgen; /* registry_write_gen and h->gen when read */
-    int64_t id;
-    char pin[CRYPTO_PIN_LEN + 1];
-    char name[TOKEN_NAME_MAX + 1];
+    struct reg_site s;   /* labels_json, services_json owned by the entry */
 };
+
+/* dst = a copy of src (dst's strings its own); 0 or -ENOMEM. */
+static int site_copy(struct reg_site *dst, const struct reg_site *src)
+{
+    *dst = *src;
+    dst->labels_json = src->labels_json ? strdup(src->labels_json) : NULL;
+    dst->services_json = src->services_json ? strdup(src->services_json) : NULL;
+    if ((src->labels_json && !dst->labels_json) || (src->services_json && !dst->services_json)) {
+        registry_site_clear(dst);
+        return -ENOMEM;
+    }
+    return 0;
+}
 
 /* The first of pin's pair of entries, allocated on first use; NULL when
  * caching is off. */
@@ -92,6 +106,8 @@ static int pin_current(const struct hub *h, const struct pin_entry *e, uint64_t 
 
 void hub_listen_free(struct hub *h)
 {
+    for (size_t i = 0; h->lst.pins != NULL && i < PIN_CACHE; i++)
+        registry_site_clear(&h->lst.pins[i].s);
     free(h->lst.pins);
     h->lst.pins = NULL;
 }
@@ -106,14 +122,11 @@ static int check_site_pin(void *arg, const char *pin)
 
     registry_site_clear(&hs->site);
     memset(&hs->site, 0, sizeof(hs->site));
+    hs->site_gen = h->gen;
     for (int i = 0; pair != NULL && i < 2; i++)
-        if (pin_current(h, &pair[i], wgen) && strcmp(pair[i].pin, pin) == 0) {
-            hs->site.id = pair[i].id;
-            hs->site.state = REG_SITE_ACTIVE;
-            memcpy(hs->site.pin, pair[i].pin, sizeof(hs->site.pin));
-            memcpy(hs->site.name, pair[i].name, sizeof(hs->site.name));
-            return 0;
-        }
+        if (pin_current(h, &pair[i], wgen) && strcmp(pair[i].s.pin, pin) == 0 &&
+            site_copy(&hs->site, &pair[i].s) == 0)
+            return 0; /* out of memory, the registry is read as without a cache */
     rc = registry_site_by_pin(h->reg, pin, &hs->site);
     if (rc == -ENOENT) {
         snprintf(hs->refusal, sizeof(hs->refusal), "unknown key");
@@ -135,13 +148,11 @@ static int check_site_pin(void *arg, const char *pin)
      * the pin that came first). */
     if (pair != NULL)
         e = !pin_current(h, &pair[0], wgen) ? &pair[0] : &pair[1];
-    if (e != NULL && strlen(pin) < sizeof(e->pin)) {
-        e->used = 1;
+    if (e != NULL) {
+        registry_site_clear(&e->s);
+        e->used = site_copy(&e->s, &hs->site) == 0;
         e->wgen = wgen;
         e->hgen = h->gen;
-        e->id = hs->site.id;
-        memcpy(e->pin, pin, strlen(pin) + 1);
-        memcpy(e->name, hs->site.name, sizeof(e->name));
     }
     return 0;
 }
@@ -309,7 +320,21 @@ static void hs_handshake(struct conn *c)
             conn_close(c, "tunnel without a verified key");
             return;
         }
+        if (hs->site_gen != h->gen) {
+            /* A change (a revoke, a disable, new labels) landed while the site
+             * took its time to finish the handshake: the cut it made found no
+             * tunnel yet, so the row read at the certificate is checked again. */
+            char pin[sizeof(hs->site.pin)];
+
+            snprintf(pin, sizeof(pin), "%s", hs->site.pin);
+            if (check_site_pin(hs, pin) != 0) {
+                conn_close(c, hs->refusal);
+                return;
+            }
+        }
         rc = tunnel_attach(h, c, &hs->site);
+        if (rc == 0)
+            auth_site_remember(h, &hs->site); /* served through a database outage */
     } else {
         rc = user_attach(h, c, alpn);
         if (rc == 0)

@@ -191,6 +191,12 @@ int query_resolve_sites(struct registry *reg, const struct auth *a, json_t *site
         snprintf(msg, cap, "the selector matches too many sites");
         return rc;
     }
+    if (rc != 0 && registry_storage_error(rc) != NULL) {
+        *status = 503;
+        snprintf(msg, cap, "cannot read the sites: %s; try again later",
+                 registry_storage_error(rc));
+        return rc;
+    }
     if (rc != 0) {
         *status = 500;
         snprintf(msg, cap, "registry read failed");
@@ -435,6 +441,7 @@ static void submit_run(struct submit *sb, struct ureq *r, json_t *body)
                    status == 403   ? "forbidden"
                    : status == 404 ? "not_found"
                    : status == 500 ? "internal"
+                   : status == 503 ? "storage_unavailable"
                                    : "bad_request",
                    msg);
         goto out;

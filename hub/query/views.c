@@ -357,7 +357,10 @@ static void list_queries(struct query_engine *qe, struct ureq *r, const struct a
     rc = registry_query_list(qe->st, a->admin ? 0 : a->token_id, before, (int)limit, list_cb, &c);
     if (rc != 0) {
         json_decref(c.arr);
-        ureq_error(r, 500, "internal", "registry read failed");
+        if (registry_storage_error(rc) != NULL)
+            ureq_error(r, 503, "storage_unavailable", registry_storage_error(rc));
+        else
+            ureq_error(r, 500, "internal", "registry read failed");
         return;
     }
     apijson_respond(r, 200,

@@ -112,6 +112,29 @@ out:
     return rc;
 }
 
+int registry_max_param(const char *sql, char mark)
+{
+    int max = 0;
+    char quote = 0;
+
+    for (const char *p = sql; *p != '\0'; p++) {
+        if (quote) {
+            if (*p == quote)
+                quote = 0;
+        } else if (*p == '\'' || *p == '"') {
+            quote = *p;
+        } else if (*p == mark) {
+            int n = p[1] >= '0' && p[1] <= '9' ? (int)strtol(p + 1, NULL, 10) : 0;
+
+            if (n <= 0 && mark == '?')
+                return -1;
+            if (n > max)
+                max = n;
+        }
+    }
+    return max;
+}
+
 int registry_stmt_tables(const char *backend, const char *const **sql, size_t *n,
                          const char *const **qsql, size_t *nq)
 {

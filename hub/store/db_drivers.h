@@ -14,5 +14,10 @@
  * this build lacks. */
 int registry_stmt_tables(const char *backend, const char *const **sql, size_t *n,
                          const char *const **qsql, size_t *nq);
+/* The highest numbered placeholder (mark '?' for ?N, '$' for $N) in a
+ * statement's SQL, quoted text skipped; -1 for a bare ? (SQLite would number
+ * it by position, which could disagree unseen). db_pg.c sizes its parameter
+ * arrays with it. */
+int registry_max_param(const char *sql, char mark);
 
 #endif

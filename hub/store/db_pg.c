@@ -2,6 +2,7 @@
  * mapping, commit timing. */
 /* SPDX-License-Identifier: MIT */
 #include "db_pg.h"
+#include "db_drivers.h"
 #include "store_int.h"
 
 #include <errno.h>
@@ -68,12 +69,8 @@ static const char *const stmt_pg[S_COUNT] = {
     [S_ENROLL_CANCEL] = "UPDATE enroll_tokens SET cancelled_at = $2 "
                         "WHERE id = $1 AND used_at IS NULL AND cancelled_at IS NULL",
     [S_ENROLL_STATUS_ID] = "SELECT used_at IS NOT NULL FROM enroll_tokens WHERE id = $1",
-    [S_ENROLL_LIST] = "SELECT e.id, s.name, e.created_at, e.expires_at, COALESCE(e.used_at, 0), "
-                      "COALESCE(e.cancelled_at, 0) FROM enroll_tokens e "
-                      "JOIN sites s ON s.id = e.site_id ORDER BY e.id DESC",
-    [S_ENROLL_GET] = "SELECT e.id, s.name, e.created_at, e.expires_at, COALESCE(e.used_at, 0), "
-                     "COALESCE(e.cancelled_at, 0) FROM enroll_tokens e "
-                     "JOIN sites s ON s.id = e.site_id WHERE e.id = $1",
+    [S_ENROLL_LIST] = REG_ENROLL_SELECT " ORDER BY e.id DESC",
+    [S_ENROLL_GET] = REG_ENROLL_SELECT " WHERE e.id = $1",
     [S_ENROLL_CANCEL_SITE] = "UPDATE enroll_tokens SET cancelled_at = $2 "
                              "WHERE site_id = (SELECT id FROM sites WHERE name = $1) "
                              "AND used_at IS NULL AND cancelled_at IS NULL",
@@ -555,29 +552,6 @@ static int pg_open(struct registry *r, const char *url, char *err, size_t err_ca
 
 /* The highest $N in sql (outside quotes), which is how many parameters
  * PQexecPrepared gets. */
-int registry_pg_max_param(const char *sql)
-{
-    int max = 0;
-    char quote = 0;
-
-    for (const char *p = sql; *p != '\0'; p++) {
-        if (quote) {
-            if (*p == quote)
-                quote = 0;
-            continue;
-        }
-        if (*p == '\'' || *p == '"') {
-            quote = *p;
-        } else if (*p == '$' && p[1] >= '1' && p[1] <= '9') {
-            int n = (int)strtol(p + 1, NULL, 10);
-
-            if (n > max)
-                max = n;
-        }
-    }
-    return max;
-}
-
 static int prepare_on(struct pg_stmt *st)
 {
     PGresult *res;
@@ -613,7 +587,7 @@ static int pg_prepare(struct registry *r, const char *sql, struct reg_stmt **out
                : strcmp(sql, "COMMIT") == 0   ? K_COMMIT
                : strcmp(sql, "ROLLBACK") == 0 ? K_ROLLBACK
                                               : K_OTHER;
-    n = registry_pg_max_param(sql);
+    n = registry_max_param(sql, '$');
     st->nparams = n;
     st->sql = strdup(sql);
     st->vals = calloc((size_t)n + 1, sizeof(*st->vals));

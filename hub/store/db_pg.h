@@ -13,7 +13,5 @@
  * -ENOMEM, class 08 and 57P01-57P03 (connection lost, server going down)
  * -ENOTCONN, anything else (or NULL) -EIO. */
 int registry_pg_map_sqlstate(const char *state, int foreign_key);
-/* The highest $N in a statement's SQL, quotes skipped. */
-int registry_pg_max_param(const char *sql);
 
 #endif

@@ -61,12 +61,8 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_ENROLL_CANCEL] = "UPDATE enroll_tokens SET cancelled_at = ?2 "
                         "WHERE id = ?1 AND used_at IS NULL AND cancelled_at IS NULL",
     [S_ENROLL_STATUS_ID] = "SELECT used_at IS NOT NULL FROM enroll_tokens WHERE id = ?1",
-    [S_ENROLL_LIST] = "SELECT e.id, s.name, e.created_at, e.expires_at, COALESCE(e.used_at, 0), "
-                      "COALESCE(e.cancelled_at, 0) FROM enroll_tokens e "
-                      "JOIN sites s ON s.id = e.site_id ORDER BY e.id DESC",
-    [S_ENROLL_GET] = "SELECT e.id, s.name, e.created_at, e.expires_at, COALESCE(e.used_at, 0), "
-                     "COALESCE(e.cancelled_at, 0) FROM enroll_tokens e "
-                     "JOIN sites s ON s.id = e.site_id WHERE e.id = ?1",
+    [S_ENROLL_LIST] = REG_ENROLL_SELECT " ORDER BY e.id DESC",
+    [S_ENROLL_GET] = REG_ENROLL_SELECT " WHERE e.id = ?1",
     [S_ENROLL_CANCEL_SITE] = "UPDATE enroll_tokens SET cancelled_at = ?2 "
                              "WHERE site_id = (SELECT id FROM sites WHERE name = ?1) "
                              "AND used_at IS NULL AND cancelled_at IS NULL",

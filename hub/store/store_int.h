@@ -97,6 +97,11 @@ enum qstmt {
     "id, name, state, COALESCE(pin, ''), labels, services, agent_version, remote_addr, "           \
     "created_at, COALESCE(enrolled_at, 0), COALESCE(last_seen, 0)"
 
+/* One enrollment token and its site's name (S_ENROLL_LIST, S_ENROLL_GET). */
+#define REG_ENROLL_SELECT                                                                          \
+    "SELECT e.id, s.name, e.created_at, e.expires_at, COALESCE(e.used_at, 0), "                    \
+    "COALESCE(e.cancelled_at, 0) FROM enroll_tokens e JOIN sites s ON s.id = e.site_id"
+
 #define REG_QCOLS                                                                                  \
     "q.id, q.qid, q.created_at, q.token_id, q.actor, q.remote, q.target, q.service, q.method, "    \
     "q.path, q.headers, q.timeout_s, q.ttl_s, q.expires_at, q.n_sites, q.n_final, "                \

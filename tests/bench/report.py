@@ -342,6 +342,49 @@ def fanout_target(fo, verdict):
             "simulated sites answer in ≤ 60 ms at p50, ≤ 120 ms at p99", meas, verdict(ok))
 
 
+def connects_pg_section(L, res):
+    r = section(L, "12. Connects with the registry on PostgreSQL against SQLite (issue 15)", res,
+                "connects-pg", lambda r: r.get("sqlite") or r.get("postgresql"))
+    if not r:
+        return
+
+    def rng(d, key, fmt):
+        v = d.get(key)
+        if not isinstance(v, list) or len(v) != 3:
+            return "not measured"
+        return (fmt + " (" + fmt + "–" + fmt + ")") % tuple(v)
+
+    rows = []
+    for key, label in (("sqlite", "SQLite (state on disk, synchronous=FULL)"),
+                       ("postgresql", "PostgreSQL %s (same host, fsync on)" % (
+                           " ".join(re.findall(r"\b\d+\.\d+\b", r.get("pg_version") or "")[:1])))):
+        d = r.get(key) or {}
+        if "rate" not in d:
+            rows.append((label, "failed: " + _short(d.get("error", "?")), "", "", "", "", ""))
+            continue
+        rows.append((label, rng(d, "rate", "%.0f"), rng(d, "cpu_ms", "%.3f"),
+                     rng(d, "per_core", "%.0f"),
+                     rng(d, "db_cpu_ms", "%.3f") if key == "postgresql" else "(in the hub)",
+                     rng(d, "commits", "%.2f") if key == "postgresql" else "(in the hub)",
+                     "%d" % d.get("errors", 0)))
+    L.append(table(("registry", "connects/s (median; range)", "hub CPU ms per connect",
+                    "connects/s per hub core", "database server CPU ms per connect",
+                    "database commits per connect", "errors"), rows))
+    sq, pg = (r.get("sqlite") or {}).get("rate"), (r.get("postgresql") or {}).get("rate")
+    L.append("")
+    L.append("PostgreSQL against SQLite, connects per second: %s. The load of section 10 "
+             "(`bench_sites handshakes`, %d client identities, %d connections in flight, "
+             "%d runs per hub of %.1f s, taking turns); each hub pinned to CPU %s, the "
+             "PostgreSQL server unpinned. A connect is a full TLS 1.3 handshake with the pin "
+             "lookup, the hello and its session records (written by the hub's writer thread "
+             "in batches). Commits are PostgreSQL's `xact_commit` for the hub's database, "
+             "reads included." % (
+                 ratio(pg[0] if isinstance(pg, list) else None,
+                       sq[0] if isinstance(sq, list) else None),
+                 r.get("sites", 0), r.get("conns", 0), r.get("repeat", 1),
+                 r.get("ms", 0) / 1000.0, r.get("server_cpu", "?")))
+
+
 def fanout_section(L, res):
     """Section 11: federated queries to every site, sites in bench_sites."""
     r = section(L, "11. Fan-out: federated queries to every site, the sites simulated in one "
@@ -442,7 +485,8 @@ def render(res, hand=None):
         L.append("> The run stopped early: %s" % _short(meta["error"], 300))
     sz = meta.get("sizes", {})
     ran = set(meta.get("only") or ("bulk", "requests", "scale", "setup", "storm", "ports",
-                                   "tcp", "websocket", "grpc", "handshakes", "idle-memory", "fanout"))
+                                   "tcp", "websocket", "grpc", "handshakes", "idle-memory", "fanout",
+                                   "connects-pg"))
 
     def shown(scenario):
         return scenario in ran
@@ -810,6 +854,10 @@ def render(res, hand=None):
     # 11. fan-out
     if shown("fanout"):
         fanout_section(L, res)
+
+    # 12. connects on PostgreSQL
+    if shown("connects-pg"):
+        connects_pg_section(L, res)
 
     for name, title in (("method", "Method"), ("findings", "Findings and profiling")):
         L.append("")

@@ -118,6 +118,55 @@ _PORT_LOCK = threading.Lock()
 _PORTS_GIVEN = set()
 
 
+TCP_STATES = {1: "ESTAB", 2: "SYN-SENT", 3: "SYN-RECV", 4: "FIN-WAIT-1", 5: "FIN-WAIT-2",
+              6: "TIME-WAIT", 7: "CLOSE", 8: "CLOSE-WAIT", 9: "LAST-ACK", 10: "LISTEN",
+              11: "CLOSING"}
+
+
+def _proc_addr(hexaddr):
+    """'0100007F:1F90' (/proc/net/tcp) -> '127.0.0.1:8080'; IPv6 likewise."""
+    ip, port = hexaddr.split(":")
+    raw = bytes.fromhex(ip)
+    if len(raw) == 4:
+        host = socket.inet_ntop(socket.AF_INET, raw[::-1])
+    else:
+        words = b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4))
+        host = "[%s]" % socket.inet_ntop(socket.AF_INET6, words)
+    return "%s:%d" % (host, int(port, 16))
+
+
+def process_tcp(pid):
+    """The TCP sockets process pid holds: [(state, local, peer)], e.g.
+    ("ESTAB", "127.0.0.1:41234", "127.0.0.1:6443"). Read from /proc (the
+    process's descriptors, then its namespace's tcp tables), not `ss -p`,
+    which reads every process's descriptors and takes seconds on a host
+    holding tens of thousands of sockets. [] when the process is gone."""
+    inodes = set()
+    try:
+        for fd in os.listdir("/proc/%d/fd" % pid):
+            try:
+                link = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+            except OSError:
+                continue
+            if link.startswith("socket:["):
+                inodes.add(link[8:-1])
+    except OSError:
+        return []
+    out = []
+    for table in ("tcp", "tcp6"):
+        try:
+            with open("/proc/%d/net/%s" % (pid, table)) as f:
+                next(f, None)
+                for line in f:
+                    parts = line.split()
+                    if len(parts) > 9 and parts[9] in inodes:
+                        out.append((TCP_STATES.get(int(parts[3], 16), parts[3]),
+                                    _proc_addr(parts[1]), _proc_addr(parts[2])))
+        except OSError:
+            pass
+    return out
+
+
 def free_port():
     """A TCP port free on 127.0.0.1, outside the kernel's ephemeral range (so
     an outgoing connection cannot take it between now and its use), random so
@@ -796,6 +845,7 @@ class Harness:
         self.env.pop("TETHER_CONFIG", None)
         self.env.setdefault("LC_ALL", "C")
         self._cleaned = False
+        self._at_cleanup = []  # callables run after the daemons stop and the databases drop
         self._t0 = time.monotonic()
         self.db_backend = os.environ.get("TETHER_TEST_DB") or "sqlite"
         if self.db_backend not in DB_BACKENDS:
@@ -1161,6 +1211,11 @@ class Harness:
                 print("  | " + line[:400])
         sys.stdout.flush()
 
+    def at_cleanup(self, fn):
+        """Runs fn() at cleanup, after the daemons stopped and the test's
+        databases were dropped (e.g. stopping a server the test started)."""
+        self._at_cleanup.append(fn)
+
     def cleanup(self):
         if self._cleaned:
             return
@@ -1171,6 +1226,11 @@ class Harness:
             except Exception as e:  # keep cleaning the rest
                 print("cleanup of %s: %s" % (p.name, e))
         self._pg_drop_all()
+        for fn in reversed(self._at_cleanup):
+            try:
+                fn()
+            except Exception as e:  # keep cleaning the rest
+                print("cleanup: %s" % e)
         if self.keep:
             print("TETHER_KEEP=1: kept %s" % self.tmp)
         else:

@@ -4,12 +4,11 @@
 import json
 import os
 import re
-import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Harness, load_sample_module  # noqa: E402
+from harness import Harness, load_sample_module, process_tcp  # noqa: E402
 
 SITE = "conc-a"
 N = 200
@@ -17,25 +16,10 @@ SLOW_MS = 1500
 
 
 def tunnel_conns(hub_port, site_pid):
-    """TCP connections of the site process whose peer is the hub port, from
-    `ss -tnpH`. Returns a list of (local, peer) or None when ss failed."""
-    p = subprocess.run(["ss", "-tnpH"], capture_output=True, timeout=10)
-    if p.returncode != 0:
-        return None
-    out = []
-    for line in p.stdout.decode("utf-8", "replace").splitlines():
-        parts = line.split()
-        if len(parts) < 6:
-            continue
-        local, peer, procs = parts[3], parts[4], " ".join(parts[5:])
-        if not peer.endswith(":%d" % hub_port):
-            continue
-        if not re.search(r"pid=%d\b" % site_pid, procs):
-            continue
-        if parts[0] in ("ESTAB", "SYN-SENT", "SYN-RECV", "FIN-WAIT-1", "FIN-WAIT-2",
-                        "CLOSE-WAIT", "LAST-ACK", "CLOSING"):
-            out.append((local, peer))
-    return out
+    """TCP connections of the site process whose peer is the hub port (from
+    /proc: harness.process_tcp). Returns a list of (local, peer)."""
+    return [(local, peer) for state, local, peer in process_tcp(site_pid)
+            if peer.endswith(":%d" % hub_port) and state not in ("TIME-WAIT", "CLOSE", "LISTEN")]
 
 
 def run_batch(h, hub, svc, sample, proto):
@@ -105,7 +89,7 @@ def run_batch(h, hub, svc, sample, proto):
                 bad.append((i, "len %d want %d" % (len(body), want)))
     h.check(not bad, "%s: every response body is the right one for its request" % tag, bad[:5])
 
-    h.check(len(samples) >= 2, "%s: sampled ss at least twice during the run" % tag,
+    h.check(len(samples) >= 2, "%s: sampled the site's sockets at least twice during the run" % tag,
             len(samples))
     counts = [len(s) for s in samples]
     h.check(counts and all(c == 1 for c in counts),
@@ -121,7 +105,7 @@ def run_batch(h, hub, svc, sample, proto):
         return r.get("/slow", 0) + r.get("/bytes", 0)
     served = routed(after) - routed(before)
     h.check(served == N, "%s: the service saw each request exactly once" % tag, served)
-    h.info("%s: %d requests in %.1fs; service max in flight %s; %d ss samples" % (
+    h.info("%s: %d requests in %.1fs; service max in flight %s; %d socket samples" % (
         tag, N, elapsed, after.get("max_inflight"), len(samples)))
     h.check(after.get("max_inflight", 0) >= 32, "%s: the service saw at least 32 requests in "
             "flight at once (the tunnel multiplexes)" % tag, after.get("max_inflight"))
@@ -134,7 +118,7 @@ def main(h):
     hub, site, svc = h.setup(SITE)
     h.site_pid = site.proc.pid
     c = tunnel_conns(hub.port, site.proc.pid)
-    if not h.check(c is not None and len(c) == 1, "ss shows one connection site->hub at rest", c):
+    if not h.check(c is not None and len(c) == 1, "the site holds one connection to the hub at rest", c):
         return
     h.site_local = c[0][0]
     for proto in ("1.1", "2"):
@@ -143,4 +127,4 @@ def main(h):
 
 
 if __name__ == "__main__":
-    Harness.main("concurrency", main, tools=("curl", "ss"))
+    Harness.main("concurrency", main, tools=("curl",))

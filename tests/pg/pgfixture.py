@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 # A real PostgreSQL server for the test suite: initdb + pg_ctl on a loopback port, as an unprivileged user.
 # SPDX-License-Identifier: MIT
-"""Usage: pgfixture.py start|stop|status BUILD_DIR
+"""Usage: pgfixture.py start|stop|status|down|up BUILD_DIR
        pgfixture.py find
 
 start   initdb a fresh cluster in BUILD_DIR/pgtest/data (trust auth, no
@@ -14,6 +14,10 @@ start   initdb a fresh cluster in BUILD_DIR/pgtest/data (trust auth, no
 stop    `pg_ctl -m fast stop` (then immediate, then SIGKILL of the
         postmaster recorded in postmaster.pid), and remove BUILD_DIR/pgtest.
 status  print the URL and whether the server answers (exit 1 if not).
+down    `pg_ctl -m fast stop`, keeping the cluster and its URL (a database
+        outage for tests such as test_pg_restart; clients see their
+        connections closed).
+up      start the cluster `down` stopped, on the same port.
 find    print the directory holding initdb, pg_ctl, postgres and psql
         (exit 1 with a reason when there is none).
 
@@ -361,6 +365,30 @@ def stop(build_dir):
     say((note or "no server was running") + "; removed %s" % p["top"])
 
 
+def down(build_dir):
+    pg = bin_dir()
+    run = Runner()
+    with Lock(build_dir):
+        note = stop_server(run, pg, data_dir(build_dir))
+    say(note or "no server was running")
+
+
+def up(build_dir):
+    t0 = time.monotonic()
+    pg = bin_dir()
+    run = Runner()
+    data = data_dir(build_dir)
+    if not os.path.isdir(data):
+        raise Error("no cluster in %s: run start first" % data)
+    with Lock(build_dir):
+        log = os.path.join(os.path.dirname(data), "postgres.log")
+        rc, out = run.run([os.path.join(pg, "pg_ctl"), "-D", data, "-l", log, "-w", "-t", "60",
+                           "start"], cwd=os.path.dirname(data))
+        if rc != 0:
+            raise Error("pg_ctl start failed (rc=%d): %s" % (rc, out.strip()[-500:]))
+    say("started again on %s (%.1f s)" % (data, time.monotonic() - t0))
+
+
 def status(build_dir):
     url = read_url(build_dir)
     if not url:
@@ -376,7 +404,7 @@ def status(build_dir):
 
 
 def main(argv):
-    if not (len(argv) == 3 and argv[1] in ("start", "stop", "status")
+    if not (len(argv) == 3 and argv[1] in ("start", "stop", "status", "down", "up")
             or len(argv) in (2, 3) and argv[1:2] == ["find"]):
         sys.stderr.write(__doc__.split("\n\n")[0] + "\n")
         return 2
@@ -386,7 +414,7 @@ def main(argv):
             return 0
         if argv[1] == "status":
             return status(argv[2])
-        (start if argv[1] == "start" else stop)(argv[2])
+        {"start": start, "stop": stop, "down": down, "up": up}[argv[1]](argv[2])
         return 0
     except (Error, subprocess.TimeoutExpired, OSError) as e:
         sys.stderr.write("pgfixture: %s: %s\n" % (argv[1], e))

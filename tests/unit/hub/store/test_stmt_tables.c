@@ -10,31 +10,6 @@
 #include "hub/store/schema_sql.h"
 #include "testutil.h"
 
-/* The highest ?N of an SQLite statement, quotes skipped; -1 for a bare ?
- * (which would number itself by position and could disagree unseen). */
-static int sqlite_max_param(const char *sql)
-{
-    int max = 0;
-    char quote = 0;
-
-    for (const char *p = sql; *p != '\0'; p++) {
-        if (quote) {
-            if (*p == quote)
-                quote = 0;
-        } else if (*p == '\'' || *p == '"') {
-            quote = *p;
-        } else if (*p == '?') {
-            int n = (int)strtol(p + 1, NULL, 10);
-
-            if (n <= 0)
-                return -1;
-            if (n > max)
-                max = n;
-        }
-    }
-    return max;
-}
-
 #ifdef TETHER_HAVE_PG
 static void compare(const char *what, const char *const *sq, const char *const *pg, size_t n)
 {
@@ -47,8 +22,8 @@ static void compare(const char *what, const char *const *sq, const char *const *
             CHECK(0);
             continue;
         }
-        a = sqlite_max_param(sq[i]);
-        b = registry_pg_max_param(pg[i]);
+        a = registry_max_param(sq[i], '?');
+        b = registry_max_param(pg[i], '$');
         if (a != b)
             fprintf(stderr, "%s statement %zu: ?%d in sqlite, $%d in postgresql\n  %s\n  %s\n",
                     what, i, a, b, sq[i], pg[i]);
@@ -67,12 +42,10 @@ int main(void)
     CHECK(n_sq > 10 && nq_sq > 10);
     CHECK_EQ_INT(registry_stmt_tables("nosuch", &sq, &n_sq, &sqq, &nq_sq), -ENOENT);
     /* The parameter scanners themselves: quoted text and casts do not count. */
-#ifdef TETHER_HAVE_PG
-    CHECK_EQ_INT(registry_pg_max_param("SELECT '$9', \"$8\" FROM t WHERE a = $2 AND b = $10::int"),
-                 10);
-#endif
-    CHECK_EQ_INT(sqlite_max_param("SELECT '?9' FROM t WHERE a = ?2"), 2);
-    CHECK_EQ_INT(sqlite_max_param("SELECT ? FROM t"), -1);
+    CHECK_EQ_INT(
+        registry_max_param("SELECT '$9', \"$8\" FROM t WHERE a = $2 AND b = $10::int", '$'), 10);
+    CHECK_EQ_INT(registry_max_param("SELECT '?9' FROM t WHERE a = ?2", '?'), 2);
+    CHECK_EQ_INT(registry_max_param("SELECT ? FROM t", '?'), -1);
     /* Migrations carry the same numbers on both backends. */
     CHECK_EQ_INT(schema_sqlite_migrations_n, schema_pg_migrations_n);
     for (size_t i = 0; i < schema_sqlite_migrations_n && i < schema_pg_migrations_n; i++) {

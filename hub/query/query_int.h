@@ -47,7 +47,7 @@
 #define SSE_BACKLOG_MAX  (64u << 20)
 #define DELIVER_MAX      1000000
 #define DETAIL_LEN       QUERY_DETAIL_LEN
-#define LAND_BATCH       64
+#define LAND_BATCH       256
 
 /* A request body shared by every site of one fan-out. */
 struct qbody {

@@ -104,14 +104,22 @@ static const char *const stmt_pg[S_COUNT] = {
                      "WHERE id < $1 ORDER BY id DESC LIMIT $2",
 };
 
+/* Q_RINSERT's columns, and one row of its values (store_int.h numbers them). */
+#define QR_HEAD                                                                                    \
+    "INSERT INTO query_results (query_id, site_id, site, status, expires_at, sent_at, detail, "    \
+    "finished_at, seq) VALUES "
+#define QR_ROW(site_id, site, status, sent_at, detail, finished_at, seq)                           \
+    "($1, $" #site_id ", $" #site ", $" #status ", $2, NULLIF($" #sent_at                          \
+    "::bigint, 0), $" #detail ", NULLIF($" #finished_at "::bigint, 0), NULLIF($" #seq              \
+    "::bigint, 0))"
+
 static const char *const qstmt_pg[Q_NSTMT] = {
     [Q_INSERT] = "INSERT INTO queries (qid, created_at, token_id, actor, remote, target, service, "
                  "method, path, headers, body, timeout_s, ttl_s, expires_at, n_sites, n_final, "
                  "completed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::bytea, $12, "
                  "$13, $14, $15, $16, NULLIF($17::bigint, 0)) RETURNING id",
-    [Q_RINSERT] = "INSERT INTO query_results (query_id, site_id, site, status, expires_at, "
-                  "sent_at, detail, finished_at, seq) VALUES ($1, $2, $3, $4, $5, "
-                  "NULLIF($6::bigint, 0), $7, NULLIF($8::bigint, 0), NULLIF($9::bigint, 0))",
+    [Q_RINSERT] = QR_HEAD QR_ROW(3, 4, 5, 6, 7, 8, 9),
+    [Q_RINSERT_MANY] = QR_HEAD REG_RINSERT_VALUES(QR_ROW),
     [Q_MARK_SENT] = "UPDATE query_results SET status = 'sent', sent_at = $3 "
                     "WHERE query_id = $1 AND site_id = $2 AND status = 'queued'",
     [Q_REQUEUE] = "UPDATE query_results SET status = 'queued', sent_at = NULL "

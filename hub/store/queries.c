@@ -228,24 +228,31 @@ int registry_query_create(struct reg_qstore *s, struct reg_query *q,
     q->n_sites = (int64_t)n;
     q->n_final = n_final;
     q->completed_at = n_final == (int64_t)n ? now : 0;
-    for (size_t i = 0; i < n; i++) {
-        const struct reg_qresult *t = &targets[i];
-        int final = registry_query_status_final(t->status);
-
-        if (t->status < 0 || t->status >= REG_Q_NSTATUS) {
+    for (size_t i = 0; i < n; i++)
+        if (targets[i].status < 0 || targets[i].status >= REG_Q_NSTATUS) {
             rc = -EINVAL;
             goto out;
         }
-        st = stmt(s, Q_RINSERT);
+    /* REG_RINSERT_ROWS rows per statement, the rest one by one (store_int.h
+     * numbers the parameters). */
+    for (size_t i = 0; i < n;) {
+        size_t k = n - i >= REG_RINSERT_ROWS ? REG_RINSERT_ROWS : 1;
+
+        st = stmt(s, k > 1 ? Q_RINSERT_MANY : Q_RINSERT);
         registry__bind_i64(st, 1, q->id);
-        registry__bind_i64(st, 2, t->site_id);
-        registry__bind_text(st, 3, t->site);
-        registry__bind_text(st, 4, status_names[t->status]);
-        registry__bind_i64(st, 5, q->expires_at);
-        registry__bind_i64(st, 6, t->status == REG_Q_SENT ? now : 0);
-        registry__bind_text_cut(st, 7, t->detail ? t->detail : "", DETAIL_MAX);
-        registry__bind_i64(st, 8, final ? now : 0);
-        registry__bind_i64(st, 9, final ? ++seq : 0);
+        registry__bind_i64(st, 2, q->expires_at);
+        for (size_t j = 0; j < k; j++, i++) {
+            const struct reg_qresult *t = &targets[i];
+            int final = registry_query_status_final(t->status), p = 3 + 7 * (int)j;
+
+            registry__bind_i64(st, p, t->site_id);
+            registry__bind_text(st, p + 1, t->site);
+            registry__bind_text(st, p + 2, status_names[t->status]);
+            registry__bind_i64(st, p + 3, t->status == REG_Q_SENT ? now : 0);
+            registry__bind_text_cut(st, p + 4, t->detail ? t->detail : "", DETAIL_MAX);
+            registry__bind_i64(st, p + 5, final ? now : 0);
+            registry__bind_i64(st, p + 6, final ? ++seq : 0);
+        }
         rc = exec_stmt(st);
         if (rc != 0)
             goto out;

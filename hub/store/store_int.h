@@ -67,6 +67,7 @@ enum stmt_id {
 enum qstmt {
     Q_INSERT,
     Q_RINSERT,
+    Q_RINSERT_MANY,
     Q_MARK_SENT,
     Q_REQUEUE,
     Q_FINISH,
@@ -89,6 +90,25 @@ enum qstmt {
     Q_OPEN_COUNTS,
     Q_NSTMT
 };
+
+/* Rows of one Q_RINSERT_MANY. Both drivers number its parameters alike:
+ * query_id ?1 and expires_at ?2 for every row, then seven per row (site_id,
+ * site, status, sent_at, detail, finished_at, seq) from ?3; Q_RINSERT is
+ * its first row alone. */
+#define REG_RINSERT_ROWS 8
+/* The values of Q_RINSERT_MANY, ROW(site_id, site, status, sent_at,
+ * detail, finished_at, seq) being a driver's row with those parameters. */
+/* clang-format off */
+#define REG_RINSERT_VALUES(ROW) \
+    ROW(3, 4, 5, 6, 7, 8, 9) ", " \
+    ROW(10, 11, 12, 13, 14, 15, 16) ", " \
+    ROW(17, 18, 19, 20, 21, 22, 23) ", " \
+    ROW(24, 25, 26, 27, 28, 29, 30) ", " \
+    ROW(31, 32, 33, 34, 35, 36, 37) ", " \
+    ROW(38, 39, 40, 41, 42, 43, 44) ", " \
+    ROW(45, 46, 47, 48, 49, 50, 51) ", " \
+    ROW(52, 53, 54, 55, 56, 57, 58)
+/* clang-format on */
 
 /* Column lists both drivers' tables select, in the order their readers
  * take them (site_from_row in sites.c; read_query and read_result in

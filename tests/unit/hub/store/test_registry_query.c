@@ -92,6 +92,80 @@ static int list_cb(const struct reg_query *q, void *arg)
     return 0;
 }
 
+/* Every stored field of one result, for many_targets. */
+struct row {
+    char site[64], detail[64];
+    int status;
+    int64_t site_id, seq, sent_at, finished_at, expires_at;
+};
+
+struct rows {
+    struct row v[32];
+    int n;
+};
+
+static int rows_cb(const struct reg_qresult *r, void *arg)
+{
+    struct rows *s = arg;
+
+    if (s->n < 32) {
+        struct row *w = &s->v[s->n++];
+
+        snprintf(w->site, sizeof(w->site), "%s", r->site);
+        snprintf(w->detail, sizeof(w->detail), "%s", r->detail ? r->detail : "");
+        w->status = r->status;
+        w->site_id = r->site_id;
+        w->seq = r->seq;
+        w->sent_at = r->sent_at;
+        w->finished_at = r->finished_at;
+    }
+    return 0;
+}
+
+/* 19 targets: two statements of REG_RINSERT_ROWS rows and three alone.
+ * Every row keeps its own site, state, detail and times, and the final
+ * ones are numbered 1.. in the targets' order across the statements. */
+static void many_targets(struct reg_qstore *st, int64_t now)
+{
+    static const int cycle[4] = {REG_Q_SENT, REG_Q_QUEUED, REG_Q_SKIPPED, REG_Q_ERROR};
+    struct reg_qresult t[19];
+    char names[19][16], details[19][16];
+    struct reg_query q = make_query("q_MANYMANYMANYMANYMANYMA", 5, now, 60);
+    struct rows rows = {.n = 0};
+    int64_t counts[REG_Q_NSTATUS], seq = 0;
+
+    memset(t, 0, sizeof(t));
+    for (int i = 0; i < 19; i++) {
+        snprintf(names[i], sizeof(names[i]), "many-%02d", i);
+        snprintf(details[i], sizeof(details[i]), "why %d", i);
+        t[i].site_id = 100 + i;
+        t[i].site = names[i];
+        t[i].status = cycle[i % 4];
+        t[i].detail = registry_query_status_final(t[i].status) ? details[i] : NULL;
+    }
+    CHECK_EQ_INT(registry_query_create(st, &q, t, 19, now), 0);
+    CHECK_EQ_INT(q.n_final, 9);
+    CHECK_EQ_INT(registry_query_counts(st, q.id, counts), 0);
+    CHECK_EQ_INT(counts[REG_Q_SENT], 5);
+    CHECK_EQ_INT(counts[REG_Q_QUEUED], 5);
+    CHECK_EQ_INT(counts[REG_Q_SKIPPED], 5);
+    CHECK_EQ_INT(counts[REG_Q_ERROR], 4);
+    CHECK_EQ_INT(registry_query_results(st, q.id, 0, 0, rows_cb, &rows), 0);
+    CHECK_EQ_INT(rows.n, 19);
+    for (int i = 0; i < 19 && i < rows.n; i++) {
+        const struct row *w = &rows.v[i]; /* by site name: the targets' order */
+        int final = registry_query_status_final(t[i].status);
+
+        CHECK_EQ_STR(w->site, names[i]);
+        CHECK_EQ_INT(w->site_id, 100 + i);
+        CHECK_EQ_INT(w->status, t[i].status);
+        CHECK_EQ_STR(w->detail, final ? details[i] : "");
+        CHECK_EQ_INT(w->sent_at, t[i].status == REG_Q_SENT ? now : 0);
+        CHECK_EQ_INT(w->finished_at, final ? now : 0);
+        CHECK_EQ_INT(w->seq, final ? ++seq : 0);
+    }
+}
+
 /* A database made by schema 003 (before skipped and cancelled) with a
  * query on it: 004 keeps every row, and the new states then work on it. */
 static void upgrade_keeps_queries(void)
@@ -455,6 +529,8 @@ int main(void)
         CHECK_EQ_INT(got.completed_at, now + 8);
         registry_query_clear(&got);
     }
+
+    many_targets(st, now);
 
     CHECK_EQ_INT(registry_check(reg), 0);
     registry_query_close(st);

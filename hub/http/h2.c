@@ -267,8 +267,10 @@ void h2u_pause_body(struct ureq *r, int pause)
         h2u_unhold(r);
         return;
     }
-    if (uc->h2_holder != NULL || r->released || r->hold_done || !r->active || uc->h2_active != 1 ||
-        uc->conn == NULL)
+    /* A byte stream (CONNECT, WebSocket) is interactive and long-lived: a
+     * new stream behind it must not wait, so its window alone holds it. */
+    if (uc->h2_holder != NULL || r->released || r->hold_done || r->bytestream || !r->active ||
+        uc->h2_active != 1 || uc->conn == NULL)
         return; /* not alone: its window alone holds it back */
     if (!r->hold_window) {
         /* Sends the WINDOW_UPDATE for the difference. */

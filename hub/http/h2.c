@@ -34,6 +34,11 @@
  * USER_CONN_WINDOW, which bounds every connection anyway). */
 #define USER_HELD_WINDOW USER_CONN_WINDOW
 #define USER_HOLD_MAX_MS 500
+/* Widened windows hub-wide: each may come to hold USER_HELD_WINDOW in the
+ * hub once its hold expired (a stalled site), so at most this many lift the
+ * hub's worst case, by 16 x 15 MiB = 240 MiB; past it, uploads keep the
+ * ordinary window. */
+#define USER_WIDE_MAX 16
 
 static void hold_release(struct user_conn *uc);
 
@@ -259,6 +264,16 @@ void h2u_unhold(struct ureq *r)
         hold_release(r->uc);
 }
 
+/* r's stream is gone: its widened window no longer counts. */
+static void wide_put(struct ureq *r)
+{
+    if (!r->hold_window)
+        return;
+    r->hold_window = 0;
+    assert(r->uc->hub->n_wide_uploads > 0);
+    r->uc->hub->n_wide_uploads--;
+}
+
 void h2u_pause_body(struct ureq *r, int pause)
 {
     struct user_conn *uc = r->uc;
@@ -273,11 +288,14 @@ void h2u_pause_body(struct ureq *r, int pause)
         uc->h2_active != 1 || uc->conn == NULL)
         return; /* not alone: its window alone holds it back */
     if (!r->hold_window) {
+        if (uc->hub->n_wide_uploads >= USER_WIDE_MAX)
+            return;
         /* Sends the WINDOW_UPDATE for the difference. */
         if (nghttp2_session_set_local_window_size(uc->h2.s, NGHTTP2_FLAG_NONE, r->sid,
                                                   USER_HELD_WINDOW) != 0)
             return;
         r->hold_window = 1;
+        uc->hub->n_wide_uploads++;
         h2_send(&uc->h2);
     }
     uc->h2_holder = r;
@@ -337,6 +355,7 @@ static int h2_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t
         return 0;
     nghttp2_session_set_stream_user_data(session, stream_id, NULL);
     h2u_unhold(r);
+    wide_put(r);
     h2_stream_idle(uc, r);
     if (!r->resp_ended || !r->req_ended)
         ureq_abort(r);
@@ -484,6 +503,7 @@ void h2u_close(struct user_conn *uc)
     uv_timer_stop(&uc->resume_timer);
     uc->h2_holder = NULL;
     while ((r = TAILQ_FIRST(&uc->streams)) != NULL) {
+        wide_put(r);
         ureq_abort(r);
         ureq_release(r);
     }

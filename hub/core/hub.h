@@ -192,6 +192,9 @@ struct hub {
     uint64_t n_proxy_refused[PR_N];
     uint64_t proxy_refused_logged_ms[PR_N], proxy_refused_quiet[PR_N]; /* log rate limit */
     size_t n_conns[STATS_CONN_NKINDS]; /* open connections by kind (core/stats.h) */
+    /* HTTP/2 uploads whose stream window is widened (hub/http/h2.c, lone
+     * uploads), until their stream closes. */
+    size_t n_wide_uploads;
     uint64_t n_handshakes[STATS_HS_NKINDS][STATS_HS_NENDS]; /* ended handshakes */
     struct stats_sites site_stats;                          /* per-site counters */
     /* Every site's proxied requests together (stats_site_request): by

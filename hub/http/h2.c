@@ -19,6 +19,29 @@
 #define USER_STREAM_WINDOW (1 << 20)
 #define USER_CONN_WINDOW   (16 << 20)
 
+/* Lone uploads. A client that runs out of stream window may spin instead of
+ * sleeping: curl before 8.0 polls its writable socket in a loop (curl issue
+ * 10618), and on a relay, whose window follows the site, it is out of window
+ * whenever the site is the slower end (2.5-3.6 CPU s per GiB in curl, taken
+ * from the hub and the site). An upload that is alone on its connection is
+ * therefore held back by the socket, as on HTTP/1.1: when its handler pauses
+ * it, its window is widened to the connection's (once) and reading stops, so
+ * the client fills its socket and sleeps; the hub still holds no more than
+ * the handler's high-water mark. Reading resumes when the handler resumes,
+ * when another stream starts, and at the latest after USER_HOLD_MAX_MS: a
+ * connection is never held longer than that while its other streams wait,
+ * and from then on that upload is bounded by its window alone (at most
+ * USER_CONN_WINDOW, which bounds every connection anyway). */
+#define USER_HELD_WINDOW USER_CONN_WINDOW
+#define USER_HOLD_MAX_MS 500
+/* Widened windows hub-wide: each may come to hold USER_HELD_WINDOW in the
+ * hub once its hold expired (a stalled site), so at most this many lift the
+ * hub's worst case, by 16 x 15 MiB = 240 MiB; past it, uploads keep the
+ * ordinary window. */
+#define USER_WIDE_MAX 16
+
+static void hold_release(struct user_conn *uc);
+
 static ssize_t h2_read_out(nghttp2_session *session, int32_t stream_id, uint8_t *dst, size_t length,
                            uint32_t *data_flags, nghttp2_data_source *source, void *user_data)
 {
@@ -173,6 +196,8 @@ static int h2_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
         r->active = 1;
         if (uc->h2_active++ == 0)
             uc_busy(uc);
+        if (uc->h2_holder != NULL)
+            hold_release(uc); /* a lone upload is no longer alone */
         if (r->has_body && !r->bytestream)
             body_watch(uc, r);
         if (bad_connect)
@@ -213,6 +238,69 @@ static int h2_data_chunk(nghttp2_session *session, uint8_t flags, int32_t stream
     if (r->handler == NULL || !r->handler->holds_body)
         ureq_credit_body(r, r->in_held);
     return 0;
+}
+
+static void hold_release(struct user_conn *uc)
+{
+    uv_timer_stop(&uc->resume_timer);
+    uc->h2_holder = NULL;
+    if (!uc->dead && uc->conn != NULL)
+        conn_pause_reading(uc->conn, 0);
+}
+
+static void hold_expired(uv_timer_t *t)
+{
+    struct user_conn *uc = t->data;
+
+    if (uc->h2_holder == NULL)
+        return;
+    uc->h2_holder->hold_done = 1;
+    hold_release(uc);
+}
+
+void h2u_unhold(struct ureq *r)
+{
+    if (r->uc->h2_holder == r)
+        hold_release(r->uc);
+}
+
+/* r's stream is gone: its widened window no longer counts. */
+static void wide_put(struct ureq *r)
+{
+    if (!r->hold_window)
+        return;
+    r->hold_window = 0;
+    assert(r->uc->hub->n_wide_uploads > 0);
+    r->uc->hub->n_wide_uploads--;
+}
+
+void h2u_pause_body(struct ureq *r, int pause)
+{
+    struct user_conn *uc = r->uc;
+
+    if (!pause) {
+        h2u_unhold(r);
+        return;
+    }
+    /* A byte stream (CONNECT, WebSocket) is interactive and long-lived: a
+     * new stream behind it must not wait, so its window alone holds it. */
+    if (uc->h2_holder != NULL || r->released || r->hold_done || r->bytestream || !r->active ||
+        uc->h2_active != 1 || uc->conn == NULL)
+        return; /* not alone: its window alone holds it back */
+    if (!r->hold_window) {
+        if (uc->hub->n_wide_uploads >= USER_WIDE_MAX)
+            return;
+        /* Sends the WINDOW_UPDATE for the difference. */
+        if (nghttp2_session_set_local_window_size(uc->h2.s, NGHTTP2_FLAG_NONE, r->sid,
+                                                  USER_HELD_WINDOW) != 0)
+            return;
+        r->hold_window = 1;
+        uc->hub->n_wide_uploads++;
+        h2_send(&uc->h2);
+    }
+    uc->h2_holder = r;
+    conn_pause_reading(uc->conn, 1);
+    uv_timer_start(&uc->resume_timer, hold_expired, USER_HOLD_MAX_MS, 0);
 }
 
 /* A stream holds the conn busy (no idle deadline) until its response has
@@ -266,6 +354,8 @@ static int h2_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t
     if (r == NULL)
         return 0;
     nghttp2_session_set_stream_user_data(session, stream_id, NULL);
+    h2u_unhold(r);
+    wide_put(r);
     h2_stream_idle(uc, r);
     if (!r->resp_ended || !r->req_ended)
         ureq_abort(r);
@@ -410,7 +500,10 @@ void h2u_close(struct user_conn *uc)
 {
     struct ureq *r;
 
+    uv_timer_stop(&uc->resume_timer);
+    uc->h2_holder = NULL;
     while ((r = TAILQ_FIRST(&uc->streams)) != NULL) {
+        wide_put(r);
         ureq_abort(r);
         ureq_release(r);
     }

@@ -43,6 +43,10 @@ struct user_conn {
     struct h2 h2;
     struct ureq_list streams; /* open streams with a ureq; owned */
     int h2_active; /* streams whose request head is complete and response not yet ended */
+    /* HTTP/2: the upload that has reading paused (h2u_pause_body), or NULL */
+    struct ureq *h2_holder;
+    /* HTTP/1.1: the next request's start from the loop; HTTP/2: how long
+     * h2_holder may keep reading paused (USER_HOLD_MAX_MS). */
     uv_timer_t resume_timer;
     /* Deadlines while no request is in progress (see uc_arm). */
     uv_timer_t idle_timer;
@@ -96,5 +100,9 @@ int h2u_submit_head(struct ureq *r, int status, const nghttp2_nv *hdrs, size_t n
 int h2u_write_body(struct ureq *r, const uint8_t *data, size_t len);
 void h2u_end(struct ureq *r);
 void h2u_reset(struct ureq *r);
+/* Upload backpressure on HTTP/2 (see h2.c, "Lone uploads"). */
+void h2u_pause_body(struct ureq *r, int pause);
+/* r no longer holds the connection's reading paused (its handler changed). */
+void h2u_unhold(struct ureq *r);
 
 #endif

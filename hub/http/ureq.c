@@ -127,6 +127,8 @@ void ureq_set_handler(struct ureq *r, const struct ureq_handler *hd, void *hctx)
         return;
     r->handler = hd;
     r->hctx = hctx;
+    if (r->uc->is_h2)
+        h2u_unhold(r);
     /* What the previous handler held is dropped with it. */
     if (r->in_held > 0 && (hd == NULL || !hd->holds_body))
         ureq_credit_body(r, r->in_held);
@@ -277,9 +279,14 @@ void ureq_error(struct ureq *r, int status, const char *code, const char *detail
 
 void ureq_pause_body(struct ureq *r, int pause)
 {
-    /* HTTP/2 flow control already bounds the upload: we credit only what was
-     * passed on. HTTP/1.1 has only the socket. */
-    if (!r->uc->is_h2 && !r->uc->dead)
+    if (r->uc->dead)
+        return;
+    /* HTTP/2 flow control bounds the upload (we credit only what was passed
+     * on); a lone upload also holds the socket (h2u_pause_body). HTTP/1.1
+     * has only the socket. */
+    if (r->uc->is_h2)
+        h2u_pause_body(r, pause);
+    else
         conn_pause_reading(r->uc->conn, pause);
 }
 

@@ -70,8 +70,10 @@ struct ureq {
     int resp_ended;
     int resp_chunked; /* HTTP/1.1 */
     int head_only;
-    size_t in_held; /* HTTP/2: request-body bytes received, not yet credited */
-    struct buf out; /* HTTP/2: body bytes not yet taken by nghttp2 */
+    size_t in_held;  /* HTTP/2: request-body bytes received, not yet credited */
+    int hold_window; /* HTTP/2: the stream window was widened for a lone upload */
+    int hold_done;   /* HTTP/2: it held reading paused too long; windows only from now */
+    struct buf out;  /* HTTP/2: body bytes not yet taken by nghttp2 */
     int out_eof;
     int deferred;
     struct buf trl; /* response trailers to send: name\0value\0 pairs */

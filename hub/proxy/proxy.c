@@ -506,23 +506,25 @@ static void t_error(void *arg, enum tstream_err err, const char *why)
     proxy_fail(p, 502, "bad_gateway", why);
 }
 
-static size_t t_read_body(void *arg, uint8_t *dst, size_t cap, int *eof)
+/* The upload waits in p->up; the tunnel sends it from there (no copy). */
+static struct buf *t_body_buf(void *arg, int *eof)
 {
     struct proxy *p = arg;
-    size_t n = p->up.len < cap ? p->up.len : cap;
 
-    if (n > 0) {
-        memcpy(dst, buf_head(&p->up), n);
-        buf_consume(&p->up, n);
-        if (p->r != NULL)
-            ureq_credit_body(p->r, n);
-    }
+    *eof = p->up_eof;
+    return &p->up;
+}
+
+static void t_body_taken(void *arg, size_t n)
+{
+    struct proxy *p = arg;
+
+    if (p->r != NULL)
+        ureq_credit_body(p->r, n);
     if (p->up_paused && p->up.len < UP_LOW && p->r != NULL) {
         p->up_paused = 0;
         ureq_pause_body(p->r, 0);
     }
-    *eof = p->up_eof && p->up.len == 0;
-    return n;
 }
 
 /* The user's request trailers, filtered as its headers were, follow the
@@ -543,7 +545,8 @@ static const struct tstream_ops tunnel_side = {
     .on_data = t_data,
     .on_end = t_end,
     .on_error = t_error,
-    .read_body = t_read_body,
+    .body_buf = t_body_buf,
+    .body_taken = t_body_taken,
     .on_trailers = t_trailers,
     .body_trailers = t_body_trailers,
     .on_remote_end = t_remote_end,

@@ -425,7 +425,19 @@ static ssize_t read_body_cb(nghttp2_session *session, int32_t stream_id, uint8_t
         *data_flags |= NGHTTP2_DATA_FLAG_EOF;
         return 0;
     }
-    n = s->ops->read_body(s->arg, dst, length, &eof);
+    if (s->ops->body_buf != NULL) {
+        struct buf *b = s->ops->body_buf(s->arg, &eof);
+        int deferred = 0;
+        ssize_t k = h2_body_read(b, eof, &deferred, length, data_flags);
+
+        /* The bytes go out in send_body_cb (NO_COPY). */
+        if (k < 0)
+            return k;
+        n = (size_t)k;
+        eof = (*data_flags & NGHTTP2_DATA_FLAG_EOF) != 0;
+    } else {
+        n = s->ops->read_body(s->arg, dst, length, &eof);
+    }
     if (eof) {
         nghttp2_nv tnv[H2_HEADER_COUNT_MAX];
         size_t tn = 0;
@@ -439,6 +451,25 @@ static ssize_t read_body_cb(nghttp2_session *session, int32_t stream_id, uint8_t
     } else if (n == 0)
         return NGHTTP2_ERR_DEFERRED;
     return (ssize_t)n;
+}
+
+static int send_body_cb(nghttp2_session *session, nghttp2_frame *frame, const uint8_t *framehd,
+                        size_t length, nghttp2_data_source *source, void *user_data)
+{
+    struct tunnel *t = user_data;
+    struct tstream *s = source->ptr;
+    struct buf *b;
+    int eof = 0;
+
+    /* Nothing runs between read_body_cb and this call that could end s. */
+    if (s == NULL || s->ops == NULL || s->ops->body_buf == NULL)
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    b = s->ops->body_buf(s->arg, &eof);
+    if (h2_send_data_from(&t->h2, framehd, length, b) != 0)
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    if (s->ops->body_taken != NULL)
+        s->ops->body_taken(s->arg, length);
+    return 0;
 }
 
 /* --- liveness --- */
@@ -493,6 +524,7 @@ static const struct h2_callbacks tunnel_h2_callbacks = {
     .frame_recv = on_frame_recv,
     .data_chunk = on_data_chunk,
     .stream_close = on_stream_close,
+    .send_data = send_body_cb,
 };
 
 /* The site never opens streams toward the hub. */

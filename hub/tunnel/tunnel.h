@@ -46,6 +46,13 @@ struct tstream_ops {
     /* Upload: copy up to cap request-body bytes into dst. Return the count;
      * 0 with *eof=0 means "none yet" (call tunnel_stream_resume later). */
     size_t (*read_body)(void *arg, uint8_t *dst, size_t cap, int *eof);
+    /* May be NULL; when set, used instead of read_body. The request body
+     * waits in the buffer it returns (*eof once nothing more will be
+     * appended); the tunnel sends it from there without a copy, consuming
+     * what it sent, and then calls body_taken with the count (which may
+     * run where read_body may, and must not close anything either). */
+    struct buf *(*body_buf)(void *arg, int *eof);
+    void (*body_taken)(void *arg, size_t n);
     /* May be NULL. The site's response trailers (a trailing HEADERS frame
      * with END_STREAM), after the last on_data and just before on_end; the
      * array is valid during the call only. */

@@ -12,10 +12,14 @@ window and the request hangs until curl's timeout.
      guards it, it also passed before).
   D. uploads reset while the hub and the site still hold their bytes give
      the window back, on the user's connection and on the tunnel.
+  E. an upload alone on its connection, held back by the socket (its window
+     widened) to a service that takes nothing, still lets a request behind it
+     through once the hold's 0.5 s are up.
 """
 import os
 import socket
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Harness  # noqa: E402
@@ -117,6 +121,25 @@ def main(h):
                   timeout=20)
     h.check(r.status == 200 and (r.json() or {}).get("bytes") == 1 << 20,
             "D: a new connection's 1 MiB upload through the same tunnel is answered", r)
+    # E: an upload alone on its connection is held back by the socket (its
+    # window widened to the connection's, reading paused) so that a client
+    # out of window does not spin; the hold lasts 0.5 s at most, then the
+    # window alone bounds it, and a request started behind it is answered.
+    u = Uploader(hub.port, hub.token)
+    (lone,) = u.open(hole_path, 1)
+    sent = u.push([lone], 8 << 20, 3)
+    h.check(sent[lone] == 8 << 20,
+            "E: a lone upload to a service that takes nothing may send 8 MiB (its window "
+            "widened, the hub reading again after the hold)", sent)
+    (sid,) = u.open("/v1/sites/%s/services/web/sha256" % SITE, 1)
+    t0 = time.monotonic()
+    done = u.push([sid], 256 << 10, 10, end=True)
+    head = u.wait_head(sid, 10)
+    h.check(done[sid] == 256 << 10 and head == "200",
+            "E: a request behind the stuck lone upload on its connection is answered",
+            "%r %r after %.1f s" % (done, head, time.monotonic() - t0))
+    u.reset([lone])
+    u.close()
     filler.close()
     hole.close()
 

@@ -16,6 +16,7 @@
 #include "common/conn.h"
 #include "common/crypto.h"
 #include "common/tls.h"
+#include "hub/auth/auth.h"
 #include "hub/core/hub.h"
 #include "hub/core/ipcount.h"
 #include "hub/net/listen.h"
@@ -226,6 +227,7 @@ int main(void)
     uv_run(h->loop, UV_RUN_DEFAULT);
     CHECK_EQ_INT(uv_loop_close(h->loop), 0);
     hub_listen_free(h);
+    auth_cache_free(h);
     hub_users_free(h);
     stats_sites_free(h);
     wolfSSL_CTX_free(cli_ctx);

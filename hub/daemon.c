@@ -36,12 +36,15 @@
  * alive this long, something leaked it and we close it by force. */
 #define SHUTDOWN_WATCHDOG_MS 5000
 /* A draining hub asks its sites to come back spread over a window that
- * grows with their number: about this many a second (the hub accepted
- * 400-500 handshakes a second in tests/bench, 2 cores shared with the
- * simulated sites), so a restart with 1,000 sites sees them back over 4 s
- * rather than half of them in one second; one site comes back at once. */
+ * grows with their number, 250 a second, so a restart with 1,000 sites sees
+ * them back over 4 s rather than half of them in one second, and one site
+ * comes back at once. The window stops growing at 20 s: 19,000 sites (the
+ * most one hub's 20,000 descriptors hold) then come at 950 a second, under
+ * the 1,500-2,500 handshakes a second one hub core takes (tests/bench,
+ * section 10), and are back within 30 s of the restart with 10 s left for
+ * the restart itself and the stragglers (docs/benchmarks.md, section 5). */
 #define RECONNECT_SPREAD_PER_S  250
-#define RECONNECT_WINDOW_MAX_MS 60000
+#define RECONNECT_WINDOW_MAX_MS 20000
 
 /* The loop's lag: a timer due every LAG_TICK_MS counts how late it runs
  * (tether_hub_loop_lag_seconds). 50 wake-ups a second cost nothing next to

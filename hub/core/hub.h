@@ -101,17 +101,26 @@ struct ipcount {
  * descriptor reserve, and the refusal log rate limits. In struct hub so two
  * hubs in one process each have their own. */
 struct handshake;
-LIST_HEAD(handshake_list, handshake);
 TAILQ_HEAD(handshake_queue, handshake);
 struct hub_refusals {
     uint64_t last_ms, n; /* last warning logged; refusals since */
 };
 struct hub_listen_state {
-    struct handshake_list waiters; /* newest first; not owned (each owned by its conn) */
-    size_t n_waiters;
+    /* Waiters for the next loop turn's handshake budget, or whose address
+     * found no free slot in pending[] (256 addresses mid-handshake), oldest
+     * first; those over their address's cap wait in its slot. Not owned
+     * (each owned by its conn); TAILQ_INIT by hub_listen. */
+    struct handshake_queue queued;
+    size_t n_waiters; /* in queued and in every pending[].waiters */
+    /* Handshakes started in the loop turn of turn_ms (uv_now), and the idle
+     * handle that starts queued ones on the next turns. */
+    uint64_t turn_ms;
+    int turn_started;
+    uv_idle_t admit_idle;
+    int admit_idle_on;                /* initialised */
     struct handshake_queue probation; /* oldest first; TAILQ_INIT by hub_listen */
     int n_probation;                  /* in the reserve, in probation or not */
-    struct hub_refusals cap_refusals, reserve_refusals;
+    struct hub_refusals cap_refusals, reserve_refusals, wait_refusals;
     /* Out of memory at accept: the socket libuv holds is taken into
      * reject_tcp and closed; listeners wait their turn in reject_queue. */
     uv_tcp_t reject_tcp;
@@ -169,10 +178,14 @@ struct hub {
     uv_timer_t drain_timer;
     int draining;
     uint64_t started_ms;
-    /* pending handshakes per source address: tiny open table */
+    /* pending handshakes per source address: tiny open table. A slot with
+     * waiters (connections over the cap, oldest first, hub/net/listen.c)
+     * always has count > 0: each end of a counted handshake takes the
+     * oldest in, so finding the next is O(1) however many wait. */
     struct {
         char ip[48];
         int count;
+        struct handshake_queue waiters; /* TAILQ_INIT by hub_listen */
     } pending[256];
     struct ipcount users; /* user connections per source address */
     /* Descriptors: the process limit, those held by other things than

@@ -35,15 +35,23 @@ int hub_pending_inc(struct hub *h, const char *peer)
     return 0;
 }
 
-void hub_pending_dec(struct hub *h, const char *peer)
+int hub_pending_slot(const struct hub *h, const char *peer)
 {
     char ip[48];
     net_peer_ip(peer, ip, sizeof(ip));
     for (size_t i = 0; i < sizeof(h->pending) / sizeof(h->pending[0]); i++)
-        if (h->pending[i].count > 0 && strcmp(h->pending[i].ip, ip) == 0) {
-            h->pending[i].count--;
-            return;
-        }
+        if (h->pending[i].count > 0 && strcmp(h->pending[i].ip, ip) == 0)
+            return (int)i;
+    return -1;
+}
+
+int hub_pending_dec(struct hub *h, const char *peer)
+{
+    int i = hub_pending_slot(h, peer);
+
+    if (i >= 0)
+        h->pending[i].count--;
+    return i;
 }
 
 /* --- user connections per source address --- */

@@ -29,11 +29,12 @@ struct handshake {
     int tunnel;
     int counted;
     int waiting;      /* queued behind the per-address cap */
+    int wslot;        /* while waiting: its address's slot in h->pending, or -1 (queued) */
     int user_counted; /* counted in hub_users_inc until the user layer takes over */
     int reserve;      /* accepted into the descriptor reserve: may only become a tunnel */
     int evictable;    /* in `probation`: reserve set, no tether/1 ClientHello seen yet */
     TAILQ_ENTRY(handshake) rlink; /* in h->lst.probation while evictable */
-    LIST_ENTRY(handshake) wlink;  /* in h->lst.waiters while waiting */
+    TAILQ_ENTRY(handshake) wlink; /* in its wait queue while waiting */
     struct tls_pin_verifier v;
     struct reg_site site;
     uint64_t site_gen; /* h->gen when site was read */
@@ -162,36 +163,124 @@ static int check_site_pin(void *arg, const char *pin)
  * a reconnect storm from one NAT address is slowed, not dropped. */
 #define WAIT_MAX 8192
 
+/* Handshakes started per loop turn, at most, and only while the turn has
+ * run less than TURN_BUSY_MS. A TLS 1.3 handshake costs the hub about
+ * 0.4 ms of CPU (tests/bench, section 10), most of it in the steps after
+ * its start; a reconnect storm let hundreds start in one turn and the
+ * loop's lag reached a second (docs/benchmarks.md, section 5). 32 a turn
+ * is about 13 ms of handshake work spread over the next turns, and still
+ * more than 2,000 a second, what one core does; a turn already busy (its
+ * I/O callbacks began more than TURN_BUSY_MS ago) starts none. The others
+ * wait in `queued` with reading paused, their ClientHello in the kernel. */
+#define HS_PER_TURN  32
+#define TURN_BUSY_MS 8
+
+static struct handshake_queue *wait_queue(struct hub *h, int slot)
+{
+    return slot >= 0 ? &h->pending[slot].waiters : &h->lst.queued;
+}
+
+/* Whether this loop turn may start another handshake. uv_now is the time
+ * the turn's polling returned (libuv updates it then), on the clock of
+ * uv_hrtime. */
+static int turn_left(struct hub *h)
+{
+    uint64_t now = uv_now(h->loop);
+
+    if (now != h->lst.turn_ms) {
+        h->lst.turn_ms = now;
+        h->lst.turn_started = 0;
+    }
+    return h->lst.turn_started < HS_PER_TURN && uv_hrtime() / 1000000 < now + TURN_BUSY_MS;
+}
+
+static void admit_cb(uv_idle_t *idle);
+
+/* hs waits: in `queued` (at its head if first), or in its address's slot
+ * when the address is at its cap. */
+static void wait_link(struct handshake *hs, int queued, int first)
+{
+    struct hub *h = hs->h;
+
+    hs->wslot = queued ? -1 : hub_pending_slot(h, hs->c->peer);
+    if (first)
+        TAILQ_INSERT_HEAD(wait_queue(h, hs->wslot), hs, wlink);
+    else
+        TAILQ_INSERT_TAIL(wait_queue(h, hs->wslot), hs, wlink);
+    hs->waiting = 1;
+    h->lst.n_waiters++;
+    if (hs->wslot < 0 && h->lst.admit_idle_on)
+        uv_idle_start(&h->lst.admit_idle, admit_cb);
+}
+
 static void wait_unlink(struct handshake *hs)
 {
     if (!hs->waiting)
         return;
     assert(hs->h->lst.n_waiters > 0 && !hs->counted);
-    LIST_REMOVE(hs, wlink);
+    TAILQ_REMOVE(wait_queue(hs->h, hs->wslot), hs, wlink);
     hs->waiting = 0;
     hs->h->lst.n_waiters--;
 }
 
-static void wake_one(struct hub *h, const struct conn *gone)
+static void admit(struct handshake *w)
 {
-    char ip[sizeof(gone->peer)], wip[sizeof(gone->peer)];
-    struct handshake *oldest = NULL;
+    wait_unlink(w);
+    w->counted = 1;
+    w->h->lst.turn_started++;
+    conn_pause_reading(w->c, 0);
+}
 
-    net_peer_ip(gone->peer, ip, sizeof(ip));
-    /* New waiters go to the head: the last match waited longest. */
+/* Starts queued handshakes, oldest first, while the turn allows. One whose
+ * address reached its cap meanwhile moves to its address's queue. */
+static void admit_queued(struct hub *h)
+{
     struct handshake *w;
 
-    LIST_FOREACH(w, &h->lst.waiters, wlink)
-    {
-        net_peer_ip(w->c->peer, wip, sizeof(wip));
-        if (strcmp(wip, ip) == 0)
-            oldest = w;
+    while ((w = TAILQ_FIRST(&h->lst.queued)) != NULL && turn_left(h)) {
+        if (hub_pending_inc(h, w->c->peer) == 0) {
+            admit(w);
+            continue;
+        }
+        if (hub_pending_slot(h, w->c->peer) < 0)
+            break; /* no slot free: the next end frees one */
+        wait_unlink(w);
+        wait_link(w, 0, 0);
     }
-    if (oldest == NULL || hub_pending_inc(h, oldest->c->peer) != 0)
+    if (TAILQ_EMPTY(&h->lst.queued) && h->lst.admit_idle_on)
+        uv_idle_stop(&h->lst.admit_idle);
+}
+
+/* Each loop turn while handshakes are queued. */
+static void admit_cb(uv_idle_t *idle)
+{
+    admit_queued(idle->data);
+}
+
+/* A counted handshake of the address in pending[slot] ended: the oldest
+ * waiter of that address goes on (or to the head of `queued` when this
+ * turn has started its share), else the oldest queued one. The queues are
+ * per address: in a reconnect storm thousands wait, and a walk over all of
+ * them at every end took half the hub's CPU (docs/benchmarks.md, section
+ * 5). A waiter in a slot always finds its address's count > 0. */
+static void wake_one(struct hub *h, int slot)
+{
+    struct handshake *w;
+
+    if (slot < 0)
         return;
-    wait_unlink(oldest);
-    oldest->counted = 1;
-    conn_pause_reading(oldest->c, 0);
+    w = TAILQ_FIRST(&h->pending[slot].waiters);
+    if (w == NULL) {
+        admit_queued(h);
+        return;
+    }
+    if (!turn_left(h)) {
+        wait_unlink(w);
+        wait_link(w, 1, 1);
+        return;
+    }
+    if (hub_pending_inc(h, w->c->peer) == 0)
+        admit(w);
 }
 
 /* Connections taken into the descriptor reserve that have not finished
@@ -248,10 +337,8 @@ static void hs_free(struct handshake *hs, struct conn *c)
     probation_unlink(hs);
     if (hs->user_counted)
         hub_users_dec(hs->h, c->peer);
-    if (hs->counted) {
-        hub_pending_dec(hs->h, c->peer);
-        wake_one(hs->h, c);
-    }
+    if (hs->counted)
+        wake_one(hs->h, hub_pending_dec(hs->h, c->peer));
     registry_site_clear(&hs->site);
     free(hs);
 }
@@ -445,6 +532,7 @@ static void on_connection(uv_stream_t *server, int status)
     struct hub *h = server->data;
     struct handshake *hs;
     struct conn *c;
+    int queued;
 
     if (status < 0)
         return;
@@ -505,21 +593,32 @@ static void on_connection(uv_stream_t *server, int status)
         h->lst.n_probation++;
         return;
     }
-    if (hub_pending_inc(h, c->peer) != 0) {
+    /* Behind those already queued, or over this turn's share: queued. */
+    queued = !TAILQ_EMPTY(&h->lst.queued) || !turn_left(h);
+    if (queued || hub_pending_inc(h, c->peer) != 0) {
         if (h->lst.n_waiters >= WAIT_MAX) {
-            log_event(LOG_WARN, "handshake_cap", "remote=%s waiting=%zu", c->peer,
-                      h->lst.n_waiters);
+            /* One line per 10 s under a flood (a storm refused 54,000 in a
+             * minute): a line each cost the loop more than the refusal. */
+            struct hub_refusals *r = &h->lst.wait_refusals;
+            uint64_t now = uv_now(h->loop);
+
+            r->n++;
+            if (r->last_ms == 0 || now - r->last_ms >= 10000) {
+                log_event(LOG_WARN, "handshake_cap", "remote=%s waiting=%zu refused=%llu", c->peer,
+                          h->lst.n_waiters, (unsigned long long)r->n);
+                r->last_ms = now;
+                r->n = 0;
+            }
             hs_end(hs, STATS_HS_HANDSHAKE_CAP);
             conn_close(c, "too many pending handshakes");
             return;
         }
         conn_pause_reading(c, 1);
-        hs->waiting = 1;
-        LIST_INSERT_HEAD(&h->lst.waiters, hs, wlink);
-        h->lst.n_waiters++;
+        wait_link(hs, queued, 0);
         return;
     }
     hs->counted = 1;
+    h->lst.turn_started++;
 }
 
 static void fd_measure(struct hub *h)
@@ -573,6 +672,11 @@ void hub_listen_stop(struct hub *h)
             uv_close((uv_handle_t *)&h->listeners[i], NULL);
     if (h->trim_timer_on && !uv_is_closing((uv_handle_t *)&h->trim_timer))
         uv_close((uv_handle_t *)&h->trim_timer, NULL);
+    /* Handshakes still queued go on as others end (wake_one). */
+    if (h->lst.admit_idle_on && !uv_is_closing((uv_handle_t *)&h->lst.admit_idle)) {
+        uv_close((uv_handle_t *)&h->lst.admit_idle, NULL);
+        h->lst.admit_idle_on = 0;
+    }
 }
 
 int hub_listen(struct hub *h, const char *hostport, char *err, size_t err_cap)
@@ -586,8 +690,17 @@ int hub_listen(struct hub *h, const char *hostport, char *err, size_t err_cap)
         snprintf(err, err_cap, "at most %d listen addresses", HUB_MAX_LISTEN);
         return -E2BIG;
     }
-    if (h->n_listeners == 0 && h->lst.probation.tqh_last == NULL)
-        TAILQ_INIT(&h->lst.probation); /* before the first accept; LIST heads start zeroed */
+    if (h->n_listeners == 0 && h->lst.probation.tqh_last == NULL) {
+        /* Before the first accept. */
+        TAILQ_INIT(&h->lst.probation);
+        TAILQ_INIT(&h->lst.queued);
+        for (size_t i = 0; i < sizeof(h->pending) / sizeof(h->pending[0]); i++)
+            TAILQ_INIT(&h->pending[i].waiters);
+        if (uv_idle_init(h->loop, &h->lst.admit_idle) == 0) {
+            h->lst.admit_idle.data = h;
+            h->lst.admit_idle_on = 1;
+        }
+    }
     if (net_split_hostport(hostport, 6443, host, &port) != 0) {
         snprintf(err, err_cap, "bad listen address \"%s\" (want HOST:PORT)", hostport);
         return -EINVAL;

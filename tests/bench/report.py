@@ -66,7 +66,14 @@ so all paths share the same CPU, kernel and moment.
   `site_connected` line in the new hub's log, measured from the signal and from
   the new hub's `listening` line; `/metrics` is polled every 100 ms to confirm.
   The per-second histogram counts `site_connected` lines from `listening` on.
-  "Spread" means no single second holds more than half of the sites.
+  "Spread" means no single second holds more than half of the sites. The
+  loop's lag is the new hub's `tether_hub_loop_lag_seconds` (a timer due
+  every 20 ms; how late each tick ran) read once all are back: p99 ≤ 20 ms
+  when at least 99% of the ticks were at most 20 ms late. Above 4,750 sites
+  the sites run in several bench_sites processes dialing from 127.10.x.y,
+  500 per address (`--storm-per-source`); `--storm-compare-bin` restarts
+  another build's hub as many times in the same run (after one restart
+  into it: the window is the draining hub's).
 - **Port economy**: h2load sends the requests through the hub to the real site
   (sites and users on separate hub ports, so their sockets can be told apart).
   Every 250 ms the runner samples `ss -tanp`: the site process's sockets to the
@@ -265,7 +272,9 @@ def targets(res):
                  meas, verdict(ok)))
     st = res.get("storm") or {}
     ok, meas = None, "not measured"
-    if isinstance(st.get("back_after_kill_s"), (int, float)):
+    if isinstance(st.get("back_after_kill_s"), (int, float)) and st["sites"] >= 19000:
+        meas = "not measured (%d sites; see the 19,000-site row)" % st["sites"]
+    elif isinstance(st.get("back_after_kill_s"), (int, float)):
         n = st["sites"]
         spread = st["peak_per_s"] <= n / 2.0
         ok = st["back_after_kill_s"] <= 15 and spread and n >= 1000
@@ -278,6 +287,7 @@ def targets(res):
         ok = False
     rows.append(("storm", "1,000 sites back within 15 s of a hub restart, spread over the window",
                  meas, verdict(ok)))
+    rows.append(storm19k_target(st, verdict))
     po = res.get("ports") or {}
     ok, meas = None, "not measured"
     if isinstance(po.get("tunnel_connections_opened"), int) and po.get("requests_done"):
@@ -315,6 +325,47 @@ def targets(res):
                  verdict(ok)))
     rows.append(fanout_target(res.get("fanout") or {}, verdict))
     return rows
+
+
+def storm19k_target(st, verdict):
+    """Issue 16's storm row: 19,000 sites back within 30 s of a restart,
+    spread (no second holds half of them), the loop's lag p99 <= 20 ms; the
+    slowest restart and the worst lag of this build's restarts are judged,
+    the compared build's slowest restart shown beside them."""
+    ok, meas = None, "not measured"
+    if isinstance(st.get("back_after_kill_s"), (int, float)):
+        n = st["sites"]
+        p99 = st.get("lag_p99_le_s")
+        ok = (n >= 19000 and st["back_after_kill_s"] <= 30 and st["peak_per_s"] <= n / 2.0
+              and p99 is not None and p99 <= 0.02)
+        meas = ("%d sites back %.1f s after SIG%s (slowest of %d); peak %d in one second over "
+                "%d s; loop lag p99 %s (%s of ticks ≤ 20 ms)" % (
+                    n, st["back_after_kill_s"], st.get("signal", "TERM"),
+                    sum(1 for r in st.get("runs", []) if r.get("drained", "this") == "this"
+                        and r.get("took", "this") == "this"),
+                    st["peak_per_s"], st["seconds_with_connects"],
+                    "≤ %g ms" % (p99 * 1000) if p99 not in (None, float("inf")) else "> 5 s"
+                    if p99 == float("inf") else "not read",
+                    "%.1f%%" % (100 * st["lag_share_le_20ms"])
+                    if isinstance(st.get("lag_share_le_20ms"), (int, float)) else "?"))
+        if isinstance(st.get("probe_lag_p99_le_s"), (int, float)):
+            meas += " (an idle 20 ms timer beside it: p99 ≤ %g ms, %.1f%% ≤ 20 ms)" % (
+                st["probe_lag_p99_le_s"] * 1000, 100 * st["probe_lag_share_le_20ms"])
+        c = st.get("compare") or {}
+        if isinstance(c.get("back_after_kill_s"), (int, float)):
+            meas += "; %s in the same run: %.1f s, peak %d, lag p99 %s" % (
+                st.get("compare_label", "the compared build"), c["back_after_kill_s"],
+                c["peak_per_s"], "≤ %g ms" % (c["lag_p99_le_s"] * 1000)
+                if c.get("lag_p99_le_s") not in (None, float("inf")) else "?")
+        elif st.get("compare_error"):
+            meas += "; %s in the same run: %s" % (st.get("compare_label", "the compared build"),
+                                                  _short(st["compare_error"]))
+        if n < 19000:
+            meas += " (fewer than 19,000 sites)"
+    elif st.get("error"):
+        meas, ok = "failed: " + _short(st["error"]), False
+    return ("storm", "All 19,000 sites back within 30 s of a hub restart, spread out; the event "
+            "loop's lag ≤ 20 ms at p99 during the storm (issue 16)", meas, verdict(ok))
 
 
 def fanout_target(fo, verdict):
@@ -678,31 +729,58 @@ def render(res, hand=None):
         st = section(L, "5. Reconnect storm", res, "storm", lambda r: "back_after_kill_s" in r)
         if st:
             runs = st.get("runs") or [st]
-            L.append(table(("restart", "sites", "signal", "hub exit (s)",
+            names = {"this": "this build", "compare": st.get("compare_label", "compared")}
+
+            def hubs(r):
+                d, t = r.get("drained", "this"), r.get("took", "this")
+                return names[d] if d == t else "%s → %s" % (names[d], names[t])
+
+            def lag(r, p=""):
+                if not r.get(p + "lag_samples"):
+                    return ""
+                f = lambda v: "%g" % (v * 1000) if v != float("inf") else "> 5000"
+                return "≤ %s (%.1f%% ≤ 20 ms)" % (
+                    f(r[p + "lag_p99_le_s"]), 100 * (r.get(p + "lag_share_le_20ms") or 0))
+
+            def load(r):
+                la = r.get("loadavg")
+                return "%.1f" % la[0] if la else ""
+            L.append(table(("restart", "hub drained → restarted", "sites", "signal", "hub exit (s)",
                             "signal to listening (s)", "all back after signal (s)",
-                            "after listening (s)", "peak per second", "seconds with connects"),
-                           [("%d of %d" % (i + 1, len(runs)), st["sites"], "SIG" + st["signal"],
-                             "%.2f" % r["exit_s"], "%.2f" % r["down_s"],
-                             "%.2f" % r["back_after_kill_s"], "%.2f" % r["back_after_listen_s"],
-                             r["peak_per_s"], r["seconds_with_connects"])
+                            "after listening (s)", "peak per second", "seconds with connects",
+                            "hub loop lag p99 (ms)", "idle timer beside it, p99 (ms)",
+                            "load (1 min)"),
+                           [("%d of %d" % (i + 1, len(runs)), hubs(r), st["sites"],
+                             "SIG" + st["signal"],
+                             cell(r, "exit_s", "%.2f"), cell(r, "down_s", "%.2f"),
+                             cell(r, "back_after_kill_s", "%.2f")
+                             if "back_after_kill_s" in r else _short(r.get("error", "?")),
+                             ("%.2f" % r["back_after_listen_s"]) if "back_after_listen_s" in r
+                             else "",
+                             r.get("peak_per_s", ""), r.get("seconds_with_connects", ""), lag(r),
+                             lag(r, "probe_"), load(r))
                             for i, r in enumerate(runs)]))
+            if st.get("per_source"):
+                L.append("")
+                L.append("The sites dial from loopback addresses 127.10.x.y, %d sites each, in "
+                         "%s bench_sites processes." % (st["per_source"],
+                                                        st.get("processes", "?")))
             L.append("")
             for i, r in enumerate(runs):
                 L.append("Restart %d, connects per second from `listening` on: %s." % (
                     i + 1, ", ".join(str(x) for x in r.get("histogram", []))))
-            lags = [(i, r) for i, r in enumerate(runs) if r.get("lag_samples")]
-            if lags:
+            if any(r.get("lag_samples") for r in runs):
                 L.append("")
-                L.append("Event-loop lag of the new hub from its start to all sites back "
-                         "(`tether_hub_loop_lag_seconds`, a timer due every 20 ms): %s." % "; ".join(
-                             "restart %d: p99 ≤ %s ms, %.1f%% of %d ticks ≤ 20 ms" % (
-                                 i + 1, ("%g" % (r["lag_p99_le_s"] * 1000)
-                                         if r["lag_p99_le_s"] != float("inf") else "∞"),
-                                 100 * (r.get("lag_share_le_20ms") or 0), r["lag_samples"])
-                             for i, r in lags))
+                L.append("Hub loop lag: the new hub's `tether_hub_loop_lag_seconds` (a timer due "
+                         "every 20 ms, how late each tick ran) from its start to all sites back; "
+                         "the share of ticks at most 20 ms late in brackets. Idle timer: a "
+                         "process doing nothing but the same 20 ms timer, run beside the hub "
+                         "over the same span: the lateness the shared cores' scheduler alone "
+                         "adds.")
             if len(runs) > 1:
                 L.append("")
-                L.append("The target is judged on the slowest restart.")
+                L.append("The target is judged on this build's slowest restart and its worst "
+                         "lag.")
 
     # 6. ports
     if shown('ports'):

@@ -137,6 +137,9 @@ def main(h):
     st = res.get("storm") or {}
     h.check(num(st.get("back_after_kill_s")) and st.get("reconnected", 0) >= st.get("sites", 1),
             "every site came back after the hub restart", st)
+    h.check(num(st.get("lag_samples")) and num(st.get("probe_lag_samples"))
+            and num(st.get("lag_share_le_20ms")) and num(st.get("probe_lag_share_le_20ms")),
+            "storm: the hub's loop lag and the idle timer beside it were read", st)
     po = res.get("ports") or {}
     h.check(po.get("requests_done") == po.get("requests") and po.get("errors") == 0,
             "port economy: every request answered", po)

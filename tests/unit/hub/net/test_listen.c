@@ -155,6 +155,65 @@ static void run_torture(struct hub *h, const struct sockaddr *addr, const char *
                          [STATS_HS_ACCEPTED] >= 1);
 }
 
+/* n user connections started at once, client i from 127.1.x.y number
+ * i % n_src, with cap pending handshakes per address: those over the cap
+ * wait in their address's queue, those over a loop turn's share (32) or
+ * whose address finds none of the 256 slots free wait in `queued`, no turn
+ * starts more than its share, and every one gets through in turn. Returns
+ * how many waited at most at once; *queued: whether `queued` was used. */
+static size_t run_crowd(struct hub *h, const struct sockaddr *addr, int n, int n_src, int cap,
+                        int *queued)
+{
+    struct client *cl = calloc((size_t)n, sizeof(*cl));
+    size_t most = 0;
+    int done = 0, handshakes = 0;
+
+    *queued = 0;
+    CHECK(cl != NULL);
+    if (cl == NULL)
+        return 0;
+    cli_alpn = "http/1.1";
+    use_ctx = cli_ctx;
+    h->cfg.max_pending_handshakes_per_ip = cap;
+    for (int i = 0; i < n; i++) {
+        struct sockaddr_in src;
+        char ip[32];
+        int k = i % n_src;
+
+        cl[i].c = conn_new(&h->conns, &cli_ops, &cl[i]);
+        CHECK(cl[i].c != NULL);
+        if (cl[i].c == NULL)
+            return 0;
+        snprintf(ip, sizeof(ip), "127.1.%d.%d", k / 250, k % 250 + 1);
+        CHECK_EQ_INT(uv_ip4_addr(ip, 0, &src), 0);
+        CHECK_EQ_INT(uv_tcp_bind(&cl[i].c->tcp, (const struct sockaddr *)&src, 0), 0);
+        cl[i].req.data = &cl[i];
+        CHECK_EQ_INT(uv_tcp_connect(&cl[i].req, &cl[i].c->tcp, addr, cli_connected), 0);
+    }
+    while (done < n) {
+        uv_run(h->loop, UV_RUN_ONCE);
+        if (h->lst.n_waiters > most)
+            most = h->lst.n_waiters;
+        if (!TAILQ_EMPTY(&h->lst.queued))
+            *queued = 1;
+        CHECK(h->lst.turn_started <= 32);
+        done = 0;
+        for (int i = 0; i < n; i++)
+            done += cl[i].done;
+    }
+    for (int i = 0; i < n; i++)
+        handshakes += cl[i].handshakes;
+    CHECK_EQ_INT(handshakes, n);
+    for (int i = 0; i < 2000 && (pending_total(h) != 0 || conn_live(&h->conns) != 0); i++)
+        uv_run(h->loop, UV_RUN_NOWAIT), usleep(1000);
+    CHECK_EQ_INT(pending_total(h), 0);
+    CHECK_EQ_INT(conn_live(&h->conns), 0);
+    CHECK_EQ_INT(h->lst.n_waiters, 0);
+    h->cfg.max_pending_handshakes_per_ip = 64;
+    free(cl);
+    return most;
+}
+
 /* A registry in a new directory with site "s1" active under pin. */
 static struct registry *registry_with_site(char *dir, const char *pin)
 {
@@ -220,6 +279,16 @@ int main(void)
         run_torture(h, (const struct sockaddr *)&sa, "tether/1");
         /* Out of memory in tunnel_attach is a refusal of its own kind. */
         CHECK(h->n_handshakes[STATS_HS_TUNNEL][STATS_HS_OUT_OF_MEMORY] >= 1);
+    }
+
+    /* The waiting queues: 40 from one address over a cap of 2, then 300
+     * addresses, one handshake each, more than the 256 slots and than a
+     * turn's share. */
+    {
+        int queued;
+        CHECK(run_crowd(h, (const struct sockaddr *)&sa, 40, 1, 2, &queued) > 0);
+        CHECK(run_crowd(h, (const struct sockaddr *)&sa, 300, 300, 1, &queued) > 0);
+        CHECK_EQ_INT(queued, 1);
     }
 
     hub_listen_stop(h);

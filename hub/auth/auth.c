@@ -155,24 +155,12 @@ int auth_copy(struct auth *dst, const struct auth *src)
     return 0;
 }
 
-static int site_copy(struct reg_site *dst, const struct reg_site *src)
-{
-    *dst = *src;
-    dst->labels_json = src->labels_json ? strdup(src->labels_json) : NULL;
-    dst->services_json = src->services_json ? strdup(src->services_json) : NULL;
-    if ((src->labels_json && !dst->labels_json) || (src->services_json && !dst->services_json)) {
-        registry_site_clear(dst);
-        return -ENOMEM;
-    }
-    return 0;
-}
-
 static void site_fill(struct site_entry *e, const struct reg_site *s, uint64_t gen)
 {
     registry_site_clear(&e->s);
     e->gen = 0;
     e->known = 0;
-    if (site_copy(&e->s, s) == 0) {
+    if (registry_site_copy(&e->s, s) == 0) {
         e->gen = gen;
         e->known = 1;
     }
@@ -185,10 +173,10 @@ int auth_site_get(struct hub *h, const char *name, struct reg_site *out)
     int rc;
 
     if (e != NULL && e->gen == h->gen + 1 && strcmp(e->s.name, name) == 0)
-        return site_copy(out, &e->s);
+        return registry_site_copy(out, &e->s);
     rc = registry_site_get(h->reg, name, out);
     if (rc == -ENOTCONN && e != NULL && e->known && strcmp(e->s.name, name) == 0)
-        return site_copy(out, &e->s);
+        return registry_site_copy(out, &e->s);
     if (rc != 0 || e == NULL)
         return rc;
     site_fill(e, out, h->gen + 1);

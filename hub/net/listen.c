@@ -72,19 +72,6 @@ struct pin_entry {
     struct reg_site s;   /* labels_json, services_json owned by the entry */
 };
 
-/* dst = a copy of src (dst's strings its own); 0 or -ENOMEM. */
-static int site_copy(struct reg_site *dst, const struct reg_site *src)
-{
-    *dst = *src;
-    dst->labels_json = src->labels_json ? strdup(src->labels_json) : NULL;
-    dst->services_json = src->services_json ? strdup(src->services_json) : NULL;
-    if ((src->labels_json && !dst->labels_json) || (src->services_json && !dst->services_json)) {
-        registry_site_clear(dst);
-        return -ENOMEM;
-    }
-    return 0;
-}
-
 /* The first of pin's pair of entries, allocated on first use; NULL when
  * caching is off. */
 static struct pin_entry *pin_pair(struct hub *h, const char *pin, uint64_t *wgen)
@@ -126,7 +113,7 @@ static int check_site_pin(void *arg, const char *pin)
     hs->site_gen = h->gen;
     for (int i = 0; pair != NULL && i < 2; i++)
         if (pin_current(h, &pair[i], wgen) && strcmp(pair[i].s.pin, pin) == 0 &&
-            site_copy(&hs->site, &pair[i].s) == 0)
+            registry_site_copy(&hs->site, &pair[i].s) == 0)
             return 0; /* out of memory, the registry is read as without a cache */
     rc = registry_site_by_pin(h->reg, pin, &hs->site);
     if (rc == -ENOENT) {
@@ -151,7 +138,7 @@ static int check_site_pin(void *arg, const char *pin)
         e = !pin_current(h, &pair[0], wgen) ? &pair[0] : &pair[1];
     if (e != NULL) {
         registry_site_clear(&e->s);
-        e->used = site_copy(&e->s, &hs->site) == 0;
+        e->used = registry_site_copy(&e->s, &hs->site) == 0;
         e->wgen = wgen;
         e->hgen = h->gen;
     }

@@ -43,6 +43,9 @@ struct reg_site {
     int64_t last_seen; /* 0 = never */
 };
 void registry_site_clear(struct reg_site *s);
+/* dst = a copy of src, its JSON texts dst's own (registry_site_clear);
+ * 0 or -ENOMEM (dst then cleared). */
+int registry_site_copy(struct reg_site *dst, const struct reg_site *src);
 
 struct reg_session {
     int64_t id;

@@ -41,6 +41,18 @@ void registry_site_clear(struct reg_site *s)
     memset(s, 0, sizeof(*s));
 }
 
+int registry_site_copy(struct reg_site *dst, const struct reg_site *src)
+{
+    *dst = *src;
+    dst->labels_json = src->labels_json ? strdup(src->labels_json) : NULL;
+    dst->services_json = src->services_json ? strdup(src->services_json) : NULL;
+    if ((src->labels_json && !dst->labels_json) || (src->services_json && !dst->services_json)) {
+        registry_site_clear(dst);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
 static int site_from_row(struct reg_stmt *st, struct reg_site *s)
 {
     int rc;

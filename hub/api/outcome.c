@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../common/log.h"
 #include "../auth/audit.h"
 #include "../http/apijson.h"
 #include "../http/body.h"
@@ -109,6 +110,10 @@ void outcome_conclude(struct hub *h, struct ureq *r, struct outcome *o)
         auth_forget(h, o->target);
     }
     audit_write(h, &row, AUDIT_SYNC);
+    /* A 4xx is the caller's to read; a 5xx is the hub's, and its operator's. */
+    if (o->status >= 500)
+        log_event(LOG_WARN, "api_failed", "action=%s target=%s by=%s status=%d code=%s detail=%s",
+                  o->action, o->target, o->actor, o->status, result, o->detail);
     if (o->status >= 400) {
         ureq_error(r, o->status, o->code ? o->code : code_for(o->status), o->detail);
     } else if (o->body != NULL) {

@@ -49,6 +49,9 @@ static const char *const stmt_pg[S_COUNT] = {
     [S_SITE_SEEN] = "UPDATE sites SET last_seen = $2, agent_version = COALESCE($3, agent_version), "
                     "services = COALESCE($4, services), remote_addr = COALESCE($5, remote_addr) "
                     "WHERE id = $1",
+    /* Rows are locked after the sort, so in id order. KEY SHARE is what a
+     * DELETE waits for and an UPDATE of other columns does not. */
+    [S_SITES_LOCK] = "SELECT id FROM sites WHERE id = ANY($1::bigint[]) ORDER BY id FOR KEY SHARE",
     [S_SITE_ROTATE] = "UPDATE sites SET pin = $3 WHERE id = $1 AND pin = $2",
     [S_SITE_ID_EXISTS] = "SELECT 1 FROM sites WHERE id = $1",
     [S_SITE_SET_LABELS] = "UPDATE sites SET labels = $2 WHERE name = $1",

@@ -43,6 +43,8 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_SITE_SEEN] = "UPDATE sites SET last_seen = ?2, agent_version = COALESCE(?3, agent_version), "
                     "services = COALESCE(?4, services), remote_addr = COALESCE(?5, remote_addr) "
                     "WHERE id = ?1",
+    /* SQLite's write lock is the whole database's: no row order to keep. */
+    [S_SITES_LOCK] = "SELECT 1 WHERE ?1 IS NULL",
     [S_SITE_ROTATE] = "UPDATE sites SET pin = ?3 WHERE id = ?1 AND pin = ?2",
     [S_SITE_ID_EXISTS] = "SELECT 1 FROM sites WHERE id = ?1",
     [S_SITE_SET_LABELS] = "UPDATE sites SET labels = ?2 WHERE name = ?1",

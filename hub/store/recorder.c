@@ -319,6 +319,20 @@ static int run_job(struct recorder *rec, struct job *batch, struct job *j)
     return -EINVAL;
 }
 
+/* The sites whose rows batch writes (opens reference theirs, seens update
+ * them) are taken first: see registry__lock_sites. A job's own transaction
+ * needs no such step, as it touches one site's rows in that order. */
+static int lock_sites(struct recorder *rec, const struct job *batch)
+{
+    int64_t ids[RECORDER_BATCH];
+    size_t n = 0;
+
+    for (const struct job *j = batch; j != NULL && n < RECORDER_BATCH; j = j->next)
+        if (j->kind == JOB_SESS_OPEN || j->kind == JOB_SITE_SEEN)
+            ids[n++] = j->site_id;
+    return registry__lock_sites(rec->reg, ids, n);
+}
+
 /* Writes batch (n jobs) in one transaction; when anything in it fails, rolls
  * it back and writes each job in its own, so that one refused record (a site
  * removed meanwhile) costs no other. Returns the jobs that failed. */
@@ -329,6 +343,8 @@ static uint64_t write_batch(struct recorder *rec, struct job *batch, uint64_t *b
     int rc;
 
     rc = registry__tx_begin(rec->reg);
+    if (rc == 0)
+        rc = lock_sites(rec, batch);
     for (j = batch; rc == 0 && j != NULL; j = j->next)
         rc = run_job(rec, batch, j);
     if (rc == 0)

@@ -3,6 +3,8 @@
 #include "store_int.h"
 
 #include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -226,6 +228,34 @@ int registry_site_revoke(struct registry *r, const char *name)
 out:
     if (rc < 0)
         registry__tx_rollback(r);
+    return rc;
+}
+
+int registry__lock_sites(struct registry *r, const int64_t *ids, size_t n)
+{
+    struct reg_stmt *st;
+    char *list = NULL;
+    size_t cap = n * 21 + 3, len = 0;
+    int rc = -ENOMEM;
+
+    if (n == 0)
+        return 0;
+    if ((list = malloc(cap)) == NULL)
+        goto out;
+    list[len++] = '{';
+    for (size_t i = 0; i < n; i++)
+        len += (size_t)snprintf(list + len, cap - len, "%s%" PRId64, i ? "," : "", ids[i]);
+    list[len++] = '}';
+    list[len] = '\0';
+    st = registry__stmt(r, S_SITES_LOCK);
+    if (registry__bind_text(st, 1, list) < 0) {
+        registry__done(st);
+        rc = -EIO;
+        goto out;
+    }
+    rc = registry__exec(st);
+out:
+    free(list);
     return rc;
 }
 

@@ -32,6 +32,7 @@ enum stmt_id {
     S_SITE_REVOKE_TOKENS,
     S_SITE_REMOVE,
     S_SITE_SEEN,
+    S_SITES_LOCK,
     S_SITE_ROTATE,
     S_SITE_ID_EXISTS,
     S_SITE_SET_LABELS,
@@ -241,6 +242,13 @@ int registry__row_i64(struct reg_stmt *st, int64_t *out, int n);
 /* Runs an INSERT ... RETURNING id to its end: 1 with *id set, 0 when it
  * inserted nothing, or the mapped error. Resets st. */
 int registry__insert_id(struct reg_stmt *st, int foreign_key, int64_t *id);
+/* Inside a transaction: takes the rows of sites ids[0..n) (any order,
+ * repeats allowed) in id order, as a DELETE of one of them would wait for.
+ * A transaction that touches sessions rows before their site's row (the
+ * recorder's batches) takes its sites first: a site's removal, which locks
+ * the site and then deletes its sessions, would otherwise deadlock with it.
+ * 0 or the mapped error; ids is the caller's. */
+int registry__lock_sites(struct registry *r, const int64_t *ids, size_t n);
 /* Rows changed by r's last INSERT, UPDATE or DELETE. */
 int64_t registry__changes(struct registry *r);
 

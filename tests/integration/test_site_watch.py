@@ -119,7 +119,8 @@ def main(h):
     h.check(w.wait_for(h, ("s1", "changed", "revoked")) and
             w.wait_for(h, ("s1", "offline", "revoked")),
             "revoked: 's1 changed revoked' and 's1 offline revoked'", w.lines())
-    hub.ctl("site", "remove", "s1")
+    r = hub.ctl("site", "remove", "s1")
+    h.check(r.rc == 0, "site remove s1 succeeds", r)
     h.check(w.wait_for(h, ("s1", "changed", "removed")), "removed: 's1 changed removed'",
             w.lines())
     s1 = [e for e in w.events() if e[0] == "s1"]

@@ -2,6 +2,8 @@
  * or a real PostgreSQL server (TETHER_TEST_PG_URL, tests/unit/pgtest.h). */
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -237,6 +239,96 @@ static void test_queue_full(const char *path, struct registry *r)
     recorder_close(rec);
 }
 
+#ifdef TETHER_HAVE_PG
+struct remover {
+    struct registry *r;
+    int rc;
+    struct timespec t0, t1;
+};
+
+static void *remove_main(void *arg)
+{
+    struct remover *m = arg;
+
+    m->rc = registry_site_remove(m->r, "rec-d");
+    clock_gettime(CLOCK_MONOTONIC, &m->t1);
+    return NULL;
+}
+
+static int lock_waiters(PGconn *c)
+{
+    PGresult *res = PQexec(c, "SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                              "current_database() AND wait_event_type = 'Lock'");
+    int n = PQresultStatus(res) == PGRES_TUPLES_OK ? atoi(PQgetvalue(res, 0, 0)) : -1;
+
+    PQclear(res);
+    return n;
+}
+
+static void wait_waiters(PGconn *c, int want)
+{
+    for (int i = 0; i < 10000 && lock_waiters(c) != want; i++)
+        usleep(1000);
+    CHECK_EQ_INT(lock_waiters(c), want);
+}
+
+static void pg_ok(PGconn *c, const char *sql)
+{
+    PGresult *res = PQexec(c, sql);
+
+    CHECK(PQresultStatus(res) == PGRES_COMMAND_OK || PQresultStatus(res) == PGRES_TUPLES_OK);
+    PQclear(res);
+}
+
+/* PostgreSQL: a site removed while the writer's batch closes one of its
+ * sessions and marks it seen. The removal locks the site and then deletes
+ * its sessions; a batch that took the session first and the site second
+ * deadlocked with it, and PostgreSQL broke that after deadlock_timeout by
+ * failing one side (the operator's removal got 503). A third connection
+ * holds the site so that the removal waits first and the batch second;
+ * deadlock_timeout is raised to 3 s for this database, so a removal done in
+ * less was never in a deadlock. */
+static void test_remove_during_batch(const char *path, struct registry *r)
+{
+    struct remover m = {.rc = 1};
+    struct recorder *rec;
+    char err[256], sql[160];
+    int64_t d = make_site(r, "rec-d");
+    uint64_t key;
+    pthread_t th;
+    PGconn *c = PQconnectdb(path);
+    double ms;
+
+    CHECK(PQstatus(c) == CONNECTION_OK);
+    snprintf(sql, sizeof(sql), "ALTER DATABASE \"%s\" SET deadlock_timeout = '3s'", PQdb(c));
+    pg_ok(c, sql);
+    CHECK_EQ_INT(recorder_open(path, &rec, err, sizeof(err)), 0);
+    CHECK_EQ_INT(registry_open(path, &m.r, NULL, 0), 0);
+    CHECK_EQ_INT(recorder_session_open(rec, d, "127.0.0.1:4", "", 100, &key), 0);
+    CHECK_EQ_INT(recorder_flush(rec, 10000), 0);
+    pg_ok(c, "BEGIN");
+    snprintf(sql, sizeof(sql), "SELECT 1 FROM sites WHERE id = %" PRId64 " FOR UPDATE", d);
+    pg_ok(c, sql);
+    CHECK_EQ_INT(pthread_create(&th, NULL, remove_main, &m), 0);
+    wait_waiters(c, 1);
+    CHECK_EQ_INT(recorder_session_close(rec, key, 200, "site removed", 0, 0), 0);
+    CHECK_EQ_INT(recorder_site_seen(rec, d, 200, "0.1.0", NULL, NULL), 0);
+    wait_waiters(c, 2);
+    clock_gettime(CLOCK_MONOTONIC, &m.t0);
+    pg_ok(c, "COMMIT");
+    CHECK_EQ_INT(pthread_join(th, NULL), 0);
+    ms = (double)(m.t1.tv_sec - m.t0.tv_sec) * 1e3 + (double)(m.t1.tv_nsec - m.t0.tv_nsec) / 1e6;
+    CHECK_EQ_INT(m.rc, 0);
+    if (ms >= 3000)
+        fprintf(stderr, "the removal took %.0f ms: a deadlock, broken by PostgreSQL\n", ms);
+    CHECK(ms < 3000);
+    CHECK_EQ_INT(recorder_flush(rec, 10000), 0);
+    registry_close(m.r);
+    recorder_close(rec);
+    PQfinish(c);
+}
+#endif
+
 static void test_open_error(void)
 {
     struct recorder *rec = (struct recorder *)1;
@@ -261,6 +353,10 @@ int main(void)
     CHECK_EQ_INT(registry_open(path, &r, NULL, 0), 0);
     test_records(path, r);
     test_close_drains(path, r);
+#ifdef TETHER_HAVE_PG
+    if (pg)
+        test_remove_during_batch(path, r);
+#endif
 #ifndef TETHER_TORTURE_TEST
     if (!pg)
         test_queue_full(path, r);

@@ -79,9 +79,12 @@ void httpc_response_free(struct httpc_response *r)
 
 static int check_pin(void *arg, const char *pin)
 {
-    const char *want = arg;
+    const struct httpc_target *t = arg;
 
-    return crypto_pin_equal(want, pin) ? 0 : -EKEYREJECTED;
+    for (size_t i = 0; i < t->n_alt_pins; i++)
+        if (crypto_pin_equal(t->alt_pins[i], pin))
+            return 0;
+    return crypto_pin_equal(t->pin, pin) ? 0 : -EKEYREJECTED;
 }
 
 /* Connects to the first address of host:port that accepts, within the
@@ -592,7 +595,7 @@ int httpc_request(const struct httpc_target *t, const char *method, const char *
         goto out;
     }
     verifier.check = check_pin;
-    verifier.arg = (void *)t->pin;
+    verifier.arg = (void *)t;
     tls_attach_verifier(tls.ssl, &verifier);
 
     rc = tlsfd_handshake(&tls, fd, deadline);

@@ -33,7 +33,11 @@ typedef int (*httpc_body_fn)(void *arg, const char *data, size_t len);
 struct httpc_target {
     char host[256];
     int port;
-    char pin[CRYPTO_PIN_LEN + 1];    /* the hub's key pin; required */
+    char pin[CRYPTO_PIN_LEN + 1]; /* the hub's key pin; required */
+    /* Other keys accepted as well (the other hubs of a cluster): n_alt_pins
+     * of them, borrowed; NULL when none. */
+    const char (*alt_pins)[CRYPTO_PIN_LEN + 1];
+    size_t n_alt_pins;
     int timeout_ms;                  /* whole request; default 30000 when 0 */
     const struct httpc_proxy *proxy; /* NULL: straight to host:port; borrowed */
     /* Streaming (an event stream): the body of a 2xx answer goes to on_body

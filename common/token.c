@@ -49,10 +49,14 @@ static int endpoint_valid(const char *s)
 static int enroll_valid(const struct token_enroll *t)
 {
     if (!token_name_valid(t->site) || t->n_hubs < 1 || t->n_hubs > TOKEN_HUB_MAX ||
-        !crypto_pin_valid(t->pin) || t->expires_at <= 0)
+        !crypto_pin_valid(t->pin) || t->expires_at <= 0 || t->n_pins > TOKEN_PIN_MAX)
         return 0;
     for (size_t i = 0; i < t->n_hubs; i++) {
         if (!endpoint_valid(t->hubs[i]))
+            return 0;
+    }
+    for (size_t i = 0; i < t->n_pins; i++) {
+        if (!crypto_pin_valid(t->pins[i]))
             return 0;
     }
     return 1;
@@ -62,7 +66,7 @@ int token_enroll_encode(const struct token_enroll *t, char *out, size_t cap)
 {
     char secret[64];
     size_t slen, jlen, blen;
-    json_t *root = NULL, *hubs = NULL;
+    json_t *root = NULL, *hubs = NULL, *pins = NULL;
     char *json = NULL;
     int rc = -EINVAL;
 
@@ -86,6 +90,18 @@ int token_enroll_encode(const struct token_enroll *t, char *out, size_t cap)
     if (root == NULL) {
         rc = -ENOMEM;
         goto out;
+    }
+    if (t->n_pins > 0) {
+        pins = json_array();
+        for (size_t i = 0; pins != NULL && i < t->n_pins; i++)
+            if (json_array_append_new(pins, json_string(t->pins[i])) != 0) {
+                json_decref(pins);
+                pins = NULL;
+            }
+        if (pins == NULL || json_object_set_new(root, "pins", pins) != 0) {
+            rc = -ENOMEM;
+            goto out;
+        }
     }
     json = json_dumps(root, JSON_COMPACT);
     if (json == NULL) {
@@ -129,9 +145,8 @@ static int is_space(char c)
 }
 
 /* Copies a JSON string member of at most max bytes (no NUL inside) into dst. */
-static int get_string(json_t *root, const char *key, char *dst, size_t max)
+static int get_str(json_t *v, char *dst, size_t max)
 {
-    json_t *v = json_object_get(root, key);
     size_t len;
 
     if (!json_is_string(v))
@@ -144,12 +159,22 @@ static int get_string(json_t *root, const char *key, char *dst, size_t max)
     return 0;
 }
 
+static int get_string(json_t *root, const char *key, char *dst, size_t max)
+{
+    return get_str(json_object_get(root, key), dst, max);
+}
+
+static int get_pin(json_t *v, char dst[CRYPTO_PIN_LEN + 1])
+{
+    return get_str(v, dst, CRYPTO_PIN_LEN) == 0 && crypto_pin_valid(dst) ? 0 : -EINVAL;
+}
+
 int token_enroll_decode(const char *text, struct token_enroll *out)
 {
     const size_t limit = TOKEN_ENCODED_MAX + 2 * ENROLL_SPACE_MAX;
     uint8_t json[ENROLL_JSON_MAX];
     size_t len, start = 0, jlen = 0, n, slen;
-    json_t *root = NULL, *v, *hubs;
+    json_t *root = NULL, *v, *hubs, *pins;
     json_error_t jerr;
     char secret[64];
     int rc = -EINVAL;
@@ -204,8 +229,16 @@ int token_enroll_decode(const char *text, struct token_enroll *out)
             goto out;
     }
     out->n_hubs = n;
-    if (get_string(root, "pin", out->pin, CRYPTO_PIN_LEN) != 0 || !crypto_pin_valid(out->pin))
+    if (get_pin(json_object_get(root, "pin"), out->pin) != 0)
         goto out;
+    pins = json_object_get(root, "pins");
+    if (pins != NULL && (!json_is_array(pins) || json_array_size(pins) > TOKEN_PIN_MAX))
+        goto out;
+    for (size_t i = 0; pins != NULL && i < json_array_size(pins); i++) {
+        if (get_pin(json_array_get(pins, i), out->pins[i]) != 0)
+            goto out;
+        out->n_pins++;
+    }
     if (get_string(root, "secret", secret, sizeof(secret) - 1) != 0)
         goto out;
     if (crypto_b64_decode(secret, strlen(secret), 1, out->secret, sizeof(out->secret), &slen) !=

@@ -13,14 +13,19 @@
 #define TOKEN_ENDPOINT_MAX 255 /* "host:port" or "[v6]:port" */
 #define TOKEN_SECRET_LEN   32
 #define TOKEN_ENCODED_MAX  4096 /* longest encoded enrollment token accepted */
+#define TOKEN_PIN_MAX      8    /* other hubs' pins carried in an enrollment token */
 
 /* An enrollment token: "tether1." + base64url(JSON {"v":1,"site","hubs":[...],
- * "pin","secret"(base64url),"exp"}). Everything here is by value. */
+ * "pin","pins":[...],"secret"(base64url),"exp"}). "pins", the keys of the
+ * other hubs of the issuing hub's cluster, is left out when there are none
+ * (agents before it read only "pin"). Everything here is by value. */
 struct token_enroll {
     char site[TOKEN_NAME_MAX + 1];
     char hubs[TOKEN_HUB_MAX][TOKEN_ENDPOINT_MAX + 1];
     size_t n_hubs;
-    char pin[CRYPTO_PIN_LEN + 1]; /* the hub's key pin */
+    char pin[CRYPTO_PIN_LEN + 1];                 /* the issuing hub's key pin */
+    char pins[TOKEN_PIN_MAX][CRYPTO_PIN_LEN + 1]; /* the other hubs' */
+    size_t n_pins;
     uint8_t secret[TOKEN_SECRET_LEN];
     int64_t expires_at; /* unix seconds */
 };

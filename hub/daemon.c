@@ -300,6 +300,24 @@ int daemon_port(const struct hub *h, size_t i)
 
 /* Settings, registry, identity and TLS contexts, in that order (a bad
  * configuration touches nothing); err says which failed. */
+/* This hub's row in the cluster's hubs, by its key's pin: its name and
+ * endpoints as configured now. Enrollment tokens list every hub's. */
+static int register_hub(struct hub *h, char *err, size_t cap)
+{
+    char *pub = NULL;
+    int rc = settings_public_json((const char(*)[TOKEN_ENDPOINT_MAX + 1]) h->cfg.public_eps,
+                                  h->cfg.n_public, &pub);
+
+    if (rc == 0)
+        rc = registry_hub_start(h->reg, h->cfg.name, h->id.pin, pub, hub_now(), &h->hub_id);
+    free(pub);
+    if (rc != 0)
+        snprintf(err, cap, "cannot record this hub in the registry: %s", strerror(-rc));
+    else
+        registry_use_hub(h->reg, h->hub_id);
+    return rc;
+}
+
 static int open_state(struct hub *h, const struct settings_cli *cli, struct settings *s, char *err,
                       size_t cap)
 {
@@ -353,6 +371,15 @@ static int open_state(struct hub *h, const struct settings_cli *cli, struct sett
         snprintf(err, cap, "cannot open %s: %s", shown, why[0] ? why : strerror(-rc));
         return rc;
     }
+    rc = crypto_identity_load(state, "hub", &h->id);
+    if (rc != 0) {
+        snprintf(err, cap, "cannot load the hub key %s/hub.key and certificate %s/hub.crt: %s",
+                 state, state, strerror(-rc));
+        return rc;
+    }
+    rc = register_hub(h, err, cap);
+    if (rc != 0)
+        return rc;
     rc = registry_session_close_stale(h->reg, hub_now(), "hub restarted");
     if (rc != 0)
         log_event(LOG_WARN, "stale_sessions", "error=%s", log_q(strerror(-rc)));
@@ -365,12 +392,7 @@ static int open_state(struct hub *h, const struct settings_cli *cli, struct sett
                  why[0] ? why : strerror(-rc));
         return rc;
     }
-    rc = crypto_identity_load(state, "hub", &h->id);
-    if (rc != 0) {
-        snprintf(err, cap, "cannot load the hub key %s/hub.key and certificate %s/hub.crt: %s",
-                 state, state, strerror(-rc));
-        return rc;
-    }
+    recorder_use_hub(h->rec, h->hub_id);
     rc = tls_ctx_tunnel_server(&h->id, &ctx);
     if (rc != 0) {
         snprintf(err, cap, "cannot set up TLS for site tunnels: %s", strerror(-rc));

@@ -4,6 +4,7 @@
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
 
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <signal.h>
@@ -130,6 +131,26 @@ static void add_san(const char **names, size_t *n, size_t max, const char *name)
         names[(*n)++] = name;
 }
 
+/* The admin token of a hub that joins a cluster: admin-NAME, the name's
+ * letters and digits kept, the rest '-', then -N past the first try. */
+static void admin_name(const char *name, int n, char *out, size_t cap)
+{
+    size_t len = (size_t)snprintf(out, cap, "admin-");
+
+    for (const char *p = name; *p != '\0' && len + 5 < cap; p++)
+        out[len++] = isalnum((unsigned char)*p) ? (char)tolower((unsigned char)*p) : '-';
+    out[len] = '\0';
+    if (n > 1)
+        snprintf(out + len, cap - len, "-%d", n);
+}
+
+static int count_hub(const struct reg_hub *hub, void *arg)
+{
+    (void)hub;
+    (*(int *)arg)++;
+    return 0;
+}
+
 #define init_error(...) cli_usage_error(PROG, "init", __VA_ARGS__)
 #define run_error(...)  cli_usage_error(PROG, "run", __VA_ARGS__)
 
@@ -157,6 +178,8 @@ static int cmd_init(int argc, char **argv)
                                               {NULL, 0, NULL, 0}};
     struct cli cli;
     int force = 0, created = 0, token_made = 0, ret = EXIT_FAILURE, rc, opt, lock_fd = -1;
+    int joining = 0, n_hubs = 0;
+    char admin[64] = "admin", *pub = NULL;
     pid_t holder = 0;
 
     cli_begin(&cli, PROG, "init", argc - 1, argv + 1, "h", init_opts);
@@ -278,12 +301,13 @@ static int cmd_init(int argc, char **argv)
         fail("cannot make the admin token");
         goto out;
     }
-    rc = registry_apitoken_create(reg, "admin", "admin", NULL, hash, 0, hub_now());
-    if (rc == -EEXIST && db_url != NULL) {
-        fail("%s already holds a hub registry (it has an admin token): give each hub state its "
-             "own database",
-             where);
-        goto out;
+    rc = registry_apitoken_create(reg, admin, "admin", NULL, hash, 0, hub_now());
+    /* A database that holds a registry already: this hub joins its
+     * cluster, with an admin token of its own. */
+    for (int n = 1; rc == -EEXIST && db_url != NULL && n < 100; n++) {
+        joining = 1;
+        admin_name(name, n, admin, sizeof(admin));
+        rc = registry_apitoken_create(reg, admin, "admin", NULL, hash, 0, hub_now());
     }
     if (rc != 0) {
         fail("cannot store the admin token in %s: %s", where, strerror(-rc));
@@ -320,6 +344,15 @@ static int cmd_init(int argc, char **argv)
         fail("cannot write %s: %s", p_ctl, strerror(-rc));
         goto out;
     }
+    rc = settings_public_json((const char(*)[TOKEN_ENDPOINT_MAX + 1]) eps, n_pubs, &pub);
+    if (rc == 0)
+        rc = registry_hub_join(reg, name, id.pin, pub, hub_now(), NULL);
+    if (rc == 0)
+        rc = registry_hub_list(reg, count_hub, &n_hubs);
+    if (rc != 0) {
+        fail("cannot record this hub in %s: %s", where, strerror(-rc));
+        goto out;
+    }
 
     if (realpath(state, shown) == NULL)
         snprintf(shown, sizeof(shown), "%s", state);
@@ -333,14 +366,18 @@ static int cmd_init(int argc, char **argv)
     printf(" (written into enrollment tokens)\n");
     if (db_url != NULL)
         printf("  registry     %s\n", where);
-    printf("  admin token  %s/admin.token\n"
+    if (joining)
+        printf("  cluster      joined: %d hubs share this registry; sites, tokens, audit and "
+               "queries are shared\n",
+               n_hubs);
+    printf("  admin token  %s/admin.token (token name %s)\n"
            "  tetherctl    %s/ctl.conf\n"
            "\n"
            "Next steps:\n"
            "  tether-hub run --state %s\n"
            "  export TETHER_CONFIG=%s/ctl.conf\n"
            "  tetherctl site add NAME    # prints an enrollment token for tether-site enroll\n",
-           shown, shown, shown, shown);
+           shown, admin, shown, shown, shown);
     fflush(stdout);
     created = 0;
     token_made = 0;
@@ -348,7 +385,8 @@ static int cmd_init(int argc, char **argv)
 out:
     /* The database stays; the token of a state that was not made goes. */
     if (token_made && db_url != NULL)
-        registry_apitoken_revoke(reg, "admin", hub_now());
+        registry_apitoken_revoke(reg, admin, hub_now());
+    free(pub);
     if (reg != NULL)
         registry_close(reg);
     /* A half-made state would make the next init refuse; leave none. */

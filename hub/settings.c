@@ -11,6 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "../common/cli.h"
 #include "../common/config.h"
 #include "../common/log.h"
@@ -386,6 +388,22 @@ int settings_db(const char *state, char *out, size_t cap, char *err, size_t err_
         snprintf(out, cap, "%s", v);
     }
     config_free(&c);
+    return rc;
+}
+
+int settings_public_json(const char eps[][TOKEN_ENDPOINT_MAX + 1], size_t n_eps, char **out)
+{
+    json_t *a = json_array();
+    int rc = -ENOMEM;
+
+    *out = NULL;
+    for (size_t i = 0; a != NULL && i < n_eps; i++)
+        if (json_array_append_new(a, json_string(eps[i])) != 0)
+            goto out;
+    if (a != NULL && (*out = json_dumps(a, JSON_COMPACT)) != NULL)
+        rc = 0;
+out:
+    json_decref(a);
     return rc;
 }
 

@@ -68,6 +68,9 @@ int settings_load(const struct settings_cli *cli, struct settings *s, char *err,
  * may hold a password), else 0644. */
 int settings_write_conf(const char *path, const char *name, char eps[][TOKEN_ENDPOINT_MAX + 1],
                         size_t n_eps, const char *db);
+/* The endpoints as the registry's hubs.public keeps them, a JSON array of
+ * strings: 0 and *out (the caller frees it), or -ENOMEM. */
+int settings_public_json(const char eps[][TOKEN_ENDPOINT_MAX + 1], size_t n_eps, char **out);
 /* A database URL that hub.conf's `db` and `init --db` take: postgresql://
  * or postgres://, no blanks or control characters, shorter than
  * SETTINGS_DB_CAP. */

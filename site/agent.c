@@ -859,11 +859,12 @@ static void agent_conn_close(struct conn *c, const char *reason)
     a->close_why[0] = '\0';
     if (!was_connected && a->v.result != 0 && a->v.seen_pin[0] != '\0') {
         snprintf(why, sizeof(why),
-                 "hub key pin mismatch: expected %s, got %s; something on the path intercepts "
+                 "hub key pin mismatch: expected %s%s, got %s; something on the path intercepts "
                  "TLS (or the hub key changed)",
-                 a->hub_pin, a->v.seen_pin);
-        log_event(LOG_ERROR, "tls_intercepted", "hub=%s expected=%s got=%s", a->hubs[a->hub_idx],
-                  a->hub_pin, a->v.seen_pin);
+                 a->hub_pins[0], a->n_pins > 1 ? " or another key of its cluster" : "",
+                 a->v.seen_pin);
+        log_event(LOG_ERROR, "tls_intercepted", "hub=%s expected=%s trusted=%zu got=%s",
+                  a->hubs[a->hub_idx], a->hub_pins[0], a->n_pins, a->v.seen_pin);
     } else if (!was_connected && a->v.result == 0 && c->tls_started) {
         snprintf(why, sizeof(why),
                  "the hub refused this site's key during the TLS handshake (site revoked, "
@@ -892,7 +893,11 @@ static const struct conn_ops agent_conn_ops = {
 static int check_hub_pin(void *arg, const char *pin)
 {
     struct agent *a = arg;
-    return crypto_pin_equal(pin, a->hub_pin) ? 0 : -EACCES;
+
+    for (size_t i = 0; i < a->n_pins; i++)
+        if (crypto_pin_equal(pin, a->hub_pins[i]))
+            return 0;
+    return -EACCES;
 }
 
 static void start_tls(struct agent *a, struct conn *c)

@@ -16,6 +16,10 @@
 #include "../common/proxyconnect.h"
 #include "portholder.h"
 
+/* Hub keys a site trusts: the issuing hub's and the other hubs' of its
+ * cluster an enrollment token carries. */
+#define AGENT_PIN_MAX (1 + TOKEN_PIN_MAX)
+
 #define AGENT_MAX_SERVICES 64
 
 enum agent_state {
@@ -53,7 +57,10 @@ struct agent {
     char hubs[TOKEN_HUB_MAX][TOKEN_ENDPOINT_MAX + 1];
     size_t n_hubs;
     size_t hub_idx; /* endpoint being tried or in use */
-    char hub_pin[CRYPTO_PIN_LEN + 1];
+    /* The keys of the hubs of its cluster (site.conf's hub_pin lines): any
+     * of them is accepted at every endpoint. */
+    char hub_pins[AGENT_PIN_MAX][CRYPTO_PIN_LEN + 1];
+    size_t n_pins;
     struct crypto_identity id;
     void *ctx; /* WOLFSSL_CTX* */
     /* State directory whose site.key/site.crt are loaded again before a dial

@@ -145,7 +145,11 @@ int site_conf_service_opt(struct site_conf *c, const char *spec, char *why, size
 
 /* Applies one key; 0, -ENOENT for an unknown key, or -EINVAL with what was
  * expected in why. */
-static int apply(struct site_conf *c, const char *key, const char *v, int *seen_hub, char *why,
+/* Repeated keys a file gives replace, together, what earlier files said. */
+#define SEEN_HUB 1
+#define SEEN_PIN 2
+
+static int apply(struct site_conf *c, const char *key, const char *v, int *seen, char *why,
                  size_t why_cap)
 {
     long long n;
@@ -162,13 +166,23 @@ static int apply(struct site_conf *c, const char *key, const char *v, int *seen_
             snprintf(why, why_cap, "expected sha256// and 44 base64 characters");
             return -EINVAL;
         }
-        snprintf(c->hub_pin, sizeof(c->hub_pin), "%s", v);
+        /* The hubs of one cluster: any of their keys will do. */
+        if (!(*seen & SEEN_PIN)) {
+            c->n_pins = 0;
+            *seen |= SEEN_PIN;
+        }
+        if (c->n_pins == AGENT_PIN_MAX) {
+            snprintf(why, why_cap, "more than %d hub_pin lines", AGENT_PIN_MAX);
+            return -E2BIG;
+        }
+        snprintf(c->hub_pins[c->n_pins++], sizeof(c->hub_pins[0]), "%s", v);
+        snprintf(c->hub_pin, sizeof(c->hub_pin), "%s", c->hub_pins[0]);
     } else if (strcmp(key, "hub") == 0) {
         /* Checked as an endpoint only when dialled: doctor reports a bad
          * one as a verdict of its own. */
-        if (!*seen_hub) {
+        if (!(*seen & SEEN_HUB)) {
             c->n_hubs = 0;
-            *seen_hub = 1;
+            *seen |= SEEN_HUB;
         }
         if (v[0] == '\0' || strlen(v) > TOKEN_ENDPOINT_MAX) {
             snprintf(why, why_cap, "expected HOST:PORT of at most %d characters",
@@ -228,7 +242,7 @@ static int apply(struct site_conf *c, const char *key, const char *v, int *seen_
 int site_conf_load(const char *path, struct site_conf *c, char *err, size_t err_cap)
 {
     struct config cfg = {0};
-    int seen_hub = 0, rc;
+    int seen = 0, rc;
 
     rc = config_load(path, &cfg, err, err_cap);
     if (rc != 0)
@@ -236,7 +250,7 @@ int site_conf_load(const char *path, struct site_conf *c, char *err, size_t err_
     for (size_t i = 0; i < cfg.n; i++) {
         const struct config_entry *e = &cfg.entries[i];
         char why[128] = "";
-        int r = apply(c, e->key, e->value, &seen_hub, why, sizeof(why));
+        int r = apply(c, e->key, e->value, &seen, why, sizeof(why));
 
         if (r == -ENOENT)
             continue;

@@ -16,7 +16,7 @@
 
 /* What site.conf and the --config files say. Plain values, no pointers:
  * the caller owns the struct. Keys (docs/site-guide.md):
- *   site = NAME            hub_pin = sha256//...      hub = HOST:PORT (repeats)
+ *   site = NAME    hub_pin = sha256//... (repeats)    hub = HOST:PORT (repeats)
  *   service = NAME=URL (repeats)   ping_interval = S   connect_timeout = S
  *   source_port = N        proxy = http://[USER:PASS@]HOST:PORT ("" = none)
  *   service_opt = NAME:KEY[=VALUE] (repeats; any service: restricted;
@@ -24,8 +24,10 @@
  *                 key=FILE, name=HOST, insecure)
  * Unknown keys are ignored, so that an older agent reads a newer file. */
 struct site_conf {
-    char site[TOKEN_NAME_MAX + 1]; /* "" if not given */
-    char hub_pin[CRYPTO_PIN_LEN + 1];
+    char site[TOKEN_NAME_MAX + 1];                    /* "" if not given */
+    char hub_pin[CRYPTO_PIN_LEN + 1];                 /* hub_pins[0], "" when none */
+    char hub_pins[AGENT_PIN_MAX][CRYPTO_PIN_LEN + 1]; /* hub_pin lines (repeats) */
+    size_t n_pins;
     char hubs[TOKEN_HUB_MAX][TOKEN_ENDPOINT_MAX + 1]; /* in the order to try */
     size_t n_hubs;
     struct agent_service services[AGENT_MAX_SERVICES];

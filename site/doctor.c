@@ -56,6 +56,8 @@ struct doc {
     char hubs[TOKEN_HUB_MAX][TOKEN_ENDPOINT_MAX + 1];
     size_t n_hubs;
     char hub_pin[CRYPTO_PIN_LEN + 1];
+    char hub_pins[AGENT_PIN_MAX][CRYPTO_PIN_LEN + 1]; /* hub_pin first, then its cluster's */
+    size_t n_pins;
     int use_proxy;
     struct proxyconnect_proxy proxy;
     int source_port;
@@ -154,6 +156,8 @@ static int load_conf(struct doc *d, const char *path, const char *config)
     }
     snprintf(d->site, sizeof(d->site), "%s", c->site);
     snprintf(d->hub_pin, sizeof(d->hub_pin), "%s", c->hub_pin);
+    memcpy(d->hub_pins, c->hub_pins, sizeof(d->hub_pins));
+    d->n_pins = c->n_pins;
     memcpy(d->hubs, c->hubs, sizeof(d->hubs));
     d->n_hubs = c->n_hubs;
     d->use_proxy = c->use_proxy;
@@ -417,7 +421,9 @@ static int doc_verify(int preverify, WOLFSSL_X509_STORE_CTX *store)
         d->seen_pin[0] = '\0';
         return 0;
     }
-    d->pin_ok = crypto_pin_equal(d->seen_pin, d->hub_pin);
+    d->pin_ok = 0;
+    for (size_t i = 0; i < d->n_pins && !d->pin_ok; i++)
+        d->pin_ok = crypto_pin_equal(d->seen_pin, d->hub_pins[i]);
     return d->pin_ok;
 }
 

@@ -195,6 +195,8 @@ static int cmd_enroll(int argc, char **argv)
         if (net_split_hostport(ep, 6443, tgt.host, &tgt.port) != 0)
             continue;
         snprintf(tgt.pin, sizeof(tgt.pin), "%s", t.pin);
+        tgt.alt_pins = (const char(*)[CRYPTO_PIN_LEN + 1]) t.pins;
+        tgt.n_alt_pins = t.n_pins;
         /* A blocked endpoint must not hold up the next one for long. */
         tgt.timeout_ms = 15000;
         if (proxy_url != NULL) {
@@ -238,9 +240,11 @@ static int cmd_enroll(int argc, char **argv)
         off += (size_t)snprintf(conf + off, sizeof(conf) - off, "hub = %s\n",
                                 n_hubs ? hubs[i] : t.hubs[i]);
     off += (size_t)snprintf(conf + off, sizeof(conf) - off,
-                            "# The hub's key pin (checked at every connect).\n"
+                            "# The hub's key pin (checked at every connect)%s.\n"
                             "hub_pin = %s\n",
-                            t.pin);
+                            t.n_pins ? "; then the other hubs' of its cluster" : "", t.pin);
+    for (size_t i = 0; i < t.n_pins; i++)
+        off += (size_t)snprintf(conf + off, sizeof(conf) - off, "hub_pin = %s\n", t.pins[i]);
     /* The way out that worked for enrollment is the way out for run. */
     if (proxy_url != NULL && off < sizeof(conf))
         snprintf(conf + off, sizeof(conf) - off,
@@ -562,7 +566,8 @@ static int cmd_run(int argc, char **argv)
     }
     /* The files, then the flags over them. */
     snprintf(agent.site, sizeof(agent.site), "%s", conf.site);
-    snprintf(agent.hub_pin, sizeof(agent.hub_pin), "%s", conf.hub_pin);
+    memcpy(agent.hub_pins, conf.hub_pins, sizeof(agent.hub_pins));
+    agent.n_pins = conf.n_pins;
     memcpy(agent.hubs, conf.hubs, sizeof(agent.hubs));
     agent.n_hubs = conf.n_hubs;
     memcpy(agent.services, conf.services, sizeof(agent.services));

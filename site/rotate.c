@@ -265,6 +265,8 @@ int site_cmd_rotate_key(int argc, char **argv)
             continue;
         }
         snprintf(tgt.pin, sizeof(tgt.pin), "%s", pin);
+        tgt.alt_pins = (const char(*)[CRYPTO_PIN_LEN + 1]) conf->hub_pins;
+        tgt.n_alt_pins = conf->n_pins;
         if (use_proxy) {
             if (httpc_proxy_via(&hproxy, &proxy, hubs[i], proxy_req, sizeof(proxy_req)) != 0)
                 continue;

@@ -189,6 +189,33 @@ void site_show(struct hub *h, struct ureq *r, const struct auth *a, const struct
 
 /* Makes an enrollment token for an existing site and stores its hash;
  * reissue cancels the site's unused ones first. */
+/* Another hub of the cluster goes into the token: its pin, and those of its
+ * endpoints the token does not have yet, while there is room. */
+static int add_cluster_hub(const struct reg_hub *hub, void *arg)
+{
+    struct token_enroll *t = arg;
+    json_t *eps, *ep;
+    size_t i, k;
+
+    if (strcmp(hub->pin, t->pin) == 0 || t->n_pins == TOKEN_PIN_MAX || !crypto_pin_valid(hub->pin))
+        return 0;
+    snprintf(t->pins[t->n_pins++], sizeof(t->pins[0]), "%s", hub->pin);
+    eps = json_loads(hub->public_json ? hub->public_json : "[]", 0, NULL);
+    json_array_foreach(eps, i, ep)
+    {
+        const char *s = json_string_value(ep);
+
+        if (s == NULL || strlen(s) > TOKEN_ENDPOINT_MAX || t->n_hubs == TOKEN_HUB_MAX)
+            continue;
+        for (k = 0; k < t->n_hubs && strcmp(t->hubs[k], s) != 0; k++)
+            ;
+        if (k == t->n_hubs)
+            snprintf(t->hubs[t->n_hubs++], sizeof(t->hubs[0]), "%s", s);
+    }
+    json_decref(eps);
+    return 0;
+}
+
 static int make_enroll_token(struct hub *h, const char *name, int64_t ttl, int reissue,
                              char tok[TOKEN_ENCODED_MAX], int64_t *expires_at, int64_t *id)
 {
@@ -204,7 +231,10 @@ static int make_enroll_token(struct hub *h, const char *name, int64_t ttl, int r
         snprintf(t.hubs[t.n_hubs++], sizeof(t.hubs[0]), "%s", h->cfg.public_eps[i]);
     snprintf(t.pin, sizeof(t.pin), "%s", h->id.pin);
     t.expires_at = now + ttl;
-    rc = crypto_random(t.secret, sizeof(t.secret));
+    /* This hub first: a site dials its endpoints in the token's order. */
+    rc = registry_hub_list(h->reg, add_cluster_hub, &t);
+    if (rc == 0)
+        rc = crypto_random(t.secret, sizeof(t.secret));
     if (rc == 0)
         rc = crypto_b64_encode(t.secret, sizeof(t.secret), 1, secret_b64, sizeof(secret_b64), &sl);
     if (rc == 0)

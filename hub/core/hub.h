@@ -165,6 +165,7 @@ struct hub {
      * which write them directly on reg. */
     struct recorder *rec;
     struct crypto_identity id; /* owned */
+    int64_t hub_id;            /* this hub's row in the registry's hubs (cluster) */
     void *tunnel_ctx;          /* WOLFSSL_CTX*, owned */
     void *user_ctx;            /* WOLFSSL_CTX*, owned */
     uv_tcp_t listeners[HUB_MAX_LISTEN];

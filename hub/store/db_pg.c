@@ -88,19 +88,26 @@ static const char *const stmt_pg[S_COUNT] = {
     [S_API_COUNT] = "SELECT count(*) FROM api_tokens",
     [S_API_LIST] = "SELECT id, name, role, scope, created_at, COALESCE(expires_at, 0), "
                    "COALESCE(revoked_at, 0), services FROM api_tokens ORDER BY name, id",
-    [S_SESS_OPEN] = "INSERT INTO sessions (site_id, remote_addr, agent_version, connected_at) "
-                    "VALUES ($1, $2, $3, $4) RETURNING id",
+    [S_SESS_OPEN] = "INSERT INTO sessions (site_id, remote_addr, agent_version, connected_at, "
+                    "hub_id) VALUES ($1, $2, $3, $4, $5) RETURNING id",
     [S_SESS_CLOSE] = "UPDATE sessions SET disconnected_at = GREATEST($2::bigint, connected_at), "
                      "reason = $3, bytes_in = $4, bytes_out = $5 "
                      "WHERE id = $1 AND disconnected_at IS NULL",
     [S_SESS_EXISTS] = "SELECT 1 FROM sessions WHERE id = $1",
     [S_SESS_CLOSE_STALE] = "UPDATE sessions SET disconnected_at = GREATEST($1::bigint, "
-                           "connected_at), reason = $2 WHERE disconnected_at IS NULL",
+                           "connected_at), reason = $2 WHERE disconnected_at IS NULL "
+                           "AND ($3::bigint IS NULL OR hub_id IS NULL OR hub_id = $3)",
     [S_SESS_LIST] = "SELECT id, site_id, remote_addr, agent_version, connected_at, "
                     "COALESCE(disconnected_at, 0), reason, bytes_in, bytes_out FROM sessions "
                     "WHERE site_id = $1 ORDER BY connected_at DESC, id DESC LIMIT $2",
     [S_SESS_AGENT] = "UPDATE sessions SET agent_version = $2 "
                      "WHERE site_id = $1 AND disconnected_at IS NULL",
+    [S_HUB_INSERT] = "INSERT INTO hubs (name, pin, public, joined_at, seen_at) "
+                     "VALUES ($1, $2, $3, $4, $4) RETURNING id",
+    [S_HUB_REFRESH] = "UPDATE hubs SET name = $2, public = $3, seen_at = $4, state = 'active' "
+                      "WHERE pin = $1 RETURNING id",
+    [S_HUB_LIST] = "SELECT id, name, pin, public, joined_at, seen_at FROM hubs "
+                   "WHERE state = 'active' ORDER BY id",
     [S_AUDIT] = "INSERT INTO audit (ts, actor, remote, action, target, result, detail) "
                 "VALUES ($1, $2, $3, $4, $5, $6, $7)",
     [S_AUDIT_LIST] = "SELECT id, ts, actor, remote, action, target, result, detail FROM audit "

@@ -221,6 +221,14 @@ static int job_strings(struct recorder *rec, struct job *j, const char *addr, co
     return -ENOMEM;
 }
 
+void recorder_use_hub(struct recorder *rec, int64_t hub_id)
+{
+    /* Under mu: the writer reads it while it writes, after taking a batch. */
+    pthread_mutex_lock(&rec->mu);
+    registry_use_hub(rec->reg, hub_id);
+    pthread_mutex_unlock(&rec->mu);
+}
+
 int recorder_session_open(struct recorder *rec, int64_t site_id, const char *remote_addr,
                           const char *agent_version, int64_t now, uint64_t *key_out)
 {

@@ -55,6 +55,9 @@ struct recorder_stats {
  * postgresql:// URL, as registry_open) and starts the writer thread. On
  * failure *err (if non-NULL) gets a one-line message. */
 int recorder_open(const char *where, struct recorder **out, char *err, size_t err_cap);
+/* Sessions the writer opens from now on are this hub's (registry_use_hub).
+ * Call it before queuing the first job. */
+void recorder_use_hub(struct recorder *rec, int64_t hub_id);
 /* Writes everything queued, stops the thread and closes its connection.
  * NULL is a no-op. */
 void recorder_close(struct recorder *rec);

@@ -195,12 +195,39 @@ int registry_apitoken_list(struct registry *r, registry_apitoken_cb cb, void *ar
 /* Number of API tokens (any state): init uses it to know if admin exists. */
 int registry_apitoken_count(struct registry *r, int64_t *count);
 
+/* Hubs of the cluster: the hubs that share this registry (one on SQLite). */
+struct reg_hub {
+    int64_t id;
+    char name[254];
+    char pin[CRYPTO_PIN_LEN + 1];
+    char *public_json; /* JSON array of "HOST:PORT" strings, owned by the struct */
+    int64_t joined_at, seen_at;
+};
+void registry_hub_clear(struct reg_hub *h);
+/* A new hub joins: -EEXIST when its pin is taken. *id_out
+ * (optional) gets its row id. public_json is a JSON array of endpoints. */
+int registry_hub_join(struct registry *r, const char *name, const char *pin,
+                      const char *public_json, int64_t now, int64_t *id_out);
+/* At `run`: the row of the hub with this pin takes the name and endpoints
+ * of its configuration and is active again; a hub without a row (its
+ * registry predates hubs) joins. */
+int registry_hub_start(struct registry *r, const char *name, const char *pin,
+                       const char *public_json, int64_t now, int64_t *id_out);
+/* Active hubs, oldest first. The struct passed to cb is valid during the
+ * call only; a non-zero return of cb stops the walk and is returned. */
+typedef int (*registry_hub_cb)(const struct reg_hub *h, void *arg);
+int registry_hub_list(struct registry *r, registry_hub_cb cb, void *arg);
+/* Sessions opened on r from now on are this hub's (see close_stale). */
+void registry_use_hub(struct registry *r, int64_t hub_id);
+
 /* Sessions (connection history). */
 int registry_session_open(struct registry *r, int64_t site_id, const char *remote_addr,
                           const char *agent_version, int64_t now, int64_t *id_out);
 int registry_session_close(struct registry *r, int64_t session_id, int64_t now, const char *reason,
                            int64_t bytes_in, int64_t bytes_out);
-/* At start-up: closes sessions a crashed hub left open, with this reason. */
+/* At start-up: closes the sessions this hub left open when it crashed (and
+ * those recorded before hubs had ids), with this reason; every open
+ * session when registry_use_hub was not called. */
 int registry_session_close_stale(struct registry *r, int64_t now, const char *reason);
 /* Newest first, at most limit. */
 typedef int (*registry_session_cb)(const struct reg_session *s, void *arg);

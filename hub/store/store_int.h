@@ -58,6 +58,9 @@ enum stmt_id {
     S_SESS_CLOSE_STALE,
     S_SESS_LIST,
     S_SESS_AGENT,
+    S_HUB_INSERT,
+    S_HUB_REFRESH,
+    S_HUB_LIST,
     S_AUDIT,
     S_AUDIT_LIST,
     S_COUNT
@@ -213,6 +216,8 @@ struct registry {
     struct hist commits;
     /* Transactions begun and not ended (registry__tx_begin nests). */
     int tx_depth;
+    /* This hub's row in hubs (registry_use_hub), 0 when not set. */
+    int64_t hub_id;
 };
 
 /* Prepares sql on r's connection into *out (freed by registry__finalize). */

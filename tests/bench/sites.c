@@ -232,7 +232,8 @@ static int cmd_run(const struct opts *o)
         snprintf(a->site, sizeof(a->site), "%s", name);
         snprintf(a->hubs[0], sizeof(a->hubs[0]), "%s", o->hub);
         a->n_hubs = 1;
-        snprintf(a->hub_pin, sizeof(a->hub_pin), "%s", o->hub_pin);
+        snprintf(a->hub_pins[0], sizeof(a->hub_pins[0]), "%s", o->hub_pin);
+        a->n_pins = 1;
         if (o->ping_s > 0)
             a->ping_interval_ms = (uint64_t)o->ping_s * 1000;
         memcpy(a->services, svc.services, sizeof(a->services));
@@ -566,7 +567,8 @@ static int cmd_handshakes(const struct opts *o)
         sl->a.on_live = hs_agent_live;
         snprintf(sl->a.hubs[0], sizeof(sl->a.hubs[0]), "%s", o->hub);
         sl->a.n_hubs = 1;
-        snprintf(sl->a.hub_pin, sizeof(sl->a.hub_pin), "%s", o->hub_pin);
+        snprintf(sl->a.hub_pins[0], sizeof(sl->a.hub_pins[0]), "%s", o->hub_pin);
+        sl->a.n_pins = 1;
         sl->a.ctx = hs_next_ctx(&id);
         site_name(o, id, sl->a.site, sizeof(sl->a.site));
         agent_start(&sl->a);

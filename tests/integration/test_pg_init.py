@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-# Integration: tether-hub init --db postgresql://... keeps the registry in PostgreSQL: hub.conf's db (0600, password hidden in messages), run opens it, a site enrolls and is served, a second init on the same database is refused, a server restart costs no failed call, a bad URL is a clear error.
+# Integration: tether-hub init --db postgresql://... keeps the registry in PostgreSQL: hub.conf's db (0600, password hidden in messages), run opens it, a site enrolls and is served, a second init on the same database joins its cluster, a server restart costs no failed call, a bad URL is a clear error.
 # SPDX-License-Identifier: MIT
 import os
 import stat
@@ -65,13 +65,17 @@ def run(h, base, name):
     hub.pin = hub.conf["hub_pin"][-1]
     hub.token = hub.conf["token"][-1]
 
-    # A second state on the same database is refused: it holds a live admin token.
+    # A second state on the same database joins its cluster, with an admin
+    # token of its own (test_cluster_basic tests the cluster itself).
     other = h.path("other")
-    r = h.run([h.bin("tether-hub"), "init", "--state", other, "--name", "127.0.0.1", "--db", url])
-    h.check(r.rc == 1 and "already holds a hub registry" in r.stderr,
-            "init on a database that holds a registry is refused", r)
-    h.check(psql(url, "SELECT count(*) FROM api_tokens WHERE revoked_at IS NULL") == "1",
-            "the refused init left the database's tokens as they were")
+    joined = h.path("joined")
+    r = h.run([h.bin("tether-hub"), "init", "--state", joined, "--name", "127.0.0.1", "--db", url])
+    h.check(r.rc == 0 and "joined: 2 hubs share this registry" in r.stdout and
+            "admin-127-0-0-1" in r.stdout,
+            "init on a database that holds a registry joins its cluster", r)
+    h.check(psql(url, "SELECT count(*) FROM api_tokens WHERE revoked_at IS NULL") == "2" and
+            psql(url, "SELECT count(*) FROM hubs") == "2",
+            "the join added one admin token and one hub to the database")
     # Init again on the same state without --force: refused.
     r = h.run([h.bin("tether-hub"), "init", "--state", hub.dir, "--db", url])
     h.check(r.rc == 1 and "already initialised" in r.stderr, "init again is refused", r)

@@ -45,6 +45,20 @@ static char *wrap(const char *json)
     return out;
 }
 
+/* The JSON inside a token (static storage). */
+static const char *decoded_json(const char *tok)
+{
+    static char json[TOKEN_ENCODED_MAX];
+    size_t n = 0;
+
+    CHECK_EQ_INT(
+        crypto_b64_decode(tok + 8, strlen(tok + 8), 1, (uint8_t *)json, sizeof(json) - 1, &n), 0);
+    json[n] = '\0';
+    return json;
+}
+
+#define PIN9 "sha256//AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+
 static int decode_json(const char *json)
 {
     struct token_enroll t;
@@ -58,8 +72,8 @@ static int decode_json(const char *json)
 /* A JSON token body with one member replaced (or dropped when value is NULL). */
 static char *json_with(const char *key, const char *value)
 {
-    const char *keys[] = {"v", "site", "hubs", "pin", "secret", "exp"};
-    char vals[6][1024];
+    const char *keys[] = {"v", "site", "hubs", "pin", "secret", "exp", "pins"};
+    char vals[7][1024];
     char *out = malloc(16384);
     size_t pos = 0;
     int first = 1;
@@ -70,14 +84,17 @@ static char *json_with(const char *key, const char *value)
     snprintf(vals[3], sizeof(vals[3]), "\"%s\"", g_pin);
     snprintf(vals[4], sizeof(vals[4]), "\"%s\"", g_secret_b64);
     snprintf(vals[5], sizeof(vals[5]), "1900000000");
+    vals[6][0] = '\0'; /* "pins": absent unless given */
     pos += (size_t)sprintf(out + pos, "{");
-    for (int i = 0; i < 6; i++) {
+    for (int i = 0; i < 7; i++) {
         const char *v = vals[i];
         if (key != NULL && strcmp(key, keys[i]) == 0) {
             if (value == NULL)
                 continue;
             v = value;
         }
+        if (v[0] == '\0')
+            continue;
         pos += (size_t)sprintf(out + pos, "%s\"%s\":%s", first ? "" : ",", keys[i], v);
         first = 0;
     }
@@ -154,6 +171,8 @@ static void test_round_trip(void)
     CHECK_EQ_STR(back.hubs[1], "[2001:db8::1]:443");
     CHECK_EQ_STR(back.hubs[2], "10.0.0.1:8443");
     CHECK_EQ_STR(back.pin, g_pin);
+    CHECK_EQ_INT(back.n_pins, 0);
+    CHECK(strstr(decoded_json(text), "\"pins\"") == NULL); /* one hub: as before clusters */
     CHECK(memcmp(back.secret, t.secret, TOKEN_SECRET_LEN) == 0);
     CHECK_EQ_INT(back.expires_at, 1900000000);
 
@@ -179,12 +198,29 @@ static void test_round_trip(void)
         snprintf(t.hubs[i] + TOKEN_ENDPOINT_MAX - 6, 7, ":%05d", 1000 + i);
         t.hubs[i][0] = (char)('a' + i);
     }
+    /* And the other hubs' keys of a cluster of nine. */
+    t.n_pins = TOKEN_PIN_MAX;
+    for (int i = 0; i < TOKEN_PIN_MAX; i++)
+        make_pin(t.pins[i]);
     /* 249-char host names exceed nothing here: NET_HOST_MAX is 253. */
     CHECK_EQ_INT(token_enroll_encode(&t, text, sizeof(text)), 0);
     CHECK(strlen(text) <= TOKEN_ENCODED_MAX);
     CHECK_EQ_INT(token_enroll_decode(text, &back), 0);
     CHECK_EQ_INT(back.n_hubs, TOKEN_HUB_MAX);
     CHECK_EQ_STR(back.hubs[7], t.hubs[7]);
+    CHECK_EQ_INT(back.n_pins, TOKEN_PIN_MAX);
+    CHECK_EQ_STR(back.pins[0], t.pins[0]);
+    CHECK_EQ_STR(back.pins[7], t.pins[7]);
+    /* A bad pin among them is refused, by the encoder and the decoder. */
+    t.pins[3][9] = '*';
+    CHECK_EQ_INT(token_enroll_encode(&t, text, sizeof(text)), -EINVAL);
+    t.n_pins = TOKEN_PIN_MAX + 1;
+    CHECK_EQ_INT(token_enroll_encode(&t, text, sizeof(text)), -EINVAL);
+    reject_member("pins", "[\"sha256//short\"]");
+    reject_member("pins", "\"sha256//AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\"");
+    reject_member("pins", "[1]");
+    reject_member("pins", "[\"" PIN9 "\",\"" PIN9 "\",\"" PIN9 "\",\"" PIN9 "\",\"" PIN9
+                          "\",\"" PIN9 "\",\"" PIN9 "\",\"" PIN9 "\",\"" PIN9 "\"]");
 }
 
 static void test_encode_rejects(void)

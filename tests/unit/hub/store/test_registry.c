@@ -817,6 +817,74 @@ static void test_sessions(struct registry *r)
     CHECK_EQ_INT(registry_session_close(r, sid[3], 1100, "x", 0, 0), -EALREADY);
 }
 
+struct hub_rows {
+    struct reg_hub v[4];
+    char pub[4][64];
+    int n;
+};
+
+static int collect_hub(const struct reg_hub *hub, void *arg)
+{
+    struct hub_rows *l = arg;
+
+    if (l->n < 4) {
+        l->v[l->n] = *hub;
+        l->v[l->n].public_json = NULL;
+        snprintf(l->pub[l->n++], sizeof(l->pub[0]), "%s", hub->public_json);
+    }
+    return 0;
+}
+
+/* The hubs of a cluster: joins are by key; `run` refreshes a hub's row or
+ * adds it (a registry older than hubs); sessions carry their hub, and a
+ * hub's start closes only its own (and those without one). */
+static void test_hubs(struct registry *r)
+{
+    static const char *const pa = "sha256//AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+    static const char *const pb = "sha256//BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB=";
+    struct hub_rows l = {.n = 0};
+    struct sessions ss;
+    struct reg_site s;
+    int64_t a = 0, b = 0, again = 0, site_id, sid[3];
+
+    CHECK_EQ_INT(registry_hub_join(r, "hub1", pa, "[\"h1:6443\"]", 10, &a), 0);
+    CHECK_EQ_INT(registry_hub_join(r, "hub1", pa, "[]", 11, NULL), -EEXIST);
+    CHECK_EQ_INT(registry_hub_start(r, "hub2", pb, "[\"h2:6443\"]", 12, &b), 0); /* adds */
+    CHECK_EQ_INT(registry_hub_start(r, "hub1", pa, "[\"h1:443\"]", 13, &again), 0);
+    CHECK(a > 0 && b > a && again == a);
+    CHECK_EQ_INT(registry_hub_list(r, collect_hub, &l), 0);
+    CHECK_EQ_INT(l.n, 2);
+    CHECK_EQ_INT(l.v[0].id, a);
+    CHECK_EQ_STR(l.v[0].pin, pa);
+    CHECK_EQ_STR(l.pub[0], "[\"h1:443\"]");
+    CHECK_EQ_INT(l.v[0].joined_at, 10);
+    CHECK_EQ_INT(l.v[0].seen_at, 13);
+    CHECK_EQ_STR(l.v[1].name, "hub2");
+    CHECK_EQ_INT(registry_hub_join(r, "hub3", pb, "not json", 14, NULL), -EINVAL);
+
+    CHECK_EQ_INT(registry_site_create(r, "kilo", NULL, 10), 0);
+    CHECK_EQ_INT(registry_site_get(r, "kilo", &s), 0);
+    site_id = s.id;
+    registry_site_clear(&s);
+    registry_use_hub(r, a);
+    CHECK_EQ_INT(registry_session_open(r, site_id, "192.0.2.1:1", "v1", 100, &sid[0]), 0);
+    registry_use_hub(r, b);
+    CHECK_EQ_INT(registry_session_open(r, site_id, "192.0.2.1:2", "v1", 101, &sid[1]), 0);
+    registry_use_hub(r, 0);
+    CHECK_EQ_INT(registry_session_open(r, site_id, "192.0.2.1:3", "v1", 102, &sid[2]), 0);
+    registry_use_hub(r, a);
+    CHECK_EQ_INT(registry_session_close_stale(r, 200, "hub restarted"), 0);
+    memset(&ss, 0, sizeof(ss));
+    CHECK_EQ_INT(registry_session_list(r, site_id, 10, collect_session, &ss), 0);
+    CHECK_EQ_INT(ss.n, 3);
+    CHECK_EQ_INT(ss.v[0].id, sid[2]);
+    CHECK_EQ_INT(ss.v[0].disconnected_at, 200); /* no hub: closed */
+    CHECK_EQ_INT(ss.v[1].id, sid[1]);
+    CHECK_EQ_INT(ss.v[1].disconnected_at, 0); /* hub b's: open */
+    CHECK_EQ_INT(ss.v[2].disconnected_at, 200);
+    registry_use_hub(r, 0);
+}
+
 static void test_cascade(struct registry *r, const char *path)
 {
     char h[65], sql[96];
@@ -1417,6 +1485,7 @@ int main(void)
         test_apitoken_list(r);
         test_audit_list(r, path);
         test_session_agent(r);
+        test_hubs(r);
         CHECK_EQ_INT(registry_check(r), 0);
         registry_close(r);
     }

@@ -1,0 +1,116 @@
+#!/usr/bin/env python3
+# Integration: two hubs on one PostgreSQL are one cluster: the second init joins, tokens carry every hub, a site fails over to the other hub, sessions are per hub, and a hub of another cluster is refused.
+# SPDX-License-Identifier: MIT
+import base64
+import json
+import os
+import shutil
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import Harness, read_conf, edit_conf  # noqa: E402
+
+FAILOVER_S = 10.0  # issue 15: a killed hub's sites are back on another within 10 s
+
+
+def token_payload(tok):
+    body = tok.strip().split(".", 1)[1]
+    return json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+
+
+def sessions(h, url):
+    """[(hub pin, open?, reason)] of every session, oldest first."""
+    return [(pin, is_open == "t", reason) for pin, is_open, reason in h.pg_rows(
+        url, "SELECT h.pin, s.disconnected_at IS NULL, s.reason FROM sessions s "
+             "JOIN hubs h ON h.id = s.hub_id ORDER BY s.id")]
+
+
+def main(h):
+    h.pg_only("a cluster is several hubs on one PostgreSQL database")
+    a = h.hub("hub-a")
+    a.init()
+    b = h.hub("hub-b")
+    r = b.init(db=a.db_url)
+    h.check("joined: 2 hubs share this registry" in r.stdout and a.pin != b.pin,
+            "a second init on the database joins its cluster, with a key of its own", r)
+    a.start()
+    b.start()
+    hubs = h.pg_rows(a.db_url, "SELECT pin, public FROM hubs ORDER BY id")
+    h.check([(p, json.loads(pub)) for p, pub in hubs] == [(a.pin, [a.addr]), (b.pin, [b.addr])],
+            "the database lists both hubs with their pins and endpoints", hubs)
+
+    # One registry: each hub's admin token works on the other.
+    h.check(a.curl("/v1/sites", token=b.token).status == 200 and
+            b.curl("/v1/sites", token=a.token).status == 200,
+            "tokens are shared: hub B's admin token is accepted by hub A and A's by B")
+
+    # A token lists the issuing hub first, then the others, with their keys.
+    tok = a.site_add("s1")
+    p = token_payload(tok)
+    h.check(p["hubs"] == [a.addr, b.addr] and p["pin"] == a.pin and p["pins"] == [b.pin],
+            "a token from hub A lists A then B, A's pin and B's in pins", p)
+    p2 = token_payload(b.site_add("s2"))
+    h.check(p2["hubs"] == [b.addr, a.addr] and p2["pin"] == b.pin and p2["pins"] == [a.pin],
+            "a token from hub B lists B first", p2)
+
+    svc = h.service("svc-s1", site_name="s1")
+    site = h.site("s1", a)
+    site.enroll(tok)
+    conf = read_conf(site.conf_path)
+    h.check(conf.get("hub") == [a.addr, b.addr] and conf.get("hub_pin") == [a.pin, b.pin],
+            "site.conf keeps both endpoints and both hub keys", conf)
+    site.start({"web": svc.url}, ["--ping-interval", "1"])
+    h.check(a.wait_ready("s1") is not None, "the site connects to hub A, its first endpoint")
+    r = a.proxy("s1", "web", "/echo?via=a")
+    h.check(r.status == 200, "a request through hub A reaches the site", r)
+
+    # Hub A dies: the site moves to B, and B serves it.
+    t0 = time.monotonic()
+    a.proc.kill9()
+    moved = b.wait_ready("s1", timeout=FAILOVER_S + 5)
+    took = time.monotonic() - t0
+    h.info("failover after kill -9 of hub A: %.2f s" % took)
+    h.check(moved is not None and took <= FAILOVER_S,
+            "kill -9 of hub A: the site is on hub B within %.0f s (%.2f s)" % (FAILOVER_S, took))
+    r = b.proxy("s1", "web", "/echo?via=b")
+    h.check(r.status == 200, "a request through hub B reaches the site", r)
+
+    # Sessions are per hub: A's restart closes the one A left open, not B's.
+    want = [(a.pin, True, ""), (b.pin, True, "")]
+    h.wait_until(lambda: sessions(h, a.db_url) == want, 5)
+    rows = sessions(h, a.db_url)
+    h.check(rows == want, "after the kill: A's session is left open, B's is open", rows)
+    a.start()
+    rows = sessions(h, a.db_url)
+    h.check(rows == [(a.pin, False, "hub restarted"), (b.pin, True, "")],
+            "hub A's restart closes its own session only; B's stays open", rows)
+
+    # A hub of another cluster (its own database, its own key) is refused.
+    c = h.hub("hub-c")
+    c.init()
+    c.start()
+    stray = h.site("stray", dirname="site-stray")
+    shutil.copytree(site.dir, stray.dir, dirs_exist_ok=True)
+    for f in ("site.lock", "status.json"):
+        if os.path.exists(os.path.join(stray.dir, f)):
+            os.remove(os.path.join(stray.dir, f))
+    edit_conf(stray.conf_path, "hub", c.addr)
+    stray.start({"web": svc.url}, wait=False)
+    refused = stray.proc.wait_log(r"tls_intercepted|pin mismatch", 15, fatal=False)
+    h.check(refused is not None and c.proc.find(r"site_connected") is None,
+            "a site of this cluster refuses a hub of another (pin mismatch) and never connects")
+    stray.proc.stop()
+
+    # Enrollment through the other hub when the issuing one is down.
+    tok3 = b.site_add("s3")
+    b.proc.stop()
+    s3 = h.site("s3", b)
+    r = s3.enroll(tok3, check=False)
+    h.check(r.rc == 0, "a site enrolls through hub A with a token from hub B, B being down "
+            "(B's token carries A's key)", r)
+    b.start()
+
+
+if __name__ == "__main__":
+    Harness.main("test_cluster_basic", main)

@@ -553,6 +553,7 @@ void daemon_free(struct hub *h)
     if (h->user_ctx != NULL)
         wolfSSL_CTX_free(h->user_ctx);
     crypto_identity_free(&h->id);
+    free(h->hubs_json);
     statelock_release(d->lock_fd);
     /* Every tunnel is gone by now; the map's array is all that is left. */
     free(h->tunnels.buckets);

@@ -19,6 +19,7 @@
 #include "../common/tls.h"
 #include "../common/urlpath.h"
 #include "bytestream.h"
+#include "hubs.h"
 #include "status.h"
 #include "upstream.h"
 #include "uph2.h"
@@ -417,6 +418,78 @@ static void start_connect(struct sstream *ss, const struct agent_service *svc)
         bytestream_end(ss->bs);
 }
 
+int agent_apply_hubs(struct agent *a, const struct hubs_list *l)
+{
+    char cur[TOKEN_ENDPOINT_MAX + 1];
+    size_t i, k, mine = 0;
+
+    for (i = 0; i < l->n; i++)
+        for (k = 0; k < a->n_conf_pins; k++)
+            mine += crypto_pin_equal(l->hub[i].pin, a->hub_pins[k]);
+    if (mine == 0)
+        return -EPERM;
+    snprintf(cur, sizeof(cur), "%s", a->n_hubs > a->hub_idx ? a->hubs[a->hub_idx] : "");
+    a->n_pins = a->n_conf_pins;
+    a->n_hubs = a->n_conf_hubs;
+    for (i = 0; i < l->n; i++) {
+        for (k = 0; k < a->n_pins && strcmp(a->hub_pins[k], l->hub[i].pin) != 0; k++)
+            ;
+        if (k == a->n_pins && a->n_pins < AGENT_PIN_MAX)
+            snprintf(a->hub_pins[a->n_pins++], sizeof(a->hub_pins[0]), "%s", l->hub[i].pin);
+    }
+    for (i = 0; i < l->n; i++)
+        for (size_t e = 0; e < l->hub[i].n_eps; e++) {
+            for (k = 0; k < a->n_hubs && strcmp(a->hubs[k], l->hub[i].eps[e]) != 0; k++)
+                ;
+            if (k == a->n_hubs && a->n_hubs < TOKEN_HUB_MAX)
+                snprintf(a->hubs[a->n_hubs++], sizeof(a->hubs[0]), "%s", l->hub[i].eps[e]);
+        }
+    for (a->hub_idx = 0; a->hub_idx < a->n_hubs && strcmp(a->hubs[a->hub_idx], cur) != 0;
+         a->hub_idx++)
+        ;
+    if (a->hub_idx == a->n_hubs)
+        a->hub_idx = 0;
+    return 0;
+}
+
+/* The hub's list of its cluster (the hello's tether-hubs header): a new
+ * one is applied and kept in key_dir/hubs.json, so that the site knows
+ * hubs that joined after it enrolled, at its next dial and after a
+ * restart. A list that does not parse changes nothing. */
+static void learn_hubs(struct agent *a, const struct sstream *ss)
+{
+    struct hubs_list *l = NULL;
+    const struct upstream_header *v = NULL;
+    uint8_t sig[32];
+    int rc;
+
+    for (size_t i = 0; i < ss->n_hdrs && v == NULL; i++)
+        if (ss->hdrs[i].name_len == 11 && memcmp(ss->hdrs[i].name, "tether-hubs", 11) == 0)
+            v = &ss->hdrs[i];
+    if (!a->learn_hubs || v == NULL || crypto_sha256(v->value, v->value_len, sig) != 0 ||
+        (a->has_hubs_sig && memcmp(sig, a->hubs_sig, sizeof(sig)) == 0))
+        return;
+    if ((l = malloc(sizeof(*l))) == NULL)
+        return;
+    if (hubs_parse(v->value, v->value_len, l) != 0) {
+        log_event(LOG_WARN, "hubs_refused", "hub=%s reason=\"not a list of hubs and endpoints\"",
+                  a->hubs[a->hub_idx]);
+    } else if (agent_apply_hubs(a, l) != 0) {
+        log_event(LOG_WARN, "hubs_refused", "hub=%s reason=\"names none of site.conf's hub keys\"",
+                  a->hubs[a->hub_idx]);
+    } else {
+        rc = a->key_dir[0] != '\0' ? hubs_save(a->key_dir, l) : 0;
+        if (rc != 0)
+            log_event(LOG_WARN, "hubs_not_saved", "dir=%s error=%s", log_q(a->key_dir),
+                      log_q(strerror(-rc)));
+        log_event(LOG_INFO, "hubs_learned", "hub=%s hubs=%zu keys=%zu endpoints=%zu",
+                  a->hubs[a->hub_idx], l->n, a->n_pins, a->n_hubs);
+    }
+    memcpy(a->hubs_sig, sig, sizeof(sig));
+    a->has_hubs_sig = 1;
+    free(l);
+}
+
 static void hello(struct sstream *ss)
 {
     struct agent *a = ss->a;
@@ -478,6 +551,7 @@ static void start_request(struct sstream *ss)
     /* The hub's own hello names no service; a proxied request names exactly
      * one, twice over (:authority and tether-service, both set by the hub). */
     if (ss->n_service == 0 && ss->path != NULL && strcmp(ss->path, "/.tether/hello") == 0) {
+        learn_hubs(a, ss);
         hello(ss);
         return;
     }

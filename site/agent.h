@@ -18,7 +18,7 @@
 
 /* Hub keys a site trusts: the issuing hub's and the other hubs' of its
  * cluster an enrollment token carries. */
-#define AGENT_PIN_MAX (1 + TOKEN_PIN_MAX)
+#define AGENT_PIN_MAX 16
 
 #define AGENT_MAX_SERVICES 64
 
@@ -61,6 +61,13 @@ struct agent {
      * of them is accepted at every endpoint. */
     char hub_pins[AGENT_PIN_MAX][CRYPTO_PIN_LEN + 1];
     size_t n_pins;
+    /* The first n_conf_pins keys and n_conf_hubs endpoints are site.conf's;
+     * those after them were learned from the hub's list (learn_hubs: the
+     * tether-hubs header of each hello, kept in key_dir/hubs.json; bench
+     * agents do not learn). hubs_sig: SHA-256 of the last list applied. */
+    size_t n_conf_pins, n_conf_hubs;
+    int learn_hubs, has_hubs_sig;
+    uint8_t hubs_sig[32];
     struct crypto_identity id;
     void *ctx; /* WOLFSSL_CTX* */
     /* State directory whose site.key/site.crt are loaded again before a dial
@@ -128,6 +135,15 @@ void agent_free(struct agent *a);
  * the hub (docs/protocol.md), e.g. "services-changed" after a->services
  * changed. Streams that carry requests are not touched. */
 void agent_announce(struct agent *a, const char *line);
+
+struct hubs_list;
+/* The keys and endpoints of l (site/hubs.h) after site.conf's: a->hub_pins
+ * and a->hubs become the first n_conf_pins and n_conf_hubs entries plus
+ * those of l not among them, as many as fit. The endpoint in use keeps its
+ * place in the rotation. -EPERM, and nothing changes, when l names none of
+ * site.conf's keys: a list of another cluster (site.conf's hub_pin was
+ * changed since) never widens what the operator pinned. l is the caller's. */
+int agent_apply_hubs(struct agent *a, const struct hubs_list *l);
 
 /* What the site announces in its HTTP/2 SETTINGS (doctor announces the same). */
 extern const struct h2_limits agent_h2_limits;

@@ -25,6 +25,7 @@
 #include "../common/tune.h"
 #include "agent.h"
 #include "cmds.h"
+#include "hubs.h"
 #include "status.h"
 #include "conf.h"
 #include "../common/proxyconnect.h"
@@ -474,6 +475,26 @@ static void on_hup(uv_signal_t *h, int signum)
         agent_announce(&agent, "services-changed");
 }
 
+/* The hubs the site's hub last listed (STATE/hubs.json) join site.conf's,
+ * and every hello brings the list again (agent.c). */
+static void learn_saved_hubs(struct agent *a, const char *state)
+{
+    struct hubs_list *l = malloc(sizeof(*l));
+    int rc = l != NULL ? hubs_load(state, l) : -ENOMEM;
+
+    a->n_conf_pins = a->n_pins;
+    a->n_conf_hubs = a->n_hubs;
+    a->learn_hubs = 1;
+    if (rc == 0)
+        rc = agent_apply_hubs(a, l);
+    if (rc != 0 && rc != -ENOENT)
+        log_event(LOG_WARN, "hubs_file_ignored", "dir=%s error=%s", log_q(state),
+                  log_q(rc == -EINVAL  ? "not a list of hubs and endpoints"
+                        : rc == -EPERM ? "names none of site.conf's hub keys"
+                                       : strerror(-rc)));
+    free(l);
+}
+
 static int cmd_run(int argc, char **argv)
 {
     static const struct option opts[] = {{"state", required_argument, 0, 's'},
@@ -632,6 +653,7 @@ static int cmd_run(int argc, char **argv)
         (int)sizeof(agent.status_path))
         agent.status_path[0] = '\0'; /* too long: `tether-site status` says "starting" */
     log_init_from_env();
+    learn_saved_hubs(&agent, state);
     log_event(LOG_INFO, "site_started",
               "site=%s version=%s wolfssl=%s memcpy=%s heap_trim_mib=%u services=%zu hubs=%zu",
               agent.site, TETHER_VERSION, log_q(crypto_wolfssl_build()), tune_state(),

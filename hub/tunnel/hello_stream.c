@@ -2,6 +2,7 @@
  * the site's announcements (GET /.tether/events) that make the hub ask again. */
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -39,6 +40,46 @@ struct evwatch {
 };
 
 static void send_hello(struct tunnel *t, int refresh);
+
+/* How long the cluster's hub list is served from memory: hubs join from
+ * other hosts, so it is read again, at most this often, when a hello
+ * needs it. */
+#define HUBS_READ_MS 1000
+
+static int add_hub(const struct reg_hub *hub, void *arg)
+{
+    json_t *eps = json_loads(hub->public_json ? hub->public_json : "[]", 0, NULL);
+    json_t *o = json_pack("{s:s,s:o}", "pin", hub->pin, "endpoints",
+                          json_is_array(eps) ? eps : json_array());
+
+    if (!json_is_array(eps))
+        json_decref(eps);
+    return o != NULL && json_array_append_new(arg, o) == 0 ? 0 : -ENOMEM;
+}
+
+/* Every hub of the cluster with its endpoints, for the hello's tether-hubs
+ * header (docs/protocol.md, "Cluster identity"): the sites keep the list
+ * and trust its keys. NULL when it could never be read. */
+static const char *cluster_hubs(struct hub *h)
+{
+    uint64_t now = uv_now(h->loop);
+    json_t *list;
+    char *text;
+
+    /* A failed read waits its turn too: a database that is down must not
+     * cost every hello of a reconnect storm a try. */
+    if (h->hubs_read_ms != 0 && now - h->hubs_read_ms < HUBS_READ_MS)
+        return h->hubs_json;
+    h->hubs_read_ms = now;
+    list = json_array();
+    if (list != NULL && registry_hub_list(h->reg, add_hub, list) == 0 &&
+        json_array_size(list) > 0 && (text = json_dumps(list, JSON_COMPACT)) != NULL) {
+        free(h->hubs_json);
+        h->hubs_json = text;
+    }
+    json_decref(list);
+    return h->hubs_json; /* unreadable: the last list read, if any */
+}
 
 static void hello_head(void *arg, int status, const nghttp2_nv *nva, size_t n)
 {
@@ -166,18 +207,20 @@ void tunnel_send_hello(struct tunnel *t)
 static void send_hello(struct tunnel *t, int refresh)
 {
     struct hello *hl = calloc(1, sizeof(*hl));
+    const char *hubs = cluster_hubs(t->hub);
     nghttp2_nv nva[] = {
         h2_nv(":method", 7, "GET", 3),
         h2_nv(":scheme", 7, "https", 5),
         h2_nv(":authority", 10, "site", 4),
         h2_nv(":path", 5, "/.tether/hello", 14),
+        h2_nv("tether-hubs", 11, hubs ? hubs : "", hubs ? strlen(hubs) : 0),
     };
     if (hl == NULL)
         return;
     hl->t = t;
     hl->refresh = refresh;
     buf_init(&hl->body);
-    if (tunnel_stream_open(t, nva, 4, 0, &hello_ops, hl, &hl->s) != 0) {
+    if (tunnel_stream_open(t, nva, hubs ? 5 : 4, 0, &hello_ops, hl, &hl->s) != 0) {
         free(hl);
         return;
     }

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-# Integration: two hubs on one PostgreSQL are one cluster: the second init joins, tokens carry every hub, a site fails over to the other hub, sessions are per hub, and a hub of another cluster is refused.
+# Integration: hubs on one PostgreSQL are one cluster: a second init joins, tokens carry every hub, a site fails over to another hub, learns hubs that join later over its tunnel, sessions are per hub, and a hub of another cluster is refused.
 # SPDX-License-Identifier: MIT
 import base64
 import json
@@ -24,6 +24,20 @@ def sessions(h, url):
     return [(pin, is_open == "t", reason) for pin, is_open, reason in h.pg_rows(
         url, "SELECT h.pin, s.disconnected_at IS NULL, s.reason FROM sessions s "
              "JOIN hubs h ON h.id = s.hub_id ORDER BY s.id")]
+
+
+def fail_over(h, dead, to, what):
+    """kill -9 of hub dead; site s1 must be served through hub `to` within
+    FAILOVER_S."""
+    t0 = time.monotonic()
+    dead.proc.kill9()
+    moved = to.wait_ready("s1", timeout=FAILOVER_S + 5)
+    took = time.monotonic() - t0
+    h.info("failover, %s: %.2f s" % (what, took))
+    h.check(moved is not None and took <= FAILOVER_S,
+            "%s within %.0f s (%.2f s)" % (what, FAILOVER_S, took))
+    r = to.proxy("s1", "web", "/echo?via=" + to.name)
+    h.check(r.status == 200, "a request through %s reaches the site" % to.name, r)
 
 
 def main(h):
@@ -66,15 +80,7 @@ def main(h):
     h.check(r.status == 200, "a request through hub A reaches the site", r)
 
     # Hub A dies: the site moves to B, and B serves it.
-    t0 = time.monotonic()
-    a.proc.kill9()
-    moved = b.wait_ready("s1", timeout=FAILOVER_S + 5)
-    took = time.monotonic() - t0
-    h.info("failover after kill -9 of hub A: %.2f s" % took)
-    h.check(moved is not None and took <= FAILOVER_S,
-            "kill -9 of hub A: the site is on hub B within %.0f s (%.2f s)" % (FAILOVER_S, took))
-    r = b.proxy("s1", "web", "/echo?via=b")
-    h.check(r.status == 200, "a request through hub B reaches the site", r)
+    fail_over(h, a, b, "kill -9 of hub A: the site is on hub B")
 
     # Sessions are per hub: A's restart closes the one A left open, not B's.
     want = [(a.pin, True, ""), (b.pin, True, "")]
@@ -86,19 +92,42 @@ def main(h):
     h.check(rows == [(a.pin, False, "hub restarted"), (b.pin, True, "")],
             "hub A's restart closes its own session only; B's stays open", rows)
 
-    # A hub of another cluster (its own database, its own key) is refused.
+    # A hub that joins later reaches the enrolled site through the list every
+    # hello carries (the tether-hubs header): kept in STATE/hubs.json.
     c = h.hub("hub-c")
-    c.init()
+    c.init(db=a.db_url)
     c.start()
+    mark = site.proc.mark()
+    b.proc.stop()
+    h.check(a.wait_ready("s1", timeout=FAILOVER_S) is not None,
+            "hub B stops: the site is back on hub A")
+    h.check(site.proc.wait_log(r"hubs_learned .*hubs=3 keys=3", 10, since=mark,
+                               fatal=False) is not None,
+            "at its hello on hub A the site learns the three hubs of the cluster")
+    with open(os.path.join(site.dir, "hubs.json")) as f:
+        kept = json.load(f)
+    h.check(sorted(e["pin"] for e in kept) == sorted([a.pin, b.pin, c.pin]) and
+            [c.addr] in [e["endpoints"] for e in kept],
+            "STATE/hubs.json holds every hub's key and endpoints", kept)
+    fail_over(h, a, c, "kill -9 of hub A with B down: the site is on hub C, which joined "
+              "after it enrolled")
+    a.start()
+    b.start()
+
+    # A hub of another cluster (its own database, its own key) is refused.
+    x = h.hub("hub-x")
+    x.init()
+    x.start()
     stray = h.site("stray", dirname="site-stray")
     shutil.copytree(site.dir, stray.dir, dirs_exist_ok=True)
     for f in ("site.lock", "status.json"):
         if os.path.exists(os.path.join(stray.dir, f)):
             os.remove(os.path.join(stray.dir, f))
-    edit_conf(stray.conf_path, "hub", c.addr)
+    edit_conf(stray.conf_path, "hub", x.addr)
+    os.remove(os.path.join(stray.dir, "hubs.json"))
     stray.start({"web": svc.url}, wait=False)
     refused = stray.proc.wait_log(r"tls_intercepted|pin mismatch", 15, fatal=False)
-    h.check(refused is not None and c.proc.find(r"site_connected") is None,
+    h.check(refused is not None and x.proc.find(r"site_connected") is None,
             "a site of this cluster refuses a hub of another (pin mismatch) and never connects")
     stray.proc.stop()
 

@@ -60,9 +60,11 @@ static void on_note(void *arg, const struct reg_note *n)
     /* Every cached token and site is suspect; the pin check of a handshake
      * under way reads its row again (net/listen.c). */
     h->gen++;
+    /* And the rows kept for a database outage, by name (a token's, a
+     * site's): a revoke made elsewhere before one must not be undone by it. */
+    auth_forget(h, n->site);
     if (n->kind == REG_NOTE_TOKENS)
         return;
-    auth_forget(h, n->site);
     /* Cuts are idempotent: no tunnel of the site here, nothing happens;
      * else its site_disconnected line says why. */
     if (n->kind == REG_NOTE_CUT)
@@ -204,8 +206,11 @@ static void on_up(void *arg, int first)
     uint64_t down_ms = cl->down_ms ? uv_now(h->loop) - cl->down_ms : 0;
 
     cl->down_ms = 0;
-    /* What was read while nobody listened may have changed since. */
+    /* What was read while nobody listened may have changed since, and
+     * the rows kept for an outage with it. */
     h->gen++;
+    if (!first)
+        auth_forget_all(h);
     if (first)
         log_event(LOG_INFO, "cluster_listening", "channels=tether_site,tether_token");
     run_recheck(cl, down_ms, first);

@@ -11,8 +11,9 @@
 #include <string.h>
 
 /* Payloads (PostgreSQL's NOTIFY, at most 8000 bytes): on "tether_site",
- * "cut:<id>:<why>:<name>" or "chg:<id>:<name>"; on "tether_token", "chg".
- * Site names are [a-z0-9-] (never ':'), so the name ends the payload. */
+ * "cut:<id>:<why>:<name>" or "chg:<id>:<name>"; on "tether_token",
+ * "chg:<name>" (the token's). Names are [a-z0-9-] (never ':'), so the name
+ * ends the payload. */
 
 static const char *const cut_words[REG_CUT_NWHY] = {
     [REG_CUT_REVOKED] = "revoked",       [REG_CUT_DISABLED] = "disabled",
@@ -49,7 +50,13 @@ int registry_note_parse(const char *channel, const char *payload, struct reg_not
         return -EINVAL;
     if (strcmp(channel, "tether_token") == 0) {
         out->kind = REG_NOTE_TOKENS;
-        return strcmp(payload, "chg") == 0 ? 0 : -EINVAL;
+        if (strncmp(payload, "chg", 3) != 0 || (payload[3] != '\0' && payload[3] != ':'))
+            return -EINVAL;
+        /* A name this hub would not take still moves its caches: a token
+         * note is never dropped. */
+        if (payload[3] == ':' && name_ok(payload + 4))
+            snprintf(out->site, sizeof(out->site), "%s", payload + 4);
+        return 0;
     }
     if (strcmp(channel, "tether_site") != 0)
         return -EINVAL;
@@ -107,11 +114,13 @@ int registry__note_site(struct registry *r, enum reg_note_kind kind, int64_t sit
     return registry__exec(st);
 }
 
-int registry__note_tokens(struct registry *r)
+int registry__note_tokens(struct registry *r, const char *name)
 {
+    char payload[8 + TOKEN_NAME_MAX + 1];
     struct reg_stmt *st = registry__stmt(r, S_NOTIFY_TOKENS);
 
-    if (registry__bind_text(st, 1, "chg") < 0) {
+    snprintf(payload, sizeof(payload), "chg:%s", name);
+    if (registry__bind_text(st, 1, payload) < 0) {
         registry__done(st);
         return -EIO;
     }

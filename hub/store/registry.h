@@ -128,6 +128,7 @@ struct reg_note {
     enum reg_note_kind kind;
     enum reg_cut_why why; /* REG_NOTE_CUT only */
     int64_t site_id;      /* 0 for REG_NOTE_TOKENS */
+    /* The site's name; for REG_NOTE_TOKENS the token's ("" unknown). */
     char site[TOKEN_NAME_MAX + 1];
     int own; /* sent through this registry's own connection (this hub) */
 };

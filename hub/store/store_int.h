@@ -261,7 +261,7 @@ int64_t registry__changes(struct registry *r);
  * site is the site's name. 0 or the mapped error. */
 int registry__note_site(struct registry *r, enum reg_note_kind kind, int64_t site_id,
                         const char *site, enum reg_cut_why why);
-int registry__note_tokens(struct registry *r);
+int registry__note_tokens(struct registry *r, const char *name);
 /* The name and pin ("" when none) of site id; -ENOENT unknown. */
 int registry__site_name_pin(struct registry *r, int64_t id, char name[TOKEN_NAME_MAX + 1],
                             char pin[CRYPTO_PIN_LEN + 1]);

@@ -51,7 +51,7 @@ int registry_apitoken_create_scoped(struct registry *r, const char *name, const 
     }
     rc = registry__exec(st);
     if (rc == 0)
-        rc = registry__note_tokens(r);
+        rc = registry__note_tokens(r, name);
     return registry__tx_end(r, rc);
 }
 
@@ -171,7 +171,7 @@ int registry_apitoken_revoke(struct registry *r, const char *name, int64_t now)
     if (rc < 0)
         goto out;
     if (registry__changes(r) > 0) {
-        rc = registry__note_tokens(r);
+        rc = registry__note_tokens(r, name);
         goto out;
     }
     /* Only revoked tokens carry this name: nothing left to revoke. */

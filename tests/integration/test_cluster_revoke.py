@@ -185,11 +185,21 @@ def main(h):
 
     # --- the server restarts; the listener comes back ------------------------------
     s3 = site_on(h, a, b, "s3")
+    # A token hub B served (and keeps for an outage) is revoked through A
+    # just before the server stops: B must not serve it from memory then.
+    tok2 = a.token_create("u2", "--role", "user", "--sites", "s3")
+    r = b.proxy("s3", "web", "/healthz", token=tok2)
+    h.check(r.status == 200, "hub B serves a second token created on hub A", r)
+    r = a.ctl("token", "revoke", "u2")
+    h.check(r.rc == 0, "tetherctl token revoke u2 on hub A", r)
     b_mark = b.proc.mark()
     t_down = time.monotonic()
     fx.down(pgdir)
     h.check(b.proc.wait_log(r"\bcluster_listen_lost\b", 5, since=b_mark, fatal=False),
             "hub B notices that its listening connection is lost")
+    r = b.proxy("s3", "web", "/healthz", token=tok2)
+    h.check(r.status == 503, "while the database is down, hub B does not serve the token "
+            "revoked on hub A from the row it kept for an outage (503)", r)
     fx.up(pgdir)
     h.info("PostgreSQL restarted in %.1f s" % (time.monotonic() - t_down))
     h.check(b.proc.wait_log(r"\bcluster_listen_resumed\b.*\btunnels=[1-9]", 10, since=b_mark,

@@ -28,6 +28,7 @@ static void test_parse(void)
         {"tether_site", "cut:5:revoked"},
         {"tether_site", "xyz:5:a"},
         {"tether_token", "cut"},
+        {"tether_token", "chgx"},
         {"other", "chg"},
     };
     struct reg_note n;
@@ -40,8 +41,13 @@ static void test_parse(void)
     CHECK_EQ_INT(registry_note_parse("tether_site", "chg:5:s-1", &n), 0);
     CHECK(n.kind == REG_NOTE_CHANGED && n.site_id == 5);
     CHECK_EQ_STR(n.site, "s-1");
-    CHECK_EQ_INT(registry_note_parse("tether_token", "chg", &n), 0);
+    CHECK_EQ_INT(registry_note_parse("tether_token", "chg:ops-1", &n), 0);
     CHECK(n.kind == REG_NOTE_TOKENS);
+    CHECK_EQ_STR(n.site, "ops-1");
+    CHECK_EQ_INT(registry_note_parse("tether_token", "chg", &n), 0);
+    CHECK(n.kind == REG_NOTE_TOKENS && n.site[0] == '\0');
+    CHECK_EQ_INT(registry_note_parse("tether_token", "chg:Bad:Name", &n), 0);
+    CHECK(n.kind == REG_NOTE_TOKENS && n.site[0] == '\0');
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         CHECK_EQ_INT(registry_note_parse(bad[i][0], bad[i][1], &n), -EINVAL);
     for (int w = 0; w < REG_CUT_NWHY; w++)
@@ -203,8 +209,8 @@ static void test_listen(const char *server)
     check_note(&h, n + 2, REG_NOTE_CHANGED, REG_CUT_NWHY, "alpha", 0);
     check_note(&h, n + 3, REG_NOTE_CUT, REG_CUT_ROTATED, "alpha", 0);
     check_note(&h, n + 4, REG_NOTE_CUT, REG_CUT_REENROLLED, "alpha", 0);
-    check_note(&h, n + 5, REG_NOTE_TOKENS, REG_CUT_NWHY, NULL, 0);
-    check_note(&h, n + 6, REG_NOTE_TOKENS, REG_CUT_NWHY, NULL, 0);
+    check_note(&h, n + 5, REG_NOTE_TOKENS, REG_CUT_NWHY, "u1", 0);
+    check_note(&h, n + 6, REG_NOTE_TOKENS, REG_CUT_NWHY, "u1", 0);
     check_note(&h, n + 7, REG_NOTE_CUT, REG_CUT_REVOKED, "alpha", 0);
     check_note(&h, n + 8, REG_NOTE_CUT, REG_CUT_REMOVED, "bravo", 0);
 

@@ -80,20 +80,36 @@ static int site_from_row(struct reg_stmt *st, struct reg_site *s)
     return rc;
 }
 
+/* site_state_of, used before its definition by site_create. */
+static int site_state_of(struct registry *r, const char *name, int64_t *id, char state[16]);
+
 int registry_site_create(struct registry *r, const char *name, const char *labels_json, int64_t now)
 {
     struct reg_stmt *st;
+    int64_t id = 0;
+    int rc;
 
     if (r == NULL || registry__empty(name))
         return -EINVAL;
+    rc = registry__tx_begin(r);
+    if (rc < 0)
+        return rc;
     st = registry__stmt(r, S_SITE_CREATE);
     if (registry__bind_text(st, 1, name) < 0 ||
         registry__bind_text(st, 2, registry__empty(labels_json) ? "{}" : labels_json) < 0 ||
         registry__bind_i64(st, 3, now) < 0) {
         registry__done(st);
-        return -EIO;
+        rc = -EIO;
+        goto out;
     }
-    return registry__exec(st);
+    rc = registry__exec(st);
+    /* Other hubs' site watchers see it added, as this hub's do. */
+    if (rc == 0)
+        rc = site_state_of(r, name, &id, NULL);
+    if (rc == 0)
+        rc = registry__note_site(r, REG_NOTE_CHANGED, id, name, REG_CUT_NWHY);
+out:
+    return registry__tx_end(r, rc);
 }
 
 static int site_get_by(struct registry *r, enum stmt_id id, const char *key, struct reg_site *out)

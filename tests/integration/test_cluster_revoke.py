@@ -173,6 +173,10 @@ def main(h):
     h.check(h.wait_until(lambda: watch.seen("s2", "changed", since), 2, 0.05),
             "tetherctl site watch against hub B shows the label change made on hub A",
             watch.lines[since:])
+    since = len(watch.lines)
+    a.site_add("s9")
+    h.check(h.wait_until(lambda: watch.seen("s9", "changed", since), 2, 0.05),
+            "and a site added on hub A", watch.lines[since:])
 
     # --- revoke and disable on A cut tunnels held by B ---------------------------
     cut_across(h, a, b, s1, "revoke", "site revoked by operator", lat)

@@ -173,9 +173,15 @@ static void test_listen(const char *server)
     CHECK_EQ_INT(h.first_up, 1);
     CHECK_EQ_INT(h.downs, 0);
 
+    /* A site added: changed (watchers see it added). */
     CHECK_EQ_INT(registry_site_create(r1, "alpha", "{}", 1000), 0);
     CHECK_EQ_INT(registry_site_create(r1, "bravo", "{}", 1000), 0);
+    CHECK(run_until(&loop, &h.n, 2));
+    check_note(&h, 0, REG_NOTE_CHANGED, REG_CUT_NWHY, "alpha", 0);
+    check_note(&h, 1, REG_NOTE_CHANGED, REG_CUT_NWHY, "bravo", 0);
+    CHECK_EQ_INT(registry_site_create(r1, "alpha", "{}", 1000), -EEXIST);
     CHECK_EQ_INT(registry_site_get(r1, "alpha", &s), 0);
+    CHECK_EQ_INT(h.notes[0].site_id, s.id);
     /* Enrolling a site that had no key: changed, not cut. */
     hash_of(1, hash);
     pin_of(1, pin1);
@@ -223,9 +229,10 @@ static void test_listen(const char *server)
     CHECK_EQ_INT(registry_site_set_labels(r1, "alpha", "[1]"), -EINVAL);
     CHECK_EQ_INT(registry_site_create(r1, "charlie", "{}", 1000), 0);
     CHECK_EQ_INT(registry_site_set_labels(r2, "charlie", "{\"a\":\"b\"}"), 0);
-    CHECK(run_until(&loop, &h.n, n + 1));
-    check_note(&h, n, REG_NOTE_CHANGED, REG_CUT_NWHY, "charlie", 1);
-    CHECK(!run_for(&loop, &h.n, n + 2, 300)); /* nothing more comes */
+    CHECK(run_until(&loop, &h.n, n + 2));
+    check_note(&h, n, REG_NOTE_CHANGED, REG_CUT_NWHY, "charlie", 0);
+    check_note(&h, n + 1, REG_NOTE_CHANGED, REG_CUT_NWHY, "charlie", 1);
+    CHECK(!run_for(&loop, &h.n, n + 3, 300)); /* nothing more comes */
 
     /* The listening connection is ended by the server: down, then up again
      * (not first), and notes flow again. */

@@ -77,9 +77,11 @@ static void on_note(void *arg, const struct reg_note *n)
 static void on_retry(uv_timer_t *t);
 
 struct held {
+    struct tunnel *t;
     int64_t id;
     int seen;                  /* the registry has the site */
     enum reg_site_state state; /* its state there */
+    int key_ok;                /* the tunnel's key is the site's key there */
 };
 
 struct held_list {
@@ -93,6 +95,8 @@ static void add_tunnel(struct tunnel *t, void *arg)
     struct held_list *hl = arg;
     struct held *nv;
 
+    if (!tunnel_is_open(t))
+        return; /* already cut */
     if (hl->n == hl->cap) {
         size_t cap = hl->cap ? hl->cap * 2 : 64;
 
@@ -104,7 +108,7 @@ static void add_tunnel(struct tunnel *t, void *arg)
         hl->v = nv;
         hl->cap = cap;
     }
-    hl->v[hl->n++] = (struct held){tunnel_site_id(t), 0, REG_SITE_PENDING};
+    hl->v[hl->n++] = (struct held){t, tunnel_site_id(t), 0, REG_SITE_PENDING, 0};
 }
 
 static int by_id(const void *a, const void *b)
@@ -117,7 +121,7 @@ static int by_id(const void *a, const void *b)
 static int mark_site(const struct reg_site *s, void *arg)
 {
     struct held_list *hl = arg;
-    struct held key = {s->id, 0, REG_SITE_PENDING}, *e;
+    struct held key = {NULL, s->id, 0, REG_SITE_PENDING, 0}, *e;
 
     e = bsearch(&key, hl->v, hl->n, sizeof(*hl->v), by_id);
     /* Standby tunnels share their site's id: mark each of them. */
@@ -126,12 +130,15 @@ static int mark_site(const struct reg_site *s, void *arg)
     for (; e != NULL && e < hl->v + hl->n && e->id == s->id; e++) {
         e->seen = 1;
         e->state = s->state;
+        e->key_ok = tunnel_has_key(e->t, s->pin);
     }
     return 0;
 }
 
 /* Notes sent while the listener was away are lost: every tunnel held here
- * is checked against its site's row, as a cut note would have done. One
+ * is checked against its site's row (state and key), as a cut note would
+ * have done. The tunnels listed stay allocated throughout: a cut frees
+ * them later, from the loop. One
  * read of every site (a cluster holds far fewer tunnels a hub than sites
  * in all). 0, or the registry's error (tried again later). */
 static int recheck(struct cluster *cl, size_t *held, size_t *cut)
@@ -158,10 +165,17 @@ static int recheck(struct cluster *cl, size_t *held, size_t *cut)
     for (size_t i = 0; i < hl.n; i++) {
         const struct held *e = &hl.v[i];
 
-        if (e->seen && e->state == REG_SITE_ACTIVE)
+        if (e->seen && e->state == REG_SITE_ACTIVE) {
+            /* Rotated or enrolled again elsewhere: this tunnel's key is
+             * the old one (a standby one may have the new key). */
+            if (!e->key_ok && tunnel_is_open(e->t)) {
+                tunnel_kill(e->t, "the site's key changed");
+                (*cut)++;
+            }
             continue;
+        }
         if (i > 0 && hl.v[i - 1].id == e->id)
-            continue; /* a cut takes every tunnel of the site */
+            continue; /* the site's cut took every tunnel of it */
         hub_tunnel_cut(h, e->id,
                        !e->seen                        ? cut_reason(REG_CUT_REMOVED)
                        : e->state == REG_SITE_DISABLED ? cut_reason(REG_CUT_DISABLED)

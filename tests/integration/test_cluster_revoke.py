@@ -216,15 +216,21 @@ def main(h):
     # revoked behind the hubs' backs (plain SQL: no notification at all). The
     # re-check after the reconnect must find it.
     s4 = site_on(h, a, b, "s4")
+    s5 = site_on(h, a, b, "s5")
     b_mark = b.proc.mark()
     h.pg_rows(a.db_url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
               "WHERE datname = current_database() AND query LIKE 'LISTEN%%'; "
-              "UPDATE sites SET state = 'revoked', pin = NULL WHERE name = '%s'" % s4.name)
+              "UPDATE sites SET state = 'revoked', pin = NULL WHERE name = '%s'; "
+              "UPDATE sites SET pin = 'sha256//%s=' WHERE name = '%s'"
+              % (s4.name, "A" * 43, s5.name))
     m = b.proc.wait_log(r"\bsite_disconnected\b.*\bsite=s4\b.*reason=\"?site revoked by operator",
                         5, since=b_mark, fatal=False)
     h.check(m, "a revoke hub B never heard of cuts its tunnel once B listens again")
-    h.check(b.proc.find(r"\bcluster_listen_resumed\b.*\bcut=1\b", since=b_mark),
-            "hub B's log says its re-check cut one tunnel")
+    m = b.proc.wait_log(r"\bsite_disconnected\b.*\bsite=s5\b.*reason=\"?the site's key changed",
+                        5, since=b_mark, fatal=False)
+    h.check(m, "so does a key changed behind its back (the tunnel's key is no longer the site's)")
+    h.check(b.proc.find(r"\bcluster_listen_resumed\b.*\bcut=2\b", since=b_mark),
+            "hub B's log says its re-check cut two tunnels")
     h.info("cut latency across hubs: %s s" % ", ".join("%.3f" % x for x in lat))
     h.check(b.proc.alive() and a.proc.alive(), "both hubs ran throughout")
 

@@ -80,13 +80,20 @@ static int site_from_row(struct reg_stmt *st, struct reg_site *s)
     return rc;
 }
 
-/* site_state_of, used before its definition by site_create. */
 static int site_state_of(struct registry *r, const char *name, int64_t *id, char state[16]);
+
+/* Inside a change's transaction: tells other hubs site name changed. */
+static int note_changed(struct registry *r, const char *name)
+{
+    int64_t id = 0;
+    int rc = site_state_of(r, name, &id, NULL);
+
+    return rc < 0 ? rc : registry__note_site(r, REG_NOTE_CHANGED, id, name, REG_CUT_NWHY);
+}
 
 int registry_site_create(struct registry *r, const char *name, const char *labels_json, int64_t now)
 {
     struct reg_stmt *st;
-    int64_t id = 0;
     int rc;
 
     if (r == NULL || registry__empty(name))
@@ -105,9 +112,7 @@ int registry_site_create(struct registry *r, const char *name, const char *label
     rc = registry__exec(st);
     /* Other hubs' site watchers see it added, as this hub's do. */
     if (rc == 0)
-        rc = site_state_of(r, name, &id, NULL);
-    if (rc == 0)
-        rc = registry__note_site(r, REG_NOTE_CHANGED, id, name, REG_CUT_NWHY);
+        rc = note_changed(r, name);
 out:
     return registry__tx_end(r, rc);
 }
@@ -381,7 +386,6 @@ int registry_site_seen(struct registry *r, int64_t site_id, int64_t last_seen,
 int registry_site_set_labels(struct registry *r, const char *name, const char *labels_json)
 {
     struct reg_stmt *st;
-    int64_t id = 0;
     int rc;
 
     if (r == NULL || registry__empty(name) || registry__empty(labels_json))
@@ -399,9 +403,7 @@ int registry_site_set_labels(struct registry *r, const char *name, const char *l
     if (rc == 0 && registry__changes(r) == 0)
         rc = -ENOENT;
     if (rc == 0)
-        rc = site_state_of(r, name, &id, NULL);
-    if (rc == 0)
-        rc = registry__note_site(r, REG_NOTE_CHANGED, id, name, REG_CUT_NWHY);
+        rc = note_changed(r, name);
 out:
     return registry__tx_end(r, rc);
 }

@@ -23,6 +23,7 @@
 #include "../common/tls.h"
 #include "../common/tune.h"
 #include "api/api.h"
+#include "cluster.h"
 #include "core/hub.h"
 #include "core/ipcount.h"
 #include "net/listen.h"
@@ -70,6 +71,9 @@ struct daemon {
     int lag_on; /* hub.lag_timer initialised */
     unsigned lag_ticks;
     uint64_t rec_failed_seen; /* the recorder's failures already logged */
+    /* Changes made through other hubs of a shared database (cluster.h);
+     * NULL on SQLite. */
+    struct cluster *cluster;
 };
 
 static struct daemon *daemon_of(struct hub *h)
@@ -172,6 +176,8 @@ void daemon_stop(struct hub *h, const char *why)
     if (why != NULL)
         log_event(LOG_INFO, "shutdown", "reason=%s tunnels=%zu", log_q(why), h->tunnels.count);
     hub_listen_stop(h);
+    cluster_stop(d->cluster);
+    d->cluster = NULL;
     conn_close_all(&h->conns, "hub shutting down");
     query_shutdown(h);
     if (d->handles_on) {
@@ -492,6 +498,13 @@ int daemon_start(uv_loop_t *loop, const struct daemon_opts *o, struct hub **out,
     h->lag_timer.data = h;
     d->lag_on = 1;
     lag_arm(h);
+    /* Before the first site can connect: a change made elsewhere from then
+     * on reaches its tunnel. */
+    rc = cluster_start(h, &d->cluster);
+    if (rc != 0) {
+        snprintf(err, cap, "cannot listen to the registry's changes: %s", strerror(-rc));
+        return rc;
+    }
     rc = query_init(h);
     if (rc != 0) {
         snprintf(err, cap, "cannot start the query engine: %s", strerror(-rc));

@@ -212,6 +212,22 @@ void auth_forget(struct hub *h, const char *name)
     }
 }
 
+void auth_forget_all(struct hub *h)
+{
+    struct auth_cache *c = h->auth_cache;
+
+    if (c == NULL)
+        return;
+    for (size_t i = 0; i < AUTH_CACHE; i++) {
+        c->tokens[i].gen = 0;
+        c->tokens[i].known = 0;
+    }
+    for (size_t i = 0; i < SITE_CACHE; i++) {
+        c->sites[i].gen = 0;
+        c->sites[i].known = 0;
+    }
+}
+
 /* a = the identity of row t, whose JSON texts a takes over. */
 static void auth_take(struct auth *a, struct reg_apitoken *t)
 {

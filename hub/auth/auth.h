@@ -71,6 +71,9 @@ void auth_site_remember(struct hub *h, const struct reg_site *s);
  * fallback too (h->gen covers the fresh reads). Every change to a token or
  * a site names it as its audit target. */
 void auth_forget(struct hub *h, const char *name);
+/* The same for every token and site: changes may have been missed (a
+ * shared database's notifications lost, hub/cluster.c). */
+void auth_forget_all(struct hub *h);
 /* Frees h's read caches (at exit; a later call fills them again). */
 void auth_cache_free(struct hub *h);
 

@@ -224,9 +224,10 @@ struct hub {
     struct hist loop_lag;
     uv_timer_t lag_timer;
     uint64_t lag_due_ns; /* uv_hrtime() the timer is due */
-    /* Bumped by every state change made through the API: read caches of
-     * tokens and sites are valid only for the generation they were filled
-     * in (this hub is the registry's only writer). */
+    /* Bumped by every state change made through the API, and by every
+     * change another hub of a shared database made (hub/cluster.c): read
+     * caches of tokens and sites are valid only for the generation they
+     * were filled in. */
     uint64_t gen;
     struct auth_cache *auth_cache; /* owned by hub/auth (auth_cache_free); NULL until used */
 };

@@ -55,6 +55,11 @@ static const char *const stmt_pg[S_COUNT] = {
     [S_SITE_ROTATE] = "UPDATE sites SET pin = $3 WHERE id = $1 AND pin = $2",
     [S_SITE_ID_EXISTS] = "SELECT 1 FROM sites WHERE id = $1",
     [S_SITE_SET_LABELS] = "UPDATE sites SET labels = $2 WHERE name = $1",
+    [S_SITE_NAME_PIN] = "SELECT name, COALESCE(pin, '') FROM sites WHERE id = $1",
+    /* Delivered to every LISTENing connection at the commit, not before,
+     * and never for a transaction rolled back (docs/scale-out.md). */
+    [S_NOTIFY_SITE] = "SELECT pg_notify('tether_site', $1)",
+    [S_NOTIFY_TOKENS] = "SELECT pg_notify('tether_token', $1)",
     [S_ENROLL_CREATE] = "INSERT INTO enroll_tokens (site_id, secret_hash, created_at, expires_at) "
                         "SELECT id, $2::text, $3::bigint, $4::bigint FROM sites WHERE name = $1 "
                         "RETURNING id",
@@ -253,27 +258,30 @@ int registry_pg_map_sqlstate(const char *state, int foreign_key)
     return -EIO;
 }
 
-/* libpq's message of pc on one line, as every registry message is: its
- * newlines and tabs ("...failed: Connection refused\n\tIs the server
- * running...") become single spaces, the trailing ones go. Static storage,
- * valid until the next call. */
-static const char *pg_msg(PGconn *pc)
+void registry__pg_msg(const void *pc, char *out, size_t cap)
 {
-    static char line[512];
     const char *m = pc ? PQerrorMessage(pc) : "out of memory";
     size_t n = 0;
 
-    for (; *m != '\0' && n + 1 < sizeof(line); m++) {
+    for (; *m != '\0' && n + 1 < cap; m++) {
         if (*m == '\n' || *m == '\t' || *m == '\r') {
-            if (n > 0 && line[n - 1] != ' ')
-                line[n++] = ' ';
+            if (n > 0 && out[n - 1] != ' ')
+                out[n++] = ' ';
             continue;
         }
-        line[n++] = *m;
+        out[n++] = *m;
     }
-    while (n > 0 && line[n - 1] == ' ')
+    while (n > 0 && out[n - 1] == ' ')
         n--;
-    line[n] = '\0';
+    out[n] = '\0';
+}
+
+/* registry__pg_msg into static storage, valid until the next call. */
+static const char *pg_msg(PGconn *pc)
+{
+    static char line[512];
+
+    registry__pg_msg(pc, line, sizeof(line));
     return line;
 }
 
@@ -464,17 +472,41 @@ static int migrate(PGconn *pc, char *err, size_t err_cap)
     "SET lock_timeout = '5s'; SET statement_timeout = '10s'; "                                     \
     "SET idle_in_transaction_session_timeout = '60s'"
 
+/* Ours first: the URL's own parameters, expanded from dbname, win. */
+static const char *const connect_keys[] = {"connect_timeout",  "keepalives",
+                                           "keepalives_idle",  "keepalives_interval",
+                                           "keepalives_count", "tcp_user_timeout",
+                                           "application_name", "client_encoding",
+                                           "dbname",           NULL};
+#define CONNECT_VALS(url)                                                                          \
+    {                                                                                              \
+        "2", "1", "10", "5", "2", "3000", "tether-hub", "UTF8", (url), NULL                        \
+    }
+
 static PGconn *pg_connect(const char *url)
 {
-    /* Ours first: the URL's own parameters, expanded from dbname, win. */
-    static const char *const keys[] = {"connect_timeout",  "keepalives",
-                                       "keepalives_idle",  "keepalives_interval",
-                                       "keepalives_count", "tcp_user_timeout",
-                                       "application_name", "client_encoding",
-                                       "dbname",           NULL};
-    const char *vals[] = {"2", "1", "10", "5", "2", "3000", "tether-hub", "UTF8", url, NULL};
+    const char *vals[] = CONNECT_VALS(url);
 
-    return PQconnectdbParams(keys, vals, 1);
+    return PQconnectdbParams(connect_keys, vals, 1);
+}
+
+void *registry__pg_connect_start(const char *url)
+{
+    const char *vals[] = CONNECT_VALS(url);
+
+    return PQconnectStartParams(connect_keys, vals, 1);
+}
+
+const char *registry__pg_url(struct registry *r)
+{
+    return conn(r)->url;
+}
+
+int registry__pg_backend_pid(struct registry *r)
+{
+    struct pg_conn *c = conn(r);
+
+    return c->pc != NULL && PQstatus(c->pc) == CONNECTION_OK ? PQbackendPID(c->pc) : 0;
 }
 
 /* libpq's messages outside a result (notices, and the FATAL a server sends

@@ -48,6 +48,11 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_SITE_ROTATE] = "UPDATE sites SET pin = ?3 WHERE id = ?1 AND pin = ?2",
     [S_SITE_ID_EXISTS] = "SELECT 1 FROM sites WHERE id = ?1",
     [S_SITE_SET_LABELS] = "UPDATE sites SET labels = ?2 WHERE name = ?1",
+    [S_SITE_NAME_PIN] = "SELECT name, COALESCE(pin, '') FROM sites WHERE id = ?1",
+    /* One hub per SQLite file: no other hub to tell (PostgreSQL's
+     * pg_notify, db_pg.c). */
+    [S_NOTIFY_SITE] = "SELECT 1 WHERE ?1 IS NULL",
+    [S_NOTIFY_TOKENS] = "SELECT 1 WHERE ?1 IS NULL",
     [S_ENROLL_CREATE] = "INSERT INTO enroll_tokens (site_id, secret_hash, created_at, expires_at) "
                         "SELECT id, ?2, ?3, ?4 FROM sites WHERE name = ?1 RETURNING id",
     /* The single statement that decides who wins a redeem race. */

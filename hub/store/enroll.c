@@ -136,6 +136,7 @@ static int enroll_why_not(struct registry *r, const char *secret_hash)
 int registry_enroll_redeem(struct registry *r, const char *secret_hash, const char *pin,
                            int64_t now, char site_out[TOKEN_NAME_MAX + 1])
 {
+    char name[TOKEN_NAME_MAX + 1], old_pin[CRYPTO_PIN_LEN + 1];
     struct reg_stmt *st;
     int64_t site_id = 0;
     int rc, bound = 0;
@@ -166,6 +167,11 @@ int registry_enroll_redeem(struct registry *r, const char *secret_hash, const ch
         rc = enroll_why_not(r, secret_hash);
         goto out;
     }
+    /* The key the site held before: a new one cuts its tunnels on every
+     * hub (the old key must not stay connected), the same one does not. */
+    rc = registry__site_name_pin(r, site_id, name, old_pin);
+    if (rc < 0)
+        goto out;
     st = registry__stmt(r, S_ENROLL_BIND_SITE);
     registry__bind_i64(st, 1, site_id);
     rc = registry__bind_text(st, 2, pin);
@@ -182,6 +188,10 @@ int registry_enroll_redeem(struct registry *r, const char *secret_hash, const ch
     }
     if (rc == 0 && !bound)
         rc = -ENOENT;
+    if (rc == 0 && old_pin[0] != '\0' && strcmp(old_pin, pin) != 0)
+        rc = registry__note_site(r, REG_NOTE_CUT, site_id, name, REG_CUT_REENROLLED);
+    else if (rc == 0)
+        rc = registry__note_site(r, REG_NOTE_CHANGED, site_id, name, REG_CUT_NWHY);
     if (rc < 0)
         goto out;
     rc = registry__tx_commit(r);

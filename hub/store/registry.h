@@ -106,6 +106,38 @@ int registry_check(struct registry *r);
 /* The PRAGMA user_version in force. */
 int registry_schema_version(struct registry *r);
 
+/* Notes: what a change made through one hub tells the other hubs of a
+ * shared database (PostgreSQL's LISTEN/NOTIFY; registry_listen in
+ * notes.h). Sent in the change's own transaction by the calls below. */
+enum reg_note_kind {
+    REG_NOTE_CUT,     /* the site's tunnels must go (why says why) */
+    REG_NOTE_CHANGED, /* the site's row changed (labels, state enabled, ...) */
+    REG_NOTE_TOKENS,  /* API tokens were created or revoked */
+};
+/* Why a site's tunnels are cut; the payload carries its word
+ * (registry_cut_word). */
+enum reg_cut_why {
+    REG_CUT_REVOKED,
+    REG_CUT_DISABLED,
+    REG_CUT_REMOVED,
+    REG_CUT_ROTATED,    /* key rotation: the old key must not stay connected */
+    REG_CUT_REENROLLED, /* enrolled again with a new key */
+    REG_CUT_NWHY
+};
+struct reg_note {
+    enum reg_note_kind kind;
+    enum reg_cut_why why; /* REG_NOTE_CUT only */
+    int64_t site_id;      /* 0 for REG_NOTE_TOKENS */
+    /* The site's name; for REG_NOTE_TOKENS the token's ("" unknown). */
+    char site[TOKEN_NAME_MAX + 1];
+    int own; /* sent through this registry's own connection (this hub) */
+};
+/* "revoked", "disabled", ...; NULL out of range. */
+const char *registry_cut_word(enum reg_cut_why why);
+/* Reads a notification of channel ("tether_site", "tether_token") into
+ * out (own 0). 0, or -EINVAL for anything else. */
+int registry_note_parse(const char *channel, const char *payload, struct reg_note *out);
+
 /* Error codes: -ENOENT not found, -EEXIST name or pin taken, -EINVAL bad
  * argument, -EIO SQLite failure. */
 

@@ -80,20 +80,41 @@ static int site_from_row(struct reg_stmt *st, struct reg_site *s)
     return rc;
 }
 
+static int site_state_of(struct registry *r, const char *name, int64_t *id, char state[16]);
+
+/* Inside a change's transaction: tells other hubs site name changed. */
+static int note_changed(struct registry *r, const char *name)
+{
+    int64_t id = 0;
+    int rc = site_state_of(r, name, &id, NULL);
+
+    return rc < 0 ? rc : registry__note_site(r, REG_NOTE_CHANGED, id, name, REG_CUT_NWHY);
+}
+
 int registry_site_create(struct registry *r, const char *name, const char *labels_json, int64_t now)
 {
     struct reg_stmt *st;
+    int rc;
 
     if (r == NULL || registry__empty(name))
         return -EINVAL;
+    rc = registry__tx_begin(r);
+    if (rc < 0)
+        return rc;
     st = registry__stmt(r, S_SITE_CREATE);
     if (registry__bind_text(st, 1, name) < 0 ||
         registry__bind_text(st, 2, registry__empty(labels_json) ? "{}" : labels_json) < 0 ||
         registry__bind_i64(st, 3, now) < 0) {
         registry__done(st);
-        return -EIO;
+        rc = -EIO;
+        goto out;
     }
-    return registry__exec(st);
+    rc = registry__exec(st);
+    /* Other hubs' site watchers see it added, as this hub's do. */
+    if (rc == 0)
+        rc = note_changed(r, name);
+out:
+    return registry__tx_end(r, rc);
 }
 
 static int site_get_by(struct registry *r, enum stmt_id id, const char *key, struct reg_site *out)
@@ -177,25 +198,39 @@ static int site_state_of(struct registry *r, const char *name, int64_t *id, char
 int registry_site_set_state(struct registry *r, const char *name, enum reg_site_state state)
 {
     struct reg_stmt *st;
+    int64_t id = 0;
     int rc;
 
     if (r == NULL || registry__empty(name) ||
         (state != REG_SITE_ACTIVE && state != REG_SITE_DISABLED))
         return -EINVAL;
+    rc = registry__tx_begin(r);
+    if (rc < 0)
+        return rc;
     st = registry__stmt(r, S_SITE_SET_STATE);
     if (registry__bind_text(st, 1, name) < 0 ||
         registry__bind_text(st, 2, registry_site_state_name(state)) < 0) {
         registry__done(st);
-        return -EIO;
+        rc = -EIO;
+        goto out;
     }
     rc = registry__exec(st);
     if (rc < 0)
-        return rc;
-    if (registry__changes(r) == 1)
-        return 0;
+        goto out;
+    if (registry__changes(r) == 1) {
+        rc = site_state_of(r, name, &id, NULL);
+        if (rc == 0)
+            rc =
+                registry__note_site(r, state == REG_SITE_DISABLED ? REG_NOTE_CUT : REG_NOTE_CHANGED,
+                                    id, name, REG_CUT_DISABLED);
+        goto out;
+    }
     /* Not changed: either no such site, or it is pending/revoked (no key to use). */
     rc = site_state_of(r, name, NULL, NULL);
-    return rc < 0 ? rc : -EINVAL;
+    if (rc == 0)
+        rc = -EINVAL;
+out:
+    return registry__tx_end(r, rc);
 }
 
 int registry_site_revoke(struct registry *r, const char *name)
@@ -222,6 +257,9 @@ int registry_site_revoke(struct registry *r, const char *name)
     registry__bind_i64(st, 1, id);
     registry__bind_i64(st, 2, (int64_t)time(NULL));
     rc = registry__exec(st);
+    if (rc < 0)
+        goto out;
+    rc = registry__note_site(r, REG_NOTE_CUT, id, name, REG_CUT_REVOKED);
     if (rc < 0)
         goto out;
     rc = registry__tx_commit(r);
@@ -262,19 +300,30 @@ out:
 int registry_site_remove(struct registry *r, const char *name)
 {
     struct reg_stmt *st;
+    int64_t id = 0;
     int rc;
 
     if (r == NULL || registry__empty(name))
         return -EINVAL;
+    rc = registry__tx_begin(r);
+    if (rc < 0)
+        return rc;
+    rc = site_state_of(r, name, &id, NULL);
+    if (rc < 0)
+        goto out;
     st = registry__stmt(r, S_SITE_REMOVE);
     if (registry__bind_text(st, 1, name) < 0) {
         registry__done(st);
-        return -EIO;
+        rc = -EIO;
+        goto out;
     }
     rc = registry__exec(st);
     if (rc == 0 && registry__changes(r) == 0)
         rc = -ENOENT;
-    return rc;
+    if (rc == 0)
+        rc = registry__note_site(r, REG_NOTE_CUT, id, name, REG_CUT_REMOVED);
+out:
+    return registry__tx_end(r, rc);
 }
 
 int registry_site_seen(struct registry *r, int64_t site_id, int64_t last_seen,
@@ -341,14 +390,41 @@ int registry_site_set_labels(struct registry *r, const char *name, const char *l
 
     if (r == NULL || registry__empty(name) || registry__empty(labels_json))
         return -EINVAL;
+    rc = registry__tx_begin(r);
+    if (rc < 0)
+        return rc;
     st = registry__stmt(r, S_SITE_SET_LABELS);
     if (registry__bind_text(st, 1, name) < 0 || registry__bind_text(st, 2, labels_json) < 0) {
         registry__done(st);
-        return -EIO;
+        rc = -EIO;
+        goto out;
     }
     rc = registry__exec(st); /* not a JSON object: CHECK -> -EINVAL */
     if (rc == 0 && registry__changes(r) == 0)
         rc = -ENOENT;
+    if (rc == 0)
+        rc = note_changed(r, name);
+out:
+    return registry__tx_end(r, rc);
+}
+
+/* The name and pin ("" none) of site id; -ENOENT unknown. */
+int registry__site_name_pin(struct registry *r, int64_t id, char name[TOKEN_NAME_MAX + 1],
+                            char pin[CRYPTO_PIN_LEN + 1])
+{
+    struct reg_stmt *st = registry__stmt(r, S_SITE_NAME_PIN);
+    int rc;
+
+    registry__bind_i64(st, 1, id);
+    rc = registry__step(st);
+    if (rc == 1) {
+        registry__copy_col(st, 0, name, TOKEN_NAME_MAX + 1);
+        registry__copy_col(st, 1, pin, CRYPTO_PIN_LEN + 1);
+        rc = 0;
+    } else if (rc == 0) {
+        rc = -ENOENT;
+    }
+    registry__done(st);
     return rc;
 }
 
@@ -366,23 +442,35 @@ static int site_id_exists(struct registry *r, int64_t id)
 int registry_site_rotate_pin(struct registry *r, int64_t site_id, const char *old_pin,
                              const char *new_pin)
 {
+    char name[TOKEN_NAME_MAX + 1], pin[CRYPTO_PIN_LEN + 1];
     struct reg_stmt *st;
     int rc;
 
     if (r == NULL || registry__empty(old_pin) || registry__empty(new_pin))
         return -EINVAL;
+    rc = registry__tx_begin(r);
+    if (rc < 0)
+        return rc;
     st = registry__stmt(r, S_SITE_ROTATE);
     registry__bind_i64(st, 1, site_id);
     if (registry__bind_text(st, 2, old_pin) < 0 || registry__bind_text(st, 3, new_pin) < 0) {
         registry__done(st);
-        return -EIO;
+        rc = -EIO;
+        goto out;
     }
     rc = registry__exec(st);
     if (rc < 0)
-        return rc;
-    if (registry__changes(r) == 1)
-        return 0;
+        goto out;
+    if (registry__changes(r) == 1) {
+        rc = registry__site_name_pin(r, site_id, name, pin);
+        if (rc == 0)
+            rc = registry__note_site(r, REG_NOTE_CUT, site_id, name, REG_CUT_ROTATED);
+        goto out;
+    }
     /* No site with this id holds old_pin (unknown, or rotated meanwhile). */
     rc = site_id_exists(r, site_id);
-    return rc < 0 ? rc : -ENOENT;
+    if (rc >= 0)
+        rc = -ENOENT;
+out:
+    return registry__tx_end(r, rc);
 }

@@ -36,6 +36,9 @@ enum stmt_id {
     S_SITE_ROTATE,
     S_SITE_ID_EXISTS,
     S_SITE_SET_LABELS,
+    S_SITE_NAME_PIN,
+    S_NOTIFY_SITE,
+    S_NOTIFY_TOKENS,
     S_ENROLL_CREATE,
     S_ENROLL_USE,
     S_ENROLL_STATUS,
@@ -256,6 +259,41 @@ int registry__insert_id(struct reg_stmt *st, int foreign_key, int64_t *id);
 int registry__lock_sites(struct registry *r, const int64_t *ids, size_t n);
 /* Rows changed by r's last INSERT, UPDATE or DELETE. */
 int64_t registry__changes(struct registry *r);
+
+/* Inside the transaction of a change other hubs must hear of (notes.c):
+ * tells them at its commit, and not at all if it rolls back (PostgreSQL's
+ * pg_notify; SQLite, whose one hub is the only writer, runs a no-op).
+ * site is the site's name. 0 or the mapped error. */
+int registry__note_site(struct registry *r, enum reg_note_kind kind, int64_t site_id,
+                        const char *site, enum reg_cut_why why);
+int registry__note_tokens(struct registry *r, const char *name);
+/* The name and pin ("" when none) of site id; -ENOENT unknown. */
+int registry__site_name_pin(struct registry *r, int64_t id, char name[TOKEN_NAME_MAX + 1],
+                            char pin[CRYPTO_PIN_LEN + 1]);
+
+#ifdef TETHER_HAVE_PG
+/* For the PostgreSQL listener (db_pg_listen.c): r's URL; the server
+ * process of r's connection (0 when not connected), to tell this hub's own
+ * notifications from other hubs'; a connection to url begun with
+ * PQconnectStartParams and the driver's defaults (a PGconn *, NULL out of
+ * memory). */
+const char *registry__pg_url(struct registry *r);
+int registry__pg_backend_pid(struct registry *r);
+void *registry__pg_connect_start(const char *url);
+/* libpq's message of pc (a PGconn *; NULL: out of memory) on one line into
+ * out, as every registry message is: its newlines and tabs ("...failed:
+ * Connection refused\n\tIs the server running...") become single spaces,
+ * the trailing ones go. */
+void registry__pg_msg(const void *pc, char *out, size_t cap);
+/* notes.h's registry_listen and registry_listen_stop on PostgreSQL. */
+struct uv_loop_s;
+struct registry_listener;
+struct registry_listen_ops;
+int registry__pg_listen(struct registry *r, struct uv_loop_s *loop,
+                        const struct registry_listen_ops *ops, void *arg,
+                        struct registry_listener **out);
+void registry__pg_listen_stop(struct registry_listener *l);
+#endif
 
 /* BEGIN IMMEDIATE / COMMIT on r's connection; 0 or mapped error. */
 int registry__tx_begin(struct registry *r);

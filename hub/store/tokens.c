@@ -27,6 +27,7 @@ int registry_apitoken_create_scoped(struct registry *r, const char *name, const 
                                     const char *hash, int64_t expires_at, int64_t now)
 {
     struct reg_stmt *st;
+    int rc;
 
     if (r == NULL || registry__empty(name) || registry__empty(role) || registry__empty(hash) ||
         expires_at < 0)
@@ -41,7 +42,17 @@ int registry_apitoken_create_scoped(struct registry *r, const char *name, const 
     }
     registry__bind_i64(st, 5, now);
     registry__bind_i64(st, 6, expires_at);
-    return registry__exec(st);
+    /* Other hubs' caches must not refuse it for long, nor serve a revoked
+     * one: each change tells them in its transaction. */
+    rc = registry__tx_begin(r);
+    if (rc < 0) {
+        registry__done(st);
+        return rc;
+    }
+    rc = registry__exec(st);
+    if (rc == 0)
+        rc = registry__note_tokens(r, name);
+    return registry__tx_end(r, rc);
 }
 
 /* Columns of S_API_LOOKUP / S_API_BY_ID / S_API_LIST; t->scope_json and
@@ -146,24 +157,33 @@ int registry_apitoken_revoke(struct registry *r, const char *name, int64_t now)
 
     if (r == NULL || registry__empty(name))
         return -EINVAL;
+    rc = registry__tx_begin(r);
+    if (rc < 0)
+        return rc;
     st = registry__stmt(r, S_API_REVOKE);
     if (registry__bind_text(st, 1, name) < 0) {
         registry__done(st);
-        return -EIO;
+        rc = -EIO;
+        goto out;
     }
     registry__bind_i64(st, 2, now);
     rc = registry__exec(st);
-    if (rc < 0 || registry__changes(r) > 0)
-        return rc;
+    if (rc < 0)
+        goto out;
+    if (registry__changes(r) > 0) {
+        rc = registry__note_tokens(r, name);
+        goto out;
+    }
     /* Only revoked tokens carry this name: nothing left to revoke. */
     st = registry__stmt(r, S_API_NAME_EXISTS);
     rc = registry__bind_text(st, 1, name);
     if (rc == 0)
         rc = registry__step(st);
     registry__done(st);
-    if (rc < 0)
-        return rc;
-    return rc == 1 ? -EALREADY : -ENOENT;
+    if (rc >= 0)
+        rc = rc == 1 ? -EALREADY : -ENOENT;
+out:
+    return registry__tx_end(r, rc);
 }
 
 int registry_apitoken_count(struct registry *r, int64_t *count)

@@ -530,6 +530,17 @@ static const struct h2_callbacks tunnel_h2_callbacks = {
 /* The site never opens streams toward the hub. */
 static const struct h2_limits tunnel_h2_limits = {0, TUNNEL_STREAM_WINDOW, TUNNEL_CONN_WINDOW};
 
+/* FNV-1a: a revoked key's tunnel is found by the re-check of hub/cluster.c
+ * (a collision keeps one tunnel whose key changed: 2^-64). */
+static uint64_t key_hash(const char *pin)
+{
+    uint64_t x = 14695981039346656037ull;
+
+    for (const char *p = pin; p != NULL && *p; p++)
+        x = (x ^ (uint8_t)*p) * 1099511628211ull;
+    return x;
+}
+
 int tunnel_attach(struct hub *h, struct conn *c, const struct reg_site *site)
 {
     struct tunnel *t = calloc(1, sizeof(*t));
@@ -540,6 +551,7 @@ int tunnel_attach(struct hub *h, struct conn *c, const struct reg_site *site)
     t->hub = h;
     t->conn = c;
     t->site_id = site->id;
+    t->key_hash = key_hash(site->pin);
     sitemap_entry_init(&t->site_entry, site->id);
     LIST_INIT(&t->streams);
     snprintf(t->site, sizeof(t->site), "%s", site->name);
@@ -730,6 +742,11 @@ void tunnel_get_info(const struct tunnel *t, struct tunnel_info *out)
     out->bytes_out = t->conn ? t->conn->bytes_out : 0;
     out->streams_open = t->n_streams;
     out->requests = t->n_opened;
+}
+
+int tunnel_has_key(const struct tunnel *t, const char *pin)
+{
+    return pin != NULL && pin[0] != '\0' && t->key_hash == key_hash(pin);
 }
 
 int64_t tunnel_site_id(const struct tunnel *t)

@@ -86,6 +86,9 @@ void tunnel_get_info(const struct tunnel *t, struct tunnel_info *out);
 int64_t tunnel_site_id(const struct tunnel *t);
 /* The site's name; borrowed from t. */
 const char *tunnel_site_name(const struct tunnel *t);
+/* 1 when t was authenticated with the key of this pin (by a 64-bit hash:
+ * a tunnel keeps 8 bytes, not the pin). */
+int tunnel_has_key(const struct tunnel *t, const char *pin);
 /* 1 while the tunnel takes new streams (not closing). */
 int tunnel_is_open(const struct tunnel *t);
 /* 1 while open once the hello was answered: the site's services are known. */

@@ -20,6 +20,7 @@ struct tunnel {
     int64_t site_id;
     char site[TOKEN_NAME_MAX + 1];
     uint64_t session_key; /* the recorder's key (or, without one, the row id); 0 none */
+    uint64_t key_hash;    /* key_hash() of the pin it was authenticated with */
     int64_t connected_since;
     uint64_t last_heard_ms;
     int ping_outstanding;

@@ -115,6 +115,34 @@ int main(void)
         buf_free(&t);
     }
 
+    /* Freed storage of the first sizes (4, 8, 16 KiB) is kept and handed to
+     * the next buffer that needs that size; other sizes are not. */
+    {
+        struct buf u, v;
+        uint8_t *first, *second;
+
+        buf_init(&u);
+        buf_init(&v);
+        CHECK_EQ_INT(buf_append(&u, pat, 100), 0);
+        CHECK_EQ_INT(u.cap, 4096);
+        first = u.data;
+        buf_free(&u);
+        CHECK_EQ_INT(buf_append(&v, pat, 10), 0);
+        CHECK(v.data == first);
+        CHECK(memcmp(buf_head(&v), pat, 10) == 0);
+        CHECK_EQ_INT(buf_append(&v, pat, 5000), 0); /* grows to 8 KiB */
+        CHECK_EQ_INT(v.cap, 8192);
+        CHECK(memcmp(buf_head(&v) + 10, pat, 5000) == 0);
+        second = v.data;
+        buf_consume(&v, v.len);
+        buf_shrink(&v, 0);
+        CHECK(v.data == NULL);
+        CHECK_EQ_INT(buf_append(&u, pat, 5000), 0); /* 8 KiB at once */
+        CHECK(u.data == second);
+        CHECK(memcmp(buf_head(&u), pat, 5000) == 0);
+        buf_free(&u);
+    }
+
     buf_free(&a);
     buf_free(&b);
     TEST_DONE();

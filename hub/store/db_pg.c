@@ -135,9 +135,12 @@ static const char *const qstmt_pg[Q_NSTMT] = {
                  "$13, $14, $15, $16, NULLIF($17::bigint, 0)) RETURNING id",
     [Q_RINSERT] = QR_HEAD QR_ROW(3, 4, 5, 6, 7, 8, 9),
     [Q_RINSERT_MANY] = QR_HEAD REG_RINSERT_VALUES(QR_ROW),
-    [Q_MARK_SENT] = "UPDATE query_results SET status = 'sent', sent_at = $3 "
+    [Q_MARK_SENT] = "UPDATE query_results SET status = 'sent', sent_at = $3, sent_by = $4 "
                     "WHERE query_id = $1 AND site_id = $2 AND status = 'queued'",
-    [Q_REQUEUE] = "UPDATE query_results SET status = 'queued', sent_at = NULL "
+    /* The rows a submission inserted as sent are this hub's. */
+    [Q_SENT_BY] = "UPDATE query_results SET sent_by = $2 "
+                  "WHERE query_id = $1 AND status = 'sent' AND sent_by IS NULL",
+    [Q_REQUEUE] = "UPDATE query_results SET status = 'queued', sent_at = NULL, sent_by = NULL "
                   "WHERE query_id = $1 AND site_id = $2 AND status = 'sent' AND "
                   "(SELECT cancelled_at FROM queries WHERE id = $1) IS NULL",
     /* Runs inside a savepoint (see pg_prepare): its CHECK may refuse one
@@ -153,7 +156,9 @@ static const char *const qstmt_pg[Q_NSTMT] = {
     [Q_BUMP_N] = "UPDATE queries SET n_final = n_final + $2, "
                  "completed_at = CASE WHEN n_final + $2 = n_sites THEN $3::bigint ELSE NULL END "
                  "WHERE id = $1 RETURNING n_final = n_sites",
-    [Q_SENT_LIST] = "SELECT query_id, site_id FROM query_results WHERE status = 'sent'",
+    /* A hub's own, and those no hub is named for (sent before 007). */
+    [Q_SENT_LIST] = "SELECT query_id, site_id FROM query_results WHERE status = 'sent' "
+                    "AND ($1::bigint IS NULL OR sent_by IS NULL OR sent_by = $1)",
     [Q_EXPIRE_LIST] = "SELECT r.query_id, r.site_id, r.site, q.qid FROM query_results r "
                       "JOIN queries q ON q.id = r.query_id "
                       "WHERE r.status = 'queued' AND r.expires_at < $1 ORDER BY r.expires_at "

@@ -131,10 +131,13 @@ static const char *const qstmt_sql[Q_NSTMT] = {
      * cost an eighth of the statement runs (each a reset, a step and the
      * opening of the table's and its indexes' cursors). */
     [Q_RINSERT_MANY] = QR_HEAD REG_RINSERT_VALUES(QR_ROW),
-    [Q_MARK_SENT] = "UPDATE query_results SET status = 'sent', sent_at = ?3 "
+    [Q_MARK_SENT] = "UPDATE query_results SET status = 'sent', sent_at = ?3, sent_by = ?4 "
                     "WHERE query_id = ?1 AND site_id = ?2 AND status = 'queued'",
+    /* The rows a submission inserted as sent are this hub's. */
+    [Q_SENT_BY] = "UPDATE query_results SET sent_by = ?2 "
+                  "WHERE query_id = ?1 AND status = 'sent' AND sent_by IS NULL",
     /* A cancelled query never waits again: the caller cancels the result. */
-    [Q_REQUEUE] = "UPDATE query_results SET status = 'queued', sent_at = NULL "
+    [Q_REQUEUE] = "UPDATE query_results SET status = 'queued', sent_at = NULL, sent_by = NULL "
                   "WHERE query_id = ?1 AND site_id = ?2 AND status = 'sent' AND "
                   "(SELECT cancelled_at FROM queries WHERE id = ?1) IS NULL",
     /* The state in the WHERE clause is what makes a transition happen once. */
@@ -150,7 +153,9 @@ static const char *const qstmt_sql[Q_NSTMT] = {
     [Q_BUMP_N] = "UPDATE queries SET n_final = n_final + ?2, "
                  "completed_at = CASE WHEN n_final + ?2 = n_sites THEN ?3 ELSE NULL END "
                  "WHERE id = ?1 RETURNING n_final = n_sites",
-    [Q_SENT_LIST] = "SELECT query_id, site_id FROM query_results WHERE status = 'sent'",
+    /* A hub's own, and those no hub is named for (sent before 007). */
+    [Q_SENT_LIST] = "SELECT query_id, site_id FROM query_results WHERE status = 'sent' "
+                    "AND (?1 IS NULL OR sent_by IS NULL OR sent_by = ?1)",
     [Q_EXPIRE_LIST] = "SELECT r.query_id, r.site_id, r.site, q.qid FROM query_results r "
                       "JOIN queries q ON q.id = r.query_id "
                       "WHERE r.status = 'queued' AND r.expires_at < ?1 ORDER BY r.expires_at "

@@ -20,6 +20,14 @@ void registry_use_hub(struct registry *r, int64_t hub_id)
         r->hub_id = hub_id;
 }
 
+void registry__bind_hub(struct registry *r, struct reg_stmt *st, int idx)
+{
+    if (r->hub_id > 0)
+        registry__bind_i64(st, idx, r->hub_id);
+    else
+        registry__bind_text(st, idx, NULL);
+}
+
 /* Runs S_HUB_INSERT or S_HUB_REFRESH (the same four values, in their
  * order): 1 with *id set, 0 when no row was written, or the error. */
 static int hub_write(struct registry *r, enum stmt_id which, const char *name, const char *pin,

@@ -257,6 +257,14 @@ int registry_query_create(struct reg_qstore *s, struct reg_query *q,
         if (rc != 0)
             goto out;
     }
+    if (s->r->hub_id > 0) {
+        st = stmt(s, Q_SENT_BY);
+        registry__bind_i64(st, 1, q->id);
+        registry__bind_i64(st, 2, s->r->hub_id);
+        rc = exec_stmt(st);
+        if (rc != 0)
+            goto out;
+    }
     rc = registry__tx_commit(s->r);
 out:
     if (rc != 0)
@@ -280,6 +288,7 @@ int registry_query_mark_sent(struct reg_qstore *s, int64_t query_id, int64_t sit
     registry__bind_i64(st, 1, query_id);
     registry__bind_i64(st, 2, site_id);
     registry__bind_i64(st, 3, now);
+    registry__bind_hub(s->r, st, 4);
     return change_one(s, st);
 }
 
@@ -545,6 +554,7 @@ static int collect_pairs(struct reg_qstore *s, struct reg_stmt *st, int with_sit
 
 int registry_query_fail_sent(struct reg_qstore *s, const char *detail, int64_t now, int64_t *n)
 {
+    struct reg_stmt *st;
     struct qpair *v = NULL;
     size_t len = 0;
     int rc;
@@ -553,7 +563,9 @@ int registry_query_fail_sent(struct reg_qstore *s, const char *detail, int64_t n
     rc = registry__tx_begin(s->r);
     if (rc != 0)
         return rc;
-    rc = collect_pairs(s, stmt(s, Q_SENT_LIST), 0, &v, &len);
+    st = stmt(s, Q_SENT_LIST);
+    registry__bind_hub(s->r, st, 1);
+    rc = collect_pairs(s, st, 0, &v, &len);
     for (size_t i = 0; rc == 0 && i < len; i++) {
         struct reg_qresult r = {.query_id = v[i].query_id,
                                 .site_id = v[i].site_id,

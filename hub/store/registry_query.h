@@ -107,8 +107,9 @@ int registry_query_finish(struct reg_qstore *s, const struct reg_qresult *r, int
 int registry_query_finish_many(struct reg_qstore *s, const struct reg_qresult *rs, const int *from,
                                size_t n, int64_t *seqs, int *completes, int *rcs);
 
-/* Start-up: every sent result (a previous run died with it in flight) becomes
- * error with this detail. *n gets the count. */
+/* Start-up: every result this hub sent (a previous run died with it in
+ * flight) becomes error with this detail, and those sent before hubs were
+ * named (007); other hubs' are theirs. *n gets the count. */
 int registry_query_fail_sent(struct reg_qstore *s, const char *detail, int64_t now, int64_t *n);
 
 /* Queued results whose expires_at < now become expired, at most max per

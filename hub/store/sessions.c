@@ -9,15 +9,6 @@
 #define SESS_AGENT_MAX  (sizeof(((struct reg_session *)0)->agent_version) - 1)
 #define SESS_REASON_MAX (sizeof(((struct reg_session *)0)->reason) - 1)
 
-/* This hub's id, or NULL when registry_use_hub was not called. */
-static void bind_hub(struct registry *r, struct reg_stmt *st, int idx)
-{
-    if (r->hub_id > 0)
-        registry__bind_i64(st, idx, r->hub_id);
-    else
-        registry__bind_text(st, idx, NULL);
-}
-
 int registry_session_open(struct registry *r, int64_t site_id, const char *remote_addr,
                           const char *agent_version, int64_t now, int64_t *id_out)
 {
@@ -37,7 +28,7 @@ int registry_session_open(struct registry *r, int64_t site_id, const char *remot
         return -EIO;
     }
     registry__bind_i64(st, 4, now);
-    bind_hub(r, st, 5);
+    registry__bind_hub(r, st, 5);
     rc = registry__insert_id(st, -ENOENT, &id); /* unknown site_id: FOREIGN KEY -> -ENOENT */
     if (rc < 0)
         return rc;
@@ -89,7 +80,7 @@ int registry_session_close_stale(struct registry *r, int64_t now, const char *re
         registry__done(st);
         return -EIO;
     }
-    bind_hub(r, st, 3);
+    registry__bind_hub(r, st, 3);
     return registry__exec(st);
 }
 

@@ -76,6 +76,7 @@ enum qstmt {
     Q_RINSERT,
     Q_RINSERT_MANY,
     Q_MARK_SENT,
+    Q_SENT_BY,
     Q_REQUEUE,
     Q_FINISH,
     Q_LOCK_COUNT,
@@ -257,6 +258,8 @@ int registry__insert_id(struct reg_stmt *st, int foreign_key, int64_t *id);
  * the site and then deletes its sessions, would otherwise deadlock with it.
  * 0 or the mapped error; ids is the caller's. */
 int registry__lock_sites(struct registry *r, const int64_t *ids, size_t n);
+/* Binds this hub's id (registry_use_hub) at idx, or NULL when not set. */
+void registry__bind_hub(struct registry *r, struct reg_stmt *st, int idx);
 /* Rows changed by r's last INSERT, UPDATE or DELETE. */
 int64_t registry__changes(struct registry *r);
 

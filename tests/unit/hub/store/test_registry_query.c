@@ -357,11 +357,18 @@ int main(void)
     CHECK_EQ_INT(registry_query_mark_sent(st, q1.id, 2, now), -ENOENT);
     CHECK_EQ_INT(registry_query_requeue(st, q1.id, 2), 0);
     CHECK_EQ_INT(registry_query_requeue(st, q1.id, 2), -ENOENT);
+    registry_use_hub(reg, 2); /* sent by hub 2 of a cluster */
     CHECK_EQ_INT(registry_query_mark_sent(st, q1.id, 2, now), 0);
 
-    /* start-up: what was sent becomes error; the query completes. */
+    /* start-up: what this hub sent becomes error, not another hub's; the
+     * query completes. */
+    registry_use_hub(reg, 1);
+    CHECK_EQ_INT(registry_query_fail_sent(st, "the hub restarted", now + 2, &n), 0);
+    CHECK_EQ_INT(n, 0);
+    registry_use_hub(reg, 2);
     CHECK_EQ_INT(registry_query_fail_sent(st, "the hub restarted", now + 2, &n), 0);
     CHECK_EQ_INT(n, 1);
+    registry_use_hub(reg, 0);
     memset(&got, 0, sizeof(got));
     CHECK_EQ_INT(registry_query_get(st, "q_AAAAAAAAAAAAAAAAAAAAAA", &got), 0);
     CHECK_EQ_INT(got.n_final, 3);

@@ -11,6 +11,7 @@
 #include "../common/log.h"
 #include "auth/auth.h"
 #include "core/events.h"
+#include "query/query.h"
 #include "store/notes.h"
 #include "store/registry.h"
 #include "tunnel/tunnel.h"
@@ -57,6 +58,15 @@ static void on_note(void *arg, const struct reg_note *n)
      * cut, outcome_conclude's forgetting and its watchers' event). */
     if (n->own)
         return;
+    /* Queries: no cached row changed. */
+    if (n->kind == REG_NOTE_QUERY) {
+        query_remote_made(h, n->query_id);
+        return;
+    }
+    if (n->kind == REG_NOTE_RESULTS) {
+        query_remote_results(h, n->query_id);
+        return;
+    }
     /* Every cached token and site is suspect; the pin check of a handshake
      * under way reads its row again (net/listen.c). */
     h->gen++;

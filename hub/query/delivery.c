@@ -638,6 +638,33 @@ out:
     free(ok);
 }
 
+void query_remote_made(struct hub *h, int64_t query_id)
+{
+    struct query_engine *qe = h->qe;
+    int64_t *ids = NULL;
+    size_t n = 0;
+    struct tunnel *t;
+    int rc;
+
+    if (qe == NULL)
+        return;
+    rc = registry_query_queued_sites(qe->st, query_id, &ids, &n);
+    if (rc != 0)
+        /* Not lost: the sites get it when they connect, here or elsewhere. */
+        log_event(LOG_ERROR, "query_store_failed", "op=remote_deliver error=%s",
+                  log_q(strerror(-rc)));
+    for (size_t i = 0; i < n; i++)
+        if ((t = hub_tunnel_find(h, ids[i])) != NULL)
+            query_site_online(qe, t);
+    free(ids);
+}
+
+void query_remote_results(struct hub *h, int64_t query_id)
+{
+    if (h->qe != NULL)
+        query_landed_elsewhere(h->qe, query_id);
+}
+
 void query_delivery_shutdown(struct query_engine *qe, const char *why)
 {
     struct qsend *s;

@@ -17,6 +17,15 @@ int query_init(struct hub *h);
 /* Stops timers and frees the engine; after the loop has ended its handles
  * must have been closed (it closes them itself). */
 void query_shutdown(struct hub *h);
+
+/* Hubs sharing one registry (docs/scale-out.md): another hub made query
+ * query_id with results queued for sites; those whose tunnel is on this
+ * hub get it now (the registry's conditional mark makes each delivery
+ * happen once, whichever hub tries). */
+void query_remote_made(struct hub *h, int64_t query_id);
+/* Another hub committed final results of query_id: this hub's waiters on
+ * it (?wait, SSE) read them. */
+void query_remote_results(struct hub *h, int64_t query_id);
 /* The engine's counters, for /metrics. */
 struct query_stats {
     int running;                   /* the engine runs (else the rest is 0) */

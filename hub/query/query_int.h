@@ -104,6 +104,7 @@ TAILQ_HEAD(waiter_list, waiter);
 /* The waiters of one query, found by its row id. Freed with its last waiter. */
 struct qwatch {
     int64_t query_id;
+    int64_t seen_seq; /* the highest seq its waiters were told of */
     char qid[REG_QID_LEN + 1];
     struct waiter_list waiters;
     size_t n_waiters; /* the length of waiters */
@@ -208,6 +209,10 @@ void query_delivery_shutdown(struct query_engine *qe, const char *why);
 /* A result became final (seq is its arrival number): wake the waiters. */
 void query_landed(struct query_engine *qe, int64_t query_id, int64_t site_id, int64_t seq,
                   int complete, const char *qid);
+/* Results of query_id other hubs committed past what the watch saw: told
+ * to its waiters like local ones (no query_complete line: the hub that
+ * completed it logs that). */
+void query_landed_elsewhere(struct query_engine *qe, int64_t query_id);
 /* Writes an SSE comment to streams silent for KEEPALIVE_MS. */
 void query_keepalive(struct query_engine *qe, uint64_t now_ms);
 /* Makes r wait for q (kind), answered by landed or its timer; NULL if out

@@ -281,8 +281,8 @@ static void answer_all(struct query_engine *qe, struct qwatch *w, int64_t query_
     free(full);
 }
 
-void query_landed(struct query_engine *qe, int64_t query_id, int64_t site_id, int64_t seq,
-                  int complete, const char *qid)
+static void landed(struct query_engine *qe, int64_t query_id, int64_t site_id, int64_t seq,
+                   int complete, const char *qid)
 {
     struct qwatch *w = watch_find(qe, query_id);
     struct waiter *wt;
@@ -290,12 +290,10 @@ void query_landed(struct query_engine *qe, int64_t query_id, int64_t site_id, in
     json_t *rj = NULL;
     int has_sse = 0;
 
-    if (complete) {
-        qe->n_completed++;
-        log_event(LOG_INFO, "query_complete", "id=%s", qid);
-    }
     if (w == NULL)
         return;
+    if (seq > w->seen_seq)
+        w->seen_seq = seq;
     TAILQ_FOREACH(wt, &w->waiters, link)
     {
         if (wt->kind == W_EVENTS)
@@ -317,6 +315,67 @@ void query_landed(struct query_engine *qe, int64_t query_id, int64_t site_id, in
         answer_all(qe, w, query_id, qid);
     notify_end(qe);
     free(ev);
+}
+
+void query_landed(struct query_engine *qe, int64_t query_id, int64_t site_id, int64_t seq,
+                  int complete, const char *qid)
+{
+    if (complete) {
+        qe->n_completed++;
+        log_event(LOG_INFO, "query_complete", "id=%s", qid);
+    }
+    landed(qe, query_id, site_id, seq, complete, qid);
+}
+
+struct seqs {
+    int64_t (*v)[2]; /* site_id, seq */
+    size_t n, cap;
+};
+
+static int seq_cb(const struct reg_qresult *r, void *arg)
+{
+    struct seqs *s = arg;
+
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 64;
+        int64_t(*v)[2] = realloc(s->v, cap * sizeof(*v));
+
+        if (v == NULL)
+            return -ENOMEM;
+        s->v = v;
+        s->cap = cap;
+    }
+    s->v[s->n][0] = r->site_id;
+    s->v[s->n++][1] = r->seq;
+    return 0;
+}
+
+void query_landed_elsewhere(struct query_engine *qe, int64_t query_id)
+{
+    struct qwatch *w = watch_find(qe, query_id);
+    struct seqs s = {NULL, 0, 0};
+    struct reg_query q;
+    char qid[REG_QID_LEN + 1];
+    int complete;
+
+    if (w == NULL)
+        return;
+    snprintf(qid, sizeof(qid), "%s", w->qid);
+    memset(&q, 0, sizeof(q));
+    if (registry_query_results(qe->st, query_id, 1, w->seen_seq, seq_cb, &s) != 0 ||
+        registry_query_get(qe->st, qid, &q) != 0) {
+        free(s.v); /* the next note, or the waiter's timer, reads again */
+        registry_query_clear(&q);
+        return;
+    }
+    complete = q.n_sites > 0 && q.n_final == q.n_sites;
+    registry_query_clear(&q);
+    /* Each call may answer and free the watch: looked up again by id. */
+    for (size_t i = 0; i < s.n; i++)
+        landed(qe, query_id, s.v[i][0], s.v[i][1], complete && i + 1 == s.n, qid);
+    if (s.n == 0 && complete)
+        landed(qe, query_id, 0, 0, 1, qid);
+    free(s.v);
 }
 
 static void wait_timer_cb(uv_timer_t *t)

@@ -60,6 +60,7 @@ static const char *const stmt_pg[S_COUNT] = {
      * and never for a transaction rolled back (docs/scale-out.md). */
     [S_NOTIFY_SITE] = "SELECT pg_notify('tether_site', $1)",
     [S_NOTIFY_TOKENS] = "SELECT pg_notify('tether_token', $1)",
+    [S_NOTIFY_QUERY] = "SELECT pg_notify('tether_query', $1)",
     [S_ENROLL_CREATE] = "INSERT INTO enroll_tokens (site_id, secret_hash, created_at, expires_at) "
                         "SELECT id, $2::text, $3::bigint, $4::bigint FROM sites WHERE name = $1 "
                         "RETURNING id",
@@ -137,6 +138,7 @@ static const char *const qstmt_pg[Q_NSTMT] = {
     [Q_RINSERT_MANY] = QR_HEAD REG_RINSERT_VALUES(QR_ROW),
     [Q_MARK_SENT] = "UPDATE query_results SET status = 'sent', sent_at = $3, sent_by = $4 "
                     "WHERE query_id = $1 AND site_id = $2 AND status = 'queued'",
+    [Q_QUEUED_OF] = "SELECT site_id FROM query_results WHERE query_id = $1 AND status = 'queued'",
     /* The rows a submission inserted as sent are this hub's. */
     [Q_SENT_BY] = "UPDATE query_results SET sent_by = $2 "
                   "WHERE query_id = $1 AND status = 'sent' AND sent_by IS NULL",

@@ -18,7 +18,7 @@
  * closed descriptor: the poll is stopped around every libpq call and, when
  * the socket changed, its handle is closed and made again for the new one. */
 
-#define LISTEN_SQL "LISTEN tether_site; LISTEN tether_token"
+#define LISTEN_SQL "LISTEN tether_site; LISTEN tether_token; LISTEN tether_query"
 /* libpq ignores connect_timeout in PQconnectPoll: the timer enforces it. */
 #define CONNECT_TIMEOUT_MS 3000
 #define BACKOFF_MIN_MS     100

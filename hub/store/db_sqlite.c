@@ -53,6 +53,7 @@ static const char *const stmt_sql[S_COUNT] = {
      * pg_notify, db_pg.c). */
     [S_NOTIFY_SITE] = "SELECT 1 WHERE ?1 IS NULL",
     [S_NOTIFY_TOKENS] = "SELECT 1 WHERE ?1 IS NULL",
+    [S_NOTIFY_QUERY] = "SELECT 1 WHERE ?1 IS NULL",
     [S_ENROLL_CREATE] = "INSERT INTO enroll_tokens (site_id, secret_hash, created_at, expires_at) "
                         "SELECT id, ?2, ?3, ?4 FROM sites WHERE name = ?1 RETURNING id",
     /* The single statement that decides who wins a redeem race. */
@@ -133,6 +134,7 @@ static const char *const qstmt_sql[Q_NSTMT] = {
     [Q_RINSERT_MANY] = QR_HEAD REG_RINSERT_VALUES(QR_ROW),
     [Q_MARK_SENT] = "UPDATE query_results SET status = 'sent', sent_at = ?3, sent_by = ?4 "
                     "WHERE query_id = ?1 AND site_id = ?2 AND status = 'queued'",
+    [Q_QUEUED_OF] = "SELECT site_id FROM query_results WHERE query_id = ?1 AND status = 'queued'",
     /* The rows a submission inserted as sent are this hub's. */
     [Q_SENT_BY] = "UPDATE query_results SET sent_by = ?2 "
                   "WHERE query_id = ?1 AND status = 'sent' AND sent_by IS NULL",

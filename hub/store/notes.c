@@ -12,8 +12,9 @@
 
 /* Payloads (PostgreSQL's NOTIFY, at most 8000 bytes): on "tether_site",
  * "cut:<id>:<why>:<name>" or "chg:<id>:<name>"; on "tether_token",
- * "chg:<name>" (the token's). Names are [a-z0-9-] (never ':'), so the name
- * ends the payload. */
+ * "chg:<name>" (the token's); on "tether_query", "new:<query id>" or
+ * "res:<query id>". Names are [a-z0-9-] (never ':'), so the name ends the
+ * payload. */
 
 static const char *const cut_words[REG_CUT_NWHY] = {
     [REG_CUT_REVOKED] = "revoked",       [REG_CUT_DISABLED] = "disabled",
@@ -56,6 +57,22 @@ int registry_note_parse(const char *channel, const char *payload, struct reg_not
          * note is never dropped. */
         if (payload[3] == ':' && name_ok(payload + 4))
             snprintf(out->site, sizeof(out->site), "%s", payload + 4);
+        return 0;
+    }
+    if (strcmp(channel, "tether_query") == 0) {
+        if (strncmp(payload, "new:", 4) == 0)
+            out->kind = REG_NOTE_QUERY;
+        else if (strncmp(payload, "res:", 4) == 0)
+            out->kind = REG_NOTE_RESULTS;
+        else
+            return -EINVAL;
+        if (payload[4] < '1' || payload[4] > '9')
+            return -EINVAL;
+        errno = 0;
+        id = strtoll(payload + 4, &end, 10);
+        if (*end != '\0' || errno != 0 || id <= 0)
+            return -EINVAL;
+        out->query_id = (int64_t)id;
         return 0;
     }
     if (strcmp(channel, "tether_site") != 0)
@@ -120,6 +137,20 @@ int registry__note_tokens(struct registry *r, const char *name)
     struct reg_stmt *st = registry__stmt(r, S_NOTIFY_TOKENS);
 
     snprintf(payload, sizeof(payload), "chg:%s", name);
+    if (registry__bind_text(st, 1, payload) < 0) {
+        registry__done(st);
+        return -EIO;
+    }
+    return registry__exec(st);
+}
+
+int registry__note_query(struct registry *r, enum reg_note_kind kind, int64_t query_id)
+{
+    char payload[32];
+    struct reg_stmt *st = registry__stmt(r, S_NOTIFY_QUERY);
+
+    snprintf(payload, sizeof(payload), "%s:%" PRId64, kind == REG_NOTE_QUERY ? "new" : "res",
+             query_id);
     if (registry__bind_text(st, 1, payload) < 0) {
         registry__done(st);
         return -EIO;

@@ -257,6 +257,14 @@ int registry_query_create(struct reg_qstore *s, struct reg_query *q,
         if (rc != 0)
             goto out;
     }
+    /* Other hubs deliver to the sites they hold (hub/cluster.c). */
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        if (targets[i].status == REG_Q_QUEUED) {
+            rc = registry__note_query(s->r, REG_NOTE_QUERY, q->id);
+            break;
+        }
+    if (rc != 0)
+        goto out;
     if (s->r->hub_id > 0) {
         st = stmt(s, Q_SENT_BY);
         registry__bind_i64(st, 1, q->id);
@@ -470,6 +478,9 @@ int registry_query_finish_many(struct reg_qstore *s, const struct reg_qresult *r
                 idx[k++] = j;
             }
         rc = finish_group(s, rs, from, idx, k, seqs, completes, rcs);
+        /* Waiters on other hubs read the new results (hub/cluster.c). */
+        if (rc == 0)
+            rc = registry__note_query(s->r, REG_NOTE_RESULTS, rs[i].query_id);
     }
     free(idx);
     free(taken);
@@ -517,6 +528,22 @@ struct qpair {
     int64_t seq;
     int complete;
 };
+
+/* A REG_NOTE_RESULTS note for each query among v[0..len), once. */
+static int note_pairs(struct reg_qstore *s, const struct qpair *v, size_t len)
+{
+    int rc = 0;
+
+    for (size_t i = 0; rc == 0 && i < len; i++) {
+        size_t j = 0;
+
+        while (j < i && v[j].query_id != v[i].query_id)
+            j++;
+        if (j == i)
+            rc = registry__note_query(s->r, REG_NOTE_RESULTS, v[i].query_id);
+    }
+    return rc;
+}
 
 /* Reads (query_id, site_id[, site]) rows of st into a malloc'ed array. */
 static int collect_pairs(struct reg_qstore *s, struct reg_stmt *st, int with_site,
@@ -575,6 +602,8 @@ int registry_query_fail_sent(struct reg_qstore *s, const char *detail, int64_t n
                                 .finished_at = now};
         rc = finish_one(s, &r, REG_Q_SENT, &v[i].seq, &v[i].complete);
     }
+    if (rc == 0)
+        rc = note_pairs(s, v, len);
     rc = registry__tx_end(s->r, rc);
     if (rc == 0)
         *n = (int64_t)len;
@@ -610,6 +639,8 @@ static int finish_listed(struct reg_qstore *s, struct reg_stmt *st, int status, 
                                 .finished_at = now};
         rc = finish_one(s, &r, REG_Q_QUEUED, &v[i].seq, &v[i].complete);
     }
+    if (rc == 0)
+        rc = note_pairs(s, v, len);
     if (rc == 0 && cancel_id != 0 && len > 0) {
         st = stmt(s, Q_CANCEL_MARK);
         registry__bind_i64(st, 1, cancel_id);
@@ -654,6 +685,35 @@ int registry_query_cancel(struct reg_qstore *s, int64_t query_id, const char *de
 
     registry__bind_i64(st, 1, query_id);
     return finish_listed(s, st, REG_Q_CANCELLED, detail, now, query_id, cb, arg, n);
+}
+
+int registry_query_queued_sites(struct reg_qstore *s, int64_t query_id, int64_t **ids, size_t *n)
+{
+    struct reg_stmt *st = stmt(s, Q_QUEUED_OF);
+    int64_t *v = NULL, *nv;
+    size_t len = 0, cap = 0;
+    int rc;
+
+    *ids = NULL;
+    *n = 0;
+    registry__bind_i64(st, 1, query_id);
+    while ((rc = step_row(st)) == 1) {
+        nv = grow(v, &cap, len, sizeof(*v), 64);
+        if (nv == NULL) {
+            rc = -ENOMEM;
+            break;
+        }
+        v = nv;
+        v[len++] = registry__col_i64(st, 0);
+    }
+    registry__done(st);
+    if (rc < 0) {
+        free(v);
+        return rc;
+    }
+    *ids = v;
+    *n = len;
+    return 0;
 }
 
 int registry_query_next_expiry(struct reg_qstore *s, int64_t *out)

@@ -113,6 +113,8 @@ enum reg_note_kind {
     REG_NOTE_CUT,     /* the site's tunnels must go (why says why) */
     REG_NOTE_CHANGED, /* the site's row changed (labels, state enabled, ...) */
     REG_NOTE_TOKENS,  /* API tokens were created or revoked */
+    REG_NOTE_QUERY,   /* a query was made with results queued for sites */
+    REG_NOTE_RESULTS, /* results of a query became final (landed, expired) */
 };
 /* Why a site's tunnels are cut; the payload carries its word
  * (registry_cut_word). */
@@ -127,15 +129,16 @@ enum reg_cut_why {
 struct reg_note {
     enum reg_note_kind kind;
     enum reg_cut_why why; /* REG_NOTE_CUT only */
-    int64_t site_id;      /* 0 for REG_NOTE_TOKENS */
+    int64_t site_id;      /* 0 for REG_NOTE_TOKENS and the query notes */
+    int64_t query_id;     /* REG_NOTE_QUERY and REG_NOTE_RESULTS: the query's id */
     /* The site's name; for REG_NOTE_TOKENS the token's ("" unknown). */
     char site[TOKEN_NAME_MAX + 1];
     int own; /* sent through this registry's own connection (this hub) */
 };
 /* "revoked", "disabled", ...; NULL out of range. */
 const char *registry_cut_word(enum reg_cut_why why);
-/* Reads a notification of channel ("tether_site", "tether_token") into
- * out (own 0). 0, or -EINVAL for anything else. */
+/* Reads a notification of channel ("tether_site", "tether_token",
+ * "tether_query") into out (own 0). 0, or -EINVAL for anything else. */
 int registry_note_parse(const char *channel, const char *payload, struct reg_note *out);
 
 /* Error codes: -ENOENT not found, -EEXIST name or pin taken, -EINVAL bad

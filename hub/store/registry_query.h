@@ -150,6 +150,10 @@ int registry_query_result(struct reg_qstore *s, int64_t query_id, int64_t site_i
 /* counts[status] for one query. */
 int registry_query_counts(struct reg_qstore *s, int64_t query_id, int64_t counts[REG_Q_NSTATUS]);
 
+/* The sites with a result of query_id still queued: *ids (malloc'ed, the
+ * caller frees it; NULL when none) and *n. */
+int registry_query_queued_sites(struct reg_qstore *s, int64_t query_id, int64_t **ids, size_t *n);
+
 /* Results waiting for their site (queued) and sent but not final, over
  * all queries: the delivery queue's depth and what is in flight. */
 int registry_query_open_counts(struct reg_qstore *s, int64_t *queued, int64_t *sent);

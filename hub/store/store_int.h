@@ -39,6 +39,7 @@ enum stmt_id {
     S_SITE_NAME_PIN,
     S_NOTIFY_SITE,
     S_NOTIFY_TOKENS,
+    S_NOTIFY_QUERY,
     S_ENROLL_CREATE,
     S_ENROLL_USE,
     S_ENROLL_STATUS,
@@ -77,6 +78,7 @@ enum qstmt {
     Q_RINSERT_MANY,
     Q_MARK_SENT,
     Q_SENT_BY,
+    Q_QUEUED_OF,
     Q_REQUEUE,
     Q_FINISH,
     Q_LOCK_COUNT,
@@ -270,6 +272,8 @@ int64_t registry__changes(struct registry *r);
 int registry__note_site(struct registry *r, enum reg_note_kind kind, int64_t site_id,
                         const char *site, enum reg_cut_why why);
 int registry__note_tokens(struct registry *r, const char *name);
+/* REG_NOTE_QUERY or REG_NOTE_RESULTS of a query, in the open transaction. */
+int registry__note_query(struct registry *r, enum reg_note_kind kind, int64_t query_id);
 /* The name and pin ("" when none) of site id; -ENOENT unknown. */
 int registry__site_name_pin(struct registry *r, int64_t id, char name[TOKEN_NAME_MAX + 1],
                             char pin[CRYPTO_PIN_LEN + 1]);

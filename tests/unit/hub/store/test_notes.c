@@ -30,6 +30,12 @@ static void test_parse(void)
         {"tether_token", "cut"},
         {"tether_token", "chgx"},
         {"other", "chg"},
+        {"tether_query", "new:"},
+        {"tether_query", "new:0"},
+        {"tether_query", "new:-3"},
+        {"tether_query", "new:12x"},
+        {"tether_query", "res:99999999999999999999"},
+        {"tether_query", "chg:5"},
     };
     struct reg_note n;
 
@@ -48,6 +54,10 @@ static void test_parse(void)
     CHECK(n.kind == REG_NOTE_TOKENS && n.site[0] == '\0');
     CHECK_EQ_INT(registry_note_parse("tether_token", "chg:Bad:Name", &n), 0);
     CHECK(n.kind == REG_NOTE_TOKENS && n.site[0] == '\0');
+    CHECK_EQ_INT(registry_note_parse("tether_query", "new:42", &n), 0);
+    CHECK(n.kind == REG_NOTE_QUERY && n.query_id == 42 && n.site_id == 0);
+    CHECK_EQ_INT(registry_note_parse("tether_query", "res:7", &n), 0);
+    CHECK(n.kind == REG_NOTE_RESULTS && n.query_id == 7);
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         CHECK_EQ_INT(registry_note_parse(bad[i][0], bad[i][1], &n), -EINVAL);
     for (int w = 0; w < REG_CUT_NWHY; w++)

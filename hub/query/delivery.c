@@ -553,6 +553,15 @@ static int refusal(struct hub *h, struct tunnel *t, const struct reg_query *q, c
 
 /* A site's tunnel is up and its services are known (core/events.h): deliver
  * what waits for it. */
+/* A result another hub had sent the site that just connected here. */
+static void elsewhere_cb(const struct reg_qresult *r, const char *qid, int complete, void *arg)
+{
+    struct query_engine *qe = arg;
+
+    qe->n_final[REG_Q_ERROR]++;
+    query_landed(qe, r->query_id, r->site_id, r->seq, complete, qid);
+}
+
 void query_site_online(void *arg, struct tunnel *t)
 {
     struct query_engine *qe = arg;
@@ -566,6 +575,15 @@ void query_site_online(void *arg, struct tunnel *t)
 
     if (!query_tunnel_ready(h, t))
         return;
+    /* The site holds one tunnel: what another hub of the cluster sent it
+     * will never be answered there (at most once: not sent again). */
+    rc = registry_query_fail_elsewhere(qe->st, tunnel_site_id(t),
+                                       "the hub that sent it lost the site's tunnel (it stopped, "
+                                       "or the site moved to another hub); not sent again",
+                                       now, elsewhere_cb, qe, &n);
+    if (rc != 0)
+        goto out;
+    n = 0;
     rc = registry_query_queued_for_site(qe->st, tunnel_site_id(t), now, DELIVER_MAX, &v, &n);
     if (rc != 0 || n == 0) {
         if (rc == 0) /* the decision is logged even when nothing waits: a marker for tests */

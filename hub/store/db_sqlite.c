@@ -135,6 +135,9 @@ static const char *const qstmt_sql[Q_NSTMT] = {
     [Q_MARK_SENT] = "UPDATE query_results SET status = 'sent', sent_at = ?3, sent_by = ?4 "
                     "WHERE query_id = ?1 AND site_id = ?2 AND status = 'queued'",
     [Q_QUEUED_OF] = "SELECT site_id FROM query_results WHERE query_id = ?1 AND status = 'queued'",
+    [Q_SENT_ELSEWHERE] = "SELECT r.query_id, r.site_id, r.site, q.qid FROM query_results r "
+                         "JOIN queries q ON q.id = r.query_id WHERE r.site_id = ?1 "
+                         "AND r.status = 'sent' AND r.sent_by <> ?2",
     /* The rows a submission inserted as sent are this hub's. */
     [Q_SENT_BY] = "UPDATE query_results SET sent_by = ?2 "
                   "WHERE query_id = ?1 AND status = 'sent' AND sent_by IS NULL",

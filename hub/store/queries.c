@@ -615,9 +615,9 @@ int registry_query_fail_sent(struct reg_qstore *s, const char *detail, int64_t n
  * stepped) lists, all queued, move to status with detail in one
  * transaction; cancel_id (0: none) is marked cancelled in it too. Then cb
  * for each. */
-static int finish_listed(struct reg_qstore *s, struct reg_stmt *st, int status, const char *detail,
-                         int64_t now, int64_t cancel_id, registry_qexpired_cb cb, void *arg,
-                         size_t *n)
+static int finish_listed(struct reg_qstore *s, struct reg_stmt *st, int from, int status,
+                         const char *detail, int64_t now, int64_t cancel_id,
+                         registry_qexpired_cb cb, void *arg, size_t *n)
 {
     struct qpair *v = NULL;
     size_t len = 0;
@@ -637,7 +637,7 @@ static int finish_listed(struct reg_qstore *s, struct reg_stmt *st, int status, 
                                 .detail = detail,
                                 .latency_ms = -1,
                                 .finished_at = now};
-        rc = finish_one(s, &r, REG_Q_QUEUED, &v[i].seq, &v[i].complete);
+        rc = finish_one(s, &r, from, &v[i].seq, &v[i].complete);
     }
     if (rc == 0)
         rc = note_pairs(s, v, len);
@@ -674,8 +674,8 @@ int registry_query_expire(struct reg_qstore *s, int64_t now, size_t max, registr
 
     registry__bind_i64(st, 1, now);
     registry__bind_i64(st, 2, (int64_t)max);
-    return finish_listed(s, st, REG_Q_EXPIRED, "the site did not connect before ttl_s ran out", now,
-                         0, cb, arg, n);
+    return finish_listed(s, st, REG_Q_QUEUED, REG_Q_EXPIRED,
+                         "the site did not connect before ttl_s ran out", now, 0, cb, arg, n);
 }
 
 int registry_query_cancel(struct reg_qstore *s, int64_t query_id, const char *detail, int64_t now,
@@ -684,7 +684,7 @@ int registry_query_cancel(struct reg_qstore *s, int64_t query_id, const char *de
     struct reg_stmt *st = stmt(s, Q_CANCEL_LIST);
 
     registry__bind_i64(st, 1, query_id);
-    return finish_listed(s, st, REG_Q_CANCELLED, detail, now, query_id, cb, arg, n);
+    return finish_listed(s, st, REG_Q_QUEUED, REG_Q_CANCELLED, detail, now, query_id, cb, arg, n);
 }
 
 int registry_query_queued_sites(struct reg_qstore *s, int64_t query_id, int64_t **ids, size_t *n)
@@ -714,6 +714,36 @@ int registry_query_queued_sites(struct reg_qstore *s, int64_t query_id, int64_t 
     *ids = v;
     *n = len;
     return 0;
+}
+
+/* Q_SENT_ELSEWHERE bound for site_id and this hub. */
+static struct reg_stmt *sent_elsewhere(struct reg_qstore *s, int64_t site_id)
+{
+    struct reg_stmt *st = stmt(s, Q_SENT_ELSEWHERE);
+
+    registry__bind_i64(st, 1, site_id);
+    registry__bind_i64(st, 2, s->r->hub_id);
+    return st;
+}
+
+int registry_query_fail_elsewhere(struct reg_qstore *s, int64_t site_id, const char *detail,
+                                  int64_t now, registry_qexpired_cb cb, void *arg, size_t *n)
+{
+    struct reg_stmt *st;
+    int rc;
+
+    *n = 0;
+    if (s->r->hub_id <= 0)
+        return 0; /* one hub: every sent result is its own */
+    /* Asked at every connect, and mostly there is none: no transaction (a
+     * write lock on SQLite) for nothing. */
+    st = sent_elsewhere(s, site_id);
+    rc = step_row(st);
+    registry__done(st);
+    if (rc <= 0)
+        return rc;
+    return finish_listed(s, sent_elsewhere(s, site_id), REG_Q_SENT, REG_Q_ERROR, detail, now, 0, cb,
+                         arg, n);
 }
 
 int registry_query_next_expiry(struct reg_qstore *s, int64_t *out)

@@ -150,6 +150,13 @@ int registry_query_result(struct reg_qstore *s, int64_t query_id, int64_t site_i
 /* counts[status] for one query. */
 int registry_query_counts(struct reg_qstore *s, int64_t query_id, int64_t counts[REG_Q_NSTATUS]);
 
+/* A site connected to this hub: the results another hub of the cluster
+ * had sent it and not finished (that hub died or lost the tunnel; the
+ * site holds one tunnel at a time) become error with detail, not sent
+ * again; cb as for expire, after the commit. Nothing with one hub
+ * (registry_use_hub not called). *n gets the count. */
+int registry_query_fail_elsewhere(struct reg_qstore *s, int64_t site_id, const char *detail,
+                                  int64_t now, registry_qexpired_cb cb, void *arg, size_t *n);
 /* The sites with a result of query_id still queued: *ids (malloc'ed, the
  * caller frees it; NULL when none) and *n. */
 int registry_query_queued_sites(struct reg_qstore *s, int64_t query_id, int64_t **ids, size_t *n);

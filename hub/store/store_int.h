@@ -79,6 +79,7 @@ enum qstmt {
     Q_MARK_SENT,
     Q_SENT_BY,
     Q_QUEUED_OF,
+    Q_SENT_ELSEWHERE,
     Q_REQUEUE,
     Q_FINISH,
     Q_LOCK_COUNT,

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-# Integration: federated queries across two hubs on one PostgreSQL: any hub accepts a query, the hub holding each site's tunnel delivers it, each site gets it exactly once, and ?wait and SSE on either hub see every result.
+# Integration: federated queries across two hubs on one PostgreSQL: any hub accepts a query, the hub holding each site's tunnel delivers it, each site gets it exactly once, ?wait and SSE on either hub see every result, and a hub's death fails its in-flight results without resending them.
 # SPDX-License-Identifier: MIT
 import os
 import sys
@@ -81,6 +81,35 @@ def main(h):
             "came back, and ends", ev.events())
     q = get_query(b, j["id"])
     h.check(q.get("status") == "complete", "hub B sees the query complete", q)
+    for name in ("b1", "b2"):
+        h.check(b.wait_ready(name, 15) is not None, "%s is back on hub B" % name)
+
+    # Hub B dies with a query in flight to b1 (its service answers after
+    # 5 s): b1 and b2 move to hub A, which fails that result (never sent
+    # again: at most once) and delivers what is queued for them.
+    svc_b1 = sites["b1"][1]
+    j = submit_ok(a, {"sites": ["b1"], "service": "counts", "path": "/tally/slow?ms.b1=5000",
+                      "timeout_s": 30})
+    h.check(h.wait_until(lambda: tally(svc_b1)["keys"].get("slow") == 1, 10, 0.05),
+            "b1 received the slow query through hub B")
+    b.proc.kill9()
+    j2 = submit_ok(a, {"sites": ["b1", "b2"], "service": "counts", "path": "/tally/after",
+                       "ttl_s": 60})
+    h.check(a.wait_ready("b1", 15) is not None and a.wait_ready("b2", 15) is not None,
+            "kill -9 of hub B: b1 and b2 are on hub A")
+    q = get_query(a, j["id"], wait=20, timeout=40)
+    r = by_site(q).get("b1", {})
+    h.check(q.get("status") == "complete" and r.get("status") == "error" and
+            "lost the site's tunnel" in (r.get("detail") or ""),
+            "the result hub B had in flight ends as error on hub A (not resent)", q)
+    q2 = get_query(a, j2["id"], wait=20, timeout=40)
+    h.check(q2.get("status") == "complete" and
+            all(x.get("status") == "done" for x in by_site(q2).values()),
+            "a query made while hub B was dead reached b1 and b2 through hub A", q2)
+    h.check(tally(svc_b1)["keys"].get("slow") == 1 and
+            tally(svc_b1)["keys"].get("after") == 1 and
+            tally(sites["b2"][1])["keys"].get("after") == 1,
+            "each reached its site once", (tally(svc_b1), tally(sites["b2"][1])))
 
 
 if __name__ == "__main__":

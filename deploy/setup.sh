@@ -48,6 +48,8 @@ PACKAGES=(
     # as the postgres user the package creates) and psql; libpq for the
     # hub's PostgreSQL backend (without it the PG tests are not registered).
     postgresql postgresql-client libpq-dev
+    # The load balancer in front of several hubs (test_cluster_lb).
+    haproxy
     libsystemd-dev
     debhelper lintian help2man
     chromium chromium-driver python3-selenium

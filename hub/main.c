@@ -51,6 +51,10 @@ static const struct cli_help commands[] = {
             "      Reads DIR/hub.conf, then FILE; command line flags win over both.\n"
             "      SIGTERM/SIGINT: drain gracefully (a second one stops at once).\n"
             "      SIGHUP: reload hub.conf and FILE (not the listen addresses).\n"},
+    {"leave", "  leave --state DIR\n"
+              "      Take this hub out of its cluster (a hub stopped for good): enrollment\n"
+              "      tokens and the hub lists sites get no longer name it. Running it again\n"
+              "      rejoins. The last hub of a registry cannot leave.\n"},
     {"version", "  version\n"
                 "      Print the version and the wolfSSL build in use (also --version).\n"},
     {"help", "  help\n"
@@ -513,6 +517,82 @@ static int cmd_run(int argc, char **argv)
     return ret;
 }
 
+/* --- leave --- */
+
+static int cmd_leave(int argc, char **argv)
+{
+    static const struct option opts[] = {{"state", required_argument, NULL, 's'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    char db[SETTINGS_DB_CAP], where[SETTINGS_DB_CAP], err[512];
+    const char *state = NULL;
+    struct crypto_identity id = {0};
+    struct registry *reg = NULL;
+    struct cli cli;
+    int ret = EXIT_FAILURE, rc, opt, lock_fd = -1;
+    pid_t holder = 0;
+
+    cli_begin(&cli, PROG, "leave", argc - 1, argv + 1, "h", opts);
+    while ((opt = cli_next(&cli)) != CLI_END) {
+        switch (opt) {
+        case 'h':
+            usage(stdout, "leave");
+            return EXIT_SUCCESS;
+        case 's':
+            state = optarg;
+            break;
+        case CLI_ARG:
+            return cli_usage_error(PROG, "leave", "unexpected argument \"%s\"", optarg);
+        default:
+            return CLI_EXIT_USAGE;
+        }
+    }
+    if (state == NULL || state[0] == '\0')
+        return cli_usage_error(PROG, "leave", "leave needs --state DIR");
+    if (settings_db(state, db, sizeof(db), err, sizeof(err)) != 0)
+        return fail("%s", err);
+    if (db[0] == '\0')
+        return fail("%s keeps its registry in hub.db: a hub alone is its own cluster and has "
+                    "nothing to leave",
+                    state);
+    registry_where(db, where, sizeof(where));
+    rc = statelock_acquire(state, &lock_fd, &holder);
+    if (rc == -EBUSY)
+        return fail("state directory %s is in use by process %ld: stop that hub first", state,
+                    (long)holder);
+    rc = crypto_identity_load(state, "hub", &id);
+    if (rc != 0) {
+        fail("cannot load the hub key in %s: %s", state, strerror(-rc));
+        goto out;
+    }
+    rc = registry_open(db, &reg, err, sizeof(err));
+    if (rc != 0) {
+        fail("cannot open %s: %s", where, err[0] ? err : strerror(-rc));
+        goto out;
+    }
+    rc = registry_hub_leave(reg, id.pin, hub_now());
+    if (rc == -ENOENT)
+        fail("this hub (key %s) is not an active hub of %s", id.pin, where);
+    else if (rc == -EBUSY)
+        fail("this is the last active hub of %s: a registry needs one", where);
+    else if (rc != 0)
+        fail("cannot update %s: %s", where, strerror(-rc));
+    else {
+        printf("Hub %s (key %s) left the cluster of %s.\n"
+               "Tokens issued from now on, and the hub lists sites get at their next connect,\n"
+               "no longer name it. Its admin token stays valid: revoke it with\n"
+               "`tetherctl token revoke NAME` if it is not needed. `tether-hub run` rejoins.\n",
+               state, id.pin, where);
+        ret = EXIT_SUCCESS;
+    }
+out:
+    if (reg != NULL)
+        registry_close(reg);
+    crypto_identity_free(&id);
+    statelock_release(lock_fd);
+    return ret;
+}
+
 int main(int argc, char **argv)
 {
     const char *cmd;
@@ -525,8 +605,10 @@ int main(int argc, char **argv)
     cmd = argv[at];
     if (strcmp(cmd, "help") == 0 || strcmp(cmd, "version") == 0)
         return cli_simple_command(PROG, argc - at, argv + at, usage);
+    if (strcmp(cmd, "leave") == 0)
+        return cmd_leave(argc - at + 1, argv + at - 1);
     if (strcmp(cmd, "init") != 0 && strcmp(cmd, "run") != 0) {
-        static const char *const cmds[] = {"init", "run", "version", "help"};
+        static const char *const cmds[] = {"init", "run", "leave", "version", "help"};
 
         return cli_unknown_command(PROG, cmd, cmds, sizeof(cmds) / sizeof(cmds[0]));
     }

@@ -114,6 +114,9 @@ static const char *const stmt_pg[S_COUNT] = {
                       "WHERE pin = $1 RETURNING id",
     [S_HUB_LIST] = "SELECT id, name, pin, public, joined_at, seen_at FROM hubs "
                    "WHERE state = 'active' ORDER BY id",
+    [S_HUB_ACTIVE] = "SELECT count(*) FROM hubs WHERE state = 'active'",
+    [S_HUB_LEAVE] = "UPDATE hubs SET state = 'removed', seen_at = $2 "
+                    "WHERE pin = $1 AND state = 'active'",
     [S_AUDIT] = "INSERT INTO audit (ts, actor, remote, action, target, result, detail) "
                 "VALUES ($1, $2, $3, $4, $5, $6, $7)",
     [S_AUDIT_LIST] = "SELECT id, ts, actor, remote, action, target, result, detail FROM audit "

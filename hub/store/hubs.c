@@ -82,6 +82,36 @@ int registry_hub_start(struct registry *r, const char *name, const char *pin,
     return 0;
 }
 
+int registry_hub_leave(struct registry *r, const char *pin, int64_t now)
+{
+    struct reg_stmt *st;
+    int64_t n = 0;
+    int rc;
+
+    if (r == NULL || registry__empty(pin))
+        return -EINVAL;
+    rc = registry__tx_begin(r);
+    if (rc != 0)
+        return rc;
+    st = registry__stmt(r, S_HUB_ACTIVE);
+    rc = registry__row_i64(st, &n, 1);
+    if (rc == 0 && n <= 1)
+        rc = -EBUSY;
+    if (rc == 0) {
+        st = registry__stmt(r, S_HUB_LEAVE);
+        if (registry__bind_text(st, 1, pin) < 0) {
+            registry__done(st);
+            rc = -EIO;
+        } else {
+            registry__bind_i64(st, 2, now);
+            rc = registry__exec(st);
+            if (rc == 0 && registry__changes(r) == 0)
+                rc = -ENOENT;
+        }
+    }
+    return registry__tx_end(r, rc);
+}
+
 int registry_hub_list(struct registry *r, registry_hub_cb cb, void *arg)
 {
     struct reg_hub h;

@@ -248,6 +248,10 @@ int registry_hub_join(struct registry *r, const char *name, const char *pin,
  * registry predates hubs) joins. */
 int registry_hub_start(struct registry *r, const char *name, const char *pin,
                        const char *public_json, int64_t now, int64_t *id_out);
+/* The hub with this pin leaves: no longer listed (registry_hub_start
+ * makes it active again). -ENOENT when no active hub has it, -EBUSY when
+ * it is the last active one. */
+int registry_hub_leave(struct registry *r, const char *pin, int64_t now);
 /* Active hubs, oldest first. The struct passed to cb is valid during the
  * call only; a non-zero return of cb stops the walk and is returned. */
 typedef int (*registry_hub_cb)(const struct reg_hub *h, void *arg);

@@ -65,6 +65,8 @@ enum stmt_id {
     S_HUB_INSERT,
     S_HUB_REFRESH,
     S_HUB_LIST,
+    S_HUB_ACTIVE,
+    S_HUB_LEAVE,
     S_AUDIT,
     S_AUDIT_LIST,
     S_COUNT

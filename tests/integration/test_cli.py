@@ -8,7 +8,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Harness, Fatal  # noqa: E402
 
-HUB_CMDS = ["init", "run", "version", "help"]
+HUB_CMDS = ["init", "run", "leave", "version", "help"]
 SITE_CMDS = ["enroll", "run", "doctor", "rotate-key", "status", "version", "help"]
 CTL_CMDS = ["site add", "site list", "site show", "site disable", "site enable", "site revoke",
             "site remove", "site label", "site token", "site watch", "token create", "token list",
@@ -43,6 +43,7 @@ def completions(h, words):
 # A subcommand and one of its options that takes a value.
 VALUE_OPTS = [("tether-hub", "init", "--state"), ("tether-hub", "init", "--public"),
               ("tether-hub", "run", "--state"), ("tether-hub", "run", "--ping-interval"),
+              ("tether-hub", "leave", "--state"),
               ("tether-site", "enroll", "--state"), ("tether-site", "run", "--service"),
               ("tether-site", "doctor", "--timeout"), ("tether-site", "rotate-key", "--hub"),
               ("tetherctl", "site add x", "--label"), ("tetherctl", "token create x", "--role"),

@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
-# Integration: hubs on one PostgreSQL are one cluster: a second init joins, tokens carry every hub, a site fails over to another hub, learns hubs that join later over its tunnel, sessions are per hub, and a hub of another cluster is refused.
+# Integration: hubs on one PostgreSQL are one cluster: a second init joins, tokens carry every hub, a site fails over to another hub, learns hubs that join later over its tunnel, sessions are per hub, a hub of another cluster is refused, and a hub leaves with tether-hub leave.
 # SPDX-License-Identifier: MIT
 import base64
 import json
 import os
 import shutil
+import signal
 import sys
 import time
 
@@ -12,6 +13,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Harness, read_conf, edit_conf  # noqa: E402
 
 FAILOVER_S = 10.0  # issue 15: a killed hub's sites are back on another within 10 s
+PING_S = 1.0  # the site's --ping-interval here: a silent hub is dropped after two
 
 
 def token_payload(tok):
@@ -74,7 +76,7 @@ def main(h):
     conf = read_conf(site.conf_path)
     h.check(conf.get("hub") == [a.addr, b.addr] and conf.get("hub_pin") == [a.pin, b.pin],
             "site.conf keeps both endpoints and both hub keys", conf)
-    site.start({"web": svc.url}, ["--ping-interval", "1"])
+    site.start({"web": svc.url}, ["--ping-interval", "%g" % PING_S])
     h.check(a.wait_ready("s1") is not None, "the site connects to hub A, its first endpoint")
     r = a.proxy("s1", "web", "/echo?via=a")
     h.check(r.status == 200, "a request through hub A reaches the site", r)
@@ -114,6 +116,21 @@ def main(h):
     a.start()
     b.start()
 
+    # A hub that hangs (SIGSTOP: its sockets stay open, nothing answers, as
+    # behind a blackhole) is dropped by the site's ping watch within two
+    # ping intervals; the site moves to a live hub.
+    t0 = time.monotonic()
+    c.proc.signal(signal.SIGSTOP)
+    h.at_cleanup(lambda: c.proc.signal(signal.SIGCONT))
+    moved = h.wait_until(lambda: a.sites().get("s1", {}).get("online") or
+                         b.sites().get("s1", {}).get("online"), 10, 0.05)
+    took = time.monotonic() - t0
+    h.info("failover from a hung hub (ping 1 s): %.2f s" % took)
+    h.check(moved and took <= 2 * PING_S + 1.5,
+            "hub C hangs: the site is on hub A or B within two ping intervals and a backoff "
+            "(%.2f s)" % took)
+    c.proc.signal(signal.SIGCONT)
+
     # A hub of another cluster (its own database, its own key) is refused.
     x = h.hub("hub-x")
     x.init()
@@ -139,6 +156,33 @@ def main(h):
     h.check(r.rc == 0, "a site enrolls through hub A with a token from hub B, B being down "
             "(B's token carries A's key)", r)
     b.start()
+
+    # Hub C leaves for good: tokens, and the list the site gets at its next
+    # connect, no longer name it; the last hub of a registry cannot leave.
+    mark = site.proc.mark()
+    c.proc.stop()
+    r = h.run([h.bin("tether-hub"), "leave", "--state", c.dir])
+    h.check(r.rc == 0 and "left the cluster" in r.stdout, "tether-hub leave takes hub C out", r)
+    p4 = token_payload(a.site_add("s4"))
+    h.check(c.pin not in p4.get("pins", []) and c.addr not in p4["hubs"] and
+            p4.get("pins") == [b.pin],
+            "a token made after C left names A and B only", p4)
+    h.check(site.proc.wait_log(r"hubs_learned .*hubs=2 ", 15, since=mark, fatal=False)
+            is not None, "the site, back on A or B, learns the two-hub list")
+    with open(os.path.join(site.dir, "hubs.json")) as f:
+        kept = json.load(f)
+    h.check(sorted(e["pin"] for e in kept) == sorted([a.pin, b.pin]),
+            "STATE/hubs.json no longer holds hub C", kept)
+    r = h.run([h.bin("tether-hub"), "leave", "--state", c.dir])
+    h.check(r.rc == 1 and "not an active hub" in r.stderr, "leaving twice is refused", r)
+    r = h.run([h.bin("tether-hub"), "leave", "--state", a.dir])
+    h.check(r.rc == 1 and "in use" in r.stderr, "a running hub cannot leave", r)
+    b.proc.stop()
+    r = h.run([h.bin("tether-hub"), "leave", "--state", b.dir])
+    h.check(r.rc == 0, "hub B leaves too", r)
+    a.proc.stop()
+    r = h.run([h.bin("tether-hub"), "leave", "--state", a.dir])
+    h.check(r.rc == 1 and "last active hub" in r.stderr, "the last hub cannot leave", r)
 
 
 if __name__ == "__main__":

@@ -54,6 +54,18 @@ static void on_note(void *arg, const struct reg_note *n)
     struct cluster *cl = arg;
     struct hub *h = cl->h;
 
+    /* Fencing: another hub opened a newer session of a site this hub
+     * still holds (its tunnel died unnoticed here, or the site dialled
+     * twice): the newer one wins. Not own-filtered: the recorder's own
+     * connection sends this hub's, which name this hub. */
+    if (n->kind == REG_NOTE_SESSION) {
+        struct tunnel *t = hub_tunnel_find(h, n->site_id);
+        int64_t mine = t != NULL ? tunnel_session_id(t) : 0;
+
+        if (n->hub_id != h->hub_id && mine > 0 && mine < n->session_id)
+            hub_tunnel_cut(h, n->site_id, "replaced by a newer session on another hub");
+        return;
+    }
     /* This hub's own change took effect here when it was made (api/: the
      * cut, outcome_conclude's forgetting and its watchers' event). */
     if (n->own)

@@ -11,7 +11,8 @@
 #include <string.h>
 
 /* Payloads (PostgreSQL's NOTIFY, at most 8000 bytes): on "tether_site",
- * "cut:<id>:<why>:<name>" or "chg:<id>:<name>"; on "tether_token",
+ * "cut:<id>:<why>:<name>", "chg:<id>:<name>" or "ses:<id>:<session>:<hub>"
+ * (a hub opened a session of site id); on "tether_token",
  * "chg:<name>" (the token's); on "tether_query", "new:<query id>" or
  * "res:<query id>". Names are [a-z0-9-] (never ':'), so the name ends the
  * payload. */
@@ -77,6 +78,25 @@ int registry_note_parse(const char *channel, const char *payload, struct reg_not
     }
     if (strcmp(channel, "tether_site") != 0)
         return -EINVAL;
+    if (strncmp(payload, "ses:", 4) == 0) {
+        long long v[3];
+
+        p = payload + 4;
+        for (int i = 0; i < 3; i++) {
+            if (*p < '1' || *p > '9')
+                return -EINVAL;
+            errno = 0;
+            v[i] = strtoll(p, &end, 10);
+            if (errno != 0 || v[i] <= 0 || *end != (i < 2 ? ':' : '\0'))
+                return -EINVAL;
+            p = end + 1;
+        }
+        out->kind = REG_NOTE_SESSION;
+        out->site_id = (int64_t)v[0];
+        out->session_id = (int64_t)v[1];
+        out->hub_id = (int64_t)v[2];
+        return 0;
+    }
     if (strncmp(payload, "cut:", 4) == 0)
         out->kind = REG_NOTE_CUT;
     else if (strncmp(payload, "chg:", 4) == 0)
@@ -137,6 +157,20 @@ int registry__note_tokens(struct registry *r, const char *name)
     struct reg_stmt *st = registry__stmt(r, S_NOTIFY_TOKENS);
 
     snprintf(payload, sizeof(payload), "chg:%s", name);
+    if (registry__bind_text(st, 1, payload) < 0) {
+        registry__done(st);
+        return -EIO;
+    }
+    return registry__exec(st);
+}
+
+int registry__note_session(struct registry *r, int64_t site_id, int64_t session_id)
+{
+    char payload[80];
+    struct reg_stmt *st = registry__stmt(r, S_NOTIFY_SITE);
+
+    snprintf(payload, sizeof(payload), "ses:%" PRId64 ":%" PRId64 ":%" PRId64, site_id, session_id,
+             r->hub_id);
     if (registry__bind_text(st, 1, payload) < 0) {
         registry__done(st);
         return -EIO;

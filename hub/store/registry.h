@@ -115,6 +115,7 @@ enum reg_note_kind {
     REG_NOTE_TOKENS,  /* API tokens were created or revoked */
     REG_NOTE_QUERY,   /* a query was made with results queued for sites */
     REG_NOTE_RESULTS, /* results of a query became final (landed, expired) */
+    REG_NOTE_SESSION, /* a hub opened a session of the site (session_id, hub_id) */
 };
 /* Why a site's tunnels are cut; the payload carries its word
  * (registry_cut_word). */
@@ -131,6 +132,8 @@ struct reg_note {
     enum reg_cut_why why; /* REG_NOTE_CUT only */
     int64_t site_id;      /* 0 for REG_NOTE_TOKENS and the query notes */
     int64_t query_id;     /* REG_NOTE_QUERY and REG_NOTE_RESULTS: the query's id */
+    int64_t session_id;   /* REG_NOTE_SESSION: the new session's row */
+    int64_t hub_id;       /* REG_NOTE_SESSION: the hub that holds it */
     /* The site's name; for REG_NOTE_TOKENS the token's ("" unknown). */
     char site[TOKEN_NAME_MAX + 1];
     int own; /* sent through this registry's own connection (this hub) */

@@ -34,6 +34,10 @@ int registry_session_open(struct registry *r, int64_t site_id, const char *remot
         return rc;
     if (rc == 0)
         return -EIO; /* RETURNING gave no row: not what the table does */
+    /* The newest session wins: a hub still holding an older one of the site
+     * (it did not notice the site leave) closes it (hub/cluster.c). */
+    if (r->hub_id > 0 && (rc = registry__note_session(r, site_id, id)) < 0)
+        return rc;
     if (id_out)
         *id_out = id;
     return 0;

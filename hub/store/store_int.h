@@ -275,6 +275,8 @@ int64_t registry__changes(struct registry *r);
 int registry__note_site(struct registry *r, enum reg_note_kind kind, int64_t site_id,
                         const char *site, enum reg_cut_why why);
 int registry__note_tokens(struct registry *r, const char *name);
+/* REG_NOTE_SESSION: this hub (r's) opened session_id of site_id. */
+int registry__note_session(struct registry *r, int64_t site_id, int64_t session_id);
 /* REG_NOTE_QUERY or REG_NOTE_RESULTS of a query, in the open transaction. */
 int registry__note_query(struct registry *r, enum reg_note_kind kind, int64_t query_id);
 /* The name and pin ("" when none) of site id; -ENOENT unknown. */

@@ -754,6 +754,13 @@ int64_t tunnel_site_id(const struct tunnel *t)
     return t->site_id;
 }
 
+int64_t tunnel_session_id(const struct tunnel *t)
+{
+    if (t->hub->rec != NULL)
+        return recorder_session_id(t->hub->rec, t->session_key);
+    return (int64_t)t->session_key;
+}
+
 const char *tunnel_site_name(const struct tunnel *t)
 {
     return t->site;

@@ -84,6 +84,9 @@ struct tunnel_info {
 };
 void tunnel_get_info(const struct tunnel *t, struct tunnel_info *out);
 int64_t tunnel_site_id(const struct tunnel *t);
+/* The registry's row of the tunnel's session; 0 while not written yet
+ * (the recorder writes it off the loop) or when it could not be. */
+int64_t tunnel_session_id(const struct tunnel *t);
 /* The site's name; borrowed from t. */
 const char *tunnel_site_name(const struct tunnel *t);
 /* 1 when t was authenticated with the key of this pin (by a 64-bit hash:

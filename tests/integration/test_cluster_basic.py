@@ -131,6 +131,24 @@ def main(h):
             "(%.2f s)" % took)
     c.proc.signal(signal.SIGCONT)
 
+    # Fencing: a second process with the site's key dials the other hub; the
+    # hub holding the older session closes it when the newer one opens.
+    holder = a if a.sites().get("s1", {}).get("online") else b
+    other = b if holder is a else a
+    twin = h.site("twin", dirname="site-twin")
+    shutil.copytree(site.dir, twin.dir, dirs_exist_ok=True)
+    os.remove(os.path.join(twin.dir, "hubs.json"))
+    edit_conf(twin.conf_path, "hub", other.addr)
+    mark = holder.proc.mark()
+    t0 = time.monotonic()
+    twin.start({"web": svc.url})
+    m = holder.proc.wait_log(r"\bsite_disconnected\b.*\bsite=s1\b.*reason=\"replaced by a newer "
+                             r"session on another hub", 5, since=mark, fatal=False)
+    h.info("older session closed %.2f s after the newer one's start" % (time.monotonic() - t0))
+    h.check(m is not None, "a newer session of the site on %s closes the older one on %s"
+            % (other.name, holder.name))
+    twin.proc.stop()
+
     # A hub of another cluster (its own database, its own key) is refused.
     x = h.hub("hub-x")
     x.init()

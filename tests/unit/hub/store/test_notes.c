@@ -36,6 +36,10 @@ static void test_parse(void)
         {"tether_query", "new:12x"},
         {"tether_query", "res:99999999999999999999"},
         {"tether_query", "chg:5"},
+        {"tether_site", "ses:1:2"},
+        {"tether_site", "ses:1:2:0"},
+        {"tether_site", "ses:1:2:3:4"},
+        {"tether_site", "ses:a:2:3"},
     };
     struct reg_note n;
 
@@ -54,6 +58,8 @@ static void test_parse(void)
     CHECK(n.kind == REG_NOTE_TOKENS && n.site[0] == '\0');
     CHECK_EQ_INT(registry_note_parse("tether_token", "chg:Bad:Name", &n), 0);
     CHECK(n.kind == REG_NOTE_TOKENS && n.site[0] == '\0');
+    CHECK_EQ_INT(registry_note_parse("tether_site", "ses:5:77:2", &n), 0);
+    CHECK(n.kind == REG_NOTE_SESSION && n.site_id == 5 && n.session_id == 77 && n.hub_id == 2);
     CHECK_EQ_INT(registry_note_parse("tether_query", "new:42", &n), 0);
     CHECK(n.kind == REG_NOTE_QUERY && n.query_id == 42 && n.site_id == 0);
     CHECK_EQ_INT(registry_note_parse("tether_query", "res:7", &n), 0);

@@ -126,7 +126,9 @@ def main(h):
                          b.sites().get("s1", {}).get("online"), 10, 0.05)
     took = time.monotonic() - t0
     h.info("failover from a hung hub (ping 1 s): %.2f s" % took)
-    h.check(moved and took <= 2 * PING_S + 1.5,
+    # Two silent intervals, then a dial of the next endpoint (under a
+    # sanitizer, on two busy cores: up to a few seconds more).
+    h.check(moved and took <= 2 * PING_S + 3.0,
             "hub C hangs: the site is on hub A or B within two ping intervals and a backoff "
             "(%.2f s)" % took)
     c.proc.signal(signal.SIGCONT)

@@ -551,6 +551,21 @@ void peer_stop(struct hub *h)
         uv_close((uv_handle_t *)&ps->tick, NULL);
 }
 
+void peer_count_up(const struct hub *h, size_t *out, size_t *in)
+{
+    const struct peers *ps = h->peers;
+    const struct peer_out *o;
+    const struct peer_in *p;
+
+    *out = *in = 0;
+    if (ps == NULL)
+        return;
+    LIST_FOREACH(o, &ps->out, link)
+    *out += o->state == PEER_UP;
+    LIST_FOREACH(p, &ps->in, link)
+    *in += p->conn != NULL && !p->conn->closing;
+}
+
 void peer_free(struct hub *h)
 {
     struct peers *ps = h->peers;

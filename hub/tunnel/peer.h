@@ -4,6 +4,7 @@
 #ifndef TETHER_PEER_H
 #define TETHER_PEER_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "../../common/conn.h"
@@ -17,6 +18,8 @@
 int peer_start(struct hub *h);
 /* Stops the tick; the links' conns close with the hub's (conn_close_all). */
 void peer_stop(struct hub *h);
+/* Links up now: dialled by this hub (*out) and by other hubs (*in). */
+void peer_count_up(const struct hub *h, size_t *out, size_t *in);
 /* Frees the links once the loop ran the conns' close callbacks. */
 void peer_free(struct hub *h);
 /* The TLS pin check of an accepted tether-peer/1 handshake: 0 when pin is

@@ -21,6 +21,12 @@ def link_up(src, dst, direction, since=0, timeout=10.0):
                              timeout, since=since, fatal=False)
 
 
+def peer_links(hub):
+    """{dir: value} of tether_peer_links in hub's GET /metrics."""
+    r = hub.curl("/metrics")
+    return dict(re.findall(r'^tether_peer_links\{dir="(\w+)"\} (\d+)$', r.body.decode(), re.M))
+
+
 def peer_handshake(h, hub, key_dir, key_name):
     """Opens tether-peer/1 to hub with the key key_dir/key_name.{crt,key}.
     Returns (alpn, first frame type from the server or the error text)."""
@@ -66,6 +72,9 @@ def main(h):
     time.sleep(0.5)
     n_out = len(re.findall(r"\bpeer_link_up\b.*dir=out", a.proc.text()))
     h.check(n_out == 1, "hub A holds one link out to B, not one per tick (%d)" % n_out)
+    links = peer_links(a)
+    h.check(links == {"out": "1", "in": "1"}, "GET /metrics on hub A: tether_peer_links out 1, in 1",
+            links)
 
     # What the link is: TLS 1.3 with tether-peer/1, then HTTP/2. A's own key
     # opens it by hand.
@@ -109,6 +118,8 @@ def main(h):
                            fatal=False)
     h.info("peer down noticed in %.2f s" % (time.monotonic() - t0))
     h.check(down is not None, "hub A notices that hub B died (peer_link_down)")
+    h.check(h.wait_until(lambda: peer_links(a) == {"out": "0", "in": "0"}, 2),
+            "and counts no link up in /metrics", peer_links(a))
     mark = a.proc.mark()
     b.start()
     t0 = time.monotonic()

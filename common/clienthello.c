@@ -69,6 +69,8 @@ static int parse_alpn(struct rd ext, struct clienthello_info *info)
             return -1;
         if (alpn_match(name.p, name.n, "tether/1"))
             info->alpn |= CLIENTHELLO_ALPN_TUNNEL;
+        else if (alpn_match(name.p, name.n, "tether-peer/1"))
+            info->alpn |= CLIENTHELLO_ALPN_PEER;
         else if (alpn_match(name.p, name.n, "h2"))
             info->alpn |= CLIENTHELLO_ALPN_H2;
         else if (alpn_match(name.p, name.n, "http/1.1"))

@@ -13,10 +13,11 @@
 #define CLIENTHELLO_MAX_RECORDS 16
 #define CLIENTHELLO_READ_MAX    (CLIENTHELLO_MAX + 5 * CLIENTHELLO_MAX_RECORDS)
 
-#define CLIENTHELLO_ALPN_TUNNEL 0x1 /* offered "tether/1" */
-#define CLIENTHELLO_ALPN_H2     0x2 /* offered "h2" */
-#define CLIENTHELLO_ALPN_HTTP11 0x4 /* offered "http/1.1" */
-#define CLIENTHELLO_ALPN_ANY    0x8 /* offered an ALPN extension at all */
+#define CLIENTHELLO_ALPN_TUNNEL 0x1  /* offered "tether/1" */
+#define CLIENTHELLO_ALPN_H2     0x2  /* offered "h2" */
+#define CLIENTHELLO_ALPN_HTTP11 0x4  /* offered "http/1.1" */
+#define CLIENTHELLO_ALPN_ANY    0x8  /* offered an ALPN extension at all */
+#define CLIENTHELLO_ALPN_PEER   0x10 /* offered "tether-peer/1" (hub to hub) */
 
 struct clienthello_info {
     unsigned alpn; /* CLIENTHELLO_ALPN_* bits */

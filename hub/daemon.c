@@ -30,6 +30,7 @@
 #include "query/query.h"
 #include "store/recorder.h"
 #include "store/registry.h"
+#include "tunnel/peer.h"
 #include "tunnel/tunnel.h"
 
 #define DRAIN_TICK_MS 100
@@ -178,6 +179,7 @@ void daemon_stop(struct hub *h, const char *why)
     hub_listen_stop(h);
     cluster_stop(d->cluster);
     d->cluster = NULL;
+    peer_stop(h);
     conn_close_all(&h->conns, "hub shutting down");
     query_shutdown(h);
     if (d->handles_on) {
@@ -513,6 +515,13 @@ int daemon_start(uv_loop_t *loop, const struct daemon_opts *o, struct hub **out,
     rc = listen_all(h, &o->cli, &s, addrs, sizeof(addrs), err, cap);
     if (rc != 0)
         return rc;
+    /* Links to the cluster's other hubs (a hub alone in its registry has
+     * none to dial). */
+    rc = peer_start(h);
+    if (rc != 0) {
+        snprintf(err, cap, "cannot start the peer links: %s", strerror(-rc));
+        return rc;
+    }
     log_event(LOG_INFO, "hub_started",
               "version=%s wolfssl=%s memcpy=%s heap_trim_mib=%u listen=%s name=%s pin=%s "
               "ping_interval_ms=%llu fd_limit=%ld fd_reserve=%d",
@@ -553,6 +562,7 @@ void daemon_free(struct hub *h)
         assert(uv_is_closing((uv_handle_t *)&d->watchdog));
     auth_cache_free(h);
     hub_listen_free(h);
+    peer_free(h);
     hub_users_free(h);
     stats_sites_free(h);
     /* Every tunnel closed, its session's end queued: written before the

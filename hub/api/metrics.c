@@ -13,6 +13,7 @@
 #include "../proxy/proxy.h"
 #include "../query/query.h"
 #include "../store/recorder.h"
+#include "../tunnel/peer.h"
 #include "../tunnel/tunnel.h"
 
 /* Every number here is counted by the layer that owns its event (core/stats.h,
@@ -120,6 +121,16 @@ static void hub_families(struct mx *m, struct hub *h)
     single(m, "tether_tunnels_refused_total", "counter",
            "Tunnel handshakes refused or failed (unknown or disabled key, TLS failure, timeout).",
            h->n_tunnels_refused);
+    {
+        size_t up_out = 0, up_in = 0;
+
+        peer_count_up(h, &up_out, &up_in);
+        family(m, "tether_peer_links", "gauge",
+               "Links to the cluster's other hubs that are up: dialled by this hub (out) or by "
+               "the other (in).");
+        emit(m, "tether_peer_links{dir=\"out\"} %zu\ntether_peer_links{dir=\"in\"} %zu\n", up_out,
+             up_in);
+    }
     family(m, "tether_users_refused_total", "counter",
            "User connections refused before TLS, by reason (per-address cap, descriptor "
            "reserve).");

@@ -166,12 +166,13 @@ struct hub {
     struct recorder *rec;
     struct crypto_identity id; /* owned */
     int64_t hub_id;            /* this hub's row in the registry's hubs (cluster) */
+    struct peers *peers;       /* links to the cluster's other hubs (hub/tunnel/peer.h); owned */
     /* The cluster's hubs as a hello tells sites (hub/tunnel/hello_stream.c):
      * owned JSON text or NULL, and when it was read (loop ms). */
     char *hubs_json;
     uint64_t hubs_read_ms;
-    void *tunnel_ctx;          /* WOLFSSL_CTX*, owned */
-    void *user_ctx;            /* WOLFSSL_CTX*, owned */
+    void *tunnel_ctx; /* WOLFSSL_CTX*, owned */
+    void *user_ctx;   /* WOLFSSL_CTX*, owned */
     uv_tcp_t listeners[HUB_MAX_LISTEN];
     size_t n_listeners;
     struct sitemap tunnels;   /* entries not owned: each tunnel is owned by its conn */

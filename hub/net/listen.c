@@ -19,6 +19,7 @@
 #include "../auth/auth.h"
 #include "../core/hub.h"
 #include "../http/user.h"
+#include "../tunnel/peer.h"
 #include "../tunnel/tunnel.h"
 #include "../core/ipcount.h"
 
@@ -27,6 +28,9 @@ struct handshake {
     struct hub *h;
     struct conn *c;
     int tunnel;
+    int peer; /* offered tether-peer/1 (and not tether/1): another hub; tunnel is set too */
+    int64_t peer_id;
+    char peer_name[254];
     int counted;
     int waiting;      /* queued behind the per-address cap */
     int wslot;        /* while waiting: its address's slot in h->pending, or -1 (queued) */
@@ -98,6 +102,21 @@ void hub_listen_free(struct hub *h)
         registry_site_clear(&h->lst.pins[i].s);
     free(h->lst.pins);
     h->lst.pins = NULL;
+}
+
+/* A tether-peer/1 client must present the key of an active hub of this
+ * registry: a site's key or a hub of another cluster is refused here, in
+ * the handshake. */
+static int check_peer_pin(void *arg, const char *pin)
+{
+    struct handshake *hs = arg;
+    int rc = peer_check_pin(hs->h, pin, &hs->peer_id, hs->peer_name, sizeof(hs->peer_name));
+
+    if (rc == -EPERM)
+        snprintf(hs->refusal, sizeof(hs->refusal), "not a hub of this cluster");
+    else if (rc != 0)
+        snprintf(hs->refusal, sizeof(hs->refusal), "registry unavailable: %s", strerror(-rc));
+    return rc;
 }
 
 static int check_site_pin(void *arg, const char *pin)
@@ -344,7 +363,11 @@ static int hs_peek(struct conn *c, const uint8_t *data, size_t len)
         hs_end(hs, STATS_HS_NOT_TLS);
         return -1;
     }
-    hs->tunnel = (info.alpn & CLIENTHELLO_ALPN_TUNNEL) != 0;
+    /* A peer hub is counted and admitted as a tunnel is (it may use the
+     * descriptor reserve); only its key check and its owner differ. */
+    hs->peer =
+        (info.alpn & CLIENTHELLO_ALPN_PEER) != 0 && (info.alpn & CLIENTHELLO_ALPN_TUNNEL) == 0;
+    hs->tunnel = (info.alpn & CLIENTHELLO_ALPN_TUNNEL) != 0 || hs->peer;
     hs->alpn_seen = 1;
     if (hs->tunnel)
         probation_keep(hs);
@@ -367,7 +390,11 @@ static int hs_peek(struct conn *c, const uint8_t *data, size_t len)
         }
         hs->user_counted = 1;
     }
-    if (hs->tunnel) {
+    if (hs->peer) {
+        hs->v.check = check_peer_pin;
+        hs->v.arg = hs;
+        rc = conn_start_tls(c, h->tunnel_ctx, NULL, PEER_ALPN, 1, &hs->v);
+    } else if (hs->tunnel) {
         hs->v.check = check_site_pin;
         hs->v.arg = hs;
         rc = conn_start_tls(c, h->tunnel_ctx, NULL, "tether/1", 1, &hs->v);
@@ -388,7 +415,14 @@ static void hs_handshake(struct conn *c)
     int rc;
 
     tls_alpn(&c->tls, alpn, sizeof(alpn));
-    if (hs->tunnel) {
+    if (hs->peer) {
+        if (hs->v.result != 0 || strcmp(alpn, PEER_ALPN) != 0) {
+            hs_end(hs, STATS_HS_NO_VERIFIED_KEY);
+            conn_close(c, "peer without a verified hub key");
+            return;
+        }
+        rc = peer_accept(h, c, hs->peer_id, hs->peer_name, hs->v.seen_pin);
+    } else if (hs->tunnel) {
         if (hs->v.result != 0 || strcmp(alpn, "tether/1") != 0) {
             hs_end(hs, STATS_HS_NO_VERIFIED_KEY);
             conn_close(c, "tunnel without a verified key");
@@ -444,7 +478,11 @@ static void hs_close(struct conn *c, const char *reason)
     struct handshake *hs = c->owner;
 
     hs_end(hs, end_of_reason(reason));
-    if (hs->tunnel) {
+    if (hs->peer) {
+        log_event(LOG_WARN, "peer_refused", "remote=%s pin=%s reason=%s", c->peer,
+                  hs->v.seen_pin[0] ? hs->v.seen_pin : "-",
+                  log_q(hs->refusal[0] ? hs->refusal : reason));
+    } else if (hs->tunnel) {
         hs->h->n_tunnels_refused++;
         log_event(LOG_WARN, "tunnel_refused", "remote=%s pin=%s reason=%s", c->peer,
                   hs->v.seen_pin[0] ? hs->v.seen_pin : "-",

@@ -6,24 +6,20 @@
 #include <stddef.h>
 #include <sys/queue.h>
 
+#include "mux.h"
 #include "sitemap.h"
 #include "tunnel.h"
 
-struct tstream;
-LIST_HEAD(tstream_list, tstream);
-
 struct tunnel {
-    struct hub *hub;   /* not owned */
-    struct conn *conn; /* not owned: it owns us through on_close; NULL once closed */
-    struct h2 h2;
+    struct hub *hub;                 /* not owned */
+    struct conn *conn;               /* not owned: it owns us through on_close; NULL once closed */
+    struct tmux mux;                 /* the HTTP/2 client session and its streams (mux.h) */
     struct sitemap_entry site_entry; /* place in hub->tunnels (sitemap.h) */
     int64_t site_id;
     char site[TOKEN_NAME_MAX + 1];
     uint64_t session_key; /* the recorder's key (or, without one, the row id); 0 none */
     uint64_t key_hash;    /* key_hash() of the pin it was authenticated with */
     int64_t connected_since;
-    uint64_t last_heard_ms;
-    int ping_outstanding;
     char agent_version[64];
     char *services_json; /* owned; "[]" until the hello answer */
     uv_timer_t ping_timer;
@@ -35,17 +31,13 @@ struct tunnel {
     char **restricted;     /* services that need an explicit scope; owned */
     size_t n_restricted;
     /* The site's announcements (GET /.tether/events, hello_stream.c). */
-    struct evwatch *ev;          /* the open events stream; owned; NULL when none */
-    unsigned ev_failures;        /* events streams in a row that ended without news */
-    uint64_t ev_retry_ms;        /* loop time from which the next one may open */
-    int ev_off;                  /* the site does not announce (404) or retries ran out */
-    int refreshing;              /* a hello refresh is in flight */
-    int refresh_again;           /* news came during it: one more afterwards */
-    struct tstream_list streams; /* open streams, owned; cancelled ones stay until closed */
-    size_t n_streams;            /* streams of the list not released (tunnel_stream_cancel) */
-    uint64_t n_opened;           /* streams opened on this tunnel (requests and deliveries) */
-    struct stats_tap tap;        /* counts conn's bytes into the site's (core/stats.h) */
-    char close_reason[128];
+    struct evwatch *ev;   /* the open events stream; owned; NULL when none */
+    unsigned ev_failures; /* events streams in a row that ended without news */
+    uint64_t ev_retry_ms; /* loop time from which the next one may open */
+    int ev_off;           /* the site does not announce (404) or retries ran out */
+    int refreshing;       /* a hello refresh is in flight */
+    int refresh_again;    /* news came during it: one more afterwards */
+    struct stats_tap tap; /* counts conn's bytes into the site's (core/stats.h) */
 };
 
 /* Between the tunnel's files (tunnel.c, hello_stream.c). */

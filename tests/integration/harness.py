@@ -462,12 +462,14 @@ class Hub:
     def ctl_conf(self):
         return os.path.join(self.dir, "ctl.conf")
 
-    def init(self, extra=(), db=None):
+    def init(self, extra=(), db=None, public=None):
         """tether-hub init. On PostgreSQL (TETHER_TEST_DB=pg) the hub gets a
         new database of its own, or the database URL db (hubs of one
-        cluster share one); db= is refused on SQLite."""
-        argv = [self.h.bin("tether-hub"), "init", "--state", self.dir, "--name", "127.0.0.1",
-                "--public", self.addr]
+        cluster share one); db= is refused on SQLite. public: the --public
+        endpoints, in order (default: the hub's own address)."""
+        argv = [self.h.bin("tether-hub"), "init", "--state", self.dir, "--name", "127.0.0.1"]
+        for ep in public or [self.addr]:
+            argv += ["--public", ep]
         if self.h.db_backend == "pg":
             self.h.pg_require_hub_support()
             self.db_url = db or self.h.pg_create_db(self.name)

@@ -3,6 +3,7 @@
 # SPDX-License-Identifier: MIT
 import json
 import os
+import re
 import sys
 import threading
 import time
@@ -55,11 +56,12 @@ def main(h):
     lb_port = free_port()
     lb_addr = "127.0.0.1:%d" % lb_port
     a = h.hub("hub-a")
-    a.init(extra=["--public", lb_addr])
+    # The balancer first: what sites are told to dial.
+    a.init(public=[lb_addr, a.addr])
     hubs = [a]
     for name in ("hub-b", "hub-c"):
         hub = h.hub(name)
-        hub.init(db=a.db_url, extra=["--public", lb_addr])
+        hub.init(db=a.db_url, public=[lb_addr, hub.addr])
         hubs.append(hub)
     for hub in hubs:
         hub.start()
@@ -89,6 +91,20 @@ def main(h):
             "the tunnels spread over the three hubs (leastconn)", held)
     h.check(all(s.proc.find(r"\bconnected hub=%s\b" % lb_addr) for s, _ in sites.values()),
             "every site dialled the balancer's address only (ALPN tether/1 through TCP mode)")
+
+    # The hubs' peer links dial each hub at an address of its own, never the
+    # balancer they share (it would hand the dial to any of them).
+    def links(hub):
+        r = hub.curl("/metrics")
+        m = re.search(r'^tether_peer_links\{dir="out"\} (\d+)$', r.body.decode(errors="replace"),
+                      re.M)
+        return int(m.group(1)) if m else -1
+
+    h.check(h.wait_until(lambda: all(links(hub) == 2 for hub in hubs), 10, 0.2),
+            "each hub holds a peer link to each other hub", [links(hub) for hub in hubs])
+    h.check(not any(hub.proc.find(r"\bpeer_link_failed\b.*\b%s\b" % re.escape(lb_addr))
+                    for hub in hubs),
+            "no hub dialled the balancer's address for a peer link")
 
     # A query through the balancer reaches every site, whichever hub took it.
     r = via_lb(h, hubs, lb_addr, "POST", "/v1/queries",

@@ -468,6 +468,8 @@ int main(void)
 {
     wolfSSL_Init();
     test_real("tether/1", "hub.example", CLIENTHELLO_ALPN_ANY | CLIENTHELLO_ALPN_TUNNEL);
+    /* A hub dialling a peer hub (hub/tunnel/peer.c). */
+    test_real("tether-peer/1", NULL, CLIENTHELLO_ALPN_ANY | CLIENTHELLO_ALPN_PEER);
     test_real("h2,http/1.1", "hub.example",
               CLIENTHELLO_ALPN_ANY | CLIENTHELLO_ALPN_H2 | CLIENTHELLO_ALPN_HTTP11);
     test_real(NULL, NULL, 0);

@@ -1,0 +1,651 @@
+/* Hub-to-hub peer links: each hub holds one mutually authenticated HTTP/2 connection to every other
+ * hub of its cluster. */
+/* SPDX-License-Identifier: MIT */
+#include "peer.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../common/crypto.h"
+#include "../../common/log.h"
+#include "../../common/net.h"
+#include "../../common/tls.h"
+#include "../store/registry.h"
+#include "mux.h"
+
+/* The hubs table is read again this often: a hub that joins or leaves is
+ * dialled or dropped within it. */
+#define PEER_HUBS_READ_MS 2000
+/* The tick that dials, pings and times links out. */
+#define PEER_TICK_MS 200
+/* Each side PINGs every PEER_PING_MS; a link silent for two intervals is
+ * dead (docs/plans/scale-out.md §4.5). A killed hub is noticed at once: its
+ * sockets close. */
+#define PEER_PING_MS      5000
+#define PEER_HANDSHAKE_MS 10000
+/* Reconnect backoff: doubles from the first to the cap, with jitter, so a
+ * restarted hub is found again within seconds without a storm of dials. */
+#define PEER_BACKOFF_FIRST_MS 200
+#define PEER_BACKOFF_MAX_MS   5000
+
+enum peer_state {
+    PEER_IDLE,       /* no connection; dialled again at retry_ms */
+    PEER_CONNECTING, /* TCP connect or TLS handshake in progress */
+    PEER_UP,         /* verified, HTTP/2 session open */
+};
+
+/* A link this hub dialled: it is the HTTP/2 client (the tmux). */
+struct peer_out {
+    struct peers *ps;
+    int64_t hub_id;
+    char name[254];
+    char pin[CRYPTO_PIN_LEN + 1];
+    char endpoint[NET_HOST_MAX + 16]; /* "HOST:PORT" from the hubs row */
+    int active;                       /* in the hubs table at the last read */
+    enum peer_state state;
+    struct conn *conn; /* NULL while idle */
+    int mux_on;
+    struct tmux mux;
+    struct tls_pin_verifier v;
+    uv_connect_t creq;
+    uint64_t retry_ms;
+    unsigned backoff_ms;
+    uint64_t up_ms, ping_ms;
+    unsigned failures; /* dials in a row that failed */
+    LIST_ENTRY(peer_out) link;
+};
+
+/* A link another hub dialled: this hub is its HTTP/2 server. */
+struct peer_in {
+    struct peers *ps;
+    struct conn *conn; /* NULL once closed */
+    struct h2 h2;
+    int64_t hub_id;
+    char name[254];
+    char pin[CRYPTO_PIN_LEN + 1];
+    uint64_t last_heard_ms, up_ms, ping_ms;
+    LIST_ENTRY(peer_in) link;
+};
+
+struct peers {
+    struct hub *h;
+    WOLFSSL_CTX *ctx; /* client: presents the hub's key, pins the peer */
+    uv_timer_t tick;
+    int tick_on;
+    int stopping;
+    uint64_t hubs_read_ms;
+    LIST_HEAD(, peer_out) out;
+    LIST_HEAD(, peer_in) in;
+};
+
+static const struct tmux_kind peer_kind = {
+    .gone = "peer hub disconnected",
+    .refused = "peer hub refused the stream",
+    .reset = "peer hub reset the stream",
+    .goaway = "peer hub sent goaway",
+};
+
+static uint64_t now_ms(const struct peers *ps)
+{
+    return uv_now(ps->h->loop);
+}
+
+/* --- links this hub dialled --- */
+
+static void out_retry_later(struct peer_out *o)
+{
+    unsigned b = o->backoff_ms ? o->backoff_ms : PEER_BACKOFF_FIRST_MS;
+
+    /* Up to a quarter more, so that hubs restarted together do not dial in
+     * step. */
+    o->retry_ms = now_ms(o->ps) + b + (unsigned)rand() % (b / 4 + 1);
+    o->backoff_ms = b * 2 > PEER_BACKOFF_MAX_MS ? PEER_BACKOFF_MAX_MS : b * 2;
+}
+
+static int out_check_pin(void *arg, const char *pin)
+{
+    const struct peer_out *o = arg;
+
+    return crypto_pin_equal(pin, o->pin) ? 0 : -EPERM;
+}
+
+static void out_handshake(struct conn *c)
+{
+    struct peer_out *o = c->owner;
+    struct peers *ps = o->ps;
+    char alpn[32];
+
+    tls_alpn(&c->tls, alpn, sizeof(alpn));
+    if (o->v.result != 0 || strcmp(alpn, PEER_ALPN) != 0) {
+        conn_close(c, o->v.result != 0 ? "peer key is not the hubs row's pin" : "no tether-peer/1");
+        return;
+    }
+    if (tmux_open(&o->mux, ps->h->loop, c, H2_ROLE_HUB_TUNNEL, &peer_kind) != 0) {
+        conn_close(c, "out of memory");
+        return;
+    }
+    o->mux_on = 1;
+    o->state = PEER_UP;
+    o->up_ms = o->ping_ms = now_ms(ps);
+    o->backoff_ms = 0;
+    o->failures = 0;
+    h2_send(&o->mux.h2);
+    log_event(LOG_INFO, "peer_link_up", "peer=%s hub_id=%lld remote=%s pin=%s dir=out",
+              log_q(o->name), (long long)o->hub_id, c->peer, o->pin);
+}
+
+static int out_data(struct conn *c, const uint8_t *data, size_t len)
+{
+    struct peer_out *o = c->owner;
+    int rc;
+
+    if (!o->mux_on)
+        return -EPROTO;
+    rc = h2_feed(&o->mux.h2, data, len);
+    if (rc < 0) {
+        snprintf(o->mux.close_reason, sizeof(o->mux.close_reason), "http2 error: %s",
+                 nghttp2_strerror(rc));
+        return -EPROTO;
+    }
+    if (h2_finished(&o->mux.h2))
+        conn_close_after_flush(c,
+                               o->mux.close_reason[0] ? o->mux.close_reason : "session finished");
+    return 0;
+}
+
+static void out_drain(struct conn *c)
+{
+    struct peer_out *o = c->owner;
+
+    if (o->mux_on && h2_send(&o->mux.h2) < 0)
+        conn_close(c, "http2 send error");
+}
+
+static void out_close(struct conn *c, const char *reason)
+{
+    struct peer_out *o = c->owner;
+    struct peers *ps = o->ps;
+
+    if (o->mux_on) {
+        const char *why = o->mux.close_reason[0] ? o->mux.close_reason : reason;
+
+        log_event(LOG_INFO, "peer_link_down",
+                  "peer=%s hub_id=%lld remote=%s reason=%s up_ms=%llu dir=out", log_q(o->name),
+                  (long long)o->hub_id, c->peer, log_q(why),
+                  (unsigned long long)(now_ms(ps) - o->up_ms));
+        tmux_close(&o->mux);
+        o->mux_on = 0;
+        o->backoff_ms = 0;
+    } else if (!ps->stopping) {
+        o->failures++;
+        log_event(o->failures == 1 ? LOG_WARN : LOG_DEBUG, "peer_link_failed",
+                  "peer=%s hub_id=%lld endpoint=%s reason=%s failures=%u", log_q(o->name),
+                  (long long)o->hub_id, log_q(o->endpoint), log_q(reason), o->failures);
+    }
+    memset(&o->mux, 0, sizeof(o->mux));
+    o->conn = NULL;
+    o->state = PEER_IDLE;
+    out_retry_later(o);
+}
+
+static const struct conn_ops out_ops = {
+    .on_handshake = out_handshake,
+    .on_data = out_data,
+    .on_drain = out_drain,
+    .on_close = out_close,
+};
+
+static void out_connected(uv_connect_t *req, int status)
+{
+    struct peer_out *o = req->data;
+    struct conn *c = (struct conn *)((char *)req->handle - offsetof(struct conn, tcp));
+
+    if (c->closing)
+        return;
+    if (status < 0) {
+        conn_close(c, uv_strerror(status));
+        return;
+    }
+    o->v.check = out_check_pin;
+    o->v.arg = o;
+    o->v.seen_pin[0] = '\0';
+    o->v.result = -EPROTO;
+    if (conn_start(c, PEER_HANDSHAKE_MS) != 0 ||
+        conn_start_tls(c, o->ps->ctx, NULL, PEER_ALPN, 1, &o->v) != 0)
+        conn_close(c, "cannot start TLS");
+}
+
+/* The address of "HOST:PORT": an IP literal, else resolved here (peers are
+ * few and dialled rarely; a name in a hubs row is resolved on the loop). */
+static int out_addr(const char *endpoint, struct sockaddr_storage *ss)
+{
+    char host[NET_HOST_MAX + 1], port_s[16];
+    struct addrinfo hints, *res = NULL;
+    int port, rc;
+
+    if (net_split_hostport(endpoint, 0, host, &port) != 0 || port <= 0)
+        return -EINVAL;
+    if (uv_ip4_addr(host, port, (struct sockaddr_in *)ss) == 0 ||
+        uv_ip6_addr(host, port, (struct sockaddr_in6 *)ss) == 0)
+        return 0;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_socktype = SOCK_STREAM;
+    snprintf(port_s, sizeof(port_s), "%d", port);
+    rc = getaddrinfo(host, port_s, &hints, &res);
+    if (rc != 0 || res == NULL)
+        return -EHOSTUNREACH;
+    memcpy(ss, res->ai_addr, res->ai_addrlen);
+    freeaddrinfo(res);
+    return 0;
+}
+
+static void out_dial(struct peer_out *o)
+{
+    struct peers *ps = o->ps;
+    struct sockaddr_storage ss;
+    struct conn *c;
+    int rc;
+
+    memset(&ss, 0, sizeof(ss));
+    rc = out_addr(o->endpoint, &ss);
+    if (rc != 0) {
+        o->failures++;
+        if (o->failures == 1)
+            log_event(LOG_WARN, "peer_link_failed",
+                      "peer=%s hub_id=%lld endpoint=%s reason=%s failures=%u", log_q(o->name),
+                      (long long)o->hub_id, log_q(o->endpoint), "\"cannot resolve the endpoint\"",
+                      o->failures);
+        out_retry_later(o);
+        return;
+    }
+    c = conn_new(&ps->h->conns, &out_ops, o);
+    if (c == NULL) {
+        out_retry_later(o);
+        return;
+    }
+    o->conn = c;
+    o->state = PEER_CONNECTING;
+    o->creq.data = o;
+    rc = uv_tcp_connect(&o->creq, &c->tcp, (const struct sockaddr *)&ss, out_connected);
+    if (rc != 0)
+        conn_close(c, uv_strerror(rc)); /* out_close schedules the retry */
+}
+
+/* --- links other hubs dialled --- */
+
+static int in_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, void *user_data)
+{
+    struct peer_in *p = user_data;
+
+    p->last_heard_ms = now_ms(p->ps);
+    return 0;
+}
+
+static const struct h2_callbacks in_callbacks = {
+    .frame_recv = in_frame_recv,
+};
+
+/* No streams yet: routing users over the link is the next step
+ * (docs/plans/scale-out.md §4.5). */
+static const struct h2_limits in_limits = {0, TUNNEL_STREAM_WINDOW, TUNNEL_STREAM_WINDOW};
+
+static int in_data(struct conn *c, const uint8_t *data, size_t len)
+{
+    struct peer_in *p = c->owner;
+    int rc = h2_feed(&p->h2, data, len);
+
+    if (rc < 0)
+        return -EPROTO;
+    if (h2_finished(&p->h2))
+        conn_close_after_flush(c, "session finished");
+    return 0;
+}
+
+static void in_drain(struct conn *c)
+{
+    struct peer_in *p = c->owner;
+
+    if (h2_send(&p->h2) < 0)
+        conn_close(c, "http2 send error");
+}
+
+static void in_handshake(struct conn *c) {}
+
+static void in_close(struct conn *c, const char *reason)
+{
+    struct peer_in *p = c->owner;
+
+    log_event(LOG_INFO, "peer_link_down",
+              "peer=%s hub_id=%lld remote=%s reason=%s up_ms=%llu dir=in", log_q(p->name),
+              (long long)p->hub_id, c->peer, log_q(reason),
+              (unsigned long long)(now_ms(p->ps) - p->up_ms));
+    h2_free(&p->h2);
+    LIST_REMOVE(p, link);
+    free(p);
+}
+
+static const struct conn_ops in_ops = {
+    .on_handshake = in_handshake,
+    .on_data = in_data,
+    .on_drain = in_drain,
+    .on_close = in_close,
+};
+
+struct pin_find {
+    const char *pin;
+    int64_t self;
+    int64_t id;
+    char *name;
+    size_t name_cap;
+};
+
+static int pin_find_cb(const struct reg_hub *row, void *arg)
+{
+    struct pin_find *f = arg;
+
+    if (row->id == f->self || !crypto_pin_equal(row->pin, f->pin))
+        return 0;
+    f->id = row->id;
+    snprintf(f->name, f->name_cap, "%s", row->name);
+    return 1;
+}
+
+int peer_check_pin(struct hub *h, const char *pin, int64_t *hub_id, char *name, size_t name_cap)
+{
+    struct pin_find f = {pin, h->hub_id, 0, name, name_cap};
+    int rc = registry_hub_list(h->reg, pin_find_cb, &f);
+
+    if (rc < 0)
+        return rc;
+    if (rc == 0 || f.id <= 0)
+        return -EPERM;
+    *hub_id = f.id;
+    return 0;
+}
+
+int peer_accept(struct hub *h, struct conn *c, int64_t hub_id, const char *name, const char *pin)
+{
+    struct peers *ps = h->peers;
+    struct peer_in *p;
+    int rc = -ENOMEM;
+
+    if (ps == NULL || ps->stopping)
+        return -ENOTCONN;
+    p = calloc(1, sizeof(*p));
+    if (p == NULL)
+        goto out;
+    p->ps = ps;
+    p->conn = c;
+    p->hub_id = hub_id;
+    snprintf(p->name, sizeof(p->name), "%s", name);
+    snprintf(p->pin, sizeof(p->pin), "%s", pin);
+    p->last_heard_ms = p->up_ms = p->ping_ms = now_ms(ps);
+    rc = h2_open(&p->h2, c, H2_ROLE_HUB_USERS, &in_callbacks, &in_limits, p);
+    if (rc != 0)
+        goto out;
+    c->ops = &in_ops;
+    c->owner = p;
+    LIST_INSERT_HEAD(&ps->in, p, link);
+    h2_send(&p->h2);
+    log_event(LOG_INFO, "peer_link_up", "peer=%s hub_id=%lld remote=%s pin=%s dir=in", log_q(name),
+              (long long)hub_id, c->peer, pin);
+    rc = 0;
+out:
+    if (rc != 0 && p != NULL) {
+        h2_free(&p->h2);
+        free(p);
+    }
+    return rc;
+}
+
+/* --- the cluster's hubs and the tick --- */
+
+static struct peer_out *out_find(struct peers *ps, int64_t id)
+{
+    struct peer_out *o;
+
+    LIST_FOREACH(o, &ps->out, link)
+    if (o->hub_id == id)
+        return o;
+    return NULL;
+}
+
+/* The active hubs, as read (their public_json owned here). */
+struct hub_rows {
+    struct reg_hub *v;
+    size_t n, cap;
+};
+
+static int collect_cb(const struct reg_hub *row, void *arg)
+{
+    struct hub_rows *rs = arg;
+
+    if (rs->n == rs->cap) {
+        size_t cap = rs->cap ? rs->cap * 2 : 8;
+        struct reg_hub *v = realloc(rs->v, cap * sizeof(*v));
+
+        if (v == NULL)
+            return -ENOMEM;
+        rs->v = v;
+        rs->cap = cap;
+    }
+    rs->v[rs->n] = *row;
+    rs->v[rs->n].public_json = strdup(row->public_json ? row->public_json : "[]");
+    if (rs->v[rs->n].public_json == NULL)
+        return -ENOMEM;
+    rs->n++;
+    return 0;
+}
+
+/* 1 when a hub other than rs->v[me] lists endpoint ep. */
+static int shared_endpoint(const struct hub_rows *rs, size_t me, const char *ep)
+{
+    for (size_t j = 0; j < rs->n; j++) {
+        json_t *eps, *e;
+        size_t k;
+        int hit = 0;
+
+        if (j == me)
+            continue;
+        eps = json_loads(rs->v[j].public_json, 0, NULL);
+        json_array_foreach(eps, k, e) hit |=
+            json_is_string(e) && strcmp(json_string_value(e), ep) == 0;
+        json_decref(eps);
+        if (hit)
+            return 1;
+    }
+    return 0;
+}
+
+/* The endpoint to dial hub rs->v[i] at: its first one that no other hub
+ * lists (an address several hubs share is a load balancer, which would
+ * hand the dial to any of them); "" when it has none of its own. */
+static void own_endpoint(const struct hub_rows *rs, size_t i, char *out, size_t cap)
+{
+    json_t *eps = json_loads(rs->v[i].public_json, 0, NULL), *e;
+    size_t k;
+
+    out[0] = '\0';
+    json_array_foreach(eps, k, e)
+    {
+        const char *ep = json_string_value(e);
+
+        if (ep != NULL && !shared_endpoint(rs, i, ep)) {
+            snprintf(out, cap, "%s", ep);
+            break;
+        }
+    }
+    json_decref(eps);
+}
+
+static void apply_row(struct peers *ps, const struct reg_hub *row, const char *ep)
+{
+    struct peer_out *o;
+
+    if (row->id == ps->h->hub_id || !crypto_pin_valid(row->pin))
+        return;
+    o = out_find(ps, row->id);
+    if (o == NULL) {
+        if ((o = calloc(1, sizeof(*o))) == NULL)
+            return; /* tried again at the next read */
+        o->ps = ps;
+        o->hub_id = row->id;
+        o->retry_ms = now_ms(ps);
+        LIST_INSERT_HEAD(&ps->out, o, link);
+    } else if (o->conn != NULL && (strcmp(o->pin, row->pin) != 0 || strcmp(o->endpoint, ep) != 0)) {
+        conn_close(o->conn, "the hub's key or endpoint changed");
+    }
+    snprintf(o->name, sizeof(o->name), "%s", row->name);
+    snprintf(o->pin, sizeof(o->pin), "%s", row->pin);
+    snprintf(o->endpoint, sizeof(o->endpoint), "%s", ep);
+    o->active = 2; /* seen in this read */
+}
+
+static void read_hubs(struct peers *ps)
+{
+    struct hub_rows rs = {NULL, 0, 0};
+    struct peer_out *o;
+    char ep[NET_HOST_MAX + 16];
+    int rc;
+
+    LIST_FOREACH(o, &ps->out, link)
+    o->active = o->active ? 1 : 0;
+    rc = registry_hub_list(ps->h->reg, collect_cb, &rs);
+    for (size_t i = 0; rc == 0 && i < rs.n; i++) {
+        own_endpoint(&rs, i, ep, sizeof(ep));
+        apply_row(ps, &rs.v[i], ep);
+    }
+    for (size_t i = 0; i < rs.n; i++)
+        registry_hub_clear(&rs.v[i]);
+    free(rs.v);
+    /* Unreadable (database down): the links stay as they are. */
+    if (rc < 0) {
+        LIST_FOREACH(o, &ps->out, link)
+        o->active = o->active ? 2 : 0;
+        return;
+    }
+    LIST_FOREACH(o, &ps->out, link)
+    {
+        o->active = o->active == 2;
+        if (!o->active && o->conn != NULL)
+            conn_close(o->conn, "the hub left the cluster");
+    }
+}
+
+static void tick_cb(uv_timer_t *timer)
+{
+    struct peers *ps = timer->data;
+    uint64_t now = now_ms(ps), iv = PEER_PING_MS;
+    struct peer_out *o;
+    struct peer_in *p;
+
+    if (ps->stopping || ps->h->draining)
+        return;
+    if (ps->hubs_read_ms == 0 || now - ps->hubs_read_ms >= PEER_HUBS_READ_MS) {
+        ps->hubs_read_ms = now;
+        read_hubs(ps);
+    }
+    LIST_FOREACH(o, &ps->out, link)
+    {
+        if (o->state == PEER_IDLE && o->active && o->endpoint[0] && now >= o->retry_ms)
+            out_dial(o);
+        if (o->state != PEER_UP || o->conn == NULL || o->conn->closing)
+            continue;
+        if (now - o->mux.last_heard_ms >= 2 * iv) {
+            snprintf(o->mux.close_reason, sizeof(o->mux.close_reason),
+                     "ping timeout (silent %llu ms)",
+                     (unsigned long long)(now - o->mux.last_heard_ms));
+            conn_close(o->conn, o->mux.close_reason);
+        } else if (now - o->ping_ms >= iv) {
+            o->ping_ms = now;
+            tmux_ping(&o->mux);
+        }
+    }
+    LIST_FOREACH(p, &ps->in, link)
+    {
+        if (p->conn == NULL || p->conn->closing)
+            continue;
+        if (now - p->last_heard_ms >= 2 * iv) {
+            conn_close(p->conn, "ping timeout");
+        } else if (now - p->ping_ms >= iv) {
+            p->ping_ms = now;
+            nghttp2_submit_ping(p->h2.s, NGHTTP2_FLAG_NONE, NULL);
+            h2_send(&p->h2);
+        }
+    }
+}
+
+int peer_start(struct hub *h)
+{
+    struct peers *ps = calloc(1, sizeof(*ps));
+    WOLFSSL_CTX *ctx = NULL;
+    int rc = -ENOMEM;
+
+    if (ps == NULL)
+        goto out;
+    rc = tls_ctx_client(&h->id, &ctx);
+    if (rc != 0)
+        goto out;
+    ps->h = h;
+    ps->ctx = ctx;
+    LIST_INIT(&ps->out);
+    LIST_INIT(&ps->in);
+    uv_timer_init(h->loop, &ps->tick);
+    ps->tick.data = ps;
+    ps->tick_on = 1;
+    uv_timer_start(&ps->tick, tick_cb, 0, PEER_TICK_MS);
+    h->peers = ps;
+    ps = NULL;
+    rc = 0;
+out:
+    free(ps);
+    return rc;
+}
+
+void peer_stop(struct hub *h)
+{
+    struct peers *ps = h->peers;
+
+    if (ps == NULL || ps->stopping)
+        return;
+    ps->stopping = 1;
+    if (ps->tick_on)
+        uv_close((uv_handle_t *)&ps->tick, NULL);
+}
+
+void peer_count_up(const struct hub *h, size_t *out, size_t *in)
+{
+    const struct peers *ps = h->peers;
+    const struct peer_out *o;
+    const struct peer_in *p;
+
+    *out = *in = 0;
+    if (ps == NULL)
+        return;
+    LIST_FOREACH(o, &ps->out, link)
+    *out += o->state == PEER_UP;
+    LIST_FOREACH(p, &ps->in, link)
+    *in += p->conn != NULL && !p->conn->closing;
+}
+
+void peer_free(struct hub *h)
+{
+    struct peers *ps = h->peers;
+
+    if (ps == NULL)
+        return;
+    /* The loop ran every close callback: no link holds a conn. */
+    while (!LIST_EMPTY(&ps->out)) {
+        struct peer_out *o = LIST_FIRST(&ps->out);
+
+        LIST_REMOVE(o, link);
+        free(o);
+    }
+    if (ps->ctx != NULL)
+        wolfSSL_CTX_free(ps->ctx);
+    free(ps);
+    h->peers = NULL;
+}

@@ -1,0 +1,34 @@
+/* Hub-to-hub peer links: each hub holds one mutually authenticated HTTP/2 connection to every other
+ * hub of its cluster. */
+/* SPDX-License-Identifier: MIT */
+#ifndef TETHER_PEER_H
+#define TETHER_PEER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../../common/conn.h"
+#include "../core/hub.h"
+
+/* The ALPN of a peer link (docs/protocol.md, "Hub-to-hub peering"). */
+#define PEER_ALPN "tether-peer/1"
+
+/* Starts dialling the cluster's other hubs (the registry's hubs table) and
+ * keeping the links alive; a hub alone in its registry dials none. */
+int peer_start(struct hub *h);
+/* Stops the tick; the links' conns close with the hub's (conn_close_all). */
+void peer_stop(struct hub *h);
+/* Links up now: dialled by this hub (*out) and by other hubs (*in). */
+void peer_count_up(const struct hub *h, size_t *out, size_t *in);
+/* Frees the links once the loop ran the conns' close callbacks. */
+void peer_free(struct hub *h);
+/* The TLS pin check of an accepted tether-peer/1 handshake: 0 when pin is
+ * an active hub of this registry other than this one (*hub_id, name get
+ * its row), -EPERM when not (a site's key, a hub of another cluster),
+ * another negative code when the registry cannot say. */
+int peer_check_pin(struct hub *h, const char *pin, int64_t *hub_id, char *name, size_t name_cap);
+/* The listener hands over an accepted, verified tether-peer/1 connection of
+ * hub hub_id: this hub is its HTTP/2 server. */
+int peer_accept(struct hub *h, struct conn *c, int64_t hub_id, const char *name, const char *pin);
+
+#endif

@@ -14,6 +14,7 @@
 #include "query/query.h"
 #include "store/notes.h"
 #include "store/registry.h"
+#include "tunnel/peer.h"
 #include "tunnel/tunnel.h"
 
 /* A re-check of the local tunnels that could not read the registry is
@@ -62,6 +63,7 @@ static void on_note(void *arg, const struct reg_note *n)
         struct tunnel *t = hub_tunnel_find(h, n->site_id);
         int64_t mine = t != NULL ? tunnel_session_id(t) : 0;
 
+        peer_note_session(h, n->site_id, n->session_id, n->hub_id);
         if (n->hub_id != h->hub_id && mine > 0 && mine < n->session_id)
             hub_tunnel_cut(h, n->site_id, "replaced by a newer session on another hub");
         return;

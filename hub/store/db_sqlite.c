@@ -100,6 +100,10 @@ static const char *const stmt_sql[S_COUNT] = {
     /* The session row keeps what the agent said in its hello, not only the site row. */
     [S_SESS_AGENT] = "UPDATE sessions SET agent_version = ?2 "
                      "WHERE site_id = ?1 AND disconnected_at IS NULL",
+    /* The newest open session is the site's place: a newer one always wins
+     * (the ses: note makes the older hub close its own). */
+    [S_SESS_WHERE] = "SELECT COALESCE(hub_id, 0), id FROM sessions "
+                     "WHERE site_id = ?1 AND disconnected_at IS NULL ORDER BY id DESC LIMIT 1",
     [S_HUB_INSERT] = "INSERT INTO hubs (name, pin, public, joined_at, seen_at) "
                      "VALUES (?1, ?2, ?3, ?4, ?4) RETURNING id",
     [S_HUB_REFRESH] = "UPDATE hubs SET name = ?2, public = ?3, seen_at = ?4, state = 'active' "

@@ -271,6 +271,11 @@ int registry_session_close(struct registry *r, int64_t session_id, int64_t now, 
  * those recorded before hubs had ids), with this reason; every open
  * session when registry_use_hub was not called. */
 int registry_session_close_stale(struct registry *r, int64_t now, const char *reason);
+/* Where the site is connected: the hub id of its newest open session
+ * (*hub_id 0 when recorded before hubs had ids) and that session's id.
+ * -ENOENT when it has no open session. */
+int registry_session_where(struct registry *r, int64_t site_id, int64_t *hub_id,
+                           int64_t *session_id);
 /* Newest first, at most limit. */
 typedef int (*registry_session_cb)(const struct reg_session *s, void *arg);
 int registry_session_list(struct registry *r, int64_t site_id, int limit, registry_session_cb cb,

@@ -88,6 +88,28 @@ int registry_session_close_stale(struct registry *r, int64_t now, const char *re
     return registry__exec(st);
 }
 
+int registry_session_where(struct registry *r, int64_t site_id, int64_t *hub_id,
+                           int64_t *session_id)
+{
+    struct reg_stmt *st;
+    int rc;
+
+    if (r == NULL || hub_id == NULL)
+        return -EINVAL;
+    st = registry__stmt(r, S_SESS_WHERE);
+    registry__bind_i64(st, 1, site_id);
+    rc = registry__step(st);
+    if (rc == 1) {
+        *hub_id = registry__col_i64(st, 0);
+        if (session_id != NULL)
+            *session_id = registry__col_i64(st, 1);
+    }
+    registry__done(st);
+    if (rc < 0)
+        return rc;
+    return rc == 1 ? 0 : -ENOENT;
+}
+
 int registry_session_list(struct registry *r, int64_t site_id, int limit, registry_session_cb cb,
                           void *arg)
 {

@@ -62,6 +62,7 @@ enum stmt_id {
     S_SESS_CLOSE_STALE,
     S_SESS_LIST,
     S_SESS_AGENT,
+    S_SESS_WHERE,
     S_HUB_INSERT,
     S_HUB_REFRESH,
     S_HUB_LIST,

@@ -30,6 +30,14 @@
  * restarted hub is found again within seconds without a storm of dials. */
 #define PEER_BACKOFF_FIRST_MS 200
 #define PEER_BACKOFF_MAX_MS   5000
+/* Where sites are connected (their newest open session's hub), cached so
+ * that a proxied request does not read the database each time: the ses:
+ * notes keep it fresh (hub/cluster.c); a read is trusted this long
+ * anyway, in case a note was missed, and "nowhere" a shorter time. A site
+ * id picks its slot (direct-mapped: a collision costs one read). */
+#define PEER_PLACE_SLOTS   1024
+#define PEER_PLACE_TTL_MS  10000
+#define PEER_PLACE_NONE_MS 1000
 
 enum peer_state {
     PEER_IDLE,       /* no connection; dialled again at retry_ms */
@@ -70,8 +78,18 @@ struct peer_in {
     LIST_ENTRY(peer_in) link;
 };
 
+/* One cached site place. */
+struct place {
+    int64_t site_id;    /* 0: empty */
+    int64_t hub_id;     /* -1: no open session */
+    int64_t session_id; /* the session that placed it there */
+    uint64_t gen;       /* h->gen it was read in */
+    uint64_t at_ms;     /* loop time it was read or noted */
+};
+
 struct peers {
     struct hub *h;
+    struct place place[PEER_PLACE_SLOTS];
     WOLFSSL_CTX *ctx; /* client: presents the hub's key, pins the peer */
     uv_timer_t tick;
     int tick_on;
@@ -629,6 +647,58 @@ void peer_count_up(const struct hub *h, size_t *out, size_t *in)
     *out += o->state == PEER_UP;
     LIST_FOREACH(p, &ps->in, link)
     *in += p->conn != NULL && !p->conn->closing;
+}
+
+/* --- where sites are --- */
+
+static struct place *place_slot(struct peers *ps, int64_t site_id)
+{
+    return &ps->place[(uint64_t)site_id % PEER_PLACE_SLOTS];
+}
+
+void peer_note_session(struct hub *h, int64_t site_id, int64_t session_id, int64_t hub_id)
+{
+    struct peers *ps = h->peers;
+    struct place *pl;
+
+    if (ps == NULL || site_id <= 0)
+        return;
+    pl = place_slot(ps, site_id);
+    /* Notes may pass each other: an older session never displaces a newer. */
+    if (pl->site_id == site_id && pl->hub_id >= 0 && pl->session_id > session_id)
+        return;
+    pl->site_id = site_id;
+    pl->hub_id = hub_id;
+    pl->session_id = session_id;
+    pl->gen = h->gen;
+    pl->at_ms = now_ms(ps);
+}
+
+int peer_site_hub(struct hub *h, int64_t site_id, int64_t *hub_id)
+{
+    struct peers *ps = h->peers;
+    struct place *pl;
+    int64_t where = 0, sid = 0;
+    int rc;
+
+    if (ps == NULL)
+        return -ENOENT;
+    pl = place_slot(ps, site_id);
+    if (pl->site_id == site_id && pl->gen == h->gen &&
+        now_ms(ps) - pl->at_ms < (pl->hub_id < 0 ? PEER_PLACE_NONE_MS : PEER_PLACE_TTL_MS)) {
+        *hub_id = pl->hub_id;
+        return pl->hub_id < 0 ? -ENOENT : 0;
+    }
+    rc = registry_session_where(h->reg, site_id, &where, &sid);
+    if (rc < 0 && rc != -ENOENT)
+        return rc;
+    pl->site_id = site_id;
+    pl->hub_id = rc == 0 ? where : -1;
+    pl->session_id = sid;
+    pl->gen = h->gen;
+    pl->at_ms = now_ms(ps);
+    *hub_id = pl->hub_id;
+    return rc;
 }
 
 void peer_free(struct hub *h)

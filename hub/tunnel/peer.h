@@ -31,4 +31,13 @@ int peer_check_pin(struct hub *h, const char *pin, int64_t *hub_id, char *name, 
  * hub hub_id: this hub is its HTTP/2 server. */
 int peer_accept(struct hub *h, struct conn *c, int64_t hub_id, const char *name, const char *pin);
 
+/* Where a site is connected: 0 and *hub_id, the hub of its newest open
+ * session (0: one recorded before hubs had ids), from a cache kept fresh
+ * by peer_note_session, else read from the registry; -ENOENT when it has
+ * no open session (or this hub has no peers), another negative code when
+ * the registry cannot say. */
+int peer_site_hub(struct hub *h, int64_t site_id, int64_t *hub_id);
+/* A hub opened session session_id of the site (a ses: note, hub/cluster.c). */
+void peer_note_session(struct hub *h, int64_t site_id, int64_t session_id, int64_t hub_id);
+
 #endif

@@ -845,7 +845,7 @@ static void test_hubs(struct registry *r)
     struct hub_rows l = {.n = 0};
     struct sessions ss;
     struct reg_site s;
-    int64_t a = 0, b = 0, again = 0, site_id, sid[3];
+    int64_t a = 0, b = 0, again = 0, site_id, sid[3], where = -1, wsid = -1;
 
     CHECK_EQ_INT(registry_hub_join(r, "hub1", pa, "[\"h1:6443\"]", 10, &a), 0);
     CHECK_EQ_INT(registry_hub_join(r, "hub1", pa, "[]", 11, NULL), -EEXIST);
@@ -866,12 +866,24 @@ static void test_hubs(struct registry *r)
     CHECK_EQ_INT(registry_site_get(r, "kilo", &s), 0);
     site_id = s.id;
     registry_site_clear(&s);
+    /* Where the site is: its newest open session's hub. */
+    CHECK_EQ_INT(registry_session_where(r, site_id, &where, &wsid), -ENOENT);
+    CHECK_EQ_INT(registry_session_where(r, site_id, NULL, NULL), -EINVAL);
     registry_use_hub(r, a);
     CHECK_EQ_INT(registry_session_open(r, site_id, "192.0.2.1:1", "v1", 100, &sid[0]), 0);
+    CHECK_EQ_INT(registry_session_where(r, site_id, &where, &wsid), 0);
+    CHECK_EQ_INT(where, a);
+    CHECK_EQ_INT(wsid, sid[0]);
     registry_use_hub(r, b);
     CHECK_EQ_INT(registry_session_open(r, site_id, "192.0.2.1:2", "v1", 101, &sid[1]), 0);
+    CHECK_EQ_INT(registry_session_where(r, site_id, &where, &wsid), 0);
+    CHECK_EQ_INT(where, b); /* the newer session wins, though a's is still open */
+    CHECK_EQ_INT(wsid, sid[1]);
     registry_use_hub(r, 0);
     CHECK_EQ_INT(registry_session_open(r, site_id, "192.0.2.1:3", "v1", 102, &sid[2]), 0);
+    CHECK_EQ_INT(registry_session_where(r, site_id, &where, &wsid), 0);
+    CHECK_EQ_INT(where, 0); /* recorded without a hub */
+    CHECK_EQ_INT(wsid, sid[2]);
     registry_use_hub(r, a);
     CHECK_EQ_INT(registry_session_close_stale(r, 200, "hub restarted"), 0);
     memset(&ss, 0, sizeof(ss));
@@ -882,6 +894,12 @@ static void test_hubs(struct registry *r)
     CHECK_EQ_INT(ss.v[1].id, sid[1]);
     CHECK_EQ_INT(ss.v[1].disconnected_at, 0); /* hub b's: open */
     CHECK_EQ_INT(ss.v[2].disconnected_at, 200);
+    /* Closed ones do not count: b's is the newest open. */
+    CHECK_EQ_INT(registry_session_where(r, site_id, &where, &wsid), 0);
+    CHECK_EQ_INT(where, b);
+    CHECK_EQ_INT(wsid, sid[1]);
+    CHECK_EQ_INT(registry_session_close(r, sid[1], 300, "gone", 0, 0), 0);
+    CHECK_EQ_INT(registry_session_where(r, site_id, &where, NULL), -ENOENT);
     registry_use_hub(r, 0);
 }
 

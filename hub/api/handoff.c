@@ -10,6 +10,7 @@
 #include "../auth/audit.h"
 #include "../auth/auth.h"
 #include "../proxy/proxy.h"
+#include "../tunnel/peer.h"
 #include "../tunnel/tunnel.h"
 
 /* --- proxy hand-off --- */
@@ -78,6 +79,20 @@ static void not_offered(struct outcome *o, struct tunnel *t, const char *service
                  service, info.services_json);
 }
 
+/* The peer hub to forward a request for the site to, when its tunnel is
+ * not here: its newest session's hub, with a link up; 0 when none. A
+ * request a peer forwarded is never sent on (no loops): if the site left
+ * this hub, it is offline here. */
+static int64_t peer_hop(struct hub *h, struct ureq *r, int64_t site_id)
+{
+    int64_t where = 0;
+
+    if (ureq_peer_hub(r) > 0 || peer_site_hub(h, site_id, &where) != 0 || where == h->hub_id ||
+        !peer_link_up(h, where))
+        return 0;
+    return where;
+}
+
 void proxy_route(struct hub *h, struct ureq *r, const struct auth *a, const struct api_match *m)
 {
     const char *name = m->name, *rest = m->rest;
@@ -91,6 +106,8 @@ void proxy_route(struct hub *h, struct ureq *r, const struct auth *a, const stru
     struct reg_site s;
     struct tunnel *t = NULL;
     int64_t site_id = 0; /* the site's, once found */
+    int64_t via = 0;     /* the peer hub holding its tunnel, when not this one */
+    char site_name[TOKEN_NAME_MAX + 1] = "";
     int rc;
 
     memset(&o, 0, sizeof(o));
@@ -113,8 +130,11 @@ void proxy_route(struct hub *h, struct ureq *r, const struct auth *a, const stru
     if (o.status == 0 && api_find_site(h, a, name, &s, &o, 1) == 0) {
         site_id = s.id;
         t = hub_tunnel_find(h, s.id);
+        snprintf(site_name, sizeof(site_name), "%s", s.name);
         if (auth_service_allowed(a, service, 0) != AUTH_SVC_OK)
             svc_refused = service_refuse(&o, AUTH_SVC_NOT_LISTED, name, service);
+        else if ((t == NULL || !tunnel_is_open(t)) && (via = peer_hop(h, r, s.id)) > 0)
+            t = NULL; /* the hub holding it checks the service and its restriction */
         else if (t == NULL || !tunnel_is_open(t))
             offline(&o, &s);
         else if (!tunnel_offers(t, service))
@@ -143,11 +163,15 @@ void proxy_route(struct hub *h, struct ureq *r, const struct auth *a, const stru
         if (site_id != 0) /* a site's refusal counts in its requests (by service, if known) */
             stats_site_request(h, site_id, service, o.status, -1);
         ureq_error(r, o.status, o.code, o.detail);
+    } else if (via > 0) {
+        if (proxy_start_via(h, r, via, site_id, site_name, service, path, a->name, &code) == 0)
+            code = "forwarded";
     } else if (proxy_start(h, r, t, service, path, a->name, &code) == 0) {
         code = "forwarded";
     }
-    /* A refusal by service scope is audited whatever the method. */
-    if (audit || svc_refused) {
+    /* A refusal by service scope is audited whatever the method; a
+     * forwarded request was audited by the hub it came through. */
+    if ((audit || svc_refused) && ureq_peer_hub(r) == 0) {
         struct audit_row row = {a->name, remote, "proxy", target, code, detail};
 
         audit_write(h, &row, AUDIT_RELAXED);

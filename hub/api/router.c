@@ -300,7 +300,10 @@ void api_dispatch(struct hub *h, struct ureq *r)
         ureq_error(r, 401, "unauthorized", "missing or invalid bearer token");
         return;
     }
-    if (m.status == 405) {
+    if (ureq_peer_hub(r) > 0 && m.route != NULL && m.route->read != proxy_route) {
+        /* A peer hub forwards requests to sites' services only. */
+        ureq_error(r, 403, "forbidden", "a peer hub forwards only requests to sites' services");
+    } else if (m.status == 405) {
         char d[80];
 
         snprintf(d, sizeof(d), "use %s", m.allowed);

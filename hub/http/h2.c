@@ -18,6 +18,8 @@
 #define USER_MAX_STREAMS   256
 #define USER_STREAM_WINDOW (1 << 20)
 #define USER_CONN_WINDOW   (16 << 20)
+#define PEER_MAX_STREAMS   1024
+#define PEER_CONN_WINDOW   (64 << 20)
 
 /* Lone uploads. A client that runs out of stream window may spin instead of
  * sleeping: curl before 8.0 polls its writable socket in a loop (curl issue
@@ -204,8 +206,11 @@ static int h2_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
             ureq_error(r, 400, "bad_request",
                        "CONNECT wants :authority SITE.SERVICE[:port] or :protocol connect-tcp "
                        "with :path /v1/sites/SITE/services/SERVICE");
-        else
+        else {
+            if (uc->peer_hub_id > 0)
+                ureq_peer_remote(r);
             uc->hub->dispatch(uc->hub, r);
+        }
         return 0;
     }
     if (frame->hd.type == NGHTTP2_DATA && frame->hd.length > frame->data.padlen)
@@ -457,9 +462,13 @@ int h2u_start(struct user_conn *uc)
         .send_data = h2_send_body,
     };
     static const struct h2_limits lim = {USER_MAX_STREAMS, USER_STREAM_WINDOW, USER_CONN_WINDOW};
+    /* A peer link carries many users' requests: the windows of a tunnel
+     * (docs/plans/scale-out.md §4.5). */
+    static const struct h2_limits peer_lim = {PEER_MAX_STREAMS, USER_STREAM_WINDOW,
+                                              PEER_CONN_WINDOW};
     nghttp2_session *s = NULL;
 
-    if (h2_session_new(H2_ROLE_HUB_USERS, &cb, &lim, uc, &s) != 0)
+    if (h2_session_new(H2_ROLE_HUB_USERS, &cb, uc->peer_hub_id > 0 ? &peer_lim : &lim, uc, &s) != 0)
         return -ENOMEM;
     h2_init(&uc->h2, s, uc->conn);
     return 0;

@@ -29,6 +29,10 @@ struct user_conn {
     struct hub *hub;
     struct conn *conn; /* NULL once closed */
     int is_h2;
+    /* A peer hub's link: its hub id (0 for a user), told when it closes. */
+    int64_t peer_hub_id;
+    void (*peer_gone)(void *arg, const char *reason);
+    void *peer_arg;
     /* HTTP/1.1 */
     http_parser parser;
     struct ureq *cur;   /* the request being read or answered; owned */
@@ -76,6 +80,9 @@ void ureq_release(struct ureq *r);
 /* Frees released requests (reap_cb, and the conn's last close). */
 void ureq_reap(struct user_conn *uc);
 int ureq_add_header(struct ureq *r, const char *name, size_t nl, const char *value, size_t vl);
+/* A request a peer hub forwarded: its remote is the user's, from the
+ * x-forwarded-for the peer set (as "ADDR:0"; "[ADDR]:0" for IPv6). */
+void ureq_peer_remote(struct ureq *r);
 /* Tells the handler the request is gone, once; it must not touch r after. */
 void ureq_abort(struct ureq *r);
 

@@ -27,6 +27,30 @@ struct ureq *ureq_new(struct user_conn *uc, int32_t sid)
     return r;
 }
 
+int64_t ureq_peer_hub(const struct ureq *r)
+{
+    return r->uc != NULL ? r->uc->peer_hub_id : 0;
+}
+
+void ureq_peer_remote(struct ureq *r)
+{
+    const char *xff = ureq_header(r, "x-forwarded-for");
+    size_t n;
+
+    if (xff == NULL)
+        return;
+    /* Only the peer's own entry: the last of the list. */
+    if (strrchr(xff, ',') != NULL)
+        xff = strrchr(xff, ',') + 1;
+    while (*xff == ' ')
+        xff++;
+    n = strcspn(xff, " ");
+    if (n == 0 || n > 45)
+        return;
+    snprintf(r->remote, sizeof(r->remote), strchr(xff, ':') != NULL ? "[%.*s]:0" : "%.*s:0", (int)n,
+             xff);
+}
+
 static void ureq_free(struct ureq *r)
 {
     for (size_t i = 0; i < r->n_hdrs; i++) {

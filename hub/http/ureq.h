@@ -94,6 +94,8 @@ struct ureq {
 
 /* Header lookup (name lower-case); NULL if absent. Owned by r. */
 const char *ureq_header(const struct ureq *r, const char *name);
+/* The hub id of the peer hub that forwarded r; 0 for a user's own request. */
+int64_t ureq_peer_hub(const struct ureq *r);
 void ureq_set_handler(struct ureq *r, const struct ureq_handler *hd, void *hctx);
 
 /* Response. headers are copied. content_length -1 = unknown (chunked on

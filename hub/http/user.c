@@ -34,6 +34,11 @@ void uc_arm(struct user_conn *uc, enum uc_wait what)
                   : what == UC_IDLE ? uc->hub->cfg.idle_timeout_ms
                                     : UC_LINGER_MS;
     uc->wait = what;
+    /* A peer link idles between requests: its PINGs tell whether it lives. */
+    if (uc->peer_hub_id > 0 && what != UC_CLOSE) {
+        uv_timer_stop(&uc->idle_timer);
+        return;
+    }
     uc->armed_out = uc->conn->bytes_out;
     uv_timer_start(&uc->idle_timer, idle_cb, ms, 0);
 }
@@ -197,8 +202,12 @@ static void user_close_cb(struct conn *c, const char *reason)
         h2u_close(uc);
     else
         h1_close(uc);
-    hub_users_dec(uc->hub, c->peer);
-    uc->hub->n_conns[uc->is_h2 ? STATS_CONN_USER_H2 : STATS_CONN_USER_H1]--;
+    if (uc->peer_hub_id > 0) {
+        uc->peer_gone(uc->peer_arg, reason);
+    } else {
+        hub_users_dec(uc->hub, c->peer);
+        uc->hub->n_conns[uc->is_h2 ? STATS_CONN_USER_H2 : STATS_CONN_USER_H1]--;
+    }
     uc->conn = NULL;
     uc_close_timers(uc);
 }
@@ -209,7 +218,8 @@ static const struct conn_ops user_conn_ops = {
     .on_close = user_close_cb,
 };
 
-int user_attach(struct hub *h, struct conn *c, const char *alpn)
+static int attach(struct hub *h, struct conn *c, const char *alpn, int64_t peer_hub_id,
+                  void (*gone)(void *arg, const char *reason), void *arg)
 {
     struct user_conn *uc = calloc(1, sizeof(*uc));
     int rc = -ENOMEM;
@@ -218,6 +228,9 @@ int user_attach(struct hub *h, struct conn *c, const char *alpn)
         return -ENOMEM;
     uc->hub = h;
     uc->conn = c;
+    uc->peer_hub_id = peer_hub_id;
+    uc->peer_gone = gone;
+    uc->peer_arg = arg;
     buf_init(&uc->backlog);
     buf_init(&uc->hname);
     buf_init(&uc->hval);
@@ -241,7 +254,8 @@ int user_attach(struct hub *h, struct conn *c, const char *alpn)
     c->owner = uc;
     (void)conn_keepalive(c, UC_KEEPALIVE_IDLE_S, UC_KEEPALIVE_INTVL_S, UC_KEEPALIVE_COUNT);
     uc_arm(uc, UC_HEAD);
-    h->n_conns[uc->is_h2 ? STATS_CONN_USER_H2 : STATS_CONN_USER_H1]++;
+    if (peer_hub_id == 0)
+        h->n_conns[uc->is_h2 ? STATS_CONN_USER_H2 : STATS_CONN_USER_H1]++;
     if (uc->is_h2)
         h2_send(&uc->h2);
     rc = 0;
@@ -249,4 +263,17 @@ out:
     if (rc != 0)
         uc_close_timers(uc);
     return rc;
+}
+
+int user_attach(struct hub *h, struct conn *c, const char *alpn)
+{
+    return attach(h, c, alpn, 0, NULL, NULL);
+}
+
+int user_attach_peer(struct hub *h, struct conn *c, int64_t hub_id,
+                     void (*gone)(void *arg, const char *reason), void *arg)
+{
+    if (hub_id <= 0 || gone == NULL)
+        return -EINVAL;
+    return attach(h, c, "h2", hub_id, gone, arg);
 }

@@ -15,5 +15,11 @@
  * the connection's count in hub_users_inc (given back when c closes); on
  * failure (-ENOMEM) c and the count stay the caller's. */
 int user_attach(struct hub *h, struct conn *c, const char *alpn);
+/* The same for a verified peer link of hub hub_id (hub/tunnel/peer.c): its
+ * HTTP/2 streams are user requests another hub forwards (ureq_peer_hub).
+ * It has no idle deadline, is not counted among users, and gone(arg,
+ * reason) is called when c closes. On failure c stays the caller's. */
+int user_attach_peer(struct hub *h, struct conn *c, int64_t hub_id,
+                     void (*gone)(void *arg, const char *reason), void *arg);
 
 #endif

@@ -123,13 +123,70 @@ size_t fwd_request_trailers(const struct fwd_req *req, const struct buf *trl, un
     return m;
 }
 
+/* The user's Host, or NULL. */
+static const char *req_host(const struct fwd_req *req)
+{
+    for (size_t i = 0; i < req->n_hdrs; i++)
+        if (strcmp(req->hdrs[i].name, "host") == 0)
+            return req->hdrs[i].value;
+    return NULL;
+}
+
+static void add_length(const struct fwd_req *req, struct fwd_headers *out)
+{
+    if (req->content_length >= 0 && req->has_body) {
+        snprintf(out->cl, sizeof(out->cl), "%lld", (long long)req->content_length);
+        add(out, "content-length", out->cl);
+    }
+}
+
+/* TE is hop-by-hop, but "trailers" says the client takes trailer fields,
+ * which gRPC requires of every hop (RFC 9113 8.2.2 allows only that
+ * value): it goes on, alone, since the hub passes trailers both ways.
+ * Other codings are the hub's own business. */
+static void add_te(const struct fwd_req *req, struct fwd_headers *out)
+{
+    for (size_t i = 0; i < req->n_hdrs && out->n < H2_HEADER_COUNT_MAX; i++)
+        if (strcmp(req->hdrs[i].name, "te") == 0 &&
+            hfield_token_listed(req->hdrs[i].value, strlen(req->hdrs[i].value), "trailers", 8)) {
+            add(out, "te", "trailers");
+            break;
+        }
+}
+
+void fwd_peer_headers(const struct fwd_req *req, struct fwd_headers *out)
+{
+    const char *host = req_host(req);
+
+    out->n = 0;
+    add(out, ":method", req->method);
+    if (req->protocol != NULL)
+        add(out, ":protocol", req->protocol);
+    add(out, ":scheme", "https");
+    add(out, ":authority", host != NULL ? host : "tether-peer");
+    add(out, ":path", req->path);
+    /* The peer hub takes the user's address from here (and only from a
+     * peer link), to log it and to tell the site. */
+    fwd_build(&out->fw, req->peer, host);
+    add(out, "x-forwarded-for", out->fw.addr);
+    add_length(req, out);
+    /* Credentials go on: the peer hub checks the token itself. */
+    for (size_t i = 0; i < req->n_hdrs && out->n < H2_HEADER_COUNT_MAX; i++) {
+        const char *n = req->hdrs[i].name;
+
+        if (h2_hop_by_hop(n, strlen(n)) || strcmp(n, "host") == 0 ||
+            strcmp(n, "content-length") == 0 || strcmp(n, "expect") == 0 ||
+            strcmp(n, "x-forwarded-for") == 0)
+            continue;
+        add(out, n, req->hdrs[i].value);
+    }
+    add_te(req, out);
+}
+
 void fwd_request_headers(const struct fwd_req *req, struct fwd_headers *out)
 {
-    const char *host = NULL;
+    const char *host = req_host(req);
 
-    for (size_t i = 0; i < req->n_hdrs && host == NULL; i++)
-        if (strcmp(req->hdrs[i].name, "host") == 0)
-            host = req->hdrs[i].value;
     out->n = 0;
     add(out, ":method", req->method);
     if (req->protocol != NULL)
@@ -146,21 +203,9 @@ void fwd_request_headers(const struct fwd_req *req, struct fwd_headers *out)
     if (out->fw.host[0] != '\0')
         add(out, "x-forwarded-host", out->fw.host);
     add(out, "forwarded", out->fw.forwarded);
-    if (req->content_length >= 0 && req->has_body) {
-        snprintf(out->cl, sizeof(out->cl), "%lld", (long long)req->content_length);
-        add(out, "content-length", out->cl);
-    }
+    add_length(req, out);
     for (size_t i = 0; i < req->n_hdrs && out->n < H2_HEADER_COUNT_MAX; i++)
         if (!skip_header(req, req->hdrs[i].name))
             add(out, req->hdrs[i].name, req->hdrs[i].value);
-    /* TE is hop-by-hop, but "trailers" says the client takes trailer
-     * fields, which gRPC requires of every hop (RFC 9113 8.2.2 allows only
-     * that value): it goes on, alone, since the hub passes trailers both
-     * ways. Other codings are the hub's own business. */
-    for (size_t i = 0; i < req->n_hdrs && out->n < H2_HEADER_COUNT_MAX; i++)
-        if (strcmp(req->hdrs[i].name, "te") == 0 &&
-            hfield_token_listed(req->hdrs[i].value, strlen(req->hdrs[i].value), "trailers", 8)) {
-            add(out, "te", "trailers");
-            break;
-        }
+    add_te(req, out);
 }

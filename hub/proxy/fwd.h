@@ -64,6 +64,14 @@ struct fwd_headers {
  * headers are added while the list holds fewer than H2_HEADER_COUNT_MAX
  * entries; the rest are dropped. */
 void fwd_request_headers(const struct fwd_req *req, struct fwd_headers *out);
+/* The header list of the request forwarded to a peer hub that holds the
+ * site's tunnel: req->path is the hub path the user asked
+ * (/v1/sites/SITE/services/...), the user's headers go on as they came,
+ * Authorization included (the peer checks the token itself), but for the
+ * hop-by-hop ones, Host (as :authority), Expect and Content-Length; the
+ * user's address in X-Forwarded-For (the peer trusts it from a peer link
+ * only). */
+void fwd_peer_headers(const struct fwd_req *req, struct fwd_headers *out);
 
 /* The request trailers that go on to the service: those of trl (n
  * name\0value\0 pairs, names lower-case) that pass the same filter as

@@ -15,6 +15,7 @@
 #include "../../common/hfield.h"
 #include "fwd.h"
 #include "slots.h"
+#include "../tunnel/peer.h"
 #include "../tunnel/tunnel.h"
 
 /* Upload bytes held for the tunnel before the client is paused. */
@@ -34,13 +35,14 @@ struct proxy {
     struct ureq *r;                                  /* NULL once the user side is finished */
     struct tstream *ts;                              /* NULL once the tunnel side is finished */
     int64_t site_id;
-    int queued;  /* waiting for a slot (in by_site->waiting) or about to open */
-    int waiting; /* in by_site->waiting */
-    int active;  /* counted in by_token->active and by_site->active */
-    int t_ended; /* the site's response is complete; r->out still holds some */
-    int connect; /* a CONNECT: a byte stream once the site answered 2xx */
-    int is_long; /* a long-lived stream: a CONNECT or a gRPC call (n_long) */
-    int grpc;    /* a gRPC call: its deadline is the client's, not request_timeout */
+    int64_t via_hub; /* the peer hub that holds the site's tunnel; 0: this hub */
+    int queued;      /* waiting for a slot (in by_site->waiting) or about to open */
+    int waiting;     /* in by_site->waiting */
+    int active;      /* counted in by_token->active and by_site->active */
+    int t_ended;     /* the site's response is complete; r->out still holds some */
+    int connect;     /* a CONNECT: a byte stream once the site answered 2xx */
+    int is_long;     /* a long-lived stream: a CONNECT or a gRPC call (n_long) */
+    int grpc;        /* a gRPC call: its deadline is the client's, not request_timeout */
     TAILQ_ENTRY(proxy) wlink;
     char service[TOKEN_NAME_MAX + 1];
     char *path; /* owned */
@@ -586,7 +588,9 @@ static void refused(struct proxy *p, enum proxy_refusal kind)
 static int stream_submit(struct proxy *p, struct tunnel *t)
 {
     struct ureq *r = p->r;
-    const struct fwd_req req = {
+    char peer_path[8192];
+    int via = p->via_hub > 0, rc;
+    struct fwd_req req = {
         .method = r->method,
         .protocol = r->bytestream ? r->protocol : NULL,
         .path = p->path,
@@ -600,9 +604,25 @@ static int stream_submit(struct proxy *p, struct tunnel *t)
     };
     struct fwd_headers fh;
 
-    fwd_request_headers(&req, &fh);
+    if (via) {
+        /* To the hub that holds the tunnel: the user's own hub path (a
+         * CONNECT by authority becomes a connect-tcp one). */
+        if (r->target != NULL && r->target[0] == '/') {
+            snprintf(peer_path, sizeof(peer_path), "%s", r->target);
+        } else {
+            snprintf(peer_path, sizeof(peer_path), "/v1/sites/%s/services/%s", p->site, p->service);
+            if (r->bytestream)
+                req.protocol = "connect-tcp";
+        }
+        req.path = peer_path;
+        fwd_peer_headers(&req, &fh);
+    } else {
+        fwd_request_headers(&req, &fh);
+    }
     p->queued = 0;
-    if (tunnel_stream_open(t, fh.nv, fh.n, r->has_body, &tunnel_side, p, &p->ts) != 0) {
+    rc = via ? peer_stream_open(p->h, p->via_hub, fh.nv, fh.n, r->has_body, &tunnel_side, p, &p->ts)
+             : tunnel_stream_open(t, fh.nv, fh.n, r->has_body, &tunnel_side, p, &p->ts);
+    if (rc != 0) {
         p->ts = NULL;
         return -EBUSY;
     }
@@ -620,11 +640,12 @@ static int stream_submit(struct proxy *p, struct tunnel *t)
 static void open_stream(uv_timer_t *tm)
 {
     struct proxy *p = tm->data;
-    struct tunnel *t = hub_tunnel_find(p->h, p->site_id);
+    struct tunnel *t = p->via_hub > 0 ? NULL : hub_tunnel_find(p->h, p->site_id);
 
     if (p->r == NULL || !p->queued || p->waiting)
         return;
-    if (t == NULL || !tunnel_is_open(t) || stream_submit(p, t) != 0)
+    if (p->via_hub > 0 ? stream_submit(p, NULL) != 0
+                       : t == NULL || !tunnel_is_open(t) || stream_submit(p, t) != 0)
         proxy_fail(p, 503, "site_offline", "the site's tunnel is closing");
 }
 
@@ -679,8 +700,9 @@ static int refuse(struct proxy *p, enum proxy_refusal kind, const struct slots_p
     return status;
 }
 
-int proxy_start(struct hub *h, struct ureq *r, struct tunnel *t, const char *service,
-                const char *path, const char *user, const char **code)
+static int begin(struct hub *h, struct ureq *r, struct tunnel *t, int64_t site_id, const char *site,
+                 int64_t via_hub, const char *service, const char *path, const char *user,
+                 const char **code)
 {
     const struct hub_config *c = &h->cfg;
     enum proxy_refusal kind;
@@ -704,13 +726,14 @@ int proxy_start(struct hub *h, struct ureq *r, struct tunnel *t, const char *ser
     p->connect = r->bytestream;
     p->grpc = is_grpc(r);
     p->is_long = p->connect || p->grpc;
-    p->site_id = tunnel_site_id(t);
+    p->site_id = site_id;
+    p->via_hub = via_hub;
     buf_init(&p->up);
     uv_timer_init(h->loop, &p->timer);
     uv_timer_init(h->loop, &p->aux);
     p->timer.data = p->aux.data = p;
     p->handles = 2;
-    snprintf(p->site, sizeof(p->site), "%s", tunnel_site_name(t));
+    snprintf(p->site, sizeof(p->site), "%s", site);
     snprintf(p->service, sizeof(p->service), "%s", service);
     snprintf(p->method, sizeof(p->method), "%s", r->method);
     snprintf(p->user, sizeof(p->user), "%s", user);
@@ -761,4 +784,17 @@ int proxy_start(struct hub *h, struct ureq *r, struct tunnel *t, const char *ser
         return 503;
     }
     return 0;
+}
+
+int proxy_start(struct hub *h, struct ureq *r, struct tunnel *t, const char *service,
+                const char *path, const char *user, const char **code)
+{
+    return begin(h, r, t, tunnel_site_id(t), tunnel_site_name(t), 0, service, path, user, code);
+}
+
+int proxy_start_via(struct hub *h, struct ureq *r, int64_t via_hub, int64_t site_id,
+                    const char *site, const char *service, const char *path, const char *user,
+                    const char **code)
+{
+    return begin(h, r, NULL, site_id, site, via_hub, service, path, user, code);
 }

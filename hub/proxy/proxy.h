@@ -14,6 +14,12 @@
  * (static) its error code; r is finished then (readable until the caller returns). */
 int proxy_start(struct hub *h, struct ureq *r, struct tunnel *t, const char *service,
                 const char *path, const char *user, const char **code);
+/* The same for a site whose tunnel is on peer hub via_hub: the request
+ * goes over the link to it (peer_stream_open), which checks the token,
+ * the service and the path again and answers as for its own users. */
+int proxy_start_via(struct hub *h, struct ureq *r, int64_t via_hub, int64_t site_id,
+                    const char *site, const char *service, const char *path, const char *user,
+                    const char **code);
 /* One request's access line (event "access", unless hub.conf says
  * access_log = off): the path is logged without its query string, which may
  * hold secrets. Called by the proxy when a request ends, and by the router

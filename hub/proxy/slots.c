@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../tunnel/peer.h"
 #include "../tunnel/tunnel.h"
 
 static struct proxy_hold_list *bucket(struct hub *h, int64_t site_id, const void *conn,
@@ -78,7 +79,8 @@ void slots_pools(struct hub *h, int64_t site_id, struct slots_pools *out)
 {
     const struct hub_config *c = &h->cfg;
     struct tunnel *t = hub_tunnel_find(h, site_id);
-    size_t slots = t != NULL ? tunnel_stream_slots(t) : 0;
+    /* A site on another hub: the link to it (forwarded requests). */
+    size_t slots = t != NULL ? tunnel_stream_slots(t) : peer_site_slots(h, site_id);
     size_t reserve = slots / 2 < REQUEST_RESERVE ? slots / 2 : REQUEST_RESERVE;
     size_t share;
 

@@ -13,6 +13,7 @@
 #include "../../common/log.h"
 #include "../../common/net.h"
 #include "../../common/tls.h"
+#include "../http/user.h"
 #include "../store/registry.h"
 #include "mux.h"
 
@@ -67,14 +68,16 @@ struct peer_out {
 };
 
 /* A link another hub dialled: this hub is its HTTP/2 server. */
+/* A link another hub dialled: this hub is its HTTP/2 server, through the
+ * user front end (its streams are forwarded user requests, hub/http). It
+ * lives as long as its conn; the dialler's PINGs keep it alive. */
 struct peer_in {
     struct peers *ps;
-    struct conn *conn; /* NULL once closed */
-    struct h2 h2;
+    struct conn *conn;
     int64_t hub_id;
     char name[254];
     char pin[CRYPTO_PIN_LEN + 1];
-    uint64_t last_heard_ms, up_ms, ping_ms;
+    uint64_t up_ms;
     LIST_ENTRY(peer_in) link;
 };
 
@@ -294,63 +297,18 @@ static void out_dial(struct peer_out *o)
 
 /* --- links other hubs dialled --- */
 
-static int in_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, void *user_data)
+/* The user front end closed the link (user_attach_peer). */
+static void in_gone(void *arg, const char *reason)
 {
-    struct peer_in *p = user_data;
-
-    p->last_heard_ms = now_ms(p->ps);
-    return 0;
-}
-
-static const struct h2_callbacks in_callbacks = {
-    .frame_recv = in_frame_recv,
-};
-
-/* No streams yet: routing users over the link is the next step
- * (docs/plans/scale-out.md §4.5). */
-static const struct h2_limits in_limits = {0, TUNNEL_STREAM_WINDOW, TUNNEL_STREAM_WINDOW};
-
-static int in_data(struct conn *c, const uint8_t *data, size_t len)
-{
-    struct peer_in *p = c->owner;
-    int rc = h2_feed(&p->h2, data, len);
-
-    if (rc < 0)
-        return -EPROTO;
-    if (h2_finished(&p->h2))
-        conn_close_after_flush(c, "session finished");
-    return 0;
-}
-
-static void in_drain(struct conn *c)
-{
-    struct peer_in *p = c->owner;
-
-    if (h2_send(&p->h2) < 0)
-        conn_close(c, "http2 send error");
-}
-
-static void in_handshake(struct conn *c) {}
-
-static void in_close(struct conn *c, const char *reason)
-{
-    struct peer_in *p = c->owner;
+    struct peer_in *p = arg;
 
     log_event(LOG_INFO, "peer_link_down",
               "peer=%s hub_id=%lld remote=%s reason=%s up_ms=%llu dir=in", log_q(p->name),
-              (long long)p->hub_id, c->peer, log_q(reason),
+              (long long)p->hub_id, p->conn->peer, log_q(reason),
               (unsigned long long)(now_ms(p->ps) - p->up_ms));
-    h2_free(&p->h2);
     LIST_REMOVE(p, link);
     free(p);
 }
-
-static const struct conn_ops in_ops = {
-    .on_handshake = in_handshake,
-    .on_data = in_data,
-    .on_drain = in_drain,
-    .on_close = in_close,
-};
 
 struct pin_find {
     const char *pin;
@@ -400,22 +358,17 @@ int peer_accept(struct hub *h, struct conn *c, int64_t hub_id, const char *name,
     p->hub_id = hub_id;
     snprintf(p->name, sizeof(p->name), "%s", name);
     snprintf(p->pin, sizeof(p->pin), "%s", pin);
-    p->last_heard_ms = p->up_ms = p->ping_ms = now_ms(ps);
-    rc = h2_open(&p->h2, c, H2_ROLE_HUB_USERS, &in_callbacks, &in_limits, p);
+    p->up_ms = now_ms(ps);
+    rc = user_attach_peer(h, c, hub_id, in_gone, p);
     if (rc != 0)
         goto out;
-    c->ops = &in_ops;
-    c->owner = p;
     LIST_INSERT_HEAD(&ps->in, p, link);
-    h2_send(&p->h2);
     log_event(LOG_INFO, "peer_link_up", "peer=%s hub_id=%lld remote=%s pin=%s dir=in", log_q(name),
               (long long)hub_id, c->peer, pin);
     rc = 0;
 out:
-    if (rc != 0 && p != NULL) {
-        h2_free(&p->h2);
+    if (rc != 0)
         free(p);
-    }
     return rc;
 }
 
@@ -558,7 +511,6 @@ static void tick_cb(uv_timer_t *timer)
     struct peers *ps = timer->data;
     uint64_t now = now_ms(ps), iv = PEER_PING_MS;
     struct peer_out *o;
-    struct peer_in *p;
 
     if (ps->stopping || ps->h->draining)
         return;
@@ -580,18 +532,6 @@ static void tick_cb(uv_timer_t *timer)
         } else if (now - o->ping_ms >= iv) {
             o->ping_ms = now;
             tmux_ping(&o->mux);
-        }
-    }
-    LIST_FOREACH(p, &ps->in, link)
-    {
-        if (p->conn == NULL || p->conn->closing)
-            continue;
-        if (now - p->last_heard_ms >= 2 * iv) {
-            conn_close(p->conn, "ping timeout");
-        } else if (now - p->ping_ms >= iv) {
-            p->ping_ms = now;
-            nghttp2_submit_ping(p->h2.s, NGHTTP2_FLAG_NONE, NULL);
-            h2_send(&p->h2);
         }
     }
 }
@@ -646,7 +586,7 @@ void peer_count_up(const struct hub *h, size_t *out, size_t *in)
     LIST_FOREACH(o, &ps->out, link)
     *out += o->state == PEER_UP;
     LIST_FOREACH(p, &ps->in, link)
-    *in += p->conn != NULL && !p->conn->closing;
+    *in += !p->conn->closing;
 }
 
 /* --- where sites are --- */
@@ -699,6 +639,45 @@ int peer_site_hub(struct hub *h, int64_t site_id, int64_t *hub_id)
     pl->at_ms = now_ms(ps);
     *hub_id = pl->hub_id;
     return rc;
+}
+
+/* The link to hub hub_id when it is up, else NULL. */
+static struct peer_out *out_up(struct hub *h, int64_t hub_id)
+{
+    struct peer_out *o;
+
+    if (h->peers == NULL || h->peers->stopping || hub_id <= 0)
+        return NULL;
+    o = out_find(h->peers, hub_id);
+    if (o == NULL || o->state != PEER_UP || o->conn == NULL || o->conn->closing)
+        return NULL;
+    return o;
+}
+
+int peer_link_up(struct hub *h, int64_t hub_id)
+{
+    return out_up(h, hub_id) != NULL;
+}
+
+size_t peer_site_slots(struct hub *h, int64_t site_id)
+{
+    struct place *pl = h->peers != NULL ? place_slot(h->peers, site_id) : NULL;
+    struct peer_out *o;
+
+    /* The place proxy_route just read: no database read here. */
+    if (pl == NULL || pl->site_id != site_id || (o = out_up(h, pl->hub_id)) == NULL)
+        return 0;
+    return tmux_stream_slots(&o->mux);
+}
+
+int peer_stream_open(struct hub *h, int64_t hub_id, const nghttp2_nv *nva, size_t n, int has_body,
+                     const struct tstream_ops *ops, void *arg, struct tstream **out)
+{
+    struct peer_out *o = out_up(h, hub_id);
+
+    if (o == NULL || h->draining)
+        return -ENOTCONN;
+    return tmux_stream_open(&o->mux, nva, n, has_body, ops, arg, out);
 }
 
 void peer_free(struct hub *h)

@@ -9,6 +9,7 @@
 
 #include "../../common/conn.h"
 #include "../core/hub.h"
+#include "tunnel.h"
 
 /* The ALPN of a peer link (docs/protocol.md, "Hub-to-hub peering"). */
 #define PEER_ALPN "tether-peer/1"
@@ -39,5 +40,14 @@ int peer_accept(struct hub *h, struct conn *c, int64_t hub_id, const char *name,
 int peer_site_hub(struct hub *h, int64_t site_id, int64_t *hub_id);
 /* A hub opened session session_id of the site (a ses: note, hub/cluster.c). */
 void peer_note_session(struct hub *h, int64_t site_id, int64_t session_id, int64_t hub_id);
+/* 1 when this hub's link to hub hub_id is up. */
+int peer_link_up(struct hub *h, int64_t hub_id);
+/* Streams the link to the hub where the site is placed (as last read by
+ * peer_site_hub) serves at once; 0 when there is none up. */
+size_t peer_site_slots(struct hub *h, int64_t site_id);
+/* Opens a stream carrying a forwarded user request on the link to hub
+ * hub_id, as tunnel_stream_open: -ENOTCONN when the link is not up. */
+int peer_stream_open(struct hub *h, int64_t hub_id, const nghttp2_nv *nva, size_t n, int has_body,
+                     const struct tstream_ops *ops, void *arg, struct tstream **out);
 
 #endif

@@ -295,8 +295,56 @@ static void test_request_trailers(void)
     buf_free(&b);
 }
 
+/* To a peer hub: the user's hub path and credentials go on, the user's
+ * address in x-forwarded-for replaces any the user sent, hop-by-hop and
+ * framing headers do not cross. */
+static void test_peer(void)
+{
+    static const struct ureq_header h[] = {
+        H("host", "hub.example:6443"),   H("authorization", "Bearer tok_x"),
+        H("x-forwarded-for", "1.2.3.4"), H("connection", "keep-alive"),
+        H("content-length", "5"),        H("expect", "100-continue"),
+        H("te", "trailers, deflate"),    H("x-custom", "v"),
+        H("forwarded", "for=9.9.9.9"),
+    };
+    const struct fwd_req req = {
+        .method = "PUT",
+        .path = "/v1/sites/s1/services/web/a?b=1",
+        .service = "web",
+        .user = "alice",
+        .peer = "192.0.2.7:5555",
+        .hdrs = h,
+        .n_hdrs = sizeof(h) / sizeof(h[0]),
+        .content_length = 5,
+        .has_body = 1,
+    };
+    struct fwd_headers fh;
+    int k;
+
+    memset(&fh, 0xa5, sizeof(fh));
+    fwd_peer_headers(&req, &fh);
+    CHECK_EQ_STR(nv_get(&fh, ":method", NULL), "PUT");
+    CHECK_EQ_STR(nv_get(&fh, ":path", NULL), "/v1/sites/s1/services/web/a?b=1");
+    CHECK_EQ_STR(nv_get(&fh, ":authority", NULL), "hub.example:6443");
+    CHECK_EQ_STR(nv_get(&fh, ":scheme", NULL), "https");
+    CHECK(!nv_has(&fh, ":protocol"));
+    CHECK_EQ_STR(nv_get(&fh, "authorization", NULL), "Bearer tok_x");
+    CHECK_EQ_STR(nv_get(&fh, "x-forwarded-for", &k), "192.0.2.7");
+    CHECK_EQ_INT(k, 1);
+    CHECK_EQ_STR(nv_get(&fh, "content-length", &k), "5");
+    CHECK_EQ_INT(k, 1);
+    CHECK_EQ_STR(nv_get(&fh, "te", &k), "trailers");
+    CHECK_EQ_INT(k, 1);
+    CHECK_EQ_STR(nv_get(&fh, "x-custom", NULL), "v");
+    /* The peer's own filter drops it before the site (fwd_reserved). */
+    CHECK_EQ_STR(nv_get(&fh, "forwarded", NULL), "for=9.9.9.9");
+    CHECK(!nv_has(&fh, "host") && !nv_has(&fh, "connection") && !nv_has(&fh, "expect"));
+    CHECK(!nv_has(&fh, "x-tether-user") && !nv_has(&fh, "tether-service"));
+}
+
 int main(void)
 {
+    test_peer();
     test_request_trailers();
     test_build();
     test_reserved();

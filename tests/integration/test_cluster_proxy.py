@@ -1,0 +1,125 @@
+#!/usr/bin/env python3
+# Integration: any hub serves any user: a request to hub A for a site whose tunnel is on hub B goes over the peer link (status and body as B answers them, a 4 MiB upload, HTTP/1.1 and HTTP/2), B checks the token itself, and after kill -9 of B the site fails over to A, which serves it again.
+# SPDX-License-Identifier: MIT
+import hashlib
+import json
+import os
+import re
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import Harness  # noqa: E402
+from bytestreams import Client, TcpService, echo  # noqa: E402
+
+FAILOVER_S = 10.0
+
+
+def link_up(src, dst, direction, timeout=10.0):
+    return src.proc.wait_log(r"\bpeer_link_up\b.*pin=%s dir=%s" % (re.escape(dst.pin), direction),
+                             timeout, fatal=False)
+
+
+def main(h):
+    h.pg_only("a cluster is several hubs on one PostgreSQL database")
+    a = h.hub("hub-a")
+    a.init()
+    b = h.hub("hub-b")
+    b.init(db=a.db_url)
+    a.start()
+    b.start()
+    h.check(link_up(a, b, "out") is not None and link_up(b, a, "in") is not None,
+            "hub A holds its peer link to hub B")
+
+    # The site enrolls with a token from B, which lists B first: it connects there.
+    svc = h.service("svc-s1", site_name="s1")
+    site = h.site("s1", b)
+    site.enroll(b.site_add("s1"))
+    tcp = TcpService(echo)
+    services = {"web": svc.url, "echo": tcp.url}
+    site.start(services, ["--ping-interval", "1"])
+    h.check(b.wait_ready("s1") is not None, "the site connects to hub B")
+    h.check(not a.sites().get("s1", {}).get("online"), "hub A holds no tunnel of the site")
+
+    # A GET through A: the same status and body as through B.
+    direct = b.proxy("s1", "web", "/bytes/100000")
+    via = a.proxy("s1", "web", "/bytes/100000")
+    h.check(direct.status == 200 and len(direct.body) == 100000, "GET through hub B", direct)
+    h.check(via.status == direct.status and via.body == direct.body,
+            "GET through hub A: status and body equal to hub B's answer", via)
+    via2 = a.proxy("s1", "web", "/bytes/100000", http="2")
+    h.check(via2.status == 200 and via2.body == direct.body and via2.version == "2",
+            "the same over HTTP/2 to hub A", via2)
+    e = a.proxy("s1", "web", "/echo?x=1").json() or {}
+    hd = e.get("headers", {})
+    h.check(e.get("query") == "x=1" and hd.get("x-forwarded-for") == "127.0.0.1" and
+            "authorization" not in hd and hd.get("x-tether-user"),
+            "the service sees the path, the user's address and the token's name, not the token",
+            e)
+    st = a.proxy("s1", "web", "/status/418")
+    h.check(st.status == 418, "a status the site answers comes back through A", st)
+
+    # A 4 MiB upload through A round-trips.
+    data = os.urandom(4 << 20)
+    path = os.path.join(h.tmp, "up.bin")
+    with open(path, "wb") as f:
+        f.write(data)
+    t0 = time.monotonic()
+    up = a.proxy("s1", "web", "/sha256", method="POST", data_file=path)
+    h.info("4 MiB POST through A: %.2f s" % (time.monotonic() - t0))
+    got = up.json() or {}
+    h.check(up.status == 200 and got.get("bytes") == len(data) and
+            got.get("sha256") == hashlib.sha256(data).hexdigest(),
+            "a 4 MiB POST through hub A reaches the site whole", up)
+
+    # Refusals: a bad token, an unknown site.
+    r = a.proxy("s1", "web", "/echo", token="tok_not_a_token")
+    h.check(r.status == 401, "a bad token through hub A gets 401", r)
+    r = a.proxy("nosuch", "web", "/echo")
+    h.check(r.status == 404, "a site that does not exist gets 404 through hub A", r)
+
+    # A TCP stream (extended CONNECT) through A: bytes both ways, half-close.
+    c = Client(a.port, a.token, site="s1")
+    c.pump(lambda: c.enable_connect is not None, 10, "hub A's SETTINGS")
+    for classic in (False, True):
+        kind = "classic" if classic else "extended"
+        st = c.open("echo", classic=classic)
+        st.send(b"hello across the hop\n")
+        c.pump(lambda: len(st.data) >= 21 or st.done, 15, "the echo")
+        h.check(st.status == 200 and bytes(st.data) == b"hello across the hop\n",
+                "%s CONNECT through hub A: the TCP service's echo comes back" % kind,
+                (st.status, bytes(st.data[:80])))
+        st.send(b"", end=True)
+        c.pump(lambda: st.done, 15, "the echo stream's end")
+        h.check(st.ended and st.reset is None,
+                "%s CONNECT: the user's END_STREAM reaches the service, its EOF comes back" % kind,
+                (st.ended, st.reset))
+    c.close()
+
+    # The site leaves B: through A, 503 (A may still think it is on B: then
+    # B answers that it is not there, and never sends the request on).
+    site.proc.stop()
+    r = a.proxy("s1", "web", "/echo")
+    h.check(r.status == 503 and (r.json() or {}).get("error") == "site_offline",
+            "the site gone from hub B: 503 site_offline through hub A", r)
+    site.start(services, ["--ping-interval", "1"])
+    h.check(b.wait_ready("s1") is not None, "the site is back on hub B")
+    r = a.proxy("s1", "web", "/bytes/100000")
+    h.check(r.status == 200 and r.body == direct.body, "and reached through hub A again", r)
+
+    # B forwards nothing back and takes only proxied requests from a peer: a
+    # request B forwarded is never sent on (checked by B's log: one hop).
+    h.check(b.proc.find(r"\bpeer_link_down\b") is None, "the link stayed up throughout")
+
+    # Hub B dies: the site fails over to A, which serves it itself.
+    t0 = time.monotonic()
+    b.proc.kill9()
+    h.check(a.wait_ready("s1", timeout=FAILOVER_S + 5) is not None,
+            "kill -9 of hub B: the site is back on hub A")
+    h.info("failover to A: %.2f s" % (time.monotonic() - t0))
+    r = a.proxy("s1", "web", "/bytes/100000")
+    h.check(r.status == 200 and r.body == direct.body, "requests through hub A work again", r)
+
+
+if __name__ == "__main__":
+    Harness.main("test_cluster_proxy", main, tools=("curl",))

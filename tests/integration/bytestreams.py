@@ -75,13 +75,15 @@ class Stream:
 class Client:
     """One HTTP/2 connection to the hub as a user with token."""
 
-    def __init__(self, port, token, site="clinic-a"):
+    def __init__(self, port, token, site="clinic-a", alpn="h2", cert=None, key=None):
+        """alpn, cert, key: another ALPN with a client certificate (a peer
+        hub's link, tether-peer/1)."""
         need_h2()
         self.token = token
         self.site = site
-        self.sock = tls_connect(port, alpn=("h2",))
-        if self.sock.selected_alpn_protocol() != "h2":
-            raise Fatal("hub did not select h2")
+        self.sock = tls_connect(port, alpn=(alpn,), cert=cert, key=key)
+        if self.sock.selected_alpn_protocol() != alpn:
+            raise Fatal("hub did not select %s" % alpn)
         self.sock.setblocking(False)
         cfg = h2.config.H2Configuration(client_side=True, header_encoding="utf-8",
                                         validate_outbound_headers=False,
@@ -117,6 +119,16 @@ class Client:
         hdrs += list(extra)
         self.c.send_headers(sid, hdrs)
         st = Stream(sid, keep)
+        self.streams[sid] = st
+        return st
+
+    def request(self, method, path, extra=()):
+        """A request without a body on path, with the token."""
+        sid = self.c.get_next_available_stream_id()
+        hdrs = [(":method", method), (":scheme", "https"), (":authority", "hub"),
+                (":path", path), ("authorization", "Bearer " + self.token)] + list(extra)
+        self.c.send_headers(sid, hdrs, end_stream=True)
+        st = Stream(sid)
         self.streams[sid] = st
         return st
 

@@ -107,9 +107,22 @@ def main(h):
     r = a.proxy("s1", "web", "/bytes/100000")
     h.check(r.status == 200 and r.body == direct.body, "and reached through hub A again", r)
 
-    # B forwards nothing back and takes only proxied requests from a peer: a
-    # request B forwarded is never sent on (checked by B's log: one hop).
-    h.check(b.proc.find(r"\bpeer_link_down\b") is None, "the link stayed up throughout")
+    # Hub B's end of a link, opened by hand with hub A's key: it takes
+    # proxied requests only, with the user's address from x-forwarded-for.
+    pc = Client(b.port, a.token, alpn="tether-peer/1", cert=os.path.join(a.dir, "hub.crt"),
+                key=os.path.join(a.dir, "hub.key"))
+    api = pc.request("GET", "/v1/sites")
+    px = pc.request("GET", "/v1/sites/s1/services/web/echo",
+                    [("x-forwarded-for", "203.0.113.9")])
+    pc.pump(lambda: api.done and px.done, 10, "hub B's answers on the peer link")
+    h.check(api.status == 403, "on a peer link, hub B refuses an API call (403)",
+            (api.status, bytes(api.data[:200])))
+    hd = json.loads(bytes(px.data) or b"{}").get("headers", {})
+    h.check(px.status == 200 and hd.get("x-forwarded-for") == "203.0.113.9",
+            "and serves a proxied request, the user's address taken from x-forwarded-for",
+            (px.status, hd))
+    pc.close()
+    h.check(a.proc.find(r"\bpeer_link_down\b") is None, "hub A's link stayed up throughout")
 
     # Hub B dies: the site fails over to A, which serves it itself.
     t0 = time.monotonic()

@@ -86,7 +86,12 @@ static void not_offered(struct outcome *o, struct tunnel *t, const char *service
 static int64_t peer_hop(struct hub *h, struct ureq *r, int64_t site_id)
 {
     int64_t where = 0;
+    size_t out, in;
 
+    /* No link up (one hub alone, SQLite): nothing to read. */
+    peer_count_up(h, &out, &in);
+    if (out == 0)
+        return 0;
     if (ureq_peer_hub(r) > 0 || peer_site_hub(h, site_id, &where) != 0 || where == h->hub_id ||
         !peer_link_up(h, where))
         return 0;

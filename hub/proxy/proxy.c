@@ -744,7 +744,10 @@ static int begin(struct hub *h, struct ureq *r, struct tunnel *t, int64_t site_i
     /* What one connection, one token and everyone together may have in
      * flight on this site, and hold stalled (docs/protocol.md, "Flow
      * control"). */
-    p->by_conn = slots_take(h, p->site_id, r->uc, NULL, p->is_long);
+    /* A peer hub's link carries many users' connections, each already held
+     * to its caps by that hub: a forwarded request counts as its own. */
+    p->by_conn =
+        slots_take(h, p->site_id, ureq_peer_hub(r) > 0 ? (const void *)r : r->uc, NULL, p->is_long);
     p->by_token = p->by_conn ? slots_take(h, p->site_id, NULL, user, p->is_long) : NULL;
     p->by_site = p->by_token ? slots_take(h, p->site_id, NULL, "", p->is_long) : NULL;
     if (p->by_site == NULL) {

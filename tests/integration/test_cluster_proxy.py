@@ -1,16 +1,23 @@
 #!/usr/bin/env python3
 # Integration: any hub serves any user: a request to hub A for a site whose tunnel is on hub B goes over the peer link (status and body as B answers them, a 4 MiB upload, HTTP/1.1 and HTTP/2), B checks the token itself, and after kill -9 of B the site fails over to A, which serves it again.
 # SPDX-License-Identifier: MIT
+import asyncio
 import hashlib
 import json
 import os
 import re
+import ssl
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Harness  # noqa: E402
+from harness import Fatal, Harness, debian_import  # noqa: E402
 from bytestreams import Client, TcpService, echo  # noqa: E402
+
+websockets = None
+if debian_import("websockets"):
+    import websockets
 
 FAILOVER_S = 10.0
 
@@ -18,6 +25,50 @@ FAILOVER_S = 10.0
 def link_up(src, dst, direction, timeout=10.0):
     return src.proc.wait_log(r"\bpeer_link_up\b.*pin=%s dir=%s" % (re.escape(dst.pin), direction),
                              timeout, fatal=False)
+
+
+class WsServer:
+    """A python3-websockets echo server on 127.0.0.1, in its own thread."""
+
+    def __init__(self):
+        self.loop = asyncio.new_event_loop()
+        ready = threading.Event()
+        threading.Thread(target=self._run, args=(ready,), daemon=True).start()
+        if not ready.wait(10):
+            raise Fatal("websockets server did not start")
+
+    def _run(self, ready):
+        asyncio.set_event_loop(self.loop)
+        srv = self.loop.run_until_complete(websockets.serve(
+            self._echo, "127.0.0.1", 0, compression=None, ping_interval=None))
+        self.port = srv.sockets[0].getsockname()[1]
+        ready.set()
+        self.loop.run_forever()
+
+    async def _echo(self, ws, path=None):
+        try:
+            async for msg in ws:
+                await ws.send(msg)
+        except websockets.ConnectionClosed:
+            pass
+
+    @property
+    def url(self):
+        return "http://127.0.0.1:%d/ws" % self.port
+
+
+async def ws_echo(hub, text):
+    """A WebSocket over TLS + HTTP/1.1 to hub: the echo of text."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.set_alpn_protocols(["http/1.1"])
+    uri = "wss://127.0.0.1:%d/v1/sites/s1/services/ws/hop" % hub.port
+    async with websockets.connect(uri, ssl=ctx, extra_headers={"Authorization": "Bearer " +
+                                                               hub.token},
+                                  compression=None, ping_interval=None, open_timeout=10) as ws:
+        await ws.send(text)
+        return await asyncio.wait_for(ws.recv(), 10)
 
 
 def main(h):
@@ -37,6 +88,9 @@ def main(h):
     site.enroll(b.site_add("s1"))
     tcp = TcpService(echo)
     services = {"web": svc.url, "echo": tcp.url}
+    wss = WsServer() if websockets is not None else None
+    if wss is not None:
+        services["ws"] = wss.url
     site.start(services, ["--ping-interval", "1"])
     h.check(b.wait_ready("s1") is not None, "the site connects to hub B")
     h.check(not a.sites().get("s1", {}).get("online"), "hub A holds no tunnel of the site")
@@ -95,6 +149,12 @@ def main(h):
                 "%s CONNECT: the user's END_STREAM reaches the service, its EOF comes back" % kind,
                 (st.ended, st.reset))
     c.close()
+    if wss is None:
+        h.info("python3-websockets not installed: no WebSocket check")
+    else:
+        got = asyncio.run(ws_echo(a, "hello websocket across the hop"))
+        h.check(got == "hello websocket across the hop",
+                "a WebSocket (HTTP/1.1 upgrade) through hub A: the echo comes back", got)
 
     # The site leaves B: through A, 503 (A may still think it is on B: then
     # B answers that it is not there, and never sends the request on).

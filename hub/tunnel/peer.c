@@ -22,9 +22,10 @@
 #define PEER_HUBS_READ_MS 2000
 /* The tick that dials, pings and times links out. */
 #define PEER_TICK_MS 200
-/* Each side PINGs every PEER_PING_MS; a link silent for two intervals is
- * dead (docs/plans/scale-out.md §4.5). A killed hub is noticed at once: its
- * sockets close. */
+/* The dialling side PINGs every PEER_PING_MS; a link silent for two
+ * intervals is dead (docs/plans/scale-out.md §4.5). A killed hub is noticed
+ * at once: its sockets close. The accepting side answers PINGs and has TCP
+ * keepalive (a user connection's, hub/http/user.c). */
 #define PEER_PING_MS      5000
 #define PEER_HANDSHAKE_MS 10000
 /* Reconnect backoff: doubles from the first to the cap, with jitter, so a

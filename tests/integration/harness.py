@@ -684,6 +684,19 @@ class Hub:
         return self._wait_site(name, lambda s: s.get("online") and s.get("services"),
                                "online with services", timeout, 0.1)
 
+    def peer_link_up(self, other, direction, since=0, timeout=10.0):
+        """The peer_link_up line this hub logs for its link (direction "out"
+        or "in") with hub other, or None after timeout."""
+        return self.proc.wait_log(r"\bpeer_link_up\b.*pin=%s dir=%s" % (
+            re.escape(other.pin), direction), timeout, since=since, fatal=False)
+
+    def peer_links(self):
+        """{dir: count} of tether_peer_links in GET /metrics ({} unreadable)."""
+        r = self.curl("/metrics")
+        return {k: int(v) for k, v in re.findall(
+            r'^tether_peer_links\{dir="(\w+)"\} (\d+)$', r.body.decode(errors="replace"),
+            re.M)} if r.status == 200 else {}
+
     def curl(self, path, **kw):
         """curl to this hub with its pin and the admin token by default."""
         kw.setdefault("pin", self.pin)
@@ -951,6 +964,19 @@ class Harness:
         self._pg_dbs.append(name)
         self.note("PostgreSQL database %s" % name)
         return self.pg_url(name)
+
+    def pg_private(self):
+        """A PostgreSQL server of the test's own (for tests that stop and
+        start it; the shared fixture serves the others), stopped at cleanup;
+        hubs init'ed after this get their databases there. Returns (fixture
+        module, data dir) for fx.down(dir) / fx.up(dir)."""
+        fx = load_pgfixture()
+        pgdir = self.path("pg")
+        os.makedirs(pgdir)
+        fx.start(pgdir)
+        self.at_cleanup(lambda: fx.stop(pgdir))
+        os.environ["TETHER_TEST_PG_URL"] = fx.read_url(pgdir)
+        return fx, pgdir
 
     def pg_require_hub_support(self):
         """Skips (77) when this tether-hub has no PostgreSQL backend (no

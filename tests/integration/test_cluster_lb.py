@@ -94,14 +94,8 @@ def main(h):
 
     # The hubs' peer links dial each hub at an address of its own, never the
     # balancer they share (it would hand the dial to any of them).
-    def links(hub):
-        r = hub.curl("/metrics")
-        m = re.search(r'^tether_peer_links\{dir="out"\} (\d+)$', r.body.decode(errors="replace"),
-                      re.M)
-        return int(m.group(1)) if m else -1
-
-    h.check(h.wait_until(lambda: all(links(hub) == 2 for hub in hubs), 10, 0.2),
-            "each hub holds a peer link to each other hub", [links(hub) for hub in hubs])
+    h.check(h.wait_until(lambda: all(hub.peer_links().get("out") == 2 for hub in hubs), 10, 0.2),
+            "each hub holds a peer link to each other hub", [hub.peer_links() for hub in hubs])
     h.check(not any(hub.proc.find(r"\bpeer_link_failed\b.*\b%s\b" % re.escape(lb_addr))
                     for hub in hubs),
             "no hub dialled the balancer's address for a peer link")

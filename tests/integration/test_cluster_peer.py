@@ -15,18 +15,6 @@ PEER_ALPN = "tether-peer/1"
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 
-def link_up(src, dst, direction, since=0, timeout=10.0):
-    """The peer_link_up line hub src logs for its link with hub dst."""
-    return src.proc.wait_log(r"\bpeer_link_up\b.*pin=%s dir=%s" % (re.escape(dst.pin), direction),
-                             timeout, since=since, fatal=False)
-
-
-def peer_links(hub):
-    """{dir: value} of tether_peer_links in hub's GET /metrics."""
-    r = hub.curl("/metrics")
-    return dict(re.findall(r'^tether_peer_links\{dir="(\w+)"\} (\d+)$', r.body.decode(), re.M))
-
-
 def peer_handshake(h, hub, key_dir, key_name):
     """Opens tether-peer/1 to hub with the key key_dir/key_name.{crt,key}.
     Returns (alpn, first frame type from the server or the error text)."""
@@ -65,15 +53,15 @@ def main(h):
     b.start()
 
     # Each hub dials the other: one link per ordered pair, each side pinned.
-    h.check(link_up(a, b, "out") is not None and link_up(b, a, "in") is not None,
+    h.check(a.peer_link_up(b, "out") is not None and b.peer_link_up(a, "in") is not None,
             "hub A dials hub B: A logs its link out with B's pin, B the link in with A's")
-    h.check(link_up(b, a, "out") is not None and link_up(a, b, "in") is not None,
+    h.check(b.peer_link_up(a, "out") is not None and a.peer_link_up(b, "in") is not None,
             "hub B dials hub A: the other ordered pair")
     time.sleep(0.5)
     n_out = len(re.findall(r"\bpeer_link_up\b.*dir=out", a.proc.text()))
     h.check(n_out == 1, "hub A holds one link out to B, not one per tick (%d)" % n_out)
-    links = peer_links(a)
-    h.check(links == {"out": "1", "in": "1"}, "GET /metrics on hub A: tether_peer_links out 1, in 1",
+    links = a.peer_links()
+    h.check(links == {"out": 1, "in": 1}, "GET /metrics on hub A: tether_peer_links out 1, in 1",
             links)
 
     # What the link is: TLS 1.3 with tether-peer/1, then HTTP/2. A's own key
@@ -83,7 +71,7 @@ def main(h):
     h.check(alpn == PEER_ALPN and frame == 4,
             "with hub A's key, tether-peer/1 is selected and hub B speaks HTTP/2 (SETTINGS first)",
             (alpn, frame))
-    h.check(link_up(b, a, "in", since=mark) is not None,
+    h.check(b.peer_link_up(a, "in", since=mark) is not None,
             "hub B accepted that connection as a link from hub A (its pin)")
 
     # A hub of another cluster (its own database and key) is refused in the
@@ -118,15 +106,15 @@ def main(h):
                            fatal=False)
     h.info("peer down noticed in %.2f s" % (time.monotonic() - t0))
     h.check(down is not None, "hub A notices that hub B died (peer_link_down)")
-    h.check(h.wait_until(lambda: peer_links(a) == {"out": "0", "in": "0"}, 2),
-            "and counts no link up in /metrics", peer_links(a))
+    h.check(h.wait_until(lambda: a.peer_links() == {"out": 0, "in": 0}, 2),
+            "and counts no link up in /metrics", a.peer_links())
     mark = a.proc.mark()
     b.start()
     t0 = time.monotonic()
-    h.check(link_up(a, b, "out", since=mark) is not None,
+    h.check(a.peer_link_up(b, "out", since=mark) is not None,
             "hub B restarted: hub A's link to it comes back")
     h.info("link back %.2f s after the restart" % (time.monotonic() - t0))
-    h.check(link_up(b, a, "out") is not None, "and the restarted hub B dials hub A again")
+    h.check(b.peer_link_up(a, "out") is not None, "and the restarted hub B dials hub A again")
 
 
 if __name__ == "__main__":

@@ -5,56 +5,16 @@ import asyncio
 import hashlib
 import json
 import os
-import re
 import ssl
 import sys
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Fatal, Harness, debian_import  # noqa: E402
+from harness import Harness  # noqa: E402
 from bytestreams import Client, TcpService, echo  # noqa: E402
-
-websockets = None
-if debian_import("websockets"):
-    import websockets
+from wsserver import WsServer, websockets  # noqa: E402
 
 FAILOVER_S = 10.0
-
-
-def link_up(src, dst, direction, timeout=10.0):
-    return src.proc.wait_log(r"\bpeer_link_up\b.*pin=%s dir=%s" % (re.escape(dst.pin), direction),
-                             timeout, fatal=False)
-
-
-class WsServer:
-    """A python3-websockets echo server on 127.0.0.1, in its own thread."""
-
-    def __init__(self):
-        self.loop = asyncio.new_event_loop()
-        ready = threading.Event()
-        threading.Thread(target=self._run, args=(ready,), daemon=True).start()
-        if not ready.wait(10):
-            raise Fatal("websockets server did not start")
-
-    def _run(self, ready):
-        asyncio.set_event_loop(self.loop)
-        srv = self.loop.run_until_complete(websockets.serve(
-            self._echo, "127.0.0.1", 0, compression=None, ping_interval=None))
-        self.port = srv.sockets[0].getsockname()[1]
-        ready.set()
-        self.loop.run_forever()
-
-    async def _echo(self, ws, path=None):
-        try:
-            async for msg in ws:
-                await ws.send(msg)
-        except websockets.ConnectionClosed:
-            pass
-
-    @property
-    def url(self):
-        return "http://127.0.0.1:%d/ws" % self.port
 
 
 async def ws_echo(hub, text):
@@ -79,7 +39,7 @@ def main(h):
     b.init(db=a.db_url)
     a.start()
     b.start()
-    h.check(link_up(a, b, "out") is not None and link_up(b, a, "in") is not None,
+    h.check(a.peer_link_up(b, "out") is not None and b.peer_link_up(a, "in") is not None,
             "hub A holds its peer link to hub B")
 
     # The site enrolls with a token from B, which lists B first: it connects there.

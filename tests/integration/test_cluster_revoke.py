@@ -10,7 +10,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Harness, _pdeathsig, edit_conf, load_pgfixture  # noqa: E402
+from harness import Harness, _pdeathsig, edit_conf  # noqa: E402
 
 # The bound: a change through one hub cuts a tunnel held by another
 # within 1 s.
@@ -110,13 +110,8 @@ def cut_across(h, a, b, site, verb, reason, lat):
 
 def main(h):
     h.pg_only("several hubs share one PostgreSQL database")
-    # A server of the test's own: it is restarted at the end.
-    fx = load_pgfixture()
-    pgdir = h.path("pg")
-    os.makedirs(pgdir)
-    fx.start(pgdir)
-    h.at_cleanup(lambda: fx.stop(pgdir))
-    os.environ["TETHER_TEST_PG_URL"] = fx.read_url(pgdir)
+    # A server of the test's own: it is stopped and started again.
+    fx, pgdir = h.pg_private()
 
     a = h.hub("hub-a")
     a.init()

@@ -7,7 +7,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Harness, load_pgfixture  # noqa: E402
+from harness import Harness  # noqa: E402
 from queryhelp import submit, wait_complete  # noqa: E402
 
 OUTAGE_S = 3.0
@@ -39,13 +39,8 @@ class Load(threading.Thread):
 
 def main(h):
     h.pg_only("it stops and starts a PostgreSQL server of its own")
-    # A server of the test's own: the shared fixture serves other tests.
-    fx = load_pgfixture()
-    pgdir = h.path("pg")
-    os.makedirs(pgdir)
-    fx.start(pgdir)
-    h.at_cleanup(lambda: fx.stop(pgdir))
-    os.environ["TETHER_TEST_PG_URL"] = fx.read_url(pgdir)
+    # A server of the test's own: it is stopped and started again.
+    fx, pgdir = h.pg_private()
 
     hub, site, svc = h.setup("clinic")
     h.add_site(hub, "lab")

@@ -14,13 +14,13 @@ import shutil
 import ssl
 import subprocess
 import sys
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Fatal, Harness, Skip, debian_import  # noqa: E402
+from harness import Harness, Skip, debian_import  # noqa: E402
 from bytestreams import Client, has_asan, need_h2, start_hub_site  # noqa: E402
 from h2stall import make_user_token  # noqa: E402
+from wsserver import WsServer  # noqa: E402
 
 if debian_import("websockets", "wsproto.connection", "wsproto.events"):
     import websockets
@@ -30,44 +30,6 @@ else:
     websockets = None
 
 SITE = "clinic-a"
-
-
-class WsServer:
-    """python3-websockets on 127.0.0.1 in its own thread: echoes; the path
-    /close closes at once with 4002; records (path, close code) of each."""
-
-    def __init__(self):
-        self.closes = []
-        self.loop = asyncio.new_event_loop()
-        ready = threading.Event()
-        threading.Thread(target=self._run, args=(ready,), daemon=True).start()
-        if not ready.wait(10):
-            raise Fatal("websockets server did not start")
-
-    def _run(self, ready):
-        asyncio.set_event_loop(self.loop)
-        srv = self.loop.run_until_complete(websockets.serve(
-            self._handler, "127.0.0.1", 0, max_size=None, ping_interval=None,
-            subprotocols=["chat"], compression=None))
-        self.port = srv.sockets[0].getsockname()[1]
-        ready.set()
-        self.loop.run_forever()
-
-    async def _handler(self, ws, path):
-        if path.endswith("/close"):
-            await ws.close(4002, "server says bye")
-        else:
-            try:
-                async for msg in ws:
-                    await ws.send(msg)
-            except websockets.ConnectionClosed:
-                pass
-        await ws.wait_closed()
-        self.closes.append((path, ws.close_code))
-
-    @property
-    def url(self):
-        return "http://127.0.0.1:%d/ws" % self.port
 
 
 class WsStream:

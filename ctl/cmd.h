@@ -23,6 +23,7 @@ int cmd_token_revoke(struct ctl *c, const struct ctl_args *a);
 int cmd_enroll_list(struct ctl *c, const struct ctl_args *a);
 int cmd_enroll_cancel(struct ctl *c, const struct ctl_args *a);
 int cmd_audit(struct ctl *c, const struct ctl_args *a);
+int cmd_hub_list(struct ctl *c, const struct ctl_args *a);
 int cmd_query(struct ctl *c, const struct ctl_args *a);
 int cmd_query_list(struct ctl *c, const struct ctl_args *a);
 int cmd_query_show(struct ctl *c, const struct ctl_args *a);

@@ -122,16 +122,16 @@ out:
 
 int cmd_site_list(struct ctl *c, const struct ctl_args *a)
 {
-    static const char *const head[] = {"NAME",    "STATE",           "ONLINE",
-                                       "ADDRESS", "CONNECTED-SINCE", "LAST-SEEN",
-                                       "VERSION", "SERVICES",        "LABELS"};
+    static const char *const head[] = {
+        "NAME",      "STATE",   "ONLINE",   "ADDRESS", "CONNECTED-SINCE",
+        "LAST-SEEN", "VERSION", "SERVICES", "LABELS",  "HUB"};
     json_t *resp = NULL; /* owned here; everything below borrows from it */
     json_t *sites, *s;
     struct table *t = NULL;
     size_t i;
     int rc;
 
-    rc = ctl_get_list(c, "/v1/sites", "sites", 9, head, &resp, &sites, &t);
+    rc = ctl_get_list(c, "/v1/sites", "sites", 10, head, &resp, &sites, &t);
     if (rc != CTL_EXIT_OK || t == NULL)
         goto out;
     json_array_foreach(sites, i, s)
@@ -139,15 +139,16 @@ int cmd_site_list(struct ctl *c, const struct ctl_args *a)
         char since[32], seen[32];
         char *services = ctl_join_array(json_object_get(s, "services"), ",");
         char *labels = ctl_join_object(json_object_get(s, "labels"), ",");
-        const char *row[9] = {ctl_jstr(s, "name"),
-                              ctl_jstr(s, "state"),
-                              json_is_true(json_object_get(s, "online")) ? "yes" : "no",
-                              ctl_jstr(s, "remote_addr"),
-                              since,
-                              seen,
-                              ctl_jstr(s, "agent_version"),
-                              services,
-                              labels};
+        const char *row[10] = {ctl_jstr(s, "name"),
+                               ctl_jstr(s, "state"),
+                               json_is_true(json_object_get(s, "online")) ? "yes" : "no",
+                               ctl_jstr(s, "remote_addr"),
+                               since,
+                               seen,
+                               ctl_jstr(s, "agent_version"),
+                               services,
+                               labels,
+                               ctl_jstr(s, "hub")};
 
         ctl_fmt_time(ctl_jint(s, "connected_since"), since, sizeof(since));
         ctl_fmt_time(ctl_jint(s, "last_seen"), seen, sizeof(seen));
@@ -254,6 +255,8 @@ int cmd_site_show(struct ctl *c, const struct ctl_args *a)
     ctl_kv("state:", ctl_jstr(site, "state"));
     ctl_kv("key pin:", ctl_jstr(site, "pin"));
     ctl_kv("online:", json_is_true(json_object_get(site, "online")) ? "yes" : "no");
+    if (json_is_string(json_object_get(site, "hub"))) /* a cluster: which hub holds the tunnel */
+        ctl_kv("hub:", ctl_jstr(site, "hub"));
     ctl_kv("address:", ctl_jstr(site, "remote_addr"));
     ctl_kv("connected since:", since);
     ctl_kv("last seen:", seen);

@@ -80,6 +80,9 @@ static const struct command commands[] = {
     {"enroll cancel", "ID", "cancel an unused enrollment token", 1, 1, NULL, cmd_enroll_cancel},
     {"audit", "[--limit N] [--before ID]", "the audit log, newest first", 0, 0, audit_opts,
      cmd_audit},
+    {"hub list", "",
+     "the cluster's hubs: this hub's link to each and how many sites each holds (admin)", 0, 0,
+     NULL, cmd_hub_list},
     {"query",
      "--service S [--sites all|NAME,NAME|label=K=V] [--method M] [--path P] [--data @FILE|-|TEXT] "
      "[--header 'K: V']... [--timeout S] [--ttl S] [--wait]",

@@ -71,6 +71,29 @@ const char *api_query_of(const char *target);
 /* A non-negative decimal integer of at most 18 digits; -1 if not one. */
 int64_t api_parse_nonneg(const char *s);
 
+/* hubs.c: where the cluster's sites are connected, as the registry and
+ * this hub's peer links say. */
+struct where_hub {
+    int64_t id;
+    char name[254];
+};
+struct site_where {
+    int64_t self;           /* this hub's id */
+    struct where_hub *hubs; /* owned; the active hubs */
+    size_t n_hubs;
+    struct reg_session *open; /* owned; open sessions by site, newest last (cluster only) */
+    size_t n, cap;
+};
+/* Reads the hubs and, on a cluster of several, the open sessions (of
+ * site_id only, unless 0). 0, or a registry error with *w empty. */
+int where_load(struct hub *h, int64_t site_id, struct site_where *w);
+void where_free(struct site_where *w);
+const struct where_hub *where_hub(const struct site_where *w, int64_t hub_id);
+/* The site's newest open session when it is on another hub that this one's
+ * link reaches (so its users are served there), else NULL. Borrowed from w. */
+const struct reg_session *where_remote(struct hub *h, const struct site_where *w, int64_t site_id);
+void hubs_list(struct hub *h, struct ureq *r, const struct auth *a, const struct api_match *m);
+
 /* sites.c */
 void sites_list(struct hub *h, struct ureq *r, const struct auth *a, const struct api_match *m);
 void site_show(struct hub *h, struct ureq *r, const struct auth *a, const struct api_match *m);

@@ -110,6 +110,7 @@ static const struct api_route routes[] = {
     {"GET", "/v1/enrollments", ROLE_ADMIN, enrollments_list, NULL, NULL},
     {"DELETE", "/v1/enrollments/{id}", ROLE_ADMIN, NULL, enrollment_cancel, "enroll.cancel"},
     {"GET", "/v1/audit", ROLE_ADMIN, audit_list, NULL, NULL},
+    {"GET", "/v1/hubs", ROLE_ADMIN, hubs_list, NULL, NULL},
 };
 #define N_ROUTES (sizeof(routes) / sizeof(routes[0]))
 

@@ -49,9 +49,12 @@ static int label_value_ok(const char *v)
 
 /* --- sites --- */
 
-static json_t *site_json(struct hub *h, const struct reg_site *s)
+/* w: where the cluster's tunnels are (NULL: this hub's only). */
+static json_t *site_json(struct hub *h, const struct reg_site *s, const struct site_where *w)
 {
     struct tunnel *t = hub_tunnel_find(h, s->id);
+    const struct reg_session *far = t == NULL && w != NULL ? where_remote(h, w, s->id) : NULL;
+    const struct where_hub *at = NULL;
     json_t *labels = json_loads(s->labels_json ? s->labels_json : "{}", 0, NULL);
     json_t *services, *restricted = NULL, *o;
     int64_t last_seen = s->last_seen;
@@ -66,21 +69,36 @@ static json_t *site_json(struct hub *h, const struct reg_site *s)
     } else {
         services = json_loads(s->services_json ? s->services_json : "[]", 0, NULL);
     }
+    if (far != NULL) { /* another hub holds the tunnel: its session row says what it can */
+        ti.peer = far->remote_addr;
+        ti.agent_version = far->agent_version;
+        ti.connected_since = far->connected_at;
+    }
     /* json_pack "o" steals the labels and services references. */
     o = json_pack("{s:s,s:s,s:s?,s:b,s:o,s:o,s:s?,s:s,s:o,s:o,s:I,s:o}", "name", s->name, "state",
                   registry_site_state_name(s->state), "pin", s->pin[0] ? s->pin : NULL, "online",
-                  t != NULL, "connected_since", t ? json_integer(ti.connected_since) : json_null(),
-                  "last_seen", last_seen ? json_integer(last_seen) : json_null(), "remote_addr",
-                  t ? ti.peer : (s->remote_addr[0] ? s->remote_addr : NULL), "agent_version",
-                  t && ti.agent_version[0] ? ti.agent_version : s->agent_version, "services",
-                  services ? services : json_array(), "labels", labels ? labels : json_object(),
-                  "created_at", (json_int_t)s->created_at, "enrolled_at",
-                  s->enrolled_at ? json_integer(s->enrolled_at) : json_null());
+                  t != NULL || far != NULL, "connected_since",
+                  t || far ? json_integer(ti.connected_since) : json_null(), "last_seen",
+                  last_seen ? json_integer(last_seen) : json_null(), "remote_addr",
+                  t || far ? ti.peer : (s->remote_addr[0] ? s->remote_addr : NULL), "agent_version",
+                  (t || far) && ti.agent_version[0] ? ti.agent_version : s->agent_version,
+                  "services", services ? services : json_array(), "labels",
+                  labels ? labels : json_object(), "created_at", (json_int_t)s->created_at,
+                  "enrolled_at", s->enrolled_at ? json_integer(s->enrolled_at) : json_null());
     /* null while offline: not known then. set_new steals restricted. */
     if (o != NULL)
         json_object_set_new(o, "restricted", restricted ? restricted : json_null());
     else
         json_decref(restricted);
+    /* online: reachable through this hub; local: this hub holds the tunnel.
+     * On a cluster: which hub holds it (GET /v1/hubs lists them). */
+    if (o != NULL)
+        json_object_set_new(o, "local", json_boolean(t != NULL));
+    if (o != NULL && w != NULL && w->n_hubs > 1 && (t != NULL || far != NULL) &&
+        (at = where_hub(w, t != NULL ? w->self : far->hub_id)) != NULL) {
+        json_object_set_new(o, "hub_id", json_integer((json_int_t)at->id));
+        json_object_set_new(o, "hub", json_string(at->name));
+    }
     if (o != NULL && t != NULL) { /* the live tunnel's counters (TLS records, both ways) */
         json_object_set_new(o, "bytes_in", json_integer((json_int_t)ti.bytes_in));
         json_object_set_new(o, "bytes_out", json_integer((json_int_t)ti.bytes_out));
@@ -93,6 +111,7 @@ static json_t *site_json(struct hub *h, const struct reg_site *s)
 struct list_ctx {
     struct hub *h;
     const struct auth *a;
+    const struct site_where *w;
     json_t *arr; /* borrowed */
 };
 
@@ -100,7 +119,7 @@ static int list_cb(const struct reg_site *s, void *arg)
 {
     struct list_ctx *lc = arg;
     if (auth_site_allowed(lc->a, s))
-        json_array_append_new(lc->arr, site_json(lc->h, s));
+        json_array_append_new(lc->arr, site_json(lc->h, s, lc->w));
     return 0;
 }
 
@@ -119,11 +138,16 @@ static void read_records(struct hub *h)
 void sites_list(struct hub *h, struct ureq *r, const struct auth *a, const struct api_match *m)
 {
     json_t *arr = json_array();
-    struct list_ctx lc = {h, a, arr};
+    struct site_where w;
+    struct list_ctx lc = {h, a, &w, arr};
     int rc;
 
     read_records(h);
-    if ((rc = registry_site_list(h->reg, list_cb, &lc)) < 0) {
+    rc = where_load(h, 0, &w);
+    if (rc == 0)
+        rc = registry_site_list(h->reg, list_cb, &lc);
+    where_free(&w);
+    if (rc < 0) {
         json_decref(arr);
         api_error_store(r, rc, "registry read failed");
         return;
@@ -167,6 +191,7 @@ void site_show(struct hub *h, struct ureq *r, const struct auth *a, const struct
 {
     const char *name = m->name;
     struct session_ctx sc;
+    struct site_where w;
     struct outcome o;
     struct reg_site s;
     json_t *obj;
@@ -177,7 +202,10 @@ void site_show(struct hub *h, struct ureq *r, const struct auth *a, const struct
         ureq_error(r, o.status, o.code, o.detail);
         return;
     }
-    obj = site_json(h, &s);
+    if (where_load(h, s.id, &w) < 0)
+        memset(&w, 0, sizeof(w)); /* the site as this hub alone sees it */
+    obj = site_json(h, &s, &w);
+    where_free(&w);
     sc.h = h;
     sc.t = hub_tunnel_find(h, s.id);
     sc.arr = json_array();
@@ -436,7 +464,7 @@ void site_patch(struct areq *q, json_t *body, struct outcome *o)
                   "site=%s by=%s", q->name, q->auth.name);
     registry_site_clear(&s);
     if (api_find_site(h, &q->auth, q->name, &s, o, 0) == 0)
-        outcome_succeed(o, 200, site_json(h, &s));
+        outcome_succeed(o, 200, site_json(h, &s, NULL));
 out:
     free(what);
     free(labels);

@@ -110,6 +110,9 @@ static const char *const stmt_pg[S_COUNT] = {
                      "WHERE site_id = $1 AND disconnected_at IS NULL",
     [S_SESS_WHERE] = "SELECT COALESCE(hub_id, 0), id FROM sessions "
                      "WHERE site_id = $1 AND disconnected_at IS NULL ORDER BY id DESC LIMIT 1",
+    [S_SESS_OPEN_EACH] = "SELECT id, site_id, remote_addr, agent_version, connected_at, "
+                         "COALESCE(hub_id, 0) FROM sessions WHERE disconnected_at IS NULL "
+                         "AND ($1::bigint = 0 OR site_id = $1) ORDER BY id",
     [S_HUB_INSERT] = "INSERT INTO hubs (name, pin, public, joined_at, seen_at) "
                      "VALUES ($1, $2, $3, $4, $4) RETURNING id",
     [S_HUB_REFRESH] = "UPDATE hubs SET name = $2, public = $3, seen_at = $4, state = 'active' "

@@ -56,6 +56,7 @@ struct reg_session {
     int64_t disconnected_at; /* 0 while open */
     char reason[128];
     int64_t bytes_in, bytes_out;
+    int64_t hub_id; /* registry_session_open_each only: the hub holding it (0: not recorded) */
 };
 
 struct reg_apitoken {
@@ -276,8 +277,13 @@ int registry_session_close_stale(struct registry *r, int64_t now, const char *re
  * -ENOENT when it has no open session. */
 int registry_session_where(struct registry *r, int64_t site_id, int64_t *hub_id,
                            int64_t *session_id);
-/* Newest first, at most limit. */
+/* Every open session (of site site_id only, unless 0), oldest first, with
+ * remote_addr, agent_version, connected_at and hub_id set. A site whose hub
+ * died without closing may have several: the newest is where it is. */
 typedef int (*registry_session_cb)(const struct reg_session *s, void *arg);
+int registry_session_open_each(struct registry *r, int64_t site_id, registry_session_cb cb,
+                               void *arg);
+/* Newest first, at most limit. */
 int registry_session_list(struct registry *r, int64_t site_id, int limit, registry_session_cb cb,
                           void *arg);
 

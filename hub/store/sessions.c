@@ -110,6 +110,17 @@ int registry_session_where(struct registry *r, int64_t site_id, int64_t *hub_id,
     return rc == 1 ? 0 : -ENOENT;
 }
 
+/* The columns both session reads start with. */
+static void session_head(struct reg_stmt *st, struct reg_session *s)
+{
+    memset(s, 0, sizeof(*s));
+    s->id = registry__col_i64(st, 0);
+    s->site_id = registry__col_i64(st, 1);
+    registry__copy_col(st, 2, s->remote_addr, sizeof(s->remote_addr));
+    registry__copy_col(st, 3, s->agent_version, sizeof(s->agent_version));
+    s->connected_at = registry__col_i64(st, 4);
+}
+
 int registry_session_list(struct registry *r, int64_t site_id, int limit, registry_session_cb cb,
                           void *arg)
 {
@@ -125,16 +136,35 @@ int registry_session_list(struct registry *r, int64_t site_id, int limit, regist
     registry__bind_i64(st, 1, site_id);
     registry__bind_i64(st, 2, limit);
     while ((rc = registry__step(st)) == 1) {
-        memset(&s, 0, sizeof(s));
-        s.id = registry__col_i64(st, 0);
-        s.site_id = registry__col_i64(st, 1);
-        registry__copy_col(st, 2, s.remote_addr, sizeof(s.remote_addr));
-        registry__copy_col(st, 3, s.agent_version, sizeof(s.agent_version));
-        s.connected_at = registry__col_i64(st, 4);
+        session_head(st, &s);
         s.disconnected_at = registry__col_i64(st, 5);
         registry__copy_col(st, 6, s.reason, sizeof(s.reason));
         s.bytes_in = registry__col_i64(st, 7);
         s.bytes_out = registry__col_i64(st, 8);
+        rc = cb(&s, arg);
+        if (rc != 0)
+            break;
+    }
+    registry__done(st);
+    return rc;
+}
+
+int registry_session_open_each(struct registry *r, int64_t site_id, registry_session_cb cb,
+                               void *arg)
+{
+    struct reg_session s;
+    struct reg_stmt *st;
+    int rc;
+
+    if (r == NULL || cb == NULL || site_id < 0)
+        return -EINVAL;
+    if (registry__busy(r->st[S_SESS_OPEN_EACH]))
+        return -EBUSY;
+    st = registry__stmt(r, S_SESS_OPEN_EACH);
+    registry__bind_i64(st, 1, site_id);
+    while ((rc = registry__step(st)) == 1) {
+        session_head(st, &s);
+        s.hub_id = registry__col_i64(st, 5);
         rc = cb(&s, arg);
         if (rc != 0)
             break;

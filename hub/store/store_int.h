@@ -63,6 +63,7 @@ enum stmt_id {
     S_SESS_LIST,
     S_SESS_AGENT,
     S_SESS_WHERE,
+    S_SESS_OPEN_EACH,
     S_HUB_INSERT,
     S_HUB_REFRESH,
     S_HUB_LIST,

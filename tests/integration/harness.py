@@ -671,17 +671,23 @@ class Hub:
                 return None
             time.sleep(step)
 
+    @staticmethod
+    def _here(s):
+        """This hub holds the site's tunnel. On a cluster, "online" also
+        holds for a site another hub serves through its peer link."""
+        return bool(s.get("local", s.get("online")))
+
     def wait_online(self, name, online=True, timeout=15.0):
-        """Polls site list until the site's online flag equals `online`.
-        Returns the site object or None."""
-        return self._wait_site(name, lambda s: bool(s.get("online")) == online,
+        """Polls site list until whether this hub holds the site's tunnel
+        equals `online`. Returns the site object or None."""
+        return self._wait_site(name, lambda s: self._here(s) == online,
                                "online=%s" % online, timeout, 0.2)
 
     def wait_ready(self, name, timeout=10.0):
-        """Waits until the site is online and its services are known (the hub
-        learns them from the site's hello, just after site_connected).
-        Returns the site object or None."""
-        return self._wait_site(name, lambda s: s.get("online") and s.get("services"),
+        """Waits until this hub holds the site's tunnel and its services are
+        known (the hub learns them from the site's hello, just after
+        site_connected). Returns the site object or None."""
+        return self._wait_site(name, lambda s: self._here(s) and s.get("services"),
                                "online with services", timeout, 0.1)
 
     def peer_link_up(self, other, direction, since=0, timeout=10.0):

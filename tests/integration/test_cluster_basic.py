@@ -122,8 +122,8 @@ def main(h):
     t0 = time.monotonic()
     c.proc.signal(signal.SIGSTOP)
     h.at_cleanup(lambda: c.proc.signal(signal.SIGCONT))
-    moved = h.wait_until(lambda: a.sites().get("s1", {}).get("online") or
-                         b.sites().get("s1", {}).get("online"), 10, 0.05)
+    moved = h.wait_until(lambda: a.sites().get("s1", {}).get("local") or
+                         b.sites().get("s1", {}).get("local"), 10, 0.05)
     took = time.monotonic() - t0
     h.info("failover from a hung hub (ping 1 s): %.2f s" % took)
     # Two silent intervals, then a dial of the next endpoint (under a
@@ -135,7 +135,7 @@ def main(h):
 
     # Fencing: a second process with the site's key dials the other hub; the
     # hub holding the older session closes it when the newer one opens.
-    holder = a if a.sites().get("s1", {}).get("online") else b
+    holder = a if a.sites().get("s1", {}).get("local") else b
     other = b if holder is a else a
     twin = h.site("twin", dirname="site-twin")
     shutil.copytree(site.dir, twin.dir, dirs_exist_ok=True)

@@ -47,7 +47,7 @@ def holders(hubs):
     """{hub name: [sites it holds]} from each hub's own view."""
     out = {}
     for hub in hubs:
-        out[hub.name] = sorted(n for n, s in hub.sites().items() if s.get("online"))
+        out[hub.name] = sorted(n for n, s in hub.sites().items() if s.get("local"))
     return out
 
 

@@ -53,7 +53,25 @@ def main(h):
         services["ws"] = wss.url
     site.start(services, ["--ping-interval", "1"])
     h.check(b.wait_ready("s1") is not None, "the site connects to hub B")
-    h.check(not a.sites().get("s1", {}).get("online"), "hub A holds no tunnel of the site")
+    hubs = {x.get("pin"): x for x in (a.curl("/v1/hubs").json() or {}).get("hubs", [])}
+    ha, hb = hubs.get(a.pin, {}), hubs.get(b.pin, {})
+    h.check(len(hubs) == 2 and ha.get("self") is True and ha.get("link") == "self" and
+            hb.get("self") is False and hb.get("link") == "up" and hb.get("sites") == 1 and
+            ha.get("sites") == 0 and hb.get("public") == [b.addr],
+            "GET /v1/hubs on A: both hubs, A's link to B up, B holding the one site", hubs)
+    s1 = a.sites().get("s1", {})
+    h.check(s1.get("online") is True and s1.get("local") is False and
+            s1.get("hub_id") == hb.get("id") and s1.get("remote_addr") and
+            s1.get("connected_since"),
+            "hub A lists the site online through hub B (local false, B's hub id, the site's "
+            "address and connect time from B's session)", s1)
+    r = a.ctl("hub", "list")
+    rows = [line.split() for line in r.stdout.splitlines()]
+    h.check(r.rc == 0 and rows and rows[0][:4] == ["ID", "NAME", "LINK", "SITES"] and
+            [str(hb.get("id")), "127.0.0.1", "up", "1"] in [x[:4] for x in rows[1:]],
+            "tetherctl hub list shows the link to B up and B's site", r)
+    r = a.curl("/v1/hubs", token=a.token_create("user-s1", "--role", "user", "--sites", "s1"))
+    h.check(r.status == 403, "GET /v1/hubs needs an admin token", r)
 
     # A GET through A: the same status and body as through B.
     direct = b.proxy("s1", "web", "/bytes/100000")
@@ -122,6 +140,9 @@ def main(h):
     r = a.proxy("s1", "web", "/echo")
     h.check(r.status == 503 and (r.json() or {}).get("error") == "site_offline",
             "the site gone from hub B: 503 site_offline through hub A", r)
+    s1 = a.sites().get("s1", {})
+    h.check(s1.get("online") is False and "hub_id" not in s1,
+            "and hub A lists it offline (its session on B is closed)", s1)
     site.start(services, ["--ping-interval", "1"])
     h.check(b.wait_ready("s1") is not None, "the site is back on hub B")
     r = a.proxy("s1", "web", "/bytes/100000")
@@ -152,6 +173,9 @@ def main(h):
     h.info("failover to A: %.2f s" % (time.monotonic() - t0))
     r = a.proxy("s1", "web", "/bytes/100000")
     h.check(r.status == 200 and r.body == direct.body, "requests through hub A work again", r)
+    hubs = {x.get("pin"): x for x in (a.curl("/v1/hubs").json() or {}).get("hubs", [])}
+    h.check(hubs.get(b.pin, {}).get("link") == "down" and hubs.get(a.pin, {}).get("sites") == 1,
+            "GET /v1/hubs on A: the link to the dead hub B is down, A holds the site", hubs)
 
 
 if __name__ == "__main__":

@@ -884,8 +884,30 @@ static void test_hubs(struct registry *r)
     CHECK_EQ_INT(registry_session_where(r, site_id, &where, &wsid), 0);
     CHECK_EQ_INT(where, 0); /* recorded without a hub */
     CHECK_EQ_INT(wsid, sid[2]);
+    /* Every open session, oldest first, with the hub holding it. */
+    memset(&ss, 0, sizeof(ss));
+    CHECK_EQ_INT(registry_session_open_each(r, site_id, collect_session, &ss), 0);
+    CHECK_EQ_INT(ss.n, 3);
+    CHECK_EQ_INT(ss.v[0].id, sid[0]);
+    CHECK_EQ_INT(ss.v[0].hub_id, a);
+    CHECK_EQ_STR(ss.v[0].remote_addr, "192.0.2.1:1");
+    CHECK_EQ_INT(ss.v[0].connected_at, 100);
+    CHECK_EQ_INT(ss.v[1].hub_id, b);
+    CHECK_EQ_INT(ss.v[2].id, sid[2]);
+    CHECK_EQ_INT(ss.v[2].hub_id, 0);
+    memset(&ss, 0, sizeof(ss));
+    CHECK_EQ_INT(registry_session_open_each(r, 0, collect_session, &ss), 0); /* every site */
+    CHECK(ss.n >= 3 && ss.v[ss.n - 1].id == sid[2]); /* earlier tests' sites' too */
+    memset(&ss, 0, sizeof(ss));
+    CHECK_EQ_INT(registry_session_open_each(r, site_id + 1000, collect_session, &ss), 0);
+    CHECK_EQ_INT(ss.n, 0);
+    CHECK_EQ_INT(registry_session_open_each(r, -1, collect_session, &ss), -EINVAL);
     registry_use_hub(r, a);
     CHECK_EQ_INT(registry_session_close_stale(r, 200, "hub restarted"), 0);
+    memset(&ss, 0, sizeof(ss));
+    CHECK_EQ_INT(registry_session_open_each(r, site_id, collect_session, &ss), 0);
+    CHECK_EQ_INT(ss.n, 1); /* b's, the only one left open */
+    CHECK_EQ_INT(ss.v[0].id, sid[1]);
     memset(&ss, 0, sizeof(ss));
     CHECK_EQ_INT(registry_session_list(r, site_id, 10, collect_session, &ss), 0);
     CHECK_EQ_INT(ss.n, 3);

@@ -631,8 +631,18 @@ int peer_site_hub(struct hub *h, int64_t site_id, int64_t *hub_id)
         return pl->hub_id < 0 ? -ENOENT : 0;
     }
     rc = registry_session_where(h->reg, site_id, &where, &sid);
-    if (rc < 0 && rc != -ENOENT)
+    if (rc < 0 && rc != -ENOENT) {
+        /* The database is away: the place last read (or noted) still
+         * serves, whatever its generation (losing the listener bumps it),
+         * as the tunnel it names still does and no newer session can be
+         * recorded meanwhile; auth.c's rows do the same. Read again next
+         * time. */
+        if (pl->site_id == site_id && pl->hub_id >= 0) {
+            *hub_id = pl->hub_id;
+            return 0;
+        }
         return rc;
+    }
     pl->site_id = site_id;
     pl->hub_id = rc == 0 ? where : -1;
     pl->session_id = sid;

@@ -36,7 +36,8 @@ int peer_accept(struct hub *h, struct conn *c, int64_t hub_id, const char *name,
  * session (0: one recorded before hubs had ids), from a cache kept fresh
  * by peer_note_session, else read from the registry; -ENOENT when it has
  * no open session (or this hub has no peers), another negative code when
- * the registry cannot say. */
+ * the registry cannot say and nothing was read before (while the database
+ * is away, the last place read serves). */
 int peer_site_hub(struct hub *h, int64_t site_id, int64_t *hub_id);
 /* A hub opened session session_id of the site (a ses: note, hub/cluster.c). */
 void peer_note_session(struct hub *h, int64_t site_id, int64_t session_id, int64_t hub_id);

@@ -797,6 +797,31 @@ class Service:
 # ---------------------------------------------------------------------------
 # TLS helpers
 
+class ProxyLoad(threading.Thread):
+    """Proxied GETs through one hub to one site's "web" service, one after
+    another, HTTP/1.1 and HTTP/2 in turn, a pause apart; keeps (time,
+    status, body ok) of each answer. start(), then stop.set() and join()."""
+
+    def __init__(self, hub, site, pause=0.05):
+        super().__init__(daemon=True)
+        self.hub, self.site, self.pause = hub, site, pause
+        self.results = []
+        self.stop = threading.Event()
+
+    def run(self):
+        n = 0
+        while not self.stop.is_set():
+            n += 1
+            r = self.hub.proxy(self.site, "web", "/echo?n=%d" % n, http="2" if n % 2 else "1.1",
+                               timeout=10)
+            ok = r.status == 200 and (r.json() or {}).get("query") == "n=%d" % n
+            self.results.append((time.monotonic(), r.status, ok))
+            time.sleep(self.pause)
+
+    def between(self, t0, t1):
+        return [x for x in self.results if t0 <= x[0] <= t1]
+
+
 def cert_der(pem_path):
     with open(pem_path) as f:
         return ssl.PEM_cert_to_DER_cert(f.read())

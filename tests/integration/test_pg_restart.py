@@ -3,38 +3,13 @@
 # SPDX-License-Identifier: MIT
 import os
 import sys
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Harness  # noqa: E402
+from harness import Harness, ProxyLoad  # noqa: E402
 from queryhelp import submit, wait_complete  # noqa: E402
 
 OUTAGE_S = 3.0
-
-
-class Load(threading.Thread):
-    """Proxied GETs to one site, one after another, over both HTTP versions;
-    keeps every answer's (time, status, body ok)."""
-
-    def __init__(self, hub, site):
-        super().__init__(daemon=True)
-        self.hub, self.site = hub, site
-        self.results = []
-        self.stop = threading.Event()
-
-    def run(self):
-        n = 0
-        while not self.stop.is_set():
-            n += 1
-            r = self.hub.proxy(self.site, "web", "/echo?n=%d" % n, http="2" if n % 2 else "1.1",
-                               timeout=10)
-            ok = r.status == 200 and (r.json() or {}).get("query") == "n=%d" % n
-            self.results.append((time.monotonic(), r.status, ok))
-            time.sleep(0.05)
-
-    def between(self, t0, t1):
-        return [x for x in self.results if t0 <= x[0] <= t1]
 
 
 def main(h):
@@ -44,7 +19,7 @@ def main(h):
 
     hub, site, svc = h.setup("clinic")
     h.add_site(hub, "lab")
-    load = Load(hub, "clinic")
+    load = ProxyLoad(hub, "clinic")
     load.start()
     h.check(h.wait_until(lambda: len(load.results) >= 5, 10), "steady load runs before the outage",
             len(load.results))

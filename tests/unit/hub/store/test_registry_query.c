@@ -1,6 +1,7 @@
 /* Unit tests of hub/store/queries.c (query persistence) against a real SQLite file. */
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -250,6 +251,94 @@ opened:
     if (pg)
         CHECK_EQ_INT(pgtest_drop(pg, path), 0);
 #endif
+}
+
+/* Two hubs claim the same results at once, each through its own connection
+ * (queued -> sent is the claim: the UPDATE's row lock makes the second wait
+ * for the first and then find the row no longer queued). Each result is
+ * claimed exactly once, and on PostgreSQL both hubs win some. */
+#define RACE_N 400
+struct claimer {
+    const char *db;
+    int64_t hub_id, query_id, now;
+    int reverse;
+    int won[RACE_N];
+    int errors;
+    pthread_barrier_t *go;
+};
+
+static void *claim_main(void *arg)
+{
+    struct claimer *c = arg;
+    struct registry *r = NULL;
+    struct reg_qstore *st = NULL;
+    char err[256];
+
+    if (registry_open(c->db, &r, err, sizeof(err)) != 0 || registry_query_open(r, &st) != 0) {
+        c->errors = RACE_N;
+        pthread_barrier_wait(c->go);
+        goto out;
+    }
+    registry_use_hub(r, c->hub_id);
+    pthread_barrier_wait(c->go);
+    for (int k = 0; k < RACE_N; k++) {
+        int i = c->reverse ? RACE_N - 1 - k : k;
+        int rc = registry_query_mark_sent(st, c->query_id, 1000 + i, c->now);
+
+        if (rc == 0)
+            c->won[i] = 1;
+        else if (rc != -ENOENT)
+            c->errors++;
+    }
+out:
+    if (st != NULL)
+        registry_query_close(st);
+    if (r != NULL)
+        registry_close(r);
+    return NULL;
+}
+
+static void claim_race(struct reg_qstore *st, const char *db, int64_t now)
+{
+    static struct reg_qresult t[RACE_N];
+    static char names[RACE_N][16];
+    static struct claimer c[2];
+    struct reg_query q = make_query("q_RACERACERACERACERACERA", 5, now, 600);
+    pthread_barrier_t go;
+    pthread_t th[2];
+    int64_t counts[REG_Q_NSTATUS];
+    int once = 0, wins[2] = {0, 0};
+
+    for (int i = 0; i < RACE_N; i++) {
+        snprintf(names[i], sizeof(names[i]), "race-%d", i);
+        t[i] = (struct reg_qresult){.site_id = 1000 + i, .site = names[i], .status = REG_Q_QUEUED};
+    }
+    CHECK_EQ_INT(registry_query_create(st, &q, t, RACE_N, now), 0);
+    CHECK_EQ_INT(pthread_barrier_init(&go, NULL, 2), 0);
+    for (int k = 0; k < 2; k++) {
+        memset(&c[k], 0, sizeof(c[k]));
+        c[k] = (struct claimer){
+            .db = db, .hub_id = 101 + k, .query_id = q.id, .now = now, .reverse = k, .go = &go};
+        CHECK_EQ_INT(pthread_create(&th[k], NULL, claim_main, &c[k]), 0);
+    }
+    for (int k = 0; k < 2; k++)
+        CHECK_EQ_INT(pthread_join(th[k], NULL), 0);
+    pthread_barrier_destroy(&go);
+    for (int i = 0; i < RACE_N; i++) {
+        once += c[0].won[i] + c[1].won[i] == 1;
+        wins[0] += c[0].won[i];
+        wins[1] += c[1].won[i];
+    }
+    CHECK_EQ_INT(c[0].errors + c[1].errors, 0);
+    CHECK_EQ_INT(once, RACE_N); /* every result claimed, none twice */
+    /* SQLite lets one writer in at a time (and serves one hub): there the
+     * first may well take them all. */
+    if (pg != NULL)
+        CHECK(wins[0] > 0 && wins[1] > 0);
+    printf("claim race: %d results, hub 1 won %d, hub 2 won %d\n", RACE_N, wins[0], wins[1]);
+    CHECK_EQ_INT(registry_query_counts(st, q.id, counts), 0);
+    CHECK_EQ_INT(counts[REG_Q_SENT], RACE_N);
+    CHECK_EQ_INT(counts[REG_Q_QUEUED], 0);
 }
 
 int main(void)
@@ -538,6 +627,7 @@ int main(void)
     }
 
     many_targets(st, now);
+    claim_race(st, db, now);
 
     CHECK_EQ_INT(registry_check(reg), 0);
     registry_query_close(st);

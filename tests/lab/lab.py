@@ -2,8 +2,8 @@
 # SPDX-License-Identifier: MIT
 """A small network made of Linux network namespaces, for tests/lab/test_*.py.
 
-    hub  (10.77.1.1, "hub.lab")
-     |  veth
+    hub  (10.77.1.1, "hub.lab"; add_hub_ip() adds 10.77.1.2, "hub2.lab", for a
+     |  veth                     second hub of a cluster)
     router  ("the network team": 10.77.1.254 / 10.77.2.254 / 10.77.3.254,
      |   \\    chain inet netteam forward, table ip netteam_nat; tests change them)
      |    \\
@@ -42,10 +42,12 @@ from harness import (Fatal, Harness, Hub, Proc, Service, Site, Skip,  # noqa: E4
 
 NS_PREFIX = "tlab"
 HUB_IP = "10.77.1.1"
+HUB2_IP = "10.77.1.2"  # a second hub's address on the hub's eth0 (Lab.add_hub_ip)
 ROUTER_HUB_IP = "10.77.1.254"
 SITE_IPS = {"site1": "10.77.2.1", "site2": "10.77.3.1"}
 ROUTER_SITE_IPS = {"site1": "10.77.2.254", "site2": "10.77.3.254"}
 HUB_NAME = "hub.lab"
+HUB2_NAME = "hub2.lab"
 PROXY_NAME = "proxy.lab"
 
 SITE_FIREWALL = """
@@ -191,8 +193,8 @@ class Lab:
             d = os.path.join("/etc/netns", self.ns[role])
             os.makedirs(d, exist_ok=True)
             with open(os.path.join(d, "hosts"), "w") as f:
-                f.write("127.0.0.1 localhost\n::1 localhost\n%s %s\n%s %s\n" % (
-                    HUB_IP, HUB_NAME, ROUTER_SITE_IPS["site1"], PROXY_NAME))
+                f.write("127.0.0.1 localhost\n::1 localhost\n%s %s\n%s %s\n%s %s\n" % (
+                    HUB_IP, HUB_NAME, HUB2_IP, HUB2_NAME, ROUTER_SITE_IPS["site1"], PROXY_NAME))
             # No real resolver inside: names outside hosts fail at once, and
             # no query ever leaves the namespace.
             with open(os.path.join(d, "resolv.conf"), "w") as f:
@@ -221,6 +223,12 @@ class Lab:
             _delete_ns(self.ns[role])
 
     # --- knobs the tests turn ----------------------------------------------
+
+    def add_hub_ip(self, ip=HUB2_IP):
+        """A second address on the hub's eth0 (HUB2_IP is "hub2.lab" in every
+        namespace's hosts), for a second hub listening there: sites reach it
+        through the router like the first; hub to hub stays inside."""
+        self.sh("hub", "ip", "addr", "add", ip + "/24", "dev", "eth0")
 
     def set_conntrack_timeout(self, seconds, roles=("site1", "site2", "router")):
         """nf_conntrack_tcp_timeout_established of the stateful boxes."""
@@ -291,18 +299,33 @@ class Lab:
 
 
 class LabHub(Hub):
-    """The hub in the hub namespace, listening on `ports` of every address,
-    enrolling sites with hub.lab:PORT for each."""
+    """The hub in the hub namespace, listening on `ports` of every address
+    (or of `ip` only), enrolling sites with PUBLIC_NAME:PORT for each."""
 
-    def __init__(self, h, name="hub", ports=(6443,)):
+    def __init__(self, h, name="hub", ports=(6443,), ip=None, public_name=HUB_NAME):
         super().__init__(h, name, port=ports[0])
         self.ports = list(ports)
         self.lab = h.lab()
+        self.ip = ip
+        self.public_name = public_name
 
-    def init(self, extra=()):
-        argv = [self.h.bin("tether-hub"), "init", "--state", self.dir, "--name", HUB_NAME]
+    @property
+    def addr(self):
+        return "%s:%d" % (self.ip or "127.0.0.1", self.port)
+
+    @property
+    def url(self):
+        return "https://%s" % self.addr
+
+    def init(self, extra=(), db=None):
+        """db: a PostgreSQL URL (init --db; a second hub on it joins the
+        cluster), else STATE/hub.db."""
+        argv = [self.h.bin("tether-hub"), "init", "--state", self.dir, "--name", self.public_name]
         for p in self.ports:
-            argv += ["--public", "%s:%d" % (HUB_NAME, p)]
+            argv += ["--public", "%s:%d" % (self.public_name, p)]
+        if db is not None:
+            argv += ["--db", db]
+            self.db_url = db
         r = self.h.run(argv + list(extra), timeout=60)
         if r.rc != 0:
             raise Fatal("tether-hub init failed: %r" % r)
@@ -314,7 +337,7 @@ class LabHub(Hub):
     def start(self, extra=(), wait=True, timeout=15.0):
         argv = [self.h.bin("tether-hub"), "run", "--state", self.dir]
         for p in self.ports:
-            argv += ["--listen", "0.0.0.0:%d" % p]
+            argv += ["--listen", "%s:%d" % (self.ip or "0.0.0.0", p)]
         self.proc = Proc(self.h, self.name, self.lab.argv("hub", argv + list(extra)), daemon=True)
         if wait:
             self.proc.wait_log(r"\bhub_started\b|\blistening\b", timeout)
@@ -404,8 +427,8 @@ class LabHarness(Harness):
     def spawn(self, name, argv, role="hub", env=None, daemon=False):
         return Proc(self, name, self.lab().argv(role, argv), env=env, daemon=daemon)
 
-    def hub(self, name="hub", ports=(6443,)):
-        return LabHub(self, name, ports)
+    def hub(self, name="hub", ports=(6443,), ip=None, public_name=HUB_NAME):
+        return LabHub(self, name, ports, ip, public_name)
 
     def site(self, role, name, hub=None):
         return LabSite(self, role, name, hub)
@@ -415,6 +438,30 @@ class LabHarness(Harness):
 
     def script(self, name):
         return os.path.join(HERE, name)
+
+    def pg_in_hub(self):
+        """A PostgreSQL server of the test's own inside the hub namespace
+        (tests/pg/pgfixture.py there: 127.0.0.1 of that namespace, which the
+        hubs and psql through run() reach, and no site does), stopped at
+        cleanup. Returns the URL of a new database on it for LabHub.init(db=).
+        Skips (77) without the server programs or without a hub built with
+        PostgreSQL support."""
+        fx = harness.load_pgfixture()
+        try:
+            fx.bin_dir()
+        except fx.Error as e:
+            raise Skip(str(e))
+        self.pg_require_hub_support()
+        lab = self.lab()
+        pgdir = self.path("pg")
+        os.makedirs(pgdir)
+        script = os.path.join(HERE, "..", "pg", "pgfixture.py")
+        self.at_cleanup(lambda: lab.sh("hub", sys.executable, script, "stop", pgdir, check=False,
+                                       timeout=180))
+        lab.sh("hub", sys.executable, script, "start", pgdir, timeout=180)
+        os.environ["TETHER_TEST_PG_URL"] = fx.read_url(pgdir)
+        self.db_backend = "pg"
+        return self.pg_create_db("cluster")
 
     def cleanup(self):
         try:
@@ -476,6 +523,7 @@ def _parse_ts(s):
     return calendar.timegm(t) + float("0." + frac)
 
 
-__all__ = ["LabHarness", "Lab", "Fatal", "Skip", "HUB_NAME", "HUB_IP", "SITE_IPS",
+__all__ = ["LabHarness", "Lab", "Fatal", "Skip", "HUB_NAME", "HUB_IP", "HUB2_NAME", "HUB2_IP",
+           "SITE_IPS",
            "ROUTER_SITE_IPS", "ROUTER_HUB_IP", "edit_conf", "read_conf", "openssl_pin",
            "wait_until", "query_engine", "query_result", "log_times"]

@@ -120,6 +120,11 @@ int query_land_flush(struct query_engine *qe)
                       ls[i]->http_status, (long long)ls[i]->latency_ms);
             qe->n_final[ls[i]->status]++;
             query_landed(qe, ls[i]->query_id, ls[i]->site_id, seqs[i], completes[i], ls[i]->qid);
+        } else if (rcs[i] == -ENOENT) {
+            /* Not an error: the result was final before this answer came
+             * (cancelled, expired, or failed by the hub the site moved to). */
+            log_event(LOG_INFO, "query_result_late", "id=%s site=%s status=%s", ls[i]->qid,
+                      ls[i]->site, registry_query_status_name(ls[i]->status));
         } else {
             log_event(LOG_WARN, "query_result_dropped", "id=%s site=%s error=%s", ls[i]->qid,
                       ls[i]->site, log_q(strerror(-rcs[i])));

@@ -3,8 +3,10 @@
 /* SPDX-License-Identifier: MIT */
 #include "peer.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <jansson.h>
+#include <netdb.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +45,7 @@
 
 enum peer_state {
     PEER_IDLE,       /* no connection; dialled again at retry_ms */
+    PEER_RESOLVING,  /* the endpoint's name is being resolved (off the loop) */
     PEER_CONNECTING, /* TCP connect or TLS handshake in progress */
     PEER_UP,         /* verified, HTTP/2 session open */
 };
@@ -61,6 +64,8 @@ struct peer_out {
     struct tmux mux;
     struct tls_pin_verifier v;
     uv_connect_t creq;
+    uv_getaddrinfo_t gai;              /* while PEER_RESOLVING */
+    char resolving[NET_HOST_MAX + 16]; /* the endpoint being resolved */
     uint64_t retry_ms;
     unsigned backoff_ms;
     uint64_t up_ms, ping_ms;
@@ -116,6 +121,8 @@ static uint64_t now_ms(const struct peers *ps)
 }
 
 /* --- links this hub dialled --- */
+
+static void out_failed(struct peer_out *o, const char *reason);
 
 static void out_retry_later(struct peer_out *o)
 {
@@ -190,6 +197,7 @@ static void out_close(struct conn *c, const char *reason)
 {
     struct peer_out *o = c->owner;
     struct peers *ps = o->ps;
+    int was_up = o->mux_on;
 
     if (o->mux_on) {
         const char *why = o->mux.close_reason[0] ? o->mux.close_reason : reason;
@@ -201,16 +209,15 @@ static void out_close(struct conn *c, const char *reason)
         tmux_close(&o->mux);
         o->mux_on = 0;
         o->backoff_ms = 0;
-    } else if (!ps->stopping) {
-        o->failures++;
-        log_event(o->failures == 1 ? LOG_WARN : LOG_DEBUG, "peer_link_failed",
-                  "peer=%s hub_id=%lld endpoint=%s reason=%s failures=%u", log_q(o->name),
-                  (long long)o->hub_id, log_q(o->endpoint), log_q(reason), o->failures);
     }
     memset(&o->mux, 0, sizeof(o->mux));
     o->conn = NULL;
-    o->state = PEER_IDLE;
-    out_retry_later(o);
+    if (was_up || ps->stopping) {
+        o->state = PEER_IDLE;
+        out_retry_later(o);
+    } else {
+        out_failed(o, reason);
+    }
 }
 
 static const struct conn_ops out_ops = {
@@ -240,60 +247,79 @@ static void out_connected(uv_connect_t *req, int status)
         conn_close(c, "cannot start TLS");
 }
 
-/* The address of "HOST:PORT": an IP literal, else resolved here (peers are
- * few and dialled rarely; a name in a hubs row is resolved on the loop). */
-static int out_addr(const char *endpoint, struct sockaddr_storage *ss)
+static void out_failed(struct peer_out *o, const char *reason)
 {
-    char host[NET_HOST_MAX + 1], port_s[16];
-    struct addrinfo hints, *res = NULL;
-    int port, rc;
-
-    if (net_split_hostport(endpoint, 0, host, &port) != 0 || port <= 0)
-        return -EINVAL;
-    if (uv_ip4_addr(host, port, (struct sockaddr_in *)ss) == 0 ||
-        uv_ip6_addr(host, port, (struct sockaddr_in6 *)ss) == 0)
-        return 0;
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_socktype = SOCK_STREAM;
-    snprintf(port_s, sizeof(port_s), "%d", port);
-    rc = getaddrinfo(host, port_s, &hints, &res);
-    if (rc != 0 || res == NULL)
-        return -EHOSTUNREACH;
-    memcpy(ss, res->ai_addr, res->ai_addrlen);
-    freeaddrinfo(res);
-    return 0;
+    o->failures++;
+    log_event(o->failures == 1 ? LOG_WARN : LOG_DEBUG, "peer_link_failed",
+              "peer=%s hub_id=%lld endpoint=%s reason=%s failures=%u", log_q(o->name),
+              (long long)o->hub_id, log_q(o->endpoint), log_q(reason), o->failures);
+    o->state = PEER_IDLE;
+    out_retry_later(o);
 }
 
-static void out_dial(struct peer_out *o)
+static void out_connect(struct peer_out *o, const struct sockaddr *sa)
 {
-    struct peers *ps = o->ps;
-    struct sockaddr_storage ss;
-    struct conn *c;
+    struct conn *c = conn_new(&o->ps->h->conns, &out_ops, o);
     int rc;
 
-    memset(&ss, 0, sizeof(ss));
-    rc = out_addr(o->endpoint, &ss);
-    if (rc != 0) {
-        o->failures++;
-        if (o->failures == 1)
-            log_event(LOG_WARN, "peer_link_failed",
-                      "peer=%s hub_id=%lld endpoint=%s reason=%s failures=%u", log_q(o->name),
-                      (long long)o->hub_id, log_q(o->endpoint), "\"cannot resolve the endpoint\"",
-                      o->failures);
-        out_retry_later(o);
-        return;
-    }
-    c = conn_new(&ps->h->conns, &out_ops, o);
     if (c == NULL) {
+        o->state = PEER_IDLE;
         out_retry_later(o);
         return;
     }
     o->conn = c;
     o->state = PEER_CONNECTING;
     o->creq.data = o;
-    rc = uv_tcp_connect(&o->creq, &c->tcp, (const struct sockaddr *)&ss, out_connected);
+    rc = uv_tcp_connect(&o->creq, &c->tcp, sa, out_connected);
     if (rc != 0)
         conn_close(c, uv_strerror(rc)); /* out_close schedules the retry */
+}
+
+static void out_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    struct peer_out *o = req->data;
+
+    assert(o->state == PEER_RESOLVING);
+    o->state = PEER_IDLE;
+    if (o->ps->stopping) {
+        /* nothing: the hub is going */
+    } else if (strcmp(o->resolving, o->endpoint) != 0) {
+        o->retry_ms = now_ms(o->ps); /* the hubs row changed meanwhile: dial the new one */
+    } else if (status != 0 || res == NULL) {
+        out_failed(o, "cannot resolve the endpoint");
+    } else {
+        out_connect(o, res->ai_addr);
+    }
+    uv_freeaddrinfo(res);
+}
+
+/* Dials "HOST:PORT": an IP literal at once, a name once the libuv thread
+ * pool has resolved it (a resolver that hangs must not stall the loop). */
+static void out_dial(struct peer_out *o)
+{
+    char host[NET_HOST_MAX + 1], port_s[16];
+    struct sockaddr_storage ss;
+    struct addrinfo hints;
+    int port;
+
+    memset(&ss, 0, sizeof(ss));
+    if (net_split_hostport(o->endpoint, 0, host, &port) != 0 || port <= 0) {
+        out_failed(o, "not a HOST:PORT endpoint");
+        return;
+    }
+    if (uv_ip4_addr(host, port, (struct sockaddr_in *)&ss) == 0 ||
+        uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss) == 0) {
+        out_connect(o, (const struct sockaddr *)&ss);
+        return;
+    }
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_socktype = SOCK_STREAM;
+    snprintf(port_s, sizeof(port_s), "%d", port);
+    snprintf(o->resolving, sizeof(o->resolving), "%s", o->endpoint);
+    o->gai.data = o;
+    o->state = PEER_RESOLVING;
+    if (uv_getaddrinfo(o->ps->h->loop, &o->gai, out_resolved, host, port_s, &hints) != 0)
+        out_failed(o, "cannot resolve the endpoint");
 }
 
 /* --- links other hubs dialled --- */
@@ -567,12 +593,18 @@ out:
 void peer_stop(struct hub *h)
 {
     struct peers *ps = h->peers;
+    struct peer_out *o;
 
     if (ps == NULL || ps->stopping)
         return;
     ps->stopping = 1;
     if (ps->tick_on)
         uv_close((uv_handle_t *)&ps->tick, NULL);
+    /* A resolve that has not started yet never will (its callback sees
+     * UV_EAI_CANCELED); one running ends on its own, before the loop does. */
+    LIST_FOREACH(o, &ps->out, link)
+    if (o->state == PEER_RESOLVING)
+        (void)uv_cancel((uv_req_t *)&o->gai);
 }
 
 void peer_count_up(const struct hub *h, size_t *out, size_t *in)

@@ -22,7 +22,11 @@ blocked the link or lost a reset would get wrong:
      intact, the cut streams closed at the service, the link never down;
   6. cancellation: a download cut (HTTP/1.1 close, HTTP/2 RST_STREAM) and a
      request the service never answers, abandoned: hub B's streams_open
-     for the site falls back and the service sees its request end."""
+     for the site falls back and the service sees its request end;
+  7. with both hubs' request and idle timeouts cut to 0.5-1 s, a WebSocket,
+     a TCP stream and gRPC calls idle for longer go on (test_grpc.py's
+     idle_calls: a bidirectional call idle 6 s, a late server stream).
+The peer link never goes down."""
 import hashlib
 import json
 import os
@@ -359,15 +363,22 @@ def part_flow(h, a, b, site):
 
 # --- 3. gRPC and trailers ---
 
-def part_grpc(h, a, gsvc):
+def grpc_channel(a):
+    """A new gRPC channel (one connection) to hub A, its certificate the root."""
     with open(os.path.join(a.dir, "hub.crt"), "rb") as f:
         creds = grpc.ssl_channel_credentials(root_certificates=f.read())
-    chan = grpc.secure_channel(a.addr, creds,
+    return grpc.secure_channel(a.addr, creds,
                                options=(("grpc.ssl_target_name_override", "127.0.0.1"),))
-    meta = (("authorization", "Bearer " + a.token), ("x-request-tag", "hop-7"))
 
-    def m(name):
-        return "%s/grpc/test.Echo/%s" % (BASE, name)
+
+def grpc_method(name):
+    return "%s/grpc/test.Echo/%s" % (BASE, name)
+
+
+def part_grpc(h, a, gsvc):
+    chan = grpc_channel(a)
+    meta = (("authorization", "Bearer " + a.token), ("x-request-tag", "hop-7"))
+    m = grpc_method
     try:
         resp, call = chan.unary_unary(m("Unary")).with_call(b"hop", metadata=meta, timeout=20)
         tm = dict(call.trailing_metadata())
@@ -599,6 +610,39 @@ def part_cancel(h, a, b, svc):
     settled("the user abandons an unanswered request via A")
 
 
+# --- 7. long-lived streams idle ---
+
+def part_idle(h, a, b):
+    """With request_timeout and request_body_timeout 1 s and idle_timeout
+    0.5 s on both hubs, long-lived streams idle across the hop go on."""
+    short = dict(request_timeout="1", request_body_timeout="1", idle_timeout="0.5")
+    b.reload(**short)
+    a.reload(**short)
+    c = Client(a.port, a.token, site=SITE)
+    try:
+        w = WsStream(c, path="/idle")
+        st = c.open("echo")
+        c.pump(lambda: (w.st.status is not None or w.st.done) and
+               (st.status is not None or st.done), 15, "the two streams' answers")
+        t0 = time.monotonic()
+        c.pump(lambda: time.monotonic() - t0 > 3.0 or w.st.done or st.done, 10,
+               "3 s of idleness")
+        w.send(TextMessage(data="after 3 s idle"))
+        st.send(b"after 3 s idle\n")
+        ev = w.wait(TextMessage)
+        c.pump(lambda: len(st.data) >= 15 or st.done, 10, "the TCP echo")
+        h.check(ev is not None and ev.data == "after 3 s idle" and not w.st.done,
+                "a WebSocket (HTTP/2) through hub A idle for 3 s goes on (both hubs: "
+                "request_timeout 1 s, request_body_timeout 1 s, idle_timeout 0.5 s)",
+                (ev, w.st.reset))
+        h.check(bytes(st.data) == b"after 3 s idle\n" and not st.done,
+                "a TCP stream through hub A idle for 3 s goes on", (bytes(st.data), st.reset))
+    finally:
+        c.close()
+    meta = (("authorization", "Bearer " + a.token),)
+    test_grpc.idle_calls(h, a, lambda: grpc_channel(a), grpc_method, meta)
+
+
 def main(h):
     h.pg_only("a cluster is several hubs on one PostgreSQL database")
     need_h2()
@@ -633,7 +677,8 @@ def main(h):
                  ("trailers", lambda: part_trailers(h, a)),
                  ("WebSocket over HTTP/2", lambda: part_ws_h2(h, a, wss)),
                  ("TCP streams", lambda: part_tcp(h, a, tcp)),
-                 ("cancellation", lambda: part_cancel(h, a, b, svc))]
+                 ("cancellation", lambda: part_cancel(h, a, b, svc)),
+                 ("long-lived streams idle", lambda: part_idle(h, a, b))]
         for name, fn in parts:
             t0 = time.monotonic()
             fn()

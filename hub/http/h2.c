@@ -288,9 +288,14 @@ void h2u_pause_body(struct ureq *r, int pause)
         return;
     }
     /* A byte stream (CONNECT, WebSocket) is interactive and long-lived: a
-     * new stream behind it must not wait, so its window alone holds it. */
+     * new stream behind it must not wait, so its window alone holds it. So
+     * does any upload a peer hub forwards: the link carries every user's
+     * streams and the dialler's PINGs, so it must not stop being read, and
+     * the peer hub's HTTP/2 client sleeps when out of window (the hold is
+     * for clients that spin); widened, the window would let this hub hold
+     * 16 MiB of an upload its user's hub already holds back. */
     if (uc->h2_holder != NULL || r->released || r->hold_done || r->bytestream || !r->active ||
-        uc->h2_active != 1 || uc->conn == NULL)
+        uc->h2_active != 1 || uc->conn == NULL || uc->peer_hub_id > 0)
         return; /* not alone: its window alone holds it back */
     if (!r->hold_window) {
         if (uc->hub->n_wide_uploads >= USER_WIDE_MAX)

@@ -92,6 +92,22 @@ def debian_import(*names):
     return None
 
 
+def import_grpc(script):
+    """The grpc module, or None. Debian's python3-grpcio is built for
+    Debian's python3: when another interpreter (pyenv) runs the test script
+    (its __file__), runs the script again under /usr/bin/python3 instead."""
+    try:
+        import grpc
+        return grpc
+    except ImportError:
+        if os.path.exists("/usr/bin/python3") and os.path.realpath(sys.executable) != \
+                os.path.realpath("/usr/bin/python3") and not os.environ.get("TETHER_GRPC_REEXEC"):
+            os.environ["TETHER_GRPC_REEXEC"] = "1"
+            os.execv("/usr/bin/python3",
+                     ["/usr/bin/python3", os.path.abspath(script)] + sys.argv[1:])
+        return None
+
+
 def load_pgfixture():
     """tests/pg/pgfixture.py as a module (the server's URL file, its
     programs)."""
@@ -1236,6 +1252,33 @@ class Harness:
         site, svc = self.add_site(hub, site_name, services, site_args, 20,
                                   extra_services=extra_services)
         return hub, site, svc
+
+    def hub_pair(self):
+        """Hubs hub-a and hub-b of one cluster (PostgreSQL only: one
+        database), both running. Returns (a, b)."""
+        a = self.hub("hub-a")
+        a.init()
+        b = self.hub("hub-b")
+        b.init(db=a.db_url)
+        a.start()
+        b.start()
+        return a, b
+
+    def cluster_pair(self, site_name, services, site_args=()):
+        """hub_pair(), A's peer link to B up, and the site site_name enrolled
+        with a token from B, which lists B first: the site connects there
+        and offers services ({name: url}). Checks each step; returns
+        (a, b, site)."""
+        a, b = self.hub_pair()
+        self.check(a.peer_link_up(b, "out") is not None and b.peer_link_up(a, "in") is not None,
+                   "hub A holds its peer link to hub B")
+        site = self.site(site_name, b)
+        site.enroll(b.site_add(site_name))
+        site.start(services, site_args)
+        self.check(b.wait_ready(site_name) is not None, "the site connects to hub B")
+        self.check(a.sites().get(site_name, {}).get("local") is False,
+                   "hub A holds no tunnel of the site")
+        return a, b, site
 
     # --- waiting -----------------------------------------------------------
 

@@ -45,12 +45,7 @@ def peer_handshake(h, hub, key_dir, key_name):
 
 def main(h):
     h.pg_only("peer links join the hubs of one PostgreSQL database")
-    a = h.hub("hub-a")
-    a.init()
-    b = h.hub("hub-b")
-    b.init(db=a.db_url)
-    a.start()
-    b.start()
+    a, b = h.hub_pair()
 
     # Each hub dials the other: one link per ordered pair, each side pinned.
     h.check(a.peer_link_up(b, "out") is not None and b.peer_link_up(a, "in") is not None,

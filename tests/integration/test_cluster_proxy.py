@@ -33,26 +33,14 @@ async def ws_echo(hub, text):
 
 def main(h):
     h.pg_only("a cluster is several hubs on one PostgreSQL database")
-    a = h.hub("hub-a")
-    a.init()
-    b = h.hub("hub-b")
-    b.init(db=a.db_url)
-    a.start()
-    b.start()
-    h.check(a.peer_link_up(b, "out") is not None and b.peer_link_up(a, "in") is not None,
-            "hub A holds its peer link to hub B")
-
     # The site enrolls with a token from B, which lists B first: it connects there.
     svc = h.service("svc-s1", site_name="s1")
-    site = h.site("s1", b)
-    site.enroll(b.site_add("s1"))
     tcp = TcpService(echo)
     services = {"web": svc.url, "echo": tcp.url}
     wss = WsServer() if websockets is not None else None
     if wss is not None:
         services["ws"] = wss.url
-    site.start(services, ["--ping-interval", "1"])
-    h.check(b.wait_ready("s1") is not None, "the site connects to hub B")
+    a, b, site = h.cluster_pair("s1", services, ["--ping-interval", "1"])
     hubs = {x.get("pin"): x for x in (a.curl("/v1/hubs").json() or {}).get("hubs", [])}
     ha, hb = hubs.get(a.pin, {}), hubs.get(b.pin, {})
     h.check(len(hubs) == 2 and ha.get("self") is True and ha.get("link") == "self" and

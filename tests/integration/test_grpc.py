@@ -26,18 +26,9 @@ import time
 from concurrent import futures
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Harness, Skip, closed_port, free_port  # noqa: E402
+from harness import Harness, Skip, closed_port, free_port, import_grpc  # noqa: E402
 
-try:
-    import grpc
-except ImportError:
-    # Debian's python3-grpcio is built for Debian's python3: run under it
-    # when another interpreter (pyenv) started this script.
-    if os.path.exists("/usr/bin/python3") and os.path.realpath(sys.executable) != \
-            os.path.realpath("/usr/bin/python3") and not os.environ.get("TETHER_GRPC_REEXEC"):
-        os.environ["TETHER_GRPC_REEXEC"] = "1"
-        os.execv("/usr/bin/python3", ["/usr/bin/python3", os.path.abspath(__file__)] + sys.argv[1:])
-    grpc = None
+grpc = import_grpc(__file__)
 
 SITE = "clinic-a"
 N = 1000

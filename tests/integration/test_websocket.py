@@ -20,65 +20,15 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Harness, Skip, debian_import  # noqa: E402
 from bytestreams import Client, has_asan, need_h2, start_hub_site  # noqa: E402
 from h2stall import make_user_token  # noqa: E402
-from wsserver import WsServer  # noqa: E402
+from wsserver import WsServer, WsStream  # noqa: E402
 
 if debian_import("websockets", "wsproto.connection", "wsproto.events"):
     import websockets
-    from wsproto.connection import Connection, ConnectionType
     from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
 else:
     websockets = None
 
 SITE = "clinic-a"
-
-
-class WsStream:
-    """One WebSocket on an HTTP/2 CONNECT stream; wsproto makes the frames."""
-
-    def __init__(self, client, path="/echo", keep=True, protocols=("chat",)):
-        self.c = client
-        extra = [("sec-websocket-version", "13")]
-        if protocols:
-            extra.append(("sec-websocket-protocol", ", ".join(protocols)))
-        self.st = client.open("ws", protocol="websocket", path=path, extra=extra, keep=True)
-        self.ws = Connection(ConnectionType.CLIENT)
-        self.events = []
-        self.keep = keep
-        self.hash = hashlib.sha256()
-        self.got_bytes = 0
-        self.part = bytearray()
-
-    def send(self, ev):
-        self.st.send(self.ws.send(ev))
-
-    def poll(self):
-        if self.st.data:
-            self.ws.receive_data(bytes(self.st.data))
-            self.st.data.clear()
-            for ev in self.ws.events():
-                if isinstance(ev, BytesMessage) and not self.keep:
-                    self.hash.update(ev.data)
-                    self.got_bytes += len(ev.data)
-                    continue
-                if isinstance(ev, (TextMessage, BytesMessage)):
-                    self.part += ev.data if isinstance(ev, BytesMessage) else ev.data.encode()
-                    if not ev.message_finished:
-                        continue
-                    ev = type(ev)(data=bytes(self.part) if isinstance(ev, BytesMessage)
-                                  else self.part.decode())
-                    self.part = bytearray()
-                self.events.append(ev)
-        return self.events
-
-    def wait(self, kind, timeout=20):
-        def cond():
-            self.poll()
-            return any(isinstance(e, kind) for e in self.events) or self.st.done
-        self.c.pump(cond, timeout, kind.__name__)
-        for i, e in enumerate(self.events):
-            if isinstance(e, kind):
-                return self.events.pop(i)
-        return None
 
 
 async def h1_client(port, tok, mib):

@@ -436,6 +436,91 @@ def connects_pg_section(L, res):
                  r.get("ms", 0) / 1000.0, r.get("server_cpu", "?")))
 
 
+PEER_SHAPE_ORDER = ("h1", "h2", "h1-1")
+
+
+def peer_section(L, res):
+    """Section 13: the same requests through one peer hop and on the site's own hub."""
+    r = section(L, "13. One peer hop: the same requests through another hub of the cluster "
+                "(issue 15)", res, "peer",
+                lambda r: any(isinstance(r.get(k), dict) for k in PEER_SHAPE_ORDER))
+    if not r:
+        return
+
+    def rng(v, fmt):
+        if not isinstance(v, list) or len(v) != 3:
+            return "not measured"
+        return (fmt + " (" + fmt + "–" + fmt + ")") % tuple(v)
+
+    shapes = r.get("shapes") or {}
+    rows, hop = [], []
+    for key in PEER_SHAPE_ORDER:
+        s = r.get(key)
+        if not isinstance(s, dict):
+            continue
+        for t, label in (("b", "hub B (the site's own)"), ("a", "hub A (one hop to B)")):
+            d = s.get(t) or {}
+            if "rps" not in d:
+                rows.append((shapes.get(key, key), label,
+                             "failed: " + _short(d.get("error", "?")), "", "", "", "", ""))
+                continue
+            cpu = d.get("cpu_us") or {}
+            rows.append((shapes.get(key, key), label, rng(d["rps"], "%.0f"),
+                         rng(d.get("p50_ms"), "%.2f"), rng(d.get("p99_ms"), "%.2f"),
+                         rng(cpu.get("hub_a"), "%.0f") if t == "a" else "(idle)",
+                         rng(cpu.get("hub_b"), "%.0f"), "%d" % d.get("errors", 0)))
+        a_cpu = _get(s, "a", "cpu_us") or {}
+        b_cpu = _get(s, "b", "cpu_us", "hub_b")
+        both = [x + y for x, y in zip(a_cpu.get("hub_a") or [], a_cpu.get("hub_b") or [])]
+        hop.append((shapes.get(key, key), rng(s.get("ratio"), "%.2f"),
+                    rng(s.get("added_p50_ms"), "%+.2f"), rng(s.get("added_p99_ms"), "%+.2f"),
+                    "%s against %s" % (("%.0f" % both[0]) if both else "?",
+                                       ("%.0f" % b_cpu[0]) if b_cpu else "?")))
+    if r.get("error"):
+        L.append("> %s" % _short(r["error"], 300))
+        L.append("")
+    L.append(table(("load", "to", "req/s (median; range)", "p50 ms", "p99 ms",
+                    "hub A CPU µs per request", "hub B CPU µs per request", "errors"), rows))
+    L.append("")
+    L.append(table(("load", "req/s via A ÷ via B (median; range)", "p50 added by the hop, ms",
+                    "p99 added by the hop, ms", "hubs' CPU µs per request, via A (A + B) "
+                    "against via B (medians)"), hop))
+    bulk = r.get("bulk") or {}
+    if bulk:
+        brow = []
+        for t, label in (("b", "hub B (the site's own)"), ("a", "hub A (one hop to B)")):
+            d = bulk.get(t) or {}
+            if "mbps" not in d:
+                brow.append((label, "failed: " + _short(d.get("error", "?")), "", "", ""))
+                continue
+            cpu = d.get("cpu_s_per_gib") or {}
+            brow.append((label, rng(d["mbps"], "%.0f"),
+                         rng(cpu.get("hub_a"), "%.2f") if t == "a" else "(idle)",
+                         rng(cpu.get("hub_b"), "%.2f"), rng(cpu.get("site"), "%.2f")))
+        L.append("")
+        L.append("Download of %s through each hub (curl, HTTP/1.1), once per run; via A ÷ via "
+                 "B: %s." % (_size(r.get("bulk_bytes") or 0), rng(bulk.get("ratio"), "%.2f")))
+        L.append("")
+        L.append(table(("to", "MB/s (median; range)", "hub A CPU s per GiB",
+                        "hub B CPU s per GiB", "site CPU s per GiB"), brow))
+    L.append("")
+    L.append("Two hubs of one cluster on the bench's own PostgreSQL (%s, same host): the "
+             "second `tether-hub init --db` on the database joined the cluster, and the run "
+             "waited for hub A's peer link to B (`peer_link_up`). One real `tether-site` on hub "
+             "B offers nginx's 1 KiB file (section 2's) as service `web`. The same request "
+             "(`GET /v1/sites/bench/services/web/1k.bin`, the same token) goes to hub B, which "
+             "holds the site's tunnel, and to hub A, which forwards it over its HTTP/2 peer "
+             "link to B. %d runs of %d s per hub and load, A and B taking turns (A, B, then B, "
+             "A); the ratio and the added latency compare each run through A with the run "
+             "through B next to it. CPU = the process's CPU time over the measured window ÷ "
+             "requests answered (h2load's window starts after its 1 s warm-up). Load "
+             "generator, both hubs, the site and nginx share the machine's cores; load "
+             "average %s at the start, %s at the end." % (
+                 " ".join(re.findall(r"\b\d+\.\d+\b", r.get("pg_version") or "")[:1]) or "?",
+                 r.get("repeat", 1), r.get("duration_s", 0), r.get("loadavg_start", "?"),
+                 r.get("loadavg_end", "?")))
+
+
 def fanout_section(L, res):
     """Section 11: federated queries to every site, sites in bench_sites."""
     r = section(L, "11. Fan-out: federated queries to every site, the sites simulated in one "
@@ -537,7 +622,7 @@ def render(res, hand=None):
     sz = meta.get("sizes", {})
     ran = set(meta.get("only") or ("bulk", "requests", "scale", "setup", "storm", "ports",
                                    "tcp", "websocket", "grpc", "handshakes", "idle-memory", "fanout",
-                                   "connects-pg"))
+                                   "connects-pg", "peer"))
 
     def shown(scenario):
         return scenario in ran
@@ -936,6 +1021,10 @@ def render(res, hand=None):
     # 12. connects on PostgreSQL
     if shown("connects-pg"):
         connects_pg_section(L, res)
+
+    # 13. one peer hop
+    if shown("peer"):
+        peer_section(L, res)
 
     for name, title in (("method", "Method"), ("findings", "Findings and profiling")):
         L.append("")

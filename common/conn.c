@@ -32,7 +32,6 @@ struct conn_bufs {
     uint8_t plain_buf[64 * 1024];
     uv_check_t check;
     uv_prepare_t prepare;
-    uv_idle_t hs_idle;   /* active while handshake bytes wait (cx->hs_wait) */
     struct conn_ctx *cx; /* NULL once let go */
     int closes;
 };
@@ -43,20 +42,6 @@ void conn_ctx_init(struct conn_ctx *cx, uv_loop_t *loop)
     cx->loop = loop;
     LIST_INIT(&cx->all);
     TAILQ_INIT(&cx->dirty);
-    TAILQ_INIT(&cx->hs_wait);
-}
-
-void conn_ctx_set_handshake_budget(struct conn_ctx *cx, unsigned budget_ms)
-{
-    cx->hs_budget_ns = (uint64_t)budget_ms * 1000000u;
-}
-
-static void hs_unlink(struct conn *c)
-{
-    if (!c->hs_waiting)
-        return;
-    TAILQ_REMOVE(&c->cx->hs_wait, c, hs_link);
-    c->hs_waiting = 0;
 }
 
 static void dirty_unlink(struct conn *c)
@@ -96,32 +81,6 @@ static void on_prepare(uv_prepare_t *h)
     flush_dirty(h->data);
 }
 
-static void pump_tls(struct conn *c);
-
-/* A turn's share of the waiting handshakes, oldest first, until the budget
- * is spent; the idle handle keeps the loop turning (poll does not block)
- * while some wait. */
-static void on_hs_idle(uv_idle_t *h)
-{
-    struct conn_bufs *b = h->data;
-    struct conn_ctx *cx = b->cx;
-    uint64_t t0 = uv_hrtime();
-    struct conn *c;
-
-    if (cx == NULL)
-        return;
-    while ((c = TAILQ_FIRST(&cx->hs_wait)) != NULL) {
-        hs_unlink(c);
-        /* pump_tls may close c, never free it (that waits for the loop). */
-        pump_tls(c);
-        buf_shrink(&c->tls.in, 0);
-        if (uv_hrtime() - t0 >= cx->hs_budget_ns)
-            break;
-    }
-    if (TAILQ_EMPTY(&cx->hs_wait))
-        uv_idle_stop(h);
-}
-
 static void bufs_free_cb(uv_handle_t *h)
 {
     struct conn_bufs *b = h->data;
@@ -144,13 +103,11 @@ static int bufs_start(struct conn_ctx *cx)
     b->closes = 0;
     uv_check_init(cx->loop, &b->check);
     uv_prepare_init(cx->loop, &b->prepare);
-    uv_idle_init(cx->loop, &b->hs_idle);
-    b->check.data = b->prepare.data = b->hs_idle.data = b;
+    b->check.data = b->prepare.data = b;
     uv_check_start(&b->check, on_check);
     uv_prepare_start(&b->prepare, on_prepare);
     uv_unref((uv_handle_t *)&b->check);
     uv_unref((uv_handle_t *)&b->prepare);
-    uv_unref((uv_handle_t *)&b->hs_idle);
     cx->bufs = b;
     return 0;
 }
@@ -161,12 +118,11 @@ static void bufs_stop(struct conn_ctx *cx)
 
     if (b == NULL)
         return;
-    assert(LIST_EMPTY(&cx->all) && TAILQ_EMPTY(&cx->dirty) && TAILQ_EMPTY(&cx->hs_wait));
+    assert(LIST_EMPTY(&cx->all) && TAILQ_EMPTY(&cx->dirty));
     b->cx = NULL;
-    b->closes = 3;
+    b->closes = 2;
     uv_close((uv_handle_t *)&b->check, bufs_free_cb);
     uv_close((uv_handle_t *)&b->prepare, bufs_free_cb);
-    uv_close((uv_handle_t *)&b->hs_idle, bufs_free_cb);
     cx->bufs = NULL;
 }
 
@@ -247,7 +203,6 @@ static void close_cb(uv_handle_t *h)
     assert(cx->n_live > 0 && !c->writing);
     LIST_REMOVE(c, all_link);
     dirty_unlink(c);
-    hs_unlink(c);
     if (LIST_EMPTY(&cx->all))
         bufs_stop(cx);
     if (c->ops->on_close != NULL)
@@ -281,7 +236,6 @@ void conn_close(struct conn *c, const char *reason)
     if (c->closing)
         return;
     c->closing = 1;
-    hs_unlink(c);
     if (reason != c->reason)
         snprintf(c->reason, sizeof(c->reason), "%s", reason ? reason : "closed");
     c->pending_closes = 2;
@@ -501,19 +455,6 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
         }
         if (c->ops->on_peek != NULL && c->ops->on_peek(c, buf_head(&c->early), c->early.len) < 0)
             conn_close(c, "refused before tls");
-        return;
-    }
-    if (!c->tls.handshake_done && c->cx->hs_budget_ns > 0) {
-        /* Later, in a turn's share (on_hs_idle). */
-        if (tls_feed(&c->tls, (const uint8_t *)b->base, (size_t)nread) != 0) {
-            conn_close(c, "out of memory");
-            return;
-        }
-        if (!c->hs_waiting) {
-            TAILQ_INSERT_TAIL(&c->cx->hs_wait, c, hs_link);
-            c->hs_waiting = 1;
-            uv_idle_start(&c->cx->bufs->hs_idle, on_hs_idle);
-        }
         return;
     }
     /* Let wolfSSL read straight from the read buffer; only what it leaves

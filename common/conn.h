@@ -38,21 +38,9 @@ struct conn_ctx {
     struct conn_bufs *bufs;  /* owned; NULL while no conn lives */
     size_t n_live;           /* conns allocated and not yet freed */
     uint64_t n_freed;        /* conns freed since conn_ctx_init */
-    /* Handshake work per loop turn (conn_ctx_set_handshake_budget): 0, the
-     * default, drives a handshake as its bytes arrive. */
-    uint64_t hs_budget_ns;
-    struct conn_queue hs_wait; /* conns whose handshake bytes wait for a turn */
 };
 
 void conn_ctx_init(struct conn_ctx *cx, uv_loop_t *loop);
-/* Bounds the TLS handshake work a loop turn does for the group's
- * handshakes that are under way (their second and later flights: public-key
- * work of a fraction of a millisecond each) to about budget_ms, so that a
- * reconnect storm of thousands of sites cannot hold the loop, and with it
- * every established connection's timers and pings, for tens of
- * milliseconds at a time. Bytes that arrive meanwhile wait, in arrival
- * order, for the next turn; the handshake deadline still runs. 0: none. */
-void conn_ctx_set_handshake_budget(struct conn_ctx *cx, unsigned budget_ms);
 
 /* Callbacks of the layer above. All run on the loop; none may free the conn:
  * they call conn_close() and the memory goes away from the uv_close callback,
@@ -107,8 +95,6 @@ struct conn {
     LIST_ENTRY(conn) all_link;    /* in cx->all while allocated */
     TAILQ_ENTRY(conn) dirty_link; /* in cx->dirty while dirty */
     int dirty;
-    TAILQ_ENTRY(conn) hs_link; /* in cx->hs_wait while hs_waiting */
-    int hs_waiting;
     struct conn_sink *sink; /* conn_new_fake only; not owned */
 };
 

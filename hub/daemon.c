@@ -48,10 +48,6 @@
 #define RECONNECT_SPREAD_PER_S  250
 #define RECONNECT_WINDOW_MAX_MS 20000
 
-/* Handshake work per loop turn, in ms (common/conn.h). About ten TLS 1.3
- * handshakes' second flights (0.3-0.4 ms each, docs/benchmarks.md §10). */
-#define HUB_HS_BUDGET_MS 4
-
 /* The loop's lag: a timer due every LAG_TICK_MS counts how late it runs
  * (tether_hub_loop_lag_seconds). 50 wake-ups a second cost nothing next to
  * the work they watch, and a stall of one tick shows. */
@@ -483,10 +479,6 @@ int daemon_start(uv_loop_t *loop, const struct daemon_opts *o, struct hub **out,
     *out = h;
     h->loop = loop;
     conn_ctx_init(&h->conns, loop);
-    /* A reconnect storm's handshakes take at most this much of a loop turn
-     * (the listener also starts at most HS_PER_TURN a turn): the established
-     * tunnels' pings and requests, and the lag timer, wait no longer. */
-    conn_ctx_set_handshake_budget(&h->conns, HUB_HS_BUDGET_MS);
     h->dispatch = api_dispatch;
     /* Handles first, so that daemon_stop may close them whatever failed. */
     uv_signal_init(loop, &h->sigterm);

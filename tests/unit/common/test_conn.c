@@ -1,6 +1,5 @@
 /* Unit tests of conn: a peer that reset before accept has no address, and the conn says so; drained
- * buffers go (small ones at once, large ones at conn_trim); a handshake budget spreads handshakes
- * over loop turns. */
+ * buffers go (small ones at once, large ones at conn_trim). */
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
 #include <stdio.h>
@@ -12,7 +11,6 @@
 #include <uv.h>
 
 #include "common/conn.h"
-#include "common/crypto.h"
 #include "testutil.h"
 
 static struct conn_ctx group;
@@ -157,151 +155,6 @@ static void test_buffers_released(uv_loop_t *loop)
     CHECK_EQ_INT(closed, 1);
 }
 
-/* --- the handshake budget --- */
-
-#define HS_N 24
-static struct conn_ctx srv_group, cli_group;
-static WOLFSSL_CTX *hs_sctx, *hs_cctx;
-static struct tls_pin_verifier hs_sv[HS_N], hs_cv[HS_N];
-static uv_check_t turn_check;
-static unsigned turn, hs_done_turn[HS_N], hs_srv_n, hs_cli_ok;
-static char hs_hub_pin[CRYPTO_PIN_LEN + 1];
-
-static int any_pin(void *arg, const char *pin)
-{
-    return 0;
-}
-
-static int hub_pin(void *arg, const char *pin)
-{
-    return strcmp(pin, hs_hub_pin) == 0 ? 0 : -EPERM;
-}
-
-static void on_turn(uv_check_t *h)
-{
-    turn++;
-}
-
-static void srv_handshake(struct conn *c)
-{
-    if (hs_srv_n < HS_N)
-        hs_done_turn[hs_srv_n++] = turn;
-    CHECK_EQ_INT(conn_write(c, (const uint8_t *)"ok", 2), 0);
-    conn_flush(c);
-}
-
-static int srv_data(struct conn *c, const uint8_t *d, size_t n)
-{
-    return 0;
-}
-
-static void hs_close(struct conn *c, const char *reason)
-{
-    (void)reason;
-}
-
-static const struct conn_ops srv_ops = {
-    .on_handshake = srv_handshake, .on_data = srv_data, .on_close = hs_close};
-
-static int cli_data(struct conn *c, const uint8_t *d, size_t n)
-{
-    if (n == 2 && memcmp(d, "ok", 2) == 0 && ++hs_cli_ok == HS_N) {
-        conn_close_all(&cli_group, "test done");
-        conn_close_all(&srv_group, "test done");
-        uv_close((uv_handle_t *)&turn_check, NULL);
-    }
-    return 0;
-}
-
-static const struct conn_ops cli_ops = {.on_data = cli_data, .on_close = hs_close};
-
-static void hs_accept(uv_stream_t *server, int status)
-{
-    static unsigned n;
-    struct conn *c;
-
-    CHECK_EQ_INT(status, 0);
-    c = conn_new(&srv_group, &srv_ops, NULL);
-    CHECK(c != NULL);
-    if (c == NULL)
-        return;
-    CHECK_EQ_INT(uv_accept(server, (uv_stream_t *)&c->tcp), 0);
-    hs_sv[n].check = any_pin;
-    CHECK_EQ_INT(conn_start(c, 0), 0);
-    CHECK_EQ_INT(conn_start_tls(c, hs_sctx, NULL, "tether/1", 1, &hs_sv[n]), 0);
-    if (++n == HS_N)
-        uv_close((uv_handle_t *)server, NULL);
-}
-
-static void hs_connected(uv_connect_t *req, int status)
-{
-    struct conn *c = req->data;
-
-    CHECK_EQ_INT(status, 0);
-    CHECK_EQ_INT(conn_start(c, 0), 0);
-    CHECK_EQ_INT(conn_start_tls(c, hs_cctx, NULL, "tether/1", 1, c->owner), 0);
-}
-
-/* HS_N clients whose second flights reach the server in the same turns:
- * with a 1 ms budget the server finishes them over several turns, never
- * all in one (without it, one turn takes them all). */
-static void test_handshake_budget(uv_loop_t *loop)
-{
-    static uv_connect_t creq[HS_N];
-    static uv_tcp_t server;
-    struct crypto_identity hub = {0}, site = {0};
-    struct sockaddr_in sa;
-    int len = sizeof(sa);
-    unsigned most = 0, turns = 0;
-
-    wolfSSL_Init();
-    CHECK_EQ_INT(crypto_identity_generate("hub.test", NULL, 0, &hub), 0);
-    CHECK_EQ_INT(crypto_identity_generate("site-a", NULL, 0, &site), 0);
-    snprintf(hs_hub_pin, sizeof(hs_hub_pin), "%s", hub.pin);
-    CHECK_EQ_INT(tls_ctx_tunnel_server(&hub, &hs_sctx), 0);
-    CHECK_EQ_INT(tls_ctx_client(&site, &hs_cctx), 0);
-    conn_ctx_init(&srv_group, loop);
-    conn_ctx_init(&cli_group, loop);
-    conn_ctx_set_handshake_budget(&srv_group, 1);
-    uv_check_init(loop, &turn_check);
-    uv_check_start(&turn_check, on_turn);
-    uv_ip4_addr("127.0.0.1", 0, &sa);
-    uv_tcp_init(loop, &server);
-    CHECK_EQ_INT(uv_tcp_bind(&server, (const struct sockaddr *)&sa, 0), 0);
-    CHECK_EQ_INT(uv_tcp_getsockname(&server, (struct sockaddr *)&sa, &len), 0);
-    CHECK_EQ_INT(uv_listen((uv_stream_t *)&server, HS_N, hs_accept), 0);
-    for (size_t i = 0; i < HS_N; i++) {
-        struct conn *c = conn_new(&cli_group, &cli_ops, &hs_cv[i]);
-
-        CHECK(c != NULL);
-        if (c == NULL)
-            return;
-        hs_cv[i].check = hub_pin;
-        creq[i].data = c;
-        CHECK_EQ_INT(uv_tcp_connect(&creq[i], &c->tcp, (const struct sockaddr *)&sa, hs_connected),
-                     0);
-    }
-    uv_run(loop, UV_RUN_DEFAULT);
-    CHECK_EQ_INT(hs_srv_n, HS_N);
-    CHECK_EQ_INT(hs_cli_ok, HS_N);
-    for (unsigned i = 0; i < hs_srv_n; i++) {
-        unsigned k = 0;
-
-        for (unsigned j = 0; j < hs_srv_n; j++)
-            k += hs_done_turn[j] == hs_done_turn[i];
-        most = k > most ? k : most;
-        turns += i == 0 || hs_done_turn[i] != hs_done_turn[i - 1];
-    }
-    printf("handshake budget: %d handshakes finished over %u turns, at most %u in one\n", HS_N,
-           turns, most);
-    CHECK(most < HS_N);
-    CHECK(turns >= 2);
-    wolfSSL_CTX_free(hs_sctx);
-    wolfSSL_CTX_free(hs_cctx);
-    crypto_identity_free(&hub);
-    crypto_identity_free(&site);
-}
-
 int main(void)
 {
     uv_loop_t *loop = uv_default_loop();
@@ -333,7 +186,6 @@ int main(void)
     CHECK_EQ_STR(peer, "?:0");
     CHECK_EQ_INT(closed, 1);
     test_buffers_released(loop);
-    test_handshake_budget(loop);
     CHECK_EQ_INT(uv_loop_close(loop), 0);
     TEST_DONE();
 }

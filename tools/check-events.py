@@ -26,7 +26,10 @@ def code_events(root):
             if not f.endswith(".c"):
                 continue
             text = open(os.path.join(d, f), encoding="utf-8").read()
-            for m in re.finditer(r'log_event\(\s*LOG_([A-Z]+)\s*,\s*(.*?)\s*,\s*"', text, re.S):
+            # The level may be "cond ? LOG_WARN : LOG_DEBUG" (a first failure
+            # warns, its repeats do not): the first one is the event's.
+            for m in re.finditer(r'log_event\(\s*(?:[^,"]*?\?\s*)?LOG_([A-Z]+)'
+                                 r'(?:\s*:\s*LOG_[A-Z]+)?\s*,\s*(.*?)\s*,\s*"', text, re.S):
                 level, head = LEVELS[m.group(1)], m.group(2)
                 for name in NAME_RE.findall(head):
                     found.setdefault(name, set()).add(level)

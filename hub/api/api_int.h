@@ -76,6 +76,9 @@ int64_t api_parse_nonneg(const char *s);
 struct where_hub {
     int64_t id;
     char name[254];
+    char pin[CRYPTO_PIN_LEN + 1];
+    int64_t joined_at;
+    json_t *public; /* owned: its endpoints, a JSON array */
 };
 struct site_where {
     int64_t self;           /* this hub's id */
@@ -95,6 +98,9 @@ const struct reg_session *where_remote(struct hub *h, const struct site_where *w
 void hubs_list(struct hub *h, struct ureq *r, const struct auth *a, const struct api_match *m);
 
 /* sites.c */
+/* Waits (boundedly) for the connect and disconnect records queued so far:
+ * a read of sites or hubs then shows what the user just saw happen. */
+void api_read_records(struct hub *h);
 void sites_list(struct hub *h, struct ureq *r, const struct auth *a, const struct api_match *m);
 void site_show(struct hub *h, struct ureq *r, const struct auth *a, const struct api_match *m);
 void site_create(struct areq *q, json_t *body, struct outcome *o);

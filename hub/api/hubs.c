@@ -8,7 +8,6 @@
 #include <string.h>
 
 #include "../http/apijson.h"
-#include "../store/recorder.h"
 #include "../tunnel/peer.h"
 
 static int add_hub(const struct reg_hub *hub, void *arg)
@@ -24,7 +23,12 @@ static int add_hub(const struct reg_hub *hub, void *arg)
     memset(n, 0, sizeof(*n));
     n->id = hub->id;
     memcpy(n->name, hub->name, sizeof(n->name));
-    return 0;
+    memcpy(n->pin, hub->pin, sizeof(n->pin));
+    n->joined_at = hub->joined_at;
+    n->public = json_loads(hub->public_json ? hub->public_json : "[]", 0, NULL);
+    if (n->public == NULL)
+        n->public = json_array();
+    return n->public != NULL ? 0 : -ENOMEM;
 }
 
 static int add_session(const struct reg_session *s, void *arg)
@@ -78,6 +82,8 @@ out:
 
 void where_free(struct site_where *w)
 {
+    for (size_t i = 0; i < w->n_hubs; i++)
+        json_decref(w->hubs[i].public);
     free(w->hubs);
     free(w->open);
     memset(w, 0, sizeof(*w));
@@ -118,58 +124,43 @@ const struct reg_session *where_remote(struct hub *h, const struct site_where *w
     return s;
 }
 
-/* One hub of GET /v1/hubs; arg is the hubs array (borrowed). */
-static int hub_json(const struct reg_hub *hub, void *arg)
-{
-    json_t *arr = arg;
-    json_t *pub = json_loads(hub->public_json ? hub->public_json : "[]", 0, NULL);
-
-    /* json_pack "o" steals pub; append_new steals the object. */
-    return json_array_append_new(arr, json_pack("{s:I,s:s,s:s,s:o,s:I}", "id", (json_int_t)hub->id,
-                                                "name", hub->name, "pin", hub->pin, "public",
-                                                pub ? pub : json_array(), "joined_at",
-                                                (json_int_t)hub->joined_at)) == 0
-               ? 0
-               : -ENOMEM;
-}
-
 void hubs_list(struct hub *h, struct ureq *r, const struct auth *a, const struct api_match *m)
 {
     struct site_where w;
-    json_t *arr = json_array();
+    json_t *arr;
     int rc;
 
     (void)a;
     (void)m;
-    if (h->rec != NULL) /* the connects just seen, as GET /v1/sites */
-        (void)recorder_flush(h->rec, 2000);
-    rc = where_load(h, 0, &w);
-    if (rc == 0)
-        rc = registry_hub_list(h->reg, hub_json, arr);
-    for (size_t k = 0; rc == 0 && k < json_array_size(arr); k++) {
-        json_t *o = json_array_get(arr, k);
-        int64_t id = (int64_t)json_integer_value(json_object_get(o, "id"));
-        size_t held = 0;
-
-        if (id == h->hub_id) {
-            held = h->tunnels.count; /* the live tunnels, not the rows */
-        } else {
-            for (size_t i = 0; i < w.n; i++) /* sessions that are their site's newest */
-                held += w.open[i].hub_id == id &&
-                        (i + 1 == w.n || w.open[i + 1].site_id != w.open[i].site_id);
-        }
-        json_object_set_new(o, "self", json_boolean(id == h->hub_id));
-        json_object_set_new(o, "link",
-                            json_string(id == h->hub_id       ? "self"
-                                        : peer_link_up(h, id) ? "up"
-                                                              : "down"));
-        json_object_set_new(o, "sites", json_integer((json_int_t)held));
-    }
-    where_free(&w);
-    if (rc < 0) {
-        json_decref(arr);
+    api_read_records(h); /* the connects just seen, as GET /v1/sites */
+    if ((rc = where_load(h, 0, &w)) < 0) {
         api_error_store(r, rc, "registry read failed");
         return;
     }
+    arr = json_array();
+    for (size_t k = 0; k < w.n_hubs; k++) {
+        const struct where_hub *hb = &w.hubs[k];
+        int self = hb->id == h->hub_id;
+        size_t held = 0;
+
+        if (self) {
+            held = h->tunnels.count; /* the live tunnels, not the rows */
+        } else {
+            for (size_t i = 0; i < w.n; i++) /* sessions that are their site's newest */
+                held += w.open[i].hub_id == hb->id &&
+                        (i + 1 == w.n || w.open[i + 1].site_id != w.open[i].site_id);
+        }
+        /* json_pack "O" takes a new reference to the endpoints; append_new
+         * steals the object. */
+        json_array_append_new(arr, json_pack("{s:I,s:s,s:s,s:O,s:I,s:b,s:s,s:I}", "id",
+                                             (json_int_t)hb->id, "name", hb->name, "pin", hb->pin,
+                                             "public", hb->public, "joined_at",
+                                             (json_int_t)hb->joined_at, "self", self, "link",
+                                             self                      ? "self"
+                                             : peer_link_up(h, hb->id) ? "up"
+                                                                       : "down",
+                                             "sites", (json_int_t)held));
+    }
+    where_free(&w);
     apijson_respond(r, 200, json_pack("{s:o}", "hubs", arr));
 }

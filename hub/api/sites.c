@@ -129,7 +129,7 @@ static int list_cb(const struct reg_site *s, void *arg)
  * nothing or one batch; a stalled database delays the read at most
  * READ_RECORDS_MS, then it shows what is written. */
 #define READ_RECORDS_MS 2000
-static void read_records(struct hub *h)
+void api_read_records(struct hub *h)
 {
     if (h->rec != NULL)
         (void)recorder_flush(h->rec, READ_RECORDS_MS);
@@ -142,7 +142,7 @@ void sites_list(struct hub *h, struct ureq *r, const struct auth *a, const struc
     struct list_ctx lc = {h, a, &w, arr};
     int rc;
 
-    read_records(h);
+    api_read_records(h);
     rc = where_load(h, 0, &w);
     if (rc == 0)
         rc = registry_site_list(h->reg, list_cb, &lc);
@@ -197,7 +197,7 @@ void site_show(struct hub *h, struct ureq *r, const struct auth *a, const struct
     json_t *obj;
 
     memset(&o, 0, sizeof(o));
-    read_records(h);
+    api_read_records(h);
     if (api_find_site(h, a, name, &s, &o, 0) != 0) {
         ureq_error(r, o.status, o.code, o.detail);
         return;
